@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/*
+ * vigil kernel ABI: every structure that crosses the kernel/user boundary.
+ *
+ * Mirrored by bpf/src/abi.rs. Both sides assert sizes and offsets, so a
+ * change here that is not made there fails the build, not production.
+ * Rules: fixed-width types only, explicit padding, no bitfields, every
+ * struct a multiple of 8 bytes.
+ *
+ * Record layout in the ring buffer:
+ *
+ *     struct vg_hdr | kind body (fixed size per kind) | str 0 | str 1 | ...
+ *
+ * hdr.str_len[i] is the byte length of string i (no terminating NUL);
+ * strings follow the body back to back in index order. hdr.size is the
+ * length of the whole record. Decoders check all of this before reading.
+ */
+#ifndef VIGIL_ABI_H
+#define VIGIL_ABI_H
+
+#define VG_ABI_VERSION 1
+
+/* Event kinds. Fixed numbers, grouped by decade with gaps for growth. */
+enum vg_kind {
+	/* process lifecycle */
+	VG_EXEC = 1,
+	VG_FORK = 2,
+	VG_EXIT = 3,
+	/* files */
+	VG_OPEN = 10,
+	/* network */
+	VG_CONNECT = 20,
+	VG_ACCEPT = 21,
+	VG_LISTEN = 22,
+	VG_TCP_STATE = 23,
+	/* privileges */
+	VG_CAPABLE = 30,
+	VG_SETID = 31,
+	VG_CAPSET = 32,
+	/* kernel attack surface */
+	VG_PTRACE = 40,
+	VG_BPF = 41,
+	VG_MODULE = 42,
+	VG_MEMFD = 43,
+	/* mounts and namespaces */
+	VG_MOUNT = 50,
+	VG_UMOUNT = 51,
+	VG_UNSHARE = 52,
+	VG_SETNS = 53,
+	/* user space probes */
+	VG_READLINE = 60,
+};
+/* Size of every per-kind array (counters, interest). */
+#define VG_KIND_SLOTS 64
+
+/* hdr.flags */
+#define VG_F_TRUNC0 (1u << 0) /* string 0 was truncated */
+#define VG_F_TRUNC1 (1u << 1)
+#define VG_F_TRUNC2 (1u << 2)
+#define VG_F_TRUNC3 (1u << 3)
+#define VG_F_LOSS (1u << 4)   /* this CPU dropped events since its previous record */
+#define VG_F_THREAD (1u << 5) /* emitted by a thread that is not the group leader */
+
+#define VG_MAX_STR 4
+
+struct vg_hdr {
+	__u16 kind;             /* enum vg_kind */
+	__u16 flags;            /* VG_F_* */
+	__u32 size;             /* total record length in bytes */
+	__u64 ts_ns;            /* CLOCK_BOOTTIME ns (bpf_ktime_get_boot_ns) */
+	__u64 start_ns;         /* thread group leader's start_boottime (ns) */
+	__u64 cgroup_id;        /* cgroup v2 id (kernfs id of dfl cgroup) */
+	__u32 pid;              /* tgid, host pid namespace */
+	__u32 tid;              /* thread id, host pid namespace */
+	__u32 ppid;             /* real_parent's tgid, host pid namespace */
+	__u32 ns_pid;           /* tgid as seen in the task's own pid namespace */
+	__u32 uid;              /* real uid (host user namespace) */
+	__u32 gid;              /* real gid */
+	__u32 euid;             /* effective uid */
+	__u32 egid;             /* effective gid */
+	__u32 auid;             /* loginuid (audit), 0xffffffff when unset */
+	__u32 pidns;            /* inode of the task's active pid namespace */
+	__u32 mntns;            /* inode of the mount namespace */
+	__u32 netns;            /* inode of the network namespace */
+	__u16 str_len[VG_MAX_STR]; /* lengths of the trailing strings */
+	char comm[16];          /* task comm, NUL-padded */
+};
+_Static_assert(sizeof(struct vg_hdr) == 104, "vg_hdr: update bpf/src/abi.rs");
+
+/* VG_EXEC, from sched_process_exec. Strings: 0 = executable path
+ * (canonical: bprm->file, so symlinks and relative paths are resolved),
+ * 1 = argv (NUL-separated, from the new mm), 2 = cwd,
+ * 3 = bprm->filename as passed to execve (may be relative or a symlink). */
+struct vg_exec {
+	__u64 ino;         /* executable inode number */
+	__s64 mtime_sec;   /* executable mtime, seconds */
+	__u32 dev;         /* executable's superblock s_dev (kernel encoding) */
+	__u32 mode;        /* executable i_mode */
+	__u32 file_uid;    /* executable owner */
+	__u32 argc;        /* argument count (bprm->argc) */
+	__u32 exec_flags;  /* VG_EXEC_* */
+	__u32 old_pid;     /* tid that called execve (differs after de_thread) */
+};
+_Static_assert(sizeof(struct vg_exec) == 40, "vg_exec");
+#define VG_EXEC_MEMFD (1u << 0)   /* executable is a memfd (fileless) */
+#define VG_EXEC_UNLINKED (1u << 1) /* executable has no links (deleted) */
+#define VG_EXEC_SETUID (1u << 2)  /* euid changed by the exec */
+#define VG_EXEC_SETGID (1u << 3)  /* egid changed by the exec */
+
+/* VG_FORK, from sched_process_fork, one per new process (threads are not
+ * reported). Header describes the parent. */
+struct vg_fork {
+	__u64 child_start_ns;
+	__u32 child_pid;     /* host tgid of the child */
+	__u32 child_ns_pid;  /* child's pid in its own (possibly new) pid ns */
+	__u32 child_pidns;
+	__u32 child_mntns;
+	__u32 child_netns;
+	__u32 ns_flags;      /* CLONE_NEW* bits where the child's ns differs */
+};
+_Static_assert(sizeof(struct vg_fork) == 32, "vg_fork");
+
+/* VG_EXIT, from sched_process_exit, once per process (last thread). */
+struct vg_exit {
+	__u32 status;  /* wait(2)-style status: code << 8 | signal */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_exit) == 8, "vg_exit");
+
+/* VG_OPEN, from sys_enter/sys_exit of open, openat, openat2, creat.
+ * When the open succeeded, string 0 is the canonical path of the opened
+ * file (resolved from the new fd: symlinks, dirfd and cwd all resolved) and
+ * string 1 is empty. When it failed, string 0 is the canonical path of the
+ * directory the name is relative to (cwd or dirfd; empty when the name is
+ * absolute) and string 1 is the name as passed; userspace joins them. */
+struct vg_open {
+	__s64 ret;       /* fd, or -errno */
+	__u64 ino;       /* inode of the opened file (0 on failure) */
+	__u32 flags;     /* open flags as passed */
+	__u32 mode;      /* creation mode as passed */
+	__u32 dev;       /* s_dev of the opened file (0 on failure) */
+	__u32 syscall;   /* VG_SYS_* */
+	__s32 dfd;       /* dirfd argument (AT_FDCWD = -100) */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_open) == 40, "vg_open");
+
+/* Syscall identifiers used in bodies (stable, independent of arch). */
+enum vg_sys {
+	VG_SYS_OPEN = 1,
+	VG_SYS_OPENAT = 2,
+	VG_SYS_OPENAT2 = 3,
+	VG_SYS_CREAT = 4,
+	VG_SYS_SETUID = 10,
+	VG_SYS_SETGID = 11,
+	VG_SYS_SETREUID = 12,
+	VG_SYS_SETREGID = 13,
+	VG_SYS_SETRESUID = 14,
+	VG_SYS_SETRESGID = 15,
+	VG_SYS_SETFSUID = 16,
+	VG_SYS_SETFSGID = 17,
+	VG_SYS_INIT_MODULE = 20,
+	VG_SYS_FINIT_MODULE = 21,
+	VG_SYS_DELETE_MODULE = 22,
+	VG_SYS_ACCEPT = 30,
+	VG_SYS_ACCEPT4 = 31,
+};
+
+/* VG_CONNECT / VG_ACCEPT / VG_LISTEN. Addresses in network byte order,
+ * IPv4 in the first 4 bytes; ports in host byte order.
+ * connect: remote from the sockaddr passed, local from the socket after
+ * the call. accept: both ends of the new socket. listen: local end.
+ * String 0 = unix socket path (AF_UNIX only). */
+struct vg_sock {
+	__s64 ret;        /* 0 / new fd, or -errno (-EINPROGRESS for non-blocking connect) */
+	__u16 family;     /* AF_INET, AF_INET6, AF_UNIX */
+	__u16 lport;
+	__u16 rport;
+	__u16 protocol;   /* IPPROTO_TCP, IPPROTO_UDP, ... (0 if unknown) */
+	__s32 fd;         /* socket fd argument */
+	__u32 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, ... */
+	__u32 backlog;    /* listen backlog; accept: VG_SYS_ACCEPT* */
+	__u32 _pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+_Static_assert(sizeof(struct vg_sock) == 64, "vg_sock");
+
+/* VG_TCP_STATE, from sock:inet_sock_set_state (TCP only). The header's
+ * process is the task current at the transition: for transitions done in
+ * softirq (e.g. SYN_RECV -> ESTABLISHED) it may be unrelated. */
+struct vg_tcp_state {
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+_Static_assert(sizeof(struct vg_tcp_state) == 40, "vg_tcp_state");
+
+/* VG_CAPABLE, from capability:cap_capable. Deduplicated in the kernel per
+ * (process, cap, result): the first is reported, repeats are counted. */
+struct vg_capable {
+	__s32 cap;
+	__s32 ret;        /* 0 granted, -EPERM denied */
+	__u32 target_userns; /* inode of the user namespace checked against */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_capable) == 16, "vg_capable");
+
+/* VG_SETID: setuid, setgid, setreuid, setregid, setresuid, setresgid,
+ * setfsuid, setfsgid. Header credentials are those after the call. */
+struct vg_setid {
+	__s64 ret;
+	__u32 syscall;    /* VG_SYS_SET* */
+	__s32 id[3];      /* arguments; -1 = unchanged */
+};
+_Static_assert(sizeof(struct vg_setid) == 24, "vg_setid");
+
+/* VG_CAPSET */
+struct vg_capset {
+	__s64 ret;
+	__u64 effective;
+	__u64 permitted;
+	__u64 inheritable;
+	__s32 target_pid; /* 0 = self */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_capset) == 40, "vg_capset");
+
+/* VG_PTRACE */
+struct vg_ptrace {
+	__s64 ret;
+	__s64 request;
+	__s32 target_pid; /* as passed (caller's pid namespace) */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_ptrace) == 24, "vg_ptrace");
+
+/* VG_BPF: bpf(2). String 0 = prog/map name from the attr when the
+ * command carries one. */
+struct vg_bpf {
+	__s64 ret;
+	__u32 cmd;
+	__u32 type;       /* prog_type (PROG_LOAD) or map_type (MAP_CREATE) */
+};
+_Static_assert(sizeof(struct vg_bpf) == 16, "vg_bpf");
+
+/* VG_MODULE: init_module, finit_module, delete_module.
+ * Strings: 0 = module file path (finit_module fd resolved) or name
+ * (delete_module), 1 = parameters (uargs). */
+struct vg_module {
+	__s64 ret;
+	__u32 syscall;    /* VG_SYS_*_MODULE */
+	__u32 flags;
+	__u64 len;        /* init_module image length */
+};
+_Static_assert(sizeof(struct vg_module) == 24, "vg_module");
+
+/* VG_MEMFD: memfd_create. String 0 = name. */
+struct vg_memfd {
+	__s64 ret;
+	__u32 flags;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_memfd) == 16, "vg_memfd");
+
+/* VG_MOUNT: mount(2). Strings: 0 = source, 1 = target (as passed),
+ * 2 = filesystem type, 3 = cwd when the target is relative. */
+struct vg_mount {
+	__s64 ret;
+	__u64 flags;
+};
+_Static_assert(sizeof(struct vg_mount) == 16, "vg_mount");
+
+/* VG_UMOUNT: umount2(2). String 0 = target as passed. */
+struct vg_umount {
+	__s64 ret;
+	__u32 flags;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_umount) == 16, "vg_umount");
+
+/* VG_UNSHARE / VG_SETNS. The header carries the namespaces after the
+ * call; the body those before it. */
+struct vg_ns {
+	__s64 ret;
+	__u64 flags;      /* unshare flags, or setns nstype */
+	__s32 fd;         /* setns fd (-1 for unshare) */
+	__u32 target_ns;  /* setns: inode of the namespace the fd refers to */
+	__u32 old_mntns;
+	__u32 old_netns;
+	__u32 old_pidns_children;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_ns) == 40, "vg_ns");
+
+/* VG_READLINE: bash readline() return. String 0 = the line. */
+struct vg_readline {
+	__u64 _reserved;
+};
+_Static_assert(sizeof(struct vg_readline) == 8, "vg_readline");
+
+/* ---- maps shared with userspace ---- */
+
+/* counters: PERCPU_ARRAY[VG_KIND_SLOTS], indexed by kind */
+struct vg_counters {
+	__u64 emitted;    /* records written to the ring buffer */
+	__u64 dropped;    /* ring buffer full: record lost */
+	__u64 filtered;   /* not emitted: no interest */
+	__u64 deduped;    /* not emitted: repeat of a reported (process, object) */
+};
+_Static_assert(sizeof(struct vg_counters) == 32, "vg_counters");
+
+/* interest_paths: LPM_TRIE keyed by path bytes */
+#define VG_LPM_MAX 256
+struct vg_path_key {
+	__u32 prefixlen;  /* in bits */
+	__u8 path[VG_LPM_MAX];
+};
+/* values of interest_paths */
+#define VG_PATH_REPORT 1u /* report opens below this prefix */
+#define VG_PATH_IGNORE 2u /* never report opens below this prefix */
+
+/* dedup: HASH; value = number of suppressed repeats */
+struct vg_dedup_key {
+	__u32 tgid;
+	__u32 kind;
+	__u64 a;
+	__u64 b;
+};
+_Static_assert(sizeof(struct vg_dedup_key) == 24, "vg_dedup_key");
+struct vg_dedup_val {
+	__u64 count;      /* repeats suppressed so far */
+	__u64 last_ns;    /* boot ns of the last suppressed repeat */
+};
+_Static_assert(sizeof(struct vg_dedup_val) == 16, "vg_dedup_val");
+
+/* interest_ports: HASH u16 port -> u32 VG_PORT_* (connect/accept/listen) */
+#define VG_PORT_IGNORE 2u
+
+#endif /* VIGIL_ABI_H */

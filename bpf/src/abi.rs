@@ -1,0 +1,383 @@
+//! Rust mirror of `bpf/c/vigil_abi.h`: every structure that crosses the
+//! kernel/user boundary, with the same sizes and offsets (asserted at compile
+//! time on both sides, so a drift fails the build).
+//!
+//! These are plain `#[repr(C)]` data; they are read out of ring-buffer bytes
+//! with [`read_pod`], never by casting references into the buffer (ring buffer
+//! records are only 8-byte aligned and may be truncated by a hostile writer).
+
+#![allow(missing_docs)] // field meanings are documented once, in vigil_abi.h and docs/events.md
+
+use core::mem::{offset_of, size_of};
+
+/// ABI version; bump with any layout change (also in vigil_abi.h).
+pub const ABI_VERSION: u32 = 1;
+
+/// Number of slots in per-kind arrays (counters, interest_kinds).
+pub const KIND_SLOTS: u32 = 64;
+/// Maximum number of trailing strings in a record.
+pub const MAX_STR: usize = 4;
+/// Key size of the interest_paths LPM trie.
+pub const LPM_MAX: usize = 256;
+
+/// Event kind numbers (`enum vg_kind`).
+pub mod kind {
+    pub const EXEC: u16 = 1;
+    pub const FORK: u16 = 2;
+    pub const EXIT: u16 = 3;
+    pub const OPEN: u16 = 10;
+    pub const CONNECT: u16 = 20;
+    pub const ACCEPT: u16 = 21;
+    pub const LISTEN: u16 = 22;
+    pub const TCP_STATE: u16 = 23;
+    pub const CAPABLE: u16 = 30;
+    pub const SETID: u16 = 31;
+    pub const CAPSET: u16 = 32;
+    pub const PTRACE: u16 = 40;
+    pub const BPF: u16 = 41;
+    pub const MODULE: u16 = 42;
+    pub const MEMFD: u16 = 43;
+    pub const MOUNT: u16 = 50;
+    pub const UMOUNT: u16 = 51;
+    pub const UNSHARE: u16 = 52;
+    pub const SETNS: u16 = 53;
+    pub const READLINE: u16 = 60;
+}
+
+/// `hdr.flags` bits.
+pub mod flags {
+    /// String `i` was truncated: `TRUNC0 << i`.
+    pub const TRUNC0: u16 = 1 << 0;
+    /// This CPU dropped records since its previous record.
+    pub const LOSS: u16 = 1 << 4;
+    /// Emitted by a thread that is not the thread-group leader.
+    pub const THREAD: u16 = 1 << 5;
+}
+
+/// `vg_exec.exec_flags` bits.
+pub mod exec_flags {
+    pub const MEMFD: u32 = 1 << 0;
+    pub const UNLINKED: u32 = 1 << 1;
+    pub const SETUID: u32 = 1 << 2;
+    pub const SETGID: u32 = 1 << 3;
+}
+
+/// Stable syscall identifiers (`enum vg_sys`).
+pub mod sys {
+    pub const OPEN: u32 = 1;
+    pub const OPENAT: u32 = 2;
+    pub const OPENAT2: u32 = 3;
+    pub const CREAT: u32 = 4;
+    pub const SETUID: u32 = 10;
+    pub const SETGID: u32 = 11;
+    pub const SETREUID: u32 = 12;
+    pub const SETREGID: u32 = 13;
+    pub const SETRESUID: u32 = 14;
+    pub const SETRESGID: u32 = 15;
+    pub const SETFSUID: u32 = 16;
+    pub const SETFSGID: u32 = 17;
+    pub const INIT_MODULE: u32 = 20;
+    pub const FINIT_MODULE: u32 = 21;
+    pub const DELETE_MODULE: u32 = 22;
+    pub const ACCEPT: u32 = 30;
+    pub const ACCEPT4: u32 = 31;
+}
+
+/// Values of the interest_paths LPM trie.
+pub const PATH_REPORT: u32 = 1;
+/// Never report opens below this prefix.
+pub const PATH_IGNORE: u32 = 2;
+/// interest_ports value: do not report this port.
+pub const PORT_IGNORE: u32 = 2;
+
+/// Marker for types that may be read from arbitrary bytes: `#[repr(C)]`,
+/// only integer fields and arrays of them, no padding holes, every bit
+/// pattern valid.
+///
+/// # Safety
+/// Implementors must satisfy the above.
+pub unsafe trait Pod: Copy + 'static {}
+
+/// Reads a `T` from the start of `bytes`, or `None` if too short.
+pub fn read_pod<T: Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked above; T: Pod accepts any bit pattern; the read
+    // is unaligned because ring-buffer records carry no alignment promise.
+    Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+macro_rules! pod {
+    ($($t:ty),*) => { $(unsafe impl Pod for $t {})* };
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hdr {
+    pub kind: u16,
+    pub flags: u16,
+    pub size: u32,
+    pub ts_ns: u64,
+    pub start_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub ns_pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub auid: u32,
+    pub pidns: u32,
+    pub mntns: u32,
+    pub netns: u32,
+    pub str_len: [u16; MAX_STR],
+    pub comm: [u8; 16],
+}
+const _: () = assert!(size_of::<Hdr>() == 104);
+const _: () = assert!(offset_of!(Hdr, ts_ns) == 8);
+const _: () = assert!(offset_of!(Hdr, pid) == 32);
+const _: () = assert!(offset_of!(Hdr, auid) == 64);
+const _: () = assert!(offset_of!(Hdr, str_len) == 80);
+const _: () = assert!(offset_of!(Hdr, comm) == 88);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exec {
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub dev: u32,
+    pub mode: u32,
+    pub file_uid: u32,
+    pub argc: u32,
+    pub exec_flags: u32,
+    pub old_pid: u32,
+}
+const _: () = assert!(size_of::<Exec>() == 40);
+const _: () = assert!(offset_of!(Exec, exec_flags) == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fork {
+    pub child_start_ns: u64,
+    pub child_pid: u32,
+    pub child_ns_pid: u32,
+    pub child_pidns: u32,
+    pub child_mntns: u32,
+    pub child_netns: u32,
+    pub ns_flags: u32,
+}
+const _: () = assert!(size_of::<Fork>() == 32);
+const _: () = assert!(offset_of!(Fork, ns_flags) == 28);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exit {
+    pub status: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Exit>() == 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Open {
+    pub ret: i64,
+    pub ino: u64,
+    pub flags: u32,
+    pub mode: u32,
+    pub dev: u32,
+    pub syscall: u32,
+    pub dfd: i32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Open>() == 40);
+const _: () = assert!(offset_of!(Open, dfd) == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sock {
+    pub ret: i64,
+    pub family: u16,
+    pub lport: u16,
+    pub rport: u16,
+    pub protocol: u16,
+    pub fd: i32,
+    pub sock_type: u32,
+    pub backlog: u32,
+    pub _pad: u32,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+const _: () = assert!(size_of::<Sock>() == 64);
+const _: () = assert!(offset_of!(Sock, laddr) == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpState {
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub oldstate: u8,
+    pub newstate: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(size_of::<TcpState>() == 40);
+const _: () = assert!(offset_of!(TcpState, saddr) == 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capable {
+    pub cap: i32,
+    pub ret: i32,
+    pub target_userns: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Capable>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetId {
+    pub ret: i64,
+    pub syscall: u32,
+    pub id: [i32; 3],
+}
+const _: () = assert!(size_of::<SetId>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapSet {
+    pub ret: i64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub target_pid: i32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<CapSet>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ptrace {
+    pub ret: i64,
+    pub request: i64,
+    pub target_pid: i32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Ptrace>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bpf {
+    pub ret: i64,
+    pub cmd: u32,
+    pub r#type: u32,
+}
+const _: () = assert!(size_of::<Bpf>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Module {
+    pub ret: i64,
+    pub syscall: u32,
+    pub flags: u32,
+    pub len: u64,
+}
+const _: () = assert!(size_of::<Module>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memfd {
+    pub ret: i64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Memfd>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mount {
+    pub ret: i64,
+    pub flags: u64,
+}
+const _: () = assert!(size_of::<Mount>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Umount {
+    pub ret: i64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Umount>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ns {
+    pub ret: i64,
+    pub flags: u64,
+    pub fd: i32,
+    pub target_ns: u32,
+    pub old_mntns: u32,
+    pub old_netns: u32,
+    pub old_pidns_children: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Ns>() == 40);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readline {
+    pub _reserved: u64,
+}
+const _: () = assert!(size_of::<Readline>() == 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub emitted: u64,
+    pub dropped: u64,
+    pub filtered: u64,
+    pub deduped: u64,
+}
+const _: () = assert!(size_of::<Counters>() == 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathKey {
+    pub prefixlen: u32,
+    pub path: [u8; LPM_MAX],
+}
+const _: () = assert!(size_of::<PathKey>() == 260);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DedupKey {
+    pub tgid: u32,
+    pub kind: u32,
+    pub a: u64,
+    pub b: u64,
+}
+const _: () = assert!(size_of::<DedupKey>() == 24);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DedupVal {
+    pub count: u64,
+    pub last_ns: u64,
+}
+const _: () = assert!(size_of::<DedupVal>() == 16);
+
+pod!(
+    Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet, Ptrace, Bpf, Module,
+    Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
+);
+
+// aya map value/key marker traits.
+// SAFETY: all are repr(C) integer aggregates without padding holes.
+unsafe impl aya::Pod for Counters {}
+unsafe impl aya::Pod for PathKey {}
+unsafe impl aya::Pod for DedupKey {}
+unsafe impl aya::Pod for DedupVal {}

@@ -1,0 +1,573 @@
+//! vigil's eBPF sensors: the C programs (compiled by build.rs and embedded in
+//! this crate), the Rust mirror of their ABI, the loader that probes and
+//! attaches them, the ring-buffer reader and the record decoder.
+//!
+//! Flow: [`Sensors::load`] → [`Sensors::take_ring`] → [`RingReader`] →
+//! [`decode::decode`] → [`decode::KernelEvent`] (the engine enriches it).
+
+#![deny(missing_docs)]
+
+pub mod abi;
+pub mod decode;
+mod ring;
+pub mod sensors;
+
+pub use ring::RingReader;
+pub use sensors::{SENSORS, SensorSpec, SensorState, SensorStatus};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::TracePoint,
+};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The compiled sensors object (CO-RE, BTF), embedded so a copied binary runs alone.
+pub fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil.bpf.o"))
+}
+
+/// Errors of the sensor layer. Every variant names what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The BPF object could not be loaded (maps created, globals set).
+    #[error("loading the BPF object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// A map the loader needs is missing or has the wrong type.
+    #[error("BPF map `{name}`: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// Cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// tracefs is not mounted and could not be mounted.
+    #[error("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {0}")]
+    Tracefs(#[source] std::io::Error),
+    /// A configuration value is out of range.
+    #[error("invalid sensor setting `{key}`: {message}")]
+    Config {
+        /// Setting name.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No sensor could be attached at all.
+    #[error("no sensor could be attached: {0}")]
+    NothingAttached(String),
+    /// A program could not be attached.
+    #[error("program `{prog}`: {message}")]
+    Program {
+        /// Program name.
+        prog: &'static str,
+        /// What failed, errno first.
+        message: String,
+    },
+}
+
+/// Loader settings (`const volatile` globals and what to attach).
+#[derive(Debug, Clone)]
+pub struct SensorConfig {
+    /// Ring buffer size in bytes (power of two, at least 4 KiB).
+    pub ring_bytes: u32,
+    /// Wake the consumer only once this many bytes are pending (0: every record).
+    pub wakeup_bytes: u32,
+    /// Deduplicate repeated (process, object) records in the kernel.
+    pub dedup: bool,
+    /// Report opens for write anywhere not ignored.
+    pub open_writes: bool,
+    /// tgid whose events are never emitted (the agent).
+    pub self_tgid: u32,
+    /// Sensors not to attach.
+    pub disabled: HashSet<String>,
+    /// bash binary for the readline probe (None: search the usual places).
+    pub bash_path: Option<PathBuf>,
+    /// Hold a BPF_ENABLE_STATS fd so per-program run time is counted while
+    /// the agent runs (costs two clock reads per program run).
+    pub bpf_stats: bool,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        SensorConfig {
+            ring_bytes: 16 << 20,
+            wakeup_bytes: 64 << 10,
+            dedup: true,
+            open_writes: true,
+            self_tgid: std::process::id(),
+            disabled: HashSet::new(),
+            bash_path: None,
+            bpf_stats: true,
+        }
+    }
+}
+
+/// What the pipeline needs from the kernel: everything else dies there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interest {
+    /// Event kinds to emit.
+    pub kinds: BTreeSet<u16>,
+    /// Report every open below these prefixes.
+    pub report_paths: Vec<String>,
+    /// Never report opens below these prefixes (longest prefix wins).
+    pub ignore_paths: Vec<String>,
+    /// Capabilities to report (numbers, 0..64).
+    pub caps: BTreeSet<u8>,
+    /// Ports whose connect/accept/listen are not reported.
+    pub ignore_ports: BTreeSet<u16>,
+}
+
+impl Default for Interest {
+    fn default() -> Self {
+        Interest {
+            kinds: sensors::all_kinds().collect(),
+            report_paths: [
+                "/etc/", "/root/", "/boot/", "/home/", "/var/spool/cron/", "/var/log/",
+                "/usr/lib/systemd/", "/lib/modules/", "/dev/shm/", "/proc/kcore", "/dev/mem",
+                "/dev/kmem", "/sys/kernel/security/", "/sys/fs/bpf/",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ignore_paths: [
+                "/dev/null", "/dev/pts/", "/dev/tty", "/proc/self/", "/proc/thread-self/",
+                "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            caps: (0..64).collect(),
+            ignore_ports: BTreeSet::new(),
+        }
+    }
+}
+
+static TRACEFS: OnceLock<&'static str> = OnceLock::new();
+
+/// Directory where tracefs is mounted (after [`ensure_tracefs`]).
+pub fn tracefs_dir() -> &'static str {
+    TRACEFS.get().copied().unwrap_or("/sys/kernel/tracing")
+}
+
+/// Makes sure tracefs is mounted (aya and tracepoint attach need it);
+/// mounts it at /sys/kernel/tracing when missing. Returns where it is and
+/// whether this call mounted it.
+pub fn ensure_tracefs() -> Result<(&'static str, bool), Error> {
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if std::path::Path::new(dir).join("events").is_dir() {
+            let _ = TRACEFS.set(dir);
+            return Ok((dir, false));
+        }
+    }
+    let rc = unsafe {
+        // SAFETY: constant NUL-terminated strings, null data.
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Tracefs(std::io::Error::last_os_error()));
+    }
+    let _ = TRACEFS.set("/sys/kernel/tracing");
+    Ok(("/sys/kernel/tracing", true))
+}
+
+/// Tries to lift RLIMIT_MEMLOCK. Failure is not fatal: kernels >= 5.11
+/// charge BPF memory to the cgroup, and root here lacks CAP_SYS_RESOURCE.
+/// Returns the error text when it failed.
+pub fn raise_memlock() -> Option<String> {
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        Some(std::io::Error::last_os_error().to_string())
+    } else {
+        None
+    }
+}
+
+/// Per-program run statistics (from BPF_ENABLE_STATS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStat {
+    /// Program name.
+    pub name: String,
+    /// Times the program ran.
+    pub run_count: u64,
+    /// Total time spent in it.
+    pub run_time: Duration,
+}
+
+/// The loaded, attached sensors. Dropping it detaches everything.
+pub struct Sensors {
+    ebpf: Ebpf,
+    status: Vec<SensorStatus>,
+    _stats_fd: Option<OwnedFd>,
+    /// Time from start of load to all sensors attached.
+    pub attach_time: Duration,
+    /// Syscalls attached: (number, interest value).
+    syscalls: Vec<(i64, u32)>,
+    /// Whether RLIMIT_MEMLOCK could be raised (None) or why not.
+    pub memlock_note: Option<String>,
+}
+
+const MAP_EVENTS: &str = "events";
+
+impl Sensors {
+    /// Loads the object with `cfg`'s globals and attaches every enabled
+    /// sensor with the best mechanism that works here.
+    pub fn load(cfg: &SensorConfig, interest: &Interest) -> Result<Sensors, Error> {
+        let t0 = Instant::now();
+        if !cfg.ring_bytes.is_power_of_two() || cfg.ring_bytes < 4096 {
+            return Err(Error::Config {
+                key: "ring_buffer_bytes",
+                message: format!("{} is not a power of two >= 4096", cfg.ring_bytes),
+            });
+        }
+        ensure_tracefs()?;
+        let memlock_note = raise_memlock();
+        let (btf, btf_error) = match Btf::from_sys_fs() {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let dedup = u8::from(cfg.dedup);
+        let open_writes = u8::from(cfg.open_writes);
+        let ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .override_global("cfg_self_tgid", &cfg.self_tgid, true)
+            .override_global("cfg_wakeup_bytes", &cfg.wakeup_bytes, true)
+            .override_global("cfg_dedup", &dedup, true)
+            .override_global("cfg_open_writes", &open_writes, true)
+            .map_max_entries(MAP_EVENTS, cfg.ring_bytes)
+            .load(object())
+            .map_err(Error::Load)?;
+        let stats_fd = if cfg.bpf_stats {
+            aya::sys::enable_stats(aya::sys::Stats::RunTime).ok()
+        } else {
+            None
+        };
+        // Interest before attach, so nothing unwanted is ever emitted.
+        let mut me = Sensors {
+            ebpf,
+            status: Vec::new(),
+            _stats_fd: stats_fd,
+            attach_time: Duration::ZERO,
+            syscalls: Vec::new(),
+            memlock_note,
+        };
+        me.apply_interest(interest)?;
+        let bash = sensors::find_bash(cfg.bash_path.as_deref());
+        let mut att = sensors::Attacher {
+            ebpf: &mut me.ebpf,
+            btf,
+            btf_error,
+            bash,
+            loaded: Default::default(),
+            syscalls: Vec::new(),
+        };
+        let mut status = Vec::new();
+        for spec in SENSORS {
+            if cfg.disabled.contains(spec.name) {
+                status.push(SensorStatus {
+                    name: spec.name,
+                    state: SensorState::Disabled,
+                });
+                continue;
+            }
+            let mut failures: Vec<(String, String)> = Vec::new();
+            let mut state = None;
+            for m in spec.candidates {
+                match att.try_mechanism(m, spec.kinds[0]) {
+                    Ok(()) => {
+                        state = Some(SensorState::Live {
+                            mechanism: m.describe(),
+                            fell_back_from: failures.clone(),
+                        });
+                        break;
+                    }
+                    Err(e) => failures.push((m.describe(), e)),
+                }
+            }
+            status.push(SensorStatus {
+                name: spec.name,
+                state: state.unwrap_or(SensorState::Unavailable(failures)),
+            });
+        }
+        let syscalls = std::mem::take(&mut att.syscalls);
+        me.status = status;
+        me.syscalls = syscalls;
+        me.write_syscall_interest(interest)?;
+        if !me.status.iter().any(SensorStatus::is_live) {
+            let why: Vec<String> = me
+                .status
+                .iter()
+                .filter_map(|s| match &s.state {
+                    SensorState::Unavailable(f) => Some(format!(
+                        "{}: {}",
+                        s.name,
+                        f.first().map(|x| x.1.as_str()).unwrap_or("?")
+                    )),
+                    _ => None,
+                })
+                .collect();
+            return Err(Error::NothingAttached(why.join("; ")));
+        }
+        me.attach_time = t0.elapsed();
+        Ok(me)
+    }
+
+    /// Outcome per sensor, in table order.
+    pub fn status(&self) -> &[SensorStatus] {
+        &self.status
+    }
+
+    fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
+        move |source| Error::Map { name, source }
+    }
+
+    /// Pushes an interest declaration into the kernel maps. Safe to call
+    /// while running (reloads).
+    pub fn apply_interest(&mut self, i: &Interest) -> Result<(), Error> {
+        {
+            let mut kinds: Array<&mut MapData, u32> = Array::try_from(
+                self.ebpf
+                    .map_mut("interest_kinds")
+                    .ok_or_else(|| Error::Map {
+                        name: "interest_kinds",
+                        source: aya::maps::MapError::InvalidName {
+                            name: "interest_kinds".into(),
+                        },
+                    })?,
+            )
+            .map_err(Self::map_err("interest_kinds"))?;
+            for k in 0..abi::KIND_SLOTS {
+                let on = u32::from(i.kinds.contains(&(k as u16)));
+                kinds
+                    .set(k, on, 0)
+                    .map_err(Self::map_err("interest_kinds"))?;
+            }
+        }
+        {
+            let mut caps: Array<&mut MapData, u32> =
+                Array::try_from(self.map_mut("interest_caps")?).map_err(Self::map_err("interest_caps"))?;
+            for c in 0..64u32 {
+                caps.set(c, u32::from(i.caps.contains(&(c as u8))), 0)
+                    .map_err(Self::map_err("interest_caps"))?;
+            }
+        }
+        {
+            let mut paths: LpmTrie<&mut MapData, abi::PathKey, u32> =
+                LpmTrie::try_from(self.map_mut("interest_paths")?).map_err(Self::map_err("interest_paths"))?;
+            let old: Vec<Key<abi::PathKey>> = paths.keys().filter_map(Result::ok).collect();
+            for k in old {
+                let _ = paths.remove(&k);
+            }
+            for (list, val) in [(&i.report_paths, abi::PATH_REPORT), (&i.ignore_paths, abi::PATH_IGNORE)] {
+                for p in list {
+                    let bytes = p.as_bytes();
+                    if bytes.is_empty() || bytes.len() > abi::LPM_MAX {
+                        return Err(Error::Config {
+                            key: "open paths",
+                            message: format!("prefix {p:?} must be 1..={} bytes", abi::LPM_MAX),
+                        });
+                    }
+                    let mut key = abi::PathKey {
+                        prefixlen: 0,
+                        path: [0; abi::LPM_MAX],
+                    };
+                    key.path[..bytes.len()].copy_from_slice(bytes);
+                    let k = Key::new((bytes.len() * 8) as u32, key);
+                    paths
+                        .insert(&k, val, 0)
+                        .map_err(Self::map_err("interest_paths"))?;
+                }
+            }
+        }
+        {
+            let mut ports: BpfHashMap<&mut MapData, u16, u32> =
+                BpfHashMap::try_from(self.map_mut("interest_ports")?).map_err(Self::map_err("interest_ports"))?;
+            let old: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
+            for p in old {
+                let _ = ports.remove(&p);
+            }
+            for &p in &i.ignore_ports {
+                ports
+                    .insert(p, abi::PORT_IGNORE, 0)
+                    .map_err(Self::map_err("interest_ports"))?;
+            }
+        }
+        if !self.syscalls.is_empty() {
+            self.write_syscall_interest(i)?;
+        }
+        Ok(())
+    }
+
+    fn write_syscall_interest(&mut self, i: &Interest) -> Result<(), Error> {
+        let entries = self.syscalls.clone();
+        let mut sc: Array<&mut MapData, u32> = Array::try_from(self.map_mut("interest_syscalls")?)
+            .map_err(Self::map_err("interest_syscalls"))?;
+        for (nr, val) in entries {
+            let k = (val & 0xffff) as u16;
+            let v = if i.kinds.contains(&k) { val } else { 0 };
+            if let Ok(nr) = u32::try_from(nr) {
+                sc.set(nr, v, 0).map_err(Self::map_err("interest_syscalls"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, Error> {
+        self.ebpf.map_mut(name).ok_or(Error::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })
+    }
+
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, Error> {
+        self.ebpf.map(name).ok_or(Error::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })
+    }
+
+    /// Takes the ring buffer out (once) for a [`RingReader`].
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
+        let map = self.ebpf.take_map(MAP_EVENTS).ok_or(Error::Map {
+            name: "events",
+            source: aya::maps::MapError::InvalidName {
+                name: MAP_EVENTS.into(),
+            },
+        })?;
+        RingBuf::try_from(map).map_err(Self::map_err("events"))
+    }
+
+    /// Kernel counters per kind, summed over CPUs (only kinds with activity).
+    pub fn counters(&self) -> Result<BTreeMap<u16, abi::Counters>, Error> {
+        let arr: PerCpuArray<&MapData, abi::Counters> =
+            PerCpuArray::try_from(self.map("counters")?).map_err(Self::map_err("counters"))?;
+        let mut out = BTreeMap::new();
+        for k in 0..abi::KIND_SLOTS {
+            let vals = arr.get(&k, 0).map_err(Self::map_err("counters"))?;
+            let mut sum = abi::Counters::default();
+            for v in vals.iter() {
+                sum.emitted += v.emitted;
+                sum.dropped += v.dropped;
+                sum.filtered += v.filtered;
+                sum.deduped += v.deduped;
+            }
+            if sum != abi::Counters::default() {
+                out.insert(k as u16, sum);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run count and time of every loaded program (zero unless stats are on).
+    pub fn program_stats(&self) -> Vec<ProgramStat> {
+        let mut out = Vec::new();
+        for (name, prog) in self.ebpf.programs() {
+            if let Ok(info) = prog.info() {
+                out.push(ProgramStat {
+                    name: name.to_string(),
+                    run_count: info.run_count(),
+                    run_time: info.run_time(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Removes dedup entries of processes that are gone, returning
+    /// (entries removed, repeats they had suppressed) so the exact
+    /// per-key counts are accounted before the key disappears.
+    pub fn sweep_dedup(&mut self, alive: impl Fn(u32) -> bool) -> Result<(u64, u64), Error> {
+        let mut map: BpfHashMap<&mut MapData, abi::DedupKey, abi::DedupVal> =
+            BpfHashMap::try_from(self.map_mut("dedup")?).map_err(Self::map_err("dedup"))?;
+        let dead: Vec<abi::DedupKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !alive(k.tgid))
+            .collect();
+        let (mut n, mut suppressed) = (0, 0);
+        for k in dead {
+            if let Ok(v) = map.get(&k, 0) {
+                suppressed += v.count;
+            }
+            if map.remove(&k).is_ok() {
+                n += 1;
+            }
+        }
+        Ok((n, suppressed))
+    }
+
+    /// Attaches the benchmark's bare counting program to `sys_enter_<syscall>`.
+    pub fn attach_bench_counter(&mut self, syscall: &str) -> Result<(), Error> {
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut("vg_bench_count")
+            .ok_or(Error::Program {
+                prog: "vg_bench_count",
+                message: "missing from object".into(),
+            })?
+            .try_into()
+            .map_err(|e| Error::Program {
+                prog: "vg_bench_count",
+                message: sensors::explain(&e),
+            })?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| Error::Program {
+                prog: "vg_bench_count",
+                message: sensors::explain(&e),
+            })?;
+        }
+        prog.attach("syscalls", &format!("sys_enter_{syscall}"))
+            .map_err(|e| Error::Program {
+                prog: "vg_bench_count",
+                message: sensors::explain(&e),
+            })?;
+        Ok(())
+    }
+
+    /// Hits counted by the benchmark program.
+    pub fn bench_hits(&self) -> Result<u64, Error> {
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.map("bench_hits")?).map_err(Self::map_err("bench_hits"))?;
+        Ok(arr
+            .get(&0, 0)
+            .map_err(Self::map_err("bench_hits"))?
+            .iter()
+            .sum())
+    }
+
+    /// Loads only the object (no sensors attached), for the benchmark's
+    /// counting floor.
+    pub fn load_bare(cfg: &SensorConfig) -> Result<Sensors, Error> {
+        ensure_tracefs()?;
+        let memlock_note = raise_memlock();
+        let ebpf = EbpfLoader::new()
+            .override_global("cfg_self_tgid", &cfg.self_tgid, true)
+            .map_max_entries(MAP_EVENTS, cfg.ring_bytes)
+            .load(object())
+            .map_err(Error::Load)?;
+        Ok(Sensors {
+            ebpf,
+            status: Vec::new(),
+            _stats_fd: None,
+            attach_time: Duration::ZERO,
+            syscalls: Vec::new(),
+            memlock_note,
+        })
+    }
+}

@@ -1,0 +1,504 @@
+//! The agent: sensors → ring buffer → decode → enrich → rules/baselines →
+//! outputs, plus housekeeping (dedup sweeps, drop reporting) and the final
+//! summary. `vigil run`, `vigil record`, the tests and the benchmark all
+//! drive this one path.
+
+use crate::capture::{self, CaptureWriter, Context};
+use crate::config::Config;
+use crate::ecs;
+use crate::enrich::{Enricher, Event};
+use crate::host::{self, Host, LiveHost, Users};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use vigil_baselines::Baselines;
+use vigil_bpf::abi::Counters;
+use vigil_bpf::decode::{self, DecodeError};
+use vigil_bpf::{RingReader, SensorStatus, Sensors};
+use vigil_outputs::Sink;
+use vigil_rules::RuleSet;
+
+/// Now on the kernel's boot clock (the clock of event timestamps).
+pub fn boot_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Counters of the userspace side.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineStats {
+    /// Records decoded, per kind.
+    pub decoded: BTreeMap<u16, u64>,
+    /// Records that failed to decode.
+    pub decode_errors: u64,
+    /// First decode error seen.
+    pub first_decode_error: Option<String>,
+    /// Records written to the output.
+    pub written: u64,
+    /// Output write failures.
+    pub write_errors: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+}
+
+/// Decode → enrich → rules → output, for live and replayed records alike.
+pub struct Pipeline {
+    enricher: Enricher,
+    rules: RuleSet,
+    baselines: Baselines,
+    sink: Option<Box<dyn Sink>>,
+    emit_events: bool,
+    hostname: String,
+    tap: Option<mpsc::Sender<Event>>,
+    /// Counters.
+    pub stats: PipelineStats,
+}
+
+impl Pipeline {
+    /// A pipeline with the given context.
+    pub fn new(cfg: &Config, ctx: &Context, sink: Option<Box<dyn Sink>>, tap: Option<mpsc::Sender<Event>>) -> Pipeline {
+        Pipeline {
+            enricher: Enricher::new(Arc::new(ctx.users.clone()), ctx.boot_offset_ns, cfg.agent.ancestors),
+            rules: RuleSet::empty(),
+            baselines: Baselines::empty(),
+            sink,
+            emit_events: cfg.agent.events,
+            hostname: ctx.hostname.clone(),
+            tap,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// The enricher (process table).
+    pub fn enricher(&mut self) -> &mut Enricher {
+        &mut self.enricher
+    }
+
+    /// Handles one raw record.
+    pub fn handle(&mut self, sample: &[u8], host: &mut dyn Host) {
+        let k = match decode::decode(sample) {
+            Ok(k) => k,
+            Err(e) => {
+                self.note_decode_error(&e);
+                return;
+            }
+        };
+        *self.stats.decoded.entry(k.hdr.kind).or_default() += 1;
+        let ev = self.enricher.enrich(k, host);
+        let matches = self.rules.evaluate(&ev);
+        let _ = self.baselines.observe(&ev);
+        self.stats.alerts += matches.len() as u64;
+        if let Some(sink) = self.sink.as_mut()
+            && (self.emit_events || !matches.is_empty())
+        {
+            let kind = if matches.is_empty() { "event" } else { "alert" };
+            let rec = ecs::encode(&ev, &self.hostname, kind);
+            match sink.write_record(&rec) {
+                Ok(()) => self.stats.written += 1,
+                Err(_) => self.stats.write_errors += 1,
+            }
+        }
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(ev);
+        }
+    }
+
+    fn note_decode_error(&mut self, e: &DecodeError) {
+        self.stats.decode_errors += 1;
+        if self.stats.first_decode_error.is_none() {
+            self.stats.first_decode_error = Some(e.to_string());
+        }
+    }
+
+    /// Writes a pre-encoded record (metrics, notices) to the sink.
+    pub fn write_raw(&mut self, rec: &[u8]) {
+        if let Some(s) = self.sink.as_mut() {
+            match s.write_record(rec) {
+                Ok(()) => self.stats.written += 1,
+                Err(_) => self.stats.write_errors += 1,
+            }
+        }
+    }
+
+    /// Flushes the sink.
+    pub fn flush(&mut self) {
+        if let Some(s) = self.sink.as_mut() {
+            let _ = s.flush();
+        }
+    }
+
+    /// Host name used in records.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+}
+
+impl vigil_rules::Fields for Event {
+    fn category(&self) -> &str {
+        ecs::classify(self.k.hdr.kind).0
+    }
+    fn field(&self, name: &str) -> Option<vigil_rules::Value<'_>> {
+        use vigil_rules::Value;
+        match name {
+            "process.pid" => Some(Value::Int(self.k.hdr.pid.into())),
+            "process.executable" => self.process.as_ref().map(|p| Value::Str(&p.exe)),
+            "file.path" => self.file_path.as_deref().map(Value::Str),
+            "user.id" => Some(Value::Int(self.k.hdr.uid.into())),
+            _ => None,
+        }
+    }
+}
+
+impl vigil_baselines::Observation for Event {
+    fn profile_key(&self) -> Option<&[u8]> {
+        self.process.as_ref().map(|p| &p.exe[..])
+    }
+    fn behaviour(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What an agent run ends with.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// Kernel counters per kind.
+    pub kernel: BTreeMap<u16, Counters>,
+    /// Userspace counters.
+    pub pipeline: PipelineStats,
+    /// Per-program statistics.
+    pub programs: Vec<vigil_bpf::ProgramStat>,
+    /// Dedup entries swept and the repeats they had suppressed.
+    pub dedup_swept: (u64, u64),
+    /// Records written to a capture.
+    pub recorded: u64,
+    /// Time from start to all sensors attached.
+    pub attach_time: Duration,
+}
+
+impl Summary {
+    /// Human summary: events and drops per sensor.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let total: u64 = self.pipeline.decoded.values().sum();
+        s.push_str(&format!(
+            "vigil: ran {:.1}s, {} events decoded ({:.0}/s), {} written, {} alerts, {} decode errors, sensors attached in {} ms\n",
+            secs,
+            total,
+            total as f64 / secs,
+            self.pipeline.written,
+            self.pipeline.alerts,
+            self.pipeline.decode_errors,
+            self.attach_time.as_millis(),
+        ));
+        s.push_str(&format!(
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            "sensor", "emitted", "decoded", "dropped", "filtered", "deduped"
+        ));
+        let mut any_drop = false;
+        for spec in vigil_bpf::SENSORS {
+            let mut c = Counters::default();
+            let mut dec = 0;
+            for k in spec.kinds {
+                if let Some(x) = self.kernel.get(k) {
+                    c.emitted += x.emitted;
+                    c.dropped += x.dropped;
+                    c.filtered += x.filtered;
+                    c.deduped += x.deduped;
+                }
+                dec += self.pipeline.decoded.get(k).copied().unwrap_or(0);
+            }
+            if c == Counters::default() && dec == 0 {
+                continue;
+            }
+            any_drop |= c.dropped > 0;
+            s.push_str(&format!(
+                "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                spec.name, c.emitted, dec, c.dropped, c.filtered, c.deduped
+            ));
+        }
+        if any_drop {
+            s.push_str("vigil: WARNING: events were dropped (ring buffer full); raise sensors.ring_buffer_bytes\n");
+        }
+        if let Some(e) = &self.pipeline.first_decode_error {
+            s.push_str(&format!("vigil: first decode error: {e}\n"));
+        }
+        if self.recorded > 0 {
+            s.push_str(&format!("vigil: {} records captured\n", self.recorded));
+        }
+        s
+    }
+}
+
+/// How to run.
+pub struct RunOptions {
+    /// Configuration.
+    pub config: Config,
+    /// Output sink (None: no output, e.g. tests using the tap).
+    pub sink: Option<Box<dyn Sink>>,
+    /// Every enriched event is also sent here.
+    pub tap: Option<mpsc::Sender<Event>>,
+    /// Record raw records to this capture file.
+    pub record: Option<PathBuf>,
+    /// Print drop warnings and the sensor table on stderr.
+    pub verbose: bool,
+}
+
+/// Builds the capture context of this host.
+pub fn live_context() -> Context {
+    Context {
+        abi_version: vigil_bpf::abi::ABI_VERSION,
+        vigil_version: env!("CARGO_PKG_VERSION").into(),
+        hostname: hostname(),
+        boot_offset_ns: host::boot_offset_ns(),
+        users: Users::load(),
+    }
+}
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Sensors failed.
+    #[error(transparent)]
+    Sensors(#[from] vigil_bpf::Error),
+    /// Capture failed.
+    #[error(transparent)]
+    Capture(#[from] capture::CaptureError),
+    /// Ring buffer I/O.
+    #[error("ring buffer: {0}")]
+    Ring(#[from] std::io::Error),
+}
+
+/// Loads and attaches the sensors for `opts` (the first half of a run).
+pub fn start_sensors(cfg: &Config) -> Result<Sensors, RunError> {
+    Ok(Sensors::load(&cfg.sensor_config(), &cfg.interest())?)
+}
+
+/// Runs until `shutdown` resolves, then drains, flushes and summarizes.
+/// `on_ready` gets the sensor status once everything is attached.
+pub async fn run(
+    mut opts: RunOptions,
+    mut sensors: Sensors,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let cfg = opts.config.clone();
+    let ctx = live_context();
+    let mut recorder = match &opts.record {
+        Some(p) => Some(CaptureWriter::create(p, &ctx)?),
+        None => None,
+    };
+    let mut host = LiveHost::new(recorder.is_some());
+    let mut pipeline = Pipeline::new(&cfg, &ctx, opts.sink.take(), opts.tap.take());
+    let ring = sensors.take_ring()?;
+    let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
+
+    // Seed the process table only now that the sensors are attached: a
+    // process started during start-up is either in the scan or in the
+    // events, never in neither.
+    let seed = capture::Seed {
+        at_ns: boot_now_ns(),
+        procs: host::read_all_procs(),
+    };
+    pipeline.enricher().seed(&seed.procs, seed.at_ns);
+    if let Some(r) = recorder.as_mut() {
+        r.json(capture::frame::SEED, &seed)?;
+    }
+
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(cfg.agent.housekeeping_interval_s.max(1)));
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_dropped: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut swept = (0u64, 0u64);
+    let mut rec_err: Option<capture::CaptureError> = None;
+    tokio::pin!(shutdown);
+
+    let mut on_sample = |pipeline: &mut Pipeline, host: &mut LiveHost, s: &[u8], rec: &mut Option<CaptureWriter>| {
+        pipeline.handle(s, host);
+        if let Some(r) = rec.as_mut() {
+            let l = host.take_log();
+            if let Err(e) = r.lookups(l).and_then(|()| r.record(s))
+                && rec_err.is_none()
+            {
+                rec_err = Some(e);
+            }
+        }
+    };
+
+    loop {
+        tokio::select! {
+            r = reader.read_batch(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder)) => { r?; }
+            _ = housekeeping.tick() => {
+                let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+                if let Ok((n, c)) = sensors.sweep_dedup(alive) {
+                    swept.0 += n;
+                    swept.1 += c;
+                }
+                pipeline.enricher().expire(boot_now_ns(), 30_000_000_000);
+                if let Ok(counters) = sensors.counters() {
+                    report_drops(&mut pipeline, &counters, &mut last_dropped, opts.verbose);
+                }
+                pipeline.flush();
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    // Drain what the kernel still holds.
+    reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
+    let kernel = sensors.counters().unwrap_or_default();
+    report_drops(&mut pipeline, &kernel, &mut last_dropped, opts.verbose);
+    pipeline.flush();
+    let mut recorded = 0;
+    if let Some(mut r) = recorder {
+        r.json(capture::frame::SUMMARY, &kernel_json(&kernel))?;
+        r.flush()?;
+        recorded = r.records;
+    }
+    if let Some(e) = rec_err {
+        return Err(e.into());
+    }
+    Ok(Summary {
+        elapsed: started.elapsed(),
+        kernel,
+        programs: sensors.program_stats(),
+        pipeline: pipeline.stats.clone(),
+        dedup_swept: swept,
+        recorded,
+        attach_time: sensors.attach_time,
+    })
+}
+
+fn kernel_json(k: &BTreeMap<u16, Counters>) -> serde_json::Value {
+    let m: serde_json::Map<String, serde_json::Value> = k
+        .iter()
+        .map(|(kind, c)| {
+            (
+                kind.to_string(),
+                serde_json::json!({"emitted": c.emitted, "dropped": c.dropped, "filtered": c.filtered, "deduped": c.deduped}),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(m)
+}
+
+/// Emits a metric record and a warning when a sensor's drop count grew.
+fn report_drops(p: &mut Pipeline, counters: &BTreeMap<u16, Counters>, last: &mut BTreeMap<u16, u64>, verbose: bool) {
+    for (k, c) in counters {
+        let prev = last.get(k).copied().unwrap_or(0);
+        if c.dropped > prev {
+            let sensor = vigil_bpf::sensors::sensor_of_kind(*k).map(|s| s.name).unwrap_or("?");
+            let mut w = vigil_outputs::json::Writer::new();
+            w.str("@timestamp", ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64))
+                .str("event.kind", "metric")
+                .str("event.action", "sensor-drops")
+                .str("event.module", "vigil")
+                .str("host.hostname", p.hostname().to_string())
+                .str("vigil.sensor", sensor)
+                .u64("vigil.drops.new", c.dropped - prev)
+                .u64("vigil.drops.total", c.dropped);
+            let rec = w.finish();
+            p.write_raw(&rec);
+            if verbose {
+                eprintln!(
+                    "vigil: sensor={sensor} dropped={} total={}: ring buffer full; alerts in this window carry vigil.after_loss",
+                    c.dropped - prev,
+                    c.dropped
+                );
+            }
+            last.insert(*k, c.dropped);
+        }
+    }
+}
+
+/// An agent running on its own thread (tests, benchmark).
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<Summary, String>>>,
+    /// Sensor status at start.
+    pub status: Vec<SensorStatus>,
+}
+
+impl Running {
+    /// Starts an agent on a new thread; returns once sensors are attached.
+    pub fn spawn(opts: RunOptions) -> Result<Running, String> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<Vec<SensorStatus>, String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("vigil-agent".into())
+            .spawn(move || -> Result<Summary, String> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async move {
+                    let sensors = match start_sensors(&opts.config) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return Err(e.to_string());
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(sensors.status().to_vec()));
+                    run(opts, sensors, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        match ready_rx.recv() {
+            Ok(Ok(status)) => Ok(Running {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+                status,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(match thread.join() {
+                Ok(Err(e)) => e,
+                _ => "agent thread died during start".into(),
+            }),
+        }
+    }
+
+    /// Stops the agent and returns its summary.
+    pub fn stop(mut self) -> Result<Summary, String> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<Summary, String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "agent thread panicked".to_string())?,
+            None => Err("already stopped".into()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.stop_inner();
+        }
+    }
+}

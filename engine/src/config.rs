@@ -1,0 +1,341 @@
+//! Configuration: a TOML file (every key optional, documented in
+//! `docs/config.md`) plus command-line overrides. Errors name
+//! `file:line: key: message`; the binary exits 2 on them.
+
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use vigil_bpf::{Interest, SensorConfig, sensors};
+
+/// A configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct ConfigError {
+    /// File name as given.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// Dotted key (`sensors.ring_buffer_bytes`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `[agent]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Data directory (baselines, spool); created 0700.
+    pub data_dir: PathBuf,
+    /// Emit every event, not only alerts.
+    pub events: bool,
+    /// `stdout` or a file path (created 0600).
+    pub output: String,
+    /// Parent-chain depth attached to events.
+    pub ancestors: usize,
+    /// Seconds between dedup-table sweeps and counter reads.
+    pub housekeeping_interval_s: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            data_dir: PathBuf::from("/var/lib/vigil"),
+            events: false,
+            output: "stdout".into(),
+            ancestors: 4,
+            housekeeping_interval_s: 5,
+        }
+    }
+}
+
+/// `[sensors]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensorsConfig {
+    /// Sensors not to attach (names as in `vigil probe`).
+    pub disabled: Vec<String>,
+    /// Ring buffer size in bytes (power of two).
+    pub ring_buffer_bytes: u32,
+    /// Pending bytes that force a consumer wakeup.
+    pub wakeup_bytes: u32,
+    /// Drain interval bounding delivery latency (ms).
+    pub drain_interval_ms: u64,
+    /// Kernel-side dedup of repeated (process, object) records.
+    pub dedup: bool,
+    /// Report opens for write anywhere not ignored.
+    pub open_writes: bool,
+    /// Report every open below these prefixes.
+    pub report_paths: Vec<String>,
+    /// Never report opens below these prefixes.
+    pub ignore_paths: Vec<String>,
+    /// Ports whose connect/accept/listen are not reported.
+    pub ignore_ports: Vec<u16>,
+    /// bash binary for the readline probe.
+    pub bash_path: Option<PathBuf>,
+    /// Per-program run-time statistics while running.
+    pub bpf_stats: bool,
+}
+
+impl Default for SensorsConfig {
+    fn default() -> Self {
+        let i = Interest::default();
+        let s = SensorConfig::default();
+        SensorsConfig {
+            disabled: Vec::new(),
+            ring_buffer_bytes: s.ring_bytes,
+            wakeup_bytes: s.wakeup_bytes,
+            drain_interval_ms: 10,
+            dedup: s.dedup,
+            open_writes: s.open_writes,
+            report_paths: i.report_paths,
+            ignore_paths: i.ignore_paths,
+            ignore_ports: Vec::new(),
+            bash_path: None,
+            bpf_stats: s.bpf_stats,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// `[sensors]`.
+    pub sensors: SensorsConfig,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Finds the line where `table.key` is set (0 when absent).
+fn locate(text: &str, table: &str, key: &str) -> usize {
+    let mut current = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if current == table
+            && let Some((k, _)) = t.split_once('=')
+            && k.trim() == key
+        {
+            return i + 1;
+        }
+    }
+    0
+}
+
+/// The table and key around a byte offset (for parse errors).
+fn key_at(text: &str, offset: usize) -> String {
+    let mut table = String::new();
+    let mut key = String::new();
+    let mut pos = 0;
+    for l in text.lines() {
+        let end = pos + l.len() + 1;
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            key.clear();
+        } else if let Some((k, _)) = t.split_once('=') {
+            key = k.trim().to_string();
+        }
+        if end > offset {
+            break;
+        }
+        pos = end;
+    }
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+/// Closest known name, for "did you mean".
+fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    fn dist(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    options
+        .map(|o| (dist(word, o), o))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, o)| o)
+}
+
+impl Config {
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let off = e.span().map(|s| s.start).unwrap_or(0);
+            ConfigError {
+                file: file.into(),
+                line: if e.span().is_some() { line_of(text, off) } else { 0 },
+                key: key_at(text, off),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate(text, file)?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: "-".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let err = |table: &str, key: &str, message: String| ConfigError {
+            file: file.into(),
+            line: locate(text, table, key),
+            key: format!("{table}.{key}"),
+            message,
+        };
+        let s = &self.sensors;
+        for name in &s.disabled {
+            if sensors::sensor(name).is_none() {
+                let hint = suggest(name, sensors::SENSORS.iter().map(|s| s.name))
+                    .map(|h| format!(" (did you mean `{h}`?)"))
+                    .unwrap_or_default();
+                return Err(err("sensors", "disabled", format!("unknown sensor `{name}`{hint}")));
+            }
+        }
+        if !s.ring_buffer_bytes.is_power_of_two() || s.ring_buffer_bytes < 4096 {
+            return Err(err(
+                "sensors",
+                "ring_buffer_bytes",
+                format!("{} is not a power of two of at least 4096", s.ring_buffer_bytes),
+            ));
+        }
+        if s.wakeup_bytes >= s.ring_buffer_bytes {
+            return Err(err(
+                "sensors",
+                "wakeup_bytes",
+                format!("{} must be smaller than ring_buffer_bytes", s.wakeup_bytes),
+            ));
+        }
+        if s.drain_interval_ms == 0 || s.drain_interval_ms > 1000 {
+            return Err(err("sensors", "drain_interval_ms", "must be 1..=1000".into()));
+        }
+        for (key, list) in [("report_paths", &s.report_paths), ("ignore_paths", &s.ignore_paths)] {
+            for p in list {
+                if !p.starts_with('/') || p.len() > 256 {
+                    return Err(err(
+                        "sensors",
+                        key,
+                        format!("`{p}` must be an absolute path prefix of at most 256 bytes"),
+                    ));
+                }
+            }
+        }
+        if self.agent.ancestors > 64 {
+            return Err(err("agent", "ancestors", "must be at most 64".into()));
+        }
+        if self.agent.output != "stdout" && !self.agent.output.starts_with('/') {
+            return Err(err(
+                "agent",
+                "output",
+                format!("`{}` must be \"stdout\" or an absolute file path", self.agent.output),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The loader settings this configuration asks for.
+    pub fn sensor_config(&self) -> SensorConfig {
+        let s = &self.sensors;
+        SensorConfig {
+            ring_bytes: s.ring_buffer_bytes,
+            wakeup_bytes: s.wakeup_bytes,
+            dedup: s.dedup,
+            open_writes: s.open_writes,
+            self_tgid: std::process::id(),
+            disabled: s.disabled.iter().cloned().collect::<HashSet<_>>(),
+            bash_path: s.bash_path.clone(),
+            bpf_stats: s.bpf_stats,
+        }
+    }
+
+    /// The kernel interest this configuration declares. Rules and baselines
+    /// will add to it (issues #4, #5); today every kind of an enabled sensor
+    /// is wanted.
+    pub fn interest(&self) -> Interest {
+        let s = &self.sensors;
+        let disabled: HashSet<&str> = s.disabled.iter().map(String::as_str).collect();
+        Interest {
+            kinds: sensors::SENSORS
+                .iter()
+                .filter(|sp| !disabled.contains(sp.name))
+                .flat_map(|sp| sp.kinds.iter().copied())
+                .collect(),
+            report_paths: s.report_paths.clone(),
+            ignore_paths: s.ignore_paths.clone(),
+            caps: (0..64).collect(),
+            ignore_ports: s.ignore_ports.iter().copied().collect::<BTreeSet<_>>(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("", "x.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = Config::parse("[agent]\nevents = true\n\n[sensors]\nring_bufer_bytes = 4096\n", "v.toml")
+            .unwrap_err();
+        assert_eq!(e.file, "v.toml");
+        assert_eq!(e.line, 5);
+        assert_eq!(e.key, "sensors.ring_bufer_bytes");
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = Config::parse("[sensors]\ndedup = \"yes\"\n", "v.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "sensors.dedup"));
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let e = Config::parse("[sensors]\n\nring_buffer_bytes = 5000\n", "v.toml").unwrap_err();
+        assert_eq!(e.to_string(), "v.toml:3: sensors.ring_buffer_bytes: 5000 is not a power of two of at least 4096");
+        let e = Config::parse("[sensors]\ndisabled = [\"readlin\"]\n", "v.toml").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("did you mean `readline`"), "{e}");
+        let e = Config::parse("[sensors]\nreport_paths = [\"etc/\"]\n", "v.toml").unwrap_err();
+        assert_eq!(e.key, "sensors.report_paths");
+    }
+
+    #[test]
+    fn disabling_a_sensor_removes_its_interest() {
+        let c = Config::parse("[sensors]\ndisabled = [\"readline\"]\n", "v.toml").unwrap();
+        assert!(!c.interest().kinds.contains(&vigil_bpf::abi::kind::READLINE));
+        assert!(c.interest().kinds.contains(&vigil_bpf::abi::kind::EXEC));
+        assert!(c.sensor_config().disabled.contains("readline"));
+    }
+}

@@ -1,0 +1,596 @@
+//! Event → JSON with Elastic Common Schema field names. Every field is
+//! documented in `docs/events.md`; vigil-specific data lives under `vigil.*`.
+
+use crate::enrich::{Event, basename};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use vigil_bpf::abi::{self, kind};
+use vigil_bpf::decode::Body;
+use vigil_outputs::json::Writer;
+
+/// RFC 3339 UTC timestamp with nanoseconds.
+pub fn rfc3339(unix_ns: i64) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let nanos = unix_ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // civil_from_days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// (category, type, action) for a kind.
+pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
+    match k {
+        kind::EXEC => ("process", "start", "exec"),
+        kind::FORK => ("process", "start", "fork"),
+        kind::EXIT => ("process", "end", "exit"),
+        kind::OPEN => ("file", "access", "open"),
+        kind::CONNECT => ("network", "connection", "connect"),
+        kind::ACCEPT => ("network", "connection", "accept"),
+        kind::LISTEN => ("network", "start", "listen"),
+        kind::TCP_STATE => ("network", "change", "tcp-state"),
+        kind::CAPABLE => ("iam", "access", "capable"),
+        kind::SETID => ("iam", "change", "setid"),
+        kind::CAPSET => ("iam", "change", "capset"),
+        kind::PTRACE => ("process", "access", "ptrace"),
+        kind::BPF => ("host", "change", "bpf"),
+        kind::MODULE => ("driver", "change", "module"),
+        kind::MEMFD => ("file", "creation", "memfd-create"),
+        kind::MOUNT => ("configuration", "change", "mount"),
+        kind::UMOUNT => ("configuration", "change", "umount"),
+        kind::UNSHARE => ("process", "change", "unshare"),
+        kind::SETNS => ("process", "change", "setns"),
+        kind::READLINE => ("process", "info", "readline"),
+        _ => ("host", "info", "unknown"),
+    }
+}
+
+fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            v.push(b' ');
+        }
+        v.extend_from_slice(a);
+    }
+    v
+}
+
+fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
+    match i32::from(family) {
+        libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))),
+        libc::AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
+        _ => None,
+    }
+}
+
+/// Names of CLONE_NEW* bits.
+pub fn ns_flag_names(flags: u64) -> Vec<&'static str> {
+    const T: &[(u64, &str)] = &[
+        (0x0002_0000, "mnt"),
+        (0x0200_0000, "cgroup"),
+        (0x0400_0000, "uts"),
+        (0x0800_0000, "ipc"),
+        (0x1000_0000, "user"),
+        (0x2000_0000, "pid"),
+        (0x4000_0000, "net"),
+        (0x0000_0080, "time"),
+    ];
+    T.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect()
+}
+
+/// Capability name (`CAP_SYS_ADMIN`).
+pub fn cap_name(cap: i32) -> String {
+    const N: &[&str] = &[
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+        "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+        "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+        "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+        "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ];
+    usize::try_from(cap)
+        .ok()
+        .and_then(|c| N.get(c))
+        .map(|n| format!("CAP_{n}"))
+        .unwrap_or_else(|| format!("CAP_{cap}"))
+}
+
+fn caps_list(mask: u64) -> Vec<String> {
+    (0..64).filter(|b| mask & (1 << b) != 0).map(cap_name).collect()
+}
+
+/// Open flags by name.
+pub fn open_flag_names(flags: u32) -> Vec<&'static str> {
+    let mut v = vec![match flags & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }];
+    const T: &[(u32, &str)] = &[
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o10000000, "O_PATH"),
+        (0o20200000, "O_TMPFILE"),
+    ];
+    for (b, n) in T {
+        if flags & b == *b && *b != 0 {
+            v.push(n);
+        }
+    }
+    v
+}
+
+/// errno name for negative returns.
+pub fn errno_str(ret: i64) -> String {
+    let code = (-ret) as i32;
+    let name = match code {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EACCES => "EACCES",
+        libc::EEXIST => "EEXIST",
+        libc::EINVAL => "EINVAL",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EBADF => "EBADF",
+        libc::ESRCH => "ESRCH",
+        libc::EBUSY => "EBUSY",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::EROFS => "EROFS",
+        _ => return format!("E{code}"),
+    };
+    name.to_string()
+}
+
+fn tcp_state(s: u8) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+fn bpf_cmd(c: u32) -> String {
+    const N: &[&str] = &[
+        "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM",
+        "BPF_MAP_GET_NEXT_KEY", "BPF_PROG_LOAD", "BPF_OBJ_PIN", "BPF_OBJ_GET", "BPF_PROG_ATTACH",
+        "BPF_PROG_DETACH", "BPF_PROG_TEST_RUN", "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID",
+        "BPF_PROG_GET_FD_BY_ID", "BPF_MAP_GET_FD_BY_ID", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY",
+        "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_BTF_GET_FD_BY_ID", "BPF_TASK_FD_QUERY",
+        "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "BPF_MAP_FREEZE", "BPF_BTF_GET_NEXT_ID",
+        "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH",
+        "BPF_MAP_DELETE_BATCH", "BPF_LINK_CREATE", "BPF_LINK_UPDATE", "BPF_LINK_GET_FD_BY_ID",
+        "BPF_LINK_GET_NEXT_ID", "BPF_ENABLE_STATS", "BPF_ITER_CREATE", "BPF_LINK_DETACH",
+        "BPF_PROG_BIND_MAP", "BPF_TOKEN_CREATE",
+    ];
+    N.get(c as usize)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("BPF_CMD_{c}"))
+}
+
+fn ptrace_req(r: i64) -> String {
+    match r {
+        0 => "PTRACE_TRACEME".into(),
+        1 => "PTRACE_PEEKTEXT".into(),
+        2 => "PTRACE_PEEKDATA".into(),
+        4 => "PTRACE_POKETEXT".into(),
+        5 => "PTRACE_POKEDATA".into(),
+        7 => "PTRACE_CONT".into(),
+        8 => "PTRACE_KILL".into(),
+        9 => "PTRACE_SINGLESTEP".into(),
+        12 => "PTRACE_GETREGS".into(),
+        13 => "PTRACE_SETREGS".into(),
+        16 => "PTRACE_ATTACH".into(),
+        17 => "PTRACE_DETACH".into(),
+        24 => "PTRACE_SYSCALL".into(),
+        0x4200 => "PTRACE_SETOPTIONS".into(),
+        0x4206 => "PTRACE_SEIZE".into(),
+        0x4207 => "PTRACE_INTERRUPT".into(),
+        r => format!("PTRACE_{r}"),
+    }
+}
+
+fn setid_name(s: u32) -> &'static str {
+    use abi::sys::*;
+    match s {
+        SETUID => "setuid",
+        SETGID => "setgid",
+        SETREUID => "setreuid",
+        SETREGID => "setregid",
+        SETRESUID => "setresuid",
+        SETRESGID => "setresgid",
+        SETFSUID => "setfsuid",
+        SETFSGID => "setfsgid",
+        _ => "unknown",
+    }
+}
+
+/// Encodes an event as one ECS JSON object. `kind_override` lets alerts
+/// reuse the encoder (`event.kind: alert`).
+pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
+    let h = &ev.k.hdr;
+    let (category, etype, action) = classify(h.kind);
+    let mut w = Writer::new();
+    w.str("@timestamp", rfc3339(ev.unix_ns));
+    w.str("event.kind", event_kind)
+        .strs("event.category", [category])
+        .strs("event.type", [etype])
+        .str("event.action", action)
+        .str("event.module", "vigil")
+        .u64("event.sequence", ev.seq);
+    let ret = match &ev.k.body {
+        Body::Open { info, .. } => Some(info.ret),
+        Body::Sock { info, .. } => Some(info.ret),
+        Body::SetId(s) => Some(s.ret),
+        Body::CapSet(s) => Some(s.ret),
+        Body::Ptrace(s) => Some(s.ret),
+        Body::Bpf { info, .. } => Some(info.ret),
+        Body::Module { info, .. } => Some(info.ret),
+        Body::Memfd { info, .. } => Some(info.ret),
+        Body::Mount { info, .. } => Some(info.ret),
+        Body::Umount { info, .. } => Some(info.ret),
+        Body::Ns(n) => Some(n.ret),
+        Body::Capable(c) => Some(i64::from(c.ret)),
+        _ => None,
+    };
+    if let Some(r) = ret {
+        // EINPROGRESS is a started non-blocking connect, not a failure.
+        let ok = r >= 0 || (h.kind == kind::CONNECT && -r == i64::from(libc::EINPROGRESS));
+        w.str("event.outcome", if ok { "success" } else { "failure" });
+    }
+    w.str("host.hostname", hostname);
+
+    // process.*
+    w.u64("process.pid", h.pid.into())
+        .u64("process.thread.id", h.tid.into())
+        .str("process.name", ev.k.comm());
+    if let Some(p) = &ev.process {
+        if !p.exe.is_empty() {
+            w.str("process.executable", &p.exe);
+        }
+        if !p.args.is_empty() {
+            w.str("process.command_line", join_args(&p.args))
+                .strs("process.args", p.args.iter())
+                .u64("process.args_count", p.args.len() as u64);
+        }
+        if !p.cwd.is_empty() {
+            w.str("process.working_directory", &p.cwd);
+        }
+    }
+    if h.start_ns != 0 {
+        w.str("process.start", rfc3339((h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64)));
+    }
+    if let Body::Exit(x) = &ev.k.body {
+        w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
+    }
+    w.u64("process.parent.pid", h.ppid.into());
+    if let Some(a) = ev.ancestors.first() {
+        if !a.exe.is_empty() {
+            w.str("process.parent.executable", &a.exe)
+                .str("process.parent.name", basename(&a.exe));
+        }
+        if !a.args.is_empty() {
+            w.str("process.parent.command_line", join_args(&a.args));
+        }
+    }
+    w.u64("user.id", h.uid.into());
+    if let Some(u) = &ev.user {
+        w.str("user.name", u.as_bytes());
+    }
+    w.u64("user.effective.id", h.euid.into());
+    if let Some(u) = &ev.euser {
+        w.str("user.effective.name", u.as_bytes());
+    }
+    w.u64("group.id", h.gid.into());
+    if let Some(g) = &ev.group {
+        w.str("group.name", g.as_bytes());
+    }
+    if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
+        w.str("container.id", &c.id).str("container.runtime", c.runtime);
+    }
+    if let Some(f) = &ev.file_path {
+        w.str("file.path", f).str("file.name", basename(f));
+    }
+    if let Body::Open { info, .. } = &ev.k.body
+        && info.ino != 0
+    {
+        w.u64("file.inode", info.ino);
+    }
+    if let Body::Sock { info, unix_path } = &ev.k.body {
+        let local = ip(info.family, &info.laddr);
+        let remote = ip(info.family, &info.raddr);
+        let (src, dst) = match h.kind {
+            kind::ACCEPT => ((remote, info.rport), (local, info.lport)),
+            _ => ((local, info.lport), (remote, info.rport)),
+        };
+        if h.kind == kind::LISTEN {
+            if let Some(a) = local {
+                w.str("server.ip", a.to_string()).u64("server.port", info.lport.into());
+            }
+        } else {
+            if let Some(a) = src.0 {
+                w.str("source.ip", a.to_string()).u64("source.port", src.1.into());
+            }
+            if let Some(a) = dst.0 {
+                w.str("destination.ip", a.to_string())
+                    .u64("destination.port", dst.1.into());
+            }
+        }
+        let transport = match i32::from(info.protocol) {
+            libc::IPPROTO_TCP => Some("tcp"),
+            libc::IPPROTO_UDP => Some("udp"),
+            _ => None,
+        };
+        if let Some(t) = transport {
+            w.str("network.transport", t);
+        }
+        match i32::from(info.family) {
+            libc::AF_INET => {
+                w.str("network.type", "ipv4");
+            }
+            libc::AF_INET6 => {
+                w.str("network.type", "ipv6");
+            }
+            libc::AF_UNIX => {
+                w.str("network.type", "unix");
+            }
+            _ => {}
+        }
+        w.str(
+            "network.direction",
+            match h.kind {
+                kind::CONNECT => "egress",
+                kind::ACCEPT => "ingress",
+                _ => "unknown",
+            },
+        );
+        if !unix_path.is_empty() {
+            w.str("vigil.unix.path", unix_path);
+        }
+    }
+    if let Body::TcpState(t) = &ev.k.body {
+        if let Some(a) = ip(t.family, &t.saddr) {
+            w.str("source.ip", a.to_string()).u64("source.port", t.sport.into());
+        }
+        if let Some(a) = ip(t.family, &t.daddr) {
+            w.str("destination.ip", a.to_string())
+                .u64("destination.port", t.dport.into());
+        }
+        w.str("network.transport", "tcp");
+    }
+    if let Some(r) = ret
+        && r < 0
+    {
+        w.str("error.code", errno_str(r));
+    }
+
+    // vigil.*
+    w.str("vigil.sensor", vigil_bpf::sensors::sensor_of_kind(h.kind).map(|s| s.name).unwrap_or("?"));
+    w.u64("vigil.process.ns_pid", h.ns_pid.into())
+        .u64("vigil.process.auid", h.auid.into());
+    w.u64("vigil.ns.pid", h.pidns.into())
+        .u64("vigil.ns.mnt", h.mntns.into())
+        .u64("vigil.ns.net", h.netns.into());
+    w.u64("vigil.cgroup.id", h.cgroup_id);
+    if let Some(p) = &ev.cgroup_path {
+        w.str("vigil.cgroup.path", p.as_bytes());
+    }
+    if !ev.ancestors.is_empty() {
+        let mut arr = b"[".to_vec();
+        for (i, a) in ev.ancestors.iter().enumerate() {
+            if i > 0 {
+                arr.push(b',');
+            }
+            let mut o = Writer::new();
+            o.u64("pid", a.pid.into());
+            if !a.exe.is_empty() {
+                o.str("executable", &a.exe);
+            }
+            if !a.args.is_empty() {
+                o.str("command_line", join_args(&a.args));
+            }
+            arr.extend_from_slice(&o.finish());
+        }
+        arr.push(b']');
+        w.raw("vigil.ancestors", &arr);
+    }
+    let mut truncated = Vec::new();
+    match &ev.k.body {
+        Body::Exec {
+            info, filename, ..
+        } => {
+            w.str("vigil.exec.filename", filename)
+                .u64("vigil.exec.inode", info.ino)
+                .u64("vigil.exec.argc", info.argc.into())
+                .bool("vigil.exec.memfd", info.exec_flags & abi::exec_flags::MEMFD != 0)
+                .bool("vigil.exec.unlinked", info.exec_flags & abi::exec_flags::UNLINKED != 0)
+                .bool("vigil.exec.setuid", info.exec_flags & abi::exec_flags::SETUID != 0)
+                .bool("vigil.exec.setgid", info.exec_flags & abi::exec_flags::SETGID != 0);
+            if ev.k.truncated(0) {
+                truncated.push("process.executable");
+            }
+            if ev.k.truncated(1) {
+                truncated.push("process.args");
+            }
+        }
+        Body::Fork(f) => {
+            w.u64("vigil.child.pid", f.child_pid.into())
+                .u64("vigil.child.ns_pid", f.child_ns_pid.into())
+                .u64("vigil.child.ns.pid", f.child_pidns.into())
+                .u64("vigil.child.ns.mnt", f.child_mntns.into())
+                .u64("vigil.child.ns.net", f.child_netns.into())
+                .strs("vigil.child.new_namespaces", ns_flag_names(f.ns_flags.into()));
+        }
+        Body::Exit(x) => {
+            w.u64("vigil.exit.signal", (x.status & 0x7f).into());
+        }
+        Body::Open { info, name, .. } => {
+            w.strs("vigil.open.flags", open_flag_names(info.flags))
+                .u64("vigil.open.mode", info.mode.into())
+                .i64("vigil.open.ret", info.ret);
+            if !name.is_empty() {
+                w.str("vigil.open.name", name);
+            }
+            if ev.k.truncated(0) || ev.k.truncated(1) {
+                truncated.push("file.path");
+            }
+        }
+        Body::Sock { info, .. } => {
+            w.i64("vigil.socket.ret", info.ret)
+                .i64("vigil.socket.fd", info.fd.into());
+            if h.kind == kind::LISTEN {
+                w.u64("vigil.socket.backlog", info.backlog.into());
+            }
+        }
+        Body::TcpState(t) => {
+            w.str("vigil.tcp.old_state", tcp_state(t.oldstate))
+                .str("vigil.tcp.new_state", tcp_state(t.newstate));
+        }
+        Body::Capable(c) => {
+            w.str("vigil.capability.name", cap_name(c.cap))
+                .i64("vigil.capability.id", c.cap.into())
+                .u64("vigil.capability.userns", c.target_userns.into());
+        }
+        Body::SetId(s) => {
+            w.str("vigil.setid.syscall", setid_name(s.syscall))
+                .raw(
+                    "vigil.setid.args",
+                    format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
+                );
+        }
+        Body::CapSet(c) => {
+            w.strs("vigil.capset.effective", caps_list(c.effective))
+                .strs("vigil.capset.permitted", caps_list(c.permitted))
+                .strs("vigil.capset.inheritable", caps_list(c.inheritable))
+                .i64("vigil.capset.target_pid", c.target_pid.into());
+        }
+        Body::Ptrace(p) => {
+            w.str("vigil.ptrace.request", ptrace_req(p.request))
+                .i64("vigil.ptrace.target_pid", p.target_pid.into());
+            if let Some(t) = &ev.target {
+                w.str("vigil.ptrace.target_executable", &t.exe);
+            }
+        }
+        Body::Bpf { info, name } => {
+            w.str("vigil.bpf.command", bpf_cmd(info.cmd))
+                .u64("vigil.bpf.type", info.r#type.into());
+            if !name.is_empty() {
+                w.str("vigil.bpf.name", name);
+            }
+        }
+        Body::Module { info, target, params } => {
+            let sc = match info.syscall {
+                abi::sys::INIT_MODULE => "init_module",
+                abi::sys::FINIT_MODULE => "finit_module",
+                _ => "delete_module",
+            };
+            w.str("vigil.module.syscall", sc)
+                .u64("vigil.module.flags", info.flags.into());
+            if info.syscall != abi::sys::FINIT_MODULE && !target.is_empty() {
+                w.str("vigil.module.name", target);
+            }
+            if !params.is_empty() {
+                w.str("vigil.module.params", params);
+            }
+        }
+        Body::Memfd { info, name } => {
+            w.str("vigil.memfd.name", name)
+                .u64("vigil.memfd.flags", info.flags.into());
+        }
+        Body::Mount {
+            info,
+            source,
+            fstype,
+            ..
+        } => {
+            w.str("vigil.mount.source", source)
+                .str("vigil.mount.fstype", fstype)
+                .u64("vigil.mount.flags", info.flags);
+        }
+        Body::Umount { info, target } => {
+            w.str("vigil.umount.target", target)
+                .u64("vigil.umount.flags", info.flags.into());
+        }
+        Body::Ns(n) => {
+            w.strs("vigil.namespace.flags", ns_flag_names(n.flags));
+            if h.kind == kind::SETNS {
+                w.i64("vigil.namespace.fd", n.fd.into())
+                    .u64("vigil.namespace.target", n.target_ns.into());
+            }
+            w.u64("vigil.namespace.old.mnt", n.old_mntns.into())
+                .u64("vigil.namespace.old.net", n.old_netns.into())
+                .u64("vigil.namespace.old.pid_for_children", n.old_pidns_children.into());
+        }
+        Body::Readline { line } => {
+            w.str("vigil.readline.line", line);
+            if ev.k.truncated(0) {
+                truncated.push("vigil.readline.line");
+            }
+        }
+        _ => {}
+    }
+    if !truncated.is_empty() {
+        w.strs("vigil.truncated", truncated);
+    }
+    if ev.k.after_loss() {
+        w.bool("vigil.after_loss", true);
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_795_000_000_123_456_789), "2026-11-18T08:26:40.123456789Z");
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(cap_name(21), "CAP_SYS_ADMIN");
+        assert_eq!(cap_name(99), "CAP_99");
+        assert_eq!(open_flag_names(0o101), vec!["O_WRONLY", "O_CREAT"]);
+        assert_eq!(ns_flag_names(0x2002_0000), vec!["mnt", "pid"]);
+        assert_eq!(errno_str(-2), "ENOENT");
+    }
+}

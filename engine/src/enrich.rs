@@ -1,0 +1,394 @@
+//! Enrichment: a process table kept by fork/exec/exit events (seeded from
+//! /proc after the sensors attach), user names, container identity and the
+//! parent chain, turning a [`KernelEvent`] into an [`Event`].
+
+use crate::container::Container;
+use crate::host::{Host, ProcSnapshot, Users, container_of};
+use std::collections::HashMap;
+use std::sync::Arc;
+use vigil_bpf::decode::{Body, KernelEvent};
+
+/// What the table knows about a process.
+#[derive(Debug, Clone)]
+pub struct ProcInfo {
+    /// Host pid.
+    pub pid: u32,
+    /// Parent tgid.
+    pub ppid: u32,
+    /// Start, ns since boot.
+    pub start_ns: u64,
+    /// Executable path.
+    pub exe: Arc<[u8]>,
+    /// argv.
+    pub args: Arc<[Vec<u8>]>,
+    /// Whether argv was truncated in the kernel.
+    pub args_truncated: bool,
+    /// Working directory at exec.
+    pub cwd: Arc<[u8]>,
+    /// Container, if any.
+    pub container: Option<Arc<Container>>,
+    /// Boot ns of the newest event or snapshot that set this entry.
+    pub updated_ns: u64,
+    /// Boot ns of the exit, once exited.
+    pub exited_ns: Option<u64>,
+}
+
+impl ProcInfo {
+    fn from_snapshot(s: &ProcSnapshot, at_ns: u64) -> ProcInfo {
+        ProcInfo {
+            pid: s.pid,
+            ppid: s.ppid,
+            start_ns: s.start_ns,
+            exe: s.exe.clone().into(),
+            args: s.args.clone().into(),
+            args_truncated: false,
+            cwd: s.cwd.clone().into(),
+            container: container_of(&s.cgroup),
+            updated_ns: at_ns,
+            exited_ns: None,
+        }
+    }
+
+    /// The executable's file name.
+    pub fn name(&self) -> &[u8] {
+        basename(&self.exe)
+    }
+}
+
+/// Last path component.
+pub fn basename(p: &[u8]) -> &[u8] {
+    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
+}
+
+/// One ancestor in an event's parent chain.
+#[derive(Debug, Clone)]
+pub struct Ancestor {
+    /// Host pid.
+    pub pid: u32,
+    /// Executable path (empty when unknown).
+    pub exe: Arc<[u8]>,
+    /// argv (empty when unknown).
+    pub args: Arc<[Vec<u8>]>,
+}
+
+/// An enriched event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The decoded kernel record.
+    pub k: KernelEvent,
+    /// Sequence number within this agent run.
+    pub seq: u64,
+    /// Unix time in ns.
+    pub unix_ns: i64,
+    /// The process (after this event was applied, e.g. the new image for exec).
+    pub process: Option<Arc<ProcInfo>>,
+    /// Parent chain, nearest first.
+    pub ancestors: Vec<Ancestor>,
+    /// Real user name.
+    pub user: Option<Arc<str>>,
+    /// Effective user name.
+    pub euser: Option<Arc<str>>,
+    /// Real group name.
+    pub group: Option<Arc<str>>,
+    /// cgroup v2 path of `hdr.cgroup_id` (None for the root cgroup).
+    pub cgroup_path: Option<Arc<str>>,
+    /// Absolute path of the file concerned (open: joined and normalized).
+    pub file_path: Option<Vec<u8>>,
+    /// The other process concerned (ptrace target, fork child).
+    pub target: Option<Arc<ProcInfo>>,
+}
+
+/// Lexically normalizes an absolute path (`.`/`..`/`//`), as the kernel
+/// would for a name that does not exist (so no symlinks to resolve).
+pub fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for seg in path.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for p in parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Joins a base directory and a name: absolute names stand alone.
+pub fn join(base: &[u8], name: &[u8]) -> Vec<u8> {
+    if name.starts_with(b"/") {
+        return normalize(name);
+    }
+    if base.is_empty() {
+        // Base unknown: report the name exactly as passed.
+        return name.to_vec();
+    }
+    let mut v = base.to_vec();
+    v.push(b'/');
+    v.extend_from_slice(name);
+    normalize(&v)
+}
+
+/// The enricher: owns the process table and naming tables.
+pub struct Enricher {
+    procs: HashMap<u32, Arc<ProcInfo>>,
+    users: Arc<Users>,
+    user_names: HashMap<u32, Arc<str>>,
+    group_names: HashMap<u32, Arc<str>>,
+    cgroups: HashMap<u64, Option<Arc<str>>>,
+    boot_offset_ns: i64,
+    ancestors: usize,
+    seq: u64,
+    /// Ns (boot) at which the /proc seed was taken; events older than an
+    /// entry's `updated_ns` do not overwrite it.
+    seeded_at: u64,
+}
+
+impl Enricher {
+    /// A new enricher.
+    pub fn new(users: Arc<Users>, boot_offset_ns: i64, ancestors: usize) -> Enricher {
+        Enricher {
+            procs: HashMap::new(),
+            user_names: HashMap::new(),
+            group_names: HashMap::new(),
+            users,
+            cgroups: HashMap::new(),
+            boot_offset_ns,
+            ancestors,
+            seq: 0,
+            seeded_at: 0,
+        }
+    }
+
+    /// Number of processes tracked.
+    pub fn tracked(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Whether a pid is alive in the table.
+    pub fn is_alive(&self, pid: u32) -> bool {
+        self.procs.get(&pid).is_some_and(|p| p.exited_ns.is_none())
+    }
+
+    /// Seeds the table from a /proc scan taken at boot-ns `at_ns`. Entries
+    /// already created by events are kept (events are newer).
+    pub fn seed(&mut self, procs: &[ProcSnapshot], at_ns: u64) {
+        self.seeded_at = at_ns;
+        for s in procs {
+            self.procs
+                .entry(s.pid)
+                .or_insert_with(|| Arc::new(ProcInfo::from_snapshot(s, at_ns)));
+        }
+    }
+
+    /// Drops exited processes whose exit is older than `linger_ns` before `now_ns`.
+    pub fn expire(&mut self, now_ns: u64, linger_ns: u64) {
+        self.procs
+            .retain(|_, p| p.exited_ns.is_none_or(|t| now_ns.saturating_sub(t) < linger_ns));
+    }
+
+    fn name_of(map: &mut HashMap<u32, Arc<str>>, table: &HashMap<u32, String>, id: u32) -> Option<Arc<str>> {
+        if let Some(n) = map.get(&id) {
+            return Some(n.clone());
+        }
+        let n: Arc<str> = table.get(&id)?.as_str().into();
+        map.insert(id, n.clone());
+        Some(n)
+    }
+
+    fn lookup(&mut self, pid: u32, host: &mut dyn Host) -> Option<Arc<ProcInfo>> {
+        if pid == 0 {
+            return None;
+        }
+        if let Some(p) = self.procs.get(&pid) {
+            return Some(p.clone());
+        }
+        // Unknown (started before the seed and missed by it, or a race):
+        // read it once from /proc.
+        let snap = host.proc(pid)?;
+        let p = Arc::new(ProcInfo::from_snapshot(&snap, self.seeded_at));
+        self.procs.insert(pid, p.clone());
+        Some(p)
+    }
+
+    fn apply(&mut self, ev: &KernelEvent, host: &mut dyn Host) {
+        let h = &ev.hdr;
+        match &ev.body {
+            Body::Fork(f) => {
+                if self
+                    .procs
+                    .get(&f.child_pid)
+                    .is_some_and(|p| p.updated_ns > h.ts_ns && p.start_ns == f.child_start_ns)
+                {
+                    return;
+                }
+                let parent = self.lookup(h.pid, host);
+                let child = ProcInfo {
+                    pid: f.child_pid,
+                    ppid: h.pid,
+                    start_ns: f.child_start_ns,
+                    exe: parent.as_ref().map(|p| p.exe.clone()).unwrap_or_else(|| Arc::from(&b""[..])),
+                    args: parent.as_ref().map(|p| p.args.clone()).unwrap_or_else(|| Arc::from(Vec::new())),
+                    args_truncated: parent.as_ref().is_some_and(|p| p.args_truncated),
+                    cwd: parent.as_ref().map(|p| p.cwd.clone()).unwrap_or_else(|| Arc::from(&b""[..])),
+                    container: parent.as_ref().and_then(|p| p.container.clone()),
+                    updated_ns: h.ts_ns,
+                    exited_ns: None,
+                };
+                self.procs.insert(f.child_pid, Arc::new(child));
+            }
+            Body::Exec {
+                path, argv, cwd, ..
+            } => {
+                if self.procs.get(&h.pid).is_some_and(|p| p.updated_ns > h.ts_ns) {
+                    return;
+                }
+                // The exec is where containers start (runc init execs the
+                // entrypoint after joining the cgroup): read the cgroup now,
+                // falling back to what the process inherited.
+                let inherited = self.procs.get(&h.pid).and_then(|p| p.container.clone());
+                let container = match host.proc_cgroup(h.pid) {
+                    Some(text) => container_of(&text),
+                    None => inherited,
+                };
+                let info = ProcInfo {
+                    pid: h.pid,
+                    ppid: h.ppid,
+                    start_ns: h.start_ns,
+                    exe: path.as_slice().into(),
+                    args: argv.clone().into(),
+                    args_truncated: ev.truncated(1),
+                    cwd: cwd.as_slice().into(),
+                    container,
+                    updated_ns: h.ts_ns,
+                    exited_ns: None,
+                };
+                self.procs.insert(h.pid, Arc::new(info));
+            }
+            Body::Exit(_) => {
+                if let Some(p) = self.procs.get_mut(&h.pid) {
+                    Arc::make_mut(p).exited_ns = Some(h.ts_ns);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn cgroup_path(&mut self, id: u64, host: &mut dyn Host) -> Option<Arc<str>> {
+        if id <= 1 {
+            return None;
+        }
+        if let Some(p) = self.cgroups.get(&id) {
+            return p.clone();
+        }
+        let p: Option<Arc<str>> = host.cgroup_path(id).map(Into::into);
+        self.cgroups.insert(id, p.clone());
+        p
+    }
+
+    /// Enriches one decoded record.
+    pub fn enrich(&mut self, k: KernelEvent, host: &mut dyn Host) -> Event {
+        self.apply(&k, host);
+        self.seq += 1;
+        let h = k.hdr;
+        let process = self.lookup(h.pid, host);
+        let mut ancestors = Vec::with_capacity(self.ancestors);
+        let mut next = h.ppid;
+        let mut guard = 0;
+        while ancestors.len() < self.ancestors && next != 0 && guard < 64 {
+            guard += 1;
+            let Some(p) = self.lookup(next, host) else {
+                ancestors.push(Ancestor {
+                    pid: next,
+                    exe: Arc::from(&b""[..]),
+                    args: Arc::from(Vec::new()),
+                });
+                break;
+            };
+            ancestors.push(Ancestor {
+                pid: p.pid,
+                exe: p.exe.clone(),
+                args: p.args.clone(),
+            });
+            if p.ppid == p.pid {
+                break;
+            }
+            next = p.ppid;
+        }
+        let users = self.users.clone();
+        let user = Self::name_of(&mut self.user_names, &users.users, h.uid);
+        let euser = Self::name_of(&mut self.user_names, &users.users, h.euid);
+        let group = Self::name_of(&mut self.group_names, &users.groups, h.gid);
+        let cgroup_path = self.cgroup_path(h.cgroup_id, host);
+        let file_path = match &k.body {
+            Body::Open { info, path, name } => Some(if info.ret >= 0 {
+                path.clone()
+            } else {
+                join(path, name)
+            }),
+            Body::Module { info, target, .. }
+                if info.syscall == vigil_bpf::abi::sys::FINIT_MODULE =>
+            {
+                Some(target.clone())
+            }
+            Body::Mount { target, cwd, .. } => Some(join(cwd, target)),
+            _ => None,
+        };
+        let target = match &k.body {
+            Body::Fork(f) => self.procs.get(&f.child_pid).cloned(),
+            Body::Ptrace(p) if p.target_pid > 0 && h.pidns == host_pidns() => {
+                self.lookup(p.target_pid as u32, host)
+            }
+            _ => None,
+        };
+        Event {
+            seq: self.seq,
+            unix_ns: (h.ts_ns as i64).saturating_add(self.boot_offset_ns),
+            process,
+            ancestors,
+            user,
+            euser,
+            group,
+            cgroup_path,
+            file_path,
+            target,
+            k,
+        }
+    }
+}
+
+/// Inode of the initial pid namespace (pids in events from it are host pids).
+pub fn host_pidns() -> u32 {
+    use std::sync::OnceLock;
+    static NS: OnceLock<u32> = OnceLock::new();
+    *NS.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/1/ns/pid")
+            .map(|m| m.ino() as u32)
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_and_join() {
+        assert_eq!(normalize(b"/etc/../etc/./shadow"), b"/etc/shadow");
+        assert_eq!(normalize(b"//a//b/"), b"/a/b");
+        assert_eq!(normalize(b"/.."), b"/");
+        assert_eq!(join(b"/etc", b"shadow"), b"/etc/shadow");
+        assert_eq!(join(b"/tmp", b"/etc/shadow"), b"/etc/shadow");
+        assert_eq!(join(b"/usr/bin", b"../../etc/x"), b"/etc/x");
+        assert_eq!(join(b"", b"rel"), b"rel");
+    }
+}

@@ -1,0 +1,234 @@
+//! The `vigil` command line. Thin: parse, build the config, call the library.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vigil_engine::{agent, config::Config, probe, replay};
+use vigil_outputs::{JsonLines, Sink};
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Linux host security and anomaly-detection auditing engine (eBPF)")]
+struct Cli {
+    /// TOML configuration file (every key optional; see docs/config.md).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct OutputArgs {
+    /// Emit every event, not only alerts.
+    #[arg(long)]
+    events: bool,
+    /// Write JSON lines to this file (mode 0600) instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent until SIGINT/SIGTERM (root required).
+    Run {
+        #[command(flatten)]
+        out: OutputArgs,
+        /// Sensors to leave off (repeatable), e.g. --disable readline.
+        #[arg(long = "disable")]
+        disable: Vec<String>,
+    },
+    /// Show which sensors this kernel supports, from a real load and attach.
+    Probe,
+    /// Capture raw events (with what replay needs to enrich them) to a file.
+    Record {
+        /// Capture file to write (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Re-run enrichment, rules and baselines over a capture (no root needed).
+    Replay {
+        /// Capture file.
+        file: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => Config::load(p).map_err(|e| {
+            eprintln!("vigil: {e}");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+fn sink_for(cfg: &Config, out: &OutputArgs) -> anyhow::Result<Box<dyn Sink>> {
+    let path = out.output.clone().or_else(|| {
+        (cfg.agent.output != "stdout").then(|| PathBuf::from(&cfg.agent.output))
+    });
+    Ok(match path {
+        Some(p) => Box::new(JsonLines::file(&p)?),
+        None => Box::new(JsonLines::stdout()),
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+fn require_root(what: &str) -> Result<(), ExitCode> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("vigil: `vigil {what}` loads eBPF sensors and needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)");
+        return Err(ExitCode::from(1));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut cfg = match load_config(cli.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match cli.cmd {
+        Cmd::Probe => {
+            if let Err(c) = require_root("probe") {
+                return c;
+            }
+            let (text, live) = probe::probe(&cfg);
+            print!("{text}");
+            if live == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+        }
+        Cmd::Run { out, disable } => {
+            if let Err(c) = require_root("run") {
+                return c;
+            }
+            cfg.agent.events |= out.events;
+            for d in disable {
+                if vigil_bpf::sensors::sensor(&d).is_none() {
+                    eprintln!("vigil: --disable {d}: unknown sensor (see `vigil probe`)");
+                    return ExitCode::from(2);
+                }
+                cfg.sensors.disabled.push(d);
+            }
+            report(run_agent(cfg, Some(out), None, None))
+        }
+        Cmd::Record { out, duration } => {
+            if let Err(c) = require_root("record") {
+                return c;
+            }
+            report(run_agent(cfg, None, Some(out), duration))
+        }
+        Cmd::Replay { file, out } => {
+            cfg.agent.events |= out.events;
+            let sink = match sink_for(&cfg, &out) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vigil: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let t = std::time::Instant::now();
+            match replay::replay(&file, &cfg, Some(sink), None, |n, off| {
+                eprintln!("vigil: replayed {n} records ({} MiB)", off >> 20);
+            }) {
+                Ok(s) => {
+                    eprintln!(
+                        "vigil: replayed {} records in {:.2}s: {} written, {} alerts, {} decode errors, {} lookups unanswered",
+                        s.records,
+                        t.elapsed().as_secs_f64(),
+                        s.pipeline.written,
+                        s.pipeline.alerts,
+                        s.pipeline.decode_errors,
+                        s.lookup_misses
+                    );
+                    if let Some(t) = s.truncated {
+                        eprintln!("vigil: capture ends early: {t}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn report(r: anyhow::Result<agent::Summary>) -> ExitCode {
+    match r {
+        Ok(s) => {
+            eprint!("{}", s.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_agent(
+    cfg: Config,
+    out: Option<OutputArgs>,
+    record: Option<PathBuf>,
+    duration: Option<u64>,
+) -> anyhow::Result<agent::Summary> {
+    let sink = match &out {
+        Some(o) => Some(sink_for(&cfg, o)?),
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async move {
+        let sensors = agent::start_sensors(&cfg)?;
+        let live = sensors.status().iter().filter(|s| s.is_live()).count();
+        eprintln!(
+            "vigil: {live}/{} sensors live in {} ms ({}); `vigil probe` explains the rest",
+            sensors.status().len(),
+            sensors.attach_time.as_millis(),
+            if cfg.agent.events { "emitting every event" } else { "emitting alerts only; --events for every event" }
+        );
+        for s in sensors.status() {
+            if let vigil_bpf::SensorState::Unavailable(f) = &s.state {
+                eprintln!(
+                    "vigil: sensor={} unavailable: {}",
+                    s.name,
+                    f.last().map(|x| x.1.as_str()).unwrap_or("?")
+                );
+            }
+        }
+        let opts = agent::RunOptions {
+            config: cfg,
+            sink,
+            tap: None,
+            record,
+            verbose: true,
+        };
+        let stop = async move {
+            match duration {
+                Some(d) => tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(d)) => {},
+                    _ = shutdown_signal() => {},
+                },
+                None => shutdown_signal().await,
+            }
+        };
+        Ok(agent::run(opts, sensors, stop).await?)
+    })
+}

@@ -1,0 +1,100 @@
+//! `vigil probe`: what this kernel supports, from a real load and attach of
+//! every sensor (the live table, not a static list).
+
+use crate::config::Config;
+use std::fmt::Write as _;
+use vigil_bpf::{SensorState, Sensors};
+
+/// Kernel facts that decide what can run.
+pub fn kernel_facts() -> Vec<(&'static str, String)> {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string());
+    let mut v = Vec::new();
+    v.push(("kernel", read("/proc/sys/kernel/osrelease").unwrap_or_else(|e| format!("unknown ({e})"))));
+    v.push((
+        "btf",
+        if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            "/sys/kernel/btf/vmlinux (CO-RE and tp_btf available)".into()
+        } else {
+            "missing: tp_btf sensors fall back to tracepoints".into()
+        },
+    ));
+    v.push((
+        "lockdown",
+        read("/sys/kernel/security/lockdown")
+            .unwrap_or_else(|_| "unknown (securityfs not mounted at /sys/kernel/security)".into()),
+    ));
+    v.push((
+        "tracefs",
+        match vigil_bpf::ensure_tracefs() {
+            Ok((dir, true)) => format!("{dir} (mounted by vigil)"),
+            Ok((dir, false)) => dir.to_string(),
+            Err(e) => e.to_string(),
+        },
+    ));
+    v.push((
+        "memlock",
+        match vigil_bpf::raise_memlock() {
+            None => "RLIMIT_MEMLOCK raised".into(),
+            Some(e) => format!("RLIMIT_MEMLOCK not raised ({e}); fine: BPF memory is charged to the cgroup"),
+        },
+    ));
+    v.push((
+        "cgroup2",
+        crate::host::cgroup2_root()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not mounted: container attribution uses /proc/PID/cgroup v1 paths".into()),
+    ));
+    v.push((
+        "fentry/lsm",
+        "not used by this build: every sensor has a tracepoint or tp_btf implementation".into(),
+    ));
+    v
+}
+
+/// Renders the probe report; returns (text, number of live sensors).
+pub fn probe(cfg: &Config) -> (String, usize) {
+    let mut out = String::new();
+    for (k, v) in kernel_facts() {
+        let _ = writeln!(out, "{k:<11} {v}");
+    }
+    let _ = writeln!(out);
+    let sensors = match Sensors::load(&cfg.sensor_config(), &cfg.interest()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(out, "sensors: cannot load: {e}");
+            return (out, 0);
+        }
+    };
+    let _ = writeln!(out, "{:<10} {:<12} {}", "SENSOR", "STATE", "MECHANISM / REASON");
+    let mut live = 0;
+    for s in sensors.status() {
+        match &s.state {
+            SensorState::Live {
+                mechanism,
+                fell_back_from,
+            } => {
+                live += 1;
+                let _ = writeln!(out, "{:<10} {:<12} {}", s.name, "live", mechanism);
+                for (m, why) in fell_back_from {
+                    let _ = writeln!(out, "{:<10} {:<12}   (not {m}: {why})", "", "");
+                }
+            }
+            SensorState::Unavailable(fails) => {
+                let _ = writeln!(out, "{:<10} {:<12} unavailable on this kernel", s.name, "UNAVAILABLE");
+                for (m, why) in fails {
+                    let _ = writeln!(out, "{:<10} {:<12}   {m}: {why}", "", "");
+                }
+            }
+            SensorState::Disabled => {
+                let _ = writeln!(out, "{:<10} {:<12} disabled by configuration", s.name, "disabled");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{live}/{} sensors live, attached in {} ms",
+        sensors.status().len(),
+        sensors.attach_time.as_millis()
+    );
+    (out, live)
+}

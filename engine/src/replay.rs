@@ -1,0 +1,73 @@
+//! `vigil replay`: re-run decoding, enrichment, rules and baselines over a
+//! capture, offline and without root.
+
+use crate::agent::{Pipeline, PipelineStats};
+use crate::capture::{CaptureError, CaptureReader, Seed, frame};
+use crate::config::Config;
+use crate::enrich::Event;
+use crate::host::{Lookup, RecordedHost};
+use std::path::Path;
+use std::sync::mpsc;
+use vigil_outputs::Sink;
+
+/// What a replay ends with.
+#[derive(Debug, Clone, Default)]
+pub struct ReplaySummary {
+    /// Records replayed.
+    pub records: u64,
+    /// Pipeline counters.
+    pub pipeline: PipelineStats,
+    /// Host lookups the capture could not answer.
+    pub lookup_misses: u64,
+    /// Frames of unknown type skipped.
+    pub skipped_frames: u64,
+    /// Error that ended the replay early (truncated capture).
+    pub truncated: Option<String>,
+}
+
+/// Replays `path` into `sink` (and `tap`). `progress` is called every
+/// 100,000 records with the count and byte offset.
+pub fn replay(
+    path: &Path,
+    cfg: &Config,
+    sink: Option<Box<dyn Sink>>,
+    tap: Option<mpsc::Sender<Event>>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplaySummary, CaptureError> {
+    let mut r = CaptureReader::open(path)?;
+    let ctx = r.context.clone();
+    let mut pipeline = Pipeline::new(cfg, &ctx, sink, tap);
+    let mut host = RecordedHost::default();
+    let mut sum = ReplaySummary::default();
+    loop {
+        let f = match r.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e @ CaptureError::Format { .. }) if sum.records > 0 => {
+                sum.truncated = Some(e.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        match f {
+            (frame::RECORD, payload) => {
+                pipeline.handle(&payload, &mut host);
+                sum.records += 1;
+                if sum.records % 100_000 == 0 {
+                    progress(sum.records, r.offset());
+                }
+            }
+            (frame::LOOKUP, payload) => host.push(r.parse::<Lookup>(&payload, "lookup")?),
+            (frame::SEED, payload) => {
+                let s: Seed = r.parse(&payload, "seed")?;
+                pipeline.enricher().seed(&s.procs, s.at_ns);
+            }
+            (frame::SUMMARY, _) => {}
+            _ => sum.skipped_frames += 1,
+        }
+    }
+    pipeline.flush();
+    sum.pipeline = pipeline.stats.clone();
+    sum.lookup_misses = host.misses;
+    Ok(sum)
+}
