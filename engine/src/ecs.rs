@@ -332,7 +332,7 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
     {
         w.u64("file.inode", info.ino);
     }
-    if let Body::Sock { info, unix_path } = &ev.k.body {
+    if let Body::Sock { info, .. } = &ev.k.body {
         let local = ip(info.family, &info.laddr);
         let remote = ip(info.family, &info.raddr);
         let (src, dst) = match h.kind {
@@ -380,9 +380,6 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
                 _ => "unknown",
             },
         );
-        if !unix_path.is_empty() {
-            w.str("vigil.unix.path", unix_path);
-        }
     }
     if let Body::TcpState(t) = &ev.k.body {
         if let Some(a) = ip(t.family, &t.saddr) {
@@ -471,7 +468,10 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
                 truncated.push("file.path");
             }
         }
-        Body::Sock { info, .. } => {
+        Body::Sock { info, unix_path } => {
+            if !unix_path.is_empty() {
+                w.str("vigil.unix.path", unix_path);
+            }
             w.i64("vigil.socket.ret", info.ret)
                 .i64("vigil.socket.fd", info.fd.into());
             if h.kind == kind::LISTEN {
@@ -581,7 +581,7 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_795_000_000_123_456_789), "2026-11-18T08:26:40.123456789Z");
+        assert_eq!(rfc3339(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456789Z");
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
     }
 
@@ -592,5 +592,109 @@ mod tests {
         assert_eq!(open_flag_names(0o101), vec!["O_WRONLY", "O_CREAT"]);
         assert_eq!(ns_flag_names(0x2002_0000), vec!["mnt", "pid"]);
         assert_eq!(errno_str(-2), "ENOENT");
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use crate::enrich::Enricher;
+    use crate::host::{RecordedHost, Users};
+    use std::sync::Arc;
+    use vigil_bpf::abi::Hdr;
+    use vigil_bpf::decode::{decode, encode_record};
+
+    fn rec(k: u16) -> Vec<u8> {
+        let hdr = Hdr {
+            kind: k,
+            pid: 10,
+            tid: 10,
+            ppid: 1,
+            comm: *b"x\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            flags: abi::flags::LOSS | abi::flags::TRUNC0,
+            ..Hdr::default()
+        };
+        let s: &[&[u8]] = &[b"/a\n\"b", b"x\0y", b"/c", b"\xff\x1b"];
+        macro_rules! r {
+            ($t:ty) => {
+                encode_record(hdr, &<$t>::default(), s)
+            };
+        }
+        match k {
+            kind::EXEC => r!(abi::Exec),
+            kind::FORK => r!(abi::Fork),
+            kind::EXIT => r!(abi::Exit),
+            kind::OPEN => r!(abi::Open),
+            kind::CONNECT | kind::ACCEPT | kind::LISTEN => r!(abi::Sock),
+            kind::TCP_STATE => r!(abi::TcpState),
+            kind::CAPABLE => r!(abi::Capable),
+            kind::SETID => r!(abi::SetId),
+            kind::CAPSET => r!(abi::CapSet),
+            kind::PTRACE => r!(abi::Ptrace),
+            kind::BPF => r!(abi::Bpf),
+            kind::MODULE => r!(abi::Module),
+            kind::MEMFD => r!(abi::Memfd),
+            kind::MOUNT => r!(abi::Mount),
+            kind::UMOUNT => r!(abi::Umount),
+            kind::UNSHARE | kind::SETNS => r!(abi::Ns),
+            kind::READLINE => r!(abi::Readline),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Keys of the outermost object, in order (a duplicate would be a
+    /// second write of the same ECS object).
+    fn top_level_keys(text: &str) -> Vec<String> {
+        let (mut depth, mut in_str, mut esc) = (0, false, false);
+        let mut cur = String::new();
+        let mut keys = Vec::new();
+        let mut expect_key = false;
+        for c in text.chars() {
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if c == '\\' {
+                    esc = true;
+                } else if c == '"' {
+                    in_str = false;
+                    if depth == 1 && expect_key {
+                        keys.push(std::mem::take(&mut cur));
+                        expect_key = false;
+                    }
+                } else if depth == 1 && expect_key {
+                    cur.push(c);
+                }
+                continue;
+            }
+            match c {
+                '"' => in_str = true,
+                '{' | '[' => {
+                    depth += 1;
+                    expect_key = depth == 1;
+                }
+                '}' | ']' => depth -= 1,
+                ',' => expect_key = depth == 1,
+                _ => {}
+            }
+        }
+        keys
+    }
+
+    /// Every kind encodes to valid JSON with each ECS object written once,
+    /// hostile strings included.
+    #[test]
+    fn every_kind_encodes_to_valid_json_without_duplicate_objects() {
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        for k in vigil_bpf::sensors::all_kinds() {
+            let ev = en.enrich(decode(&rec(k)).unwrap(), &mut host);
+            let out = encode(&ev, "h", "event");
+            let text = String::from_utf8(out).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("kind {k}: {e}: {text}"));
+            assert_eq!(v["vigil"]["after_loss"], true, "kind {k}");
+            let keys = top_level_keys(&text);
+            let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+            assert_eq!(keys.len(), unique.len(), "kind {k}: duplicate top-level keys {keys:?}");
+        }
     }
 }

@@ -1,0 +1,262 @@
+//! `vigil-bench`: what vigil costs the programs it watches, measured side by
+//! side in one run (the machine is shared and noisy: ratios, not absolutes).
+//!
+//! For each workload (exec loop, openat loop over distinct paths, loopback
+//! connect loop, getppid loop) it alternates, round after round:
+//!   bare   nothing attached
+//!   count  one bare counting tracepoint on the workload's syscall (the floor
+//!          of any eBPF tracer)
+//!   vigil  every default sensor, the full pipeline (decode, enrich, ECS JSON
+//!          to /dev/null)
+//! and prints ns/op with ratios against bare, delivered/ops (events of the
+//! workload process that reached userspace per operation), drops, and the
+//! consumer's rate (decoded+enriched events per second of its own CPU time).
+//!
+//! Usage: vigil-bench [--rounds N] [--scale F]   (root)
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+use vigil_engine::agent::{RunOptions, Running};
+use vigil_engine::config::Config;
+use vigil_outputs::JsonLines;
+
+#[derive(Clone, Copy)]
+struct Workload {
+    name: &'static str,
+    ops: u64,
+    /// sys_enter tracepoint the counting floor attaches to.
+    syscall: &'static str,
+    /// kind whose events count as delivered (0: none expected).
+    kind: u16,
+    /// expected events per op when every op should be reported.
+    expected_per_op: f64,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload { name: "exec", ops: 2_000, syscall: "execve", kind: 1, expected_per_op: 1.0 },
+    Workload { name: "openat", ops: 200_000, syscall: "openat", kind: 10, expected_per_op: 1.0 },
+    Workload { name: "connect", ops: 20_000, syscall: "connect", kind: 20, expected_per_op: 1.0 },
+    Workload { name: "getppid", ops: 1_000_000, syscall: "getppid", kind: 0, expected_per_op: 0.0 },
+];
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Child side: run `n` ops of `w`, print "wall_ns".
+fn child(w: &str, n: u64) {
+    let t = std::time::Instant::now();
+    match w {
+        "exec" => {
+            for _ in 0..n {
+                let _ = Command::new("/bin/true").status();
+            }
+        }
+        "openat" => {
+            // distinct, failing paths below /etc (a prefix of interest):
+            // every op is an event the rules could want.
+            let pid = std::process::id();
+            let names: Vec<std::ffi::CString> = (0..n)
+                .map(|i| std::ffi::CString::new(format!("/etc/vigil-bench-{pid}-{i}")).unwrap())
+                .collect();
+            let t2 = std::time::Instant::now();
+            for c in &names {
+                // SAFETY: valid C string.
+                unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY) };
+            }
+            println!("{}", t2.elapsed().as_nanos());
+            return;
+        }
+        "connect" => {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            drop(l); // closed port: connect is refused at once
+            for _ in 0..n {
+                let _ = std::net::TcpStream::connect(addr);
+            }
+        }
+        "getppid" => {
+            for _ in 0..n {
+                // SAFETY: no arguments.
+                unsafe { libc::getppid() };
+            }
+        }
+        _ => panic!("unknown workload {w}"),
+    }
+    println!("{}", t.elapsed().as_nanos());
+}
+
+fn run_child(w: &Workload, n: u64, watch: Option<&AtomicU32>) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let c = Command::new(exe)
+        .args(["child", w.name, &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(wp) = watch {
+        wp.store(c.id(), Ordering::SeqCst);
+    }
+    let out = c.wait_with_output().unwrap();
+    let ns: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    ns / n as f64
+}
+
+#[derive(Default, Clone)]
+struct Res {
+    ns: Vec<f64>,
+    delivered: Vec<f64>,
+    drops: u64,
+    rate: Vec<f64>,
+}
+
+fn med(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("child") {
+        child(&args[2], args[3].parse().unwrap());
+        return;
+    }
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("vigil-bench loads eBPF and needs root");
+        std::process::exit(1);
+    }
+    let mut rounds = 3;
+    let mut scale = 1.0f64;
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--rounds" => {
+                rounds = args[i + 1].parse().unwrap();
+                i += 1;
+            }
+            "--scale" => {
+                scale = args[i + 1].parse().unwrap();
+                i += 1;
+            }
+            a => {
+                eprintln!("unknown argument {a}");
+                std::process::exit(2);
+            }
+        }
+        i += 1;
+    }
+    let mut results: Vec<[Res; 3]> = vec![Default::default(); WORKLOADS.len()];
+    for r in 0..rounds {
+        eprintln!("vigil-bench: round {}/{rounds}", r + 1);
+        for (wi, w) in WORKLOADS.iter().enumerate() {
+            let n = ((w.ops as f64) * scale).max(10.0) as u64;
+            // bare
+            results[wi][0].ns.push(run_child(w, n, None));
+            // counting floor
+            {
+                let cfg = vigil_bpf::SensorConfig::default();
+                let mut s = vigil_bpf::Sensors::load_bare(&cfg).expect("load object");
+                s.attach_bench_counter(w.syscall).expect("attach counter");
+                let ns = run_child(w, n, None);
+                results[wi][1].ns.push(ns);
+                let hits = s.bench_hits().unwrap_or(0);
+                results[wi][1].delivered.push(hits as f64 / n as f64);
+            }
+            // vigil
+            {
+                let mut cfg = Config::default();
+                cfg.agent.events = true;
+                let watch = Arc::new(AtomicU32::new(0));
+                let seen = Arc::new(AtomicU64::new(0));
+                let sink = JsonLines::writer(Box::new(std::fs::File::create("/dev/null").unwrap()), "null");
+                let (tx, rx) = std::sync::mpsc::channel::<vigil_engine::enrich::Event>();
+                let counter = {
+                    let watch = watch.clone();
+                    let seen = seen.clone();
+                    let kind = w.kind;
+                    std::thread::spawn(move || {
+                        for e in rx {
+                            if e.k.hdr.pid == watch.load(Ordering::Relaxed) && e.k.hdr.kind == kind {
+                                seen.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                };
+                let agent = Running::spawn(RunOptions {
+                    config: cfg,
+                    sink: Some(Box::new(sink)),
+                    tap: Some(tx),
+                    record: None,
+                    verbose: false,
+                })
+                .expect("start agent");
+                let cpu0 = agent_cpu_ns();
+                let ns = run_child(w, n, Some(&watch));
+                std::thread::sleep(Duration::from_millis(50));
+                let cpu1 = agent_cpu_ns();
+                let summary = agent.stop().expect("stop");
+                counter.join().unwrap();
+                let decoded: u64 = summary.pipeline.decoded.values().sum();
+                let drops: u64 = summary.kernel.values().map(|c| c.dropped).sum();
+                let res = &mut results[wi][2];
+                res.ns.push(ns);
+                res.delivered.push(seen.load(Ordering::Relaxed) as f64 / n as f64);
+                res.drops += drops;
+                if cpu1 > cpu0 && decoded > 1000 {
+                    res.rate.push(decoded as f64 / ((cpu1 - cpu0) as f64 / 1e9));
+                }
+            }
+        }
+    }
+    let _ = thread_cpu_ns;
+    println!("\nvigil-bench: medians of {rounds} rounds (ns per op; ratio to bare in the same run)\n");
+    println!(
+        "{:<9} {:>9} {:>10} {:>17} {:>17} {:>10} {:>7} {:>16}",
+        "workload", "ops", "bare", "count (x)", "vigil (x)", "deliv/op", "drops", "consumer ev/s"
+    );
+    for (wi, w) in WORKLOADS.iter().enumerate() {
+        let b = med(&results[wi][0].ns);
+        let c = med(&results[wi][1].ns);
+        let v = med(&results[wi][2].ns);
+        let rate = med(&results[wi][2].rate);
+        println!(
+            "{:<9} {:>9} {:>10.0} {:>9.0} ({:>4.2}x) {:>9.0} ({:>4.2}x) {:>10.3} {:>7} {:>16}",
+            w.name,
+            ((w.ops as f64) * scale) as u64,
+            b,
+            c,
+            c / b,
+            v,
+            v / b,
+            med(&results[wi][2].delivered),
+            results[wi][2].drops,
+            if rate.is_nan() { "-".to_string() } else { format!("{:.0}", rate) },
+        );
+    }
+    println!("\ndeliv/op: events of the workload's own process and kind that reached userspace per op (expected {}).",
+        WORKLOADS.iter().map(|w| format!("{} {}", w.name, w.expected_per_op)).collect::<Vec<_>>().join(", "));
+    println!("consumer ev/s: all events decoded+enriched+encoded per second of the agent thread's CPU time.");
+}
+
+/// CPU time of the agent thread (named vigil-agent) of this process.
+fn agent_cpu_ns() -> u64 {
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    for t in rd.flatten() {
+        let p = t.path();
+        if std::fs::read_to_string(p.join("comm")).map(|c| c.trim() == "vigil-agent").unwrap_or(false)
+            && let Ok(s) = std::fs::read_to_string(p.join("schedstat"))
+        {
+            return s.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        }
+    }
+    0
+}

@@ -1,0 +1,204 @@
+//! `vg-trigger`: performs one real security-relevant action per subcommand,
+//! so sensor tests can assert on the event it produces (Tetragon's
+//! contrib/tester-progs idea). Prints nothing on success except where noted;
+//! exits 0 when the action was performed (even if the syscall failed on
+//! purpose) and 1 on a usage error.
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in argument")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    // SAFETY (all blocks below): raw syscalls with valid, NUL-terminated
+    // pointers that outlive the call; failures are the point of some tests.
+    unsafe {
+        match a(0) {
+            "open" => {
+                libc::open(cstr(a(1)).as_ptr(), libc::O_RDONLY);
+            }
+            "open-write" => {
+                libc::open(cstr(a(1)).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o600);
+            }
+            "openat-dirfd" => {
+                let d = libc::open(cstr(a(1)).as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                libc::openat(d, cstr(a(2)).as_ptr(), libc::O_RDONLY);
+            }
+            "open-relative" => {
+                std::env::set_current_dir(a(1)).expect("chdir");
+                libc::open(cstr(a(2)).as_ptr(), libc::O_RDONLY);
+            }
+            "memfd-exec" => {
+                let fd = libc::memfd_create(cstr(a(1)).as_ptr(), 0);
+                let bin = std::fs::read("/bin/true").expect("read /bin/true");
+                libc::write(fd, bin.as_ptr().cast(), bin.len());
+                let argv = [cstr("memfd-true").as_ptr(), std::ptr::null()];
+                let envp = [std::ptr::null()];
+                libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
+                std::process::exit(3);
+            }
+            "memfd" => {
+                libc::memfd_create(cstr(a(1)).as_ptr(), libc::MFD_CLOEXEC);
+            }
+            "connect" => {
+                let _ = std::net::TcpStream::connect_timeout(
+                    &format!("{}:{}", a(1), a(2)).parse().expect("addr"),
+                    std::time::Duration::from_millis(200),
+                );
+            }
+            "connect6" => {
+                let _ = std::net::TcpStream::connect_timeout(
+                    &format!("[{}]:{}", a(1), a(2)).parse().expect("addr"),
+                    std::time::Duration::from_millis(200),
+                );
+            }
+            "connect-unix" => {
+                let _ = std::os::unix::net::UnixStream::connect(a(1));
+            }
+            "serve-once" => {
+                // listen on 127.0.0.1:PORT, accept one connection from ourselves
+                let l = std::net::TcpListener::bind(("127.0.0.1", a(1).parse::<u16>().expect("port")))
+                    .expect("bind");
+                let c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+                let (s, _) = l.accept().expect("accept");
+                drop((c, s));
+            }
+            "setuid" => {
+                libc::setuid(a(1).parse().expect("uid"));
+            }
+            "setresgid" => {
+                let g: libc::gid_t = a(1).parse().expect("gid");
+                libc::setresgid(g, g, g);
+            }
+            "capset-drop" => {
+                // drop everything from the effective set
+                let mut hdr = libc_cap_header { version: 0x2008_0522, pid: 0 };
+                let data = [libc_cap_data::default(); 2];
+                libc::syscall(libc::SYS_capset, &mut hdr as *mut _, data.as_ptr());
+            }
+            "ptrace" => {
+                let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+                let pid = child.id() as libc::pid_t;
+                libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0);
+                let mut st = 0;
+                libc::waitpid(pid, &mut st, 0);
+                libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                let _ = child.kill();
+                let _ = child.wait();
+                println!("{pid}");
+            }
+            "bpf-map" => {
+                // BPF_MAP_CREATE of a 1-entry array named from argv
+                #[repr(C)]
+                struct Attr {
+                    map_type: u32,
+                    key_size: u32,
+                    value_size: u32,
+                    max_entries: u32,
+                    map_flags: u32,
+                    inner_map_fd: u32,
+                    numa_node: u32,
+                    map_name: [u8; 16],
+                    pad: [u8; 64],
+                }
+                let mut attr = Attr {
+                    map_type: 2,
+                    key_size: 4,
+                    value_size: 4,
+                    max_entries: 1,
+                    map_flags: 0,
+                    inner_map_fd: 0,
+                    numa_node: 0,
+                    map_name: [0; 16],
+                    pad: [0; 64],
+                };
+                let n = a(1).as_bytes();
+                attr.map_name[..n.len().min(15)].copy_from_slice(&n[..n.len().min(15)]);
+                let fd = libc::syscall(libc::SYS_bpf, 0, &attr as *const Attr, std::mem::size_of::<Attr>());
+                if fd >= 0 {
+                    libc::close(fd as i32);
+                }
+            }
+            "finit-module" => {
+                // a non-module file: the kernel refuses it, the attempt is the event
+                let f = std::fs::File::open(a(1)).expect("open module file");
+                libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), cstr("vigil_test=1").as_ptr(), 0);
+            }
+            "init-module" => {
+                let img = [0u8; 64];
+                libc::syscall(libc::SYS_init_module, img.as_ptr(), img.len(), cstr("p=1").as_ptr());
+            }
+            "delete-module" => {
+                libc::syscall(libc::SYS_delete_module, cstr(a(1)).as_ptr(), libc::O_NONBLOCK);
+            }
+            "mount-tmpfs" => {
+                // private mount namespace first: nothing leaks to the host
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    std::process::exit(4);
+                }
+                libc::mount(cstr("none").as_ptr(), cstr("/").as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null());
+                std::fs::create_dir_all(a(1)).expect("mkdir");
+                libc::mount(cstr("vigil-test").as_ptr(), cstr(a(1)).as_ptr(), cstr("tmpfs").as_ptr(), libc::MS_NOSUID, std::ptr::null());
+                libc::umount2(cstr(a(1)).as_ptr(), libc::MNT_DETACH);
+                let _ = std::fs::remove_dir(a(1));
+            }
+            "unshare" => {
+                libc::unshare(libc::CLONE_NEWUTS | libc::CLONE_NEWNET);
+            }
+            "setns" => {
+                let f = std::fs::File::open(format!("/proc/{}/ns/net", a(1))).expect("open ns");
+                libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET);
+            }
+            "exit" => {
+                std::process::exit(a(1).parse().expect("code"));
+            }
+            "exec" => {
+                // exec argv[1..] directly (no shell)
+                let prog = cstr(a(1));
+                let owned: Vec<CString> = args[1..].iter().map(|s| cstr(s)).collect();
+                let mut argv: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+                argv.push(std::ptr::null());
+                libc::execv(prog.as_ptr(), argv.as_ptr());
+                std::process::exit(3);
+            }
+            "exec-many-args" => {
+                // 40 arguments, one of 3 KiB
+                let big = "B".repeat(3072);
+                let mut v: Vec<CString> = vec![cstr("/bin/true")];
+                for i in 0..39 {
+                    v.push(cstr(&if i == 20 { big.clone() } else { format!("arg{i}") }));
+                }
+                let mut argv: Vec<*const libc::c_char> = v.iter().map(|c| c.as_ptr()).collect();
+                argv.push(std::ptr::null());
+                libc::execv(v[0].as_ptr(), argv.as_ptr());
+                std::process::exit(3);
+            }
+            "cwd" => {
+                println!("{}", String::from_utf8_lossy(std::env::current_dir().expect("cwd").as_os_str().as_bytes()));
+            }
+            other => {
+                eprintln!("vg-trigger: unknown action {other:?}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+#[repr(C)]
+struct libc_cap_header {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct libc_cap_data {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}

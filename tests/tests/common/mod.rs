@@ -1,0 +1,156 @@
+//! Shared harness for the root tests: start a real agent, trigger real
+//! behaviour, wait for the enriched event with a deadline.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+use vigil_engine::agent::{RunOptions, Running, Summary};
+use vigil_engine::config::Config;
+use vigil_engine::enrich::Event;
+
+/// A running agent whose every event is tapped.
+pub struct Harness {
+    pub agent: Option<Running>,
+    rx: Receiver<Event>,
+    pub seen: Vec<Event>,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+pub fn trigger_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vg-trigger"))
+}
+
+/// Runs vg-trigger with args and waits for it; returns its pid and stdout.
+pub fn trigger(args: &[&str]) -> (u32, String) {
+    let child = Command::new(trigger_bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vg-trigger");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait vg-trigger");
+    (pid, String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Harness {
+    /// Starts an agent with `edit` applied to the default config; `None`
+    /// when the test must skip (not root, and skipping is allowed).
+    pub fn start(test: &str, edit: impl FnOnce(&mut Config)) -> Option<Harness> {
+        if !vigil_tests::require_root(test) {
+            return None;
+        }
+        let lock = vigil_tests::bpf_lock();
+        let mut cfg = Config::default();
+        cfg.agent.events = true;
+        cfg.sensors.drain_interval_ms = 5;
+        edit(&mut cfg);
+        let (tx, rx) = channel();
+        let agent = Running::spawn(RunOptions {
+            config: cfg,
+            sink: None,
+            tap: Some(tx),
+            record: None,
+            verbose: false,
+        })
+        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
+        Some(Harness {
+            agent: Some(agent),
+            rx,
+            seen: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    /// Like start, with a capture file.
+    pub fn start_recording(test: &str, path: PathBuf) -> Option<Harness> {
+        if !vigil_tests::require_root(test) {
+            return None;
+        }
+        let lock = vigil_tests::bpf_lock();
+        let mut cfg = Config::default();
+        cfg.agent.events = true;
+        cfg.sensors.drain_interval_ms = 5;
+        let (tx, rx) = channel();
+        let agent = Running::spawn(RunOptions {
+            config: cfg,
+            sink: None,
+            tap: Some(tx),
+            record: Some(path),
+            verbose: false,
+        })
+        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
+        Some(Harness {
+            agent: Some(agent),
+            rx,
+            seen: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    fn pump(&mut self, until: Instant) {
+        while let Ok(ev) = self.rx.recv_timeout(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(20))) {
+            self.seen.push(ev);
+        }
+    }
+
+    /// Waits up to 5 s for an event matching `pred`; panics with the
+    /// kernel drop counters and what was seen when it never comes.
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        self.expect_within(what, Duration::from_secs(5), pred)
+    }
+
+    /// As `expect` with a deadline.
+    pub fn expect_within(&mut self, what: &str, d: Duration, pred: impl Fn(&Event) -> bool) -> Event {
+        let deadline = Instant::now() + d;
+        loop {
+            if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            self.pump(deadline);
+        }
+        let summary = self.agent.take().map(|a| a.stop());
+        let kinds: Vec<String> = self
+            .seen
+            .iter()
+            .rev()
+            .take(15)
+            .map(|e| format!("kind={} pid={} comm={}", e.k.hdr.kind, e.k.hdr.pid, String::from_utf8_lossy(e.k.comm())))
+            .collect();
+        panic!(
+            "no event: {what}\nlast events seen: {kinds:#?}\nagent summary (drops per sensor):\n{}",
+            match summary {
+                Some(Ok(s)) => s.render(),
+                Some(Err(e)) => e,
+                None => "agent already stopped".into(),
+            }
+        );
+    }
+
+    /// Collects events for `d`.
+    pub fn collect_for(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.pump(until);
+        }
+    }
+
+    /// Stops the agent.
+    pub fn stop(mut self) -> Summary {
+        self.agent.take().expect("running").stop().expect("agent stopped cleanly")
+    }
+}
+
+pub fn bytes(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+pub fn canon(p: &str) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::canonicalize(p).unwrap().as_os_str().as_bytes().to_vec()
+}
