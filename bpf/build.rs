@@ -44,7 +44,14 @@ fn main() {
         std::fs::create_dir_all(&gen_dir).expect("mkdir vmlinux");
         let bpftool = find_tool("BPFTOOL", &["bpftool", "/usr/sbin/bpftool"]);
         let o = Command::new(&bpftool)
-            .args(["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"])
+            .args([
+                "btf",
+                "dump",
+                "file",
+                "/sys/kernel/btf/vmlinux",
+                "format",
+                "c",
+            ])
             .output()
             .expect("run bpftool");
         assert!(
@@ -59,7 +66,14 @@ fn main() {
     let clang = find_tool("CLANG", &["clang-19", "clang"]);
     let obj = out.join("vigil.bpf.o");
     let output = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-mcpu=v3"])
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-mcpu=v3",
+        ])
         .args(["-Wall", "-Werror"])
         .arg(format!("-I{}", inc_dir.display()))
         .arg(format!("-I{}", c_dir.display()))

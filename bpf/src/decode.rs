@@ -292,7 +292,11 @@ impl KernelEvent {
 /// Encodes a record the way the kernel does (used by tests and fuzzing to
 /// build well-formed samples; not on any hot path).
 pub fn encode_record<T: Pod>(mut hdr: Hdr, body: &T, strings: &[&[u8]]) -> Vec<u8> {
-    assert!(strings.len() <= abi::MAX_STR, "at most {} strings", abi::MAX_STR);
+    assert!(
+        strings.len() <= abi::MAX_STR,
+        "at most {} strings",
+        abi::MAX_STR
+    );
     let mut out = Vec::new();
     hdr.str_len = [0; abi::MAX_STR];
     for (i, s) in strings.iter().enumerate() {
@@ -301,12 +305,12 @@ pub fn encode_record<T: Pod>(mut hdr: Hdr, body: &T, strings: &[&[u8]]) -> Vec<u
     let total = size_of::<Hdr>() + size_of::<T>() + strings.iter().map(|s| s.len()).sum::<usize>();
     hdr.size = total as u32;
     // SAFETY: Pod types are plain integer aggregates without padding holes.
-    let hb = unsafe {
-        core::slice::from_raw_parts((&hdr as *const Hdr).cast::<u8>(), size_of::<Hdr>())
-    };
+    let hb =
+        unsafe { core::slice::from_raw_parts((&hdr as *const Hdr).cast::<u8>(), size_of::<Hdr>()) };
     out.extend_from_slice(hb);
     // SAFETY: as above.
-    let bb = unsafe { core::slice::from_raw_parts((body as *const T).cast::<u8>(), size_of::<T>()) };
+    let bb =
+        unsafe { core::slice::from_raw_parts((body as *const T).cast::<u8>(), size_of::<T>()) };
     out.extend_from_slice(bb);
     for s in strings {
         out.extend_from_slice(s);
@@ -373,7 +377,10 @@ mod tests {
     #[test]
     fn short_and_mismatched_records_are_errors() {
         let rec = encode_record(hdr(kind::OPEN), &abi::Open::default(), &[b"/etc/shadow"]);
-        assert!(matches!(decode(&rec[..50]), Err(DecodeError::TooShort { .. })));
+        assert!(matches!(
+            decode(&rec[..50]),
+            Err(DecodeError::TooShort { .. })
+        ));
         assert!(matches!(
             decode(&rec[..rec.len() - 1]),
             Err(DecodeError::SizeMismatch { .. })

@@ -128,16 +128,33 @@ impl Default for Interest {
         Interest {
             kinds: sensors::all_kinds().collect(),
             report_paths: [
-                "/etc/", "/root/", "/boot/", "/home/", "/var/spool/cron/", "/var/log/",
-                "/usr/lib/systemd/", "/lib/modules/", "/dev/shm/", "/proc/kcore", "/dev/mem",
-                "/dev/kmem", "/sys/kernel/security/", "/sys/fs/bpf/",
+                "/etc/",
+                "/root/",
+                "/boot/",
+                "/home/",
+                "/var/spool/cron/",
+                "/var/log/",
+                "/usr/lib/systemd/",
+                "/lib/modules/",
+                "/dev/shm/",
+                "/proc/kcore",
+                "/dev/mem",
+                "/dev/kmem",
+                "/sys/kernel/security/",
+                "/sys/fs/bpf/",
             ]
             .iter()
             .map(|s| s.to_string())
             .collect(),
             ignore_paths: [
-                "/dev/null", "/dev/pts/", "/dev/tty", "/proc/self/", "/proc/thread-self/",
-                "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf",
+                "/dev/null",
+                "/dev/pts/",
+                "/dev/tty",
+                "/proc/self/",
+                "/proc/thread-self/",
+                "/etc/ld.so.cache",
+                "/etc/localtime",
+                "/etc/nsswitch.conf",
             ]
             .iter()
             .map(|s| s.to_string())
@@ -360,7 +377,8 @@ impl Sensors {
         }
         {
             let mut caps: Array<&mut MapData, u32> =
-                Array::try_from(self.map_mut("interest_caps")?).map_err(Self::map_err("interest_caps"))?;
+                Array::try_from(self.map_mut("interest_caps")?)
+                    .map_err(Self::map_err("interest_caps"))?;
             for c in 0..64u32 {
                 caps.set(c, u32::from(i.caps.contains(&(c as u8))), 0)
                     .map_err(Self::map_err("interest_caps"))?;
@@ -368,12 +386,16 @@ impl Sensors {
         }
         {
             let mut paths: LpmTrie<&mut MapData, abi::PathKey, u32> =
-                LpmTrie::try_from(self.map_mut("interest_paths")?).map_err(Self::map_err("interest_paths"))?;
+                LpmTrie::try_from(self.map_mut("interest_paths")?)
+                    .map_err(Self::map_err("interest_paths"))?;
             let old: Vec<Key<abi::PathKey>> = paths.keys().filter_map(Result::ok).collect();
             for k in old {
                 let _ = paths.remove(&k);
             }
-            for (list, val) in [(&i.report_paths, abi::PATH_REPORT), (&i.ignore_paths, abi::PATH_IGNORE)] {
+            for (list, val) in [
+                (&i.report_paths, abi::PATH_REPORT),
+                (&i.ignore_paths, abi::PATH_IGNORE),
+            ] {
                 for p in list {
                     let bytes = p.as_bytes();
                     if bytes.is_empty() || bytes.len() > abi::LPM_MAX {
@@ -396,7 +418,8 @@ impl Sensors {
         }
         {
             let mut ports: BpfHashMap<&mut MapData, u16, u32> =
-                BpfHashMap::try_from(self.map_mut("interest_ports")?).map_err(Self::map_err("interest_ports"))?;
+                BpfHashMap::try_from(self.map_mut("interest_ports")?)
+                    .map_err(Self::map_err("interest_ports"))?;
             let old: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
             for p in old {
                 let _ = ports.remove(&p);
@@ -421,7 +444,8 @@ impl Sensors {
             let k = (val & 0xffff) as u16;
             let v = if i.kinds.contains(&k) { val } else { 0 };
             if let Ok(nr) = u32::try_from(nr) {
-                sc.set(nr, v, 0).map_err(Self::map_err("interest_syscalls"))?;
+                sc.set(nr, v, 0)
+                    .map_err(Self::map_err("interest_syscalls"))?;
             }
         }
         Ok(())

@@ -56,7 +56,10 @@ impl Mechanism {
             Mechanism::Tracepoint { category, name, .. } => format!("tracepoint/{category}/{name}"),
             Mechanism::Syscalls { calls, .. } => {
                 let names: Vec<&str> = calls.iter().map(|c| c.0).collect();
-                format!("tracepoint/syscalls/sys_{{enter,exit}}_{{{}}}", names.join(","))
+                format!(
+                    "tracepoint/syscalls/sys_{{enter,exit}}_{{{}}}",
+                    names.join(",")
+                )
             }
             Mechanism::BashReadline { .. } => "uretprobe/bash:readline".to_string(),
         }
@@ -356,7 +359,11 @@ pub fn explain(err: &ProgramError) -> String {
         other => find_io(other),
     };
     let mut msg = match io.and_then(std::io::Error::raw_os_error) {
-        Some(code) => format!("{} ({})", errno_name(code), std::io::Error::from_raw_os_error(code)),
+        Some(code) => format!(
+            "{} ({})",
+            errno_name(code),
+            std::io::Error::from_raw_os_error(code)
+        ),
         None => err.to_string(),
     };
     if let ProgramError::LoadError { verifier_log, .. } = err {
@@ -434,7 +441,9 @@ impl Attacher<'_> {
 
     fn attach_tp(&mut self, prog: &'static str, category: &str, tp: &str) -> Result<(), String> {
         if !Path::new(&format!("{}/events/{category}/{tp}", crate::tracefs_dir())).exists() {
-            return Err(format!("tracepoint {category}:{tp} does not exist on this kernel (ENOENT)"));
+            return Err(format!(
+                "tracepoint {category}:{tp} does not exist on this kernel (ENOENT)"
+            ));
         }
         self.ensure_loaded_tp(prog)?;
         let p: &mut TracePoint = self
@@ -513,8 +522,12 @@ impl Attacher<'_> {
                     .try_into()
                     .map_err(|e: ProgramError| explain(&e))?;
                 p.load().map_err(|e| format!("load: {}", explain(&e)))?;
-                p.attach("readline", &bash, aya::programs::uprobe::UProbeScope::AllProcesses)
-                    .map_err(|e| format!("attach {}: {}", bash.display(), explain(&e)))?;
+                p.attach(
+                    "readline",
+                    &bash,
+                    aya::programs::uprobe::UProbeScope::AllProcesses,
+                )
+                .map_err(|e| format!("attach {}: {}", bash.display(), explain(&e)))?;
                 Ok(())
             }
         }
@@ -536,7 +549,10 @@ mod tests {
         let mut seen = HashSet::new();
         for k in all_kinds() {
             assert!(seen.insert(k), "kind {k} listed twice");
-            assert!(crate::decode::body_size(k).is_some(), "kind {k} has no decoder");
+            assert!(
+                crate::decode::body_size(k).is_some(),
+                "kind {k} has no decoder"
+            );
             assert!(u32::from(k) < abi::KIND_SLOTS);
         }
     }

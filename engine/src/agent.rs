@@ -70,9 +70,18 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline with the given context.
-    pub fn new(cfg: &Config, ctx: &Context, sink: Option<Box<dyn Sink>>, tap: Option<mpsc::Sender<Event>>) -> Pipeline {
+    pub fn new(
+        cfg: &Config,
+        ctx: &Context,
+        sink: Option<Box<dyn Sink>>,
+        tap: Option<mpsc::Sender<Event>>,
+    ) -> Pipeline {
         Pipeline {
-            enricher: Enricher::new(Arc::new(ctx.users.clone()), ctx.boot_offset_ns, cfg.agent.ancestors),
+            enricher: Enricher::new(
+                Arc::new(ctx.users.clone()),
+                ctx.boot_offset_ns,
+                cfg.agent.ancestors,
+            ),
             rules: RuleSet::empty(),
             baselines: Baselines::empty(),
             sink,
@@ -321,14 +330,19 @@ pub async fn run(
         r.json(capture::frame::SEED, &seed)?;
     }
 
-    let mut housekeeping = tokio::time::interval(Duration::from_secs(cfg.agent.housekeeping_interval_s.max(1)));
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(
+        cfg.agent.housekeeping_interval_s.max(1),
+    ));
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_dropped: BTreeMap<u16, u64> = BTreeMap::new();
     let mut swept = (0u64, 0u64);
     let mut rec_err: Option<capture::CaptureError> = None;
     tokio::pin!(shutdown);
 
-    let mut on_sample = |pipeline: &mut Pipeline, host: &mut LiveHost, s: &[u8], rec: &mut Option<CaptureWriter>| {
+    let mut on_sample = |pipeline: &mut Pipeline,
+                         host: &mut LiveHost,
+                         s: &[u8],
+                         rec: &mut Option<CaptureWriter>| {
         pipeline.handle(s, host);
         if let Some(r) = rec.as_mut() {
             let l = host.take_log();
@@ -397,20 +411,30 @@ fn kernel_json(k: &BTreeMap<u16, Counters>) -> serde_json::Value {
 }
 
 /// Emits a metric record and a warning when a sensor's drop count grew.
-fn report_drops(p: &mut Pipeline, counters: &BTreeMap<u16, Counters>, last: &mut BTreeMap<u16, u64>, verbose: bool) {
+fn report_drops(
+    p: &mut Pipeline,
+    counters: &BTreeMap<u16, Counters>,
+    last: &mut BTreeMap<u16, u64>,
+    verbose: bool,
+) {
     for (k, c) in counters {
         let prev = last.get(k).copied().unwrap_or(0);
         if c.dropped > prev {
-            let sensor = vigil_bpf::sensors::sensor_of_kind(*k).map(|s| s.name).unwrap_or("?");
+            let sensor = vigil_bpf::sensors::sensor_of_kind(*k)
+                .map(|s| s.name)
+                .unwrap_or("?");
             let mut w = vigil_outputs::json::Writer::new();
-            w.str("@timestamp", ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64))
-                .str("event.kind", "metric")
-                .str("event.action", "sensor-drops")
-                .str("event.module", "vigil")
-                .str("host.hostname", p.hostname().to_string())
-                .str("vigil.sensor", sensor)
-                .u64("vigil.drops.new", c.dropped - prev)
-                .u64("vigil.drops.total", c.dropped);
+            w.str(
+                "@timestamp",
+                ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64),
+            )
+            .str("event.kind", "metric")
+            .str("event.action", "sensor-drops")
+            .str("event.module", "vigil")
+            .str("host.hostname", p.hostname())
+            .str("vigil.sensor", sensor)
+            .u64("vigil.drops.new", c.dropped - prev)
+            .u64("vigil.drops.total", c.dropped);
             let rec = w.finish();
             p.write_raw(&rec);
             if verbose {

@@ -137,7 +137,8 @@ impl CaptureWriter {
 
     /// Writes one frame.
     pub fn frame(&mut self, ty: u8, payload: &[u8]) -> Result<(), CaptureError> {
-        let len = u32::try_from(payload.len()).map_err(|_| self.io(io::ErrorKind::InvalidInput.into()))?;
+        let len = u32::try_from(payload.len())
+            .map_err(|_| self.io(io::ErrorKind::InvalidInput.into()))?;
         let r = self
             .out
             .write_all(&[ty])
@@ -212,7 +213,9 @@ impl<R: Read> CaptureReader<R> {
         if version != VERSION {
             return Err(fmt(
                 8,
-                format!("capture format version {version} is not supported (this vigil reads {VERSION})"),
+                format!(
+                    "capture format version {version} is not supported (this vigil reads {VERSION})"
+                ),
             ));
         }
         let mut r = CaptureReader {
@@ -299,7 +302,11 @@ impl<R: Read> CaptureReader<R> {
     }
 
     /// Parses a JSON frame payload, naming the offset on failure.
-    pub fn parse<T: for<'de> Deserialize<'de>>(&self, payload: &[u8], what: &str) -> Result<T, CaptureError> {
+    pub fn parse<T: for<'de> Deserialize<'de>>(
+        &self,
+        payload: &[u8],
+        what: &str,
+    ) -> Result<T, CaptureError> {
         serde_json::from_slice(payload).map_err(|e| CaptureError::Format {
             path: self.path.clone(),
             offset: self.offset,
@@ -333,7 +340,10 @@ mod tests {
         drop(w);
         let mut r = CaptureReader::open(&p).unwrap();
         assert_eq!(r.context, ctx());
-        assert_eq!(r.next_frame().unwrap(), Some((frame::RECORD, b"abc".to_vec())));
+        assert_eq!(
+            r.next_frame().unwrap(),
+            Some((frame::RECORD, b"abc".to_vec()))
+        );
         assert_eq!(r.next_frame().unwrap(), None);
 
         let bytes = std::fs::read(&p).unwrap();

@@ -162,7 +162,11 @@ fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
@@ -182,7 +186,11 @@ impl Config {
             let off = e.span().map(|s| s.start).unwrap_or(0);
             ConfigError {
                 file: file.into(),
-                line: if e.span().is_some() { line_of(text, off) } else { 0 },
+                line: if e.span().is_some() {
+                    line_of(text, off)
+                } else {
+                    0
+                },
                 key: key_at(text, off),
                 message: e.message().trim().to_string(),
             }
@@ -216,14 +224,21 @@ impl Config {
                 let hint = suggest(name, sensors::SENSORS.iter().map(|s| s.name))
                     .map(|h| format!(" (did you mean `{h}`?)"))
                     .unwrap_or_default();
-                return Err(err("sensors", "disabled", format!("unknown sensor `{name}`{hint}")));
+                return Err(err(
+                    "sensors",
+                    "disabled",
+                    format!("unknown sensor `{name}`{hint}"),
+                ));
             }
         }
         if !s.ring_buffer_bytes.is_power_of_two() || s.ring_buffer_bytes < 4096 {
             return Err(err(
                 "sensors",
                 "ring_buffer_bytes",
-                format!("{} is not a power of two of at least 4096", s.ring_buffer_bytes),
+                format!(
+                    "{} is not a power of two of at least 4096",
+                    s.ring_buffer_bytes
+                ),
             ));
         }
         if s.wakeup_bytes >= s.ring_buffer_bytes {
@@ -234,9 +249,16 @@ impl Config {
             ));
         }
         if s.drain_interval_ms == 0 || s.drain_interval_ms > 1000 {
-            return Err(err("sensors", "drain_interval_ms", "must be 1..=1000".into()));
+            return Err(err(
+                "sensors",
+                "drain_interval_ms",
+                "must be 1..=1000".into(),
+            ));
         }
-        for (key, list) in [("report_paths", &s.report_paths), ("ignore_paths", &s.ignore_paths)] {
+        for (key, list) in [
+            ("report_paths", &s.report_paths),
+            ("ignore_paths", &s.ignore_paths),
+        ] {
             for p in list {
                 if !p.starts_with('/') || p.len() > 256 {
                     return Err(err(
@@ -254,7 +276,10 @@ impl Config {
             return Err(err(
                 "agent",
                 "output",
-                format!("`{}` must be \"stdout\" or an absolute file path", self.agent.output),
+                format!(
+                    "`{}` must be \"stdout\" or an absolute file path",
+                    self.agent.output
+                ),
             ));
         }
         Ok(())
@@ -306,8 +331,11 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let e = Config::parse("[agent]\nevents = true\n\n[sensors]\nring_bufer_bytes = 4096\n", "v.toml")
-            .unwrap_err();
+        let e = Config::parse(
+            "[agent]\nevents = true\n\n[sensors]\nring_bufer_bytes = 4096\n",
+            "v.toml",
+        )
+        .unwrap_err();
         assert_eq!(e.file, "v.toml");
         assert_eq!(e.line, 5);
         assert_eq!(e.key, "sensors.ring_bufer_bytes");
@@ -323,7 +351,10 @@ mod tests {
     #[test]
     fn semantic_errors_are_located() {
         let e = Config::parse("[sensors]\n\nring_buffer_bytes = 5000\n", "v.toml").unwrap_err();
-        assert_eq!(e.to_string(), "v.toml:3: sensors.ring_buffer_bytes: 5000 is not a power of two of at least 4096");
+        assert_eq!(
+            e.to_string(),
+            "v.toml:3: sensors.ring_buffer_bytes: 5000 is not a power of two of at least 4096"
+        );
         let e = Config::parse("[sensors]\ndisabled = [\"readlin\"]\n", "v.toml").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("did you mean `readline`"), "{e}");

@@ -81,10 +81,19 @@ mod tests {
             (format!("/docker/{ID}"), "docker"),
             (format!("/system.slice/docker-{ID}.scope"), "docker"),
             (format!("/libpod_parent/libpod-{ID}"), "podman"),
-            (format!("/machine.slice/libpod-{ID}.scope/container"), "podman"),
-            (format!("/system.slice/cri-containerd-{ID}.scope"), "containerd"),
+            (
+                format!("/machine.slice/libpod-{ID}.scope/container"),
+                "podman",
+            ),
+            (
+                format!("/system.slice/cri-containerd-{ID}.scope"),
+                "containerd",
+            ),
             (format!("/kubepods/besteffort/pod1234/{ID}"), "kubernetes"),
-            (format!("/kubepods.slice/kubepods-pod12.slice/crio-{ID}.scope"), "cri-o"),
+            (
+                format!("/kubepods.slice/kubepods-pod12.slice/crio-{ID}.scope"),
+                "cri-o",
+            ),
             (format!("/mygroup/{ID}"), "runc"),
         ];
         for (path, rt) in cases {
@@ -96,8 +105,14 @@ mod tests {
     #[test]
     fn non_containers() {
         assert_eq!(from_cgroup_path("/"), None);
-        assert_eq!(from_cgroup_path("/user.slice/user-0.slice/session-3.scope"), None);
-        assert_eq!(from_cgroup_path(&format!("/libpod_parent/libpod-conmon-{ID}")), None);
+        assert_eq!(
+            from_cgroup_path("/user.slice/user-0.slice/session-3.scope"),
+            None
+        );
+        assert_eq!(
+            from_cgroup_path(&format!("/libpod_parent/libpod-conmon-{ID}")),
+            None
+        );
         assert_eq!(from_cgroup_path("/docker/abc"), None);
     }
 

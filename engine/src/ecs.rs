@@ -72,7 +72,9 @@ fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
 
 fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
     match i32::from(family) {
-        libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))),
+        libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        ))),
         libc::AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
         _ => None,
     }
@@ -90,18 +92,56 @@ pub fn ns_flag_names(flags: u64) -> Vec<&'static str> {
         (0x4000_0000, "net"),
         (0x0000_0080, "time"),
     ];
-    T.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect()
+    T.iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 /// Capability name (`CAP_SYS_ADMIN`).
 pub fn cap_name(cap: i32) -> String {
     const N: &[&str] = &[
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-        "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-        "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-        "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-        "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
     ];
     usize::try_from(cap)
         .ok()
@@ -111,7 +151,10 @@ pub fn cap_name(cap: i32) -> String {
 }
 
 fn caps_list(mask: u64) -> Vec<String> {
-    (0..64).filter(|b| mask & (1 << b) != 0).map(cap_name).collect()
+    (0..64)
+        .filter(|b| mask & (1 << b) != 0)
+        .map(cap_name)
+        .collect()
 }
 
 /// Open flags by name.
@@ -188,16 +231,43 @@ fn tcp_state(s: u8) -> &'static str {
 
 fn bpf_cmd(c: u32) -> String {
     const N: &[&str] = &[
-        "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM",
-        "BPF_MAP_GET_NEXT_KEY", "BPF_PROG_LOAD", "BPF_OBJ_PIN", "BPF_OBJ_GET", "BPF_PROG_ATTACH",
-        "BPF_PROG_DETACH", "BPF_PROG_TEST_RUN", "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID",
-        "BPF_PROG_GET_FD_BY_ID", "BPF_MAP_GET_FD_BY_ID", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY",
-        "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_BTF_GET_FD_BY_ID", "BPF_TASK_FD_QUERY",
-        "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "BPF_MAP_FREEZE", "BPF_BTF_GET_NEXT_ID",
-        "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH",
-        "BPF_MAP_DELETE_BATCH", "BPF_LINK_CREATE", "BPF_LINK_UPDATE", "BPF_LINK_GET_FD_BY_ID",
-        "BPF_LINK_GET_NEXT_ID", "BPF_ENABLE_STATS", "BPF_ITER_CREATE", "BPF_LINK_DETACH",
-        "BPF_PROG_BIND_MAP", "BPF_TOKEN_CREATE",
+        "BPF_MAP_CREATE",
+        "BPF_MAP_LOOKUP_ELEM",
+        "BPF_MAP_UPDATE_ELEM",
+        "BPF_MAP_DELETE_ELEM",
+        "BPF_MAP_GET_NEXT_KEY",
+        "BPF_PROG_LOAD",
+        "BPF_OBJ_PIN",
+        "BPF_OBJ_GET",
+        "BPF_PROG_ATTACH",
+        "BPF_PROG_DETACH",
+        "BPF_PROG_TEST_RUN",
+        "BPF_PROG_GET_NEXT_ID",
+        "BPF_MAP_GET_NEXT_ID",
+        "BPF_PROG_GET_FD_BY_ID",
+        "BPF_MAP_GET_FD_BY_ID",
+        "BPF_OBJ_GET_INFO_BY_FD",
+        "BPF_PROG_QUERY",
+        "BPF_RAW_TRACEPOINT_OPEN",
+        "BPF_BTF_LOAD",
+        "BPF_BTF_GET_FD_BY_ID",
+        "BPF_TASK_FD_QUERY",
+        "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+        "BPF_MAP_FREEZE",
+        "BPF_BTF_GET_NEXT_ID",
+        "BPF_MAP_LOOKUP_BATCH",
+        "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
+        "BPF_MAP_UPDATE_BATCH",
+        "BPF_MAP_DELETE_BATCH",
+        "BPF_LINK_CREATE",
+        "BPF_LINK_UPDATE",
+        "BPF_LINK_GET_FD_BY_ID",
+        "BPF_LINK_GET_NEXT_ID",
+        "BPF_ENABLE_STATS",
+        "BPF_ITER_CREATE",
+        "BPF_LINK_DETACH",
+        "BPF_PROG_BIND_MAP",
+        "BPF_TOKEN_CREATE",
     ];
     N.get(c as usize)
         .map(|s| s.to_string())
@@ -294,7 +364,10 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
         }
     }
     if h.start_ns != 0 {
-        w.str("process.start", rfc3339((h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64)));
+        w.str(
+            "process.start",
+            rfc3339((h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64)),
+        );
     }
     if let Body::Exit(x) = &ev.k.body {
         w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
@@ -322,7 +395,8 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
         w.str("group.name", g.as_bytes());
     }
     if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
-        w.str("container.id", &c.id).str("container.runtime", c.runtime);
+        w.str("container.id", &c.id)
+            .str("container.runtime", c.runtime);
     }
     if let Some(f) = &ev.file_path {
         w.str("file.path", f).str("file.name", basename(f));
@@ -341,11 +415,13 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
         };
         if h.kind == kind::LISTEN {
             if let Some(a) = local {
-                w.str("server.ip", a.to_string()).u64("server.port", info.lport.into());
+                w.str("server.ip", a.to_string())
+                    .u64("server.port", info.lport.into());
             }
         } else {
             if let Some(a) = src.0 {
-                w.str("source.ip", a.to_string()).u64("source.port", src.1.into());
+                w.str("source.ip", a.to_string())
+                    .u64("source.port", src.1.into());
             }
             if let Some(a) = dst.0 {
                 w.str("destination.ip", a.to_string())
@@ -383,7 +459,8 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
     }
     if let Body::TcpState(t) = &ev.k.body {
         if let Some(a) = ip(t.family, &t.saddr) {
-            w.str("source.ip", a.to_string()).u64("source.port", t.sport.into());
+            w.str("source.ip", a.to_string())
+                .u64("source.port", t.sport.into());
         }
         if let Some(a) = ip(t.family, &t.daddr) {
             w.str("destination.ip", a.to_string())
@@ -398,7 +475,12 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
     }
 
     // vigil.*
-    w.str("vigil.sensor", vigil_bpf::sensors::sensor_of_kind(h.kind).map(|s| s.name).unwrap_or("?"));
+    w.str(
+        "vigil.sensor",
+        vigil_bpf::sensors::sensor_of_kind(h.kind)
+            .map(|s| s.name)
+            .unwrap_or("?"),
+    );
     w.u64("vigil.process.ns_pid", h.ns_pid.into())
         .u64("vigil.process.auid", h.auid.into());
     w.u64("vigil.ns.pid", h.pidns.into())
@@ -429,16 +511,26 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
     }
     let mut truncated = Vec::new();
     match &ev.k.body {
-        Body::Exec {
-            info, filename, ..
-        } => {
+        Body::Exec { info, filename, .. } => {
             w.str("vigil.exec.filename", filename)
                 .u64("vigil.exec.inode", info.ino)
                 .u64("vigil.exec.argc", info.argc.into())
-                .bool("vigil.exec.memfd", info.exec_flags & abi::exec_flags::MEMFD != 0)
-                .bool("vigil.exec.unlinked", info.exec_flags & abi::exec_flags::UNLINKED != 0)
-                .bool("vigil.exec.setuid", info.exec_flags & abi::exec_flags::SETUID != 0)
-                .bool("vigil.exec.setgid", info.exec_flags & abi::exec_flags::SETGID != 0);
+                .bool(
+                    "vigil.exec.memfd",
+                    info.exec_flags & abi::exec_flags::MEMFD != 0,
+                )
+                .bool(
+                    "vigil.exec.unlinked",
+                    info.exec_flags & abi::exec_flags::UNLINKED != 0,
+                )
+                .bool(
+                    "vigil.exec.setuid",
+                    info.exec_flags & abi::exec_flags::SETUID != 0,
+                )
+                .bool(
+                    "vigil.exec.setgid",
+                    info.exec_flags & abi::exec_flags::SETGID != 0,
+                );
             if ev.k.truncated(0) {
                 truncated.push("process.executable");
             }
@@ -452,7 +544,10 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
                 .u64("vigil.child.ns.pid", f.child_pidns.into())
                 .u64("vigil.child.ns.mnt", f.child_mntns.into())
                 .u64("vigil.child.ns.net", f.child_netns.into())
-                .strs("vigil.child.new_namespaces", ns_flag_names(f.ns_flags.into()));
+                .strs(
+                    "vigil.child.new_namespaces",
+                    ns_flag_names(f.ns_flags.into()),
+                );
         }
         Body::Exit(x) => {
             w.u64("vigil.exit.signal", (x.status & 0x7f).into());
@@ -488,11 +583,10 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
                 .u64("vigil.capability.userns", c.target_userns.into());
         }
         Body::SetId(s) => {
-            w.str("vigil.setid.syscall", setid_name(s.syscall))
-                .raw(
-                    "vigil.setid.args",
-                    format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
-                );
+            w.str("vigil.setid.syscall", setid_name(s.syscall)).raw(
+                "vigil.setid.args",
+                format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
+            );
         }
         Body::CapSet(c) => {
             w.strs("vigil.capset.effective", caps_list(c.effective))
@@ -514,7 +608,11 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
                 w.str("vigil.bpf.name", name);
             }
         }
-        Body::Module { info, target, params } => {
+        Body::Module {
+            info,
+            target,
+            params,
+        } => {
             let sc = match info.syscall {
                 abi::sys::INIT_MODULE => "init_module",
                 abi::sys::FINIT_MODULE => "finit_module",
@@ -555,7 +653,10 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
             }
             w.u64("vigil.namespace.old.mnt", n.old_mntns.into())
                 .u64("vigil.namespace.old.net", n.old_netns.into())
-                .u64("vigil.namespace.old.pid_for_children", n.old_pidns_children.into());
+                .u64(
+                    "vigil.namespace.old.pid_for_children",
+                    n.old_pidns_children.into(),
+                );
         }
         Body::Readline { line } => {
             w.str("vigil.readline.line", line);
@@ -581,8 +682,14 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456789Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_795_000_000_123_456_789),
+            "2026-11-18T11:06:40.123456789Z"
+        );
+        assert_eq!(
+            rfc3339(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
     }
 
     #[test]
@@ -690,11 +797,16 @@ mod encode_tests {
             let ev = en.enrich(decode(&rec(k)).unwrap(), &mut host);
             let out = encode(&ev, "h", "event");
             let text = String::from_utf8(out).unwrap();
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("kind {k}: {e}: {text}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("kind {k}: {e}: {text}"));
             assert_eq!(v["vigil"]["after_loss"], true, "kind {k}");
             let keys = top_level_keys(&text);
             let unique: std::collections::BTreeSet<_> = keys.iter().collect();
-            assert_eq!(keys.len(), unique.len(), "kind {k}: duplicate top-level keys {keys:?}");
+            assert_eq!(
+                keys.len(),
+                unique.len(),
+                "kind {k}: duplicate top-level keys {keys:?}"
+            );
         }
     }
 }

@@ -191,11 +191,17 @@ impl Enricher {
 
     /// Drops exited processes whose exit is older than `linger_ns` before `now_ns`.
     pub fn expire(&mut self, now_ns: u64, linger_ns: u64) {
-        self.procs
-            .retain(|_, p| p.exited_ns.is_none_or(|t| now_ns.saturating_sub(t) < linger_ns));
+        self.procs.retain(|_, p| {
+            p.exited_ns
+                .is_none_or(|t| now_ns.saturating_sub(t) < linger_ns)
+        });
     }
 
-    fn name_of(map: &mut HashMap<u32, Arc<str>>, table: &HashMap<u32, String>, id: u32) -> Option<Arc<str>> {
+    fn name_of(
+        map: &mut HashMap<u32, Arc<str>>,
+        table: &HashMap<u32, String>,
+        id: u32,
+    ) -> Option<Arc<str>> {
         if let Some(n) = map.get(&id) {
             return Some(n.clone());
         }
@@ -235,10 +241,19 @@ impl Enricher {
                     pid: f.child_pid,
                     ppid: h.pid,
                     start_ns: f.child_start_ns,
-                    exe: parent.as_ref().map(|p| p.exe.clone()).unwrap_or_else(|| Arc::from(&b""[..])),
-                    args: parent.as_ref().map(|p| p.args.clone()).unwrap_or_else(|| Arc::from(Vec::new())),
+                    exe: parent
+                        .as_ref()
+                        .map(|p| p.exe.clone())
+                        .unwrap_or_else(|| Arc::from(&b""[..])),
+                    args: parent
+                        .as_ref()
+                        .map(|p| p.args.clone())
+                        .unwrap_or_else(|| Arc::from(Vec::new())),
                     args_truncated: parent.as_ref().is_some_and(|p| p.args_truncated),
-                    cwd: parent.as_ref().map(|p| p.cwd.clone()).unwrap_or_else(|| Arc::from(&b""[..])),
+                    cwd: parent
+                        .as_ref()
+                        .map(|p| p.cwd.clone())
+                        .unwrap_or_else(|| Arc::from(&b""[..])),
                     container: parent.as_ref().and_then(|p| p.container.clone()),
                     updated_ns: h.ts_ns,
                     exited_ns: None,
@@ -248,7 +263,11 @@ impl Enricher {
             Body::Exec {
                 path, argv, cwd, ..
             } => {
-                if self.procs.get(&h.pid).is_some_and(|p| p.updated_ns > h.ts_ns) {
+                if self
+                    .procs
+                    .get(&h.pid)
+                    .is_some_and(|p| p.updated_ns > h.ts_ns)
+                {
                     return;
                 }
                 // The exec is where containers start (runc init execs the

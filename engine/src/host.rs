@@ -225,7 +225,9 @@ impl LiveHost {
         self.last_scan = Some(Instant::now());
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             if let Ok(md) = std::fs::metadata(&dir) {
                 let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
                 self.cgroup_paths
@@ -335,7 +337,9 @@ mod tests {
 
     #[test]
     fn passwd_parsing() {
-        let t = Users::parse_table("root:x:0:0:root:/root:/bin/bash\n#c\nbad\nnobody:x:65534:65534::/:/x\n");
+        let t = Users::parse_table(
+            "root:x:0:0:root:/root:/bin/bash\n#c\nbad\nnobody:x:65534:65534::/:/x\n",
+        );
         assert_eq!(t.get(&0).map(String::as_str), Some("root"));
         assert_eq!(t.get(&65534).map(String::as_str), Some("nobody"));
         assert_eq!(t.len(), 2);

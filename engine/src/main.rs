@@ -8,7 +8,11 @@ use vigil_engine::{agent, config::Config, probe, replay};
 use vigil_outputs::{JsonLines, Sink};
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Linux host security and anomaly-detection auditing engine (eBPF)")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Linux host security and anomaly-detection auditing engine (eBPF)"
+)]
 struct Cli {
     /// TOML configuration file (every key optional; see docs/config.md).
     #[arg(long, short, global = true)]
@@ -68,9 +72,10 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn sink_for(cfg: &Config, out: &OutputArgs) -> anyhow::Result<Box<dyn Sink>> {
-    let path = out.output.clone().or_else(|| {
-        (cfg.agent.output != "stdout").then(|| PathBuf::from(&cfg.agent.output))
-    });
+    let path = out
+        .output
+        .clone()
+        .or_else(|| (cfg.agent.output != "stdout").then(|| PathBuf::from(&cfg.agent.output)));
     Ok(match path {
         Some(p) => Box::new(JsonLines::file(&p)?),
         None => Box::new(JsonLines::stdout()),
@@ -90,7 +95,9 @@ async fn shutdown_signal() {
 fn require_root(what: &str) -> Result<(), ExitCode> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("vigil: `vigil {what}` loads eBPF sensors and needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)");
+        eprintln!(
+            "vigil: `vigil {what}` loads eBPF sensors and needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
+        );
         return Err(ExitCode::from(1));
     }
     Ok(())
@@ -109,7 +116,11 @@ fn main() -> ExitCode {
             }
             let (text, live) = probe::probe(&cfg);
             print!("{text}");
-            if live == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+            if live == 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Cmd::Run { out, disable } => {
             if let Err(c) = require_root("run") {
@@ -202,7 +213,11 @@ fn run_agent(
             "vigil: {live}/{} sensors live in {} ms ({}); `vigil probe` explains the rest",
             sensors.status().len(),
             sensors.attach_time.as_millis(),
-            if cfg.agent.events { "emitting every event" } else { "emitting alerts only; --events for every event" }
+            if cfg.agent.events {
+                "emitting every event"
+            } else {
+                "emitting alerts only; --events for every event"
+            }
         );
         for s in sensors.status() {
             if let vigil_bpf::SensorState::Unavailable(f) = &s.state {

@@ -9,7 +9,10 @@ use vigil_bpf::{SensorState, Sensors};
 pub fn kernel_facts() -> Vec<(&'static str, String)> {
     let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string());
     let mut v = Vec::new();
-    v.push(("kernel", read("/proc/sys/kernel/osrelease").unwrap_or_else(|e| format!("unknown ({e})"))));
+    v.push((
+        "kernel",
+        read("/proc/sys/kernel/osrelease").unwrap_or_else(|e| format!("unknown ({e})")),
+    ));
     v.push((
         "btf",
         if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -35,14 +38,18 @@ pub fn kernel_facts() -> Vec<(&'static str, String)> {
         "memlock",
         match vigil_bpf::raise_memlock() {
             None => "RLIMIT_MEMLOCK raised".into(),
-            Some(e) => format!("RLIMIT_MEMLOCK not raised ({e}); fine: BPF memory is charged to the cgroup"),
+            Some(e) => format!(
+                "RLIMIT_MEMLOCK not raised ({e}); fine: BPF memory is charged to the cgroup"
+            ),
         },
     ));
     v.push((
         "cgroup2",
         crate::host::cgroup2_root()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "not mounted: container attribution uses /proc/PID/cgroup v1 paths".into()),
+            .unwrap_or_else(|| {
+                "not mounted: container attribution uses /proc/PID/cgroup v1 paths".into()
+            }),
     ));
     v.push((
         "fentry/lsm",
@@ -65,7 +72,7 @@ pub fn probe(cfg: &Config) -> (String, usize) {
             return (out, 0);
         }
     };
-    let _ = writeln!(out, "{:<10} {:<12} {}", "SENSOR", "STATE", "MECHANISM / REASON");
+    let _ = writeln!(out, "{:<10} {:<12} MECHANISM / REASON", "SENSOR", "STATE");
     let mut live = 0;
     for s in sensors.status() {
         match &s.state {
@@ -80,13 +87,21 @@ pub fn probe(cfg: &Config) -> (String, usize) {
                 }
             }
             SensorState::Unavailable(fails) => {
-                let _ = writeln!(out, "{:<10} {:<12} unavailable on this kernel", s.name, "UNAVAILABLE");
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<12} unavailable on this kernel",
+                    s.name, "UNAVAILABLE"
+                );
                 for (m, why) in fails {
                     let _ = writeln!(out, "{:<10} {:<12}   {m}: {why}", "", "");
                 }
             }
             SensorState::Disabled => {
-                let _ = writeln!(out, "{:<10} {:<12} disabled by configuration", s.name, "disabled");
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<12} disabled by configuration",
+                    s.name, "disabled"
+                );
             }
         }
     }

@@ -111,7 +111,9 @@ pub enum OutputError {
         source: io::Error,
     },
     /// The output file is readable or writable by others.
-    #[error("output file {path} has mode {mode:o}; alerts must not be readable by others (chmod 600)")]
+    #[error(
+        "output file {path} has mode {mode:o}; alerts must not be readable by others (chmod 600)"
+    )]
     Permissions {
         /// File.
         path: PathBuf,

@@ -16,7 +16,9 @@ fn is_kind(e: &vigil_engine::enrich::Event, k: u16) -> bool {
 
 #[test]
 fn exec_chains_are_enriched_with_argv_and_three_parent_levels() {
-    let Some(mut h) = Harness::start("exec_chains", |_| {}) else { return };
+    let Some(mut h) = Harness::start("exec_chains", |_| {}) else {
+        return;
+    };
     let marker = vigil_tests::unique_marker("exec");
     let n = 1000;
     let mut pids = Vec::new();
@@ -40,13 +42,28 @@ fn exec_chains_are_enriched_with_argv_and_three_parent_levels() {
         });
         let p = e.process.as_ref().expect("process info");
         assert_eq!(p.exe[..], true_exe[..], "executable");
-        assert_eq!(p.args.to_vec(), vec![bytes("/bin/true"), bytes(&marker)], "argv");
-        assert!(e.ancestors.len() >= 3, "3 parent levels, got {:?}", e.ancestors);
+        assert_eq!(
+            p.args.to_vec(),
+            vec![bytes("/bin/true"), bytes(&marker)],
+            "argv"
+        );
+        assert!(
+            e.ancestors.len() >= 3,
+            "3 parent levels, got {:?}",
+            e.ancestors
+        );
         assert_eq!(e.ancestors[0].pid, *outer);
         assert_eq!(e.ancestors[0].exe[..], sh_exe[..], "parent is sh");
-        assert_eq!(e.ancestors[1].pid, std::process::id(), "grandparent is the test");
+        assert_eq!(
+            e.ancestors[1].pid,
+            std::process::id(),
+            "grandparent is the test"
+        );
         assert_eq!(e.ancestors[1].exe[..], me[..]);
-        assert!(e.ancestors[2].pid > 0 && !e.ancestors[2].exe.is_empty(), "great-grandparent known");
+        assert!(
+            e.ancestors[2].pid > 0 && !e.ancestors[2].exe.is_empty(),
+            "great-grandparent known"
+        );
         ok += 1;
     }
     assert_eq!(ok, n);
@@ -57,7 +74,9 @@ fn exec_chains_are_enriched_with_argv_and_three_parent_levels() {
 
 #[test]
 fn exec_through_symlink_and_memfd_report_the_real_executable() {
-    let Some(mut h) = Harness::start("exec_symlink_memfd", |_| {}) else { return };
+    let Some(mut h) = Harness::start("exec_symlink_memfd", |_| {}) else {
+        return;
+    };
     let dir = std::env::temp_dir().join(vigil_tests::unique_marker("lnk"));
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join("truelink");
@@ -65,27 +84,45 @@ fn exec_through_symlink_and_memfd_report_the_real_executable() {
     let c = Command::new(&link).spawn().unwrap();
     let pid = c.id();
     c.wait_with_output().unwrap();
-    let e = h.expect("exec via symlink", |e| is_kind(e, kind::EXEC) && e.k.hdr.pid == pid);
+    let e = h.expect("exec via symlink", |e| {
+        is_kind(e, kind::EXEC) && e.k.hdr.pid == pid
+    });
     assert_eq!(e.process.as_ref().unwrap().exe[..], canon("/bin/true")[..]);
     match &e.k.body {
-        Body::Exec { filename, .. } => assert_eq!(filename[..], *link.as_os_str().as_encoded_bytes()),
+        Body::Exec { filename, .. } => {
+            assert_eq!(filename[..], *link.as_os_str().as_encoded_bytes())
+        }
         b => panic!("{b:?}"),
     }
     std::fs::remove_dir_all(&dir).unwrap();
 
     let (pid, _) = trigger(&["memfd-exec", "vigil-memfd-test"]);
-    let e = h.expect("exec from memfd", |e| is_kind(e, kind::EXEC) && e.k.hdr.pid == pid);
-    let Body::Exec { info, path, .. } = &e.k.body else { panic!() };
-    assert!(info.exec_flags & abi::exec_flags::MEMFD != 0, "memfd flag set");
+    let e = h.expect("exec from memfd", |e| {
+        is_kind(e, kind::EXEC) && e.k.hdr.pid == pid
+    });
+    let Body::Exec { info, path, .. } = &e.k.body else {
+        panic!()
+    };
+    assert!(
+        info.exec_flags & abi::exec_flags::MEMFD != 0,
+        "memfd flag set"
+    );
     let p = String::from_utf8_lossy(path);
-    assert!(p.contains("memfd:vigil-memfd-test"), "path names the memfd: {p}");
+    assert!(
+        p.contains("memfd:vigil-memfd-test"),
+        "path names the memfd: {p}"
+    );
 }
 
 #[test]
 fn forty_arguments_with_one_of_3k_arrive_whole_or_flagged() {
-    let Some(mut h) = Harness::start("exec_many_args", |_| {}) else { return };
+    let Some(mut h) = Harness::start("exec_many_args", |_| {}) else {
+        return;
+    };
     let (pid, _) = trigger(&["exec-many-args"]);
-    let e = h.expect("exec with 40 args", |e| is_kind(e, kind::EXEC) && e.k.hdr.pid == pid);
+    let e = h.expect("exec with 40 args", |e| {
+        is_kind(e, kind::EXEC) && e.k.hdr.pid == pid
+    });
     let p = e.process.as_ref().unwrap();
     if p.args_truncated {
         assert!(e.k.truncated(1));
@@ -98,15 +135,25 @@ fn forty_arguments_with_one_of_3k_arrive_whole_or_flagged() {
 
 #[test]
 fn fork_and_exit_report_child_and_code() {
-    let Some(mut h) = Harness::start("fork_exit", |_| {}) else { return };
+    let Some(mut h) = Harness::start("fork_exit", |_| {}) else {
+        return;
+    };
     let (pid, _) = trigger(&["exit", "7"]);
-    let f = h.expect("fork of the trigger", |e| matches!(&e.k.body, Body::Fork(f) if f.child_pid == pid));
+    let f = h.expect(
+        "fork of the trigger",
+        |e| matches!(&e.k.body, Body::Fork(f) if f.child_pid == pid),
+    );
     assert_eq!(f.k.hdr.pid, std::process::id(), "parent is the test");
-    let x = h.expect("exit with code 7", |e| is_kind(e, kind::EXIT) && e.k.hdr.pid == pid);
+    let x = h.expect("exit with code 7", |e| {
+        is_kind(e, kind::EXIT) && e.k.hdr.pid == pid
+    });
     let Body::Exit(st) = x.k.body else { panic!() };
     assert_eq!((st.status >> 8) & 0xff, 7);
     // new namespaces are named on the fork
-    let c = Command::new("unshare").args(["--fork", "--pid", "--uts", "/bin/true"]).spawn().unwrap();
+    let c = Command::new("unshare")
+        .args(["--fork", "--pid", "--uts", "/bin/true"])
+        .spawn()
+        .unwrap();
     let upid = c.id();
     c.wait_with_output().unwrap();
     let f = h.expect("fork into new pid ns", |e| {
@@ -119,7 +166,9 @@ fn fork_and_exit_report_child_and_code() {
 
 #[test]
 fn shadow_opened_by_relative_path_dirfd_and_symlink_reports_etc_shadow() {
-    let Some(mut h) = Harness::start("open_shadow", |_| {}) else { return };
+    let Some(mut h) = Harness::start("open_shadow", |_| {}) else {
+        return;
+    };
     let (p1, _) = trigger(&["open-relative", "/etc", "shadow"]);
     let (p2, _) = trigger(&["openat-dirfd", "/etc", "shadow"]);
     let dir = std::env::temp_dir().join(vigil_tests::unique_marker("shl"));
@@ -128,25 +177,43 @@ fn shadow_opened_by_relative_path_dirfd_and_symlink_reports_etc_shadow() {
     std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
     let (p3, _) = trigger(&["open", link.to_str().unwrap()]);
     let (p4, _) = trigger(&["open-relative", "/etc/ssh", "../shadow"]);
-    for (pid, how) in [(p1, "relative"), (p2, "dirfd"), (p3, "symlink"), (p4, "dotdot")] {
-        let e = h.expect(&format!("open of /etc/shadow via {how}"), |e| is_kind(e, kind::OPEN) && e.k.hdr.pid == pid);
+    for (pid, how) in [
+        (p1, "relative"),
+        (p2, "dirfd"),
+        (p3, "symlink"),
+        (p4, "dotdot"),
+    ] {
+        let e = h.expect(&format!("open of /etc/shadow via {how}"), |e| {
+            is_kind(e, kind::OPEN) && e.k.hdr.pid == pid
+        });
         assert_eq!(e.file_path.as_deref(), Some(&b"/etc/shadow"[..]), "{how}");
-        let Body::Open { info, .. } = &e.k.body else { panic!() };
+        let Body::Open { info, .. } = &e.k.body else {
+            panic!()
+        };
         assert!(info.ret >= 0, "{how}: open succeeded");
         assert_eq!(info.flags & 3, 0, "{how}: O_RDONLY");
     }
     // a failing open reports the joined path and the errno
     let (p5, _) = trigger(&["open-relative", "/etc", "vigil-no-such-file"]);
-    let e = h.expect("failed open", |e| is_kind(e, kind::OPEN) && e.k.hdr.pid == p5);
-    assert_eq!(e.file_path.as_deref(), Some(&b"/etc/vigil-no-such-file"[..]));
-    let Body::Open { info, .. } = &e.k.body else { panic!() };
+    let e = h.expect("failed open", |e| {
+        is_kind(e, kind::OPEN) && e.k.hdr.pid == p5
+    });
+    assert_eq!(
+        e.file_path.as_deref(),
+        Some(&b"/etc/vigil-no-such-file"[..])
+    );
+    let Body::Open { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(info.ret, -i64::from(libc::ENOENT));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn opens_outside_interest_die_in_the_kernel_and_writes_are_reported() {
-    let Some(mut h) = Harness::start("open_interest", |_| {}) else { return };
+    let Some(mut h) = Harness::start("open_interest", |_| {}) else {
+        return;
+    };
     let dir = std::env::temp_dir().join(vigil_tests::unique_marker("int"));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("file");
@@ -154,56 +221,85 @@ fn opens_outside_interest_die_in_the_kernel_and_writes_are_reported() {
     let (pr, _) = trigger(&["open", f.to_str().unwrap()]);
     let w = dir.join("new");
     let (pw, _) = trigger(&["open-write", w.to_str().unwrap()]);
-    let e = h.expect("write open anywhere", |e| is_kind(e, kind::OPEN) && e.k.hdr.pid == pw);
-    assert_eq!(e.file_path.as_deref(), Some(w.as_os_str().as_encoded_bytes()));
+    let e = h.expect("write open anywhere", |e| {
+        is_kind(e, kind::OPEN) && e.k.hdr.pid == pw
+    });
+    assert_eq!(
+        e.file_path.as_deref(),
+        Some(w.as_os_str().as_encoded_bytes())
+    );
     h.collect_for(Duration::from_millis(200));
     assert!(
-        !h.seen.iter().any(|e| is_kind(e, kind::OPEN) && e.k.hdr.pid == pr),
+        !h.seen
+            .iter()
+            .any(|e| is_kind(e, kind::OPEN) && e.k.hdr.pid == pr),
         "a read of a path nobody declared interest in must not leave the kernel"
     );
     let s = h.stop();
-    assert!(s.kernel.get(&kind::OPEN).unwrap().filtered > 0, "filtered opens are counted");
+    assert!(
+        s.kernel.get(&kind::OPEN).unwrap().filtered > 0,
+        "filtered opens are counted"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn connect_accept_listen_and_tcp_state_ipv4_ipv6() {
-    let Some(mut h) = Harness::start("network", |_| {}) else { return };
+    let Some(mut h) = Harness::start("network", |_| {}) else {
+        return;
+    };
     let l4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port4 = l4.local_addr().unwrap().port();
     let (pc, _) = trigger(&["connect", "127.0.0.1", &port4.to_string()]);
-    let e = h.expect("connect v4", |e| is_kind(e, kind::CONNECT) && e.k.hdr.pid == pc);
-    let Body::Sock { info, .. } = &e.k.body else { panic!() };
+    let e = h.expect("connect v4", |e| {
+        is_kind(e, kind::CONNECT) && e.k.hdr.pid == pc
+    });
+    let Body::Sock { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(i32::from(info.family), libc::AF_INET);
     assert_eq!(info.rport, port4);
     assert_eq!(&info.raddr[..4], &[127, 0, 0, 1]);
     assert!(info.lport != 0, "local port known after connect");
     assert_eq!(info.ret, 0);
-    let _ = h.expect("tcp state change of that connection", |e| {
-        matches!(&e.k.body, Body::TcpState(t) if t.dport == port4 && t.newstate == 2)
-    });
+    let _ = h.expect(
+        "tcp state change of that connection",
+        |e| matches!(&e.k.body, Body::TcpState(t) if t.dport == port4 && t.newstate == 2),
+    );
 
     let l6 = std::net::TcpListener::bind("[::1]:0").unwrap();
     let port6 = l6.local_addr().unwrap().port();
     let (pc6, _) = trigger(&["connect6", "::1", &port6.to_string()]);
-    let e = h.expect("connect v6", |e| is_kind(e, kind::CONNECT) && e.k.hdr.pid == pc6);
-    let Body::Sock { info, .. } = &e.k.body else { panic!() };
+    let e = h.expect("connect v6", |e| {
+        is_kind(e, kind::CONNECT) && e.k.hdr.pid == pc6
+    });
+    let Body::Sock { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(i32::from(info.family), libc::AF_INET6);
     assert_eq!(info.raddr, std::net::Ipv6Addr::LOCALHOST.octets());
     // refused connect: result carries the errno
     drop(l4);
     let (pr, _) = trigger(&["connect", "127.0.0.1", &port4.to_string()]);
-    let e = h.expect("refused connect", |e| is_kind(e, kind::CONNECT) && e.k.hdr.pid == pr);
-    let Body::Sock { info, .. } = &e.k.body else { panic!() };
+    let e = h.expect("refused connect", |e| {
+        is_kind(e, kind::CONNECT) && e.k.hdr.pid == pr
+    });
+    let Body::Sock { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(info.ret, -i64::from(libc::ECONNREFUSED));
 
     let port = 20000 + (std::process::id() % 20000) as u16;
     let (ps, _) = trigger(&["serve-once", &port.to_string()]);
     let e = h.expect("listen", |e| is_kind(e, kind::LISTEN) && e.k.hdr.pid == ps);
-    let Body::Sock { info, .. } = &e.k.body else { panic!() };
+    let Body::Sock { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(info.lport, port);
     let e = h.expect("accept", |e| is_kind(e, kind::ACCEPT) && e.k.hdr.pid == ps);
-    let Body::Sock { info, .. } = &e.k.body else { panic!() };
+    let Body::Sock { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(info.lport, port);
     assert!(info.rport != 0 && info.ret >= 0);
     assert_eq!(&info.raddr[..4], &[127, 0, 0, 1]);
@@ -211,12 +307,18 @@ fn connect_accept_listen_and_tcp_state_ipv4_ipv6() {
 
 #[test]
 fn unix_socket_connect_reports_the_path() {
-    let Some(mut h) = Harness::start("unix_connect", |_| {}) else { return };
+    let Some(mut h) = Harness::start("unix_connect", |_| {}) else {
+        return;
+    };
     let p = std::env::temp_dir().join(vigil_tests::unique_marker("sock"));
     let _l = std::os::unix::net::UnixListener::bind(&p).unwrap();
     let (pid, _) = trigger(&["connect-unix", p.to_str().unwrap()]);
-    let e = h.expect("unix connect", |e| is_kind(e, kind::CONNECT) && e.k.hdr.pid == pid);
-    let Body::Sock { info, unix_path } = &e.k.body else { panic!() };
+    let e = h.expect("unix connect", |e| {
+        is_kind(e, kind::CONNECT) && e.k.hdr.pid == pid
+    });
+    let Body::Sock { info, unix_path } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(i32::from(info.family), libc::AF_UNIX);
     assert_eq!(unix_path[..], *p.as_os_str().as_encoded_bytes());
     std::fs::remove_file(&p).unwrap();
@@ -224,14 +326,21 @@ fn unix_socket_connect_reports_the_path() {
 
 #[test]
 fn privilege_changes_capabilities_and_ptrace() {
-    let Some(mut h) = Harness::start("privileges", |_| {}) else { return };
+    let Some(mut h) = Harness::start("privileges", |_| {}) else {
+        return;
+    };
     let (pu, _) = trigger(&["setuid", "65534"]);
     let e = h.expect("setuid", |e| is_kind(e, kind::SETID) && e.k.hdr.pid == pu);
     let Body::SetId(s) = e.k.body else { panic!() };
     assert_eq!((s.syscall, s.id[0], s.ret), (abi::sys::SETUID, 65534, 0));
-    assert_eq!(e.k.hdr.uid, 65534, "header carries the credentials after the call");
+    assert_eq!(
+        e.k.hdr.uid, 65534,
+        "header carries the credentials after the call"
+    );
     let (pg, _) = trigger(&["setresgid", "65534"]);
-    let e = h.expect("setresgid", |e| is_kind(e, kind::SETID) && e.k.hdr.pid == pg);
+    let e = h.expect("setresgid", |e| {
+        is_kind(e, kind::SETID) && e.k.hdr.pid == pg
+    });
     let Body::SetId(s) = e.k.body else { panic!() };
     assert_eq!(s.syscall, abi::sys::SETRESGID);
     let (pc, _) = trigger(&["capset-drop"]);
@@ -245,7 +354,10 @@ fn privilege_changes_capabilities_and_ptrace() {
     let Body::Ptrace(p) = e.k.body else { panic!() };
     assert_eq!(p.target_pid.to_string(), target);
     // ptrace needs CAP_SYS_PTRACE? root has it; cap_capable reports checks
-    let (pm, _) = trigger(&["mount-tmpfs", &format!("/tmp/{}", vigil_tests::unique_marker("mnt"))]);
+    let (pm, _) = trigger(&[
+        "mount-tmpfs",
+        &format!("/tmp/{}", vigil_tests::unique_marker("mnt")),
+    ]);
     let e = h.expect("CAP_SYS_ADMIN check by the mounting process", |e| {
         matches!(&e.k.body, Body::Capable(c) if c.cap == 21) && e.k.hdr.pid == pm
     });
@@ -255,48 +367,79 @@ fn privilege_changes_capabilities_and_ptrace() {
 
 #[test]
 fn kernel_surface_bpf_modules_memfd() {
-    let Some(mut h) = Harness::start("kernel_surface", |_| {}) else { return };
+    let Some(mut h) = Harness::start("kernel_surface", |_| {}) else {
+        return;
+    };
     let (pb, _) = trigger(&["bpf-map", "vigiltestmap"]);
-    let e = h.expect("bpf map create", |e| is_kind(e, kind::BPF) && e.k.hdr.pid == pb);
-    let Body::Bpf { info, name } = &e.k.body else { panic!() };
+    let e = h.expect("bpf map create", |e| {
+        is_kind(e, kind::BPF) && e.k.hdr.pid == pb
+    });
+    let Body::Bpf { info, name } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(info.cmd, 0);
     assert_eq!(name[..], b"vigiltestmap"[..]);
     let (pf, _) = trigger(&["finit-module", "/etc/hostname"]);
-    let e = h.expect("finit_module", |e| is_kind(e, kind::MODULE) && e.k.hdr.pid == pf);
+    let e = h.expect("finit_module", |e| {
+        is_kind(e, kind::MODULE) && e.k.hdr.pid == pf
+    });
     assert_eq!(e.file_path.as_deref(), Some(&canon("/etc/hostname")[..]));
-    let Body::Module { info, params, .. } = &e.k.body else { panic!() };
+    let Body::Module { info, params, .. } = &e.k.body else {
+        panic!()
+    };
     assert!(info.ret < 0, "the kernel refused a non-module");
     assert_eq!(params[..], b"vigil_test=1"[..]);
     let (pi, _) = trigger(&["init-module"]);
-    let e = h.expect("init_module", |e| is_kind(e, kind::MODULE) && e.k.hdr.pid == pi);
-    let Body::Module { info, .. } = &e.k.body else { panic!() };
+    let e = h.expect("init_module", |e| {
+        is_kind(e, kind::MODULE) && e.k.hdr.pid == pi
+    });
+    let Body::Module { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!((info.syscall, info.len), (abi::sys::INIT_MODULE, 64));
     let (pd, _) = trigger(&["delete-module", "vigil_no_such_module"]);
-    let e = h.expect("delete_module", |e| is_kind(e, kind::MODULE) && e.k.hdr.pid == pd);
-    let Body::Module { target, .. } = &e.k.body else { panic!() };
+    let e = h.expect("delete_module", |e| {
+        is_kind(e, kind::MODULE) && e.k.hdr.pid == pd
+    });
+    let Body::Module { target, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(target[..], b"vigil_no_such_module"[..]);
     let (pm, _) = trigger(&["memfd", "vigil-memfd"]);
-    let e = h.expect("memfd_create", |e| is_kind(e, kind::MEMFD) && e.k.hdr.pid == pm);
-    let Body::Memfd { info, name } = &e.k.body else { panic!() };
+    let e = h.expect("memfd_create", |e| {
+        is_kind(e, kind::MEMFD) && e.k.hdr.pid == pm
+    });
+    let Body::Memfd { info, name } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(name[..], b"vigil-memfd"[..]);
     assert!(info.ret >= 0 && info.flags == libc::MFD_CLOEXEC);
 }
 
 #[test]
 fn mounts_and_namespaces() {
-    let Some(mut h) = Harness::start("mount_ns", |_| {}) else { return };
+    let Some(mut h) = Harness::start("mount_ns", |_| {}) else {
+        return;
+    };
     let target = format!("/tmp/{}", vigil_tests::unique_marker("mnt"));
     let (pm, _) = trigger(&["mount-tmpfs", &target]);
-    let e = h.expect("unshare(CLONE_NEWNS)", |e| is_kind(e, kind::UNSHARE) && e.k.hdr.pid == pm);
+    let e = h.expect("unshare(CLONE_NEWNS)", |e| {
+        is_kind(e, kind::UNSHARE) && e.k.hdr.pid == pm
+    });
     let Body::Ns(n) = e.k.body else { panic!() };
     assert!(n.flags & libc::CLONE_NEWNS as u64 != 0);
-    assert_ne!(n.old_mntns, e.k.hdr.mntns, "header has the new mount namespace");
+    assert_ne!(
+        n.old_mntns, e.k.hdr.mntns,
+        "header has the new mount namespace"
+    );
     let e = h.expect("mount tmpfs", |e| {
         matches!(&e.k.body, Body::Mount { fstype, .. } if fstype == b"tmpfs") && e.k.hdr.pid == pm
     });
     assert_eq!(e.file_path.as_deref(), Some(target.as_bytes()));
     let e = h.expect("umount", |e| is_kind(e, kind::UMOUNT) && e.k.hdr.pid == pm);
-    let Body::Umount { target: t, info } = &e.k.body else { panic!() };
+    let Body::Umount { target: t, info } = &e.k.body else {
+        panic!()
+    };
     assert_eq!((t[..].to_vec(), info.ret), (target.as_bytes().to_vec(), 0));
     let (ps, _) = trigger(&["setns", "1"]);
     let e = h.expect("setns", |e| is_kind(e, kind::SETNS) && e.k.hdr.pid == ps);
@@ -308,7 +451,9 @@ fn mounts_and_namespaces() {
 
 #[test]
 fn bash_readline_is_captured() {
-    let Some(mut h) = Harness::start("readline", |_| {}) else { return };
+    let Some(mut h) = Harness::start("readline", |_| {}) else {
+        return;
+    };
     let marker = vigil_tests::unique_marker("rl");
     let mut c = Command::new("script")
         .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
@@ -332,17 +477,25 @@ fn bash_readline_is_captured() {
 
 #[test]
 fn idle_agent_emits_nothing_about_itself() {
-    let Some(mut h) = Harness::start("idle_self", |_| {}) else { return };
+    let Some(mut h) = Harness::start("idle_self", |_| {}) else {
+        return;
+    };
     h.collect_for(Duration::from_secs(2));
     let me = std::process::id();
     let own: Vec<_> = h.seen.iter().filter(|e| e.k.hdr.pid == me).collect();
-    assert!(own.is_empty(), "{} events about the agent itself", own.len());
+    assert!(
+        own.is_empty(),
+        "{} events about the agent itself",
+        own.len()
+    );
 }
 
 #[test]
 fn record_then_replay_gives_identical_enriched_events() {
     let path = std::env::temp_dir().join(format!("{}.vcap", vigil_tests::unique_marker("cap")));
-    let Some(mut h) = Harness::start_recording("record_replay", path.clone()) else { return };
+    let Some(mut h) = Harness::start_recording("record_replay", path.clone()) else {
+        return;
+    };
     let marker = vigil_tests::unique_marker("rr");
     for _ in 0..20 {
         trigger(&["exec", "/bin/true", &marker]);
@@ -351,18 +504,32 @@ fn record_then_replay_gives_identical_enriched_events() {
     h.expect("last open", |e| is_kind(e, kind::OPEN) && e.k.hdr.pid == p);
     let live_summary = h.agent.take().unwrap().stop().unwrap();
     h.collect_for(Duration::from_millis(100));
-    let live: Vec<Vec<u8>> = h.seen.iter().map(|e| vigil_engine::ecs::encode(e, "h", "event")).collect();
-    assert_eq!(live.len() as u64, live_summary.recorded, "every decoded record was captured");
+    let live: Vec<Vec<u8>> = h
+        .seen
+        .iter()
+        .map(|e| vigil_engine::ecs::encode(e, "h", "event"))
+        .collect();
+    assert_eq!(
+        live.len() as u64,
+        live_summary.recorded,
+        "every decoded record was captured"
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     let cfg = vigil_engine::config::Config::default();
     let s = vigil_engine::replay::replay(&path, &cfg, None, Some(tx), |_, _| {}).unwrap();
-    let replayed: Vec<Vec<u8>> = rx.try_iter().map(|e| vigil_engine::ecs::encode(&e, "h", "event")).collect();
+    let replayed: Vec<Vec<u8>> = rx
+        .try_iter()
+        .map(|e| vigil_engine::ecs::encode(&e, "h", "event"))
+        .collect();
     assert_eq!(s.lookup_misses, 0);
     assert_eq!(live.len(), replayed.len());
     for (a, b) in live.iter().zip(&replayed) {
         assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
     }
-    assert!(live.iter().any(|l| String::from_utf8_lossy(l).contains(&marker)));
+    assert!(
+        live.iter()
+            .any(|l| String::from_utf8_lossy(l).contains(&marker))
+    );
     std::fs::remove_file(&path).unwrap();
     let _ = trigger_bin();
 }

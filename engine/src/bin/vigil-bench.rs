@@ -35,14 +35,41 @@ struct Workload {
 }
 
 const WORKLOADS: &[Workload] = &[
-    Workload { name: "exec", ops: 2_000, syscall: "execve", kind: 1, expected_per_op: 1.0 },
-    Workload { name: "openat", ops: 200_000, syscall: "openat", kind: 10, expected_per_op: 1.0 },
-    Workload { name: "connect", ops: 20_000, syscall: "connect", kind: 20, expected_per_op: 1.0 },
-    Workload { name: "getppid", ops: 1_000_000, syscall: "getppid", kind: 0, expected_per_op: 0.0 },
+    Workload {
+        name: "exec",
+        ops: 2_000,
+        syscall: "execve",
+        kind: 1,
+        expected_per_op: 1.0,
+    },
+    Workload {
+        name: "openat",
+        ops: 200_000,
+        syscall: "openat",
+        kind: 10,
+        expected_per_op: 1.0,
+    },
+    Workload {
+        name: "connect",
+        ops: 20_000,
+        syscall: "connect",
+        kind: 20,
+        expected_per_op: 1.0,
+    },
+    Workload {
+        name: "getppid",
+        ops: 1_000_000,
+        syscall: "getppid",
+        kind: 0,
+        expected_per_op: 0.0,
+    },
 ];
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -177,7 +204,10 @@ fn main() {
                 cfg.agent.events = true;
                 let watch = Arc::new(AtomicU32::new(0));
                 let seen = Arc::new(AtomicU64::new(0));
-                let sink = JsonLines::writer(Box::new(std::fs::File::create("/dev/null").unwrap()), "null");
+                let sink = JsonLines::writer(
+                    Box::new(std::fs::File::create("/dev/null").unwrap()),
+                    "null",
+                );
                 let (tx, rx) = std::sync::mpsc::channel::<vigil_engine::enrich::Event>();
                 let counter = {
                     let watch = watch.clone();
@@ -185,7 +215,8 @@ fn main() {
                     let kind = w.kind;
                     std::thread::spawn(move || {
                         for e in rx {
-                            if e.k.hdr.pid == watch.load(Ordering::Relaxed) && e.k.hdr.kind == kind {
+                            if e.k.hdr.pid == watch.load(Ordering::Relaxed) && e.k.hdr.kind == kind
+                            {
                                 seen.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -209,7 +240,8 @@ fn main() {
                 let drops: u64 = summary.kernel.values().map(|c| c.dropped).sum();
                 let res = &mut results[wi][2];
                 res.ns.push(ns);
-                res.delivered.push(seen.load(Ordering::Relaxed) as f64 / n as f64);
+                res.delivered
+                    .push(seen.load(Ordering::Relaxed) as f64 / n as f64);
                 res.drops += drops;
                 if cpu1 > cpu0 && decoded > 1000 {
                     res.rate.push(decoded as f64 / ((cpu1 - cpu0) as f64 / 1e9));
@@ -218,7 +250,9 @@ fn main() {
         }
     }
     let _ = thread_cpu_ns;
-    println!("\nvigil-bench: medians of {rounds} rounds (ns per op; ratio to bare in the same run)\n");
+    println!(
+        "\nvigil-bench: medians of {rounds} rounds (ns per op; ratio to bare in the same run)\n"
+    );
     println!(
         "{:<9} {:>9} {:>10} {:>17} {:>17} {:>10} {:>7} {:>16}",
         "workload", "ops", "bare", "count (x)", "vigil (x)", "deliv/op", "drops", "consumer ev/s"
@@ -239,23 +273,43 @@ fn main() {
             v / b,
             med(&results[wi][2].delivered),
             results[wi][2].drops,
-            if rate.is_nan() { "-".to_string() } else { format!("{:.0}", rate) },
+            if rate.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.0}", rate)
+            },
         );
     }
-    println!("\ndeliv/op: events of the workload's own process and kind that reached userspace per op (expected {}).",
-        WORKLOADS.iter().map(|w| format!("{} {}", w.name, w.expected_per_op)).collect::<Vec<_>>().join(", "));
-    println!("consumer ev/s: all events decoded+enriched+encoded per second of the agent thread's CPU time.");
+    println!(
+        "\ndeliv/op: events of the workload's own process and kind that reached userspace per op (expected {}).",
+        WORKLOADS
+            .iter()
+            .map(|w| format!("{} {}", w.name, w.expected_per_op))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "consumer ev/s: all events decoded+enriched+encoded per second of the agent thread's CPU time."
+    );
 }
 
 /// CPU time of the agent thread (named vigil-agent) of this process.
 fn agent_cpu_ns() -> u64 {
-    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
     for t in rd.flatten() {
         let p = t.path();
-        if std::fs::read_to_string(p.join("comm")).map(|c| c.trim() == "vigil-agent").unwrap_or(false)
+        if std::fs::read_to_string(p.join("comm"))
+            .map(|c| c.trim() == "vigil-agent")
+            .unwrap_or(false)
             && let Ok(s) = std::fs::read_to_string(p.join("schedstat"))
         {
-            return s.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(0);
+            return s
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
         }
     }
     0

@@ -62,9 +62,11 @@ fn main() {
             }
             "serve-once" => {
                 // listen on 127.0.0.1:PORT, accept one connection from ourselves
-                let l = std::net::TcpListener::bind(("127.0.0.1", a(1).parse::<u16>().expect("port")))
-                    .expect("bind");
-                let c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+                let l =
+                    std::net::TcpListener::bind(("127.0.0.1", a(1).parse::<u16>().expect("port")))
+                        .expect("bind");
+                let c =
+                    std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
                 let (s, _) = l.accept().expect("accept");
                 drop((c, s));
             }
@@ -77,12 +79,18 @@ fn main() {
             }
             "capset-drop" => {
                 // drop everything from the effective set
-                let mut hdr = libc_cap_header { version: 0x2008_0522, pid: 0 };
+                let mut hdr = libc_cap_header {
+                    version: 0x2008_0522,
+                    pid: 0,
+                };
                 let data = [libc_cap_data::default(); 2];
                 libc::syscall(libc::SYS_capset, &mut hdr as *mut _, data.as_ptr());
             }
             "ptrace" => {
-                let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
+                let mut child = std::process::Command::new("sleep")
+                    .arg("5")
+                    .spawn()
+                    .expect("spawn sleep");
                 let pid = child.id() as libc::pid_t;
                 libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0);
                 let mut st = 0;
@@ -119,7 +127,12 @@ fn main() {
                 };
                 let n = a(1).as_bytes();
                 attr.map_name[..n.len().min(15)].copy_from_slice(&n[..n.len().min(15)]);
-                let fd = libc::syscall(libc::SYS_bpf, 0, &attr as *const Attr, std::mem::size_of::<Attr>());
+                let fd = libc::syscall(
+                    libc::SYS_bpf,
+                    0,
+                    &attr as *const Attr,
+                    std::mem::size_of::<Attr>(),
+                );
                 if fd >= 0 {
                     libc::close(fd as i32);
                 }
@@ -127,23 +140,49 @@ fn main() {
             "finit-module" => {
                 // a non-module file: the kernel refuses it, the attempt is the event
                 let f = std::fs::File::open(a(1)).expect("open module file");
-                libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), cstr("vigil_test=1").as_ptr(), 0);
+                libc::syscall(
+                    libc::SYS_finit_module,
+                    f.as_raw_fd(),
+                    cstr("vigil_test=1").as_ptr(),
+                    0,
+                );
             }
             "init-module" => {
                 let img = [0u8; 64];
-                libc::syscall(libc::SYS_init_module, img.as_ptr(), img.len(), cstr("p=1").as_ptr());
+                libc::syscall(
+                    libc::SYS_init_module,
+                    img.as_ptr(),
+                    img.len(),
+                    cstr("p=1").as_ptr(),
+                );
             }
             "delete-module" => {
-                libc::syscall(libc::SYS_delete_module, cstr(a(1)).as_ptr(), libc::O_NONBLOCK);
+                libc::syscall(
+                    libc::SYS_delete_module,
+                    cstr(a(1)).as_ptr(),
+                    libc::O_NONBLOCK,
+                );
             }
             "mount-tmpfs" => {
                 // private mount namespace first: nothing leaks to the host
                 if libc::unshare(libc::CLONE_NEWNS) != 0 {
                     std::process::exit(4);
                 }
-                libc::mount(cstr("none").as_ptr(), cstr("/").as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null());
+                libc::mount(
+                    cstr("none").as_ptr(),
+                    cstr("/").as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                );
                 std::fs::create_dir_all(a(1)).expect("mkdir");
-                libc::mount(cstr("vigil-test").as_ptr(), cstr(a(1)).as_ptr(), cstr("tmpfs").as_ptr(), libc::MS_NOSUID, std::ptr::null());
+                libc::mount(
+                    cstr("vigil-test").as_ptr(),
+                    cstr(a(1)).as_ptr(),
+                    cstr("tmpfs").as_ptr(),
+                    libc::MS_NOSUID,
+                    std::ptr::null(),
+                );
                 libc::umount2(cstr(a(1)).as_ptr(), libc::MNT_DETACH);
                 let _ = std::fs::remove_dir(a(1));
             }
@@ -171,7 +210,11 @@ fn main() {
                 let big = "B".repeat(3072);
                 let mut v: Vec<CString> = vec![cstr("/bin/true")];
                 for i in 0..39 {
-                    v.push(cstr(&if i == 20 { big.clone() } else { format!("arg{i}") }));
+                    v.push(cstr(&if i == 20 {
+                        big.clone()
+                    } else {
+                        format!("arg{i}")
+                    }));
                 }
                 let mut argv: Vec<*const libc::c_char> = v.iter().map(|c| c.as_ptr()).collect();
                 argv.push(std::ptr::null());
@@ -179,7 +222,12 @@ fn main() {
                 std::process::exit(3);
             }
             "cwd" => {
-                println!("{}", String::from_utf8_lossy(std::env::current_dir().expect("cwd").as_os_str().as_bytes()));
+                println!(
+                    "{}",
+                    String::from_utf8_lossy(
+                        std::env::current_dir().expect("cwd").as_os_str().as_bytes()
+                    )
+                );
             }
             other => {
                 eprintln!("vg-trigger: unknown action {other:?}");

@@ -91,7 +91,11 @@ impl Harness {
     }
 
     fn pump(&mut self, until: Instant) {
-        while let Ok(ev) = self.rx.recv_timeout(until.saturating_duration_since(Instant::now()).min(Duration::from_millis(20))) {
+        while let Ok(ev) = self.rx.recv_timeout(
+            until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20)),
+        ) {
             self.seen.push(ev);
         }
     }
@@ -103,7 +107,12 @@ impl Harness {
     }
 
     /// As `expect` with a deadline.
-    pub fn expect_within(&mut self, what: &str, d: Duration, pred: impl Fn(&Event) -> bool) -> Event {
+    pub fn expect_within(
+        &mut self,
+        what: &str,
+        d: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Event {
         let deadline = Instant::now() + d;
         loop {
             if let Some(e) = self.seen.iter().find(|e| pred(e)) {
@@ -120,7 +129,14 @@ impl Harness {
             .iter()
             .rev()
             .take(15)
-            .map(|e| format!("kind={} pid={} comm={}", e.k.hdr.kind, e.k.hdr.pid, String::from_utf8_lossy(e.k.comm())))
+            .map(|e| {
+                format!(
+                    "kind={} pid={} comm={}",
+                    e.k.hdr.kind,
+                    e.k.hdr.pid,
+                    String::from_utf8_lossy(e.k.comm())
+                )
+            })
             .collect();
         panic!(
             "no event: {what}\nlast events seen: {kinds:#?}\nagent summary (drops per sensor):\n{}",
@@ -142,7 +158,11 @@ impl Harness {
 
     /// Stops the agent.
     pub fn stop(mut self) -> Summary {
-        self.agent.take().expect("running").stop().expect("agent stopped cleanly")
+        self.agent
+            .take()
+            .expect("running")
+            .stop()
+            .expect("agent stopped cleanly")
     }
 }
 
@@ -152,5 +172,9 @@ pub fn bytes(s: &str) -> Vec<u8> {
 
 pub fn canon(p: &str) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
-    std::fs::canonicalize(p).unwrap().as_os_str().as_bytes().to_vec()
+    std::fs::canonicalize(p)
+        .unwrap()
+        .as_os_str()
+        .as_bytes()
+        .to_vec()
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Quick start: install what the build needs (if missing), build, run the agent
+# with the embedded defaults, showing every event. Extra arguments go to `vigil run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "quickstart: vigil loads eBPF sensors; run as root (sudo $0)" >&2
+  exit 1
+fi
+bash scripts/install-deps.sh
+cargo build --release --locked -p vigil-engine
+exec target/release/vigil run --events "$@"

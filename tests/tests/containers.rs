@@ -1,0 +1,83 @@
+//! Root tests: container attribution. A process in new namespaces inside its
+//! own cgroup2 child is attributed to that cgroup and pid namespace; a real
+//! podman container gets `container.id` equal to podman's id.
+
+mod common;
+
+use common::Harness;
+use std::time::Duration;
+use vigil_bpf::abi::kind;
+use vigil_bpf::decode::Body;
+use vigil_tests::{NsContainer, PodmanContainer};
+
+#[test]
+fn namespaced_process_is_attributed_to_its_cgroup_and_pid_namespace() {
+    let Some(mut h) = Harness::start("ns_container", |_| {}) else {
+        return;
+    };
+    let marker = vigil_tests::unique_marker("ns");
+    // the container opens a file below /etc (a reported prefix) in a loop
+    let script = format!("while :; do cat /etc/{marker} 2>/dev/null; sleep 0.05; done");
+    let c = NsContainer::start("attrib", &script).expect("start namespaced container");
+    let want_path = format!("/etc/{marker}");
+    let e = h.expect_within("open inside the container", Duration::from_secs(10), |e| {
+        e.k.hdr.kind == kind::OPEN && e.file_path.as_deref() == Some(want_path.as_bytes())
+    });
+    assert_eq!(
+        e.k.hdr.cgroup_id,
+        c.cgroup_id(),
+        "cgroup id is the container's cgroup2 dir inode"
+    );
+    assert_eq!(e.k.hdr.pidns, c.pidns_inode(), "pid namespace");
+    assert_eq!(e.k.hdr.mntns, c.mntns_inode(), "mount namespace");
+    assert_eq!(e.k.hdr.netns, c.netns_inode(), "net namespace");
+    assert!(
+        e.k.hdr.ns_pid < 100,
+        "pid inside the namespace is small, got {}",
+        e.k.hdr.ns_pid
+    );
+    assert_ne!(
+        e.k.hdr.ns_pid, e.k.hdr.pid,
+        "host pid differs from the namespaced pid"
+    );
+    // the path is relative to the container's root, as the container sees it
+    let Body::Open { info, .. } = &e.k.body else {
+        panic!()
+    };
+    assert!(
+        info.ret < 0,
+        "the marker file does not exist in the container"
+    );
+    let cg = e.cgroup_path.as_deref().expect("cgroup path resolved");
+    assert!(cg.ends_with(&c.cgroup_path_relative()), "cgroup path {cg}");
+    // the exec of cat inside the container is attributed the same way
+    let x = h.expect("exec inside the container", |x| {
+        x.k.hdr.kind == kind::EXEC && x.k.hdr.cgroup_id == c.cgroup_id()
+    });
+    assert_eq!(x.k.hdr.pidns, c.pidns_inode());
+    drop(c);
+}
+
+#[test]
+fn podman_container_gets_podmans_container_id() {
+    let Some(mut h) = Harness::start("podman_container", |_| {}) else {
+        return;
+    };
+    let marker = vigil_tests::unique_marker("pod");
+    let script = format!("while :; do cat /etc/{marker} 2>/dev/null; sleep 0.05; done");
+    let c = PodmanContainer::run("attrib", &["/bin/sh", "-c", &script]).expect("podman run");
+    let want_path = format!("/etc/{marker}");
+    let e = h.expect_within(
+        "open inside the podman container",
+        Duration::from_secs(20),
+        |e| {
+            e.k.hdr.kind == kind::OPEN
+                && e.file_path.as_deref() == Some(want_path.as_bytes())
+                && e.process.as_ref().is_some_and(|p| p.container.is_some())
+        },
+    );
+    let ctr = e.process.as_ref().unwrap().container.as_ref().unwrap();
+    assert_eq!(ctr.id, c.id(), "container.id equals podman's id");
+    assert_eq!(ctr.runtime, "podman");
+    drop(c);
+}
