@@ -385,10 +385,10 @@ impl Sensors {
             }
         }
         {
-            let mut paths: LpmTrie<&mut MapData, abi::PathKey, u32> =
+            let mut paths: LpmTrie<&mut MapData, [u8; abi::LPM_MAX], u32> =
                 LpmTrie::try_from(self.map_mut("interest_paths")?)
                     .map_err(Self::map_err("interest_paths"))?;
-            let old: Vec<Key<abi::PathKey>> = paths.keys().filter_map(Result::ok).collect();
+            let old: Vec<Key<[u8; abi::LPM_MAX]>> = paths.keys().filter_map(Result::ok).collect();
             for k in old {
                 let _ = paths.remove(&k);
             }
@@ -404,12 +404,9 @@ impl Sensors {
                             message: format!("prefix {p:?} must be 1..={} bytes", abi::LPM_MAX),
                         });
                     }
-                    let mut key = abi::PathKey {
-                        prefixlen: 0,
-                        path: [0; abi::LPM_MAX],
-                    };
-                    key.path[..bytes.len()].copy_from_slice(bytes);
-                    let k = Key::new((bytes.len() * 8) as u32, key);
+                    let mut data = [0u8; abi::LPM_MAX];
+                    data[..bytes.len()].copy_from_slice(bytes);
+                    let k = Key::new((bytes.len() * 8) as u32, data);
                     paths
                         .insert(&k, val, 0)
                         .map_err(Self::map_err("interest_paths"))?;

@@ -1,0 +1,1389 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vigil sensors. One object, many programs; the loader (bpf/src/sensors.rs)
+ * picks which to attach from what this kernel allows.
+ *
+ * Every record is built in a per-CPU scratch buffer (header, fixed body,
+ * trailing strings; see vigil_abi.h) and copied to the ring buffer with
+ * bpf_ringbuf_output() at its exact length. Wakeups are batched: the
+ * consumer is woken only once cfg_wakeup_bytes are pending and drains on a
+ * timer otherwise. Every outcome (emitted, dropped, filtered, deduped) is
+ * counted per kind in `counters`; nothing is lost silently.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "vigil_abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* ---- settings, written by the loader before load (frozen .rodata) ---- */
+const volatile __u32 cfg_self_tgid = 0;
+const volatile __u32 cfg_wakeup_bytes = 65536;
+const volatile __u8 cfg_dedup = 1;
+const volatile __u8 cfg_open_writes = 1;
+
+/* ---- constants not in vmlinux.h ---- */
+#define AT_FDCWD -100
+#define O_WRONLY 01
+#define O_RDWR 02
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define S_ISUID 04000
+#define S_ISGID 02000
+#define CLONE_NEWTIME 0x00000080
+#define CLONE_NEWNS 0x00020000
+#define CLONE_NEWCGROUP 0x02000000
+#define CLONE_NEWUTS 0x04000000
+#define CLONE_NEWIPC 0x08000000
+#define CLONE_NEWUSER 0x10000000
+#define CLONE_NEWPID 0x20000000
+#define CLONE_NEWNET 0x40000000
+
+/* ---- sizes ---- */
+#define EV_BUF 16384            /* record area (power of two) */
+#define STR_MAX 4096            /* largest single string */
+#define PATH_MAX_B 4096         /* path build area (power of two) */
+#define PATH_DEPTH 64           /* components walked */
+#define ARGV_MAX 4096
+#define LINE_MAX 1024
+#define NAME_MAX_B 256
+
+/* ---- maps ---- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VG_KIND_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vg_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VG_KIND_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} interest_kinds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} interest_syscalls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vg_path_key);
+	__type(value, __u32);
+} interest_paths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} interest_caps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u32);
+} interest_ports SEC(".maps");
+
+/* Not LRU on purpose: an eviction would lose a suppressed count. When the
+ * map is full the record is emitted instead. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct vg_dedup_key);
+	__type(value, struct vg_dedup_val);
+} dedup SEC(".maps");
+
+/* Syscall arguments stashed at sys_enter for the matching sys_exit. */
+struct pending {
+	__u64 args[6];
+	__s64 id;
+	__u32 kind_sys;   /* kind | vg_sys << 16 */
+	__u32 old_mntns;
+	__u32 old_netns;
+	__u32 old_pidns_children;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+struct scratch {
+	__u8 ev[EV_BUF + STR_MAX]; /* slack: masked offset + bounded length stays inside */
+	__u8 path[PATH_MAX_B + NAME_MAX_B];
+	struct vg_path_key lpm;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+/* Per-CPU: set when a record was dropped, cleared by the next emitted one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} loss SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} bench_hits SEC(".maps");
+
+/* ---- counting ---- */
+enum { C_EMITTED, C_DROPPED, C_FILTERED, C_DEDUPED };
+
+static __always_inline void count(__u32 kind, int what)
+{
+	struct vg_counters *c = bpf_map_lookup_elem(&counters, &kind);
+	if (!c)
+		return;
+	/* per-CPU value: no atomics needed */
+	switch (what) {
+	case C_EMITTED: c->emitted++; break;
+	case C_DROPPED: c->dropped++; break;
+	case C_FILTERED: c->filtered++; break;
+	default: c->deduped++; break;
+	}
+}
+
+static __always_inline int kind_on(__u32 kind)
+{
+	__u32 *on = bpf_map_lookup_elem(&interest_kinds, &kind);
+	return on && *on;
+}
+
+static __always_inline int is_self(void)
+{
+	return (bpf_get_current_pid_tgid() >> 32) == cfg_self_tgid;
+}
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
+
+/* ---- header ---- */
+
+/* Inode of the task's active pid namespace and its pid there:
+ * pid->numbers[pid->level]. The level is variable, so the element is read
+ * by address (CO-RE offset of `numbers`) rather than by a BTF access. */
+static __always_inline void active_pidns(struct task_struct *leader, __u32 *ino, __u32 *nr)
+{
+	struct pid *p = BPF_CORE_READ(leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(p, level);
+	struct upid up = {};
+	__u64 addr = (__u64)p + bpf_core_field_offset(struct pid, numbers) +
+		     (__u64)(level & 31) * bpf_core_type_size(struct upid);
+	bpf_probe_read_kernel(&up, sizeof(up), (void *)addr);
+	*nr = up.nr;
+	*ino = BPF_CORE_READ(up.ns, ns.inum);
+}
+
+static __always_inline void fill_hdr(struct vg_hdr *h, __u16 kind)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 pt = bpf_get_current_pid_tgid();
+	h->kind = kind;
+	h->flags = (__u32)pt != (pt >> 32) ? VG_F_THREAD : 0;
+	h->size = 0;
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->start_ns = t->group_leader->start_boottime;
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->pid = pt >> 32;
+	h->tid = (__u32)pt;
+	h->ppid = t->real_parent->tgid;
+	h->uid = t->real_cred->uid.val;
+	h->gid = t->real_cred->gid.val;
+	h->euid = t->cred->euid.val;
+	h->egid = t->cred->egid.val;
+	h->auid = bpf_core_field_exists(t->loginuid) ? t->loginuid.val : 0xffffffff;
+	active_pidns((struct task_struct *)t->group_leader, &h->pidns, &h->ns_pid);
+	/* nsproxy is NULL for a task past exit_task_namespaces(); BTF loads of
+	 * a NULL pointer read 0 instead of faulting. */
+	h->mntns = t->nsproxy->mnt_ns->ns.inum;
+	h->netns = t->nsproxy->net_ns->ns.inum;
+	h->str_len[0] = h->str_len[1] = h->str_len[2] = h->str_len[3] = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Starts a record in scratch; returns the offset where strings begin. */
+static __always_inline __u32 begin(struct scratch *s, __u16 kind, __u32 body_size)
+{
+	fill_hdr((struct vg_hdr *)s->ev, kind);
+	return sizeof(struct vg_hdr) + body_size;
+}
+
+static __always_inline void emit(struct scratch *s, __u32 size)
+{
+	struct vg_hdr *h = (struct vg_hdr *)s->ev;
+	__u32 kind = h->kind;
+	__u32 zero = 0;
+	__u32 *lost = bpf_map_lookup_elem(&loss, &zero);
+	if (lost && *lost)
+		h->flags |= VG_F_LOSS;
+	if (size > EV_BUF)
+		size = EV_BUF;
+	h->size = size;
+	__u64 flags = 0;
+	if (cfg_wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes
+				? BPF_RB_FORCE_WAKEUP
+				: BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, s->ev, size, flags) == 0) {
+		count(kind, C_EMITTED);
+		if (lost)
+			*lost = 0;
+	} else {
+		count(kind, C_DROPPED);
+		if (lost)
+			*lost = 1;
+	}
+}
+
+/* ---- strings ---- */
+
+static __always_inline void set_len(struct scratch *s, int idx, __u32 len, int trunc)
+{
+	struct vg_hdr *h = (struct vg_hdr *)s->ev;
+	if (idx < 0 || idx >= VG_MAX_STR)
+		return;
+	h->str_len[idx & 3] = len;
+	if (trunc)
+		h->flags |= (VG_F_TRUNC0 << idx);
+}
+
+/* Appends a NUL-terminated user string as string `idx`; returns new offset. */
+/* Room left for strings: a record never exceeds EV_BUF, so the lengths in
+ * the header always describe bytes that were emitted. */
+static __always_inline __u32 room(__u32 off, __u32 max)
+{
+	if (off >= EV_BUF)
+		return 0;
+	if (max > EV_BUF - off)
+		max = EV_BUF - off;
+	if (max > STR_MAX - 1)
+		max = STR_MAX - 1;
+	return max;
+}
+
+static __always_inline __u32 put_user_str(struct scratch *s, __u32 off, int idx, const void *src, __u32 max)
+{
+	__u32 r = room(off, max);
+	if (!src || r < 2)
+		return off;
+	long n = bpf_probe_read_user_str(&s->ev[off & (EV_BUF - 1)], r, src);
+	if (n <= 1)
+		return off;
+	__u32 len = (n - 1) & (STR_MAX - 1);
+	set_len(s, idx, len, (__u32)n >= r);
+	return off + len;
+}
+
+static __always_inline __u32 put_kernel_str(struct scratch *s, __u32 off, int idx, const void *src, __u32 max)
+{
+	__u32 r = room(off, max);
+	if (!src || r < 2)
+		return off;
+	long n = bpf_probe_read_kernel_str(&s->ev[off & (EV_BUF - 1)], r, src);
+	if (n <= 1)
+		return off;
+	__u32 len = (n - 1) & (STR_MAX - 1);
+	set_len(s, idx, len, (__u32)n >= r);
+	return off + len;
+}
+
+/* ---- paths ---- */
+
+/*
+ * Canonical path of (dentry, vfsmount) the way d_path() builds it: walk
+ * d_parent to the mount root, cross to the parent mount at its mountpoint,
+ * stop at the task's root (so chrooted and containerised processes get the
+ * path they see). Built backwards into s->path; returns the start offset
+ * (the path is s->path[ret .. PATH_MAX_B)), or PATH_MAX_B | trunc bit.
+ */
+#define PATH_TRUNC (1u << 31)
+
+struct path_walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *root_d;
+	struct vfsmount *root_m;
+	__u64 mnt_off;
+	__u32 pos;
+	__u32 trunc;
+};
+
+/* Prepends "/name" of dentry d at w->pos. */
+static __always_inline int prepend(struct scratch *s, struct path_walk *w, struct dentry *d)
+{
+	struct qstr q = BPF_CORE_READ(d, d_name);
+	__u32 len = q.len & (NAME_MAX_B - 1);
+	__u32 pos = w->pos;
+	if (len + 1 > pos || pos > PATH_MAX_B) {
+		w->trunc = 1;
+		return 1;
+	}
+	pos -= len + 1;
+	bpf_probe_read_kernel(&s->path[(pos + 1) & (PATH_MAX_B - 1)], len, q.name);
+	s->path[pos & (PATH_MAX_B - 1)] = '/';
+	w->pos = pos;
+	return 0;
+}
+
+/* One step of the walk (a bpf_loop callback: verified once, not per
+ * iteration). Returns 1 to stop. */
+static long walk_step(__u32 i, void *ctx)
+{
+	struct path_walk *w = ctx;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 1;
+	/* locals, not w->x: BPF_CORE_READ would relocate the access into our
+	 * own struct too, and it is not in the kernel's BTF */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	if (dentry == w->root_d && vfsmnt == w->root_m)
+		return 1;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root || dentry == parent) {
+		struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
+		if (dentry == mnt_root && mnt != mp) {
+			w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			w->mnt = mp;
+			w->vfsmnt = (struct vfsmount *)((__u64)mp + w->mnt_off);
+			return 0;
+		}
+		/* Global root, or a pseudo-filesystem dentry (memfd, pipe,
+		 * socket) that is its own parent: it has a name but no path;
+		 * report "/name". */
+		if (w->pos == PATH_MAX_B && dentry == parent && dentry != mnt_root)
+			prepend(s, w, dentry);
+		return 1;
+	}
+	if (prepend(s, w, dentry))
+		return 1;
+	w->dentry = parent;
+	if (i == PATH_DEPTH - 1)
+		w->trunc = 1;
+	return 0;
+}
+
+/*
+ * Canonical path of (dentry, vfsmount) the way d_path() builds it: walk
+ * d_parent to the mount root, cross to the parent mount at its mountpoint,
+ * stop at the task's root (so chrooted and containerised processes get the
+ * path they see). Built backwards into s->path; returns the start offset
+ * (the path is s->path[ret .. PATH_MAX_B)), with PATH_TRUNC set when the
+ * path was too deep or too long.
+ */
+static __always_inline __u32 build_path(struct scratch *s, struct dentry *dentry, struct vfsmount *vfsmnt)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct path_walk w = {};
+	if (!s || !dentry)
+		return PATH_MAX_B;
+	w.dentry = dentry;
+	w.vfsmnt = vfsmnt;
+	w.mnt_off = bpf_core_field_offset(struct mount, mnt);
+	w.mnt = (struct mount *)((__u64)vfsmnt - w.mnt_off);
+	w.root_d = BPF_CORE_READ(task, fs, root.dentry);
+	w.root_m = BPF_CORE_READ(task, fs, root.mnt);
+	w.pos = PATH_MAX_B;
+	bpf_loop(PATH_DEPTH, walk_step, &w, 0);
+	return w.pos | (w.trunc ? PATH_TRUNC : 0);
+}
+
+/* Copies a built path into the record as string idx. An empty path (the
+ * root itself) is reported as "/". */
+static __always_inline __u32 put_path(struct scratch *s, __u32 off, int idx, __u32 built)
+{
+	__u32 pos = built & ~PATH_TRUNC;
+	__u32 r = room(off, STR_MAX - 1);
+	if (r < 1 || pos > PATH_MAX_B)
+		return off;
+	__u32 len = PATH_MAX_B - pos;
+	if (len == 0) {
+		s->ev[off & (EV_BUF - 1)] = '/';
+		set_len(s, idx, 1, 0);
+		return off + 1;
+	}
+	int trunc = (built & PATH_TRUNC) != 0;
+	if (len > r) {
+		len = r; /* keep the leading components: the path stays absolute */
+		trunc = 1;
+	}
+	len &= STR_MAX - 1;
+	bpf_probe_read_kernel(&s->ev[off & (EV_BUF - 1)], len, &s->path[pos & (PATH_MAX_B - 1)]);
+	set_len(s, idx, len, trunc);
+	return off + len;
+}
+
+static __always_inline struct file *fd_file(int fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	struct file **arr = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (fd < 0 || (unsigned int)fd >= max)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &arr[fd]);
+	return f;
+}
+
+static __always_inline __u32 file_path(struct scratch *s, struct file *f)
+{
+	if (!f)
+		return PATH_MAX_B;
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *m = BPF_CORE_READ(f, f_path.mnt);
+	return build_path(s, d, m);
+}
+
+static __always_inline __u32 cwd_path(struct scratch *s)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct dentry *d = BPF_CORE_READ(t, fs, pwd.dentry);
+	struct vfsmount *m = BPF_CORE_READ(t, fs, pwd.mnt);
+	return build_path(s, d, m);
+}
+
+/* ---- interest: paths ---- */
+
+/* Looks the path up in the LPM trie. `src` points at the path bytes in the
+ * scratch record area. */
+static __always_inline __u32 path_interest(struct scratch *s, __u32 src_off, __u32 len)
+{
+	if (len > VG_LPM_MAX)
+		len = VG_LPM_MAX;
+	if (len == 0)
+		return 0;
+	s->lpm.prefixlen = len * 8;
+	bpf_probe_read_kernel(s->lpm.path, len, &s->ev[src_off & (EV_BUF - 1)]);
+	__u32 *v = bpf_map_lookup_elem(&interest_paths, &s->lpm);
+	return v ? *v : 0;
+}
+
+/* ---- dedup ---- */
+
+/* Returns 1 if this (process, kind, a, b) was already reported: the repeat
+ * is counted in the map and per kind, and must not be emitted. */
+static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
+{
+	if (!cfg_dedup)
+		return 0;
+	struct vg_dedup_key k = {
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.kind = kind,
+		.a = a,
+		.b = b,
+	};
+	struct vg_dedup_val *v = bpf_map_lookup_elem(&dedup, &k);
+	if (v) {
+		__sync_fetch_and_add(&v->count, 1);
+		v->last_ns = bpf_ktime_get_boot_ns();
+		count(kind, C_DEDUPED);
+		return 1;
+	}
+	struct vg_dedup_val zero = {};
+	/* full map: report rather than suppress */
+	bpf_map_update_elem(&dedup, &k, &zero, BPF_NOEXIST);
+	return 0;
+}
+
+static __always_inline __u64 hash_bytes(struct scratch *s, __u32 off, __u32 len)
+{
+	/* FNV-1a over 8-byte words of the (bounded) name */
+	__u64 h = 0xcbf29ce484222325ULL ^ len;
+	if (len > VG_LPM_MAX)
+		len = VG_LPM_MAX;
+	for (int i = 0; i < VG_LPM_MAX / 8; i++) {
+		if (i * 8 >= len)
+			break;
+		__u64 w = 0;
+		bpf_probe_read_kernel(&w, 8, &s->ev[(off + i * 8) & (EV_BUF - 1)]);
+		if (len - i * 8 < 8)
+			w &= (1ULL << ((len - i * 8) * 8)) - 1;
+		h = (h ^ w) * 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* ====================== process lifecycle ====================== */
+
+static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (is_self())
+		return 0;
+	if (!kind_on(VG_EXEC)) {
+		count(VG_EXEC, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_EXEC, sizeof(struct vg_exec));
+	struct vg_exec *b = (struct vg_exec *)&s->ev[sizeof(struct vg_hdr)];
+	struct file *f = BPF_CORE_READ(bprm, file);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	b->ino = BPF_CORE_READ(ino, i_ino);
+	b->mtime_sec = bpf_core_field_exists(ino->i_mtime_sec) ? BPF_CORE_READ(ino, i_mtime_sec) : 0;
+	b->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	b->mode = BPF_CORE_READ(ino, i_mode);
+	b->file_uid = BPF_CORE_READ(ino, i_uid.val);
+	b->argc = BPF_CORE_READ(bprm, argc);
+	b->old_pid = old_pid;
+	b->exec_flags = 0;
+	if (BPF_CORE_READ(ino, __i_nlink) == 0)
+		b->exec_flags |= VG_EXEC_UNLINKED;
+	struct vg_hdr *h = (struct vg_hdr *)s->ev;
+	if ((b->mode & S_ISUID) && h->euid != h->uid)
+		b->exec_flags |= VG_EXEC_SETUID;
+	if ((b->mode & S_ISGID) && h->egid != h->gid)
+		b->exec_flags |= VG_EXEC_SETGID;
+	{
+		char pfx[6] = {};
+		const unsigned char *nm = BPF_CORE_READ(f, f_path.dentry, d_name.name);
+		bpf_probe_read_kernel(pfx, sizeof(pfx), nm);
+		if (pfx[0] == 'm' && pfx[1] == 'e' && pfx[2] == 'm' && pfx[3] == 'f' && pfx[4] == 'd' && pfx[5] == ':')
+			b->exec_flags |= VG_EXEC_MEMFD;
+	}
+	/* 0: executable, canonical */
+	off = put_path(s, off, 0, file_path(s, f));
+	/* 1: argv from the new mm: the kernel copied it there during exec, so
+	 * the pages are present (unlike the sys_enter_execve user pointer). */
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	unsigned long as = BPF_CORE_READ(mm, arg_start);
+	unsigned long ae = BPF_CORE_READ(mm, arg_end);
+	if (ae > as && room(off, ARGV_MAX - 1) > 0) {
+		__u64 len = ae - as;
+		__u32 r = room(off, ARGV_MAX - 1);
+		int trunc = 0;
+		if (len > r) {
+			len = r;
+			trunc = 1;
+		}
+		if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len & (ARGV_MAX - 1), (void *)as) == 0) {
+			len &= ARGV_MAX - 1;
+			/* drop the final NUL of the last argument */
+			if (len > 0 && !trunc && s->ev[(off + len - 1) & (EV_BUF - 1)] == 0)
+				len--;
+			set_len(s, 1, len, trunc);
+			off += len;
+		}
+	}
+	/* 2: cwd */
+	off = put_path(s, off, 2, cwd_path(s));
+	/* 3: filename as passed */
+	off = put_kernel_str(s, off, 3, BPF_CORE_READ(bprm, filename), STR_MAX - 1);
+	emit(s, off);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(vg_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return do_exec(p, old_pid, bprm);
+}
+
+/* Fallback where tp_btf is unavailable: the classic tracepoint has no bprm,
+ * so the executable comes from the new mm's exe_file. */
+SEC("tracepoint/sched/sched_process_exec")
+int vg_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
+{
+	if (is_self())
+		return 0;
+	if (!kind_on(VG_EXEC)) {
+		count(VG_EXEC, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct task_struct *p = (struct task_struct *)bpf_get_current_task();
+	__u32 off = begin(s, VG_EXEC, sizeof(struct vg_exec));
+	struct vg_exec *b = (struct vg_exec *)&s->ev[sizeof(struct vg_hdr)];
+	struct file *f = BPF_CORE_READ(p, mm, exe_file);
+	b->ino = BPF_CORE_READ(f, f_inode, i_ino);
+	b->mtime_sec = 0;
+	b->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	b->mode = BPF_CORE_READ(f, f_inode, i_mode);
+	b->file_uid = BPF_CORE_READ(f, f_inode, i_uid.val);
+	b->argc = 0;
+	b->exec_flags = 0;
+	b->old_pid = ctx->old_pid;
+	off = put_path(s, off, 0, file_path(s, f));
+	unsigned long as = BPF_CORE_READ(p, mm, arg_start);
+	unsigned long ae = BPF_CORE_READ(p, mm, arg_end);
+	if (ae > as && room(off, ARGV_MAX - 1) > 0) {
+		__u64 len = ae - as;
+		__u32 r = room(off, ARGV_MAX - 1);
+		int trunc = 0;
+		if (len > r) {
+			len = r;
+			trunc = 1;
+		}
+		if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len & (ARGV_MAX - 1), (void *)as) == 0) {
+			len &= ARGV_MAX - 1;
+			if (len > 0 && !trunc && s->ev[(off + len - 1) & (EV_BUF - 1)] == 0)
+				len--;
+			set_len(s, 1, len, trunc);
+			off += len;
+		}
+	}
+	off = put_path(s, off, 2, cwd_path(s));
+	emit(s, off);
+	return 0;
+}
+
+static __always_inline __u32 userns_of(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cred, user_ns, ns.inum);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(vg_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (is_self())
+		return 0;
+	/* threads are not processes */
+	if (child->pid != child->tgid)
+		return 0;
+	if (!kind_on(VG_FORK)) {
+		count(VG_FORK, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_FORK, sizeof(struct vg_fork));
+	struct vg_hdr *h = (struct vg_hdr *)s->ev;
+	struct vg_fork *b = (struct vg_fork *)&s->ev[sizeof(struct vg_hdr)];
+	b->child_start_ns = child->start_boottime;
+	b->child_pid = child->tgid;
+	active_pidns(child, &b->child_pidns, &b->child_ns_pid);
+	b->child_mntns = child->nsproxy->mnt_ns->ns.inum;
+	b->child_netns = child->nsproxy->net_ns->ns.inum;
+	__u32 f = 0;
+	if (b->child_pidns != h->pidns)
+		f |= CLONE_NEWPID;
+	if (b->child_mntns != h->mntns)
+		f |= CLONE_NEWNS;
+	if (b->child_netns != h->netns)
+		f |= CLONE_NEWNET;
+	if (child->nsproxy->uts_ns->ns.inum != parent->nsproxy->uts_ns->ns.inum)
+		f |= CLONE_NEWUTS;
+	if (child->nsproxy->ipc_ns->ns.inum != parent->nsproxy->ipc_ns->ns.inum)
+		f |= CLONE_NEWIPC;
+	if (child->nsproxy->cgroup_ns->ns.inum != parent->nsproxy->cgroup_ns->ns.inum)
+		f |= CLONE_NEWCGROUP;
+	if (child->nsproxy->time_ns->ns.inum != parent->nsproxy->time_ns->ns.inum)
+		f |= CLONE_NEWTIME;
+	if (userns_of(child) != userns_of(parent))
+		f |= CLONE_NEWUSER;
+	b->ns_flags = f;
+	emit(s, off);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(vg_exit, struct task_struct *p, bool group_dead)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	/* a thread dying mid-syscall leaves no stale stash behind */
+	bpf_map_delete_elem(&pending, &pt);
+	if ((pt >> 32) == cfg_self_tgid)
+		return 0;
+	if (!group_dead)
+		return 0;
+	if (!kind_on(VG_EXIT)) {
+		count(VG_EXIT, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_EXIT, sizeof(struct vg_exit));
+	struct vg_exit *b = (struct vg_exit *)&s->ev[sizeof(struct vg_hdr)];
+	/* for exit_group() the group's code is in signal->group_exit_code */
+	int code = p->exit_code;
+	int gcode = p->signal->group_exit_code;
+	b->status = gcode ? gcode : code;
+	b->_pad = 0;
+	emit(s, off);
+	return 0;
+}
+
+/* ====================== syscalls ====================== */
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	if (is_self())
+		return 0;
+	__u32 id = (__u32)ctx->id;
+	__u32 *ks = bpf_map_lookup_elem(&interest_syscalls, &id);
+	if (!ks || !*ks)
+		return 0;
+	__u32 kind = *ks & 0xffff;
+	if (!kind_on(kind)) {
+		count(kind, C_FILTERED);
+		return 0;
+	}
+	struct pending p = {};
+	p.id = ctx->id;
+	p.kind_sys = *ks;
+	/* A helper read, not ctx->args[i]: each sys_enter_* event is only as
+	 * long as its syscall's arguments, and a program whose direct ctx
+	 * accesses reach past that is refused at attach (EACCES). Bytes past a
+	 * short event are unused for that syscall. */
+	bpf_probe_read_kernel(p.args, sizeof(p.args), ctx->args);
+	if (kind == VG_UNSHARE || kind == VG_SETNS) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		p.old_mntns = t->nsproxy->mnt_ns->ns.inum;
+		p.old_netns = t->nsproxy->net_ns->ns.inum;
+		p.old_pidns_children = t->nsproxy->pid_ns_for_children->ns.inum;
+	}
+	__u64 key = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+	return 0;
+}
+
+/* Takes the stash of this thread's syscall; NULL if none or not this one. */
+static __always_inline int take_pending(struct trace_event_raw_sys_exit *ctx, struct pending *out)
+{
+	__u64 key = bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pending, &key);
+	if (!p)
+		return 0;
+	*out = *p;
+	bpf_map_delete_elem(&pending, &key);
+	return out->id == ctx->id;
+}
+
+/* ---- open ---- */
+
+static __always_inline int wants_write(__u32 flags)
+{
+	return (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) != 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 vsys = p.kind_sys >> 16;
+	long ret = ctx->ret;
+	int dfd = AT_FDCWD;
+	const char *name;
+	__u32 flags = 0, mode = 0;
+	switch (vsys) {
+	case VG_SYS_OPEN:
+		name = (const char *)p.args[0];
+		flags = p.args[1];
+		mode = p.args[2];
+		break;
+	case VG_SYS_CREAT:
+		name = (const char *)p.args[0];
+		flags = O_CREAT | O_WRONLY | O_TRUNC;
+		mode = p.args[1];
+		break;
+	case VG_SYS_OPENAT2: {
+		struct open_how how = {};
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		bpf_probe_read_user(&how, sizeof(how), (void *)p.args[2]);
+		flags = how.flags;
+		mode = how.mode;
+		break;
+	}
+	default:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		flags = p.args[2];
+		mode = p.args[3];
+		break;
+	}
+	__u32 off = begin(s, VG_OPEN, sizeof(struct vg_open));
+	struct vg_open *b = (struct vg_open *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ret;
+	b->flags = flags;
+	b->mode = mode;
+	b->syscall = vsys;
+	b->dfd = dfd;
+	b->_pad = 0;
+	b->ino = 0;
+	b->dev = 0;
+	__u32 str0 = off;
+	__u64 ka, kb;
+	__u32 interest;
+	if (ret >= 0) {
+		struct file *f = fd_file(ret);
+		b->ino = BPF_CORE_READ(f, f_inode, i_ino);
+		b->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+		off = put_path(s, off, 0, file_path(s, f));
+		interest = path_interest(s, str0, off - str0);
+		ka = b->ino;
+		kb = ((__u64)b->dev << 32) | flags;
+	} else {
+		/* failed: base directory (relative names only) + raw name */
+		char first = 0;
+		bpf_probe_read_user(&first, 1, name);
+		if (first != '/') {
+			if (dfd == AT_FDCWD)
+				off = put_path(s, off, 0, cwd_path(s));
+			else
+				off = put_path(s, off, 0, file_path(s, fd_file(dfd)));
+		}
+		__u32 str1 = off;
+		off = put_user_str(s, off, 1, name, STR_MAX - 1);
+		/* interest on the absolute name, else on the base directory */
+		if (first == '/')
+			interest = path_interest(s, str1, off - str1);
+		else
+			interest = path_interest(s, str0, str1 - str0);
+		ka = hash_bytes(s, str0, off - str0);
+		kb = (1ULL << 63) | ((__u64)(-ret) << 32) | flags;
+	}
+	if (interest == VG_PATH_IGNORE || (interest != VG_PATH_REPORT && !(cfg_open_writes && wants_write(flags)))) {
+		count(VG_OPEN, C_FILTERED);
+		return 0;
+	}
+	if (seen_before(VG_OPEN, ka, kb))
+		return 0;
+	emit(s, off);
+	return 0;
+}
+
+/* ---- sockets ---- */
+
+struct sockaddr_any {
+	__u16 family;
+	__u16 port; /* network order */
+	union {
+		__u8 v4[4];
+		struct {
+			__u32 flowinfo;
+			__u8 v6[16];
+		};
+		char sun_path[108];
+	};
+};
+
+static __always_inline struct sock *fd_sock(int fd)
+{
+	struct file *f = fd_file(fd);
+	if (!f)
+		return NULL;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	return BPF_CORE_READ(so, sk);
+}
+
+static __always_inline void sock_local(struct vg_sock *b, struct sock *sk)
+{
+	if (!sk)
+		return;
+	b->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	b->protocol = BPF_CORE_READ(sk, sk_protocol);
+	b->sock_type = BPF_CORE_READ(sk, sk_type);
+	if (b->family == AF_INET6)
+		BPF_CORE_READ_INTO(&b->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+	else if (b->family == AF_INET) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(b->laddr, &a, 4);
+	}
+}
+
+static __always_inline void sock_remote(struct vg_sock *b, struct sock *sk)
+{
+	if (!sk)
+		return;
+	b->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (b->family == AF_INET6)
+		BPF_CORE_READ_INTO(&b->raddr, sk, __sk_common.skc_v6_daddr);
+	else if (b->family == AF_INET) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(b->raddr, &a, 4);
+	}
+}
+
+static __always_inline int port_ignored(__u16 port)
+{
+	__u32 *v = bpf_map_lookup_elem(&interest_ports, &port);
+	return v && *v == VG_PORT_IGNORE;
+}
+
+static __always_inline struct vg_sock *sock_body(struct scratch *s)
+{
+	struct vg_sock *b = (struct vg_sock *)&s->ev[sizeof(struct vg_hdr)];
+	__builtin_memset(b, 0, sizeof(*b));
+	return b;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int vg_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_CONNECT, sizeof(struct vg_sock));
+	struct vg_sock *b = sock_body(s);
+	struct sockaddr_any sa = {};
+	__u32 alen = p.args[2];
+	if (alen > sizeof(sa))
+		alen = sizeof(sa);
+	bpf_probe_read_user(&sa, alen, (void *)p.args[1]);
+	b->ret = ctx->ret;
+	b->fd = p.args[0];
+	b->family = sa.family;
+	if (sa.family == AF_INET) {
+		__builtin_memcpy(b->raddr, sa.v4, 4);
+		b->rport = bpf_ntohs(sa.port);
+	} else if (sa.family == AF_INET6) {
+		__builtin_memcpy(b->raddr, sa.v6, 16);
+		b->rport = bpf_ntohs(sa.port);
+	} else if (sa.family != AF_UNIX) {
+		count(VG_CONNECT, C_FILTERED);
+		return 0;
+	}
+	if (port_ignored(b->rport)) {
+		count(VG_CONNECT, C_FILTERED);
+		return 0;
+	}
+	sock_local(b, fd_sock(b->fd));
+	if (sa.family == AF_UNIX)
+		off = put_user_str(s, off, 0, (void *)(p.args[1] + 2), 108);
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int vg_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_ACCEPT, sizeof(struct vg_sock));
+	struct vg_sock *b = sock_body(s);
+	b->ret = ctx->ret;
+	b->fd = p.args[0];
+	b->backlog = p.kind_sys >> 16;
+	struct sock *sk = ctx->ret >= 0 ? fd_sock(ctx->ret) : fd_sock(b->fd);
+	b->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (b->family != AF_INET && b->family != AF_INET6) {
+		count(VG_ACCEPT, C_FILTERED);
+		return 0;
+	}
+	sock_local(b, sk);
+	if (ctx->ret >= 0)
+		sock_remote(b, sk);
+	if (port_ignored(b->lport)) {
+		count(VG_ACCEPT, C_FILTERED);
+		return 0;
+	}
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int vg_exit_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_LISTEN, sizeof(struct vg_sock));
+	struct vg_sock *b = sock_body(s);
+	b->ret = ctx->ret;
+	b->fd = p.args[0];
+	b->backlog = p.args[1];
+	struct sock *sk = fd_sock(b->fd);
+	b->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (b->family != AF_INET && b->family != AF_INET6) {
+		count(VG_LISTEN, C_FILTERED);
+		return 0;
+	}
+	sock_local(b, sk);
+	if (port_ignored(b->lport)) {
+		count(VG_LISTEN, C_FILTERED);
+		return 0;
+	}
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (is_self())
+		return 0;
+	if (!kind_on(VG_TCP_STATE)) {
+		count(VG_TCP_STATE, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_TCP_STATE, sizeof(struct vg_tcp_state));
+	struct vg_tcp_state *b = (struct vg_tcp_state *)&s->ev[sizeof(struct vg_hdr)];
+	__builtin_memset(b, 0, sizeof(*b));
+	b->family = ctx->family;
+	b->sport = ctx->sport;
+	b->dport = ctx->dport;
+	b->oldstate = ctx->oldstate;
+	b->newstate = ctx->newstate;
+	/* helper reads: array fields of the ctx sit at CO-RE-relocated
+	 * offsets, and the verifier refuses loads through a moved ctx pointer */
+	if (ctx->family == AF_INET6) {
+		bpf_probe_read_kernel(b->saddr, 16, ctx->saddr_v6);
+		bpf_probe_read_kernel(b->daddr, 16, ctx->daddr_v6);
+	} else {
+		bpf_probe_read_kernel(b->saddr, 4, ctx->saddr);
+		bpf_probe_read_kernel(b->daddr, 4, ctx->daddr);
+	}
+	emit(s, off);
+	return 0;
+}
+
+/* ---- privileges ---- */
+
+SEC("tracepoint/capability/cap_capable")
+int vg_capable(struct trace_event_raw_cap_capable *ctx)
+{
+	if (is_self())
+		return 0;
+	if (!kind_on(VG_CAPABLE)) {
+		count(VG_CAPABLE, C_FILTERED);
+		return 0;
+	}
+	__u32 cap = ctx->cap;
+	__u32 *want = bpf_map_lookup_elem(&interest_caps, &cap);
+	if (!want || !*want) {
+		count(VG_CAPABLE, C_FILTERED);
+		return 0;
+	}
+	if (seen_before(VG_CAPABLE, cap, (__u64)(__s64)ctx->ret))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_CAPABLE, sizeof(struct vg_capable));
+	struct vg_capable *b = (struct vg_capable *)&s->ev[sizeof(struct vg_hdr)];
+	b->cap = ctx->cap;
+	b->ret = ctx->ret;
+	b->target_userns = BPF_CORE_READ(ctx->target_ns, ns.inum);
+	b->_pad = 0;
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_setuid")
+int vg_exit_setid(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_SETID, sizeof(struct vg_setid));
+	struct vg_setid *b = (struct vg_setid *)&s->ev[sizeof(struct vg_hdr)];
+	__u32 vsys = p.kind_sys >> 16;
+	b->ret = ctx->ret;
+	b->syscall = vsys;
+	b->id[0] = p.args[0];
+	b->id[1] = -1;
+	b->id[2] = -1;
+	if (vsys == VG_SYS_SETREUID || vsys == VG_SYS_SETREGID || vsys == VG_SYS_SETRESUID || vsys == VG_SYS_SETRESGID)
+		b->id[1] = p.args[1];
+	if (vsys == VG_SYS_SETRESUID || vsys == VG_SYS_SETRESGID)
+		b->id[2] = p.args[2];
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_capset")
+int vg_exit_capset(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_CAPSET, sizeof(struct vg_capset));
+	struct vg_capset *b = (struct vg_capset *)&s->ev[sizeof(struct vg_hdr)];
+	struct {
+		__u32 version;
+		int pid;
+	} hdr = {};
+	struct {
+		__u32 effective, permitted, inheritable;
+	} d[2] = {};
+	bpf_probe_read_user(&hdr, sizeof(hdr), (void *)p.args[0]);
+	bpf_probe_read_user(&d, sizeof(d), (void *)p.args[1]);
+	b->ret = ctx->ret;
+	b->effective = d[0].effective | ((__u64)d[1].effective << 32);
+	b->permitted = d[0].permitted | ((__u64)d[1].permitted << 32);
+	b->inheritable = d[0].inheritable | ((__u64)d[1].inheritable << 32);
+	b->target_pid = hdr.pid;
+	b->_pad = 0;
+	emit(s, off);
+	return 0;
+}
+
+/* ---- kernel attack surface ---- */
+
+SEC("tracepoint/syscalls/sys_exit_ptrace")
+int vg_exit_ptrace(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_PTRACE, sizeof(struct vg_ptrace));
+	struct vg_ptrace *b = (struct vg_ptrace *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->request = p.args[0];
+	b->target_pid = p.args[1];
+	b->_pad = 0;
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_bpf")
+int vg_exit_bpf(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_BPF, sizeof(struct vg_bpf));
+	struct vg_bpf *b = (struct vg_bpf *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->cmd = p.args[0];
+	b->type = 0;
+	void *attr = (void *)p.args[1];
+	if (b->cmd == 0 /* BPF_MAP_CREATE */) {
+		bpf_probe_read_user(&b->type, 4, attr + bpf_core_field_offset(union bpf_attr, map_type));
+		off = put_user_str(s, off, 0, attr + bpf_core_field_offset(union bpf_attr, map_name), 16);
+	} else if (b->cmd == 5 /* BPF_PROG_LOAD */) {
+		bpf_probe_read_user(&b->type, 4, attr + bpf_core_field_offset(union bpf_attr, prog_type));
+		off = put_user_str(s, off, 0, attr + bpf_core_field_offset(union bpf_attr, prog_name), 16);
+	}
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_finit_module")
+int vg_exit_module(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_MODULE, sizeof(struct vg_module));
+	struct vg_module *b = (struct vg_module *)&s->ev[sizeof(struct vg_hdr)];
+	__u32 vsys = p.kind_sys >> 16;
+	b->ret = ctx->ret;
+	b->syscall = vsys;
+	b->flags = 0;
+	b->len = 0;
+	if (vsys == VG_SYS_FINIT_MODULE) {
+		b->flags = p.args[2];
+		off = put_path(s, off, 0, file_path(s, fd_file(p.args[0])));
+		off = put_user_str(s, off, 1, (void *)p.args[1], 1024);
+	} else if (vsys == VG_SYS_INIT_MODULE) {
+		b->len = p.args[1];
+		off = put_user_str(s, off, 1, (void *)p.args[2], 1024);
+	} else {
+		b->flags = p.args[1];
+		off = put_user_str(s, off, 0, (void *)p.args[0], 64);
+	}
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_memfd_create")
+int vg_exit_memfd(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_MEMFD, sizeof(struct vg_memfd));
+	struct vg_memfd *b = (struct vg_memfd *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->flags = p.args[1];
+	b->_pad = 0;
+	off = put_user_str(s, off, 0, (void *)p.args[0], 256);
+	emit(s, off);
+	return 0;
+}
+
+/* ---- mounts and namespaces ---- */
+
+SEC("tracepoint/syscalls/sys_exit_mount")
+int vg_exit_mount(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_MOUNT, sizeof(struct vg_mount));
+	struct vg_mount *b = (struct vg_mount *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->flags = p.args[3];
+	off = put_user_str(s, off, 0, (void *)p.args[0], 1024);
+	off = put_user_str(s, off, 1, (void *)p.args[1], 2048);
+	off = put_user_str(s, off, 2, (void *)p.args[2], 64);
+	char first = 0;
+	bpf_probe_read_user(&first, 1, (void *)p.args[1]);
+	if (first != '/')
+		off = put_path(s, off, 3, cwd_path(s));
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_umount")
+int vg_exit_umount(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_UMOUNT, sizeof(struct vg_umount));
+	struct vg_umount *b = (struct vg_umount *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->flags = p.args[1];
+	b->_pad = 0;
+	off = put_user_str(s, off, 0, (void *)p.args[0], 2048);
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_unshare")
+int vg_exit_ns(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 kind = p.kind_sys & 0xffff;
+	__u32 off = begin(s, kind == VG_SETNS ? VG_SETNS : VG_UNSHARE, sizeof(struct vg_ns));
+	struct vg_ns *b = (struct vg_ns *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->old_mntns = p.old_mntns;
+	b->old_netns = p.old_netns;
+	b->old_pidns_children = p.old_pidns_children;
+	b->_pad = 0;
+	if (kind == VG_SETNS) {
+		b->fd = p.args[0];
+		b->flags = p.args[1];
+		/* an nsfs file's inode number is the namespace's inum */
+		struct file *nsf = fd_file(p.args[0]);
+		b->target_ns = BPF_CORE_READ(nsf, f_inode, i_ino);
+	} else {
+		b->fd = -1;
+		b->flags = p.args[0];
+		b->target_ns = 0;
+	}
+	emit(s, off);
+	return 0;
+}
+
+/* ---- user space ---- */
+
+SEC("uretprobe")
+int BPF_KRETPROBE(vg_readline, const void *ret)
+{
+	if (!ret || is_self())
+		return 0;
+	if (!kind_on(VG_READLINE)) {
+		count(VG_READLINE, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_READLINE, sizeof(struct vg_readline));
+	struct vg_readline *b = (struct vg_readline *)&s->ev[sizeof(struct vg_hdr)];
+	b->_reserved = 0;
+	off = put_user_str(s, off, 0, ret, LINE_MAX);
+	emit(s, off);
+	return 0;
+}
+
+/* ---- benchmark floor: a bare counting tracepoint ---- */
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int vg_bench_count(void *ctx)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(&bench_hits, &zero);
+	if (v)
+		*v += 1;
+	return 0;
+}
