@@ -37,7 +37,8 @@ fn main() {
                 let fd = libc::memfd_create(cstr(a(1)).as_ptr(), 0);
                 let bin = std::fs::read("/bin/true").expect("read /bin/true");
                 libc::write(fd, bin.as_ptr().cast(), bin.len());
-                let argv = [cstr("memfd-true").as_ptr(), std::ptr::null()];
+                let arg0 = cstr("memfd-true");
+                let argv = [arg0.as_ptr(), std::ptr::null()];
                 let envp = [std::ptr::null()];
                 libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
                 std::process::exit(3);
