@@ -133,7 +133,12 @@ struct {
 struct scratch {
 	__u8 ev[EV_BUF + STR_MAX]; /* slack: masked offset + bounded length stays inside */
 	__u8 path[PATH_MAX_B + NAME_MAX_B];
-	struct vg_path_key lpm;
+	/* LPM lookup key, with slack so a joined "dir/name" can be written
+	 * at a variable offset before the length is clamped */
+	union {
+		struct vg_path_key lpm;
+		__u8 lpm_raw[4 + 3 * VG_LPM_MAX];
+	};
 };
 
 struct {
@@ -493,6 +498,28 @@ static __always_inline __u32 path_interest(struct scratch *s, __u32 src_off, __u
 		return 0;
 	s->lpm.prefixlen = len * 8;
 	bpf_probe_read_kernel(s->lpm.path, len, &s->ev[src_off & (EV_BUF - 1)]);
+	__u32 *v = bpf_map_lookup_elem(&interest_paths, &s->lpm);
+	return v ? *v : 0;
+}
+
+/* Interest of a relative name that failed to open: the key is
+ * "<dir>/<name>" (clamped to the trie's key size). */
+static __always_inline __u32 joined_interest(struct scratch *s, __u32 dir_off, __u32 dir_len, __u32 name_off, __u32 name_len)
+{
+	if (dir_len > VG_LPM_MAX - 1)
+		dir_len = VG_LPM_MAX - 1;
+	if (name_len > VG_LPM_MAX - 1)
+		name_len = VG_LPM_MAX - 1;
+	if (dir_len)
+		bpf_probe_read_kernel(&s->lpm_raw[4], dir_len, &s->ev[dir_off & (EV_BUF - 1)]);
+	s->lpm_raw[(4 + dir_len) & (2 * VG_LPM_MAX - 1)] = '/';
+	if (name_len)
+		bpf_probe_read_kernel(&s->lpm_raw[(5 + dir_len) & (2 * VG_LPM_MAX - 1)], name_len,
+				      &s->ev[name_off & (EV_BUF - 1)]);
+	__u32 total = dir_len + 1 + name_len;
+	if (total > VG_LPM_MAX)
+		total = VG_LPM_MAX;
+	s->lpm.prefixlen = total * 8;
 	__u32 *v = bpf_map_lookup_elem(&interest_paths, &s->lpm);
 	return v ? *v : 0;
 }
@@ -879,7 +906,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		if (first == '/')
 			interest = path_interest(s, str1, off - str1);
 		else
-			interest = path_interest(s, str0, str1 - str0);
+			interest = joined_interest(s, str0, str1 - str0, str1, off - str1);
 		ka = hash_bytes(s, str0, off - str0);
 		kb = (1ULL << 63) | ((__u64)(-ret) << 32) | flags;
 	}
