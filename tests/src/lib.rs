@@ -22,7 +22,10 @@ pub fn require_root(test_name: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         if let Ok(log) = std::env::var("VIGIL_ROOT_TESTS_LOG")
-            && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log)
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
         {
             let _ = writeln!(f, "{test_name}");
         }
@@ -82,8 +85,14 @@ fn run(cmd: &mut Command) -> io::Result<String> {
 }
 
 fn check_name(name: &str) -> io::Result<()> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return Err(io::Error::other(format!("fixture name {name:?} must be [a-z0-9-]+")));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(io::Error::other(format!(
+            "fixture name {name:?} must be [a-z0-9-]+"
+        )));
     }
     Ok(())
 }
@@ -99,7 +108,9 @@ pub fn busybox_rootfs() -> io::Result<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .ok_or_else(|| io::Error::other("busybox not installed (apt-get install busybox-static)"))?;
+        .ok_or_else(|| {
+            io::Error::other("busybox not installed (apt-get install busybox-static)")
+        })?;
     let tmp = PathBuf::from(format!("/var/tmp/vigil-test-rootfs.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     for d in ["bin", "proc", "dev", "tmp", "etc", "sys", "root"] {
@@ -107,7 +118,11 @@ pub fn busybox_rootfs() -> io::Result<PathBuf> {
     }
     std::fs::copy(&busybox, tmp.join("bin/busybox"))?;
     let list = run(Command::new(&busybox).arg("--list"))?;
-    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
+    for applet in list
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+    {
         let _ = std::os::unix::fs::symlink("busybox", tmp.join("bin").join(applet));
     }
     std::fs::write(tmp.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
@@ -168,13 +183,15 @@ impl NsContainer {
         for d in ["upper", "work", "merged"] {
             std::fs::create_dir_all(dir.join(d))?;
         }
-        run(Command::new("mount").args(["-t", "overlay", "overlay", "-o"]).arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            rootfs.display(),
-            dir.join("upper").display(),
-            dir.join("work").display()
-        ))
-        .arg(dir.join("merged")))?;
+        run(Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                rootfs.display(),
+                dir.join("upper").display(),
+                dir.join("work").display()
+            ))
+            .arg(dir.join("merged")))?;
         std::fs::create_dir_all(&cgroup)?;
         // The wrapper moves itself into the cgroup, then execs unshare; the
         // forked child becomes pid 1 of the new pid namespace. The cgroup
@@ -193,7 +210,8 @@ impl NsContainer {
             .spawn()?;
         let wrapper = child.id();
         let host_pid = wait_for(Duration::from_secs(5), || {
-            let kids = std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).ok()?;
+            let kids =
+                std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).ok()?;
             kids.split_whitespace().next()?.parse::<u32>().ok()
         })
         .ok_or_else(|| io::Error::other("container init did not start"))?;
@@ -218,7 +236,9 @@ impl NsContainer {
     }
     /// cgroup v2 id (inode of the cgroup directory).
     pub fn cgroup_id(&self) -> u64 {
-        std::fs::metadata(&self.cgroup).map(|m| m.ino()).unwrap_or(0)
+        std::fs::metadata(&self.cgroup)
+            .map(|m| m.ino())
+            .unwrap_or(0)
     }
     /// cgroup path relative to the cgroup2 mount (`/vigil-test-NAME`).
     pub fn cgroup_path_relative(&self) -> String {
@@ -293,7 +313,11 @@ impl PodmanContainer {
     pub fn run(name: &str, cmd: &[&str]) -> io::Result<PodmanContainer> {
         check_name(name)?;
         let full = format!("vigil-test-{name}");
-        if !podman().args(["image", "exists", PODMAN_IMAGE]).status()?.success() {
+        if !podman()
+            .args(["image", "exists", PODMAN_IMAGE])
+            .status()?
+            .success()
+        {
             let rootfs = busybox_rootfs()?;
             let tar = Command::new("tar")
                 .arg("-C")
@@ -315,7 +339,12 @@ impl PodmanContainer {
         let _ = podman().args(["rm", "-f", "-t", "0", &full]).output();
         let id = run(podman()
             .args(["run", "-d", "--name", &full, "--network", "none"])
-            .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"])
+            .args([
+                "--ulimit",
+                "nofile=20000:20000",
+                "--ulimit",
+                "nproc=4096:4096",
+            ])
             .arg(PODMAN_IMAGE)
             .args(cmd))?;
         Ok(PodmanContainer { name: full, id })

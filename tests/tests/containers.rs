@@ -51,10 +51,27 @@ fn namespaced_process_is_attributed_to_its_cgroup_and_pid_namespace() {
     let cg = e.cgroup_path.as_deref().expect("cgroup path resolved");
     assert!(cg.ends_with(&c.cgroup_path_relative()), "cgroup path {cg}");
     // the exec of cat inside the container is attributed the same way
-    let x = h.expect("exec inside the container", |x| {
-        x.k.hdr.kind == kind::EXEC && x.k.hdr.cgroup_id == c.cgroup_id()
+    // (the wrapper's exec of unshare(1) is in the cgroup but still in the
+    // host pid namespace; cat runs inside both)
+    let x = h.expect("exec of cat inside the container", |x| {
+        x.k.hdr.kind == kind::EXEC
+            && x.k.hdr.cgroup_id == c.cgroup_id()
+            && x.k.hdr.pidns == c.pidns_inode()
+            && x.process
+                .as_ref()
+                .is_some_and(|p| p.args.first().is_some_and(|a| a == b"cat"))
     });
-    assert_eq!(x.k.hdr.pidns, c.pidns_inode());
+    // the executable path is the one the container sees (its root is the
+    // overlay), like d_path, not the host path of the overlay mount
+    assert_eq!(
+        x.process.as_ref().unwrap().exe[..],
+        b"/bin/busybox"[..],
+        "container-relative executable"
+    );
+    assert!(
+        x.ancestors.iter().any(|a| a.pid == c.host_pid()),
+        "container init is an ancestor"
+    );
     drop(c);
 }
 

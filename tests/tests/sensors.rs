@@ -40,7 +40,9 @@ fn exec_chains_are_enriched_with_argv_and_three_parent_levels() {
         let e = h.expect(&format!("exec of /bin/true under sh {outer}"), |e| {
             is_kind(e, kind::EXEC)
                 && e.k.hdr.ppid == *outer
-                && e.process.as_ref().is_some_and(|p| p.exe[..] == true_exe[..])
+                && e.process
+                    .as_ref()
+                    .is_some_and(|p| p.exe[..] == true_exe[..])
         });
         let p = e.process.as_ref().expect("process info");
         assert_eq!(p.exe[..], true_exe[..], "executable");
@@ -127,7 +129,9 @@ fn forty_arguments_with_one_of_3k_arrive_whole_or_flagged() {
     let e = h.expect("exec with 40 args", |e| {
         is_kind(e, kind::EXEC)
             && e.k.hdr.pid == pid
-            && e.process.as_ref().is_some_and(|p| p.exe[..] == true_exe[..])
+            && e.process
+                .as_ref()
+                .is_some_and(|p| p.exe[..] == true_exe[..])
     });
     let p = e.process.as_ref().unwrap();
     if p.args_truncated {
@@ -141,7 +145,9 @@ fn forty_arguments_with_one_of_3k_arrive_whole_or_flagged() {
 
 #[test]
 fn fork_and_exit_report_child_and_code() {
-    let Some(mut h) = Harness::start("fork_exit", |_| {}) else { return };
+    let Some(mut h) = Harness::start("fork_exit", |_| {}) else {
+        return;
+    };
     // The agent never reports its own process (the test binary hosts it),
     // so the fork under test is done by a shell.
     let trig = trigger_bin();
@@ -153,16 +159,23 @@ fn fork_and_exit_report_child_and_code() {
         .unwrap();
     let sh_pid = sh.id();
     sh.wait_with_output().unwrap();
-    let f = h.expect("fork by the shell", |e| is_kind(e, kind::FORK) && e.k.hdr.pid == sh_pid);
+    let f = h.expect("fork by the shell", |e| {
+        is_kind(e, kind::FORK) && e.k.hdr.pid == sh_pid
+    });
     let Body::Fork(fk) = f.k.body else { panic!() };
     let child = fk.child_pid;
     assert_ne!(child, sh_pid);
     assert_eq!(fk.ns_flags, 0, "no namespace change");
-    let x = h.expect("exit with code 7", |e| is_kind(e, kind::EXIT) && e.k.hdr.pid == child);
+    let x = h.expect("exit with code 7", |e| {
+        is_kind(e, kind::EXIT) && e.k.hdr.pid == child
+    });
     let Body::Exit(st) = x.k.body else { panic!() };
     assert_eq!((st.status >> 8) & 0xff, 7);
     // new namespaces are named on the fork
-    let c = Command::new("unshare").args(["--fork", "--pid", "--uts", "/bin/true"]).spawn().unwrap();
+    let c = Command::new("unshare")
+        .args(["--fork", "--pid", "--uts", "/bin/true"])
+        .spawn()
+        .unwrap();
     let upid = c.id();
     c.wait_with_output().unwrap();
     let f = h.expect("fork into new pid ns", |e| {
@@ -177,7 +190,11 @@ fn fork_and_exit_report_child_and_code() {
     });
     let Body::Ns(n) = u.k.body else { panic!() };
     assert_eq!(n.flags & 0x2400_0000, 0x2400_0000, "pid and uts flags");
-    assert_eq!(fk.ns_flags & 0x0400_0000, 0, "child shares the parent's new uts ns");
+    assert_eq!(
+        fk.ns_flags & 0x0400_0000,
+        0,
+        "child shares the parent's new uts ns"
+    );
 }
 
 #[test]
@@ -242,17 +259,19 @@ fn opens_outside_interest_die_in_the_kernel_and_writes_are_reported() {
     let w = dir.join("new");
     let (pw, _) = trigger(&["open-write", w.to_str().unwrap()]);
     let e = h.expect("write open anywhere", |e| {
-        is_kind(e, kind::OPEN) && e.k.hdr.pid == pw && e.file_path.as_deref() == Some(w.as_os_str().as_encoded_bytes())
+        is_kind(e, kind::OPEN)
+            && e.k.hdr.pid == pw
+            && e.file_path.as_deref() == Some(w.as_os_str().as_encoded_bytes())
     });
-    let Body::Open { info, .. } = &e.k.body else { panic!() };
+    let Body::Open { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert!(info.flags & libc::O_CREAT as u32 != 0);
     h.collect_for(Duration::from_millis(200));
     assert!(
-        !h.seen
-            .iter()
-            .any(|e| is_kind(e, kind::OPEN)
-                && e.k.hdr.pid == pr
-                && e.file_path.as_deref() == Some(f.as_os_str().as_encoded_bytes())),
+        !h.seen.iter().any(|e| is_kind(e, kind::OPEN)
+            && e.k.hdr.pid == pr
+            && e.file_path.as_deref() == Some(f.as_os_str().as_encoded_bytes())),
         "a read of a path nobody declared interest in must not leave the kernel"
     );
     let s = h.stop();
@@ -388,15 +407,25 @@ fn privilege_changes_capabilities_and_ptrace() {
 
 #[test]
 fn kernel_surface_bpf_modules_memfd() {
-    let Some(mut h) = Harness::start("kernel_surface", |_| {}) else { return };
+    let Some(mut h) = Harness::start("kernel_surface", |_| {}) else {
+        return;
+    };
     let (pb, _) = trigger(&["bpf-map", "vigiltestmap"]);
-    let e = h.expect("bpf map create", |e| is_kind(e, kind::BPF) && e.k.hdr.pid == pb);
-    let Body::Bpf { info, name } = &e.k.body else { panic!() };
+    let e = h.expect("bpf map create", |e| {
+        is_kind(e, kind::BPF) && e.k.hdr.pid == pb
+    });
+    let Body::Bpf { info, name } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(info.cmd, 0);
     assert_eq!(name[..], b"vigiltestmap"[..]);
     let (pm, _) = trigger(&["memfd", "vigil-memfd"]);
-    let e = h.expect("memfd_create", |e| is_kind(e, kind::MEMFD) && e.k.hdr.pid == pm);
-    let Body::Memfd { info, name } = &e.k.body else { panic!() };
+    let e = h.expect("memfd_create", |e| {
+        is_kind(e, kind::MEMFD) && e.k.hdr.pid == pm
+    });
+    let Body::Memfd { info, name } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(name[..], b"vigil-memfd"[..]);
     assert!(info.ret >= 0 && info.flags == libc::MFD_CLOEXEC);
 
@@ -410,23 +439,37 @@ fn kernel_surface_bpf_modules_memfd() {
             vigil_bpf::SensorState::Unavailable(why) => {
                 assert!(why.iter().all(|(_, r)| r.contains("ENOENT")), "{why:?}")
             }
-            other => panic!("module sensor should be unavailable without CONFIG_MODULES: {other:?}"),
+            other => {
+                panic!("module sensor should be unavailable without CONFIG_MODULES: {other:?}")
+            }
         }
         return;
     }
     let (pf, _) = trigger(&["finit-module", "/etc/hostname"]);
-    let e = h.expect("finit_module", |e| is_kind(e, kind::MODULE) && e.k.hdr.pid == pf);
+    let e = h.expect("finit_module", |e| {
+        is_kind(e, kind::MODULE) && e.k.hdr.pid == pf
+    });
     assert_eq!(e.file_path.as_deref(), Some(&canon("/etc/hostname")[..]));
-    let Body::Module { info, params, .. } = &e.k.body else { panic!() };
+    let Body::Module { info, params, .. } = &e.k.body else {
+        panic!()
+    };
     assert!(info.ret < 0, "the kernel refused a non-module");
     assert_eq!(params[..], b"vigil_test=1"[..]);
     let (pi, _) = trigger(&["init-module"]);
-    let e = h.expect("init_module", |e| is_kind(e, kind::MODULE) && e.k.hdr.pid == pi);
-    let Body::Module { info, .. } = &e.k.body else { panic!() };
+    let e = h.expect("init_module", |e| {
+        is_kind(e, kind::MODULE) && e.k.hdr.pid == pi
+    });
+    let Body::Module { info, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!((info.syscall, info.len), (abi::sys::INIT_MODULE, 64));
     let (pd, _) = trigger(&["delete-module", "vigil_no_such_module"]);
-    let e = h.expect("delete_module", |e| is_kind(e, kind::MODULE) && e.k.hdr.pid == pd);
-    let Body::Module { target, .. } = &e.k.body else { panic!() };
+    let e = h.expect("delete_module", |e| {
+        is_kind(e, kind::MODULE) && e.k.hdr.pid == pd
+    });
+    let Body::Module { target, .. } = &e.k.body else {
+        panic!()
+    };
     assert_eq!(target[..], b"vigil_no_such_module"[..]);
 }
 
