@@ -51,7 +51,7 @@ pub enum Body {
         info: abi::Exec,
         /// Canonical path of the executable.
         path: Vec<u8>,
-        /// Arguments (argv[0] first).
+        /// Arguments (`argv[0]` first).
         argv: Vec<Vec<u8>>,
         /// Working directory.
         cwd: Vec<u8>,
