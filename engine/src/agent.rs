@@ -11,6 +11,7 @@ use crate::host::{self, Host, LiveHost, Users};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use vigil_baselines::Baselines;
@@ -53,6 +54,9 @@ pub struct PipelineStats {
     pub write_errors: u64,
     /// Alerts raised.
     pub alerts: u64,
+    /// Events per kind whose process or parent is the watched pid
+    /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
+    pub watched: BTreeMap<u16, u64>,
 }
 
 /// Decode → enrich → rules → output, for live and replayed records alike.
@@ -64,6 +68,7 @@ pub struct Pipeline {
     emit_events: bool,
     hostname: String,
     tap: Option<mpsc::Sender<Event>>,
+    watch_pid: Option<Arc<AtomicU32>>,
     /// Counters.
     pub stats: PipelineStats,
 }
@@ -88,8 +93,14 @@ impl Pipeline {
             emit_events: cfg.agent.events,
             hostname: ctx.hostname.clone(),
             tap,
+            watch_pid: None,
             stats: PipelineStats::default(),
         }
+    }
+
+    /// Counts events of this pid (or its children) in `stats.watched`.
+    pub fn watch(&mut self, pid: Option<Arc<AtomicU32>>) {
+        self.watch_pid = pid;
     }
 
     /// The enricher (process table).
@@ -107,6 +118,12 @@ impl Pipeline {
             }
         };
         *self.stats.decoded.entry(k.hdr.kind).or_default() += 1;
+        if let Some(w) = &self.watch_pid {
+            let w = w.load(Ordering::Relaxed);
+            if w != 0 && (k.hdr.pid == w || k.hdr.ppid == w) {
+                *self.stats.watched.entry(k.hdr.kind).or_default() += 1;
+            }
+        }
         let ev = self.enricher.enrich(k, host);
         let matches = self.rules.evaluate(&ev);
         let _ = self.baselines.observe(&ev);
@@ -267,6 +284,8 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
     /// Print drop warnings and the sensor table on stderr.
     pub verbose: bool,
+    /// Count events of this pid and its children (benchmarks).
+    pub watch_pid: Option<Arc<AtomicU32>>,
 }
 
 /// Builds the capture context of this host.
@@ -315,6 +334,7 @@ pub async fn run(
     };
     let mut host = LiveHost::new(recorder.is_some());
     let mut pipeline = Pipeline::new(&cfg, &ctx, opts.sink.take(), opts.tap.take());
+    pipeline.watch(opts.watch_pid.take());
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
 

@@ -496,13 +496,13 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
             if i > 0 {
                 arr.push(b',');
             }
+            // pid and executable only: the parent's command line is in
+            // process.parent.command_line, and a chain of full command lines
+            // would multiply every record's size.
             let mut o = Writer::new();
             o.u64("pid", a.pid.into());
             if !a.exe.is_empty() {
                 o.str("executable", &a.exe);
-            }
-            if !a.args.is_empty() {
-                o.str("command_line", join_args(&a.args));
             }
             arr.extend_from_slice(&o.finish());
         }

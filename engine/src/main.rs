@@ -234,6 +234,7 @@ fn run_agent(
             tap: None,
             record,
             verbose: true,
+            watch_pid: None,
         };
         let stop = async move {
             match duration {

@@ -9,10 +9,13 @@
 /// Builds one JSON object.
 pub struct Writer {
     buf: Vec<u8>,
-    /// Currently open nested object path.
-    stack: Vec<String>,
-    /// Whether the innermost open object already has a member.
-    has_member: Vec<bool>,
+    /// Dotted path of the innermost open nested object ("" at the top).
+    open: String,
+    /// For each open nested object: length of `open` at that depth and
+    /// whether it already has a member.
+    levels: Vec<(usize, bool)>,
+    /// Whether the outermost object already has a member.
+    top_has_member: bool,
 }
 
 impl Default for Writer {
@@ -24,49 +27,66 @@ impl Default for Writer {
 impl Writer {
     /// Starts an object.
     pub fn new() -> Writer {
-        let mut buf = Vec::with_capacity(1024);
+        let mut buf = Vec::with_capacity(2048);
         buf.push(b'{');
         Writer {
             buf,
-            stack: Vec::new(),
-            has_member: vec![false],
+            open: String::new(),
+            levels: Vec::new(),
+            top_has_member: false,
         }
     }
 
     fn comma(&mut self) {
-        let last = self.has_member.last_mut().expect("object open");
-        if *last {
+        let has = match self.levels.last_mut() {
+            Some((_, h)) => h,
+            None => &mut self.top_has_member,
+        };
+        if *has {
             self.buf.push(b',');
         }
-        *last = true;
+        *has = true;
     }
 
-    /// Positions the writer inside the object for `key`'s parents and
-    /// returns the leaf name.
+    /// Positions the writer inside the object for `key`'s parents (closing
+    /// and opening nested objects as needed) and returns the leaf name.
+    /// No allocation once the path buffer has grown.
     fn enter<'k>(&mut self, key: &'k str) -> &'k str {
-        let parts: Vec<&str> = key.split('.').collect();
-        let (leaf, parents) = parts.split_last().expect("non-empty key");
-        // close objects that are not a prefix of this key
-        let common = self
-            .stack
-            .iter()
-            .zip(parents.iter())
-            .take_while(|(a, b)| a.as_str() == **b)
-            .count();
-        while self.stack.len() > common {
-            self.stack.pop();
-            self.has_member.pop();
+        let (parent, leaf) = match key.rfind('.') {
+            Some(i) => (&key[..i], &key[i + 1..]),
+            None => ("", key),
+        };
+        // close objects that are not ancestors of `parent`
+        loop {
+            let cur = self.open.as_str();
+            let inside = cur.is_empty()
+                || parent == cur
+                || (parent.len() > cur.len()
+                    && parent.starts_with(cur)
+                    && parent.as_bytes()[cur.len()] == b'.');
+            if inside {
+                break;
+            }
+            self.levels.pop();
             self.buf.push(b'}');
+            let len = self.levels.last().map(|l| l.0).unwrap_or(0);
+            self.open.truncate(len);
         }
-        for p in &parents[common..] {
-            self.comma();
-            write_str(&mut self.buf, p.as_bytes());
-            self.buf.extend_from_slice(b":{");
-            self.stack.push((*p).to_string());
-            self.has_member.push(false);
+        // open the missing ones
+        let rest = parent[self.open.len()..].trim_start_matches('.');
+        if !rest.is_empty() {
+            for seg in rest.split('.') {
+                self.comma();
+                write_str(&mut self.buf, seg.as_bytes());
+                self.buf.extend_from_slice(b":{");
+                if !self.open.is_empty() {
+                    self.open.push('.');
+                }
+                self.open.push_str(seg);
+                self.levels.push((self.open.len(), false));
+            }
         }
-        let start = key.len() - leaf.len();
-        &key[start..]
+        leaf
     }
 
     fn key(&mut self, key: &str) {
@@ -86,14 +106,17 @@ impl Writer {
     /// An unsigned integer field.
     pub fn u64(&mut self, key: &str, v: u64) -> &mut Self {
         self.key(key);
-        self.buf.extend_from_slice(v.to_string().as_bytes());
+        write_u64(&mut self.buf, v);
         self
     }
 
     /// A signed integer field.
     pub fn i64(&mut self, key: &str, v: i64) -> &mut Self {
         self.key(key);
-        self.buf.extend_from_slice(v.to_string().as_bytes());
+        if v < 0 {
+            self.buf.push(b'-');
+        }
+        write_u64(&mut self.buf, v.unsigned_abs());
         self
     }
 
@@ -132,7 +155,7 @@ impl Writer {
 
     /// Closes every open object and returns the bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        while self.stack.pop().is_some() {
+        for _ in 0..self.levels.len() {
             self.buf.push(b'}');
         }
         self.buf.push(b'}');
@@ -140,9 +163,59 @@ impl Writer {
     }
 }
 
+/// Appends the decimal digits of `v`.
+pub fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
 /// Appends `s` as a JSON string (quoted, escaped, lossy UTF-8).
 pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    let mut rest = s;
+    loop {
+        // copy the run of bytes that need no escaping in one go
+        let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..run]);
+        rest = &rest[run..];
+        let Some(&b) = rest.first() else { break };
+        if b >= 0x80 {
+            write_str_slow(out, rest);
+            break;
+        }
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+        }
+        rest = &rest[1..];
+    }
+    out.push(b'"');
+}
+
+/// The general path: UTF-8 validation, U+FFFD for invalid bytes.
+fn write_str_slow(out: &mut Vec<u8>, s: &[u8]) {
     for chunk in s.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -164,7 +237,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
             out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -184,6 +256,23 @@ mod tests {
             s,
             r#"{"@timestamp":"t","process":{"pid":1,"parent":{"pid":0},"name":"x"},"user":{"name":"root"}}"#
         );
+    }
+
+    #[test]
+    fn reopens_and_closes_objects() {
+        let mut w = Writer::new();
+        w.u64("a.b.c", 1)
+            .u64("a.b.d", 2)
+            .u64("a.e", 3)
+            .u64("f", 4)
+            .i64("g.h", -5);
+        assert_eq!(
+            String::from_utf8(w.finish()).unwrap(),
+            r#"{"a":{"b":{"c":1,"d":2},"e":3},"f":4,"g":{"h":-5}}"#
+        );
+        let mut out = Vec::new();
+        write_u64(&mut out, u64::MAX);
+        assert_eq!(out, b"18446744073709551615");
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl Harness {
             tap: Some(tx),
             record: None,
             verbose: false,
+            watch_pid: None,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {
@@ -80,6 +81,7 @@ impl Harness {
             tap: Some(tx),
             record: Some(path),
             verbose: false,
+            watch_pid: None,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {
