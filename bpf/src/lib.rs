@@ -237,6 +237,13 @@ pub struct Sensors {
     syscalls: Vec<(i64, u32)>,
     /// Whether RLIMIT_MEMLOCK could be raised (None) or why not.
     pub memlock_note: Option<String>,
+    links: Vec<sensors::LinkRef>,
+}
+
+impl Drop for Sensors {
+    fn drop(&mut self) {
+        sensors::detach_parallel(&mut self.ebpf, std::mem::take(&mut self.links));
+    }
 }
 
 const MAP_EVENTS: &str = "events";
@@ -282,6 +289,7 @@ impl Sensors {
             attach_time: Duration::ZERO,
             syscalls: Vec::new(),
             memlock_note,
+            links: Vec::new(),
         };
         me.apply_interest(interest)?;
         let bash = sensors::find_bash(cfg.bash_path.as_deref());
@@ -292,6 +300,7 @@ impl Sensors {
             bash,
             loaded: Default::default(),
             syscalls: Vec::new(),
+            links: Vec::new(),
         };
         let mut status = Vec::new();
         for spec in SENSORS {
@@ -322,6 +331,7 @@ impl Sensors {
             });
         }
         let syscalls = std::mem::take(&mut att.syscalls);
+        me.links = std::mem::take(&mut att.links);
         me.status = status;
         me.syscalls = syscalls;
         me.write_syscall_interest(interest)?;
@@ -429,6 +439,20 @@ impl Sensors {
         }
         if !self.syscalls.is_empty() {
             self.write_syscall_interest(i)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every sensor from emitting (their kinds are switched off in
+    /// the kernel), so a final drain sees everything that was emitted and
+    /// the counters read afterwards match what was delivered.
+    pub fn quiesce(&mut self) -> Result<(), Error> {
+        let mut kinds: Array<&mut MapData, u32> = Array::try_from(self.map_mut("interest_kinds")?)
+            .map_err(Self::map_err("interest_kinds"))?;
+        for k in 0..abi::KIND_SLOTS {
+            kinds
+                .set(k, 0, 0)
+                .map_err(Self::map_err("interest_kinds"))?;
         }
         Ok(())
     }
@@ -589,6 +613,7 @@ impl Sensors {
             attach_time: Duration::ZERO,
             syscalls: Vec::new(),
             memlock_note,
+            links: Vec::new(),
         })
     }
 }

@@ -259,6 +259,33 @@ impl Summary {
                 spec.name, c.emitted, dec, c.dropped, c.filtered, c.deduped
             ));
         }
+        let busy: Vec<_> = self.programs.iter().filter(|p| p.run_count > 0).collect();
+        if !busy.is_empty() {
+            let total: std::time::Duration = busy.iter().map(|p| p.run_time).sum();
+            s.push_str(&format!(
+                "BPF programs: {:.1} ms of kernel time in total (BPF_ENABLE_STATS)\n",
+                total.as_secs_f64() * 1e3
+            ));
+            s.push_str(&format!(
+                "{:<18} {:>12} {:>12} {:>10}\n",
+                "program", "runs", "time ms", "ns/run"
+            ));
+            for p in busy {
+                s.push_str(&format!(
+                    "{:<18} {:>12} {:>12.1} {:>10.0}\n",
+                    p.name,
+                    p.run_count,
+                    p.run_time.as_secs_f64() * 1e3,
+                    p.run_time.as_nanos() as f64 / p.run_count as f64
+                ));
+            }
+        }
+        if self.dedup_swept.0 > 0 {
+            s.push_str(&format!(
+                "vigil: dedup: {} entries of exited processes swept, they had suppressed {} repeats\n",
+                self.dedup_swept.0, self.dedup_swept.1
+            ));
+        }
         if any_drop {
             s.push_str("vigil: WARNING: events were dropped (ring buffer full); raise sensors.ring_buffer_bytes\n");
         }
@@ -322,7 +349,7 @@ pub fn start_sensors(cfg: &Config) -> Result<Sensors, RunError> {
 /// `on_ready` gets the sensor status once everything is attached.
 pub async fn run(
     mut opts: RunOptions,
-    mut sensors: Sensors,
+    sensors: &mut Sensors,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
@@ -392,7 +419,16 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    // Drain what the kernel still holds.
+    // Stop emitting, then drain what the kernel still holds: the counters
+    // read after this match what was delivered.
+    if let Err(e) = sensors.quiesce()
+        && opts.verbose
+    {
+        eprintln!("vigil: could not quiesce sensors before the final drain: {e}");
+    }
+    // a program that passed its interest check just before may still be
+    // writing its record
+    std::thread::sleep(Duration::from_millis(2));
     reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
     let kernel = sensors.counters().unwrap_or_default();
     report_drops(&mut pipeline, &kernel, &mut last_dropped, opts.verbose);
@@ -472,7 +508,8 @@ fn report_drops(
 /// An agent running on its own thread (tests, benchmark).
 pub struct Running {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<Summary, String>>>,
+    done: mpsc::Receiver<Result<Summary, String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// Sensor status at start.
     pub status: Vec<SensorStatus>,
 }
@@ -481,34 +518,46 @@ impl Running {
     /// Starts an agent on a new thread; returns once sensors are attached.
     pub fn spawn(opts: RunOptions) -> Result<Running, String> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<Vec<SensorStatus>, String>>();
+        let (done_tx, done_rx) = mpsc::channel::<Result<Summary, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("vigil-agent".into())
-            .spawn(move || -> Result<Summary, String> {
-                let rt = tokio::runtime::Builder::new_current_thread()
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())?;
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
                 rt.block_on(async move {
-                    let sensors = match start_sensors(&opts.config) {
+                    let mut sensors = match start_sensors(&opts.config) {
                         Ok(s) => s,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
-                            return Err(e.to_string());
+                            return;
                         }
                     };
                     let _ = ready_tx.send(Ok(sensors.status().to_vec()));
-                    run(opts, sensors, async {
+                    let r = run(opts, &mut sensors, async {
                         let _ = stop_rx.await;
                     })
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                    // Hand the summary over first: detaching (in the drop)
+                    // waits for kernel grace periods.
+                    let _ = done_tx.send(r);
+                    drop(sensors);
                 })
             })
             .map_err(|e| e.to_string())?;
         match ready_rx.recv() {
             Ok(Ok(status)) => Ok(Running {
                 stop: Some(stop_tx),
+                done: done_rx,
                 thread: Some(thread),
                 status,
             }),
@@ -516,32 +565,43 @@ impl Running {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(match thread.join() {
-                Ok(Err(e)) => e,
-                _ => "agent thread died during start".into(),
-            }),
+            Err(_) => {
+                let _ = thread.join();
+                Err("agent thread died during start".into())
+            }
         }
     }
 
-    /// Stops the agent and returns its summary.
+    /// Stops the agent and returns its summary; its programs finish
+    /// detaching in the background.
     pub fn stop(mut self) -> Result<Summary, String> {
         self.stop_inner()
+    }
+
+    /// Stops the agent and also waits until every program is detached
+    /// (benchmarks: nothing of this agent may run during the next
+    /// measurement).
+    pub fn stop_and_detach(mut self) -> Result<Summary, String> {
+        let r = self.stop_inner();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        r
     }
 
     fn stop_inner(&mut self) -> Result<Summary, String> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        match self.thread.take() {
-            Some(t) => t.join().map_err(|_| "agent thread panicked".to_string())?,
-            None => Err("already stopped".into()),
-        }
+        self.done
+            .recv()
+            .map_err(|_| "agent thread ended without a summary (panicked)".to_string())?
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.stop.is_some() {
             let _ = self.stop_inner();
         }
     }

@@ -104,6 +104,14 @@ fn require_root(what: &str) -> Result<(), ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // A shell starting vigil in the background sets SIGINT to "ignored",
+    // and an ignored signal stays ignored: restore the defaults so SIGINT
+    // and SIGTERM reach the agent's handlers (it drains, flushes, summarizes).
+    // SAFETY: signal(2) with default dispositions, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let mut cfg = match load_config(cli.config.as_ref()) {
         Ok(c) => c,
@@ -181,10 +189,7 @@ fn main() -> ExitCode {
 
 fn report(r: anyhow::Result<agent::Summary>) -> ExitCode {
     match r {
-        Ok(s) => {
-            eprint!("{}", s.render());
-            ExitCode::SUCCESS
-        }
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vigil: {e:#}");
             ExitCode::from(1)
@@ -207,7 +212,7 @@ fn run_agent(
         .build()
         .context("tokio runtime")?;
     rt.block_on(async move {
-        let sensors = agent::start_sensors(&cfg)?;
+        let mut sensors = agent::start_sensors(&cfg)?;
         let live = sensors.status().iter().filter(|s| s.is_live()).count();
         eprintln!(
             "vigil: {live}/{} sensors live in {} ms ({}); `vigil probe` explains the rest",
@@ -245,6 +250,11 @@ fn run_agent(
                 None => shutdown_signal().await,
             }
         };
-        Ok(agent::run(opts, sensors, stop).await?)
+        let summary = agent::run(opts, &mut sensors, stop).await?;
+        // The summary first: detaching waits for kernel grace periods.
+        eprint!("{}", summary.render());
+        eprintln!("vigil: detaching sensors");
+        drop(sensors);
+        Ok(summary)
     })
 }

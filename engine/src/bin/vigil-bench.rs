@@ -220,7 +220,7 @@ fn main() {
                 let ns = run_child(w, n, Some(&watch));
                 std::thread::sleep(Duration::from_millis(50));
                 let cpu1 = agent_cpu_ns();
-                let summary = agent.stop().expect("stop");
+                let summary = agent.stop_and_detach().expect("stop");
                 let seen = summary.pipeline.watched.get(&w.kind).copied().unwrap_or(0);
                 let decoded: u64 = summary.pipeline.decoded.values().sum();
                 let drops: u64 = summary.kernel.values().map(|c| c.dropped).sum();
@@ -324,7 +324,7 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;
     run_child(w, ((w.ops as f64) * scale) as u64, None);
     std::thread::sleep(Duration::from_millis(50));
-    let s = agent.stop().ok()?;
+    let s = agent.stop_and_detach().ok()?;
     let mut best = (0.0f64, 0.0f64);
     for _ in 0..3 {
         let c0 = thread_cpu_ns();
