@@ -569,6 +569,31 @@ static __always_inline __u64 hash_bytes(struct scratch *s, __u32 off, __u32 len)
 	return h;
 }
 
+/* argv of a new image as string 1: read from the new mm's argument area,
+ * which exec has just written (so its pages are present, unlike the user
+ * pointer seen at sys_enter_execve). NUL-separated, final NUL dropped. */
+static __always_inline __u32 put_argv(struct scratch *s, __u32 off, struct mm_struct *mm)
+{
+	unsigned long as = BPF_CORE_READ(mm, arg_start);
+	unsigned long ae = BPF_CORE_READ(mm, arg_end);
+	__u32 r = room(off, ARGV_MAX - 1);
+	if (ae <= as || r == 0)
+		return off;
+	__u64 len = ae - as;
+	int trunc = 0;
+	if (len > r) {
+		len = r;
+		trunc = 1;
+	}
+	if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len & (ARGV_MAX - 1), (void *)as) != 0)
+		return off;
+	len &= ARGV_MAX - 1;
+	if (len > 0 && !trunc && s->ev[(off + len - 1) & (EV_BUF - 1)] == 0)
+		len--;
+	set_len(s, 1, len, trunc);
+	return off + len;
+}
+
 /* ====================== process lifecycle ====================== */
 
 static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -610,28 +635,8 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 	}
 	/* 0: executable, canonical */
 	off = put_path(s, off, 0, file_path(s, f));
-	/* 1: argv from the new mm: the kernel copied it there during exec, so
-	 * the pages are present (unlike the sys_enter_execve user pointer). */
-	struct mm_struct *mm = BPF_CORE_READ(p, mm);
-	unsigned long as = BPF_CORE_READ(mm, arg_start);
-	unsigned long ae = BPF_CORE_READ(mm, arg_end);
-	if (ae > as && room(off, ARGV_MAX - 1) > 0) {
-		__u64 len = ae - as;
-		__u32 r = room(off, ARGV_MAX - 1);
-		int trunc = 0;
-		if (len > r) {
-			len = r;
-			trunc = 1;
-		}
-		if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len & (ARGV_MAX - 1), (void *)as) == 0) {
-			len &= ARGV_MAX - 1;
-			/* drop the final NUL of the last argument */
-			if (len > 0 && !trunc && s->ev[(off + len - 1) & (EV_BUF - 1)] == 0)
-				len--;
-			set_len(s, 1, len, trunc);
-			off += len;
-		}
-	}
+	/* 1: argv */
+	off = put_argv(s, off, BPF_CORE_READ(p, mm));
 	/* 2: cwd */
 	off = put_path(s, off, 2, cwd_path(s));
 	/* 3: filename as passed */
@@ -673,24 +678,7 @@ int vg_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 	b->exec_flags = 0;
 	b->old_pid = ctx->old_pid;
 	off = put_path(s, off, 0, file_path(s, f));
-	unsigned long as = BPF_CORE_READ(p, mm, arg_start);
-	unsigned long ae = BPF_CORE_READ(p, mm, arg_end);
-	if (ae > as && room(off, ARGV_MAX - 1) > 0) {
-		__u64 len = ae - as;
-		__u32 r = room(off, ARGV_MAX - 1);
-		int trunc = 0;
-		if (len > r) {
-			len = r;
-			trunc = 1;
-		}
-		if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len & (ARGV_MAX - 1), (void *)as) == 0) {
-			len &= ARGV_MAX - 1;
-			if (len > 0 && !trunc && s->ev[(off + len - 1) & (EV_BUF - 1)] == 0)
-				len--;
-			set_len(s, 1, len, trunc);
-			off += len;
-		}
-	}
+	off = put_argv(s, off, BPF_CORE_READ(p, mm));
 	off = put_path(s, off, 2, cwd_path(s));
 	emit(s, off);
 	return 0;
@@ -820,6 +808,19 @@ static __always_inline int take_pending(struct trace_event_raw_sys_exit *ctx, st
 	bpf_map_delete_elem(&pending, &key);
 	return out->id == ctx->id;
 }
+
+/* Common start of a sys_exit program: takes this thread's stashed
+ * arguments (p), starts a record in scratch (s) with its header filled,
+ * and points b at its body of type `type`; strings go at `off`. */
+#define SYS_EXIT_RECORD(kind, type)                     \
+	struct pending p;                               \
+	if (!take_pending(ctx, &p))                     \
+		return 0;                               \
+	struct scratch *s = get_scratch();              \
+	if (!s)                                         \
+		return 0;                               \
+	__u32 off = begin(s, kind, sizeof(type));       \
+	type *b = (type *)&s->ev[sizeof(struct vg_hdr)]
 
 /* ---- open ---- */
 
@@ -978,24 +979,11 @@ static __always_inline int port_ignored(__u16 port)
 	return v && *v == VG_PORT_IGNORE;
 }
 
-static __always_inline struct vg_sock *sock_body(struct scratch *s)
-{
-	struct vg_sock *b = (struct vg_sock *)&s->ev[sizeof(struct vg_hdr)];
-	__builtin_memset(b, 0, sizeof(*b));
-	return b;
-}
-
 SEC("tracepoint/syscalls/sys_exit_connect")
 int vg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_CONNECT, sizeof(struct vg_sock));
-	struct vg_sock *b = sock_body(s);
+	SYS_EXIT_RECORD(VG_CONNECT, struct vg_sock);
+	__builtin_memset(b, 0, sizeof(*b));
 	struct sockaddr_any sa = {};
 	__u32 alen = p.args[2];
 	if (alen > sizeof(sa))
@@ -1028,14 +1016,8 @@ int vg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int vg_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_ACCEPT, sizeof(struct vg_sock));
-	struct vg_sock *b = sock_body(s);
+	SYS_EXIT_RECORD(VG_ACCEPT, struct vg_sock);
+	__builtin_memset(b, 0, sizeof(*b));
 	b->ret = ctx->ret;
 	b->fd = p.args[0];
 	b->backlog = p.kind_sys >> 16;
@@ -1059,14 +1041,8 @@ int vg_exit_accept(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_listen")
 int vg_exit_listen(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_LISTEN, sizeof(struct vg_sock));
-	struct vg_sock *b = sock_body(s);
+	SYS_EXIT_RECORD(VG_LISTEN, struct vg_sock);
+	__builtin_memset(b, 0, sizeof(*b));
 	b->ret = ctx->ret;
 	b->fd = p.args[0];
 	b->backlog = p.args[1];
@@ -1155,14 +1131,7 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 SEC("tracepoint/syscalls/sys_exit_setuid")
 int vg_exit_setid(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_SETID, sizeof(struct vg_setid));
-	struct vg_setid *b = (struct vg_setid *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_SETID, struct vg_setid);
 	__u32 vsys = p.kind_sys >> 16;
 	b->ret = ctx->ret;
 	b->syscall = vsys;
@@ -1180,14 +1149,7 @@ int vg_exit_setid(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_capset")
 int vg_exit_capset(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_CAPSET, sizeof(struct vg_capset));
-	struct vg_capset *b = (struct vg_capset *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_CAPSET, struct vg_capset);
 	struct {
 		__u32 version;
 		int pid;
@@ -1212,14 +1174,7 @@ int vg_exit_capset(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_ptrace")
 int vg_exit_ptrace(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_PTRACE, sizeof(struct vg_ptrace));
-	struct vg_ptrace *b = (struct vg_ptrace *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_PTRACE, struct vg_ptrace);
 	b->ret = ctx->ret;
 	b->request = p.args[0];
 	b->target_pid = p.args[1];
@@ -1231,14 +1186,7 @@ int vg_exit_ptrace(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_bpf")
 int vg_exit_bpf(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_BPF, sizeof(struct vg_bpf));
-	struct vg_bpf *b = (struct vg_bpf *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_BPF, struct vg_bpf);
 	b->ret = ctx->ret;
 	b->cmd = p.args[0];
 	b->type = 0;
@@ -1257,14 +1205,7 @@ int vg_exit_bpf(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_finit_module")
 int vg_exit_module(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_MODULE, sizeof(struct vg_module));
-	struct vg_module *b = (struct vg_module *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_MODULE, struct vg_module);
 	__u32 vsys = p.kind_sys >> 16;
 	b->ret = ctx->ret;
 	b->syscall = vsys;
@@ -1288,14 +1229,7 @@ int vg_exit_module(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_memfd_create")
 int vg_exit_memfd(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_MEMFD, sizeof(struct vg_memfd));
-	struct vg_memfd *b = (struct vg_memfd *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_MEMFD, struct vg_memfd);
 	b->ret = ctx->ret;
 	b->flags = p.args[1];
 	b->_pad = 0;
@@ -1309,14 +1243,7 @@ int vg_exit_memfd(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_mount")
 int vg_exit_mount(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_MOUNT, sizeof(struct vg_mount));
-	struct vg_mount *b = (struct vg_mount *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_MOUNT, struct vg_mount);
 	b->ret = ctx->ret;
 	b->flags = p.args[3];
 	off = put_user_str(s, off, 0, (void *)p.args[0], 1024);
@@ -1333,14 +1260,7 @@ int vg_exit_mount(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_umount")
 int vg_exit_umount(struct trace_event_raw_sys_exit *ctx)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	struct scratch *s = get_scratch();
-	if (!s)
-		return 0;
-	__u32 off = begin(s, VG_UMOUNT, sizeof(struct vg_umount));
-	struct vg_umount *b = (struct vg_umount *)&s->ev[sizeof(struct vg_hdr)];
+	SYS_EXIT_RECORD(VG_UMOUNT, struct vg_umount);
 	b->ret = ctx->ret;
 	b->flags = p.args[1];
 	b->_pad = 0;

@@ -39,6 +39,19 @@ impl Harness {
     /// Starts an agent with `edit` applied to the default config; `None`
     /// when the test must skip (not root, and skipping is allowed).
     pub fn start(test: &str, edit: impl FnOnce(&mut Config)) -> Option<Harness> {
+        Self::start_with(test, edit, None)
+    }
+
+    /// Like start, also recording a capture file.
+    pub fn start_recording(test: &str, path: PathBuf) -> Option<Harness> {
+        Self::start_with(test, |_| {}, Some(path))
+    }
+
+    fn start_with(
+        test: &str,
+        edit: impl FnOnce(&mut Config),
+        record: Option<PathBuf>,
+    ) -> Option<Harness> {
         if !vigil_tests::require_root(test) {
             return None;
         }
@@ -52,34 +65,7 @@ impl Harness {
             config: cfg,
             sink: None,
             tap: Some(tx),
-            record: None,
-            verbose: false,
-            watch_pid: None,
-        })
-        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
-        Some(Harness {
-            agent: Some(agent),
-            rx,
-            seen: Vec::new(),
-            _lock: lock,
-        })
-    }
-
-    /// Like start, with a capture file.
-    pub fn start_recording(test: &str, path: PathBuf) -> Option<Harness> {
-        if !vigil_tests::require_root(test) {
-            return None;
-        }
-        let lock = vigil_tests::bpf_lock();
-        let mut cfg = Config::default();
-        cfg.agent.events = true;
-        cfg.sensors.drain_interval_ms = 5;
-        let (tx, rx) = channel();
-        let agent = Running::spawn(RunOptions {
-            config: cfg,
-            sink: None,
-            tap: Some(tx),
-            record: Some(path),
+            record,
             verbose: false,
             watch_pid: None,
         })
