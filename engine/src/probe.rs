@@ -52,6 +52,14 @@ pub fn kernel_facts() -> Vec<(&'static str, String)> {
             }),
     ));
     v.push((
+        "modules",
+        if std::path::Path::new("/proc/modules").exists() {
+            "loadable kernel modules supported".into()
+        } else {
+            "not supported by this kernel (no /proc/modules: CONFIG_MODULES=n); nothing can be loaded, so the module sensor has nothing to watch".into()
+        },
+    ));
+    v.push((
         "fentry/lsm",
         "not used by this build: every sensor has a tracepoint or tp_btf implementation".into(),
     ));
