@@ -141,9 +141,14 @@ struct scratch {
 	};
 };
 
+/* Per-CPU record buffers. Slot 0 for programs in process context; the
+ * programs that can also run in softirq (tcp_state, capable) have their own
+ * slots, because a softirq may interrupt a program mid-record on the same
+ * CPU and must not overwrite its buffer. */
+enum { SLOT_TASK, SLOT_TCP, SLOT_CAP, SLOTS };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SLOTS);
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch SEC(".maps");
@@ -191,10 +196,14 @@ static __always_inline int is_self(void)
 	return (bpf_get_current_pid_tgid() >> 32) == cfg_self_tgid;
 }
 
+static __always_inline struct scratch *get_scratch_slot(__u32 slot)
+{
+	return bpf_map_lookup_elem(&scratch, &slot);
+}
+
 static __always_inline struct scratch *get_scratch(void)
 {
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&scratch, &zero);
+	return get_scratch_slot(SLOT_TASK);
 }
 
 /* ---- header ---- */
@@ -219,7 +228,8 @@ static __always_inline void fill_hdr(struct vg_hdr *h, __u16 kind)
 	struct task_struct *t = bpf_get_current_task_btf();
 	__u64 pt = bpf_get_current_pid_tgid();
 	h->kind = kind;
-	h->flags = (__u32)pt != (pt >> 32) ? VG_F_THREAD : 0;
+	/* flags and str_len belong to the record being built (see begin) */
+	h->flags |= (__u32)pt != (pt >> 32) ? VG_F_THREAD : 0;
 	h->size = 0;
 	h->ts_ns = bpf_ktime_get_boot_ns();
 	h->start_ns = t->group_leader->start_boottime;
@@ -237,15 +247,25 @@ static __always_inline void fill_hdr(struct vg_hdr *h, __u16 kind)
 	 * a NULL pointer read 0 instead of faulting. */
 	h->mntns = t->nsproxy->mnt_ns->ns.inum;
 	h->netns = t->nsproxy->net_ns->ns.inum;
-	h->str_len[0] = h->str_len[1] = h->str_len[2] = h->str_len[3] = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
 /* Starts a record in scratch; returns the offset where strings begin. */
+/* Starts a record whose header is filled later (fill_hdr), once the
+ * record is known to be wanted: filtered events skip the header's cost. */
+static __always_inline __u32 begin_deferred(struct scratch *s, __u32 body_size)
+{
+	struct vg_hdr *h = (struct vg_hdr *)s->ev;
+	h->flags = 0;
+	h->str_len[0] = h->str_len[1] = h->str_len[2] = h->str_len[3] = 0;
+	return sizeof(struct vg_hdr) + body_size;
+}
+
 static __always_inline __u32 begin(struct scratch *s, __u16 kind, __u32 body_size)
 {
+	__u32 off = begin_deferred(s, body_size);
 	fill_hdr((struct vg_hdr *)s->ev, kind);
-	return sizeof(struct vg_hdr) + body_size;
+	return off;
 }
 
 static __always_inline void emit(struct scratch *s, __u32 size)
@@ -870,7 +890,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		mode = p.args[3];
 		break;
 	}
-	__u32 off = begin(s, VG_OPEN, sizeof(struct vg_open));
+	__u32 off = begin_deferred(s, sizeof(struct vg_open));
 	struct vg_open *b = (struct vg_open *)&s->ev[sizeof(struct vg_hdr)];
 	b->ret = ret;
 	b->flags = flags;
@@ -917,6 +937,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (seen_before(VG_OPEN, ka, kb))
 		return 0;
+	fill_hdr((struct vg_hdr *)s->ev, VG_OPEN);
 	emit(s, off);
 	return 0;
 }
@@ -1072,7 +1093,7 @@ int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		count(VG_TCP_STATE, C_FILTERED);
 		return 0;
 	}
-	struct scratch *s = get_scratch();
+	struct scratch *s = get_scratch_slot(SLOT_TCP);
 	if (!s)
 		return 0;
 	__u32 off = begin(s, VG_TCP_STATE, sizeof(struct vg_tcp_state));
@@ -1115,7 +1136,7 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 	}
 	if (seen_before(VG_CAPABLE, cap, (__u64)(__s64)ctx->ret))
 		return 0;
-	struct scratch *s = get_scratch();
+	struct scratch *s = get_scratch_slot(SLOT_CAP);
 	if (!s)
 		return 0;
 	__u32 off = begin(s, VG_CAPABLE, sizeof(struct vg_capable));
