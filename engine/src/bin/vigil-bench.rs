@@ -78,6 +78,7 @@ fn thread_cpu_ns() -> u64 {
 /// Child side: run `n` ops of `w`, print "wall_ns".
 fn child(w: &str, n: u64) {
     let t = std::time::Instant::now();
+    let c0 = thread_cpu_ns();
     match w {
         "exec" => {
             for _ in 0..n {
@@ -92,11 +93,12 @@ fn child(w: &str, n: u64) {
                 .map(|i| std::ffi::CString::new(format!("/etc/vigil-bench-{pid}-{i}")).unwrap())
                 .collect();
             let t2 = std::time::Instant::now();
+            let c2 = thread_cpu_ns();
             for c in &names {
                 // SAFETY: valid C string.
                 unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY) };
             }
-            println!("{}", t2.elapsed().as_nanos());
+            println!("{} {}", t2.elapsed().as_nanos(), thread_cpu_ns() - c2);
             return;
         }
         "connect" => {
@@ -115,10 +117,11 @@ fn child(w: &str, n: u64) {
         }
         _ => panic!("unknown workload {w}"),
     }
-    println!("{}", t.elapsed().as_nanos());
+    println!("{} {}", t.elapsed().as_nanos(), thread_cpu_ns() - c0);
 }
 
-fn run_child(w: &Workload, n: u64, watch: Option<&AtomicU32>) -> f64 {
+/// Runs a workload child; returns (wall ns/op, workload-thread CPU ns/op).
+fn run_child(w: &Workload, n: u64, watch: Option<&AtomicU32>) -> (f64, f64) {
     let exe = std::env::current_exe().unwrap();
     let c = Command::new(exe)
         .args(["child", w.name, &n.to_string()])
@@ -129,13 +132,16 @@ fn run_child(w: &Workload, n: u64, watch: Option<&AtomicU32>) -> f64 {
         wp.store(c.id(), Ordering::SeqCst);
     }
     let out = c.wait_with_output().unwrap();
-    let ns: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    ns / n as f64
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|x| x.parse::<f64>().unwrap());
+    let (wall, cpu) = (it.next().unwrap(), it.next().unwrap());
+    (wall / n as f64, cpu / n as f64)
 }
 
 #[derive(Default, Clone)]
 struct Res {
     ns: Vec<f64>,
+    cpu: Vec<f64>,
     delivered: Vec<f64>,
     drops: u64,
     rate: Vec<f64>,
@@ -187,14 +193,17 @@ fn main() {
         for (wi, w) in WORKLOADS.iter().enumerate() {
             let n = ((w.ops as f64) * scale).max(10.0) as u64;
             // bare
-            results[wi][0].ns.push(run_child(w, n, None));
+            let (ns, cpu) = run_child(w, n, None);
+            results[wi][0].ns.push(ns);
+            results[wi][0].cpu.push(cpu);
             // counting floor
             {
                 let cfg = vigil_bpf::SensorConfig::default();
                 let mut s = vigil_bpf::Sensors::load_bare(&cfg).expect("load object");
                 s.attach_bench_counter(w.syscall).expect("attach counter");
-                let ns = run_child(w, n, None);
+                let (ns, cpu) = run_child(w, n, None);
                 results[wi][1].ns.push(ns);
+                results[wi][1].cpu.push(cpu);
                 let hits = s.bench_hits().unwrap_or(0);
                 results[wi][1].delivered.push(hits as f64 / n as f64);
             }
@@ -217,7 +226,7 @@ fn main() {
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
-                let ns = run_child(w, n, Some(&watch));
+                let (ns, cpu) = run_child(w, n, Some(&watch));
                 std::thread::sleep(Duration::from_millis(50));
                 let cpu1 = agent_cpu_ns();
                 let summary = agent.stop_and_detach().expect("stop");
@@ -226,6 +235,7 @@ fn main() {
                 let drops: u64 = summary.kernel.values().map(|c| c.dropped).sum();
                 let res = &mut results[wi][2];
                 res.ns.push(ns);
+                res.cpu.push(cpu);
                 res.delivered.push(seen as f64 / n as f64);
                 res.drops += drops;
                 if cpu1 > cpu0 && decoded > 1000 {
@@ -263,6 +273,27 @@ fn main() {
             } else {
                 format!("{:.0}", rate)
             },
+        );
+    }
+    println!(
+        "\nCPU time of the workload's own thread per op (includes the BPF programs it triggers; excludes the consumer and, for exec, the children):"
+    );
+    println!(
+        "{:<9} {:>10} {:>17} {:>17}",
+        "workload", "bare", "count (x)", "vigil (x)"
+    );
+    for (wi, w) in WORKLOADS.iter().enumerate() {
+        let b = med(&results[wi][0].cpu);
+        let c = med(&results[wi][1].cpu);
+        let v = med(&results[wi][2].cpu);
+        println!(
+            "{:<9} {:>10.0} {:>9.0} ({:>4.2}x) {:>9.0} ({:>4.2}x)",
+            w.name,
+            b,
+            c,
+            c / b,
+            v,
+            v / b
         );
     }
     println!(
