@@ -419,11 +419,13 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
                     .u64("server.port", info.lport.into());
             }
         } else {
-            if let Some(a) = src.0 {
+            // An unbound end (a failed connect's local side) has no address.
+            let bound = |a: &IpAddr, port: u16| port != 0 || !a.is_unspecified();
+            if let Some(a) = src.0.filter(|a| bound(a, src.1)) {
                 w.str("source.ip", a.to_string())
                     .u64("source.port", src.1.into());
             }
-            if let Some(a) = dst.0 {
+            if let Some(a) = dst.0.filter(|a| bound(a, dst.1)) {
                 w.str("destination.ip", a.to_string())
                     .u64("destination.port", dst.1.into());
             }
@@ -747,6 +749,31 @@ mod encode_tests {
             kind::READLINE => r!(abi::Readline),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn failed_connect_has_no_unbound_source() {
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let hdr = Hdr {
+            kind: kind::CONNECT,
+            pid: 3,
+            ..Hdr::default()
+        };
+        let mut body = abi::Sock {
+            ret: -111,
+            family: libc::AF_INET as u16,
+            rport: 443,
+            ..Default::default()
+        };
+        body.raddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let ev = en.enrich(decode(&encode_record(hdr, &body, &[])).unwrap(), &mut host);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert!(v.get("source").is_none(), "{v}");
+        assert_eq!(v["destination"]["ip"], "10.0.0.1");
+        assert_eq!(v["destination"]["port"], 443);
+        assert_eq!(v["error"]["code"], "ECONNREFUSED");
+        assert_eq!(v["event"]["outcome"], "failure");
     }
 
     /// Keys of the outermost object, in order (a duplicate would be a

@@ -384,13 +384,15 @@ impl Enricher {
     }
 }
 
-/// Inode of the initial pid namespace (pids in events from it are host pids).
+/// Inode of the agent's own pid namespace: a pid passed by a process in
+/// this namespace (e.g. a ptrace target) is a pid the process table knows.
+/// (/proc/self rather than /proc/1: pid 1 may be unreadable in a sandbox.)
 pub fn host_pidns() -> u32 {
     use std::sync::OnceLock;
     static NS: OnceLock<u32> = OnceLock::new();
     *NS.get_or_init(|| {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/1/ns/pid")
+        std::fs::metadata("/proc/self/ns/pid")
             .map(|m| m.ino() as u32)
             .unwrap_or(0)
     })

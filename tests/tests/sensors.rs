@@ -393,6 +393,11 @@ fn privilege_changes_capabilities_and_ptrace() {
     });
     let Body::Ptrace(p) = e.k.body else { panic!() };
     assert_eq!(p.target_pid.to_string(), target);
+    assert_eq!(
+        e.target.as_ref().map(|t| t.exe.to_vec()),
+        Some(canon("/bin/sleep")),
+        "the traced process is resolved from the process table"
+    );
     // ptrace needs CAP_SYS_PTRACE? root has it; cap_capable reports checks
     let (pm, _) = trigger(&[
         "mount-tmpfs",
