@@ -229,10 +229,15 @@ impl Enricher {
         let h = &ev.hdr;
         match &ev.body {
             Body::Fork(f) => {
+                // The parent's fork record can arrive after the child's own
+                // records (the child may exec on another CPU before the
+                // parent's tracepoint fires): whatever is already known about
+                // this same process instance is more specific than "a copy of
+                // its parent", so only an unknown pid or a reused one is set.
                 if self
                     .procs
                     .get(&f.child_pid)
-                    .is_some_and(|p| p.updated_ns > h.ts_ns && p.start_ns == f.child_start_ns)
+                    .is_some_and(|p| p.start_ns == f.child_start_ns)
                 {
                     return;
                 }
@@ -401,6 +406,80 @@ pub fn host_pidns() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_fork_record_does_not_undo_the_childs_exec() {
+        use crate::host::RecordedHost;
+        use vigil_bpf::abi::{self, Hdr, kind};
+        use vigil_bpf::decode::{decode, encode_record};
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let parent_exec = Hdr {
+            kind: kind::EXEC,
+            pid: 10,
+            ppid: 1,
+            ts_ns: 100,
+            start_ns: 50,
+            ..Hdr::default()
+        };
+        en.enrich(
+            decode(&encode_record(
+                parent_exec,
+                &abi::Exec::default(),
+                &[b"/bin/parent"],
+            ))
+            .unwrap(),
+            &mut host,
+        );
+        // the child execs (ts 300) before the parent's fork record (ts 400) is read
+        let child_exec = Hdr {
+            kind: kind::EXEC,
+            pid: 11,
+            ppid: 10,
+            ts_ns: 300,
+            start_ns: 200,
+            ..Hdr::default()
+        };
+        en.enrich(
+            decode(&encode_record(
+                child_exec,
+                &abi::Exec::default(),
+                &[b"/usr/bin/sleep"],
+            ))
+            .unwrap(),
+            &mut host,
+        );
+        let fork = Hdr {
+            kind: kind::FORK,
+            pid: 10,
+            ppid: 1,
+            ts_ns: 400,
+            start_ns: 50,
+            ..Hdr::default()
+        };
+        let body = abi::Fork {
+            child_pid: 11,
+            child_start_ns: 200,
+            ..Default::default()
+        };
+        en.enrich(decode(&encode_record(fork, &body, &[])).unwrap(), &mut host);
+        assert_eq!(&en.procs[&11].exe[..], b"/usr/bin/sleep");
+        // a reused pid (other start time) is replaced by the fork
+        let body = abi::Fork {
+            child_pid: 11,
+            child_start_ns: 900,
+            ..Default::default()
+        };
+        let fork2 = Hdr {
+            ts_ns: 1000,
+            ..fork
+        };
+        en.enrich(
+            decode(&encode_record(fork2, &body, &[])).unwrap(),
+            &mut host,
+        );
+        assert_eq!(&en.procs[&11].exe[..], b"/bin/parent");
+    }
 
     #[test]
     fn normalize_and_join() {
