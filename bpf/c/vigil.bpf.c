@@ -104,6 +104,14 @@ struct {
 	__type(value, __u32);
 } interest_ports SEC(".maps");
 
+/* interest_tcp_states[0]: bit n set = report transitions into TCP state n */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} interest_tcp_states SEC(".maps");
+
 /* Not LRU on purpose: an eviction would lose a suppressed count. When the
  * map is full the record is emitted instead. */
 struct {
@@ -1090,6 +1098,12 @@ int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (is_self())
 		return 0;
 	if (!kind_on(VG_TCP_STATE)) {
+		count(VG_TCP_STATE, C_FILTERED);
+		return 0;
+	}
+	__u32 zero = 0;
+	__u32 *states = bpf_map_lookup_elem(&interest_tcp_states, &zero);
+	if (!states || !(*states & (1u << (ctx->newstate & 31)))) {
 		count(VG_TCP_STATE, C_FILTERED);
 		return 0;
 	}

@@ -121,7 +121,25 @@ pub struct Interest {
     pub caps: BTreeSet<u8>,
     /// Ports whose connect/accept/listen are not reported.
     pub ignore_ports: BTreeSet<u16>,
+    /// TCP states (kernel numbers, 1..=12) whose entry tcp_state reports.
+    pub tcp_states: BTreeSet<u8>,
 }
+
+/// TCP state names by kernel number (include/net/tcp_states.h).
+pub const TCP_STATES: &[(u8, &str)] = &[
+    (1, "ESTABLISHED"),
+    (2, "SYN_SENT"),
+    (3, "SYN_RECV"),
+    (4, "FIN_WAIT1"),
+    (5, "FIN_WAIT2"),
+    (6, "TIME_WAIT"),
+    (7, "CLOSE"),
+    (8, "CLOSE_WAIT"),
+    (9, "LAST_ACK"),
+    (10, "LISTEN"),
+    (11, "CLOSING"),
+    (12, "NEW_SYN_RECV"),
+];
 
 impl Default for Interest {
     fn default() -> Self {
@@ -161,6 +179,9 @@ impl Default for Interest {
             .collect(),
             caps: (0..64).collect(),
             ignore_ports: BTreeSet::new(),
+            // Connection start and end (tcplife's view). SYN_SENT and
+            // LISTEN repeat the connect and listen records.
+            tcp_states: [1, 7].into_iter().collect(),
         }
     }
 }
@@ -436,6 +457,18 @@ impl Sensors {
                     .insert(p, abi::PORT_IGNORE, 0)
                     .map_err(Self::map_err("interest_ports"))?;
             }
+        }
+        {
+            let mut st: Array<&mut MapData, u32> =
+                Array::try_from(self.map_mut("interest_tcp_states")?)
+                    .map_err(Self::map_err("interest_tcp_states"))?;
+            let mask = i
+                .tcp_states
+                .iter()
+                .filter(|&&n| n < 32)
+                .fold(0u32, |m, &n| m | (1 << n));
+            st.set(0, mask, 0)
+                .map_err(Self::map_err("interest_tcp_states"))?;
         }
         if !self.syscalls.is_empty() {
             self.write_syscall_interest(i)?;

@@ -71,6 +71,8 @@ pub struct SensorsConfig {
     pub ignore_paths: Vec<String>,
     /// Ports whose connect/accept/listen are not reported.
     pub ignore_ports: Vec<u16>,
+    /// TCP states whose entry tcp_state reports (names, e.g. "ESTABLISHED").
+    pub tcp_states: Vec<String>,
     /// bash binary for the readline probe.
     pub bash_path: Option<PathBuf>,
     /// Per-program run-time statistics while running.
@@ -91,6 +93,16 @@ impl Default for SensorsConfig {
             report_paths: i.report_paths,
             ignore_paths: i.ignore_paths,
             ignore_ports: Vec::new(),
+            tcp_states: i
+                .tcp_states
+                .iter()
+                .filter_map(|n| {
+                    vigil_bpf::TCP_STATES
+                        .iter()
+                        .find(|s| s.0 == *n)
+                        .map(|s| s.1.to_string())
+                })
+                .collect(),
             bash_path: None,
             bpf_stats: s.bpf_stats,
         }
@@ -269,6 +281,18 @@ impl Config {
                 }
             }
         }
+        for st in &s.tcp_states {
+            if !vigil_bpf::TCP_STATES.iter().any(|x| x.1 == st) {
+                let hint = suggest(st, vigil_bpf::TCP_STATES.iter().map(|x| x.1))
+                    .map(|h| format!(" (did you mean `{h}`?)"))
+                    .unwrap_or_default();
+                return Err(err(
+                    "sensors",
+                    "tcp_states",
+                    format!("unknown TCP state `{st}`{hint}"),
+                ));
+            }
+        }
         if self.agent.ancestors > 64 {
             return Err(err("agent", "ancestors", "must be at most 64".into()));
         }
@@ -316,6 +340,11 @@ impl Config {
             ignore_paths: s.ignore_paths.clone(),
             caps: (0..64).collect(),
             ignore_ports: s.ignore_ports.iter().copied().collect::<BTreeSet<_>>(),
+            tcp_states: s
+                .tcp_states
+                .iter()
+                .filter_map(|n| vigil_bpf::TCP_STATES.iter().find(|x| x.1 == n).map(|x| x.0))
+                .collect(),
         }
     }
 }
@@ -358,6 +387,8 @@ mod tests {
         let e = Config::parse("[sensors]\ndisabled = [\"readlin\"]\n", "v.toml").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("did you mean `readline`"), "{e}");
+        let e = Config::parse("[sensors]\ntcp_states = [\"ESTABLISHD\"]\n", "v.toml").unwrap_err();
+        assert!(e.message.contains("did you mean `ESTABLISHED`"), "{e}");
         let e = Config::parse("[sensors]\nreport_paths = [\"etc/\"]\n", "v.toml").unwrap_err();
         assert_eq!(e.key, "sensors.report_paths");
     }

@@ -212,21 +212,11 @@ pub fn errno_str(ret: i64) -> String {
 }
 
 fn tcp_state(s: u8) -> &'static str {
-    match s {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW_SYN_RECV",
-        _ => "UNKNOWN",
-    }
+    vigil_bpf::TCP_STATES
+        .iter()
+        .find(|x| x.0 == s)
+        .map(|x| x.1)
+        .unwrap_or("UNKNOWN")
 }
 
 fn bpf_cmd(c: u32) -> String {

@@ -12,7 +12,8 @@
 //! workload process that reached userspace per operation), drops, and the
 //! consumer's rate (decoded+enriched events per second of its own CPU time).
 //!
-//! Usage: vigil-bench [--rounds N] [--scale F]   (root)
+//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]...   (root)
+//! `--disable` runs vigil without a sensor, to see what that sensor costs.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -169,6 +170,8 @@ fn main() {
     }
     let mut rounds = 3;
     let mut scale = 1.0f64;
+    let mut disabled: Vec<String> = Vec::new();
+    let mut only: Option<String> = None;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -178,6 +181,15 @@ fn main() {
             }
             "--scale" => {
                 scale = args[i + 1].parse().unwrap();
+                i += 1;
+            }
+            "--disable" => {
+                // what one sensor costs: run vigil without it
+                disabled.push(args[i + 1].clone());
+                i += 1;
+            }
+            "--only" => {
+                only = Some(args[i + 1].clone());
                 i += 1;
             }
             a => {
@@ -191,6 +203,9 @@ fn main() {
     for r in 0..rounds {
         eprintln!("vigil-bench: round {}/{rounds}", r + 1);
         for (wi, w) in WORKLOADS.iter().enumerate() {
+            if only.as_deref().is_some_and(|o| o != w.name) {
+                continue;
+            }
             let n = ((w.ops as f64) * scale).max(10.0) as u64;
             // bare
             let (ns, cpu) = run_child(w, n, None);
@@ -210,6 +225,7 @@ fn main() {
             // vigil
             {
                 let mut cfg = Config::default();
+                cfg.sensors.disabled = disabled.clone();
                 cfg.agent.events = true;
                 let watch = Arc::new(AtomicU32::new(0));
                 let sink = JsonLines::writer(
@@ -253,6 +269,9 @@ fn main() {
         "workload", "ops", "bare", "count (x)", "vigil (x)", "deliv/op", "drops", "consumer ev/s"
     );
     for (wi, w) in WORKLOADS.iter().enumerate() {
+        if results[wi][0].ns.is_empty() {
+            continue;
+        }
         let b = med(&results[wi][0].ns);
         let c = med(&results[wi][1].ns);
         let v = med(&results[wi][2].ns);
@@ -283,6 +302,9 @@ fn main() {
         "workload", "bare", "count (x)", "vigil (x)"
     );
     for (wi, w) in WORKLOADS.iter().enumerate() {
+        if results[wi][0].cpu.is_empty() {
+            continue;
+        }
         let b = med(&results[wi][0].cpu);
         let c = med(&results[wi][1].cpu);
         let v = med(&results[wi][2].cpu);
