@@ -573,10 +573,13 @@ impl Sensors {
     pub fn sweep_dedup(&mut self, alive: impl Fn(u32) -> bool) -> Result<(u64, u64), Error> {
         let mut map: BpfHashMap<&mut MapData, abi::DedupKey, abi::DedupVal> =
             BpfHashMap::try_from(self.map_mut("dedup")?).map_err(Self::map_err("dedup"))?;
+        // One liveness check per process, not per key: a process that
+        // opened many distinct files owns many keys.
+        let mut checked: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
         let dead: Vec<abi::DedupKey> = map
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !alive(k.tgid))
+            .filter(|k| !*checked.entry(k.tgid).or_insert_with(|| alive(k.tgid)))
             .collect();
         let (mut n, mut suppressed) = (0, 0);
         for k in dead {
