@@ -610,3 +610,58 @@ fn record_then_replay_gives_identical_enriched_events() {
     std::fs::remove_file(&path).unwrap();
     let _ = trigger_bin();
 }
+
+#[test]
+fn drops_are_counted_flagged_and_never_silent() {
+    // A one-page ring buffer and a slow drain: a burst must overflow it.
+    let Some(mut h) = Harness::start("drops", |c| {
+        c.sensors.ring_buffer_bytes = 4096;
+        c.sensors.wakeup_bytes = 2048;
+        c.sensors.drain_interval_ms = 200;
+    }) else {
+        return;
+    };
+    let marker = vigil_tests::unique_marker("drop");
+    let n = 5000;
+    let (pid, _) = trigger(&["open-burst", &format!("/etc/{marker}"), &n.to_string()]);
+    h.collect_for(Duration::from_millis(600));
+    let summary = h.agent.take().unwrap().stop().unwrap();
+    h.collect_for(Duration::from_millis(100));
+    let delivered = h
+        .seen
+        .iter()
+        .filter(|e| is_kind(e, kind::OPEN) && e.k.hdr.pid == pid)
+        .count() as u64;
+    let open = summary.kernel.get(&kind::OPEN).copied().unwrap_or_default();
+    assert!(
+        open.dropped > 0,
+        "a 4 KiB ring must overflow under {n} opens: {open:?}"
+    );
+    assert!(delivered < n, "some were dropped");
+    // every record is either delivered or counted as dropped (other
+    // processes' opens can only add to both sides)
+    assert!(
+        delivered + open.dropped >= n,
+        "delivered {delivered} + dropped {} < {n}: a record vanished silently",
+        open.dropped
+    );
+    // what the kernel says it emitted is exactly what userspace decoded
+    let decoded = summary
+        .pipeline
+        .decoded
+        .get(&kind::OPEN)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(open.emitted, decoded, "emitted records all decoded");
+    // the records right after a loss say so
+    assert!(
+        h.seen.iter().any(|e| e.k.after_loss()),
+        "some record carries vigil.after_loss"
+    );
+    let rendered = summary.render();
+    assert!(rendered.contains("dropped"), "{rendered}");
+    assert!(
+        rendered.contains("WARNING: events were dropped"),
+        "{rendered}"
+    );
+}

@@ -22,6 +22,15 @@ fn main() {
             "open" => {
                 libc::open(cstr(a(1)).as_ptr(), libc::O_RDONLY);
             }
+            "open-burst" => {
+                // N failing opens of distinct names under a prefix, as fast
+                // as possible (flood the ring buffer)
+                let n: usize = a(2).parse().expect("count");
+                let names: Vec<CString> = (0..n).map(|i| cstr(&format!("{}-{i}", a(1)))).collect();
+                for c in &names {
+                    libc::open(c.as_ptr(), libc::O_RDONLY);
+                }
+            }
             "open-write" => {
                 libc::open(cstr(a(1)).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o600);
             }
