@@ -560,10 +560,14 @@ static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
 {
 	if (!cfg_dedup)
 		return 0;
+	/* The process instance, not just its pid: mixing in the start time
+	 * keeps a reused pid from inheriting an exited process's suppressions. */
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 start = t->group_leader->start_boottime;
 	struct vg_dedup_key k = {
 		.tgid = bpf_get_current_pid_tgid() >> 32,
 		.kind = kind,
-		.a = a,
+		.a = a ^ (start * 0x9E3779B97F4A7C15ULL),
 		.b = b,
 	};
 	struct vg_dedup_val *v = bpf_map_lookup_elem(&dedup, &k);

@@ -324,7 +324,8 @@ struct vg_path_key {
 #define VG_PATH_REPORT 1u /* report opens below this prefix */
 #define VG_PATH_IGNORE 2u /* never report opens below this prefix */
 
-/* dedup: HASH; value = number of suppressed repeats */
+/* dedup: HASH; value = number of suppressed repeats. `a` mixes in the
+ * process's start time, so a reused pid starts with no suppressions. */
 struct vg_dedup_key {
 	__u32 tgid;
 	__u32 kind;

@@ -665,3 +665,37 @@ fn drops_are_counted_flagged_and_never_silent() {
         "{rendered}"
     );
 }
+
+#[test]
+fn repeated_opens_are_reported_once_per_process_and_counted() {
+    let Some(mut h) = Harness::start("dedup", |_| {}) else {
+        return;
+    };
+    let (p1, _) = trigger(&["open-repeat", "/etc/hostname", "50"]);
+    let (p2, _) = trigger(&["open-repeat", "/etc/hostname", "50"]);
+    let want = canon("/etc/hostname");
+    for p in [p1, p2] {
+        h.expect("first open of each process", |e| {
+            is_kind(e, kind::OPEN) && e.k.hdr.pid == p && e.file_path.as_deref() == Some(&want[..])
+        });
+    }
+    h.collect_for(Duration::from_millis(300));
+    for p in [p1, p2] {
+        let n = h
+            .seen
+            .iter()
+            .filter(|e| {
+                is_kind(e, kind::OPEN)
+                    && e.k.hdr.pid == p
+                    && e.file_path.as_deref() == Some(&want[..])
+            })
+            .count();
+        assert_eq!(n, 1, "pid {p}: one record for 50 identical opens");
+    }
+    let s = h.stop();
+    let open = s.kernel.get(&kind::OPEN).copied().unwrap_or_default();
+    assert!(
+        open.deduped >= 98,
+        "the 2 x 49 repeats are counted: {open:?}"
+    );
+}

@@ -22,6 +22,17 @@ fn main() {
             "open" => {
                 libc::open(cstr(a(1)).as_ptr(), libc::O_RDONLY);
             }
+            "open-repeat" => {
+                // the same open N times (kernel dedup: reported once)
+                let n: usize = a(2).parse().expect("count");
+                let c = cstr(a(1));
+                for _ in 0..n {
+                    let fd = libc::open(c.as_ptr(), libc::O_RDONLY);
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                }
+            }
             "open-burst" => {
                 // N failing opens of distinct names under a prefix, as fast
                 // as possible (flood the ring buffer)
