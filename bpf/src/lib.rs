@@ -372,6 +372,10 @@ impl Sensors {
             return Err(Error::NothingAttached(why.join("; ")));
         }
         me.attach_time = t0.elapsed();
+        // Parsing kernel BTF and relocating took tens of MiB of heap that
+        // is free now; hand it back so the agent's steady-state RSS is its own.
+        // SAFETY: malloc_trim only releases free glibc heap pages.
+        unsafe { libc::malloc_trim(0) };
         Ok(me)
     }
 

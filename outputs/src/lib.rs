@@ -56,14 +56,14 @@ impl JsonLines {
                 source,
             })?;
         use std::os::unix::fs::MetadataExt;
-        let mode = f
-            .metadata()
-            .map_err(|source| OutputError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .mode();
-        if mode & 0o077 != 0 {
+        let md = f.metadata().map_err(|source| OutputError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mode = md.mode();
+        // Regular files hold alerts at rest: they must be private. Devices
+        // and pipes (/dev/null, a FIFO to a shipper) keep their own modes.
+        if md.is_file() && mode & 0o077 != 0 {
             return Err(OutputError::Permissions {
                 path: path.to_path_buf(),
                 mode: mode & 0o7777,
@@ -145,6 +145,10 @@ mod tests {
             JsonLines::file(&q),
             Err(OutputError::Permissions { mode: 0o644, .. })
         ));
+        assert!(
+            JsonLines::file(Path::new("/dev/null")).is_ok(),
+            "devices keep their mode"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
