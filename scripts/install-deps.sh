@@ -1,37 +1,94 @@
 #!/usr/bin/env bash
-# Installs (only if missing) what building and testing vigil needs, and
-# mounts tracefs/bpffs when absent. Idempotent; services are kept from
-# starting on install. Prints one line per action.
+# Installs, only if missing, what building and testing vigil needs (Debian 12
+# packages), and mounts tracefs and bpffs when they are not mounted.
+# Idempotent: on a ready machine it changes nothing and prints one line.
+# Prints one line per thing it did; exits nonzero with a message on failure.
+# Services (rsyslog, podman's units, ...) are kept from starting on install.
 set -euo pipefail
-[ "$(id -u)" -eq 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
 
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog iproute2 procps util-linux tar gdb)
+say() { echo "install-deps: $*"; did=1; }
+die() { echo "install-deps: ERROR: $*" >&2; exit 1; }
+did=0
+trap 'echo "install-deps: ERROR: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages and mounts filesystems)"
+
+# package -> a command it provides (checked too: a package can be half-removed)
+declare -A provides=(
+  [clang-19]=clang-19
+  [llvm-19]=llvm-strip-19
+  [bpftool]=bpftool
+  [libbpf-dev]=
+  [podman]=podman
+  [runc]=runc
+  [busybox-static]=busybox
+  [rsyslog]=rsyslogd
+  [iproute2]=ip
+  [procps]=pgrep
+  [util-linux]=unshare    # unshare(1), mount(8), script(1) comes from bsdutils
+  [bsdutils]=script
+  [tar]=tar
+)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog iproute2 procps util-linux bsdutils tar)
+
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "install-deps: installing ${missing[*]}"
-  # keep services (rsyslog, ...) from starting during install
-  policy=/usr/sbin/policy-rc.d
-  created_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; created_policy=1
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  elif [ -n "${provides[$p]}" ] && ! PATH="$PATH:/usr/sbin:/sbin" command -v "${provides[$p]}" >/dev/null; then
+    missing+=("$p")   # installed but its command is gone: reinstall
   fi
-  trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
+done
+# libbpf-dev: the header the sensors include
+[ -f /usr/include/bpf/bpf_helpers.h ] || [[ " ${missing[*]} " == *" libbpf-dev "* ]] || missing+=(libbpf-dev)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get (this script targets Debian 12)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  echo "install-deps: installed ${missing[*]}"
-else
-  echo "install-deps: all packages present"
+  # Keep services from starting during the install (policy-rc.d exit 101),
+  # restoring whatever policy-rc.d was there before.
+  policy=/usr/sbin/policy-rc.d
+  saved=""
+  if [ -e "$policy" ]; then
+    saved=$(mktemp /usr/sbin/.policy-rc.d.vigil-saved.XXXXXX)
+    cp -p "$policy" "$saved"
+  fi
+  restore_policy() {
+    if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# written by vigil scripts/install-deps.sh for the duration of an install\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+
+  say "apt-get update (missing: ${missing[*]})"
+  apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null \
+    || die "apt-get update failed (no network to the Debian mirrors?)"
+  log=$(mktemp /tmp/vigil-install-deps.XXXXXX.log)
+  if ! apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
+       -o Dpkg::Options::=--force-confold --reinstall "${missing[@]}" >"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    die "apt-get install ${missing[*]} failed (full log: $log)"
+  fi
+  rm -f "$log"
+  for p in "${missing[@]}"; do say "installed $p"; done
 fi
 
-if [ ! -d /sys/kernel/tracing/events ] && [ ! -d /sys/kernel/debug/tracing/events ]; then
-  mount -t tracefs -o nosuid,nodev,noexec tracefs /sys/kernel/tracing
-  echo "install-deps: mounted tracefs at /sys/kernel/tracing"
+mounted() { awk -v m="$1" -v t="$2" '$2 == m && $3 == t { f = 1 } END { exit !f }' /proc/mounts; }
+
+if ! mounted /sys/kernel/tracing tracefs; then
+  mkdir -p /sys/kernel/tracing 2>/dev/null || true
+  mount -t tracefs -o nosuid,nodev,noexec tracefs /sys/kernel/tracing \
+    || die "cannot mount tracefs at /sys/kernel/tracing"
+  say "mounted tracefs at /sys/kernel/tracing"
 fi
-if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
-  mkdir -p /sys/fs/bpf && mount -t bpf -o nosuid,nodev,noexec bpf /sys/fs/bpf
-  echo "install-deps: mounted bpffs at /sys/fs/bpf"
+if ! mounted /sys/fs/bpf bpf; then
+  mkdir -p /sys/fs/bpf 2>/dev/null || true
+  mount -t bpf -o nosuid,nodev,noexec bpf /sys/fs/bpf \
+    || die "cannot mount bpffs at /sys/fs/bpf"
+  say "mounted bpffs at /sys/fs/bpf"
+fi
+
+if [ "$did" -eq 0 ]; then
+  echo "install-deps: nothing to do (all ${#pkgs[@]} packages present, tracefs and bpffs mounted)"
 fi

@@ -1,18 +1,132 @@
 #!/usr/bin/env bash
-# Fails if the test run left anything behind: cgroups, mounts, netns, BPF
-# pins, podman containers or processes created by the tests.
+# Proves a test run left nothing behind. Every fixture names what it creates
+# with `vigil-test`, so these are absolute checks:
+#   - no cgroup directory named vigil-test-* in any hierarchy under /sys/fs/cgroup
+#   - no mount whose mount point contains vigil-test
+#   - no network namespace named vigil-test*
+#   - no BPF pin under /sys/fs/bpf whose path contains vigil
+#   - no podman container (running or not) named vigil-test*
+#   - no process whose command line contains vigil-test-marker
+# Prints each leak and exits 1 if there is any, else prints one line, exits 0.
+#
+#   leak-check.sh           check (scripts/test.sh runs it after the tests)
+#   leak-check.sh --clean   remove such leftovers (of an earlier, crashed run)
+#                           and print what was removed; exits 0 unless
+#                           something could not be removed
 set -uo pipefail
+
+clean=0
+case "${1:-}" in
+  "") ;;
+  --clean) clean=1 ;;
+  *) echo "usage: $0 [--clean]" >&2; exit 2 ;;
+esac
+
 leaks=()
-while IFS= read -r d; do leaks+=("cgroup $d"); done < <(find /sys/fs/cgroup -maxdepth 3 -type d -name 'vigil-test-*' 2>/dev/null)
-while IFS= read -r m; do leaks+=("mount $m"); done < <(awk '$2 ~ /vigil-test/ {print $2}' /proc/mounts)
-while IFS= read -r n; do leaks+=("netns $n"); done < <(ip netns list 2>/dev/null | awk '/vigil-test/ {print $1}')
-while IFS= read -r p; do leaks+=("bpf pin $p"); done < <(find /sys/fs/bpf -name '*vigil*' 2>/dev/null)
-if command -v podman >/dev/null; then
-  while IFS= read -r c; do [ -n "$c" ] && leaks+=("podman container $c"); done < <(podman --cgroup-manager=cgroupfs ps -a --format '{{.Names}}' 2>/dev/null | grep '^vigil-test' || true)
+leak() { leaks+=("$1"); }
+
+# --- processes (first: they may hold the mounts and cgroups below) ---
+marker_pids() {
+  local p
+  for p in $(pgrep -f 'vigil-test-marker' 2>/dev/null); do
+    [ "$p" = "$$" ] || [ "$p" = "${BASHPID:-}" ] && continue
+    # pgrep cannot see its own command substitution's shell; re-check the cmdline
+    tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q 'vigil-test-marker' && echo "$p"
+  done
+}
+
+descendants() {
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { kids[$2] = kids[$2] " " $1 }
+    END { n = split(kids[root], q, " "); for (i = 1; i <= n; i++) { print q[i]; m = split(kids[q[i]], more, " "); for (j = 1; j <= m; j++) q[++n] = more[j] } }'
+}
+
+# --- podman containers ---
+podman_names() {
+  [ "$(id -u)" -eq 0 ] && command -v podman >/dev/null || return 0
+  podman --cgroup-manager=cgroupfs ps -a --format '{{.Names}}' 2>/dev/null | grep '^vigil-test' || true
+}
+
+# --- cgroups, deepest first ---
+cgroups() {
+  find /sys/fs/cgroup -mindepth 1 -type d -name 'vigil-test-*' 2>/dev/null \
+    | awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-
+}
+
+# --- mounts, deepest first (mount points are octal-escaped in /proc/mounts) ---
+mounts() {
+  awk '$2 ~ /vigil-test/ { print length($2) "\t" $2 }' /proc/mounts | sort -rn | cut -f2- \
+    | while IFS= read -r m; do printf '%b\n' "$m"; done
+}
+
+# --- network namespaces ---
+netns_names() {
+  local f
+  for f in /run/netns/vigil-test*; do [ -e "$f" ] && echo "${f##*/}"; done
+  return 0
+}
+
+# --- BPF pins ---
+pins() {
+  find /sys/fs/bpf -mindepth 1 -path '*vigil*' 2>/dev/null | sort -r
+}
+
+if [ "$clean" -eq 1 ]; then
+  failed=0
+  for p in $(marker_pids); do
+    echo "leak-check: killing leftover process $p and its descendants: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-160)"
+    kill -STOP "$p" 2>/dev/null   # no new children while we collect them
+    kill -9 "$p" $(descendants "$p") 2>/dev/null
+  done
+  while IFS= read -r c; do
+    [ -n "$c" ] || continue
+    echo "leak-check: removing leftover podman container $c"
+    podman --cgroup-manager=cgroupfs rm -f -t 0 "$c" >/dev/null || failed=1
+  done < <(podman_names)
+  while IFS= read -r cg; do
+    [ -d "$cg" ] || continue
+    echo "leak-check: removing leftover cgroup $cg"
+    if [ -e "$cg/cgroup.kill" ]; then echo 1 > "$cg/cgroup.kill" 2>/dev/null; fi
+    for _ in $(seq 200); do
+      pids=$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null)
+      [ -z "$pids" ] && break
+      kill -9 $pids 2>/dev/null
+      sleep 0.01
+    done
+  done < <(cgroups)
+  while IFS= read -r m; do
+    echo "leak-check: unmounting leftover $m"
+    umount "$m" 2>/dev/null || umount -l "$m" || failed=1
+  done < <(mounts)
+  while IFS= read -r cg; do
+    # child cgroups (any name) first
+    find "$cg" -depth -mindepth 1 -type d -exec rmdir {} \; 2>/dev/null
+    rmdir "$cg" 2>/dev/null || { sleep 0.1; find "$cg" -depth -type d -exec rmdir {} \; ; } || failed=1
+  done < <(cgroups)
+  while IFS= read -r n; do
+    echo "leak-check: deleting leftover netns $n"
+    ip netns delete "$n" 2>/dev/null || { umount "/run/netns/$n" 2>/dev/null; rm -f "/run/netns/$n"; } || failed=1
+  done < <(netns_names)
+  while IFS= read -r p; do
+    echo "leak-check: removing leftover BPF pin $p"
+    if [ -d "$p" ]; then rmdir "$p"; else rm -f "$p"; fi || failed=1
+  done < <(pins)
+  [ "$failed" -eq 0 ] || { echo "leak-check: some leftovers could not be removed" >&2; exit 1; }
+  exit 0
 fi
-while IFS= read -r p; do leaks+=("process $p"); done < <(pgrep -af 'vigil-test-marker' | grep -v -e pgrep -e leak-check || true)
+
+for p in $(marker_pids); do
+  leak "process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"
+done
+while IFS= read -r c; do [ -n "$c" ] && leak "podman container $c"; done < <(podman_names)
+while IFS= read -r cg; do leak "cgroup $cg (pids in it and below: $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' '))"; done < <(cgroups)
+while IFS= read -r m; do leak "mount $m"; done < <(mounts)
+while IFS= read -r n; do leak "netns $n"; done < <(netns_names)
+while IFS= read -r p; do leak "BPF pin $p"; done < <(pins)
+
 if [ ${#leaks[@]} -gt 0 ]; then
-  printf 'leak-check: left behind: %s\n' "${leaks[@]}" >&2
+  printf 'leak-check: LEAK: %s\n' "${leaks[@]}" >&2
+  echo "leak-check: FAILED: the tests left ${#leaks[@]} thing(s) behind (remove them with: $0 --clean)" >&2
   exit 1
 fi
-echo "leak-check: nothing left behind"
+echo "leak-check: nothing left behind (cgroups, mounts, netns, BPF pins, podman containers, marker processes)"
