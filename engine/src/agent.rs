@@ -19,7 +19,7 @@ use vigil_bpf::abi::Counters;
 use vigil_bpf::decode::{self, DecodeError};
 use vigil_bpf::{RingReader, SensorStatus, Sensors};
 use vigil_outputs::Sink;
-use vigil_rules::RuleSet;
+use vigil_rules::{RuleSet, Scratch};
 
 /// Now on the kernel's boot clock (the clock of event timestamps).
 pub fn boot_now_ns() -> u64 {
@@ -54,6 +54,8 @@ pub struct PipelineStats {
     pub write_errors: u64,
     /// Alerts raised.
     pub alerts: u64,
+    /// Alerts per rule id.
+    pub alerts_by_rule: BTreeMap<String, u64>,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
@@ -62,7 +64,8 @@ pub struct PipelineStats {
 /// Decode → enrich → rules → output, for live and replayed records alike.
 pub struct Pipeline {
     enricher: Enricher,
-    rules: RuleSet,
+    rules: Arc<RuleSet>,
+    scratch: Scratch,
     baselines: Baselines,
     sink: Option<Box<dyn Sink>>,
     emit_events: bool,
@@ -87,7 +90,8 @@ impl Pipeline {
                 ctx.boot_offset_ns,
                 cfg.agent.ancestors,
             ),
-            rules: RuleSet::empty(),
+            rules: Arc::new(RuleSet::empty()),
+            scratch: Scratch::new(),
             baselines: Baselines::empty(),
             sink,
             emit_events: cfg.agent.events,
@@ -101,6 +105,16 @@ impl Pipeline {
     /// Counts events of this pid (or its children) in `stats.watched`.
     pub fn watch(&mut self, pid: Option<Arc<AtomicU32>>) {
         self.watch_pid = pid;
+    }
+
+    /// Replaces the rule set (start-up and SIGHUP reload).
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
+    /// The rule set in use.
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
     }
 
     /// The enricher (process table).
@@ -125,17 +139,27 @@ impl Pipeline {
             }
         }
         let ev = self.enricher.enrich(k, host);
-        let matches = self.rules.evaluate(&ev);
+        let mut matched = Vec::new();
+        self.rules.evaluate(&ev, &mut self.scratch, &mut matched);
         let _ = self.baselines.observe(&ev);
-        self.stats.alerts += matches.len() as u64;
-        if let Some(sink) = self.sink.as_mut()
-            && (self.emit_events || !matches.is_empty())
-        {
-            let kind = if matches.is_empty() { "event" } else { "alert" };
-            let rec = ecs::encode(&ev, &self.hostname, kind);
-            match sink.write_record(&rec) {
-                Ok(()) => self.stats.written += 1,
-                Err(_) => self.stats.write_errors += 1,
+        self.stats.alerts += matched.len() as u64;
+        for r in &matched {
+            *self.stats.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            for r in &matched {
+                let rec = crate::detect::encode_alert(&ev, &self.hostname, r);
+                match sink.write_record(&rec) {
+                    Ok(()) => self.stats.written += 1,
+                    Err(_) => self.stats.write_errors += 1,
+                }
+            }
+            if self.emit_events {
+                let rec = ecs::encode(&ev, &self.hostname, "event");
+                match sink.write_record(&rec) {
+                    Ok(()) => self.stats.written += 1,
+                    Err(_) => self.stats.write_errors += 1,
+                }
             }
         }
         if let Some(tap) = &self.tap {
@@ -170,22 +194,6 @@ impl Pipeline {
     /// Host name used in records.
     pub fn hostname(&self) -> &str {
         &self.hostname
-    }
-}
-
-impl vigil_rules::Fields for Event {
-    fn category(&self) -> &str {
-        ecs::classify(self.k.hdr.kind).0
-    }
-    fn field(&self, name: &str) -> Option<vigil_rules::Value<'_>> {
-        use vigil_rules::Value;
-        match name {
-            "process.pid" => Some(Value::Int(self.k.hdr.pid.into())),
-            "process.executable" => self.process.as_ref().map(|p| Value::Str(&p.exe)),
-            "file.path" => self.file_path.as_deref().map(Value::Str),
-            "user.id" => Some(Value::Int(self.k.hdr.uid.into())),
-            _ => None,
-        }
     }
 }
 
@@ -313,6 +321,35 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Count events of this pid and its children (benchmarks).
     pub watch_pid: Option<Arc<AtomicU32>>,
+    /// Rules to evaluate (None: no rules).
+    pub rules: Option<Arc<RuleSet>>,
+    /// Reload the configured rules on SIGHUP (a bad file keeps the old set).
+    pub reload_on_sighup: bool,
+}
+
+impl RunOptions {
+    /// Options with no sink, tap, capture or rules.
+    pub fn new(config: Config) -> RunOptions {
+        RunOptions {
+            config,
+            sink: None,
+            tap: None,
+            record: None,
+            verbose: false,
+            watch_pid: None,
+            rules: None,
+            reload_on_sighup: false,
+        }
+    }
+
+    /// The kernel interest of this run: everything for a capture (it is
+    /// replayed later under other rules), else what the rules can match.
+    pub fn interest(&self) -> vigil_bpf::Interest {
+        match (&self.record, &self.rules) {
+            (None, Some(r)) => self.config.interest_for(r.interest()),
+            _ => self.config.interest(),
+        }
+    }
 }
 
 /// Builds the capture context of this host.
@@ -341,8 +378,8 @@ pub enum RunError {
 }
 
 /// Loads and attaches the sensors for `opts` (the first half of a run).
-pub fn start_sensors(cfg: &Config) -> Result<Sensors, RunError> {
-    Ok(Sensors::load(&cfg.sensor_config(), &cfg.interest())?)
+pub fn start_sensors(cfg: &Config, interest: &vigil_bpf::Interest) -> Result<Sensors, RunError> {
+    Ok(Sensors::load(&cfg.sensor_config(), interest)?)
 }
 
 /// Runs until `shutdown` resolves, then drains, flushes and summarizes.
@@ -362,6 +399,17 @@ pub async fn run(
     let mut host = LiveHost::new(recorder.is_some());
     let mut pipeline = Pipeline::new(&cfg, &ctx, opts.sink.take(), opts.tap.take());
     pipeline.watch(opts.watch_pid.take());
+    if let Some(r) = opts.rules.take() {
+        pipeline.set_rules(r);
+    }
+    let mut hup = if opts.reload_on_sighup {
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(RunError::Ring)?,
+        )
+    } else {
+        None
+    };
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
 
@@ -416,6 +464,9 @@ pub async fn run(
                 }
                 pipeline.flush();
             }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
+            }
             () = &mut shutdown => break,
         }
     }
@@ -451,6 +502,35 @@ pub async fn run(
         recorded,
         attach_time: sensors.attach_time,
     })
+}
+
+/// SIGHUP: reloads the configured rules; on any error the running set stays.
+fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, verbose: bool) {
+    let (set, report) = crate::detect::load_rules(cfg);
+    if !report.errors.is_empty() {
+        eprint!("{}", crate::detect::render_errors(&report));
+        eprintln!(
+            "vigil: rule reload failed with {} errors; keeping the {} rules in use",
+            report.errors.len(),
+            pipeline.rules().len()
+        );
+        return;
+    }
+    if let Err(e) = sensors.apply_interest(&cfg.interest_for(set.interest())) {
+        eprintln!(
+            "vigil: rule reload: cannot update the kernel interest maps ({e}); keeping the rules in use"
+        );
+        return;
+    }
+    if verbose {
+        eprintln!(
+            "vigil: rules reloaded: {} vigil, {} Sigma ({} Sigma rules skipped)",
+            report.vigil_rules,
+            report.sigma_rules,
+            report.skipped.len()
+        );
+    }
+    pipeline.set_rules(Arc::new(set));
 }
 
 fn kernel_json(k: &BTreeMap<u16, Counters>) -> serde_json::Value {
@@ -534,7 +614,7 @@ impl Running {
                     }
                 };
                 rt.block_on(async move {
-                    let mut sensors = match start_sensors(&opts.config) {
+                    let mut sensors = match start_sensors(&opts.config, &opts.interest()) {
                         Ok(s) => s,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));

@@ -109,6 +109,26 @@ impl Default for SensorsConfig {
     }
 }
 
+/// `[rules]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Load the embedded built-in rules.
+    pub builtin: bool,
+    /// Rule files or folders (vigil YAML and Sigma), loaded after the
+    /// built-ins; a rule with a built-in's id replaces it.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            builtin: true,
+            paths: Vec::new(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,6 +137,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[sensors]`.
     pub sensors: SensorsConfig,
+    /// `[rules]`.
+    pub rules: RulesConfig,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -324,9 +346,34 @@ impl Config {
         }
     }
 
-    /// The kernel interest this configuration declares. Rules and baselines
-    /// will add to it (issues #4, #5); today every kind of an enabled sensor
-    /// is wanted.
+    /// What leaves the kernel for an agent running `rules`: with `--events`
+    /// everything the sensors see ([`Config::interest`]); otherwise only the
+    /// kinds some rule can match (plus exec/fork/exit, which keep the
+    /// process table), with the rules' file prefixes added to
+    /// `report_paths`. Baselines (issue #5) will add theirs.
+    pub fn interest_for(&self, rules: &vigil_rules::Interest) -> Interest {
+        let mut i = self.interest();
+        for p in &rules.file_prefixes {
+            let p = String::from_utf8_lossy(p).into_owned();
+            if !i.report_paths.contains(&p) {
+                i.report_paths.push(p);
+            }
+        }
+        if rules.all_file_opens && !i.report_paths.iter().any(|p| p == "/") {
+            i.report_paths.push("/".into());
+        }
+        if !self.agent.events {
+            use vigil_bpf::abi::kind;
+            i.kinds.retain(|&k| {
+                let (c, _, a) = crate::ecs::classify(k);
+                matches!(k, kind::EXEC | kind::FORK | kind::EXIT) || rules.wants(c, a)
+            });
+        }
+        i
+    }
+
+    /// The kernel interest of the sensors alone: every kind of an enabled
+    /// sensor, the configured paths, ports and TCP states.
     pub fn interest(&self) -> Interest {
         let s = &self.sensors;
         let disabled: HashSet<&str> = s.disabled.iter().map(String::as_str).collect();

@@ -59,7 +59,7 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
     let mut v = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
@@ -70,7 +70,7 @@ fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
     v
 }
 
-fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
+pub(crate) fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
     match i32::from(family) {
         libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
             addr[0], addr[1], addr[2], addr[3],
@@ -150,7 +150,7 @@ pub fn cap_name(cap: i32) -> String {
         .unwrap_or_else(|| format!("CAP_{cap}"))
 }
 
-fn caps_list(mask: u64) -> Vec<String> {
+pub(crate) fn caps_list(mask: u64) -> Vec<String> {
     (0..64)
         .filter(|b| mask & (1 << b) != 0)
         .map(cap_name)
@@ -211,7 +211,7 @@ pub fn errno_str(ret: i64) -> String {
     name.to_string()
 }
 
-fn tcp_state(s: u8) -> &'static str {
+pub(crate) fn tcp_state(s: u8) -> &'static str {
     vigil_bpf::TCP_STATES
         .iter()
         .find(|x| x.0 == s)
@@ -219,7 +219,7 @@ fn tcp_state(s: u8) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-fn bpf_cmd(c: u32) -> String {
+pub(crate) fn bpf_cmd(c: u32) -> String {
     const N: &[&str] = &[
         "BPF_MAP_CREATE",
         "BPF_MAP_LOOKUP_ELEM",
@@ -264,7 +264,7 @@ fn bpf_cmd(c: u32) -> String {
         .unwrap_or_else(|| format!("BPF_CMD_{c}"))
 }
 
-fn ptrace_req(r: i64) -> String {
+pub(crate) fn ptrace_req(r: i64) -> String {
     match r {
         0 => "PTRACE_TRACEME".into(),
         1 => "PTRACE_PEEKTEXT".into(),
@@ -286,7 +286,7 @@ fn ptrace_req(r: i64) -> String {
     }
 }
 
-fn setid_name(s: u32) -> &'static str {
+pub(crate) fn setid_name(s: u32) -> &'static str {
     use abi::sys::*;
     match s {
         SETUID => "setuid",
@@ -304,6 +304,17 @@ fn setid_name(s: u32) -> &'static str {
 /// Encodes an event as one ECS JSON object. `kind_override` lets alerts
 /// reuse the encoder (`event.kind: alert`).
 pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
+    encode_with(ev, hostname, event_kind, |_| {})
+}
+
+/// [`encode`], with `extra` writing more fields (alerts: `rule.*`) right
+/// after the `event.*` fields.
+pub fn encode_with(
+    ev: &Event,
+    hostname: &str,
+    event_kind: &str,
+    extra: impl FnOnce(&mut Writer),
+) -> Vec<u8> {
     let h = &ev.k.hdr;
     let (category, etype, action) = classify(h.kind);
     let mut w = Writer::new();
@@ -314,6 +325,7 @@ pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
         .str("event.action", action)
         .str("event.module", "vigil")
         .u64("event.sequence", ev.seq);
+    extra(&mut w);
     let ret = match &ev.k.body {
         Body::Open { info, .. } => Some(info.ret),
         Body::Sock { info, .. } => Some(info.ret),

@@ -13,6 +13,7 @@ pub mod agent;
 pub mod capture;
 pub mod config;
 pub mod container;
+pub mod detect;
 pub mod ecs;
 pub mod enrich;
 pub mod host;

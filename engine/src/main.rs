@@ -4,7 +4,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vigil_engine::{agent, config::Config, probe, replay};
+use std::sync::Arc;
+use vigil_engine::{agent, config::Config, detect, probe, replay};
 use vigil_outputs::{JsonLines, Sink};
 
 #[derive(Parser)]
@@ -29,6 +30,36 @@ struct OutputArgs {
     /// Write JSON lines to this file (mode 0600) instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Rule file or folder (vigil YAML or Sigma; repeatable), loaded after
+    /// the built-in rules.
+    #[arg(long = "rules")]
+    rules: Vec<PathBuf>,
+    /// Do not load the built-in rules.
+    #[arg(long)]
+    no_builtin_rules: bool,
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Load rule files and folders and report what loaded, what was skipped
+    /// (with the reason) and every error (exit 2 on errors).
+    Check {
+        /// Files or folders; none = the built-in rules plus the configured ones.
+        paths: Vec<PathBuf>,
+        /// List every skipped Sigma rule, not only counts per reason.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Run every rule's embedded `examples` (exit 1 if one fails).
+    Test {
+        /// Files or folders; none = the built-in rules plus the configured ones.
+        paths: Vec<PathBuf>,
+    },
+    /// Print the loaded rules (id, severity, ruleset, categories, name).
+    List {
+        /// Files or folders; none = the built-in rules plus the configured ones.
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -43,6 +74,11 @@ enum Cmd {
     },
     /// Show which sensors this kernel supports, from a real load and attach.
     Probe,
+    /// Check, test and list rules (no root needed).
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Capture raw events (with what replay needs to enrich them) to a file.
     Record {
         /// Capture file to write (mode 0600).
@@ -135,6 +171,11 @@ fn main() -> ExitCode {
                 return c;
             }
             cfg.agent.events |= out.events;
+            apply_rule_args(&mut cfg, &out);
+            let rules = match load_rules_or_exit(&cfg) {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
             for d in disable {
                 if vigil_bpf::sensors::sensor(&d).is_none() {
                     eprintln!("vigil: --disable {d}: unknown sensor (see `vigil probe`)");
@@ -142,16 +183,22 @@ fn main() -> ExitCode {
                 }
                 cfg.sensors.disabled.push(d);
             }
-            report(run_agent(cfg, Some(out), None, None))
+            report(run_agent(cfg, Some(out), None, None, Some(rules)))
         }
         Cmd::Record { out, duration } => {
             if let Err(c) = require_root("record") {
                 return c;
             }
-            report(run_agent(cfg, None, Some(out), duration))
+            report(run_agent(cfg, None, Some(out), duration, None))
         }
+        Cmd::Rules { cmd } => rules_cmd(&cfg, cmd),
         Cmd::Replay { file, out } => {
             cfg.agent.events |= out.events;
+            apply_rule_args(&mut cfg, &out);
+            let rules = match load_rules_or_exit(&cfg) {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
             let sink = match sink_for(&cfg, &out) {
                 Ok(s) => s,
                 Err(e) => {
@@ -160,7 +207,7 @@ fn main() -> ExitCode {
                 }
             };
             let t = std::time::Instant::now();
-            match replay::replay(&file, &cfg, Some(sink), None, |n, off| {
+            match replay::replay_with(&file, &cfg, Some(rules), Some(sink), None, |n, off| {
                 eprintln!("vigil: replayed {n} records ({} MiB)", off >> 20);
             }) {
                 Ok(s) => {
@@ -202,6 +249,7 @@ fn run_agent(
     out: Option<OutputArgs>,
     record: Option<PathBuf>,
     duration: Option<u64>,
+    rules: Option<Arc<vigil_rules::RuleSet>>,
 ) -> anyhow::Result<agent::Summary> {
     let sink = match &out {
         Some(o) => Some(sink_for(&cfg, o)?),
@@ -212,7 +260,15 @@ fn run_agent(
         .build()
         .context("tokio runtime")?;
     rt.block_on(async move {
-        let mut sensors = agent::start_sensors(&cfg)?;
+        let opts = agent::RunOptions {
+            sink,
+            record,
+            verbose: true,
+            rules,
+            reload_on_sighup: true,
+            ..agent::RunOptions::new(cfg.clone())
+        };
+        let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;
         let live = sensors.status().iter().filter(|s| s.is_live()).count();
         eprintln!(
             "vigil: {live}/{} sensors live in {} ms ({}); `vigil probe` explains the rest",
@@ -233,14 +289,6 @@ fn run_agent(
                 );
             }
         }
-        let opts = agent::RunOptions {
-            config: cfg,
-            sink,
-            tap: None,
-            record,
-            verbose: true,
-            watch_pid: None,
-        };
         let stop = async move {
             match duration {
                 Some(d) => tokio::select! {
@@ -257,4 +305,106 @@ fn run_agent(
         drop(sensors);
         Ok(summary)
     })
+}
+
+fn apply_rule_args(cfg: &mut Config, out: &OutputArgs) {
+    if out.no_builtin_rules {
+        cfg.rules.builtin = false;
+    }
+    cfg.rules.paths.extend(out.rules.iter().cloned());
+}
+
+fn load_rules_or_exit(cfg: &Config) -> Result<Arc<vigil_rules::RuleSet>, ExitCode> {
+    let (set, report) = detect::load_rules(cfg);
+    if !report.errors.is_empty() {
+        eprint!("{}", detect::render_errors(&report));
+        eprintln!(
+            "vigil: {} errors in the rules; fix them (`vigil rules check` lists them)",
+            report.errors.len()
+        );
+        return Err(ExitCode::from(2));
+    }
+    eprintln!(
+        "vigil: {} rules loaded ({} vigil, {} Sigma; {} Sigma rules skipped, `vigil rules check` says why)",
+        set.len(),
+        report.vigil_rules,
+        report.sigma_rules,
+        report.skipped.len()
+    );
+    let all = &set.interest().all_opens_rules;
+    if !all.is_empty() {
+        eprintln!(
+            "vigil: {} rules test files without a path prefix, so every open leaves the kernel (e.g. {})",
+            all.len(),
+            all[0]
+        );
+    }
+    Ok(Arc::new(set))
+}
+
+fn rules_for(cfg: &Config, paths: &[PathBuf]) -> (vigil_rules::RuleSet, vigil_rules::Report) {
+    if paths.is_empty() {
+        return detect::load_rules(cfg);
+    }
+    let mut l = vigil_rules::Loader::new();
+    for p in paths {
+        l.add_path(p);
+    }
+    l.load()
+}
+
+fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
+    match cmd {
+        RulesCmd::Check { paths, verbose } => {
+            let t = std::time::Instant::now();
+            let (set, r) = rules_for(cfg, &paths);
+            print!("{}", detect::check_report(&set, &r, verbose, t.elapsed()));
+            if r.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        RulesCmd::Test { paths } => {
+            let (set, r) = rules_for(cfg, &paths);
+            if !r.errors.is_empty() {
+                eprint!("{}", detect::render_errors(&r));
+                return ExitCode::from(2);
+            }
+            let (n, failures) = set.test_examples();
+            for f in &failures {
+                println!("FAIL {f}");
+            }
+            println!(
+                "{} examples of {} rules: {} passed, {} failed",
+                n,
+                set.len(),
+                n - failures.len(),
+                failures.len()
+            );
+            if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        RulesCmd::List { paths } => {
+            let (set, r) = rules_for(cfg, &paths);
+            if !r.errors.is_empty() {
+                eprint!("{}", detect::render_errors(&r));
+                return ExitCode::from(2);
+            }
+            for rule in set.rules() {
+                println!(
+                    "{:<40} {:<8} {:<6} {:<22} {}",
+                    rule.id,
+                    rule.severity.as_str(),
+                    rule.ruleset.as_str(),
+                    vigil_rules::cat::names(rule.categories).join(","),
+                    rule.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }

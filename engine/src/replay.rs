@@ -32,11 +32,26 @@ pub fn replay(
     cfg: &Config,
     sink: Option<Box<dyn Sink>>,
     tap: Option<mpsc::Sender<Event>>,
+    progress: impl FnMut(u64, u64),
+) -> Result<ReplaySummary, CaptureError> {
+    replay_with(path, cfg, None, sink, tap, progress)
+}
+
+/// [`replay`] evaluating `rules`.
+pub fn replay_with(
+    path: &Path,
+    cfg: &Config,
+    rules: Option<std::sync::Arc<vigil_rules::RuleSet>>,
+    sink: Option<Box<dyn Sink>>,
+    tap: Option<mpsc::Sender<Event>>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplaySummary, CaptureError> {
     let mut r = CaptureReader::open(path)?;
     let ctx = r.context.clone();
     let mut pipeline = Pipeline::new(cfg, &ctx, sink, tap);
+    if let Some(rules) = rules {
+        pipeline.set_rules(rules);
+    }
     let mut host = RecordedHost::default();
     let mut sum = ReplaySummary::default();
     loop {

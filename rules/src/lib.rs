@@ -1,69 +1,882 @@
-//! vigil's rule engine (issue #4 builds it out: vigil YAML rules and native
-//! Sigma compiled to one multi-pattern matcher).
+//! vigil's rule engine: vigil YAML rules and native Sigma rules, compiled
+//! together into one matcher.
 //!
 //! Its place in the flow: the engine hands every enriched event to
 //! [`RuleSet::evaluate`] through the [`Fields`] trait, which this crate
 //! defines and the engine implements, so this leaf crate does not depend on
 //! the engine's event type (ripgrep's `matcher` / `regex` split).
 //!
-//! Today the set holds no rules: `evaluate` returns no matches and the
-//! engine's default output (alerts only) is therefore silent until rules
-//! land. This is deliberate and documented in the README.
+//! - [`Loader`] reads rule files and folders (vigil rules, Sigma rules, the
+//!   embedded built-in set), reporting every error with `file:line` and every
+//!   Sigma rule it cannot express with the reason ([`Report`]).
+//! - [`RuleSet`] is the compiled result: see `compile.rs` for how one scan
+//!   per field answers every rule. [`RuleSet::interest`] says which events
+//!   any rule can match, so the engine keeps the rest in the kernel.
+//!
+//! The language is documented in `rules/README.md`.
 
 #![deny(missing_docs)]
 
-/// A field value as rules see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value<'a> {
-    /// Bytes (paths, command lines; need not be UTF-8).
-    Str(&'a [u8]),
-    /// Integer (pids, ports, uids).
-    Int(i64),
-}
+pub mod ast;
+mod compile;
+pub mod cond;
+pub mod schema;
+pub mod sigma;
+mod vigil;
+pub mod yaml;
 
-/// Access to an event's fields by their ECS names (`process.executable`).
+pub use compile::Scratch;
+pub use schema::{Field, Type, Value, cat};
+
+use ast::{Expr, StrOp, Test};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Access to an event's fields.
 pub trait Fields {
-    /// The event category (`process`, `file`, `network`, ...).
+    /// The event category (`process`, `file`, `network`, ...; see [`cat`]).
     fn category(&self) -> &str;
     /// The value of a field, if the event has it.
-    fn field(&self, name: &str) -> Option<Value<'_>>;
+    fn field(&self, field: Field) -> Option<Value<'_>>;
 }
 
-/// A rule that matched an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match {
-    /// Rule id.
-    pub id: String,
-    /// Rule name.
-    pub name: String,
-    /// Severity (`low`, `medium`, `high`, `critical`).
-    pub severity: String,
+/// Event actions and their categories, as `event.action` / `event.category`
+/// carry them (`docs/events.md`; the engine tests that it agrees).
+pub const ACTIONS: &[(&str, &str)] = &[
+    ("exec", "process"),
+    ("fork", "process"),
+    ("exit", "process"),
+    ("ptrace", "process"),
+    ("unshare", "process"),
+    ("setns", "process"),
+    ("readline", "process"),
+    ("open", "file"),
+    ("memfd-create", "file"),
+    ("connect", "network"),
+    ("accept", "network"),
+    ("listen", "network"),
+    ("tcp-state", "network"),
+    ("capable", "iam"),
+    ("setid", "iam"),
+    ("capset", "iam"),
+    ("bpf", "host"),
+    ("module", "driver"),
+    ("mount", "configuration"),
+    ("umount", "configuration"),
+];
+
+/// Alert severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Informational.
+    Info,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
 }
+
+impl Severity {
+    /// Parses `info`/`informational`, `low`, `medium`, `high`, `critical`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" | "informational" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+
+    /// The name as written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// ECS `event.severity` (0-100 style score: 21, 47, 73, 99 as Elastic's
+    /// detection rules use, 0 for info).
+    pub fn score(self) -> u64 {
+        match self {
+            Severity::Info => 0,
+            Severity::Low => 21,
+            Severity::Medium => 47,
+            Severity::High => 73,
+            Severity::Critical => 99,
+        }
+    }
+}
+
+/// Which language a rule was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ruleset {
+    /// vigil YAML.
+    Vigil,
+    /// Sigma.
+    Sigma,
+}
+
+impl Ruleset {
+    /// `vigil` or `sigma` (ECS `rule.ruleset`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ruleset::Vigil => "vigil",
+            Ruleset::Sigma => "sigma",
+        }
+    }
+}
+
+/// An output template: text with `%field.name` placeholders (`%%` is `%`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Seg>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(String),
+    Field(Field),
+}
+
+impl Template {
+    /// Parses a template, refusing unknown fields.
+    pub fn parse(s: &str) -> Result<Template, String> {
+        let mut segs = Vec::new();
+        let mut lit = String::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'%' {
+                let ch = s[i..].chars().next().unwrap_or(' ');
+                lit.push(ch);
+                i += ch.len_utf8();
+                continue;
+            }
+            if b.get(i + 1) == Some(&b'%') {
+                lit.push('%');
+                i += 2;
+                continue;
+            }
+            let start = i + 1;
+            let mut end = start;
+            while end < b.len()
+                && (b[end].is_ascii_alphanumeric() || b[end] == b'.' || b[end] == b'_')
+            {
+                end += 1;
+            }
+            // A trailing dot ends the sentence, not the name.
+            while end > start && b[end - 1] == b'.' {
+                end -= 1;
+            }
+            let name = &s[start..end];
+            let f = Field::by_name(name).ok_or_else(|| match Field::suggest(name) {
+                Some(sg) => format!("unknown field `%{name}` (did you mean `%{sg}`?)"),
+                None => format!("unknown field `%{name}` (write `%%` for a percent sign)"),
+            })?;
+            if !lit.is_empty() {
+                segs.push(Seg::Lit(std::mem::take(&mut lit)));
+            }
+            segs.push(Seg::Field(f));
+            i = end;
+        }
+        if !lit.is_empty() {
+            segs.push(Seg::Lit(lit));
+        }
+        Ok(Template(segs))
+    }
+
+    /// The message of a Sigma rule: its title, then the key field, the
+    /// executable and the pid.
+    pub(crate) fn sigma(title: &str, key: Field) -> Template {
+        let mut segs = vec![Seg::Lit(format!("{title}: "))];
+        segs.push(Seg::Field(key));
+        segs.push(Seg::Lit(" (".into()));
+        if key != Field::ProcessExecutable {
+            segs.push(Seg::Field(Field::ProcessExecutable));
+            segs.push(Seg::Lit(", ".into()));
+        }
+        segs.push(Seg::Lit("pid ".into()));
+        segs.push(Seg::Field(Field::ProcessPid));
+        segs.push(Seg::Lit(")".into()));
+        Template(segs)
+    }
+
+    /// Renders the template for an event (missing fields print `<NA>`).
+    pub fn render(&self, ev: &dyn Fields) -> String {
+        let mut out = String::new();
+        for s in &self.0 {
+            match s {
+                Seg::Lit(l) => out.push_str(l),
+                Seg::Field(f) => match ev.field(*f) {
+                    None => out.push_str("<NA>"),
+                    Some(v) => push_value(&mut out, &v),
+                },
+            }
+        }
+        out
+    }
+}
+
+fn push_value(out: &mut String, v: &Value<'_>) {
+    use std::fmt::Write as _;
+    match v {
+        Value::Str(b) => out.push_str(&String::from_utf8_lossy(b)),
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+        Value::Ip(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
+/// An example event embedded in a rule (`vigil rules test`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Line in the rule file.
+    pub line: usize,
+    /// Whether the rule must match it.
+    pub want: bool,
+    /// Field values.
+    pub values: Vec<(Field, Value<'static>)>,
+}
+
+impl Fields for Example {
+    fn category(&self) -> &str {
+        for (f, v) in &self.values {
+            if let Value::Str(s) = v {
+                if *f == Field::EventCategory {
+                    return std::str::from_utf8(s).unwrap_or("");
+                }
+                if *f == Field::EventAction {
+                    let a = std::str::from_utf8(s).unwrap_or("");
+                    if let Some((_, c)) = ACTIONS.iter().find(|(x, _)| *x == a) {
+                        return c;
+                    }
+                }
+            }
+        }
+        "process"
+    }
+    fn field(&self, field: Field) -> Option<Value<'_>> {
+        if field == Field::EventCategory {
+            return Some(Value::Str(self.category().as_bytes().into()));
+        }
+        self.values
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A loaded rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Id (`rule:` in vigil files, `id:` in Sigma).
+    pub id: String,
+    /// Name (Sigma: title).
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Tags, e.g. MITRE ATT&CK `attack.t1059.004`.
+    pub tags: Vec<String>,
+    /// Language.
+    pub ruleset: Ruleset,
+    /// Source file (`builtin:NAME` for embedded rules).
+    pub file: String,
+    /// Line of the rule in its file.
+    pub line: usize,
+    /// Categories of events the rule is evaluated on ([`cat`] bits).
+    pub categories: u8,
+    /// The condition (exceptions folded in).
+    pub condition: Expr,
+    /// Output template.
+    pub output: Option<Template>,
+    /// Embedded examples.
+    pub examples: Vec<Example>,
+    /// Whether the rule is evaluated.
+    pub enabled: bool,
+}
+
+impl Rule {
+    /// The alert's human message.
+    pub fn message(&self, ev: &dyn Fields) -> String {
+        match &self.output {
+            Some(t) => t.render(ev),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Categories a condition can match when the rule does not say: those named
+/// by `event.action`/`event.category` tests it requires, else those whose
+/// events carry every category-specific field it tests positively.
+pub fn infer_categories(e: &Expr) -> u8 {
+    if let Some(acts) = required_values(e, Field::EventAction) {
+        return acts
+            .iter()
+            .filter_map(|a| ACTIONS.iter().find(|(x, _)| x.as_bytes() == &a[..]))
+            .filter_map(|(_, c)| cat::bit(c))
+            .fold(0, |m, b| m | b);
+    }
+    if let Some(cs) = required_values(e, Field::EventCategory) {
+        return cs
+            .iter()
+            .filter_map(|c| cat::bit(std::str::from_utf8(c).ok()?))
+            .fold(0, |m, b| m | b);
+    }
+    let mut ps = Vec::new();
+    e.preds(&mut ps);
+    ps.iter().fold(cat::ALL, |m, p| m & p.field.categories())
+}
+
+/// Values `field` must equal (exact, case-sensitive) for `e` to hold; None
+/// when `e` does not pin the field.
+pub fn required_values(e: &Expr, field: Field) -> Option<BTreeSet<Vec<u8>>> {
+    match e {
+        Expr::Pred(p) if p.field == field => match &p.test {
+            Test::Str {
+                op: StrOp::Eq,
+                pat,
+                ci: false,
+            } => Some([pat.clone()].into()),
+            _ => None,
+        },
+        Expr::And(v) => v
+            .iter()
+            .filter_map(|x| required_values(x, field))
+            .reduce(|a, b| &a & &b),
+        Expr::Or(v) => {
+            let mut all = BTreeSet::new();
+            for x in v {
+                all.extend(required_values(x, field)?);
+            }
+            Some(all)
+        }
+        Expr::Const(false) => Some(BTreeSet::new()),
+        _ => None,
+    }
+}
+
+/// Path prefixes a file condition requires (one of them holds whenever the
+/// condition does): from equality, prefix and glob tests on `file.path`.
+fn required_prefixes(e: &Expr) -> Option<BTreeSet<Vec<u8>>> {
+    match e {
+        Expr::Pred(p) if p.field == Field::FilePath => match &p.test {
+            Test::Str { op, pat, ci: false } => {
+                let pre: Vec<u8> = match op {
+                    StrOp::Eq | StrOp::Prefix => pat.clone(),
+                    StrOp::Glob => pat
+                        .iter()
+                        .take_while(|b| !matches!(b, b'*' | b'?' | b'\\'))
+                        .copied()
+                        .collect(),
+                    _ => return None,
+                };
+                pre.starts_with(b"/").then(|| [pre].into())
+            }
+            _ => None,
+        },
+        Expr::And(v) => v
+            .iter()
+            .filter_map(required_prefixes)
+            .min_by_key(|s| s.len()),
+        Expr::Or(v) => {
+            let mut all = BTreeSet::new();
+            for x in v {
+                all.extend(required_prefixes(x)?);
+            }
+            Some(all)
+        }
+        Expr::Const(false) => Some(BTreeSet::new()),
+        _ => None,
+    }
+}
+
+fn requires_write(e: &Expr) -> bool {
+    match e {
+        Expr::Pred(p) => p.field == Field::OpenWrite && p.test == Test::Bool(true),
+        Expr::And(v) => v.iter().any(requires_write),
+        Expr::Or(v) => !v.is_empty() && v.iter().all(requires_write),
+        _ => false,
+    }
+}
+
+/// What events the loaded rules can ever match: the engine turns this into
+/// the kernel's interest maps so nothing else leaves the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// Per category name, the actions rules need (None = every action).
+    pub actions: BTreeMap<&'static str, Option<BTreeSet<String>>>,
+    /// Open events below these prefixes.
+    pub file_prefixes: BTreeSet<Vec<u8>>,
+    /// Every open that asks for write access.
+    pub all_file_writes: bool,
+    /// Every open (a rule tests files by name or suffix only).
+    pub all_file_opens: bool,
+    /// Rules that need every open (costly; `vigil rules check` names them).
+    pub all_opens_rules: Vec<String>,
+}
+
+impl Interest {
+    /// Whether some rule can match events of this category and action.
+    pub fn wants(&self, category: &str, action: &str) -> bool {
+        match self.actions.get(category) {
+            None => false,
+            Some(None) => true,
+            Some(Some(a)) => a.contains(action),
+        }
+    }
+
+    fn add(&mut self, r: &Rule) {
+        let acts = required_values(&r.condition, Field::EventAction).map(|s| {
+            s.into_iter()
+                .map(|a| String::from_utf8_lossy(&a).into_owned())
+                .collect::<BTreeSet<_>>()
+        });
+        for (name, bit) in cat::NAMES {
+            if r.categories & bit == 0 {
+                continue;
+            }
+            let a = acts.as_ref().map(|all| {
+                all.iter()
+                    .filter(|x| ACTIONS.iter().any(|(n, c)| n == x && c == name))
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+            });
+            if matches!(&a, Some(s) if s.is_empty()) {
+                continue;
+            }
+            let slot = self
+                .actions
+                .entry(name)
+                .or_insert_with(|| Some(BTreeSet::new()));
+            match (slot.as_mut(), a) {
+                (Some(have), Some(more)) => have.extend(more),
+                (_, None) => *slot = None,
+                (None, Some(_)) => {}
+            }
+        }
+        if r.categories & cat::FILE != 0 && self.wants("file", "open") {
+            match required_prefixes(&r.condition) {
+                Some(p) => self.file_prefixes.extend(p),
+                None if requires_write(&r.condition) => self.all_file_writes = true,
+                None => {
+                    self.all_file_opens = true;
+                    self.all_opens_rules.push(r.id.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A problem in a rule file: `file:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// File.
+    pub file: String,
+    /// 1-based line (0 = the whole file).
+    pub line: usize,
+    /// What is wrong (names the rule and field).
+    pub message: String,
+}
+
+impl LoadError {
+    fn at(file: &str, line: usize, message: &str) -> LoadError {
+        LoadError {
+            file: file.to_string(),
+            line,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A Sigma rule vigil did not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// File.
+    pub file: String,
+    /// Rule id or title.
+    pub rule: String,
+    /// Short reason class (`logsource`, `field`, `modifier`, ...), for counts.
+    pub class: String,
+    /// Reason.
+    pub reason: String,
+}
+
+/// What loading found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Rule files read.
+    pub files: usize,
+    /// Enabled vigil rules loaded.
+    pub vigil_rules: usize,
+    /// Sigma rules loaded.
+    pub sigma_rules: usize,
+    /// Sigma rules loaded per logsource category.
+    pub sigma_by_category: BTreeMap<String, usize>,
+    /// Rules present but disabled.
+    pub disabled: usize,
+    /// Sigma rules not loaded, with reasons.
+    pub skipped: Vec<Skipped>,
+    /// Errors (any error makes `vigil run` and `vigil rules check` exit 2).
+    pub errors: Vec<LoadError>,
+}
+
+/// Reads rule sources and builds a [`RuleSet`].
+#[derive(Default)]
+pub struct Loader {
+    sources: Vec<(String, String)>,
+    errors: Vec<LoadError>,
+}
+
+/// The embedded built-in rules (`rules/builtin/*.yaml`).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "builtin:process.yaml",
+        include_str!("../builtin/process.yaml"),
+    ),
+    ("builtin:file.yaml", include_str!("../builtin/file.yaml")),
+    (
+        "builtin:privilege.yaml",
+        include_str!("../builtin/privilege.yaml"),
+    ),
+    (
+        "builtin:network.yaml",
+        include_str!("../builtin/network.yaml"),
+    ),
+    (
+        "builtin:kernel.yaml",
+        include_str!("../builtin/kernel.yaml"),
+    ),
+];
+
+/// Files larger than this are refused (a rule file is text a person wrote).
+const MAX_FILE: u64 = 16 << 20;
+
+impl Loader {
+    /// An empty loader.
+    pub fn new() -> Loader {
+        Loader::default()
+    }
+
+    /// Adds the embedded built-in rules.
+    pub fn add_builtin(&mut self) {
+        for (n, t) in BUILTIN {
+            self.sources.push((n.to_string(), t.to_string()));
+        }
+    }
+
+    /// Adds one source text under a display name.
+    pub fn add_source(&mut self, name: &str, text: &str) {
+        self.sources.push((name.to_string(), text.to_string()));
+    }
+
+    /// Adds a rule file, or every `*.yml`/`*.yaml` below a folder (sorted).
+    pub fn add_path(&mut self, path: &Path) {
+        let mut files = Vec::new();
+        if let Err(e) = walk(path, &mut files) {
+            self.errors
+                .push(LoadError::at(&path.display().to_string(), 0, &e));
+            return;
+        }
+        files.sort();
+        for f in files {
+            let name = f.display().to_string();
+            match std::fs::metadata(&f) {
+                Ok(m) if m.len() > MAX_FILE => {
+                    self.errors
+                        .push(LoadError::at(&name, 0, "file larger than 16 MiB"));
+                    continue;
+                }
+                _ => {}
+            }
+            match std::fs::read(&f) {
+                Ok(b) => match String::from_utf8(b) {
+                    Ok(t) => self.sources.push((name, t)),
+                    Err(_) => self.errors.push(LoadError::at(&name, 0, "not UTF-8")),
+                },
+                Err(e) => self
+                    .errors
+                    .push(LoadError::at(&name, 0, &format!("cannot read: {e}"))),
+            }
+        }
+    }
+
+    /// Parses, checks and compiles everything added.
+    pub fn load(self) -> (RuleSet, Report) {
+        let mut report = Report {
+            files: self.sources.len(),
+            errors: self.errors,
+            ..Report::default()
+        };
+        let mut defs = vigil::Defs::default();
+        let mut docs = Vec::new();
+        for (name, text) in &self.sources {
+            match yaml::parse(text) {
+                Ok(d) => docs.push((name.as_str(), d)),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(LoadError::at(name, e.line, &format!("YAML: {}", e.message)))
+                }
+            }
+        }
+        // Pass 1: lists and macros everywhere; sort documents by language.
+        let mut vigil_items = Vec::new();
+        let mut sigma_docs = Vec::new();
+        for (name, ds) in &docs {
+            for d in ds {
+                if d.as_seq().is_some() {
+                    for it in vigil::collect(name, d, &mut defs, &mut report.errors) {
+                        vigil_items.push((*name, it));
+                    }
+                } else if d.get("detection").is_some() {
+                    sigma_docs.push((*name, d));
+                } else if d.is_null() {
+                } else {
+                    report.errors.push(LoadError::at(
+                        name,
+                        d.line,
+                        "neither a vigil rule file (a list of rule/list/macro items) nor a Sigma rule (a mapping with `detection`)",
+                    ));
+                }
+            }
+        }
+        // Pass 2: rules. A later rule with the same id replaces an earlier
+        // one (user files override built-ins); `{rule: X, enabled: false}`
+        // switches one off.
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for (name, it) in vigil_items {
+            match vigil::rule(name, it, &mut defs) {
+                Ok(vigil::Item::Rule(r)) => match index.get(&r.id) {
+                    Some(&i) => rules[i] = *r,
+                    None => {
+                        index.insert(r.id.clone(), rules.len());
+                        rules.push(*r);
+                    }
+                },
+                Ok(vigil::Item::Enable(id, on)) => match index.get(&id) {
+                    Some(&i) => rules[i].enabled = on,
+                    None => report.errors.push(LoadError::at(
+                        name,
+                        it.line,
+                        &format!("rule `{id}`: no earlier rule with this id to enable or disable"),
+                    )),
+                },
+                Err(e) => report.errors.push(e),
+            }
+        }
+        for (name, d) in sigma_docs {
+            match sigma::convert(name, d) {
+                Ok(sigma::Outcome::Rule(r, category)) => {
+                    if let Some(&i) = index.get(&r.id) {
+                        report.errors.push(LoadError::at(
+                            name,
+                            d.line,
+                            &format!(
+                                "rule `{}`: id already used by {}:{}",
+                                r.id, rules[i].file, rules[i].line
+                            ),
+                        ));
+                        continue;
+                    }
+                    *report.sigma_by_category.entry(category).or_default() += 1;
+                    index.insert(r.id.clone(), rules.len());
+                    rules.push(*r);
+                }
+                Ok(sigma::Outcome::Skipped(s)) => report.skipped.push(s),
+                Err(e) => report.errors.push(e),
+            }
+        }
+        report.disabled = rules.iter().filter(|r| !r.enabled).count();
+        rules.retain(|r| r.enabled);
+        report.vigil_rules = rules.iter().filter(|r| r.ruleset == Ruleset::Vigil).count();
+        report.sigma_rules = rules.iter().filter(|r| r.ruleset == Ruleset::Sigma).count();
+        match RuleSet::build(rules) {
+            Ok(set) => (set, report),
+            Err(e) => {
+                report.errors.push(e);
+                (RuleSet::empty(), report)
+            }
+        }
+    }
+}
+
+fn walk(p: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+    let md = std::fs::metadata(p).map_err(|e| format!("cannot read: {e}"))?;
+    if md.is_file() {
+        out.push(p.to_path_buf());
+        return Ok(());
+    }
+    let rd = std::fs::read_dir(p).map_err(|e| format!("cannot read folder: {e}"))?;
+    for e in rd {
+        let e = e.map_err(|e| format!("cannot read folder: {e}"))?;
+        let path = e.path();
+        let ft = e.file_type().map_err(|e| e.to_string())?;
+        if ft.is_dir() {
+            walk(&path, out)?;
+        } else if ft.is_file()
+            && matches!(
+                path.extension().and_then(|x| x.to_str()),
+                Some("yml" | "yaml")
+            )
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// A compiled set of rules.
-#[derive(Debug, Default)]
 pub struct RuleSet {
-    _private: (),
+    rules: Vec<Rule>,
+    matcher: compile::Matcher,
+    interest: Interest,
+    generation: u64,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
 }
 
 impl RuleSet {
     /// A set with no rules.
     pub fn empty() -> RuleSet {
-        RuleSet::default()
+        match RuleSet::build(Vec::new()) {
+            Ok(s) => s,
+            Err(_) => unreachable!("an empty rule set always compiles"),
+        }
+    }
+
+    /// Compiles rules.
+    pub fn build(rules: Vec<Rule>) -> Result<RuleSet, LoadError> {
+        let inputs: Vec<compile::RuleInput<'_>> = rules
+            .iter()
+            .map(|r| compile::RuleInput {
+                expr: &r.condition,
+                cats: r.categories,
+            })
+            .collect();
+        let matcher = compile::Matcher::build(&inputs).map_err(|e| {
+            let r = &rules[e.rule];
+            LoadError::at(&r.file, r.line, &format!("rule `{}`: {}", r.id, e.message))
+        })?;
+        let mut interest = Interest::default();
+        for r in &rules {
+            interest.add(r);
+        }
+        Ok(RuleSet {
+            rules,
+            matcher,
+            interest,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        })
     }
 
     /// Number of rules loaded.
     pub fn len(&self) -> usize {
-        0
+        self.rules.len()
     }
 
     /// Whether no rule is loaded.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rules.is_empty()
     }
 
-    /// Rules matching `event`.
-    pub fn evaluate(&self, _event: &dyn Fields) -> Vec<Match> {
-        Vec::new()
+    /// The rules, in load order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// What the rules can match (for the kernel's interest maps).
+    pub fn interest(&self) -> &Interest {
+        &self.interest
+    }
+
+    /// Distinct predicates after deduplication, and patterns per scanned
+    /// field (for `vigil rules check`).
+    pub fn stats(&self) -> (usize, Vec<(&'static str, usize)>) {
+        (self.matcher.predicates(), self.matcher.regex_fields())
+    }
+
+    /// The rules matching `event`, appended to `out` in load order.
+    pub fn evaluate<'s>(
+        &'s self,
+        event: &dyn Fields,
+        scratch: &mut Scratch,
+        out: &mut Vec<&'s Rule>,
+    ) {
+        self.matcher.prepare(scratch, self.generation);
+        let mut ix = std::mem::take(&mut scratch.matched);
+        ix.clear();
+        self.matcher.eval(event, scratch, &mut ix);
+        out.extend(ix.iter().map(|&i| &self.rules[i as usize]));
+        scratch.matched = ix;
+    }
+
+    /// Runs every rule's embedded examples; returns the failures as
+    /// `file:line: rule X: example ...` messages, and the number run.
+    pub fn test_examples(&self) -> (usize, Vec<String>) {
+        let mut scratch = Scratch::new();
+        let mut failures = Vec::new();
+        let mut n = 0;
+        for r in &self.rules {
+            for ex in &r.examples {
+                n += 1;
+                let mut out = Vec::new();
+                self.evaluate(ex, &mut scratch, &mut out);
+                let hit = out.iter().any(|m| m.id == r.id);
+                if hit != ex.want {
+                    failures.push(format!(
+                        "{}:{}: rule `{}`: example {} but {}",
+                        r.file,
+                        ex.line,
+                        r.id,
+                        if ex.want {
+                            "must match"
+                        } else {
+                            "must not match"
+                        },
+                        if hit { "it matched" } else { "it did not" }
+                    ));
+                }
+            }
+        }
+        (n, failures)
     }
 }

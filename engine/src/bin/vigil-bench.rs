@@ -239,6 +239,8 @@ fn main() {
                     record: None,
                     verbose: false,
                     watch_pid: Some(watch.clone()),
+                    rules: None,
+                    reload_on_sighup: false,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -372,6 +374,8 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         record: Some(path.clone()),
         verbose: false,
         watch_pid: None,
+        rules: None,
+        reload_on_sighup: false,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;

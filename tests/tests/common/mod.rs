@@ -68,6 +68,8 @@ impl Harness {
             record,
             verbose: false,
             watch_pid: None,
+            rules: None,
+            reload_on_sighup: false,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {

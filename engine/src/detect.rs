@@ -1,0 +1,544 @@
+//! Rules in the engine: loading the configured rule sources, the rule
+//! engine's view of an [`Event`] (its [`Fields`] implementation, by the same
+//! ECS names the JSON output writes), and alert records.
+
+use crate::config::Config;
+use crate::ecs;
+use crate::enrich::{Event, basename};
+use std::borrow::Cow;
+use vigil_bpf::abi::{self, kind};
+use vigil_bpf::decode::Body;
+use vigil_rules::{Field, Fields, Loader, Report, Rule, RuleSet, Value};
+
+/// Loads the rules the configuration names (built-ins unless disabled, then
+/// every file or folder in `rules.paths`, later ones overriding earlier ids).
+pub fn load_rules(cfg: &Config) -> (RuleSet, Report) {
+    let mut l = Loader::new();
+    if cfg.rules.builtin {
+        l.add_builtin();
+    }
+    for p in &cfg.rules.paths {
+        l.add_path(p);
+    }
+    l.load()
+}
+
+/// One line per error, for stderr.
+pub fn render_errors(r: &Report) -> String {
+    let mut s = String::new();
+    for e in &r.errors {
+        s.push_str(&format!("vigil: {e}\n"));
+    }
+    s
+}
+
+/// The report `vigil rules check` prints.
+pub fn check_report(set: &RuleSet, r: &Report, verbose: bool, took: std::time::Duration) -> String {
+    use std::collections::BTreeMap;
+    let mut s = String::new();
+    for e in &r.errors {
+        s.push_str(&format!("error: {e}\n"));
+    }
+    s.push_str(&format!(
+        "{} files: {} rules loaded ({} vigil, {} Sigma), {} disabled, {} Sigma rules skipped, {} errors ({:.0} ms)\n",
+        r.files,
+        set.len(),
+        r.vigil_rules,
+        r.sigma_rules,
+        r.disabled,
+        r.skipped.len(),
+        r.errors.len(),
+        took.as_secs_f64() * 1e3
+    ));
+    if !r.sigma_by_category.is_empty() {
+        let parts: Vec<String> = r
+            .sigma_by_category
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        s.push_str(&format!(
+            "Sigma loaded by logsource: {}\n",
+            parts.join(", ")
+        ));
+    }
+    let mut by: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for k in &r.skipped {
+        *by.entry((k.class.as_str(), k.reason.as_str())).or_default() += 1;
+    }
+    if !by.is_empty() {
+        s.push_str("skipped, by reason:\n");
+        let mut rows: Vec<_> = by.into_iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for ((class, reason), n) in rows {
+            s.push_str(&format!("  {n:>4}  {class}: {reason}\n"));
+        }
+    }
+    if verbose {
+        for k in &r.skipped {
+            s.push_str(&format!(
+                "skip: {}: {}: {}: {}\n",
+                k.file, k.rule, k.class, k.reason
+            ));
+        }
+    }
+    let (preds, fields) = set.stats();
+    let scans: Vec<String> = fields.iter().map(|(f, n)| format!("{f} {n}")).collect();
+    s.push_str(&format!(
+        "compiled: {preds} distinct predicates; one regex scan per field ({})\n",
+        if scans.is_empty() {
+            "none".to_string()
+        } else {
+            scans.join(", ")
+        }
+    ));
+    let all = &set.interest().all_opens_rules;
+    if !all.is_empty() {
+        s.push_str(&format!(
+            "note: {} rules test files without a path prefix, so every open leaves the kernel{}\n",
+            all.len(),
+            if verbose {
+                format!(": {}", all.join(", "))
+            } else {
+                " (-v lists them)".into()
+            }
+        ));
+    }
+    s
+}
+
+fn ret_of(ev: &Event) -> Option<i64> {
+    Some(match &ev.k.body {
+        Body::Open { info, .. } => info.ret,
+        Body::Sock { info, .. } => info.ret,
+        Body::SetId(s) => s.ret,
+        Body::CapSet(s) => s.ret,
+        Body::Ptrace(s) => s.ret,
+        Body::Bpf { info, .. } => info.ret,
+        Body::Module { info, .. } => info.ret,
+        Body::Memfd { info, .. } => info.ret,
+        Body::Mount { info, .. } => info.ret,
+        Body::Umount { info, .. } => info.ret,
+        Body::Ns(n) => n.ret,
+        Body::Capable(c) => i64::from(c.ret),
+        _ => return None,
+    })
+}
+
+fn s(b: &[u8]) -> Option<Value<'_>> {
+    Some(Value::Str(Cow::Borrowed(b)))
+}
+
+fn owned(v: Vec<u8>) -> Option<Value<'static>> {
+    Some(Value::Str(Cow::Owned(v)))
+}
+
+fn joined<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Option<Value<'static>> {
+    let mut v = Vec::new();
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            v.push(b'|');
+        }
+        v.extend_from_slice(x.as_ref().as_bytes());
+    }
+    owned(v)
+}
+
+/// The socket addresses of a network event: (source, destination).
+type Ends = (
+    Option<(std::net::IpAddr, u16)>,
+    Option<(std::net::IpAddr, u16)>,
+);
+
+fn ends(ev: &Event) -> Ends {
+    let h = &ev.k.hdr;
+    match &ev.k.body {
+        Body::Sock { info, .. } if h.kind != kind::LISTEN => {
+            let local = ecs::ip(info.family, &info.laddr).map(|a| (a, info.lport));
+            let remote = ecs::ip(info.family, &info.raddr).map(|a| (a, info.rport));
+            let bound = |e: Option<(std::net::IpAddr, u16)>| {
+                e.filter(|(a, p)| *p != 0 || !a.is_unspecified())
+            };
+            if h.kind == kind::ACCEPT {
+                (bound(remote), bound(local))
+            } else {
+                (bound(local), bound(remote))
+            }
+        }
+        Body::TcpState(t) => (
+            ecs::ip(t.family, &t.saddr).map(|a| (a, t.sport)),
+            ecs::ip(t.family, &t.daddr).map(|a| (a, t.dport)),
+        ),
+        _ => (None, None),
+    }
+}
+
+const WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
+
+impl Fields for Event {
+    fn category(&self) -> &str {
+        ecs::classify(self.k.hdr.kind).0
+    }
+
+    fn field(&self, f: Field) -> Option<Value<'_>> {
+        let h = &self.k.hdr;
+        let int = |n: i64| Some(Value::Int(n));
+        let p = self.process.as_deref();
+        let parent = self.ancestors.first();
+        match f {
+            Field::EventAction => s(ecs::classify(h.kind).2.as_bytes()),
+            Field::EventCategory => s(ecs::classify(h.kind).0.as_bytes()),
+            Field::EventType => s(ecs::classify(h.kind).1.as_bytes()),
+            Field::EventOutcome => {
+                let r = ret_of(self)?;
+                let ok = r >= 0 || (h.kind == kind::CONNECT && -r == i64::from(libc::EINPROGRESS));
+                s(if ok { b"success" } else { b"failure" })
+            }
+            Field::ErrorCode => {
+                let r = ret_of(self).filter(|r| *r < 0)?;
+                owned(ecs::errno_str(r).into_bytes())
+            }
+            Field::HostHostname => None,
+            Field::ProcessPid => int(h.pid.into()),
+            Field::ProcessName => s(self.k.comm()),
+            Field::ProcessExecutable => p.filter(|p| !p.exe.is_empty()).and_then(|p| s(&p.exe)),
+            Field::ProcessCommandLine => p
+                .filter(|p| !p.args.is_empty())
+                .and_then(|p| owned(ecs::join_args(&p.args))),
+            Field::ProcessArgsCount => p.and_then(|p| int(p.args.len() as i64)),
+            Field::ProcessWorkingDirectory => {
+                p.filter(|p| !p.cwd.is_empty()).and_then(|p| s(&p.cwd))
+            }
+            Field::Arg0
+            | Field::Arg1
+            | Field::Arg2
+            | Field::Arg3
+            | Field::Arg4
+            | Field::Arg5
+            | Field::Arg6
+            | Field::Arg7
+            | Field::Arg8
+            | Field::Arg9 => {
+                let i = [
+                    Field::Arg0,
+                    Field::Arg1,
+                    Field::Arg2,
+                    Field::Arg3,
+                    Field::Arg4,
+                    Field::Arg5,
+                    Field::Arg6,
+                    Field::Arg7,
+                    Field::Arg8,
+                    Field::Arg9,
+                ]
+                .iter()
+                .position(|x| *x == f)?;
+                p.and_then(|p| p.args.get(i)).and_then(|a| s(a))
+            }
+            Field::ProcessParentPid => int(h.ppid.into()),
+            Field::ProcessParentName => parent
+                .filter(|a| !a.exe.is_empty())
+                .and_then(|a| s(basename(&a.exe))),
+            Field::ProcessParentExecutable => {
+                parent.filter(|a| !a.exe.is_empty()).and_then(|a| s(&a.exe))
+            }
+            Field::ProcessParentCommandLine => parent
+                .filter(|a| !a.args.is_empty())
+                .and_then(|a| owned(ecs::join_args(&a.args))),
+            Field::AncestorsExecutable => {
+                // Any ancestor: joined with NUL-free newlines so `contains`
+                // and `glob` see each executable; equality tests use the
+                // nearest. Rules use `contains`/`regex` on this field.
+                let mut v = Vec::new();
+                for (i, a) in self.ancestors.iter().enumerate() {
+                    if i > 0 {
+                        v.push(b'\n');
+                    }
+                    v.extend_from_slice(&a.exe);
+                }
+                (!v.is_empty()).then_some(Value::Str(Cow::Owned(v)))
+            }
+            Field::ProcessExitCode => match &self.k.body {
+                Body::Exit(x) => int(i64::from((x.status >> 8) & 0xff)),
+                _ => None,
+            },
+            Field::UserId => int(h.uid.into()),
+            Field::UserName => self.user.as_deref().and_then(|u| s(u.as_bytes())),
+            Field::UserEffectiveId => int(h.euid.into()),
+            Field::UserEffectiveName => self.euser.as_deref().and_then(|u| s(u.as_bytes())),
+            Field::GroupId => int(h.gid.into()),
+            Field::GroupName => self.group.as_deref().and_then(|g| s(g.as_bytes())),
+            Field::ContainerId => p
+                .and_then(|p| p.container.as_deref())
+                .and_then(|c| s(c.id.as_bytes())),
+            Field::ContainerRuntime => p
+                .and_then(|p| p.container.as_deref())
+                .and_then(|c| s(c.runtime.as_bytes())),
+            Field::Sensor => {
+                vigil_bpf::sensors::sensor_of_kind(h.kind).and_then(|x| s(x.name.as_bytes()))
+            }
+            Field::NsPidOfProcess => int(h.ns_pid.into()),
+            Field::Auid => int(h.auid.into()),
+            Field::NsPid => int(h.pidns.into()),
+            Field::NsMnt => int(h.mntns.into()),
+            Field::NsNet => int(h.netns.into()),
+            Field::HostPidNs => Some(Value::Bool(h.pidns == crate::enrich::host_pidns())),
+            Field::CgroupId => int(h.cgroup_id as i64),
+            Field::CgroupPath => self.cgroup_path.as_deref().and_then(|c| s(c.as_bytes())),
+            Field::AfterLoss => Some(Value::Bool(self.k.after_loss())),
+            Field::ExecFilename => match &self.k.body {
+                Body::Exec { filename, .. } => s(filename),
+                _ => None,
+            },
+            Field::ExecMemfd | Field::ExecUnlinked | Field::ExecSetuid | Field::ExecSetgid => {
+                match &self.k.body {
+                    Body::Exec { info, .. } => {
+                        let bit = match f {
+                            Field::ExecMemfd => abi::exec_flags::MEMFD,
+                            Field::ExecUnlinked => abi::exec_flags::UNLINKED,
+                            Field::ExecSetuid => abi::exec_flags::SETUID,
+                            _ => abi::exec_flags::SETGID,
+                        };
+                        Some(Value::Bool(info.exec_flags & bit != 0))
+                    }
+                    _ => None,
+                }
+            }
+            Field::ChildNewNamespaces => match &self.k.body {
+                Body::Fork(x) => joined(ecs::ns_flag_names(x.ns_flags.into())),
+                _ => None,
+            },
+            Field::FilePath => match &self.k.body {
+                Body::Open { .. } => self.file_path.as_deref().and_then(s),
+                _ => None,
+            },
+            Field::FileName => match &self.k.body {
+                Body::Open { .. } => self.file_path.as_deref().and_then(|p| s(basename(p))),
+                _ => None,
+            },
+            Field::OpenFlags => match &self.k.body {
+                Body::Open { info, .. } => joined(ecs::open_flag_names(info.flags)),
+                _ => None,
+            },
+            Field::OpenWrite => match &self.k.body {
+                Body::Open { info, .. } => Some(Value::Bool(info.flags & WRITE_FLAGS != 0)),
+                _ => None,
+            },
+            Field::SourceIp => ends(self).0.map(|e| Value::Ip(e.0)),
+            Field::SourcePort => ends(self).0.and_then(|e| int(e.1.into())),
+            Field::DestinationIp => ends(self).1.map(|e| Value::Ip(e.0)),
+            Field::DestinationPort => ends(self).1.and_then(|e| int(e.1.into())),
+            Field::ServerIp | Field::ServerPort => match &self.k.body {
+                Body::Sock { info, .. } if h.kind == kind::LISTEN => {
+                    let a = ecs::ip(info.family, &info.laddr)?;
+                    if f == Field::ServerIp {
+                        Some(Value::Ip(a))
+                    } else {
+                        int(info.lport.into())
+                    }
+                }
+                _ => None,
+            },
+            Field::NetworkTransport => {
+                let proto = match &self.k.body {
+                    Body::Sock { info, .. } => i32::from(info.protocol),
+                    Body::TcpState(_) => libc::IPPROTO_TCP,
+                    _ => return None,
+                };
+                match proto {
+                    libc::IPPROTO_TCP => s(b"tcp"),
+                    libc::IPPROTO_UDP => s(b"udp"),
+                    _ => None,
+                }
+            }
+            Field::NetworkType => {
+                let fam = match &self.k.body {
+                    Body::Sock { info, .. } => info.family,
+                    Body::TcpState(t) => t.family,
+                    _ => return None,
+                };
+                match i32::from(fam) {
+                    libc::AF_INET => s(b"ipv4"),
+                    libc::AF_INET6 => s(b"ipv6"),
+                    libc::AF_UNIX => s(b"unix"),
+                    _ => None,
+                }
+            }
+            Field::NetworkDirection => match h.kind {
+                kind::CONNECT => s(b"egress"),
+                kind::ACCEPT => s(b"ingress"),
+                kind::LISTEN | kind::TCP_STATE => s(b"unknown"),
+                _ => None,
+            },
+            Field::UnixPath => match &self.k.body {
+                Body::Sock { unix_path, .. } if !unix_path.is_empty() => s(unix_path),
+                _ => None,
+            },
+            Field::TcpNewState => match &self.k.body {
+                Body::TcpState(t) => s(ecs::tcp_state(t.newstate).as_bytes()),
+                _ => None,
+            },
+            Field::CapabilityName => match &self.k.body {
+                Body::Capable(c) => owned(ecs::cap_name(c.cap).into_bytes()),
+                _ => None,
+            },
+            Field::CapabilityId => match &self.k.body {
+                Body::Capable(c) => int(c.cap.into()),
+                _ => None,
+            },
+            Field::SetidSyscall => match &self.k.body {
+                Body::SetId(x) => s(ecs::setid_name(x.syscall).as_bytes()),
+                _ => None,
+            },
+            Field::SetidToRoot => match &self.k.body {
+                Body::SetId(x) => Some(Value::Bool(x.id.contains(&0))),
+                _ => None,
+            },
+            Field::PtraceRequest => match &self.k.body {
+                Body::Ptrace(x) => owned(ecs::ptrace_req(x.request).into_bytes()),
+                _ => None,
+            },
+            Field::PtraceTargetPid => match &self.k.body {
+                Body::Ptrace(x) => int(x.target_pid.into()),
+                _ => None,
+            },
+            Field::PtraceTargetExecutable => match &self.k.body {
+                Body::Ptrace(_) => self
+                    .target
+                    .as_deref()
+                    .filter(|t| !t.exe.is_empty())
+                    .and_then(|t| s(&t.exe)),
+                _ => None,
+            },
+            Field::BpfCommand => match &self.k.body {
+                Body::Bpf { info, .. } => owned(ecs::bpf_cmd(info.cmd).into_bytes()),
+                _ => None,
+            },
+            Field::BpfName => match &self.k.body {
+                Body::Bpf { name, .. } if !name.is_empty() => s(name),
+                _ => None,
+            },
+            Field::ModuleSyscall => match &self.k.body {
+                Body::Module { info, .. } => s(match info.syscall {
+                    abi::sys::INIT_MODULE => b"init_module",
+                    abi::sys::FINIT_MODULE => b"finit_module",
+                    _ => b"delete_module",
+                }),
+                _ => None,
+            },
+            Field::ModuleName => match &self.k.body {
+                Body::Module { info, target, .. }
+                    if info.syscall != abi::sys::FINIT_MODULE && !target.is_empty() =>
+                {
+                    s(target)
+                }
+                _ => None,
+            },
+            Field::MemfdName => match &self.k.body {
+                Body::Memfd { name, .. } => s(name),
+                _ => None,
+            },
+            Field::MountSource => match &self.k.body {
+                Body::Mount { source, .. } => s(source),
+                _ => None,
+            },
+            Field::MountTarget => match &self.k.body {
+                Body::Mount { .. } => self.file_path.as_deref().and_then(s),
+                _ => None,
+            },
+            Field::MountFstype => match &self.k.body {
+                Body::Mount { fstype, .. } => s(fstype),
+                _ => None,
+            },
+            Field::UmountTarget => match &self.k.body {
+                Body::Umount { target, .. } => s(target),
+                _ => None,
+            },
+            Field::NamespaceFlags => match &self.k.body {
+                Body::Ns(n) => joined(ecs::ns_flag_names(n.flags)),
+                _ => None,
+            },
+            Field::NamespaceTarget => match &self.k.body {
+                Body::Ns(n) if h.kind == kind::SETNS => int(n.target_ns as i64),
+                _ => None,
+            },
+            Field::ReadlineLine => match &self.k.body {
+                Body::Readline { line } => s(line),
+                _ => None,
+            },
+            Field::DestinationDomain => None,
+            _ => None,
+        }
+    }
+}
+
+/// MITRE ATT&CK technique ids from Sigma-style tags (`attack.t1059.004`).
+pub fn techniques(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .filter_map(|t| t.strip_prefix("attack."))
+        .filter(|t| {
+            t.len() >= 5
+                && t.starts_with('t')
+                && t[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .map(|t| t.to_ascii_uppercase())
+        .collect()
+}
+
+/// An alert record: the event's ECS fields plus the rule's.
+pub fn encode_alert(ev: &Event, hostname: &str, rule: &Rule) -> Vec<u8> {
+    let message = rule.message(ev);
+    ecs::encode_with(ev, hostname, "alert", |w| {
+        w.str("message", message.as_bytes())
+            .str("rule.id", rule.id.as_bytes())
+            .str("rule.name", rule.name.as_bytes())
+            .str("rule.ruleset", rule.ruleset.as_str())
+            .u64("event.severity", rule.severity.score())
+            .str("vigil.severity", rule.severity.as_str());
+        if !rule.description.is_empty() {
+            w.str("rule.description", rule.description.as_bytes());
+        }
+        if !rule.tags.is_empty() {
+            w.strs("tags", rule.tags.iter());
+        }
+        let t = techniques(&rule.tags);
+        if !t.is_empty() {
+            w.str("threat.framework", "MITRE ATT&CK")
+                .strs("threat.technique.id", t.iter());
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_table_agrees_with_the_encoder() {
+        for k in 0..=u16::from(u8::MAX) {
+            let (c, _, a) = ecs::classify(k);
+            if a == "unknown" {
+                continue;
+            }
+            assert!(
+                vigil_rules::ACTIONS.contains(&(a, c)),
+                "kind {k}: ({a}, {c}) missing from vigil_rules::ACTIONS"
+            );
+        }
+        for (a, c) in vigil_rules::ACTIONS {
+            assert!(
+                (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c),
+                "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"
+            );
+        }
+    }
+
+    #[test]
+    fn technique_ids() {
+        let t = techniques(&[
+            "attack.execution".into(),
+            "attack.t1059.004".into(),
+            "attack.t1611".into(),
+        ]);
+        assert_eq!(t, vec!["T1059.004", "T1611"]);
+    }
+}

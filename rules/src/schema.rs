@@ -1,0 +1,372 @@
+//! The fields rules can address: ECS names, exactly as the JSON output
+//! writes them (`docs/events.md` documents each), with their type and the
+//! event categories that carry them.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// Event categories (ECS `event.category`) as a bit set.
+pub mod cat {
+    /// `process`: exec, fork, exit, ptrace, unshare, setns, readline.
+    pub const PROCESS: u8 = 1;
+    /// `file`: open, memfd-create.
+    pub const FILE: u8 = 2;
+    /// `network`: connect, accept, listen, tcp-state.
+    pub const NETWORK: u8 = 4;
+    /// `iam`: capable, setid, capset.
+    pub const IAM: u8 = 8;
+    /// `host`: bpf.
+    pub const HOST: u8 = 16;
+    /// `driver`: module.
+    pub const DRIVER: u8 = 32;
+    /// `configuration`: mount, umount.
+    pub const CONFIGURATION: u8 = 64;
+    /// Every category.
+    pub const ALL: u8 = 127;
+
+    /// Category names and bits.
+    pub const NAMES: &[(&str, u8)] = &[
+        ("process", PROCESS),
+        ("file", FILE),
+        ("network", NETWORK),
+        ("iam", IAM),
+        ("host", HOST),
+        ("driver", DRIVER),
+        ("configuration", CONFIGURATION),
+    ];
+
+    /// The bit of a category name.
+    pub fn bit(name: &str) -> Option<u8> {
+        NAMES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    }
+
+    /// Names of the categories in a set.
+    pub fn names(set: u8) -> Vec<&'static str> {
+        NAMES
+            .iter()
+            .filter(|(_, b)| set & b != 0)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// The type of a field's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// Bytes (paths, command lines; need not be UTF-8).
+    Str,
+    /// Integer.
+    Int,
+    /// Boolean.
+    Bool,
+    /// IP address (string operators see its text form; `cidr` its value).
+    Ip,
+}
+
+/// A field value as rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Bytes.
+    Str(Cow<'a, [u8]>),
+    /// Integer.
+    Int(i64),
+    /// Boolean.
+    Bool(bool),
+    /// IP address.
+    Ip(IpAddr),
+}
+
+macro_rules! fields {
+    ($( $(#[$doc:meta])* $var:ident = $name:literal, $ty:ident, $cats:expr, $avail:literal; )*) => {
+        /// A field rules can address. `Field::name` is its ECS name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Field {
+            $( $(#[$doc])* $var, )*
+        }
+
+        impl Field {
+            /// Every field.
+            pub const ALL: &'static [Field] = &[$(Field::$var,)*];
+
+            /// The ECS name (`process.executable`).
+            pub fn name(self) -> &'static str {
+                match self { $(Field::$var => $name,)* }
+            }
+
+            /// The value type.
+            pub fn ty(self) -> Type {
+                match self { $(Field::$var => Type::$ty,)* }
+            }
+
+            /// Categories whose events carry this field.
+            pub fn categories(self) -> u8 {
+                match self { $(Field::$var => $cats,)* }
+            }
+
+            /// Whether this build of vigil fills the field at all (a field
+            /// named in Sigma's mapping that no sensor produces yet is not).
+            pub fn available(self) -> bool {
+                match self { $(Field::$var => $avail,)* }
+            }
+        }
+    };
+}
+
+use cat::*;
+
+fields! {
+    /// `exec`, `open`, `connect`, ... (`docs/events.md`).
+    EventAction = "event.action", Str, ALL, true;
+    /// `process`, `file`, `network`, ...
+    EventCategory = "event.category", Str, ALL, true;
+    /// `start`, `end`, `access`, ...
+    EventType = "event.type", Str, ALL, true;
+    /// `success` or `failure`.
+    EventOutcome = "event.outcome", Str, ALL, true;
+    /// errno name of a failed call (`EPERM`).
+    ErrorCode = "error.code", Str, ALL, true;
+    /// Host name.
+    HostHostname = "host.hostname", Str, ALL, true;
+    /// Host pid.
+    ProcessPid = "process.pid", Int, ALL, true;
+    /// Task comm.
+    ProcessName = "process.name", Str, ALL, true;
+    /// Executable path.
+    ProcessExecutable = "process.executable", Str, ALL, true;
+    /// argv joined with spaces.
+    ProcessCommandLine = "process.command_line", Str, ALL, true;
+    /// argc.
+    ProcessArgsCount = "process.args_count", Int, ALL, true;
+    /// cwd at exec.
+    ProcessWorkingDirectory = "process.working_directory", Str, ALL, true;
+    /// argv[0].
+    Arg0 = "process.args.0", Str, ALL, true;
+    /// argv[1].
+    Arg1 = "process.args.1", Str, ALL, true;
+    /// argv[2].
+    Arg2 = "process.args.2", Str, ALL, true;
+    /// argv[3].
+    Arg3 = "process.args.3", Str, ALL, true;
+    /// argv[4].
+    Arg4 = "process.args.4", Str, ALL, true;
+    /// argv[5].
+    Arg5 = "process.args.5", Str, ALL, true;
+    /// argv[6].
+    Arg6 = "process.args.6", Str, ALL, true;
+    /// argv[7].
+    Arg7 = "process.args.7", Str, ALL, true;
+    /// argv[8].
+    Arg8 = "process.args.8", Str, ALL, true;
+    /// argv[9].
+    Arg9 = "process.args.9", Str, ALL, true;
+    /// Parent pid.
+    ProcessParentPid = "process.parent.pid", Int, ALL, true;
+    /// Parent executable's file name.
+    ProcessParentName = "process.parent.name", Str, ALL, true;
+    /// Parent executable.
+    ProcessParentExecutable = "process.parent.executable", Str, ALL, true;
+    /// Parent command line.
+    ProcessParentCommandLine = "process.parent.command_line", Str, ALL, true;
+    /// Executables of the parent chain (any of them matches), nearest first.
+    AncestorsExecutable = "vigil.ancestors.executable", Str, ALL, true;
+    /// Exit code.
+    ProcessExitCode = "process.exit_code", Int, PROCESS, true;
+    /// Real uid.
+    UserId = "user.id", Int, ALL, true;
+    /// Real user name.
+    UserName = "user.name", Str, ALL, true;
+    /// Effective uid.
+    UserEffectiveId = "user.effective.id", Int, ALL, true;
+    /// Effective user name.
+    UserEffectiveName = "user.effective.name", Str, ALL, true;
+    /// Real gid.
+    GroupId = "group.id", Int, ALL, true;
+    /// Group name.
+    GroupName = "group.name", Str, ALL, true;
+    /// Container id.
+    ContainerId = "container.id", Str, ALL, true;
+    /// Container runtime.
+    ContainerRuntime = "container.runtime", Str, ALL, true;
+    /// Sensor name.
+    Sensor = "vigil.sensor", Str, ALL, true;
+    /// pid in the process's own pid namespace.
+    NsPidOfProcess = "vigil.process.ns_pid", Int, ALL, true;
+    /// Audit login uid.
+    Auid = "vigil.process.auid", Int, ALL, true;
+    /// pid namespace inode.
+    NsPid = "vigil.ns.pid", Int, ALL, true;
+    /// mnt namespace inode.
+    NsMnt = "vigil.ns.mnt", Int, ALL, true;
+    /// net namespace inode.
+    NsNet = "vigil.ns.net", Int, ALL, true;
+    /// Whether the process runs in the host's pid namespace.
+    HostPidNs = "vigil.ns.host_pid", Bool, ALL, true;
+    /// cgroup v2 id.
+    CgroupId = "vigil.cgroup.id", Int, ALL, true;
+    /// cgroup v2 path.
+    CgroupPath = "vigil.cgroup.path", Str, ALL, true;
+    /// Events were lost just before this one.
+    AfterLoss = "vigil.after_loss", Bool, ALL, true;
+    /// The name passed to execve.
+    ExecFilename = "vigil.exec.filename", Str, PROCESS, true;
+    /// The image is a memfd.
+    ExecMemfd = "vigil.exec.memfd", Bool, PROCESS, true;
+    /// The image has no links.
+    ExecUnlinked = "vigil.exec.unlinked", Bool, PROCESS, true;
+    /// exec changed euid.
+    ExecSetuid = "vigil.exec.setuid", Bool, PROCESS, true;
+    /// exec changed egid.
+    ExecSetgid = "vigil.exec.setgid", Bool, PROCESS, true;
+    /// Namespaces a fork child got anew (`mnt|pid`).
+    ChildNewNamespaces = "vigil.child.new_namespaces", Str, PROCESS, true;
+    /// File path.
+    FilePath = "file.path", Str, FILE, true;
+    /// File name.
+    FileName = "file.name", Str, FILE, true;
+    /// open flags joined with `|` (`O_WRONLY|O_CREAT`).
+    OpenFlags = "vigil.open.flags", Str, FILE, true;
+    /// The open asked for write access (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC).
+    OpenWrite = "vigil.open.write", Bool, FILE, true;
+    /// Source address.
+    SourceIp = "source.ip", Ip, NETWORK, true;
+    /// Source port.
+    SourcePort = "source.port", Int, NETWORK, true;
+    /// Destination address.
+    DestinationIp = "destination.ip", Ip, NETWORK, true;
+    /// Destination port.
+    DestinationPort = "destination.port", Int, NETWORK, true;
+    /// Destination name (needs the DNS sensor: not produced yet).
+    DestinationDomain = "destination.domain", Str, NETWORK, false;
+    /// Listening address.
+    ServerIp = "server.ip", Ip, NETWORK, true;
+    /// Listening port.
+    ServerPort = "server.port", Int, NETWORK, true;
+    /// `tcp` / `udp`.
+    NetworkTransport = "network.transport", Str, NETWORK, true;
+    /// `ipv4` / `ipv6` / `unix`.
+    NetworkType = "network.type", Str, NETWORK, true;
+    /// `egress` / `ingress`.
+    NetworkDirection = "network.direction", Str, NETWORK, true;
+    /// AF_UNIX socket path.
+    UnixPath = "vigil.unix.path", Str, NETWORK, true;
+    /// New TCP state.
+    TcpNewState = "vigil.tcp.new_state", Str, NETWORK, true;
+    /// Capability name (`CAP_SYS_ADMIN`).
+    CapabilityName = "vigil.capability.name", Str, IAM, true;
+    /// Capability number.
+    CapabilityId = "vigil.capability.id", Int, IAM, true;
+    /// setid syscall (`setuid`, `setresgid`, ...).
+    SetidSyscall = "vigil.setid.syscall", Str, IAM, true;
+    /// A setuid-family call asks for id 0.
+    SetidToRoot = "vigil.setid.to_root", Bool, IAM, true;
+    /// ptrace request (`PTRACE_ATTACH`).
+    PtraceRequest = "vigil.ptrace.request", Str, PROCESS, true;
+    /// ptrace target pid.
+    PtraceTargetPid = "vigil.ptrace.target_pid", Int, PROCESS, true;
+    /// ptrace target executable.
+    PtraceTargetExecutable = "vigil.ptrace.target_executable", Str, PROCESS, true;
+    /// bpf command (`BPF_PROG_LOAD`).
+    BpfCommand = "vigil.bpf.command", Str, HOST, true;
+    /// BPF program or map name.
+    BpfName = "vigil.bpf.name", Str, HOST, true;
+    /// Module syscall.
+    ModuleSyscall = "vigil.module.syscall", Str, DRIVER, true;
+    /// Module name.
+    ModuleName = "vigil.module.name", Str, DRIVER, true;
+    /// memfd name.
+    MemfdName = "vigil.memfd.name", Str, FILE, true;
+    /// Mount source.
+    MountSource = "vigil.mount.source", Str, CONFIGURATION, true;
+    /// Mount target.
+    MountTarget = "vigil.mount.target", Str, CONFIGURATION, true;
+    /// Mount filesystem type.
+    MountFstype = "vigil.mount.fstype", Str, CONFIGURATION, true;
+    /// Unmount target.
+    UmountTarget = "vigil.umount.target", Str, CONFIGURATION, true;
+    /// unshare/setns namespace flags joined with `|`.
+    NamespaceFlags = "vigil.namespace.flags", Str, PROCESS, true;
+    /// setns target namespace inode.
+    NamespaceTarget = "vigil.namespace.target", Int, PROCESS, true;
+    /// A line read by bash.
+    ReadlineLine = "vigil.readline.line", Str, PROCESS, true;
+}
+
+impl Field {
+    /// The field with this ECS name.
+    pub fn by_name(name: &str) -> Option<Field> {
+        Field::ALL.iter().copied().find(|f| f.name() == name)
+    }
+
+    /// The known field closest to a misspelled name, if one is close.
+    pub fn suggest(name: &str) -> Option<&'static str> {
+        let mut best: Option<(usize, &'static str)> = None;
+        for f in Field::ALL {
+            let d = edit_distance(name, f.name());
+            if best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, f.name()));
+            }
+        }
+        // Also accept a unique field whose last segments match
+        // (`executable` -> `process.executable`).
+        match best {
+            Some((d, n)) if d <= 3.max(name.len() * 2 / 3) => Some(n),
+            _ => {
+                let tail: Vec<_> = Field::ALL
+                    .iter()
+                    .filter(|f| f.name().ends_with(&format!(".{name}")))
+                    .collect();
+                if tail.len() == 1 {
+                    Some(tail[0].name())
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Levenshtein distance (small inputs only).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a = a.as_bytes();
+    let b = b.as_bytes();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
+        for j in 1..=b.len() {
+            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for f in Field::ALL {
+            assert!(seen.insert(f.name()), "duplicate {}", f.name());
+            assert_eq!(Field::by_name(f.name()), Some(*f));
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            Field::suggest("process.exectuable"),
+            Some("process.executable")
+        );
+        assert_eq!(Field::suggest("proc.nmae"), Some("process.name"));
+        assert_eq!(
+            Field::suggest("capability.name"),
+            Some("vigil.capability.name")
+        );
+        assert_eq!(Field::suggest("zzzzzzzzzzzzzzzzzzzzzz.qqqqqqqqq"), None);
+    }
+}
