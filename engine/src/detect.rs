@@ -487,25 +487,32 @@ pub fn techniques(tags: &[String]) -> Vec<String> {
 /// An alert record: the event's ECS fields plus the rule's.
 pub fn encode_alert(ev: &Event, hostname: &str, rule: &Rule) -> Vec<u8> {
     let message = rule.message(ev);
-    ecs::encode_with(ev, hostname, "alert", |w| {
-        w.str("message", message.as_bytes())
-            .str("rule.id", rule.id.as_bytes())
-            .str("rule.name", rule.name.as_bytes())
-            .str("rule.ruleset", rule.ruleset.as_str())
-            .u64("event.severity", rule.severity.score())
-            .str("vigil.severity", rule.severity.as_str());
-        if !rule.description.is_empty() {
-            w.str("rule.description", rule.description.as_bytes());
-        }
-        if !rule.tags.is_empty() {
-            w.strs("tags", rule.tags.iter());
-        }
-        let t = techniques(&rule.tags);
-        if !t.is_empty() {
-            w.str("threat.framework", "MITRE ATT&CK")
-                .strs("threat.technique.id", t.iter());
-        }
-    })
+    ecs::encode_with(
+        ev,
+        hostname,
+        "alert",
+        |w| {
+            w.u64("event.severity", rule.severity.score())
+                .str("message", message.as_bytes())
+                .str("rule.id", rule.id.as_bytes())
+                .str("rule.name", rule.name.as_bytes())
+                .str("rule.ruleset", rule.ruleset.as_str());
+            if !rule.description.is_empty() {
+                w.str("rule.description", rule.description.as_bytes());
+            }
+            if !rule.tags.is_empty() {
+                w.strs("tags", rule.tags.iter());
+            }
+            let t = techniques(&rule.tags);
+            if !t.is_empty() {
+                w.str("threat.framework", "MITRE ATT&CK")
+                    .strs("threat.technique.id", t.iter());
+            }
+        },
+        |w| {
+            w.str("vigil.severity", rule.severity.as_str());
+        },
+    )
 }
 
 #[cfg(test)]

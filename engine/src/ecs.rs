@@ -304,16 +304,19 @@ pub(crate) fn setid_name(s: u32) -> &'static str {
 /// Encodes an event as one ECS JSON object. `kind_override` lets alerts
 /// reuse the encoder (`event.kind: alert`).
 pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
-    encode_with(ev, hostname, event_kind, |_| {})
+    encode_with(ev, hostname, event_kind, |_| {}, |_| {})
 }
 
-/// [`encode`], with `extra` writing more fields (alerts: `rule.*`) right
-/// after the `event.*` fields.
+/// [`encode`], with `head` writing more fields right after `event.outcome`
+/// (alerts: `event.severity`, `message`, `rule.*`, `tags`, `threat.*`) and
+/// `tail` more `vigil.*` fields. Each ECS object must be written in one
+/// run: `head` starts inside `event`, `tail` inside `vigil`.
 pub fn encode_with(
     ev: &Event,
     hostname: &str,
     event_kind: &str,
-    extra: impl FnOnce(&mut Writer),
+    head: impl FnOnce(&mut Writer),
+    tail: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
     let h = &ev.k.hdr;
     let (category, etype, action) = classify(h.kind);
@@ -325,7 +328,6 @@ pub fn encode_with(
         .str("event.action", action)
         .str("event.module", "vigil")
         .u64("event.sequence", ev.seq);
-    extra(&mut w);
     let ret = match &ev.k.body {
         Body::Open { info, .. } => Some(info.ret),
         Body::Sock { info, .. } => Some(info.ret),
@@ -346,6 +348,7 @@ pub fn encode_with(
         let ok = r >= 0 || (h.kind == kind::CONNECT && -r == i64::from(libc::EINPROGRESS));
         w.str("event.outcome", if ok { "success" } else { "failure" });
     }
+    head(&mut w);
     w.str("host.hostname", hostname);
 
     // process.*
@@ -485,6 +488,7 @@ pub fn encode_with(
             .map(|s| s.name)
             .unwrap_or("?"),
     );
+    tail(&mut w);
     w.u64("vigil.process.ns_pid", h.ns_pid.into())
         .u64("vigil.process.auid", h.auid.into());
     w.u64("vigil.ns.pid", h.pidns.into())
@@ -835,6 +839,28 @@ mod encode_tests {
                 keys.len(),
                 unique.len(),
                 "kind {k}: duplicate top-level keys {keys:?}"
+            );
+            let mut l = vigil_rules::Loader::new();
+            l.add_source(
+                "t.yaml",
+                "- rule: any\n  description: \"d\"\n  tags: [attack.t1059.004]\n  output: \"x %process.pid\"\n  condition: true\n",
+            );
+            let (set, report) = l.load();
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            let text =
+                String::from_utf8(crate::detect::encode_alert(&ev, "h", &set.rules()[0])).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("alert {k}: {e}: {text}"));
+            assert_eq!(v["event"]["kind"], "alert");
+            assert_eq!(v["rule"]["id"], "any");
+            assert_eq!(v["vigil"]["severity"], "medium");
+            assert_eq!(v["threat"]["technique"]["id"][0], "T1059.004");
+            let keys = top_level_keys(&text);
+            let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+            assert_eq!(
+                keys.len(),
+                unique.len(),
+                "alert {k}: duplicate top-level keys {keys:?}"
             );
         }
     }

@@ -228,6 +228,7 @@ pub(crate) fn rule(file: &str, it: &Node, defs: &mut Defs) -> Result<Item, LoadE
     let description = str_field(it, "description")
         .map_err(|(l, e)| err(l, e))?
         .unwrap_or("")
+        .trim()
         .to_string();
     let severity = match str_field(it, "severity").map_err(|(l, e)| err(l, e))? {
         None => Severity::Medium,
