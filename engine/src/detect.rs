@@ -128,6 +128,13 @@ fn s(b: &[u8]) -> Option<Value<'_>> {
     Some(Value::Str(Cow::Borrowed(b)))
 }
 
+fn cow(c: Cow<'static, str>) -> Option<Value<'static>> {
+    Some(Value::Str(match c {
+        Cow::Borrowed(b) => Cow::Borrowed(b.as_bytes()),
+        Cow::Owned(o) => Cow::Owned(o.into_bytes()),
+    }))
+}
+
 fn owned(v: Vec<u8>) -> Option<Value<'static>> {
     Some(Value::Str(Cow::Owned(v)))
 }
@@ -195,15 +202,15 @@ impl Fields for Event {
             }
             Field::ErrorCode => {
                 let r = ret_of(self).filter(|r| *r < 0)?;
-                owned(ecs::errno_str(r).into_bytes())
+                cow(ecs::errno_str(r))
             }
             Field::HostHostname => None,
             Field::ProcessPid => int(h.pid.into()),
             Field::ProcessName => s(self.k.comm()),
             Field::ProcessExecutable => p.filter(|p| !p.exe.is_empty()).and_then(|p| s(&p.exe)),
             Field::ProcessCommandLine => p
-                .filter(|p| !p.args.is_empty())
-                .and_then(|p| owned(ecs::join_args(&p.args))),
+                .filter(|p| !p.cmdline.is_empty())
+                .and_then(|p| s(&p.cmdline)),
             Field::ProcessArgsCount => p.and_then(|p| int(p.args.len() as i64)),
             Field::ProcessWorkingDirectory => {
                 p.filter(|p| !p.cwd.is_empty()).and_then(|p| s(&p.cwd))
@@ -242,8 +249,8 @@ impl Fields for Event {
                 parent.filter(|a| !a.exe.is_empty()).and_then(|a| s(&a.exe))
             }
             Field::ProcessParentCommandLine => parent
-                .filter(|a| !a.args.is_empty())
-                .and_then(|a| owned(ecs::join_args(&a.args))),
+                .filter(|a| !a.cmdline.is_empty())
+                .and_then(|a| s(&a.cmdline)),
             Field::AncestorsExecutable => {
                 // Any ancestor: joined with NUL-free newlines so `contains`
                 // and `glob` see each executable; equality tests use the
@@ -378,7 +385,7 @@ impl Fields for Event {
                 _ => None,
             },
             Field::CapabilityName => match &self.k.body {
-                Body::Capable(c) => owned(ecs::cap_name(c.cap).into_bytes()),
+                Body::Capable(c) => cow(ecs::cap_name(c.cap)),
                 _ => None,
             },
             Field::CapabilityId => match &self.k.body {

@@ -59,17 +59,6 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-pub(crate) fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::new();
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            v.push(b' ');
-        }
-        v.extend_from_slice(a);
-    }
-    v
-}
-
 pub(crate) fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
     match i32::from(family) {
         libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
@@ -99,61 +88,60 @@ pub fn ns_flag_names(flags: u64) -> Vec<&'static str> {
 }
 
 /// Capability name (`CAP_SYS_ADMIN`).
-pub fn cap_name(cap: i32) -> String {
+pub fn cap_name(cap: i32) -> std::borrow::Cow<'static, str> {
     const N: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_DAC_READ_SEARCH",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETPCAP",
+        "CAP_LINUX_IMMUTABLE",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_IPC_LOCK",
+        "CAP_IPC_OWNER",
+        "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT",
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_BOOT",
+        "CAP_SYS_NICE",
+        "CAP_SYS_RESOURCE",
+        "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG",
+        "CAP_MKNOD",
+        "CAP_LEASE",
+        "CAP_AUDIT_WRITE",
+        "CAP_AUDIT_CONTROL",
+        "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE",
+        "CAP_MAC_ADMIN",
+        "CAP_SYSLOG",
+        "CAP_WAKE_ALARM",
+        "CAP_BLOCK_SUSPEND",
+        "CAP_AUDIT_READ",
+        "CAP_PERFMON",
+        "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE",
     ];
-    usize::try_from(cap)
-        .ok()
-        .and_then(|c| N.get(c))
-        .map(|n| format!("CAP_{n}"))
-        .unwrap_or_else(|| format!("CAP_{cap}"))
+    match usize::try_from(cap).ok().and_then(|c| N.get(c)) {
+        Some(n) => std::borrow::Cow::Borrowed(n),
+        None => std::borrow::Cow::Owned(format!("CAP_{cap}")),
+    }
 }
 
 pub(crate) fn caps_list(mask: u64) -> Vec<String> {
     (0..64)
         .filter(|b| mask & (1 << b) != 0)
-        .map(cap_name)
+        .map(|c| cap_name(c).into_owned())
         .collect()
 }
 
@@ -186,7 +174,7 @@ pub fn open_flag_names(flags: u32) -> Vec<&'static str> {
 }
 
 /// errno name for negative returns.
-pub fn errno_str(ret: i64) -> String {
+pub fn errno_str(ret: i64) -> std::borrow::Cow<'static, str> {
     let code = (-ret) as i32;
     let name = match code {
         libc::EPERM => "EPERM",
@@ -206,9 +194,9 @@ pub fn errno_str(ret: i64) -> String {
         libc::ENOSYS => "ENOSYS",
         libc::ELOOP => "ELOOP",
         libc::EROFS => "EROFS",
-        _ => return format!("E{code}"),
+        _ => return std::borrow::Cow::Owned(format!("E{code}")),
     };
-    name.to_string()
+    std::borrow::Cow::Borrowed(name)
 }
 
 pub(crate) fn tcp_state(s: u8) -> &'static str {
@@ -360,7 +348,7 @@ pub fn encode_with(
             w.str("process.executable", &p.exe);
         }
         if !p.args.is_empty() {
-            w.str("process.command_line", join_args(&p.args))
+            w.str("process.command_line", &p.cmdline)
                 .strs("process.args", p.args.iter())
                 .u64("process.args_count", p.args.len() as u64);
         }
@@ -384,7 +372,7 @@ pub fn encode_with(
                 .str("process.parent.name", basename(&a.exe));
         }
         if !a.args.is_empty() {
-            w.str("process.parent.command_line", join_args(&a.args));
+            w.str("process.parent.command_line", &a.cmdline);
         }
     }
     w.u64("user.id", h.uid.into());
@@ -478,7 +466,7 @@ pub fn encode_with(
     if let Some(r) = ret
         && r < 0
     {
-        w.str("error.code", errno_str(r));
+        w.str("error.code", errno_str(r).as_bytes());
     }
 
     // vigil.*
@@ -586,7 +574,7 @@ pub fn encode_with(
                 .str("vigil.tcp.new_state", tcp_state(t.newstate));
         }
         Body::Capable(c) => {
-            w.str("vigil.capability.name", cap_name(c.cap))
+            w.str("vigil.capability.name", cap_name(c.cap).as_bytes())
                 .i64("vigil.capability.id", c.cap.into())
                 .u64("vigil.capability.userns", c.target_userns.into());
         }

@@ -21,6 +21,8 @@ pub struct ProcInfo {
     pub exe: Arc<[u8]>,
     /// argv.
     pub args: Arc<[Vec<u8>]>,
+    /// argv joined with spaces (`process.command_line`), built once.
+    pub cmdline: Arc<[u8]>,
     /// Whether argv was truncated in the kernel.
     pub args_truncated: bool,
     /// Working directory at exec.
@@ -41,6 +43,7 @@ impl ProcInfo {
             start_ns: s.start_ns,
             exe: s.exe.clone().into(),
             args: s.args.clone().into(),
+            cmdline: join_args(&s.args).into(),
             args_truncated: false,
             cwd: s.cwd.clone().into(),
             container: container_of(&s.cgroup),
@@ -53,6 +56,18 @@ impl ProcInfo {
     pub fn name(&self) -> &[u8] {
         basename(&self.exe)
     }
+}
+
+/// argv joined with spaces (`process.command_line`).
+pub fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(args.iter().map(|a| a.len() + 1).sum());
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            v.push(b' ');
+        }
+        v.extend_from_slice(a);
+    }
+    v
 }
 
 /// Last path component.
@@ -69,6 +84,8 @@ pub struct Ancestor {
     pub exe: Arc<[u8]>,
     /// argv (empty when unknown).
     pub args: Arc<[Vec<u8>]>,
+    /// argv joined with spaces (empty when unknown).
+    pub cmdline: Arc<[u8]>,
 }
 
 /// An enriched event.
@@ -254,6 +271,10 @@ impl Enricher {
                         .as_ref()
                         .map(|p| p.args.clone())
                         .unwrap_or_else(|| Arc::from(Vec::new())),
+                    cmdline: parent
+                        .as_ref()
+                        .map(|p| p.cmdline.clone())
+                        .unwrap_or_else(|| Arc::from(&b""[..])),
                     args_truncated: parent.as_ref().is_some_and(|p| p.args_truncated),
                     cwd: parent
                         .as_ref()
@@ -289,6 +310,7 @@ impl Enricher {
                     start_ns: h.start_ns,
                     exe: path.as_slice().into(),
                     args: argv.clone().into(),
+                    cmdline: join_args(argv).into(),
                     args_truncated: ev.truncated(1),
                     cwd: cwd.as_slice().into(),
                     container,
@@ -334,6 +356,7 @@ impl Enricher {
                     pid: next,
                     exe: Arc::from(&b""[..]),
                     args: Arc::from(Vec::new()),
+                    cmdline: Arc::from(&b""[..]),
                 });
                 break;
             };
@@ -341,6 +364,7 @@ impl Enricher {
                 pid: p.pid,
                 exe: p.exe.clone(),
                 args: p.args.clone(),
+                cmdline: p.cmdline.clone(),
             });
             if p.ppid == p.pid {
                 break;

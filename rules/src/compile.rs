@@ -22,6 +22,7 @@ use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 /// Checks a user regex with the syntax the matcher uses.
@@ -104,6 +105,51 @@ pub(crate) fn pattern(op: StrOp, pat: &[u8], ci: bool) -> String {
     s
 }
 
+/// FxHash (rustc's hasher): the lookup tables are built from rules and only
+/// read with event values, so hash flooding cannot grow them; SipHash's
+/// DoS resistance buys nothing here and cost 8% of evaluation.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
 /// A compiled condition over predicate ids.
 #[derive(Debug, Clone)]
 enum CExpr {
@@ -129,13 +175,21 @@ impl CExpr {
 #[derive(Default)]
 struct FieldPlan {
     field: Option<Field>,
-    cats: u8,
+    slots: u64,
     exists: Vec<u32>,
-    eq_cs: HashMap<Box<[u8]>, Vec<u32>>,
-    eq_ci: HashMap<Box<[u8]>, Vec<u32>>,
-    re: Option<(Regex, Vec<u32>)>,
+    eq_cs: FxMap<Box<[u8]>, Vec<u32>>,
+    eq_ci: FxMap<Box<[u8]>, Vec<u32>>,
+    /// `endswith "/name"` tests are lookups of the last path component.
+    base_cs: FxMap<Box<[u8]>, Vec<u32>>,
+    base_ci: FxMap<Box<[u8]>, Vec<u32>>,
+    /// Regexes over this field: one per distinct set of patterns that the
+    /// rules of some slot need (an open scans only the patterns of rules
+    /// about opens).
+    re: Vec<(Regex, Vec<u32>)>,
+    /// For each slot, the index into `re` (u16::MAX: none).
+    re_for_slot: Vec<u16>,
     re_src: Vec<(String, u32)>,
-    int_eq: HashMap<i64, Vec<u32>>,
+    int_eq: FxMap<i64, Vec<u32>>,
     int_cmp: Vec<(Cmp, i64, u32)>,
     bools: [Vec<u32>; 2],
     cidrs: Vec<(IpAddr, u8, u32)>,
@@ -143,7 +197,11 @@ struct FieldPlan {
 
 impl FieldPlan {
     fn has_str(&self) -> bool {
-        !self.eq_cs.is_empty() || !self.eq_ci.is_empty() || self.re.is_some()
+        !self.eq_cs.is_empty()
+            || !self.eq_ci.is_empty()
+            || !self.base_cs.is_empty()
+            || !self.base_ci.is_empty()
+            || !self.re.is_empty()
     }
 }
 
@@ -151,6 +209,51 @@ impl FieldPlan {
 pub(crate) struct RuleInput<'a> {
     pub expr: &'a Expr,
     pub cats: u8,
+}
+
+/// Evaluation slots: one per (category, action) of [`crate::ACTIONS`], then
+/// one per category for events whose action is not in the table. A rule
+/// that requires `event.action` to be one of a few values only occupies
+/// those slots, so its fields are not even read on other events (a fork does
+/// not scan command lines for rules about execs).
+const _: () = assert!(
+    crate::ACTIONS.len() + cat::NAMES.len() <= 64,
+    "slots are a u64 mask"
+);
+
+fn slot_count() -> usize {
+    crate::ACTIONS.len() + cat::NAMES.len()
+}
+
+fn slot_of(cbit: u8, action: Option<&[u8]>) -> usize {
+    if let Some(a) = action
+        && let Some(i) = crate::ACTIONS
+            .iter()
+            .position(|(n, c)| n.as_bytes() == a && cat::bit(c) == Some(cbit))
+    {
+        return i;
+    }
+    crate::ACTIONS.len() + cat_index(cbit)
+}
+
+/// Slots a rule occupies, as a bit mask.
+fn rule_slots(r: &RuleInput<'_>) -> u64 {
+    let acts = crate::required_values(r.expr, Field::EventAction);
+    let mut m = 0u64;
+    for (i, (a, c)) in crate::ACTIONS.iter().enumerate() {
+        let cb = cat::bit(c).unwrap_or(0);
+        if r.cats & cb != 0 && acts.as_ref().is_none_or(|s| s.contains(a.as_bytes())) {
+            m |= 1 << i;
+        }
+    }
+    if acts.is_none() {
+        for (ci, (_, cb)) in cat::NAMES.iter().enumerate() {
+            if r.cats & cb != 0 {
+                m |= 1 << (crate::ACTIONS.len() + ci);
+            }
+        }
+    }
+    m
 }
 
 /// An error building the matcher: which rule's pattern failed.
@@ -164,10 +267,10 @@ pub(crate) struct CompileError {
 pub(crate) struct Matcher {
     npreds: usize,
     fields: Vec<FieldPlan>,
-    cat_fields: [Vec<u16>; 7],
-    cat_always: [Vec<u32>; 7],
+    slot_fields: Vec<Vec<u16>>,
+    slot_always: Vec<Vec<u32>>,
     triggers: Vec<Vec<u32>>,
-    rules: Vec<(u8, CExpr)>,
+    rules: Vec<(u64, CExpr)>,
 }
 
 /// Per-thread scratch space for [`crate::RuleSet::evaluate`].
@@ -175,14 +278,15 @@ pub struct Scratch {
     generation: u64,
     truth: Vec<u64>,
     set: Vec<u32>,
-    caches: Vec<Option<meta::Cache>>,
-    patsets: Vec<Option<PatternSet>>,
+    caches: Vec<Vec<meta::Cache>>,
+    patsets: Vec<Vec<PatternSet>>,
     mark: Vec<u32>,
     epoch: u32,
     cands: Vec<u32>,
     lower: Vec<u8>,
     text: String,
     pub(crate) matched: Vec<u32>,
+    hits: Vec<u32>,
 }
 
 impl Scratch {
@@ -200,6 +304,7 @@ impl Scratch {
             lower: Vec::new(),
             text: String::new(),
             matched: Vec::new(),
+            hits: Vec::new(),
         }
     }
 }
@@ -257,7 +362,8 @@ impl Matcher {
         // Deduplicate predicates.
         let mut ids: HashMap<&Pred, u32> = HashMap::new();
         let mut order: Vec<&Pred> = Vec::new();
-        let mut pred_cats: Vec<u8> = Vec::new();
+        let masks: Vec<u64> = rules.iter().map(rule_slots).collect();
+        let mut pred_cats: Vec<u64> = Vec::new();
         let mut first_rule: Vec<usize> = Vec::new();
         for (ri, r) in rules.iter().enumerate() {
             let mut ps = Vec::new();
@@ -269,7 +375,7 @@ impl Matcher {
                     first_rule.push(ri);
                     (order.len() - 1) as u32
                 });
-                pred_cats[id as usize] |= r.cats;
+                pred_cats[id as usize] |= masks[ri];
             }
         }
         // Group by field.
@@ -285,7 +391,7 @@ impl Matcher {
                 fields.len() - 1
             });
             let fp = &mut fields[fi];
-            fp.cats |= pred_cats[id as usize];
+            fp.slots |= pred_cats[id as usize];
             match &p.test {
                 Test::Exists => fp.exists.push(id),
                 Test::Str {
@@ -306,6 +412,21 @@ impl Matcher {
                     .entry(pat.to_ascii_lowercase().into_boxed_slice())
                     .or_default()
                     .push(id),
+                Test::Str {
+                    op: StrOp::Suffix,
+                    pat,
+                    ci,
+                } if pat.len() > 1 && pat[0] == b'/' && !pat[1..].contains(&b'/') => {
+                    let name = &pat[1..];
+                    if *ci {
+                        fp.base_ci
+                            .entry(name.to_ascii_lowercase().into_boxed_slice())
+                            .or_default()
+                            .push(id)
+                    } else {
+                        fp.base_cs.entry(name.into()).or_default().push(id)
+                    }
+                }
                 Test::Str { op, pat, ci } => fp.re_src.push((pattern(*op, pat, *ci), id)),
                 Test::Int(Cmp::Eq, n) => fp.int_eq.entry(*n).or_default().push(id),
                 Test::Int(c, n) => fp.int_cmp.push((*c, *n, id)),
@@ -313,46 +434,74 @@ impl Matcher {
                 Test::Cidr(ip, len) => fp.cidrs.push((*ip, *len, id)),
             }
         }
+        let nslots = slot_count();
         for fp in &mut fields {
+            fp.re_for_slot = vec![u16::MAX; nslots];
             if fp.re_src.is_empty() {
                 continue;
             }
-            let pats: Vec<&str> = fp.re_src.iter().map(|(s, _)| s.as_str()).collect();
-            let re = Regex::builder()
-                .syntax(syntax::Config::new().unicode(false).utf8(false))
-                .configure(
-                    Regex::config()
-                        .match_kind(MatchKind::All)
-                        .utf8_empty(false)
-                        .hybrid_cache_capacity(8 << 20)
-                        .nfa_size_limit(Some(64 << 20)),
-                )
-                .build_many(&pats)
-                .map_err(|e| {
-                    let pid = e.pattern().map(|p| fp.re_src[p.as_usize()].1).unwrap_or(0);
-                    CompileError {
-                        rule: first_rule[pid as usize],
-                        message: format!(
-                            "field `{}`: {}",
-                            fp.field.map(Field::name).unwrap_or("?"),
-                            e.to_string().lines().last().unwrap_or("").trim()
-                        ),
-                    }
-                })?;
-            let preds = fp.re_src.iter().map(|(_, id)| *id).collect();
-            fp.re = Some((re, preds));
+            // Group slots by the patterns their rules need.
+            let mut groups: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+            for si in 0..nslots {
+                let idx: Vec<usize> = fp
+                    .re_src
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, id))| pred_cats[*id as usize] & (1 << si) != 0)
+                    .map(|(i, _)| i)
+                    .collect();
+                if idx.is_empty() {
+                    continue;
+                }
+                match groups.iter_mut().find(|(g, _)| *g == idx) {
+                    Some((_, slots)) => slots.push(si),
+                    None => groups.push((idx, vec![si])),
+                }
+            }
+            for (idx, slots) in groups {
+                let pats: Vec<&str> = idx.iter().map(|&i| fp.re_src[i].0.as_str()).collect();
+                let re = Regex::builder()
+                    .syntax(syntax::Config::new().unicode(false).utf8(false))
+                    .configure(
+                        Regex::config()
+                            .match_kind(MatchKind::All)
+                            .utf8_empty(false)
+                            .hybrid_cache_capacity(8 << 20)
+                            .nfa_size_limit(Some(64 << 20)),
+                    )
+                    .build_many(&pats)
+                    .map_err(|e| {
+                        let pid = e
+                            .pattern()
+                            .map(|p| fp.re_src[idx[p.as_usize()]].1)
+                            .unwrap_or(0);
+                        CompileError {
+                            rule: first_rule[pid as usize],
+                            message: format!(
+                                "field `{}`: {}",
+                                fp.field.map(Field::name).unwrap_or("?"),
+                                e.to_string().lines().last().unwrap_or("").trim()
+                            ),
+                        }
+                    })?;
+                let preds = idx.iter().map(|&i| fp.re_src[i].1).collect();
+                for si in slots {
+                    fp.re_for_slot[si] = fp.re.len() as u16;
+                }
+                fp.re.push((re, preds));
+            }
             fp.re_src = Vec::new();
         }
-        let mut cat_fields: [Vec<u16>; 7] = Default::default();
+        let mut slot_fields: Vec<Vec<u16>> = vec![Vec::new(); nslots];
         for (fi, fp) in fields.iter().enumerate() {
-            for (ci, slot) in cat_fields.iter_mut().enumerate() {
-                if fp.cats & (1 << ci) != 0 {
+            for (si, slot) in slot_fields.iter_mut().enumerate() {
+                if fp.slots & (1 << si) != 0 {
                     slot.push(fi as u16);
                 }
             }
         }
         let mut trig: Vec<Vec<u32>> = vec![Vec::new(); order.len()];
-        let mut cat_always: [Vec<u32>; 7] = Default::default();
+        let mut slot_always: Vec<Vec<u32>> = vec![Vec::new(); nslots];
         let mut compiled = Vec::with_capacity(rules.len());
         for (ri, r) in rules.iter().enumerate() {
             match triggers(r.expr, &ids) {
@@ -365,20 +514,20 @@ impl Matcher {
                     }
                 }
                 None => {
-                    for (ci, slot) in cat_always.iter_mut().enumerate() {
-                        if r.cats & (1 << ci) != 0 {
+                    for (si, slot) in slot_always.iter_mut().enumerate() {
+                        if masks[ri] & (1 << si) != 0 {
                             slot.push(ri as u32);
                         }
                     }
                 }
             }
-            compiled.push((r.cats, lower(r.expr, &ids)));
+            compiled.push((masks[ri], lower(r.expr, &ids)));
         }
         Ok(Matcher {
             npreds: order.len(),
             fields,
-            cat_fields,
-            cat_always,
+            slot_fields,
+            slot_always,
             triggers: trig,
             rules: compiled,
         })
@@ -394,12 +543,16 @@ impl Matcher {
         s.caches = self
             .fields
             .iter()
-            .map(|f| f.re.as_ref().map(|(r, _)| r.create_cache()))
+            .map(|f| f.re.iter().map(|(r, _)| r.create_cache()).collect())
             .collect();
         s.patsets = self
             .fields
             .iter()
-            .map(|f| f.re.as_ref().map(|(r, _)| PatternSet::new(r.pattern_len())))
+            .map(|f| {
+                f.re.iter()
+                    .map(|(r, _)| PatternSet::new(r.pattern_len()))
+                    .collect()
+            })
             .collect();
         s.mark = vec![0; self.rules.len()];
         s.epoch = 0;
@@ -410,7 +563,10 @@ impl Matcher {
         let Some(cbit) = cat::bit(ev.category()) else {
             return;
         };
-        let ci = cat_index(cbit);
+        let si = match ev.field(Field::EventAction) {
+            Some(Value::Str(a)) => slot_of(cbit, Some(&a)),
+            _ => slot_of(cbit, None),
+        };
         for p in s.set.drain(..) {
             s.truth[p as usize / 64] = 0;
         }
@@ -420,7 +576,7 @@ impl Matcher {
             s.epoch = 1;
         }
         s.cands.clear();
-        for &fi in &self.cat_fields[ci] {
+        for &fi in &self.slot_fields[si] {
             let fp = &self.fields[fi as usize];
             let Some(field) = fp.field else { continue };
             let Some(v) = ev.field(field) else { continue };
@@ -428,7 +584,7 @@ impl Matcher {
                 self.hit(p, s);
             }
             match v {
-                Value::Str(b) => self.eval_str(fi as usize, &b, s),
+                Value::Str(b) => self.eval_str(fi as usize, si, &b, s),
                 Value::Int(n) => {
                     if let Some(ps) = fp.int_eq.get(&n) {
                         for &p in ps {
@@ -456,13 +612,13 @@ impl Matcher {
                         let mut t = std::mem::take(&mut s.text);
                         t.clear();
                         let _ = write!(t, "{ip}");
-                        self.eval_str(fi as usize, t.as_bytes(), s);
+                        self.eval_str(fi as usize, si, t.as_bytes(), s);
                         s.text = t;
                     }
                 }
             }
         }
-        for &r in &self.cat_always[ci] {
+        for &r in &self.slot_always[si] {
             if s.mark[r as usize] != s.epoch {
                 s.mark[r as usize] = s.epoch;
                 s.cands.push(r);
@@ -470,21 +626,29 @@ impl Matcher {
         }
         s.cands.sort_unstable();
         for &r in &s.cands {
-            let (cats, e) = &self.rules[r as usize];
-            if cats & cbit != 0 && e.eval(&s.truth) {
+            let (slots, e) = &self.rules[r as usize];
+            if slots & (1 << si) != 0 && e.eval(&s.truth) {
                 out.push(r);
             }
         }
     }
 
-    fn eval_str(&self, fi: usize, b: &[u8], s: &mut Scratch) {
+    fn eval_str(&self, fi: usize, si: usize, b: &[u8], s: &mut Scratch) {
         let fp = &self.fields[fi];
         if let Some(ps) = fp.eq_cs.get(b) {
             for &p in ps {
                 self.hit(p, s);
             }
         }
-        if !fp.eq_ci.is_empty() {
+        let base = b.iter().rposition(|&c| c == b'/').map(|i| &b[i + 1..]);
+        if let Some(name) = base
+            && let Some(ps) = fp.base_cs.get(name)
+        {
+            for &p in ps {
+                self.hit(p, s);
+            }
+        }
+        if !fp.eq_ci.is_empty() || (!fp.base_ci.is_empty() && base.is_some()) {
             let mut low = std::mem::take(&mut s.lower);
             low.clear();
             low.extend(b.iter().map(u8::to_ascii_lowercase));
@@ -493,18 +657,34 @@ impl Matcher {
                     self.hit(p, s);
                 }
             }
+            if let Some(i) = low.iter().rposition(|&c| c == b'/')
+                && let Some(ps) = fp.base_ci.get(&low[i + 1..])
+            {
+                for &p in ps {
+                    self.hit(p, s);
+                }
+            }
             s.lower = low;
         }
-        if let Some((re, preds)) = &fp.re
-            && let (Some(mut cache), Some(mut set)) = (s.caches[fi].take(), s.patsets[fi].take())
-        {
-            set.clear();
-            re.which_overlapping_matches_with(&mut cache, &Input::new(b), &mut set);
-            for pid in set.iter() {
-                self.hit(preds[pid.as_usize()], s);
+        let ri = fp.re_for_slot[si] as usize;
+        if let Some((re, preds)) = fp.re.get(ri) {
+            let set = &mut s.patsets[fi][ri];
+            re.which_overlapping_matches_with(&mut s.caches[fi][ri], &Input::new(b), set);
+            // Iterating a set walks every pattern's bit: skip it when empty
+            // (the common case) and stop at the last match.
+            if !set.is_empty() {
+                s.hits.clear();
+                s.hits
+                    .extend(set.iter().take(set.len()).map(|pid| preds[pid.as_usize()]));
+                // Clearing walks every pattern: only when something is set
+                // (the set starts empty and is left empty).
+                set.clear();
+                let hits = std::mem::take(&mut s.hits);
+                for &p in &hits {
+                    self.hit(p, s);
+                }
+                s.hits = hits;
             }
-            s.caches[fi] = Some(cache);
-            s.patsets[fi] = Some(set);
         }
     }
 
@@ -533,7 +713,13 @@ impl Matcher {
     pub(crate) fn regex_fields(&self) -> Vec<(&'static str, usize)> {
         self.fields
             .iter()
-            .filter_map(|f| Some((f.field?.name(), f.re.as_ref()?.0.pattern_len())))
+            .filter(|f| !f.re.is_empty())
+            .filter_map(|f| {
+                Some((
+                    f.field?.name(),
+                    f.re.iter().map(|(r, _)| r.pattern_len()).max()?,
+                ))
+            })
             .collect()
     }
 }

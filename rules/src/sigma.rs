@@ -281,7 +281,15 @@ fn inner(d: &Node) -> Result<(Expr, Source, u8), Skip> {
     for c in conds {
         alts.push(condition(c, &idents, src)?);
     }
-    let expr = Expr::and(vec![base, Expr::or(alts)]);
+    let mut expr = Expr::and(vec![base, Expr::or(alts)]);
+    // An auditd rule that names no record type tests EXECVE arguments
+    // (a0, a1, ...) or the program (exe, comm): the exec answers it.
+    if src == Source::Auditd && crate::required_values(&expr, Field::EventAction).is_none() {
+        expr = Expr::and(vec![
+            pred(Field::EventAction, StrOp::Eq, b"exec", false),
+            expr,
+        ]);
+    }
     let cats = match src {
         Source::ProcessCreation => cat::PROCESS,
         Source::NetworkConnection => cat::NETWORK,

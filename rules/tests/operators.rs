@@ -590,7 +590,7 @@ fn interest_follows_the_rules() {
     assert!(i.wants("process", "exec"));
     assert!(!i.wants("process", "fork"));
     assert!(!i.wants("network", "connect"));
-    assert!(i.file_prefixes.contains(&b"/srv/secret/".to_vec()));
+    assert!(i.file_prefixes.contains(b"/srv/secret/".as_slice()));
     assert!(i.all_file_writes);
     assert!(!i.all_file_opens);
 }

@@ -1,0 +1,332 @@
+//! `vigil-rules-bench`: events per second per core through the rule engine
+//! as the rule count grows (10, 100, 1,000 synthetic rules), with the
+//! built-in rules, and with the built-ins plus a Sigma folder
+//! (`--sigma DIR`, e.g. SigmaHQ's `rules/linux`). No root needed.
+//!
+//! The events are real engine events (decoded kernel records enriched by the
+//! process table): a mix of execs, opens, connects, forks/exits and
+//! capability checks with realistic paths and command lines. Each set is
+//! timed in interleaved rounds on this thread's CPU clock (the machine is
+//! shared: the median of the rounds and the ratio to the 10-rule set are
+//! what to read).
+//!
+//! Usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use vigil_bpf::abi::{self, Hdr, kind};
+use vigil_bpf::decode::{decode, encode_record};
+use vigil_engine::enrich::{Enricher, Event};
+use vigil_engine::host::{RecordedHost, Users};
+use vigil_rules::{Loader, RuleSet, Scratch};
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}
+
+const EXES: &[&str] = &[
+    "/usr/bin/bash",
+    "/usr/bin/ls",
+    "/usr/bin/cat",
+    "/usr/bin/python3",
+    "/usr/sbin/nginx",
+    "/usr/bin/git",
+    "/usr/bin/grep",
+    "/usr/lib/gcc/x86_64-linux-gnu/14/cc1",
+    "/usr/bin/curl",
+    "/usr/bin/ssh",
+    "/tmp/build/run.sh",
+    "/usr/local/bin/node",
+];
+const ARGS: &[&str] = &[
+    "-la /var/lib/dpkg/info",
+    "--color=auto -r TODO src/",
+    "-c import sys; print(sys.path)",
+    "-g main.c -o main.o -O2 -Wall -fPIC -I/usr/include/x86_64-linux-gnu",
+    "-fsSL https://example.com/install.sh -o /tmp/install.sh",
+    "log --oneline --graph --decorate -n 50",
+    "user@10.2.3.4 -p 2222 uptime",
+    "/etc/hosts",
+    "-e 's/foo/bar/g' config.yaml",
+];
+const PATHS: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/etc/passwd",
+    "/proc/self/status",
+    "/home/alice/project/src/main.rs",
+    "/var/log/nginx/access.log",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/usr/share/locale/locale.alias",
+    "/tmp/tmp.8Xq1/data",
+    "/sys/fs/cgroup/cpu.max",
+];
+
+fn events(n: usize) -> Vec<Event> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+    let mut host = RecordedHost::default();
+    let mut out = Vec::with_capacity(n);
+    let mut ts = 1_000u64;
+    for i in 0..n {
+        ts += 1000;
+        let pid = 1000 + (rng.next() % 200) as u32;
+        let mut hdr = Hdr {
+            pid,
+            tid: pid,
+            ppid: 900 + (pid % 10),
+            ts_ns: ts,
+            start_ns: u64::from(pid),
+            uid: if pid.is_multiple_of(3) { 0 } else { 1000 },
+            ..Hdr::default()
+        };
+        hdr.comm[..4].copy_from_slice(b"proc");
+        let r = match i % 10 {
+            0 | 1 => {
+                hdr.kind = kind::EXEC;
+                let exe = rng.pick(EXES);
+                let argv = format!(
+                    "{}\0{}",
+                    exe.rsplit('/').next().unwrap_or(exe),
+                    rng.pick(ARGS)
+                );
+                encode_record(
+                    hdr,
+                    &abi::Exec::default(),
+                    &[
+                        exe.as_bytes(),
+                        argv.as_bytes(),
+                        b"/home/alice/project",
+                        exe.as_bytes(),
+                    ],
+                )
+            }
+            2..=5 => {
+                hdr.kind = kind::OPEN;
+                let body = abi::Open {
+                    ret: 3,
+                    flags: if i.is_multiple_of(7) { 0o1101 } else { 0 },
+                    ..Default::default()
+                };
+                encode_record(hdr, &body, &[rng.pick(PATHS).as_bytes()])
+            }
+            6 | 7 => {
+                hdr.kind = kind::CONNECT;
+                let mut body = abi::Sock {
+                    ret: 0,
+                    family: libc::AF_INET as u16,
+                    protocol: libc::IPPROTO_TCP as u16,
+                    rport: [443u16, 80, 5432, 6379, 4444][(rng.next() % 5) as usize],
+                    lport: 40000 + (rng.next() % 20000) as u16,
+                    ..Default::default()
+                };
+                body.raddr[..4].copy_from_slice(&[10, 0, (rng.next() % 4) as u8, 7]);
+                body.laddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+                encode_record(hdr, &body, &[])
+            }
+            8 => {
+                hdr.kind = kind::FORK;
+                encode_record(hdr, &abi::Fork::default(), &[])
+            }
+            _ => {
+                hdr.kind = kind::CAPABLE;
+                let body = abi::Capable {
+                    cap: [21, 12, 13, 7][(rng.next() % 4) as usize],
+                    ..Default::default()
+                };
+                encode_record(hdr, &body, &[])
+            }
+        };
+        let k = decode(&r).expect("valid record");
+        out.push(en.enrich(k, &mut host));
+    }
+    out
+}
+
+/// `n` synthetic rules shaped like real ones: each mixes an action, a
+/// specific string test (contains / endswith / prefix / regex on command
+/// lines, executables and paths), a port or capability test, and an
+/// exception.
+fn synthetic(n: usize) -> RuleSet {
+    let mut s = String::new();
+    for i in 0..n {
+        let cond = match i % 6 {
+            0 => format!(
+                "event.action = exec and process.command_line contains \"--tok{i}x\" and not process.parent.executable endswith \"/allowed{i}\""
+            ),
+            1 => format!(
+                "event.action = exec and process.executable endswith \"/tool{i}\" and user.id != 0"
+            ),
+            2 => format!(
+                "event.action = open and file.path startswith \"/srv/data{i}/\" and not process.name in (backup{i}, rsync)"
+            ),
+            3 => format!(
+                "event.action = connect and destination.port = {} and not destination.ip cidr (10.9.0.0/16)",
+                20000 + i
+            ),
+            4 => format!(
+                "event.action = exec and process.command_line regex \"fetch{i}\\s+-[a-z]+\\s+\\d+\""
+            ),
+            _ => format!(
+                "event.action = open and vigil.open.write = true and file.path glob \"/etc/app{i}/*.conf\""
+            ),
+        };
+        s.push_str(&format!(
+            "- rule: syn{i}\n  condition: '{}'\n",
+            cond.replace('\'', "''")
+        ));
+    }
+    let mut l = Loader::new();
+    l.add_source("synthetic.yaml", &s);
+    let (set, r) = l.load();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    set
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut rounds = 5;
+    let mut n_events = 200_000;
+    let mut sigma: Option<PathBuf> = None;
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--rounds" => {
+                rounds = args[i + 1].parse().expect("--rounds N");
+                i += 1;
+            }
+            "--events" => {
+                n_events = args[i + 1].parse().expect("--events N");
+                i += 1;
+            }
+            "--sigma" => {
+                sigma = Some(PathBuf::from(&args[i + 1]));
+                i += 1;
+            }
+            a => {
+                eprintln!(
+                    "unknown argument {a}; usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR]"
+                );
+                std::process::exit(2);
+            }
+        }
+        i += 1;
+    }
+    let evs = events(n_events);
+    let mut sets: Vec<(String, RuleSet)> = vec![
+        ("none".into(), RuleSet::empty()),
+        ("synthetic 10".into(), synthetic(10)),
+        ("synthetic 100".into(), synthetic(100)),
+        ("synthetic 1000".into(), synthetic(1000)),
+    ];
+    let mut l = Loader::new();
+    l.add_builtin();
+    sets.push(("built-in".into(), l.load().0));
+    if let Some(dir) = &sigma {
+        let mut l = Loader::new();
+        l.add_builtin();
+        l.add_path(dir);
+        let (set, r) = l.load();
+        eprintln!(
+            "vigil-rules-bench: {}: {} Sigma rules loaded, {} skipped, {} errors",
+            dir.display(),
+            r.sigma_rules,
+            r.skipped.len(),
+            r.errors.len()
+        );
+        sets.push((format!("built-in + Sigma ({})", r.sigma_rules), set));
+    }
+    eprintln!(
+        "vigil-rules-bench: {} events, {} rounds, {} rule sets",
+        evs.len(),
+        rounds,
+        sets.len()
+    );
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); sets.len()];
+    let mut alerts = vec![0u64; sets.len()];
+    for round in 0..rounds {
+        for (si, (_, set)) in sets.iter().enumerate() {
+            let mut scratch = Scratch::new();
+            let mut out = Vec::new();
+            let t0 = thread_cpu_ns();
+            let mut hits = 0u64;
+            for e in &evs {
+                out.clear();
+                set.evaluate(e, &mut scratch, &mut out);
+                hits += out.len() as u64;
+            }
+            let dt = thread_cpu_ns() - t0;
+            ns[si].push(dt as f64 / evs.len() as f64);
+            alerts[si] = hits;
+        }
+        eprintln!("vigil-rules-bench: round {} of {rounds} done", round + 1);
+    }
+    // Where the time goes with the largest set: cost per event action.
+    if let Some((name, set)) = sets.last() {
+        use vigil_rules::Fields;
+        let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let mut scratch = Scratch::new();
+        let mut out = Vec::new();
+        for e in &evs {
+            let a = match e.field(vigil_rules::Field::EventAction) {
+                Some(vigil_rules::Value::Str(a)) => String::from_utf8_lossy(&a).into_owned(),
+                _ => "?".into(),
+            };
+            let t0 = thread_cpu_ns();
+            for _ in 0..20 {
+                out.clear();
+                set.evaluate(e, &mut scratch, &mut out);
+            }
+            let dt = thread_cpu_ns() - t0;
+            let slot = by.entry(a).or_default();
+            slot.0 += dt;
+            slot.1 += 20;
+        }
+        let parts: Vec<String> = by
+            .iter()
+            .map(|(a, (t, n))| format!("{a} {:.0} ns", *t as f64 / *n as f64))
+            .collect();
+        println!("per action with {name}: {}", parts.join(", "));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = ns.iter_mut().map(med).collect();
+    let base = medians[1];
+    println!(
+        "{:<28} {:>7} {:>10} {:>14} {:>10} {:>8}",
+        "rule set", "rules", "ns/event", "events/s/core", "vs 10", "alerts"
+    );
+    for (si, (name, set)) in sets.iter().enumerate() {
+        println!(
+            "{:<28} {:>7} {:>10.0} {:>14.0} {:>9.2}x {:>8}",
+            name,
+            set.len(),
+            medians[si],
+            1e9 / medians[si],
+            medians[si] / base,
+            alerts[si]
+        );
+    }
+}
