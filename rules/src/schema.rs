@@ -140,25 +140,25 @@ fields! {
     ProcessArgsCount = "process.args_count", Int, ALL, true;
     /// cwd at exec.
     ProcessWorkingDirectory = "process.working_directory", Str, ALL, true;
-    /// argv[0].
+    /// Argument 0 of argv (`process.args.0`).
     Arg0 = "process.args.0", Str, ALL, true;
-    /// argv[1].
+    /// Argument 1 of argv (`process.args.1`).
     Arg1 = "process.args.1", Str, ALL, true;
-    /// argv[2].
+    /// Argument 2 of argv (`process.args.2`).
     Arg2 = "process.args.2", Str, ALL, true;
-    /// argv[3].
+    /// Argument 3 of argv (`process.args.3`).
     Arg3 = "process.args.3", Str, ALL, true;
-    /// argv[4].
+    /// Argument 4 of argv (`process.args.4`).
     Arg4 = "process.args.4", Str, ALL, true;
-    /// argv[5].
+    /// Argument 5 of argv (`process.args.5`).
     Arg5 = "process.args.5", Str, ALL, true;
-    /// argv[6].
+    /// Argument 6 of argv (`process.args.6`).
     Arg6 = "process.args.6", Str, ALL, true;
-    /// argv[7].
+    /// Argument 7 of argv (`process.args.7`).
     Arg7 = "process.args.7", Str, ALL, true;
-    /// argv[8].
+    /// Argument 8 of argv (`process.args.8`).
     Arg8 = "process.args.8", Str, ALL, true;
-    /// argv[9].
+    /// Argument 9 of argv (`process.args.9`).
     Arg9 = "process.args.9", Str, ALL, true;
     /// Parent pid.
     ProcessParentPid = "process.parent.pid", Int, ALL, true;
