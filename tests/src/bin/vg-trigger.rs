@@ -86,6 +86,20 @@ fn main() {
                 let (s, _) = l.accept().expect("accept");
                 drop((c, s));
             }
+            "serve-shell" => {
+                // a listening server that answers one connection by
+                // running a shell (the shape of a web shell)
+                let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+                let c =
+                    std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+                let (s, _) = l.accept().expect("accept");
+                let st = std::process::Command::new("/bin/sh")
+                    .args(["-c", "true"])
+                    .status()
+                    .expect("run /bin/sh");
+                drop((c, s));
+                std::process::exit(if st.success() { 0 } else { 1 });
+            }
             "setuid" => {
                 libc::setuid(a(1).parse().expect("uid"));
             }

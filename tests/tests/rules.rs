@@ -1,0 +1,241 @@
+//! End to end as root: the agent runs with the built-in rules (and a Sigma
+//! rule from a folder), alerts only, with the kernel interest derived from
+//! the rules; real behaviour is performed and the alert must appear with the
+//! right process context.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use vigil_engine::agent::{RunOptions, Running};
+use vigil_engine::config::Config;
+use vigil_outputs::JsonLines;
+use vigil_rules::Loader;
+
+mod common;
+
+/// The sink's bytes, shared with the test.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn alerts(&self) -> Vec<serde_json::Value> {
+        let b = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        b.split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("every output line is JSON"))
+            .collect()
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Agent {
+    running: Option<Running>,
+    out: Shared,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Agent {
+    fn start(test: &str, extra_rules: Option<&Path>) -> Option<Agent> {
+        if !vigil_tests::require_root(test) {
+            return None;
+        }
+        let lock = vigil_tests::bpf_lock();
+        let mut cfg = Config::default();
+        cfg.agent.events = false;
+        cfg.agent.housekeeping_interval_s = 1;
+        cfg.sensors.drain_interval_ms = 5;
+        let mut l = Loader::new();
+        l.add_builtin();
+        if let Some(p) = extra_rules {
+            l.add_path(p);
+        }
+        let (set, report) = l.load();
+        assert!(report.errors.is_empty(), "{test}: {:?}", report.errors);
+        let out = Shared::default();
+        let sink = JsonLines::writer(Box::new(out.clone()), "test");
+        let running = Running::spawn(RunOptions {
+            sink: Some(Box::new(sink)),
+            rules: Some(Arc::new(set)),
+            ..RunOptions::new(cfg)
+        })
+        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
+        Some(Agent {
+            running: Some(running),
+            out,
+            _lock: lock,
+        })
+    }
+
+    /// Waits for an alert of `rule` satisfying `pred`.
+    fn expect(&self, rule: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        vigil_tests::wait_for(Duration::from_secs(15), || {
+            self.out
+                .alerts()
+                .into_iter()
+                .find(|a| a["rule"]["id"] == rule && pred(a))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no alert of rule {rule} matched; alerts seen: {:#?}",
+                self.out
+                    .alerts()
+                    .iter()
+                    .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
+                    .collect::<Vec<_>>()
+            )
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop_and_detach();
+        }
+    }
+}
+
+#[test]
+fn shell_spawned_by_a_listening_server_raises_an_alert() {
+    let Some(agent) = Agent::start("shell_spawned_by_a_listening_server_raises_an_alert", None)
+    else {
+        return;
+    };
+    // A server binary named like one: a copy of the trigger program at
+    // <dir>/nginx that listens, accepts and runs /bin/sh.
+    let dir = TempDir(PathBuf::from(format!(
+        "/run/{}",
+        vigil_tests::unique_marker("vigil-rules")
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let nginx = dir.0.join("nginx");
+    std::fs::copy(common::trigger_bin(), &nginx).unwrap();
+    std::fs::set_permissions(&nginx, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(&nginx).arg("serve-shell").spawn().unwrap();
+    let server_pid = child.id();
+    let st = child.wait_with_output().unwrap();
+    assert!(st.status.success());
+    let a = agent.expect("shell_spawned_by_server", |a| {
+        a["process"]["parent"]["pid"] == server_pid
+    });
+    assert_eq!(a["event"]["kind"], "alert");
+    assert_eq!(a["rule"]["ruleset"], "vigil");
+    assert_eq!(a["vigil"]["severity"], "high");
+    assert_eq!(
+        a["process"]["parent"]["executable"],
+        nginx.to_str().unwrap()
+    );
+    // The executable is canonical (/bin/sh is a symlink to dash here).
+    assert!(
+        a["process"]["executable"]
+            .as_str()
+            .unwrap()
+            .starts_with("/usr/bin/"),
+        "{a}"
+    );
+    assert_eq!(a["process"]["command_line"], "/bin/sh -c true");
+    assert!(
+        a["threat"]["technique"]["id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "T1059.004"),
+        "{a}"
+    );
+    assert!(
+        a["message"].as_str().unwrap().contains("spawned by server"),
+        "{a}"
+    );
+}
+
+#[test]
+fn exec_from_dev_shm_and_memfd_raise_alerts() {
+    let Some(agent) = Agent::start("exec_from_dev_shm_and_memfd_raise_alerts", None) else {
+        return;
+    };
+    let path = PathBuf::from(format!("/dev/shm/{}", vigil_tests::unique_marker("vg-shm")));
+    let _cleanup = TempFile(path.clone());
+    std::fs::copy("/bin/true", &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(&path).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let a = agent.expect("exec_from_temp_dir", |a| a["process"]["pid"] == pid);
+    assert_eq!(a["process"]["executable"], path.to_str().unwrap());
+    assert_eq!(a["event"]["action"], "exec");
+
+    let (pid, _) = common::trigger(&["memfd-exec"]);
+    let a = agent.expect("exec_fileless", |a| a["process"]["pid"] == pid);
+    assert_eq!(a["vigil"]["exec"]["memfd"], true);
+    assert_eq!(a["vigil"]["severity"], "critical");
+}
+
+struct TempFile(PathBuf);
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn shadow_read_raises_an_alert_and_sigma_rules_fire_live() {
+    let dir = TempDir(std::env::temp_dir().join(vigil_tests::unique_marker("vigil-sigma")));
+    std::fs::create_dir_all(dir.0.join("rules/linux/process_creation")).unwrap();
+    let marker = vigil_tests::unique_marker("vgsigma");
+    std::fs::write(
+        dir.0.join("rules/linux/process_creation/proc_creation_lnx_test.yml"),
+        format!(
+            "title: Test rule for {marker}\nid: 5f0c6a8e-0000-4000-8000-00000000abcd\nstatus: test\nlogsource:\n    product: linux\n    category: process_creation\ndetection:\n    selection:\n        Image|endswith: '/true'\n        CommandLine|contains: '{marker}'\n    condition: selection\nlevel: high\ntags:\n    - attack.t1059\n"
+        ),
+    )
+    .unwrap();
+    let Some(agent) = Agent::start(
+        "shadow_read_raises_an_alert_and_sigma_rules_fire_live",
+        Some(&dir.0),
+    ) else {
+        return;
+    };
+    let (pid, _) = common::trigger(&["open", "/etc/shadow"]);
+    let a = agent.expect("shadow_file_read", |a| a["process"]["pid"] == pid);
+    assert_eq!(a["file"]["path"], "/etc/shadow");
+    assert_eq!(a["event"]["outcome"], "success");
+    assert_eq!(
+        a["process"]["executable"],
+        common::trigger_bin().to_str().unwrap()
+    );
+    assert_eq!(a["user"]["id"], 0);
+
+    let child = Command::new("/bin/true").arg(&marker).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let a = agent.expect("5f0c6a8e-0000-4000-8000-00000000abcd", |a| {
+        a["process"]["pid"] == pid
+    });
+    assert_eq!(a["rule"]["ruleset"], "sigma");
+    assert_eq!(a["rule"]["name"], format!("Test rule for {marker}"));
+    assert_eq!(a["vigil"]["severity"], "high");
+    assert!(a["message"].as_str().unwrap().contains(&marker), "{a}");
+}
