@@ -67,7 +67,18 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
-    /// sled reported corruption or failed.
+    /// sled found its files corrupt (they are left as they are).
+    #[error(
+        "baseline database {path} is corrupt: {source}; it was not modified (move it aside to start afresh)"
+    )]
+    Corrupt {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// sled failed.
     #[error("baseline database {path}: {source}")]
     Storage {
         /// The database directory.

@@ -123,7 +123,11 @@ fn generalise_segment(seg: &[u8], out: &mut Vec<u8>) -> bool {
             let lens = [8, 4, 4, 4, 12];
             let is_uuid = (0..5).all(|j| {
                 let (a, b) = toks[k + j];
-                let a = if j == 0 { b.saturating_sub(8).max(a) } else { a };
+                let a = if j == 0 {
+                    b.saturating_sub(8).max(a)
+                } else {
+                    a
+                };
                 b - a == lens[j] && hex(&seg[a..b]) && (j == 4 || matches!(seg[b], b'-' | b'_'))
             });
             if is_uuid {

@@ -344,6 +344,12 @@ fn map_sled(path: &Path, e: sled::Error) -> Error {
             path: path.to_path_buf(),
         };
     }
+    if let sled::Error::Corruption { .. } = e {
+        return Error::Corrupt {
+            path: path.to_path_buf(),
+            source: e,
+        };
+    }
     Error::Storage {
         path: path.to_path_buf(),
         source: e,

@@ -23,7 +23,10 @@ fn learned() -> Baselines {
     for (i, bh) in [
         open("/etc/nginx/nginx.conf", Access::READ),
         open("/proc/4242/stat", Access::READ),
-        open("/var/log/nginx/access.log", Access(Access::WRITE.0 | Access::CREATE.0)),
+        open(
+            "/var/log/nginx/access.log",
+            Access(Access::WRITE.0 | Access::CREATE.0),
+        ),
         spawn("/usr/bin/cat"),
         spawn("/tmp/tmp.Ab3dE9xYz1"),
         connect("10.0.0.5", 8080),
@@ -53,10 +56,14 @@ fn learned() -> Baselines {
         identity: ExeIdentity::Unknown,
         container: None,
     };
-    b.observe(&obs(odd, T0, Behaviour::Open {
-        path: b"/srv/\xff\xfe/data\\x",
-        access: Access::READ,
-    }));
+    b.observe(&obs(
+        odd,
+        T0,
+        Behaviour::Open {
+            path: b"/srv/\xff\xfe/data\\x",
+            access: Access::READ,
+        },
+    ));
     b
 }
 
@@ -86,9 +93,26 @@ fn seccomp_profile_is_valid_oci_and_has_runtime_syscalls() {
     }
     // What every process and runc need, learned or not.
     for n in [
-        "exit", "exit_group", "rt_sigreturn", "execve", "futex", "brk", "mmap", "munmap",
-        "mprotect", "arch_prctl", "set_tid_address", "set_robust_list", "rseq", "prlimit64",
-        "getpid", "close", "read", "write", "newfstatat", "fstat",
+        "exit",
+        "exit_group",
+        "rt_sigreturn",
+        "execve",
+        "futex",
+        "brk",
+        "mmap",
+        "munmap",
+        "mprotect",
+        "arch_prctl",
+        "set_tid_address",
+        "set_robust_list",
+        "rseq",
+        "prlimit64",
+        "getpid",
+        "close",
+        "read",
+        "write",
+        "newfstatat",
+        "fstat",
     ] {
         assert!(names.contains(&n), "mandatory {n}");
     }
@@ -104,7 +128,8 @@ fn seccomp_profile_is_valid_oci_and_has_runtime_syscalls() {
 #[test]
 fn seccomp_leaves_out_syscalls_seen_only_since_promotion() {
     let mut b = learned();
-    b.promote(NGINX_KEY, Mode::Monitoring, T0 + 100 * S).unwrap();
+    b.promote(NGINX_KEY, Mode::Monitoring, T0 + 100 * S)
+        .unwrap();
     let a = b.observe_syscalls(&host("/usr/sbin/nginx"), T0 + 101 * S, &set_of(&["ptrace"]));
     assert_eq!(a.len(), 1);
     let j = b.export_seccomp(NGINX_KEY).unwrap();
@@ -138,7 +163,10 @@ fn yaml_whitelist_round_trips() {
     assert_eq!(w.profiles.len(), 2);
     // The non-UTF-8 key and path come back as the same bytes.
     let odd = c.show("exe:/opt/caf\\xe9/bin/run").unwrap();
-    assert_eq!(vigil_baselines::unescape(&odd.file[0].item).unwrap(), b"/srv/\xff\xfe/data\\x");
+    assert_eq!(
+        vigil_baselines::unescape(&odd.file[0].item).unwrap(),
+        b"/srv/\xff\xfe/data\\x"
+    );
 }
 
 #[test]
@@ -151,7 +179,8 @@ fn rules_export_names_the_baseline() {
     for rule in &rules {
         let id = rule["rule"].as_str().unwrap();
         assert!(
-            id.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.-".contains(&c)),
+            id.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.-".contains(&c)),
             "{id}"
         );
         assert!(ids.insert(id.to_string()), "duplicate id {id}");
@@ -164,7 +193,12 @@ fn rules_export_names_the_baseline() {
     let cond = |action: &str| -> String {
         rules
             .iter()
-            .find(|r| r["condition"].as_str().unwrap().contains(&format!("event.action = \"{action}\"")))
+            .find(|r| {
+                r["condition"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("event.action = \"{action}\""))
+            })
             .unwrap()["condition"]
             .as_str()
             .unwrap()
@@ -184,7 +218,9 @@ fn rules_export_names_the_baseline() {
     );
     assert!(cond("listen").ends_with("and not (server.port = 80)"));
     assert!(cond("accept").ends_with("and not (destination.port = 80)"));
-    assert!(cond("capable").ends_with("and not vigil.capability.name in (\"CAP_NET_BIND_SERVICE\")"));
+    assert!(
+        cond("capable").ends_with("and not vigil.capability.name in (\"CAP_NET_BIND_SERVICE\")")
+    );
     assert!(r.contains("# Not expressed as rules: uid transitions (0->33)"));
     assert!(r.contains("--format seccomp"));
     // A profile whose path is not UTF-8 yields no rule that misnames it.
@@ -201,5 +237,8 @@ fn rules_literals_are_escaped() {
     let r = b.export_rules(NGINX_KEY).unwrap();
     let rules: Vec<serde_json::Value> = serde_norway::from_str(&r).unwrap();
     let c = rules[1]["condition"].as_str().unwrap();
-    assert!(c.contains(r#"file.path in ("/srv/a \"quoted\" \\ name")"#), "{c}");
+    assert!(
+        c.contains(r#"file.path in ("/srv/a \"quoted\" \\ name")"#),
+        "{c}"
+    );
 }

@@ -74,7 +74,10 @@ fn auto_promotion_needs_quiet_period_and_observations() {
     let mut b = Baselines::in_memory(cfg());
     // 1 round = 7 observations: too few even when quiet.
     let t = learn_nginx(&mut b, T0, 1);
-    assert!(b.tick(t + 3600 * S).unwrap().is_empty(), "7 < 10 observations");
+    assert!(
+        b.tick(t + 3600 * S).unwrap().is_empty(),
+        "7 < 10 observations"
+    );
     learn_nginx(&mut b, t, 2);
     // Everything was new in the first round (at T0 + 1 s); 21 observations
     // now, but only 59 s quiet.
@@ -82,10 +85,21 @@ fn auto_promotion_needs_quiet_period_and_observations() {
     assert!(b.tick(last_new + 59 * S).unwrap().is_empty());
     // Something new resets the quiet period.
     let t2 = last_new + 30 * S;
-    b.observe(&obs(host("/usr/sbin/nginx"), t2, open("/etc/hosts", Access::READ)));
-    assert!(b.tick(last_new + 61 * S).unwrap().is_empty(), "new item 31 s ago");
+    b.observe(&obs(
+        host("/usr/sbin/nginx"),
+        t2,
+        open("/etc/hosts", Access::READ),
+    ));
+    assert!(
+        b.tick(last_new + 61 * S).unwrap().is_empty(),
+        "new item 31 s ago"
+    );
     // Repeats do not.
-    b.observe(&obs(host("/usr/sbin/nginx"), t2 + 50 * S, open("/etc/hosts", Access::READ)));
+    b.observe(&obs(
+        host("/usr/sbin/nginx"),
+        t2 + 50 * S,
+        open("/etc/hosts", Access::READ),
+    ));
     assert!(b.tick(t2 + 59 * S).unwrap().is_empty());
     assert_eq!(b.tick(t2 + 60 * S).unwrap(), vec![NGINX_KEY.to_string()]);
     assert_eq!(b.mode_of(NGINX_KEY.as_bytes()), Some(Mode::Monitoring));
@@ -112,7 +126,10 @@ fn loss_blocks_promotion_until_a_loss_free_quiet_period() {
     // Quiet since the last new item long ago, but the loss was 30 s ago.
     assert!(b.tick(t + 31 * S).unwrap().is_empty());
     // 61 s after the loss, but nothing was observed since the loss.
-    assert!(b.tick(t + 62 * S).unwrap().is_empty(), "needs observations after the loss");
+    assert!(
+        b.tick(t + 62 * S).unwrap().is_empty(),
+        "needs observations after the loss"
+    );
     // Learn through the period after the loss (repeats only).
     let t3 = learn_nginx(&mut b, t + 62 * S, 2);
     assert_eq!(b.tick(t3).unwrap(), vec![NGINX_KEY.to_string()]);
@@ -127,14 +144,34 @@ fn loss_marks_only_learning_profiles_and_new_profiles_inherit_recent_loss() {
     let t = learn_nginx(&mut b, T0, 3);
     b.promote(NGINX_KEY, Mode::Monitoring, t).unwrap();
     b.note_loss(t + S, 5);
-    assert_eq!(b.list()[0].lossy_since_ns, None, "monitoring profile is not lossy");
+    assert_eq!(
+        b.list()[0].lossy_since_ns,
+        None,
+        "monitoring profile is not lossy"
+    );
     // A profile first seen 10 s after the loss may have lost its first events.
-    b.observe(&obs(host("/usr/bin/curl"), t + 11 * S, connect("1.1.1.1", 443)));
-    let curl = b.list().into_iter().find(|r| r.profile.starts_with("exe:/usr/bin/curl")).unwrap();
+    b.observe(&obs(
+        host("/usr/bin/curl"),
+        t + 11 * S,
+        connect("1.1.1.1", 443),
+    ));
+    let curl = b
+        .list()
+        .into_iter()
+        .find(|r| r.profile.starts_with("exe:/usr/bin/curl"))
+        .unwrap();
     assert_eq!(curl.lossy_since_ns, Some(t + S));
     // One first seen after a full quiet period does not.
-    b.observe(&obs(host("/usr/bin/wget"), t + 120 * S, connect("1.1.1.1", 443)));
-    let wget = b.list().into_iter().find(|r| r.profile.starts_with("exe:/usr/bin/wget")).unwrap();
+    b.observe(&obs(
+        host("/usr/bin/wget"),
+        t + 120 * S,
+        connect("1.1.1.1", 443),
+    ));
+    let wget = b
+        .list()
+        .into_iter()
+        .find(|r| r.profile.starts_with("exe:/usr/bin/wget"))
+        .unwrap();
     assert_eq!(wget.lossy_since_ns, None);
 }
 
@@ -152,11 +189,17 @@ fn monitoring_reports_exactly_what_is_new_once() {
     got.extend(b.observe(&obs(s, t + 2 * S, open("/etc/shadow", Access::READ))));
     got.extend(b.observe(&obs(s, t + 3 * S, connect("10.0.0.9", 22))));
     // A known file with a new access mode.
-    got.extend(b.observe(&obs(s, t + 4 * S, open("/etc/nginx/nginx.conf", Access::WRITE))));
+    got.extend(b.observe(&obs(
+        s,
+        t + 4 * S,
+        open("/etc/nginx/nginx.conf", Access::WRITE),
+    )));
     // A new pid of a generalised path is not new.
     got.extend(b.observe(&obs(s, t + 5 * S, open("/proc/99999/stat", Access::READ))));
-    let summary: Vec<(Kind, &str, Option<Access>)> =
-        got.iter().map(|a| (a.kind, a.item.as_str(), a.access)).collect();
+    let summary: Vec<(Kind, &str, Option<Access>)> = got
+        .iter()
+        .map(|a| (a.kind, a.item.as_str(), a.access))
+        .collect();
     assert_eq!(
         summary,
         vec![
@@ -173,25 +216,51 @@ fn monitoring_reports_exactly_what_is_new_once() {
     }
     // Reported once: the same things again are quiet.
     assert!(b.observe(&obs(s, t + 6 * S, spawn("/bin/sh"))).is_empty());
-    assert!(b.observe(&obs(s, t + 7 * S, open("/etc/nginx/nginx.conf", Access::WRITE))).is_empty());
+    assert!(
+        b.observe(&obs(
+            s,
+            t + 7 * S,
+            open("/etc/nginx/nginx.conf", Access::WRITE)
+        ))
+        .is_empty()
+    );
     // diff lists them; the baseline export does not.
     let d = b.diff(NGINX_KEY).unwrap();
     assert_eq!(d.spawn.len(), 1);
     assert_eq!(d.spawn[0].item, "/bin/sh");
-    let files: Vec<(&str, Option<&str>)> =
-        d.file.iter().map(|i| (i.item.as_str(), i.access.as_deref())).collect();
-    assert_eq!(files, vec![("/etc/nginx/nginx.conf", Some("w")), ("/etc/shadow", Some("r"))]);
+    let files: Vec<(&str, Option<&str>)> = d
+        .file
+        .iter()
+        .map(|i| (i.item.as_str(), i.access.as_deref()))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("/etc/nginx/nginx.conf", Some("w")),
+            ("/etc/shadow", Some("r"))
+        ]
+    );
     assert_eq!(d.connect[0].item, "tcp/10.0.0.9:22");
     let base = b.baseline(NGINX_KEY).unwrap();
     assert!(base.spawn.iter().all(|i| i.item != "/bin/sh"));
-    let conf = base.file.iter().find(|i| i.item == "/etc/nginx/nginx.conf").unwrap();
+    let conf = base
+        .file
+        .iter()
+        .find(|i| i.item == "/etc/nginx/nginx.conf")
+        .unwrap();
     assert_eq!(conf.access.as_deref(), Some("r"));
     assert_eq!(b.list()[0].since_promotion, 4);
     // Demoting accepts them into the baseline; diff is then empty.
     b.demote(NGINX_KEY, t + 10 * S).unwrap();
     let d = b.diff(NGINX_KEY).unwrap();
     assert!(d.spawn.is_empty() && d.file.is_empty() && d.connect.is_empty());
-    assert!(b.baseline(NGINX_KEY).unwrap().spawn.iter().any(|i| i.item == "/bin/sh"));
+    assert!(
+        b.baseline(NGINX_KEY)
+            .unwrap()
+            .spawn
+            .iter()
+            .any(|i| i.item == "/bin/sh")
+    );
 }
 
 #[test]
@@ -218,14 +287,24 @@ fn locked_mode_never_adds_and_reports_once_per_run() {
     assert_eq!(b.observe(&obs(s, t + S, spawn("/bin/sh"))).len(), 1);
     assert!(b.observe(&obs(s, t + 2 * S, spawn("/bin/sh"))).is_empty());
     assert_eq!(
-        b.observe(&obs(s, t + 3 * S, open("/etc/nginx/nginx.conf", Access::WRITE))).len(),
+        b.observe(&obs(
+            s,
+            t + 3 * S,
+            open("/etc/nginx/nginx.conf", Access::WRITE)
+        ))
+        .len(),
         1
     );
     // Nothing was added: not in show, not in diff.
     let d = b.show(NGINX_KEY).unwrap();
     assert!(d.spawn.iter().all(|i| i.item != "/bin/sh"));
     assert_eq!(
-        d.file.iter().find(|i| i.item == "/etc/nginx/nginx.conf").unwrap().access.as_deref(),
+        d.file
+            .iter()
+            .find(|i| i.item == "/etc/nginx/nginx.conf")
+            .unwrap()
+            .access
+            .as_deref(),
         Some("r")
     );
     assert!(b.diff(NGINX_KEY).unwrap().spawn.is_empty());
@@ -252,7 +331,10 @@ fn syscall_bitmaps_learn_and_report_per_syscall() {
     let a = b.observe(&obs(s, T0 + 3 * S, Behaviour::Syscalls { set: &set }));
     assert_eq!(a.len(), 1);
     assert_eq!((a[0].kind, a[0].item.as_str()), (Kind::Syscall, "ptrace"));
-    assert!(b.observe_syscalls(&s, T0 + 4 * S, &set).is_empty(), "reported once");
+    assert!(
+        b.observe_syscalls(&s, T0 + 4 * S, &set).is_empty(),
+        "reported once"
+    );
     assert_eq!(b.diff(NGINX_KEY).unwrap().syscalls, vec!["ptrace"]);
     assert_eq!(
         b.baseline(NGINX_KEY).unwrap().syscalls,
@@ -265,7 +347,11 @@ fn containers_feed_container_and_executable_profiles() {
     let mut b = Baselines::in_memory(cfg());
     let s = in_ctr("/usr/sbin/nginx", "nginx:1.27");
     b.observe(&obs(s, T0, open("/etc/nginx/nginx.conf", Access::READ)));
-    b.observe(&obs(in_ctr("/bin/sh", "nginx:1.27"), T0, open("/etc/profile", Access::READ)));
+    b.observe(&obs(
+        in_ctr("/bin/sh", "nginx:1.27"),
+        T0,
+        open("/etc/profile", Access::READ),
+    ));
     let keys: Vec<String> = b.list().into_iter().map(|r| r.profile).collect();
     assert_eq!(
         keys,
@@ -277,7 +363,8 @@ fn containers_feed_container_and_executable_profiles() {
     );
     assert_eq!(b.show("ctr:img=nginx:1.27").unwrap().file.len(), 2);
     // Promote only the container: its sub-profiles keep learning.
-    b.promote("ctr:img=nginx:1.27", Mode::Monitoring, T0 + S).unwrap();
+    b.promote("ctr:img=nginx:1.27", Mode::Monitoring, T0 + S)
+        .unwrap();
     let a = b.observe(&obs(s, T0 + 2 * S, open("/etc/passwd", Access::READ)));
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].profile, "ctr:img=nginx:1.27");
@@ -295,7 +382,10 @@ fn inbound_peers_are_collapsed_unless_asked_for() {
     b.observe(&obs(s, T0, accept("198.51.100.7")));
     b.observe(&obs(s, T0, accept("198.51.100.8")));
     let d = b.show(NGINX_KEY).unwrap();
-    assert_eq!(d.accept.iter().map(|i| i.item.as_str()).collect::<Vec<_>>(), vec!["tcp/443"]);
+    assert_eq!(
+        d.accept.iter().map(|i| i.item.as_str()).collect::<Vec<_>>(),
+        vec!["tcp/443"]
+    );
     let mut b = Baselines::in_memory(vigil_baselines::Config {
         learn_inbound_peers: true,
         ..cfg()
@@ -347,12 +437,28 @@ fn import_union_merges_sets() {
     // Host A and host B learned the same role with some differences.
     let mut a = Baselines::in_memory(cfg());
     let s = host("/usr/sbin/nginx");
-    a.observe(&obs(s, T0 + 10 * S, open("/etc/nginx/nginx.conf", Access::READ)));
-    a.observe(&obs(s, T0 + 20 * S, open("/etc/nginx/nginx.conf", Access::READ)));
+    a.observe(&obs(
+        s,
+        T0 + 10 * S,
+        open("/etc/nginx/nginx.conf", Access::READ),
+    ));
+    a.observe(&obs(
+        s,
+        T0 + 20 * S,
+        open("/etc/nginx/nginx.conf", Access::READ),
+    ));
     a.observe(&obs(s, T0 + 20 * S, spawn("/usr/bin/cat")));
     let mut b = Baselines::in_memory(cfg());
-    b.observe(&obs(s, T0 + 5 * S, open("/etc/nginx/nginx.conf", Access::WRITE)));
-    b.observe(&obs(s, T0 + 30 * S, open("/etc/nginx/nginx.conf", Access::READ)));
+    b.observe(&obs(
+        s,
+        T0 + 5 * S,
+        open("/etc/nginx/nginx.conf", Access::WRITE),
+    ));
+    b.observe(&obs(
+        s,
+        T0 + 30 * S,
+        open("/etc/nginx/nginx.conf", Access::READ),
+    ));
     b.observe(&obs(s, T0 + 30 * S, connect("10.0.0.5", 8080)));
     b.promote(NGINX_KEY, Mode::Monitoring, T0 + 31 * S).unwrap();
     // B saw /bin/sh after promotion; A's whitelist (reviewed) includes it? No:
@@ -367,14 +473,21 @@ fn import_union_merges_sets() {
     assert_eq!(sum.new_items, 1, "only /usr/bin/cat is new to B");
     let d = b.show(NGINX_KEY).unwrap();
     assert_eq!(d.mode, Mode::Monitoring, "existing mode kept");
-    let conf = d.file.iter().find(|i| i.item == "/etc/nginx/nginx.conf").unwrap();
+    let conf = d
+        .file
+        .iter()
+        .find(|i| i.item == "/etc/nginx/nginx.conf")
+        .unwrap();
     assert_eq!(conf.first_seen_ns, T0 + 5 * S, "earliest");
     assert_eq!(conf.last_seen_ns, T0 + 30 * S, "latest");
     assert_eq!(conf.count, 4, "summed");
     assert_eq!(conf.access.as_deref(), Some("rw"), "joined");
     let spawns: Vec<&str> = d.spawn.iter().map(|i| i.item.as_str()).collect();
     assert_eq!(spawns, vec!["/bin/sh", "/usr/bin/cat"]);
-    assert!(b.diff(NGINX_KEY).unwrap().spawn.is_empty(), "imported item joined the baseline");
+    assert!(
+        b.diff(NGINX_KEY).unwrap().spawn.is_empty(),
+        "imported item joined the baseline"
+    );
     assert_eq!(d.connect.len(), 1);
     // Into an empty learner: created with the file's mode, or the one given.
     let mut c = Baselines::in_memory(cfg());
