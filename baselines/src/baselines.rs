@@ -38,6 +38,10 @@ pub struct Config {
     pub loss_window: Duration,
     /// sled page cache in bytes (sled's own default is 1 GiB).
     pub cache_capacity: u64,
+    /// Counters (count, last seen) of already-known items are written at
+    /// most this often per profile; new items and mode changes are written
+    /// at the next flush. Bounds write amplification on a busy host.
+    pub refresh_interval: Duration,
     /// Items kept per set per profile; past it new items are not learned,
     /// counted in `overflowed`, and block automatic promotion.
     pub max_items_per_set: usize,
@@ -57,6 +61,7 @@ impl Default for Config {
             learn_inbound_peers: false,
             loss_window: Duration::from_secs(10),
             cache_capacity: 16 << 20,
+            refresh_interval: Duration::from_secs(60),
             max_items_per_set: 10_000,
             locked_report_limit: 4096,
         }
@@ -96,8 +101,8 @@ pub struct Anomaly {
 pub struct FlushStats {
     /// Profiles written.
     pub profiles: usize,
-    /// Items written.
-    pub items: usize,
+    /// Learned sets (one per profile and kind) written.
+    pub sets: usize,
 }
 
 /// What an import did.
@@ -226,6 +231,7 @@ impl Baselines {
 
     fn limits(&self) -> Limits {
         Limits {
+            refresh_ns: ns(self.cfg.refresh_interval),
             max_items: self.cfg.max_items_per_set,
             locked_report_limit: self.cfg.locked_report_limit,
         }
@@ -302,19 +308,21 @@ impl Baselines {
     }
 
     fn syscalls_one(&mut self, key: &[u8], now: i64, set: &SyscallSet, out: &mut Vec<Anomaly>) {
+        let refresh = ns(self.cfg.refresh_interval);
         let i = self.profile_at(key, now);
         let p = &mut self.profiles[i];
         p.meta.observations += 1;
         p.meta.last_seen_ns = p.meta.last_seen_ns.max(now);
-        p.meta_dirty = true;
         let fresh = p.record_syscalls(set, now);
         let mode = p.meta.mode;
         let lossy = p.meta.lossy_since_ns.is_some();
+        if p.settle(now, refresh) {
+            self.enqueue(i);
+        }
         for nr in bits(&fresh) {
             let item = syscall_name(nr).map_or_else(|| format!("sys_{nr}"), str::to_string);
             out.push(self.anomaly(i, mode, Kind::Syscall, item, None, now, lossy));
         }
-        self.enqueue(i);
     }
 
     /// Encodes the item of a behaviour into `buf`; a path is returned
@@ -375,14 +383,15 @@ impl Baselines {
         let p = &mut self.profiles[i];
         p.meta.observations += 1;
         p.meta.last_seen_ns = p.meta.last_seen_ns.max(now);
-        p.meta_dirty = true;
         let outcome = p.record(kind, item, access, now, lim);
         let (mode, lossy) = (p.meta.mode, p.meta.lossy_since_ns.is_some());
+        if p.settle(now, lim.refresh_ns) {
+            self.enqueue(i);
+        }
         if let Outcome::New(a) = outcome {
             let access = (kind == Kind::File).then_some(Access(a));
             out.push(self.anomaly(i, mode, kind, escape(item), access, now, lossy));
         }
-        self.enqueue(i);
     }
 
     #[allow(clippy::too_many_arguments)] // one record's fields, named at the call sites
@@ -486,13 +495,9 @@ impl Baselines {
         let ps: Vec<&Profile> = self.queue.iter().map(|&i| &self.profiles[i]).collect();
         let stats = FlushStats {
             profiles: ps.len(),
-            items: ps.iter().map(|p| p.dirty_items.len()).sum(),
+            sets: ps.iter().map(|p| p.dirty_kinds.count_ones() as usize).sum(),
         };
-        store.write(
-            &ps,
-            &[],
-            self.loss_dirty.then_some(self.last_loss_ns).flatten(),
-        )?;
+        store.write(&ps, self.loss_dirty.then_some(self.last_loss_ns).flatten())?;
         self.clear_dirty_all();
         Ok(stats)
     }
@@ -500,15 +505,19 @@ impl Baselines {
     fn clear_dirty_all(&mut self) {
         for i in std::mem::take(&mut self.queue) {
             clear_dirty(&mut self.profiles[i]);
+            self.profiles[i].queued = false;
         }
         self.loss_dirty = false;
     }
 
     /// Rewrites the given profiles completely and flushes (operations).
     fn persist_now(&mut self, idx: &[usize]) -> Result<()> {
+        for &i in idx {
+            self.profiles[i].mark_all();
+        }
         if let Some(store) = &self.store {
             let ps: Vec<&Profile> = idx.iter().map(|&i| &self.profiles[i]).collect();
-            store.write(&[], &ps, None)?;
+            store.write(&ps, None)?;
         }
         for &i in idx {
             clear_dirty(&mut self.profiles[i]);
@@ -722,10 +731,10 @@ impl Baselines {
                     }
                 }
             }
-            for k in 0..SYSCALL_WORDS {
-                sum.new_items += (sys[k] & !p.syscalls.learned[k]).count_ones() as usize;
-                p.syscalls.learned[k] |= sys[k];
-                p.syscalls.since[k] &= !sys[k];
+            for (k, w) in sys.iter().enumerate() {
+                sum.new_items += (w & !p.syscalls.learned[k]).count_ones() as usize;
+                p.syscalls.learned[k] |= w;
+                p.syscalls.since[k] &= !w;
             }
             touched.push(i);
         }
@@ -737,15 +746,9 @@ impl Baselines {
 }
 
 fn clear_dirty(p: &mut Profile) {
-    for (kind, item) in std::mem::take(&mut p.dirty_items) {
-        if let Some(e) = p.sets[kind.index()].get_mut(&item) {
-            e.dirty = false;
-        }
-    }
-    // Entries marked dirty by operations (reset, import) without a queue entry.
+    p.dirty_kinds = 0;
     p.meta_dirty = false;
     p.syscalls_dirty = false;
-    p.queued = false;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -9,10 +9,11 @@
 //!    `/run/user/1000`);
 //! 2. a segment starting with `.#` (systemd/emacs temporary and lock files,
 //!    `.#hostname3f9a0b1c2d3e4f56`) is `.#*`;
-//! 3. a mktemp name, `tmp` + `.`/`-`/`_` + 6 to 12 of `[A-Za-z0-9_]` with
-//!    a digit or capital (`tmp.Ab3dE9xYz1`), or a Python tempfile name, `tmp`
-//!    + 8 of `[a-z0-9_]` with a digit or `_` (`tmpk3j_x9a2`), keeps `tmp` and
-//!    the separator: `tmp.*`, `tmp*` (`tmpreaper`, `tmpfiles.d` stay);
+//! 3. a mktemp name (`tmp` and `.`/`-`/`_` then 6 to 12 of `[A-Za-z0-9_]`
+//!    with a digit or capital, `tmp.Ab3dE9xYz1`) or a Python tempfile name
+//!    (`tmp` then 8 of `[a-z0-9_]` with a digit or `_`, `tmpk3j_x9a2`) keeps
+//!    `tmp` and the separator: `tmp.*`, `tmp*` (`tmpreaper` and `tmpfiles.d`
+//!    stay);
 //! 4. inside a segment, split at separators (`.-_:[]@+,=~`): a UUID
 //!    (8-4-4-4-12 hex, `-` or `_` separated, possibly glued to a prefix as
 //!    in `pod<uuid>`) is `*`; a token of 16 or more hex digits containing a

@@ -124,8 +124,6 @@ pub(crate) struct Entry {
     pub new_access: u8,
     /// `F_*` flags.
     pub flags: u8,
-    /// Not yet written to the store (not persisted).
-    pub dirty: bool,
 }
 
 impl Entry {
@@ -139,7 +137,6 @@ impl Entry {
             access,
             new_access: 0,
             flags,
-            dirty: true,
         }
     }
 
@@ -170,7 +167,6 @@ impl Entry {
             access: b[24],
             new_access: b[25],
             flags: b[26],
-            dirty: false,
         })
     }
 
@@ -262,6 +258,37 @@ impl Syscalls {
     }
 }
 
+/// Encodes a set as `[u16 LE item length][item][entry]...`, items sorted
+/// (deterministic bytes for identical sets).
+pub(crate) fn encode_set(set: &HashMap<Box<[u8]>, Entry>) -> Vec<u8> {
+    let mut items: Vec<(&Box<[u8]>, &Entry)> = set.iter().collect();
+    items.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let len: usize = items
+        .iter()
+        .map(|(k, _)| 2 + k.len() + Entry::ENCODED_LEN)
+        .sum();
+    let mut v = Vec::with_capacity(len);
+    for (k, e) in items {
+        v.extend_from_slice(&(k.len() as u16).to_le_bytes());
+        v.extend_from_slice(k);
+        v.extend_from_slice(&e.encode());
+    }
+    v
+}
+
+/// Reverses [`encode_set`]; `None` if malformed.
+pub(crate) fn decode_set(mut b: &[u8]) -> Option<HashMap<Box<[u8]>, Entry>> {
+    let mut m = HashMap::new();
+    while !b.is_empty() {
+        let n = usize::from(u16::from_le_bytes([*b.first()?, *b.get(1)?]));
+        let item = b.get(2..2 + n)?;
+        let e = Entry::decode(b.get(2 + n..2 + n + Entry::ENCODED_LEN)?)?;
+        m.insert(item.into(), e);
+        b = &b[2 + n + Entry::ENCODED_LEN..];
+    }
+    Some(m)
+}
+
 /// Iterates the numbers set in a bitmap.
 pub(crate) fn bits(set: &SyscallSet) -> impl Iterator<Item = u16> + '_ {
     set.iter().enumerate().flat_map(|(i, &w)| {
@@ -278,8 +305,12 @@ pub(crate) struct Profile {
     pub meta: Meta,
     pub sets: [HashMap<Box<[u8]>, Entry>; 7],
     pub syscalls: Syscalls,
-    /// Items changed since the last flush.
-    pub dirty_items: Vec<(Kind, Box<[u8]>)>,
+    /// Sets (bit per `Kind::index`) to write at the next flush.
+    pub dirty_kinds: u8,
+    /// Sets whose counters changed since they were last marked dirty.
+    pub touched_kinds: u8,
+    /// When counters were last marked for writing (ns since the epoch).
+    pub soft_at: i64,
     pub meta_dirty: bool,
     pub syscalls_dirty: bool,
     /// On the engine's dirty list.
@@ -302,6 +333,8 @@ pub(crate) enum Outcome {
 /// Limits applied while recording.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
+    /// Counters of known items are written at most this often (ns).
+    pub refresh_ns: i64,
     pub max_items: usize,
     pub locked_report_limit: usize,
 }
@@ -313,7 +346,9 @@ impl Profile {
             meta: Meta::new(now),
             sets: Default::default(),
             syscalls: Syscalls::default(),
-            dirty_items: Vec::new(),
+            dirty_kinds: 0,
+            touched_kinds: 0,
+            soft_at: now,
             meta_dirty: true,
             syscalls_dirty: false,
             queued: false,
@@ -321,8 +356,9 @@ impl Profile {
         }
     }
 
-    fn mark(&mut self, kind: Kind, item: &[u8]) {
-        self.dirty_items.push((kind, item.into()));
+    fn mark(&mut self, kind: Kind) {
+        self.dirty_kinds |= 1 << kind.index();
+        self.meta_dirty = true;
     }
 
     /// Offers one item. `access` is 0 except for files.
@@ -344,8 +380,6 @@ impl Profile {
             e.last_seen = now;
             e.count += 1;
             e.access |= access;
-            let newly_dirty = !e.dirty;
-            e.dirty = true;
             let out = match (fresh, mode) {
                 (0, _) => Outcome::Known,
                 (_, Mode::Learning) => {
@@ -357,8 +391,10 @@ impl Profile {
                     Outcome::New(f)
                 }
             };
-            if newly_dirty {
-                self.mark(kind, item);
+            if out == Outcome::Known {
+                self.touched_kinds |= 1 << kind.index();
+            } else {
+                self.mark(kind);
             }
             return out;
         }
@@ -383,7 +419,7 @@ impl Profile {
                     e.new_access = access;
                 }
                 set.insert(item.into(), e);
-                self.mark(kind, item);
+                self.mark(kind);
                 if mode == Mode::Learning {
                     self.meta.last_new_ns = now;
                     Outcome::Learned
@@ -423,12 +459,13 @@ impl Profile {
                 }
                 self.meta.last_new_ns = now;
                 self.syscalls_dirty = true;
+                self.meta_dirty = true;
                 [0; SYSCALL_WORDS]
             }
             Mode::Monitoring => {
-                for i in 0..SYSCALL_WORDS {
-                    self.syscalls.learned[i] |= fresh[i];
-                    self.syscalls.since[i] |= fresh[i];
+                for (i, f) in fresh.iter().enumerate() {
+                    self.syscalls.learned[i] |= f;
+                    self.syscalls.since[i] |= f;
                 }
                 self.syscalls_dirty = true;
                 fresh
@@ -447,6 +484,25 @@ impl Profile {
                 out
             }
         }
+    }
+
+    /// Marks counters of touched sets for writing if `refresh` has passed
+    /// since they last were; true if anything is now due for a flush.
+    pub(crate) fn settle(&mut self, now: i64, refresh: i64) -> bool {
+        if now - self.soft_at >= refresh {
+            self.dirty_kinds |= self.touched_kinds;
+            self.touched_kinds = 0;
+            self.meta_dirty = true;
+            self.soft_at = now;
+        }
+        self.dirty_kinds != 0 || self.meta_dirty || self.syscalls_dirty
+    }
+
+    /// Marks everything for writing (operations rewrite whole profiles).
+    pub(crate) fn mark_all(&mut self) {
+        self.dirty_kinds = (1 << Kind::SETS.len()) - 1;
+        self.meta_dirty = true;
+        self.syscalls_dirty = true;
     }
 
     /// Moves to monitoring/locked: everything learned so far is the baseline.
@@ -507,7 +563,6 @@ mod tests {
             access: 3,
             new_access: 2,
             flags: F_SINCE_PROMOTION,
-            dirty: false,
         };
         assert_eq!(Entry::decode(&e.encode()), Some(e));
         assert_eq!(Entry::decode(&[0; 5]), None);
@@ -516,5 +571,12 @@ mod tests {
         s.since[7] = 1 << 63;
         assert_eq!(Syscalls::decode(&s.encode()), Some(s));
         assert_eq!(bits(&s.since).collect::<Vec<_>>(), vec![511]);
+        let mut set = HashMap::new();
+        set.insert(b"/etc/passwd"[..].into(), e);
+        set.insert(b""[..].into(), Entry::new(1, 0, 0));
+        let enc = encode_set(&set);
+        assert_eq!(decode_set(&enc), Some(set));
+        assert_eq!(decode_set(&enc[..enc.len() - 1]), None);
+        assert_eq!(decode_set(&[]), Some(HashMap::new()));
     }
 }

@@ -42,7 +42,7 @@ fn learned_state_survives_reopen() {
         b.note_loss(T0 + 5 * S, 9);
         let st = b.flush().unwrap();
         assert_eq!(st.profiles, 1);
-        assert_eq!(st.items, 2);
+        assert_eq!(st.sets, 2);
         // Nothing changed: nothing written.
         assert_eq!(b.flush().unwrap().profiles, 0);
     }
