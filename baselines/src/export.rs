@@ -49,6 +49,11 @@ pub const RUNTIME_SYSCALLS: &[(&str, &str)] = &[
         "runc LookPath/eaccess; the loader stats libraries",
     ),
     ("fstat", "glibc stats opened files"),
+    (
+        "fstatfs",
+        "runc checks /proc/self/fd is procfs before closing fds",
+    ),
+    ("statfs", "runc/libc procfs checks by path"),
     ("faccessat2", "runc eaccess check of the executable"),
     ("faccessat", "faccessat2 fallback"),
     ("getpid", "runc reports its pid"),
@@ -77,6 +82,8 @@ pub const RUNTIME_SYSCALLS: &[(&str, &str)] = &[
     ("setgroups", "runc sets supplementary groups"),
     ("setresuid", "runc switches to the container user"),
     ("setresgid", "runc switches to the container group"),
+    ("setuid", "Go's all-threads setuid in runc (runc 1.1)"),
+    ("setgid", "Go's all-threads setgid in runc (runc 1.1)"),
     ("chdir", "runc enters the container's cwd"),
     // Dynamic loader and libc start-up.
     ("brk", "heap set-up"),

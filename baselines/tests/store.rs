@@ -261,3 +261,37 @@ fn second_opener_gets_a_locked_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn counters_of_known_items_are_written_once_per_refresh_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let mut b = Baselines::open(&dir, cfg()).unwrap(); // refresh_interval 60 s
+    let s = host("/usr/sbin/nginx");
+    let see = |b: &mut Baselines, t: i64| {
+        b.observe(&obs(s, t, open("/etc/nginx/nginx.conf", Access::READ)));
+    };
+    see(&mut b, T0);
+    assert_eq!(
+        b.flush().unwrap().sets,
+        1,
+        "a new item is written at the next flush"
+    );
+    see(&mut b, T0 + 30 * S);
+    assert_eq!(b.flush().unwrap().profiles, 0, "a repeat 30 s later is not");
+    see(&mut b, T0 + 61 * S);
+    let st = b.flush().unwrap();
+    assert_eq!(
+        (st.profiles, st.sets),
+        (1, 1),
+        "61 s later the counters are"
+    );
+    b.observe(&obs(s, T0 + 62 * S, spawn("/bin/true")));
+    assert_eq!(b.flush().unwrap().sets, 1, "only the set that changed");
+    drop(b);
+    let b = Baselines::open(&dir, cfg()).unwrap();
+    let d = b.show(NGINX_KEY).unwrap();
+    assert_eq!(d.file[0].count, 3);
+    assert_eq!(d.file[0].last_seen_ns, T0 + 61 * S);
+    assert_eq!(d.spawn[0].item, "/bin/true");
+}
