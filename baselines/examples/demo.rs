@@ -58,14 +58,24 @@ fn main() {
         });
     }
     let key = b.list()[0].profile.clone();
-    b.promote(&key, Mode::Monitoring, t0 + 3_600_000_000_000).unwrap();
+    b.promote(&key, Mode::Monitoring, t0 + 3_600_000_000_000)
+        .unwrap();
     let anomalies = b.observe(&Observation {
         unix_ns: t0 + 3_700_000_000_000,
         subject: nginx,
         behaviour: Behaviour::Spawn { child: b"/bin/sh" },
     });
     println!("## anomaly\n{anomalies:#?}\n");
-    println!("## list\n{}", render_list(&b.list(), t0 + 3_800_000_000_000));
-    println!("## export --format yaml\n{}", b.export_yaml(&[&key]).unwrap());
-    println!("## export --format rules\n{}", b.export_rules(&key).unwrap());
+    println!(
+        "## list\n{}",
+        render_list(&b.list(), t0 + 3_800_000_000_000)
+    );
+    println!(
+        "## export --format yaml\n{}",
+        b.export_yaml(&[&key]).unwrap()
+    );
+    println!(
+        "## export --format rules\n{}",
+        b.export_rules(&key).unwrap()
+    );
 }

@@ -48,6 +48,9 @@ pub struct Config {
     /// Locked profiles report each new item once per run, remembering at
     /// most this many per profile (past it every occurrence is reported).
     pub locked_report_limit: usize,
+    /// Profiles kept at most; observations of further new profiles are
+    /// dropped and counted ([`Baselines::dropped_observations`]).
+    pub max_profiles: usize,
 }
 
 impl Default for Config {
@@ -64,9 +67,13 @@ impl Default for Config {
             refresh_interval: Duration::from_secs(60),
             max_items_per_set: 10_000,
             locked_report_limit: 4096,
+            max_profiles: 20_000,
         }
     }
 }
+
+/// Longest item kept (bytes); longer ones (no real path is) are cut here.
+pub const MAX_ITEM_LEN: usize = 4096;
 
 fn ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
@@ -127,6 +134,7 @@ pub struct Baselines {
     loss_dirty: bool,
     key_buf: Vec<u8>,
     item_buf: Vec<u8>,
+    dropped: u64,
 }
 
 impl std::fmt::Debug for Baselines {
@@ -162,6 +170,7 @@ impl Baselines {
             loss_dirty: false,
             key_buf: Vec::new(),
             item_buf: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -200,6 +209,23 @@ impl Baselines {
     /// Bytes the database takes on disk (0 in memory).
     pub fn size_on_disk(&self) -> Result<u64> {
         self.store.as_ref().map_or(Ok(0), Store::size_on_disk)
+    }
+
+    /// Observations dropped because [`Config::max_profiles`] was reached.
+    pub fn dropped_observations(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The profile for `key`, created if there is room.
+    fn profile_for(&mut self, key: &[u8], now: i64) -> Option<usize> {
+        if let Some(&i) = self.index.get(key) {
+            return Some(i);
+        }
+        if self.profiles.len() >= self.cfg.max_profiles {
+            self.dropped += 1;
+            return None;
+        }
+        Some(self.profile_at(key, now))
     }
 
     fn profile_at(&mut self, key: &[u8], now: i64) -> usize {
@@ -252,6 +278,7 @@ impl Baselines {
         let (kind, access, path) = self.item_of(&obs.behaviour, &mut item);
         let gen_path = path.map(generalise_path);
         let item_bytes: &[u8] = gen_path.as_deref().unwrap_or(&item);
+        let item_bytes = &item_bytes[..item_bytes.len().min(MAX_ITEM_LEN)];
         let mut key = std::mem::take(&mut self.key_buf);
         primary_into(&mut key, &obs.subject, self.cfg.container_keying);
         self.offer(&key, kind, item_bytes, access, obs.unix_ns, &mut out);
@@ -309,7 +336,9 @@ impl Baselines {
 
     fn syscalls_one(&mut self, key: &[u8], now: i64, set: &SyscallSet, out: &mut Vec<Anomaly>) {
         let refresh = ns(self.cfg.refresh_interval);
-        let i = self.profile_at(key, now);
+        let Some(i) = self.profile_for(key, now) else {
+            return;
+        };
         let p = &mut self.profiles[i];
         p.meta.observations += 1;
         p.meta.last_seen_ns = p.meta.last_seen_ns.max(now);
@@ -379,7 +408,9 @@ impl Baselines {
         out: &mut Vec<Anomaly>,
     ) {
         let lim = self.limits();
-        let i = self.profile_at(key, now);
+        let Some(i) = self.profile_for(key, now) else {
+            return;
+        };
         let p = &mut self.profiles[i];
         p.meta.observations += 1;
         p.meta.last_seen_ns = p.meta.last_seen_ns.max(now);
@@ -660,6 +691,11 @@ impl Baselines {
         for (w, s) in base.iter_mut().zip(p.syscalls.since) {
             *w &= !s;
         }
+        if base.iter().all(|&w| w == 0) {
+            return Err(Error::Export(format!(
+                "profile `{profile}` has learned no syscalls (was the syscall sensor on while it learned?)"
+            )));
+        }
         crate::export::seccomp_json(&base)
     }
 
@@ -835,7 +871,13 @@ fn parse_doc(d: &ProfileDoc) -> Result<ParsedDoc> {
         let mut v = Vec::new();
         for it in d.set(kind).into_iter().flatten() {
             let item = unescape(&it.item)
-                .ok_or_else(|| bad(format!("{kind} item `{}`: malformed escape", it.item)))?;
+                .filter(|i| i.len() <= MAX_ITEM_LEN)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{kind} item `{}`: malformed escape or too long",
+                        it.item
+                    ))
+                })?;
             let access = match &it.access {
                 Some(a) => {
                     Access::parse(a)

@@ -85,27 +85,50 @@ pub(crate) fn secure_dir(path: &Path) -> Result<()> {
     }
 }
 
-/// Makes every file under `dir` 0600 and every directory 0700 (sled creates
-/// them with the process umask).
+/// Makes sled's files in `dir` 0600 and its directories 0700 (sled creates
+/// them with the process umask). Only sled's own names are touched (`conf`,
+/// `db`, `snap.*`, `blobs/`), in case the directory is shared.
 pub(crate) fn tighten(dir: &Path) -> Result<()> {
+    tighten_in(dir, true)
+}
+
+fn tighten_in(dir: &Path, top: bool) -> Result<()> {
     let rd = fs::read_dir(dir).map_err(|e| Error::Dir {
         path: dir.to_path_buf(),
         what: "cannot list",
         source: e,
     })?;
     for ent in rd.flatten() {
-        let Ok(m) = ent.metadata() else { continue };
+        let name = ent.file_name();
+        let name = name.to_string_lossy();
+        let ours = !top || matches!(&*name, "conf" | "db" | "blobs") || name.starts_with("snap.");
+        if !ours {
+            continue;
+        }
+        // sled may remove old snapshots meanwhile: a vanished file is fine.
+        let Ok(m) = fs::symlink_metadata(ent.path()) else {
+            continue;
+        };
+        if m.file_type().is_symlink() {
+            continue;
+        }
         let p = ent.path();
         let want = if m.is_dir() { 0o700 } else { 0o600 };
         if m.permissions().mode() & 0o777 != want {
-            fs::set_permissions(&p, fs::Permissions::from_mode(want)).map_err(|e| Error::Dir {
-                path: p.clone(),
-                what: "cannot restrict permissions",
-                source: e,
-            })?;
+            match fs::set_permissions(&p, fs::Permissions::from_mode(want)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::Dir {
+                        path: p.clone(),
+                        what: "cannot restrict permissions",
+                        source: e,
+                    });
+                }
+            }
         }
         if m.is_dir() {
-            tighten(&p)?;
+            tighten_in(&p, false)?;
         }
     }
     Ok(())

@@ -510,3 +510,33 @@ fn import_rejects_bad_documents_without_changing_anything() {
     }
     assert!(b.is_empty(), "nothing half-imported");
 }
+
+#[test]
+fn hostile_input_is_bounded() {
+    let mut b = Baselines::in_memory(vigil_baselines::Config {
+        max_profiles: 2,
+        ..cfg()
+    });
+    for exe in ["/a", "/b", "/c", "/d"] {
+        b.observe(&obs(host(exe), T0, spawn("/bin/true")));
+    }
+    assert_eq!(b.len(), 2);
+    assert_eq!(b.dropped_observations(), 2);
+    // An absurdly long path is cut to MAX_ITEM_LEN (and still one item).
+    let long: &'static str = Box::leak(format!("/{}", "x".repeat(70_000)).into_boxed_str());
+    b.observe(&obs(host("/a"), T0, open(long, Access::READ)));
+    b.observe(&obs(host("/a"), T0, open(long, Access::READ)));
+    let key = b.list()[0].profile.clone();
+    let d = b.show(&key).unwrap();
+    assert_eq!(d.file.len(), 1);
+    assert_eq!(d.file[0].item.len(), vigil_baselines::MAX_ITEM_LEN);
+    assert_eq!(d.file[0].count, 2);
+}
+
+#[test]
+fn seccomp_export_needs_learned_syscalls() {
+    let mut b = Baselines::in_memory(cfg());
+    learn_nginx(&mut b, T0, 1);
+    let e = b.export_seccomp(NGINX_KEY).unwrap_err();
+    assert!(e.to_string().contains("learned no syscalls"), "{e}");
+}

@@ -295,3 +295,25 @@ fn counters_of_known_items_are_written_once_per_refresh_interval() {
     assert_eq!(d.file[0].last_seen_ns, T0 + 61 * S);
     assert_eq!(d.spawn[0].item, "/bin/true");
 }
+
+#[test]
+fn leaves_other_files_in_a_shared_directory_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let other = dir.join("spool.fifo-like");
+    fs::write(&other, b"x").unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut b = Baselines::open(&dir, cfg()).unwrap();
+    learn(&mut b);
+    b.flush().unwrap();
+    assert_eq!(
+        fs::metadata(&other).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert_eq!(
+        fs::metadata(dir.join("db")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
