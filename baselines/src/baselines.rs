@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::doc::{ItemDoc, ProfileDoc, ProfileSummary, WHITELIST_FORMAT, Whitelist};
 use crate::error::{Error, Result};
-use crate::generalise::{escape, generalise_path, unescape};
+use crate::generalise::{escape, generalise_into, unescape};
 use crate::key::{ContainerKeying, primary_into, sub_into};
 use crate::names::{capability_name, syscall_name, syscall_number};
 use crate::observation::{Access, Behaviour, Observation, SYSCALL_WORDS, Subject, SyscallSet};
@@ -276,8 +276,12 @@ impl Baselines {
         let mut item = std::mem::take(&mut self.item_buf);
         item.clear();
         let (kind, access, path) = self.item_of(&obs.behaviour, &mut item);
-        let gen_path = path.map(generalise_path);
-        let item_bytes: &[u8] = gen_path.as_deref().unwrap_or(&item);
+        let item_bytes: &[u8] = match path {
+            // generalise_into leaves `item` holding the changed form, if any
+            Some(p) if generalise_into(p, &mut item) => &item,
+            Some(p) => p,
+            None => &item,
+        };
         let item_bytes = &item_bytes[..item_bytes.len().min(MAX_ITEM_LEN)];
         let mut key = std::mem::take(&mut self.key_buf);
         primary_into(&mut key, &obs.subject, self.cfg.container_keying);
@@ -285,7 +289,6 @@ impl Baselines {
         if sub_into(&mut key, &obs.subject, self.cfg.container_keying) {
             self.offer(&key, kind, item_bytes, access, obs.unix_ns, &mut out);
         }
-        drop(gen_path);
         self.key_buf = key;
         self.item_buf = item;
         out

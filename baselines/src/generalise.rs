@@ -35,23 +35,31 @@ fn is_sep(b: u8) -> bool {
 /// Returns the input unchanged (borrowed, no allocation) when no rule applies,
 /// which is the common case on the hot path.
 pub fn generalise_path(path: &[u8]) -> Cow<'_, [u8]> {
+    let mut out = Vec::new();
+    if generalise_into(path, &mut out) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
+/// Like [`generalise_path`] into a reusable buffer: true if the path changed
+/// (then `out` holds the generalised form), false if not (`out` is then
+/// unspecified). No allocation once `out` has grown.
+pub fn generalise_into(path: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
     // Fast path: every rule needs a digit, `.#` or `tmp`.
     if !path.iter().any(u8::is_ascii_digit) && !contains(path, b"/.#") && !contains(path, b"tmp") {
-        return Cow::Borrowed(path);
+        return false;
     }
-    let mut out = Vec::with_capacity(path.len());
     let mut changed = false;
     for (i, seg) in path.split(|&b| b == b'/').enumerate() {
         if i > 0 {
             out.push(b'/');
         }
-        changed |= generalise_segment(seg, &mut out);
+        changed |= generalise_segment(seg, out);
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(path)
-    }
+    changed
 }
 
 fn contains(h: &[u8], n: &[u8]) -> bool {
@@ -102,16 +110,21 @@ fn generalise_segment(seg: &[u8], out: &mut Vec<u8>) -> bool {
         out.extend_from_slice(seg);
         return false;
     }
-    // Tokenise: (start, end) of maximal runs between separators.
-    let mut toks: Vec<(usize, usize)> = Vec::new();
+    // Tokenise: (start, end) of maximal runs between separators, on the
+    // stack; past 64 tokens the rest of the segment is kept as one token.
+    let mut toks = [(0usize, 0usize); 64];
+    let mut nt = 0;
     let mut start = 0;
     for (i, &b) in seg.iter().enumerate() {
-        if is_sep(b) {
-            toks.push((start, i));
+        if is_sep(b) && nt < toks.len() - 1 {
+            toks[nt] = (start, i);
+            nt += 1;
             start = i + 1;
         }
     }
-    toks.push((start, seg.len()));
+    toks[nt] = (start, seg.len());
+    nt += 1;
+    let toks = &toks[..nt];
     let hex = |t: &[u8]| !t.is_empty() && t.iter().all(u8::is_ascii_hexdigit);
     let mut changed = false;
     let mut pos = 0; // bytes of seg copied so far

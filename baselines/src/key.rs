@@ -42,9 +42,31 @@ pub struct ProfileKeys {
     pub sub: Option<Vec<u8>>,
 }
 
+/// Appends `n` in decimal (no `fmt` machinery: this runs per event).
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
+
 /// Writes the identity suffix (`@...`) of a host executable key.
 fn push_identity(out: &mut Vec<u8>, id: &ExeIdentity) {
-    use std::io::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     match id {
         ExeIdentity::Unknown => {}
         ExeIdentity::Inode {
@@ -53,12 +75,20 @@ fn push_identity(out: &mut Vec<u8>, id: &ExeIdentity) {
             size,
             mtime_ns,
         } => {
-            let _ = write!(out, "@i{dev}:{ino}:{size}:{mtime_ns}");
+            out.extend_from_slice(b"@i");
+            push_u64(out, *dev);
+            out.push(b':');
+            push_u64(out, *ino);
+            out.push(b':');
+            push_u64(out, *size);
+            out.push(b':');
+            push_i64(out, *mtime_ns);
         }
         ExeIdentity::Sha256(h) => {
             out.extend_from_slice(b"@sha256:");
             for b in h {
-                let _ = write!(out, "{b:02x}");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
             }
         }
     }
@@ -248,6 +278,16 @@ mod tests {
             assert_eq!(k.sub.map(|v| String::from_utf8(v).unwrap()), sub);
         }
         let mut s = subj(b"/bin/x", None);
+        s.identity = ExeIdentity::Inode {
+            dev: 0,
+            ino: u64::MAX,
+            size: 10,
+            mtime_ns: -5,
+        };
+        assert_eq!(
+            profile_keys(&s, ContainerKeying::Image).primary,
+            format!("exe:/bin/x@i0:{}:10:-5", u64::MAX).as_bytes()
+        );
         s.identity = ExeIdentity::Unknown;
         assert_eq!(
             profile_keys(&s, ContainerKeying::Image).primary,

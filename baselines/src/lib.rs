@@ -33,7 +33,7 @@ pub use doc::{
 };
 pub use error::{Error, Result};
 pub use export::{RUNTIME_SYSCALLS, seccomp_json};
-pub use generalise::{escape, generalise_path, unescape};
+pub use generalise::{escape, generalise_into, generalise_path, unescape};
 pub use key::{ContainerKeying, ProfileKeys, profile_keys};
 pub use names::{capability_name, syscall_name, syscall_number};
 pub use observation::{
