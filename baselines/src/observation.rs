@@ -248,3 +248,43 @@ pub enum Behaviour<'a> {
         set: &'a SyscallSet,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_from_open_flags() {
+        // (flags, access): O_RDONLY 0, O_WRONLY 1, O_RDWR 2, O_CREAT 0o100,
+        // O_TRUNC 0o1000, O_APPEND 0o2000, O_TMPFILE 0o20200000.
+        let cases: &[(u32, &str)] = &[
+            (0, "r"),
+            (0o1, "w"),
+            (0o2, "rw"),
+            (0o101, "wc"),
+            (0o1000, "rw"),
+            (0o2001, "w"),
+            (0o20200002, "rwc"),
+            (0o200000, "r"), // O_DIRECTORY alone
+        ];
+        for &(flags, want) in cases {
+            assert_eq!(
+                Access::from_open_flags(flags).to_string(),
+                want,
+                "{flags:#o}"
+            );
+        }
+        for s in ["r", "w", "rwxc", "-", "xc"] {
+            assert_eq!(Access::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(Access::parse("rz"), None);
+    }
+
+    #[test]
+    fn transport_text_round_trips() {
+        for t in [Transport::Tcp, Transport::Udp, Transport::Other(132)] {
+            assert_eq!(Transport::parse(&t.to_string()), Some(t));
+        }
+        assert_eq!(Transport::parse("sctp"), None);
+    }
+}
