@@ -103,6 +103,16 @@ pub struct Anomaly {
     pub baseline_lossy: bool,
 }
 
+/// The profile(s) of a subject, resolved once (per exec) so that each event
+/// of that process skips the key derivation and lookup: see
+/// [`Baselines::resolve`]. Valid only for the [`Baselines`] that made it
+/// (profiles are never removed, so it stays valid for its lifetime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileRef {
+    primary: u32,
+    sub: Option<u32>,
+}
+
 /// What `flush` wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushStats {
@@ -294,6 +304,59 @@ impl Baselines {
         out
     }
 
+    /// Resolves (creating if needed) the profiles of a subject. The engine can
+    /// keep the result with its process-table entry and call
+    /// [`Baselines::observe_ref`] for each event of that process. `None` when
+    /// [`Config::max_profiles`] is reached.
+    pub fn resolve(&mut self, subject: &Subject<'_>, unix_ns: i64) -> Option<ProfileRef> {
+        let mut key = std::mem::take(&mut self.key_buf);
+        primary_into(&mut key, subject, self.cfg.container_keying);
+        let primary = self.profile_for(&key, unix_ns);
+        let sub = if sub_into(&mut key, subject, self.cfg.container_keying) {
+            self.profile_for(&key, unix_ns)
+        } else {
+            None
+        };
+        self.key_buf = key;
+        Some(ProfileRef {
+            primary: u32::try_from(primary?).ok()?,
+            sub: sub.and_then(|i| u32::try_from(i).ok()),
+        })
+    }
+
+    /// [`Baselines::observe`] for a resolved subject (same results, without
+    /// deriving and looking up the profile keys).
+    pub fn observe_ref(
+        &mut self,
+        r: ProfileRef,
+        unix_ns: i64,
+        behaviour: &Behaviour<'_>,
+    ) -> Vec<Anomaly> {
+        let mut out = Vec::new();
+        let n = self.profiles.len();
+        let idx = [Some(r.primary as usize), r.sub.map(|s| s as usize)];
+        if let Behaviour::Syscalls { set } = behaviour {
+            for i in idx.into_iter().flatten().filter(|&i| i < n) {
+                self.syscalls_at(i, unix_ns, set, &mut out);
+            }
+            return out;
+        }
+        let mut item = std::mem::take(&mut self.item_buf);
+        item.clear();
+        let (kind, access, path) = self.item_of(behaviour, &mut item);
+        let item_bytes: &[u8] = match path {
+            Some(p) if generalise_into(p, &mut item) => &item,
+            Some(p) => p,
+            None => &item,
+        };
+        let item_bytes = &item_bytes[..item_bytes.len().min(MAX_ITEM_LEN)];
+        for i in idx.into_iter().flatten().filter(|&i| i < n) {
+            self.offer_at(i, kind, item_bytes, access, unix_ns, &mut out);
+        }
+        self.item_buf = item;
+        out
+    }
+
     /// Records a syscall bitmap (as read from the per-profile BPF map) for
     /// the subject's profile(s); returns the syscalls outside a promoted
     /// baseline, one anomaly each.
@@ -338,10 +401,13 @@ impl Baselines {
     }
 
     fn syscalls_one(&mut self, key: &[u8], now: i64, set: &SyscallSet, out: &mut Vec<Anomaly>) {
+        if let Some(i) = self.profile_for(key, now) {
+            self.syscalls_at(i, now, set, out);
+        }
+    }
+
+    fn syscalls_at(&mut self, i: usize, now: i64, set: &SyscallSet, out: &mut Vec<Anomaly>) {
         let refresh = ns(self.cfg.refresh_interval);
-        let Some(i) = self.profile_for(key, now) else {
-            return;
-        };
         let p = &mut self.profiles[i];
         p.meta.observations += 1;
         p.meta.last_seen_ns = p.meta.last_seen_ns.max(now);
@@ -410,10 +476,21 @@ impl Baselines {
         now: i64,
         out: &mut Vec<Anomaly>,
     ) {
+        if let Some(i) = self.profile_for(key, now) {
+            self.offer_at(i, kind, item, access, now, out);
+        }
+    }
+
+    fn offer_at(
+        &mut self,
+        i: usize,
+        kind: Kind,
+        item: &[u8],
+        access: u8,
+        now: i64,
+        out: &mut Vec<Anomaly>,
+    ) {
         let lim = self.limits();
-        let Some(i) = self.profile_for(key, now) else {
-            return;
-        };
         let p = &mut self.profiles[i];
         p.meta.observations += 1;
         p.meta.last_seen_ns = p.meta.last_seen_ns.max(now);

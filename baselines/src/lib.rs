@@ -27,7 +27,9 @@ mod profile;
 mod store;
 mod syscalls_x86_64;
 
-pub use baselines::{Anomaly, Baselines, Config, FlushStats, ImportSummary, MAX_ITEM_LEN};
+pub use baselines::{
+    Anomaly, Baselines, Config, FlushStats, ImportSummary, MAX_ITEM_LEN, ProfileRef,
+};
 pub use doc::{
     ItemDoc, ProfileDoc, ProfileSummary, WHITELIST_FORMAT, Whitelist, human_duration, render_list,
 };

@@ -540,3 +540,49 @@ fn seccomp_export_needs_learned_syscalls() {
     let e = b.export_seccomp(NGINX_KEY).unwrap_err();
     assert!(e.to_string().contains("learned no syscalls"), "{e}");
 }
+
+#[test]
+fn resolved_handles_behave_like_observe() {
+    let mut a = Baselines::in_memory(cfg());
+    let mut b = Baselines::in_memory(cfg());
+    let subjects = [host("/usr/sbin/nginx"), in_ctr("/bin/sh", "img:1")];
+    let refs: Vec<_> = subjects.iter().map(|s| b.resolve(s, T0).unwrap()).collect();
+    let mut set = [0u64; SYSCALL_WORDS];
+    set[0] = 0b1011;
+    let work = [
+        open("/etc/a", Access::READ),
+        open("/proc/77/stat", Access::READ),
+        spawn("/bin/true"),
+        connect("10.0.0.1", 80),
+        Behaviour::Syscalls { set: &set },
+    ];
+    let run = |a: &mut Baselines, b: &mut Baselines, t: i64, bh: Behaviour<'_>| {
+        for (s, r) in subjects.iter().zip(&refs) {
+            let x = a.observe(&obs(*s, t, bh));
+            let y = b.observe_ref(*r, t, &bh);
+            assert_eq!(x, y);
+        }
+    };
+    for (i, bh) in work.iter().enumerate() {
+        run(&mut a, &mut b, T0 + i as i64 * S, *bh);
+    }
+    for p in a.list() {
+        a.promote(&p.profile, Mode::Monitoring, T0 + 10 * S)
+            .unwrap();
+        b.promote(&p.profile, Mode::Monitoring, T0 + 10 * S)
+            .unwrap();
+    }
+    set[1] = 1;
+    let new = [
+        open("/etc/b", Access::WRITE),
+        Behaviour::Syscalls { set: &set },
+    ];
+    for bh in new {
+        run(&mut a, &mut b, T0 + 20 * S, bh);
+    }
+    assert_eq!(a.list(), b.list());
+    for p in a.list() {
+        assert_eq!(a.show(&p.profile).unwrap(), b.show(&p.profile).unwrap());
+    }
+    assert_eq!(a.list().iter().map(|r| r.since_promotion).sum::<usize>(), 6);
+}
