@@ -317,3 +317,20 @@ fn leaves_other_files_in_a_shared_directory_alone() {
         0o600
     );
 }
+
+#[test]
+fn automatic_promotion_is_durable_without_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    {
+        let mut b = Baselines::open(&dir, cfg()).unwrap();
+        learn(&mut b); // 40 observations, last new item at T0
+        assert_eq!(b.tick(T0 + 3600 * S).unwrap(), vec![NGINX_KEY.to_string()]);
+    }
+    let b = Baselines::open(&dir, cfg()).unwrap();
+    let d = b.show(NGINX_KEY).unwrap();
+    assert_eq!(d.mode, Mode::Monitoring);
+    assert_eq!(d.promoted_ns, Some(T0 + 3600 * S));
+    assert_eq!(d.file.len(), 1);
+    assert_eq!(d.spawn.len(), 1);
+}
