@@ -563,7 +563,8 @@ impl Baselines {
             && now - m.last_new_ns >= quiet
             && m.last_loss_ns.is_none_or(|l| {
                 now - l >= quiet
-                    && m.observations - m.observations_at_loss >= self.cfg.min_observations
+                    && m.observations.saturating_sub(m.observations_at_loss)
+                        >= self.cfg.min_observations
             })
     }
 
