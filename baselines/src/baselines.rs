@@ -428,7 +428,7 @@ impl Baselines {
     fn item_of<'b>(&self, b: &Behaviour<'b>, buf: &mut Vec<u8>) -> (Kind, u8, Option<&'b [u8]>) {
         match *b {
             Behaviour::Spawn { child } => (Kind::Spawn, 0, Some(child)),
-            Behaviour::Open { path, access } => (Kind::File, access.0, Some(path)),
+            Behaviour::Open { path, access } => (Kind::File, access.0 & Access::ALL.0, Some(path)),
             Behaviour::Connect {
                 ip,
                 port,
@@ -825,7 +825,8 @@ impl Baselines {
                 p.meta.created_ns = d.created_ns;
                 p.meta.last_new_ns = now_ns;
                 if p.meta.mode != Mode::Learning {
-                    p.meta.promoted_ns = Some(now_ns);
+                    // keep the file's promotion time when it was promoted there
+                    p.meta.promoted_ns = d.promoted_ns.or(Some(now_ns));
                 }
                 p.meta.lossy_since_ns = d.lossy_since_ns;
                 p.meta.lost_events = d.lost_events;

@@ -177,8 +177,12 @@ pub fn escape(bytes: &[u8]) -> String {
         for c in chunk.valid().chars() {
             match c {
                 '\\' => s.push_str("\\\\"),
-                c if c.is_control() && (c as u32) < 0x100 => {
-                    s.push_str(&format!("\\x{:02x}", c as u32));
+                c if c.is_control() => {
+                    // byte by byte, so unescape gives back the UTF-8 bytes
+                    let mut b = [0u8; 4];
+                    for x in c.encode_utf8(&mut b).bytes() {
+                        s.push_str(&format!("\\x{x:02x}"));
+                    }
                 }
                 c => s.push(c),
             }
@@ -324,6 +328,7 @@ mod tests {
             b"back\\slash",
             "/srv/caf\u{e9}/\u{1F600}".as_bytes(),
             b"\n\t",
+            "\u{80}\u{9f}".as_bytes(),
         ];
         for c in cases {
             let e = escape(c);
