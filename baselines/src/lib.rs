@@ -3,7 +3,9 @@
 //!
 //! The engine builds an [`Observation`] per enriched event (and per
 //! syscall-bitmap read) and calls [`Baselines::observe`], which updates
-//! memory only and returns the [`Anomaly`]s of promoted profiles. Every few
+//! memory only and returns the [`Anomaly`]s of promoted profiles (or resolves
+//! a process's profiles once with [`Baselines::resolve`] and passes the
+//! [`ProfileRef`] to [`Baselines::observe_ref`] per event). Every few
 //! seconds it calls [`Baselines::tick`] (automatic promotion) and
 //! [`Baselines::flush`] (one sled transaction for everything that changed);
 //! on ring-buffer drops it calls [`Baselines::note_loss`]. The CLI uses
