@@ -1,44 +1,48 @@
-//! vigil's baseline learner (issue #5 builds it out: per-program and
-//! per-container profiles in sled, drift anomalies, whitelist export).
+//! vigil's baseline learner: what each program and each container normally
+//! does, kept in sled, with anomalies on drift and whitelist exports.
 //!
-//! Its place in the flow: the engine offers each enriched event to
-//! [`Baselines::observe`] through the [`Observation`] trait defined here.
-//! Today no profile is learned and `observe` reports no anomaly.
+//! The engine builds an [`Observation`] per enriched event (and per
+//! syscall-bitmap read) and calls [`Baselines::observe`], which updates
+//! memory only and returns the [`Anomaly`]s of promoted profiles (or resolves
+//! a process's profiles once with [`Baselines::resolve`] and passes the
+//! [`ProfileRef`] to [`Baselines::observe_ref`] per event). Every few
+//! seconds it calls [`Baselines::tick`] (automatic promotion) and
+//! [`Baselines::flush`] (one sled transaction for everything that changed);
+//! on ring-buffer drops it calls [`Baselines::note_loss`]. The CLI uses
+//! [`Baselines::open`] and the operations (`list`, `show`, `promote`,
+//! `demote`, `reset`, `diff`, `export_*`, `import_yaml`).
+//!
+//! See `docs/baselines.md` for the profile key scheme, generalisation rules,
+//! modes, storage layout and export formats.
 
 #![deny(missing_docs)]
 
-/// What a baseline needs to know about an event.
-pub trait Observation {
-    /// Profile key: executable path (host) or container id.
-    fn profile_key(&self) -> Option<&[u8]>;
-    /// The behaviour observed (`exec:/usr/bin/ls`, `open:/etc/passwd:r`).
-    fn behaviour(&self) -> Option<String>;
-}
+mod baselines;
+mod doc;
+mod error;
+mod export;
+mod generalise;
+mod key;
+mod names;
+mod observation;
+mod profile;
+mod store;
+mod syscalls_x86_64;
 
-/// An anomaly: behaviour outside a promoted profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anomaly {
-    /// Profile the behaviour is new to.
-    pub profile: String,
-    /// The new behaviour.
-    pub behaviour: String,
-}
-
-/// The set of profiles.
-#[derive(Debug, Default)]
-pub struct Baselines {
-    _private: (),
-}
-
-impl Baselines {
-    /// No profiles.
-    pub fn empty() -> Baselines {
-        Baselines::default()
-    }
-
-    /// Records an observation; returns an anomaly when a monitored profile
-    /// sees something new (never, until profiles exist).
-    pub fn observe(&mut self, _obs: &dyn Observation) -> Option<Anomaly> {
-        None
-    }
-}
+pub use baselines::{
+    Anomaly, Baselines, Config, FlushStats, ImportSummary, MAX_ITEM_LEN, ProfileRef,
+};
+pub use doc::{
+    ItemDoc, ProfileDoc, ProfileSummary, WHITELIST_FORMAT, Whitelist, human_duration, render_list,
+};
+pub use error::{Error, Result};
+pub use export::{RUNTIME_SYSCALLS, seccomp_json};
+pub use generalise::{escape, generalise_into, generalise_path, unescape};
+pub use key::{ContainerKeying, ProfileKeys, profile_keys};
+pub use names::{capability_name, syscall_name, syscall_number};
+pub use observation::{
+    Access, Behaviour, ContainerRef, ExeIdentity, Observation, SYSCALL_WORDS, Subject, SyscallSet,
+    Transport,
+};
+pub use profile::{Kind, Mode};
+pub use store::SCHEMA_VERSION;
