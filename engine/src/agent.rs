@@ -8,13 +8,13 @@ use crate::config::Config;
 use crate::ecs;
 use crate::enrich::{Enricher, Event};
 use crate::host::{self, Host, LiveHost, Users};
+use crate::learn::Learner;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use vigil_baselines::Baselines;
 use vigil_bpf::abi::Counters;
 use vigil_bpf::decode::{self, DecodeError};
 use vigil_bpf::{RingReader, SensorStatus, Sensors};
@@ -54,6 +54,10 @@ pub struct PipelineStats {
     pub write_errors: u64,
     /// Alerts raised.
     pub alerts: u64,
+    /// Baseline anomalies raised.
+    pub anomalies: u64,
+    /// Baseline write failures (the first is logged).
+    pub baseline_errors: u64,
     /// Alerts per rule id.
     pub alerts_by_rule: BTreeMap<String, u64>,
     /// Events per kind whose process or parent is the watched pid
@@ -66,7 +70,7 @@ pub struct Pipeline {
     enricher: Enricher,
     rules: Arc<RuleSet>,
     scratch: Scratch,
-    baselines: Baselines,
+    learner: Option<Learner>,
     sink: Option<Box<dyn Sink>>,
     emit_events: bool,
     hostname: String,
@@ -92,7 +96,7 @@ impl Pipeline {
             ),
             rules: Arc::new(RuleSet::empty()),
             scratch: Scratch::new(),
-            baselines: Baselines::empty(),
+            learner: None,
             sink,
             emit_events: cfg.agent.events,
             hostname: ctx.hostname.clone(),
@@ -110,6 +114,40 @@ impl Pipeline {
     /// Replaces the rule set (start-up and SIGHUP reload).
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
         self.rules = rules;
+    }
+
+    /// Promotes what is due and writes the baselines (every housekeeping
+    /// tick and at shutdown); forgets exited processes.
+    pub fn baseline_housekeeping(&mut self, alive: impl Fn(u32) -> bool, verbose: bool) {
+        let Some(l) = self.learner.as_mut() else {
+            return;
+        };
+        l.expire(alive);
+        let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
+        let r = l.baselines.tick(now).and_then(|promoted| {
+            if verbose {
+                for p in promoted {
+                    eprintln!("vigil: baseline {p} promoted automatically (quiet period reached)");
+                }
+            }
+            l.baselines.flush()
+        });
+        if let Err(e) = r {
+            self.stats.baseline_errors += 1;
+            if self.stats.baseline_errors == 1 {
+                eprintln!("vigil: baselines: cannot write: {e}");
+            }
+        }
+    }
+
+    /// Attaches a baseline learner.
+    pub fn set_learner(&mut self, l: Learner) {
+        self.learner = Some(l);
+    }
+
+    /// The learner, if baselines are on.
+    pub fn learner(&mut self) -> Option<&mut Learner> {
+        self.learner.as_mut()
     }
 
     /// The rule set in use.
@@ -141,12 +179,23 @@ impl Pipeline {
         let ev = self.enricher.enrich(k, host);
         let mut matched = Vec::new();
         self.rules.evaluate(&ev, &mut self.scratch, &mut matched);
-        let _ = self.baselines.observe(&ev);
+        let anomalies = match self.learner.as_mut() {
+            Some(l) => l.observe(&ev),
+            None => Vec::new(),
+        };
+        self.stats.anomalies += anomalies.len() as u64;
         self.stats.alerts += matched.len() as u64;
         for r in &matched {
             *self.stats.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
         }
         if let Some(sink) = self.sink.as_mut() {
+            for a in &anomalies {
+                let rec = crate::learn::encode_anomaly(&ev, &self.hostname, a);
+                match sink.write_record(&rec) {
+                    Ok(()) => self.stats.written += 1,
+                    Err(_) => self.stats.write_errors += 1,
+                }
+            }
             for r in &matched {
                 let rec = crate::detect::encode_alert(&ev, &self.hostname, r);
                 match sink.write_record(&rec) {
@@ -194,15 +243,6 @@ impl Pipeline {
     /// Host name used in records.
     pub fn hostname(&self) -> &str {
         &self.hostname
-    }
-}
-
-impl vigil_baselines::Observation for Event {
-    fn profile_key(&self) -> Option<&[u8]> {
-        self.process.as_ref().map(|p| &p.exe[..])
-    }
-    fn behaviour(&self) -> Option<String> {
-        None
     }
 }
 
@@ -325,6 +365,8 @@ pub struct RunOptions {
     pub rules: Option<Arc<RuleSet>>,
     /// Reload the configured rules on SIGHUP (a bad file keeps the old set).
     pub reload_on_sighup: bool,
+    /// Baselines to learn into and check against (None: off).
+    pub baselines: Option<vigil_baselines::Baselines>,
 }
 
 impl RunOptions {
@@ -339,16 +381,23 @@ impl RunOptions {
             watch_pid: None,
             rules: None,
             reload_on_sighup: false,
+            baselines: None,
         }
     }
 
     /// The kernel interest of this run: everything for a capture (it is
     /// replayed later under other rules), else what the rules can match.
     pub fn interest(&self) -> vigil_bpf::Interest {
-        match (&self.record, &self.rules) {
+        let mut i = match (&self.record, &self.rules) {
             (None, Some(r)) => self.config.interest_for(r.interest()),
             _ => self.config.interest(),
+        };
+        if self.baselines.is_some() {
+            let all = self.config.interest();
+            i.kinds
+                .extend(crate::learn::KINDS.iter().filter(|k| all.kinds.contains(k)));
         }
+        i
     }
 }
 
@@ -401,6 +450,9 @@ pub async fn run(
     pipeline.watch(opts.watch_pid.take());
     if let Some(r) = opts.rules.take() {
         pipeline.set_rules(r);
+    }
+    if let Some(b) = opts.baselines.take() {
+        pipeline.set_learner(Learner::new(b, true));
     }
     let mut hup = if opts.reload_on_sighup {
         Some(
@@ -462,6 +514,7 @@ pub async fn run(
                 if let Ok(counters) = sensors.counters() {
                     report_drops(&mut pipeline, &counters, &mut last_dropped, opts.verbose);
                 }
+                pipeline.baseline_housekeeping(alive, opts.verbose);
                 pipeline.flush();
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
@@ -483,6 +536,7 @@ pub async fn run(
     reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
     let kernel = sensors.counters().unwrap_or_default();
     report_drops(&mut pipeline, &kernel, &mut last_dropped, opts.verbose);
+    pipeline.baseline_housekeeping(|_| true, opts.verbose);
     pipeline.flush();
     let mut recorded = 0;
     if let Some(mut r) = recorder {
@@ -573,6 +627,12 @@ fn report_drops(
             .u64("vigil.drops.total", c.dropped);
             let rec = w.finish();
             p.write_raw(&rec);
+            if let Some(l) = p.learner() {
+                l.baselines.note_loss(
+                    host::boot_offset_ns() + boot_now_ns() as i64,
+                    c.dropped - prev,
+                );
+            }
             if verbose {
                 eprintln!(
                     "vigil: sensor={sensor} dropped={} total={}: ring buffer full; alerts in this window carry vigil.after_loss",

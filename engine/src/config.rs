@@ -129,6 +129,49 @@ impl Default for RulesConfig {
     }
 }
 
+/// `[baselines]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaselinesConfig {
+    /// Learn baselines and report drift (database in `<data_dir>/baselines`).
+    pub enabled: bool,
+    /// Automatic promotion to monitoring after this many minutes without new
+    /// behaviour ...
+    pub quiet_period_min: u64,
+    /// ... and at least this many observations.
+    pub min_observations: u64,
+    /// Promote automatically at all.
+    pub auto_promote: bool,
+    /// sled page cache in MiB.
+    pub cache_mib: u64,
+}
+
+impl Default for BaselinesConfig {
+    fn default() -> Self {
+        let d = vigil_baselines::Config::default();
+        BaselinesConfig {
+            enabled: true,
+            quiet_period_min: d.quiet_period.as_secs() / 60,
+            min_observations: d.min_observations,
+            auto_promote: d.auto_promote,
+            cache_mib: d.cache_capacity >> 20,
+        }
+    }
+}
+
+impl BaselinesConfig {
+    /// The learner settings.
+    pub fn learner(&self) -> vigil_baselines::Config {
+        vigil_baselines::Config {
+            quiet_period: std::time::Duration::from_secs(self.quiet_period_min * 60),
+            min_observations: self.min_observations,
+            auto_promote: self.auto_promote,
+            cache_capacity: self.cache_mib << 20,
+            ..vigil_baselines::Config::default()
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -139,6 +182,41 @@ pub struct Config {
     pub sensors: SensorsConfig,
     /// `[rules]`.
     pub rules: RulesConfig,
+    /// `[baselines]`.
+    pub baselines: BaselinesConfig,
+}
+
+impl Config {
+    /// Where the baselines database lives.
+    pub fn baselines_dir(&self) -> PathBuf {
+        self.agent.data_dir.join("baselines")
+    }
+
+    /// Creates the data directory (0700) if missing and refuses one that
+    /// others can read or write.
+    pub fn ensure_data_dir(&self) -> Result<(), String> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let d = &self.agent.data_dir;
+        if !d.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| format!("cannot create data directory {}: {e}", d.display()))?;
+        }
+        let m = std::fs::metadata(d).map_err(|e| format!("data directory {}: {e}", d.display()))?;
+        if !m.is_dir() {
+            return Err(format!("data directory {} is not a directory", d.display()));
+        }
+        if m.mode() & 0o077 != 0 {
+            return Err(format!(
+                "data directory {} has mode {:o}; it holds baselines and spooled alerts and must not be accessible to others (chmod 700)",
+                d.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -264,6 +342,13 @@ impl Config {
                     format!("unknown sensor `{name}`{hint}"),
                 ));
             }
+        }
+        if self.baselines.min_observations == 0 {
+            return Err(err(
+                "baselines",
+                "min_observations",
+                "must be at least 1".into(),
+            ));
         }
         if !s.ring_buffer_bytes.is_power_of_two() || s.ring_buffer_bytes < 4096 {
             return Err(err(

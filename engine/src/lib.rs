@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod baseline_cmd;
 pub mod capture;
 pub mod config;
 pub mod container;
@@ -17,5 +18,6 @@ pub mod detect;
 pub mod ecs;
 pub mod enrich;
 pub mod host;
+pub mod learn;
 pub mod probe;
 pub mod replay;

@@ -40,6 +40,57 @@ struct OutputArgs {
 }
 
 #[derive(Subcommand)]
+enum BaselineCmd {
+    /// Profiles with mode, age, counts and the loss flag.
+    List,
+    /// Everything a profile learned (the YAML whitelist).
+    Show {
+        /// Profile (as `list` prints it).
+        profile: String,
+    },
+    /// What a monitored profile saw since promotion.
+    Diff {
+        /// Profile.
+        profile: String,
+    },
+    /// Start reporting anything outside the baseline.
+    Promote {
+        /// Profile.
+        profile: String,
+        /// Locked: report, and never add to the baseline.
+        #[arg(long)]
+        locked: bool,
+    },
+    /// Back to learning.
+    Demote {
+        /// Profile.
+        profile: String,
+    },
+    /// Forget what a profile learned.
+    Reset {
+        /// Profile.
+        profile: String,
+    },
+    /// Export a whitelist (yaml), an OCI seccomp profile or vigil rules.
+    Export {
+        /// Profiles (seccomp and rules: exactly one).
+        #[arg(required = true)]
+        profiles: Vec<String>,
+        /// yaml | seccomp | rules
+        #[arg(long, default_value = "yaml")]
+        format: String,
+    },
+    /// Merge a YAML whitelist (union of sets).
+    Import {
+        /// File written by `export --format yaml`.
+        file: PathBuf,
+        /// Mode for created profiles (learning, monitoring, locked).
+        #[arg(long)]
+        mode: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum RulesCmd {
     /// Load rule files and folders and report what loaded, what was skipped
     /// (with the reason) and every error (exit 2 on errors).
@@ -71,6 +122,9 @@ enum Cmd {
         /// Sensors to leave off (repeatable), e.g. --disable readline.
         #[arg(long = "disable")]
         disable: Vec<String>,
+        /// Do not learn baselines or report drift.
+        #[arg(long)]
+        no_baselines: bool,
     },
     /// Show which sensors this kernel supports, from a real load and attach.
     Probe,
@@ -78,6 +132,11 @@ enum Cmd {
     Rules {
         #[command(subcommand)]
         cmd: RulesCmd,
+    },
+    /// Learned baselines: list, show, promote, demote, reset, diff, export, import.
+    Baseline {
+        #[command(subcommand)]
+        cmd: BaselineCmd,
     },
     /// Capture raw events (with what replay needs to enrich them) to a file.
     Record {
@@ -166,7 +225,11 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Cmd::Run { out, disable } => {
+        Cmd::Run {
+            out,
+            disable,
+            no_baselines,
+        } => {
             if let Err(c) = require_root("run") {
                 return c;
             }
@@ -183,15 +246,82 @@ fn main() -> ExitCode {
                 }
                 cfg.sensors.disabled.push(d);
             }
-            report(run_agent(cfg, Some(out), None, None, Some(rules)))
+            if no_baselines {
+                cfg.baselines.enabled = false;
+            }
+            let baselines = if cfg.baselines.enabled {
+                if let Err(e) = cfg.ensure_data_dir() {
+                    eprintln!("vigil: {e}");
+                    return ExitCode::from(2);
+                }
+                match vigil_baselines::Baselines::open(
+                    &cfg.baselines_dir(),
+                    cfg.baselines.learner(),
+                ) {
+                    Ok(b) => {
+                        eprintln!(
+                            "vigil: baselines: {} profiles in {}",
+                            b.len(),
+                            cfg.baselines_dir().display()
+                        );
+                        Some(b)
+                    }
+                    Err(e) => {
+                        eprintln!("vigil: baselines: {e} (--no-baselines runs without them)");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                None
+            };
+            report(run_agent(
+                cfg,
+                Some(out),
+                None,
+                None,
+                Some(rules),
+                baselines,
+            ))
         }
         Cmd::Record { out, duration } => {
             if let Err(c) = require_root("record") {
                 return c;
             }
-            report(run_agent(cfg, None, Some(out), duration, None))
+            report(run_agent(cfg, None, Some(out), duration, None, None))
         }
         Cmd::Rules { cmd } => rules_cmd(&cfg, cmd),
+        Cmd::Baseline { cmd } => {
+            use vigil_engine::baseline_cmd::Op;
+            let op = match cmd {
+                BaselineCmd::List => Op::List,
+                BaselineCmd::Show { profile } => Op::Show(profile),
+                BaselineCmd::Diff { profile } => Op::Diff(profile),
+                BaselineCmd::Promote { profile, locked } => Op::Promote(profile, locked),
+                BaselineCmd::Demote { profile } => Op::Demote(profile),
+                BaselineCmd::Reset { profile } => Op::Reset(profile),
+                BaselineCmd::Export { profiles, format } => Op::Export(profiles, format),
+                BaselineCmd::Import { file, mode } => {
+                    let m = match mode.as_deref() {
+                        None => None,
+                        Some("learning") => Some(vigil_baselines::Mode::Learning),
+                        Some("monitoring") => Some(vigil_baselines::Mode::Monitoring),
+                        Some("locked") => Some(vigil_baselines::Mode::Locked),
+                        Some(m) => {
+                            eprintln!("vigil: --mode {m}: one of learning, monitoring, locked");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    Op::Import(file, m)
+                }
+            };
+            let (text, code) = vigil_engine::baseline_cmd::run(&cfg, op);
+            if code == 0 {
+                print!("{text}");
+            } else {
+                eprint!("{text}");
+            }
+            ExitCode::from(code)
+        }
         Cmd::Replay { file, out } => {
             cfg.agent.events |= out.events;
             apply_rule_args(&mut cfg, &out);
@@ -250,6 +380,7 @@ fn run_agent(
     record: Option<PathBuf>,
     duration: Option<u64>,
     rules: Option<Arc<vigil_rules::RuleSet>>,
+    baselines: Option<vigil_baselines::Baselines>,
 ) -> anyhow::Result<agent::Summary> {
     let sink = match &out {
         Some(o) => Some(sink_for(&cfg, o)?),
@@ -266,6 +397,7 @@ fn run_agent(
             verbose: true,
             rules,
             reload_on_sighup: true,
+            baselines,
             ..agent::RunOptions::new(cfg.clone())
         };
         let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;

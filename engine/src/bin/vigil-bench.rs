@@ -241,6 +241,7 @@ fn main() {
                     watch_pid: Some(watch.clone()),
                     rules: None,
                     reload_on_sighup: false,
+                    baselines: None,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -376,6 +377,7 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         watch_pid: None,
         rules: None,
         reload_on_sighup: false,
+        baselines: None,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;

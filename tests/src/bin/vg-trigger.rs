@@ -86,6 +86,33 @@ fn main() {
                 let (s, _) = l.accept().expect("accept");
                 drop((c, s));
             }
+            "service" => {
+                // service PORT PORT2 DIR ROUNDS EVIL: a loopback server that
+                // per request reads DIR/data and runs /bin/true; with EVIL=1
+                // it then runs a shell, opens DIR/other and connects to PORT2.
+                let port: u16 = a(1).parse().expect("port");
+                let port2: u16 = a(2).parse().expect("port2");
+                let dir = a(3);
+                let rounds: u32 = a(4).parse().expect("rounds");
+                let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+                for _ in 0..rounds {
+                    let c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    let (s, _) = l.accept().expect("accept");
+                    let _ = std::fs::read(format!("{dir}/data")).expect("read data");
+                    std::process::Command::new("/bin/true")
+                        .status()
+                        .expect("run true");
+                    drop((c, s));
+                }
+                if a(5) == "1" {
+                    std::process::Command::new("/bin/sh")
+                        .args(["-c", "true"])
+                        .status()
+                        .expect("run sh");
+                    let _ = std::fs::File::open(format!("{dir}/other")).expect("open other");
+                    let _ = std::net::TcpStream::connect(("127.0.0.1", port2)).expect("connect 2");
+                }
+            }
             "serve-shell" => {
                 // a listening server that answers one connection by
                 // running a shell (the shape of a web shell)

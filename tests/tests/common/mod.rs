@@ -70,6 +70,7 @@ impl Harness {
             watch_pid: None,
             rules: None,
             reload_on_sighup: false,
+            baselines: None,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {

@@ -1,0 +1,118 @@
+//! `vigil baseline ...`: the learned baselines, offline (no root needed to
+//! read a database the user can access). sled allows one process per
+//! database: while `vigil run` holds it, these commands say so.
+
+use crate::config::Config;
+use vigil_baselines::{Baselines, Error, Mode};
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Profiles, mode, age, counts, loss flag.
+    List,
+    /// Everything learned by a profile (YAML whitelist).
+    Show(String),
+    /// Items seen since promotion.
+    Diff(String),
+    /// Start reporting drift (`locked`: never learn more).
+    Promote(String, bool),
+    /// Back to learning.
+    Demote(String),
+    /// Forget what a profile learned.
+    Reset(String),
+    /// Export: `yaml`, `seccomp` or `rules`.
+    Export(Vec<String>, String),
+    /// Merge a YAML whitelist (union).
+    Import(std::path::PathBuf, Option<Mode>),
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs one operation; returns (stdout text, exit code).
+pub fn run(cfg: &Config, op: Op) -> (String, u8) {
+    let dir = cfg.baselines_dir();
+    if !dir.exists() {
+        return (
+            format!(
+                "vigil: no baselines at {} (vigil run learns them; --config sets agent.data_dir)\n",
+                dir.display()
+            ),
+            1,
+        );
+    }
+    let mut b = match Baselines::open(&dir, cfg.baselines.learner()) {
+        Ok(b) => b,
+        Err(Error::Locked { .. }) => {
+            return (
+                format!(
+                    "vigil: the baselines database {} is in use by a running vigil; stop it first (sled allows one process)\n",
+                    dir.display()
+                ),
+                1,
+            );
+        }
+        Err(e) => return (format!("vigil: {e}\n"), 1),
+    };
+    let now = now_ns();
+    let r: Result<String, Error> = match op {
+        Op::List => Ok(vigil_baselines::render_list(&b.list(), now)),
+        Op::Show(p) => b.export_yaml(&[p.as_str()]),
+        Op::Diff(p) => b
+            .diff(&p)
+            .map(|d| serde_json::to_string_pretty(&d).unwrap_or_default() + "\n"),
+        Op::Promote(p, locked) => {
+            let m = if locked {
+                Mode::Locked
+            } else {
+                Mode::Monitoring
+            };
+            b.promote(&p, m, now).map(|()| format!("{p}: {m}\n"))
+        }
+        Op::Demote(p) => b.demote(&p, now).map(|()| format!("{p}: learning\n")),
+        Op::Reset(p) => b.reset(&p, now).map(|()| format!("{p}: reset, learning\n")),
+        Op::Export(ps, format) => match format.as_str() {
+            "yaml" => {
+                let refs: Vec<&str> = ps.iter().map(String::as_str).collect();
+                b.export_yaml(&refs)
+            }
+            "seccomp" | "rules" if ps.len() != 1 => {
+                return (format!("vigil: --format {format} exports one profile\n"), 2);
+            }
+            "seccomp" => b.export_seccomp(&ps[0]),
+            "rules" => b.export_rules(&ps[0]),
+            f => {
+                return (
+                    format!("vigil: unknown export format `{f}` (yaml, seccomp, rules)\n"),
+                    2,
+                );
+            }
+        },
+        Op::Import(path, mode) => match std::fs::read_to_string(&path) {
+            Ok(text) => b.import_yaml(&text, mode, now).map(|s| {
+                format!(
+                    "imported {}: {} profiles created, {} merged, {} new items\n",
+                    path.display(),
+                    s.created.len(),
+                    s.merged.len(),
+                    s.new_items
+                )
+            }),
+            Err(e) => return (format!("vigil: cannot read {}: {e}\n", path.display()), 2),
+        },
+    };
+    let r = r.and_then(|out| b.flush().map(|_| out));
+    match r {
+        Ok(s) => (s, 0),
+        Err(e @ Error::NoSuchProfile(..)) => (
+            format!("vigil: {e} (`vigil baseline list` names them)\n"),
+            2,
+        ),
+        Err(e @ Error::Import(..)) => (format!("vigil: {e}\n"), 2),
+        Err(e) => (format!("vigil: {e}\n"), 1),
+    }
+}

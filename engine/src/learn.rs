@@ -1,0 +1,354 @@
+//! Baselines in the engine: turning enriched events into the learner's
+//! observations (`vigil-baselines`), and its anomalies into alert records
+//! (`rule.ruleset: baseline`).
+//!
+//! Profiles are resolved once per exec (the new image's identity: path plus
+//! device, inode, size and mtime of `/proc/PID/exe`, so a replaced binary is
+//! a new profile) and kept per process; every later event of the process
+//! uses the resolved reference. The parent of an exec is the subject of the
+//! `spawn` behaviour.
+
+use crate::ecs;
+use crate::enrich::Event;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use vigil_baselines::{
+    Access, Anomaly, Baselines, Behaviour, ContainerRef, ExeIdentity, ProfileRef, Subject,
+    Transport,
+};
+use vigil_bpf::abi::kind;
+use vigil_bpf::decode::Body;
+
+/// Event kinds the learner uses (added to the kernel interest when
+/// baselines are on).
+pub const KINDS: &[u16] = &[
+    kind::EXEC,
+    kind::FORK,
+    kind::EXIT,
+    kind::OPEN,
+    kind::CONNECT,
+    kind::ACCEPT,
+    kind::LISTEN,
+    kind::CAPABLE,
+    kind::SETID,
+];
+
+/// The learner and the per-process profile references.
+pub struct Learner {
+    /// The baselines.
+    pub baselines: Baselines,
+    /// pid -> (process start, profile) of processes seen.
+    refs: HashMap<u32, (u64, Option<ProfileRef>)>,
+    /// pid -> housekeeping rounds it has been seen dead (exited, or gone
+    /// from /proc). Entries linger a few rounds: records of a process (its
+    /// children's execs) may still be queued when it exits.
+    dead: HashMap<u32, u8>,
+    /// Read `/proc/PID/exe` for identities (off for replays).
+    live: bool,
+}
+
+/// The identity of the file `exe` a process runs. `ino` is the inode the
+/// exec reported (0 when unknown); `/proc/PID/exe` is only trusted when it
+/// still names that file (the process may have exec'd again since).
+fn identity(pid: u32, exe: &[u8], ino: u64, live: bool) -> ExeIdentity {
+    if live {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let link = format!("/proc/{pid}/exe");
+        let same_path = std::fs::read_link(&link).is_ok_and(|t| t.as_os_str().as_bytes() == exe);
+        if let Ok(m) = std::fs::metadata(&link)
+            && (if ino != 0 { m.ino() == ino } else { same_path })
+        {
+            return ExeIdentity::Inode {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.size(),
+                mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            };
+        }
+    }
+    if ino != 0 {
+        // The process is gone (or this is a replay): the inode alone still
+        // separates a replaced binary.
+        return ExeIdentity::Inode {
+            dev: 0,
+            ino,
+            size: 0,
+            mtime_ns: 0,
+        };
+    }
+    ExeIdentity::Unknown
+}
+
+fn transport(proto: u16) -> Transport {
+    match i32::from(proto) {
+        libc::IPPROTO_TCP => Transport::Tcp,
+        libc::IPPROTO_UDP => Transport::Udp,
+        p => Transport::Other(p as u8),
+    }
+}
+
+impl Learner {
+    /// A learner over `baselines`; `live` reads identities from /proc.
+    pub fn new(baselines: Baselines, live: bool) -> Learner {
+        Learner {
+            baselines,
+            refs: HashMap::new(),
+            dead: HashMap::new(),
+            live,
+        }
+    }
+
+    fn profile_of(&mut self, ev: &Event, pid: u32) -> Option<ProfileRef> {
+        let start = ev
+            .process
+            .as_ref()
+            .filter(|p| p.pid == pid)
+            .map(|p| p.start_ns);
+        if let Some((s, r)) = self.refs.get(&pid)
+            && (start.is_none() || start == Some(*s))
+        {
+            return *r;
+        }
+        // A process seen for the first time (started before the agent).
+        let p = ev.process.as_ref().filter(|p| p.pid == pid)?;
+        if p.exe.is_empty() {
+            return None;
+        }
+        let cg = ev.cgroup_path.as_deref().map(str::as_bytes);
+        let subject = Subject {
+            executable: &p.exe,
+            identity: identity(pid, &p.exe, 0, self.live),
+            container: p.container.as_deref().map(|c| ContainerRef {
+                id: Some(c.id.as_str()),
+                image: None,
+                cgroup_path: cg,
+            }),
+        };
+        let r = self.baselines.resolve(&subject, ev.unix_ns);
+        self.refs.insert(pid, (p.start_ns, r));
+        r
+    }
+
+    /// Offers one event; returns the anomalies it raised.
+    pub fn observe(&mut self, ev: &Event) -> Vec<Anomaly> {
+        let h = &ev.k.hdr;
+        match &ev.k.body {
+            Body::Exec { info, .. } => {
+                // The new image's profile, resolved once.
+                let Some(p) = ev.process.as_ref() else {
+                    return Vec::new();
+                };
+                let cg = ev.cgroup_path.as_deref().map(str::as_bytes);
+                let subject = Subject {
+                    executable: &p.exe,
+                    identity: identity(h.pid, &p.exe, info.ino, self.live),
+                    container: p.container.as_deref().map(|c| ContainerRef {
+                        id: Some(c.id.as_str()),
+                        image: None,
+                        cgroup_path: cg,
+                    }),
+                };
+                let r = self.baselines.resolve(&subject, ev.unix_ns);
+                self.refs.insert(h.pid, (h.start_ns, r));
+                self.dead.remove(&h.pid);
+                // The parent spawned it.
+                let Some(parent) = ev.ancestors.first() else {
+                    return Vec::new();
+                };
+                let parent_ref = match self.refs.get(&parent.pid) {
+                    Some((_, r)) => *r,
+                    None if !parent.exe.is_empty() => {
+                        let subject = Subject {
+                            executable: &parent.exe,
+                            identity: identity(parent.pid, &parent.exe, 0, self.live),
+                            container: p.container.as_deref().map(|c| ContainerRef {
+                                id: Some(c.id.as_str()),
+                                image: None,
+                                cgroup_path: cg,
+                            }),
+                        };
+                        let r = self.baselines.resolve(&subject, ev.unix_ns);
+                        self.refs.insert(parent.pid, (0, r));
+                        r
+                    }
+                    None => None,
+                };
+                match parent_ref {
+                    Some(r) => self.baselines.observe_ref(
+                        r,
+                        ev.unix_ns,
+                        &Behaviour::Spawn { child: &p.exe },
+                    ),
+                    None => Vec::new(),
+                }
+            }
+            Body::Fork(f) => {
+                // The child runs the parent's image until it execs.
+                if let Some(&(_, r)) = self.refs.get(&h.pid) {
+                    self.refs.insert(f.child_pid, (f.child_start_ns, r));
+                    self.dead.remove(&f.child_pid);
+                }
+                Vec::new()
+            }
+            Body::Exit(_) => {
+                self.dead.entry(h.pid).or_insert(0);
+                Vec::new()
+            }
+            Body::Open { info, .. } if info.ret >= 0 => {
+                let Some(path) = ev.file_path.as_deref() else {
+                    return Vec::new();
+                };
+                let Some(r) = self.profile_of(ev, h.pid) else {
+                    return Vec::new();
+                };
+                self.baselines.observe_ref(
+                    r,
+                    ev.unix_ns,
+                    &Behaviour::Open {
+                        path,
+                        access: Access::from_open_flags(info.flags),
+                    },
+                )
+            }
+            Body::Sock { info, .. } => {
+                let ok = info.ret >= 0
+                    || (h.kind == kind::CONNECT && -info.ret == i64::from(libc::EINPROGRESS));
+                if !ok {
+                    return Vec::new();
+                }
+                let t = transport(info.protocol);
+                let b = match h.kind {
+                    kind::CONNECT => match ecs::ip(info.family, &info.raddr) {
+                        Some(ip) => Behaviour::Connect {
+                            ip,
+                            port: info.rport,
+                            transport: t,
+                        },
+                        None => return Vec::new(),
+                    },
+                    kind::LISTEN => Behaviour::Listen {
+                        port: info.lport,
+                        transport: t,
+                    },
+                    kind::ACCEPT => Behaviour::Accept {
+                        peer: ecs::ip(info.family, &info.raddr)
+                            .filter(|a: &IpAddr| !a.is_unspecified()),
+                        port: info.lport,
+                        transport: t,
+                    },
+                    _ => return Vec::new(),
+                };
+                if matches!(i32::from(info.family), libc::AF_UNIX) {
+                    return Vec::new();
+                }
+                let Some(r) = self.profile_of(ev, h.pid) else {
+                    return Vec::new();
+                };
+                self.baselines.observe_ref(r, ev.unix_ns, &b)
+            }
+            Body::Capable(c) if c.ret == 0 && (0..64).contains(&c.cap) => {
+                let Some(r) = self.profile_of(ev, h.pid) else {
+                    return Vec::new();
+                };
+                self.baselines.observe_ref(
+                    r,
+                    ev.unix_ns,
+                    &Behaviour::Capability { cap: c.cap as u8 },
+                )
+            }
+            Body::SetId(s) if s.ret == 0 => {
+                // The effective uid asked for: setuid(x) -> x; setreuid(r, e)
+                // and setresuid(r, e, s) -> e (or r when e is -1).
+                use vigil_bpf::abi::sys;
+                let to = match s.syscall {
+                    sys::SETUID | sys::SETFSUID => s.id[0],
+                    sys::SETREUID | sys::SETRESUID if s.id[1] != -1 => s.id[1],
+                    sys::SETREUID | sys::SETRESUID => s.id[0],
+                    _ => return Vec::new(),
+                };
+                if to < 0 || to as u32 == h.euid {
+                    return Vec::new();
+                }
+                let Some(r) = self.profile_of(ev, h.pid) else {
+                    return Vec::new();
+                };
+                self.baselines.observe_ref(
+                    r,
+                    ev.unix_ns,
+                    &Behaviour::UidChange {
+                        from: h.euid,
+                        to: to as u32,
+                    },
+                )
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Forgets processes dead for three housekeeping rounds (bounded
+    /// memory without losing the parent of a late-processed exec).
+    pub fn expire(&mut self, alive: impl Fn(u32) -> bool) {
+        for pid in self.refs.keys() {
+            if !alive(*pid) {
+                self.dead.entry(*pid).or_insert(0);
+            }
+        }
+        let mut gone = Vec::new();
+        for (pid, rounds) in self.dead.iter_mut() {
+            *rounds += 1;
+            if *rounds >= 3 {
+                gone.push(*pid);
+            }
+        }
+        for pid in gone {
+            self.dead.remove(&pid);
+            self.refs.remove(&pid);
+        }
+    }
+}
+
+/// An anomaly record: the event's ECS fields plus what is new and the
+/// profile it is new to.
+pub fn encode_anomaly(ev: &Event, hostname: &str, a: &Anomaly) -> Vec<u8> {
+    let kind = a.kind.name();
+    let message = format!(
+        "New {kind} for {} ({}): {}{}",
+        a.profile,
+        a.mode,
+        a.item,
+        if a.baseline_lossy {
+            " (the baseline was learned while events were lost: this may be a gap in it)"
+        } else {
+            ""
+        }
+    );
+    let id = format!("baseline.{kind}");
+    ecs::encode_with(
+        ev,
+        hostname,
+        "alert",
+        |w| {
+            w.u64("event.severity", 47)
+                .str("message", message.as_bytes())
+                .str("rule.id", id.as_bytes())
+                .str(
+                    "rule.name",
+                    format!("Behaviour outside the learned baseline: new {kind}"),
+                )
+                .str("rule.ruleset", "baseline");
+        },
+        |w| {
+            w.str("vigil.severity", "medium")
+                .str("vigil.baseline.profile", a.profile.as_bytes())
+                .str("vigil.baseline.mode", a.mode.to_string())
+                .str("vigil.baseline.kind", kind)
+                .str("vigil.baseline.item", a.item.as_bytes())
+                .bool("vigil.baseline.events_lost", a.events_lost)
+                .bool("vigil.baseline.lossy", a.baseline_lossy);
+            if let Some(acc) = a.access {
+                w.str("vigil.baseline.access", acc.to_string());
+            }
+        },
+    )
+}
