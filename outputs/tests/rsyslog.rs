@@ -238,9 +238,20 @@ fn rsyslog_receives_over_mutual_tls_and_refuses_wrong_names() {
     assert_eq!(rs.records().len(), 50, "nothing past the good 50: {st:?}");
 }
 
-/// Stop rsyslog mid-stream, keep sending, start it again: every record
-/// arrives exactly once and in order.
-fn outage(name: &str, tls: bool) {
+/// Stop rsyslog, keep sending, start it again.
+///
+/// `midstream = false`: rsyslog is stopped after it has read everything
+/// sent so far (the producer pauses for that moment); then every record
+/// arrives exactly once and in order: the dead connection is noticed
+/// before the next write, the rest goes to the spool and is re-sent in
+/// order after the restart.
+///
+/// `midstream = true`: the producer never pauses, so records can be in
+/// the receiver's socket buffer when rsyslog exits without reading them.
+/// Plain syslog over TCP/TLS has no acknowledgements (RFC 6587), so those
+/// few are lost and nobody can know which; the test asserts order, no
+/// duplicates, and that the loss is bounded to that window, and prints it.
+fn outage(name: &str, tls: bool, midstream: bool) {
     if !require_root(name, true) {
         return;
     }
@@ -268,55 +279,96 @@ fn outage(name: &str, tls: bool) {
     let mut cfg: SinkConfig = url::parse(&u).unwrap();
     cfg.backoff_min = Duration::from_millis(50);
     cfg.backoff_max = Duration::from_millis(400);
-    let sink = SinkHandle::start(cfg, Some(spool.path())).unwrap();
+    let sink = std::sync::Arc::new(SinkHandle::start(cfg, Some(spool.path())).unwrap());
     const N: u32 = 3000;
-    for s in 0..N {
-        send(&sink, s);
-        if s == 1000 {
-            // everything so far is in rsyslog's file: stop it now
-            rs.wait_records(1001);
-            rs.stop();
-        }
-        if s == 2000 {
-            let st = sink.stats();
-            assert!(!st.connected, "{st:?}");
-            assert!(st.spooled > 0, "{st:?}");
-            rs.restart(&spec);
-        }
-        std::thread::sleep(Duration::from_micros(300));
+    let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resume = std::sync::Arc::new(std::sync::Barrier::new(2));
+    // The producer runs on its own thread, one record every 500 us.
+    let producer = {
+        let (sink, paused, resume) = (sink.clone(), paused.clone(), resume.clone());
+        std::thread::spawn(move || {
+            for s in 0..N {
+                send(&sink, s);
+                if s == 999 && !midstream {
+                    paused.store(true, std::sync::atomic::Ordering::SeqCst);
+                    resume.wait();
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        })
+    };
+    if midstream {
+        rs.wait_records(500);
+    } else {
+        wait_for(Duration::from_secs(30), || {
+            paused.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+        })
+        .unwrap();
+        rs.wait_records(1000);
     }
-    let recs = rs.wait_records(N as usize);
-    std::thread::sleep(Duration::from_millis(300));
-    let recs = if rs.records().len() > recs.len() { rs.records() } else { recs };
-    let seqs: Vec<u32> = recs.iter().map(|r| check_syslog(r, true)).collect();
-    if seqs != (0..N).collect::<Vec<_>>() {
-        let mut seen = std::collections::BTreeMap::new();
-        for s in &seqs {
-            *seen.entry(*s).or_insert(0) += 1;
-        }
-        let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(s, _)| *s).collect();
-        let missing: Vec<_> = (0..N).filter(|s| !seen.contains_key(s)).collect();
-        panic!(
-            "{} records, duplicates {dup:?}, missing {missing:?}, stats {:?}",
-            seqs.len(),
-            sink.stats()
-        );
+    rs.stop();
+    if !midstream {
+        resume.wait();
     }
-    let st = sink.shutdown(Duration::from_secs(5));
-    assert!(st.resent > 0 && st.spooled > 0, "{st:?}");
+    std::thread::sleep(Duration::from_millis(400));
+    let st = sink.stats();
+    assert!(!st.connected, "{st:?}");
+    assert!(st.spooled > 0, "{st:?}");
+    rs.restart(&spec);
+    producer.join().unwrap();
+    let sink = std::sync::Arc::into_inner(sink).expect("producer done");
+    // Everything queued is delivered before shutdown returns.
+    let st = sink.shutdown(Duration::from_secs(20));
+    assert_eq!(st.dropped(), 0, "{st:?}");
+    assert_eq!(st.spool_records, 0, "{st:?}");
+    assert!(st.resent > 0 && st.connects >= 2, "{st:?}");
+    // sent counts what the kernel took, including what rsyslog then lost
     assert_eq!(st.sent, u64::from(N), "{st:?}");
-    assert_eq!(st.dropped(), 0);
-    assert!(st.connects >= 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let want = if midstream { N as usize - 50 } else { N as usize };
+    rs.wait_records(want);
+    std::thread::sleep(Duration::from_millis(300));
+    let seqs: Vec<u32> = rs.records().iter().map(|r| check_syslog(r, true)).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates: {seqs:?}"
+    );
+    let missing: Vec<u32> = {
+        let have: std::collections::BTreeSet<u32> = seqs.iter().copied().collect();
+        (0..N).filter(|s| !have.contains(s)).collect()
+    };
+    if midstream {
+        eprintln!(
+            "{name}: {} of {N} records were in rsyslog's socket buffer when it stopped: {missing:?}",
+            missing.len()
+        );
+        assert!(missing.len() <= 50, "lost {missing:?}");
+        if let (Some(a), Some(b)) = (missing.first(), missing.last()) {
+            assert!(b - a < 50, "losses form one window at the stop: {missing:?}");
+        }
+    } else {
+        assert!(missing.is_empty(), "missing {missing:?}");
+        assert_eq!(seqs.len(), N as usize);
+    }
 }
 
 #[test]
 fn rsyslog_outage_tcp_every_record_once_in_order() {
-    outage("rsyslog_outage_tcp_every_record_once_in_order", false);
+    outage("rsyslog_outage_tcp_every_record_once_in_order", false, false);
 }
 
 #[test]
 fn rsyslog_outage_tls_every_record_once_in_order() {
-    outage("rsyslog_outage_tls_every_record_once_in_order", true);
+    outage("rsyslog_outage_tls_every_record_once_in_order", true, false);
+}
+
+#[test]
+fn rsyslog_outage_midstream_tcp_loses_only_the_unacknowledged_window() {
+    outage(
+        "rsyslog_outage_midstream_tcp_loses_only_the_unacknowledged_window",
+        false,
+        true,
+    );
 }
 
 /// With no receiver, a small spool fills: what it could not take is
