@@ -650,7 +650,8 @@ fn sender_loop(
                     go_down(sh);
                     if !logged_down {
                         eprintln!(
-                            "vigil: output {what}: cannot connect ({e}); spooling and retrying"
+                            "vigil: output {what}: cannot connect ({e}); {} and retrying",
+                            keep_where(sh)
                         );
                         logged_down = true;
                     }
@@ -731,7 +732,10 @@ fn sender_loop(
                 connected = false;
                 go_down(sh);
                 if !logged_down {
-                    eprintln!("vigil: output {what}: delivery failed ({e}); spooling and reconnecting");
+                    eprintln!(
+                        "vigil: output {what}: delivery failed ({e}); {} and reconnecting",
+                        keep_where(sh)
+                    );
                     logged_down = true;
                 }
                 next_try = Instant::now() + jitter(backoff, &mut seed);
@@ -741,6 +745,14 @@ fn sender_loop(
     }
     t.disconnect();
     sh.c.connected.store(false, Relaxed);
+}
+
+fn keep_where(sh: &Shared) -> &'static str {
+    if sh.lock().spool.is_some() {
+        "spooling records"
+    } else {
+        "holding records in memory (no spool)"
+    }
 }
 
 /// Marks the link down and moves what is in memory to the front of the
