@@ -432,7 +432,12 @@ fn structured_data(rec: &Record, cap: usize, out: &mut Vec<u8>) {
     if let Some(v) = rec.ruleset {
         sd_param(out, "ruleset", v.as_bytes(), cap);
     }
-    sd_param(out, "severity", rec.severity.as_str().as_bytes(), usize::MAX);
+    sd_param(
+        out,
+        "severity",
+        rec.severity.as_str().as_bytes(),
+        usize::MAX,
+    );
     sd_param(out, "kind", rec.kind.as_str().as_bytes(), usize::MAX);
     if let Some(pid) = rec.pid {
         let mut b = Vec::with_capacity(10);

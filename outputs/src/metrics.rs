@@ -37,7 +37,9 @@ pub enum MetricsError {
         why: &'static str,
     },
     /// A label name breaks the naming rules.
-    #[error("metric `{name}`: label name `{label}` must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __")]
+    #[error(
+        "metric `{name}`: label name `{label}` must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __"
+    )]
     BadLabel {
         /// Metric.
         name: String,
@@ -182,7 +184,9 @@ fn valid_name(s: &str) -> bool {
 fn valid_label(s: &str) -> bool {
     let mut it = s.bytes();
     !s.starts_with("__")
-        && it.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && it
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && it.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
@@ -218,9 +222,13 @@ impl Registry {
                 return Err(bad("only counters end in _total"));
             }
             Type::Histogram
-                if ["_bucket", "_sum", "_count"].iter().any(|s| name.ends_with(s)) =>
+                if ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.ends_with(s)) =>
             {
-                return Err(bad("a histogram's name must not end in _bucket, _sum or _count"));
+                return Err(bad(
+                    "a histogram's name must not end in _bucket, _sum or _count",
+                ));
             }
             _ => {}
         }
@@ -390,22 +398,57 @@ impl Registry {
             let _ = writeln!(out, "\n# TYPE {} {}", f.name, f.ty.as_str());
             for s in &f.series {
                 match &s.source {
-                    Source::Counter(a) => sample(&mut out, &f.name, "", &s.labels, None, num(a.load(Relaxed) as f64)),
-                    Source::Gauge(a) => sample(&mut out, &f.name, "", &s.labels, None, num(a.load(Relaxed) as f64)),
+                    Source::Counter(a) => sample(
+                        &mut out,
+                        &f.name,
+                        "",
+                        &s.labels,
+                        None,
+                        num(a.load(Relaxed) as f64),
+                    ),
+                    Source::Gauge(a) => sample(
+                        &mut out,
+                        &f.name,
+                        "",
+                        &s.labels,
+                        None,
+                        num(a.load(Relaxed) as f64),
+                    ),
                     Source::Fn(g) => sample(&mut out, &f.name, "", &s.labels, None, num(g())),
                     Source::Hist(h) => {
                         let mut cum = 0u64;
                         for k in 0..BUCKETS {
                             cum += h.buckets[k].load(Relaxed);
                             let le = num(h.scale * (1u64 << k) as f64);
-                            sample(&mut out, &f.name, "_bucket", &s.labels, Some(&le), cum.to_string());
+                            sample(
+                                &mut out,
+                                &f.name,
+                                "_bucket",
+                                &s.labels,
+                                Some(&le),
+                                cum.to_string(),
+                            );
                         }
                         cum += h.buckets[BUCKETS].load(Relaxed);
-                        sample(&mut out, &f.name, "_bucket", &s.labels, Some("+Inf"), cum.to_string());
+                        sample(
+                            &mut out,
+                            &f.name,
+                            "_bucket",
+                            &s.labels,
+                            Some("+Inf"),
+                            cum.to_string(),
+                        );
                         let sum = h.sum.load(Relaxed) as f64 * h.scale;
                         sample(&mut out, &f.name, "_sum", &s.labels, None, num(sum));
                         // count = the +Inf bucket, read once (consistent)
-                        sample(&mut out, &f.name, "_count", &s.labels, None, cum.to_string());
+                        sample(
+                            &mut out,
+                            &f.name,
+                            "_count",
+                            &s.labels,
+                            None,
+                            cum.to_string(),
+                        );
                     }
                 }
             }
@@ -420,7 +463,11 @@ fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -471,41 +518,93 @@ fn sample(
 /// sinks and `outputs/grafana/vigil.json`.
 pub mod names {
     /// Events decoded per sensor (label `sensor`).
-    pub const SENSOR_EVENTS: (&str, &str) = ("vigil_sensor_events_total", "Events decoded, per sensor.");
+    pub const SENSOR_EVENTS: (&str, &str) =
+        ("vigil_sensor_events_total", "Events decoded, per sensor.");
     /// Events the kernel dropped per sensor (label `sensor`).
-    pub const SENSOR_DROPS: (&str, &str) = ("vigil_sensor_dropped_events_total", "Events lost in the kernel (ring buffer full), per sensor.");
+    pub const SENSOR_DROPS: (&str, &str) = (
+        "vigil_sensor_dropped_events_total",
+        "Events lost in the kernel (ring buffer full), per sensor.",
+    );
     /// Alerts per rule and severity (labels `rule`, `severity`).
-    pub const ALERTS: (&str, &str) = ("vigil_alerts_total", "Alerts raised, per rule and severity.");
+    pub const ALERTS: (&str, &str) = (
+        "vigil_alerts_total",
+        "Alerts raised, per rule and severity.",
+    );
     /// Alerts suppressed by rate limiting (label `rule`).
-    pub const ALERTS_SUPPRESSED: (&str, &str) = ("vigil_alerts_suppressed_total", "Alerts suppressed by the per-rule rate limit.");
+    pub const ALERTS_SUPPRESSED: (&str, &str) = (
+        "vigil_alerts_suppressed_total",
+        "Alerts suppressed by the per-rule rate limit.",
+    );
     /// Rule evaluation time per event (histogram, seconds).
-    pub const RULE_EVAL: (&str, &str) = ("vigil_rule_evaluation_seconds", "Time to evaluate all rules against one event.");
+    pub const RULE_EVAL: (&str, &str) = (
+        "vigil_rule_evaluation_seconds",
+        "Time to evaluate all rules against one event.",
+    );
     /// BPF program run time (label `program`).
-    pub const BPF_RUN_TIME: (&str, &str) = ("vigil_bpf_program_run_seconds_total", "CPU time spent in each BPF program (kernel bpf_stats).");
+    pub const BPF_RUN_TIME: (&str, &str) = (
+        "vigil_bpf_program_run_seconds_total",
+        "CPU time spent in each BPF program (kernel bpf_stats).",
+    );
     /// BPF program runs (label `program`).
-    pub const BPF_RUNS: (&str, &str) = ("vigil_bpf_program_runs_total", "Runs of each BPF program (kernel bpf_stats).");
+    pub const BPF_RUNS: (&str, &str) = (
+        "vigil_bpf_program_runs_total",
+        "Runs of each BPF program (kernel bpf_stats).",
+    );
     /// Records offered to a sink (label `sink`).
-    pub const OUT_SUBMITTED: (&str, &str) = ("vigil_output_records_submitted_total", "Records offered to the sink.");
+    pub const OUT_SUBMITTED: (&str, &str) = (
+        "vigil_output_records_submitted_total",
+        "Records offered to the sink.",
+    );
     /// Records written to a sink's transport (label `sink`).
-    pub const OUT_SENT: (&str, &str) = ("vigil_output_records_sent_total", "Records written to the sink's transport (including re-sent ones).");
+    pub const OUT_SENT: (&str, &str) = (
+        "vigil_output_records_sent_total",
+        "Records written to the sink's transport (including re-sent ones).",
+    );
     /// Records written to a sink's spool (label `sink`).
-    pub const OUT_SPOOLED: (&str, &str) = ("vigil_output_records_spooled_total", "Records written to the sink's on-disk spool.");
+    pub const OUT_SPOOLED: (&str, &str) = (
+        "vigil_output_records_spooled_total",
+        "Records written to the sink's on-disk spool.",
+    );
     /// Records re-sent from a sink's spool (label `sink`).
-    pub const OUT_RESENT: (&str, &str) = ("vigil_output_records_resent_total", "Records sent from the spool after an outage.");
+    pub const OUT_RESENT: (&str, &str) = (
+        "vigil_output_records_resent_total",
+        "Records sent from the spool after an outage.",
+    );
     /// Records dropped (labels `sink`, `reason`).
-    pub const OUT_DROPPED: (&str, &str) = ("vigil_output_records_dropped_total", "Records lost, per sink and reason (queue_full, spool_full, shutdown).");
+    pub const OUT_DROPPED: (&str, &str) = (
+        "vigil_output_records_dropped_total",
+        "Records lost, per sink and reason (queue_full, spool_full, shutdown).",
+    );
     /// Records truncated to fit (label `sink`).
-    pub const OUT_TRUNCATED: (&str, &str) = ("vigil_output_records_truncated_total", "Records whose values were cut to fit the transport's size limit.");
+    pub const OUT_TRUNCATED: (&str, &str) = (
+        "vigil_output_records_truncated_total",
+        "Records whose values were cut to fit the transport's size limit.",
+    );
     /// Connect and write errors (label `sink`).
-    pub const OUT_ERRORS: (&str, &str) = ("vigil_output_errors_total", "Connect and write errors of the sink.");
+    pub const OUT_ERRORS: (&str, &str) = (
+        "vigil_output_errors_total",
+        "Connect and write errors of the sink.",
+    );
     /// Records queued in memory (label `sink`).
-    pub const OUT_QUEUE: (&str, &str) = ("vigil_output_queue_records", "Records waiting in the sink's memory queue.");
+    pub const OUT_QUEUE: (&str, &str) = (
+        "vigil_output_queue_records",
+        "Records waiting in the sink's memory queue.",
+    );
     /// Records in the spool (label `sink`).
-    pub const OUT_SPOOL_RECORDS: (&str, &str) = ("vigil_output_spool_records", "Records waiting in the sink's spool.");
+    pub const OUT_SPOOL_RECORDS: (&str, &str) = (
+        "vigil_output_spool_records",
+        "Records waiting in the sink's spool.",
+    );
     /// Spool size (label `sink`).
-    pub const OUT_SPOOL_BYTES: (&str, &str) = ("vigil_output_spool_bytes", "Size of the sink's spool on disk.");
+    pub const OUT_SPOOL_BYTES: (&str, &str) = (
+        "vigil_output_spool_bytes",
+        "Size of the sink's spool on disk.",
+    );
     /// 1 when connected (label `sink`).
-    pub const OUT_CONNECTED: (&str, &str) = ("vigil_output_connected", "1 when the sink is connected to its receiver.");
+    pub const OUT_CONNECTED: (&str, &str) = (
+        "vigil_output_connected",
+        "1 when the sink is connected to its receiver.",
+    );
 }
 
 /// The `/metrics` HTTP endpoint: one thread, one request per connection.

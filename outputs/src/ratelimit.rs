@@ -175,7 +175,11 @@ mod tests {
         }
         summarized += rl.sweep(3 * S).iter().map(|s| s.count).sum::<u64>();
         assert!((14..=16).contains(&passed), "passed {passed}");
-        assert_eq!(passed + summarized, 1000, "every record passed or was summarized");
+        assert_eq!(
+            passed + summarized,
+            1000,
+            "every record passed or was summarized"
+        );
         // other keys are independent
         assert_eq!(rl.check("quiet", 0), Decision::Pass(None));
     }

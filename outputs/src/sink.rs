@@ -23,11 +23,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::OutputError;
 use crate::encode::{Encoder, EncoderConfig};
 use crate::record::{Kind, Record, Severity};
 use crate::spool::Spool;
 use crate::transport::{self, Interrupter, Transport, TransportConfig};
-use crate::OutputError;
 
 /// Which records a sink takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,7 +280,13 @@ pub fn spool_dir_for(root: &Path, url: &str) -> PathBuf {
     let safe: String = url
         .chars()
         .take(60)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     root.join(format!("{safe}-{h:016x}"))
 }
@@ -404,10 +410,11 @@ impl SinkHandle {
         let url = self.shared.url.clone();
         let l: &[(&str, &str)] = &[("sink", url.as_str())];
         let sh = &self.shared;
-        let counter = |(name, help): (&str, &str), f: fn(&Counters) -> u64, labels: &[(&str, &str)]| {
-            let s = sh.clone();
-            let _ = reg.counter_fn(name, help, labels, move || f(&s.c));
-        };
+        let counter =
+            |(name, help): (&str, &str), f: fn(&Counters) -> u64, labels: &[(&str, &str)]| {
+                let s = sh.clone();
+                let _ = reg.counter_fn(name, help, labels, move || f(&s.c));
+            };
         counter(OUT_SUBMITTED, |c| c.submitted.load(Relaxed), l);
         counter(OUT_SENT, |c| c.sent.load(Relaxed), l);
         counter(OUT_SPOOLED, |c| c.spooled.load(Relaxed), l);
@@ -415,17 +422,33 @@ impl SinkHandle {
         counter(OUT_TRUNCATED, |c| c.truncated.load(Relaxed), l);
         counter(OUT_ERRORS, |c| c.errors.load(Relaxed), l);
         let u = url.as_str();
-        counter(OUT_DROPPED, |c| c.dropped_queue_full.load(Relaxed), &[("sink", u), ("reason", "queue_full")]);
-        counter(OUT_DROPPED, |c| c.dropped_spool_full.load(Relaxed), &[("sink", u), ("reason", "spool_full")]);
-        counter(OUT_DROPPED, |c| c.dropped_shutdown.load(Relaxed), &[("sink", u), ("reason", "shutdown")]);
+        counter(
+            OUT_DROPPED,
+            |c| c.dropped_queue_full.load(Relaxed),
+            &[("sink", u), ("reason", "queue_full")],
+        );
+        counter(
+            OUT_DROPPED,
+            |c| c.dropped_spool_full.load(Relaxed),
+            &[("sink", u), ("reason", "spool_full")],
+        );
+        counter(
+            OUT_DROPPED,
+            |c| c.dropped_shutdown.load(Relaxed),
+            &[("sink", u), ("reason", "shutdown")],
+        );
         let gauge = |(name, help): (&str, &str), f: fn(&Counters) -> f64| {
             let s = sh.clone();
             let _ = reg.gauge_fn(name, help, l, move || f(&s.c));
         };
-        gauge(OUT_QUEUE, |c| (c.in_channel.load(Relaxed) + c.mem.load(Relaxed)) as f64);
+        gauge(OUT_QUEUE, |c| {
+            (c.in_channel.load(Relaxed) + c.mem.load(Relaxed)) as f64
+        });
         gauge(OUT_SPOOL_RECORDS, |c| c.spool_records.load(Relaxed) as f64);
         gauge(OUT_SPOOL_BYTES, |c| c.spool_bytes.load(Relaxed) as f64);
-        gauge(OUT_CONNECTED, |c| f64::from(u8::from(c.connected.load(Relaxed))));
+        gauge(OUT_CONNECTED, |c| {
+            f64::from(u8::from(c.connected.load(Relaxed)))
+        });
     }
 
     /// Current counters.
@@ -508,7 +531,10 @@ impl SinkHandle {
         if let Some(sp) = st.spool.as_mut()
             && let Err(e) = sp.sync()
         {
-            eprintln!("vigil: output {}: cannot sync the spool: {e}", self.shared.url);
+            eprintln!(
+                "vigil: output {}: cannot sync the spool: {e}",
+                self.shared.url
+            );
         }
         self.shared.mirror(&st);
     }
@@ -622,8 +648,7 @@ fn sender_loop(
                 if st.draining
                     && st.intake_done
                     && st.mem.is_empty()
-                    && (st.link == Link::Down
-                        || st.spool.as_ref().is_none_or(|s| s.is_empty()))
+                    && (st.link == Link::Down || st.spool.as_ref().is_none_or(|s| s.is_empty()))
                 {
                     break;
                 }

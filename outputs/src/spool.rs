@@ -118,7 +118,11 @@ impl Spool {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            let start = if seq == cur_seq { cur_off.max(HDR) } else { HDR };
+            let start = if seq == cur_seq {
+                cur_off.max(HDR)
+            } else {
+                HDR
+            };
             let (valid_len, records, torn) = scan(&path, start)?;
             if torn {
                 sp.corrupt += 1;
@@ -533,7 +537,9 @@ mod tests {
     fn fifo_across_segments_and_reopen() {
         let d = tmpdir("fifo");
         let mut sp = Spool::open(&d, 64 << 10).unwrap();
-        let recs: Vec<Vec<u8>> = (0..500).map(|i| format!("record {i:04}").into_bytes()).collect();
+        let recs: Vec<Vec<u8>> = (0..500)
+            .map(|i| format!("record {i:04}").into_bytes())
+            .collect();
         for r in &recs {
             assert!(sp.append(r).unwrap());
         }

@@ -216,10 +216,9 @@ pub fn open(cfg: &TransportConfig) -> Result<Box<dyn Transport>, OutputError> {
         } => {
             let config = tls_client_config(tls)?;
             let name = tls.server_name.clone().unwrap_or_else(|| host.clone());
-            let server_name =
-                ServerName::try_from(name.clone()).map_err(|_| OutputError::Tls {
-                    what: format!("server name `{name}` is not a valid DNS name or IP address"),
-                })?;
+            let server_name = ServerName::try_from(name.clone()).map_err(|_| OutputError::Tls {
+                what: format!("server name `{name}` is not a valid DNS name or IP address"),
+            })?;
             Box::new(Tls {
                 host: host.clone(),
                 port: *port,

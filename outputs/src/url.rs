@@ -75,9 +75,9 @@ pub fn parse(url: &str) -> Result<SinkConfig, UrlError> {
     let mut params: Vec<(String, String)> = Vec::new();
     if let Some(q) = query {
         for kv in q.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| {
-                err(&format!("parameter `{kv}`"), "expected name=value".into())
-            })?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| err(&format!("parameter `{kv}`"), "expected name=value".into()))?;
             let v = pct_decode(v).map_err(|e| err(&format!("parameter {k}"), e))?;
             if params.iter().any(|(p, _)| p == k) {
                 return Err(err(&format!("parameter {k}"), "given twice".into()));
@@ -130,9 +130,7 @@ pub fn parse(url: &str) -> Result<SinkConfig, UrlError> {
                 format!("`{p}`: {what} needs an absolute path (three slashes: {scheme}:///path)"),
             ));
         }
-        Ok(PathBuf::from(
-            pct_decode(p).map_err(|e| err("path", e))?,
-        ))
+        Ok(PathBuf::from(pct_decode(p).map_err(|e| err("path", e))?))
     };
     let mut take = |name: &str| -> Option<String> {
         let i = params.iter().position(|(k, _)| k == name)?;
@@ -149,7 +147,10 @@ pub fn parse(url: &str) -> Result<SinkConfig, UrlError> {
             let path = path_of(rest, "file")?;
             let rotate_mb = match take("rotate_mb") {
                 Some(v) => v.parse::<u64>().map_err(|_| {
-                    err("parameter rotate_mb", format!("`{v}` is not a whole number of MiB"))
+                    err(
+                        "parameter rotate_mb",
+                        format!("`{v}` is not a whole number of MiB"),
+                    )
                 })?,
                 None => 0,
             };
@@ -323,10 +324,12 @@ pub fn parse(url: &str) -> Result<SinkConfig, UrlError> {
     let mut cfg = SinkConfig::new(url, transport, enc);
     cfg.filter = Filter::new(min_severity, &kinds);
     let count = |name: &str, v: String| -> Result<usize, UrlError> {
-        v.parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| err(&format!("parameter {name}"), format!("`{v}` (a positive count)")))
+        v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            err(
+                &format!("parameter {name}"),
+                format!("`{v}` (a positive count)"),
+            )
+        })
     };
     if let Some(v) = take("queue") {
         cfg.queue = count("queue", v)?;
@@ -387,7 +390,8 @@ mod tests {
         assert_eq!(c.encoder.max_size, 2048);
         assert_eq!(c.filter, Filter::new(Severity::High, &[Kind::Alert]));
 
-        let c = parse("syslog+tcp://[::1]:6514?format=cef&framing=newline&facility=local3").unwrap();
+        let c =
+            parse("syslog+tcp://[::1]:6514?format=cef&framing=newline&facility=local3").unwrap();
         assert_eq!(
             c.transport,
             TransportConfig::Tcp {
@@ -430,13 +434,25 @@ mod tests {
         ("syslog+tls://h?ca=/a&cert=/c", "parameter cert/key", "both"),
         ("file://relative.json", "path", "absolute"),
         ("file:///a?rotate_mb=lots", "parameter rotate_mb", "`lots`"),
-        ("stdout?min_severity=urgent", "parameter min_severity", "`urgent`"),
+        (
+            "stdout?min_severity=urgent",
+            "parameter min_severity",
+            "`urgent`",
+        ),
         ("stdout?kinds=alert,weird", "parameter kinds", "`weird`"),
         ("stdout?colour=red", "parameter colour", "unknown"),
         ("stdout?format=json&format=cef", "parameter format", "twice"),
-        ("syslog+udp://h?facility=local9", "parameter facility", "`local9`"),
+        (
+            "syslog+udp://h?facility=local9",
+            "parameter facility",
+            "`local9`",
+        ),
         ("stdout?spool_mb=5", "parameter spool_mb", "only network"),
-        ("syslog+udp://h?max_size=10", "parameter max_size", "at least 64"),
+        (
+            "syslog+udp://h?max_size=10",
+            "parameter max_size",
+            "at least 64",
+        ),
         ("syslog+udp://h/x", "host", "has a path"),
         ("stdout?x", "parameter `x`", "name=value"),
     ];
@@ -448,7 +464,10 @@ mod tests {
             assert_eq!(e.url, *url);
             assert_eq!(e.part, *part, "{url}: {e}");
             assert!(e.reason.contains(reason), "{url}: {e}");
-            assert!(e.to_string().starts_with(&format!("output `{url}`: {part}: ")));
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("output `{url}`: {part}: "))
+            );
         }
     }
 }

@@ -46,7 +46,8 @@ fn slow_receiver_does_not_block_the_producer() {
         let (stop, read) = (stop.clone(), read.clone());
         std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
-            c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
             let mut buf = [0u8; 200];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(n) = c.read(&mut buf) {
@@ -119,7 +120,10 @@ fn local_syslog_socket_gets_rfc3164() {
     let rx = UnixDatagram::bind(&path).unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let outs = Outputs::open(
-        &[format!("syslog+unix://{}?format=rfc3164&facility=local0", path.display())],
+        &[format!(
+            "syslog+unix://{}?format=rfc3164&facility=local0",
+            path.display()
+        )],
         None,
     )
     .unwrap();
@@ -149,7 +153,10 @@ fn filters_and_file_rotation_through_urls() {
     let f = dir.path().join("alerts.json");
     let outs = Outputs::open(
         &[
-            format!("file://{}?rotate_mb=1&keep=2&min_severity=medium&kinds=alert", f.display()),
+            format!(
+                "file://{}?rotate_mb=1&keep=2&min_severity=medium&kinds=alert",
+                f.display()
+            ),
             format!("syslog+unix://{}/absent.sock", dir.path().display()),
         ],
         None,
@@ -181,7 +188,10 @@ fn filters_and_file_rotation_through_urls() {
         assert!(text.len() <= 1 << 20);
         lines += text.lines().filter(|l| *l == json).count();
     }
-    assert_eq!(lines as u64, want, "every line kept (fewer than keep+1 files)");
+    assert_eq!(
+        lines as u64, want,
+        "every line kept (fewer than keep+1 files)"
+    );
     // The unix sink never connected; without a spool its memory buffer
     // held the records until shutdown, which counts them as lost.
     assert_eq!(st[1].sent, 0);
@@ -215,7 +225,9 @@ fn tcp_throughput_and_order() {
         }
         n
     });
-    let u = format!("syslog+tcp://127.0.0.1:{port}?format=json&framing=newline&queue=300000&memory=300000");
+    let u = format!(
+        "syslog+tcp://127.0.0.1:{port}?format=json&framing=newline&queue=300000&memory=300000"
+    );
     let outs = Outputs::open(&[u], None).unwrap();
     let t0 = Instant::now();
     for i in 0..N {
@@ -225,7 +237,10 @@ fn tcp_throughput_and_order() {
     let st = outs.shutdown(Duration::from_secs(60));
     let got = reader.join().unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    eprintln!("tcp: {N} records in {secs:.2} s = {:.0} records/s", N as f64 / secs);
+    eprintln!(
+        "tcp: {N} records in {secs:.2} s = {:.0} records/s",
+        N as f64 / secs
+    );
     assert_eq!(got, N);
     assert_eq!(st[0].sent, N);
     assert_eq!(st[0].dropped(), 0);
@@ -240,7 +255,8 @@ fn strict_check(text: &str) -> Result<usize, String> {
     use std::collections::{BTreeMap, BTreeSet};
     let name_ok = |s: &str| {
         let mut it = s.chars();
-        it.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        it.next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
             && it.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     };
     let mut types: BTreeMap<String, String> = BTreeMap::new();
@@ -324,7 +340,10 @@ fn strict_check(text: &str) -> Result<usize, String> {
                 let mut v = String::new();
                 let mut i = eq + 2;
                 loop {
-                    let c = r[i..].chars().next().ok_or_else(|| e("unterminated value"))?;
+                    let c = r[i..]
+                        .chars()
+                        .next()
+                        .ok_or_else(|| e("unterminated value"))?;
                     match c {
                         '\\' => {
                             let n = r[i + 1..].chars().next().ok_or_else(|| e("bad escape"))?;
@@ -357,7 +376,9 @@ fn strict_check(text: &str) -> Result<usize, String> {
             }
             rest = &r[end..];
         }
-        let value = rest.strip_prefix(' ').ok_or_else(|| e("no space before value"))?;
+        let value = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| e("no space before value"))?;
         let v: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
@@ -367,8 +388,15 @@ fn strict_check(text: &str) -> Result<usize, String> {
         let key_labels: Vec<_> = labels.iter().filter(|(k, _)| k != "le").cloned().collect();
         let series = format!("{base}{key_labels:?}");
         if name.ends_with("_bucket") && base != name {
-            let le = labels.iter().find(|(k, _)| k == "le").ok_or_else(|| e("bucket without le"))?;
-            let le: f64 = if le.1 == "+Inf" { f64::INFINITY } else { le.1.parse().map_err(|_| e("bad le"))? };
+            let le = labels
+                .iter()
+                .find(|(k, _)| k == "le")
+                .ok_or_else(|| e("bucket without le"))?;
+            let le: f64 = if le.1 == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.1.parse().map_err(|_| e("bad le"))?
+            };
             buckets.entry(series).or_default().push((le, v));
         } else if name.ends_with("_count") && base != name {
             counts.insert(series, v);
@@ -400,12 +428,20 @@ fn promtool(text: &str) -> Option<String> {
     {
         Ok(c) => c,
         Err(e) => {
-            assert!(!strict, "promtool (Debian package prometheus) is required in CI: {e}");
+            assert!(
+                !strict,
+                "promtool (Debian package prometheus) is required in CI: {e}"
+            );
             eprintln!("SKIP promtool check: {e} (the strict in-test parser still ran)");
             return None;
         }
     };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     Some(format!(
         "{}{}{}",
@@ -427,20 +463,34 @@ fn metrics_exposition_is_valid_and_served() {
         .unwrap();
     c.inc_by(41);
     c.inc();
-    reg.counter("vigil_sensor_events_total", "Events decoded, per sensor.\nSecond line \\ with backslash.", &[("sensor", "open")])
-        .unwrap()
-        .inc();
     reg.counter(
-        "vigil_alerts_total",
-        "Alerts raised, per rule and severity.",
-        &[("rule", "weird \"rule\" \\ name\nline2"), ("severity", "high")],
+        "vigil_sensor_events_total",
+        "Events decoded, per sensor.\nSecond line \\ with backslash.",
+        &[("sensor", "open")],
     )
     .unwrap()
     .inc();
-    let g = reg.gauge("vigil_rss_bytes", "Resident memory.", &[]).unwrap();
+    reg.counter(
+        "vigil_alerts_total",
+        "Alerts raised, per rule and severity.",
+        &[
+            ("rule", "weird \"rule\" \\ name\nline2"),
+            ("severity", "high"),
+        ],
+    )
+    .unwrap()
+    .inc();
+    let g = reg
+        .gauge("vigil_rss_bytes", "Resident memory.", &[])
+        .unwrap();
     g.set(41 << 20);
     let h = reg
-        .histogram("vigil_rule_evaluation_seconds", "Time to evaluate all rules against one event.", &[], 1e-9)
+        .histogram(
+            "vigil_rule_evaluation_seconds",
+            "Time to evaluate all rules against one event.",
+            &[],
+            1e-9,
+        )
         .unwrap();
     for v in [0, 1, 2, 3, 900, 1000, 1_000_000, u64::MAX / 4] {
         h.observe(v);
@@ -451,8 +501,14 @@ fn metrics_exposition_is_valid_and_served() {
     outs.register_metrics(&reg);
     outs.submit(&rec(b"m", b"{}", &[]));
     // naming rules are enforced
-    assert!(reg.counter("vigil_bad", "x", &[]).is_err(), "counter without _total");
-    assert!(reg.gauge("other_thing", "x", &[]).is_err(), "no vigil_ prefix");
+    assert!(
+        reg.counter("vigil_bad", "x", &[]).is_err(),
+        "counter without _total"
+    );
+    assert!(
+        reg.gauge("other_thing", "x", &[]).is_err(),
+        "no vigil_ prefix"
+    );
     assert!(reg.gauge("vigil_x_total", "x", &[]).is_err());
     assert!(reg.counter("vigil_x_total", "x", &[("__a", "b")]).is_err());
     assert!(reg.gauge("vigil_rss_bytes", "other help", &[]).is_err());
@@ -460,14 +516,25 @@ fn metrics_exposition_is_valid_and_served() {
     let text = reg.render();
     let n = strict_check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(n > 60, "{n} samples");
-    assert!(text.contains("vigil_alerts_total{rule=\"weird \\\"rule\\\" \\\\ name\\nline2\",severity=\"high\"} 1\n"));
+    assert!(text.contains(
+        "vigil_alerts_total{rule=\"weird \\\"rule\\\" \\\\ name\\nline2\",severity=\"high\"} 1\n"
+    ));
     assert!(text.contains("# HELP vigil_sensor_events_total Events decoded, per sensor.\\nSecond line \\\\ with backslash.\n"));
     assert!(text.contains("vigil_sensor_events_total{sensor=\"exec\"} 42\n"));
     assert!(text.contains("vigil_rule_evaluation_seconds_count 8\n"));
-    assert!(text.contains("vigil_rule_evaluation_seconds_bucket{le=\"0.000000001\"} 2\n"), "{text}");
-    assert!(text.contains(&format!("vigil_output_records_submitted_total{{sink=\"file://{}/a.json\"}} 1\n", dir.path().display())));
+    assert!(
+        text.contains("vigil_rule_evaluation_seconds_bucket{le=\"0.000000001\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "vigil_output_records_submitted_total{{sink=\"file://{}/a.json\"}} 1\n",
+        dir.path().display()
+    )));
     if let Some(out) = promtool(&text) {
-        assert!(!out.starts_with("FAILED"), "promtool check metrics: {out}\n{text}");
+        assert!(
+            !out.starts_with("FAILED"),
+            "promtool check metrics: {out}\n{text}"
+        );
         eprintln!("promtool check metrics: ok {out}");
     }
 
@@ -484,7 +551,9 @@ fn metrics_exposition_is_valid_and_served() {
     assert!(resp.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
     let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
     strict_check(body).unwrap();
-    assert!(body.contains("vigil_rss_bytes 43008\n") || body.contains("vigil_rss_bytes 42991616\n"));
+    assert!(
+        body.contains("vigil_rss_bytes 43008\n") || body.contains("vigil_rss_bytes 42991616\n")
+    );
     assert!(get("/").starts_with("HTTP/1.1 404"));
     drop(srv);
     outs.shutdown(Duration::from_secs(1));

@@ -98,7 +98,10 @@ fn check_cef(r: &serde_json::Value) -> u32 {
         }
     }
     let ext: String = it.collect();
-    assert_eq!(&parts[..4], ["CEF:0", "vigil", "vigil", env!("CARGO_PKG_VERSION")]);
+    assert_eq!(
+        &parts[..4],
+        ["CEF:0", "vigil", "vigil", env!("CARGO_PKG_VERSION")]
+    );
     assert_eq!(parts[4], "shadow_read");
     assert_eq!(parts[6], "8");
     let ext = parse_cef_ext(&ext);
@@ -117,7 +120,10 @@ fn check_cef(r: &serde_json::Value) -> u32 {
     assert_eq!(get("spid"), "4242");
     assert_eq!(get("sproc"), "/usr/bin/cat ünï");
     assert_eq!(get("dvchost"), "web-1");
-    assert_eq!(get("rt"), (1_764_034_784_000 + u64::from(seq) / 1000).to_string());
+    assert_eq!(
+        get("rt"),
+        (1_764_034_784_000 + u64::from(seq) / 1000).to_string()
+    );
     seq
 }
 
@@ -140,11 +146,29 @@ fn rsyslog_receives_every_format_over_udp_and_tcp() {
         },
     );
     let cases = [
-        (format!("syslog+udp://127.0.0.1:{}?format=rfc5424", rs.udp_port), "5424"),
-        (format!("syslog+tcp://127.0.0.1:{}?format=rfc5424", rs.tcp_port), "5424"),
-        (format!("syslog+tcp://localhost:{}?format=rfc5424&framing=newline", rs.tcp_port), "5424"),
-        (format!("syslog+tcp://127.0.0.1:{}?format=rfc3164", rs.tcp_port), "3164"),
-        (format!("syslog+udp://127.0.0.1:{}?format=cef", rs.udp_port), "cef"),
+        (
+            format!("syslog+udp://127.0.0.1:{}?format=rfc5424", rs.udp_port),
+            "5424",
+        ),
+        (
+            format!("syslog+tcp://127.0.0.1:{}?format=rfc5424", rs.tcp_port),
+            "5424",
+        ),
+        (
+            format!(
+                "syslog+tcp://localhost:{}?format=rfc5424&framing=newline",
+                rs.tcp_port
+            ),
+            "5424",
+        ),
+        (
+            format!("syslog+tcp://127.0.0.1:{}?format=rfc3164", rs.tcp_port),
+            "3164",
+        ),
+        (
+            format!("syslog+udp://127.0.0.1:{}?format=cef", rs.udp_port),
+            "cef",
+        ),
     ];
     const N: u32 = 40;
     let mut total = 0;
@@ -171,14 +195,21 @@ fn rsyslog_receives_every_format_over_udp_and_tcp() {
         }
         let want: Vec<u32> = (0..N).map(|s| i as u32 * 1000 + s).collect();
         assert_eq!(seqs, want, "{u}");
-        let want_input = if u.starts_with("syslog+udp") { "imudp" } else { "imptcp" };
+        let want_input = if u.starts_with("syslog+udp") {
+            "imudp"
+        } else {
+            "imptcp"
+        };
         assert!(mine.iter().all(|r| field(r, "input") == want_input));
     }
 }
 
 #[test]
 fn rsyslog_receives_over_mutual_tls_and_refuses_wrong_names() {
-    if !require_root("rsyslog_receives_over_mutual_tls_and_refuses_wrong_names", true) {
+    if !require_root(
+        "rsyslog_receives_over_mutual_tls_and_refuses_wrong_names",
+        true,
+    ) {
         return;
     }
     let dir = TempDir::new("tls");
@@ -188,7 +219,12 @@ fn rsyslog_receives_over_mutual_tls_and_refuses_wrong_names() {
         &RsyslogSpec {
             udp: false,
             tcp_port: None,
-            tls: Some((0, certs.ca.clone(), certs.server_cert.clone(), certs.server_key.clone())),
+            tls: Some((
+                0,
+                certs.ca.clone(),
+                certs.server_cert.clone(),
+                certs.server_key.clone(),
+            )),
         },
     );
     let good = format!(
@@ -301,7 +337,9 @@ fn outage(name: &str, tls: bool, midstream: bool) {
         rs.wait_records(500);
     } else {
         wait_for(Duration::from_secs(30), || {
-            paused.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+            paused
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(())
         })
         .unwrap();
         rs.wait_records(1000);
@@ -325,7 +363,11 @@ fn outage(name: &str, tls: bool, midstream: bool) {
     // sent counts what the kernel took, including what rsyslog then lost
     assert_eq!(st.sent, u64::from(N), "{st:?}");
     std::thread::sleep(Duration::from_millis(300));
-    let want = if midstream { N as usize - 50 } else { N as usize };
+    let want = if midstream {
+        N as usize - 50
+    } else {
+        N as usize
+    };
     rs.wait_records(want);
     std::thread::sleep(Duration::from_millis(300));
     let seqs: Vec<u32> = rs.records().iter().map(|r| check_syslog(r, true)).collect();
@@ -344,7 +386,10 @@ fn outage(name: &str, tls: bool, midstream: bool) {
         );
         assert!(missing.len() <= 50, "lost {missing:?}");
         if let (Some(a), Some(b)) = (missing.first(), missing.last()) {
-            assert!(b - a < 50, "losses form one window at the stop: {missing:?}");
+            assert!(
+                b - a < 50,
+                "losses form one window at the stop: {missing:?}"
+            );
         }
     } else {
         assert!(missing.is_empty(), "missing {missing:?}");
@@ -354,7 +399,11 @@ fn outage(name: &str, tls: bool, midstream: bool) {
 
 #[test]
 fn rsyslog_outage_tcp_every_record_once_in_order() {
-    outage("rsyslog_outage_tcp_every_record_once_in_order", false, false);
+    outage(
+        "rsyslog_outage_tcp_every_record_once_in_order",
+        false,
+        false,
+    );
 }
 
 #[test]
@@ -429,7 +478,10 @@ fn rsyslog_spool_cap_counts_drops_exactly_and_resends_after_restart() {
     let seqs: Vec<u32> = recs.iter().map(|r| check_syslog(r, true)).collect();
     let mut want: Vec<u32> = (0..kept as u32).collect();
     want.push(99_999);
-    assert_eq!(seqs, want, "the oldest records were kept, in order, before new ones");
+    assert_eq!(
+        seqs, want,
+        "the oldest records were kept, in order, before new ones"
+    );
     let st = sink.shutdown(Duration::from_secs(5));
     assert_eq!(st.resent as usize, kept);
     assert_eq!(st.spool_records, 0);

@@ -119,7 +119,11 @@ fn nil_values_and_bom() {
     assert!(got.ends_with("] cat read /etc/shadow"));
     let mut c = cfg(Format::Rfc5424);
     c.bom = Bom::Always;
-    assert!(enc(c, &alert(&[])).0.ends_with("] \u{feff}cat read /etc/shadow"));
+    assert!(
+        enc(c, &alert(&[]))
+            .0
+            .ends_with("] \u{feff}cat read /etc/shadow")
+    );
 }
 
 #[test]
@@ -147,7 +151,10 @@ fn cef_headers_and_defaults() {
         ..alert(&[])
     };
     let (got, _) = enc(cfg(Format::Cef), &rec);
-    assert!(got.starts_with("CEF:0|vigil|vigil|0.1.0|event|cat read /etc/shadow|1|"), "{got}");
+    assert!(
+        got.starts_with("CEF:0|vigil|vigil|0.1.0|event|cat read /etc/shadow|1|"),
+        "{got}"
+    );
 }
 
 /// Hostile strings: (input, RFC 5424 PARAM-VALUE, syslog MSG, CEF header,
@@ -158,11 +165,35 @@ const HOSTILE: &[(&[u8], &str, &str, &str, &str)] = &[
     (b"a]b", "a\\]b", "a]b", "a]b", "a]b"),
     (b"a=b", "a=b", "a=b", "a=b", "a\\=b"),
     (b"a|b", "a|b", "a|b", "a\\|b", "a|b"),
-    (b"a\nb\rc", "a#012b#015c", "a#012b#015c", "a b c", "a\\nb\\rc"),
-    (b"\x1b[31m\x7f", "#033[31m#177", "#033[31m#177", " [31m ", " [31m "),
-    (b"\xff\xfeok\xc3", "\u{fffd}\u{fffd}ok\u{fffd}", "\u{fffd}\u{fffd}ok\u{fffd}", "\u{fffd}\u{fffd}ok\u{fffd}", "\u{fffd}\u{fffd}ok\u{fffd}"),
+    (
+        b"a\nb\rc",
+        "a#012b#015c",
+        "a#012b#015c",
+        "a b c",
+        "a\\nb\\rc",
+    ),
+    (
+        b"\x1b[31m\x7f",
+        "#033[31m#177",
+        "#033[31m#177",
+        " [31m ",
+        " [31m ",
+    ),
+    (
+        b"\xff\xfeok\xc3",
+        "\u{fffd}\u{fffd}ok\u{fffd}",
+        "\u{fffd}\u{fffd}ok\u{fffd}",
+        "\u{fffd}\u{fffd}ok\u{fffd}",
+        "\u{fffd}\u{fffd}ok\u{fffd}",
+    ),
     ("ünï ✓".as_bytes(), "ünï ✓", "ünï ✓", "ünï ✓", "ünï ✓"),
-    (b"] [x=\"y\"] \\", "\\] [x=\\\"y\\\"\\] \\\\", "] [x=\"y\"] \\", "] [x=\"y\"] \\\\", "] [x\\=\"y\"] \\\\"),
+    (
+        b"] [x=\"y\"] \\",
+        "\\] [x=\\\"y\\\"\\] \\\\",
+        "] [x=\"y\"] \\",
+        "] [x=\"y\"] \\\\",
+        "] [x\\=\"y\"] \\\\",
+    ),
 ];
 
 #[test]
@@ -173,19 +204,34 @@ fn hostile_strings_are_escaped_per_format() {
         assert_eq!(String::from_utf8(out.clone()).unwrap(), *sd, "sd {input:?}");
         out.clear();
         push_escaped(&mut out, input, Esc::Msg);
-        assert_eq!(String::from_utf8(out.clone()).unwrap(), *msg, "msg {input:?}");
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            *msg,
+            "msg {input:?}"
+        );
         out.clear();
         push_escaped(&mut out, input, Esc::CefHeader);
-        assert_eq!(String::from_utf8(out.clone()).unwrap(), *cef_h, "cef header {input:?}");
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            *cef_h,
+            "cef header {input:?}"
+        );
         out.clear();
         push_escaped(&mut out, input, Esc::CefExt);
-        assert_eq!(String::from_utf8(out.clone()).unwrap(), *cef_e, "cef ext {input:?}");
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            *cef_e,
+            "cef ext {input:?}"
+        );
     }
 }
 
 #[test]
 fn hostile_record_end_to_end() {
-    let fields = [("process.command_line", Value::Str(b"sh -c 'echo ]\"\\\n=|'\xff"))];
+    let fields = [(
+        "process.command_line",
+        Value::Str(b"sh -c 'echo ]\"\\\n=|'\xff"),
+    )];
     let rec = Record {
         rule_id: Some("bad rule\nid"),
         rule_name: Some("x|y\\z"),
@@ -204,12 +250,16 @@ fn hostile_record_end_to_end() {
         "{got}"
     );
     assert!(
-        got.contains(" msg=line1\\nline2 ") && got.contains(" cs2=sh -c 'echo ]\"\\\\\\n\\=|'\u{fffd}"),
+        got.contains(" msg=line1\\nline2 ")
+            && got.contains(" cs2=sh -c 'echo ]\"\\\\\\n\\=|'\u{fffd}"),
         "{got}"
     );
     for f in [Format::Rfc5424, Format::Rfc3164, Format::Cef] {
         let (got, _) = enc(cfg(f), &rec);
-        assert!(!got.bytes().any(|b| b < 0x20), "{f:?}: control byte in {got:?}");
+        assert!(
+            !got.bytes().any(|b| b < 0x20),
+            "{f:?}: control byte in {got:?}"
+        );
     }
 }
 
@@ -239,7 +289,11 @@ fn long_command_lines_are_cut_at_char_boundaries() {
         let (got, truncated) = enc(c, &rec);
         assert!(truncated, "{f:?}");
         assert!(got.len() <= max, "{f:?}: {} > {max}", got.len());
-        assert!(got.len() > max - 64, "{f:?}: used only {} of {max}", got.len());
+        assert!(
+            got.len() > max - 64,
+            "{f:?}: used only {} of {max}",
+            got.len()
+        );
         assert!(!got.contains('\u{fffd}'), "{f:?}: cut inside a character");
         match f {
             Format::Json => {

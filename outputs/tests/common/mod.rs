@@ -34,7 +34,9 @@ pub fn require_root(test_name: &str, need_rsyslog: bool) -> bool {
     }
     if need_rsyslog && !Path::new(RSYSLOGD).exists() {
         if strict {
-            panic!("{test_name}: {RSYSLOGD} is missing (scripts/install-deps.sh installs rsyslog and rsyslog-gnutls)");
+            panic!(
+                "{test_name}: {RSYSLOGD} is missing (scripts/install-deps.sh installs rsyslog and rsyslog-gnutls)"
+            );
         }
         eprintln!("SKIP {test_name}: {RSYSLOGD} is missing");
         return false;
@@ -59,7 +61,7 @@ impl TempDir {
     pub fn new(name: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
         let p = std::env::temp_dir().join(format!(
-            "vigil-outputs-test-{name}-{}-{}",
+            "vigil-test-marker-outputs-{name}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
@@ -80,12 +82,20 @@ impl Drop for TempDir {
 
 /// A loopback TCP port nobody listens on right now.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A loopback UDP port nobody uses right now.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` every 20 ms until it returns Some or `d` passes.
@@ -127,13 +137,39 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 pub fn make_certs(dir: &Path) -> Certs {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=vigil test CA", "-keyout", "ca.key", "-out", "ca.pem"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vigil test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ];
     a.extend(ec);
-    a.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    a.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
     openssl(dir, &a);
     for (name, cn, san) in [
-        ("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+        (
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ),
         ("client", "vigil-client", "subjectAltName=DNS:vigil-client"),
     ] {
         let key = format!("{name}.key");
@@ -151,8 +187,23 @@ pub fn make_certs(dir: &Path) -> Certs {
         .unwrap();
         openssl(
             dir,
-            &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-              "-days", "2", "-extfile", &ext, "-out", &pem],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
         );
     }
     Certs {
