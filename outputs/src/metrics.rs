@@ -605,6 +605,28 @@ pub mod names {
         "vigil_output_connected",
         "1 when the sink is connected to its receiver.",
     );
+
+    /// Every name above (the Grafana dashboard uses only these).
+    pub const ALL: &[(&str, &str)] = &[
+        SENSOR_EVENTS,
+        SENSOR_DROPS,
+        ALERTS,
+        ALERTS_SUPPRESSED,
+        RULE_EVAL,
+        BPF_RUN_TIME,
+        BPF_RUNS,
+        OUT_SUBMITTED,
+        OUT_SENT,
+        OUT_SPOOLED,
+        OUT_RESENT,
+        OUT_DROPPED,
+        OUT_TRUNCATED,
+        OUT_ERRORS,
+        OUT_QUEUE,
+        OUT_SPOOL_RECORDS,
+        OUT_SPOOL_BYTES,
+        OUT_CONNECTED,
+    ];
 }
 
 /// The `/metrics` HTTP endpoint: one thread, one request per connection.

@@ -558,3 +558,34 @@ fn metrics_exposition_is_valid_and_served() {
     drop(srv);
     outs.shutdown(Duration::from_secs(1));
 }
+
+/// The dashboard plots only metrics vigil defines.
+#[test]
+fn grafana_dashboard_uses_defined_metrics() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/vigil.json"))
+        .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = vigil_outputs::metrics::names::ALL
+        .iter()
+        .map(|n| n.0)
+        .collect();
+    let mut seen = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("vigil_") {
+                let tok: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = tok.strip_suffix("_bucket").unwrap_or(&tok);
+                assert!(
+                    names.contains(&base),
+                    "{tok} in {expr:?} is not a vigil metric"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 15);
+}
