@@ -513,8 +513,15 @@ impl SinkHandle {
         let n = mem.len() as u64;
         match st.spool.as_mut() {
             Some(sp) if n > 0 => match sp.prepend(mem.iter().map(Vec::as_slice)) {
-                Ok(_) => {
-                    self.shared.c.spooled.fetch_add(n, Relaxed);
+                Ok(kept) => {
+                    self.shared.c.spooled.fetch_add(kept, Relaxed);
+                    if kept < n {
+                        self.shared
+                            .c
+                            .dropped_spool_full
+                            .fetch_add(n - kept, Relaxed);
+                        self.shared.note_drop("the spool is full");
+                    }
                 }
                 Err(e) => {
                     eprintln!(
@@ -635,6 +642,7 @@ fn sender_loop(
         | 1;
     let what = t.describe();
     let mut logged_down = false;
+    let mut drain_try = false;
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_n);
     loop {
         if !connected {
@@ -648,11 +656,18 @@ fn sender_loop(
                 if st.draining
                     && st.intake_done
                     && st.mem.is_empty()
-                    && (st.link == Link::Down || st.spool.as_ref().is_none_or(|s| s.is_empty()))
+                    && ((st.link == Link::Down && drain_try)
+                        || st.spool.as_ref().is_none_or(|s| s.is_empty()))
                 {
                     break;
                 }
                 let now = Instant::now();
+                if st.draining && !drain_try {
+                    // Shutting down: one attempt now rather than after the
+                    // backoff; if it fails, the spool keeps the rest.
+                    drain_try = true;
+                    next_try = now;
+                }
                 if now < next_try {
                     let _ = sh.cv.wait_timeout(st, next_try - now);
                     continue;
@@ -792,8 +807,13 @@ fn go_down(sh: &Shared) {
     let mem: Vec<Vec<u8>> = st.mem.drain(..).collect();
     if let Some(sp) = st.spool.as_mut() {
         match sp.prepend(mem.iter().map(Vec::as_slice)) {
-            Ok(n) => {
-                sh.c.spooled.fetch_add(n, Relaxed);
+            Ok(kept) => {
+                sh.c.spooled.fetch_add(kept, Relaxed);
+                let n = mem.len() as u64;
+                if kept < n {
+                    sh.c.dropped_spool_full.fetch_add(n - kept, Relaxed);
+                    sh.note_drop("the spool is full");
+                }
             }
             Err(e) => {
                 sh.c.errors.fetch_add(1, Relaxed);

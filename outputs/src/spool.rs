@@ -399,15 +399,29 @@ impl Spool {
         self.save_cursor()
     }
 
-    /// Puts `recs` (older than everything spooled) in front of the spool.
-    /// Used at shutdown for records still in memory. Not capped: they were
-    /// already accepted. The head segment is rewritten (temporary file and
-    /// rename) as `recs` followed by its unread records.
+    /// Puts `recs` (older than everything spooled) in front of the spool,
+    /// as many as the cap allows, oldest first; returns how many (the
+    /// caller counts the rest as dropped). Used when a link goes down and
+    /// at shutdown for records still in memory. The head segment is
+    /// rewritten (temporary file, fsync, rename) as `recs` followed by its
+    /// unread records.
     pub fn prepend<'r>(&mut self, recs: impl IntoIterator<Item = &'r [u8]>) -> io::Result<u64> {
+        // Bytes on disk once the head segment is rewritten without its
+        // already-read part; the cap applies to the result.
+        let after = match self.segments.front() {
+            Some(h) => self.bytes - (self.read_offset.min(h.len) - HDR),
+            None => HDR,
+        };
+        let mut budget = self.max_bytes.saturating_sub(after);
         let mut buf = Vec::new();
         buf.extend_from_slice(MAGIC);
         let mut n = 0u64;
         for r in recs {
+            let need = 8 + r.len() as u64;
+            if need > budget || r.len() > MAX_RECORD {
+                break; // the oldest that fit are kept, in order
+            }
+            budget -= need;
             buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(r).to_le_bytes());
             buf.extend_from_slice(r);
@@ -598,6 +612,26 @@ mod tests {
         let got = drain(&mut sp);
         assert_eq!(got.len(), 11);
         assert_eq!(got[10], b"after");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn prepend_respects_the_cap() {
+        let d = tmpdir("prepend-cap");
+        let mut sp = Spool::open(&d, 4096).unwrap();
+        for _ in 0..20 {
+            assert!(sp.append(&[b's'; 92]).unwrap());
+        }
+        // 8 + 20 * 100 used; room for 20 more records of 100 bytes
+        let mem: Vec<Vec<u8>> = (0..30).map(|i| vec![i as u8; 92]).collect();
+        let n = sp.prepend(mem.iter().map(|v| v.as_slice())).unwrap();
+        assert_eq!(n, 20);
+        assert!(sp.bytes() <= 4096);
+        let got = drain(&mut sp);
+        assert_eq!(got.len(), 40);
+        assert_eq!(got[0], vec![0u8; 92]);
+        assert_eq!(got[19], vec![19u8; 92]);
+        assert_eq!(got[20], vec![b's'; 92]);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -355,6 +355,13 @@ fn outage(name: &str, tls: bool, midstream: bool) {
     rs.restart(&spec);
     producer.join().unwrap();
     let sink = std::sync::Arc::into_inner(sink).expect("producer done");
+    // The spool drains once the sink has reconnected (shutdown itself
+    // would not wait long for a link that is down).
+    wait_for(Duration::from_secs(30), || {
+        let st = sink.stats();
+        (st.connected && st.queued == 0 && st.spool_records == 0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not drained: {:?}", sink.stats()));
     // Everything queued is delivered before shutdown returns.
     let st = sink.shutdown(Duration::from_secs(20));
     assert_eq!(st.dropped(), 0, "{st:?}");
