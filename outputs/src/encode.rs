@@ -463,14 +463,14 @@ fn structured_data(rec: &Record, cap: usize, out: &mut Vec<u8>) {
 /// `]`, `"` (others become `_`); PARAM-VALUE escapes `"`, `\`, `]`.
 fn sd_param(out: &mut Vec<u8>, name: &str, value: &[u8], cap: usize) {
     out.push(b' ');
-    let mut n = 0;
-    for b in name.bytes().take(32) {
-        let ok = (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"');
-        out.push(if ok { b } else { b'_' });
-        n += 1;
-    }
-    if n == 0 {
+    let ok = |b: u8| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"');
+    let name = &name.as_bytes()[..name.len().min(32)];
+    if name.is_empty() {
         out.push(b'_');
+    } else if name.iter().all(|&b| ok(b)) {
+        out.extend_from_slice(name);
+    } else {
+        out.extend(name.iter().map(|&b| if ok(b) { b } else { b'_' }));
     }
     out.extend_from_slice(b"=\"");
     push_escaped(out, utf8_prefix(value, cap), Esc::SdValue);
@@ -711,13 +711,20 @@ fn tm(ns: u64) -> Tm {
     }
 }
 
-fn pad(out: &mut Vec<u8>, v: u64, width: usize) {
-    let mut tmp = Vec::with_capacity(20);
-    write_u64(&mut tmp, v);
-    for _ in tmp.len()..width {
-        out.push(b'0');
+/// `v` in decimal, zero-padded to `width` digits (no allocation).
+fn pad(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let mut tmp = [b'0'; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
     }
-    out.extend_from_slice(&tmp);
+    let start = i.min(tmp.len().saturating_sub(width));
+    out.extend_from_slice(&tmp[start..]);
 }
 
 fn rfc3339_date_time(t: &Tm, out: &mut Vec<u8>) {

@@ -826,3 +826,33 @@ fn go_down(sh: &Shared) {
     }
     sh.mirror(&st);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_jitter_stays_within_half_and_whole() {
+        let mut seed = 12345;
+        let d = Duration::from_millis(800);
+        for _ in 0..10_000 {
+            let j = jitter(d, &mut seed);
+            assert!(j >= d / 2 && j <= d, "{j:?}");
+        }
+    }
+
+    #[test]
+    fn spool_dirs_are_per_url_and_safe() {
+        let root = Path::new("/var/lib/vigil/spool");
+        let a = spool_dir_for(root, "syslog+tcp://h:514?format=cef");
+        let b = spool_dir_for(root, "syslog+tcp://h:514?format=rfc5424");
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(root));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("syslog_tcp___h_514_format_cef-"), "{name}");
+        assert!(
+            name.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        );
+    }
+}

@@ -141,8 +141,21 @@ fn local_syslog_socket_gets_rfc3164() {
         );
         assert_eq!(got, want);
     }
+    // A command line longer than max_size: cut at a character boundary,
+    // marked, counted.
+    let long = "é".repeat(5000);
+    let fields = [("process.command_line", Value::str(&long))];
+    assert_eq!(outs.submit(&rec(b"long", b"{}", &fields)), 1);
+    let n = rx.recv(&mut buf).unwrap();
+    assert!(
+        (8190..=8192).contains(&n),
+        "unix sockets default to 8 KiB messages: {n}"
+    );
+    let got = std::str::from_utf8(&buf[..n]).expect("cut at a character boundary");
+    assert!(got.contains(" truncated=\"true\"]"), "{got}");
     let st = outs.shutdown(Duration::from_secs(2));
-    assert_eq!(st[0].sent, 10);
+    assert_eq!(st[0].sent, 11);
+    assert_eq!(st[0].truncated, 1);
 }
 
 /// Filters per sink, JSON passthrough to a rotated file, and a sink
