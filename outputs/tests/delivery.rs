@@ -57,6 +57,31 @@ fn slow_receiver_does_not_block_the_producer() {
             }
         })
     };
+    // Baseline in the same run: the same submits into a sink whose
+    // receiver reads everything at once.
+    let fast = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fast_port = fast.local_addr().unwrap().port();
+    let drain = std::thread::spawn(move || {
+        let (mut c, _) = fast.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        while c.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let mut fcfg = url::parse(&format!(
+        "syslog+tcp://127.0.0.1:{fast_port}?format=rfc5424"
+    ))
+    .unwrap();
+    fcfg.queue = 200_000;
+    fcfg.memory = 200_000;
+    let fsink = SinkHandle::start(fcfg, None).unwrap();
+    let cpu0 = thread_cpu();
+    for _ in 0..100_000 {
+        fsink.submit(&rec(&[b'x'; 150], b"{}", &[]));
+    }
+    let fast_cpu = thread_cpu() - cpu0;
+    let fst = fsink.shutdown(Duration::from_secs(30));
+    drain.join().unwrap();
+    assert_eq!(fst.sent, 100_000, "{fst:?}");
+
     let spool = TempDir::new("slow-spool");
     let mut cfg = url::parse(&format!("syslog+tcp://127.0.0.1:{port}?format=rfc5424")).unwrap();
     cfg.queue = 200_000;
@@ -75,6 +100,12 @@ fn slow_receiver_does_not_block_the_producer() {
     eprintln!(
         "slow receiver: 100k submits took {wall:?} wall, {cpu:?} CPU on the producer thread ({} ns/record)",
         cpu.as_nanos() / u128::from(N)
+    );
+    eprintln!(
+        "producer CPU per submit: stalled receiver {} ns, draining receiver {} ns (ratio {:.2})",
+        cpu.as_nanos() / u128::from(N),
+        fast_cpu.as_nanos() / u128::from(N),
+        cpu.as_secs_f64() / fast_cpu.as_secs_f64()
     );
     assert_eq!(queued, N, "nothing dropped at the queue");
     // The intake thread spills to the spool once memory is full.
@@ -601,4 +632,65 @@ fn grafana_dashboard_uses_defined_metrics() {
         }
     }
     assert!(seen >= 15);
+}
+
+/// Unusable TLS files are configuration errors at start (the engine exits
+/// 2), naming the file.
+#[test]
+fn bad_tls_files_are_start_errors() {
+    let dir = TempDir::new("badtls");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    for (u, needle) in [
+        (
+            "syslog+tls://localhost?ca=/nonexistent/ca.pem".to_string(),
+            "/nonexistent/ca.pem",
+        ),
+        (
+            format!("syslog+tls://localhost?ca={}", junk.display()),
+            "no PEM certificate",
+        ),
+        (
+            format!(
+                "syslog+tls://localhost?ca={0}&cert={0}&key={0}",
+                junk.display()
+            ),
+            "no PEM certificate",
+        ),
+    ] {
+        let e = match Outputs::open(&[u.as_str()], None) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{u} started"),
+        };
+        assert!(e.starts_with("TLS: ") && e.contains(needle), "{u}: {e}");
+    }
+    let e = Outputs::open(&["stdout", "syslog+udp://h:70000"], None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "output `syslog+udp://h:70000`: port: `70000` is not a port number 1-65535"
+    );
+}
+
+/// IPv6 loopback works like IPv4 (skipped when the host has no ::1).
+#[test]
+fn tcp_over_ipv6_loopback() {
+    let Ok(l) = TcpListener::bind("[::1]:0") else {
+        eprintln!("SKIP tcp_over_ipv6_loopback: no IPv6 loopback");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (c, _) = l.accept().unwrap();
+        let mut s = String::new();
+        BufReader::new(c).read_to_string(&mut s).unwrap();
+        s
+    });
+    let outs = Outputs::open(&[format!("syslog+tcp://[::1]:{port}?format=json")], None).unwrap();
+    outs.submit(&rec(b"m", br#"{"a":1}"#, &[]));
+    let st = outs.shutdown(Duration::from_secs(5));
+    assert_eq!(st[0].sent, 1);
+    assert_eq!(reader.join().unwrap(), "7 {\"a\":1}");
 }
