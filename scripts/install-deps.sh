@@ -25,6 +25,7 @@ declare -A provides=(
   [busybox-static]=busybox
   [rsyslog]=rsyslogd
   [rsyslog-gnutls]=        # rsyslog's gtls netstream driver (TLS receiver in the outputs tests)
+  [rsyslog-relp]=          # imrelp (RELP receiver in the outputs tests)
   [openssl]=openssl        # test certificates for the TLS tests
   [prometheus]=promtool    # `promtool check metrics` validates the /metrics exposition
   [iproute2]=ip
@@ -33,7 +34,7 @@ declare -A provides=(
   [bsdutils]=script
   [tar]=tar
 )
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls openssl prometheus iproute2 procps util-linux bsdutils tar)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -737,7 +737,8 @@ fn sender_loop(
             }
         };
         let n = batch.len() as u64;
-        let res = if t.alive() {
+        let attempted = t.alive();
+        let res = if attempted {
             t.send_batch(&batch)
         } else {
             Err(std::io::Error::new(
@@ -762,11 +763,29 @@ fn sender_loop(
             }
             Err(e) => {
                 sh.c.errors.fetch_add(1, Relaxed);
-                if let Source::Mem = src {
-                    let mut st = sh.lock();
-                    for m in batch.drain(..).rev() {
-                        st.mem.push_front(m);
+                // Acknowledged (RELP) records of the batch are delivered.
+                let k = if attempted {
+                    t.delivered_before_error().min(batch.len())
+                } else {
+                    0
+                };
+                sh.c.sent.fetch_add(k as u64, Relaxed);
+                match src {
+                    Source::Mem => {
+                        let mut st = sh.lock();
+                        for m in batch.drain(k..).rev() {
+                            st.mem.push_front(m);
+                        }
                     }
+                    Source::Spool(pos) if k > 0 => {
+                        let mut st = sh.lock();
+                        if let Some(sp) = st.spool.as_mut() {
+                            let _ = sp.commit(pos.without_tail(&batch[k..]));
+                        }
+                        sh.c.resent.fetch_add(k as u64, Relaxed);
+                        sh.mirror(&st);
+                    }
+                    Source::Spool(_) => {}
                 }
                 t.disconnect();
                 connected = false;

@@ -50,6 +50,20 @@ pub struct Position {
     records: u64,
 }
 
+impl Position {
+    /// The position before the last `tail.len()` records of the batch it
+    /// ends (those records, as [`Spool::peek`] returned them): commit it
+    /// when only the first records of a batch were delivered.
+    pub fn without_tail(&self, tail: &[Vec<u8>]) -> Position {
+        let bytes: u64 = tail.iter().map(|r| 8 + r.len() as u64).sum();
+        Position {
+            seq: self.seq,
+            offset: self.offset - bytes,
+            records: self.records - tail.len() as u64,
+        }
+    }
+}
+
 /// A size-capped on-disk FIFO of records.
 #[derive(Debug)]
 pub struct Spool {
@@ -612,6 +626,22 @@ mod tests {
         let got = drain(&mut sp);
         assert_eq!(got.len(), 11);
         assert_eq!(got[10], b"after");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn partial_commit() {
+        let d = tmpdir("partial");
+        let mut sp = Spool::open(&d, 1 << 20).unwrap();
+        for i in 0..5 {
+            sp.append(format!("r{i}").as_bytes()).unwrap();
+        }
+        let mut b = Vec::new();
+        let pos = sp.peek(5, 1 << 20, &mut b).unwrap().unwrap();
+        sp.commit(pos.without_tail(&b[2..])).unwrap();
+        assert_eq!(sp.len(), 3);
+        let got = drain(&mut sp);
+        assert_eq!(got, [b"r2".to_vec(), b"r3".to_vec(), b"r4".to_vec()]);
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -7,6 +7,7 @@
 //! | unix datagram (`/dev/log`) | one datagram per message | 8 KiB |
 //! | UDP | one datagram per message (RFC 5426) | 2 KiB (RFC 5426 §3.2 SHOULD) |
 //! | TCP, TLS | RFC 6587 octet counting (`LEN SP MSG`), or newline | 8 KiB (rsyslog's default) |
+//! | RELP | `TXNR syslog LEN MSG`, each acknowledged | 8 KiB |
 //!
 //! Stream transports check, before each batch, whether the peer has
 //! closed the connection (a non-blocking peek), so a batch is not written
@@ -88,6 +89,14 @@ pub enum TransportConfig {
         /// Framing.
         framing: Framing,
     },
+    /// Syslog over RELP (rsyslog's Reliable Event Logging Protocol): every
+    /// message is acknowledged by the receiver.
+    Relp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
     /// Syslog over TLS (RFC 5425).
     Tls {
         /// Host name or address.
@@ -109,7 +118,9 @@ impl TransportConfig {
             TransportConfig::Stdout | TransportConfig::File { .. } => 1 << 20,
             TransportConfig::Unix { .. } => 8192,
             TransportConfig::Udp { .. } => 2048,
-            TransportConfig::Tcp { .. } | TransportConfig::Tls { .. } => 8192,
+            TransportConfig::Tcp { .. }
+            | TransportConfig::Tls { .. }
+            | TransportConfig::Relp { .. } => 8192,
         }
     }
 
@@ -150,6 +161,12 @@ pub trait Transport: Send {
     /// Sends messages in order, framed. An error means none of the batch
     /// can be assumed delivered (the caller resends it after reconnecting).
     fn send_batch(&mut self, msgs: &[Vec<u8>]) -> io::Result<()>;
+    /// After a failed [`Transport::send_batch`]: how many of its first
+    /// messages the receiver is known to have taken (RELP acknowledged
+    /// them); 0 for transports without acknowledgements.
+    fn delivered_before_error(&self) -> usize {
+        0
+    }
     /// Drops the connection.
     fn disconnect(&mut self) {}
     /// Human description.
@@ -206,6 +223,16 @@ pub fn open(cfg: &TransportConfig) -> Result<Box<dyn Transport>, OutputError> {
             framing: *framing,
             sock: None,
             buf: Vec::new(),
+            intr: Interrupter::default(),
+        }),
+        TransportConfig::Relp { host, port } => Box::new(Relp {
+            host: host.clone(),
+            port: *port,
+            sock: None,
+            reader: None,
+            txnr: 1,
+            buf: Vec::new(),
+            acked: 0,
             intr: Interrupter::default(),
         }),
         TransportConfig::Tls {
@@ -578,6 +605,204 @@ impl Transport for Tcp {
     }
     fn describe(&self) -> String {
         format!("syslog+tcp://{}:{}", self.host, self.port)
+    }
+    fn interrupter(&self) -> Interrupter {
+        self.intr.clone()
+    }
+}
+
+/// RELP client (`syslog` command only, one session per connection).
+///
+/// Frames are `TXNR SP COMMAND SP DATALEN [SP DATA] LF`. The session
+/// opens with `open` offering `relp_version=0` and `commands=syslog`; each
+/// message is a `syslog` frame the server answers with `TXNR rsp 6 200 OK`.
+/// A batch is written at once and then its acknowledgements are read; a
+/// message counts as delivered only once acknowledged, so what a receiver
+/// that goes away had not acknowledged is sent again on the next
+/// connection (at least once: a receiver that wrote a message but died
+/// before acknowledging it sees it twice).
+struct Relp {
+    host: String,
+    port: u16,
+    sock: Option<TcpStream>,
+    reader: Option<io::BufReader<TcpStream>>,
+    txnr: u64,
+    buf: Vec<u8>,
+    acked: usize,
+    intr: Interrupter,
+}
+
+/// How long to wait for an acknowledgement.
+pub const RELP_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Relp {
+    fn next_txnr(&mut self) -> u64 {
+        let t = self.txnr;
+        // RELP transaction numbers run 1..=999999999 and wrap to 1.
+        self.txnr = if t >= 999_999_999 { 1 } else { t + 1 };
+        t
+    }
+
+    fn frame(buf: &mut Vec<u8>, txnr: u64, cmd: &str, data: &[u8]) {
+        crate::json::write_u64(buf, txnr);
+        buf.push(b' ');
+        buf.extend_from_slice(cmd.as_bytes());
+        buf.push(b' ');
+        crate::json::write_u64(buf, data.len() as u64);
+        if !data.is_empty() {
+            buf.push(b' ');
+            buf.extend_from_slice(data);
+        }
+        buf.push(b'\n');
+    }
+
+    /// Reads one frame: (txnr, command, data).
+    fn read_frame(r: &mut impl io::BufRead) -> io::Result<(u64, String, Vec<u8>)> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("RELP: {what}"));
+        let mut field = |max: usize| -> io::Result<Vec<u8>> {
+            let mut v = Vec::new();
+            loop {
+                let mut b = [0u8; 1];
+                r.read_exact(&mut b)?;
+                if b[0] == b' ' || b[0] == b'\n' {
+                    v.push(b[0]);
+                    return Ok(v);
+                }
+                v.push(b[0]);
+                if v.len() > max {
+                    return Err(bad("header field too long"));
+                }
+            }
+        };
+        let t = field(10)?;
+        let txnr: u64 = std::str::from_utf8(&t[..t.len() - 1])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad transaction number"))?;
+        let c = field(32)?;
+        let cmd = String::from_utf8_lossy(&c[..c.len() - 1]).into_owned();
+        let l = field(10)?;
+        let len: usize = std::str::from_utf8(&l[..l.len() - 1])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad data length"))?;
+        if len > 1 << 20 {
+            return Err(bad("response too long"));
+        }
+        let mut data = vec![0u8; len];
+        if *l.last().expect("field") == b' ' {
+            r.read_exact(&mut data)?;
+            let mut lf = [0u8; 1];
+            r.read_exact(&mut lf)?;
+            if lf[0] != b'\n' {
+                return Err(bad("missing trailer"));
+            }
+        } else if len != 0 {
+            return Err(bad("data length without data"));
+        }
+        Ok((txnr, cmd, data))
+    }
+
+    fn expect_ok(r: &mut impl io::BufRead, txnr: u64) -> io::Result<()> {
+        let (t, cmd, data) = Self::read_frame(r)?;
+        if cmd == "serverclose" {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "RELP: the server closed the session",
+            ));
+        }
+        if cmd != "rsp" || t != txnr {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("RELP: expected the response to {txnr}, got `{t} {cmd}`"),
+            ));
+        }
+        if !data.starts_with(b"200") {
+            return Err(io::Error::other(format!(
+                "RELP: transaction {txnr} refused: {}",
+                String::from_utf8_lossy(&data)
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Transport for Relp {
+    fn connect(&mut self) -> io::Result<()> {
+        let mut s = connect_tcp(&self.host, self.port)?;
+        s.set_read_timeout(Some(RELP_ACK_TIMEOUT))?;
+        self.intr.set(s.try_clone().ok());
+        let mut reader = io::BufReader::new(s.try_clone()?);
+        self.txnr = 1;
+        let t = self.next_txnr();
+        let offer = format!(
+            "relp_version=0\nrelp_software=vigil,{},-\ncommands=syslog",
+            env!("CARGO_PKG_VERSION")
+        );
+        let mut buf = Vec::new();
+        Self::frame(&mut buf, t, "open", offer.as_bytes());
+        s.write_all(&buf)?;
+        Self::expect_ok(&mut reader, t)?;
+        self.sock = Some(s);
+        self.reader = Some(reader);
+        Ok(())
+    }
+    fn alive(&mut self) -> bool {
+        // The server sends nothing unasked but `serverclose`: any data
+        // waiting, or EOF, means the session is over.
+        self.sock.as_ref().is_some_and(|s| {
+            let mut b = [0u8; 1];
+            // SAFETY: recv into a valid 1-byte buffer on an open socket.
+            let n = unsafe {
+                libc::recv(
+                    s.as_raw_fd(),
+                    b.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+        }) && self.reader.as_ref().is_some_and(|r| r.buffer().is_empty())
+    }
+    fn send_batch(&mut self, msgs: &[Vec<u8>]) -> io::Result<()> {
+        self.acked = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut txnrs = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let t = self.next_txnr();
+            txnrs.push(t);
+            Self::frame(&mut buf, t, "syslog", m);
+        }
+        let res = (|| {
+            let s = self.sock.as_mut().ok_or_else(not_connected)?;
+            s.write_all(&buf)?;
+            let r = self.reader.as_mut().ok_or_else(not_connected)?;
+            for t in &txnrs {
+                Self::expect_ok(r, *t)?;
+                self.acked += 1;
+            }
+            Ok(())
+        })();
+        self.buf = buf;
+        res
+    }
+    fn delivered_before_error(&self) -> usize {
+        self.acked
+    }
+    fn disconnect(&mut self) {
+        self.intr.set(None);
+        self.reader = None;
+        if let Some(mut s) = self.sock.take() {
+            let mut buf = Vec::new();
+            let t = self.next_txnr();
+            Self::frame(&mut buf, t, "close", b"");
+            let _ = s.write_all(&buf);
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+    fn describe(&self) -> String {
+        format!("syslog+relp://{}:{}", self.host, self.port)
     }
     fn interrupter(&self) -> Interrupter {
         self.intr.clone()

@@ -7,6 +7,7 @@
 //! syslog+udp://127.0.0.1:514?format=rfc5424
 //! syslog+tcp://host:6514?format=cef&framing=octet|newline
 //! syslog+tls://host:6514?ca=/etc/ca.pem&cert=/etc/c.pem&key=/etc/k.pem&server_name=siem.example
+//! syslog+relp://host:20514                        (acknowledged delivery)
 //! ```
 //!
 //! Parameters for every sink: `format`, `min_severity`
@@ -14,7 +15,7 @@
 //! alert,event,metric), `max_size` (bytes), `queue`, `memory` (records),
 //! `facility` (syslog name or 0-23), `app_name`, `bom` (auto|never|always),
 //! `cef_header` (none|rfc3164|rfc5424). Network sinks: `spool_mb` (0
-//! disables the spool). Ports default to 514 (udp, tcp) and 6514 (tls).
+//! disables the spool). Ports default to 514 (udp, tcp), 6514 (tls) and 20514 (relp).
 //! Values are percent-decoded. An unknown parameter is an error.
 
 use std::path::PathBuf;
@@ -176,6 +177,10 @@ pub fn parse(url: &str) -> Result<SinkConfig, UrlError> {
             let (host, port) = host_port(rest, 514)?;
             TransportConfig::Udp { host, port }
         }
+        "syslog+relp" => {
+            let (host, port) = host_port(rest, 20514)?;
+            TransportConfig::Relp { host, port }
+        }
         "syslog+tcp" | "syslog+tls" => {
             let default_port = if scheme == "syslog+tls" { 6514 } else { 514 };
             let (host, port) = host_port(rest, default_port)?;
@@ -229,7 +234,7 @@ pub fn parse(url: &str) -> Result<SinkConfig, UrlError> {
             return Err(err(
                 "scheme",
                 format!(
-                    "`{s}` is not one of stdout, file, syslog, syslog+unix, syslog+udp, syslog+tcp, syslog+tls"
+                    "`{s}` is not one of stdout, file, syslog, syslog+unix, syslog+udp, syslog+tcp, syslog+tls, syslog+relp"
                 ),
             ));
         }
@@ -409,6 +414,15 @@ mod tests {
         };
         assert_eq!(port, 6514);
         assert_eq!(tls.ca, PathBuf::from("/etc/ca dir/ca.pem"));
+
+        let c = parse("syslog+relp://siem.example").unwrap();
+        assert_eq!(
+            c.transport,
+            TransportConfig::Relp {
+                host: "siem.example".into(),
+                port: 20514
+            }
+        );
 
         let c = parse("syslog").unwrap();
         assert_eq!(

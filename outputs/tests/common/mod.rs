@@ -223,6 +223,8 @@ pub struct RsyslogSpec {
     /// (port, certificates); clients must present a certificate signed by
     /// the CA (x509/certvalid).
     pub tls: Option<(u16, PathBuf, PathBuf, PathBuf)>,
+    /// RELP (imrelp) on this port (0: pick).
+    pub relp_port: Option<u16>,
 }
 
 /// A real rsyslogd in the foreground with a generated configuration,
@@ -233,6 +235,7 @@ pub struct Rsyslog {
     pub udp_port: u16,
     pub tcp_port: u16,
     pub tls_port: u16,
+    pub relp_port: u16,
     child: Option<Child>,
 }
 
@@ -243,6 +246,11 @@ impl Rsyslog {
             udp_port: if spec.udp { free_udp_port() } else { 0 },
             tcp_port: spec.tcp_port.unwrap_or(0),
             tls_port: spec.tls.as_ref().map_or(0, |t| t.0),
+            relp_port: match spec.relp_port {
+                Some(0) => free_tcp_port(),
+                Some(p) => p,
+                None => 0,
+            },
             child: None,
         };
         r.spawn(spec);
@@ -284,6 +292,16 @@ impl Rsyslog {
                 "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"x509/certvalid\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{}\" listenPortFileName=\"{}\")\n",
                 self.tls_port,
                 d.join("tls.port").display()
+            );
+        }
+        if spec.relp_port.is_some() {
+            // imrelp acknowledges a message once it is in the main queue;
+            // a direct queue runs the actions first, so an acknowledged
+            // message is in the file (rsyslog's advice for reliable chains).
+            conf += "main_queue(queue.type=\"Direct\")\n";
+            conf += &format!(
+                "module(load=\"imrelp\")\ninput(type=\"imrelp\" port=\"{}\")\n",
+                self.relp_port
             );
         }
         conf += &format!(
@@ -356,6 +374,9 @@ impl Rsyslog {
             Some((p, ..)) => self.tls_port = taken(*p, "tls"),
             None => {}
         }
+        if spec.relp_port.is_some() {
+            taken(self.relp_port, "relp");
+        }
         if spec.udp {
             // imudp has no port file: wait until the port is taken.
             let p = self.udp_port;
@@ -388,6 +409,9 @@ impl Rsyslog {
         }
         if let Some(t) = s.tls.as_mut() {
             t.0 = self.tls_port;
+        }
+        if s.relp_port.is_some() {
+            s.relp_port = Some(self.relp_port);
         }
         self.spawn(&s);
     }
