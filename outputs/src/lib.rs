@@ -5,7 +5,8 @@
 //! - [`encode`] turns a record into one message: JSON (passthrough), RFC
 //!   5424, RFC 3164 or CEF, with each format's escaping and a size cap.
 //! - [`transport`] delivers messages: stdout, a rotated file, a local
-//!   syslog socket, UDP, TCP or TLS (rustls), with RFC 6587 framing.
+//!   syslog socket, UDP, TCP or TLS (rustls), with RFC 6587 framing, or
+//!   RELP (acknowledged).
 //! - [`SinkHandle`] runs one sink behind a bounded queue, a memory buffer
 //!   and an on-disk [`spool`], on its own threads; [`Outputs`] fans a
 //!   record out to every sink parsed from `--output` URLs ([`url`]).

@@ -590,6 +590,13 @@ mod tests {
         assert_eq!(sp.bytes(), 0);
         let mode = fs::metadata(&d).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+        sp.append(b"x").unwrap();
+        sp.sync().unwrap();
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(m, 0o600, "{:?}", e.file_name());
+        }
         fs::remove_dir_all(&d).unwrap();
     }
 

@@ -912,6 +912,39 @@ mod tests {
     }
 
     #[test]
+    fn relp_frames_and_hostile_responses() {
+        let mut b = Vec::new();
+        Relp::frame(&mut b, 7, "syslog", b"<13>1 x");
+        Relp::frame(&mut b, 8, "close", b"");
+        assert_eq!(b, b"7 syslog 7 <13>1 x\n8 close 0\n");
+        let mut r = io::Cursor::new(&b"2 rsp 6 200 OK\n0 serverclose 0\n"[..]);
+        assert!(Relp::expect_ok(&mut r, 2).is_ok());
+        let e = Relp::expect_ok(&mut r, 3).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        // (input, what the error says)
+        let bad: &[(&[u8], &str)] = &[
+            (b"3 rsp 6 200 OK\n", "expected the response to 2"),
+            (b"2 rsp 18 500 not acceptable\n", "refused"),
+            (b"x rsp 0\n", "transaction number"),
+            (b"2 rsp 99999999999 ", "header field too long"),
+            (b"2 rsp 6 200 OKX", "trailer"),
+            (b"2 rsp 5\n", "data length without data"),
+            (b"2 rsp 3000000 x", "too long"),
+            (b"2 rsp 6 20", "failed to fill"),
+            (b"22222222222222 rsp", "too long"),
+        ];
+        for (input, want) in bad {
+            let mut r = io::Cursor::new(*input);
+            let e = Relp::expect_ok(&mut r, 2).unwrap_err().to_string();
+            assert!(
+                e.contains(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
     fn rotation_keeps_n_private_files() {
         use std::os::unix::fs::PermissionsExt;
         let d = std::env::temp_dir().join(format!("vigil-rot-{}", std::process::id()));
