@@ -56,6 +56,7 @@ pub struct TlsSettings {
 
 /// Where a sink delivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TransportConfig {
     /// Standard output, one message per line.
     Stdout,
