@@ -259,6 +259,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
+    fn outputs_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Outputs>();
+        send_sync::<SinkHandle>();
+        send_sync::<metrics::Registry>();
+    }
+
+    #[test]
     fn file_sink_is_0600_and_refuses_open_files() {
         let dir = std::env::temp_dir().join(format!("vigil-out-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
