@@ -24,13 +24,17 @@ declare -A provides=(
   [runc]=runc
   [busybox-static]=busybox
   [rsyslog]=rsyslogd
+  [rsyslog-gnutls]=        # rsyslog's gtls netstream driver (TLS receiver in the outputs tests)
+  [rsyslog-relp]=          # imrelp (RELP receiver in the outputs tests)
+  [openssl]=openssl        # test certificates for the TLS tests
+  [prometheus]=promtool    # `promtool check metrics` validates the /metrics exposition
   [iproute2]=ip
   [procps]=pgrep
   [util-linux]=unshare    # unshare(1), mount(8), script(1) comes from bsdutils
   [bsdutils]=script
   [tar]=tar
 )
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog iproute2 procps util-linux bsdutils tar)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -41,6 +45,8 @@ for p in "${pkgs[@]}"; do
   fi
 done
 # libbpf-dev: the header the sensors include
+# rsyslog-gnutls: the module rsyslog loads for TLS
+compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || [[ " ${missing[*]} " == *" rsyslog-gnutls "* ]] || missing+=(rsyslog-gnutls)
 [ -f /usr/include/bpf/bpf_helpers.h ] || [[ " ${missing[*]} " == *" libbpf-dev "* ]] || missing+=(libbpf-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,22 +1,135 @@
 //! vigil's outputs: encoders apart from transports (Vector's habit).
 //!
-//! - [`json::Writer`] builds one JSON object straight into bytes (no
-//!   intermediate tree), escaping everything per RFC 8259; non-UTF-8 bytes
-//!   become U+FFFD so every line is valid JSON.
-//! - [`Sink`] is a transport for encoded records; [`JsonLines`] writes them
-//!   one per line to stdout or a file created 0600.
+//! - [`Record`] is what the engine hands over per alert, event or metric:
+//!   borrowed fields plus the pre-encoded ECS JSON ([`json::Writer`]).
+//! - [`encode`] turns a record into one message: JSON (passthrough), RFC
+//!   5424, RFC 3164 or CEF, with each format's escaping and a size cap.
+//! - [`transport`] delivers messages: stdout, a rotated file, a local
+//!   syslog socket, UDP, TCP or TLS (rustls), with RFC 6587 framing, or
+//!   RELP (acknowledged).
+//! - [`SinkHandle`] runs one sink behind a bounded queue, a memory buffer
+//!   and an on-disk [`spool`], on its own threads; [`Outputs`] fans a
+//!   record out to every sink parsed from `--output` URLs ([`url`]).
+//! - [`metrics`] is a small Prometheus registry and `/metrics` server;
+//!   [`ratelimit`] a per-rule token bucket with suppression summaries.
 //!
-//! Issue #6 adds syslog (RFC 3164/5424, UDP/TCP/TLS), CEF, spooling and
-//! Prometheus on top of the same two traits.
+//! The old synchronous [`Sink`] trait and [`JsonLines`] remain for callers
+//! that write JSON lines directly (replay, benchmarks).
 
 #![deny(missing_docs)]
 
+pub mod encode;
 pub mod json;
+pub mod metrics;
+pub mod ratelimit;
+pub mod record;
+pub mod sink;
+pub mod spool;
+pub mod transport;
+pub mod url;
+
+pub use encode::{Encoder, EncoderConfig, Format};
+pub use record::{Kind, Record, Severity, Value};
+pub use sink::{Filter, SinkConfig, SinkHandle, SinkStats, Submitted};
+pub use url::UrlError;
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every configured sink; what the engine holds.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use vigil_outputs::{Kind, Outputs, Record, Severity};
+/// let outs = Outputs::open(
+///     &["stdout", "syslog+tcp://127.0.0.1:6514?format=rfc5424&min_severity=medium"],
+///     Some(std::path::Path::new("/var/lib/vigil/spool")),
+/// )?;
+/// outs.submit(&Record { kind: Kind::Alert, severity: Severity::High, ..Record::default() });
+/// for s in outs.shutdown(Duration::from_secs(5)) {
+///     eprintln!("{}: sent {} spooled {} dropped {}", s.url, s.sent, s.spooled, s.dropped());
+/// }
+/// # Ok::<(), vigil_outputs::OutputError>(())
+/// ```
+#[derive(Default)]
+pub struct Outputs {
+    sinks: Vec<SinkHandle>,
+}
+
+impl Outputs {
+    /// Parses every URL (the first bad one is the error, naming it) and
+    /// starts the sinks. Network sinks spool under `spool_root` (one
+    /// subdirectory per URL, [`sink::spool_dir_for`]); without it they
+    /// keep only their memory buffer.
+    pub fn open<S: AsRef<str>>(
+        urls: &[S],
+        spool_root: Option<&Path>,
+    ) -> Result<Outputs, OutputError> {
+        let cfgs = urls
+            .iter()
+            .map(|u| url::parse(u.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut outs = Outputs::default();
+        for c in cfgs {
+            outs.sinks.push(SinkHandle::start(c, spool_root)?);
+        }
+        Ok(outs)
+    }
+
+    /// Adds a started sink.
+    pub fn add(&mut self, sink: SinkHandle) {
+        self.sinks.push(sink);
+    }
+
+    /// The sinks.
+    pub fn sinks(&self) -> &[SinkHandle] {
+        &self.sinks
+    }
+
+    /// Offers `rec` to every sink (each filters, encodes and enqueues it;
+    /// never blocks). Returns how many sinks queued it.
+    pub fn submit(&self, rec: &Record) -> usize {
+        self.sinks
+            .iter()
+            .filter(|s| s.submit(rec) == Submitted::Queued)
+            .count()
+    }
+
+    /// Every sink's counters.
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.sinks.iter().map(SinkHandle::stats).collect()
+    }
+
+    /// Records dropped by all sinks so far (queue full, spool full,
+    /// shutdown): the engine turns increases into a metric record.
+    pub fn dropped(&self) -> u64 {
+        self.sinks.iter().map(|s| s.stats().dropped()).sum()
+    }
+
+    /// Publishes every sink's counters in `reg` (read at each scrape).
+    pub fn register_metrics(&self, reg: &metrics::Registry) {
+        for s in &self.sinks {
+            s.register_metrics(reg);
+        }
+    }
+
+    /// Stops every sink, giving them `timeout` in total to deliver what
+    /// is queued (sinks stop in parallel); what is left goes to the spool.
+    pub fn shutdown(self, timeout: Duration) -> Vec<SinkStats> {
+        let handles: Vec<_> = self
+            .sinks
+            .into_iter()
+            .map(|s| std::thread::spawn(move || s.shutdown(timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    }
+}
 
 /// A transport for encoded records.
 pub trait Sink: Send {
@@ -120,12 +233,38 @@ pub enum OutputError {
         /// Its mode.
         mode: u32,
     },
+    /// A bad `--output` URL.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// TLS settings that cannot be used (CA file, client certificate).
+    #[error("TLS: {what}")]
+    Tls {
+        /// What is wrong, naming the file.
+        what: String,
+    },
+    /// The spool directory cannot be used.
+    #[error("spool {dir}: {source}")]
+    Spool {
+        /// Directory.
+        dir: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn outputs_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Outputs>();
+        send_sync::<SinkHandle>();
+        send_sync::<metrics::Registry>();
+    }
 
     #[test]
     fn file_sink_is_0600_and_refuses_open_files() {

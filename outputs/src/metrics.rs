@@ -1,0 +1,720 @@
+//! A small Prometheus registry and `/metrics` endpoint.
+//!
+//! Text exposition format 0.0.4, following the official conventions:
+//! every name starts with `vigil_`, carries its unit (`_seconds`,
+//! `_bytes`, `_records`), counters end in `_total`; each family has one
+//! `# HELP` and one `# TYPE` line; label values escape `\`, `"` and
+//! newlines, HELP text escapes `\` and newlines. Histograms have
+//! power-of-two buckets (`le` = 2^k times a unit scale) so observing is
+//! one `leading_zeros` and two atomic adds.
+//!
+//! ```
+//! use vigil_outputs::metrics::Registry;
+//! let reg = Registry::new();
+//! let c = reg.counter("vigil_sensor_events_total", "Events decoded.", &[("sensor", "exec")]).unwrap();
+//! c.inc();
+//! assert!(reg.render().contains("vigil_sensor_events_total{sensor=\"exec\"} 1\n"));
+//! ```
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A metric that cannot be registered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// The name breaks the naming rules.
+    #[error("metric name `{name}`: {why}")]
+    BadName {
+        /// Name.
+        name: String,
+        /// Which rule.
+        why: &'static str,
+    },
+    /// A label name breaks the naming rules.
+    #[error(
+        "metric `{name}`: label name `{label}` must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __"
+    )]
+    BadLabel {
+        /// Metric.
+        name: String,
+        /// Label.
+        label: String,
+    },
+    /// The name is registered with another type or help text.
+    #[error("metric `{name}` is already registered as a {existing} with other help or type")]
+    Conflict {
+        /// Name.
+        name: String,
+        /// Its registered type.
+        existing: &'static str,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Type {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Type {
+    fn as_str(self) -> &'static str {
+        match self {
+            Type::Counter => "counter",
+            Type::Gauge => "gauge",
+            Type::Histogram => "histogram",
+        }
+    }
+}
+
+type ValueFn = Box<dyn Fn() -> f64 + Send + Sync>;
+
+enum Source {
+    Counter(Arc<AtomicU64>),
+    Gauge(Arc<AtomicI64>),
+    Hist(Arc<HistCore>),
+    Fn(ValueFn),
+}
+
+struct Series {
+    labels: Vec<(String, String)>,
+    source: Source,
+}
+
+struct Family {
+    name: String,
+    help: String,
+    ty: Type,
+    series: Vec<Series>,
+}
+
+/// A set of metric families, rendered on each scrape.
+#[derive(Default)]
+pub struct Registry {
+    families: Mutex<Vec<Family>>,
+}
+
+/// A monotonically increasing count.
+#[derive(Clone, Debug)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    /// Adds `n`.
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down (an integer).
+#[derive(Clone, Debug)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    /// Sets it.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
+    /// Adds `d` (may be negative).
+    pub fn add(&self, d: i64) {
+        self.0.fetch_add(d, Relaxed);
+    }
+    /// The value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Buckets: `le = scale * 2^k` for k in 0..BUCKETS, then +Inf.
+const BUCKETS: usize = 48;
+
+#[derive(Debug)]
+struct HistCore {
+    scale: f64,
+    buckets: [AtomicU64; BUCKETS + 1],
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram of integer observations in some unit (nanoseconds,
+/// bytes) with power-of-two buckets; exposed in base units via `scale`
+/// (1e-9 for nanoseconds shown as `_seconds`).
+#[derive(Clone, Debug)]
+pub struct Histogram(Arc<HistCore>);
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, v: u64) {
+        // smallest k with v <= 2^k
+        let k = if v <= 1 {
+            0
+        } else {
+            (64 - (v - 1).leading_zeros()) as usize
+        };
+        self.0.buckets[k.min(BUCKETS)].fetch_add(1, Relaxed);
+        self.0.sum.fetch_add(v, Relaxed);
+        self.0.count.fetch_add(1, Relaxed);
+    }
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.0.count.load(Relaxed)
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    let mut it = s.bytes();
+    it.next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && it.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+fn valid_label(s: &str) -> bool {
+    let mut it = s.bytes();
+    !s.starts_with("__")
+        && it
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && it.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    fn add(
+        &self,
+        name: &str,
+        help: &str,
+        ty: Type,
+        labels: &[(&str, &str)],
+        make: impl FnOnce() -> Source,
+    ) -> Result<Option<Source>, MetricsError> {
+        let bad = |why| MetricsError::BadName {
+            name: name.into(),
+            why,
+        };
+        if !valid_name(name) {
+            return Err(bad("must match [a-zA-Z_:][a-zA-Z0-9_:]*"));
+        }
+        if !name.starts_with("vigil_") {
+            return Err(bad("must start with vigil_"));
+        }
+        match ty {
+            Type::Counter if !name.ends_with("_total") => {
+                return Err(bad("a counter's name must end in _total"));
+            }
+            Type::Gauge | Type::Histogram if name.ends_with("_total") => {
+                return Err(bad("only counters end in _total"));
+            }
+            Type::Histogram
+                if ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.ends_with(s)) =>
+            {
+                return Err(bad(
+                    "a histogram's name must not end in _bucket, _sum or _count",
+                ));
+            }
+            _ => {}
+        }
+        for (l, _) in labels {
+            if !valid_label(l) || (ty == Type::Histogram && *l == "le") {
+                return Err(MetricsError::BadLabel {
+                    name: name.into(),
+                    label: (*l).into(),
+                });
+            }
+        }
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let fam = match fams.iter_mut().position(|f| f.name == name) {
+            Some(i) => {
+                let f = &mut fams[i];
+                if f.ty != ty || f.help != help {
+                    return Err(MetricsError::Conflict {
+                        name: name.into(),
+                        existing: f.ty.as_str(),
+                    });
+                }
+                f
+            }
+            None => {
+                fams.push(Family {
+                    name: name.into(),
+                    help: help.into(),
+                    ty,
+                    series: Vec::new(),
+                });
+                fams.last_mut().expect("pushed")
+            }
+        };
+        if let Some(s) = fam.series.iter_mut().find(|s| s.labels == labels) {
+            // Same series again: hand out the same cell (functions replace).
+            return Ok(match &s.source {
+                Source::Counter(a) => Some(Source::Counter(a.clone())),
+                Source::Gauge(a) => Some(Source::Gauge(a.clone())),
+                Source::Hist(a) => Some(Source::Hist(a.clone())),
+                Source::Fn(_) => {
+                    s.source = make();
+                    None
+                }
+            });
+        }
+        let source = make();
+        let out = match &source {
+            Source::Counter(a) => Some(Source::Counter(a.clone())),
+            Source::Gauge(a) => Some(Source::Gauge(a.clone())),
+            Source::Hist(a) => Some(Source::Hist(a.clone())),
+            Source::Fn(_) => None,
+        };
+        fam.series.push(Series { labels, source });
+        Ok(out)
+    }
+
+    /// A counter (same name and labels: the same counter).
+    pub fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Counter, MetricsError> {
+        match self.add(name, help, Type::Counter, labels, || {
+            Source::Counter(Arc::default())
+        })? {
+            Some(Source::Counter(a)) => Ok(Counter(a)),
+            _ => Err(MetricsError::Conflict {
+                name: name.into(),
+                existing: "counter function",
+            }),
+        }
+    }
+
+    /// A gauge.
+    pub fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Gauge, MetricsError> {
+        match self.add(name, help, Type::Gauge, labels, || {
+            Source::Gauge(Arc::default())
+        })? {
+            Some(Source::Gauge(a)) => Ok(Gauge(a)),
+            _ => Err(MetricsError::Conflict {
+                name: name.into(),
+                existing: "gauge function",
+            }),
+        }
+    }
+
+    /// A histogram whose observations are multiplied by `scale` on
+    /// output (observe nanoseconds, name it `_seconds`, scale 1e-9).
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        scale: f64,
+    ) -> Result<Histogram, MetricsError> {
+        match self.add(name, help, Type::Histogram, labels, || {
+            Source::Hist(Arc::new(HistCore {
+                scale,
+                buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+                sum: AtomicU64::new(0),
+                count: AtomicU64::new(0),
+            }))
+        })? {
+            Some(Source::Hist(a)) => Ok(Histogram(a)),
+            _ => Err(MetricsError::Conflict {
+                name: name.into(),
+                existing: "histogram",
+            }),
+        }
+    }
+
+    /// A counter read from `f` at each scrape (mirrors a count kept
+    /// elsewhere, such as a sink's statistics).
+    pub fn counter_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        f: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Result<(), MetricsError> {
+        self.add(name, help, Type::Counter, labels, || {
+            Source::Fn(Box::new(move || f() as f64))
+        })
+        .map(|_| ())
+    }
+
+    /// A gauge read from `f` at each scrape.
+    pub fn gauge_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        f: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Result<(), MetricsError> {
+        self.add(name, help, Type::Gauge, labels, || Source::Fn(Box::new(f)))
+            .map(|_| ())
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> String {
+        let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::with_capacity(4096);
+        for f in fams.iter() {
+            if f.series.is_empty() {
+                continue;
+            }
+            out.push_str("# HELP ");
+            out.push_str(&f.name);
+            out.push(' ');
+            for c in f.help.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            let _ = writeln!(out, "\n# TYPE {} {}", f.name, f.ty.as_str());
+            for s in &f.series {
+                match &s.source {
+                    Source::Counter(a) => sample(
+                        &mut out,
+                        &f.name,
+                        "",
+                        &s.labels,
+                        None,
+                        num(a.load(Relaxed) as f64),
+                    ),
+                    Source::Gauge(a) => sample(
+                        &mut out,
+                        &f.name,
+                        "",
+                        &s.labels,
+                        None,
+                        num(a.load(Relaxed) as f64),
+                    ),
+                    Source::Fn(g) => sample(&mut out, &f.name, "", &s.labels, None, num(g())),
+                    Source::Hist(h) => {
+                        let mut cum = 0u64;
+                        for k in 0..BUCKETS {
+                            cum += h.buckets[k].load(Relaxed);
+                            let le = num(h.scale * (1u64 << k) as f64);
+                            sample(
+                                &mut out,
+                                &f.name,
+                                "_bucket",
+                                &s.labels,
+                                Some(&le),
+                                cum.to_string(),
+                            );
+                        }
+                        cum += h.buckets[BUCKETS].load(Relaxed);
+                        sample(
+                            &mut out,
+                            &f.name,
+                            "_bucket",
+                            &s.labels,
+                            Some("+Inf"),
+                            cum.to_string(),
+                        );
+                        let sum = h.sum.load(Relaxed) as f64 * h.scale;
+                        sample(&mut out, &f.name, "_sum", &s.labels, None, num(sum));
+                        // count = the +Inf bucket, read once (consistent)
+                        sample(
+                            &mut out,
+                            &f.name,
+                            "_count",
+                            &s.labels,
+                            None,
+                            cum.to_string(),
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A float as Prometheus text (`NaN`, `+Inf`, `-Inf`, else Rust's
+/// shortest round-trip form).
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(String, String)],
+    le: Option<&str>,
+    value: String,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        let mut first = true;
+        let all = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(le.map(|l| ("le", l)));
+        for (k, v) in all {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(k);
+            out.push_str("=\"");
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&value);
+    out.push('\n');
+}
+
+/// The names (and help) of vigil's metrics, shared by the engine, the
+/// sinks and `outputs/grafana/vigil.json`.
+pub mod names {
+    /// Events decoded per sensor (label `sensor`).
+    pub const SENSOR_EVENTS: (&str, &str) =
+        ("vigil_sensor_events_total", "Events decoded, per sensor.");
+    /// Events the kernel dropped per sensor (label `sensor`).
+    pub const SENSOR_DROPS: (&str, &str) = (
+        "vigil_sensor_dropped_events_total",
+        "Events lost in the kernel (ring buffer full), per sensor.",
+    );
+    /// Alerts per rule and severity (labels `rule`, `severity`).
+    pub const ALERTS: (&str, &str) = (
+        "vigil_alerts_total",
+        "Alerts raised, per rule and severity.",
+    );
+    /// Alerts suppressed by rate limiting (label `rule`).
+    pub const ALERTS_SUPPRESSED: (&str, &str) = (
+        "vigil_alerts_suppressed_total",
+        "Alerts suppressed by the per-rule rate limit.",
+    );
+    /// Rule evaluation time per event (histogram, seconds).
+    pub const RULE_EVAL: (&str, &str) = (
+        "vigil_rule_evaluation_seconds",
+        "Time to evaluate all rules against one event.",
+    );
+    /// BPF program run time (label `program`).
+    pub const BPF_RUN_TIME: (&str, &str) = (
+        "vigil_bpf_program_run_seconds_total",
+        "CPU time spent in each BPF program (kernel bpf_stats).",
+    );
+    /// BPF program runs (label `program`).
+    pub const BPF_RUNS: (&str, &str) = (
+        "vigil_bpf_program_runs_total",
+        "Runs of each BPF program (kernel bpf_stats).",
+    );
+    /// Records offered to a sink (label `sink`).
+    pub const OUT_SUBMITTED: (&str, &str) = (
+        "vigil_output_records_submitted_total",
+        "Records offered to the sink.",
+    );
+    /// Records written to a sink's transport (label `sink`).
+    pub const OUT_SENT: (&str, &str) = (
+        "vigil_output_records_sent_total",
+        "Records written to the sink's transport (including re-sent ones).",
+    );
+    /// Records written to a sink's spool (label `sink`).
+    pub const OUT_SPOOLED: (&str, &str) = (
+        "vigil_output_records_spooled_total",
+        "Records written to the sink's on-disk spool.",
+    );
+    /// Records re-sent from a sink's spool (label `sink`).
+    pub const OUT_RESENT: (&str, &str) = (
+        "vigil_output_records_resent_total",
+        "Records sent from the spool after an outage.",
+    );
+    /// Records dropped (labels `sink`, `reason`).
+    pub const OUT_DROPPED: (&str, &str) = (
+        "vigil_output_records_dropped_total",
+        "Records lost, per sink and reason (queue_full, spool_full, shutdown).",
+    );
+    /// Records truncated to fit (label `sink`).
+    pub const OUT_TRUNCATED: (&str, &str) = (
+        "vigil_output_records_truncated_total",
+        "Records whose values were cut to fit the transport's size limit.",
+    );
+    /// Connect and write errors (label `sink`).
+    pub const OUT_ERRORS: (&str, &str) = (
+        "vigil_output_errors_total",
+        "Connect and write errors of the sink.",
+    );
+    /// Records queued in memory (label `sink`).
+    pub const OUT_QUEUE: (&str, &str) = (
+        "vigil_output_queue_records",
+        "Records waiting in the sink's memory queue.",
+    );
+    /// Records in the spool (label `sink`).
+    pub const OUT_SPOOL_RECORDS: (&str, &str) = (
+        "vigil_output_spool_records",
+        "Records waiting in the sink's spool.",
+    );
+    /// Spool size (label `sink`).
+    pub const OUT_SPOOL_BYTES: (&str, &str) = (
+        "vigil_output_spool_bytes",
+        "Size of the sink's spool on disk.",
+    );
+    /// 1 when connected (label `sink`).
+    pub const OUT_CONNECTED: (&str, &str) = (
+        "vigil_output_connected",
+        "1 when the sink is connected to its receiver.",
+    );
+
+    /// Every name above (the Grafana dashboard uses only these).
+    pub const ALL: &[(&str, &str)] = &[
+        SENSOR_EVENTS,
+        SENSOR_DROPS,
+        ALERTS,
+        ALERTS_SUPPRESSED,
+        RULE_EVAL,
+        BPF_RUN_TIME,
+        BPF_RUNS,
+        OUT_SUBMITTED,
+        OUT_SENT,
+        OUT_SPOOLED,
+        OUT_RESENT,
+        OUT_DROPPED,
+        OUT_TRUNCATED,
+        OUT_ERRORS,
+        OUT_QUEUE,
+        OUT_SPOOL_RECORDS,
+        OUT_SPOOL_BYTES,
+        OUT_CONNECTED,
+    ];
+}
+
+/// The `/metrics` HTTP endpoint: one thread, one request per connection.
+/// Dropping it stops the thread.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` (vigil's default is `127.0.0.1:9464`; port 0
+    /// picks a free one, see [`MetricsServer::local_addr`]).
+    pub fn start(addr: SocketAddr, registry: Arc<Registry>) -> io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-metrics".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if st.load(Relaxed) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        let _ = serve(c, &registry);
+                    }
+                }
+            })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut c: TcpStream, reg: &Registry) -> io::Result<()> {
+    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+    c.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+        let n = c.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let line = req.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            reg.render(),
+        ),
+        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "see /metrics\n".into()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes())?;
+    if method != "HEAD" {
+        c.write_all(body.as_bytes())?;
+    }
+    c.flush()
+}
