@@ -19,6 +19,8 @@ use vigil_bpf::abi::Counters;
 use vigil_bpf::decode::{self, DecodeError};
 use vigil_bpf::{RingReader, SensorStatus, Sensors};
 use vigil_outputs::Sink;
+use vigil_outputs::ratelimit::{Decision, RateLimiter};
+use vigil_outputs::{Kind as OKind, Severity as OSeverity};
 use vigil_rules::{RuleSet, Scratch};
 
 /// Now on the kernel's boot clock (the clock of event timestamps).
@@ -58,11 +60,33 @@ pub struct PipelineStats {
     pub anomalies: u64,
     /// Baseline write failures (the first is logged).
     pub baseline_errors: u64,
+    /// Alerts not written because of the per-rule rate limit.
+    pub suppressed: u64,
     /// Alerts per rule id.
     pub alerts_by_rule: BTreeMap<String, u64>,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
+}
+
+/// What the outputs need besides the JSON bytes.
+struct Meta<'a> {
+    kind: OKind,
+    severity: OSeverity,
+    rule_id: Option<&'a str>,
+    rule_name: Option<&'a str>,
+    ruleset: Option<&'a str>,
+    message: &'a [u8],
+}
+
+fn severity_of(s: vigil_rules::Severity) -> OSeverity {
+    match s {
+        vigil_rules::Severity::Info => OSeverity::Info,
+        vigil_rules::Severity::Low => OSeverity::Low,
+        vigil_rules::Severity::Medium => OSeverity::Medium,
+        vigil_rules::Severity::High => OSeverity::High,
+        vigil_rules::Severity::Critical => OSeverity::Critical,
+    }
 }
 
 /// Decode → enrich → rules → output, for live and replayed records alike.
@@ -71,6 +95,9 @@ pub struct Pipeline {
     rules: Arc<RuleSet>,
     scratch: Scratch,
     learner: Option<Learner>,
+    outputs: Option<Arc<vigil_outputs::Outputs>>,
+    limiter: Option<RateLimiter>,
+    telemetry: Option<crate::telemetry::Telemetry>,
     sink: Option<Box<dyn Sink>>,
     emit_events: bool,
     hostname: String,
@@ -97,6 +124,9 @@ impl Pipeline {
             rules: Arc::new(RuleSet::empty()),
             scratch: Scratch::new(),
             learner: None,
+            outputs: None,
+            limiter: None,
+            telemetry: None,
             sink,
             emit_events: cfg.agent.events,
             hostname: ctx.hostname.clone(),
@@ -177,39 +207,84 @@ impl Pipeline {
             }
         }
         let ev = self.enricher.enrich(k, host);
+        // The set is shared (a reload swaps it): hold it for this event.
+        let rules = Arc::clone(&self.rules);
         let mut matched = Vec::new();
-        self.rules.evaluate(&ev, &mut self.scratch, &mut matched);
+        rules.evaluate(&ev, &mut self.scratch, &mut matched);
         let anomalies = match self.learner.as_mut() {
             Some(l) => l.observe(&ev),
             None => Vec::new(),
         };
         self.stats.anomalies += anomalies.len() as u64;
-        self.stats.alerts += matched.len() as u64;
-        for r in &matched {
-            *self.stats.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
+        for a in &anomalies {
+            if let Some(t) = self.telemetry.as_ref() {
+                t.anomaly();
+            }
+            let json = crate::learn::encode_anomaly(&ev, &self.hostname, a);
+            let id = format!("baseline.{}", a.kind.name());
+            let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
+            self.emit(
+                &json,
+                Meta {
+                    kind: OKind::Alert,
+                    severity: OSeverity::Medium,
+                    rule_id: Some(&id),
+                    rule_name: Some("Behaviour outside the learned baseline"),
+                    ruleset: Some("baseline"),
+                    message: msg.as_bytes(),
+                },
+                Some(&ev),
+            );
         }
-        if let Some(sink) = self.sink.as_mut() {
-            for a in &anomalies {
-                let rec = crate::learn::encode_anomaly(&ev, &self.hostname, a);
-                match sink.write_record(&rec) {
-                    Ok(()) => self.stats.written += 1,
-                    Err(_) => self.stats.write_errors += 1,
+        for r in &matched {
+            self.stats.alerts += 1;
+            *self.stats.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
+            if let Some(t) = self.telemetry.as_mut() {
+                t.alert(&r.id, r.severity.as_str());
+            }
+            if let Some(l) = self.limiter.as_mut() {
+                match l.check(&r.id, ev.unix_ns.max(0) as u64) {
+                    Decision::Suppress => {
+                        self.stats.suppressed += 1;
+                        if let Some(t) = self.telemetry.as_mut() {
+                            t.suppressed(&r.id, 1);
+                        }
+                        continue;
+                    }
+                    Decision::Pass(Some(sup)) => self.emit_suppressed(&sup),
+                    Decision::Pass(None) => {}
                 }
             }
-            for r in &matched {
-                let rec = crate::detect::encode_alert(&ev, &self.hostname, r);
-                match sink.write_record(&rec) {
-                    Ok(()) => self.stats.written += 1,
-                    Err(_) => self.stats.write_errors += 1,
-                }
-            }
-            if self.emit_events {
-                let rec = ecs::encode(&ev, &self.hostname, "event");
-                match sink.write_record(&rec) {
-                    Ok(()) => self.stats.written += 1,
-                    Err(_) => self.stats.write_errors += 1,
-                }
-            }
+            let json = crate::detect::encode_alert(&ev, &self.hostname, r);
+            let msg = r.message(&ev);
+            self.emit(
+                &json,
+                Meta {
+                    kind: OKind::Alert,
+                    severity: severity_of(r.severity),
+                    rule_id: Some(&r.id),
+                    rule_name: Some(&r.name),
+                    ruleset: Some(r.ruleset.as_str()),
+                    message: msg.as_bytes(),
+                },
+                Some(&ev),
+            );
+        }
+        if self.emit_events {
+            let json = ecs::encode(&ev, &self.hostname, "event");
+            let (_, _, action) = ecs::classify(ev.k.hdr.kind);
+            self.emit(
+                &json,
+                Meta {
+                    kind: OKind::Event,
+                    severity: OSeverity::Info,
+                    rule_id: None,
+                    rule_name: None,
+                    ruleset: None,
+                    message: action.as_bytes(),
+                },
+                Some(&ev),
+            );
         }
         if let Some(tap) = &self.tap {
             let _ = tap.send(ev);
@@ -223,14 +298,106 @@ impl Pipeline {
         }
     }
 
-    /// Writes a pre-encoded record (metrics, notices) to the sink.
-    pub fn write_raw(&mut self, rec: &[u8]) {
+    /// Writes one record to the sink and the outputs. `ev` supplies the
+    /// fields syslog and CEF encoders use.
+    fn emit(&mut self, json: &[u8], meta: Meta<'_>, ev: Option<&Event>) {
         if let Some(s) = self.sink.as_mut() {
-            match s.write_record(rec) {
+            match s.write_record(json) {
                 Ok(()) => self.stats.written += 1,
                 Err(_) => self.stats.write_errors += 1,
             }
         }
+        if let Some(outs) = &self.outputs {
+            let owned = ev.map(crate::detect::record_fields).unwrap_or_default();
+            let fields: Vec<(&str, vigil_outputs::Value<'_>)> = owned
+                .iter()
+                .map(|(k, v)| (*k, vigil_outputs::Value::Str(v)))
+                .collect();
+            let rec = vigil_outputs::Record {
+                time_ns: ev.map(|e| e.unix_ns.max(0) as u64).unwrap_or_else(|| {
+                    (host::boot_offset_ns() + boot_now_ns() as i64).max(0) as u64
+                }),
+                kind: meta.kind,
+                severity: meta.severity,
+                rule_id: meta.rule_id,
+                rule_name: meta.rule_name,
+                ruleset: meta.ruleset,
+                message: meta.message,
+                host: &self.hostname,
+                pid: ev.map(|e| e.k.hdr.pid),
+                executable: ev.and_then(|e| e.process.as_ref()).map(|p| &p.exe[..]),
+                fields: &fields,
+                json,
+            };
+            outs.submit(&rec);
+            self.stats.written += 1;
+        }
+    }
+
+    fn emit_suppressed(&mut self, sup: &vigil_outputs::ratelimit::Suppressed) {
+        let mut w = vigil_outputs::json::Writer::new();
+        w.str(
+            "@timestamp",
+            ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64),
+        )
+        .str("event.kind", "metric")
+        .str("event.action", "alerts-suppressed")
+        .str("event.module", "vigil")
+        .str(
+            "message",
+            format!(
+                "{} alerts of rule {} suppressed by the rate limit",
+                sup.count, sup.key
+            ),
+        )
+        .str("rule.id", sup.key.as_bytes())
+        .str("host.hostname", self.hostname.as_bytes())
+        .u64("vigil.suppressed.count", sup.count)
+        .str("vigil.suppressed.first", ecs::rfc3339(sup.first_ns as i64))
+        .str("vigil.suppressed.last", ecs::rfc3339(sup.last_ns as i64));
+        let json = w.finish();
+        let msg = format!("{} alerts of rule {} suppressed", sup.count, sup.key);
+        self.emit(
+            &json,
+            Meta {
+                kind: OKind::Metric,
+                severity: OSeverity::Info,
+                rule_id: Some(&sup.key),
+                rule_name: None,
+                ruleset: None,
+                message: msg.as_bytes(),
+            },
+            None,
+        );
+    }
+
+    /// Summaries of rate-limited rules whose buckets refilled (housekeeping).
+    pub fn sweep_rate_limits(&mut self) {
+        let now = (host::boot_offset_ns() + boot_now_ns() as i64).max(0) as u64;
+        let sups = match self.limiter.as_mut() {
+            Some(l) => l.sweep(now),
+            None => return,
+        };
+        for s in sups {
+            self.emit_suppressed(&s);
+        }
+    }
+
+    /// Writes a pre-encoded metric record (drop reports, notices).
+    pub fn write_raw(&mut self, rec: &[u8]) {
+        let msg = b"vigil notice".to_vec();
+        self.emit(
+            rec,
+            Meta {
+                kind: OKind::Metric,
+                severity: OSeverity::Info,
+                rule_id: None,
+                rule_name: None,
+                ruleset: None,
+                message: &msg,
+            },
+            None,
+        );
     }
 
     /// Flushes the sink.
@@ -238,6 +405,26 @@ impl Pipeline {
         if let Some(s) = self.sink.as_mut() {
             let _ = s.flush();
         }
+    }
+
+    /// Sends records to these outputs too (queues and spools of their own).
+    pub fn set_outputs(&mut self, o: Arc<vigil_outputs::Outputs>) {
+        self.outputs = Some(o);
+    }
+
+    /// Rate-limits alerts per rule: `burst` at once, refilled at `per_sec`.
+    pub fn set_rate_limit(&mut self, burst: u32, per_sec: f64) {
+        self.limiter = Some(RateLimiter::new(burst, per_sec));
+    }
+
+    /// Counts into these metrics.
+    pub fn set_telemetry(&mut self, t: crate::telemetry::Telemetry) {
+        self.telemetry = Some(t);
+    }
+
+    /// The metrics, if any.
+    pub fn telemetry(&mut self) -> Option<&mut crate::telemetry::Telemetry> {
+        self.telemetry.as_mut()
     }
 
     /// Host name used in records.
@@ -367,6 +554,10 @@ pub struct RunOptions {
     pub reload_on_sighup: bool,
     /// Baselines to learn into and check against (None: off).
     pub baselines: Option<vigil_baselines::Baselines>,
+    /// Outputs (sinks with queues and spools) records also go to.
+    pub outputs: Option<Arc<vigil_outputs::Outputs>>,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<Arc<vigil_outputs::metrics::Registry>>,
 }
 
 impl RunOptions {
@@ -382,6 +573,8 @@ impl RunOptions {
             rules: None,
             reload_on_sighup: false,
             baselines: None,
+            outputs: None,
+            metrics: None,
         }
     }
 
@@ -454,6 +647,15 @@ pub async fn run(
     if let Some(b) = opts.baselines.take() {
         pipeline.set_learner(Learner::new(b, true));
     }
+    if let Some(o) = opts.outputs.take() {
+        pipeline.set_outputs(o);
+    }
+    if let Some(reg) = opts.metrics.take() {
+        pipeline.set_telemetry(crate::telemetry::Telemetry::new(reg));
+    }
+    if cfg.outputs.rate_limit_burst > 0 {
+        pipeline.set_rate_limit(cfg.outputs.rate_limit_burst, cfg.outputs.rate_limit_per_sec);
+    }
     let mut hup = if opts.reload_on_sighup {
         Some(
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -515,6 +717,15 @@ pub async fn run(
                     report_drops(&mut pipeline, &counters, &mut last_dropped, opts.verbose);
                 }
                 pipeline.baseline_housekeeping(alive, opts.verbose);
+                pipeline.sweep_rate_limits();
+                if pipeline.telemetry().is_some() {
+                    let kernel = sensors.counters().unwrap_or_default();
+                    let programs = sensors.program_stats();
+                    let decoded = pipeline.stats.decoded.clone();
+                    if let Some(t) = pipeline.telemetry() {
+                        t.update(&decoded, &kernel, &programs);
+                    }
+                }
                 pipeline.flush();
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {

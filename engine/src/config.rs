@@ -129,6 +129,36 @@ impl Default for RulesConfig {
     }
 }
 
+/// `[outputs]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// Output URLs (`docs/outputs.md`); empty = `agent.output`.
+    pub urls: Vec<String>,
+    /// Serve Prometheus metrics on this address (`127.0.0.1:9464`); off
+    /// when empty.
+    pub metrics_listen: String,
+    /// Alerts of one rule let through at once (0: no rate limit) ...
+    pub rate_limit_burst: u32,
+    /// ... refilled at this many per second; the rest are counted and
+    /// summarized (`event.action: alerts-suppressed`).
+    pub rate_limit_per_sec: f64,
+    /// Seconds to flush outputs at shutdown before spooling the rest.
+    pub shutdown_timeout_s: u64,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig {
+            urls: Vec::new(),
+            metrics_listen: String::new(),
+            rate_limit_burst: 50,
+            rate_limit_per_sec: 5.0,
+            shutdown_timeout_s: 5,
+        }
+    }
+}
+
 /// `[baselines]` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -184,9 +214,16 @@ pub struct Config {
     pub rules: RulesConfig,
     /// `[baselines]`.
     pub baselines: BaselinesConfig,
+    /// `[outputs]`.
+    pub outputs: OutputsConfig,
 }
 
 impl Config {
+    /// Where remote outputs spool records they cannot deliver yet.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.agent.data_dir.join("spool")
+    }
+
     /// Where the baselines database lives.
     pub fn baselines_dir(&self) -> PathBuf {
         self.agent.data_dir.join("baselines")
@@ -342,6 +379,27 @@ impl Config {
                     format!("unknown sensor `{name}`{hint}"),
                 ));
             }
+        }
+        if !self.outputs.metrics_listen.is_empty()
+            && self
+                .outputs
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(err(
+                "outputs",
+                "metrics_listen",
+                format!("`{}` is not an address:port", self.outputs.metrics_listen),
+            ));
+        }
+        let r = self.outputs.rate_limit_per_sec;
+        if r.is_nan() || r < 0.0 {
+            return Err(err(
+                "outputs",
+                "rate_limit_per_sec",
+                "must be a number >= 0".into(),
+            ));
         }
         if self.baselines.min_observations == 0 {
             return Err(err(

@@ -478,6 +478,37 @@ impl Fields for Event {
     }
 }
 
+/// The ECS fields syslog structured data and CEF extensions carry, in
+/// order (`docs/outputs.md` maps them to CEF keys).
+pub fn record_fields(ev: &Event) -> Vec<(&'static str, Vec<u8>)> {
+    const F: &[Field] = &[
+        Field::EventAction,
+        Field::ProcessCommandLine,
+        Field::ProcessParentExecutable,
+        Field::ProcessParentPid,
+        Field::UserName,
+        Field::UserId,
+        Field::ContainerId,
+        Field::FilePath,
+        Field::SourceIp,
+        Field::SourcePort,
+        Field::DestinationIp,
+        Field::DestinationPort,
+    ];
+    let mut out = Vec::with_capacity(F.len());
+    for f in F {
+        let v = match ev.field(*f) {
+            Some(Value::Str(b)) => b.into_owned(),
+            Some(Value::Int(n)) => n.to_string().into_bytes(),
+            Some(Value::Bool(b)) => b.to_string().into_bytes(),
+            Some(Value::Ip(ip)) => ip.to_string().into_bytes(),
+            None => continue,
+        };
+        out.push((f.name(), v));
+    }
+    out
+}
+
 /// MITRE ATT&CK technique ids from Sigma-style tags (`attack.t1059.004`).
 pub fn techniques(tags: &[String]) -> Vec<String> {
     tags.iter()

@@ -21,3 +21,4 @@ pub mod host;
 pub mod learn;
 pub mod probe;
 pub mod replay;
+pub mod telemetry;

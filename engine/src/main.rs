@@ -27,9 +27,15 @@ struct OutputArgs {
     /// Emit every event, not only alerts.
     #[arg(long)]
     events: bool,
-    /// Write JSON lines to this file (mode 0600) instead of stdout.
+    /// Where records go (repeatable): `stdout`, a file path (created 0600),
+    /// or a URL such as `syslog+tcp://127.0.0.1:6514?format=rfc5424`,
+    /// `syslog+tls://siem:6514?ca=/etc/vigil/ca.pem`, `file:///var/log/vigil.json?rotate_mb=100`
+    /// (docs/outputs.md). `replay` takes stdout or one file.
     #[arg(long, short)]
-    output: Option<PathBuf>,
+    output: Vec<String>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics: Option<String>,
     /// Rule file or folder (vigil YAML or Sigma; repeatable), loaded after
     /// the built-in rules.
     #[arg(long = "rules")]
@@ -167,14 +173,40 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn sink_for(cfg: &Config, out: &OutputArgs) -> anyhow::Result<Box<dyn Sink>> {
-    let path = out
-        .output
-        .clone()
-        .or_else(|| (cfg.agent.output != "stdout").then(|| PathBuf::from(&cfg.agent.output)));
+    if out.output.len() > 1 {
+        anyhow::bail!("replay writes to one output (stdout or a file path)");
+    }
+    let path = match out.output.first() {
+        Some(o) if o == "stdout" => None,
+        Some(o) if o.starts_with('/') => Some(PathBuf::from(o)),
+        Some(o) => anyhow::bail!("replay writes to stdout or a file path, not `{o}`"),
+        None => (cfg.agent.output != "stdout").then(|| PathBuf::from(&cfg.agent.output)),
+    };
     Ok(match path {
         Some(p) => Box::new(JsonLines::file(&p)?),
         None => Box::new(JsonLines::stdout()),
     })
+}
+
+/// The output URLs of a run: `--output` values, else `[outputs] urls`,
+/// else `agent.output`; a bare absolute path is a file.
+fn output_urls(cfg: &Config, out: &OutputArgs) -> Vec<String> {
+    let raw: Vec<String> = if !out.output.is_empty() {
+        out.output.clone()
+    } else if !cfg.outputs.urls.is_empty() {
+        cfg.outputs.urls.clone()
+    } else {
+        vec![cfg.agent.output.clone()]
+    };
+    raw.into_iter()
+        .map(|u| {
+            if u.starts_with('/') {
+                format!("file://{u}")
+            } else {
+                u
+            }
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {
@@ -382,17 +414,45 @@ fn run_agent(
     rules: Option<Arc<vigil_rules::RuleSet>>,
     baselines: Option<vigil_baselines::Baselines>,
 ) -> anyhow::Result<agent::Summary> {
-    let sink = match &out {
-        Some(o) => Some(sink_for(&cfg, o)?),
-        None => None,
-    };
+    let mut outputs = None;
+    let mut metrics = None;
+    let mut _metrics_server = None;
+    if let Some(o) = &out {
+        let urls = output_urls(&cfg, o);
+        let remote = urls.iter().any(|u| u.starts_with("syslog"));
+        if remote && let Err(e) = cfg.ensure_data_dir() {
+            anyhow::bail!("{e}");
+        }
+        let outs = vigil_outputs::Outputs::open(&urls, Some(&cfg.spool_dir()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!("vigil: outputs: {}", urls.join(", "));
+        let listen = o
+            .metrics
+            .clone()
+            .unwrap_or_else(|| cfg.outputs.metrics_listen.clone());
+        if !listen.is_empty() {
+            let addr: std::net::SocketAddr = listen
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--metrics {listen}: not an address:port"))?;
+            let reg = Arc::new(vigil_outputs::metrics::Registry::new());
+            outs.register_metrics(&reg);
+            let server = vigil_outputs::metrics::MetricsServer::start(addr, reg.clone())?;
+            eprintln!("vigil: metrics on http://{addr}/metrics");
+            _metrics_server = Some(server);
+            metrics = Some(reg);
+        }
+        outputs = Some(Arc::new(outs));
+    }
+    let shutdown_timeout = std::time::Duration::from_secs(cfg.outputs.shutdown_timeout_s);
+    let outs_handle = outputs.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
     rt.block_on(async move {
         let opts = agent::RunOptions {
-            sink,
+            outputs,
+            metrics,
             record,
             verbose: true,
             rules,
@@ -431,6 +491,19 @@ fn run_agent(
             }
         };
         let summary = agent::run(opts, &mut sensors, stop).await?;
+        // Deliver what the outputs still hold (the rest stays in the spool).
+        if let Some(o) = outs_handle.and_then(|a| Arc::try_unwrap(a).ok()) {
+            let stats = o.shutdown(shutdown_timeout);
+            for st in stats {
+                let d = st.dropped();
+                if d > 0 || st.spool_records > 0 {
+                    eprintln!(
+                        "vigil: output {}: {} sent, {} left in the spool for the next start, {} dropped",
+                        st.url, st.sent, st.spool_records, d
+                    );
+                }
+            }
+        }
         // The summary first: detaching waits for kernel grace periods.
         eprint!("{}", summary.render());
         eprintln!("vigil: detaching sensors");

@@ -239,3 +239,63 @@ fn shadow_read_raises_an_alert_and_sigma_rules_fire_live() {
     assert_eq!(a["vigil"]["severity"], "high");
     assert!(a["message"].as_str().unwrap().contains(&marker), "{a}");
 }
+
+#[test]
+fn alerts_reach_outputs_and_metrics() {
+    if !vigil_tests::require_root("alerts_reach_outputs_and_metrics") {
+        return;
+    }
+    let _lock = vigil_tests::bpf_lock();
+    let dir = TempDir(std::env::temp_dir().join(vigil_tests::unique_marker("vigil-outputs")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("alerts.json");
+    let url = format!("file://{}", file.display());
+    let outs = Arc::new(
+        vigil_outputs::Outputs::open(&[url.as_str()], Some(&dir.0.join("spool"))).unwrap(),
+    );
+    let reg = Arc::new(vigil_outputs::metrics::Registry::new());
+    outs.register_metrics(&reg);
+    let mut l = Loader::new();
+    l.add_builtin();
+    let (set, _) = l.load();
+    let mut cfg = Config::default();
+    cfg.agent.events = false;
+    cfg.agent.housekeeping_interval_s = 1;
+    cfg.sensors.drain_interval_ms = 5;
+    let running = Running::spawn(RunOptions {
+        outputs: Some(outs.clone()),
+        metrics: Some(reg.clone()),
+        rules: Some(Arc::new(set)),
+        ..RunOptions::new(cfg)
+    })
+    .unwrap();
+    let (pid, _) = common::trigger(&["open", "/etc/shadow"]);
+    let found = vigil_tests::wait_for(Duration::from_secs(15), || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|a| a["rule"]["id"] == "shadow_file_read" && a["process"]["pid"] == pid)
+    });
+    let exposition = reg.render();
+    let _ = running.stop_and_detach();
+    let a = found.expect("the alert reached the file output");
+    assert_eq!(a["file"]["path"], "/etc/shadow");
+    assert!(
+        exposition.contains("vigil_alerts_total{rule=\"shadow_file_read\",severity=\"high\"}"),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains("vigil_output_records_sent_total"),
+        "{exposition}"
+    );
+    // The file output is private.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+    match Arc::try_unwrap(outs) {
+        Ok(o) => {
+            let st = o.shutdown(Duration::from_secs(2));
+            assert_eq!(st.iter().map(|s| s.dropped()).sum::<u64>(), 0);
+        }
+        Err(_) => panic!("the agent kept a reference to the outputs after stopping"),
+    }
+}

@@ -242,6 +242,8 @@ fn main() {
                     rules: None,
                     reload_on_sighup: false,
                     baselines: None,
+                    outputs: None,
+                    metrics: None,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -378,6 +380,8 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         rules: None,
         reload_on_sighup: false,
         baselines: None,
+        outputs: None,
+        metrics: None,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;

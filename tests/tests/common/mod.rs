@@ -71,6 +71,8 @@ impl Harness {
             rules: None,
             reload_on_sighup: false,
             baselines: None,
+            outputs: None,
+            metrics: None,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {

@@ -1,0 +1,169 @@
+//! The agent's own figures as Prometheus metrics (names in
+//! `vigil_outputs::metrics::names`): events and drops per sensor, BPF
+//! program cost, alerts per rule and severity, suppressed alerts, baseline
+//! anomalies, and the sinks' queues and spools.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use vigil_outputs::metrics::{Counter, Registry, names};
+
+/// Kernel-side figures, refreshed every housekeeping tick.
+#[derive(Default)]
+struct Snapshot {
+    events: BTreeMap<&'static str, u64>,
+    drops: BTreeMap<&'static str, u64>,
+    bpf_runs: BTreeMap<String, u64>,
+    bpf_ns: BTreeMap<String, u64>,
+}
+
+/// Registered metrics.
+pub struct Telemetry {
+    /// The registry the `/metrics` endpoint serves.
+    pub registry: Arc<Registry>,
+    snap: Arc<Mutex<Snapshot>>,
+    alerts: HashMap<(String, &'static str), Counter>,
+    suppressed: HashMap<String, Counter>,
+    anomalies: Option<Counter>,
+    registered_programs: std::collections::BTreeSet<String>,
+}
+
+impl Telemetry {
+    /// Registers the sensor metrics.
+    pub fn new(registry: Arc<Registry>) -> Telemetry {
+        let snap = Arc::new(Mutex::new(Snapshot::default()));
+        for spec in vigil_bpf::SENSORS {
+            let name = spec.name;
+            let s = snap.clone();
+            let _ = registry.counter_fn(
+                names::SENSOR_EVENTS.0,
+                names::SENSOR_EVENTS.1,
+                &[("sensor", name)],
+                move || {
+                    s.lock()
+                        .map(|g| g.events.get(name).copied().unwrap_or(0))
+                        .unwrap_or(0)
+                },
+            );
+            let s = snap.clone();
+            let _ = registry.counter_fn(
+                names::SENSOR_DROPS.0,
+                names::SENSOR_DROPS.1,
+                &[("sensor", name)],
+                move || {
+                    s.lock()
+                        .map(|g| g.drops.get(name).copied().unwrap_or(0))
+                        .unwrap_or(0)
+                },
+            );
+        }
+        let anomalies = registry
+            .counter(
+                "vigil_baseline_anomalies_total",
+                "Behaviour outside a promoted baseline, reported as alerts.",
+                &[],
+            )
+            .ok();
+        Telemetry {
+            registry,
+            snap,
+            alerts: HashMap::new(),
+            suppressed: HashMap::new(),
+            anomalies,
+            registered_programs: Default::default(),
+        }
+    }
+
+    /// Updates the kernel figures (per kind counters and BPF stats).
+    pub fn update(
+        &mut self,
+        decoded: &BTreeMap<u16, u64>,
+        kernel: &BTreeMap<u16, vigil_bpf::abi::Counters>,
+        programs: &[vigil_bpf::ProgramStat],
+    ) {
+        for p in programs {
+            if self.registered_programs.insert(p.name.clone()) {
+                let (s1, s2) = (self.snap.clone(), self.snap.clone());
+                let (n1, n2) = (p.name.clone(), p.name.clone());
+                let _ = self.registry.counter_fn(
+                    names::BPF_RUNS.0,
+                    names::BPF_RUNS.1,
+                    &[("program", &p.name)],
+                    move || {
+                        s1.lock()
+                            .map(|g| g.bpf_runs.get(&n1).copied().unwrap_or(0))
+                            .unwrap_or(0)
+                    },
+                );
+                // Function counters are whole numbers: the run time is
+                // exposed in nanoseconds (the unit is in the name).
+                let _ = self.registry.counter_fn(
+                    "vigil_bpf_program_run_nanoseconds_total",
+                    "CPU time spent in each BPF program in nanoseconds (kernel bpf_stats).",
+                    &[("program", &p.name)],
+                    move || {
+                        s2.lock()
+                            .map(|g| g.bpf_ns.get(&n2).copied().unwrap_or(0))
+                            .unwrap_or(0)
+                    },
+                );
+            }
+        }
+        if let Ok(mut g) = self.snap.lock() {
+            for spec in vigil_bpf::SENSORS {
+                let mut ev = 0;
+                let mut dr = 0;
+                for k in spec.kinds {
+                    ev += decoded.get(k).copied().unwrap_or(0);
+                    dr += kernel.get(k).map(|c| c.dropped).unwrap_or(0);
+                }
+                g.events.insert(spec.name, ev);
+                g.drops.insert(spec.name, dr);
+            }
+            for p in programs {
+                g.bpf_runs.insert(p.name.clone(), p.run_count);
+                g.bpf_ns
+                    .insert(p.name.clone(), p.run_time.as_nanos() as u64);
+            }
+        }
+    }
+
+    /// Counts an alert.
+    pub fn alert(&mut self, rule: &str, severity: &'static str) {
+        let key = (rule.to_string(), severity);
+        if let Some(c) = self.alerts.get(&key) {
+            c.inc();
+            return;
+        }
+        if let Ok(c) = self.registry.counter(
+            names::ALERTS.0,
+            names::ALERTS.1,
+            &[("rule", rule), ("severity", severity)],
+        ) {
+            c.inc();
+            self.alerts.insert(key, c);
+        }
+    }
+
+    /// Counts suppressed alerts of a rule.
+    pub fn suppressed(&mut self, rule: &str, n: u64) {
+        if let Some(c) = self.suppressed.get(rule) {
+            c.inc_by(n);
+            return;
+        }
+        if let Ok(c) = self.registry.counter(
+            names::ALERTS_SUPPRESSED.0,
+            names::ALERTS_SUPPRESSED.1,
+            &[("rule", rule)],
+        ) {
+            c.inc_by(n);
+            self.suppressed.insert(rule.to_string(), c);
+        }
+    }
+
+    /// Counts a baseline anomaly.
+    pub fn anomaly(&self) {
+        if let Some(c) = &self.anomalies {
+            c.inc();
+        }
+    }
+}
