@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: install what the build needs (if missing), build, run the agent
-# with the embedded defaults, showing every event. Extra arguments go to `vigil run`.
+# with the embedded defaults (built-in rules, baselines in /var/lib/vigil,
+# alerts on stdout). Extra arguments go to `vigil run` (e.g. --events).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -9,4 +10,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash scripts/install-deps.sh
 cargo build --release --locked -p vigil-engine
-exec target/release/vigil run --events "$@"
+exec target/release/vigil run "$@"
