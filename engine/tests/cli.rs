@@ -111,3 +111,198 @@ fn replay_without_root_writes_ecs_json_lines() {
     std::fs::remove_file(&p).unwrap();
     std::fs::remove_file(&out_file).unwrap();
 }
+
+#[test]
+fn rules_check_names_file_line_rule_and_suggestion_and_exits_2() {
+    let p = tmp("bad-rules.yaml");
+    std::fs::write(
+        &p,
+        "- rule: shell_in_container\n  condition: event.action = exec and process.nmae = bash\n",
+    )
+    .unwrap();
+    let out = vigil().args(["rules", "check"]).arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{}:2: rule `shell_in_container`: condition: unknown field or macro `process.nmae`",
+            p.display()
+        )) && text.contains("did you mean `process.name`?"),
+        "{text}"
+    );
+    // The agent refuses the same file at start-up with exit 2 (no root
+    // needed to get that far: rules load before the sensors).
+    let out = vigil()
+        .arg("replay")
+        .arg("/nonexistent")
+        .arg("--rules")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean"));
+}
+
+#[test]
+fn rules_check_reports_sigma_loaded_and_skipped_and_builtin_examples_pass() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/sigma/rules");
+    let out = vigil()
+        .args(["rules", "check"])
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("50 files: 41 rules loaded (0 vigil, 41 Sigma)"),
+        "{text}"
+    );
+    assert!(text.contains("9 Sigma rules skipped"), "{text}");
+    assert!(
+        text.contains("logsource: service `sshd` is a log file"),
+        "{text}"
+    );
+    let out = vigil().args(["rules", "test"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn replay_re_runs_the_rules_offline() {
+    let p = tmp("exec.vcap");
+    let ctx = Context {
+        abi_version: abi::ABI_VERSION,
+        vigil_version: "test".into(),
+        hostname: "h".into(),
+        boot_offset_ns: 1_795_000_000_000_000_000,
+        users: Users::default(),
+    };
+    let mut w = CaptureWriter::create(&p, &ctx).unwrap();
+    let hdr = Hdr {
+        kind: kind::EXEC,
+        pid: 777,
+        tid: 777,
+        ppid: 1,
+        ts_ns: 6_000_000_000,
+        start_ns: 6_000_000_000,
+        comm: *b"x\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        ..Hdr::default()
+    };
+    w.record(&encode_record(
+        hdr,
+        &abi::Exec::default(),
+        &[b"/dev/shm/x", b"/dev/shm/x\0-q", b"/", b"/dev/shm/x"],
+    ))
+    .unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let out_file = tmp("alerts.json");
+    let out = vigil()
+        .arg("replay")
+        .arg(&p)
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("one alert")).unwrap();
+    assert_eq!(v["event"]["kind"], "alert");
+    assert_eq!(v["rule"]["id"], "exec_from_temp_dir");
+    assert_eq!(v["process"]["executable"], "/dev/shm/x");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::remove_file(&out_file).unwrap();
+}
+
+#[test]
+fn baseline_cli_lists_promotes_and_exports_without_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use vigil_baselines::{Baselines, Behaviour, ExeIdentity, Observation, Subject};
+    let data = tmp("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = tmp("bl.toml");
+    std::fs::write(
+        &cfg,
+        format!("[agent]\ndata_dir = \"{}\"\n", data.display()),
+    )
+    .unwrap();
+    let vigil_cfg = || {
+        let mut c = vigil();
+        c.arg("--config").arg(&cfg);
+        c
+    };
+    // No database yet: a clear error.
+    let out = vigil_cfg().args(["baseline", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no baselines at"));
+    {
+        let mut b =
+            Baselines::open(&data.join("baselines"), vigil_baselines::Config::default()).unwrap();
+        let subject = Subject {
+            executable: b"/usr/sbin/demo",
+            identity: ExeIdentity::Unknown,
+            container: None,
+        };
+        b.observe(&Observation {
+            unix_ns: 1,
+            subject,
+            behaviour: Behaviour::Spawn {
+                child: b"/usr/bin/true",
+            },
+        });
+        b.flush().unwrap();
+    }
+    let out = vigil_cfg().args(["baseline", "list"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exe:/usr/sbin/demo"));
+    let out = vigil_cfg()
+        .args(["baseline", "promote", "exe:/usr/sbin/demo"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vigil_cfg()
+        .args([
+            "baseline",
+            "export",
+            "exe:/usr/sbin/demo",
+            "--format",
+            "yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let y = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        y.contains("/usr/bin/true") && y.contains("monitoring"),
+        "{y}"
+    );
+    let out = vigil_cfg()
+        .args(["baseline", "show", "exe:/nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&data);
+}

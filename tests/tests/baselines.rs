@@ -4,11 +4,9 @@
 //! file and connects to a new port raises exactly those three anomalies —
 //! and nothing during its normal work.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vigil_baselines::{Baselines, Mode};
 use vigil_engine::agent::{RunOptions, Running};
@@ -16,39 +14,7 @@ use vigil_engine::config::Config;
 use vigil_outputs::JsonLines;
 
 mod common;
-
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Shared {
-    fn records(&self) -> Vec<serde_json::Value> {
-        let b = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        b.split(|&c| c == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).expect("JSON"))
-            .collect()
-    }
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{Shared, TempDir};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))

@@ -3,11 +3,10 @@
 //! the rules; real behaviour is performed and the alert must appear with the
 //! right process context.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use vigil_engine::agent::{RunOptions, Running};
 use vigil_engine::config::Config;
@@ -15,41 +14,7 @@ use vigil_outputs::JsonLines;
 use vigil_rules::Loader;
 
 mod common;
-
-/// The sink's bytes, shared with the test.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Shared {
-    fn alerts(&self) -> Vec<serde_json::Value> {
-        let b = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        b.split(|&c| c == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).expect("every output line is JSON"))
-            .collect()
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{Shared, TempDir};
 
 struct Agent {
     running: Option<Running>,
@@ -93,7 +58,7 @@ impl Agent {
     fn expect(&self, rule: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         vigil_tests::wait_for(Duration::from_secs(15), || {
             self.out
-                .alerts()
+                .records()
                 .into_iter()
                 .find(|a| a["rule"]["id"] == rule && pred(a))
         })
@@ -101,7 +66,7 @@ impl Agent {
             panic!(
                 "no alert of rule {rule} matched; alerts seen: {:#?}",
                 self.out
-                    .alerts()
+                    .records()
                     .iter()
                     .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
                     .collect::<Vec<_>>()
