@@ -176,6 +176,42 @@ struct {
 	__type(value, __u64);
 } bench_hits SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VG_LEARN_SLOTS);
+	__type(key, struct vg_learn_key);
+	__type(value, __u32);
+} learn_exe SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} learn_tgid SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VG_LEARN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vg_sysset);
+} learn_sys SEC(".maps");
+
+/* At exec: the new image decides whether this process's syscalls are
+ * learned (its profile is learning) or not. */
+static __always_inline void learn_exec(__u64 ino, __u32 dev)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct vg_learn_key k = { .ino = ino, .dev = dev, ._pad = 0 };
+	__u32 *slot = bpf_map_lookup_elem(&learn_exe, &k);
+	if (slot) {
+		__u32 v = *slot;
+		bpf_map_update_elem(&learn_tgid, &tgid, &v, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&learn_tgid, &tgid);
+	}
+}
+
 /* ---- counting ---- */
 enum { C_EMITTED, C_DROPPED, C_FILTERED, C_DEDUPED };
 
@@ -632,6 +668,10 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 {
 	if (is_self())
 		return 0;
+	{
+		struct inode *li = BPF_CORE_READ(bprm, file, f_inode);
+		learn_exec(BPF_CORE_READ(li, i_ino), BPF_CORE_READ(li, i_sb, s_dev));
+	}
 	if (!kind_on(VG_EXEC)) {
 		count(VG_EXEC, C_FILTERED);
 		return 0;
@@ -690,6 +730,11 @@ int vg_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 {
 	if (is_self())
 		return 0;
+	{
+		struct task_struct *lt = (struct task_struct *)bpf_get_current_task();
+		struct inode *li = BPF_CORE_READ(lt, mm, exe_file, f_inode);
+		learn_exec(BPF_CORE_READ(li, i_ino), BPF_CORE_READ(li, i_sb, s_dev));
+	}
 	if (!kind_on(VG_EXEC)) {
 		count(VG_EXEC, C_FILTERED);
 		return 0;
@@ -729,6 +774,15 @@ int BPF_PROG(vg_fork, struct task_struct *parent, struct task_struct *child)
 	/* threads are not processes */
 	if (child->pid != child->tgid)
 		return 0;
+	{
+		/* a learning process's children learn until they exec */
+		__u32 ptgid = parent->tgid;
+		__u32 *slot = bpf_map_lookup_elem(&learn_tgid, &ptgid);
+		if (slot) {
+			__u32 v = *slot, ctgid = child->tgid;
+			bpf_map_update_elem(&learn_tgid, &ctgid, &v, BPF_ANY);
+		}
+	}
 	if (!kind_on(VG_FORK)) {
 		count(VG_FORK, C_FILTERED);
 		return 0;
@@ -776,6 +830,10 @@ int BPF_PROG(vg_exit, struct task_struct *p, bool group_dead)
 		return 0;
 	if (!group_dead)
 		return 0;
+	{
+		__u32 tgid = pt >> 32;
+		bpf_map_delete_elem(&learn_tgid, &tgid);
+	}
 	if (!kind_on(VG_EXIT)) {
 		count(VG_EXIT, C_FILTERED);
 		return 0;
@@ -1359,6 +1417,29 @@ int BPF_KRETPROBE(vg_readline, const void *ret)
 	b->_reserved = 0;
 	off = put_user_str(s, off, 0, ret, LINE_MAX);
 	emit(s, off);
+	return 0;
+}
+
+/* Syscall-set learning: one bit per syscall number per learning profile;
+ * attached only while baselines are on, and a task not in learn_tgid costs
+ * one hash lookup. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(vg_learn_sys, struct pt_regs *regs, long id)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *slot = bpf_map_lookup_elem(&learn_tgid, &tgid);
+	if (!slot)
+		return 0;
+	if (id < 0 || id >= VG_SYSSET_WORDS * 64)
+		return 0;
+	__u32 sl = *slot;
+	struct vg_sysset *set = bpf_map_lookup_elem(&learn_sys, &sl);
+	if (!set)
+		return 0;
+	__u64 bit = 1ULL << (id & 63);
+	__u32 w = (id >> 6) & (VG_SYSSET_WORDS - 1);
+	if (!(set->w[w] & bit))
+		__sync_fetch_and_or(&set->w[w], bit);
 	return 0;
 }
 

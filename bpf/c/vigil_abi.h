@@ -342,4 +342,24 @@ _Static_assert(sizeof(struct vg_dedup_val) == 16, "vg_dedup_val");
 /* interest_ports: HASH u16 port -> u32 VG_PORT_* (connect/accept/listen) */
 #define VG_PORT_IGNORE 2u
 
+/* Syscall-set learning for baselines (no event per syscall):
+ *   learn_exe:  HASH vg_learn_key (executable dev+inode) -> u32 slot, filled
+ *               by the engine for executables whose profile is learning;
+ *   learn_tgid: HASH u32 tgid -> u32 slot, set at exec from learn_exe (or by
+ *               the engine), inherited at fork, removed at exit;
+ *   learn_sys:  ARRAY slot -> vg_sysset, one bit per syscall number, set by
+ *               the raw sys_enter program for tasks in learn_tgid. */
+#define VG_LEARN_SLOTS 4096
+#define VG_SYSSET_WORDS 8 /* syscall numbers 0..511 */
+struct vg_learn_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct vg_learn_key) == 16, "vg_learn_key");
+struct vg_sysset {
+	__u64 w[VG_SYSSET_WORDS];
+};
+_Static_assert(sizeof(struct vg_sysset) == 64, "vg_sysset");
+
 #endif /* VIGIL_ABI_H */

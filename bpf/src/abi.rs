@@ -352,6 +352,27 @@ pub struct PathKey {
 }
 const _: () = assert!(size_of::<PathKey>() == 260);
 
+/// Slots of the syscall-learning maps (`VG_LEARN_SLOTS`).
+pub const LEARN_SLOTS: u32 = 4096;
+
+/// `learn_exe` key: an executable's device and inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LearnKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<LearnKey>() == 16);
+
+/// `learn_sys` value: one bit per syscall number 0..511.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysSet {
+    pub w: [u64; 8],
+}
+const _: () = assert!(size_of::<SysSet>() == 64);
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DedupKey {
@@ -380,4 +401,6 @@ pod!(
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for PathKey {}
 unsafe impl aya::Pod for DedupKey {}
+unsafe impl aya::Pod for LearnKey {}
+unsafe impl aya::Pod for SysSet {}
 unsafe impl aya::Pod for DedupVal {}

@@ -597,6 +597,129 @@ impl Sensors {
         Ok((n, suppressed))
     }
 
+    /// Loads the syscall-set learner (`tp_btf/sys_enter`) without
+    /// attaching it: the engine checks at start that it can work here.
+    pub fn load_syscall_learner(&mut self) -> Result<(), Error> {
+        let btf = Btf::from_sys_fs().map_err(|e| Error::Program {
+            prog: "vg_learn_sys",
+            message: format!("kernel BTF: {e}"),
+        })?;
+        let p: &mut aya::programs::BtfTracePoint = self
+            .ebpf
+            .program_mut("vg_learn_sys")
+            .ok_or(Error::Program {
+                prog: "vg_learn_sys",
+                message: "missing from object".into(),
+            })?
+            .try_into()
+            .map_err(|e| Error::Program {
+                prog: "vg_learn_sys",
+                message: sensors::explain(&e),
+            })?;
+        if p.fd().is_err() {
+            p.load("sys_enter", &btf).map_err(|e| Error::Program {
+                prog: "vg_learn_sys",
+                message: sensors::explain(&e),
+            })?;
+        }
+        // SAFETY: malloc_trim only releases free glibc heap pages (BTF parsing).
+        unsafe { libc::malloc_trim(0) };
+        Ok(())
+    }
+
+    /// Whether the syscall-set learner is attached.
+    pub fn syscall_learning_attached(&self) -> bool {
+        self.links
+            .iter()
+            .any(|l| matches!(l, sensors::LinkRef::Btf("vg_learn_sys", _)))
+    }
+
+    /// Attaches the (loaded) syscall-set learner: from now on every syscall
+    /// of a task in `learn_tgid` sets its bit in the task's slot of
+    /// `learn_sys`. It costs one hash lookup per syscall host-wide, so the
+    /// engine attaches it only while some profile is learning.
+    pub fn attach_syscall_learning(&mut self) -> Result<(), Error> {
+        if self.syscall_learning_attached() {
+            return Ok(());
+        }
+        let p: &mut aya::programs::BtfTracePoint = self
+            .ebpf
+            .program_mut("vg_learn_sys")
+            .ok_or(Error::Program {
+                prog: "vg_learn_sys",
+                message: "missing from object".into(),
+            })?
+            .try_into()
+            .map_err(|e| Error::Program {
+                prog: "vg_learn_sys",
+                message: sensors::explain(&e),
+            })?;
+        let id = p.attach().map_err(|e| Error::Program {
+            prog: "vg_learn_sys",
+            message: sensors::explain(&e),
+        })?;
+        self.links.push(sensors::LinkRef::Btf("vg_learn_sys", id));
+        Ok(())
+    }
+
+    /// Detaches the syscall-set learner (in the background: detaching from
+    /// a syscall tracepoint waits for an RCU grace period).
+    pub fn detach_syscall_learning(&mut self) {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|l| matches!(l, sensors::LinkRef::Btf("vg_learn_sys", _)));
+        self.links = rest;
+        for l in mine {
+            if let sensors::LinkRef::Btf(name, id) = l
+                && let Some(link) = self
+                    .ebpf
+                    .program_mut(name)
+                    .and_then(|p| <&mut aya::programs::BtfTracePoint>::try_from(p).ok())
+                    .and_then(|p| p.take_link(id).ok())
+            {
+                std::thread::spawn(move || drop(link));
+            }
+        }
+    }
+
+    /// Learns the syscalls of processes that exec this executable into
+    /// `slot` (`dev`/`ino` as the exec record reports them).
+    pub fn learn_executable(&mut self, dev: u32, ino: u64, slot: u32) -> Result<(), Error> {
+        let mut m: BpfHashMap<&mut MapData, abi::LearnKey, u32> =
+            BpfHashMap::try_from(self.map_mut("learn_exe")?).map_err(Self::map_err("learn_exe"))?;
+        m.insert(abi::LearnKey { ino, dev, _pad: 0 }, slot, 0)
+            .map_err(Self::map_err("learn_exe"))
+    }
+
+    /// Stops learning for processes that exec this executable.
+    pub fn forget_executable(&mut self, dev: u32, ino: u64) -> Result<(), Error> {
+        let mut m: BpfHashMap<&mut MapData, abi::LearnKey, u32> =
+            BpfHashMap::try_from(self.map_mut("learn_exe")?).map_err(Self::map_err("learn_exe"))?;
+        match m.remove(&abi::LearnKey { ino, dev, _pad: 0 }) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(Error::Map {
+                name: "learn_exe",
+                source: e,
+            }),
+        }
+    }
+
+    /// Learns the syscalls of a running process (and, through fork, its
+    /// children) into `slot`.
+    pub fn learn_process(&mut self, tgid: u32, slot: u32) -> Result<(), Error> {
+        let mut m: BpfHashMap<&mut MapData, u32, u32> =
+            BpfHashMap::try_from(self.map_mut("learn_tgid")?)
+                .map_err(Self::map_err("learn_tgid"))?;
+        m.insert(tgid, slot, 0).map_err(Self::map_err("learn_tgid"))
+    }
+
+    /// The syscalls seen in `slot` so far (bit n = syscall number n).
+    pub fn learned_syscalls(&self, slot: u32) -> Result<[u64; 8], Error> {
+        let a: Array<&MapData, abi::SysSet> =
+            Array::try_from(self.map("learn_sys")?).map_err(Self::map_err("learn_sys"))?;
+        Ok(a.get(&slot, 0).map_err(Self::map_err("learn_sys"))?.w)
+    }
+
     /// Attaches the benchmark's bare counting program to `sys_enter_<syscall>`.
     pub fn attach_bench_counter(&mut self, syscall: &str) -> Result<(), Error> {
         let prog: &mut TracePoint = self

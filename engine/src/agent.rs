@@ -170,6 +170,70 @@ impl Pipeline {
         }
     }
 
+    /// Applies the learner's pending kernel map changes.
+    pub fn apply_learning(&mut self, sensors: &mut Sensors) {
+        let Some(l) = self.learner.as_mut() else {
+            return;
+        };
+        for op in l.take_ops() {
+            let r = match op {
+                crate::learn::LearnOp::Exe { dev, ino, slot } => {
+                    sensors.learn_executable(dev, ino, slot)
+                }
+                crate::learn::LearnOp::Proc { tgid, slot } => sensors.learn_process(tgid, slot),
+                crate::learn::LearnOp::ForgetExe { dev, ino } => {
+                    sensors.forget_executable(dev, ino)
+                }
+            };
+            if let Err(e) = r {
+                self.stats.baseline_errors += 1;
+                if self.stats.baseline_errors == 1 {
+                    eprintln!("vigil: baselines: syscall learning map update failed: {e}");
+                }
+            }
+        }
+        // The sys_enter program runs only while something is learning.
+        let want = l.syscalls_on && l.learning_syscalls();
+        if want && !sensors.syscall_learning_attached() {
+            if let Err(e) = sensors.attach_syscall_learning() {
+                eprintln!("vigil: baselines: cannot attach syscall learning: {e}");
+                l.syscalls_on = false;
+            }
+        } else if !want && sensors.syscall_learning_attached() {
+            sensors.detach_syscall_learning();
+        }
+    }
+
+    /// Reads the kernel's syscall bitmaps into the baselines (housekeeping).
+    pub fn collect_syscalls(&mut self, sensors: &Sensors) {
+        let Some(l) = self.learner.as_mut() else {
+            return;
+        };
+        if !l.syscalls_on {
+            return;
+        }
+        let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
+        let anomalies = l.collect_syscalls(now, |slot| sensors.learned_syscalls(slot).ok());
+        for a in &anomalies {
+            self.stats.anomalies += 1;
+            let json = crate::learn::encode_anomaly_bare(&self.hostname, a);
+            let id = format!("baseline.{}", a.kind.name());
+            let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
+            self.emit(
+                &json,
+                Meta {
+                    kind: OKind::Alert,
+                    severity: OSeverity::Medium,
+                    rule_id: Some(&id),
+                    rule_name: Some("Behaviour outside the learned baseline"),
+                    ruleset: Some("baseline"),
+                    message: msg.as_bytes(),
+                },
+                None,
+            );
+        }
+    }
+
     /// Attaches a baseline learner.
     pub fn set_learner(&mut self, l: Learner) {
         self.learner = Some(l);
@@ -645,7 +709,16 @@ pub async fn run(
         pipeline.set_rules(r);
     }
     if let Some(b) = opts.baselines.take() {
-        pipeline.set_learner(Learner::new(b, true));
+        let mut l = Learner::new(b, true);
+        if cfg.baselines.syscalls {
+            match sensors.load_syscall_learner() {
+                Ok(()) => l.syscalls_on = true,
+                Err(e) => eprintln!(
+                    "vigil: baselines: syscall-set learning unavailable ({e}); seccomp exports will lack learned syscalls"
+                ),
+            }
+        }
+        pipeline.set_learner(l);
     }
     if let Some(o) = opts.outputs.take() {
         pipeline.set_outputs(o);
@@ -705,7 +778,10 @@ pub async fn run(
 
     loop {
         tokio::select! {
-            r = reader.read_batch(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder)) => { r?; }
+            r = reader.read_batch(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder)) => {
+                r?;
+                pipeline.apply_learning(sensors);
+            }
             _ = housekeeping.tick() => {
                 let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
                 if let Ok((n, c)) = sensors.sweep_dedup(alive) {
@@ -716,6 +792,8 @@ pub async fn run(
                 if let Ok(counters) = sensors.counters() {
                     report_drops(&mut pipeline, &counters, &mut last_dropped, opts.verbose);
                 }
+                pipeline.collect_syscalls(sensors);
+                pipeline.apply_learning(sensors);
                 pipeline.baseline_housekeeping(alive, opts.verbose);
                 pipeline.sweep_rate_limits();
                 if pipeline.telemetry().is_some() {
@@ -747,6 +825,7 @@ pub async fn run(
     reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
     let kernel = sensors.counters().unwrap_or_default();
     report_drops(&mut pipeline, &kernel, &mut last_dropped, opts.verbose);
+    pipeline.collect_syscalls(sensors);
     pipeline.baseline_housekeeping(|_| true, opts.verbose);
     pipeline.flush();
     let mut recorded = 0;

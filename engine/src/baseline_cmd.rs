@@ -83,7 +83,12 @@ pub fn run(cfg: &Config, op: Op) -> (String, u8) {
             "seccomp" | "rules" if ps.len() != 1 => {
                 return (format!("vigil: --format {format} exports one profile\n"), 2);
             }
-            "seccomp" => b.export_seccomp(&ps[0]),
+            "seccomp" => b.export_seccomp(&ps[0]).map_err(|e| match e {
+                Error::Export(m) => Error::Export(format!(
+                    "{m} (syscall sets are learned with `[baselines] syscalls = true`)"
+                )),
+                e => e,
+            }),
             "rules" => b.export_rules(&ps[0]),
             f => {
                 return (

@@ -174,6 +174,12 @@ pub struct BaselinesConfig {
     pub auto_promote: bool,
     /// sled page cache in MiB.
     pub cache_mib: u64,
+    /// Learn each learning profile's syscall set in the kernel (one bit per
+    /// syscall per profile; no event per syscall) for seccomp exports. Off
+    /// by default: while attached, every syscall on the host pays a hash
+    /// lookup and a learning task's syscalls ~90 ns more (vigil-bench
+    /// --baselines).
+    pub syscalls: bool,
 }
 
 impl Default for BaselinesConfig {
@@ -185,6 +191,7 @@ impl Default for BaselinesConfig {
             min_observations: d.min_observations,
             auto_promote: d.auto_promote,
             cache_mib: d.cache_capacity >> 20,
+            syscalls: false,
         }
     }
 }

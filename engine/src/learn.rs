@@ -33,8 +33,54 @@ pub const KINDS: &[u16] = &[
     kind::SETID,
 ];
 
+/// A change the kernel's syscall-learning maps need (applied by the agent
+/// after each ring-buffer batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnOp {
+    /// Processes exec'ing this file learn into the slot.
+    Exe {
+        /// Device (kernel `s_dev`).
+        dev: u32,
+        /// Inode.
+        ino: u64,
+        /// Slot.
+        slot: u32,
+    },
+    /// This running process learns into the slot.
+    Proc {
+        /// Process.
+        tgid: u32,
+        /// Slot.
+        slot: u32,
+    },
+    /// Stop learning for this file (its profile was promoted).
+    ForgetExe {
+        /// Device.
+        dev: u32,
+        /// Inode.
+        ino: u64,
+    },
+}
+
+/// One executable whose syscalls the kernel learns.
+struct Slot {
+    r: ProfileRef,
+    key: Vec<u8>,
+    dev: u32,
+    ino: u64,
+    seen: vigil_baselines::SyscallSet,
+    active: bool,
+}
+
 /// The learner and the per-process profile references.
 pub struct Learner {
+    /// Syscall-set learning is attached in the kernel.
+    pub syscalls_on: bool,
+    slots: Vec<Slot>,
+    slot_of: HashMap<(u32, u64), u32>,
+    pending: Vec<LearnOp>,
+    /// Executables not learned because every slot was in use.
+    pub slots_exhausted: u64,
     /// The baselines.
     pub baselines: Baselines,
     /// pid -> (process start, profile) of processes seen.
@@ -92,6 +138,11 @@ impl Learner {
     /// A learner over `baselines`; `live` reads identities from /proc.
     pub fn new(baselines: Baselines, live: bool) -> Learner {
         Learner {
+            syscalls_on: false,
+            slots: Vec::new(),
+            slot_of: HashMap::new(),
+            pending: Vec::new(),
+            slots_exhausted: 0,
             baselines,
             refs: HashMap::new(),
             dead: HashMap::new(),
@@ -152,6 +203,11 @@ impl Learner {
                 let r = self.baselines.resolve(&subject, ev.unix_ns);
                 self.refs.insert(h.pid, (h.start_ns, r));
                 self.dead.remove(&h.pid);
+                if self.syscalls_on
+                    && let Some(r) = r
+                {
+                    self.learn_syscalls_of(&subject, r, info.dev, info.ino, h.pid);
+                }
                 // The parent spawned it.
                 let Some(parent) = ev.ancestors.first() else {
                     return Vec::new();
@@ -286,6 +342,98 @@ impl Learner {
         }
     }
 
+    /// Starts kernel syscall learning for a learning profile's executable.
+    fn learn_syscalls_of(
+        &mut self,
+        subject: &Subject<'_>,
+        r: ProfileRef,
+        dev: u32,
+        ino: u64,
+        tgid: u32,
+    ) {
+        if ino == 0 {
+            return;
+        }
+        let slot = match self.slot_of.get(&(dev, ino)) {
+            Some(&s) => s,
+            None => {
+                let keys = vigil_baselines::profile_keys(
+                    subject,
+                    self.baselines.config().container_keying,
+                );
+                if self.baselines.mode_of(&keys.primary) != Some(vigil_baselines::Mode::Learning) {
+                    return;
+                }
+                if self.slots.len() as u32 >= vigil_bpf::abi::LEARN_SLOTS {
+                    self.slots_exhausted += 1;
+                    return;
+                }
+                let s = self.slots.len() as u32;
+                self.slots.push(Slot {
+                    r,
+                    key: keys.primary,
+                    dev,
+                    ino,
+                    seen: [0; vigil_baselines::SYSCALL_WORDS],
+                    active: true,
+                });
+                self.slot_of.insert((dev, ino), s);
+                self.pending.push(LearnOp::Exe { dev, ino, slot: s });
+                s
+            }
+        };
+        if self.slots[slot as usize].active {
+            // This process started before the kernel knew the file.
+            self.pending.push(LearnOp::Proc { tgid, slot });
+        }
+    }
+
+    /// Whether some executable is being learned (the kernel program is
+    /// needed).
+    pub fn learning_syscalls(&self) -> bool {
+        self.slots.iter().any(|s| s.active)
+    }
+
+    /// Kernel map changes to apply now.
+    pub fn take_ops(&mut self) -> Vec<LearnOp> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Feeds the kernel's syscall bitmaps (`read(slot)`) into the profiles;
+    /// returns anomalies (syscalls new to promoted profiles). Slots whose
+    /// profile left learning stop learning in the kernel.
+    pub fn collect_syscalls(
+        &mut self,
+        now_ns: i64,
+        mut read: impl FnMut(u32) -> Option<vigil_baselines::SyscallSet>,
+    ) -> Vec<Anomaly> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if !slot.active {
+                continue;
+            }
+            let Some(set) = read(i as u32) else {
+                continue;
+            };
+            if set != slot.seen {
+                slot.seen = set;
+                out.extend(self.baselines.observe_ref(
+                    slot.r,
+                    now_ns,
+                    &Behaviour::Syscalls { set: &set },
+                ));
+            }
+            if self.baselines.mode_of(&slot.key) != Some(vigil_baselines::Mode::Learning) {
+                slot.active = false;
+                self.pending.push(LearnOp::ForgetExe {
+                    dev: slot.dev,
+                    ino: slot.ino,
+                });
+            }
+        }
+        out
+    }
+
     /// Forgets processes dead for three housekeeping rounds (bounded
     /// memory without losing the parent of a late-processed exec).
     pub fn expire(&mut self, alive: impl Fn(u32) -> bool) {
@@ -306,6 +454,38 @@ impl Learner {
             self.refs.remove(&pid);
         }
     }
+}
+
+/// An anomaly found outside an event (syscalls, read from the kernel's
+/// bitmaps at housekeeping): the baseline fields without process context.
+pub fn encode_anomaly_bare(hostname: &str, a: &Anomaly) -> Vec<u8> {
+    let kind = a.kind.name();
+    let mut w = vigil_outputs::json::Writer::new();
+    w.str("@timestamp", ecs::rfc3339(a.unix_ns))
+        .str("event.kind", "alert")
+        .strs("event.category", ["process"])
+        .str("event.action", "syscall")
+        .str("event.module", "vigil")
+        .u64("event.severity", 47)
+        .str(
+            "message",
+            format!("New {kind} for {} ({}): {}", a.profile, a.mode, a.item),
+        )
+        .str("rule.id", format!("baseline.{kind}"))
+        .str(
+            "rule.name",
+            format!("Behaviour outside the learned baseline: new {kind}"),
+        )
+        .str("rule.ruleset", "baseline")
+        .str("host.hostname", hostname)
+        .str("vigil.severity", "medium")
+        .str("vigil.baseline.profile", a.profile.as_bytes())
+        .str("vigil.baseline.mode", a.mode.to_string())
+        .str("vigil.baseline.kind", kind)
+        .str("vigil.baseline.item", a.item.as_bytes())
+        .bool("vigil.baseline.events_lost", a.events_lost)
+        .bool("vigil.baseline.lossy", a.baseline_lossy);
+    w.finish()
 }
 
 /// An anomaly record: the event's ECS fields plus what is new and the

@@ -12,8 +12,10 @@
 //! workload process that reached userspace per operation), drops, and the
 //! consumer's rate (decoded+enriched events per second of its own CPU time).
 //!
-//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]...   (root)
-//! `--disable` runs vigil without a sensor, to see what that sensor costs.
+//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines]   (root)
+//! `--disable` runs vigil without a sensor, to see what that sensor costs;
+//! `--baselines` runs it learning baselines in memory, the workload's
+//! syscall set included (the syscall learner attached: its worst case).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -172,6 +174,7 @@ fn main() {
     let mut scale = 1.0f64;
     let mut disabled: Vec<String> = Vec::new();
     let mut only: Option<String> = None;
+    let mut baselines = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -191,6 +194,11 @@ fn main() {
             "--only" => {
                 only = Some(args[i + 1].clone());
                 i += 1;
+            }
+            "--baselines" => {
+                // learn baselines in memory, syscall sets included (the
+                // workload's profile is learning: the worst case)
+                baselines = true;
             }
             a => {
                 eprintln!("unknown argument {a}");
@@ -227,6 +235,7 @@ fn main() {
                 let mut cfg = Config::default();
                 cfg.sensors.disabled = disabled.clone();
                 cfg.agent.events = true;
+                cfg.baselines.syscalls = baselines;
                 let watch = Arc::new(AtomicU32::new(0));
                 let sink = JsonLines::writer(
                     Box::new(std::fs::File::create("/dev/null").unwrap()),
@@ -241,7 +250,9 @@ fn main() {
                     watch_pid: Some(watch.clone()),
                     rules: None,
                     reload_on_sighup: false,
-                    baselines: None,
+                    baselines: baselines.then(|| {
+                        vigil_baselines::Baselines::in_memory(vigil_baselines::Config::default())
+                    }),
                     outputs: None,
                     metrics: None,
                 })
