@@ -1012,6 +1012,179 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* ---- file changes without an open ---- */
+
+/* Base directory of a relative name (cwd or the dirfd's path) into string
+ * `i`, nothing for an absolute one; the name into string `i + 1`. Returns
+ * the new offset; *first gets the name's first byte. */
+static __always_inline __u32 put_named(struct scratch *s, __u32 off, int i, int dfd, const char *name, char *first)
+{
+	*first = 0;
+	bpf_probe_read_user(first, 1, name);
+	if (*first != '/') {
+		if (dfd == AT_FDCWD)
+			off = put_path(s, off, i, cwd_path(s));
+		else
+			off = put_path(s, off, i, file_path(s, fd_file(dfd)));
+	}
+	return put_user_str(s, off, i + 1, name, STR_MAX - 1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_unlinkat")
+int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 vsys = p.kind_sys >> 16;
+	int dfd = AT_FDCWD, dfd2 = AT_FDCWD, fd = -1;
+	const char *name = 0, *name2 = 0, *target = 0;
+	__u32 flags = 0, mode = 0, uid = -1, gid = -1;
+	__u64 length = 0;
+	int quiet = 0; /* frequent changes: only below report paths */
+	switch (vsys) {
+	case VG_SYS_RENAME:
+		name2 = (const char *)p.args[0];
+		name = (const char *)p.args[1];
+		break;
+	case VG_SYS_RENAMEAT:
+	case VG_SYS_RENAMEAT2:
+		dfd2 = p.args[0];
+		name2 = (const char *)p.args[1];
+		dfd = p.args[2];
+		name = (const char *)p.args[3];
+		flags = vsys == VG_SYS_RENAMEAT2 ? p.args[4] : 0;
+		break;
+	case VG_SYS_UNLINK:
+	case VG_SYS_RMDIR:
+		name = (const char *)p.args[0];
+		quiet = 1;
+		break;
+	case VG_SYS_UNLINKAT:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		flags = p.args[2];
+		quiet = 1;
+		break;
+	case VG_SYS_TRUNCATE:
+		name = (const char *)p.args[0];
+		length = p.args[1];
+		quiet = 1;
+		break;
+	case VG_SYS_FTRUNCATE:
+		fd = p.args[0];
+		length = p.args[1];
+		quiet = 1;
+		break;
+	case VG_SYS_CHMOD:
+		name = (const char *)p.args[0];
+		mode = p.args[1];
+		break;
+	case VG_SYS_FCHMOD:
+		fd = p.args[0];
+		mode = p.args[1];
+		break;
+	case VG_SYS_FCHMODAT:
+	case VG_SYS_FCHMODAT2:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		mode = p.args[2];
+		flags = vsys == VG_SYS_FCHMODAT2 ? p.args[3] : 0;
+		break;
+	case VG_SYS_CHOWN:
+	case VG_SYS_LCHOWN:
+		name = (const char *)p.args[0];
+		uid = p.args[1];
+		gid = p.args[2];
+		break;
+	case VG_SYS_FCHOWN:
+		fd = p.args[0];
+		uid = p.args[1];
+		gid = p.args[2];
+		break;
+	case VG_SYS_FCHOWNAT:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		uid = p.args[2];
+		gid = p.args[3];
+		flags = p.args[4];
+		break;
+	case VG_SYS_LINK:
+		name2 = (const char *)p.args[0];
+		name = (const char *)p.args[1];
+		break;
+	case VG_SYS_LINKAT:
+		dfd2 = p.args[0];
+		name2 = (const char *)p.args[1];
+		dfd = p.args[2];
+		name = (const char *)p.args[3];
+		flags = p.args[4];
+		break;
+	case VG_SYS_SYMLINK:
+		target = (const char *)p.args[0];
+		name = (const char *)p.args[1];
+		break;
+	case VG_SYS_SYMLINKAT:
+		target = (const char *)p.args[0];
+		dfd = p.args[1];
+		name = (const char *)p.args[2];
+		break;
+	default:
+		return 0;
+	}
+	__u32 off = begin_deferred(s, sizeof(struct vg_fchange));
+	struct vg_fchange *b = (struct vg_fchange *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ctx->ret;
+	b->length = length;
+	b->syscall = vsys;
+	b->mode = mode;
+	b->uid = uid;
+	b->gid = gid;
+	b->flags = flags;
+	b->dfd = fd >= 0 ? fd : dfd;
+	__u32 str0 = off, str1 = off;
+	__u32 interest;
+	if (fd >= 0) {
+		off = put_path(s, off, 0, file_path(s, fd_file(fd)));
+		interest = path_interest(s, str0, off - str0);
+		str1 = off;
+	} else {
+		char first = 0;
+		bpf_probe_read_user(&first, 1, name);
+		if (first != '/') {
+			if (dfd == AT_FDCWD)
+				off = put_path(s, off, 0, cwd_path(s));
+			else
+				off = put_path(s, off, 0, file_path(s, fd_file(dfd)));
+		}
+		str1 = off;
+		off = put_user_str(s, off, 1, name, STR_MAX - 1);
+		if (first == '/')
+			interest = path_interest(s, str1, off - str1);
+		else
+			interest = joined_interest(s, str0, str1 - str0, str1, off - str1);
+	}
+	__u32 end1 = off;
+	if (name2) {
+		char first2;
+		off = put_named(s, off, 2, dfd2, name2, &first2);
+	} else if (target) {
+		off = put_user_str(s, off, 3, target, STR_MAX - 1);
+	}
+	if (interest == VG_PATH_IGNORE || (interest != VG_PATH_REPORT && (quiet || !cfg_open_writes))) {
+		count(VG_FCHANGE, C_FILTERED);
+		return 0;
+	}
+	if (seen_before(VG_FCHANGE, hash_bytes(s, str0, end1 - str0), ((__u64)vsys << 32) | ((__u64)mode << 8) | (__u32)(-(__s32)ctx->ret & 0xff)))
+		return 0;
+	fill_hdr((struct vg_hdr *)s->ev, VG_FCHANGE);
+	emit(s, off);
+	return 0;
+}
+
 /* ---- sockets ---- */
 
 struct sockaddr_any {

@@ -28,6 +28,7 @@ enum vg_kind {
 	VG_EXIT = 3,
 	/* files */
 	VG_OPEN = 10,
+	VG_FCHANGE = 11,
 	/* network */
 	VG_CONNECT = 20,
 	VG_ACCEPT = 21,
@@ -164,7 +165,48 @@ enum vg_sys {
 	VG_SYS_DELETE_MODULE = 22,
 	VG_SYS_ACCEPT = 30,
 	VG_SYS_ACCEPT4 = 31,
+	VG_SYS_RENAME = 40,
+	VG_SYS_RENAMEAT = 41,
+	VG_SYS_RENAMEAT2 = 42,
+	VG_SYS_UNLINK = 43,
+	VG_SYS_UNLINKAT = 44,
+	VG_SYS_RMDIR = 45,
+	VG_SYS_TRUNCATE = 46,
+	VG_SYS_FTRUNCATE = 47,
+	VG_SYS_CHMOD = 48,
+	VG_SYS_FCHMOD = 49,
+	VG_SYS_FCHMODAT = 50,
+	VG_SYS_FCHMODAT2 = 51,
+	VG_SYS_CHOWN = 52,
+	VG_SYS_FCHOWN = 53,
+	VG_SYS_LCHOWN = 54,
+	VG_SYS_FCHOWNAT = 55,
+	VG_SYS_LINK = 56,
+	VG_SYS_LINKAT = 57,
+	VG_SYS_SYMLINK = 58,
+	VG_SYS_SYMLINKAT = 59,
 };
+
+/* VG_FCHANGE: a file changed without an open: rename, unlink, rmdir,
+ * truncate, chmod, chown, link, symlink (the `syscall` says which).
+ * The file concerned (the new name for rename and link, the link for
+ * symlink) is string 0 + string 1: for calls on an fd, string 0 is the
+ * file's canonical path and string 1 is empty; for names, string 0 is the
+ * base directory of a relative name (cwd or dirfd, empty for absolute
+ * names) and string 1 the name as passed, joined lexically by the engine.
+ * The second path (rename/link: the old name) is string 2 + string 3 in the
+ * same way; symlink: string 3 is the link's target text. */
+struct vg_fchange {
+	__s64 ret;        /* 0 or -errno */
+	__u64 length;     /* truncate/ftruncate */
+	__u32 syscall;    /* VG_SYS_* */
+	__u32 mode;       /* chmod family */
+	__u32 uid;        /* chown family (4294967295 = unchanged) */
+	__u32 gid;
+	__u32 flags;      /* unlinkat AT_REMOVEDIR, renameat2 RENAME_*, *at AT_* */
+	__s32 dfd;        /* dirfd of string 1 (AT_FDCWD = -100), or the fd */
+};
+_Static_assert(sizeof(struct vg_fchange) == 40, "vg_fchange");
 
 /* VG_CONNECT / VG_ACCEPT / VG_LISTEN. Addresses in network byte order,
  * IPv4 in the first 4 bytes; ports in host byte order.

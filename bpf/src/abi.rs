@@ -26,6 +26,7 @@ pub mod kind {
     pub const FORK: u16 = 2;
     pub const EXIT: u16 = 3;
     pub const OPEN: u16 = 10;
+    pub const FCHANGE: u16 = 11;
     pub const CONNECT: u16 = 20;
     pub const ACCEPT: u16 = 21;
     pub const LISTEN: u16 = 22;
@@ -81,6 +82,26 @@ pub mod sys {
     pub const DELETE_MODULE: u32 = 22;
     pub const ACCEPT: u32 = 30;
     pub const ACCEPT4: u32 = 31;
+    pub const RENAME: u32 = 40;
+    pub const RENAMEAT: u32 = 41;
+    pub const RENAMEAT2: u32 = 42;
+    pub const UNLINK: u32 = 43;
+    pub const UNLINKAT: u32 = 44;
+    pub const RMDIR: u32 = 45;
+    pub const TRUNCATE: u32 = 46;
+    pub const FTRUNCATE: u32 = 47;
+    pub const CHMOD: u32 = 48;
+    pub const FCHMOD: u32 = 49;
+    pub const FCHMODAT: u32 = 50;
+    pub const FCHMODAT2: u32 = 51;
+    pub const CHOWN: u32 = 52;
+    pub const FCHOWN: u32 = 53;
+    pub const LCHOWN: u32 = 54;
+    pub const FCHOWNAT: u32 = 55;
+    pub const LINK: u32 = 56;
+    pub const LINKAT: u32 = 57;
+    pub const SYMLINK: u32 = 58;
+    pub const SYMLINKAT: u32 = 59;
 }
 
 /// Values of the interest_paths LPM trie.
@@ -287,6 +308,22 @@ pub struct Module {
 }
 const _: () = assert!(size_of::<Module>() == 24);
 
+/// `VG_FCHANGE` body (see `struct vg_fchange`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FChange {
+    pub ret: i64,
+    pub length: u64,
+    pub syscall: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub flags: u32,
+    pub dfd: i32,
+}
+const _: () = assert!(size_of::<FChange>() == 40);
+const _: () = assert!(offset_of!(FChange, dfd) == 36);
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Memfd {
@@ -392,8 +429,8 @@ pub struct DedupVal {
 const _: () = assert!(size_of::<DedupVal>() == 16);
 
 pod!(
-    Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet, Ptrace, Bpf, Module,
-    Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
+    FChange, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet, Ptrace, Bpf,
+    Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
 );
 
 // aya map value/key marker traits.

@@ -104,6 +104,19 @@ pub enum Body {
         /// Module parameters.
         params: Vec<u8>,
     },
+    /// `VG_FCHANGE`.
+    FChange {
+        /// Fixed fields.
+        info: abi::FChange,
+        /// Base directory of a relative name, or the fd's canonical path.
+        base: Vec<u8>,
+        /// The name as passed (empty for fd calls).
+        name: Vec<u8>,
+        /// Base directory of the second name (rename/link source).
+        base2: Vec<u8>,
+        /// The second name as passed; symlink: the link's target text.
+        name2: Vec<u8>,
+    },
     /// `VG_MEMFD`.
     Memfd {
         /// Fixed fields.
@@ -174,6 +187,7 @@ pub fn body_size(k: u16) -> Option<usize> {
         kind::BPF => size_of::<abi::Bpf>(),
         kind::MODULE => size_of::<abi::Module>(),
         kind::MEMFD => size_of::<abi::Memfd>(),
+        kind::FCHANGE => size_of::<abi::FChange>(),
         kind::MOUNT => size_of::<abi::Mount>(),
         kind::UMOUNT => size_of::<abi::Umount>(),
         kind::UNSHARE | kind::SETNS => size_of::<abi::Ns>(),
@@ -250,6 +264,13 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
             info: body(rest, total)?,
             target: s.get(0),
             params: s.get(1),
+        },
+        kind::FCHANGE => Body::FChange {
+            info: body(rest, total)?,
+            base: s.get(0),
+            name: s.get(1),
+            base2: s.get(2),
+            name2: s.get(3),
         },
         kind::MEMFD => Body::Memfd {
             info: body(rest, total)?,

@@ -533,7 +533,7 @@ impl Summary {
             self.attach_time.as_millis(),
         ));
         s.push_str(&format!(
-            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
             "sensor", "emitted", "decoded", "dropped", "filtered", "deduped"
         ));
         let mut any_drop = false;
@@ -554,7 +554,7 @@ impl Summary {
             }
             any_drop |= c.dropped > 0;
             s.push_str(&format!(
-                "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
                 spec.name, c.emitted, dec, c.dropped, c.filtered, c.deduped
             ));
         }

@@ -516,7 +516,12 @@ impl Config {
             use vigil_bpf::abi::kind;
             i.kinds.retain(|&k| {
                 let (c, _, a) = crate::ecs::classify(k);
-                matches!(k, kind::EXEC | kind::FORK | kind::EXIT) || rules.wants(c, a)
+                matches!(k, kind::EXEC | kind::FORK | kind::EXIT)
+                    || rules.wants(c, a)
+                    || (k == kind::FCHANGE
+                        && crate::ecs::FCHANGE_ACTIONS
+                            .iter()
+                            .any(|a| rules.wants(c, a)))
             });
         }
         i

@@ -119,6 +119,7 @@ fn ret_of(ev: &Event) -> Option<i64> {
         Body::Mount { info, .. } => info.ret,
         Body::Umount { info, .. } => info.ret,
         Body::Ns(n) => n.ret,
+        Body::FChange { info, .. } => info.ret,
         Body::Capable(c) => i64::from(c.ret),
         _ => return None,
     })
@@ -192,9 +193,9 @@ impl Fields for Event {
         let p = self.process.as_deref();
         let parent = self.ancestors.first();
         match f {
-            Field::EventAction => s(ecs::classify(h.kind).2.as_bytes()),
-            Field::EventCategory => s(ecs::classify(h.kind).0.as_bytes()),
-            Field::EventType => s(ecs::classify(h.kind).1.as_bytes()),
+            Field::EventAction => s(ecs::classify_event(self).2.as_bytes()),
+            Field::EventCategory => s(ecs::classify_event(self).0.as_bytes()),
+            Field::EventType => s(ecs::classify_event(self).1.as_bytes()),
             Field::EventOutcome => {
                 let r = ret_of(self)?;
                 let ok = r >= 0 || (h.kind == kind::CONNECT && -r == i64::from(libc::EINPROGRESS));
@@ -315,11 +316,45 @@ impl Fields for Event {
                 _ => None,
             },
             Field::FilePath => match &self.k.body {
-                Body::Open { .. } => self.file_path.as_deref().and_then(s),
+                Body::Open { .. } | Body::FChange { .. } => self.file_path.as_deref().and_then(s),
                 _ => None,
             },
             Field::FileName => match &self.k.body {
-                Body::Open { .. } => self.file_path.as_deref().and_then(|p| s(basename(p))),
+                Body::Open { .. } | Body::FChange { .. } => {
+                    self.file_path.as_deref().and_then(|p| s(basename(p)))
+                }
+                _ => None,
+            },
+            Field::FileChangeSource => match &self.k.body {
+                Body::FChange { info, .. }
+                    if !matches!(ecs::fchange_op(info.syscall).1, "symlink") =>
+                {
+                    self.file_path2.as_deref().and_then(s)
+                }
+                _ => None,
+            },
+            Field::FileChangeTarget => match &self.k.body {
+                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "symlink" => {
+                    self.file_path2.as_deref().and_then(s)
+                }
+                _ => None,
+            },
+            Field::FileChangeMode => match &self.k.body {
+                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
+                    owned(format!("{:04o}", info.mode & 0o7777).into_bytes())
+                }
+                _ => None,
+            },
+            Field::FileChangeSetid => match &self.k.body {
+                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
+                    Some(Value::Bool(info.mode & 0o6000 != 0))
+                }
+                _ => None,
+            },
+            Field::FileChangeUid => match &self.k.body {
+                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chown" => {
+                    int(i64::from(info.uid as i32))
+                }
                 _ => None,
             },
             Field::OpenFlags => match &self.k.body {
@@ -559,9 +594,12 @@ mod tests {
 
     #[test]
     fn actions_table_agrees_with_the_encoder() {
+        for a in ecs::FCHANGE_ACTIONS {
+            assert!(vigil_rules::ACTIONS.contains(&(*a, "file")), "{a} missing");
+        }
         for k in 0..=u16::from(u8::MAX) {
             let (c, _, a) = ecs::classify(k);
-            if a == "unknown" {
+            if a == "unknown" || a == "file-change" {
                 continue;
             }
             assert!(
@@ -571,7 +609,8 @@ mod tests {
         }
         for (a, c) in vigil_rules::ACTIONS {
             assert!(
-                (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c),
+                (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c)
+                    || (*c == "file" && ecs::FCHANGE_ACTIONS.contains(a)),
                 "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"
             );
         }

@@ -32,9 +32,71 @@ pub fn rfc3339(unix_ns: i64) -> String {
     )
 }
 
+/// The syscall name of a file change.
+pub fn fchange_syscall(vsys: u32) -> &'static str {
+    use abi::sys;
+    match vsys {
+        sys::RENAME => "rename",
+        sys::RENAMEAT => "renameat",
+        sys::RENAMEAT2 => "renameat2",
+        sys::UNLINK => "unlink",
+        sys::UNLINKAT => "unlinkat",
+        sys::RMDIR => "rmdir",
+        sys::TRUNCATE => "truncate",
+        sys::FTRUNCATE => "ftruncate",
+        sys::CHMOD => "chmod",
+        sys::FCHMOD => "fchmod",
+        sys::FCHMODAT => "fchmodat",
+        sys::FCHMODAT2 => "fchmodat2",
+        sys::CHOWN => "chown",
+        sys::FCHOWN => "fchown",
+        sys::LCHOWN => "lchown",
+        sys::FCHOWNAT => "fchownat",
+        sys::LINK => "link",
+        sys::LINKAT => "linkat",
+        sys::SYMLINK => "symlink",
+        sys::SYMLINKAT => "symlinkat",
+        _ => "?",
+    }
+}
+
+/// (type, action) of a file change by its syscall.
+pub fn fchange_op(vsys: u32) -> (&'static str, &'static str) {
+    use abi::sys;
+    match vsys {
+        sys::RENAME | sys::RENAMEAT | sys::RENAMEAT2 => ("change", "rename"),
+        sys::UNLINK | sys::UNLINKAT => ("deletion", "unlink"),
+        sys::RMDIR => ("deletion", "rmdir"),
+        sys::TRUNCATE | sys::FTRUNCATE => ("change", "truncate"),
+        sys::CHMOD | sys::FCHMOD | sys::FCHMODAT | sys::FCHMODAT2 => ("change", "chmod"),
+        sys::CHOWN | sys::FCHOWN | sys::LCHOWN | sys::FCHOWNAT => ("change", "chown"),
+        sys::LINK | sys::LINKAT => ("creation", "link"),
+        sys::SYMLINK | sys::SYMLINKAT => ("creation", "symlink"),
+        _ => ("change", "file-change"),
+    }
+}
+
+/// The actions of file changes (`event.action` of `VG_FCHANGE` events).
+pub const FCHANGE_ACTIONS: &[&str] = &[
+    "rename", "unlink", "rmdir", "truncate", "chmod", "chown", "link", "symlink",
+];
+
+/// (category, type, action) of an event: the kind's, refined by the
+/// operation for file changes.
+pub fn classify_event(ev: &Event) -> (&'static str, &'static str, &'static str) {
+    match &ev.k.body {
+        Body::FChange { info, .. } => {
+            let (t, a) = fchange_op(info.syscall);
+            ("file", t, a)
+        }
+        _ => classify(ev.k.hdr.kind),
+    }
+}
+
 /// (category, type, action) for a kind.
 pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
     match k {
+        kind::FCHANGE => ("file", "change", "file-change"),
         kind::EXEC => ("process", "start", "exec"),
         kind::FORK => ("process", "start", "fork"),
         kind::EXIT => ("process", "end", "exit"),
@@ -307,7 +369,7 @@ pub fn encode_with(
     tail: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
     let h = &ev.k.hdr;
-    let (category, etype, action) = classify(h.kind);
+    let (category, etype, action) = classify_event(ev);
     let mut w = Writer::new();
     w.str("@timestamp", rfc3339(ev.unix_ns));
     w.str("event.kind", event_kind)
@@ -328,6 +390,7 @@ pub fn encode_with(
         Body::Mount { info, .. } => Some(info.ret),
         Body::Umount { info, .. } => Some(info.ret),
         Body::Ns(n) => Some(n.ret),
+        Body::FChange { info, .. } => Some(info.ret),
         Body::Capable(c) => Some(i64::from(c.ret)),
         _ => None,
     };
@@ -654,6 +717,43 @@ pub fn encode_with(
                     n.old_pidns_children.into(),
                 );
         }
+        Body::FChange { info, .. } => {
+            let (_, op) = fchange_op(info.syscall);
+            w.str("vigil.file_change.syscall", fchange_syscall(info.syscall));
+            if let Some(p2) = &ev.file_path2 {
+                w.str(
+                    if op == "symlink" {
+                        "vigil.file_change.target"
+                    } else {
+                        "vigil.file_change.source"
+                    },
+                    p2,
+                );
+            }
+            match op {
+                "chmod" => {
+                    w.str(
+                        "vigil.file_change.mode",
+                        format!("{:04o}", info.mode & 0o7777),
+                    )
+                    .bool("vigil.file_change.setid", info.mode & 0o6000 != 0);
+                }
+                "chown" => {
+                    w.i64("vigil.file_change.uid", i64::from(info.uid as i32))
+                        .i64("vigil.file_change.gid", i64::from(info.gid as i32));
+                }
+                "truncate" => {
+                    w.u64("vigil.file_change.length", info.length);
+                }
+                _ => {}
+            }
+            if info.flags != 0 {
+                w.u64("vigil.file_change.flags", info.flags.into());
+            }
+            if ev.k.truncated(0) || ev.k.truncated(1) {
+                truncated.push("file.path");
+            }
+        }
         Body::Readline { line } => {
             w.str("vigil.readline.line", line);
             if ev.k.truncated(0) {
@@ -728,6 +828,7 @@ mod encode_tests {
             kind::FORK => r!(abi::Fork),
             kind::EXIT => r!(abi::Exit),
             kind::OPEN => r!(abi::Open),
+            kind::FCHANGE => r!(abi::FChange),
             kind::CONNECT | kind::ACCEPT | kind::LISTEN => r!(abi::Sock),
             kind::TCP_STATE => r!(abi::TcpState),
             kind::CAPABLE => r!(abi::Capable),

@@ -111,6 +111,9 @@ pub struct Event {
     pub cgroup_path: Option<Arc<str>>,
     /// Absolute path of the file concerned (open: joined and normalized).
     pub file_path: Option<Vec<u8>>,
+    /// The second path of a file change: rename/link source (joined), or a
+    /// symlink's target text (as written).
+    pub file_path2: Option<Vec<u8>>,
     /// The other process concerned (ptrace target, fork child).
     pub target: Option<Arc<ProcInfo>>,
 }
@@ -388,6 +391,16 @@ impl Enricher {
                 Some(target.clone())
             }
             Body::Mount { target, cwd, .. } => Some(join(cwd, target)),
+            Body::FChange { base, name, .. } => Some(join(base, name)),
+            _ => None,
+        };
+        let file_path2 = match &k.body {
+            Body::FChange {
+                info, base2, name2, ..
+            } if !name2.is_empty() => Some(match info.syscall {
+                vigil_bpf::abi::sys::SYMLINK | vigil_bpf::abi::sys::SYMLINKAT => name2.clone(),
+                _ => join(base2, name2),
+            }),
             _ => None,
         };
         let target = match &k.body {
@@ -407,6 +420,7 @@ impl Enricher {
             group,
             cgroup_path,
             file_path,
+            file_path2,
             target,
             k,
         }

@@ -80,7 +80,7 @@ pub fn probe(cfg: &Config) -> (String, usize) {
             return (out, 0);
         }
     };
-    let _ = writeln!(out, "{:<10} {:<12} MECHANISM / REASON", "SENSOR", "STATE");
+    let _ = writeln!(out, "{:<12} {:<12} MECHANISM / REASON", "SENSOR", "STATE");
     let mut live = 0;
     for s in sensors.status() {
         match &s.state {
@@ -89,25 +89,25 @@ pub fn probe(cfg: &Config) -> (String, usize) {
                 fell_back_from,
             } => {
                 live += 1;
-                let _ = writeln!(out, "{:<10} {:<12} {}", s.name, "live", mechanism);
+                let _ = writeln!(out, "{:<12} {:<12} {}", s.name, "live", mechanism);
                 for (m, why) in fell_back_from {
-                    let _ = writeln!(out, "{:<10} {:<12}   (not {m}: {why})", "", "");
+                    let _ = writeln!(out, "{:<12} {:<12}   (not {m}: {why})", "", "");
                 }
             }
             SensorState::Unavailable(fails) => {
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<12} unavailable on this kernel",
+                    "{:<12} {:<12} unavailable on this kernel",
                     s.name, "UNAVAILABLE"
                 );
                 for (m, why) in fails {
-                    let _ = writeln!(out, "{:<10} {:<12}   {m}: {why}", "", "");
+                    let _ = writeln!(out, "{:<12} {:<12}   {m}: {why}", "", "");
                 }
             }
             SensorState::Disabled => {
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<12} disabled by configuration",
+                    "{:<12} {:<12} disabled by configuration",
                     s.name, "disabled"
                 );
             }

@@ -224,6 +224,16 @@ fields! {
     FilePath = "file.path", Str, FILE, true;
     /// File name.
     FileName = "file.name", Str, FILE, true;
+    /// rename/link: the old name (the file is `file.path`, the new name).
+    FileChangeSource = "vigil.file_change.source", Str, FILE, true;
+    /// symlink: the link's target text.
+    FileChangeTarget = "vigil.file_change.target", Str, FILE, true;
+    /// chmod: the new mode in octal (`4755`).
+    FileChangeMode = "vigil.file_change.mode", Str, FILE, true;
+    /// chmod: the new mode has the setuid or setgid bit.
+    FileChangeSetid = "vigil.file_change.setid", Bool, FILE, true;
+    /// chown: the new owner uid (-1 = unchanged).
+    FileChangeUid = "vigil.file_change.uid", Int, FILE, true;
     /// open flags joined with `|` (`O_WRONLY|O_CREAT`).
     OpenFlags = "vigil.open.flags", Str, FILE, true;
     /// The open asked for write access (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC).

@@ -230,6 +230,16 @@ fn inner(d: &Node) -> Result<(Expr, Source, u8), Skip> {
                 pred(Field::EventOutcome, StrOp::Eq, b"success", false),
             ]),
         ),
+        ("file_delete", "") => (
+            Source::FileEvent,
+            Expr::and(vec![
+                Expr::or(vec![
+                    pred(Field::EventAction, StrOp::Eq, b"unlink", false),
+                    pred(Field::EventAction, StrOp::Eq, b"rmdir", false),
+                ]),
+                pred(Field::EventOutcome, StrOp::Eq, b"success", false),
+            ]),
+        ),
         ("", "auditd") => (Source::Auditd, Expr::Const(true)),
         ("", s) if !s.is_empty() => {
             return skip(

@@ -1,0 +1,113 @@
+//! File changes beyond open, as root: each operation on a marker path
+//! produces one event with the canonical path (issue #3, item 1).
+
+use std::path::PathBuf;
+use vigil_bpf::decode::Body;
+use vigil_engine::ecs;
+use vigil_engine::enrich::Event;
+
+mod common;
+use common::{Harness, TempDir};
+
+fn op_of(e: &Event) -> Option<&'static str> {
+    match &e.k.body {
+        Body::FChange { info, .. } => Some(ecs::fchange_op(info.syscall).1),
+        _ => None,
+    }
+}
+
+#[test]
+fn file_changes_are_reported_with_canonical_paths() {
+    let dir = TempDir(PathBuf::from(format!(
+        "/run/{}",
+        vigil_tests::unique_marker("vigil-fchange")
+    )));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let d = dir.0.display().to_string();
+    let Some(mut h) = Harness::start("file_changes_are_reported_with_canonical_paths", |c| {
+        c.sensors.report_paths.push(format!("{d}/"));
+    }) else {
+        return;
+    };
+    // The agent runs in this process (its own events are never reported):
+    // the changes are made by child processes (coreutils), matched by path.
+    let p = |n: &str| dir.0.join(n);
+    let s = |n: &str| p(n).display().to_string();
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .unwrap();
+        assert!(st.success() || args[0] == "rm", "{args:?}");
+    };
+    std::fs::write(p("a"), b"x").unwrap();
+    let at = |op: &'static str, path: String| {
+        move |e: &Event| op_of(e) == Some(op) && e.file_path.as_deref() == Some(path.as_bytes())
+    };
+
+    run(&["mv", &s("a"), &s("b")]);
+    let e = h.expect("rename", at("rename", s("b")));
+    assert_eq!(e.file_path2.as_deref(), Some(s("a").as_bytes()));
+    assert_eq!(
+        e.process.as_ref().map(|p| p.name().to_vec()),
+        Some(b"mv".to_vec())
+    );
+
+    run(&["chmod", "4755", &s("b")]);
+    let e = h.expect("chmod", at("chmod", s("b")));
+    match &e.k.body {
+        Body::FChange { info, .. } => assert_eq!(info.mode & 0o7777, 0o4755),
+        _ => unreachable!(),
+    }
+
+    run(&["chown", "0:0", &s("b")]);
+    h.expect("chown", at("chown", s("b")));
+
+    run(&["truncate", "-s", "0", &s("b")]);
+    h.expect("truncate", at("truncate", s("b")));
+
+    run(&["ln", &s("b"), &s("c")]);
+    let e = h.expect("link", at("link", s("c")));
+    assert_eq!(e.file_path2.as_deref(), Some(s("b").as_bytes()));
+
+    // relative names are joined with the process's cwd
+    let st = std::process::Command::new("ln")
+        .args(["-s", "b", "d"])
+        .current_dir(&dir.0)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = h.expect("symlink", at("symlink", s("d")));
+    assert_eq!(
+        e.file_path2.as_deref(),
+        Some(&b"b"[..]),
+        "the link's target text"
+    );
+
+    run(&["rm", &s("c")]);
+    h.expect("unlink", at("unlink", s("c")));
+
+    std::fs::create_dir(p("sub")).unwrap();
+    run(&["rmdir", &s("sub")]);
+    let e = h.expect("rmdir", |e| {
+        matches!(op_of(e), Some("rmdir" | "unlink"))
+            && e.file_path.as_deref() == Some(s("sub").as_bytes())
+    });
+    assert_eq!(ecs::classify_event(&e).1, "deletion");
+
+    // a failed change is reported with its error
+    run(&["rm", &s("missing")]);
+    let e = h.expect("failed unlink", at("unlink", s("missing")));
+    match &e.k.body {
+        Body::FChange { info, .. } => assert_eq!(info.ret, -i64::from(libc::ENOENT)),
+        _ => unreachable!(),
+    }
+
+    // exactly one event per operation on b/c/d (dedup aside, nothing doubled)
+    let n = h
+        .seen
+        .iter()
+        .filter(|e| op_of(e) == Some("rename") && e.file_path.as_deref() == Some(s("b").as_bytes()))
+        .count();
+    assert_eq!(n, 1);
+}
