@@ -1593,6 +1593,63 @@ int BPF_KRETPROBE(vg_readline, const void *ret)
 	return 0;
 }
 
+/* ---- self-protection: signals to vigil ---- */
+
+static __always_inline int protected_signal(int sig)
+{
+	return sig == 9 || sig == 15 || sig == 2 || sig == 19 || sig == 20 || sig == 3;
+}
+
+static __always_inline int emit_signal(int sig, int result, __u32 pid, __u32 tgid, int code, int group)
+{
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_SIGNAL, sizeof(struct vg_signal));
+	struct vg_signal *b = (struct vg_signal *)&s->ev[sizeof(struct vg_hdr)];
+	b->sig = sig;
+	b->result = result;
+	b->target_pid = pid;
+	b->target_tgid = tgid;
+	b->code = code;
+	b->group = group;
+	emit(s, off);
+	return 0;
+}
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(vg_signal, int sig, struct kernel_siginfo *info, struct task_struct *task, int group, int result)
+{
+	if (!protected_signal(sig) || is_self())
+		return 0;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (tgid != cfg_self_tgid)
+		return 0;
+	if (!kind_on(VG_SIGNAL)) {
+		count(VG_SIGNAL, C_FILTERED);
+		return 0;
+	}
+	int code = 0;
+	if ((unsigned long)info > 2) /* SEND_SIG_NOINFO / SEND_SIG_PRIV are 0 / 1 */
+		code = BPF_CORE_READ(info, si_code);
+	return emit_signal(sig, result, BPF_CORE_READ(task, pid), tgid, code, group);
+}
+
+/* Fallback: the classic tracepoint names the target thread, not its group. */
+SEC("tracepoint/signal/signal_generate")
+int vg_signal_tp(struct trace_event_raw_signal_generate *ctx)
+{
+	if (!protected_signal(ctx->sig) || is_self())
+		return 0;
+	if ((__u32)ctx->pid != cfg_self_tgid)
+		return 0;
+	if (!kind_on(VG_SIGNAL)) {
+		count(VG_SIGNAL, C_FILTERED);
+		return 0;
+	}
+	return emit_signal(ctx->sig, ctx->result, ctx->pid, ctx->pid, ctx->code, ctx->group);
+}
+
 /* Syscall-set learning: one bit per syscall number per learning profile;
  * attached only while baselines are on, and a task not in learn_tgid costs
  * one hash lookup. */

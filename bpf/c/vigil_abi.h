@@ -43,6 +43,7 @@ enum vg_kind {
 	VG_BPF = 41,
 	VG_MODULE = 42,
 	VG_MEMFD = 43,
+	VG_SIGNAL = 44,
 	/* mounts and namespaces */
 	VG_MOUNT = 50,
 	VG_UMOUNT = 51,
@@ -338,6 +339,19 @@ struct vg_ns {
 	__u32 _pad;
 };
 _Static_assert(sizeof(struct vg_ns) == 40, "vg_ns");
+
+/* VG_SIGNAL: a terminating or stopping signal (SIGKILL, SIGTERM, SIGINT,
+ * SIGSTOP, SIGTSTP, SIGQUIT) sent to vigil itself by another process
+ * (self-protection). The header is the sender. */
+struct vg_signal {
+	__s32 sig;
+	__s32 result;      /* TRACE_SIGNAL_* (0 = delivered) */
+	__u32 target_pid;  /* thread signalled (host pid) */
+	__u32 target_tgid;
+	__s32 code;        /* si_code (SI_USER = 0, SI_TKILL = -6, ...) */
+	__u32 group;       /* sent to the whole group */
+};
+_Static_assert(sizeof(struct vg_signal) == 24, "vg_signal");
 
 /* VG_READLINE: bash readline() return. String 0 = the line. */
 struct vg_readline {

@@ -38,6 +38,7 @@ pub mod kind {
     pub const BPF: u16 = 41;
     pub const MODULE: u16 = 42;
     pub const MEMFD: u16 = 43;
+    pub const SIGNAL: u16 = 44;
     pub const MOUNT: u16 = 50;
     pub const UMOUNT: u16 = 51;
     pub const UNSHARE: u16 = 52;
@@ -308,6 +309,19 @@ pub struct Module {
 }
 const _: () = assert!(size_of::<Module>() == 24);
 
+/// `VG_SIGNAL` body (see `struct vg_signal`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Signal {
+    pub sig: i32,
+    pub result: i32,
+    pub target_pid: u32,
+    pub target_tgid: u32,
+    pub code: i32,
+    pub group: u32,
+}
+const _: () = assert!(size_of::<Signal>() == 24);
+
 /// `VG_FCHANGE` body (see `struct vg_fchange`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -429,8 +443,8 @@ pub struct DedupVal {
 const _: () = assert!(size_of::<DedupVal>() == 16);
 
 pod!(
-    FChange, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet, Ptrace, Bpf,
-    Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
+    FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet, Ptrace,
+    Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
 );
 
 // aya map value/key marker traits.

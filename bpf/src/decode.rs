@@ -104,6 +104,8 @@ pub enum Body {
         /// Module parameters.
         params: Vec<u8>,
     },
+    /// `VG_SIGNAL`.
+    Signal(abi::Signal),
     /// `VG_FCHANGE`.
     FChange {
         /// Fixed fields.
@@ -188,6 +190,7 @@ pub fn body_size(k: u16) -> Option<usize> {
         kind::MODULE => size_of::<abi::Module>(),
         kind::MEMFD => size_of::<abi::Memfd>(),
         kind::FCHANGE => size_of::<abi::FChange>(),
+        kind::SIGNAL => size_of::<abi::Signal>(),
         kind::MOUNT => size_of::<abi::Mount>(),
         kind::UMOUNT => size_of::<abi::Umount>(),
         kind::UNSHARE | kind::SETNS => size_of::<abi::Ns>(),
@@ -272,6 +275,7 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
             base2: s.get(2),
             name2: s.get(3),
         },
+        kind::SIGNAL => Body::Signal(body(rest, total)?),
         kind::MEMFD => Body::Memfd {
             info: body(rest, total)?,
             name: s.get(0),

@@ -216,6 +216,22 @@ pub const SENSORS: &[SensorSpec] = &[
         }],
     },
     SensorSpec {
+        name: "signal",
+        kinds: &[kind::SIGNAL],
+        description: "kill/stop signals sent to vigil itself (self-protection)",
+        candidates: &[
+            Mechanism::TpBtf {
+                prog: "vg_signal",
+                tp: "signal_generate",
+            },
+            Mechanism::Tracepoint {
+                prog: "vg_signal_tp",
+                category: "signal",
+                name: "signal_generate",
+            },
+        ],
+    },
+    SensorSpec {
         name: "setid",
         kinds: &[kind::SETID],
         description: "setuid/setgid family",

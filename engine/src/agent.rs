@@ -649,6 +649,11 @@ impl RunOptions {
             (None, Some(r)) => self.config.interest_for(r.interest()),
             _ => self.config.interest(),
         };
+        // Opens of the agent's own /proc directory (self-protection).
+        if self.record.is_none() {
+            i.report_paths
+                .push(format!("/proc/{}/", std::process::id()));
+        }
         if self.baselines.is_some() {
             let all = self.config.interest();
             i.kinds
@@ -697,6 +702,7 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let cfg = opts.config.clone();
+    crate::detect::protect_this_process();
     let ctx = live_context();
     let mut recorder = match &opts.record {
         Some(p) => Some(CaptureWriter::create(p, &ctx)?),
@@ -756,6 +762,10 @@ pub async fn run(
         cfg.agent.housekeeping_interval_s.max(1),
     ));
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_secs(cfg.agent.heartbeat_interval_s.max(1)));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeats = cfg.agent.heartbeat_interval_s > 0;
     let mut last_dropped: BTreeMap<u16, u64> = BTreeMap::new();
     let mut swept = (0u64, 0u64);
     let mut rec_err: Option<capture::CaptureError> = None;
@@ -809,6 +819,12 @@ pub async fn run(
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
             }
+            _ = heartbeat.tick(), if heartbeats => {
+                let dropped: u64 = last_dropped.values().sum();
+                let rec = heartbeat_record(&pipeline, started.elapsed(), dropped);
+                pipeline.write_raw(&rec);
+                pipeline.flush();
+            }
             () = &mut shutdown => break,
         }
     }
@@ -846,6 +862,27 @@ pub async fn run(
         recorded,
         attach_time: sensors.attach_time,
     })
+}
+
+/// A heartbeat: the agent is alive, with its running totals.
+fn heartbeat_record(p: &Pipeline, uptime: Duration, dropped: u64) -> Vec<u8> {
+    let mut w = vigil_outputs::json::Writer::new();
+    w.str(
+        "@timestamp",
+        ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64),
+    )
+    .str("event.kind", "metric")
+    .str("event.action", "heartbeat")
+    .str("event.module", "vigil")
+    .str("host.hostname", p.hostname())
+    .u64("vigil.heartbeat.uptime_s", uptime.as_secs())
+    .u64("vigil.heartbeat.events", p.stats.decoded.values().sum())
+    .u64("vigil.heartbeat.alerts", p.stats.alerts)
+    .u64("vigil.heartbeat.anomalies", p.stats.anomalies)
+    .u64("vigil.heartbeat.dropped", dropped)
+    .u64("vigil.heartbeat.written", p.stats.written)
+    .u64("vigil.heartbeat.pid", std::process::id().into());
+    w.finish()
 }
 
 /// SIGHUP: reloads the configured rules; on any error the running set stays.

@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub ancestors: usize,
     /// Seconds between dedup-table sweeps and counter reads.
     pub housekeeping_interval_s: u64,
+    /// Seconds between heartbeat records (`event.action: heartbeat`), so a
+    /// SIEM notices when vigil goes silent; 0 = none.
+    pub heartbeat_interval_s: u64,
 }
 
 impl Default for AgentConfig {
@@ -45,6 +48,7 @@ impl Default for AgentConfig {
             output: "stdout".into(),
             ancestors: 4,
             housekeeping_interval_s: 5,
+            heartbeat_interval_s: 60,
         }
     }
 }

@@ -508,6 +508,15 @@ impl Fields for Event {
                 _ => None,
             },
             Field::DestinationDomain => None,
+            Field::TargetsAgent => Some(Value::Bool(targets_agent(self))),
+            Field::SignalNumber => match &self.k.body {
+                Body::Signal(g) => int(g.sig.into()),
+                _ => None,
+            },
+            Field::SignalName => match &self.k.body {
+                Body::Signal(g) => s(ecs::signal_name(g.sig).as_bytes()),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -542,6 +551,38 @@ pub fn record_fields(ev: &Event) -> Vec<(&'static str, Vec<u8>)> {
         out.push((f.name(), v));
     }
     out
+}
+
+/// The agent's own pid and its parent's (its service manager), set by a
+/// live run; 0 when unknown (replays).
+static AGENT: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+
+/// Records this process as the agent to protect.
+pub fn protect_this_process() {
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() } as u32;
+    let _ = AGENT.set((std::process::id(), ppid));
+}
+
+fn targets_agent(ev: &Event) -> bool {
+    let Some(&(me, parent)) = AGENT.get() else {
+        return false;
+    };
+    let h = &ev.k.hdr;
+    match &ev.k.body {
+        // The sensor reports only signals to vigil; PID 1 and the parent
+        // are the service manager stopping it.
+        Body::Signal(_) => h.pid != 1 && h.pid != parent,
+        Body::Ptrace(p) => p.target_pid > 0 && p.target_pid as u32 == me,
+        Body::Open { .. } => ev
+            .file_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with(format!("/proc/{me}/").as_bytes())),
+        // Detaching or replacing links and programs (vigil's are the ones
+        // that matter; the call does not say whose).
+        Body::Bpf { info, .. } => matches!(info.cmd, 9 | 29 | 34),
+        _ => false,
+    }
 }
 
 /// MITRE ATT&CK technique ids from Sigma-style tags (`attack.t1059.004`).

@@ -32,6 +32,19 @@ pub fn rfc3339(unix_ns: i64) -> String {
     )
 }
 
+/// Names of the signals the self-protection sensor reports.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        _ => "SIG?",
+    }
+}
+
 /// The syscall name of a file change.
 pub fn fchange_syscall(vsys: u32) -> &'static str {
     use abi::sys;
@@ -109,6 +122,7 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
         kind::SETID => ("iam", "change", "setid"),
         kind::CAPSET => ("iam", "change", "capset"),
         kind::PTRACE => ("process", "access", "ptrace"),
+        kind::SIGNAL => ("process", "access", "signal"),
         kind::BPF => ("host", "change", "bpf"),
         kind::MODULE => ("driver", "change", "module"),
         kind::MEMFD => ("file", "creation", "memfd-create"),
@@ -653,6 +667,12 @@ pub fn encode_with(
                 .strs("vigil.capset.inheritable", caps_list(c.inheritable))
                 .i64("vigil.capset.target_pid", c.target_pid.into());
         }
+        Body::Signal(g) => {
+            w.i64("vigil.signal.number", g.sig.into())
+                .str("vigil.signal.name", signal_name(g.sig))
+                .u64("vigil.signal.target_pid", g.target_pid.into())
+                .i64("vigil.signal.code", g.code.into());
+        }
         Body::Ptrace(p) => {
             w.str("vigil.ptrace.request", ptrace_req(p.request))
                 .i64("vigil.ptrace.target_pid", p.target_pid.into());
@@ -842,6 +862,7 @@ mod encode_tests {
             kind::UMOUNT => r!(abi::Umount),
             kind::UNSHARE | kind::SETNS => r!(abi::Ns),
             kind::READLINE => r!(abi::Readline),
+            kind::SIGNAL => r!(abi::Signal),
             _ => unreachable!(),
         }
     }

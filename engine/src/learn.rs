@@ -3,8 +3,9 @@
 //! (`rule.ruleset: baseline`).
 //!
 //! Profiles are resolved once per exec (the new image's identity: path plus
-//! device, inode, size and mtime of `/proc/PID/exe`, so a replaced binary is
-//! a new profile) and kept per process; every later event of the process
+//! the device, inode and mtime the exec record carries, so a replaced binary
+//! is a new profile, and the key never depends on whether the process is
+//! still alive when its event is processed) and kept per process; every later event of the process
 //! uses the resolved reference. The parent of an exec is the subject of the
 //! `spawn` behaviour.
 
@@ -93,37 +94,42 @@ pub struct Learner {
     live: bool,
 }
 
-/// The identity of the file `exe` a process runs. `ino` is the inode the
-/// exec reported (0 when unknown); `/proc/PID/exe` is only trusted when it
-/// still names that file (the process may have exec'd again since).
-fn identity(pid: u32, exe: &[u8], ino: u64, live: bool) -> ExeIdentity {
-    if live {
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::MetadataExt;
-        let link = format!("/proc/{pid}/exe");
-        let same_path = std::fs::read_link(&link).is_ok_and(|t| t.as_os_str().as_bytes() == exe);
-        if let Ok(m) = std::fs::metadata(&link)
-            && (if ino != 0 { m.ino() == ino } else { same_path })
-        {
-            return ExeIdentity::Inode {
-                dev: m.dev(),
-                ino: m.ino(),
-                size: m.size(),
-                mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
-            };
+/// The identity of an executable as the kernel reports it at exec: device
+/// (kernel `s_dev`), inode and mtime (seconds). No size: the exec record
+/// does not carry it, and it must be the same whichever way it is read.
+fn kernel_identity(dev: u32, ino: u64, mtime_sec: i64) -> ExeIdentity {
+    ExeIdentity::Inode {
+        dev: u64::from(dev),
+        ino,
+        size: 0,
+        mtime_ns: mtime_sec.saturating_mul(1_000_000_000),
+    }
+}
+
+/// The identity of the file a process started before vigil runs, from
+/// `/proc/PID/exe`, in the kernel's form (so it matches the identity its
+/// next exec reports). Only trusted when the link still names `exe` (the
+/// process may have exec'd since); Unknown otherwise.
+fn proc_identity(pid: u32, exe: &[u8], live: bool) -> ExeIdentity {
+    if !live {
+        return ExeIdentity::Unknown;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let link = format!("/proc/{pid}/exe");
+    if !std::fs::read_link(&link).is_ok_and(|t| t.as_os_str().as_bytes() == exe) {
+        return ExeIdentity::Unknown;
+    }
+    match std::fs::metadata(&link) {
+        Ok(m) => {
+            // st_dev (new_encode_dev) -> s_dev (MKDEV: major << 20 | minor)
+            let d = m.dev();
+            let major = ((d >> 8) & 0xfff) | ((d >> 32) & !0xfff);
+            let minor = (d & 0xff) | ((d >> 12) & !0xff);
+            kernel_identity(((major << 20) | minor) as u32, m.ino(), m.mtime())
         }
+        Err(_) => ExeIdentity::Unknown,
     }
-    if ino != 0 {
-        // The process is gone (or this is a replay): the inode alone still
-        // separates a replaced binary.
-        return ExeIdentity::Inode {
-            dev: 0,
-            ino,
-            size: 0,
-            mtime_ns: 0,
-        };
-    }
-    ExeIdentity::Unknown
 }
 
 fn transport(proto: u16) -> Transport {
@@ -169,7 +175,7 @@ impl Learner {
         let cg = ev.cgroup_path.as_deref().map(str::as_bytes);
         let subject = Subject {
             executable: &p.exe,
-            identity: identity(pid, &p.exe, 0, self.live),
+            identity: proc_identity(pid, &p.exe, self.live),
             container: p.container.as_deref().map(|c| ContainerRef {
                 id: Some(c.id.as_str()),
                 image: None,
@@ -193,7 +199,7 @@ impl Learner {
                 let cg = ev.cgroup_path.as_deref().map(str::as_bytes);
                 let subject = Subject {
                     executable: &p.exe,
-                    identity: identity(h.pid, &p.exe, info.ino, self.live),
+                    identity: kernel_identity(info.dev, info.ino, info.mtime_sec),
                     container: p.container.as_deref().map(|c| ContainerRef {
                         id: Some(c.id.as_str()),
                         image: None,
@@ -217,7 +223,7 @@ impl Learner {
                     None if !parent.exe.is_empty() => {
                         let subject = Subject {
                             executable: &parent.exe,
-                            identity: identity(parent.pid, &parent.exe, 0, self.live),
+                            identity: proc_identity(parent.pid, &parent.exe, self.live),
                             container: p.container.as_deref().map(|c| ContainerRef {
                                 id: Some(c.id.as_str()),
                                 image: None,

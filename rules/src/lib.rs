@@ -49,6 +49,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("fork", "process"),
     ("exit", "process"),
     ("ptrace", "process"),
+    ("signal", "process"),
     ("unshare", "process"),
     ("setns", "process"),
     ("readline", "process"),
@@ -416,13 +417,17 @@ fn required_prefixes(e: &Expr) -> Option<BTreeSet<Vec<u8>>> {
     }
 }
 
-fn requires_write(e: &Expr) -> bool {
+fn requires_true(e: &Expr, f: Field) -> bool {
     match e {
-        Expr::Pred(p) => p.field == Field::OpenWrite && p.test == Test::Bool(true),
-        Expr::And(v) => v.iter().any(requires_write),
-        Expr::Or(v) => !v.is_empty() && v.iter().all(requires_write),
+        Expr::Pred(p) => p.field == f && p.test == Test::Bool(true),
+        Expr::And(v) => v.iter().any(|x| requires_true(x, f)),
+        Expr::Or(v) => !v.is_empty() && v.iter().all(|x| requires_true(x, f)),
         _ => false,
     }
+}
+
+fn requires_write(e: &Expr) -> bool {
+    requires_true(e, Field::OpenWrite)
 }
 
 /// What events the loaded rules can ever match: the engine turns this into
@@ -480,7 +485,11 @@ impl Interest {
                 (None, Some(_)) => {}
             }
         }
-        if r.categories & cat::FILE != 0 && self.wants("file", "open") {
+        // Opens of the agent's own /proc directory are always reported.
+        if r.categories & cat::FILE != 0
+            && self.wants("file", "open")
+            && !requires_true(&r.condition, Field::TargetsAgent)
+        {
             match required_prefixes(&r.condition) {
                 Some(p) => self.file_prefixes.extend(p),
                 None if requires_write(&r.condition) => self.all_file_writes = true,

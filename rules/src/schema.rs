@@ -206,6 +206,14 @@ fields! {
     CgroupId = "vigil.cgroup.id", Int, ALL, true;
     /// cgroup v2 path.
     CgroupPath = "vigil.cgroup.path", Str, ALL, true;
+    /// The event touches vigil itself: a kill/stop signal to it (not from
+    /// PID 1 or its parent), a ptrace of it, an open of its /proc
+    /// directory (memory, environment), a detach of BPF links or programs.
+    TargetsAgent = "vigil.targets_agent", Bool, ALL, true;
+    /// Signal number (signal events).
+    SignalNumber = "vigil.signal.number", Int, PROCESS, true;
+    /// Signal name (`SIGKILL`).
+    SignalName = "vigil.signal.name", Str, PROCESS, true;
     /// Events were lost just before this one.
     AfterLoss = "vigil.after_loss", Bool, ALL, true;
     /// The name passed to execve.

@@ -1,0 +1,120 @@
+//! Root test of the real binary's self-protection (issue #3 item 4): a
+//! ptrace of vigil, a SIGSTOP sent to it and an open of its /proc
+//! directory each raise the `vigil_tampering` alert; heartbeats arrive on
+//! schedule.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+mod common;
+use common::{require_root, wait_line};
+use std::time::{Duration, Instant};
+
+#[test]
+fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
+    if !require_root("tampering_with_vigil_raises_alerts_and_heartbeats_arrive") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "vigil-test-marker-selfprotect-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("alerts.json");
+    let cfg = dir.join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        "[agent]\nhousekeeping_interval_s = 1\nheartbeat_interval_s = 1\n[sensors]\ndrain_interval_ms = 5\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "--no-baselines", "-o"])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let result = std::panic::catch_unwind(|| {
+        wait_line(&rx, "sensors live", Duration::from_secs(30));
+        // 1. Someone reads its environment.
+        let st = Command::new("cat")
+            .arg(format!("/proc/{pid}/environ"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // 2. Someone attaches with ptrace (and lets go).
+        // SAFETY: attaching to and detaching from our own child.
+        unsafe {
+            assert_eq!(libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0), 0);
+            let mut st = 0;
+            libc::waitpid(pid, &mut st, libc::__WALL);
+            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+        }
+        // 3. Someone (not its parent) stops and resumes it.
+        for sig in ["-STOP", "-CONT"] {
+            let st = Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let recs: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let tamper: Vec<&serde_json::Value> = recs
+                .iter()
+                .filter(|r| r["rule"]["id"] == "vigil_tampering")
+                .collect();
+            let has = |a: &str| tamper.iter().any(|r| r["event"]["action"] == a);
+            let beats = recs
+                .iter()
+                .filter(|r| r["event"]["action"] == "heartbeat")
+                .count();
+            if has("open") && has("ptrace") && has("signal") && beats >= 2 {
+                let sig = tamper
+                    .iter()
+                    .find(|r| r["event"]["action"] == "signal")
+                    .unwrap();
+                assert_eq!(sig["vigil"]["signal"]["name"], "SIGSTOP", "{sig}");
+                assert_eq!(sig["vigil"]["severity"], "critical");
+                let open = tamper
+                    .iter()
+                    .find(|r| r["event"]["action"] == "open")
+                    .unwrap();
+                assert_eq!(open["file"]["path"], format!("/proc/{pid}/environ"));
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "missing: open={} ptrace={} signal={} heartbeats={beats}; records: {recs:#?}",
+                has("open"),
+                has("ptrace"),
+                has("signal")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(st.success(), "vigil exited with {st}");
+}
