@@ -149,9 +149,11 @@ fn a_promoted_service_reports_exactly_its_new_behaviour() {
 
     // 3. Normal work again: nothing.
     let recs = run_service(&cfg, &db, &service, &["service", &p, &p2, &w, "3", "0"]);
+    // (capability anomalies: see step 4)
     let anomalies: Vec<_> = recs
         .iter()
         .filter(|r| r["rule"]["ruleset"] == "baseline")
+        .filter(|r| r["vigil"]["baseline"]["kind"] != "capability")
         .collect();
     assert!(
         anomalies.is_empty(),
@@ -161,9 +163,14 @@ fn a_promoted_service_reports_exactly_its_new_behaviour() {
     // 4. New behaviour: exactly three anomalies.
     let recs = run_service(&cfg, &db, &service, &["service", &p, &p2, &w, "3", "1"]);
     drop(l2);
+    // Capability anomalies are left out: the kernel also runs capability
+    // checks of its own in a process's context (memory accounting asks for
+    // CAP_SYS_ADMIN on some mmaps), which cap_capable cannot tell from a
+    // program's use, so whether the service "used" one varies between runs.
     let mut got: Vec<(String, String)> = recs
         .iter()
         .filter(|r| r["rule"]["ruleset"] == "baseline")
+        .filter(|r| r["vigil"]["baseline"]["kind"] != "capability")
         .map(|r| {
             assert_eq!(r["vigil"]["baseline"]["profile"], key.as_str(), "{r}");
             assert_eq!(r["event"]["kind"], "alert");
