@@ -195,8 +195,11 @@ enum vg_sys {
  * file's canonical path and string 1 is empty; for names, string 0 is the
  * base directory of a relative name (cwd or dirfd, empty for absolute
  * names) and string 1 the name as passed, joined lexically by the engine.
- * The second path (rename/link: the old name) is string 2 + string 3 in the
- * same way; symlink: string 3 is the link's target text. */
+ * The second name (rename/link: the old name; symlink: the link's target
+ * text) is string 3, as passed; string 2 is unused. A relative old name
+ * shares string 0's base directory unless VG_FCHANGE_OTHER_DFD is set in
+ * `flags` (it came with another dirfd and is reported as passed). */
+#define VG_FCHANGE_OTHER_DFD (1u << 31)
 struct vg_fchange {
 	__s64 ret;        /* 0 or -errno */
 	__u64 length;     /* truncate/ftruncate */

@@ -322,6 +322,9 @@ pub struct Signal {
 }
 const _: () = assert!(size_of::<Signal>() == 24);
 
+/// `vg_fchange.flags`: the old name came with a different dirfd (not joined).
+pub const FCHANGE_OTHER_DFD: u32 = 1 << 31;
+
 /// `VG_FCHANGE` body (see `struct vg_fchange`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

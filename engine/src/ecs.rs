@@ -767,8 +767,11 @@ pub fn encode_with(
                 }
                 _ => {}
             }
-            if info.flags != 0 {
-                w.u64("vigil.file_change.flags", info.flags.into());
+            if info.flags & !abi::FCHANGE_OTHER_DFD != 0 {
+                w.u64(
+                    "vigil.file_change.flags",
+                    (info.flags & !abi::FCHANGE_OTHER_DFD).into(),
+                );
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");

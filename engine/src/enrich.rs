@@ -396,10 +396,18 @@ impl Enricher {
         };
         let file_path2 = match &k.body {
             Body::FChange {
-                info, base2, name2, ..
+                info,
+                base,
+                base2,
+                name2,
+                ..
             } if !name2.is_empty() => Some(match info.syscall {
                 vigil_bpf::abi::sys::SYMLINK | vigil_bpf::abi::sys::SYMLINKAT => name2.clone(),
-                _ => join(base2, name2),
+                _ if !base2.is_empty() => join(base2, name2),
+                // A relative old name shares the base directory the kernel
+                // reported in string 0, unless it came with another dirfd.
+                _ if info.flags & vigil_bpf::abi::FCHANGE_OTHER_DFD == 0 => join(base, name2),
+                _ => join(b"", name2),
             }),
             _ => None,
         };

@@ -95,6 +95,28 @@ fn file_changes_are_reported_with_canonical_paths() {
     });
     assert_eq!(ecs::classify_event(&e).1, "deletion");
 
+    // a relative rename: both names are joined with the cwd
+    std::fs::write(p("r1"), b"x").unwrap();
+    let st = std::process::Command::new("mv")
+        .args(["r1", "r2"])
+        .current_dir(&dir.0)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = h.expect("relative rename", at("rename", s("r2")));
+    assert_eq!(e.file_path2.as_deref(), Some(s("r1").as_bytes()));
+
+    // a relative old name with an absolute new one
+    std::fs::write(p("r3"), b"x").unwrap();
+    let st = std::process::Command::new("mv")
+        .args(["r3", &s("r4")])
+        .current_dir(&dir.0)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = h.expect("mixed rename", at("rename", s("r4")));
+    assert_eq!(e.file_path2.as_deref(), Some(s("r3").as_bytes()));
+
     // a failed change is reported with its error
     run(&["rm", &s("missing")]);
     let e = h.expect("failed unlink", at("unlink", s("missing")));
