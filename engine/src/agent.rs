@@ -622,6 +622,10 @@ pub struct RunOptions {
     pub outputs: Option<Arc<vigil_outputs::Outputs>>,
     /// Serve Prometheus metrics here.
     pub metrics: Option<Arc<vigil_outputs::metrics::Registry>>,
+    /// Drop every capability the running agent no longer needs once set up
+    /// ([`crate::privs`]); for the `vigil` binary, not for in-process
+    /// tests that load sensors again afterwards.
+    pub drop_privileges: bool,
 }
 
 impl RunOptions {
@@ -639,6 +643,7 @@ impl RunOptions {
             baselines: None,
             outputs: None,
             metrics: None,
+            drop_privileges: false,
         }
     }
 
@@ -745,6 +750,18 @@ pub async fn run(
     };
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
+    if opts.drop_privileges {
+        match crate::privs::drop_to_runtime() {
+            Ok(d) if opts.verbose => eprintln!(
+                "vigil: dropped {} capabilities; keeping CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH",
+                d.len()
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("vigil: could not drop capabilities ({e}); running with all of them")
+            }
+        }
+    }
 
     // Seed the process table only now that the sensors are attached: a
     // process started during start-up is either in the scan or in the

@@ -577,12 +577,45 @@ fn targets_agent(ev: &Event) -> bool {
         Body::Open { .. } => ev
             .file_path
             .as_deref()
-            .is_some_and(|p| p.starts_with(format!("/proc/{me}/").as_bytes())),
+            .is_some_and(|p| sensitive_proc_file(p, me)),
         // Detaching or replacing links and programs (vigil's are the ones
         // that matter; the call does not say whose).
         Body::Bpf { info, .. } => matches!(info.cmd, 9 | 29 | 34),
         _ => false,
     }
+}
+
+/// Whether `path` is one of the agent's /proc files that expose its memory,
+/// environment, descriptors or root (`ps` and `top` read `stat`, `status`
+/// and `cmdline`, which are not).
+fn sensitive_proc_file(path: &[u8], me: u32) -> bool {
+    const SENSITIVE: &[&[u8]] = &[
+        b"mem",
+        b"environ",
+        b"pagemap",
+        b"auxv",
+        b"syscall",
+        b"maps",
+        b"smaps",
+        b"smaps_rollup",
+        b"fd",
+        b"fdinfo",
+        b"map_files",
+        b"root",
+        b"cwd",
+    ];
+    let prefix = format!("/proc/{me}/");
+    let Some(rest) = path.strip_prefix(prefix.as_bytes()) else {
+        return false;
+    };
+    let mut parts = rest.split(|&b| b == b'/');
+    let first = parts.next().unwrap_or(b"");
+    if first == b"task" {
+        // /proc/PID/task/TID/<file>
+        let _tid = parts.next();
+        return parts.next().is_some_and(|f| SENSITIVE.contains(&f));
+    }
+    SENSITIVE.contains(&first)
 }
 
 /// MITRE ATT&CK technique ids from Sigma-style tags (`attack.t1059.004`).
@@ -655,6 +688,19 @@ mod tests {
                 "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"
             );
         }
+    }
+
+    #[test]
+    fn sensitive_proc_files() {
+        assert!(sensitive_proc_file(b"/proc/42/mem", 42));
+        assert!(sensitive_proc_file(b"/proc/42/environ", 42));
+        assert!(sensitive_proc_file(b"/proc/42/task/43/mem", 42));
+        assert!(sensitive_proc_file(b"/proc/42/fd/3", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/status", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/stat", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/cmdline", 42));
+        assert!(!sensitive_proc_file(b"/proc/421/mem", 42));
+        assert!(!sensitive_proc_file(b"/proc/4/mem", 42));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod ecs;
 pub mod enrich;
 pub mod host;
 pub mod learn;
+pub mod privs;
 pub mod probe;
 pub mod replay;
 pub mod telemetry;

@@ -458,6 +458,7 @@ fn run_agent(
             rules,
             reload_on_sighup: true,
             baselines,
+            drop_privileges: true,
             ..agent::RunOptions::new(cfg.clone())
         };
         let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;

@@ -1,7 +1,7 @@
 //! Root test of the real binary's self-protection (issue #3 item 4): a
 //! ptrace of vigil, a SIGSTOP sent to it and an open of its /proc
 //! directory each raise the `vigil_tampering` alert; heartbeats arrive on
-//! schedule.
+//! schedule; after start-up it holds only the capabilities it still uses.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -46,6 +46,17 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
     });
     let result = std::panic::catch_unwind(|| {
         wait_line(&rx, "sensors live", Duration::from_secs(30));
+        // 0. Once running, it holds only the capabilities it still uses.
+        wait_line(&rx, "dropped", Duration::from_secs(10));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            let l = status.lines().find(|l| l.starts_with(name)).unwrap();
+            u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let keep: u64 = (1 << 2) | (1 << 19) | (1 << 38) | (1 << 39);
+        assert_eq!(field("CapEff:"), keep, "effective set");
+        assert_eq!(field("CapPrm:"), keep, "permitted set");
+        assert_eq!(field("CapBnd:") & !keep, 0, "bounding set");
         // 1. Someone reads its environment.
         let st = Command::new("cat")
             .arg(format!("/proc/{pid}/environ"))

@@ -486,7 +486,9 @@ impl Interest {
             }
         }
         // Opens of the agent's own /proc directory are always reported.
+        let opens = acts.as_ref().is_none_or(|a| a.contains("open"));
         if r.categories & cat::FILE != 0
+            && opens
             && self.wants("file", "open")
             && !requires_true(&r.condition, Field::TargetsAgent)
         {

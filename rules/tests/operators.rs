@@ -581,6 +581,9 @@ fn interest_follows_the_rules() {
 - rule: c
   for_events: [file]
   condition: event.action = open and vigil.open.write = true and file.path endswith .so
+- rule: d
+  for_events: [file]
+  condition: event.action = chmod and vigil.file_change.setid = true
 "#,
     );
     let (s, r) = l.load();
@@ -592,5 +595,7 @@ fn interest_follows_the_rules() {
     assert!(!i.wants("network", "connect"));
     assert!(i.file_prefixes.contains(b"/srv/secret/".as_slice()));
     assert!(i.all_file_writes);
-    assert!(!i.all_file_opens);
+    // a rule about chmod needs no opens at all
+    assert!(!i.all_file_opens, "{:?}", i.all_opens_rules);
+    assert!(i.wants("file", "chmod"));
 }

@@ -255,6 +255,7 @@ fn main() {
                     }),
                     outputs: None,
                     metrics: None,
+                    drop_privileges: false,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -393,6 +394,7 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         baselines: None,
         outputs: None,
         metrics: None,
+        drop_privileges: false,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;

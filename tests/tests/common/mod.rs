@@ -73,6 +73,7 @@ impl Harness {
             baselines: None,
             outputs: None,
             metrics: None,
+            drop_privileges: false,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {
