@@ -281,6 +281,16 @@ impl Fields for Event {
             Field::ContainerRuntime => p
                 .and_then(|p| p.container.as_deref())
                 .and_then(|c| s(c.runtime.as_bytes())),
+            Field::ContainerName => self
+                .container_meta
+                .as_deref()
+                .and_then(|m| m.name.as_deref())
+                .and_then(|n| s(n.as_bytes())),
+            Field::ContainerImage => self
+                .container_meta
+                .as_deref()
+                .and_then(|m| m.image.as_deref())
+                .and_then(|n| s(n.as_bytes())),
             Field::Sensor => {
                 vigil_bpf::sensors::sensor_of_kind(h.kind).and_then(|x| s(x.name.as_bytes()))
             }

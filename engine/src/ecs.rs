@@ -467,6 +467,14 @@ pub fn encode_with(
     if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
         w.str("container.id", &c.id)
             .str("container.runtime", c.runtime);
+        if let Some(m) = &ev.container_meta {
+            if let Some(n) = &m.name {
+                w.str("container.name", n);
+            }
+            if let Some(i) = &m.image {
+                w.str("container.image.name", i);
+            }
+        }
     }
     if let Some(f) = &ev.file_path {
         w.str("file.path", f).str("file.name", basename(f));

@@ -3,7 +3,7 @@
 //! parent chain, turning a [`KernelEvent`] into an [`Event`].
 
 use crate::container::Container;
-use crate::host::{Host, ProcSnapshot, Users, container_of};
+use crate::host::{ContainerMeta, Host, ProcSnapshot, Users, container_of};
 use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_bpf::decode::{Body, KernelEvent};
@@ -70,6 +70,10 @@ pub fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
     v
 }
 
+fn unix_ns_of(boot_offset_ns: i64, ts_ns: u64) -> i64 {
+    boot_offset_ns.saturating_add(ts_ns as i64)
+}
+
 /// Last path component.
 pub fn basename(p: &[u8]) -> &[u8] {
     p.rsplit(|&b| b == b'/').next().unwrap_or(p)
@@ -99,6 +103,8 @@ pub struct Event {
     pub unix_ns: i64,
     /// The process (after this event was applied, e.g. the new image for exec).
     pub process: Option<Arc<ProcInfo>>,
+    /// Its container's name and image, where the runtime's state is readable.
+    pub container_meta: Option<Arc<ContainerMeta>>,
     /// Parent chain, nearest first.
     pub ancestors: Vec<Ancestor>,
     /// Real user name.
@@ -164,6 +170,8 @@ pub struct Enricher {
     user_names: HashMap<u32, Arc<str>>,
     group_names: HashMap<u32, Arc<str>>,
     cgroups: HashMap<u64, Option<Arc<str>>>,
+    /// Container id -> runtime state (name, image) and when it was read.
+    ctr_meta: HashMap<String, (Option<Arc<ContainerMeta>>, i64)>,
     boot_offset_ns: i64,
     ancestors: usize,
     seq: u64,
@@ -181,11 +189,34 @@ impl Enricher {
             group_names: HashMap::new(),
             users,
             cgroups: HashMap::new(),
+            ctr_meta: HashMap::new(),
             boot_offset_ns,
             ancestors,
             seq: 0,
             seeded_at: 0,
         }
+    }
+
+    /// A container's name and image, read from the runtime's state once
+    /// (an unreadable state is retried after 5 s: a container being
+    /// created may not be listed yet).
+    fn meta_of(
+        &mut self,
+        id: &str,
+        now_ns: i64,
+        host: &mut dyn Host,
+    ) -> Option<Arc<ContainerMeta>> {
+        if let Some((m, at)) = self.ctr_meta.get(id)
+            && (m.is_some() || now_ns - at < 5_000_000_000)
+        {
+            return m.clone();
+        }
+        let m = host.container_meta(id).map(Arc::new);
+        if self.ctr_meta.len() > 4096 {
+            self.ctr_meta.clear();
+        }
+        self.ctr_meta.insert(id.to_string(), (m.clone(), now_ns));
+        m
     }
 
     /// Number of processes tracked.
@@ -349,6 +380,10 @@ impl Enricher {
         self.seq += 1;
         let h = k.hdr;
         let process = self.lookup(h.pid, host);
+        let container_meta = match process.as_ref().and_then(|p| p.container.clone()) {
+            Some(c) => self.meta_of(&c.id, unix_ns_of(self.boot_offset_ns, h.ts_ns), host),
+            None => None,
+        };
         let mut ancestors = Vec::with_capacity(self.ancestors);
         let mut next = h.ppid;
         let mut guard = 0;
@@ -422,6 +457,7 @@ impl Enricher {
             seq: self.seq,
             unix_ns: (h.ts_ns as i64).saturating_add(self.boot_offset_ns),
             process,
+            container_meta,
             ancestors,
             user,
             euser,

@@ -49,6 +49,13 @@ pub enum Lookup {
         /// Answer.
         answer: Option<ProcSnapshot>,
     },
+    /// A container's name and image from the runtime's state.
+    ContainerMeta {
+        /// Container id.
+        id: String,
+        /// Answer.
+        answer: Option<ContainerMeta>,
+    },
     /// cgroup v2 path of a cgroup id.
     CgroupPath {
         /// cgroup id.
@@ -66,6 +73,66 @@ pub trait Host {
     fn proc(&mut self, pid: u32) -> Option<ProcSnapshot>;
     /// cgroup v2 path for a cgroup id.
     fn cgroup_path(&mut self, id: u64) -> Option<String>;
+    /// A container's name and image, where the runtime's state is readable.
+    fn container_meta(&mut self, id: &str) -> Option<ContainerMeta>;
+}
+
+/// What the container runtime's state says about a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    /// Name (`podman run --name`, docker's name without the slash).
+    pub name: Option<String>,
+    /// Image reference (`docker.io/library/nginx:1.27`).
+    pub image: Option<String>,
+}
+
+/// Where podman (as root) keeps its container list.
+pub const PODMAN_CONTAINERS: &str =
+    "/var/lib/containers/storage/overlay-containers/containers.json";
+/// Where docker keeps one container's configuration.
+pub const DOCKER_CONTAINERS: &str = "/var/lib/docker/containers";
+
+/// Name and image of a container from podman's `containers.json` text.
+pub fn podman_meta(text: &str, id: &str) -> Option<ContainerMeta> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    let c = list.iter().find(|c| c["id"] == id)?;
+    let name = c["names"]
+        .as_array()
+        .and_then(|n| n.first())
+        .and_then(|n| n.as_str())
+        .map(str::to_string);
+    let image = c["metadata"]
+        .as_str()
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+        .and_then(|m| m["image-name"].as_str().map(str::to_string));
+    Some(ContainerMeta { name, image })
+}
+
+/// Name and image of a container from docker's `config.v2.json` text.
+pub fn docker_meta(text: &str) -> Option<ContainerMeta> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(ContainerMeta {
+        name: v["Name"]
+            .as_str()
+            .map(|n| n.trim_start_matches('/').to_string()),
+        image: v["Config"]["Image"].as_str().map(str::to_string),
+    })
+}
+
+/// Reads a container's name and image from podman's or docker's state.
+pub fn read_container_meta(id: &str) -> Option<ContainerMeta> {
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if let Ok(text) = std::fs::read_to_string(PODMAN_CONTAINERS)
+        && let Some(m) = podman_meta(&text, id)
+    {
+        return Some(m);
+    }
+    let docker = format!("{DOCKER_CONTAINERS}/{id}/config.v2.json");
+    std::fs::read_to_string(docker)
+        .ok()
+        .and_then(|t| docker_meta(&t))
 }
 
 /// User and group names.
@@ -265,6 +332,17 @@ impl Host for LiveHost {
         answer
     }
 
+    fn container_meta(&mut self, id: &str) -> Option<ContainerMeta> {
+        let answer = read_container_meta(id);
+        if let Some(log) = &mut self.log {
+            log.push(Lookup::ContainerMeta {
+                id: id.to_string(),
+                answer: answer.clone(),
+            });
+        }
+        answer
+    }
+
     fn cgroup_path(&mut self, id: u64) -> Option<String> {
         if !self.cgroup_paths.contains_key(&id) {
             self.scan_cgroups();
@@ -324,6 +402,12 @@ impl Host for RecordedHost {
             _ => None,
         }
     }
+    fn container_meta(&mut self, id: &str) -> Option<ContainerMeta> {
+        match self.next_matching(|l| matches!(l, Lookup::ContainerMeta { id: i, .. } if i == id)) {
+            Some(Lookup::ContainerMeta { answer, .. }) => answer,
+            _ => None,
+        }
+    }
 }
 
 /// Container of a process from its /proc/PID/cgroup text.
@@ -334,6 +418,29 @@ pub fn container_of(cgroup_text: &str) -> Option<Arc<container::Container>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_state_parsers() {
+        let podman = r#"[{"id":"ab12","names":["web"],"image":"f98e","metadata":"{\"image-name\":\"localhost/busybox:latest\",\"name\":\"web\"}"}]"#;
+        assert_eq!(
+            podman_meta(podman, "ab12"),
+            Some(ContainerMeta {
+                name: Some("web".into()),
+                image: Some("localhost/busybox:latest".into())
+            })
+        );
+        assert_eq!(podman_meta(podman, "cd34"), None);
+        assert_eq!(podman_meta("not json", "ab12"), None);
+        let docker = r#"{"Name":"/db","Config":{"Image":"postgres:16"}}"#;
+        assert_eq!(
+            docker_meta(docker),
+            Some(ContainerMeta {
+                name: Some("db".into()),
+                image: Some("postgres:16".into())
+            })
+        );
+        assert_eq!(read_container_meta("../../etc"), None);
+    }
 
     #[test]
     fn passwd_parsing() {

@@ -178,7 +178,10 @@ impl Learner {
             identity: proc_identity(pid, &p.exe, self.live),
             container: p.container.as_deref().map(|c| ContainerRef {
                 id: Some(c.id.as_str()),
-                image: None,
+                image: ev
+                    .container_meta
+                    .as_deref()
+                    .and_then(|m| m.image.as_deref()),
                 cgroup_path: cg,
             }),
         };
@@ -202,7 +205,10 @@ impl Learner {
                     identity: kernel_identity(info.dev, info.ino, info.mtime_sec),
                     container: p.container.as_deref().map(|c| ContainerRef {
                         id: Some(c.id.as_str()),
-                        image: None,
+                        image: ev
+                            .container_meta
+                            .as_deref()
+                            .and_then(|m| m.image.as_deref()),
                         cgroup_path: cg,
                     }),
                 };
@@ -226,7 +232,10 @@ impl Learner {
                             identity: proc_identity(parent.pid, &parent.exe, self.live),
                             container: p.container.as_deref().map(|c| ContainerRef {
                                 id: Some(c.id.as_str()),
-                                image: None,
+                                image: ev
+                                    .container_meta
+                                    .as_deref()
+                                    .and_then(|m| m.image.as_deref()),
                                 cgroup_path: cg,
                             }),
                         };

@@ -188,6 +188,10 @@ fields! {
     ContainerId = "container.id", Str, ALL, true;
     /// Container runtime.
     ContainerRuntime = "container.runtime", Str, ALL, true;
+    /// Container name (from the runtime's state: podman, docker).
+    ContainerName = "container.name", Str, ALL, true;
+    /// Container image (from the runtime's state: podman, docker).
+    ContainerImage = "container.image.name", Str, ALL, true;
     /// Sensor name.
     Sensor = "vigil.sensor", Str, ALL, true;
     /// pid in the process's own pid namespace.

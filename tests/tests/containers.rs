@@ -96,5 +96,22 @@ fn podman_container_gets_podmans_container_id() {
     let ctr = e.process.as_ref().unwrap().container.as_ref().unwrap();
     assert_eq!(ctr.id, c.id(), "container.id equals podman's id");
     assert_eq!(ctr.runtime, "podman");
+    // Name and image from podman's state (containers.json).
+    let meta = e
+        .container_meta
+        .as_deref()
+        .expect("podman's state was read");
+    assert_eq!(meta.name.as_deref(), Some("vigil-test-attrib"));
+    assert_eq!(
+        meta.image.as_deref(),
+        Some("localhost/vigil-test-busybox:latest")
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&vigil_engine::ecs::encode(&e, "h", "event")).unwrap();
+    assert_eq!(json["container"]["name"], "vigil-test-attrib");
+    assert_eq!(
+        json["container"]["image"]["name"],
+        "localhost/vigil-test-busybox:latest"
+    );
     drop(c);
 }
