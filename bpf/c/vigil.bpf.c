@@ -1643,6 +1643,98 @@ int vg_signal_tp(struct trace_event_raw_signal_generate *ctx)
 	return emit_signal(ctx->sig, ctx->result, ctx->pid, ctx->pid, ctx->code, ctx->group);
 }
 
+/* ---- KVM exits per VMM process (the book's kvmexits): counts only ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct vg_kvm_key);
+	__type(value, __u64);
+} kvm_counts SEC(".maps");
+
+static __always_inline void kvm_count(__u16 what, __u32 detail)
+{
+	struct vg_kvm_key k = {
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.what = what,
+		.detail = detail & 0xffff,
+	};
+	__u64 *v = bpf_map_lookup_elem(&kvm_counts, &k);
+	if (!v) {
+		__u64 zero = 0;
+		bpf_map_update_elem(&kvm_counts, &k, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&kvm_counts, &k);
+		if (!v)
+			return;
+	}
+	__sync_fetch_and_add(v, 1);
+}
+
+/* Tracepoint layouts from tracefs `format` (kvm events; stable for years). */
+struct kvm_u32_ctx {
+	__u64 common;
+	__u32 first;
+};
+struct kvm_u64_ctx {
+	__u64 common;
+	__u64 first;
+};
+struct kvm_emulate_ctx {
+	__u64 common;
+	__u64 rip;
+	__u32 csbase;
+	__u8 len;
+	__u8 insn[15];
+	__u8 flags;
+	__u8 failed;
+};
+struct kvm_pio_ctx {
+	__u64 common;
+	__u32 rw, port, size, count, val;
+};
+
+SEC("tracepoint/kvm/kvm_exit")
+int vg_kvm_exit(struct kvm_u32_ctx *ctx)
+{
+	kvm_count(VG_KVM_EXIT, ctx->first);
+	return 0;
+}
+
+SEC("tracepoint/kvm/kvm_pio")
+int vg_kvm_pio(struct kvm_pio_ctx *ctx)
+{
+	kvm_count(VG_KVM_PIO, ctx->port);
+	return 0;
+}
+
+SEC("tracepoint/kvm/kvm_mmio")
+int vg_kvm_mmio(struct kvm_u32_ctx *ctx)
+{
+	kvm_count(VG_KVM_MMIO, ctx->first);
+	return 0;
+}
+
+SEC("tracepoint/kvm/kvm_userspace_exit")
+int vg_kvm_uexit(struct kvm_u32_ctx *ctx)
+{
+	kvm_count(VG_KVM_USERSPACE_EXIT, ctx->first);
+	return 0;
+}
+
+SEC("tracepoint/kvm/kvm_emulate_insn")
+int vg_kvm_emulate(struct kvm_emulate_ctx *ctx)
+{
+	kvm_count(VG_KVM_EMULATE, ctx->failed);
+	return 0;
+}
+
+SEC("tracepoint/kvm/kvm_hypercall")
+int vg_kvm_hypercall(struct kvm_u64_ctx *ctx)
+{
+	kvm_count(VG_KVM_HYPERCALL, (__u32)ctx->first);
+	return 0;
+}
+
 /* Syscall-set learning: one bit per syscall number per learning profile;
  * attached only while baselines are on, and a task not in learn_tgid costs
  * one hash lookup. */

@@ -421,4 +421,21 @@ struct vg_sysset {
 };
 _Static_assert(sizeof(struct vg_sysset) == 64, "vg_sysset");
 
+/* KVM exit counts per VMM process (no event per exit):
+ * kvm_counts: HASH vg_kvm_key -> __u64 count. */
+enum vg_kvm_what {
+	VG_KVM_EXIT = 1,           /* kvm:kvm_exit, detail = exit reason */
+	VG_KVM_PIO = 2,            /* kvm:kvm_pio, detail = port */
+	VG_KVM_MMIO = 3,           /* kvm:kvm_mmio, detail = type */
+	VG_KVM_USERSPACE_EXIT = 4, /* kvm:kvm_userspace_exit, detail = reason */
+	VG_KVM_EMULATE = 5,        /* kvm:kvm_emulate_insn, detail = failed */
+	VG_KVM_HYPERCALL = 6,      /* kvm:kvm_hypercall, detail = nr */
+};
+struct vg_kvm_key {
+	__u32 tgid;
+	__u16 what;
+	__u16 detail;
+};
+_Static_assert(sizeof(struct vg_kvm_key) == 8, "vg_kvm_key");
+
 #endif /* VIGIL_ABI_H */

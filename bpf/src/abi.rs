@@ -406,6 +406,39 @@ pub struct PathKey {
 }
 const _: () = assert!(size_of::<PathKey>() == 260);
 
+/// `kvm_counts` key: a VMM process and what it counted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KvmKey {
+    pub tgid: u32,
+    pub what: u16,
+    pub detail: u16,
+}
+const _: () = assert!(size_of::<KvmKey>() == 8);
+
+/// `vg_kvm_what` values.
+pub mod kvm {
+    pub const EXIT: u16 = 1;
+    pub const PIO: u16 = 2;
+    pub const MMIO: u16 = 3;
+    pub const USERSPACE_EXIT: u16 = 4;
+    pub const EMULATE: u16 = 5;
+    pub const HYPERCALL: u16 = 6;
+
+    /// Name of a `what`.
+    pub fn name(what: u16) -> &'static str {
+        match what {
+            EXIT => "exit",
+            PIO => "pio",
+            MMIO => "mmio",
+            USERSPACE_EXIT => "userspace_exit",
+            EMULATE => "emulate_insn",
+            HYPERCALL => "hypercall",
+            _ => "?",
+        }
+    }
+}
+
 /// Slots of the syscall-learning maps (`VG_LEARN_SLOTS`).
 pub const LEARN_SLOTS: u32 = 4096;
 
@@ -456,5 +489,6 @@ unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for PathKey {}
 unsafe impl aya::Pod for DedupKey {}
 unsafe impl aya::Pod for LearnKey {}
+unsafe impl aya::Pod for KvmKey {}
 unsafe impl aya::Pod for SysSet {}
 unsafe impl aya::Pod for DedupVal {}

@@ -597,6 +597,63 @@ impl Sensors {
         Ok((n, suppressed))
     }
 
+    /// Attaches the KVM exit counters (`kvm:kvm_exit`, `kvm_pio`,
+    /// `kvm_mmio`, `kvm_userspace_exit`, `kvm_emulate_insn`,
+    /// `kvm_hypercall`): counts per VMM process in `kvm_counts`, no event per
+    /// exit. Returns, per tracepoint, whether it attached (and why not).
+    pub fn attach_kvm(&mut self) -> Vec<(&'static str, Result<(), String>)> {
+        const PROGS: &[(&str, &str)] = &[
+            ("vg_kvm_exit", "kvm_exit"),
+            ("vg_kvm_pio", "kvm_pio"),
+            ("vg_kvm_mmio", "kvm_mmio"),
+            ("vg_kvm_uexit", "kvm_userspace_exit"),
+            ("vg_kvm_emulate", "kvm_emulate_insn"),
+            ("vg_kvm_hypercall", "kvm_hypercall"),
+        ];
+        let mut out = Vec::new();
+        for &(prog, tp) in PROGS {
+            let r = (|| -> Result<(), String> {
+                let p: &mut TracePoint = self
+                    .ebpf
+                    .program_mut(prog)
+                    .ok_or("missing from object")?
+                    .try_into()
+                    .map_err(|e| sensors::explain(&e))?;
+                if p.fd().is_err() {
+                    p.load().map_err(|e| sensors::explain(&e))?;
+                }
+                let id = p.attach("kvm", tp).map_err(|e| sensors::explain(&e))?;
+                self.links.push(sensors::LinkRef::Tp(prog, id));
+                Ok(())
+            })();
+            out.push((tp, r));
+        }
+        out
+    }
+
+    /// KVM exit counts so far, per (VMM process, what, detail).
+    pub fn kvm_counts(&self) -> Result<Vec<(abi::KvmKey, u64)>, Error> {
+        let m: BpfHashMap<&MapData, abi::KvmKey, u64> =
+            BpfHashMap::try_from(self.map("kvm_counts")?).map_err(Self::map_err("kvm_counts"))?;
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Forgets the KVM counts of processes that are gone.
+    pub fn sweep_kvm(&mut self, alive: impl Fn(u32) -> bool) -> Result<(), Error> {
+        let mut m: BpfHashMap<&mut MapData, abi::KvmKey, u64> =
+            BpfHashMap::try_from(self.map_mut("kvm_counts")?)
+                .map_err(Self::map_err("kvm_counts"))?;
+        let dead: Vec<abi::KvmKey> = m
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !alive(k.tgid))
+            .collect();
+        for k in dead {
+            let _ = m.remove(&k);
+        }
+        Ok(())
+    }
+
     /// Loads the syscall-set learner (`tp_btf/sys_enter`) without
     /// attaching it: the engine checks at start that it can work here.
     pub fn load_syscall_learner(&mut self) -> Result<(), Error> {

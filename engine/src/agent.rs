@@ -60,6 +60,8 @@ pub struct PipelineStats {
     pub anomalies: u64,
     /// Baseline write failures (the first is logged).
     pub baseline_errors: u64,
+    /// KVM exits per (VMM pid, what, detail) as last read from the kernel.
+    pub kvm: BTreeMap<(u32, u16, u16), u64>,
     /// Alerts not written because of the per-rule rate limit.
     pub suppressed: u64,
     /// Alerts per rule id.
@@ -201,6 +203,64 @@ impl Pipeline {
             }
         } else if !want && sensors.syscall_learning_attached() {
             sensors.detach_syscall_learning();
+        }
+    }
+
+    /// Reads the KVM exit counters; writes one metric record per VM whose
+    /// counts changed (`event.action: kvm-exits`).
+    pub fn collect_kvm(&mut self, sensors: &Sensors) {
+        let Ok(counts) = sensors.kvm_counts() else {
+            return;
+        };
+        let mut changed: BTreeMap<u32, BTreeMap<&'static str, u64>> = BTreeMap::new();
+        for (k, v) in counts {
+            let key = (k.tgid, k.what, k.detail);
+            if self.stats.kvm.get(&key) == Some(&v) {
+                continue;
+            }
+            self.stats.kvm.insert(key, v);
+            changed.entry(k.tgid).or_default();
+        }
+        for (tgid, _) in changed {
+            let mut per: BTreeMap<&'static str, u64> = BTreeMap::new();
+            let mut ports: BTreeMap<u16, u64> = BTreeMap::new();
+            for (&(t, what, detail), &n) in self
+                .stats
+                .kvm
+                .range((tgid, 0, 0)..=(tgid, u16::MAX, u16::MAX))
+            {
+                debug_assert_eq!(t, tgid);
+                *per.entry(vigil_bpf::abi::kvm::name(what)).or_default() += n;
+                if what == vigil_bpf::abi::kvm::PIO {
+                    *ports.entry(detail).or_default() += n;
+                }
+            }
+            let mut w = vigil_outputs::json::Writer::new();
+            w.str(
+                "@timestamp",
+                ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64),
+            )
+            .str("event.kind", "metric")
+            .str("event.action", "kvm-exits")
+            .str("event.module", "vigil")
+            .str("host.hostname", self.hostname.as_bytes())
+            .u64("process.pid", tgid.into());
+            for (name, n) in &per {
+                w.u64(&format!("vigil.kvm.{name}"), *n);
+            }
+            let mut arr = String::from("{");
+            for (i, (port, n)) in ports.iter().enumerate() {
+                if i > 0 {
+                    arr.push(',');
+                }
+                arr.push_str(&format!("\"{port:#x}\":{n}"));
+            }
+            arr.push('}');
+            if !ports.is_empty() {
+                w.raw("vigil.kvm.pio_ports", arr.as_bytes());
+            }
+            let rec = w.finish();
+            self.write_raw(&rec);
         }
     }
 
@@ -588,6 +648,20 @@ impl Summary {
         if any_drop {
             s.push_str("vigil: WARNING: events were dropped (ring buffer full); raise sensors.ring_buffer_bytes\n");
         }
+        let mut vms: BTreeMap<u32, BTreeMap<&str, u64>> = BTreeMap::new();
+        for (&(tgid, what, _), &n) in &self.pipeline.kvm {
+            *vms.entry(tgid)
+                .or_default()
+                .entry(vigil_bpf::abi::kvm::name(what))
+                .or_default() += n;
+        }
+        for (tgid, per) in vms {
+            let parts: Vec<String> = per.iter().map(|(w, n)| format!("{w} {n}")).collect();
+            s.push_str(&format!(
+                "vigil: kvm: VM process {tgid}: {}\n",
+                parts.join(", ")
+            ));
+        }
         if let Some(e) = &self.pipeline.first_decode_error {
             s.push_str(&format!("vigil: first decode error: {e}\n"));
         }
@@ -750,6 +824,20 @@ pub async fn run(
     };
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
+    if cfg.sensors.kvm {
+        let r = sensors.attach_kvm();
+        if opts.verbose {
+            let live: Vec<&str> = r.iter().filter(|x| x.1.is_ok()).map(|x| x.0).collect();
+            eprintln!(
+                "vigil: kvm: counting exits per VM from {}",
+                if live.is_empty() {
+                    "nothing (no kvm tracepoints)".to_string()
+                } else {
+                    live.join(", ")
+                }
+            );
+        }
+    }
     if opts.drop_privileges {
         match crate::privs::drop_to_runtime() {
             Ok(d) if opts.verbose => eprintln!(
@@ -821,6 +909,10 @@ pub async fn run(
                 }
                 pipeline.collect_syscalls(sensors);
                 pipeline.apply_learning(sensors);
+                if cfg.sensors.kvm {
+                    pipeline.collect_kvm(sensors);
+                    let _ = sensors.sweep_kvm(alive);
+                }
                 pipeline.baseline_housekeeping(alive, opts.verbose);
                 pipeline.sweep_rate_limits();
                 if pipeline.telemetry().is_some() {
@@ -859,6 +951,9 @@ pub async fn run(
     let kernel = sensors.counters().unwrap_or_default();
     report_drops(&mut pipeline, &kernel, &mut last_dropped, opts.verbose);
     pipeline.collect_syscalls(sensors);
+    if cfg.sensors.kvm {
+        pipeline.collect_kvm(sensors);
+    }
     pipeline.baseline_housekeeping(|_| true, opts.verbose);
     pipeline.flush();
     let mut recorded = 0;

@@ -81,6 +81,8 @@ pub struct SensorsConfig {
     pub bash_path: Option<PathBuf>,
     /// Per-program run-time statistics while running.
     pub bpf_stats: bool,
+    /// Count KVM exits per VMM process (kvm tracepoints; counts only).
+    pub kvm: bool,
 }
 
 impl Default for SensorsConfig {
@@ -109,6 +111,7 @@ impl Default for SensorsConfig {
                 .collect(),
             bash_path: None,
             bpf_stats: s.bpf_stats,
+            kvm: true,
         }
     }
 }
