@@ -769,7 +769,12 @@ pub enum RunError {
 
 /// Loads and attaches the sensors for `opts` (the first half of a run).
 pub fn start_sensors(cfg: &Config, interest: &vigil_bpf::Interest) -> Result<Sensors, RunError> {
-    Ok(Sensors::load(&cfg.sensor_config(), interest)?)
+    let mut s = Sensors::load(&cfg.sensor_config(), interest)?;
+    if cfg.sensors.kvm {
+        // Counters only; a kernel without kvm tracepoints just has none.
+        let _ = s.attach_kvm();
+    }
+    Ok(s)
 }
 
 /// Runs until `shutdown` resolves, then drains, flushes and summarizes.
@@ -824,20 +829,6 @@ pub async fn run(
     };
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
-    if cfg.sensors.kvm {
-        let r = sensors.attach_kvm();
-        if opts.verbose {
-            let live: Vec<&str> = r.iter().filter(|x| x.1.is_ok()).map(|x| x.0).collect();
-            eprintln!(
-                "vigil: kvm: counting exits per VM from {}",
-                if live.is_empty() {
-                    "nothing (no kvm tracepoints)".to_string()
-                } else {
-                    live.join(", ")
-                }
-            );
-        }
-    }
     if opts.drop_privileges {
         match crate::privs::drop_to_runtime() {
             Ok(d) if opts.verbose => eprintln!(

@@ -162,8 +162,11 @@ impl Learner {
             .as_ref()
             .filter(|p| p.pid == pid)
             .map(|p| p.start_ns);
+        // Start times from /proc (seeded processes) have clock-tick
+        // precision and those of events nanoseconds: same process within
+        // 100 ms (a pid is not reused that fast).
         if let Some((s, r)) = self.refs.get(&pid)
-            && (start.is_none() || start == Some(*s))
+            && (*s == 0 || start.is_none_or(|t| t.abs_diff(*s) < 100_000_000))
         {
             return *r;
         }

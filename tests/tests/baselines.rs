@@ -40,6 +40,9 @@ fn run_service(
         ..RunOptions::new(cfg.clone())
     })
     .expect("agent starts");
+    // Let the agent take its /proc seed first: this test is about what a
+    // service learns, not about processes racing the agent's start-up.
+    std::thread::sleep(Duration::from_millis(300));
     let st = Command::new(service)
         .args(args)
         .status()
