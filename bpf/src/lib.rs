@@ -661,18 +661,7 @@ impl Sensors {
             prog: "vg_learn_sys",
             message: format!("kernel BTF: {e}"),
         })?;
-        let p: &mut aya::programs::BtfTracePoint = self
-            .ebpf
-            .program_mut("vg_learn_sys")
-            .ok_or(Error::Program {
-                prog: "vg_learn_sys",
-                message: "missing from object".into(),
-            })?
-            .try_into()
-            .map_err(|e| Error::Program {
-                prog: "vg_learn_sys",
-                message: sensors::explain(&e),
-            })?;
+        let p = self.learner_program()?;
         if p.fd().is_err() {
             p.load("sys_enter", &btf).map_err(|e| Error::Program {
                 prog: "vg_learn_sys",
@@ -682,6 +671,20 @@ impl Sensors {
         // SAFETY: malloc_trim only releases free glibc heap pages (BTF parsing).
         unsafe { libc::malloc_trim(0) };
         Ok(())
+    }
+
+    fn learner_program(&mut self) -> Result<&mut aya::programs::BtfTracePoint, Error> {
+        self.ebpf
+            .program_mut("vg_learn_sys")
+            .ok_or(Error::Program {
+                prog: "vg_learn_sys",
+                message: "missing from object".into(),
+            })?
+            .try_into()
+            .map_err(|e| Error::Program {
+                prog: "vg_learn_sys",
+                message: sensors::explain(&e),
+            })
     }
 
     /// Whether the syscall-set learner is attached.
@@ -699,18 +702,7 @@ impl Sensors {
         if self.syscall_learning_attached() {
             return Ok(());
         }
-        let p: &mut aya::programs::BtfTracePoint = self
-            .ebpf
-            .program_mut("vg_learn_sys")
-            .ok_or(Error::Program {
-                prog: "vg_learn_sys",
-                message: "missing from object".into(),
-            })?
-            .try_into()
-            .map_err(|e| Error::Program {
-                prog: "vg_learn_sys",
-                message: sensors::explain(&e),
-            })?;
+        let p = self.learner_program()?;
         let id = p.attach().map_err(|e| Error::Program {
             prog: "vg_learn_sys",
             message: sensors::explain(&e),

@@ -275,23 +275,35 @@ impl Pipeline {
         let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
         let anomalies = l.collect_syscalls(now, |slot| sensors.learned_syscalls(slot).ok());
         for a in &anomalies {
-            self.stats.anomalies += 1;
-            let json = crate::learn::encode_anomaly_bare(&self.hostname, a);
-            let id = format!("baseline.{}", a.kind.name());
-            let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
-            self.emit(
-                &json,
-                Meta {
-                    kind: OKind::Alert,
-                    severity: OSeverity::Medium,
-                    rule_id: Some(&id),
-                    rule_name: Some("Behaviour outside the learned baseline"),
-                    ruleset: Some("baseline"),
-                    message: msg.as_bytes(),
-                },
-                None,
-            );
+            self.emit_anomaly(a, None);
         }
+    }
+
+    /// Counts and writes one baseline anomaly: with the event's fields when
+    /// an event raised it, else (syscall sets) the baseline fields alone.
+    fn emit_anomaly(&mut self, a: &vigil_baselines::Anomaly, ev: Option<&Event>) {
+        self.stats.anomalies += 1;
+        if let Some(t) = self.telemetry.as_ref() {
+            t.anomaly();
+        }
+        let json = match ev {
+            Some(ev) => crate::learn::encode_anomaly(ev, &self.hostname, a),
+            None => crate::learn::encode_anomaly_bare(&self.hostname, a),
+        };
+        let id = format!("baseline.{}", a.kind.name());
+        let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
+        self.emit(
+            &json,
+            Meta {
+                kind: OKind::Alert,
+                severity: OSeverity::Medium,
+                rule_id: Some(&id),
+                rule_name: Some("Behaviour outside the learned baseline"),
+                ruleset: Some("baseline"),
+                message: msg.as_bytes(),
+            },
+            ev,
+        );
     }
 
     /// Attaches a baseline learner.
@@ -339,26 +351,8 @@ impl Pipeline {
             Some(l) => l.observe(&ev),
             None => Vec::new(),
         };
-        self.stats.anomalies += anomalies.len() as u64;
         for a in &anomalies {
-            if let Some(t) = self.telemetry.as_ref() {
-                t.anomaly();
-            }
-            let json = crate::learn::encode_anomaly(&ev, &self.hostname, a);
-            let id = format!("baseline.{}", a.kind.name());
-            let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
-            self.emit(
-                &json,
-                Meta {
-                    kind: OKind::Alert,
-                    severity: OSeverity::Medium,
-                    rule_id: Some(&id),
-                    rule_name: Some("Behaviour outside the learned baseline"),
-                    ruleset: Some("baseline"),
-                    message: msg.as_bytes(),
-                },
-                Some(&ev),
-            );
+            self.emit_anomaly(a, Some(&ev));
         }
         for r in &matched {
             self.stats.alerts += 1;

@@ -132,6 +132,19 @@ fn proc_identity(pid: u32, exe: &[u8], live: bool) -> ExeIdentity {
     }
 }
 
+/// The container of a process as the learner keys it: id, the image from
+/// the runtime's state, the cgroup path as the fallback.
+fn container_ref<'a>(p: &'a crate::enrich::ProcInfo, ev: &'a Event) -> Option<ContainerRef<'a>> {
+    p.container.as_deref().map(|c| ContainerRef {
+        id: Some(c.id.as_str()),
+        image: ev
+            .container_meta
+            .as_deref()
+            .and_then(|m| m.image.as_deref()),
+        cgroup_path: ev.cgroup_path.as_deref().map(str::as_bytes),
+    })
+}
+
 fn transport(proto: u16) -> Transport {
     match i32::from(proto) {
         libc::IPPROTO_TCP => Transport::Tcp,
@@ -175,18 +188,10 @@ impl Learner {
         if p.exe.is_empty() {
             return None;
         }
-        let cg = ev.cgroup_path.as_deref().map(str::as_bytes);
         let subject = Subject {
             executable: &p.exe,
             identity: proc_identity(pid, &p.exe, self.live),
-            container: p.container.as_deref().map(|c| ContainerRef {
-                id: Some(c.id.as_str()),
-                image: ev
-                    .container_meta
-                    .as_deref()
-                    .and_then(|m| m.image.as_deref()),
-                cgroup_path: cg,
-            }),
+            container: container_ref(p, ev),
         };
         let r = self.baselines.resolve(&subject, ev.unix_ns);
         self.refs.insert(pid, (p.start_ns, r));
@@ -202,18 +207,10 @@ impl Learner {
                 let Some(p) = ev.process.as_ref() else {
                     return Vec::new();
                 };
-                let cg = ev.cgroup_path.as_deref().map(str::as_bytes);
                 let subject = Subject {
                     executable: &p.exe,
                     identity: kernel_identity(info.dev, info.ino, info.mtime_sec),
-                    container: p.container.as_deref().map(|c| ContainerRef {
-                        id: Some(c.id.as_str()),
-                        image: ev
-                            .container_meta
-                            .as_deref()
-                            .and_then(|m| m.image.as_deref()),
-                        cgroup_path: cg,
-                    }),
+                    container: container_ref(p, ev),
                 };
                 let r = self.baselines.resolve(&subject, ev.unix_ns);
                 self.refs.insert(h.pid, (h.start_ns, r));
@@ -233,14 +230,7 @@ impl Learner {
                         let subject = Subject {
                             executable: &parent.exe,
                             identity: proc_identity(parent.pid, &parent.exe, self.live),
-                            container: p.container.as_deref().map(|c| ContainerRef {
-                                id: Some(c.id.as_str()),
-                                image: ev
-                                    .container_meta
-                                    .as_deref()
-                                    .and_then(|m| m.image.as_deref()),
-                                cgroup_path: cg,
-                            }),
+                            container: container_ref(p, ev),
                         };
                         let r = self.baselines.resolve(&subject, ev.unix_ns);
                         self.refs.insert(parent.pid, (0, r));
