@@ -106,25 +106,6 @@ pub fn check_report(set: &RuleSet, r: &Report, verbose: bool, took: std::time::D
     s
 }
 
-fn ret_of(ev: &Event) -> Option<i64> {
-    Some(match &ev.k.body {
-        Body::Open { info, .. } => info.ret,
-        Body::Sock { info, .. } => info.ret,
-        Body::SetId(s) => s.ret,
-        Body::CapSet(s) => s.ret,
-        Body::Ptrace(s) => s.ret,
-        Body::Bpf { info, .. } => info.ret,
-        Body::Module { info, .. } => info.ret,
-        Body::Memfd { info, .. } => info.ret,
-        Body::Mount { info, .. } => info.ret,
-        Body::Umount { info, .. } => info.ret,
-        Body::Ns(n) => n.ret,
-        Body::FChange { info, .. } => info.ret,
-        Body::Capable(c) => i64::from(c.ret),
-        _ => return None,
-    })
-}
-
 fn s(b: &[u8]) -> Option<Value<'_>> {
     Some(Value::Str(Cow::Borrowed(b)))
 }
@@ -197,12 +178,15 @@ impl Fields for Event {
             Field::EventCategory => s(ecs::classify_event(self).0.as_bytes()),
             Field::EventType => s(ecs::classify_event(self).1.as_bytes()),
             Field::EventOutcome => {
-                let r = ret_of(self)?;
-                let ok = r >= 0 || (h.kind == kind::CONNECT && -r == i64::from(libc::EINPROGRESS));
-                s(if ok { b"success" } else { b"failure" })
+                let r = ecs::syscall_ret(self)?;
+                s(if ecs::succeeded(h.kind, r) {
+                    b"success"
+                } else {
+                    b"failure"
+                })
             }
             Field::ErrorCode => {
-                let r = ret_of(self).filter(|r| *r < 0)?;
+                let r = ecs::syscall_ret(self).filter(|r| *r < 0)?;
                 cow(ecs::errno_str(r))
             }
             Field::HostHostname => None,

@@ -45,6 +45,32 @@ pub fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// The result (fd, 0 or -errno) of the call an event reports, if it has one.
+pub fn syscall_ret(ev: &Event) -> Option<i64> {
+    Some(match &ev.k.body {
+        Body::Open { info, .. } => info.ret,
+        Body::Sock { info, .. } => info.ret,
+        Body::SetId(s) => s.ret,
+        Body::CapSet(s) => s.ret,
+        Body::Ptrace(s) => s.ret,
+        Body::Bpf { info, .. } => info.ret,
+        Body::Module { info, .. } => info.ret,
+        Body::Memfd { info, .. } => info.ret,
+        Body::Mount { info, .. } => info.ret,
+        Body::Umount { info, .. } => info.ret,
+        Body::Ns(n) => n.ret,
+        Body::FChange { info, .. } => info.ret,
+        Body::Capable(c) => i64::from(c.ret),
+        _ => return None,
+    })
+}
+
+/// Whether a call of an event kind succeeded (`event.outcome`):
+/// EINPROGRESS is a started non-blocking connect, not a failure.
+pub fn succeeded(k: u16, ret: i64) -> bool {
+    ret >= 0 || (k == kind::CONNECT && -ret == i64::from(libc::EINPROGRESS))
+}
+
 /// The syscall name of a file change.
 pub fn fchange_syscall(vsys: u32) -> &'static str {
     use abi::sys;
@@ -392,25 +418,9 @@ pub fn encode_with(
         .str("event.action", action)
         .str("event.module", "vigil")
         .u64("event.sequence", ev.seq);
-    let ret = match &ev.k.body {
-        Body::Open { info, .. } => Some(info.ret),
-        Body::Sock { info, .. } => Some(info.ret),
-        Body::SetId(s) => Some(s.ret),
-        Body::CapSet(s) => Some(s.ret),
-        Body::Ptrace(s) => Some(s.ret),
-        Body::Bpf { info, .. } => Some(info.ret),
-        Body::Module { info, .. } => Some(info.ret),
-        Body::Memfd { info, .. } => Some(info.ret),
-        Body::Mount { info, .. } => Some(info.ret),
-        Body::Umount { info, .. } => Some(info.ret),
-        Body::Ns(n) => Some(n.ret),
-        Body::FChange { info, .. } => Some(info.ret),
-        Body::Capable(c) => Some(i64::from(c.ret)),
-        _ => None,
-    };
+    let ret = syscall_ret(ev);
     if let Some(r) = ret {
-        // EINPROGRESS is a started non-blocking connect, not a failure.
-        let ok = r >= 0 || (h.kind == kind::CONNECT && -r == i64::from(libc::EINPROGRESS));
+        let ok = succeeded(h.kind, r);
         w.str("event.outcome", if ok { "success" } else { "failure" });
     }
     head(&mut w);

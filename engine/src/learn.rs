@@ -276,9 +276,7 @@ impl Learner {
                 )
             }
             Body::Sock { info, .. } => {
-                let ok = info.ret >= 0
-                    || (h.kind == kind::CONNECT && -info.ret == i64::from(libc::EINPROGRESS));
-                if !ok {
+                if !ecs::succeeded(h.kind, info.ret) {
                     return Vec::new();
                 }
                 let t = transport(info.protocol);
