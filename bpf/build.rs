@@ -1,4 +1,4 @@
-//! Compiles the C sensors (bpf/c/vigil.bpf.c) with clang into $OUT_DIR/vigil.bpf.o,
+//! Compiles each C object (bpf/c/*.bpf.c) with clang into $OUT_DIR/<name>.bpf.o,
 //! which the crate embeds with `include_bytes_aligned!`, so a copied binary runs alone.
 //!
 //! vmlinux.h: a vendored `bpf/c/vmlinux.h` is used when present (reproducible builds,
@@ -64,30 +64,41 @@ fn main() {
     };
 
     let clang = find_tool("CLANG", &["clang-19", "clang"]);
-    let obj = out.join("vigil.bpf.o");
-    let output = Command::new(&clang)
-        .args([
-            "-O2",
-            "-g",
-            "-target",
-            "bpf",
-            "-D__TARGET_ARCH_x86",
-            "-mcpu=v3",
-        ])
-        .args(["-Wall", "-Werror"])
-        .arg(format!("-I{}", inc_dir.display()))
-        .arg(format!("-I{}", c_dir.display()))
-        .arg("-I/usr/include/x86_64-linux-gnu")
-        .arg("-c")
-        .arg(c_dir.join("vigil.bpf.c"))
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .expect("spawn clang");
-    if !output.status.success() {
-        panic!(
-            "clang failed compiling bpf/c/vigil.bpf.c:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    // Every `*.bpf.c` becomes its own object `$OUT_DIR/<name>.bpf.o`: the
+    // security sensors (vigil.bpf.c) and optional groups loaded separately.
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&c_dir)
+        .expect("read bpf/c")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+        .collect();
+    sources.sort();
+    for src in sources {
+        let name = src.file_name().expect("file name").to_string_lossy();
+        let obj = out.join(name.replace(".bpf.c", ".bpf.o"));
+        let output = Command::new(&clang)
+            .args([
+                "-O2",
+                "-g",
+                "-target",
+                "bpf",
+                "-D__TARGET_ARCH_x86",
+                "-mcpu=v3",
+            ])
+            .args(["-Wall", "-Werror"])
+            .arg(format!("-I{}", inc_dir.display()))
+            .arg(format!("-I{}", c_dir.display()))
+            .arg("-I/usr/include/x86_64-linux-gnu")
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj)
+            .output()
+            .expect("spawn clang");
+        if !output.status.success() {
+            panic!(
+                "clang failed compiling bpf/c/{name}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }
