@@ -852,6 +852,33 @@ int BPF_PROG(vg_exit, struct task_struct *p, bool group_dead)
 	return 0;
 }
 
+/* An fd that is an AF_INET/AF_INET6 SOCK_DGRAM socket (checked through the
+ * inode type first: private_data is a struct socket only for sockets). */
+#define VG_S_IFMT 00170000
+#define VG_S_IFSOCK 0140000
+#define VG_SOCK_DGRAM 2
+static __always_inline struct sock *inet_dgram_sock(struct file *f)
+{
+	if (!f)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & VG_S_IFMT) != VG_S_IFSOCK)
+		return NULL;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_type) != VG_SOCK_DGRAM)
+		return NULL;
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (fam != AF_INET && fam != AF_INET6)
+		return NULL;
+	return sk;
+}
+
+static __always_inline int inet_dgram_fd(int fd)
+{
+	return inet_dgram_sock(fd_file(fd)) != NULL;
+}
+
 /* ====================== syscalls ====================== */
 
 SEC("tracepoint/syscalls/sys_enter_openat")
@@ -864,7 +891,8 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!ks || !*ks)
 		return 0;
 	__u32 kind = *ks & 0xffff;
-	if (!kind_on(kind)) {
+	/* sends feed both udp_send and the DNS queries */
+	if (!kind_on(kind) && !(kind == VG_UDP_SEND && kind_on(VG_DNS))) {
 		count(kind, C_FILTERED);
 		return 0;
 	}
@@ -876,6 +904,10 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	 * accesses reach past that is refused at attach (EACCES). Bytes past a
 	 * short event are unused for that syscall. */
 	bpf_probe_read_kernel(p.args, sizeof(p.args), ctx->args);
+	/* send/recv are hot on every server: only datagram inet sockets are
+	 * stashed (TCP, unix and non-socket fds cost one fd lookup) */
+	if ((kind == VG_UDP_SEND || kind == VG_DNS) && !inet_dgram_fd(p.args[0]))
+		return 0;
 	if (kind == VG_UNSHARE || kind == VG_SETNS) {
 		struct task_struct *t = bpf_get_current_task_btf();
 		p.old_mntns = t->nsproxy->mnt_ns->ns.inum;
@@ -1315,6 +1347,197 @@ int vg_exit_listen(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	}
 	emit(s, off);
+	return 0;
+}
+
+/* ---- UDP sends and DNS ---- */
+
+/* Appends `len` bytes of user memory as string `idx` (binary: may hold
+ * NULs), at most `max`; flags truncation. */
+static __always_inline __u32 put_user_bytes(struct scratch *s, __u32 off, int idx, const void *src, __u64 len, __u32 max)
+{
+	__u32 r = room(off, max);
+	if (!src || !r || !len)
+		return off;
+	int trunc = 0;
+	if (len > r) {
+		len = r;
+		trunc = 1;
+	}
+	len &= (STR_MAX - 1);
+	if (!len || bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len, src) < 0)
+		return off;
+	set_len(s, idx, len, trunc);
+	return off + len;
+}
+
+/* The remote end from a user sockaddr; 0 when absent or not inet. */
+static __always_inline int remote_from_user(struct vg_sock *b, const void *uaddr, __u32 alen)
+{
+	struct sockaddr_any sa = {};
+	if (!uaddr || alen < 4)
+		return 0;
+	if (alen > sizeof(sa))
+		alen = sizeof(sa);
+	if (bpf_probe_read_user(&sa, alen, uaddr) < 0)
+		return 0;
+	if (sa.family == AF_INET) {
+		__builtin_memset(b->raddr, 0, 16);
+		__builtin_memcpy(b->raddr, sa.v4, 4);
+	} else if (sa.family == AF_INET6)
+		__builtin_memcpy(b->raddr, sa.v6, 16);
+	else
+		return 0;
+	b->family = sa.family;
+	b->rport = bpf_ntohs(sa.port);
+	return 1;
+}
+
+/* msg_name, msg_namelen and the first iovec of a user msghdr */
+struct vg_msg {
+	const void *name;
+	__u32 namelen;
+	const void *buf;
+	__u64 len;
+};
+
+static __always_inline void read_msghdr(struct vg_msg *m, const struct user_msghdr *um)
+{
+	struct user_msghdr h = {};
+	if (bpf_probe_read_user(&h, sizeof(h), um) < 0)
+		return;
+	m->name = h.msg_name;
+	m->namelen = h.msg_namelen;
+	if (h.msg_iovlen && h.msg_iov) {
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), h.msg_iov) == 0) {
+			m->buf = iov.iov_base;
+			m->len = iov.iov_len;
+		}
+	}
+}
+
+static __always_inline void emit_dns(struct scratch *s, struct vg_sock *tmp, const void *buf, __u64 len)
+{
+	__u32 off = begin(s, VG_DNS, sizeof(struct vg_sock));
+	__builtin_memcpy(&s->ev[sizeof(struct vg_hdr)], tmp, sizeof(*tmp));
+	off = put_user_bytes(s, off, 0, buf, len, VG_DNS_MAX);
+	emit(s, off);
+}
+
+static __always_inline __u64 peer_hash(struct vg_sock *b)
+{
+	__u64 h = 0;
+	__builtin_memcpy(&h, b->raddr, 8);
+	__u64 h2 = 0;
+	__builtin_memcpy(&h2, &b->raddr[8], 8);
+	return (h ^ (h2 * 0x9E3779B97F4A7C15ULL)) ^ ((__u64)b->rport << 48) ^ ((__u64)(b->ret < 0) << 47);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int vg_exit_udp(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct sock *sk = inet_dgram_sock(fd_file(p.args[0]));
+	if (!sk)
+		return 0;
+	__u32 vsys = p.kind_sys >> 16;
+	struct vg_sock tmp = {};
+	tmp.ret = ctx->ret;
+	tmp.fd = p.args[0];
+	tmp.backlog = vsys;
+	tmp.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	sock_local(&tmp, sk);
+	struct vg_msg m = {};
+	if (vsys == VG_SYS_SENDTO) {
+		m.buf = (const void *)p.args[1];
+		m.len = p.args[2];
+		m.name = (const void *)p.args[4];
+		m.namelen = p.args[5];
+	} else if (vsys == VG_SYS_SENDMSG) {
+		read_msghdr(&m, (const struct user_msghdr *)p.args[1]);
+	} else {
+		read_msghdr(&m, &((const struct mmsghdr *)p.args[1])->msg_hdr);
+	}
+	if (!remote_from_user(&tmp, m.name, m.namelen))
+		sock_remote(&tmp, sk);
+	if (tmp.rport == 53 && ctx->ret >= 0 && kind_on(VG_DNS)) {
+		__u64 len = m.len;
+		if (vsys == VG_SYS_SENDTO && (__u64)ctx->ret < len)
+			len = ctx->ret;
+		emit_dns(s, &tmp, m.buf, len);
+		/* glibc sends the A and AAAA queries in one sendmmsg */
+		if (vsys == VG_SYS_SENDMMSG && ctx->ret > 1) {
+			struct vg_msg m2 = {};
+			read_msghdr(&m2, &((const struct mmsghdr *)p.args[1])[1].msg_hdr);
+			struct vg_sock tmp2 = tmp;
+			if (!remote_from_user(&tmp2, m2.name, m2.namelen))
+				sock_remote(&tmp2, sk);
+			if (tmp2.rport == 53)
+				emit_dns(s, &tmp2, m2.buf, m2.len);
+		}
+	}
+	if (!kind_on(VG_UDP_SEND))
+		return 0;
+	if (port_ignored(tmp.rport)) {
+		count(VG_UDP_SEND, C_FILTERED);
+		return 0;
+	}
+	if (seen_before(VG_UDP_SEND, (__u64)sk, peer_hash(&tmp)))
+		return 0;
+	__u32 off = begin(s, VG_UDP_SEND, sizeof(struct vg_sock));
+	__builtin_memcpy(&s->ev[sizeof(struct vg_hdr)], &tmp, sizeof(tmp));
+	emit(s, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int vg_exit_dns(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	if (ctx->ret <= 0)
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	struct sock *sk = inet_dgram_sock(fd_file(p.args[0]));
+	if (!sk)
+		return 0;
+	__u32 vsys = p.kind_sys >> 16;
+	struct vg_sock tmp = {};
+	tmp.ret = ctx->ret;
+	tmp.fd = p.args[0];
+	tmp.backlog = vsys;
+	tmp.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	sock_local(&tmp, sk);
+	struct vg_msg m = {};
+	if (vsys == VG_SYS_RECVFROM) {
+		m.buf = (const void *)p.args[1];
+		m.name = (const void *)p.args[4];
+		int alen = 0;
+		if (p.args[5])
+			bpf_probe_read_user(&alen, sizeof(alen), (const void *)p.args[5]);
+		m.namelen = alen;
+	} else {
+		read_msghdr(&m, (const struct user_msghdr *)p.args[1]);
+	}
+	if (!remote_from_user(&tmp, m.name, m.namelen))
+		sock_remote(&tmp, sk);
+	if (tmp.rport != 53) {
+		count(VG_DNS, C_FILTERED);
+		return 0;
+	}
+	__u64 len = ctx->ret;
+	if (vsys == VG_SYS_RECVMSG && m.len < len)
+		len = m.len;
+	emit_dns(s, &tmp, m.buf, len);
 	return 0;
 }
 

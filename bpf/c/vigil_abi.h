@@ -34,6 +34,8 @@ enum vg_kind {
 	VG_ACCEPT = 21,
 	VG_LISTEN = 22,
 	VG_TCP_STATE = 23,
+	VG_UDP_SEND = 24,
+	VG_DNS = 25,
 	/* privileges */
 	VG_CAPABLE = 30,
 	VG_SETID = 31,
@@ -166,6 +168,11 @@ enum vg_sys {
 	VG_SYS_DELETE_MODULE = 22,
 	VG_SYS_ACCEPT = 30,
 	VG_SYS_ACCEPT4 = 31,
+	VG_SYS_SENDTO = 32,
+	VG_SYS_SENDMSG = 33,
+	VG_SYS_SENDMMSG = 34,
+	VG_SYS_RECVFROM = 35,
+	VG_SYS_RECVMSG = 36,
 	VG_SYS_RENAME = 40,
 	VG_SYS_RENAMEAT = 41,
 	VG_SYS_RENAMEAT2 = 42,
@@ -225,12 +232,23 @@ struct vg_sock {
 	__u16 protocol;   /* IPPROTO_TCP, IPPROTO_UDP, ... (0 if unknown) */
 	__s32 fd;         /* socket fd argument */
 	__u32 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, ... */
-	__u32 backlog;    /* listen backlog; accept: VG_SYS_ACCEPT* */
+	__u32 backlog;    /* listen backlog; accept, udp_send, dns: VG_SYS_* */
 	__u32 _pad;
 	__u8 laddr[16];
 	__u8 raddr[16];
 };
 _Static_assert(sizeof(struct vg_sock) == 64, "vg_sock");
+
+/* VG_UDP_SEND (struct vg_sock): the first datagram a process sends on a
+ * socket to a peer (sendto, sendmsg, sendmmsg on SOCK_DGRAM inet sockets;
+ * repeats deduplicated per socket, peer and success); ret = bytes sent or
+ * -errno; remote = the explicit destination, else the connected peer.
+ *
+ * VG_DNS (struct vg_sock, string 0 = the DNS message, up to VG_DNS_MAX
+ * bytes, wire format, not NUL-terminated): every datagram sent to port 53
+ * (backlog = VG_SYS_SEND*: a query) and every datagram received from port
+ * 53 (VG_SYS_RECV*: an answer). remote = the server in both directions. */
+#define VG_DNS_MAX 1024
 
 /* VG_TCP_STATE, from sock:inet_sock_set_state (TCP only). The header's
  * process is the task current at the transition: for transitions done in

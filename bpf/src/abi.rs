@@ -17,6 +17,8 @@ pub const ABI_VERSION: u32 = 1;
 pub const KIND_SLOTS: u32 = 64;
 /// Maximum number of trailing strings in a record.
 pub const MAX_STR: usize = 4;
+/// Largest DNS message a `VG_DNS` record carries (`VG_DNS_MAX`).
+pub const DNS_MAX: usize = 1024;
 /// Key size of the interest_paths LPM trie.
 pub const LPM_MAX: usize = 256;
 
@@ -31,6 +33,8 @@ pub mod kind {
     pub const ACCEPT: u16 = 21;
     pub const LISTEN: u16 = 22;
     pub const TCP_STATE: u16 = 23;
+    pub const UDP_SEND: u16 = 24;
+    pub const DNS: u16 = 25;
     pub const CAPABLE: u16 = 30;
     pub const SETID: u16 = 31;
     pub const CAPSET: u16 = 32;
@@ -83,6 +87,11 @@ pub mod sys {
     pub const DELETE_MODULE: u32 = 22;
     pub const ACCEPT: u32 = 30;
     pub const ACCEPT4: u32 = 31;
+    pub const SENDTO: u32 = 32;
+    pub const SENDMSG: u32 = 33;
+    pub const SENDMMSG: u32 = 34;
+    pub const RECVFROM: u32 = 35;
+    pub const RECVMSG: u32 = 36;
     pub const RENAME: u32 = 40;
     pub const RENAMEAT: u32 = 41;
     pub const RENAMEAT2: u32 = 42;

@@ -71,12 +71,21 @@ pub enum Body {
         /// Name as passed (failure only).
         name: Vec<u8>,
     },
-    /// `VG_CONNECT`, `VG_ACCEPT`, `VG_LISTEN` (see `hdr.kind`).
+    /// `VG_CONNECT`, `VG_ACCEPT`, `VG_LISTEN`, `VG_UDP_SEND` (see `hdr.kind`).
     Sock {
         /// Fixed fields.
         info: abi::Sock,
         /// Unix socket path (AF_UNIX).
         unix_path: Vec<u8>,
+    },
+    /// `VG_DNS`: a DNS message sent to or received from port 53
+    /// (`info.backlog` is the `sys::SEND*`/`sys::RECV*` that carried it).
+    Dns {
+        /// Fixed fields (remote = the DNS server in both directions).
+        info: abi::Sock,
+        /// The message in wire format, up to [`abi::DNS_MAX`] bytes (hostile:
+        /// parse with bounds checks).
+        message: Vec<u8>,
     },
     /// `VG_TCP_STATE`.
     TcpState(abi::TcpState),
@@ -180,7 +189,9 @@ pub fn body_size(k: u16) -> Option<usize> {
         kind::FORK => size_of::<abi::Fork>(),
         kind::EXIT => size_of::<abi::Exit>(),
         kind::OPEN => size_of::<abi::Open>(),
-        kind::CONNECT | kind::ACCEPT | kind::LISTEN => size_of::<abi::Sock>(),
+        kind::CONNECT | kind::ACCEPT | kind::LISTEN | kind::UDP_SEND | kind::DNS => {
+            size_of::<abi::Sock>()
+        }
         kind::TCP_STATE => size_of::<abi::TcpState>(),
         kind::CAPABLE => size_of::<abi::Capable>(),
         kind::SETID => size_of::<abi::SetId>(),
@@ -250,9 +261,13 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
             path: s.get(0),
             name: s.get(1),
         },
-        kind::CONNECT | kind::ACCEPT | kind::LISTEN => Body::Sock {
+        kind::CONNECT | kind::ACCEPT | kind::LISTEN | kind::UDP_SEND => Body::Sock {
             info: body(rest, total)?,
             unix_path: s.get(0),
+        },
+        kind::DNS => Body::Dns {
+            info: body(rest, total)?,
+            message: s.get(0),
         },
         kind::TCP_STATE => Body::TcpState(body(rest, total)?),
         kind::CAPABLE => Body::Capable(body(rest, total)?),

@@ -166,6 +166,31 @@ pub const SENSORS: &[SensorSpec] = &[
         }],
     },
     SensorSpec {
+        name: "udp_send",
+        kinds: &[kind::UDP_SEND],
+        description: "UDP datagrams sent (first per socket and peer) and DNS queries",
+        candidates: &[Mechanism::Syscalls {
+            prog: "vg_exit_udp",
+            calls: &[
+                sc!("sendto", SYS_sendto, sys::SENDTO),
+                sc!("sendmsg", SYS_sendmsg, sys::SENDMSG),
+                sc!("sendmmsg", SYS_sendmmsg, sys::SENDMMSG),
+            ],
+        }],
+    },
+    SensorSpec {
+        name: "dns",
+        kinds: &[kind::DNS],
+        description: "DNS answers received from port 53 (names, types, addresses)",
+        candidates: &[Mechanism::Syscalls {
+            prog: "vg_exit_dns",
+            calls: &[
+                sc!("recvfrom", SYS_recvfrom, sys::RECVFROM),
+                sc!("recvmsg", SYS_recvmsg, sys::RECVMSG),
+            ],
+        }],
+    },
+    SensorSpec {
         name: "tcp_state",
         kinds: &[kind::TCP_STATE],
         description: "TCP state transitions",

@@ -525,6 +525,7 @@ impl Config {
                 let (c, _, a) = crate::ecs::classify(k);
                 matches!(k, kind::EXEC | kind::FORK | kind::EXIT)
                     || rules.wants(c, a)
+                    || (k == kind::DNS && (rules.domains || rules.wants(c, "dns-answer")))
                     || (k == kind::FCHANGE
                         && crate::ecs::FCHANGE_ACTIONS
                             .iter()

@@ -141,7 +141,7 @@ type Ends = (
 fn ends(ev: &Event) -> Ends {
     let h = &ev.k.hdr;
     match &ev.k.body {
-        Body::Sock { info, .. } if h.kind != kind::LISTEN => {
+        Body::Sock { info, .. } | Body::Dns { info, .. } if h.kind != kind::LISTEN => {
             let local = ecs::ip(info.family, &info.laddr).map(|a| (a, info.lport));
             let remote = ecs::ip(info.family, &info.raddr).map(|a| (a, info.rport));
             let bound = |e: Option<(std::net::IpAddr, u16)>| {
@@ -159,6 +159,10 @@ fn ends(ev: &Event) -> Ends {
         ),
         _ => (None, None),
     }
+}
+
+fn ev_domain(ev: &Event) -> Option<Value<'_>> {
+    ev.domain.as_ref().and_then(|d| s(d.as_bytes()))
 }
 
 const WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
@@ -376,7 +380,7 @@ impl Fields for Event {
             },
             Field::NetworkTransport => {
                 let proto = match &self.k.body {
-                    Body::Sock { info, .. } => i32::from(info.protocol),
+                    Body::Sock { info, .. } | Body::Dns { info, .. } => i32::from(info.protocol),
                     Body::TcpState(_) => libc::IPPROTO_TCP,
                     _ => return None,
                 };
@@ -388,7 +392,7 @@ impl Fields for Event {
             }
             Field::NetworkType => {
                 let fam = match &self.k.body {
-                    Body::Sock { info, .. } => info.family,
+                    Body::Sock { info, .. } | Body::Dns { info, .. } => info.family,
                     Body::TcpState(t) => t.family,
                     _ => return None,
                 };
@@ -399,10 +403,11 @@ impl Fields for Event {
                     _ => None,
                 }
             }
-            Field::NetworkDirection => match h.kind {
-                kind::CONNECT => s(b"egress"),
-                kind::ACCEPT => s(b"ingress"),
-                kind::LISTEN | kind::TCP_STATE => s(b"unknown"),
+            Field::NetworkDirection => match (h.kind, &self.k.body) {
+                (kind::DNS, Body::Dns { info, .. }) if ecs::dns_is_answer(info) => s(b"ingress"),
+                (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => s(b"egress"),
+                (kind::ACCEPT, _) => s(b"ingress"),
+                (kind::LISTEN | kind::TCP_STATE, _) => s(b"unknown"),
                 _ => None,
             },
             Field::UnixPath => match &self.k.body {
@@ -501,7 +506,26 @@ impl Fields for Event {
                 Body::Readline { line } => s(line),
                 _ => None,
             },
-            Field::DestinationDomain => None,
+            Field::DestinationDomain => ev_domain(self),
+            Field::DnsType => match &self.k.body {
+                Body::Dns { info, .. } if ecs::dns_is_answer(info) => s(b"answer"),
+                Body::Dns { .. } => s(b"query"),
+                _ => None,
+            },
+            Field::DnsQuestionName => {
+                let q = self.dns.as_ref()?.questions.first()?;
+                s(q.name.as_bytes())
+            }
+            Field::DnsQuestionType => {
+                let q = self.dns.as_ref()?.questions.first()?;
+                Some(Value::Str(crate::dns::type_name(q.qtype).into_bytes().into()))
+            }
+            Field::DnsResponseCode => match self.dns.as_ref() {
+                Some(m) if m.response => Some(Value::Str(
+                    crate::dns::rcode_name(m.rcode).into_bytes().into(),
+                )),
+                _ => None,
+            },
             Field::TargetsAgent => Some(Value::Bool(targets_agent(self))),
             Field::SignalNumber => match &self.k.body {
                 Body::Signal(g) => int(g.sig.into()),
@@ -678,7 +702,8 @@ mod tests {
         for (a, c) in vigil_rules::ACTIONS {
             assert!(
                 (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c)
-                    || (*c == "file" && ecs::FCHANGE_ACTIONS.contains(a)),
+                    || (*c == "file" && ecs::FCHANGE_ACTIONS.contains(a))
+                    || *a == "dns-answer",
                 "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"
             );
         }

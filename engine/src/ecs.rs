@@ -49,7 +49,7 @@ pub fn signal_name(sig: i32) -> &'static str {
 pub fn syscall_ret(ev: &Event) -> Option<i64> {
     Some(match &ev.k.body {
         Body::Open { info, .. } => info.ret,
-        Body::Sock { info, .. } => info.ret,
+        Body::Sock { info, .. } | Body::Dns { info, .. } => info.ret,
         Body::SetId(s) => s.ret,
         Body::CapSet(s) => s.ret,
         Body::Ptrace(s) => s.ret,
@@ -128,8 +128,18 @@ pub fn classify_event(ev: &Event) -> (&'static str, &'static str, &'static str) 
             let (t, a) = fchange_op(info.syscall);
             ("file", t, a)
         }
+        Body::Dns { info, .. } if dns_is_answer(info) => ("network", "protocol", "dns-answer"),
+        Body::Dns { .. } => ("network", "protocol", "dns-query"),
         _ => classify(ev.k.hdr.kind),
     }
+}
+
+/// Whether a DNS record is an answer (received) rather than a query (sent).
+pub fn dns_is_answer(info: &abi::Sock) -> bool {
+    matches!(
+        info.backlog,
+        vigil_bpf::abi::sys::RECVFROM | vigil_bpf::abi::sys::RECVMSG
+    )
 }
 
 /// (category, type, action) for a kind.
@@ -144,6 +154,8 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
         kind::ACCEPT => ("network", "connection", "accept"),
         kind::LISTEN => ("network", "start", "listen"),
         kind::TCP_STATE => ("network", "change", "tcp-state"),
+        kind::UDP_SEND => ("network", "connection", "udp-send"),
+        kind::DNS => ("network", "protocol", "dns-query"),
         kind::CAPABLE => ("iam", "access", "capable"),
         kind::SETID => ("iam", "change", "setid"),
         kind::CAPSET => ("iam", "change", "capset"),
@@ -494,7 +506,7 @@ pub fn encode_with(
     {
         w.u64("file.inode", info.ino);
     }
-    if let Body::Sock { info, .. } = &ev.k.body {
+    if let Body::Sock { info, .. } | Body::Dns { info, .. } = &ev.k.body {
         let local = ip(info.family, &info.laddr);
         let remote = ip(info.family, &info.raddr);
         let (src, dst) = match h.kind {
@@ -517,6 +529,12 @@ pub fn encode_with(
                 w.str("destination.ip", a.to_string())
                     .u64("destination.port", dst.1.into());
             }
+            if let Some(d) = &ev.domain {
+                w.str("destination.domain", d.as_bytes());
+            }
+        }
+        if h.kind == kind::DNS {
+            w.str("network.protocol", "dns");
         }
         let transport = match i32::from(info.protocol) {
             libc::IPPROTO_TCP => Some("tcp"),
@@ -540,12 +558,60 @@ pub fn encode_with(
         }
         w.str(
             "network.direction",
-            match h.kind {
-                kind::CONNECT => "egress",
-                kind::ACCEPT => "ingress",
+            match (h.kind, &ev.k.body) {
+                (kind::DNS, Body::Dns { info, .. }) if dns_is_answer(info) => "ingress",
+                (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => "egress",
+                (kind::ACCEPT, _) => "ingress",
                 _ => "unknown",
             },
         );
+    }
+    if let Body::Dns { info, .. } = &ev.k.body {
+        w.str(
+            "dns.type",
+            if dns_is_answer(info) { "answer" } else { "query" },
+        );
+        if let Some(m) = &ev.dns {
+            w.u64("dns.id", m.id.into());
+            if let Some(q) = m.questions.first() {
+                w.str("dns.question.name", q.name.as_bytes())
+                    .str("dns.question.type", crate::dns::type_name(q.qtype).as_bytes());
+            }
+            if m.response {
+                w.str(
+                    "dns.response_code",
+                    crate::dns::rcode_name(m.rcode).as_bytes(),
+                );
+                let mut arr = vec![b'['];
+                for a in &m.answers {
+                    let mut o = vigil_outputs::json::Writer::new();
+                    o.str("name", a.name.as_bytes())
+                        .str("type", crate::dns::type_name(a.rtype).as_bytes())
+                        .u64("ttl", a.ttl.into());
+                    match &a.data {
+                        crate::dns::Data::Addr(ip) => {
+                            o.str("data", ip.to_string());
+                        }
+                        crate::dns::Data::Name(n) => {
+                            o.str("data", n.as_bytes());
+                        }
+                        crate::dns::Data::Other => {}
+                    }
+                    if arr.len() > 1 {
+                        arr.push(b',');
+                    }
+                    arr.extend_from_slice(&o.finish());
+                }
+                arr.push(b']');
+                if !m.answers.is_empty() {
+                    w.raw("dns.answers", &arr);
+                }
+                let ips: Vec<String> = m.resolved_ips().map(|i| i.to_string()).collect();
+                if !ips.is_empty() {
+                    w.strs("dns.resolved_ip", ips);
+                }
+            }
+        }
     }
     if let Body::TcpState(t) = &ev.k.body {
         if let Some(a) = ip(t.family, &t.saddr) {
@@ -662,6 +728,16 @@ pub fn encode_with(
                 .i64("vigil.socket.fd", info.fd.into());
             if h.kind == kind::LISTEN {
                 w.u64("vigil.socket.backlog", info.backlog.into());
+            }
+        }
+        Body::Dns { info, message } => {
+            if ev.dns.as_ref().is_none_or(|m| m.truncated) {
+                w.bool("vigil.dns.incomplete", true);
+            }
+            w.u64("vigil.dns.bytes", message.len() as u64)
+                .i64("vigil.socket.fd", info.fd.into());
+            if ev.k.truncated(0) {
+                truncated.push("dns");
             }
         }
         Body::TcpState(t) => {
@@ -870,7 +946,9 @@ mod encode_tests {
             kind::EXIT => r!(abi::Exit),
             kind::OPEN => r!(abi::Open),
             kind::FCHANGE => r!(abi::FChange),
-            kind::CONNECT | kind::ACCEPT | kind::LISTEN => r!(abi::Sock),
+            kind::CONNECT | kind::ACCEPT | kind::LISTEN | kind::UDP_SEND | kind::DNS => {
+                r!(abi::Sock)
+            }
             kind::TCP_STATE => r!(abi::TcpState),
             kind::CAPABLE => r!(abi::Capable),
             kind::SETID => r!(abi::SetId),

@@ -122,7 +122,15 @@ pub struct Event {
     pub file_path2: Option<Vec<u8>>,
     /// The other process concerned (ptrace target, fork child).
     pub target: Option<Arc<ProcInfo>>,
+    /// The parsed message of a DNS record (`None` when unparsable).
+    pub dns: Option<Arc<crate::dns::Message>>,
+    /// The name the remote address was resolved from (connect, udp_send),
+    /// from the DNS answers seen before: `destination.domain`.
+    pub domain: Option<Arc<str>>,
 }
+
+/// Addresses the DNS cache remembers (about 100 bytes each).
+const DNS_CACHE_ADDRESSES: usize = 65_536;
 
 /// Lexically normalizes an absolute path (`.`/`..`/`//`), as the kernel
 /// would for a name that does not exist (so no symlinks to resolve).
@@ -178,6 +186,8 @@ pub struct Enricher {
     /// Ns (boot) at which the /proc seed was taken; events older than an
     /// entry's `updated_ns` do not overwrite it.
     seeded_at: u64,
+    /// IP -> name from the DNS answers seen.
+    dns_cache: crate::dns::Cache,
 }
 
 impl Enricher {
@@ -194,6 +204,7 @@ impl Enricher {
             ancestors,
             seq: 0,
             seeded_at: 0,
+            dns_cache: crate::dns::Cache::new(DNS_CACHE_ADDRESSES),
         }
     }
 
@@ -453,7 +464,30 @@ impl Enricher {
             }
             _ => None,
         };
+        let now_s = h.ts_ns / 1_000_000_000;
+        let (dns, domain) = match &k.body {
+            Body::Dns { info, message } => {
+                let m = crate::dns::parse(message).ok().map(Arc::new);
+                if let Some(m) = &m
+                    && crate::ecs::dns_is_answer(info)
+                {
+                    self.dns_cache.learn(m, now_s);
+                }
+                (m, None)
+            }
+            Body::Sock { info, .. }
+                if h.kind == vigil_bpf::abi::kind::CONNECT
+                    || h.kind == vigil_bpf::abi::kind::UDP_SEND =>
+            {
+                let d = crate::ecs::ip(info.family, &info.raddr)
+                    .and_then(|ip| self.dns_cache.lookup(&ip, now_s));
+                (None, d)
+            }
+            _ => (None, None),
+        };
         Event {
+            dns,
+            domain,
             seq: self.seq,
             unix_ns: (h.ts_ns as i64).saturating_add(self.boot_offset_ns),
             process,

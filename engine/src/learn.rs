@@ -28,6 +28,7 @@ pub const KINDS: &[u16] = &[
     kind::EXIT,
     kind::OPEN,
     kind::CONNECT,
+    kind::UDP_SEND,
     kind::ACCEPT,
     kind::LISTEN,
     kind::CAPABLE,
@@ -281,7 +282,8 @@ impl Learner {
                 }
                 let t = transport(info.protocol);
                 let b = match h.kind {
-                    kind::CONNECT => match ecs::ip(info.family, &info.raddr) {
+                    // a datagram sent is a connection to its peer
+                    kind::CONNECT | kind::UDP_SEND => match ecs::ip(info.family, &info.raddr) {
                         Some(ip) => Behaviour::Connect {
                             ip,
                             port: info.rport,

@@ -15,6 +15,7 @@ pub mod capture;
 pub mod config;
 pub mod container;
 pub mod detect;
+pub mod dns;
 pub mod ecs;
 pub mod enrich;
 pub mod host;

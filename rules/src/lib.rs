@@ -67,6 +67,9 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("accept", "network"),
     ("listen", "network"),
     ("tcp-state", "network"),
+    ("udp-send", "network"),
+    ("dns-query", "network"),
+    ("dns-answer", "network"),
     ("capable", "iam"),
     ("setid", "iam"),
     ("capset", "iam"),
@@ -75,6 +78,16 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("mount", "configuration"),
     ("umount", "configuration"),
 ];
+
+/// Whether a condition tests a field anywhere.
+fn uses_field(e: &ast::Expr, f: Field) -> bool {
+    match e {
+        ast::Expr::And(v) | ast::Expr::Or(v) => v.iter().any(|x| uses_field(x, f)),
+        ast::Expr::Not(x) => uses_field(x, f),
+        ast::Expr::Const(_) => false,
+        ast::Expr::Pred(p) => p.field == f,
+    }
+}
 
 /// Alert severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -444,6 +457,9 @@ pub struct Interest {
     pub all_file_opens: bool,
     /// Rules that need every open (costly; `vigil rules check` names them).
     pub all_opens_rules: Vec<String>,
+    /// Some rule tests `destination.domain`: the DNS answers must be seen
+    /// (they fill the IP -> name cache) even if no rule matches them.
+    pub domains: bool,
 }
 
 impl Interest {
@@ -457,6 +473,9 @@ impl Interest {
     }
 
     fn add(&mut self, r: &Rule) {
+        if uses_field(&r.condition, Field::DestinationDomain) {
+            self.domains = true;
+        }
         let acts = required_values(&r.condition, Field::EventAction).map(|s| {
             s.into_iter()
                 .map(|a| String::from_utf8_lossy(&a).into_owned())

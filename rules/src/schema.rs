@@ -258,8 +258,17 @@ fields! {
     DestinationIp = "destination.ip", Ip, NETWORK, true;
     /// Destination port.
     DestinationPort = "destination.port", Int, NETWORK, true;
-    /// Destination name (needs the DNS sensor: not produced yet).
-    DestinationDomain = "destination.domain", Str, NETWORK, false;
+    /// The name the destination address was resolved from (the question of
+    /// the DNS answer that returned it, seen by the `dns` sensor).
+    DestinationDomain = "destination.domain", Str, NETWORK, true;
+    /// DNS record: `query` or `answer`.
+    DnsType = "dns.type", Str, NETWORK, true;
+    /// DNS question name (lower case, no final dot).
+    DnsQuestionName = "dns.question.name", Str, NETWORK, true;
+    /// DNS question type (`A`, `AAAA`, `TXT`, ...).
+    DnsQuestionType = "dns.question.type", Str, NETWORK, true;
+    /// DNS response code (`NOERROR`, `NXDOMAIN`, ...).
+    DnsResponseCode = "dns.response_code", Str, NETWORK, true;
     /// Listening address.
     ServerIp = "server.ip", Ip, NETWORK, true;
     /// Listening port.

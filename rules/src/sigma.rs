@@ -216,6 +216,8 @@ fn inner(d: &Node) -> Result<(Expr, Source, u8), Skip> {
             Expr::or(vec![
                 pred(Field::EventAction, StrOp::Eq, b"connect", false),
                 pred(Field::EventAction, StrOp::Eq, b"accept", false),
+                // Sysmon's event 3 includes UDP
+                pred(Field::EventAction, StrOp::Eq, b"udp-send", false),
             ]),
         ),
         // Sysmon's FileCreate: a file created or overwritten.

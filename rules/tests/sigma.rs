@@ -36,10 +36,10 @@ fn corpus_loads_and_skips_with_reasons() {
     let (set, r) = load();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.files, 50);
-    assert_eq!(r.sigma_rules, 41);
-    assert_eq!(set.len(), 41);
+    assert_eq!(r.sigma_rules, 42);
+    assert_eq!(set.len(), 42);
     assert_eq!(r.sigma_by_category.get("process_creation"), Some(&29));
-    assert_eq!(r.sigma_by_category.get("network_connection"), Some(&4));
+    assert_eq!(r.sigma_by_category.get("network_connection"), Some(&5));
     assert_eq!(r.sigma_by_category.get("file_event"), Some(&3));
     assert_eq!(r.sigma_by_category.get("auditd"), Some(&5));
     let mut skipped: Vec<(String, String)> = r
@@ -51,7 +51,6 @@ fn corpus_loads_and_skips_with_reasons() {
     let want: Vec<(String, String)> = [
         ("Aggregation", "condition"),
         ("Any Linux log", "logsource"),
-        ("Onion domain (needs DNS)", "field"),
         ("SSH log line", "logsource"),
         ("Service stop record", "auditd"),
         ("Two of", "condition"),
@@ -153,6 +152,10 @@ fn every_modifier_and_condition_form_matches_as_specified() {
         ("vt-01", "event.action=open ;; process.executable=/usr/bin/nc".to_string(), false),
         ("vt-30", "event.action=connect ;; destination.port=4444 ;; network.direction=egress".to_string(), true),
         ("vt-30", "event.action=accept ;; destination.port=4444 ;; network.direction=ingress".to_string(), false),
+        ("vt-50", "event.action=connect ;; destination.domain=abc.onion".to_string(), true),
+        ("vt-50", "event.action=udp-send ;; destination.domain=x.onion".to_string(), true),
+        ("vt-50", "event.action=connect ;; destination.domain=onion.example".to_string(), false),
+        ("vt-50", "event.action=connect ;; destination.ip=10.1.1.1".to_string(), false),
         ("vt-31", "event.action=connect ;; destination.ip=172.20.1.1".to_string(), true),
         ("vt-31", "event.action=connect ;; destination.ip=172.32.1.1".to_string(), false),
         ("vt-32", "event.action=connect ;; destination.port=1024".to_string(), true),

@@ -220,7 +220,7 @@ rule(41, A, "Keyword search in auditd EXECVE (all)", """
             - 'if='
     condition: selection and keywords""", "low", {"product": "linux", "service": "auditd"})
 # Expressible nowhere in vigil: each must be skipped with its reason.
-rule(50, N, "Onion domain (needs DNS)", """
+rule(50, N, "Onion domain", """
     selection:
         DestinationHostname|endswith: '.onion'
     condition: selection""")

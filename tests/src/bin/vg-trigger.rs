@@ -73,6 +73,14 @@ fn main() {
             "connect6" => {
                 let _ = std::net::TcpStream::connect(format!("[{}]:{}", a(1), a(2)));
             }
+            "udp-send" => {
+                // udp-send ADDR PORT N: N datagrams with sendto, one socket
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp");
+                let n: u32 = a(3).parse().expect("count");
+                for _ in 0..n {
+                    let _ = s.send_to(b"vigil", format!("{}:{}", a(1), a(2)));
+                }
+            }
             "connect-unix" => {
                 let _ = std::os::unix::net::UnixStream::connect(a(1));
             }
