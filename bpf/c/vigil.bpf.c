@@ -1541,6 +1541,148 @@ int vg_exit_dns(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* ====================== io_uring ====================== */
+
+SEC("tp_btf/io_uring_create")
+int BPF_PROG(vg_uring_create, int fd, void *ring, __u32 sq_entries, __u32 cq_entries, __u32 flags)
+{
+	if (is_self())
+		return 0;
+	if (!kind_on(VG_IOURING)) {
+		count(VG_IOURING, C_FILTERED);
+		return 0;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_IOURING, sizeof(struct vg_iouring));
+	struct vg_iouring *b = (struct vg_iouring *)&s->ev[sizeof(struct vg_hdr)];
+	__builtin_memset(b, 0, sizeof(*b));
+	b->what = VG_URING_SETUP;
+	b->fd = fd;
+	b->flags = flags;
+	b->arg = sq_entries;
+	b->arg2 = cq_entries;
+	emit(s, off);
+	return 0;
+}
+
+static __always_inline __u32 put_filename(struct scratch *s, __u32 off, int idx, struct filename *fn)
+{
+	if (!fn)
+		return off;
+	const char *name = BPF_CORE_READ(fn, name);
+	return put_kernel_str(s, off, idx, name, STR_MAX);
+}
+
+/* cwd as string 1 when the name (string 0, just written at name_off) is
+ * relative to AT_FDCWD */
+static __always_inline __u32 put_cwd_if_relative(struct scratch *s, __u32 off, __u32 name_off, int dfd)
+{
+	if (dfd != AT_FDCWD || off == name_off)
+		return off;
+	if (s->ev[name_off & (EV_BUF - 1)] == '/')
+		return off;
+	__u32 built = cwd_path(s);
+	return put_path(s, off, 1, built);
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(vg_uring_submit, struct io_kiocb *req)
+{
+	if (is_self() || !kind_on(VG_IOURING))
+		return 0;
+	__u8 op = BPF_CORE_READ(req, opcode);
+	__u32 what;
+	if (op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT) ||
+	    op == bpf_core_enum_value(enum io_uring_op, IORING_OP_OPENAT2))
+		what = VG_URING_OPEN;
+	else if (op == bpf_core_enum_value(enum io_uring_op, IORING_OP_RENAMEAT) ||
+		 op == bpf_core_enum_value(enum io_uring_op, IORING_OP_UNLINKAT) ||
+		 op == bpf_core_enum_value(enum io_uring_op, IORING_OP_MKDIRAT) ||
+		 op == bpf_core_enum_value(enum io_uring_op, IORING_OP_SYMLINKAT) ||
+		 op == bpf_core_enum_value(enum io_uring_op, IORING_OP_LINKAT))
+		what = VG_URING_FILE;
+	else if (op == bpf_core_enum_value(enum io_uring_op, IORING_OP_CONNECT))
+		what = VG_URING_CONNECT;
+	else {
+		/* reads, writes, polls...: the first of each opcode per process */
+		if (seen_before(VG_IOURING, 0x10000 | op, 0))
+			return 0;
+		what = VG_URING_OP;
+	}
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_IOURING, sizeof(struct vg_iouring));
+	struct vg_iouring *b = (struct vg_iouring *)&s->ev[sizeof(struct vg_hdr)];
+	__builtin_memset(b, 0, sizeof(*b));
+	b->what = what;
+	b->opcode = op;
+	b->user_data = BPF_CORE_READ(req, cqe.user_data);
+	void *cmd = &req->cmd;
+	if (what == VG_URING_OPEN) {
+		struct io_open *o = cmd;
+		b->fd = BPF_CORE_READ(o, dfd);
+		b->flags = BPF_CORE_READ(o, how.flags);
+		b->arg = BPF_CORE_READ(o, how.mode);
+		__u32 name_off = off;
+		off = put_filename(s, off, 0, BPF_CORE_READ(o, filename));
+		off = put_cwd_if_relative(s, off, name_off, b->fd);
+	} else if (what == VG_URING_FILE) {
+		if (op == bpf_core_enum_value(enum io_uring_op, IORING_OP_UNLINKAT)) {
+			struct io_unlink *u = cmd;
+			b->fd = BPF_CORE_READ(u, dfd);
+			b->flags = BPF_CORE_READ(u, flags);
+			__u32 name_off = off;
+			off = put_filename(s, off, 0, BPF_CORE_READ(u, filename));
+			off = put_cwd_if_relative(s, off, name_off, b->fd);
+		} else if (op == bpf_core_enum_value(enum io_uring_op, IORING_OP_MKDIRAT)) {
+			struct io_mkdir *m = cmd;
+			b->fd = BPF_CORE_READ(m, dfd);
+			b->arg = BPF_CORE_READ(m, mode);
+			__u32 name_off = off;
+			off = put_filename(s, off, 0, BPF_CORE_READ(m, filename));
+			off = put_cwd_if_relative(s, off, name_off, b->fd);
+		} else if (op == bpf_core_enum_value(enum io_uring_op, IORING_OP_RENAMEAT)) {
+			struct io_rename *r = cmd;
+			b->fd = BPF_CORE_READ(r, new_dfd);
+			b->flags = BPF_CORE_READ(r, flags);
+			__u32 name_off = off;
+			off = put_filename(s, off, 0, BPF_CORE_READ(r, newpath));
+			off = put_cwd_if_relative(s, off, name_off, b->fd);
+			off = put_filename(s, off, 2, BPF_CORE_READ(r, oldpath));
+		} else {
+			/* SYMLINKAT and LINKAT share struct io_link */
+			struct io_link *l = cmd;
+			b->fd = BPF_CORE_READ(l, new_dfd);
+			b->flags = BPF_CORE_READ(l, flags);
+			__u32 name_off = off;
+			off = put_filename(s, off, 0, BPF_CORE_READ(l, newpath));
+			off = put_cwd_if_relative(s, off, name_off, b->fd);
+			off = put_filename(s, off, 2, BPF_CORE_READ(l, oldpath));
+		}
+	} else if (what == VG_URING_CONNECT) {
+		struct io_connect *c = cmd;
+		b->fd = BPF_CORE_READ(req, cqe.fd);
+		struct sockaddr_any sa = {};
+		__u32 alen = BPF_CORE_READ(c, addr_len);
+		if (alen > sizeof(sa))
+			alen = sizeof(sa);
+		bpf_probe_read_user(&sa, alen, BPF_CORE_READ(c, addr));
+		b->family = sa.family;
+		b->rport = bpf_ntohs(sa.port);
+		if (sa.family == AF_INET)
+			__builtin_memcpy(b->raddr, sa.v4, 4);
+		else if (sa.family == AF_INET6)
+			__builtin_memcpy(b->raddr, sa.v6, 16);
+		else if (sa.family == AF_UNIX)
+			off = put_user_str(s, off, 0, (void *)BPF_CORE_READ(c, addr) + 2, 108);
+	}
+	emit(s, off);
+	return 0;
+}
+
 SEC("tracepoint/sock/inet_sock_set_state")
 int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {

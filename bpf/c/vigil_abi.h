@@ -46,6 +46,7 @@ enum vg_kind {
 	VG_MODULE = 42,
 	VG_MEMFD = 43,
 	VG_SIGNAL = 44,
+	VG_IOURING = 45,
 	/* mounts and namespaces */
 	VG_MOUNT = 50,
 	VG_UMOUNT = 51,
@@ -379,6 +380,36 @@ struct vg_readline {
 	__u64 _reserved;
 };
 _Static_assert(sizeof(struct vg_readline) == 8, "vg_readline");
+
+/* VG_IOURING, from io_uring:io_uring_create and io_uring:io_uring_submit_req
+ * (tp_btf: the request's prepared command is read with CO-RE). A submission
+ * is reported when it is queued, before it runs (no result). Strings:
+ * 0 = the path as passed (open, unlink, mkdir; rename/link: the new name),
+ * 1 = the caller's cwd when that path is relative to AT_FDCWD,
+ * 2 = rename/link: the old name; symlink: the target text. */
+enum vg_uring_what {
+	VG_URING_SETUP = 1,   /* a ring was created (fd, entries, setup flags) */
+	VG_URING_OPEN = 2,    /* IORING_OP_OPENAT / OPENAT2 */
+	VG_URING_FILE = 3,    /* RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT */
+	VG_URING_CONNECT = 4, /* IORING_OP_CONNECT (remote from the user sockaddr) */
+	VG_URING_OP = 5,      /* any other opcode: first use per process */
+};
+struct vg_iouring {
+	__u32 what;       /* VG_URING_* */
+	__u8 opcode;      /* IORING_OP_* (submissions) */
+	__u8 _pad0;
+	__u16 family;     /* connect: AF_INET / AF_INET6 / AF_UNIX */
+	__s32 fd;         /* setup: the ring fd; open/file: dfd; connect: socket fd */
+	__u32 flags;      /* setup: IORING_SETUP_*; open: O_*; file: op flags */
+	__u32 arg;        /* setup: sq entries; open/mkdir: mode */
+	__u32 arg2;       /* setup: cq entries */
+	__u16 rport;      /* connect */
+	__u16 _pad1;
+	__u32 _pad2;
+	__u8 raddr[16];   /* connect */
+	__u64 user_data;  /* the submission's user_data */
+};
+_Static_assert(sizeof(struct vg_iouring) == 56, "vg_iouring");
 
 /* ---- maps shared with userspace ---- */
 

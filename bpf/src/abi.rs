@@ -43,6 +43,7 @@ pub mod kind {
     pub const MODULE: u16 = 42;
     pub const MEMFD: u16 = 43;
     pub const SIGNAL: u16 = 44;
+    pub const IOURING: u16 = 45;
     pub const MOUNT: u16 = 50;
     pub const UMOUNT: u16 = 51;
     pub const UNSHARE: u16 = 52;
@@ -334,6 +335,36 @@ const _: () = assert!(size_of::<Signal>() == 24);
 /// `vg_fchange.flags`: the old name came with a different dirfd (not joined).
 pub const FCHANGE_OTHER_DFD: u32 = 1 << 31;
 
+/// `vg_uring_what`.
+pub mod uring {
+    pub const SETUP: u32 = 1;
+    pub const OPEN: u32 = 2;
+    pub const FILE: u32 = 3;
+    pub const CONNECT: u32 = 4;
+    pub const OP: u32 = 5;
+}
+
+/// `VG_IOURING` body (see `struct vg_iouring`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoUring {
+    pub what: u32,
+    pub opcode: u8,
+    pub _pad0: u8,
+    pub family: u16,
+    pub fd: i32,
+    pub flags: u32,
+    pub arg: u32,
+    pub arg2: u32,
+    pub rport: u16,
+    pub _pad1: u16,
+    pub _pad2: u32,
+    pub raddr: [u8; 16],
+    pub user_data: u64,
+}
+const _: () = assert!(size_of::<IoUring>() == 56);
+const _: () = assert!(offset_of!(IoUring, raddr) == 32);
+
 /// `VG_FCHANGE` body (see `struct vg_fchange`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -488,8 +519,8 @@ pub struct DedupVal {
 const _: () = assert!(size_of::<DedupVal>() == 16);
 
 pod!(
-    FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet, Ptrace,
-    Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
+    IoUring, FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet,
+    Ptrace, Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
 );
 
 // aya map value/key marker traits.

@@ -87,6 +87,18 @@ pub enum Body {
         /// parse with bounds checks).
         message: Vec<u8>,
     },
+    /// `VG_IOURING`: a ring created or an operation submitted.
+    IoUring {
+        /// Fixed fields.
+        info: abi::IoUring,
+        /// Path as passed (open, unlink, mkdir; rename/link: the new name;
+        /// connect: a unix socket path).
+        name: Vec<u8>,
+        /// The caller's cwd when `name` is relative to AT_FDCWD.
+        cwd: Vec<u8>,
+        /// rename/link: the old name; symlink: the target text.
+        name2: Vec<u8>,
+    },
     /// `VG_TCP_STATE`.
     TcpState(abi::TcpState),
     /// `VG_CAPABLE`.
@@ -193,6 +205,7 @@ pub fn body_size(k: u16) -> Option<usize> {
             size_of::<abi::Sock>()
         }
         kind::TCP_STATE => size_of::<abi::TcpState>(),
+        kind::IOURING => size_of::<abi::IoUring>(),
         kind::CAPABLE => size_of::<abi::Capable>(),
         kind::SETID => size_of::<abi::SetId>(),
         kind::CAPSET => size_of::<abi::CapSet>(),
@@ -270,6 +283,12 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
             message: s.get(0),
         },
         kind::TCP_STATE => Body::TcpState(body(rest, total)?),
+        kind::IOURING => Body::IoUring {
+            info: body(rest, total)?,
+            name: s.get(0),
+            cwd: s.get(1),
+            name2: s.get(2),
+        },
         kind::CAPABLE => Body::Capable(body(rest, total)?),
         kind::SETID => Body::SetId(body(rest, total)?),
         kind::CAPSET => Body::CapSet(body(rest, total)?),

@@ -24,6 +24,13 @@ pub enum Mechanism {
         /// Tracepoint name.
         tp: &'static str,
     },
+    /// Several BTF-enabled raw tracepoints that together make one sensor
+    /// (`(prog, tp)` pairs); live when the first (the essential one)
+    /// attaches, the others are reported if they fail.
+    TpBtfAll {
+        /// (program name, tracepoint name), essential first.
+        progs: &'static [(&'static str, &'static str)],
+    },
     /// Classic tracepoint (`tracepoint/<category>/<name>`).
     Tracepoint {
         /// Program name in the object.
@@ -53,6 +60,10 @@ impl Mechanism {
     pub fn describe(&self) -> String {
         match self {
             Mechanism::TpBtf { tp, .. } => format!("tp_btf/{tp}"),
+            Mechanism::TpBtfAll { progs } => {
+                let names: Vec<&str> = progs.iter().map(|p| p.1).collect();
+                format!("tp_btf/{{{}}}", names.join(","))
+            }
             Mechanism::Tracepoint { category, name, .. } => format!("tracepoint/{category}/{name}"),
             Mechanism::Syscalls { calls, .. } => {
                 let names: Vec<&str> = calls.iter().map(|c| c.0).collect();
@@ -187,6 +198,17 @@ pub const SENSORS: &[SensorSpec] = &[
             calls: &[
                 sc!("recvfrom", SYS_recvfrom, sys::RECVFROM),
                 sc!("recvmsg", SYS_recvmsg, sys::RECVMSG),
+            ],
+        }],
+    },
+    SensorSpec {
+        name: "io_uring",
+        kinds: &[kind::IOURING],
+        description: "io_uring rings created and operations submitted (opens, file changes, connects with their targets; other opcodes once per process)",
+        candidates: &[Mechanism::TpBtfAll {
+            progs: &[
+                ("vg_uring_submit", "io_uring_submit_req"),
+                ("vg_uring_create", "io_uring_create"),
             ],
         }],
     },
@@ -577,6 +599,21 @@ impl Attacher<'_> {
     /// Tries one mechanism for a sensor of kind `k`.
     pub(crate) fn try_mechanism(&mut self, m: &Mechanism, k: u16) -> Result<(), String> {
         match *m {
+            Mechanism::TpBtfAll { progs } => {
+                let mut errors = Vec::new();
+                for (i, &(prog, tp)) in progs.iter().enumerate() {
+                    if let Err(e) = self.try_mechanism(&Mechanism::TpBtf { prog, tp }, k) {
+                        if i == 0 {
+                            return Err(format!("{tp}: {e}"));
+                        }
+                        errors.push(format!("{tp}: {e}"));
+                    }
+                }
+                if !errors.is_empty() {
+                    eprintln!("vigil: sensor partially attached: {}", errors.join("; "));
+                }
+                Ok(())
+            }
             Mechanism::TpBtf { prog, tp } => {
                 let Some(btf) = self.btf.as_ref() else {
                     return Err(format!(

@@ -526,6 +526,10 @@ impl Config {
                 matches!(k, kind::EXEC | kind::FORK | kind::EXIT)
                     || rules.wants(c, a)
                     || (k == kind::DNS && (rules.domains || rules.wants(c, "dns-answer")))
+                    || (k == kind::IOURING
+                        && crate::ecs::IOURING_ACTIONS
+                            .iter()
+                            .any(|(c, a)| rules.wants(c, a)))
                     || (k == kind::FCHANGE
                         && crate::ecs::FCHANGE_ACTIONS
                             .iter()

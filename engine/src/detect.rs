@@ -153,6 +153,10 @@ fn ends(ev: &Event) -> Ends {
                 (bound(local), bound(remote))
             }
         }
+        Body::IoUring { info, .. } if info.what == vigil_bpf::abi::uring::CONNECT => (
+            None,
+            ecs::ip(info.family, &info.raddr).map(|a| (a, info.rport)),
+        ),
         Body::TcpState(t) => (
             ecs::ip(t.family, &t.saddr).map(|a| (a, t.sport)),
             ecs::ip(t.family, &t.daddr).map(|a| (a, t.dport)),
@@ -169,7 +173,7 @@ const WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::
 
 impl Fields for Event {
     fn category(&self) -> &str {
-        ecs::classify(self.k.hdr.kind).0
+        ecs::classify_event(self).0
     }
 
     fn field(&self, f: Field) -> Option<Value<'_>> {
@@ -314,11 +318,13 @@ impl Fields for Event {
                 _ => None,
             },
             Field::FilePath => match &self.k.body {
-                Body::Open { .. } | Body::FChange { .. } => self.file_path.as_deref().and_then(s),
+                Body::Open { .. } | Body::FChange { .. } | Body::IoUring { .. } => {
+                    self.file_path.as_deref().and_then(s)
+                }
                 _ => None,
             },
             Field::FileName => match &self.k.body {
-                Body::Open { .. } | Body::FChange { .. } => {
+                Body::Open { .. } | Body::FChange { .. } | Body::IoUring { .. } => {
                     self.file_path.as_deref().and_then(|p| s(basename(p)))
                 }
                 _ => None,
@@ -518,7 +524,9 @@ impl Fields for Event {
             }
             Field::DnsQuestionType => {
                 let q = self.dns.as_ref()?.questions.first()?;
-                Some(Value::Str(crate::dns::type_name(q.qtype).into_bytes().into()))
+                Some(Value::Str(
+                    crate::dns::type_name(q.qtype).into_bytes().into(),
+                ))
             }
             Field::DnsResponseCode => match self.dns.as_ref() {
                 Some(m) if m.response => Some(Value::Str(
@@ -703,7 +711,8 @@ mod tests {
             assert!(
                 (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c)
                     || (*c == "file" && ecs::FCHANGE_ACTIONS.contains(a))
-                    || *a == "dns-answer",
+                    || *a == "dns-answer"
+                    || ecs::IOURING_ACTIONS.contains(&(*c, *a)),
                 "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"
             );
         }

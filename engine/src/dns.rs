@@ -341,7 +341,8 @@ impl Cache {
         }
         // keep the queue from growing on repeated answers
         if self.order.len() > self.capacity.saturating_mul(4) {
-            self.order.retain(|(ip, e)| self.map.get(ip).is_some_and(|v| v.1 == *e));
+            self.order
+                .retain(|(ip, e)| self.map.get(ip).is_some_and(|v| v.1 == *e));
         }
     }
 

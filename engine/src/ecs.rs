@@ -130,8 +130,100 @@ pub fn classify_event(ev: &Event) -> (&'static str, &'static str, &'static str) 
         }
         Body::Dns { info, .. } if dns_is_answer(info) => ("network", "protocol", "dns-answer"),
         Body::Dns { .. } => ("network", "protocol", "dns-query"),
+        Body::IoUring { info, .. } => uring_class(info.what),
         _ => classify(ev.k.hdr.kind),
     }
+}
+
+/// (category, type, action) of an io_uring record by what it reports.
+pub fn uring_class(what: u32) -> (&'static str, &'static str, &'static str) {
+    use vigil_bpf::abi::uring;
+    match what {
+        uring::SETUP => ("process", "creation", "io-uring-setup"),
+        uring::OPEN => ("file", "access", "io-uring-open"),
+        uring::FILE => ("file", "change", "io-uring-file"),
+        uring::CONNECT => ("network", "connection", "io-uring-connect"),
+        _ => ("process", "info", "io-uring-op"),
+    }
+}
+
+/// Every (category, action) io_uring records produce.
+pub const IOURING_ACTIONS: &[(&str, &str)] = &[
+    ("process", "io-uring-setup"),
+    ("file", "io-uring-open"),
+    ("file", "io-uring-file"),
+    ("network", "io-uring-connect"),
+    ("process", "io-uring-op"),
+];
+
+/// Name of an io_uring opcode (`IORING_OP_*` without the prefix, lower case).
+pub fn uring_op_name(op: u8) -> &'static str {
+    const NAMES: [&str; 63] = [
+        "nop",
+        "readv",
+        "writev",
+        "fsync",
+        "read_fixed",
+        "write_fixed",
+        "poll_add",
+        "poll_remove",
+        "sync_file_range",
+        "sendmsg",
+        "recvmsg",
+        "timeout",
+        "timeout_remove",
+        "accept",
+        "async_cancel",
+        "link_timeout",
+        "connect",
+        "fallocate",
+        "openat",
+        "close",
+        "files_update",
+        "statx",
+        "read",
+        "write",
+        "fadvise",
+        "madvise",
+        "send",
+        "recv",
+        "openat2",
+        "epoll_ctl",
+        "splice",
+        "provide_buffers",
+        "remove_buffers",
+        "tee",
+        "shutdown",
+        "renameat",
+        "unlinkat",
+        "mkdirat",
+        "symlinkat",
+        "linkat",
+        "msg_ring",
+        "fsetxattr",
+        "setxattr",
+        "fgetxattr",
+        "getxattr",
+        "socket",
+        "uring_cmd",
+        "send_zc",
+        "sendmsg_zc",
+        "read_multishot",
+        "waitid",
+        "futex_wait",
+        "futex_wake",
+        "futex_waitv",
+        "fixed_fd_install",
+        "ftruncate",
+        "bind",
+        "listen",
+        "recv_zc",
+        "epoll_wait",
+        "readv_fixed",
+        "writev_fixed",
+        "pipe",
+    ];
+    NAMES.get(usize::from(op)).copied().unwrap_or("unknown")
 }
 
 /// Whether a DNS record is an answer (received) rather than a query (sent).
@@ -161,6 +253,7 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
         kind::CAPSET => ("iam", "change", "capset"),
         kind::PTRACE => ("process", "access", "ptrace"),
         kind::SIGNAL => ("process", "access", "signal"),
+        kind::IOURING => ("process", "info", "io-uring-op"),
         kind::BPF => ("host", "change", "bpf"),
         kind::MODULE => ("driver", "change", "module"),
         kind::MEMFD => ("file", "creation", "memfd-create"),
@@ -569,13 +662,19 @@ pub fn encode_with(
     if let Body::Dns { info, .. } = &ev.k.body {
         w.str(
             "dns.type",
-            if dns_is_answer(info) { "answer" } else { "query" },
+            if dns_is_answer(info) {
+                "answer"
+            } else {
+                "query"
+            },
         );
         if let Some(m) = &ev.dns {
             w.u64("dns.id", m.id.into());
             if let Some(q) = m.questions.first() {
-                w.str("dns.question.name", q.name.as_bytes())
-                    .str("dns.question.type", crate::dns::type_name(q.qtype).as_bytes());
+                w.str("dns.question.name", q.name.as_bytes()).str(
+                    "dns.question.type",
+                    crate::dns::type_name(q.qtype).as_bytes(),
+                );
             }
             if m.response {
                 w.str(
@@ -612,6 +711,15 @@ pub fn encode_with(
                 }
             }
         }
+    }
+    if let Body::IoUring { info, .. } = &ev.k.body
+        && info.what == vigil_bpf::abi::uring::CONNECT
+    {
+        if let Some(a) = ip(info.family, &info.raddr) {
+            w.str("destination.ip", a.to_string())
+                .u64("destination.port", info.rport.into());
+        }
+        w.str("network.direction", "egress");
     }
     if let Body::TcpState(t) = &ev.k.body {
         if let Some(a) = ip(t.family, &t.saddr) {
@@ -760,6 +868,35 @@ pub fn encode_with(
                 .strs("vigil.capset.permitted", caps_list(c.permitted))
                 .strs("vigil.capset.inheritable", caps_list(c.inheritable))
                 .i64("vigil.capset.target_pid", c.target_pid.into());
+        }
+        Body::IoUring {
+            info, name, name2, ..
+        } => {
+            use vigil_bpf::abi::uring;
+            if info.what == uring::SETUP {
+                w.i64("vigil.io_uring.fd", info.fd.into())
+                    .u64("vigil.io_uring.sq_entries", info.arg.into())
+                    .u64("vigil.io_uring.cq_entries", info.arg2.into())
+                    .u64("vigil.io_uring.setup_flags", info.flags.into());
+            } else {
+                w.str("vigil.io_uring.op", uring_op_name(info.opcode))
+                    .u64("vigil.io_uring.user_data", info.user_data);
+                match info.what {
+                    uring::OPEN => {
+                        w.strs("vigil.open.flags", open_flag_names(info.flags));
+                    }
+                    uring::FILE if !name2.is_empty() => {
+                        w.str("vigil.io_uring.old_name", name2);
+                    }
+                    uring::CONNECT if info.family == libc::AF_UNIX as u16 => {
+                        w.str("vigil.unix.path", name);
+                    }
+                    _ => {}
+                }
+            }
+            if ev.k.truncated(0) || ev.k.truncated(2) {
+                truncated.push("file.path");
+            }
         }
         Body::Signal(g) => {
             w.i64("vigil.signal.number", g.sig.into())
@@ -962,6 +1099,7 @@ mod encode_tests {
             kind::UNSHARE | kind::SETNS => r!(abi::Ns),
             kind::READLINE => r!(abi::Readline),
             kind::SIGNAL => r!(abi::Signal),
+            kind::IOURING => r!(abi::IoUring),
             _ => unreachable!(),
         }
     }

@@ -132,6 +132,14 @@ pub struct Event {
 /// Addresses the DNS cache remembers (about 100 bytes each).
 const DNS_CACHE_ADDRESSES: usize = 65_536;
 
+fn normalize_if_absolute(p: &[u8]) -> Vec<u8> {
+    if p.starts_with(b"/") {
+        normalize(p)
+    } else {
+        p.to_vec()
+    }
+}
+
 /// Lexically normalizes an absolute path (`.`/`..`/`//`), as the kernel
 /// would for a name that does not exist (so no symlinks to resolve).
 pub fn normalize(path: &[u8]) -> Vec<u8> {
@@ -438,6 +446,20 @@ impl Enricher {
             }
             Body::Mount { target, cwd, .. } => Some(join(cwd, target)),
             Body::FChange { base, name, .. } => Some(join(base, name)),
+            Body::IoUring {
+                info, name, cwd, ..
+            } if matches!(
+                info.what,
+                vigil_bpf::abi::uring::OPEN | vigil_bpf::abi::uring::FILE
+            ) && !name.is_empty() =>
+            {
+                // relative to another dirfd: the name as passed
+                Some(if name.starts_with(b"/") || cwd.is_empty() {
+                    normalize_if_absolute(name)
+                } else {
+                    join(cwd, name)
+                })
+            }
             _ => None,
         };
         let file_path2 = match &k.body {

@@ -87,7 +87,11 @@ fn dns_queries_answers_and_destination_domain() {
     )));
     std::fs::create_dir_all(&dir.0).unwrap();
     let conf = dir.0.join("resolv.conf");
-    std::fs::write(&conf, format!("nameserver {RESOLVER}\noptions timeout:1 attempts:2\n")).unwrap();
+    std::fs::write(
+        &conf,
+        format!("nameserver {RESOLVER}\noptions timeout:1 attempts:2\n"),
+    )
+    .unwrap();
     let script = format!(
         "mount --bind {} /etc/resolv.conf && getent ahostsv4 {NAME} >/dev/null && exec bash -c 'exec 3<>/dev/tcp/{NAME}/{port}'",
         conf.display()
@@ -128,7 +132,11 @@ fn dns_queries_answers_and_destination_domain() {
     assert_eq!(v["dns"]["question"]["name"], NAME, "{json}");
     assert_eq!(v["dns"]["resolved_ip"][0], "127.0.0.3", "{json}");
     assert_eq!(v["dns"]["answers"][0]["data"], "127.0.0.3", "{json}");
-    assert_eq!(json.matches("\"vigil\":").count(), 1, "one vigil object: {json}");
+    assert_eq!(
+        json.matches("\"vigil\":").count(),
+        1,
+        "one vigil object: {json}"
+    );
 
     let c = h.expect("the connection carries destination.domain", |e| {
         e.k.hdr.kind == kind::CONNECT
@@ -172,5 +180,61 @@ fn udp_sends_are_reported_once_per_socket_and_peer() {
         .iter()
         .filter(|e| e.k.hdr.kind == kind::UDP_SEND && e.k.hdr.pid == pid)
         .count();
-    assert_eq!(n, 1, "five datagrams to one peer: one record, four deduplicated");
+    assert_eq!(
+        n, 1,
+        "five datagrams to one peer: one record, four deduplicated"
+    );
+}
+
+#[test]
+fn io_uring_openat_is_reported_with_its_path_and_alerts() {
+    use vigil_bpf::abi::uring;
+    let Some(mut h) = Harness::start(
+        "io_uring_openat_is_reported_with_its_path_and_alerts",
+        |_| {},
+    ) else {
+        return;
+    };
+    let (pid, out) = trigger(&["uring-open", "/etc/shadow"]);
+    assert!(
+        out.trim().parse::<i32>().unwrap() >= 0,
+        "the open worked: {out}"
+    );
+    let setup = h.expect("ring created", |e| {
+        e.k.hdr.pid == pid
+            && matches!(&e.k.body, Body::IoUring { info, .. } if info.what == uring::SETUP)
+    });
+    match &setup.k.body {
+        Body::IoUring { info, .. } => assert!(info.arg >= 8, "sq entries {}", info.arg),
+        _ => unreachable!(),
+    }
+    let e = h.expect("io_uring openat", |e| {
+        e.k.hdr.pid == pid
+            && matches!(&e.k.body, Body::IoUring { info, .. } if info.what == uring::OPEN)
+    });
+    assert_eq!(e.file_path.as_deref(), Some(&b"/etc/shadow"[..]));
+    match &e.k.body {
+        Body::IoUring { info, .. } => {
+            assert_eq!(vigil_engine::ecs::uring_op_name(info.opcode), "openat");
+            assert_eq!(info.user_data, 42);
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(vigil_engine::ecs::classify_event(&e).2, "io-uring-open");
+    // and no open(2) of it by that process: the path arrived only this way
+    assert!(!h.seen.iter().any(|x| x.k.hdr.pid == pid
+        && x.k.hdr.kind == kind::OPEN
+        && x.file_path.as_deref() == Some(&b"/etc/shadow"[..])));
+    // the built-in rule sees it like an open
+    let (rules, report) =
+        vigil_engine::detect::load_rules(&vigil_engine::config::Config::default());
+    assert!(report.errors.is_empty());
+    let mut scratch = vigil_rules::Scratch::new();
+    let mut hits = Vec::new();
+    rules.evaluate(&e, &mut scratch, &mut hits);
+    assert!(
+        hits.iter().any(|r| r.id == "shadow_file_read"),
+        "{:?}",
+        hits.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
 }

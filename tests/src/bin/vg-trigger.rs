@@ -73,6 +73,23 @@ fn main() {
             "connect6" => {
                 let _ = std::net::TcpStream::connect(format!("[{}]:{}", a(1), a(2)));
             }
+            "uring-open" => {
+                // uring-open PATH: one IORING_OP_OPENAT, no open(2)
+                let mut ring = io_uring::IoUring::new(8).expect("io_uring_setup");
+                let path = std::ffi::CString::new(a(1)).expect("path");
+                let e = io_uring::opcode::OpenAt::new(
+                    io_uring::types::Fd(libc::AT_FDCWD),
+                    path.as_ptr(),
+                )
+                .flags(libc::O_RDONLY)
+                .build()
+                .user_data(42);
+                // SAFETY: `path` outlives the submission (waited for below).
+                unsafe { ring.submission().push(&e).expect("push") };
+                ring.submit_and_wait(1).expect("io_uring_enter");
+                let c = ring.completion().next().expect("completion");
+                println!("{}", c.result());
+            }
             "udp-send" => {
                 // udp-send ADDR PORT N: N datagrams with sendto, one socket
                 let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp");
