@@ -1683,6 +1683,114 @@ int BPF_PROG(vg_uring_submit, struct io_kiocb *req)
 	return 0;
 }
 
+/* ====================== 32-bit compat syscalls ====================== */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} compat_calls SEC(".maps");
+
+#define VG_TS_COMPAT 0x0002 /* thread_info.status: in a 32-bit syscall */
+
+static __always_inline int in_compat_syscall(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	return (t->thread_info.status & VG_TS_COMPAT) != 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(vg_compat_enter, struct pt_regs *regs, long id)
+{
+	if (!in_compat_syscall() || is_self())
+		return 0;
+	__u32 nr = id;
+	__u32 *info = bpf_map_lookup_elem(&compat_calls, &nr);
+	if (!info)
+		return 0;
+	if (!kind_on(VG_COMPAT)) {
+		count(VG_COMPAT, C_FILTERED);
+		return 0;
+	}
+	struct pending p = {};
+	p.id = id;
+	p.kind_sys = *info;
+	/* ia32 ABI: ebx, ecx, edx, esi, edi, ebp */
+	p.args[0] = (__u32)regs->bx;
+	p.args[1] = (__u32)regs->cx;
+	p.args[2] = (__u32)regs->dx;
+	p.args[3] = (__u32)regs->si;
+	p.args[4] = (__u32)regs->di;
+	p.args[5] = (__u32)regs->bp;
+	__u64 key = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(vg_compat_exit, struct pt_regs *regs, long ret)
+{
+	if (!in_compat_syscall())
+		return 0;
+	__u64 key = bpf_get_current_pid_tgid();
+	struct pending *pp = bpf_map_lookup_elem(&pending, &key);
+	if (!pp)
+		return 0;
+	struct pending p = *pp;
+	bpf_map_delete_elem(&pending, &key);
+	if (p.id != (__s64)regs->orig_ax)
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	__u32 off = begin(s, VG_COMPAT, sizeof(struct vg_compat));
+	struct vg_compat *b = (struct vg_compat *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ret;
+	b->ino = 0;
+	b->dev = 0;
+	b->nr = p.id;
+	b->info = p.kind_sys;
+	b->_pad = 0;
+	for (int i = 0; i < 6; i++)
+		b->args[i] = p.args[i];
+	__u32 what = p.kind_sys & 0xff;
+	__u32 pidx = (p.kind_sys >> 8) & 0xf;
+	__u32 didx = (p.kind_sys >> 12) & 0xf;
+	if (what == VG_COMPAT_OPEN && ret >= 0) {
+		struct file *f = fd_file(ret);
+		b->ino = BPF_CORE_READ(f, f_inode, i_ino);
+		b->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+		off = put_path(s, off, 0, file_path(s, f));
+	} else if (pidx < 6) {
+		const char *name = (const char *)p.args[pidx];
+		char first = 0;
+		bpf_probe_read_user(&first, 1, name);
+		if (first != '/') {
+			int dfd = AT_FDCWD;
+			if (didx < 6)
+				dfd = (int)(__u32)p.args[didx];
+			if (dfd == AT_FDCWD)
+				off = put_path(s, off, 0, cwd_path(s));
+			else
+				off = put_path(s, off, 0, file_path(s, fd_file(dfd)));
+		}
+		off = put_user_str(s, off, 1, name, STR_MAX - 1);
+	}
+	if (what == VG_COMPAT_CONNECT) {
+		off = put_user_bytes(s, off, 2, (const void *)p.args[1], p.args[2], 128);
+	} else if (what == VG_COMPAT_SOCKETCALL && p.args[0] == 3 /* SYS_CONNECT */) {
+		__u32 a[3] = {};
+		bpf_probe_read_user(a, sizeof(a), (const void *)p.args[1]);
+		b->args[2] = a[0];
+		b->args[3] = a[1];
+		b->args[4] = a[2];
+		off = put_user_bytes(s, off, 2, (const void *)(unsigned long)a[1], a[2], 128);
+	}
+	emit(s, off);
+	return 0;
+}
+
 SEC("tracepoint/sock/inet_sock_set_state")
 int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {

@@ -47,6 +47,7 @@ enum vg_kind {
 	VG_MEMFD = 43,
 	VG_SIGNAL = 44,
 	VG_IOURING = 45,
+	VG_COMPAT = 46,
 	/* mounts and namespaces */
 	VG_MOUNT = 50,
 	VG_UMOUNT = 51,
@@ -65,6 +66,7 @@ enum vg_kind {
 #define VG_F_TRUNC3 (1u << 3)
 #define VG_F_LOSS (1u << 4)   /* this CPU dropped events since its previous record */
 #define VG_F_THREAD (1u << 5) /* emitted by a thread that is not the group leader */
+#define VG_F_COMPAT (1u << 6) /* set by userspace: translated from a VG_COMPAT record */
 
 #define VG_MAX_STR 4
 
@@ -410,6 +412,36 @@ struct vg_iouring {
 	__u64 user_data;  /* the submission's user_data */
 };
 _Static_assert(sizeof(struct vg_iouring) == 56, "vg_iouring");
+
+/* VG_COMPAT: a security-relevant 32-bit syscall (int 0x80 / ia32 task) on
+ * x86_64, where the syscalls:* tracepoints do not fire; from raw
+ * sys_enter/sys_exit (tp_btf) filtered to tasks in a compat syscall.
+ * compat_calls (HASH u32 ia32 nr -> u32 info) lists the calls reported:
+ * info = what (bits 0-7, VG_COMPAT_*) | path argument index (bits 8-11,
+ * 0xf = none) | dirfd argument index (bits 12-15, 0xf = none) | vg_sys
+ * (bits 16-31). Strings: 0 = open success: the canonical path of the new
+ * fd; otherwise the base directory of a relative path argument (dirfd or
+ * cwd), 1 = the path argument as passed, 2 = connect: the sockaddr bytes.
+ * Userspace translates opens, connects, setid and ptrace into the records
+ * of those sensors (with VG_F_COMPAT), so rules and baselines apply. */
+enum vg_compat_what {
+	VG_COMPAT_OPEN = 1,
+	VG_COMPAT_CONNECT = 2,
+	VG_COMPAT_SOCKETCALL = 3, /* args[0] = call; connect: args[2..4] = fd, addr, len */
+	VG_COMPAT_SETID = 4,
+	VG_COMPAT_PTRACE = 5,
+	VG_COMPAT_OTHER = 6,
+};
+struct vg_compat {
+	__s64 ret;
+	__u64 ino;        /* open success: inode of the new fd */
+	__u32 dev;        /* open success: s_dev */
+	__u32 nr;         /* ia32 syscall number */
+	__u32 info;       /* the compat_calls value */
+	__u32 _pad;
+	__u64 args[6];    /* zero-extended 32-bit arguments */
+};
+_Static_assert(sizeof(struct vg_compat) == 80, "vg_compat");
 
 /* ---- maps shared with userspace ---- */
 

@@ -44,6 +44,7 @@ pub mod kind {
     pub const MEMFD: u16 = 43;
     pub const SIGNAL: u16 = 44;
     pub const IOURING: u16 = 45;
+    pub const COMPAT: u16 = 46;
     pub const MOUNT: u16 = 50;
     pub const UMOUNT: u16 = 51;
     pub const UNSHARE: u16 = 52;
@@ -59,6 +60,8 @@ pub mod flags {
     pub const LOSS: u16 = 1 << 4;
     /// Emitted by a thread that is not the thread-group leader.
     pub const THREAD: u16 = 1 << 5;
+    /// Translated from a 32-bit compat syscall record (`VG_COMPAT`).
+    pub const COMPAT: u16 = 1 << 6;
 }
 
 /// `vg_exec.exec_flags` bits.
@@ -335,6 +338,30 @@ const _: () = assert!(size_of::<Signal>() == 24);
 /// `vg_fchange.flags`: the old name came with a different dirfd (not joined).
 pub const FCHANGE_OTHER_DFD: u32 = 1 << 31;
 
+/// `vg_compat_what`.
+pub mod compat_what {
+    pub const OPEN: u32 = 1;
+    pub const CONNECT: u32 = 2;
+    pub const SOCKETCALL: u32 = 3;
+    pub const SETID: u32 = 4;
+    pub const PTRACE: u32 = 5;
+    pub const OTHER: u32 = 6;
+}
+
+/// `VG_COMPAT` body (see `struct vg_compat`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compat {
+    pub ret: i64,
+    pub ino: u64,
+    pub dev: u32,
+    pub nr: u32,
+    pub info: u32,
+    pub _pad: u32,
+    pub args: [u64; 6],
+}
+const _: () = assert!(size_of::<Compat>() == 80);
+
 /// `vg_uring_what`.
 pub mod uring {
     pub const SETUP: u32 = 1;
@@ -519,8 +546,9 @@ pub struct DedupVal {
 const _: () = assert!(size_of::<DedupVal>() == 16);
 
 pod!(
-    IoUring, FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId, CapSet,
-    Ptrace, Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey, DedupVal
+    Compat, IoUring, FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId,
+    CapSet, Ptrace, Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey,
+    DedupVal
 );
 
 // aya map value/key marker traits.

@@ -87,6 +87,19 @@ pub enum Body {
         /// parse with bounds checks).
         message: Vec<u8>,
     },
+    /// `VG_COMPAT`: a 32-bit syscall not translated into another kind
+    /// (see [`crate::compat::translate`]).
+    Compat {
+        /// Fixed fields.
+        info: abi::Compat,
+        /// Open success: canonical path; else the base directory of a
+        /// relative path argument.
+        path: Vec<u8>,
+        /// The path argument as passed.
+        name: Vec<u8>,
+        /// connect: the sockaddr bytes.
+        addr: Vec<u8>,
+    },
     /// `VG_IOURING`: a ring created or an operation submitted.
     IoUring {
         /// Fixed fields.
@@ -206,6 +219,7 @@ pub fn body_size(k: u16) -> Option<usize> {
         }
         kind::TCP_STATE => size_of::<abi::TcpState>(),
         kind::IOURING => size_of::<abi::IoUring>(),
+        kind::COMPAT => size_of::<abi::Compat>(),
         kind::CAPABLE => size_of::<abi::Capable>(),
         kind::SETID => size_of::<abi::SetId>(),
         kind::CAPSET => size_of::<abi::CapSet>(),
@@ -283,6 +297,12 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
             message: s.get(0),
         },
         kind::TCP_STATE => Body::TcpState(body(rest, total)?),
+        kind::COMPAT => Body::Compat {
+            info: body(rest, total)?,
+            path: s.get(0),
+            name: s.get(1),
+            addr: s.get(2),
+        },
         kind::IOURING => Body::IoUring {
             info: body(rest, total)?,
             name: s.get(0),

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod compat;
 pub mod decode;
 mod ring;
 pub mod sensors;
@@ -313,6 +314,27 @@ impl Sensors {
             links: Vec::new(),
         };
         me.apply_interest(interest)?;
+        {
+            let mut calls: BpfHashMap<_, u32, u32> =
+                BpfHashMap::try_from(me.ebpf.map_mut("compat_calls").ok_or(Error::Map {
+                    name: "compat_calls",
+                    source: aya::maps::MapError::InvalidName {
+                        name: "compat_calls".into(),
+                    },
+                })?)
+                .map_err(|source| Error::Map {
+                    name: "compat_calls",
+                    source,
+                })?;
+            for c in compat::CALLS {
+                calls
+                    .insert(c.nr, c.info(), 0)
+                    .map_err(|source| Error::Map {
+                        name: "compat_calls",
+                        source,
+                    })?;
+            }
+        }
         let bash = sensors::find_bash(cfg.bash_path.as_deref());
         let mut att = sensors::Attacher {
             ebpf: &mut me.ebpf,

@@ -213,6 +213,17 @@ pub const SENSORS: &[SensorSpec] = &[
         }],
     },
     SensorSpec {
+        name: "compat",
+        kinds: &[kind::COMPAT],
+        description: "32-bit (int 0x80 / ia32) syscalls, which the syscall tracepoints miss: opens, connects, setid, ptrace, modules, bpf, file changes, namespaces",
+        candidates: &[Mechanism::TpBtfAll {
+            progs: &[
+                ("vg_compat_exit", "sys_exit"),
+                ("vg_compat_enter", "sys_enter"),
+            ],
+        }],
+    },
+    SensorSpec {
         name: "tcp_state",
         kinds: &[kind::TCP_STATE],
         description: "TCP state transitions",

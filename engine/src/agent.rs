@@ -342,6 +342,8 @@ impl Pipeline {
                 *self.stats.watched.entry(k.hdr.kind).or_default() += 1;
             }
         }
+        // 32-bit syscalls become the records of the 64-bit sensors
+        let k = vigil_bpf::compat::translate(k);
         let ev = self.enricher.enrich(k, host);
         // The set is shared (a reload swaps it): hold it for this event.
         let rules = Arc::clone(&self.rules);

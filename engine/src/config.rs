@@ -523,7 +523,8 @@ impl Config {
             use vigil_bpf::abi::kind;
             i.kinds.retain(|&k| {
                 let (c, _, a) = crate::ecs::classify(k);
-                matches!(k, kind::EXEC | kind::FORK | kind::EXIT)
+                // compat syscalls are rare and become opens, connects...
+                matches!(k, kind::EXEC | kind::FORK | kind::EXIT | kind::COMPAT)
                     || rules.wants(c, a)
                     || (k == kind::DNS && (rules.domains || rules.wants(c, "dns-answer")))
                     || (k == kind::IOURING

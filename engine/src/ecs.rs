@@ -50,6 +50,7 @@ pub fn syscall_ret(ev: &Event) -> Option<i64> {
     Some(match &ev.k.body {
         Body::Open { info, .. } => info.ret,
         Body::Sock { info, .. } | Body::Dns { info, .. } => info.ret,
+        Body::Compat { info, .. } => info.ret,
         Body::SetId(s) => s.ret,
         Body::CapSet(s) => s.ret,
         Body::Ptrace(s) => s.ret,
@@ -254,6 +255,7 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
         kind::PTRACE => ("process", "access", "ptrace"),
         kind::SIGNAL => ("process", "access", "signal"),
         kind::IOURING => ("process", "info", "io-uring-op"),
+        kind::COMPAT => ("process", "info", "compat-syscall"),
         kind::BPF => ("host", "change", "bpf"),
         kind::MODULE => ("driver", "change", "module"),
         kind::MEMFD => ("file", "creation", "memfd-create"),
@@ -739,12 +741,20 @@ pub fn encode_with(
     }
 
     // vigil.*
+    let compat = h.flags & abi::flags::COMPAT != 0;
     w.str(
         "vigil.sensor",
-        vigil_bpf::sensors::sensor_of_kind(h.kind)
-            .map(|s| s.name)
-            .unwrap_or("?"),
+        if compat {
+            "compat"
+        } else {
+            vigil_bpf::sensors::sensor_of_kind(h.kind)
+                .map(|s| s.name)
+                .unwrap_or("?")
+        },
     );
+    if compat {
+        w.bool("vigil.compat", true);
+    }
     tail(&mut w);
     w.u64("vigil.process.ns_pid", h.ns_pid.into())
         .u64("vigil.process.auid", h.auid.into());
@@ -1100,6 +1110,7 @@ mod encode_tests {
             kind::READLINE => r!(abi::Readline),
             kind::SIGNAL => r!(abi::Signal),
             kind::IOURING => r!(abi::IoUring),
+            kind::COMPAT => r!(abi::Compat),
             _ => unreachable!(),
         }
     }

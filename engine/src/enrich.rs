@@ -446,6 +446,7 @@ impl Enricher {
             }
             Body::Mount { target, cwd, .. } => Some(join(cwd, target)),
             Body::FChange { base, name, .. } => Some(join(base, name)),
+            Body::Compat { path, name, .. } if !name.is_empty() => Some(join(path, name)),
             Body::IoUring {
                 info, name, cwd, ..
             } if matches!(

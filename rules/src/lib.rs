@@ -53,6 +53,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("unshare", "process"),
     ("setns", "process"),
     ("readline", "process"),
+    ("compat-syscall", "process"),
     ("io-uring-setup", "process"),
     ("io-uring-op", "process"),
     ("io-uring-open", "file"),

@@ -238,3 +238,45 @@ fn io_uring_openat_is_reported_with_its_path_and_alerts() {
         hits.iter().map(|r| &r.id).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn int80_open_from_a_64_bit_process_is_reported_as_an_open() {
+    let Some(mut h) = Harness::start(
+        "int80_open_from_a_64_bit_process_is_reported_as_an_open",
+        |_| {},
+    ) else {
+        return;
+    };
+    let (pid, out) = trigger(&["int80-open", "/etc/shadow"]);
+    assert!(
+        out.trim().parse::<i32>().unwrap() >= 0,
+        "the open worked: {out}"
+    );
+    let e = h.expect("compat open", |e| {
+        e.k.hdr.pid == pid
+            && e.k.hdr.kind == kind::OPEN
+            && e.file_path.as_deref() == Some(&b"/etc/shadow"[..])
+    });
+    assert!(e.k.hdr.flags & vigil_bpf::abi::flags::COMPAT != 0);
+    let json = String::from_utf8(vigil_engine::ecs::encode(&e, "h", "event")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["vigil"]["compat"], true, "{json}");
+    assert_eq!(v["event"]["action"], "open", "{json}");
+    // a failing one carries the name as passed
+    let (pid2, out) = trigger(&["int80-open", "/nonexistent/vigil-compat"]);
+    assert_eq!(out.trim(), format!("-{}", libc::ENOENT));
+    let f = h.expect("failed compat open", |e| {
+        e.k.hdr.pid == pid2
+            && e.k.hdr.kind == kind::OPEN
+            && e.file_path.as_deref() == Some(&b"/nonexistent/vigil-compat"[..])
+    });
+    match &f.k.body {
+        Body::Open { info, .. } => assert_eq!(info.ret, -i64::from(libc::ENOENT)),
+        _ => unreachable!(),
+    }
+    let (rules, _) = vigil_engine::detect::load_rules(&vigil_engine::config::Config::default());
+    let mut scratch = vigil_rules::Scratch::new();
+    let mut hits = Vec::new();
+    rules.evaluate(&e, &mut scratch, &mut hits);
+    assert!(hits.iter().any(|r| r.id == "shadow_file_read"));
+}

@@ -12,7 +12,7 @@
 //! workload process that reached userspace per operation), drops, and the
 //! consumer's rate (decoded+enriched events per second of its own CPU time).
 //!
-//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines]   (root)
+//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats]   (root)
 //! `--disable` runs vigil without a sensor, to see what that sensor costs;
 //! `--baselines` runs it learning baselines in memory, the workload's
 //! syscall set included (the syscall learner attached: its worst case).
@@ -173,6 +173,7 @@ fn main() {
     let mut rounds = 3;
     let mut scale = 1.0f64;
     let mut disabled: Vec<String> = Vec::new();
+    let mut bpf_stats = true;
     let mut only: Option<String> = None;
     let mut baselines = false;
     let mut i = 1;
@@ -194,6 +195,11 @@ fn main() {
             "--only" => {
                 only = Some(args[i + 1].clone());
                 i += 1;
+            }
+            "--no-bpf-stats" => {
+                // the kernel's per-program run-time accounting off (it
+                // reads the clock twice per program run)
+                bpf_stats = false;
             }
             "--baselines" => {
                 // learn baselines in memory, syscall sets included (the
@@ -234,6 +240,7 @@ fn main() {
             {
                 let mut cfg = Config::default();
                 cfg.sensors.disabled = disabled.clone();
+                cfg.sensors.bpf_stats = bpf_stats;
                 cfg.agent.events = true;
                 cfg.baselines.syscalls = baselines;
                 let watch = Arc::new(AtomicU32::new(0));

@@ -91,6 +91,37 @@ fn main() {
                 let c = ring.completion().next().expect("completion");
                 println!("{}", c.result());
             }
+            "int80-open" => {
+                // int80-open PATH: open(2) through the 32-bit syscall gate
+                // from a 64-bit process (the classic tracepoint evasion);
+                // the path must lie below 4 GiB for the ia32 ABI.
+                let page = libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                    -1,
+                    0,
+                );
+                assert!(page != libc::MAP_FAILED, "mmap MAP_32BIT");
+                let path = a(1).as_bytes();
+                assert!(path.len() < 4000);
+                std::ptr::copy_nonoverlapping(path.as_ptr(), page as *mut u8, path.len());
+                *(page as *mut u8).add(path.len()) = 0;
+                let ret: i32;
+                // rbx is reserved by LLVM: swap the argument in and out
+                std::arch::asm!(
+                    "xchg {arg:r}, rbx",
+                    "int 0x80",
+                    "xchg {arg:r}, rbx",
+                    arg = inout(reg) page as usize as u64 => _,
+                    inlateout("eax") 5i32 => ret,
+                    in("ecx") libc::O_RDONLY,
+                    in("edx") 0,
+                    out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+                );
+                println!("{ret}");
+            }
             "udp-send" => {
                 // udp-send ADDR PORT N: N datagrams with sendto, one socket
                 let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp");
