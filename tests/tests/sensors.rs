@@ -117,6 +117,22 @@ fn exec_through_symlink_and_memfd_report_the_real_executable() {
         p.contains("memfd:vigil-memfd-test"),
         "path names the memfd: {p}"
     );
+
+    // execveat relative to a directory fd: the canonical executable
+    let (pid, _) = trigger(&["execveat-rel", "/usr/bin", "true"]);
+    let e = h.expect("execveat relative to a dirfd", |e| {
+        e.k.hdr.pid == pid
+            && matches!(&e.k.body, Body::Exec { filename, .. } if filename.starts_with(b"/dev/fd/"))
+    });
+    let Body::Exec { path, filename, .. } = &e.k.body else {
+        panic!()
+    };
+    assert_eq!(path[..], canon("/usr/bin/true")[..]);
+    assert!(
+        filename.starts_with(b"/dev/fd/") && filename.ends_with(b"/true"),
+        "the name as the kernel saw it: {}",
+        String::from_utf8_lossy(filename)
+    );
 }
 
 #[test]

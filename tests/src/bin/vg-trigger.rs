@@ -63,6 +63,23 @@ fn main() {
                 libc::fexecve(fd, argv.as_ptr(), envp.as_ptr());
                 std::process::exit(3);
             }
+            "execveat-rel" => {
+                // execveat(dirfd of DIR, NAME): no path the syscall
+                // tracepoints of execve would show
+                let d = libc::open(cstr(a(1)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY);
+                let arg0 = cstr("execveat-true");
+                let argv = [arg0.as_ptr(), std::ptr::null()];
+                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+                libc::syscall(
+                    libc::SYS_execveat,
+                    d,
+                    cstr(a(2)).as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                    0,
+                );
+                std::process::exit(3);
+            }
             "memfd" => {
                 libc::memfd_create(cstr(a(1)).as_ptr(), libc::MFD_CLOEXEC);
             }
