@@ -199,6 +199,16 @@ struct {
 
 /* At exec: the new image decides whether this process's syscalls are
  * learned (its profile is learning) or not. */
+/* Files opened for writing below a report path, until their first write:
+ * struct file pointer -> inode (a reused struct file of another inode is
+ * not mistaken for it). LRU: a file never written ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} write_watch SEC(".maps");
+
 static __always_inline void learn_exec(__u64 ino, __u32 dev)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -1005,8 +1015,10 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	__u32 str0 = off;
 	__u64 ka, kb;
 	__u32 interest;
+	struct file *wf = NULL;
 	if (ret >= 0) {
 		struct file *f = fd_file(ret);
+		wf = f;
 		b->ino = BPF_CORE_READ(f, f_inode, i_ino);
 		b->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
 		off = put_path(s, off, 0, file_path(s, f));
@@ -1032,6 +1044,12 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 			interest = joined_interest(s, str0, str1 - str0, str1, off - str1);
 		ka = hash_bytes(s, str0, off - str0);
 		kb = (1ULL << 63) | ((__u64)(-ret) << 32) | flags;
+	}
+	/* an open for writing below a report path: its first write is reported */
+	if (wf && interest == VG_PATH_REPORT && wants_write(flags)) {
+		__u64 k = (__u64)wf;
+		__u64 ino = b->ino;
+		bpf_map_update_elem(&write_watch, &k, &ino, BPF_ANY);
 	}
 	if (interest == VG_PATH_IGNORE || (interest != VG_PATH_REPORT && !(cfg_open_writes && wants_write(flags)))) {
 		count(VG_OPEN, C_FILTERED);
@@ -1700,10 +1718,58 @@ static __always_inline int in_compat_syscall(void)
 	return (t->thread_info.status & VG_TS_COMPAT) != 0;
 }
 
+/* The first write(2)-family call on a file in write_watch. */
+static __always_inline void first_write(struct pt_regs *regs, __u32 vsys)
+{
+	if (!kind_on(VG_FCHANGE) || is_self())
+		return;
+	int fd = regs->di;
+	struct file *f = fd_file(fd);
+	if (!f)
+		return;
+	__u64 k = (__u64)f;
+	__u64 *ino = bpf_map_lookup_elem(&write_watch, &k);
+	if (!ino)
+		return;
+	__u64 want = *ino;
+	bpf_map_delete_elem(&write_watch, &k);
+	if (BPF_CORE_READ(f, f_inode, i_ino) != want)
+		return;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return;
+	__u32 off = begin(s, VG_FCHANGE, sizeof(struct vg_fchange));
+	struct vg_fchange *b = (struct vg_fchange *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = 0;
+	b->length = regs->dx; /* bytes (write, pwrite64) or iovec count */
+	b->syscall = vsys;
+	b->mode = 0;
+	b->uid = -1;
+	b->gid = -1;
+	b->flags = 0;
+	b->dfd = fd;
+	off = put_path(s, off, 0, file_path(s, f));
+	emit(s, off);
+}
+
+/* One raw sys_enter program serves the compat sensor and first writes. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(vg_compat_enter, struct pt_regs *regs, long id)
 {
-	if (!in_compat_syscall() || is_self())
+	if (!in_compat_syscall()) {
+		__u32 vsys = 0;
+		switch (id) {
+		case 1: vsys = VG_SYS_WRITE; break;
+		case 18: vsys = VG_SYS_PWRITE64; break;
+		case 20: vsys = VG_SYS_WRITEV; break;
+		case 296: vsys = VG_SYS_PWRITEV; break;
+		case 328: vsys = VG_SYS_PWRITEV2; break;
+		}
+		if (vsys)
+			first_write(regs, vsys);
+		return 0;
+	}
+	if (is_self())
 		return 0;
 	__u32 nr = id;
 	__u32 *info = bpf_map_lookup_elem(&compat_calls, &nr);

@@ -196,6 +196,11 @@ enum vg_sys {
 	VG_SYS_LINKAT = 57,
 	VG_SYS_SYMLINK = 58,
 	VG_SYS_SYMLINKAT = 59,
+	VG_SYS_WRITE = 60,
+	VG_SYS_PWRITE64 = 61,
+	VG_SYS_WRITEV = 62,
+	VG_SYS_PWRITEV = 63,
+	VG_SYS_PWRITEV2 = 64,
 };
 
 /* VG_FCHANGE: a file changed without an open: rename, unlink, rmdir,

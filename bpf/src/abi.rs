@@ -116,6 +116,11 @@ pub mod sys {
     pub const LINKAT: u32 = 57;
     pub const SYMLINK: u32 = 58;
     pub const SYMLINKAT: u32 = 59;
+    pub const WRITE: u32 = 60;
+    pub const PWRITE64: u32 = 61;
+    pub const WRITEV: u32 = 62;
+    pub const PWRITEV: u32 = 63;
+    pub const PWRITEV2: u32 = 64;
 }
 
 /// Values of the interest_paths LPM trie.

@@ -96,6 +96,11 @@ pub fn fchange_syscall(vsys: u32) -> &'static str {
         sys::LINKAT => "linkat",
         sys::SYMLINK => "symlink",
         sys::SYMLINKAT => "symlinkat",
+        sys::WRITE => "write",
+        sys::PWRITE64 => "pwrite64",
+        sys::WRITEV => "writev",
+        sys::PWRITEV => "pwritev",
+        sys::PWRITEV2 => "pwritev2",
         _ => "?",
     }
 }
@@ -112,13 +117,16 @@ pub fn fchange_op(vsys: u32) -> (&'static str, &'static str) {
         sys::CHOWN | sys::FCHOWN | sys::LCHOWN | sys::FCHOWNAT => ("change", "chown"),
         sys::LINK | sys::LINKAT => ("creation", "link"),
         sys::SYMLINK | sys::SYMLINKAT => ("creation", "symlink"),
+        sys::WRITE | sys::PWRITE64 | sys::WRITEV | sys::PWRITEV | sys::PWRITEV2 => {
+            ("change", "write")
+        }
         _ => ("change", "file-change"),
     }
 }
 
 /// The actions of file changes (`event.action` of `VG_FCHANGE` events).
 pub const FCHANGE_ACTIONS: &[&str] = &[
-    "rename", "unlink", "rmdir", "truncate", "chmod", "chown", "link", "symlink",
+    "rename", "unlink", "rmdir", "truncate", "chmod", "chown", "link", "symlink", "write",
 ];
 
 /// (category, type, action) of an event: the kind's, refined by the
@@ -1005,6 +1013,10 @@ pub fn encode_with(
                 }
                 "truncate" => {
                     w.u64("vigil.file_change.length", info.length);
+                }
+                "write" => {
+                    // bytes (write, pwrite64) or iovec count (writev family)
+                    w.u64("vigil.file_change.count", info.length);
                 }
                 _ => {}
             }

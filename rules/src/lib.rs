@@ -69,6 +69,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("chown", "file"),
     ("link", "file"),
     ("symlink", "file"),
+    ("write", "file"),
     ("connect", "network"),
     ("accept", "network"),
     ("listen", "network"),

@@ -125,6 +125,32 @@ fn file_changes_are_reported_with_canonical_paths() {
         _ => unreachable!(),
     }
 
+    // the first write per open of a file opened for writing, and only it
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3>{}; echo a >&3; echo b >&3; echo c >&3",
+            s("w")
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = h.expect("first write", at("write", s("w")));
+    match &e.k.body {
+        Body::FChange { info, .. } => {
+            assert_eq!(info.length, 2, "the first write is `a\\n`");
+            assert_eq!(ecs::fchange_syscall(info.syscall), "write");
+        }
+        _ => unreachable!(),
+    }
+    h.collect_for(std::time::Duration::from_millis(300));
+    let writes = h
+        .seen
+        .iter()
+        .filter(|e| op_of(e) == Some("write") && e.file_path.as_deref() == Some(s("w").as_bytes()))
+        .count();
+    assert_eq!(writes, 1, "three writes on one open: one record");
+
     // exactly one event per operation on b/c/d (dedup aside, nothing doubled)
     let n = h
         .seen
