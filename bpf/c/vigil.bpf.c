@@ -1166,6 +1166,28 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 		dfd = p.args[1];
 		name = (const char *)p.args[2];
 		break;
+	case VG_SYS_MKDIR:
+		name = (const char *)p.args[0];
+		mode = p.args[1];
+		quiet = 1;
+		break;
+	case VG_SYS_MKDIRAT:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		mode = p.args[2];
+		quiet = 1;
+		break;
+	case VG_SYS_MKNOD:
+		name = (const char *)p.args[0];
+		mode = p.args[1];
+		length = p.args[2]; /* dev */
+		break;
+	case VG_SYS_MKNODAT:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		mode = p.args[2];
+		length = p.args[3]; /* dev */
+		break;
 	default:
 		return 0;
 	}

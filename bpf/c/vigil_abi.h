@@ -201,6 +201,10 @@ enum vg_sys {
 	VG_SYS_WRITEV = 62,
 	VG_SYS_PWRITEV = 63,
 	VG_SYS_PWRITEV2 = 64,
+	VG_SYS_MKDIR = 65,
+	VG_SYS_MKDIRAT = 66,
+	VG_SYS_MKNOD = 67,
+	VG_SYS_MKNODAT = 68,
 };
 
 /* VG_FCHANGE: a file changed without an open: rename, unlink, rmdir,

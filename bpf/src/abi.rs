@@ -121,6 +121,10 @@ pub mod sys {
     pub const WRITEV: u32 = 62;
     pub const PWRITEV: u32 = 63;
     pub const PWRITEV2: u32 = 64;
+    pub const MKDIR: u32 = 65;
+    pub const MKDIRAT: u32 = 66;
+    pub const MKNOD: u32 = 67;
+    pub const MKNODAT: u32 = 68;
 }
 
 /// Values of the interest_paths LPM trie.

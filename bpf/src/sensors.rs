@@ -246,7 +246,7 @@ pub const SENSORS: &[SensorSpec] = &[
     SensorSpec {
         name: "file_change",
         kinds: &[kind::FCHANGE],
-        description: "rename, unlink, rmdir, truncate, chmod, chown, link, symlink",
+        description: "rename, unlink, rmdir, truncate, chmod, chown, link, symlink, mkdir, mknod",
         candidates: &[Mechanism::Syscalls {
             prog: "vg_exit_fchange",
             calls: &[
@@ -270,6 +270,10 @@ pub const SENSORS: &[SensorSpec] = &[
                 sc!("linkat", SYS_linkat, sys::LINKAT),
                 sc!("symlink", SYS_symlink, sys::SYMLINK),
                 sc!("symlinkat", SYS_symlinkat, sys::SYMLINKAT),
+                sc!("mkdir", SYS_mkdir, sys::MKDIR),
+                sc!("mkdirat", SYS_mkdirat, sys::MKDIRAT),
+                sc!("mknod", SYS_mknod, sys::MKNOD),
+                sc!("mknodat", SYS_mknodat, sys::MKNODAT),
             ],
         }],
     },

@@ -101,6 +101,10 @@ pub fn fchange_syscall(vsys: u32) -> &'static str {
         sys::WRITEV => "writev",
         sys::PWRITEV => "pwritev",
         sys::PWRITEV2 => "pwritev2",
+        sys::MKDIR => "mkdir",
+        sys::MKDIRAT => "mkdirat",
+        sys::MKNOD => "mknod",
+        sys::MKNODAT => "mknodat",
         _ => "?",
     }
 }
@@ -120,13 +124,29 @@ pub fn fchange_op(vsys: u32) -> (&'static str, &'static str) {
         sys::WRITE | sys::PWRITE64 | sys::WRITEV | sys::PWRITEV | sys::PWRITEV2 => {
             ("change", "write")
         }
+        sys::MKDIR | sys::MKDIRAT => ("creation", "mkdir"),
+        sys::MKNOD | sys::MKNODAT => ("creation", "mknod"),
         _ => ("change", "file-change"),
+    }
+}
+
+/// The file type of an `S_IFMT` mode (mknod; mkdir passes none).
+pub fn file_type_name(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFCHR => "char",
+        libc::S_IFBLK => "block",
+        libc::S_IFIFO => "fifo",
+        libc::S_IFSOCK => "socket",
+        libc::S_IFREG | 0 => "file",
+        libc::S_IFDIR => "directory",
+        _ => "other",
     }
 }
 
 /// The actions of file changes (`event.action` of `VG_FCHANGE` events).
 pub const FCHANGE_ACTIONS: &[&str] = &[
-    "rename", "unlink", "rmdir", "truncate", "chmod", "chown", "link", "symlink", "write",
+    "rename", "unlink", "rmdir", "truncate", "chmod", "chown", "link", "symlink", "write", "mkdir",
+    "mknod",
 ];
 
 /// (category, type, action) of an event: the kind's, refined by the
@@ -1013,6 +1033,16 @@ pub fn encode_with(
                 }
                 "truncate" => {
                     w.u64("vigil.file_change.length", info.length);
+                }
+                "mkdir" | "mknod" => {
+                    w.str(
+                        "vigil.file_change.mode",
+                        format!("{:04o}", info.mode & 0o7777),
+                    )
+                    .str("vigil.file_change.type", file_type_name(info.mode));
+                    if op == "mknod" {
+                        w.u64("vigil.file_change.device", info.length);
+                    }
                 }
                 "write" => {
                     // bytes (write, pwrite64) or iovec count (writev family)

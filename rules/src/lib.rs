@@ -70,6 +70,8 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("link", "file"),
     ("symlink", "file"),
     ("write", "file"),
+    ("mkdir", "file"),
+    ("mknod", "file"),
     ("connect", "network"),
     ("accept", "network"),
     ("listen", "network"),

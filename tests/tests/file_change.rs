@@ -125,6 +125,16 @@ fn file_changes_are_reported_with_canonical_paths() {
         _ => unreachable!(),
     }
 
+    run(&["mkdir", &s("newdir")]);
+    let e = h.expect("mkdir", at("mkdir", s("newdir")));
+    assert_eq!(ecs::classify_event(&e).1, "creation");
+    run(&["mknod", &s("fifo"), "p"]);
+    let e = h.expect("mknod", at("mknod", s("fifo")));
+    match &e.k.body {
+        Body::FChange { info, .. } => assert_eq!(ecs::file_type_name(info.mode), "fifo"),
+        _ => unreachable!(),
+    }
+
     // the first write per open of a file opened for writing, and only it
     let st = std::process::Command::new("sh")
         .arg("-c")
