@@ -172,6 +172,27 @@ impl CExpr {
     }
 }
 
+/// The lengths of a map's keys (255 = 255 or more): a value of another
+/// length is not hashed (a command line is rarely as long as any key).
+#[derive(Default, Clone, Copy)]
+struct Lens([u64; 4]);
+
+impl Lens {
+    fn of<V>(m: &FxMap<Box<[u8]>, V>) -> Lens {
+        let mut l = Lens::default();
+        for k in m.keys() {
+            let n = k.len().min(255);
+            l.0[n / 64] |= 1 << (n % 64);
+        }
+        l
+    }
+    #[inline]
+    fn has(&self, len: usize) -> bool {
+        let n = len.min(255);
+        self.0[n / 64] & (1 << (n % 64)) != 0
+    }
+}
+
 #[derive(Default)]
 struct FieldPlan {
     field: Option<Field>,
@@ -182,6 +203,8 @@ struct FieldPlan {
     /// `endswith "/name"` tests are lookups of the last path component.
     base_cs: FxMap<Box<[u8]>, Vec<u32>>,
     base_ci: FxMap<Box<[u8]>, Vec<u32>>,
+    /// Key lengths of eq_cs, eq_ci, base_cs, base_ci.
+    lens: [Lens; 4],
     /// Regexes over this field: one per distinct set of patterns that the
     /// rules of some slot need (an open scans only the patterns of rules
     /// about opens).
@@ -436,6 +459,12 @@ impl Matcher {
         }
         let nslots = slot_count();
         for fp in &mut fields {
+            fp.lens = [
+                Lens::of(&fp.eq_cs),
+                Lens::of(&fp.eq_ci),
+                Lens::of(&fp.base_cs),
+                Lens::of(&fp.base_ci),
+            ];
             fp.re_for_slot = vec![u16::MAX; nslots];
             if fp.re_src.is_empty() {
                 continue;
@@ -635,20 +664,23 @@ impl Matcher {
 
     fn eval_str(&self, fi: usize, si: usize, b: &[u8], s: &mut Scratch) {
         let fp = &self.fields[fi];
-        if let Some(ps) = fp.eq_cs.get(b) {
+        if fp.lens[0].has(b.len())
+            && let Some(ps) = fp.eq_cs.get(b)
+        {
             for &p in ps {
                 self.hit(p, s);
             }
         }
         let base = b.iter().rposition(|&c| c == b'/').map(|i| &b[i + 1..]);
         if let Some(name) = base
+            && fp.lens[2].has(name.len())
             && let Some(ps) = fp.base_cs.get(name)
         {
             for &p in ps {
                 self.hit(p, s);
             }
         }
-        if !fp.eq_ci.is_empty() || (!fp.base_ci.is_empty() && base.is_some()) {
+        if fp.lens[1].has(b.len()) {
             let mut low = std::mem::take(&mut s.lower);
             low.clear();
             low.extend(b.iter().map(u8::to_ascii_lowercase));
@@ -657,9 +689,15 @@ impl Matcher {
                     self.hit(p, s);
                 }
             }
-            if let Some(i) = low.iter().rposition(|&c| c == b'/')
-                && let Some(ps) = fp.base_ci.get(&low[i + 1..])
-            {
+            s.lower = low;
+        }
+        if let Some(name) = base
+            && fp.lens[3].has(name.len())
+        {
+            let mut low = std::mem::take(&mut s.lower);
+            low.clear();
+            low.extend(name.iter().map(u8::to_ascii_lowercase));
+            if let Some(ps) = fp.base_ci.get(&low[..]) {
                 for &p in ps {
                     self.hit(p, s);
                 }
