@@ -901,8 +901,7 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!ks || !*ks)
 		return 0;
 	__u32 kind = *ks & 0xffff;
-	/* sends feed both udp_send and the DNS queries */
-	if (!kind_on(kind) && !(kind == VG_UDP_SEND && kind_on(VG_DNS))) {
+	if (!kind_on(kind)) {
 		count(kind, C_FILTERED);
 		return 0;
 	}
@@ -914,10 +913,6 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	 * accesses reach past that is refused at attach (EACCES). Bytes past a
 	 * short event are unused for that syscall. */
 	bpf_probe_read_kernel(p.args, sizeof(p.args), ctx->args);
-	/* send/recv are hot on every server: only datagram inet sockets are
-	 * stashed (TCP, unix and non-socket fds cost one fd lookup) */
-	if ((kind == VG_UDP_SEND || kind == VG_DNS) && !inet_dgram_fd(p.args[0]))
-		return 0;
 	if (kind == VG_UNSHARE || kind == VG_SETNS) {
 		struct task_struct *t = bpf_get_current_task_btf();
 		p.old_mntns = t->nsproxy->mnt_ns->ns.inum;
@@ -1419,7 +1414,14 @@ static __always_inline int remote_from_user(struct vg_sock *b, const void *uaddr
 		return 0;
 	if (alen > sizeof(sa))
 		alen = sizeof(sa);
-	if (bpf_probe_read_user(&sa, alen, uaddr) < 0)
+	/* bounded in a way the compiler cannot fold away: inlined, the
+	 * 32-bit length may sit in a register whose upper half the verifier
+	 * does not know */
+	__u64 n = alen;
+	asm volatile("%0 &= 0x7f" : "+r"(n));
+	if (n > sizeof(sa))
+		n = sizeof(sa);
+	if (bpf_probe_read_user(&sa, n, uaddr) < 0)
 		return 0;
 	if (sa.family == AF_INET) {
 		__builtin_memset(b->raddr, 0, 16);
@@ -1474,47 +1476,44 @@ static __always_inline __u64 peer_hash(struct vg_sock *b)
 	return (h ^ (h2 * 0x9E3779B97F4A7C15ULL)) ^ ((__u64)b->rport << 48) ^ ((__u64)(b->ret < 0) << 47);
 }
 
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int vg_exit_udp(struct trace_event_raw_sys_exit *ctx)
+/* sendto/sendmsg/sendmmsg exit (from the raw sys_exit program) */
+static __always_inline int udp_exit(struct pending *pp, long ret)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
 	struct scratch *s = get_scratch();
 	if (!s)
 		return 0;
-	struct sock *sk = inet_dgram_sock(fd_file(p.args[0]));
+	struct sock *sk = inet_dgram_sock(fd_file(pp->args[0]));
 	if (!sk)
 		return 0;
-	__u32 vsys = p.kind_sys >> 16;
+	__u32 vsys = pp->kind_sys >> 16;
 	struct vg_sock tmp = {};
-	tmp.ret = ctx->ret;
-	tmp.fd = p.args[0];
+	tmp.ret = ret;
+	tmp.fd = pp->args[0];
 	tmp.backlog = vsys;
 	tmp.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	sock_local(&tmp, sk);
 	struct vg_msg m = {};
 	if (vsys == VG_SYS_SENDTO) {
-		m.buf = (const void *)p.args[1];
-		m.len = p.args[2];
-		m.name = (const void *)p.args[4];
-		m.namelen = p.args[5];
+		m.buf = (const void *)pp->args[1];
+		m.len = pp->args[2];
+		m.name = (const void *)pp->args[4];
+		m.namelen = pp->args[5];
 	} else if (vsys == VG_SYS_SENDMSG) {
-		read_msghdr(&m, (const struct user_msghdr *)p.args[1]);
+		read_msghdr(&m, (const struct user_msghdr *)pp->args[1]);
 	} else {
-		read_msghdr(&m, &((const struct mmsghdr *)p.args[1])->msg_hdr);
+		read_msghdr(&m, &((const struct mmsghdr *)pp->args[1])->msg_hdr);
 	}
 	if (!remote_from_user(&tmp, m.name, m.namelen))
 		sock_remote(&tmp, sk);
-	if (tmp.rport == 53 && ctx->ret >= 0 && kind_on(VG_DNS)) {
+	if (tmp.rport == 53 && ret >= 0 && kind_on(VG_DNS)) {
 		__u64 len = m.len;
-		if (vsys == VG_SYS_SENDTO && (__u64)ctx->ret < len)
-			len = ctx->ret;
+		if (vsys == VG_SYS_SENDTO && (__u64)ret < len)
+			len = ret;
 		emit_dns(s, &tmp, m.buf, len);
 		/* glibc sends the A and AAAA queries in one sendmmsg */
-		if (vsys == VG_SYS_SENDMMSG && ctx->ret > 1) {
+		if (vsys == VG_SYS_SENDMMSG && ret > 1) {
 			struct vg_msg m2 = {};
-			read_msghdr(&m2, &((const struct mmsghdr *)p.args[1])[1].msg_hdr);
+			read_msghdr(&m2, &((const struct mmsghdr *)pp->args[1])[1].msg_hdr);
 			struct vg_sock tmp2 = tmp;
 			if (!remote_from_user(&tmp2, m2.name, m2.namelen))
 				sock_remote(&tmp2, sk);
@@ -1536,37 +1535,34 @@ int vg_exit_udp(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int vg_exit_dns(struct trace_event_raw_sys_exit *ctx)
+/* recvfrom/recvmsg exit (from the raw sys_exit program) */
+static __always_inline int dns_exit(struct pending *pp, long ret)
 {
-	struct pending p;
-	if (!take_pending(ctx, &p))
-		return 0;
-	if (ctx->ret <= 0)
+	if (ret <= 0)
 		return 0;
 	struct scratch *s = get_scratch();
 	if (!s)
 		return 0;
-	struct sock *sk = inet_dgram_sock(fd_file(p.args[0]));
+	struct sock *sk = inet_dgram_sock(fd_file(pp->args[0]));
 	if (!sk)
 		return 0;
-	__u32 vsys = p.kind_sys >> 16;
+	__u32 vsys = pp->kind_sys >> 16;
 	struct vg_sock tmp = {};
-	tmp.ret = ctx->ret;
-	tmp.fd = p.args[0];
+	tmp.ret = ret;
+	tmp.fd = pp->args[0];
 	tmp.backlog = vsys;
 	tmp.family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	sock_local(&tmp, sk);
 	struct vg_msg m = {};
 	if (vsys == VG_SYS_RECVFROM) {
-		m.buf = (const void *)p.args[1];
-		m.name = (const void *)p.args[4];
+		m.buf = (const void *)pp->args[1];
+		m.name = (const void *)pp->args[4];
 		int alen = 0;
-		if (p.args[5])
-			bpf_probe_read_user(&alen, sizeof(alen), (const void *)p.args[5]);
+		if (pp->args[5])
+			bpf_probe_read_user(&alen, sizeof(alen), (const void *)pp->args[5]);
 		m.namelen = alen;
 	} else {
-		read_msghdr(&m, (const struct user_msghdr *)p.args[1]);
+		read_msghdr(&m, (const struct user_msghdr *)pp->args[1]);
 	}
 	if (!remote_from_user(&tmp, m.name, m.namelen))
 		sock_remote(&tmp, sk);
@@ -1574,7 +1570,7 @@ int vg_exit_dns(struct trace_event_raw_sys_exit *ctx)
 		count(VG_DNS, C_FILTERED);
 		return 0;
 	}
-	__u64 len = ctx->ret;
+	__u64 len = ret;
 	if (vsys == VG_SYS_RECVMSG && m.len < len)
 		len = m.len;
 	emit_dns(s, &tmp, m.buf, len);
@@ -1774,21 +1770,48 @@ static __always_inline void first_write(struct pt_regs *regs, __u32 vsys)
 	emit(s, off);
 }
 
-/* One raw sys_enter program serves the compat sensor and first writes. */
+/* A send or receive on an inet datagram socket: its arguments are stashed
+ * for udp_exit/dns_exit. TCP, unix and non-socket fds cost one fd lookup. */
+static __always_inline void dgram_enter(struct pt_regs *regs, long id, __u32 kind, __u32 vsys)
+{
+	if (is_self())
+		return;
+	if (!kind_on(kind) && !(kind == VG_UDP_SEND && kind_on(VG_DNS)))
+		return;
+	if (!inet_dgram_fd(regs->di))
+		return;
+	struct pending p = {};
+	p.id = id;
+	p.kind_sys = kind | (vsys << 16);
+	p.args[0] = regs->di;
+	p.args[1] = regs->si;
+	p.args[2] = regs->dx;
+	p.args[3] = regs->r10;
+	p.args[4] = regs->r8;
+	p.args[5] = regs->r9;
+	__u64 key = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+}
+
+/* The raw sys_enter program: 32-bit syscalls (compat sensor), first writes
+ * (file_change) and datagram sends/receives (udp_send, dns). Every syscall
+ * of every task passes here; all but a handful return after one compare. */
 SEC("tp_btf/sys_enter")
-int BPF_PROG(vg_compat_enter, struct pt_regs *regs, long id)
+int BPF_PROG(vg_raw_enter, struct pt_regs *regs, long id)
 {
 	if (!in_compat_syscall()) {
-		__u32 vsys = 0;
 		switch (id) {
-		case 1: vsys = VG_SYS_WRITE; break;
-		case 18: vsys = VG_SYS_PWRITE64; break;
-		case 20: vsys = VG_SYS_WRITEV; break;
-		case 296: vsys = VG_SYS_PWRITEV; break;
-		case 328: vsys = VG_SYS_PWRITEV2; break;
+		case 1: first_write(regs, VG_SYS_WRITE); break;
+		case 18: first_write(regs, VG_SYS_PWRITE64); break;
+		case 20: first_write(regs, VG_SYS_WRITEV); break;
+		case 296: first_write(regs, VG_SYS_PWRITEV); break;
+		case 328: first_write(regs, VG_SYS_PWRITEV2); break;
+		case 44: dgram_enter(regs, id, VG_UDP_SEND, VG_SYS_SENDTO); break;
+		case 46: dgram_enter(regs, id, VG_UDP_SEND, VG_SYS_SENDMSG); break;
+		case 307: dgram_enter(regs, id, VG_UDP_SEND, VG_SYS_SENDMMSG); break;
+		case 45: dgram_enter(regs, id, VG_DNS, VG_SYS_RECVFROM); break;
+		case 47: dgram_enter(regs, id, VG_DNS, VG_SYS_RECVMSG); break;
 		}
-		if (vsys)
-			first_write(regs, vsys);
 		return 0;
 	}
 	if (is_self())
@@ -1817,10 +1840,28 @@ int BPF_PROG(vg_compat_enter, struct pt_regs *regs, long id)
 }
 
 SEC("tp_btf/sys_exit")
-int BPF_PROG(vg_compat_exit, struct pt_regs *regs, long ret)
+int BPF_PROG(vg_raw_exit, struct pt_regs *regs, long ret)
 {
-	if (!in_compat_syscall())
+	if (!in_compat_syscall()) {
+		long id = regs->orig_ax;
+		if (id != 44 && id != 46 && id != 307 && id != 45 && id != 47)
+			return 0;
+		__u64 key = bpf_get_current_pid_tgid();
+		struct pending *pp = bpf_map_lookup_elem(&pending, &key);
+		if (!pp)
+			return 0;
+		if (pp->id != id) {
+			bpf_map_delete_elem(&pending, &key);
+			return 0;
+		}
+		struct pending p = *pp;
+		bpf_map_delete_elem(&pending, &key);
+		if ((p.kind_sys & 0xffff) == VG_DNS)
+			dns_exit(&p, ret);
+		else
+			udp_exit(&p, ret);
 		return 0;
+	}
 	__u64 key = bpf_get_current_pid_tgid();
 	struct pending *pp = bpf_map_lookup_elem(&pending, &key);
 	if (!pp)

@@ -344,6 +344,7 @@ impl Sensors {
             loaded: Default::default(),
             syscalls: Vec::new(),
             links: Vec::new(),
+            raw_syscalls: false,
         };
         let mut status = Vec::new();
         for spec in SENSORS {

@@ -31,6 +31,13 @@ pub enum Mechanism {
         /// (program name, tracepoint name), essential first.
         progs: &'static [(&'static str, &'static str)],
     },
+    /// The raw `sys_enter`/`sys_exit` programs (tp_btf), shared by the
+    /// sensors that need every syscall or a hot one cheaply: compat
+    /// (32-bit syscalls), udp_send and dns (sendto/sendmsg/sendmmsg,
+    /// recvfrom/recvmsg) and the first write per open. Attached once, by
+    /// the first sensor that needs them; each part acts only for its
+    /// sensor's kinds.
+    RawSyscalls,
     /// Classic tracepoint (`tracepoint/<category>/<name>`).
     Tracepoint {
         /// Program name in the object.
@@ -64,6 +71,7 @@ impl Mechanism {
                 let names: Vec<&str> = progs.iter().map(|p| p.1).collect();
                 format!("tp_btf/{{{}}}", names.join(","))
             }
+            Mechanism::RawSyscalls => "tp_btf/{sys_enter,sys_exit} (shared)".to_string(),
             Mechanism::Tracepoint { category, name, .. } => format!("tracepoint/{category}/{name}"),
             Mechanism::Syscalls { calls, .. } => {
                 let names: Vec<&str> = calls.iter().map(|c| c.0).collect();
@@ -180,26 +188,13 @@ pub const SENSORS: &[SensorSpec] = &[
         name: "udp_send",
         kinds: &[kind::UDP_SEND],
         description: "UDP datagrams sent (first per socket and peer) and DNS queries",
-        candidates: &[Mechanism::Syscalls {
-            prog: "vg_exit_udp",
-            calls: &[
-                sc!("sendto", SYS_sendto, sys::SENDTO),
-                sc!("sendmsg", SYS_sendmsg, sys::SENDMSG),
-                sc!("sendmmsg", SYS_sendmmsg, sys::SENDMMSG),
-            ],
-        }],
+        candidates: &[Mechanism::RawSyscalls],
     },
     SensorSpec {
         name: "dns",
         kinds: &[kind::DNS],
         description: "DNS answers received from port 53 (names, types, addresses)",
-        candidates: &[Mechanism::Syscalls {
-            prog: "vg_exit_dns",
-            calls: &[
-                sc!("recvfrom", SYS_recvfrom, sys::RECVFROM),
-                sc!("recvmsg", SYS_recvmsg, sys::RECVMSG),
-            ],
-        }],
+        candidates: &[Mechanism::RawSyscalls],
     },
     SensorSpec {
         name: "io_uring",
@@ -216,12 +211,7 @@ pub const SENSORS: &[SensorSpec] = &[
         name: "compat",
         kinds: &[kind::COMPAT],
         description: "32-bit (int 0x80 / ia32) syscalls, which the syscall tracepoints miss: opens, connects, setid, ptrace, modules, bpf, file changes, namespaces",
-        candidates: &[Mechanism::TpBtfAll {
-            progs: &[
-                ("vg_compat_exit", "sys_exit"),
-                ("vg_compat_enter", "sys_enter"),
-            ],
-        }],
+        candidates: &[Mechanism::RawSyscalls],
     },
     SensorSpec {
         name: "tcp_state",
@@ -527,6 +517,8 @@ pub(crate) struct Attacher<'a> {
     pub(crate) syscalls: Vec<(i64, u32)>,
     /// Every attachment made, so they can be detached in parallel.
     pub(crate) links: Vec<LinkRef>,
+    /// The shared raw sys_enter/sys_exit programs are attached.
+    pub(crate) raw_syscalls: bool,
 }
 
 /// An attachment (program name and link id).
@@ -614,6 +606,27 @@ impl Attacher<'_> {
     /// Tries one mechanism for a sensor of kind `k`.
     pub(crate) fn try_mechanism(&mut self, m: &Mechanism, k: u16) -> Result<(), String> {
         match *m {
+            Mechanism::RawSyscalls => {
+                if self.raw_syscalls {
+                    return Ok(());
+                }
+                self.try_mechanism(
+                    &Mechanism::TpBtf {
+                        prog: "vg_raw_exit",
+                        tp: "sys_exit",
+                    },
+                    k,
+                )?;
+                self.try_mechanism(
+                    &Mechanism::TpBtf {
+                        prog: "vg_raw_enter",
+                        tp: "sys_enter",
+                    },
+                    k,
+                )?;
+                self.raw_syscalls = true;
+                Ok(())
+            }
             Mechanism::TpBtfAll { progs } => {
                 let mut errors = Vec::new();
                 for (i, &(prog, tp)) in progs.iter().enumerate() {
