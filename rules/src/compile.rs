@@ -186,6 +186,9 @@ impl Lens {
         }
         l
     }
+    fn any(&self) -> bool {
+        self.0 != [0; 4]
+    }
     #[inline]
     fn has(&self, len: usize) -> bool {
         let n = len.min(255);
@@ -671,7 +674,13 @@ impl Matcher {
                 self.hit(p, s);
             }
         }
-        let base = b.iter().rposition(|&c| c == b'/').map(|i| &b[i + 1..]);
+        // the last path component, only for fields with basename tests
+        // (memrchr: a command line is long)
+        let base = if fp.lens[2].any() || fp.lens[3].any() {
+            memchr::memrchr(b'/', b).map(|i| &b[i + 1..])
+        } else {
+            None
+        };
         if let Some(name) = base
             && fp.lens[2].has(name.len())
             && let Some(ps) = fp.base_cs.get(name)
