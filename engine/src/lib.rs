@@ -20,6 +20,7 @@ pub mod ecs;
 pub mod enrich;
 pub mod host;
 pub mod learn;
+pub mod perf;
 pub mod privs;
 pub mod probe;
 pub mod replay;

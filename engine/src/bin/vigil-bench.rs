@@ -263,6 +263,7 @@ fn main() {
                     outputs: None,
                     metrics: None,
                     drop_privileges: false,
+                    perf_history: false,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -402,6 +403,7 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         outputs: None,
         metrics: None,
         drop_privileges: false,
+        perf_history: false,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;
