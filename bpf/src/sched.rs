@@ -100,6 +100,9 @@ pub struct SchedConfig {
     pub runqlat: bool,
     /// Pid-namespace switch counts.
     pub pidnss: bool,
+    /// Skip `tp_btf` and attach the `raw_tp` fallback (tests of the
+    /// fallback; kernels where tp_btf misbehaves).
+    pub raw_tp_only: bool,
 }
 
 /// Names of the scheduler sensors as `vigil probe` shows them.
@@ -128,7 +131,11 @@ impl Sched {
     pub fn load(cfg: &SchedConfig) -> Result<Sched, Error> {
         ensure_tracefs()?;
         let _ = raise_memlock();
-        let btf = Btf::from_sys_fs().ok();
+        let btf = if cfg.raw_tp_only {
+            None
+        } else {
+            Btf::from_sys_fs().ok()
+        };
         let (rq, ns) = (u8::from(cfg.runqlat), u8::from(cfg.pidnss));
         let ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
@@ -196,7 +203,7 @@ impl Sched {
         (btf_prog, raw_prog, tp): (&'static str, &'static str, &'static str),
         btf: Option<&Btf>,
     ) -> Result<String, Vec<(String, String)>> {
-        let mut fails = Vec::new();
+        let mut fails: Vec<(String, String)> = Vec::new();
         match btf {
             Some(btf) => {
                 let r = (|| -> Result<(), String> {
@@ -218,7 +225,7 @@ impl Sched {
             }
             None => fails.push((
                 format!("tp_btf/{tp}"),
-                "no kernel BTF (/sys/kernel/btf/vmlinux)".into(),
+                "not tried: no kernel BTF (/sys/kernel/btf/vmlinux) or raw_tp_only".into(),
             )),
         }
         let r = (|| -> Result<(), String> {
@@ -234,7 +241,10 @@ impl Sched {
             Ok(())
         })();
         match r {
-            Ok(()) => Ok(format!("raw_tp/{tp}")),
+            Ok(()) => Ok(format!(
+                "raw_tp/{tp} (not {}: {})",
+                fails[0].0, fails[0].1
+            )),
             Err(e) => {
                 fails.push((format!("raw_tp/{tp}"), e));
                 Err(fails)

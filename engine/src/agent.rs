@@ -1050,6 +1050,7 @@ fn start_perf(
         match vigil_bpf::sched::Sched::load(&vigil_bpf::sched::SchedConfig {
             runqlat: p.runqlat,
             pidnss: p.pidnss,
+            raw_tp_only: false,
         }) {
             Ok(s) => {
                 if verbose {

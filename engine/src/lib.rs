@@ -24,4 +24,5 @@ pub mod perf;
 pub mod privs;
 pub mod probe;
 pub mod replay;
+pub mod report;
 pub mod telemetry;

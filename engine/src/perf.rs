@@ -165,13 +165,8 @@ impl CgroupHist {
     /// Wakeup and preemption waits together, per slot (`RQ_SLOTS` long).
     pub fn combined(&self) -> Vec<u64> {
         let mut v = vec![0u64; RQ_SLOTS];
-        for (i, c) in self.wakeup.iter().chain(self.preempted.iter()).enumerate() {
-            let k = if i < self.wakeup.len() {
-                i
-            } else {
-                i - self.wakeup.len()
-            };
-            if let Some(s) = v.get_mut(k) {
+        for part in [&self.wakeup, &self.preempted] {
+            for (s, c) in v.iter_mut().zip(part.iter()) {
                 *s = s.saturating_add(*c);
             }
         }
