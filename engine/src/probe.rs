@@ -74,6 +74,7 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
     let mut v = match Sched::load(&SchedConfig {
         runqlat: p.runqlat,
         pidnss: p.pidnss,
+        raw_tp_only: false,
     }) {
         Ok(s) => s.status().to_vec(),
         Err(e) => SENSOR_NAMES
