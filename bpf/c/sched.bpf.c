@@ -270,3 +270,20 @@ int vg_rq_switch_raw(void *ctx)
 		  (unsigned int)a[3], false);
 	return 0;
 }
+
+/* ---- benchmark floor (vigil-bench --sched): count only ---- */
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(vg_rq_floor_wakeup, struct task_struct *p)
+{
+	stat_inc(SST_FLOOR);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(vg_rq_floor_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	stat_inc(SST_FLOOR);
+	return 0;
+}

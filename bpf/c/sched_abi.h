@@ -37,6 +37,7 @@ struct ns_pair {
 #define SST_HIST_FULL 0   /* histogram map full: sample not counted */
 #define SST_PAIRS_FULL 1  /* pidnss map full: switch not counted */
 #define SST_START_MISS 2  /* switch-in without a recorded enqueue */
+#define SST_FLOOR 3       /* runs of the benchmark's counting floor */
 #define SST_SLOTS 4
 
 _Static_assert(sizeof(struct rq_key) == 16, "rq_key size");

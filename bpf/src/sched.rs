@@ -345,6 +345,60 @@ impl Sched {
         })
     }
 
+    /// Loads the object with only the benchmark's counting programs on
+    /// `sched_wakeup` and `sched_switch` (the floor of any tool that hooks
+    /// both; `vigil-bench --sched`).
+    pub fn load_floor() -> Result<Sched, Error> {
+        ensure_tracefs()?;
+        let _ = raise_memlock();
+        let btf = Btf::from_sys_fs().map_err(|e| Error::Program {
+            prog: "vg_rq_floor_switch",
+            message: format!("kernel BTF: {e}"),
+        })?;
+        let ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .load(object())
+            .map_err(Error::Load)?;
+        let mut me = Sched {
+            ebpf,
+            status: Vec::new(),
+        };
+        for (prog, tp) in [
+            ("vg_rq_floor_wakeup", "sched_wakeup"),
+            ("vg_rq_floor_switch", "sched_switch"),
+        ] {
+            let p: &mut BtfTracePoint = me
+                .ebpf
+                .program_mut(prog)
+                .ok_or(Error::Program {
+                    prog,
+                    message: "missing from object".into(),
+                })?
+                .try_into()
+                .map_err(|e| Error::Program {
+                    prog,
+                    message: explain(&e),
+                })?;
+            p.load(tp, &btf)
+                .and_then(|()| p.attach().map(|_| ()))
+                .map_err(|e| Error::Program {
+                    prog,
+                    message: explain(&e),
+                })?;
+        }
+        Ok(me)
+    }
+
+    /// Runs of the counting floor programs ([`Sched::load_floor`]).
+    pub fn floor_runs(&self) -> u64 {
+        self.map("sched_stats")
+            .ok()
+            .and_then(|m| PerCpuArray::<&MapData, u64>::try_from(m).ok())
+            .and_then(|a| a.get(&3, 0).ok())
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
     /// Entries in the enqueue-time map (diagnostics).
     pub fn pending_stamps(&self) -> usize {
         self.map("rq_start")
