@@ -213,9 +213,9 @@ impl Sched {
                         .ok_or("missing from object")?
                         .try_into()
                         .map_err(|e| explain(&e))?;
-                    p.load(tp, btf).map_err(|e| format!("load: {}", explain(&e)))?;
-                    p.attach()
-                        .map_err(|e| format!("attach: {}", explain(&e)))?;
+                    p.load(tp, btf)
+                        .map_err(|e| format!("load: {}", explain(&e)))?;
+                    p.attach().map_err(|e| format!("attach: {}", explain(&e)))?;
                     Ok(())
                 })();
                 match r {
@@ -241,10 +241,7 @@ impl Sched {
             Ok(())
         })();
         match r {
-            Ok(()) => Ok(format!(
-                "raw_tp/{tp} (not {}: {})",
-                fails[0].0, fails[0].1
-            )),
+            Ok(()) => Ok(format!("raw_tp/{tp} (not {}: {})", fails[0].0, fails[0].1)),
             Err(e) => {
                 fails.push((format!("raw_tp/{tp}"), e));
                 Err(fails)
@@ -331,8 +328,8 @@ impl Sched {
 
     /// The object's own counters.
     pub fn stats(&self) -> Result<SchedStats, Error> {
-        let a: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.map("sched_stats")?).map_err(Self::map_err("sched_stats"))?;
+        let a: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map("sched_stats")?)
+            .map_err(Self::map_err("sched_stats"))?;
         let get = |i: u32| -> u64 {
             a.get(&i, 0)
                 .map(|v| v.iter().fold(0u64, |x, y| x.wrapping_add(*y)))

@@ -710,6 +710,22 @@ impl Summary {
                 parts.join(", ")
             ));
         }
+        if !self.pipeline.runqlat.is_empty() || !self.pipeline.pidnss.is_empty() {
+            let cgroups: std::collections::BTreeSet<u64> =
+                self.pipeline.runqlat.keys().map(|k| k.0).collect();
+            let waits: u64 = self
+                .pipeline
+                .runqlat
+                .values()
+                .map(|h| crate::perf::total(&h.slots))
+                .sum();
+            s.push_str(&format!(
+                "vigil: perf: {waits} run-queue waits in {} cgroups, {} pid-namespace switches, {} findings\n",
+                cgroups.len(),
+                self.pipeline.pidnss.values().sum::<u64>(),
+                self.pipeline.perf_findings
+            ));
+        }
         if let Some(e) = &self.pipeline.first_decode_error {
             s.push_str(&format!("vigil: first decode error: {e}\n"));
         }

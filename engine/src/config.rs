@@ -685,10 +685,7 @@ mod tests {
         assert!(!c.perf.runqlat && c.perf.pidnss);
         assert_eq!(c.perf.interval_s, 2);
         let e = Config::parse("[perf]\n\ninterval_s = 0\n", "v.toml").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "v.toml:3: perf.interval_s: must be 1..=3600"
-        );
+        assert_eq!(e.to_string(), "v.toml:3: perf.interval_s: must be 1..=3600");
         let e = Config::parse("[perf]\nsteal_pct = 101\n", "v.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "perf.steal_pct"));
         let e = Config::parse("[perf]\nrunqlat_p99 = 3\n", "v.toml").unwrap_err();

@@ -260,7 +260,10 @@ impl History {
             std::fs::rename(&self.path, self.rotated())?;
             self.open()?;
         }
-        let f = self.file.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("closed"))?;
         f.write_all(&bytes)?;
         self.size += bytes.len() as u64;
         Ok(())
@@ -279,7 +282,12 @@ pub fn read_history(dir: &Path) -> std::io::Result<(Vec<HistoryLine>, usize)> {
         let text = match std::fs::read_to_string(p) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", p.display()),
+                ));
+            }
         };
         any = true;
         for l in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -460,7 +468,10 @@ impl PerfCollector {
                     let prev = self.last_ns.insert(k, n).unwrap_or(0);
                     let d = if n >= prev { n - prev } else { n };
                     if d > 0 {
-                        *self.pidnss_totals.entry((k.prev_ns, k.next_ns)).or_default() += d;
+                        *self
+                            .pidnss_totals
+                            .entry((k.prev_ns, k.next_ns))
+                            .or_default() += d;
                         v.push((k, d));
                     }
                 }
@@ -486,9 +497,7 @@ impl PerfCollector {
             return i.clone();
         }
         let path = host.cgroup_path(id);
-        let container = path
-            .as_deref()
-            .and_then(crate::container::from_cgroup_path);
+        let container = path.as_deref().and_then(crate::container::from_cgroup_path);
         let name = container
             .as_ref()
             .and_then(|c| host.container_meta(&c.id))
@@ -531,10 +540,8 @@ impl PerfCollector {
         let mut findings = Vec::new();
         for (id, w, p) in &iv.runqlat {
             let info = self.info(*id, host);
-            let mut all = [0u64; RQ_SLOTS];
-            for k in 0..RQ_SLOTS {
-                all[k] = w.slots[k].saturating_add(p.slots[k]);
-            }
+            let all: [u64; RQ_SLOTS] =
+                std::array::from_fn(|k| w.slots[k].saturating_add(p.slots[k]));
             let n = total(&all);
             let sum_ns = w.sum_ns.saturating_add(p.sum_ns);
             let q = |x| quantile_us(&all, x).unwrap_or(0.0);
@@ -548,13 +555,19 @@ impl PerfCollector {
             cgroup_fields(&mut rec, *id, &info);
             rec.f64("vigil.runqlat.interval_s", line.secs)
                 .u64("vigil.runqlat.count", n)
-                .f64("vigil.runqlat.mean_us", round1(sum_ns as f64 / n.max(1) as f64 / 1e3))
+                .f64(
+                    "vigil.runqlat.mean_us",
+                    round1(sum_ns as f64 / n.max(1) as f64 / 1e3),
+                )
                 .f64("vigil.runqlat.p50_us", round1(p50))
                 .f64("vigil.runqlat.p90_us", round1(p90))
                 .f64("vigil.runqlat.p99_us", round1(p99))
                 .u64("vigil.runqlat.max_us", max)
                 .u64("vigil.runqlat.wakeup.count", total(&w.slots))
-                .raw("vigil.runqlat.wakeup.slots", &json_array(&trimmed(&w.slots)))
+                .raw(
+                    "vigil.runqlat.wakeup.slots",
+                    &json_array(&trimmed(&w.slots)),
+                )
                 .u64("vigil.runqlat.preempted.count", total(&p.slots))
                 .raw(
                     "vigil.runqlat.preempted.slots",
@@ -565,8 +578,7 @@ impl PerfCollector {
                 finding: None,
             });
             let thr_us = self.cfg.runqlat_p99_ms * 1000.0;
-            if self.cfg.runqlat_p99_ms > 0.0 && n >= self.cfg.runqlat_min_samples && p99 > thr_us
-            {
+            if self.cfg.runqlat_p99_ms > 0.0 && n >= self.cfg.runqlat_min_samples && p99 > thr_us {
                 let who = info
                     .container
                     .as_ref()
@@ -795,7 +807,11 @@ mod tests {
         b.slots[3] = 15;
         b.sum_ns = 150;
         assert_eq!(delta(&b, Some(&a)).slots[3], 5);
-        assert_eq!(delta(&a, Some(&b)).slots[3], 10, "went down: counts from zero");
+        assert_eq!(
+            delta(&a, Some(&b)).slots[3],
+            10,
+            "went down: counts from zero"
+        );
     }
 
     #[test]
@@ -823,7 +839,12 @@ mod tests {
         }
         let cur = std::fs::metadata(dir.join(HISTORY_FILE)).unwrap();
         let old = std::fs::metadata(dir.join(format!("{HISTORY_FILE}.1"))).unwrap();
-        assert!(cur.len() + old.len() <= 4096, "{} + {}", cur.len(), old.len());
+        assert!(
+            cur.len() + old.len() <= 4096,
+            "{} + {}",
+            cur.len(),
+            old.len()
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(cur.permissions().mode() & 0o777, 0o600);
         let (lines, bad) = read_history(&dir).unwrap();

@@ -304,8 +304,7 @@ pub fn render_svg(lines: &[&HistoryLine]) -> String {
         for (ci, v) in g.iter().enumerate() {
             let chunk = cols[ci];
             let t = chunk.last().map(|l| l.t).unwrap_or(0);
-            for k in lo..=hi {
-                let c = v[k];
+            for (k, &c) in v.iter().enumerate().take(hi + 1).skip(lo) {
                 if c == 0 {
                     continue;
                 }
@@ -476,11 +475,15 @@ mod tests {
                 }
                 continue;
             }
-            if tag.contains('<') || tag.matches('"').count() % 2 != 0 {
+            if tag.contains('<') || !tag.matches('"').count().is_multiple_of(2) {
                 return Err(format!("bad tag {tag:?}"));
             }
             elements += 1;
-            let name = tag.split_whitespace().next().unwrap_or("").trim_end_matches('/');
+            let name = tag
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('/');
             if !tag.ends_with('/') {
                 stack.push(name.to_string());
             }
@@ -558,7 +561,10 @@ mod tests {
         assert!(text.contains("         4 -> 7          : 150 "), "{text}");
         assert!(!text.contains("         0 -> 0 "), "{text}");
         assert!(text.contains("p50 2."), "victim p50 in ms: {text}");
-        assert!(text.contains("pid-namespace switches: 3000 (10.0/s)"), "{text}");
+        assert!(
+            text.contains("pid-namespace switches: 3000 (10.0/s)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -171,11 +171,7 @@ impl Telemetry {
     /// pid-namespace switches (`vigil_pidns_switches_total`) and steal per
     /// CPU (`vigil_cpu_steal_ratio{cpu}`). `label` names a cgroup id:
     /// (cgroup path, container id).
-    pub fn perf(
-        &mut self,
-        iv: &crate::perf::Interval,
-        label: impl Fn(u64) -> (String, String),
-    ) {
+    pub fn perf(&mut self, iv: &crate::perf::Interval, label: impl Fn(u64) -> (String, String)) {
         use vigil_bpf::sched::{RQ_PREEMPTED, RQ_WAKEUP};
         for (id, w, p) in &iv.runqlat {
             for (kind, h) in [(RQ_WAKEUP, w), (RQ_PREEMPTED, p)] {
@@ -184,7 +180,11 @@ impl Telemetry {
                 }
                 if !self.runqlat.contains_key(&(*id, kind)) {
                     let (path, container) = label(*id);
-                    let reason = if kind == RQ_WAKEUP { "wakeup" } else { "preempted" };
+                    let reason = if kind == RQ_WAKEUP {
+                        "wakeup"
+                    } else {
+                        "preempted"
+                    };
                     match self.registry.histogram(
                         "vigil_runqueue_latency_seconds",
                         "Time runnable tasks waited for a CPU, per cgroup v2 and reason (wakeup, preempted); log2 buckets from the runqlat BPF histograms.",

@@ -769,14 +769,23 @@ mod tests {
             text.contains("vigil_b_seconds_bucket{k=\"1\",le=\"0.000004\"} 4\n"),
             "{text}"
         );
-        assert!(text.contains("vigil_b_seconds_count{k=\"1\"} 5\n"), "{text}");
+        assert!(
+            text.contains("vigil_b_seconds_count{k=\"1\"} 5\n"),
+            "{text}"
+        );
         // counts past the last bucket land in +Inf
         let c = reg.histogram("vigil_c_seconds", "C.", &[], 1.0).unwrap();
         let mut far = vec![0u64; BUCKETS + 3];
         far[BUCKETS + 2] = 7;
         c.add_buckets(&far, 0);
         let text = reg.render();
-        assert!(text.contains("vigil_c_seconds_bucket{le=\"+Inf\"} 7\n"), "{text}");
-        assert!(text.contains("vigil_c_seconds_bucket{le=\"1\"} 0\n"), "{text}");
+        assert!(
+            text.contains("vigil_c_seconds_bucket{le=\"+Inf\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_c_seconds_bucket{le=\"1\"} 0\n"),
+            "{text}"
+        );
     }
 }

@@ -90,7 +90,9 @@ fn runqlat_attributes_wait_to_the_waiting_cgroup_and_pidnss_counts_switches() {
         show("victim wakeup", &vw),
         show("hog preempted", &hp),
         show("hog wakeup", &hw),
-        qw.as_ref().map(|q| show("quiet wakeup", q)).unwrap_or_default()
+        qw.as_ref()
+            .map(|q| show("quiet wakeup", q))
+            .unwrap_or_default()
     );
 
     // The victim's wakeups are counted under the victim's cgroup, and they
@@ -149,9 +151,17 @@ fn runqlat_attributes_wait_to_the_waiting_cgroup_and_pidnss_counts_switches() {
     // text report, the heat map well-formed enough to have its panels.
     let (lines, bad) = perf::read_history(&dir.0).expect("history written");
     assert_eq!(bad, 0);
-    assert!(lines.len() >= 2, "one line per 1 s interval: {}", lines.len());
+    assert!(
+        lines.len() >= 2,
+        "one line per 1 s interval: {}",
+        lines.len()
+    );
     let w = vigil_engine::report::window(&lines, 3600, i64::MAX / 2);
-    let w: Vec<_> = if w.is_empty() { lines.iter().collect() } else { w };
+    let w: Vec<_> = if w.is_empty() {
+        lines.iter().collect()
+    } else {
+        w
+    };
     let text = vigil_engine::report::render_text(&w, "1h");
     let victim_label = format!("[cgroup id {victim_cg}]");
     let at = text.find(&victim_label).unwrap_or_else(|| panic!("{text}"));
