@@ -11,6 +11,7 @@ pub mod abi;
 pub mod compat;
 pub mod decode;
 mod ring;
+pub mod sched;
 pub mod sensors;
 
 pub use ring::RingReader;

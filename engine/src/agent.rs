@@ -66,6 +66,13 @@ pub struct PipelineStats {
     pub suppressed: u64,
     /// Alerts per rule id.
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Run-queue waits per (cgroup id, kind) since start, summed over the
+    /// perf intervals ([`crate::perf`]).
+    pub runqlat: BTreeMap<(u64, u32), vigil_bpf::sched::RqHist>,
+    /// Context switches per (previous, next) pid namespace since start.
+    pub pidnss: BTreeMap<(u32, u32), u64>,
+    /// Performance findings written (`vigil.finding`).
+    pub perf_findings: u64,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
@@ -262,6 +269,32 @@ impl Pipeline {
             let rec = w.finish();
             self.write_raw(&rec);
         }
+    }
+
+    /// One perf interval: reads the scheduler maps and /proc/stat, writes
+    /// the metric and finding records, the history line and the
+    /// Prometheus figures.
+    pub fn collect_perf(
+        &mut self,
+        perf: &mut crate::perf::PerfCollector,
+        sched: Option<&mut vigil_bpf::sched::Sched>,
+        host: &mut dyn Host,
+    ) {
+        let iv = perf.read(sched);
+        let now = host::boot_offset_ns() + boot_now_ns() as i64;
+        let hostname = self.hostname.clone();
+        for r in perf.records(&iv, host, &hostname, now) {
+            match &r.finding {
+                Some((name, msg)) => self.write_finding(&r.json, name, msg),
+                None => self.write_raw(&r.json),
+            }
+        }
+        if let Some(t) = self.telemetry.as_mut() {
+            t.perf(&iv, |id| perf.label_of(id));
+        }
+        self.stats.runqlat.clone_from(&perf.totals);
+        self.stats.pidnss.clone_from(&perf.pidnss_totals);
+        self.stats.perf_findings = perf.findings;
     }
 
     /// Reads the kernel's syscall bitmaps into the baselines (housekeeping).
@@ -520,6 +553,25 @@ impl Pipeline {
         );
     }
 
+    /// Writes a performance finding (a metric record with a `vigil.finding`
+    /// object): severity medium, `rule.id`-like id `perf.<name>` for the
+    /// syslog and CEF encoders.
+    pub fn write_finding(&mut self, rec: &[u8], name: &str, message: &str) {
+        let id = format!("perf.{name}");
+        self.emit(
+            rec,
+            Meta {
+                kind: OKind::Metric,
+                severity: OSeverity::Medium,
+                rule_id: Some(&id),
+                rule_name: Some("Performance finding"),
+                ruleset: Some("perf"),
+                message: message.as_bytes(),
+            },
+            None,
+        );
+    }
+
     /// Flushes the sink.
     pub fn flush(&mut self) {
         if let Some(s) = self.sink.as_mut() {
@@ -658,6 +710,22 @@ impl Summary {
                 parts.join(", ")
             ));
         }
+        if !self.pipeline.runqlat.is_empty() || !self.pipeline.pidnss.is_empty() {
+            let cgroups: std::collections::BTreeSet<u64> =
+                self.pipeline.runqlat.keys().map(|k| k.0).collect();
+            let waits: u64 = self
+                .pipeline
+                .runqlat
+                .values()
+                .map(|h| crate::perf::total(&h.slots))
+                .sum();
+            s.push_str(&format!(
+                "vigil: perf: {waits} run-queue waits in {} cgroups, {} pid-namespace switches, {} findings\n",
+                cgroups.len(),
+                self.pipeline.pidnss.values().sum::<u64>(),
+                self.pipeline.perf_findings
+            ));
+        }
         if let Some(e) = &self.pipeline.first_decode_error {
             s.push_str(&format!("vigil: first decode error: {e}\n"));
         }
@@ -696,6 +764,10 @@ pub struct RunOptions {
     /// ([`crate::privs`]); for the `vigil` binary, not for in-process
     /// tests that load sensors again afterwards.
     pub drop_privileges: bool,
+    /// Keep the perf history in the data directory for `vigil report`
+    /// (when `perf.history` is on too); off for in-process runs (tests,
+    /// benchmarks), which must not write to the host's data directory.
+    pub perf_history: bool,
 }
 
 impl RunOptions {
@@ -714,6 +786,7 @@ impl RunOptions {
             outputs: None,
             metrics: None,
             drop_privileges: false,
+            perf_history: false,
         }
     }
 
@@ -823,6 +896,10 @@ pub async fn run(
     } else {
         None
     };
+    let (mut sched, mut perf) = start_perf(&cfg, opts.perf_history, opts.verbose);
+    let mut perf_tick = tokio::time::interval(Duration::from_secs(cfg.perf.interval_s.max(1)));
+    perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    perf_tick.reset();
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
     if opts.drop_privileges {
@@ -912,6 +989,12 @@ pub async fn run(
                 }
                 pipeline.flush();
             }
+            _ = perf_tick.tick(), if perf.is_some() => {
+                if let Some(p) = perf.as_mut() {
+                    pipeline.collect_perf(p, sched.as_mut(), &mut host);
+                    pipeline.flush();
+                }
+            }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
             }
@@ -941,6 +1024,10 @@ pub async fn run(
     if cfg.sensors.kvm {
         pipeline.collect_kvm(sensors);
     }
+    if let Some(p) = perf.as_mut() {
+        pipeline.collect_perf(p, sched.as_mut(), &mut host);
+    }
+    drop(sched);
     pipeline.baseline_housekeeping(|_| true, opts.verbose);
     pipeline.flush();
     let mut recorded = 0;
@@ -961,6 +1048,71 @@ pub async fn run(
         recorded,
         attach_time: sensors.attach_time,
     })
+}
+
+/// Loads the scheduler sensors and the perf collector `[perf]` asks for.
+/// The history is kept only when asked (`vigil run`) and the data
+/// directory is usable.
+fn start_perf(
+    cfg: &Config,
+    history: bool,
+    verbose: bool,
+) -> (
+    Option<vigil_bpf::sched::Sched>,
+    Option<crate::perf::PerfCollector>,
+) {
+    let p = &cfg.perf;
+    let sched = if p.runqlat || p.pidnss {
+        match vigil_bpf::sched::Sched::load(&vigil_bpf::sched::SchedConfig {
+            runqlat: p.runqlat,
+            pidnss: p.pidnss,
+            raw_tp_only: false,
+        }) {
+            Ok(s) => {
+                if verbose {
+                    for st in s.status() {
+                        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
+                            eprintln!(
+                                "vigil: sensor={} unavailable: {}",
+                                st.name,
+                                f.last().map(|x| x.1.as_str()).unwrap_or("?")
+                            );
+                        }
+                    }
+                }
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("vigil: scheduler sensors (runqlat, pidnss) unavailable: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if sched.is_none() && !p.cpu_steal {
+        return (None, None);
+    }
+    let dir = if history && p.history {
+        match cfg.ensure_data_dir() {
+            Ok(()) => Some(cfg.agent.data_dir.clone()),
+            Err(e) => {
+                eprintln!("vigil: perf history off: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let perf = crate::perf::PerfCollector::new(p, dir.as_deref());
+    if verbose && let Some(h) = perf.history_path() {
+        eprintln!(
+            "vigil: perf: run-queue latency, pid-namespace switches and CPU steal every {} s; history in {} (`vigil report`)",
+            p.interval_s,
+            h.display()
+        );
+    }
+    (sched, Some(perf))
 }
 
 /// A heartbeat: the agent is alive, with its running totals.

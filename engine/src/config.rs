@@ -216,6 +216,53 @@ impl BaselinesConfig {
     }
 }
 
+/// `[perf]` settings: the scheduler sensors (run-queue latency per cgroup,
+/// pid-namespace switches), CPU steal, their findings and the history
+/// `vigil report` reads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerfConfig {
+    /// Run-queue latency histograms per cgroup (sensor `runqlat`).
+    pub runqlat: bool,
+    /// Context switches between pid namespaces (sensor `pidnss`).
+    pub pidnss: bool,
+    /// CPU steal time per CPU from /proc/stat (`cpustolen`).
+    pub cpu_steal: bool,
+    /// Seconds between collections (one metric record per cgroup, one
+    /// pidnss and one steal record, one history line).
+    pub interval_s: u64,
+    /// Finding when a cgroup's p99 run-queue latency in an interval is
+    /// above this many milliseconds (0: no finding).
+    pub runqlat_p99_ms: f64,
+    /// ... and it had at least this many waits in the interval.
+    pub runqlat_min_samples: u64,
+    /// Finding when a CPU's steal time in an interval is above this
+    /// percentage of its time (0: no finding).
+    pub steal_pct: f64,
+    /// Keep the per-interval histograms in `<data_dir>/perf-history.jsonl`
+    /// for `vigil report`.
+    pub history: bool,
+    /// Size cap of the history (the current file and one rotated `.1`
+    /// together).
+    pub history_max_bytes: u64,
+}
+
+impl Default for PerfConfig {
+    fn default() -> Self {
+        PerfConfig {
+            runqlat: true,
+            pidnss: true,
+            cpu_steal: true,
+            interval_s: 10,
+            runqlat_p99_ms: 10.0,
+            runqlat_min_samples: 50,
+            steal_pct: 10.0,
+            history: true,
+            history_max_bytes: 16 << 20,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -230,6 +277,8 @@ pub struct Config {
     pub baselines: BaselinesConfig,
     /// `[outputs]`.
     pub outputs: OutputsConfig,
+    /// `[perf]`.
+    pub perf: PerfConfig,
 }
 
 impl Config {
@@ -472,6 +521,28 @@ impl Config {
                 ));
             }
         }
+        let p = &self.perf;
+        if p.interval_s == 0 || p.interval_s > 3600 {
+            return Err(err("perf", "interval_s", "must be 1..=3600".into()));
+        }
+        for (key, v) in [
+            ("runqlat_p99_ms", p.runqlat_p99_ms),
+            ("steal_pct", p.steal_pct),
+        ] {
+            if v.is_nan() || v < 0.0 {
+                return Err(err("perf", key, "must be a number >= 0".into()));
+            }
+        }
+        if p.steal_pct > 100.0 {
+            return Err(err("perf", "steal_pct", "must be at most 100".into()));
+        }
+        if p.history_max_bytes < 64 << 10 {
+            return Err(err(
+                "perf",
+                "history_max_bytes",
+                "must be at least 65536".into(),
+            ));
+        }
         if self.agent.ancestors > 64 {
             return Err(err("agent", "ancestors", "must be at most 64".into()));
         }
@@ -606,6 +677,19 @@ mod tests {
         assert!(e.message.contains("did you mean `ESTABLISHED`"), "{e}");
         let e = Config::parse("[sensors]\nreport_paths = [\"etc/\"]\n", "v.toml").unwrap_err();
         assert_eq!(e.key, "sensors.report_paths");
+    }
+
+    #[test]
+    fn perf_section_is_validated_and_located() {
+        let c = Config::parse("[perf]\nrunqlat = false\ninterval_s = 2\n", "v.toml").unwrap();
+        assert!(!c.perf.runqlat && c.perf.pidnss);
+        assert_eq!(c.perf.interval_s, 2);
+        let e = Config::parse("[perf]\n\ninterval_s = 0\n", "v.toml").unwrap_err();
+        assert_eq!(e.to_string(), "v.toml:3: perf.interval_s: must be 1..=3600");
+        let e = Config::parse("[perf]\nsteal_pct = 101\n", "v.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "perf.steal_pct"));
+        let e = Config::parse("[perf]\nrunqlat_p99 = 3\n", "v.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "perf.runqlat_p99"));
     }
 
     #[test]

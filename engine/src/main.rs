@@ -134,6 +134,20 @@ enum Cmd {
     },
     /// Show which sensors this kernel supports, from a real load and attach.
     Probe,
+    /// Run-queue latency per container from the perf history the agent
+    /// kept: ASCII histograms, and an SVG heat map (no root needed, works
+    /// while the agent runs or after).
+    Report {
+        /// How far back: 30s, 10m, 2h, 1d.
+        #[arg(long, default_value = "10m")]
+        since: String,
+        /// Also write an SVG latency heat map to this file (mode 0600).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Directory holding perf-history.jsonl (default: agent.data_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Check, test and list rules (no root needed).
     Rules {
         #[command(subcommand)]
@@ -322,6 +336,10 @@ fn main() -> ExitCode {
             report(run_agent(cfg, None, Some(out), duration, None, None))
         }
         Cmd::Rules { cmd } => rules_cmd(&cfg, cmd),
+        Cmd::Report { since, svg, dir } => {
+            let dir = dir.unwrap_or_else(|| cfg.agent.data_dir.clone());
+            ExitCode::from(vigil_engine::report::run(&dir, &since, svg.as_deref()))
+        }
         Cmd::Baseline { cmd } => {
             use vigil_engine::baseline_cmd::Op;
             let op = match cmd {
@@ -459,6 +477,7 @@ fn run_agent(
             reload_on_sighup: true,
             baselines,
             drop_privileges: true,
+            perf_history: true,
             ..agent::RunOptions::new(cfg.clone())
         };
         let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;

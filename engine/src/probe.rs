@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use std::fmt::Write as _;
-use vigil_bpf::{SensorState, Sensors};
+use vigil_bpf::{SensorState, SensorStatus, Sensors};
 
 /// Kernel facts that decide what can run.
 pub fn kernel_facts() -> Vec<(&'static str, String)> {
@@ -66,6 +66,47 @@ pub fn kernel_facts() -> Vec<(&'static str, String)> {
     v
 }
 
+/// The performance sensors (`[perf]`): runqlat and pidnss from a real load
+/// of the scheduler object, cpustolen from /proc/stat.
+pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
+    use vigil_bpf::sched::{SENSOR_NAMES, Sched, SchedConfig};
+    let p = &cfg.perf;
+    let mut v = match Sched::load(&SchedConfig {
+        runqlat: p.runqlat,
+        pidnss: p.pidnss,
+        raw_tp_only: false,
+    }) {
+        Ok(s) => s.status().to_vec(),
+        Err(e) => SENSOR_NAMES
+            .iter()
+            .map(|&name| SensorStatus {
+                name,
+                state: SensorState::Unavailable(vec![("sched.bpf.o".into(), e.to_string())]),
+            })
+            .collect(),
+    };
+    let stat = std::fs::read_to_string("/proc/stat").map(|t| crate::perf::parse_proc_stat(&t));
+    v.push(SensorStatus {
+        name: "cpustolen",
+        state: match (p.cpu_steal, stat) {
+            (false, _) => SensorState::Disabled,
+            (true, Ok(cpus)) if !cpus.is_empty() => SensorState::Live {
+                mechanism: format!(
+                    "/proc/stat steal column ({} CPUs; the kernel's accounting)",
+                    cpus.len()
+                ),
+                fell_back_from: Vec::new(),
+            },
+            (true, Ok(_)) => SensorState::Unavailable(vec![(
+                "/proc/stat".into(),
+                "no per-CPU lines with a steal column".into(),
+            )]),
+            (true, Err(e)) => SensorState::Unavailable(vec![("/proc/stat".into(), e.to_string())]),
+        },
+    });
+    v
+}
+
 /// Renders the probe report; returns (text, number of live sensors).
 pub fn probe(cfg: &Config) -> (String, usize) {
     let mut out = String::new();
@@ -82,7 +123,9 @@ pub fn probe(cfg: &Config) -> (String, usize) {
     };
     let _ = writeln!(out, "{:<12} {:<12} MECHANISM / REASON", "SENSOR", "STATE");
     let mut live = 0;
-    for s in sensors.status() {
+    let mut all: Vec<vigil_bpf::SensorStatus> = sensors.status().to_vec();
+    all.extend(perf_status(cfg));
+    for s in &all {
         match &s.state {
             SensorState::Live {
                 mechanism,
@@ -116,7 +159,7 @@ pub fn probe(cfg: &Config) -> (String, usize) {
     let _ = writeln!(
         out,
         "\n{live}/{} sensors live, attached in {} ms",
-        sensors.status().len(),
+        all.len(),
         sensors.attach_time.as_millis()
     );
     (out, live)

@@ -25,6 +25,9 @@ pub struct Telemetry {
     suppressed: HashMap<String, Counter>,
     anomalies: Option<Counter>,
     registered_programs: std::collections::BTreeSet<String>,
+    runqlat: HashMap<(u64, u32), vigil_outputs::metrics::Histogram>,
+    pidnss: Option<Counter>,
+    steal: Arc<Mutex<BTreeMap<u32, f64>>>,
 }
 
 impl Telemetry {
@@ -70,6 +73,9 @@ impl Telemetry {
             suppressed: HashMap::new(),
             anomalies,
             registered_programs: Default::default(),
+            runqlat: HashMap::new(),
+            pidnss: None,
+            steal: Arc::default(),
         }
     }
 
@@ -157,6 +163,84 @@ impl Telemetry {
         ) {
             c.inc_by(n);
             self.suppressed.insert(rule.to_string(), c);
+        }
+    }
+
+    /// Adds one perf interval: run-queue latency histograms per cgroup
+    /// (`vigil_runqueue_latency_seconds{cgroup,container,reason}`),
+    /// pid-namespace switches (`vigil_pidns_switches_total`) and steal per
+    /// CPU (`vigil_cpu_steal_ratio{cpu}`). `label` names a cgroup id:
+    /// (cgroup path, container id).
+    pub fn perf(&mut self, iv: &crate::perf::Interval, label: impl Fn(u64) -> (String, String)) {
+        use vigil_bpf::sched::{RQ_PREEMPTED, RQ_WAKEUP};
+        for (id, w, p) in &iv.runqlat {
+            for (kind, h) in [(RQ_WAKEUP, w), (RQ_PREEMPTED, p)] {
+                if crate::perf::total(&h.slots) == 0 {
+                    continue;
+                }
+                if !self.runqlat.contains_key(&(*id, kind)) {
+                    let (path, container) = label(*id);
+                    let reason = if kind == RQ_WAKEUP {
+                        "wakeup"
+                    } else {
+                        "preempted"
+                    };
+                    match self.registry.histogram(
+                        "vigil_runqueue_latency_seconds",
+                        "Time runnable tasks waited for a CPU, per cgroup v2 and reason (wakeup, preempted); log2 buckets from the runqlat BPF histograms.",
+                        &[("cgroup", &path), ("container", &container), ("reason", reason)],
+                        1e-6,
+                    ) {
+                        Ok(hist) => {
+                            self.runqlat.insert((*id, kind), hist);
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                if let Some(hist) = self.runqlat.get(&(*id, kind)) {
+                    hist.add_buckets(&h.slots, h.sum_ns / 1000);
+                }
+            }
+        }
+        if let Some(pairs) = &iv.pidnss {
+            if self.pidnss.is_none() {
+                self.pidnss = self
+                    .registry
+                    .counter(
+                        "vigil_pidns_switches_total",
+                        "Context switches between tasks of different pid namespaces (pidnss).",
+                        &[],
+                    )
+                    .ok();
+            }
+            if let Some(c) = &self.pidnss {
+                c.inc_by(pairs.iter().map(|p| p.1).sum());
+            }
+        }
+        if let Some(steal) = &iv.steal {
+            // New CPUs are registered after the lock is released: a scrape
+            // holds the registry's lock while it reads this map.
+            let mut new = Vec::new();
+            if let Ok(mut g) = self.steal.lock() {
+                for &(cpu, pct) in steal {
+                    if g.insert(cpu, pct / 100.0).is_none() {
+                        new.push(cpu);
+                    }
+                }
+            }
+            for cpu in new {
+                let s = self.steal.clone();
+                let _ = self.registry.gauge_fn(
+                    "vigil_cpu_steal_ratio",
+                    "Share of the last perf interval this CPU lost to the hypervisor (steal, /proc/stat).",
+                    &[("cpu", &cpu.to_string())],
+                    move || {
+                        s.lock()
+                            .map(|g| g.get(&cpu).copied().unwrap_or(0.0))
+                            .unwrap_or(0.0)
+                    },
+                );
+            }
         }
     }
 

@@ -306,3 +306,82 @@ fn baseline_cli_lists_promotes_and_exports_without_root() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn report_reads_the_kept_history_without_an_agent() {
+    use vigil_engine::perf::{CgroupHist, History, HistoryLine};
+    let dir = tmp("report-history");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut h = History::new(&dir, 1 << 20);
+    for i in 0..12 {
+        let mut slots = vec![0u64; 13];
+        slots[12] = 30 + i;
+        h.append(&HistoryLine {
+            t: now - 120 + i as i64 * 10,
+            secs: 10.0,
+            cgroups: vec![CgroupHist {
+                id: 42,
+                path: Some("/machine/busy".into()),
+                container: None,
+                wakeup: slots,
+                preempted: vec![],
+                sum_ns: 1,
+            }],
+            pidnss: Some(5),
+            steal_max_pct: Some(0.0),
+        })
+        .unwrap();
+    }
+    // an old line outside the window is left out
+    h.append(&HistoryLine {
+        t: now - 7200,
+        secs: 10.0,
+        cgroups: vec![],
+        pidnss: Some(1_000_000),
+        steal_max_pct: None,
+    })
+    .unwrap();
+    let svg = dir.join("heat.svg");
+    let out = vigil()
+        .args(["report", "--since", "10m", "--dir"])
+        .arg(&dir)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("12 intervals"), "{text}");
+    assert!(
+        text.contains("cgroup /machine/busy [cgroup id 42]: "),
+        "{text}"
+    );
+    assert!(text.contains("2048 -> 4095"), "{text}");
+    assert!(text.contains("pid-namespace switches: 60 "), "{text}");
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<?xml") && s.ends_with("</svg>\n"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&svg).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let bad = vigil()
+        .args(["report", "--since", "ten", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let none = vigil()
+        .args(["report", "--dir"])
+        .arg(dir.join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no history"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

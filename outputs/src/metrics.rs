@@ -168,6 +168,21 @@ impl Histogram {
         self.0.sum.fetch_add(v, Relaxed);
         self.0.count.fetch_add(1, Relaxed);
     }
+    /// Adds pre-bucketed observations: `counts[k]` observations of at most
+    /// `2^k` units each (a log2 histogram read from elsewhere, such as a
+    /// BPF map), whose exact total is `sum`. Counts past the last bucket go
+    /// to `+Inf`.
+    pub fn add_buckets(&self, counts: &[u64], sum: u64) {
+        let mut n = 0u64;
+        for (k, &c) in counts.iter().enumerate() {
+            if c > 0 {
+                self.0.buckets[k.min(BUCKETS)].fetch_add(c, Relaxed);
+                n = n.wrapping_add(c);
+            }
+        }
+        self.0.sum.fetch_add(sum, Relaxed);
+        self.0.count.fetch_add(n, Relaxed);
+    }
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.0.count.load(Relaxed)
@@ -717,4 +732,60 @@ fn serve(mut c: TcpStream, reg: &Registry) -> io::Result<()> {
         c.write_all(body.as_bytes())?;
     }
     c.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_bucketed_histogram_matches_single_observations() {
+        let reg = Registry::new();
+        let a = reg
+            .histogram("vigil_a_seconds", "A.", &[("k", "1")], 1e-6)
+            .unwrap();
+        let b = reg
+            .histogram("vigil_b_seconds", "B.", &[("k", "1")], 1e-6)
+            .unwrap();
+        // values 0, 1, 3, 3, 1000 (us): buckets le 1, 1, 4, 4, 1024
+        for v in [0u64, 1, 3, 3, 1000] {
+            a.observe(v);
+        }
+        let mut counts = [0u64; 11];
+        counts[0] = 2;
+        counts[2] = 2;
+        counts[10] = 1;
+        b.add_buckets(&counts, 1007);
+        assert_eq!(a.count(), b.count());
+        let text = reg.render();
+        let series = |name: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with(name))
+                .map(|l| l.split_once('{').map(|x| x.1).unwrap_or(l).to_string())
+                .collect()
+        };
+        assert_eq!(series("vigil_a_seconds"), series("vigil_b_seconds"));
+        assert!(
+            text.contains("vigil_b_seconds_bucket{k=\"1\",le=\"0.000004\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_b_seconds_count{k=\"1\"} 5\n"),
+            "{text}"
+        );
+        // counts past the last bucket land in +Inf
+        let c = reg.histogram("vigil_c_seconds", "C.", &[], 1.0).unwrap();
+        let mut far = vec![0u64; BUCKETS + 3];
+        far[BUCKETS + 2] = 7;
+        c.add_buckets(&far, 0);
+        let text = reg.render();
+        assert!(
+            text.contains("vigil_c_seconds_bucket{le=\"+Inf\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_c_seconds_bucket{le=\"1\"} 0\n"),
+            "{text}"
+        );
+    }
 }

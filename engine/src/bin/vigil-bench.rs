@@ -13,6 +13,12 @@
 //! consumer's rate (decoded+enriched events per second of its own CPU time).
 //!
 //! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats]   (root)
+//!        vigil-bench --sched [--rounds N] [--scale F]
+//! `--sched` measures the scheduler sensors instead (runqlat + pidnss,
+//! `bpf/c/sched.bpf.c`): two threads pinned to one CPU ping-pong a byte over
+//! two pipes (every round trip is two context switches and two wakeups),
+//! alternating bare / runqlat+pidnss attached / runqlat only, and prints
+//! ns per switch and the ratios.
 //! `--disable` runs vigil without a sensor, to see what that sensor costs;
 //! `--baselines` runs it learning baselines in memory, the workload's
 //! syscall set included (the syscall learner attached: its worst case).
@@ -112,6 +118,10 @@ fn child(w: &str, n: u64) {
                 let _ = std::net::TcpStream::connect(addr);
             }
         }
+        "pingpong" => {
+            println!("{}", pingpong(n));
+            return;
+        }
         "getppid" => {
             for _ in 0..n {
                 // SAFETY: no arguments.
@@ -121,6 +131,131 @@ fn child(w: &str, n: u64) {
         _ => panic!("unknown workload {w}"),
     }
     println!("{} {}", t.elapsed().as_nanos(), thread_cpu_ns() - c0);
+}
+
+/// Pins the calling thread to CPU 0.
+fn pin_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET on it and
+    // sched_setaffinity(0 = this thread) with its size are sound.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Two threads on CPU 0 pass a byte back and forth `n` times over two
+/// pipes; returns wall ns per context switch (two per round trip).
+fn pingpong(n: u64) -> f64 {
+    let mut a = [0i32; 2];
+    let mut b = [0i32; 2];
+    // SAFETY: pipe(2) fills the two-element arrays.
+    unsafe {
+        assert_eq!(libc::pipe(a.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(b.as_mut_ptr()), 0);
+    }
+    let (a_r, a_w, b_r, b_w) = (a[0], a[1], b[0], b[1]);
+    pin_cpu0();
+    let peer = std::thread::spawn(move || {
+        pin_cpu0();
+        let mut c = [0u8; 1];
+        for _ in 0..n {
+            // SAFETY: valid fds and a 1-byte buffer.
+            unsafe {
+                libc::read(a_r, c.as_mut_ptr().cast(), 1);
+                libc::write(b_w, c.as_ptr().cast(), 1);
+            }
+        }
+    });
+    let t = std::time::Instant::now();
+    let mut c = [1u8; 1];
+    for _ in 0..n {
+        // SAFETY: valid fds and a 1-byte buffer.
+        unsafe {
+            libc::write(a_w, c.as_ptr().cast(), 1);
+            libc::read(b_r, c.as_mut_ptr().cast(), 1);
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64;
+    let _ = peer.join();
+    ns / (2 * n) as f64
+}
+
+/// `--sched`: context-switch cost with and without the scheduler sensors.
+fn sched_bench(rounds: usize, scale: f64) {
+    use vigil_bpf::sched::{Sched, SchedConfig};
+    let n = (200_000.0 * scale).max(1000.0) as u64;
+    let exe = std::env::current_exe().unwrap();
+    let run = || -> f64 {
+        let out = Command::new(&exe)
+            .args(["child", "pingpong", &n.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    // None: bare; Some(None): the counting floor; Some(Some(cfg)): sensors
+    let variants: [(&str, Option<Option<SchedConfig>>); 4] = [
+        ("bare", None),
+        ("count floor", Some(None)),
+        (
+            "runqlat+pidnss",
+            Some(Some(SchedConfig {
+                runqlat: true,
+                pidnss: true,
+                raw_tp_only: false,
+            })),
+        ),
+        (
+            "runqlat only",
+            Some(Some(SchedConfig {
+                runqlat: true,
+                pidnss: false,
+                raw_tp_only: false,
+            })),
+        ),
+    ];
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut waits = 0u64;
+    for r in 0..rounds {
+        eprintln!("vigil-bench --sched: round {}/{rounds}", r + 1);
+        for (i, (_, cfg)) in variants.iter().enumerate() {
+            let s = cfg.map(|c| match c {
+                Some(c) => Sched::load(&c).expect("load sched.bpf.o"),
+                None => Sched::load_floor().expect("load the counting floor"),
+            });
+            if let Some(s) = s.as_ref().filter(|_| cfg.is_some_and(|c| c.is_some())) {
+                assert!(
+                    s.is_live("runqlat"),
+                    "runqlat did not attach: {:?}",
+                    s.status()
+                );
+            }
+            res[i].push(run());
+            if let Some(s) = &s {
+                waits += s
+                    .runqlat()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(_, h)| h.slots.iter().sum::<u64>())
+                    .sum::<u64>();
+            }
+        }
+    }
+    let bare = med(&res[0]);
+    println!(
+        "
+vigil-bench --sched: {n} round trips of two threads pinned to CPU 0 over pipes (2 context switches each), medians of {rounds} rounds
+"
+    );
+    println!("{:<16} {:>10} {:>8}", "variant", "ns/switch", "ratio");
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let v = med(&res[i]);
+        println!("{name:<16} {v:>10.0} {:>7.2}x", v / bare);
+    }
+    println!(
+        "
+runqlat counted {waits} waits in its runs (histograms in BPF maps; no event per switch)."
+    );
 }
 
 /// Runs a workload child; returns (wall ns/op, workload-thread CPU ns/op).
@@ -176,6 +311,7 @@ fn main() {
     let mut bpf_stats = true;
     let mut only: Option<String> = None;
     let mut baselines = false;
+    let mut sched = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -201,6 +337,9 @@ fn main() {
                 // reads the clock twice per program run)
                 bpf_stats = false;
             }
+            "--sched" => {
+                sched = true;
+            }
             "--baselines" => {
                 // learn baselines in memory, syscall sets included (the
                 // workload's profile is learning: the worst case)
@@ -212,6 +351,10 @@ fn main() {
             }
         }
         i += 1;
+    }
+    if sched {
+        sched_bench(rounds, scale);
+        return;
     }
     let mut results: Vec<[Res; 3]> = vec![Default::default(); WORKLOADS.len()];
     for r in 0..rounds {
@@ -263,6 +406,7 @@ fn main() {
                     outputs: None,
                     metrics: None,
                     drop_privileges: false,
+                    perf_history: false,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -402,6 +546,7 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         outputs: None,
         metrics: None,
         drop_privileges: false,
+        perf_history: false,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;

@@ -74,6 +74,7 @@ impl Harness {
             outputs: None,
             metrics: None,
             drop_privileges: false,
+            perf_history: false,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {
