@@ -2177,7 +2177,14 @@ int vg_exit_ns(struct trace_event_raw_sys_exit *ctx)
 			 * tgid and its mount namespace (pidfs keeps the
 			 * struct pid in i_private) */
 			struct pid *pid = BPF_CORE_READ(ino, i_private);
-			b->target_pid = BPF_CORE_READ(pid, numbers[0].nr);
+			/* numbers[0].nr: the pid in the initial namespace
+			 * (numbers[] is a flexible array: offsets, not a
+			 * CO-RE array access, which aya does not relocate) */
+			int nr = 0;
+			bpf_probe_read_kernel(&nr, sizeof(nr), (void *)pid +
+					      bpf_core_field_offset(struct pid, numbers) +
+					      bpf_core_field_offset(struct upid, nr));
+			b->target_pid = nr;
 			struct hlist_node *first = BPF_CORE_READ(pid, tasks[PIDTYPE_PID].first);
 			struct task_struct *t = first ? (struct task_struct *)((void *)first -
 				bpf_core_field_offset(struct task_struct, pid_links)) : NULL;

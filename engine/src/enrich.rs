@@ -288,7 +288,9 @@ impl Enricher {
             }
         };
         let lookup = if p.uid_map.is_some() { id } else { Some(uid) };
-        let name = lookup.and_then(|u| table.get(&u)).map(|n| Arc::from(n.as_str()));
+        let name = lookup
+            .and_then(|u| table.get(&u))
+            .map(|n| Arc::from(n.as_str()));
         (id.is_some() || name.is_some()).then_some(NsUser { id, name })
     }
 

@@ -785,8 +785,7 @@ impl Host for RecordedHost {
         }
     }
     fn root_passwd(&mut self, pid: u32) -> Option<String> {
-        match self.next_matching(|l| matches!(l, Lookup::RootPasswd { pid: p, .. } if *p == pid))
-        {
+        match self.next_matching(|l| matches!(l, Lookup::RootPasswd { pid: p, .. } if *p == pid)) {
             Some(Lookup::RootPasswd { answer, .. }) => answer,
             _ => None,
         }

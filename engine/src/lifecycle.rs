@@ -172,6 +172,16 @@ pub fn runtime_of(
     }
 }
 
+/// The runtime's own executables: `runc init` and `crun` are exec'd in
+/// the container's cgroup before they build its namespaces, so their exec
+/// is not the container's start (the entrypoint's is). runc runs itself
+/// from a sealed memfd copy, whose path is not `runc`: its argv\[0\] is.
+pub fn is_runtime_binary(exe: &[u8]) -> bool {
+    let n = basename(exe);
+    matches!(n, b"runc" | b"crun" | b"runsc" | b"conmon" | b"youki")
+        || n.starts_with(b"containerd-shim")
+}
+
 /// Kubernetes pod uid in a cgroup path (`/kubepods/<qos>/pod<uid>/<id>`,
 /// `kubepods-<qos>-pod<uid>.slice`).
 pub fn pod_of(cgroup_path: &str) -> Option<&str> {
@@ -280,7 +290,9 @@ impl Tracker {
         let key = ctr.id.clone();
         self.members.insert(ctr.init_pid, key.clone());
         if ctr.pidns != 0 && ctr.pidns != self.host.pid {
-            self.by_pidns.entry(ctr.pidns).or_insert_with(|| key.clone());
+            self.by_pidns
+                .entry(ctr.pidns)
+                .or_insert_with(|| key.clone());
         }
         self.index(&key, &hdr_ns);
         if let Some(ns) = ns {
@@ -328,8 +340,12 @@ impl Tracker {
     /// `seen_at_start`).
     pub fn seed(&mut self, procs: &[ProcSnapshot], at_ns: u64, host: &mut dyn Host) {
         let by_pid: HashMap<u32, &ProcSnapshot> = procs.iter().map(|p| (p.pid, p)).collect();
-        let mut found: Vec<(Arc<str>, &ProcSnapshot, NsInodes, Option<crate::container::Container>)> =
-            Vec::new();
+        let mut found: Vec<(
+            Arc<str>,
+            &ProcSnapshot,
+            NsInodes,
+            Option<crate::container::Container>,
+        )> = Vec::new();
         for p in procs {
             let runtime_ctr = crate::container::from_proc_cgroup(&p.cgroup);
             let v2 = crate::container::v2_path(&p.cgroup).unwrap_or("/");
@@ -341,13 +357,16 @@ impl Tracker {
             };
             let key: Arc<str> = match &runtime_ctr {
                 Some(c) => c.id.as_str().into(),
-                None if ns.pid != 0 && ns.pid != self.host.pid => format!("pidns-{}", ns.pid).into(),
+                None if ns.pid != 0 && ns.pid != self.host.pid => {
+                    format!("pidns-{}", ns.pid).into()
+                }
                 None => continue,
             };
             found.push((key, p, ns, runtime_ctr));
         }
         // the init of each container: the member whose parent is not one
-        let keys: HashMap<u32, Arc<str>> = found.iter().map(|(k, p, ..)| (p.pid, k.clone())).collect();
+        let keys: HashMap<u32, Arc<str>> =
+            found.iter().map(|(k, p, ..)| (p.pid, k.clone())).collect();
         for (key, p, ns, rc) in &found {
             if let Some(c) = self.ctrs.get_mut(key) {
                 c.members.insert(p.pid);
@@ -394,7 +413,10 @@ impl Tracker {
                     .and_then(|m| m.name.as_deref())
                     .or(if rc.is_none() { leaf } else { None })
                     .map(Into::into),
-                image: meta.as_ref().and_then(|m| m.image.as_deref()).map(Into::into),
+                image: meta
+                    .as_ref()
+                    .and_then(|m| m.image.as_deref())
+                    .map(Into::into),
                 runtime: runtime_of(
                     rc.as_ref().map(|c| c.runtime),
                     v2,
@@ -423,7 +445,12 @@ impl Tracker {
     /// Processes that are gone without an exit record (lost events): a
     /// container whose members are all gone stops (housekeeping).
     pub fn sweep(&mut self, alive: impl Fn(u32) -> bool, now_ns: u64) {
-        let dead: Vec<u32> = self.members.keys().copied().filter(|p| !alive(*p)).collect();
+        let dead: Vec<u32> = self
+            .members
+            .keys()
+            .copied()
+            .filter(|p| !alive(*p))
+            .collect();
         for p in dead {
             self.leave(p, now_ns);
         }
@@ -440,6 +467,8 @@ impl Tracker {
             Body::Exec { .. } => {
                 if !self.members.contains_key(&h.pid)
                     && let Some(p) = ev.process.as_deref()
+                    && !is_runtime_binary(&p.exe)
+                    && !p.args.first().is_some_and(|a| is_runtime_binary(a))
                 {
                     let cg = ev.cgroup_path.as_deref().unwrap_or("/");
                     let rc = p
@@ -474,7 +503,10 @@ impl Tracker {
                                     .and_then(|m| m.name.as_deref())
                                     .or(if rc.is_none() { leaf } else { None })
                                     .map(Into::into),
-                                image: meta.as_ref().and_then(|m| m.image.as_deref()).map(Into::into),
+                                image: meta
+                                    .as_ref()
+                                    .and_then(|m| m.image.as_deref())
+                                    .map(Into::into),
                                 runtime: runtime_of(
                                     rc.as_ref().map(|c| c.runtime),
                                     cg,
@@ -517,7 +549,9 @@ impl Tracker {
     fn escape(&mut self, ev: &Event, host: &mut dyn Host) -> Option<Escape> {
         let h = &ev.k.hdr;
         let (kind, ns, target_pid) = match &ev.k.body {
-            Body::Ns(n) if h.kind == kind::SETNS && n.ret == 0 => ("setns", n.target_ns, n.target_pid),
+            Body::Ns(n) if h.kind == kind::SETNS && n.ret == 0 => {
+                ("setns", n.target_ns, n.target_pid)
+            }
             Body::Open { info, .. }
                 if info.ret >= 0 && info.foreign_mntns != 0 && info.flags & WRITE_FLAGS != 0 =>
             {
@@ -628,7 +662,9 @@ mod tests {
             Some("1234-ab")
         );
         assert_eq!(
-            pod_of("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod12_34.slice/crio-x.scope"),
+            pod_of(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod12_34.slice/crio-x.scope"
+            ),
             Some("12_34")
         );
         assert_eq!(pod_of("/docker/abc"), None);
@@ -642,9 +678,18 @@ mod tests {
             args: Arc::from(Vec::new()),
             cmdline: Arc::from(&b""[..]),
         };
-        assert_eq!(runtime_of(Some("podman"), "/libpod_parent/libpod-x", &[], None), "podman");
-        assert_eq!(runtime_of(Some("runc"), "/x/abc", &[a("/usr/bin/crun")], None), "crun");
-        assert_eq!(runtime_of(None, "/t", &[a("/usr/bin/unshare")], None), "unshare");
+        assert_eq!(
+            runtime_of(Some("podman"), "/libpod_parent/libpod-x", &[], None),
+            "podman"
+        );
+        assert_eq!(
+            runtime_of(Some("runc"), "/x/abc", &[a("/usr/bin/crun")], None),
+            "crun"
+        );
+        assert_eq!(
+            runtime_of(None, "/t", &[a("/usr/bin/unshare")], None),
+            "unshare"
+        );
         assert_eq!(
             runtime_of(None, "/t", &[a("/usr/bin/containerd-shim-runc-v2")], None),
             "containerd"

@@ -74,7 +74,9 @@ pub fn parse_passwd(text: &str) -> std::collections::HashMap<u32, String> {
         };
         if name.is_empty()
             || name.len() > 64
-            || !name.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         {
             continue;
         }
@@ -133,7 +135,9 @@ mod tests {
         assert_eq!(m.get(&0).map(String::as_str), Some("root"));
         assert_eq!(m.get(&1000).map(String::as_str), Some("app"));
         assert_eq!(m.len(), 2, "{m:?}");
-        let huge: String = (0..50_000).map(|i| format!("u{i}:x:{i}:0::/:/x\n")).collect();
+        let huge: String = (0..50_000)
+            .map(|i| format!("u{i}:x:{i}:0::/:/x\n"))
+            .collect();
         assert_eq!(parse_passwd(&huge).len(), MAX_USERS);
         assert!(parse_passwd("\u{0}\u{ffff}:::::").is_empty());
     }
