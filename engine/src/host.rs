@@ -833,6 +833,89 @@ mod tests {
     }
 
     #[test]
+    fn runc_crun_containerd_state_parsers() {
+        // runc state.json: the spec's annotations are labels, plus bundle=
+        let state = r#"{"id":"abc","init_process_pid":42,"config":{"labels":[
+            "io.kubernetes.cri.container-name=web","io.kubernetes.cri.image-name=nginx:1.27",
+            "bundle=/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc"]}}"#;
+        let (m, b) = runc_state_meta(state);
+        let m = m.unwrap();
+        assert_eq!(m.name.as_deref(), Some("web"));
+        assert_eq!(m.image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(
+            b.as_deref(),
+            Some(Path::new(
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc"
+            ))
+        );
+        // a plain bundle: no name, only the bundle
+        let (m, b) = runc_state_meta(r#"{"config":{"labels":["bundle=/srv/b"]}}"#);
+        assert_eq!((m, b.as_deref()), (None, Some(Path::new("/srv/b"))));
+        // CRI-O's keys in an OCI spec
+        let spec = r#"{"annotations":{"io.kubernetes.container.name":"db","io.kubernetes.cri-o.ImageName":"postgres:16"}}"#;
+        let m = oci_spec_meta(spec).unwrap();
+        assert_eq!(
+            (m.name.as_deref(), m.image.as_deref()),
+            (Some("db"), Some("postgres:16"))
+        );
+        assert_eq!(
+            crun_status_bundle(r#"{"pid":7,"bundle":"/var/b","rootfs":"/var/b/rootfs"}"#)
+                .as_deref(),
+            Some(Path::new("/var/b"))
+        );
+    }
+
+    #[test]
+    fn hostile_runtime_state() {
+        // garbage, wrong types, relative bundles, label without '=', huge values
+        for t in [
+            "",
+            "null",
+            "[]",
+            "{",
+            r#"{"config":{"labels":"x"}}"#,
+            r#"{"config":{"labels":[1,2,null,{}]}}"#,
+            r#"{"config":{"labels":["bundle=../../etc","bundle"]}}"#,
+        ] {
+            let (m, b) = runc_state_meta(t);
+            assert_eq!((m, b), (None, None), "{t}");
+            assert_eq!(oci_spec_meta(t), None, "{t}");
+            assert_eq!(crun_status_bundle(t), None, "{t}");
+        }
+        assert_eq!(crun_status_bundle(r#"{"bundle":"relative/x"}"#), None);
+        assert_eq!(crun_status_bundle(r#"{"bundle":7}"#), None);
+        let long = "x".repeat(5000);
+        let spec = format!(r#"{{"annotations":{{"nerdctl/name":"{long}"}}}}"#);
+        assert_eq!(oci_spec_meta(&spec), None, "oversized names are dropped");
+        assert_eq!(
+            oci_spec_meta(
+                r#"{"annotations":{"nerdctl/name":"","io.kubernetes.cri.image-name":5}}"#
+            ),
+            None
+        );
+        // ids that would leave the state directories
+        for id in [
+            "..",
+            ".",
+            "a/b",
+            "",
+            "../../../etc/passwd",
+            &"a".repeat(200),
+        ] {
+            assert_eq!(read_container_meta(id), None, "{id}");
+        }
+    }
+
+    #[test]
+    fn ns_inodes_of_this_process() {
+        let me = read_ns(std::process::id()).unwrap();
+        assert_ne!(me.pid, 0);
+        assert!(me.contains(me.net));
+        assert!(!me.contains(0));
+        assert_eq!(read_ns(u32::MAX), None);
+    }
+
+    #[test]
     fn passwd_parsing() {
         let t = Users::parse_table(
             "root:x:0:0:root:/root:/bin/bash\n#c\nbad\nnobody:x:65534:65534::/:/x\n",

@@ -642,6 +642,87 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    /// Start at the first exec in a new pid namespace + cgroup, fork
+    /// membership, a setns escape into the host, stop at the last exit.
+    #[test]
+    fn lifecycle_and_escape_from_records() {
+        use crate::enrich::Enricher;
+        use crate::host::{RecordedHost, Users};
+        use vigil_bpf::abi::{self, Hdr};
+        use vigil_bpf::decode::{decode, encode_record};
+        let host_ns = host_namespaces();
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let hdr = |k: u16, pid: u32, ts: u64| Hdr {
+            kind: k,
+            pid,
+            ppid: 1,
+            ts_ns: ts,
+            cgroup_id: 77,
+            pidns: 4_000_000_001,
+            mntns: 4_000_000_002,
+            ..Hdr::default()
+        };
+        let mut run = |rec: Vec<u8>, en: &mut Enricher| en.enrich(decode(&rec).unwrap(), &mut host);
+        run(
+            encode_record(
+                hdr(kind::EXEC, 500, 10),
+                &abi::Exec::default(),
+                &[b"/bin/sh"],
+            ),
+            &mut en,
+        );
+        let starts = en.tracker().take();
+        assert_eq!(starts.len(), 1);
+        assert_eq!(starts[0].phase, Phase::Start);
+        assert_eq!(&*starts[0].ctr.id, "pidns-4000000001");
+        let fork = abi::Fork {
+            child_pid: 501,
+            child_start_ns: 20,
+            child_pidns: 4_000_000_001,
+            ..Default::default()
+        };
+        run(encode_record(hdr(kind::FORK, 500, 20), &fork, &[]), &mut en);
+        // the child joins the host's net namespace
+        let ns = abi::Ns {
+            ret: 0,
+            target_ns: host_ns.net,
+            fd: 3,
+            ..Default::default()
+        };
+        let e = run(encode_record(hdr(kind::SETNS, 501, 30), &ns, &[]), &mut en);
+        let esc = e.escape.as_deref().expect("escape");
+        assert_eq!(esc.kind, "setns");
+        assert_eq!(&*esc.source_id, "pidns-4000000001");
+        assert_eq!(esc.target, Target::Host);
+        // a setns into its own mount namespace is not one
+        let own = abi::Ns {
+            target_ns: 4_000_000_002,
+            ..ns
+        };
+        let e = run(encode_record(hdr(kind::SETNS, 501, 31), &own, &[]), &mut en);
+        assert_eq!(e.escape, None);
+        // a process outside the container doing the same is not one either
+        let mut outside = hdr(kind::SETNS, 900, 32);
+        outside.pidns = host_ns.pid;
+        let e = run(encode_record(outside, &ns, &[]), &mut en);
+        assert_eq!(e.escape, None);
+        run(
+            encode_record(hdr(kind::EXIT, 500, 40), &abi::Exit::default(), &[]),
+            &mut en,
+        );
+        assert!(en.tracker().take().is_empty(), "a member is left");
+        run(
+            encode_record(hdr(kind::EXIT, 501, 50), &abi::Exit::default(), &[]),
+            &mut en,
+        );
+        let stops = en.tracker().take();
+        assert_eq!(stops.len(), 1);
+        assert_eq!(stops[0].phase, Phase::Stop);
+        assert_eq!(stops[0].at_ns, 50);
+        assert_eq!(en.tracker().running().count(), 0);
+    }
+
     #[test]
     fn privileged_mounts() {
         assert!(privileged_mount(b"/dev/sda1", b"ext4", 0));
