@@ -45,6 +45,7 @@ const volatile __u8 cfg_open_writes = 1;
 #define CLONE_NEWUSER 0x10000000
 #define CLONE_NEWPID 0x20000000
 #define CLONE_NEWNET 0x40000000
+#define PID_FS_MAGIC_ 0x50494446 /* pidfs superblock (pidfds, kernel >= 6.9) */
 
 /* ---- sizes ---- */
 #define EV_BUF 16384            /* record area (power of two) */
@@ -1004,7 +1005,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	b->mode = mode;
 	b->syscall = vsys;
 	b->dfd = dfd;
-	b->_pad = 0;
+	b->foreign_mntns = 0;
 	b->ino = 0;
 	b->dev = 0;
 	__u32 str0 = off;
@@ -1052,6 +1053,20 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (seen_before(VG_OPEN, ka, kb))
 		return 0;
+	if (wf) {
+		/* A file whose mount belongs to another mount namespace was
+		 * reached through /proc/PID/root (or cwd, or a descriptor from
+		 * another namespace): report that namespace and the name as
+		 * passed, which the canonical path no longer shows. */
+		struct mount *m = (struct mount *)((void *)BPF_CORE_READ(wf, f_path.mnt) -
+						   bpf_core_field_offset(struct mount, mnt));
+		__u32 fns = BPF_CORE_READ(m, mnt_ns, ns.inum);
+		struct task_struct *t = bpf_get_current_task_btf();
+		if (fns && fns != t->nsproxy->mnt_ns->ns.inum) {
+			b->foreign_mntns = fns;
+			off = put_user_str(s, off, 1, name, STR_MAX - 1);
+		}
+	}
 	fill_hdr((struct vg_hdr *)s->ev, VG_OPEN);
 	emit(s, off);
 	return 0;
@@ -2150,13 +2165,34 @@ int vg_exit_ns(struct trace_event_raw_sys_exit *ctx)
 	b->old_mntns = p.old_mntns;
 	b->old_netns = p.old_netns;
 	b->old_pidns_children = p.old_pidns_children;
-	b->_pad = 0;
+	b->target_pid = 0;
 	if (kind == VG_SETNS) {
 		b->fd = p.args[0];
 		b->flags = p.args[1];
-		/* an nsfs file's inode number is the namespace's inum */
 		struct file *nsf = fd_file(p.args[0]);
-		b->target_ns = BPF_CORE_READ(nsf, f_inode, i_ino);
+		struct inode *ino = BPF_CORE_READ(nsf, f_inode);
+		unsigned long magic = BPF_CORE_READ(ino, i_sb, s_magic);
+		if (magic == PID_FS_MAGIC_) {
+			/* a pidfd: the target is a process; report its host
+			 * tgid and its mount namespace (pidfs keeps the
+			 * struct pid in i_private) */
+			struct pid *pid = BPF_CORE_READ(ino, i_private);
+			/* numbers[0].nr: the pid in the initial namespace
+			 * (numbers[] is a flexible array: offsets, not a
+			 * CO-RE array access, which aya does not relocate) */
+			int nr = 0;
+			bpf_probe_read_kernel(&nr, sizeof(nr), (void *)pid +
+					      bpf_core_field_offset(struct pid, numbers) +
+					      bpf_core_field_offset(struct upid, nr));
+			b->target_pid = nr;
+			struct hlist_node *first = BPF_CORE_READ(pid, tasks[PIDTYPE_PID].first);
+			struct task_struct *t = first ? (struct task_struct *)((void *)first -
+				bpf_core_field_offset(struct task_struct, pid_links)) : NULL;
+			b->target_ns = t ? BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum) : 0;
+		} else {
+			/* an nsfs file's inode number is the namespace's inum */
+			b->target_ns = BPF_CORE_READ(ino, i_ino);
+		}
 	} else {
 		b->fd = -1;
 		b->flags = p.args[0];

@@ -148,7 +148,10 @@ struct vg_open {
 	__u32 dev;       /* s_dev of the opened file (0 on failure) */
 	__u32 syscall;   /* VG_SYS_* */
 	__s32 dfd;       /* dirfd argument (AT_FDCWD = -100) */
-	__u32 _pad;
+	__u32 foreign_mntns; /* success: inode of the opened file's mount
+			      * namespace when it is not the caller's (reached
+			      * through /proc/PID/root); then string 1 is the
+			      * name as passed. 0 otherwise */
 };
 _Static_assert(sizeof(struct vg_open) == 40, "vg_open");
 
@@ -369,7 +372,8 @@ struct vg_ns {
 	__u32 old_mntns;
 	__u32 old_netns;
 	__u32 old_pidns_children;
-	__u32 _pad;
+	__u32 target_pid; /* setns through a pidfd: the target's host tgid
+			   * (then target_ns is its mount namespace) */
 };
 _Static_assert(sizeof(struct vg_ns) == 40, "vg_ns");
 

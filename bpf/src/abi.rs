@@ -234,7 +234,10 @@ pub struct Open {
     pub dev: u32,
     pub syscall: u32,
     pub dfd: i32,
-    pub _pad: u32,
+    /// Success: inode of the opened file's mount namespace when it is not
+    /// the caller's (reached through `/proc/PID/root`); then string 1 is
+    /// the name as passed. 0 otherwise.
+    pub foreign_mntns: u32,
 }
 const _: () = assert!(size_of::<Open>() == 40);
 const _: () = assert!(offset_of!(Open, dfd) == 32);
@@ -453,7 +456,9 @@ pub struct Ns {
     pub old_mntns: u32,
     pub old_netns: u32,
     pub old_pidns_children: u32,
-    pub _pad: u32,
+    /// setns through a pidfd: the target's host tgid (then `target_ns` is
+    /// the target's mount namespace); 0 otherwise.
+    pub target_pid: u32,
 }
 const _: () = assert!(size_of::<Ns>() == 40);
 

@@ -172,7 +172,7 @@ pub fn translate(mut k: KernelEvent) -> KernelEvent {
                     dev: info.dev,
                     syscall: vsys,
                     dfd,
-                    _pad: 0,
+                    foreign_mntns: 0,
                 },
                 path: std::mem::take(path),
                 name: if info.ret >= 0 {

@@ -73,6 +73,8 @@ pub struct PipelineStats {
     pub pidnss: BTreeMap<(u32, u32), u64>,
     /// Performance findings written (`vigil.finding`).
     pub perf_findings: u64,
+    /// Container start and stop records written.
+    pub container_events: u64,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
@@ -112,6 +114,7 @@ pub struct Pipeline {
     hostname: String,
     tap: Option<mpsc::Sender<Event>>,
     watch_pid: Option<Arc<AtomicU32>>,
+    container_events: bool,
     /// Counters.
     pub stats: PipelineStats,
 }
@@ -141,6 +144,7 @@ impl Pipeline {
             hostname: ctx.hostname.clone(),
             tap,
             watch_pid: None,
+            container_events: cfg.agent.container_events || cfg.agent.events,
             stats: PipelineStats::default(),
         }
     }
@@ -378,6 +382,7 @@ impl Pipeline {
         // 32-bit syscalls become the records of the 64-bit sensors
         let k = vigil_bpf::compat::translate(k);
         let ev = self.enricher.enrich(k, host);
+        self.emit_lifecycle();
         // The set is shared (a reload swaps it): hold it for this event.
         let rules = Arc::clone(&self.rules);
         let mut matched = Vec::new();
@@ -441,6 +446,42 @@ impl Pipeline {
         }
         if let Some(tap) = &self.tap {
             let _ = tap.send(ev);
+        }
+    }
+
+    /// Writes the container start and stop records the tracker produced
+    /// (`agent.container_events`).
+    pub fn emit_lifecycle(&mut self) {
+        let recs = self.enricher.tracker().take();
+        if !self.container_events {
+            return;
+        }
+        for l in recs {
+            let off = host::boot_offset_ns();
+            let json = crate::ecs::encode_lifecycle(&l, &self.hostname, off);
+            let msg = format!(
+                "container {} {} ({})",
+                l.ctr.name.as_deref().unwrap_or(&l.ctr.id),
+                if l.phase == crate::lifecycle::Phase::Start {
+                    "started"
+                } else {
+                    "stopped"
+                },
+                l.ctr.runtime
+            );
+            self.stats.container_events += 1;
+            self.emit(
+                &json,
+                Meta {
+                    kind: OKind::Event,
+                    severity: OSeverity::Info,
+                    rule_id: None,
+                    rule_name: None,
+                    ruleset: None,
+                    message: msg.as_bytes(),
+                },
+                None,
+            );
         }
     }
 
@@ -923,6 +964,10 @@ pub async fn run(
         procs: host::read_all_procs(),
     };
     pipeline.enricher().seed(&seed.procs, seed.at_ns);
+    pipeline
+        .enricher()
+        .seed_containers(&seed.procs, seed.at_ns, &mut host);
+    pipeline.emit_lifecycle();
     if let Some(r) = recorder.as_mut() {
         r.json(capture::frame::SEED, &seed)?;
     }
@@ -968,6 +1013,8 @@ pub async fn run(
                     swept.1 += c;
                 }
                 pipeline.enricher().expire(boot_now_ns(), 30_000_000_000);
+                pipeline.enricher().tracker().sweep(alive, boot_now_ns());
+                pipeline.emit_lifecycle();
                 if let Ok(counters) = sensors.counters() {
                     report_drops(&mut pipeline, &counters, &mut last_dropped, opts.verbose);
                 }

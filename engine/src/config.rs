@@ -38,6 +38,9 @@ pub struct AgentConfig {
     /// Seconds between heartbeat records (`event.action: heartbeat`), so a
     /// SIEM notices when vigil goes silent; 0 = none.
     pub heartbeat_interval_s: u64,
+    /// Write container start and stop records (`event.action:
+    /// container-start|container-stop`) even when `events` is off.
+    pub container_events: bool,
 }
 
 impl Default for AgentConfig {
@@ -49,6 +52,7 @@ impl Default for AgentConfig {
             ancestors: 4,
             housekeeping_interval_s: 5,
             heartbeat_interval_s: 60,
+            container_events: true,
         }
     }
 }

@@ -535,6 +535,45 @@ impl Fields for Event {
                 _ => None,
             },
             Field::TargetsAgent => Some(Value::Bool(targets_agent(self))),
+            Field::EscapeType => self.escape.as_deref().and_then(|e| s(e.kind.as_bytes())),
+            Field::EscapeSourceId => self
+                .escape
+                .as_deref()
+                .and_then(|e| s(e.source_id.as_bytes())),
+            Field::EscapeSourceName => self
+                .escape
+                .as_deref()
+                .and_then(|e| e.source_name.as_deref())
+                .and_then(|n| s(n.as_bytes())),
+            Field::EscapeTargetType => self
+                .escape
+                .as_deref()
+                .and_then(|e| s(e.target.type_name().as_bytes())),
+            Field::EscapeTargetId => match self.escape.as_deref().map(|e| &e.target) {
+                Some(crate::lifecycle::Target::Container(id, _)) => s(id.as_bytes()),
+                _ => None,
+            },
+            Field::EscapeTargetName => match self.escape.as_deref().map(|e| &e.target) {
+                Some(crate::lifecycle::Target::Container(id, name)) => {
+                    s(name.as_deref().unwrap_or(id).as_bytes())
+                }
+                Some(crate::lifecycle::Target::Host) => s(b"host"),
+                Some(crate::lifecycle::Target::Process(pid)) => {
+                    owned(format!("pid {pid}").into_bytes())
+                }
+                Some(crate::lifecycle::Target::Unknown) => s(b"unknown"),
+                None => None,
+            },
+            Field::UserNsId => self
+                .ns_user
+                .as_ref()
+                .and_then(|u| u.id)
+                .and_then(|u| int(u.into())),
+            Field::UserNsName => self
+                .ns_user
+                .as_ref()
+                .and_then(|u| u.name.as_deref())
+                .and_then(|n| s(n.as_bytes())),
             Field::SignalNumber => match &self.k.body {
                 Body::Signal(g) => int(g.sig.into()),
                 _ => None,

@@ -526,6 +526,69 @@ pub(crate) fn setid_name(s: u32) -> &'static str {
     }
 }
 
+/// A container start or stop record (`event.action: container-start`,
+/// `container-stop`; docs/events.md).
+pub fn encode_lifecycle(
+    l: &crate::lifecycle::Lifecycle,
+    hostname: &str,
+    boot_offset_ns: i64,
+) -> Vec<u8> {
+    use crate::lifecycle::Phase;
+    let c = &l.ctr;
+    let unix = |boot: u64| boot_offset_ns.saturating_add(boot as i64);
+    let start = l.phase == Phase::Start;
+    let mut w = Writer::new();
+    w.str("@timestamp", rfc3339(unix(l.at_ns)));
+    w.str("event.kind", "event")
+        .strs("event.category", ["process"])
+        .strs("event.type", [if start { "start" } else { "end" }])
+        .str(
+            "event.action",
+            if start {
+                "container-start"
+            } else {
+                "container-stop"
+            },
+        )
+        .str("event.module", "vigil");
+    if c.started_ns != 0 {
+        w.str("event.start", rfc3339(unix(c.started_ns)));
+        if !start {
+            w.str("event.end", rfc3339(unix(l.at_ns)))
+                .u64("event.duration", l.at_ns.saturating_sub(c.started_ns));
+        }
+    }
+    w.str("host.hostname", hostname);
+    w.u64("process.pid", c.init_pid.into());
+    if !c.init_exe.is_empty() {
+        w.str("process.executable", &c.init_exe[..]);
+    }
+    if !c.init_cmdline.is_empty() {
+        w.str("process.command_line", &c.init_cmdline[..]);
+    }
+    w.str("container.id", c.id.as_bytes());
+    if let Some(n) = &c.name {
+        w.str("container.name", n.as_bytes());
+    }
+    if let Some(i) = &c.image {
+        w.str("container.image.name", i.as_bytes());
+    }
+    w.str("container.runtime", c.runtime);
+    w.str("vigil.sensor", "containers");
+    w.bool("vigil.container.seen_at_start", c.seen_at_start);
+    if let Some(p) = &c.pod {
+        w.str("vigil.container.pod_uid", p.as_bytes());
+    }
+    w.u64("vigil.ns.pid", c.pidns.into());
+    if c.cgroup_id != 0 {
+        w.u64("vigil.cgroup.id", c.cgroup_id);
+    }
+    if let Some(p) = &c.cgroup_path {
+        w.str("vigil.cgroup.path", p.as_bytes());
+    }
+    w.finish()
+}
+
 /// Encodes an event as one ECS JSON object. `kind_override` lets alerts
 /// reuse the encoder (`event.kind: alert`).
 pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
@@ -784,6 +847,41 @@ pub fn encode_with(
         w.bool("vigil.compat", true);
     }
     tail(&mut w);
+    if let Some(e) = &ev.escape {
+        w.str("vigil.escape.type", e.kind)
+            .str("vigil.escape.source.container.id", e.source_id.as_bytes());
+        if let Some(n) = &e.source_name {
+            w.str("vigil.escape.source.container.name", n.as_bytes());
+        }
+        w.str("vigil.escape.target.type", e.target.type_name());
+        match &e.target {
+            crate::lifecycle::Target::Container(id, name) => {
+                w.str("vigil.escape.target.container.id", id.as_bytes())
+                    .str(
+                        "vigil.escape.target.container.name",
+                        name.as_deref().unwrap_or(id).as_bytes(),
+                    );
+            }
+            crate::lifecycle::Target::Host => {
+                w.str("vigil.escape.target.container.name", "host");
+            }
+            crate::lifecycle::Target::Process(pid) => {
+                w.u64("vigil.escape.target.pid", (*pid).into());
+            }
+            crate::lifecycle::Target::Unknown => {}
+        }
+        if e.target_ns != 0 {
+            w.u64("vigil.escape.target.ns", e.target_ns.into());
+        }
+    }
+    if let Some(u) = &ev.ns_user {
+        if let Some(id) = u.id {
+            w.u64("vigil.user.ns.id", id.into());
+        }
+        if let Some(n) = &u.name {
+            w.str("vigil.user.ns.name", n.as_bytes());
+        }
+    }
     w.u64("vigil.process.ns_pid", h.ns_pid.into())
         .u64("vigil.process.auid", h.auid.into());
     w.u64("vigil.ns.pid", h.pidns.into())
@@ -861,6 +959,9 @@ pub fn encode_with(
                 .i64("vigil.open.ret", info.ret);
             if !name.is_empty() {
                 w.str("vigil.open.name", name);
+            }
+            if info.foreign_mntns != 0 {
+                w.u64("vigil.open.foreign_mntns", info.foreign_mntns.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");
@@ -998,6 +1099,9 @@ pub fn encode_with(
             if h.kind == kind::SETNS {
                 w.i64("vigil.namespace.fd", n.fd.into())
                     .u64("vigil.namespace.target", n.target_ns.into());
+                if n.target_pid != 0 {
+                    w.u64("vigil.namespace.target_pid", n.target_pid.into());
+                }
             }
             w.u64("vigil.namespace.old.mnt", n.old_mntns.into())
                 .u64("vigil.namespace.old.net", n.old_netns.into())

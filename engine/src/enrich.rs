@@ -33,6 +33,8 @@ pub struct ProcInfo {
     pub updated_ns: u64,
     /// Boot ns of the exit, once exited.
     pub exited_ns: Option<u64>,
+    /// Its user namespace's uid map, when not the initial namespace's.
+    pub uid_map: Option<Arc<crate::userns::UidMap>>,
 }
 
 impl ProcInfo {
@@ -49,6 +51,11 @@ impl ProcInfo {
             container: container_of(&s.cgroup),
             updated_ns: at_ns,
             exited_ns: None,
+            uid_map: s
+                .uid_map
+                .as_deref()
+                .and_then(crate::userns::UidMap::parse)
+                .map(Arc::new),
         }
     }
 
@@ -127,7 +134,25 @@ pub struct Event {
     /// The name the remote address was resolved from (connect, udp_send),
     /// from the DNS answers seen before: `destination.domain`.
     pub domain: Option<Arc<str>>,
+    /// The container escape this event is ([`crate::lifecycle`]).
+    pub escape: Option<Arc<crate::lifecycle::Escape>>,
+    /// The user as the process's user namespace or container sees it.
+    pub ns_user: Option<NsUser>,
 }
+
+/// The user inside a user namespace or container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsUser {
+    /// uid inside the user namespace (`None` when not in one, or unmapped).
+    pub id: Option<u32>,
+    /// Name from the container's `/etc/passwd`.
+    pub name: Option<Arc<str>>,
+}
+
+/// Containers' passwd tables kept (per mount namespace).
+const PASSWD_CACHE: usize = 256;
+/// A container's passwd table is read again after this long (boot ns).
+const PASSWD_TTL_NS: u64 = 60_000_000_000;
 
 /// Addresses the DNS cache remembers (about 100 bytes each).
 const DNS_CACHE_ADDRESSES: usize = 65_536;
@@ -196,6 +221,10 @@ pub struct Enricher {
     seeded_at: u64,
     /// IP -> name from the DNS answers seen.
     dns_cache: crate::dns::Cache,
+    /// Container lifecycle and escapes.
+    tracker: crate::lifecycle::Tracker,
+    /// mount namespace -> (uid -> name from its /etc/passwd, read at).
+    passwd: HashMap<u32, (Arc<HashMap<u32, String>>, u64)>,
 }
 
 impl Enricher {
@@ -213,7 +242,56 @@ impl Enricher {
             seq: 0,
             seeded_at: 0,
             dns_cache: crate::dns::Cache::new(DNS_CACHE_ADDRESSES),
+            tracker: crate::lifecycle::Tracker::new(crate::lifecycle::host_namespaces()),
+            passwd: HashMap::new(),
         }
+    }
+
+    /// The container tracker.
+    pub fn tracker(&mut self) -> &mut crate::lifecycle::Tracker {
+        &mut self.tracker
+    }
+
+    /// Finds the containers running at start in the /proc seed (after
+    /// [`Enricher::seed`]).
+    pub fn seed_containers(&mut self, procs: &[ProcSnapshot], at_ns: u64, host: &mut dyn Host) {
+        self.tracker.seed(procs, at_ns, host);
+    }
+
+    /// The user as process `pid` (in mount namespace `mntns`) sees it.
+    fn ns_user(
+        &mut self,
+        p: &ProcInfo,
+        uid: u32,
+        mntns: u32,
+        now_ns: u64,
+        host: &mut dyn Host,
+    ) -> Option<NsUser> {
+        let in_ctr = p.container.is_some() || self.tracker.container_of(p.pid).is_some();
+        if p.uid_map.is_none() && !in_ctr {
+            return None;
+        }
+        let id = p.uid_map.as_ref().and_then(|m| m.to_ns(uid));
+        let table = match self.passwd.get(&mntns) {
+            Some((t, at)) if now_ns.saturating_sub(*at) < PASSWD_TTL_NS => t.clone(),
+            _ => {
+                let t = Arc::new(
+                    host.root_passwd(p.pid)
+                        .map(|t| crate::userns::parse_passwd(&t))
+                        .unwrap_or_default(),
+                );
+                if self.passwd.len() >= PASSWD_CACHE {
+                    self.passwd.clear();
+                }
+                self.passwd.insert(mntns, (t.clone(), now_ns));
+                t
+            }
+        };
+        let lookup = if p.uid_map.is_some() { id } else { Some(uid) };
+        let name = lookup
+            .and_then(|u| table.get(&u))
+            .map(|n| Arc::from(n.as_str()));
+        (id.is_some() || name.is_some()).then_some(NsUser { id, name })
     }
 
     /// A container's name and image, read from the runtime's state once
@@ -336,6 +414,7 @@ impl Enricher {
                     container: parent.as_ref().and_then(|p| p.container.clone()),
                     updated_ns: h.ts_ns,
                     exited_ns: None,
+                    uid_map: parent.as_ref().and_then(|p| p.uid_map.clone()),
                 };
                 self.procs.insert(f.child_pid, Arc::new(child));
             }
@@ -369,6 +448,11 @@ impl Enricher {
                     container,
                     updated_ns: h.ts_ns,
                     exited_ns: None,
+                    uid_map: host
+                        .uid_map(h.pid)
+                        .as_deref()
+                        .and_then(crate::userns::UidMap::parse)
+                        .map(Arc::new),
                 };
                 self.procs.insert(h.pid, Arc::new(info));
             }
@@ -508,7 +592,13 @@ impl Enricher {
             }
             _ => (None, None),
         };
-        Event {
+        let ns_user = match process.clone() {
+            Some(p) => self.ns_user(&p, h.uid, h.mntns, h.ts_ns, host),
+            None => None,
+        };
+        let mut ev = Event {
+            escape: None,
+            ns_user,
             dns,
             domain,
             seq: self.seq,
@@ -524,7 +614,9 @@ impl Enricher {
             file_path2,
             target,
             k,
-        }
+        };
+        ev.escape = self.tracker.observe(&ev, host).map(Arc::new);
+        ev
     }
 }
 

@@ -54,6 +54,7 @@ pub fn replay_with(
     }
     let mut host = RecordedHost::default();
     let mut sum = ReplaySummary::default();
+    let mut seeded: Option<Seed> = None;
     loop {
         let f = match r.next_frame() {
             Ok(Some(f)) => f,
@@ -66,6 +67,14 @@ pub fn replay_with(
         };
         match f {
             (frame::RECORD, payload) => {
+                // The live run looked the seeded containers up right after
+                // the seed; those answers precede the first record's.
+                if let Some(s) = seeded.take() {
+                    pipeline
+                        .enricher()
+                        .seed_containers(&s.procs, s.at_ns, &mut host);
+                    pipeline.emit_lifecycle();
+                }
                 pipeline.handle(&payload, &mut host);
                 sum.records += 1;
                 if sum.records % 100_000 == 0 {
@@ -76,6 +85,7 @@ pub fn replay_with(
             (frame::SEED, payload) => {
                 let s: Seed = r.parse(&payload, "seed")?;
                 pipeline.enricher().seed(&s.procs, s.at_ns);
+                seeded = Some(s);
             }
             (frame::SUMMARY, _) => {}
             _ => sum.skipped_frames += 1,

@@ -623,6 +623,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "builtin:kernel.yaml",
         include_str!("../builtin/kernel.yaml"),
     ),
+    (
+        "builtin:containers.yaml",
+        include_str!("../builtin/containers.yaml"),
+    ),
 ];
 
 /// Files larger than this are refused (a rule file is text a person wrote).

@@ -214,6 +214,28 @@ fields! {
     /// PID 1 or its parent), a ptrace of it, an open of its /proc
     /// directory (memory, environment), a detach of BPF links or programs.
     TargetsAgent = "vigil.targets_agent", Bool, ALL, true;
+    /// A container escape the engine recognised in this event (`setns`,
+    /// `proc-root-write`, `privileged-mount`): the process is a member of
+    /// a container and the event reaches outside it.
+    EscapeType = "vigil.escape.type", Str, ALL, true;
+    /// Escape: id of the container the process belongs to (runtime id, or
+    /// `pidns-<inode>` for a container without a runtime id).
+    EscapeSourceId = "vigil.escape.source.container.id", Str, ALL, true;
+    /// Escape: name of the container the process belongs to.
+    EscapeSourceName = "vigil.escape.source.container.name", Str, ALL, true;
+    /// Escape: what was reached: `host`, `container`, `process` (a
+    /// namespace of a process outside any container) or `unknown`.
+    EscapeTargetType = "vigil.escape.target.type", Str, ALL, true;
+    /// Escape: id of the container reached (target type `container`).
+    EscapeTargetId = "vigil.escape.target.container.id", Str, ALL, true;
+    /// Escape: name of the container reached, or `host`.
+    EscapeTargetName = "vigil.escape.target.container.name", Str, ALL, true;
+    /// uid of the process inside its user namespace (only when that
+    /// namespace maps uids: `user.id` is the host uid).
+    UserNsId = "vigil.user.ns.id", Int, ALL, true;
+    /// User name inside the container or user namespace (from its own
+    /// `/etc/passwd`).
+    UserNsName = "vigil.user.ns.name", Str, ALL, true;
     /// Signal number (signal events).
     SignalNumber = "vigil.signal.number", Int, PROCESS, true;
     /// Signal name (`SIGKILL`).

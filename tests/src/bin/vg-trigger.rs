@@ -328,6 +328,93 @@ fn main() {
             "exit" => {
                 std::process::exit(a(1).parse().expect("code"));
             }
+            "in-container" => {
+                // in-container CGROUP_DIR INIT_PID ACTION ARG [ARG2]: become
+                // a task of the container whose init is INIT_PID (join its
+                // cgroup and its net, uts, ipc, mnt namespaces, then fork
+                // into its pid namespace) and, in that child, perform
+                // ACTION with a descriptor opened before joining:
+                //   setns NSPATH        setns(open(NSPATH), 0)
+                //   setns-pidfd PID     setns(pidfd_open(PID), CLONE_NEWNET)
+                //   write-at DIR NAME   openat(open(DIR), NAME, O_WRONLY|O_CREAT)
+                // Prints "<child host pid> <ret> <errno>".
+                let (cg, init, action) = (a(1), a(2), a(3));
+                let target: i32 = match action {
+                    "setns" => libc::open(cstr(a(4)).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC),
+                    "setns-pidfd" => libc::syscall(
+                        libc::SYS_pidfd_open,
+                        a(4).parse::<libc::pid_t>().expect("pid"),
+                        0,
+                    ) as i32,
+                    "write-at" => libc::open(
+                        cstr(a(4)).as_ptr(),
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    ),
+                    _ => {
+                        eprintln!("in-container: unknown action {action}");
+                        std::process::exit(1);
+                    }
+                };
+                assert!(
+                    target >= 0,
+                    "open target: {}",
+                    std::io::Error::last_os_error()
+                );
+                let ns: Vec<(i32, i32)> = [
+                    ("net", libc::CLONE_NEWNET),
+                    ("uts", libc::CLONE_NEWUTS),
+                    ("ipc", libc::CLONE_NEWIPC),
+                    ("mnt", libc::CLONE_NEWNS),
+                    ("pid", libc::CLONE_NEWPID),
+                ]
+                .iter()
+                .map(|(n, t)| {
+                    let fd = libc::open(
+                        cstr(&format!("/proc/{init}/ns/{n}")).as_ptr(),
+                        libc::O_RDONLY | libc::O_CLOEXEC,
+                    );
+                    assert!(fd >= 0, "open ns {n}: {}", std::io::Error::last_os_error());
+                    (fd, *t)
+                })
+                .collect();
+                std::fs::write(format!("{cg}/cgroup.procs"), "0").expect("join cgroup");
+                for (fd, t) in &ns {
+                    assert_eq!(
+                        libc::setns(*fd, *t),
+                        0,
+                        "setns {t:#x}: {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+                let child = libc::fork();
+                if child == 0 {
+                    let r = match action {
+                        "setns" => libc::setns(target, 0) as i64,
+                        "setns-pidfd" => libc::setns(target, libc::CLONE_NEWNET) as i64,
+                        _ => {
+                            let fd = libc::openat(
+                                target,
+                                cstr(a(5)).as_ptr(),
+                                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                                0o600,
+                            );
+                            if fd >= 0 {
+                                libc::write(fd, b"vigil\n".as_ptr().cast(), 6);
+                                libc::close(fd);
+                            }
+                            fd as i64
+                        }
+                    };
+                    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                    // the child's pid as the host sees it: /proc/self is the
+                    // container's /proc now, so ask the parent to print it
+                    libc::_exit(if r < 0 { e.clamp(1, 255) } else { 0 });
+                }
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+                let code = libc::WEXITSTATUS(status);
+                println!("{child} {} {code}", if code == 0 { 0 } else { -1 });
+            }
             "exec" => {
                 // exec argv[1..] directly (no shell)
                 let prog = cstr(a(1));
