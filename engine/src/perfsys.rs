@@ -739,16 +739,22 @@ impl PerfsysCollector {
                 .iter()
                 .rposition(|&c| c > 0)
                 .map_or(0, |k| slot_bounds(k).1);
-            let devfields = |w: &mut vigil_outputs::json::Writer| {
+            // The JSON writer nests dotted keys: fields go grouped by
+            // prefix (container.*, then vigil.bio.*, then vigil.cgroup.*).
+            let contf = |w: &mut vigil_outputs::json::Writer| {
+                if let Some(c) = &container {
+                    w.str("container.id", c.id.as_bytes())
+                        .str("container.runtime", c.runtime);
+                }
+            };
+            let devf = |w: &mut vigil_outputs::json::Writer| {
                 if let Some(d) = &name {
                     w.str("vigil.bio.device", d.as_bytes());
                 }
                 w.u64("vigil.bio.major", u64::from(major))
                     .u64("vigil.bio.minor", u64::from(minor));
-                if let Some(c) = &container {
-                    w.str("container.id", c.id.as_bytes())
-                        .str("container.runtime", c.runtime);
-                }
+            };
+            let cgf = |w: &mut vigil_outputs::json::Writer| {
                 w.u64("vigil.cgroup.id", *cg);
                 if let Some(p) = &path {
                     w.str("vigil.cgroup.path", p.as_bytes());
@@ -764,7 +770,8 @@ impl PerfsysCollector {
             opj.push('}');
             let mut w = vigil_outputs::json::Writer::new();
             header(&mut w, "biolatency", "vigil.bio");
-            devfields(&mut w);
+            contf(&mut w);
+            devf(&mut w);
             put_f64(&mut w, "vigil.bio.interval_s", secs);
             w.u64("vigil.bio.count", n)
                 .raw("vigil.bio.ops", opj.as_bytes())
@@ -784,6 +791,7 @@ impl PerfsysCollector {
                 round1(h.queue_ns as f64 / n.max(1) as f64 / 1e3),
             );
             w.raw("vigil.bio.slots", &json_array(&trimmed(&h.slots)));
+            cgf(&mut w);
             out.push(Record {
                 json: w.finish(),
                 finding: None,
@@ -806,7 +814,9 @@ impl PerfsysCollector {
                 let mut w = vigil_outputs::json::Writer::new();
                 header(&mut w, "bio-latency-high", "vigil.finding");
                 w.str("message", msg.as_bytes());
-                devfields(&mut w);
+                contf(&mut w);
+                devf(&mut w);
+                cgf(&mut w);
                 finding(
                     &mut w,
                     "bio-latency-high",
@@ -1004,6 +1014,109 @@ mod tests {
         let d = bio_delta(&b, &a);
         assert_eq!((d.slots[5], d.bytes), (4, 4096));
         assert_eq!(bio_delta(&a, &b).slots[5], 10, "went down: from zero");
+    }
+
+    /// Every record parses, and no object key appears twice (the writer
+    /// nests dotted keys, so ungrouped fields would repeat `vigil`).
+    #[test]
+    fn records_are_well_formed_and_findings_fire_over_thresholds() {
+        let cfg = PerfConfig {
+            syscalls_errors_per_s: 10.0,
+            syscalls_denied_max: 5,
+            tcp_retrans_max: 3,
+            tcp_resets_max: 2,
+            bio_p99_ms: 1.0,
+            bio_min_samples: 1,
+            self_cpu_pct: 1.0,
+            ..PerfConfig::default()
+        };
+        let mut c = PerfsysCollector::new(&cfg);
+        let mut tk = TcpKey {
+            family: 2,
+            sport: 40000,
+            dport: 80,
+            tgid: 77,
+            ..TcpKey::default()
+        };
+        tk.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut rst = tk;
+        rst.kind = TCP_RESET_RECV;
+        let mut tv = TcpVal {
+            count: 5,
+            state: 1,
+            ..TcpVal::default()
+        };
+        tv.comm[..4].copy_from_slice(b"curl");
+        let mut h = BioHist::default();
+        h.slots[12] = 4; // 2-4 ms
+        h.sum_ns = 12_000_000;
+        let iv = SysInterval {
+            secs: 1.0,
+            procs: vec![(42, ScProc { calls: 100, errors: 60 })],
+            errors: vec![
+                (ScErrKey { tgid: 42, nr: 257, err: 2, ..ScErrKey::default() }, 50),
+                (ScErrKey { tgid: 42, nr: 62, err: 1, ..ScErrKey::default() }, 10),
+            ],
+            tcp: vec![(tk, tv, 5), (rst, tv, 3)],
+            bio: vec![(BioKey { cgroup_id: 1, dev: 254 << 20, op: 1 }, h)],
+            cost: Some(Cost {
+                secs: 1.0,
+                cpu_ns: 30_000_000,
+                bpf_ns: 1_000_000,
+                bpf_runs: 10,
+                events: 5,
+                programs: vec![("vg_x".into(), 10, 1_000_000)],
+            }),
+        };
+        let mut host = crate::host::RecordedHost::default();
+        let recs = c.records(&iv, &mut host, "h", 0);
+        let mut actions = Vec::new();
+        for r in &recs {
+            let text = String::from_utf8(r.json.clone()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for key in ["\"vigil\":{", "\"process\":{", "\"container\":{", "\"event\":{"] {
+                assert!(text.matches(key).count() <= 1, "{key} twice: {text}");
+            }
+            actions.push(v["event"]["action"].as_str().unwrap().to_string());
+        }
+        for want in [
+            "syscall-errors",
+            "syscalls",
+            "tcp-retransmit",
+            "tcp-reset",
+            "biolatency",
+            "vigil-cost",
+            "syscall-errors-high",
+            "syscall-denied-high",
+            "tcp-retrans-high",
+            "tcp-resets-high",
+            "bio-latency-high",
+            "vigil-cost-high",
+        ] {
+            assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+        }
+        assert_eq!(c.totals.findings, 6);
+        let rec = |a: &str| -> serde_json::Value {
+            let r = recs
+                .iter()
+                .find(|r| String::from_utf8_lossy(&r.json).contains(&format!("\"action\":\"{a}\"")))
+                .unwrap();
+            serde_json::from_slice(&r.json).unwrap()
+        };
+        let se = rec("syscall-errors");
+        assert_eq!(se["vigil"]["syscalls"]["errors"], 60);
+        assert_eq!(se["vigil"]["syscalls"]["denied"], 10);
+        assert_eq!(se["vigil"]["syscalls"]["failures"][0]["syscall"], "openat");
+        assert_eq!(se["vigil"]["syscalls"]["failures"][0]["errno"], "ENOENT");
+        let t = rec("tcp-retransmit");
+        assert_eq!(t["source"]["ip"], "10.0.0.1");
+        assert_eq!(t["destination"]["port"], 80);
+        assert_eq!(t["process"]["name"], "curl");
+        assert_eq!(t["vigil"]["tcp"]["retransmits"], 5);
+        let b = rec("biolatency");
+        assert_eq!(b["vigil"]["bio"]["major"], 254);
+        assert_eq!(b["vigil"]["bio"]["count"], 4);
+        assert_eq!(b["vigil"]["cgroup"]["id"], 1);
     }
 
     #[test]
