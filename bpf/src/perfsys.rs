@@ -264,7 +264,7 @@ pub struct PerfsysConfig {
 impl Default for PerfsysConfig {
     fn default() -> Self {
         PerfsysConfig {
-            syscalls: SyscallMode::Errors,
+            syscalls: SyscallMode::Off,
             tcp: true,
             bio: true,
             raw_tp_only: false,

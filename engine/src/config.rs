@@ -298,7 +298,10 @@ impl Default for PerfConfig {
             steal_pct: 10.0,
             history: true,
             history_max_bytes: 16 << 20,
-            syscalls: "errors".into(),
+            // Off by default: any second program on raw sys_exit costs
+            // every syscall on the host ~75 ns here (vigil-bench
+            // --syscalls, docs/config.md).
+            syscalls: "off".into(),
             syscalls_errors_per_s: 1000.0,
             syscalls_denied_max: 100,
             syscalls_top: 10,
