@@ -349,10 +349,9 @@ impl Perfsys {
                     ),
                     fell_back_from: Vec::new(),
                 },
-                Err(e) => SensorState::Unavailable(vec![(
-                    "tracepoint/tcp/tcp_retransmit_skb".into(),
-                    e,
-                )]),
+                Err(e) => {
+                    SensorState::Unavailable(vec![("tracepoint/tcp/tcp_retransmit_skb".into(), e)])
+                }
             };
             let reset = match (rs, rr) {
                 (Ok(()), Ok(())) => SensorState::Live {
@@ -398,10 +397,11 @@ impl Perfsys {
                         // Optional: without it the cgroup is the issuing
                         // task's, queueing time unknown.
                         let start = match me.attach_btf("vg_ps_bio_start", "block_io_start", b) {
-                            Ok(()) => "cgroup of the submitting task from tp_btf/block_io_start".to_string(),
-                            Err(e) => format!(
-                                "cgroup of the issuing task (tp_btf/block_io_start: {e})"
-                            ),
+                            Ok(()) => "cgroup of the submitting task from tp_btf/block_io_start"
+                                .to_string(),
+                            Err(e) => {
+                                format!("cgroup of the issuing task (tp_btf/block_io_start: {e})")
+                            }
                         };
                         SensorState::Live {
                             mechanism: format!(
@@ -488,7 +488,10 @@ impl Perfsys {
             Ok(())
         })();
         match r {
-            Ok(()) => Ok(format!("raw_tp/sys_exit (not {}: {})", fails[0].0, fails[0].1)),
+            Ok(()) => Ok(format!(
+                "raw_tp/sys_exit (not {}: {})",
+                fails[0].0, fails[0].1
+            )),
             Err(e) => {
                 fails.push(("raw_tp/sys_exit".to_string(), e));
                 Err(fails)
@@ -562,7 +565,10 @@ impl Perfsys {
             .filter(|k| dead.contains(&k.tgid))
             .collect();
         {
-            let m = self.ebpf.map_mut("sc_err").ok_or_else(|| no_map("sc_err"))?;
+            let m = self
+                .ebpf
+                .map_mut("sc_err")
+                .ok_or_else(|| no_map("sc_err"))?;
             let mut m: PerCpuHashMap<&mut MapData, ScErrKey, u64> =
                 PerCpuHashMap::try_from(m).map_err(map_err("sc_err"))?;
             for k in &errs {
@@ -705,24 +711,140 @@ impl Perfsys {
 /// numbering; 512..=516 are kernel restart codes).
 pub fn errno_name(e: u16) -> &'static str {
     const NAMES: [&str; 134] = [
-        "0", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF",
-        "ECHILD", "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV",
-        "ENODEV", "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY",
-        "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK",
-        "ENAMETOOLONG", "ENOLCK", "ENOSYS", "ENOTEMPTY", "ELOOP", "E41", "ENOMSG", "EIDRM",
-        "ECHRNG", "EL2NSYNC", "EL3HLT", "EL3RST", "ELNRNG", "EUNATCH", "ENOCSI", "EL2HLT",
-        "EBADE", "EBADR", "EXFULL", "ENOANO", "EBADRQC", "EBADSLT", "E58", "EBFONT", "ENOSTR",
-        "ENODATA", "ETIME", "ENOSR", "ENONET", "ENOPKG", "EREMOTE", "ENOLINK", "EADV", "ESRMNT",
-        "ECOMM", "EPROTO", "EMULTIHOP", "EDOTDOT", "EBADMSG", "EOVERFLOW", "ENOTUNIQ", "EBADFD",
-        "EREMCHG", "ELIBACC", "ELIBBAD", "ELIBSCN", "ELIBMAX", "ELIBEXEC", "EILSEQ", "ERESTART",
-        "ESTRPIPE", "EUSERS", "ENOTSOCK", "EDESTADDRREQ", "EMSGSIZE", "EPROTOTYPE",
-        "ENOPROTOOPT", "EPROTONOSUPPORT", "ESOCKTNOSUPPORT", "EOPNOTSUPP", "EPFNOSUPPORT",
-        "EAFNOSUPPORT", "EADDRINUSE", "EADDRNOTAVAIL", "ENETDOWN", "ENETUNREACH", "ENETRESET",
-        "ECONNABORTED", "ECONNRESET", "ENOBUFS", "EISCONN", "ENOTCONN", "ESHUTDOWN",
-        "ETOOMANYREFS", "ETIMEDOUT", "ECONNREFUSED", "EHOSTDOWN", "EHOSTUNREACH", "EALREADY",
-        "EINPROGRESS", "ESTALE", "EUCLEAN", "ENOTNAM", "ENAVAIL", "EISNAM", "EREMOTEIO",
-        "EDQUOT", "ENOMEDIUM", "EMEDIUMTYPE", "ECANCELED", "ENOKEY", "EKEYEXPIRED",
-        "EKEYREVOKED", "EKEYREJECTED", "EOWNERDEAD", "ENOTRECOVERABLE", "ERFKILL", "EHWPOISON",
+        "0",
+        "EPERM",
+        "ENOENT",
+        "ESRCH",
+        "EINTR",
+        "EIO",
+        "ENXIO",
+        "E2BIG",
+        "ENOEXEC",
+        "EBADF",
+        "ECHILD",
+        "EAGAIN",
+        "ENOMEM",
+        "EACCES",
+        "EFAULT",
+        "ENOTBLK",
+        "EBUSY",
+        "EEXIST",
+        "EXDEV",
+        "ENODEV",
+        "ENOTDIR",
+        "EISDIR",
+        "EINVAL",
+        "ENFILE",
+        "EMFILE",
+        "ENOTTY",
+        "ETXTBSY",
+        "EFBIG",
+        "ENOSPC",
+        "ESPIPE",
+        "EROFS",
+        "EMLINK",
+        "EPIPE",
+        "EDOM",
+        "ERANGE",
+        "EDEADLK",
+        "ENAMETOOLONG",
+        "ENOLCK",
+        "ENOSYS",
+        "ENOTEMPTY",
+        "ELOOP",
+        "E41",
+        "ENOMSG",
+        "EIDRM",
+        "ECHRNG",
+        "EL2NSYNC",
+        "EL3HLT",
+        "EL3RST",
+        "ELNRNG",
+        "EUNATCH",
+        "ENOCSI",
+        "EL2HLT",
+        "EBADE",
+        "EBADR",
+        "EXFULL",
+        "ENOANO",
+        "EBADRQC",
+        "EBADSLT",
+        "E58",
+        "EBFONT",
+        "ENOSTR",
+        "ENODATA",
+        "ETIME",
+        "ENOSR",
+        "ENONET",
+        "ENOPKG",
+        "EREMOTE",
+        "ENOLINK",
+        "EADV",
+        "ESRMNT",
+        "ECOMM",
+        "EPROTO",
+        "EMULTIHOP",
+        "EDOTDOT",
+        "EBADMSG",
+        "EOVERFLOW",
+        "ENOTUNIQ",
+        "EBADFD",
+        "EREMCHG",
+        "ELIBACC",
+        "ELIBBAD",
+        "ELIBSCN",
+        "ELIBMAX",
+        "ELIBEXEC",
+        "EILSEQ",
+        "ERESTART",
+        "ESTRPIPE",
+        "EUSERS",
+        "ENOTSOCK",
+        "EDESTADDRREQ",
+        "EMSGSIZE",
+        "EPROTOTYPE",
+        "ENOPROTOOPT",
+        "EPROTONOSUPPORT",
+        "ESOCKTNOSUPPORT",
+        "EOPNOTSUPP",
+        "EPFNOSUPPORT",
+        "EAFNOSUPPORT",
+        "EADDRINUSE",
+        "EADDRNOTAVAIL",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ENETRESET",
+        "ECONNABORTED",
+        "ECONNRESET",
+        "ENOBUFS",
+        "EISCONN",
+        "ENOTCONN",
+        "ESHUTDOWN",
+        "ETOOMANYREFS",
+        "ETIMEDOUT",
+        "ECONNREFUSED",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "EALREADY",
+        "EINPROGRESS",
+        "ESTALE",
+        "EUCLEAN",
+        "ENOTNAM",
+        "ENAVAIL",
+        "EISNAM",
+        "EREMOTEIO",
+        "EDQUOT",
+        "ENOMEDIUM",
+        "EMEDIUMTYPE",
+        "ECANCELED",
+        "ENOKEY",
+        "EKEYEXPIRED",
+        "EKEYREVOKED",
+        "EKEYREJECTED",
+        "EOWNERDEAD",
+        "ENOTRECOVERABLE",
+        "ERFKILL",
+        "EHWPOISON",
     ];
     match e {
         512 => "ERESTARTSYS",
@@ -760,10 +882,7 @@ mod tests {
         k.daddr[..4].copy_from_slice(&[10, 1, 2, 3]);
         assert_eq!(
             k.addrs(),
-            (
-                "127.0.0.1".parse().unwrap(),
-                "10.1.2.3".parse().unwrap()
-            )
+            ("127.0.0.1".parse().unwrap(), "10.1.2.3".parse().unwrap())
         );
         let b = BioKey {
             cgroup_id: 1,

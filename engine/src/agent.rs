@@ -798,8 +798,7 @@ impl Summary {
             ));
         }
         let ps = &self.pipeline.perfsys;
-        if !ps.errors.is_empty() || !ps.tcp.is_empty() || !ps.bio.is_empty() || ps.cost.is_some()
-        {
+        if !ps.errors.is_empty() || !ps.tcp.is_empty() || !ps.bio.is_empty() || ps.cost.is_some() {
             let retrans: u64 = ps
                 .tcp
                 .iter()
@@ -816,7 +815,12 @@ impl Summary {
             let cost = ps
                 .cost
                 .as_ref()
-                .map(|c| format!(", vigil cost {:.2}% of one CPU (last interval)", c.cpu_pct()))
+                .map(|c| {
+                    format!(
+                        ", vigil cost {:.2}% of one CPU (last interval)",
+                        c.cpu_pct()
+                    )
+                })
                 .unwrap_or_default();
             s.push_str(&format!(
                 "vigil: perfsys: {} failing syscalls (running processes), {retrans} TCP retransmits, {resets} TCP resets, {bio} block requests, {} findings{cost}\n",

@@ -797,6 +797,19 @@ mod tests {
         assert_eq!(e.to_string(), "v.toml:3: perf.interval_s: must be 1..=3600");
         let e = Config::parse("[perf]\nsteal_pct = 101\n", "v.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "perf.steal_pct"));
+        let e = Config::parse("[perf]\ntcp = true\nsyscalls = \"erors\"\n", "v.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "v.toml:3: perf.syscalls: `erors` is not one of \"errors\", \"all\", \"off\" (did you mean `errors`?)"
+        );
+        let c = Config::parse("[perf]\nsyscalls = \"all\"\nbio = false\n", "v.toml").unwrap();
+        assert_eq!(
+            c.perf.perfsys_config().syscalls,
+            vigil_bpf::perfsys::SyscallMode::All
+        );
+        assert!(!c.perf.perfsys_config().bio && c.perf.perfsys_on());
+        let e = Config::parse("[perf]\nself_cpu_pct = -1\n", "v.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "perf.self_cpu_pct"));
         let e = Config::parse("[perf]\nrunqlat_p99 = 3\n", "v.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "perf.runqlat_p99"));
     }

@@ -123,6 +123,14 @@ fn dev_name(major: u32, minor: u32) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A process's failures in one interval: (errors, EPERM + EACCES, per
+/// (syscall, errno)).
+type ProcErrors = (u64, u64, Vec<(ScErrKey, u64)>);
+
+/// One (device, cgroup)'s block I/O in an interval, ops together, with the
+/// request count per op name.
+type BioGroup = (BioHist, BTreeMap<&'static str, u64>);
+
 /// Turns the perfsys maps and vigil's own figures into intervals, records
 /// and findings.
 pub struct PerfsysCollector {
@@ -266,7 +274,11 @@ impl PerfsysCollector {
             let mut idle = Vec::new();
             for (k, v) in all {
                 let e = self.last_tcp.entry(k).or_insert((0, 0));
-                let d = if v.count >= e.0 { v.count - e.0 } else { v.count };
+                let d = if v.count >= e.0 {
+                    v.count - e.0
+                } else {
+                    v.count
+                };
                 e.0 = v.count;
                 if d > 0 {
                     e.1 = 0;
@@ -290,10 +302,7 @@ impl PerfsysCollector {
         {
             let mut idle = Vec::new();
             for (k, h) in all {
-                let e = self
-                    .last_bio
-                    .entry(k)
-                    .or_insert((BioHist::default(), 0));
+                let e = self.last_bio.entry(k).or_insert((BioHist::default(), 0));
                 let d = bio_delta(&h, &e.0);
                 e.0 = h;
                 if total(&d.slots) > 0 {
@@ -340,7 +349,8 @@ impl PerfsysCollector {
             self.last_procs.remove(t);
             self.totals.calls.remove(t);
         }
-        self.last_errors.retain(|k, _| dead.binary_search(&k.tgid).is_err());
+        self.last_errors
+            .retain(|k, _| dead.binary_search(&k.tgid).is_err());
         self.totals
             .errors
             .retain(|k, _| dead.binary_search(&k.0).is_err());
@@ -405,7 +415,7 @@ impl PerfsysCollector {
         };
 
         // ---- syscalls ----
-        let mut per_proc: BTreeMap<u32, (u64, u64, Vec<(ScErrKey, u64)>)> = BTreeMap::new();
+        let mut per_proc: BTreeMap<u32, ProcErrors> = BTreeMap::new();
         for (k, d) in &iv.errors {
             let e = per_proc.entry(k.tgid).or_default();
             e.0 += d;
@@ -415,7 +425,7 @@ impl PerfsysCollector {
             e.2.push((*k, *d));
         }
         let calls: HashMap<u32, ScProc> = iv.procs.iter().copied().collect();
-        let mut ranked: Vec<(u32, (u64, u64, Vec<(ScErrKey, u64)>))> = per_proc.into_iter().collect();
+        let mut ranked: Vec<(u32, ProcErrors)> = per_proc.into_iter().collect();
         ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
         for (i, (tgid, (errs, denied, mut list))) in ranked.into_iter().enumerate() {
             let over_rate = self.cfg.syscalls_errors_per_s > 0.0
@@ -710,8 +720,7 @@ impl PerfsysCollector {
         }
 
         // ---- block I/O: one record per (device, cgroup), ops together ----
-        let mut groups: BTreeMap<(u32, u64), (BioHist, BTreeMap<&'static str, u64>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<(u32, u64), BioGroup> = BTreeMap::new();
         for (k, h) in &iv.bio {
             let e = groups
                 .entry((k.dev, k.cgroup_id))
@@ -1052,13 +1061,42 @@ mod tests {
         h.sum_ns = 12_000_000;
         let iv = SysInterval {
             secs: 1.0,
-            procs: vec![(42, ScProc { calls: 100, errors: 60 })],
+            procs: vec![(
+                42,
+                ScProc {
+                    calls: 100,
+                    errors: 60,
+                },
+            )],
             errors: vec![
-                (ScErrKey { tgid: 42, nr: 257, err: 2, ..ScErrKey::default() }, 50),
-                (ScErrKey { tgid: 42, nr: 62, err: 1, ..ScErrKey::default() }, 10),
+                (
+                    ScErrKey {
+                        tgid: 42,
+                        nr: 257,
+                        err: 2,
+                        ..ScErrKey::default()
+                    },
+                    50,
+                ),
+                (
+                    ScErrKey {
+                        tgid: 42,
+                        nr: 62,
+                        err: 1,
+                        ..ScErrKey::default()
+                    },
+                    10,
+                ),
             ],
             tcp: vec![(tk, tv, 5), (rst, tv, 3)],
-            bio: vec![(BioKey { cgroup_id: 1, dev: 254 << 20, op: 1 }, h)],
+            bio: vec![(
+                BioKey {
+                    cgroup_id: 1,
+                    dev: 254 << 20,
+                    op: 1,
+                },
+                h,
+            )],
             cost: Some(Cost {
                 secs: 1.0,
                 cpu_ns: 30_000_000,
@@ -1074,7 +1112,12 @@ mod tests {
         for r in &recs {
             let text = String::from_utf8(r.json.clone()).unwrap();
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            for key in ["\"vigil\":{", "\"process\":{", "\"container\":{", "\"event\":{"] {
+            for key in [
+                "\"vigil\":{",
+                "\"process\":{",
+                "\"container\":{",
+                "\"event\":{",
+            ] {
                 assert!(text.matches(key).count() <= 1, "{key} twice: {text}");
             }
             actions.push(v["event"]["action"].as_str().unwrap().to_string());

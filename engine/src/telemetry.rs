@@ -331,7 +331,7 @@ impl Telemetry {
         }
         for (k, h) in &iv.bio {
             let key = (k.dev, k.cgroup_id);
-            if !m.bio.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = m.bio.entry(key) {
                 let (maj, min) = k.major_minor();
                 if let Ok(hist) = reg.histogram(
                     "vigil_block_io_latency_seconds",
@@ -342,7 +342,7 @@ impl Telemetry {
                     ],
                     1e-6,
                 ) {
-                    m.bio.insert(key, hist);
+                    slot.insert(hist);
                 }
             }
             if let Some(hist) = m.bio.get(&key) {

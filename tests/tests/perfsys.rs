@@ -176,7 +176,10 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
     let syn_out = syn.wait_with_output().expect("syn-retrans");
     let syn_text = String::from_utf8_lossy(&syn_out.stdout).to_string();
     let mut it = syn_text.split_whitespace();
-    let kernel_retrans: u64 = it.next().and_then(|x| x.parse().ok()).expect("tcpi_total_retrans");
+    let kernel_retrans: u64 = it
+        .next()
+        .and_then(|x| x.parse().ok())
+        .expect("tcpi_total_retrans");
     let syn_local: u16 = it.next().and_then(|x| x.parse().ok()).expect("local port");
 
     std::thread::sleep(Duration::from_millis(1500));
@@ -189,9 +192,17 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
     // ---- failing syscalls: exact, per (process, syscall, errno) ----
     let got = |nr: u16, err: i32| ps.errors.get(&(pid, nr, err as u16, 0)).copied();
     let mine: Vec<_> = ps.errors.iter().filter(|(k, _)| k.0 == pid).collect();
-    assert_eq!(got(SYS_OPEN, libc::ENOENT), Some(N_ENOENT as u64), "{mine:?}");
+    assert_eq!(
+        got(SYS_OPEN, libc::ENOENT),
+        Some(N_ENOENT as u64),
+        "{mine:?}"
+    );
     assert_eq!(got(SYS_KILL, libc::EPERM), Some(M_KILL as u64), "{mine:?}");
-    assert_eq!(got(SYS_SETUID, libc::EPERM), Some(K_SETUID as u64), "{mine:?}");
+    assert_eq!(
+        got(SYS_SETUID, libc::EPERM),
+        Some(K_SETUID as u64),
+        "{mine:?}"
+    );
     // The records carry the same counts (over however many intervals).
     let mut rec_open = 0;
     let mut denied_finding = false;
@@ -214,7 +225,10 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
             _ => {}
         }
     }
-    assert_eq!(rec_open, N_ENOENT as u64, "open ENOENT in syscall-errors records");
+    assert_eq!(
+        rec_open, N_ENOENT as u64,
+        "open ENOENT in syscall-errors records"
+    );
     assert!(
         denied_finding,
         "{} EPERM > syscalls_denied_max (100): a finding",
@@ -235,7 +249,11 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
         .filter(|(k, _)| k.kind == TCP_RESET_RECV && k.dport == port)
         .collect();
     let recv_n: u64 = recv.iter().map(|(_, n)| **n).sum();
-    assert_eq!(sent, CONNECTS, "resets sent from the closed port: {:?}", ps.tcp);
+    assert_eq!(
+        sent, CONNECTS,
+        "resets sent from the closed port: {:?}",
+        ps.tcp
+    );
     assert_eq!(recv_n, CONNECTS, "resets received: {:?}", ps.tcp);
     assert!(
         recv.iter().all(|(k, _)| k.tgid == std::process::id()),
@@ -256,7 +274,10 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
         .filter(|(k, _)| k.kind == TCP_RETRANS && k.sport == syn_local && k.dport == retrans_port)
         .collect();
     let rt_n: u64 = rt.iter().map(|(_, n)| **n).sum();
-    assert_eq!(rt_n, kernel_retrans, "retransmits vs tcpi_total_retrans: {rt:?}");
+    assert_eq!(
+        rt_n, kernel_retrans,
+        "retransmits vs tcpi_total_retrans: {rt:?}"
+    );
     assert!(rt.iter().all(|(k, _)| k.tgid == syn_pid), "owner: {rt:?}");
 
     // ---- block I/O: the cgroup's direct writes on the file's device ----
@@ -325,11 +346,9 @@ fn syscount_all_mode_and_raw_tp_fallback_count_exactly() {
             .unwrap()
             .clone();
         match &st.state {
-            vigil_bpf::SensorState::Live { mechanism, .. } => assert_eq!(
-                mechanism.starts_with("raw_tp/"),
-                raw,
-                "{mechanism}"
-            ),
+            vigil_bpf::SensorState::Live { mechanism, .. } => {
+                assert_eq!(mechanism.starts_with("raw_tp/"), raw, "{mechanism}")
+            }
             other => panic!("syscount not live: {other:?}"),
         }
         let marker = vigil_tests::unique_marker("perfsys-all");
@@ -341,17 +360,32 @@ fn syscount_all_mode_and_raw_tp_fallback_count_exactly() {
                 .find(|(k, _)| k.tgid == pid && k.nr == nr && k.err == e as u16 && k.compat == 0)
                 .map(|(_, n)| *n)
         };
-        assert_eq!(get(SYS_OPEN, libc::ENOENT), Some(N_ENOENT as u64), "raw={raw}");
+        assert_eq!(
+            get(SYS_OPEN, libc::ENOENT),
+            Some(N_ENOENT as u64),
+            "raw={raw}"
+        );
         assert_eq!(get(SYS_KILL, libc::EPERM), Some(M_KILL as u64), "raw={raw}");
-        assert_eq!(get(SYS_SETUID, libc::EPERM), Some(K_SETUID as u64), "raw={raw}");
+        assert_eq!(
+            get(SYS_SETUID, libc::EPERM),
+            Some(K_SETUID as u64),
+            "raw={raw}"
+        );
         let procs = ps.syscall_procs().expect("read sc_proc");
         let p = procs
             .iter()
             .find(|(t, _)| *t == pid)
             .map(|(_, v)| *v)
             .expect("the process's calls");
-        let errors_total: u64 = errs.iter().filter(|(k, _)| k.tgid == pid).map(|(_, n)| n).sum();
-        assert_eq!(p.errors, errors_total, "raw={raw}: per-process errors match");
+        let errors_total: u64 = errs
+            .iter()
+            .filter(|(k, _)| k.tgid == pid)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            p.errors, errors_total,
+            "raw={raw}: per-process errors match"
+        );
         assert!(
             p.calls >= (N_ENOENT + M_KILL + K_SETUID) as u64 + 2,
             "raw={raw}: {p:?}"

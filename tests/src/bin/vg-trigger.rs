@@ -238,7 +238,11 @@ fn main() {
                 // the process.
                 let port: u16 = a(1).parse().expect("port");
                 let secs: f64 = a(2).parse().expect("secs");
-                assert_eq!(libc::unshare(libc::CLONE_NEWNET), 0, "unshare(CLONE_NEWNET)");
+                assert_eq!(
+                    libc::unshare(libc::CLONE_NEWNET),
+                    0,
+                    "unshare(CLONE_NEWNET)"
+                );
                 let run = |args: &[&str]| {
                     let st = std::process::Command::new(args[0])
                         .args(&args[1..])
@@ -248,7 +252,9 @@ fn main() {
                 };
                 run(&["ip", "link", "set", "lo", "up"]);
                 let p = port.to_string();
-                run(&["iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", &p, "-j", "DROP"]);
+                run(&[
+                    "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", &p, "-j", "DROP",
+                ]);
                 let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
                 assert!(fd >= 0);
                 let sa = libc::sockaddr_in {
@@ -277,7 +283,11 @@ fn main() {
                 let mut local: libc::sockaddr_in = std::mem::zeroed();
                 let mut llen = size_of::<libc::sockaddr_in>() as u32;
                 libc::getsockname(fd, (&mut local as *mut libc::sockaddr_in).cast(), &mut llen);
-                println!("{} {}", info.tcpi_total_retrans, u16::from_be(local.sin_port));
+                println!(
+                    "{} {}",
+                    info.tcpi_total_retrans,
+                    u16::from_be(local.sin_port)
+                );
                 libc::close(fd);
             }
             "setuid" => {
