@@ -26,11 +26,11 @@ pub fn object() -> &'static [u8] {
 /// What the syscall sensor counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyscallMode {
-    /// Not attached.
+    /// Not attached (the default: see docs/config.md for the cost).
+    #[default]
     Off,
     /// Failing syscalls only, per (process, syscall, errno). A successful
     /// syscall costs the program entry and one compare.
-    #[default]
     Errors,
     /// Failing syscalls, plus every syscall counted per process (one
     /// per-CPU hash update per syscall).
