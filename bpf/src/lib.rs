@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod compat;
 pub mod decode;
+pub mod perfsys;
 mod ring;
 pub mod sched;
 pub mod sensors;
@@ -247,6 +248,31 @@ pub struct ProgramStat {
     pub run_count: u64,
     /// Total time spent in it.
     pub run_time: Duration,
+}
+
+/// Run count and time of every loaded program of an object, by name
+/// (counted only while some process holds a `BPF_ENABLE_STATS` descriptor).
+pub fn program_stats_of(ebpf: &Ebpf) -> Vec<ProgramStat> {
+    let mut out = Vec::new();
+    for (name, prog) in ebpf.programs() {
+        if let Ok(info) = prog.info() {
+            out.push(ProgramStat {
+                name: name.to_string(),
+                run_count: info.run_count(),
+                run_time: info.run_time(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Whether this kernel lets vigil count BPF run time (`BPF_ENABLE_STATS`);
+/// the descriptor is closed again at once.
+pub fn bpf_stats_available() -> Result<(), String> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The loaded, attached sensors. Dropping it detaches everything.
@@ -581,18 +607,13 @@ impl Sensors {
 
     /// Run count and time of every loaded program (zero unless stats are on).
     pub fn program_stats(&self) -> Vec<ProgramStat> {
-        let mut out = Vec::new();
-        for (name, prog) in self.ebpf.programs() {
-            if let Ok(info) = prog.info() {
-                out.push(ProgramStat {
-                    name: name.to_string(),
-                    run_count: info.run_count(),
-                    run_time: info.run_time(),
-                });
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        program_stats_of(&self.ebpf)
+    }
+
+    /// Whether BPF run-time statistics are being collected (the agent holds
+    /// a `BPF_ENABLE_STATS` descriptor).
+    pub fn bpf_stats_enabled(&self) -> bool {
+        self._stats_fd.is_some()
     }
 
     /// Removes dedup entries of processes that are gone, returning

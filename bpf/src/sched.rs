@@ -396,6 +396,12 @@ impl Sched {
             .unwrap_or(0)
     }
 
+    /// Run count and time of this object's programs (zero unless bpf_stats
+    /// is on; vigil's own cost).
+    pub fn program_stats(&self) -> Vec<crate::ProgramStat> {
+        crate::program_stats_of(&self.ebpf)
+    }
+
     /// Entries in the enqueue-time map (diagnostics).
     pub fn pending_stamps(&self) -> usize {
         self.map("rq_start")

@@ -75,6 +75,9 @@ pub struct PipelineStats {
     pub perf_findings: u64,
     /// Container start and stop records written.
     pub container_events: u64,
+    /// Syscall errors, TCP retransmits/resets, block I/O and vigil's own
+    /// cost since start ([`crate::perfsys`]).
+    pub perfsys: crate::perfsys::Totals,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
@@ -299,6 +302,33 @@ impl Pipeline {
         self.stats.runqlat.clone_from(&perf.totals);
         self.stats.pidnss.clone_from(&perf.pidnss_totals);
         self.stats.perf_findings = perf.findings;
+    }
+
+    /// One interval of the system performance sensors and vigil's own
+    /// cost: reads the perfsys maps, the BPF run time of every vigil
+    /// program (`programs`) and the agent's CPU time, writes the metric
+    /// and finding records and the Prometheus figures.
+    pub fn collect_perfsys(
+        &mut self,
+        coll: &mut crate::perfsys::PerfsysCollector,
+        ps: Option<&mut vigil_bpf::perfsys::Perfsys>,
+        programs: &[vigil_bpf::ProgramStat],
+        host: &mut dyn Host,
+    ) {
+        let events: u64 = self.stats.decoded.values().sum();
+        let iv = coll.read(ps, programs, events);
+        let now = host::boot_offset_ns() + boot_now_ns() as i64;
+        let hostname = self.hostname.clone();
+        for r in coll.records(&iv, host, &hostname, now) {
+            match &r.finding {
+                Some((name, msg)) => self.write_finding(&r.json, name, msg),
+                None => self.write_raw(&r.json),
+            }
+        }
+        if let Some(t) = self.telemetry.as_mut() {
+            t.perfsys(&iv);
+        }
+        self.stats.perfsys.clone_from(&coll.totals);
     }
 
     /// Reads the kernel's syscall bitmaps into the baselines (housekeeping).
@@ -767,6 +797,37 @@ impl Summary {
                 self.pipeline.perf_findings
             ));
         }
+        let ps = &self.pipeline.perfsys;
+        if !ps.errors.is_empty() || !ps.tcp.is_empty() || !ps.bio.is_empty() || ps.cost.is_some() {
+            let retrans: u64 = ps
+                .tcp
+                .iter()
+                .filter(|(k, _)| k.kind == vigil_bpf::perfsys::TCP_RETRANS)
+                .map(|(_, n)| n)
+                .sum();
+            let resets: u64 = ps
+                .tcp
+                .iter()
+                .filter(|(k, _)| k.kind != vigil_bpf::perfsys::TCP_RETRANS)
+                .map(|(_, n)| n)
+                .sum();
+            let bio: u64 = ps.bio.values().map(|h| crate::perf::total(&h.slots)).sum();
+            let cost = ps
+                .cost
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        ", vigil cost {:.2}% of one CPU (last interval)",
+                        c.cpu_pct()
+                    )
+                })
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "vigil: perfsys: {} failing syscalls (running processes), {retrans} TCP retransmits, {resets} TCP resets, {bio} block requests, {} findings{cost}\n",
+                ps.errors.values().sum::<u64>(),
+                ps.findings
+            ));
+        }
         if let Some(e) = &self.pipeline.first_decode_error {
             s.push_str(&format!("vigil: first decode error: {e}\n"));
         }
@@ -938,6 +999,7 @@ pub async fn run(
         None
     };
     let (mut sched, mut perf) = start_perf(&cfg, opts.perf_history, opts.verbose);
+    let (mut psys, mut psys_coll) = start_perfsys(&cfg, opts.verbose);
     let mut perf_tick = tokio::time::interval(Duration::from_secs(cfg.perf.interval_s.max(1)));
     perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     perf_tick.reset();
@@ -1036,11 +1098,19 @@ pub async fn run(
                 }
                 pipeline.flush();
             }
-            _ = perf_tick.tick(), if perf.is_some() => {
+            _ = perf_tick.tick(), if perf.is_some() || psys_coll.is_some() => {
                 if let Some(p) = perf.as_mut() {
                     pipeline.collect_perf(p, sched.as_mut(), &mut host);
-                    pipeline.flush();
                 }
+                if let Some(c) = psys_coll.as_mut() {
+                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
+                    pipeline.collect_perfsys(c, psys.as_mut(), &programs, &mut host);
+                    if let Some(ps) = psys.as_mut() {
+                        let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+                        c.sweep(ps, alive);
+                    }
+                }
+                pipeline.flush();
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
@@ -1074,6 +1144,11 @@ pub async fn run(
     if let Some(p) = perf.as_mut() {
         pipeline.collect_perf(p, sched.as_mut(), &mut host);
     }
+    if let Some(c) = psys_coll.as_mut() {
+        let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
+        pipeline.collect_perfsys(c, psys.as_mut(), &programs, &mut host);
+    }
+    drop(psys);
     drop(sched);
     pipeline.baseline_housekeeping(|_| true, opts.verbose);
     pipeline.flush();
@@ -1160,6 +1235,66 @@ fn start_perf(
         );
     }
     (sched, Some(perf))
+}
+
+/// Run count and time of every vigil BPF program: the security sensors,
+/// the scheduler object and the perfsys object.
+fn all_program_stats(
+    sensors: &Sensors,
+    sched: Option<&vigil_bpf::sched::Sched>,
+    psys: Option<&vigil_bpf::perfsys::Perfsys>,
+) -> Vec<vigil_bpf::ProgramStat> {
+    let mut v = sensors.program_stats();
+    if let Some(s) = sched {
+        v.extend(s.program_stats());
+    }
+    if let Some(p) = psys {
+        v.extend(p.program_stats());
+    }
+    v
+}
+
+/// Loads the system performance sensors (syscall errors, TCP
+/// retransmits/resets, block I/O) and the collector `[perf]` asks for; the
+/// collector also runs alone for vigil's own cost (`self_cost`).
+fn start_perfsys(
+    cfg: &Config,
+    verbose: bool,
+) -> (
+    Option<vigil_bpf::perfsys::Perfsys>,
+    Option<crate::perfsys::PerfsysCollector>,
+) {
+    let p = &cfg.perf;
+    let ps = if p.perfsys_on() {
+        match vigil_bpf::perfsys::Perfsys::load(&p.perfsys_config()) {
+            Ok(s) => {
+                if verbose {
+                    for st in s.status() {
+                        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
+                            eprintln!(
+                                "vigil: sensor={} unavailable: {}",
+                                st.name,
+                                f.last().map(|x| x.1.as_str()).unwrap_or("?")
+                            );
+                        }
+                    }
+                }
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!(
+                    "vigil: system performance sensors (syscount, tcpretrans, tcpreset, biolatency) unavailable: {e}"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if ps.is_none() && !p.self_cost {
+        return (None, None);
+    }
+    (ps, Some(crate::perfsys::PerfsysCollector::new(p)))
 }
 
 /// A heartbeat: the agent is alive, with its running totals.

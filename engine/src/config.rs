@@ -249,6 +249,41 @@ pub struct PerfConfig {
     /// Size cap of the history (the current file and one rotated `.1`
     /// together).
     pub history_max_bytes: u64,
+    /// Syscall counters (sensor `syscount`): `errors` (failing syscalls per
+    /// process, syscall and errno), `all` (also every syscall per
+    /// process; costs a map update per syscall) or `off`.
+    pub syscalls: String,
+    /// Finding when a process fails more syscalls per second than this in
+    /// an interval (0: no finding).
+    pub syscalls_errors_per_s: f64,
+    /// Finding when a process gets more EPERM/EACCES in an interval than
+    /// this (0: no finding).
+    pub syscalls_denied_max: u64,
+    /// Processes per interval with a `syscall-errors` record (the most
+    /// failing first).
+    pub syscalls_top: usize,
+    /// TCP retransmits and resets per connection (sensors `tcpretrans`,
+    /// `tcpreset`).
+    pub tcp: bool,
+    /// Finding when one connection retransmits at least this many segments
+    /// in an interval (0: no finding).
+    pub tcp_retrans_max: u64,
+    /// Finding when the host sends and receives at least this many resets
+    /// in an interval (0: no finding).
+    pub tcp_resets_max: u64,
+    /// Block I/O latency per device and cgroup (sensor `biolatency`).
+    pub bio: bool,
+    /// Finding when the p99 device time of a (device, cgroup) in an
+    /// interval is above this many milliseconds (0: no finding).
+    pub bio_p99_ms: f64,
+    /// ... and it completed at least this many requests in the interval.
+    pub bio_min_samples: u64,
+    /// vigil's own cost every interval (BPF run time from bpf_stats plus
+    /// the agent's CPU time; record `vigil-cost`).
+    pub self_cost: bool,
+    /// Finding when vigil costs more than this percentage of one CPU in an
+    /// interval (0: no finding).
+    pub self_cpu_pct: f64,
 }
 
 impl Default for PerfConfig {
@@ -263,7 +298,52 @@ impl Default for PerfConfig {
             steal_pct: 10.0,
             history: true,
             history_max_bytes: 16 << 20,
+            // Off by default: any second program on raw sys_exit costs
+            // every syscall on the host ~75 ns here (vigil-bench
+            // --syscalls, docs/config.md).
+            syscalls: "off".into(),
+            syscalls_errors_per_s: 1000.0,
+            syscalls_denied_max: 100,
+            syscalls_top: 10,
+            tcp: true,
+            tcp_retrans_max: 10,
+            tcp_resets_max: 100,
+            bio: true,
+            bio_p99_ms: 200.0,
+            bio_min_samples: 20,
+            self_cost: true,
+            self_cpu_pct: 10.0,
         }
+    }
+}
+
+impl PerfConfig {
+    /// `syscalls` as a sensor mode (None: not a valid word).
+    pub fn syscall_mode(&self) -> Option<vigil_bpf::perfsys::SyscallMode> {
+        use vigil_bpf::perfsys::SyscallMode;
+        match self.syscalls.as_str() {
+            "errors" => Some(SyscallMode::Errors),
+            "all" => Some(SyscallMode::All),
+            "off" => Some(SyscallMode::Off),
+            _ => None,
+        }
+    }
+
+    /// What the system performance object should attach.
+    pub fn perfsys_config(&self) -> vigil_bpf::perfsys::PerfsysConfig {
+        vigil_bpf::perfsys::PerfsysConfig {
+            syscalls: self
+                .syscall_mode()
+                .unwrap_or(vigil_bpf::perfsys::SyscallMode::Errors),
+            tcp: self.tcp,
+            bio: self.bio,
+            raw_tp_only: false,
+        }
+    }
+
+    /// Whether any system performance sensor is on.
+    pub fn perfsys_on(&self) -> bool {
+        self.syscall_mode() != Some(vigil_bpf::perfsys::SyscallMode::Off) || self.tcp || self.bio
     }
 }
 
@@ -537,6 +617,31 @@ impl Config {
                 return Err(err("perf", key, "must be a number >= 0".into()));
             }
         }
+        for (key, v) in [
+            ("syscalls_errors_per_s", p.syscalls_errors_per_s),
+            ("bio_p99_ms", p.bio_p99_ms),
+            ("self_cpu_pct", p.self_cpu_pct),
+        ] {
+            if v.is_nan() || v < 0.0 {
+                return Err(err("perf", key, "must be a number >= 0".into()));
+            }
+        }
+        if p.syscall_mode().is_none() {
+            let hint = suggest(&p.syscalls, ["errors", "all", "off"].into_iter())
+                .map(|h| format!(" (did you mean `{h}`?)"))
+                .unwrap_or_default();
+            return Err(err(
+                "perf",
+                "syscalls",
+                format!(
+                    "`{}` is not one of \"errors\", \"all\", \"off\"{hint}",
+                    p.syscalls
+                ),
+            ));
+        }
+        if p.syscalls_top > 1000 {
+            return Err(err("perf", "syscalls_top", "must be at most 1000".into()));
+        }
         if p.steal_pct > 100.0 {
             return Err(err("perf", "steal_pct", "must be at most 100".into()));
         }
@@ -692,6 +797,19 @@ mod tests {
         assert_eq!(e.to_string(), "v.toml:3: perf.interval_s: must be 1..=3600");
         let e = Config::parse("[perf]\nsteal_pct = 101\n", "v.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "perf.steal_pct"));
+        let e = Config::parse("[perf]\ntcp = true\nsyscalls = \"erors\"\n", "v.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "v.toml:3: perf.syscalls: `erors` is not one of \"errors\", \"all\", \"off\" (did you mean `errors`?)"
+        );
+        let c = Config::parse("[perf]\nsyscalls = \"all\"\nbio = false\n", "v.toml").unwrap();
+        assert_eq!(
+            c.perf.perfsys_config().syscalls,
+            vigil_bpf::perfsys::SyscallMode::All
+        );
+        assert!(!c.perf.perfsys_config().bio && c.perf.perfsys_on());
+        let e = Config::parse("[perf]\nself_cpu_pct = -1\n", "v.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "perf.self_cpu_pct"));
         let e = Config::parse("[perf]\nrunqlat_p99 = 3\n", "v.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "perf.runqlat_p99"));
     }

@@ -22,6 +22,7 @@ pub mod host;
 pub mod learn;
 pub mod lifecycle;
 pub mod perf;
+pub mod perfsys;
 pub mod privs;
 pub mod probe;
 pub mod replay;

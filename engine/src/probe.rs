@@ -85,6 +85,7 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
             })
             .collect(),
     };
+    v.extend(perfsys_status(cfg));
     let stat = std::fs::read_to_string("/proc/stat").map(|t| crate::perf::parse_proc_stat(&t));
     v.push(SensorStatus {
         name: "cpustolen",
@@ -102,6 +103,46 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
                 "no per-CPU lines with a steal column".into(),
             )]),
             (true, Err(e)) => SensorState::Unavailable(vec![("/proc/stat".into(), e.to_string())]),
+        },
+    });
+    v
+}
+
+/// The system performance sensors (`[perf]` syscalls, tcp, bio) from a
+/// real load of the perfsys object, and `selfcost` (bpf_stats).
+pub fn perfsys_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
+    use vigil_bpf::perfsys::{Perfsys, SENSOR_NAMES};
+    let p = &cfg.perf;
+    let mut v = match Perfsys::load(&p.perfsys_config()) {
+        Ok(s) => s.status().to_vec(),
+        Err(e) => SENSOR_NAMES
+            .iter()
+            .map(|&name| SensorStatus {
+                name,
+                state: SensorState::Unavailable(vec![("perfsys.bpf.o".into(), e.to_string())]),
+            })
+            .collect(),
+    };
+    v.push(SensorStatus {
+        name: "selfcost",
+        state: if !p.self_cost {
+            SensorState::Disabled
+        } else if !cfg.sensors.bpf_stats {
+            SensorState::Live {
+                mechanism: "agent CPU time only (getrusage); BPF run time not counted: sensors.bpf_stats = false".into(),
+                fell_back_from: Vec::new(),
+            }
+        } else {
+            match vigil_bpf::bpf_stats_available() {
+                Ok(()) => SensorState::Live {
+                    mechanism: "BPF_ENABLE_STATS run time and count of every vigil program, agent CPU time (getrusage)".into(),
+                    fell_back_from: Vec::new(),
+                },
+                Err(e) => SensorState::Live {
+                    mechanism: "agent CPU time only (getrusage)".into(),
+                    fell_back_from: vec![("BPF_ENABLE_STATS".into(), e)],
+                },
+            }
         },
     });
     v

@@ -28,6 +28,18 @@ pub struct Telemetry {
     runqlat: HashMap<(u64, u32), vigil_outputs::metrics::Histogram>,
     pidnss: Option<Counter>,
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
+    sys: PerfsysMetrics,
+}
+
+/// Prometheus series of the perfsys sensors and vigil's own cost.
+#[derive(Default)]
+struct PerfsysMetrics {
+    calls: Option<Counter>,
+    errors: HashMap<&'static str, Counter>,
+    retrans: Option<Counter>,
+    resets: HashMap<&'static str, Counter>,
+    bio: HashMap<(u32, u64), vigil_outputs::metrics::Histogram>,
+    cost: Option<Arc<Mutex<(f64, f64)>>>,
 }
 
 impl Telemetry {
@@ -76,6 +88,7 @@ impl Telemetry {
             runqlat: HashMap::new(),
             pidnss: None,
             steal: Arc::default(),
+            sys: PerfsysMetrics::default(),
         }
     }
 
@@ -240,6 +253,128 @@ impl Telemetry {
                             .unwrap_or(0.0)
                     },
                 );
+            }
+        }
+    }
+
+    /// Adds one perfsys interval: `vigil_syscalls_total` (all mode),
+    /// `vigil_syscall_errors_total{errno}`, `vigil_tcp_retransmits_total`,
+    /// `vigil_tcp_resets_total{direction}`,
+    /// `vigil_block_io_latency_seconds{device,cgroup}` and
+    /// `vigil_self_cpu_ratio{part}` (agent, bpf).
+    pub fn perfsys(&mut self, iv: &crate::perfsys::SysInterval) {
+        use vigil_bpf::perfsys::{TCP_RESET_SENT, TCP_RETRANS, errno_name};
+        let reg = &self.registry;
+        let m = &mut self.sys;
+        if !iv.procs.is_empty() {
+            if m.calls.is_none() {
+                m.calls = reg
+                    .counter(
+                        "vigil_syscalls_total",
+                        "Syscalls made on this host (syscount, perf.syscalls = \"all\").",
+                        &[],
+                    )
+                    .ok();
+            }
+            if let Some(c) = &m.calls {
+                c.inc_by(iv.procs.iter().map(|p| p.1.calls).sum());
+            }
+        }
+        for (k, n) in &iv.errors {
+            let name = errno_name(k.err);
+            if !m.errors.contains_key(name)
+                && let Ok(c) = reg.counter(
+                    "vigil_syscall_errors_total",
+                    "Failing syscalls on this host by errno (syscount).",
+                    &[("errno", name)],
+                )
+            {
+                m.errors.insert(name, c);
+            }
+            if let Some(c) = m.errors.get(name) {
+                c.inc_by(*n);
+            }
+        }
+        for (k, _, n) in &iv.tcp {
+            if k.kind == TCP_RETRANS {
+                if m.retrans.is_none() {
+                    m.retrans = reg
+                        .counter(
+                            "vigil_tcp_retransmits_total",
+                            "TCP segments retransmitted (tcpretrans).",
+                            &[],
+                        )
+                        .ok();
+                }
+                if let Some(c) = &m.retrans {
+                    c.inc_by(*n);
+                }
+            } else {
+                let dir = if k.kind == TCP_RESET_SENT {
+                    "sent"
+                } else {
+                    "received"
+                };
+                if !m.resets.contains_key(dir)
+                    && let Ok(c) = reg.counter(
+                        "vigil_tcp_resets_total",
+                        "TCP resets sent and received (tcpreset).",
+                        &[("direction", dir)],
+                    )
+                {
+                    m.resets.insert(dir, c);
+                }
+                if let Some(c) = m.resets.get(dir) {
+                    c.inc_by(*n);
+                }
+            }
+        }
+        for (k, h) in &iv.bio {
+            let key = (k.dev, k.cgroup_id);
+            if let std::collections::hash_map::Entry::Vacant(slot) = m.bio.entry(key) {
+                let (maj, min) = k.major_minor();
+                if let Ok(hist) = reg.histogram(
+                    "vigil_block_io_latency_seconds",
+                    "Block I/O device time (issue to completion) per device and cgroup v2 of the submitting task; log2 buckets from the biolatency BPF histograms.",
+                    &[
+                        ("device", &format!("{maj}:{min}")),
+                        ("cgroup_id", &k.cgroup_id.to_string()),
+                    ],
+                    1e-6,
+                ) {
+                    slot.insert(hist);
+                }
+            }
+            if let Some(hist) = m.bio.get(&key) {
+                hist.add_buckets(&h.slots, h.sum_ns / 1000);
+            }
+        }
+        if let Some(c) = &iv.cost {
+            let secs = c.secs.max(1e-3);
+            let v = (c.cpu_ns as f64 / 1e9 / secs, c.bpf_ns as f64 / 1e9 / secs);
+            match &m.cost {
+                Some(cell) => {
+                    if let Ok(mut g) = cell.lock() {
+                        *g = v;
+                    }
+                }
+                None => {
+                    let cell = Arc::new(Mutex::new(v));
+                    for part in ["agent", "bpf"] {
+                        let c2 = cell.clone();
+                        let _ = reg.gauge_fn(
+                            "vigil_self_cpu_ratio",
+                            "Share of one CPU vigil used in the last perf interval: the agent process (agent) and its BPF programs (bpf, from bpf_stats).",
+                            &[("part", part)],
+                            move || {
+                                c2.lock()
+                                    .map(|g| if part == "agent" { g.0 } else { g.1 })
+                                    .unwrap_or(0.0)
+                            },
+                        );
+                    }
+                    m.cost = Some(cell);
+                }
             }
         }
     }

@@ -14,6 +14,10 @@
 //!
 //! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats]   (root)
 //!        vigil-bench --sched [--rounds N] [--scale F]
+//!        vigil-bench --syscalls [--rounds N] [--scale F]
+//! `--syscalls` measures the syscall counter (perfsys `syscount` on raw
+//! `sys_exit`): getppid and failing close(-1) loops, alternating bare /
+//! counting floor / errors mode / all mode; CPU ns per call and ratios.
 //! `--sched` measures the scheduler sensors instead (runqlat + pidnss,
 //! `bpf/c/sched.bpf.c`): two threads pinned to one CPU ping-pong a byte over
 //! two pipes (every round trip is two context switches and two wakeups),
@@ -121,6 +125,13 @@ fn child(w: &str, n: u64) {
         "pingpong" => {
             println!("{}", pingpong(n));
             return;
+        }
+        "badclose" => {
+            // every call fails (EBADF): the syscall counter's worst case
+            for _ in 0..n {
+                // SAFETY: closing an invalid descriptor only fails.
+                unsafe { libc::close(-1) };
+            }
         }
         "getppid" => {
             for _ in 0..n {
@@ -258,6 +269,108 @@ runqlat counted {waits} waits in its runs (histograms in BPF maps; no event per 
     );
 }
 
+/// `--syscalls`: what the syscall counter (perfsys `syscount`, raw
+/// `sys_exit`) costs every syscall: a getppid loop (every call succeeds)
+/// and a close(-1) loop (every call fails, EBADF), alternating per round
+/// bare / the counting floor (a sys_exit program that only counts) /
+/// errors mode (the default) / all mode. Workload-thread CPU ns per call,
+/// medians, ratios against bare.
+fn syscalls_bench(rounds: usize, scale: f64) {
+    use vigil_bpf::perfsys::{Perfsys, PerfsysConfig, SyscallMode};
+    let n = (1_000_000.0 * scale).max(1000.0) as u64;
+    // (name, load the counting floor, syscall mode to load). The floor
+    // stands for the sys_exit program the security sensors already run
+    // (vg_raw_exit: compat, udp_send, dns): "floor + errors" is what
+    // errors mode adds to a running agent.
+    let variants: [(&str, bool, Option<SyscallMode>); 6] = [
+        ("bare", false, None),
+        ("count floor", true, None),
+        ("errors mode", false, Some(SyscallMode::Errors)),
+        ("all mode", false, Some(SyscallMode::All)),
+        ("floor+errors", true, Some(SyscallMode::Errors)),
+        ("floor+all", true, Some(SyscallMode::All)),
+    ];
+    let loads = ["getppid", "badclose"];
+    // [workload][variant] -> (cpu ns/op, wall ns/op) per round
+    let mut res = vec![vec![(Vec::new(), Vec::new()); variants.len()]; loads.len()];
+    let mut counted = vec![vec![0u64; variants.len()]; loads.len()];
+    for r in 0..rounds {
+        eprintln!("vigil-bench --syscalls: round {}/{rounds}", r + 1);
+        for (li, load) in loads.iter().enumerate() {
+            let w = Workload {
+                name: load,
+                ops: n,
+                syscall: "",
+                kind: 0,
+                expected_per_op: 0.0,
+            };
+            for (vi, (_, floor, mode)) in variants.iter().enumerate() {
+                let fl = floor.then(|| Perfsys::load_floor().expect("load the counting floor"));
+                let ps = mode.map(|mode| {
+                    let p = Perfsys::load(&PerfsysConfig {
+                        syscalls: mode,
+                        tcp: false,
+                        bio: false,
+                        raw_tp_only: false,
+                    })
+                    .expect("load perfsys.bpf.o");
+                    assert!(p.is_live("syscount"), "syscount: {:?}", p.status());
+                    p
+                });
+                let (wall, cpu) = run_child(&w, n, None);
+                res[li][vi].0.push(cpu);
+                res[li][vi].1.push(wall);
+                counted[li][vi] += match (&ps, &fl) {
+                    (Some(p), _) if *mode == Some(SyscallMode::All) => p
+                        .syscall_procs()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|x| x.1.calls)
+                        .sum(),
+                    (Some(p), _) => p
+                        .syscall_errors()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|x| x.1)
+                        .sum(),
+                    (None, Some(f)) => f.floor_runs(),
+                    (None, None) => 0,
+                };
+            }
+        }
+    }
+    println!(
+        "
+vigil-bench --syscalls: {n} calls per run in a child process, medians of {rounds} rounds (variants alternated within each round; workload-thread CPU time)
+"
+    );
+    println!(
+        "{:<10} {:<13} {:>10} {:>8} {:>11} {:>14}",
+        "workload", "variant", "cpu ns/op", "ratio", "wall ns/op", "counted/round"
+    );
+    for (li, load) in loads.iter().enumerate() {
+        let bare = med(&res[li][0].0);
+        for (vi, (name, _, _)) in variants.iter().enumerate() {
+            let cpu = med(&res[li][vi].0);
+            println!(
+                "{load:<10} {name:<13} {cpu:>10.0} {:>7.2}x {:>11.0} {:>14}",
+                cpu / bare,
+                med(&res[li][vi].1),
+                if vi == 0 {
+                    "-".to_string()
+                } else {
+                    (counted[li][vi] / rounds as u64).to_string()
+                }
+            );
+        }
+    }
+    println!(
+        "
+errors mode counts failing calls only (getppid: nothing to count); all mode counts every call per process.
+floor+X: X next to a counting sys_exit program, as in a running agent (whose vg_raw_exit already enables the tracepoint)."
+    );
+}
+
 /// Runs a workload child; returns (wall ns/op, workload-thread CPU ns/op).
 fn run_child(w: &Workload, n: u64, watch: Option<&AtomicU32>) -> (f64, f64) {
     let exe = std::env::current_exe().unwrap();
@@ -312,6 +425,7 @@ fn main() {
     let mut only: Option<String> = None;
     let mut baselines = false;
     let mut sched = false;
+    let mut syscalls = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -340,6 +454,9 @@ fn main() {
             "--sched" => {
                 sched = true;
             }
+            "--syscalls" => {
+                syscalls = true;
+            }
             "--baselines" => {
                 // learn baselines in memory, syscall sets included (the
                 // workload's profile is learning: the worst case)
@@ -354,6 +471,10 @@ fn main() {
     }
     if sched {
         sched_bench(rounds, scale);
+        return;
+    }
+    if syscalls {
+        syscalls_bench(rounds, scale);
         return;
     }
     let mut results: Vec<[Res; 3]> = vec![Default::default(); WORKLOADS.len()];

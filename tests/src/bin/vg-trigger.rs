@@ -201,6 +201,95 @@ fn main() {
                 drop((c, s));
                 std::process::exit(if st.success() { 0 } else { 1 });
             }
+            "fail-syscalls" => {
+                // Exactly N open(2) of a missing path (ENOENT: open, not
+                // openat, which the loader and std also call), then as
+                // nobody exactly M kill(1, 0) and K setuid(0) (EPERM).
+                // Prints "done", then stays alive until stdin closes, so
+                // its counters are read while the process exists.
+                let path = cstr(a(1));
+                let n: usize = a(2).parse().expect("N");
+                let m: usize = a(3).parse().expect("M");
+                let k: usize = a(4).parse().expect("K");
+                for _ in 0..n {
+                    libc::syscall(libc::SYS_open, path.as_ptr(), libc::O_RDONLY);
+                }
+                assert_eq!(libc::setresgid(65534, 65534, 65534), 0, "setresgid nobody");
+                assert_eq!(libc::setresuid(65534, 65534, 65534), 0, "setresuid nobody");
+                for _ in 0..m {
+                    libc::syscall(libc::SYS_kill, 1, 0);
+                }
+                for _ in 0..k {
+                    libc::syscall(libc::SYS_setuid, 0);
+                }
+                use std::io::{Read, Write};
+                println!("done");
+                let _ = std::io::stdout().flush();
+                let mut sink = Vec::new();
+                let _ = std::io::stdin().read_to_end(&mut sink);
+            }
+            "syn-retrans" => {
+                // In a new network namespace (this process only) whose
+                // loopback drops every packet to PORT: a non-blocking
+                // connect to 127.0.0.1:PORT, whose SYN the kernel
+                // retransmits. After SECS seconds prints the socket's own
+                // count (tcpi_total_retrans) and the local port, then
+                // closes. Leaves nothing behind: the namespace dies with
+                // the process.
+                let port: u16 = a(1).parse().expect("port");
+                let secs: f64 = a(2).parse().expect("secs");
+                assert_eq!(
+                    libc::unshare(libc::CLONE_NEWNET),
+                    0,
+                    "unshare(CLONE_NEWNET)"
+                );
+                let run = |args: &[&str]| {
+                    let st = std::process::Command::new(args[0])
+                        .args(&args[1..])
+                        .status()
+                        .expect("run ip/iptables");
+                    assert!(st.success(), "{args:?} failed");
+                };
+                run(&["ip", "link", "set", "lo", "up"]);
+                let p = port.to_string();
+                run(&[
+                    "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", &p, "-j", "DROP",
+                ]);
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+                assert!(fd >= 0);
+                let sa = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as u16,
+                    sin_port: port.to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+                    },
+                    sin_zero: [0; 8],
+                };
+                libc::connect(
+                    fd,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    size_of::<libc::sockaddr_in>() as u32,
+                );
+                std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+                let mut info: libc::tcp_info = std::mem::zeroed();
+                let mut len = size_of::<libc::tcp_info>() as u32;
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut info as *mut libc::tcp_info).cast(),
+                    &mut len,
+                );
+                let mut local: libc::sockaddr_in = std::mem::zeroed();
+                let mut llen = size_of::<libc::sockaddr_in>() as u32;
+                libc::getsockname(fd, (&mut local as *mut libc::sockaddr_in).cast(), &mut llen);
+                println!(
+                    "{} {}",
+                    info.tcpi_total_retrans,
+                    u16::from_be(local.sin_port)
+                );
+                libc::close(fd);
+            }
             "setuid" => {
                 libc::setuid(a(1).parse().expect("uid"));
             }

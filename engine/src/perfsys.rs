@@ -1,0 +1,1177 @@
+//! System performance collection (issue #7 item 3, with [`crate::perf`]):
+//! every `perf.interval_s` the agent reads the perfsys BPF maps (failing
+//! syscalls per process, syscalls per process, TCP retransmits and resets
+//! per connection, block I/O latency per device and cgroup) and its own
+//! cost (BPF run time of every vigil program from bpf_stats, its own CPU
+//! time, events decoded), turns the cumulative figures into per-interval
+//! deltas, and writes
+//!
+//! - metric records (`event.kind: metric`; `event.action`:
+//!   `syscall-errors` per process, `syscalls`, `tcp-retransmit` and
+//!   `tcp-reset` per connection, `biolatency` per device and cgroup,
+//!   `vigil-cost`), and
+//! - finding records when a threshold of `[perf]` is crossed
+//!   (`syscall-errors-high`, `syscall-denied-high`, `tcp-retrans-high`,
+//!   `tcp-resets-high`, `bio-latency-high`, `vigil-cost-high`), each a
+//!   metric record with a `vigil.finding` object.
+//!
+//! Record fields are documented in docs/events.md.
+
+use crate::config::PerfConfig;
+use crate::ecs;
+use crate::host::Host;
+use crate::perf::{quantile_us, slot_bounds, total};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+use vigil_bpf::ProgramStat;
+use vigil_bpf::perfsys::{
+    BIO_SLOTS, BioHist, BioKey, Perfsys, ScErrKey, ScProc, SyscallMode, TCP_RESET_RECV,
+    TCP_RESET_SENT, TCP_RETRANS, TcpKey, TcpVal, errno_name, op_name,
+};
+
+/// Records of one kind written per interval at most (the rest are counted
+/// in Prometheus and the totals, not written one by one).
+const MAX_RECORDS: usize = 100;
+
+/// Intervals an entry may stay unchanged before its BPF entry is removed
+/// (TCP connections, block I/O histograms).
+const FORGET_AFTER: u32 = 30;
+
+/// vigil's own cost in one interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cost {
+    /// Length of the interval in seconds.
+    pub secs: f64,
+    /// CPU time of the agent process (user + system) in nanoseconds.
+    pub cpu_ns: u64,
+    /// Time spent in vigil's BPF programs (every object) in nanoseconds,
+    /// charged by the kernel to the tasks that triggered them.
+    pub bpf_ns: u64,
+    /// Runs of vigil's BPF programs.
+    pub bpf_runs: u64,
+    /// Events decoded from the ring buffer.
+    pub events: u64,
+    /// Per program: (name, runs, nanoseconds), busiest first.
+    pub programs: Vec<(String, u64, u64)>,
+}
+
+impl Cost {
+    /// Share of one CPU, in percent: agent CPU plus BPF run time.
+    pub fn cpu_pct(&self) -> f64 {
+        100.0 * (self.cpu_ns + self.bpf_ns) as f64 / 1e9 / self.secs.max(1e-3)
+    }
+}
+
+/// What the kernel reported in one interval (deltas).
+#[derive(Debug, Clone, Default)]
+pub struct SysInterval {
+    /// Seconds since the previous collection.
+    pub secs: f64,
+    /// Syscalls per process ([`SyscallMode::All`]).
+    pub procs: Vec<(u32, ScProc)>,
+    /// Failing syscalls per (process, syscall, errno).
+    pub errors: Vec<(ScErrKey, u64)>,
+    /// TCP retransmits and resets per connection and kind, with the last
+    /// kernel value (owner name, state).
+    pub tcp: Vec<(TcpKey, TcpVal, u64)>,
+    /// Block I/O histograms per (cgroup, device, op).
+    pub bio: Vec<(BioKey, BioHist)>,
+    /// vigil's own cost (None: off or the first reading).
+    pub cost: Option<Cost>,
+}
+
+/// Cumulative figures since start (summary, tests).
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    /// Syscalls per process still alive.
+    pub calls: BTreeMap<u32, ScProc>,
+    /// Failing syscalls per (tgid, nr, errno, compat) of processes still alive.
+    pub errors: BTreeMap<(u32, u16, u16, u32), u64>,
+    /// TCP events per connection and kind.
+    pub tcp: BTreeMap<TcpKey, u64>,
+    /// Block I/O per (cgroup, device, op).
+    pub bio: BTreeMap<BioKey, BioHist>,
+    /// The last cost measured.
+    pub cost: Option<Cost>,
+    /// Findings raised.
+    pub findings: u64,
+}
+
+/// Self-CPU of this process (user + system) in nanoseconds.
+fn self_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn comm_of(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// Device name from /sys/dev/block/MAJ:MIN/uevent (`DEVNAME=vda`).
+fn dev_name(major: u32, minor: u32) -> Option<String> {
+    let t = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .map(str::to_string)
+}
+
+/// A process's failures in one interval: (errors, EPERM + EACCES, per
+/// (syscall, errno)).
+type ProcErrors = (u64, u64, Vec<(ScErrKey, u64)>);
+
+/// One (device, cgroup)'s block I/O in an interval, ops together, with the
+/// request count per op name.
+type BioGroup = (BioHist, BTreeMap<&'static str, u64>);
+
+/// Turns the perfsys maps and vigil's own figures into intervals, records
+/// and findings.
+pub struct PerfsysCollector {
+    cfg: PerfConfig,
+    last_procs: HashMap<u32, ScProc>,
+    last_errors: HashMap<ScErrKey, u64>,
+    last_tcp: HashMap<TcpKey, (u64, u32)>,
+    last_bio: HashMap<BioKey, (BioHist, u32)>,
+    last_cpu_ns: u64,
+    last_bpf: HashMap<String, (u64, u64)>,
+    last_events: u64,
+    last_at: Instant,
+    cost_started: bool,
+    devs: HashMap<u32, Option<String>>,
+    cgroups: HashMap<u64, (Option<String>, Option<crate::container::Container>)>,
+    /// Cumulative figures.
+    pub totals: Totals,
+}
+
+/// A record to write: JSON, and for findings their name and message.
+pub type Record = crate::perf::PerfRecord;
+
+impl PerfsysCollector {
+    /// A collector for these settings.
+    pub fn new(cfg: &PerfConfig) -> PerfsysCollector {
+        PerfsysCollector {
+            cfg: cfg.clone(),
+            last_procs: HashMap::new(),
+            last_errors: HashMap::new(),
+            last_tcp: HashMap::new(),
+            last_bio: HashMap::new(),
+            last_cpu_ns: self_cpu_ns(),
+            last_bpf: HashMap::new(),
+            last_events: 0,
+            last_at: Instant::now(),
+            cost_started: false,
+            devs: HashMap::new(),
+            cgroups: HashMap::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Reads the kernel's figures. `programs`: bpf_stats of every vigil
+    /// program (all objects); `events`: events decoded so far.
+    pub fn read(
+        &mut self,
+        ps: Option<&mut Perfsys>,
+        programs: &[ProgramStat],
+        events: u64,
+    ) -> SysInterval {
+        let now = Instant::now();
+        let mut iv = SysInterval {
+            secs: now.duration_since(self.last_at).as_secs_f64(),
+            ..SysInterval::default()
+        };
+        self.last_at = now;
+        if let Some(ps) = ps {
+            self.read_kernel(ps, &mut iv);
+        }
+        if self.cfg.self_cost {
+            let cpu = self_cpu_ns();
+            let mut cost = Cost {
+                secs: iv.secs,
+                cpu_ns: cpu.saturating_sub(self.last_cpu_ns),
+                events: events.saturating_sub(self.last_events),
+                ..Cost::default()
+            };
+            self.last_cpu_ns = cpu;
+            self.last_events = events;
+            for p in programs {
+                let ns = p.run_time.as_nanos() as u64;
+                let (r0, n0) = self
+                    .last_bpf
+                    .insert(p.name.clone(), (p.run_count, ns))
+                    .unwrap_or((0, 0));
+                let (dr, dn) = if p.run_count >= r0 && ns >= n0 {
+                    (p.run_count - r0, ns - n0)
+                } else {
+                    (p.run_count, ns)
+                };
+                cost.bpf_runs += dr;
+                cost.bpf_ns += dn;
+                if dr > 0 {
+                    cost.programs.push((p.name.clone(), dr, dn));
+                }
+            }
+            cost.programs
+                .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+            // The first reading covers start-up (loading, the /proc seed):
+            // not the steady state a finding is about.
+            if self.cost_started {
+                self.totals.cost = Some(cost.clone());
+                iv.cost = Some(cost);
+            }
+            self.cost_started = true;
+        }
+        iv
+    }
+
+    fn read_kernel(&mut self, ps: &mut Perfsys, iv: &mut SysInterval) {
+        if ps.is_live("syscount") {
+            if ps.syscall_mode() == SyscallMode::All
+                && let Ok(all) = ps.syscall_procs()
+            {
+                for (tgid, v) in all {
+                    let prev = self.last_procs.insert(tgid, v).unwrap_or_default();
+                    let d = if v.calls >= prev.calls && v.errors >= prev.errors {
+                        ScProc {
+                            calls: v.calls - prev.calls,
+                            errors: v.errors - prev.errors,
+                        }
+                    } else {
+                        v
+                    };
+                    if d.calls > 0 {
+                        let t = self.totals.calls.entry(tgid).or_default();
+                        t.calls = t.calls.saturating_add(d.calls);
+                        t.errors = t.errors.saturating_add(d.errors);
+                        iv.procs.push((tgid, d));
+                    }
+                }
+            }
+            if let Ok(all) = ps.syscall_errors() {
+                for (k, v) in all {
+                    let prev = self.last_errors.insert(k, v).unwrap_or(0);
+                    let d = if v >= prev { v - prev } else { v };
+                    if d > 0 {
+                        *self
+                            .totals
+                            .errors
+                            .entry((k.tgid, k.nr, k.err, k.compat))
+                            .or_default() += d;
+                        iv.errors.push((k, d));
+                    }
+                }
+            }
+        }
+        if (ps.is_live("tcpretrans") || ps.is_live("tcpreset"))
+            && let Ok(all) = ps.tcp_events()
+        {
+            let mut idle = Vec::new();
+            for (k, v) in all {
+                let e = self.last_tcp.entry(k).or_insert((0, 0));
+                let d = if v.count >= e.0 {
+                    v.count - e.0
+                } else {
+                    v.count
+                };
+                e.0 = v.count;
+                if d > 0 {
+                    e.1 = 0;
+                    *self.totals.tcp.entry(k).or_default() += d;
+                    iv.tcp.push((k, v, d));
+                } else {
+                    e.1 += 1;
+                    if e.1 >= FORGET_AFTER {
+                        idle.push(k);
+                    }
+                }
+            }
+            if !idle.is_empty() && ps.forget_tcp(&idle).is_ok() {
+                for k in &idle {
+                    self.last_tcp.remove(k);
+                }
+            }
+        }
+        if ps.is_live("biolatency")
+            && let Ok(all) = ps.bio()
+        {
+            let mut idle = Vec::new();
+            for (k, h) in all {
+                let e = self.last_bio.entry(k).or_insert((BioHist::default(), 0));
+                let d = bio_delta(&h, &e.0);
+                e.0 = h;
+                if total(&d.slots) > 0 {
+                    e.1 = 0;
+                    let t = self.totals.bio.entry(k).or_default();
+                    for i in 0..BIO_SLOTS {
+                        t.slots[i] = t.slots[i].saturating_add(d.slots[i]);
+                    }
+                    t.sum_ns = t.sum_ns.saturating_add(d.sum_ns);
+                    t.queue_ns = t.queue_ns.saturating_add(d.queue_ns);
+                    t.bytes = t.bytes.saturating_add(d.bytes);
+                    iv.bio.push((k, d));
+                } else {
+                    e.1 += 1;
+                    if e.1 >= FORGET_AFTER {
+                        idle.push(k);
+                    }
+                }
+            }
+            if !idle.is_empty() && ps.forget_bio(&idle).is_ok() {
+                for k in &idle {
+                    self.last_bio.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Forgets the syscall counters of processes that exited (kernel maps,
+    /// last values and totals). Housekeeping, after a [`Self::read`].
+    pub fn sweep(&mut self, ps: &mut Perfsys, alive: impl Fn(u32) -> bool) {
+        let mut dead: Vec<u32> = self
+            .last_procs
+            .keys()
+            .chain(self.last_errors.keys().map(|k| &k.tgid))
+            .copied()
+            .filter(|&t| !alive(t))
+            .collect();
+        dead.sort_unstable();
+        dead.dedup();
+        if dead.is_empty() || ps.forget_processes(&dead).is_err() {
+            return;
+        }
+        for t in &dead {
+            self.last_procs.remove(t);
+            self.totals.calls.remove(t);
+        }
+        self.last_errors
+            .retain(|k, _| dead.binary_search(&k.tgid).is_err());
+        self.totals
+            .errors
+            .retain(|k, _| dead.binary_search(&k.0).is_err());
+    }
+
+    fn cgroup(
+        &mut self,
+        id: u64,
+        host: &mut dyn Host,
+    ) -> (Option<String>, Option<crate::container::Container>) {
+        if let Some(c) = self.cgroups.get(&id)
+            && c.0.is_some()
+        {
+            return c.clone();
+        }
+        let path = host.cgroup_path(id);
+        let container = path.as_deref().and_then(crate::container::from_cgroup_path);
+        self.cgroups.insert(id, (path.clone(), container.clone()));
+        (path, container)
+    }
+
+    fn dev(&mut self, dev: u32) -> Option<String> {
+        self.devs
+            .entry(dev)
+            .or_insert_with(|| dev_name(dev >> 20, dev & 0xfffff))
+            .clone()
+    }
+
+    /// Encodes an interval as records: metrics, then findings.
+    pub fn records(
+        &mut self,
+        iv: &SysInterval,
+        host: &mut dyn Host,
+        hostname: &str,
+        unix_ns: i64,
+    ) -> Vec<Record> {
+        let ts = ecs::rfc3339(unix_ns);
+        let secs = (iv.secs * 1000.0).round() / 1000.0;
+        let per_s = |n: u64| round1(n as f64 / iv.secs.max(1e-3));
+        let header = |w: &mut vigil_outputs::json::Writer, action: &str, dataset: &str| {
+            w.str("@timestamp", ts.as_bytes())
+                .str("event.kind", "metric")
+                .str("event.module", "vigil")
+                .str("event.dataset", dataset)
+                .str("event.action", action)
+                .str("host.hostname", hostname);
+        };
+        let mut out = Vec::new();
+        let mut findings = Vec::new();
+        let finding = |w: &mut vigil_outputs::json::Writer,
+                       name: &str,
+                       metric: &str,
+                       value: f64,
+                       threshold: f64,
+                       unit: &str| {
+            w.str("vigil.finding.name", name)
+                .str("vigil.finding.metric", metric);
+            put_f64(w, "vigil.finding.value", value);
+            put_f64(w, "vigil.finding.threshold", threshold);
+            w.str("vigil.finding.unit", unit);
+            put_f64(w, "vigil.finding.interval_s", secs);
+        };
+
+        // ---- syscalls ----
+        let mut per_proc: BTreeMap<u32, ProcErrors> = BTreeMap::new();
+        for (k, d) in &iv.errors {
+            let e = per_proc.entry(k.tgid).or_default();
+            e.0 += d;
+            if k.err == libc::EPERM as u16 || k.err == libc::EACCES as u16 {
+                e.1 += d;
+            }
+            e.2.push((*k, *d));
+        }
+        let calls: HashMap<u32, ScProc> = iv.procs.iter().copied().collect();
+        let mut ranked: Vec<(u32, ProcErrors)> = per_proc.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+        for (i, (tgid, (errs, denied, mut list))) in ranked.into_iter().enumerate() {
+            let over_rate = self.cfg.syscalls_errors_per_s > 0.0
+                && errs as f64 / iv.secs.max(1e-3) > self.cfg.syscalls_errors_per_s;
+            let over_denied =
+                self.cfg.syscalls_denied_max > 0 && denied > self.cfg.syscalls_denied_max;
+            if i >= self.cfg.syscalls_top && !over_rate && !over_denied {
+                continue;
+            }
+            let name = comm_of(tgid);
+            let cg = host.proc_cgroup(tgid);
+            let container = cg.as_deref().and_then(crate::container::from_proc_cgroup);
+            list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut arr = String::from("[");
+            for (j, (k, n)) in list.iter().take(20).enumerate() {
+                if j > 0 {
+                    arr.push(',');
+                }
+                let sys = if k.compat != 0 {
+                    format!("ia32:{}", k.nr)
+                } else {
+                    vigil_baselines::syscall_name(k.nr)
+                        .map_or_else(|| format!("sys_{}", k.nr), str::to_string)
+                };
+                arr.push_str(&format!(
+                    "{{\"syscall\":\"{sys}\",\"nr\":{},\"errno\":\"{}\",\"code\":{},\"compat\":{},\"count\":{n}}}",
+                    k.nr,
+                    errno_name(k.err),
+                    k.err,
+                    k.compat != 0
+                ));
+            }
+            arr.push(']');
+            let proc_fields = |w: &mut vigil_outputs::json::Writer| {
+                w.u64("process.pid", u64::from(tgid));
+                if let Some(n) = &name {
+                    w.str("process.name", n.as_bytes());
+                }
+                if let Some(c) = &container {
+                    w.str("container.id", c.id.as_bytes())
+                        .str("container.runtime", c.runtime);
+                }
+            };
+            let mut w = vigil_outputs::json::Writer::new();
+            header(&mut w, "syscall-errors", "vigil.syscalls");
+            proc_fields(&mut w);
+            put_f64(&mut w, "vigil.syscalls.interval_s", secs);
+            w.u64("vigil.syscalls.errors", errs);
+            put_f64(&mut w, "vigil.syscalls.errors_per_s", per_s(errs));
+            w.u64("vigil.syscalls.denied", denied);
+            if let Some(c) = calls.get(&tgid) {
+                w.u64("vigil.syscalls.calls", c.calls);
+                put_f64(&mut w, "vigil.syscalls.calls_per_s", per_s(c.calls));
+            }
+            w.u64("vigil.syscalls.kinds", list.len() as u64)
+                .raw("vigil.syscalls.failures", arr.as_bytes());
+            out.push(Record {
+                json: w.finish(),
+                finding: None,
+            });
+            let who = format!(
+                "process {tgid} ({})",
+                name.clone().unwrap_or_else(|| "exited".into())
+            );
+            let top = list.first().map(|(k, n)| {
+                format!(
+                    "{} {} x{n}",
+                    vigil_baselines::syscall_name(k.nr).unwrap_or("?"),
+                    errno_name(k.err)
+                )
+            });
+            if over_rate {
+                let msg = format!(
+                    "{who} failed {errs} syscalls in {secs:.0} s ({:.0}/s, threshold {}/s); most: {}",
+                    per_s(errs),
+                    self.cfg.syscalls_errors_per_s,
+                    top.clone().unwrap_or_default()
+                );
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "syscall-errors-high", "vigil.finding");
+                w.str("message", msg.as_bytes());
+                proc_fields(&mut w);
+                finding(
+                    &mut w,
+                    "syscall-errors-high",
+                    "vigil.syscalls.errors_per_s",
+                    per_s(errs),
+                    self.cfg.syscalls_errors_per_s,
+                    "1/s",
+                );
+                findings.push(Record {
+                    json: w.finish(),
+                    finding: Some(("syscall-errors-high".into(), msg)),
+                });
+            }
+            if over_denied {
+                let msg = format!(
+                    "{who} was denied {denied} syscalls (EPERM/EACCES) in {secs:.0} s (threshold {}); most: {}",
+                    self.cfg.syscalls_denied_max,
+                    top.unwrap_or_default()
+                );
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "syscall-denied-high", "vigil.finding");
+                w.str("message", msg.as_bytes());
+                proc_fields(&mut w);
+                finding(
+                    &mut w,
+                    "syscall-denied-high",
+                    "vigil.syscalls.denied",
+                    denied as f64,
+                    self.cfg.syscalls_denied_max as f64,
+                    "count",
+                );
+                findings.push(Record {
+                    json: w.finish(),
+                    finding: Some(("syscall-denied-high".into(), msg)),
+                });
+            }
+        }
+        if !iv.procs.is_empty() || !iv.errors.is_empty() {
+            let n_calls: u64 = iv.procs.iter().map(|p| p.1.calls).sum();
+            let n_errs: u64 = iv.errors.iter().map(|e| e.1).sum();
+            let mut w = vigil_outputs::json::Writer::new();
+            header(&mut w, "syscalls", "vigil.syscalls");
+            put_f64(&mut w, "vigil.syscalls.interval_s", secs);
+            w.str(
+                "vigil.syscalls.mode",
+                if iv.procs.is_empty() { "errors" } else { "all" },
+            );
+            if !iv.procs.is_empty() {
+                w.u64("vigil.syscalls.calls", n_calls);
+                put_f64(&mut w, "vigil.syscalls.calls_per_s", per_s(n_calls));
+                let mut top = iv.procs.clone();
+                top.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(&b.0)));
+                let mut arr = String::from("[");
+                for (j, (tgid, c)) in top.iter().take(self.cfg.syscalls_top).enumerate() {
+                    if j > 0 {
+                        arr.push(',');
+                    }
+                    arr.push_str(&format!(
+                        "{{\"pid\":{tgid},\"name\":{},\"calls\":{},\"errors\":{},\"per_s\":{}}}",
+                        json_str(&comm_of(*tgid).unwrap_or_default()),
+                        c.calls,
+                        c.errors,
+                        per_s(c.calls)
+                    ));
+                }
+                arr.push(']');
+                w.raw("vigil.syscalls.top", arr.as_bytes());
+            }
+            w.u64("vigil.syscalls.errors", n_errs);
+            put_f64(&mut w, "vigil.syscalls.errors_per_s", per_s(n_errs));
+            out.push(Record {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+
+        // ---- TCP ----
+        // (local, remote, owner) -> [retrans, sent, received] and the last value
+        type Conn = ([u8; 16], [u8; 16], u16, u16, u16, u32);
+        let mut conns: BTreeMap<Conn, ([u64; 3], TcpVal)> = BTreeMap::new();
+        let mut resets = 0u64;
+        for (k, v, d) in &iv.tcp {
+            let e = conns
+                .entry((k.saddr, k.daddr, k.sport, k.dport, k.family, k.tgid))
+                .or_insert(([0; 3], *v));
+            let i = match k.kind {
+                TCP_RETRANS => 0,
+                TCP_RESET_SENT => 1,
+                TCP_RESET_RECV => 2,
+                _ => continue,
+            };
+            e.0[i] += d;
+            if v.last_ns >= e.1.last_ns {
+                e.1 = *v;
+            }
+            if i > 0 {
+                resets += d;
+            }
+        }
+        let (mut n_retrans, mut n_reset) = (0usize, 0usize);
+        for ((sa, da, sp, dp, fam, tgid), (c, v)) in &conns {
+            let key = TcpKey {
+                saddr: *sa,
+                daddr: *da,
+                sport: *sp,
+                dport: *dp,
+                family: *fam,
+                ..TcpKey::default()
+            };
+            let (src, dst) = key.addrs();
+            let conn = |w: &mut vigil_outputs::json::Writer| {
+                w.str("source.ip", src.to_string().as_bytes())
+                    .u64("source.port", u64::from(*sp))
+                    .str("destination.ip", dst.to_string().as_bytes())
+                    .u64("destination.port", u64::from(*dp))
+                    .str("network.transport", "tcp")
+                    .str("network.type", if *fam == 2 { "ipv4" } else { "ipv6" });
+                if *tgid != 0 {
+                    w.u64("process.pid", u64::from(*tgid));
+                    if let Some(n) = v.comm() {
+                        w.str("process.name", n.as_bytes());
+                    }
+                }
+                if v.state > 0 {
+                    w.str("vigil.tcp.state", tcp_state(v.state));
+                }
+            };
+            if c[0] > 0 {
+                n_retrans += 1;
+                if n_retrans <= MAX_RECORDS {
+                    let mut w = vigil_outputs::json::Writer::new();
+                    header(&mut w, "tcp-retransmit", "vigil.tcp");
+                    conn(&mut w);
+                    put_f64(&mut w, "vigil.tcp.interval_s", secs);
+                    w.u64("vigil.tcp.retransmits", c[0]);
+                    if v.err != 0 {
+                        w.i64("vigil.tcp.last_error", i64::from(v.err));
+                    }
+                    out.push(Record {
+                        json: w.finish(),
+                        finding: None,
+                    });
+                }
+                if self.cfg.tcp_retrans_max > 0 && c[0] >= self.cfg.tcp_retrans_max {
+                    let msg = format!(
+                        "TCP connection {src}:{sp} -> {dst}:{dp}{} retransmitted {} segments in {secs:.0} s (threshold {})",
+                        if *tgid != 0 {
+                            format!(" (process {tgid} {})", v.comm().unwrap_or_default())
+                        } else {
+                            String::new()
+                        },
+                        c[0],
+                        self.cfg.tcp_retrans_max
+                    );
+                    let mut w = vigil_outputs::json::Writer::new();
+                    header(&mut w, "tcp-retrans-high", "vigil.finding");
+                    w.str("message", msg.as_bytes());
+                    conn(&mut w);
+                    finding(
+                        &mut w,
+                        "tcp-retrans-high",
+                        "vigil.tcp.retransmits",
+                        c[0] as f64,
+                        self.cfg.tcp_retrans_max as f64,
+                        "count",
+                    );
+                    findings.push(Record {
+                        json: w.finish(),
+                        finding: Some(("tcp-retrans-high".into(), msg)),
+                    });
+                }
+            }
+            if c[1] + c[2] > 0 {
+                n_reset += 1;
+                if n_reset <= MAX_RECORDS {
+                    let mut w = vigil_outputs::json::Writer::new();
+                    header(&mut w, "tcp-reset", "vigil.tcp");
+                    conn(&mut w);
+                    put_f64(&mut w, "vigil.tcp.interval_s", secs);
+                    w.u64("vigil.tcp.resets_sent", c[1])
+                        .u64("vigil.tcp.resets_received", c[2]);
+                    out.push(Record {
+                        json: w.finish(),
+                        finding: None,
+                    });
+                }
+            }
+        }
+        if self.cfg.tcp_resets_max > 0 && resets >= self.cfg.tcp_resets_max {
+            let msg = format!(
+                "This host sent and received {resets} TCP resets in {secs:.0} s on {} connections (threshold {}): a port scan, or a service refusing or dropping connections",
+                n_reset, self.cfg.tcp_resets_max
+            );
+            let mut w = vigil_outputs::json::Writer::new();
+            header(&mut w, "tcp-resets-high", "vigil.finding");
+            w.str("message", msg.as_bytes())
+                .u64("vigil.tcp.connections", n_reset as u64);
+            finding(
+                &mut w,
+                "tcp-resets-high",
+                "vigil.tcp.resets",
+                resets as f64,
+                self.cfg.tcp_resets_max as f64,
+                "count",
+            );
+            findings.push(Record {
+                json: w.finish(),
+                finding: Some(("tcp-resets-high".into(), msg)),
+            });
+        }
+
+        // ---- block I/O: one record per (device, cgroup), ops together ----
+        let mut groups: BTreeMap<(u32, u64), BioGroup> = BTreeMap::new();
+        for (k, h) in &iv.bio {
+            let e = groups
+                .entry((k.dev, k.cgroup_id))
+                .or_insert_with(|| (BioHist::default(), BTreeMap::new()));
+            for i in 0..BIO_SLOTS {
+                e.0.slots[i] += h.slots[i];
+            }
+            e.0.sum_ns += h.sum_ns;
+            e.0.queue_ns += h.queue_ns;
+            e.0.bytes += h.bytes;
+            *e.1.entry(op_name(k.op)).or_default() += total(&h.slots);
+        }
+        for (i, ((dev, cg), (h, ops))) in groups.iter().enumerate() {
+            if i >= MAX_RECORDS {
+                break;
+            }
+            let (major, minor) = (dev >> 20, dev & 0xfffff);
+            let name = self.dev(*dev);
+            let (path, container) = self.cgroup(*cg, host);
+            let n = total(&h.slots);
+            let q = |x| quantile_us(&h.slots, x).unwrap_or(0.0);
+            let (p50, p90, p99) = (q(0.5), q(0.9), q(0.99));
+            let max = h
+                .slots
+                .iter()
+                .rposition(|&c| c > 0)
+                .map_or(0, |k| slot_bounds(k).1);
+            // The JSON writer nests dotted keys: fields go grouped by
+            // prefix (container.*, then vigil.bio.*, then vigil.cgroup.*).
+            let contf = |w: &mut vigil_outputs::json::Writer| {
+                if let Some(c) = &container {
+                    w.str("container.id", c.id.as_bytes())
+                        .str("container.runtime", c.runtime);
+                }
+            };
+            let devf = |w: &mut vigil_outputs::json::Writer| {
+                if let Some(d) = &name {
+                    w.str("vigil.bio.device", d.as_bytes());
+                }
+                w.u64("vigil.bio.major", u64::from(major))
+                    .u64("vigil.bio.minor", u64::from(minor));
+            };
+            let cgf = |w: &mut vigil_outputs::json::Writer| {
+                w.u64("vigil.cgroup.id", *cg);
+                if let Some(p) = &path {
+                    w.str("vigil.cgroup.path", p.as_bytes());
+                }
+            };
+            let mut opj = String::from("{");
+            for (j, (op, c)) in ops.iter().enumerate() {
+                if j > 0 {
+                    opj.push(',');
+                }
+                opj.push_str(&format!("\"{op}\":{c}"));
+            }
+            opj.push('}');
+            let mut w = vigil_outputs::json::Writer::new();
+            header(&mut w, "biolatency", "vigil.bio");
+            contf(&mut w);
+            devf(&mut w);
+            put_f64(&mut w, "vigil.bio.interval_s", secs);
+            w.u64("vigil.bio.count", n)
+                .raw("vigil.bio.ops", opj.as_bytes())
+                .u64("vigil.bio.bytes", h.bytes);
+            put_f64(
+                &mut w,
+                "vigil.bio.mean_us",
+                round1(h.sum_ns as f64 / n.max(1) as f64 / 1e3),
+            );
+            put_f64(&mut w, "vigil.bio.p50_us", round1(p50));
+            put_f64(&mut w, "vigil.bio.p90_us", round1(p90));
+            put_f64(&mut w, "vigil.bio.p99_us", round1(p99));
+            w.u64("vigil.bio.max_us", max);
+            put_f64(
+                &mut w,
+                "vigil.bio.queue_mean_us",
+                round1(h.queue_ns as f64 / n.max(1) as f64 / 1e3),
+            );
+            w.raw("vigil.bio.slots", &json_array(&trimmed(&h.slots)));
+            cgf(&mut w);
+            out.push(Record {
+                json: w.finish(),
+                finding: None,
+            });
+            if self.cfg.bio_p99_ms > 0.0
+                && n >= self.cfg.bio_min_samples
+                && p99 > self.cfg.bio_p99_ms * 1000.0
+            {
+                let who = container
+                    .as_ref()
+                    .map(|c| format!("container {}", &c.id[..c.id.len().min(12)]))
+                    .or_else(|| path.as_ref().map(|p| format!("cgroup {p}")))
+                    .unwrap_or_else(|| format!("cgroup id {cg}"));
+                let msg = format!(
+                    "Block I/O p99 on {} for {who} is {:.1} ms over {n} requests in {secs:.0} s (threshold {} ms)",
+                    name.clone().unwrap_or_else(|| format!("{major}:{minor}")),
+                    p99 / 1e3,
+                    self.cfg.bio_p99_ms
+                );
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "bio-latency-high", "vigil.finding");
+                w.str("message", msg.as_bytes());
+                contf(&mut w);
+                devf(&mut w);
+                cgf(&mut w);
+                finding(
+                    &mut w,
+                    "bio-latency-high",
+                    "vigil.bio.p99_us",
+                    round1(p99 / 1e3),
+                    self.cfg.bio_p99_ms,
+                    "ms",
+                );
+                w.u64("vigil.finding.samples", n);
+                findings.push(Record {
+                    json: w.finish(),
+                    finding: Some(("bio-latency-high".into(), msg)),
+                });
+            }
+        }
+
+        // ---- vigil's own cost ----
+        if let Some(c) = &iv.cost {
+            let pct = c.cpu_pct();
+            let mut arr = String::from("[");
+            for (j, (name, runs, ns)) in c.programs.iter().take(10).enumerate() {
+                if j > 0 {
+                    arr.push(',');
+                }
+                arr.push_str(&format!(
+                    "{{\"name\":{},\"runs\":{runs},\"run_ns\":{ns},\"ns_per_run\":{},\"runs_per_s\":{}}}",
+                    json_str(name),
+                    round1(*ns as f64 / (*runs).max(1) as f64),
+                    per_s(*runs)
+                ));
+            }
+            arr.push(']');
+            let mut w = vigil_outputs::json::Writer::new();
+            header(&mut w, "vigil-cost", "vigil.cost");
+            put_f64(&mut w, "vigil.cost.interval_s", secs);
+            put_f64(&mut w, "vigil.cost.cpu_pct", round2(pct));
+            put_f64(
+                &mut w,
+                "vigil.cost.agent_cpu_pct",
+                round2(100.0 * c.cpu_ns as f64 / 1e9 / c.secs.max(1e-3)),
+            );
+            put_f64(
+                &mut w,
+                "vigil.cost.bpf_cpu_pct",
+                round2(100.0 * c.bpf_ns as f64 / 1e9 / c.secs.max(1e-3)),
+            );
+            w.u64("vigil.cost.agent_cpu_ns", c.cpu_ns)
+                .u64("vigil.cost.bpf_ns", c.bpf_ns)
+                .u64("vigil.cost.bpf_runs", c.bpf_runs);
+            put_f64(&mut w, "vigil.cost.bpf_runs_per_s", per_s(c.bpf_runs));
+            w.u64("vigil.cost.events", c.events);
+            put_f64(&mut w, "vigil.cost.events_per_s", per_s(c.events));
+            if c.events > 0 {
+                put_f64(
+                    &mut w,
+                    "vigil.cost.ns_per_event",
+                    round1((c.cpu_ns + c.bpf_ns) as f64 / c.events as f64),
+                );
+            }
+            w.raw("vigil.cost.programs", arr.as_bytes());
+            out.push(Record {
+                json: w.finish(),
+                finding: None,
+            });
+            if self.cfg.self_cpu_pct > 0.0 && pct > self.cfg.self_cpu_pct {
+                let top = c
+                    .programs
+                    .first()
+                    .map(|(n, r, ns)| {
+                        format!(
+                            "; busiest BPF program {n}: {r} runs, {:.1} ms",
+                            *ns as f64 / 1e6
+                        )
+                    })
+                    .unwrap_or_default();
+                let msg = format!(
+                    "vigil used {:.1}% of one CPU in {secs:.0} s (agent {:.1}%, BPF programs {:.1}%; threshold {}%), {} events{top}",
+                    pct,
+                    100.0 * c.cpu_ns as f64 / 1e9 / c.secs.max(1e-3),
+                    100.0 * c.bpf_ns as f64 / 1e9 / c.secs.max(1e-3),
+                    self.cfg.self_cpu_pct,
+                    c.events
+                );
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "vigil-cost-high", "vigil.finding");
+                w.str("message", msg.as_bytes());
+                finding(
+                    &mut w,
+                    "vigil-cost-high",
+                    "vigil.cost.cpu_pct",
+                    round2(pct),
+                    self.cfg.self_cpu_pct,
+                    "%",
+                );
+                findings.push(Record {
+                    json: w.finish(),
+                    finding: Some(("vigil-cost-high".into(), msg)),
+                });
+            }
+        }
+        self.totals.findings += findings.len() as u64;
+        out.extend(findings);
+        out
+    }
+}
+
+/// Slot-wise `a - b`; a histogram that went down (its BPF entry was removed
+/// and created again) counts from zero.
+fn bio_delta(a: &BioHist, b: &BioHist) -> BioHist {
+    if a.slots.iter().zip(b.slots.iter()).any(|(x, y)| x < y)
+        || a.sum_ns < b.sum_ns
+        || a.queue_ns < b.queue_ns
+        || a.bytes < b.bytes
+    {
+        return *a;
+    }
+    let mut d = BioHist::default();
+    for k in 0..BIO_SLOTS {
+        d.slots[k] = a.slots[k] - b.slots[k];
+    }
+    d.sum_ns = a.sum_ns - b.sum_ns;
+    d.queue_ns = a.queue_ns - b.queue_ns;
+    d.bytes = a.bytes - b.bytes;
+    d
+}
+
+/// TCP state name (include/net/tcp_states.h).
+pub fn tcp_state(s: i32) -> &'static str {
+    match s {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
+    }
+}
+
+fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
+    if v.is_finite() {
+        w.raw(key, format!("{v}").as_bytes());
+    } else {
+        w.raw(key, b"null");
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn trimmed(slots: &[u64]) -> Vec<u64> {
+    let end = slots.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+    slots[..end].to_vec()
+}
+
+fn json_array(v: &[u64]) -> Vec<u8> {
+    let mut s = String::from("[");
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&x.to_string());
+    }
+    s.push(']');
+    s.into_bytes()
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bio_deltas_survive_a_reset_entry() {
+        let mut a = BioHist::default();
+        a.slots[5] = 10;
+        a.bytes = 4096;
+        let mut b = a;
+        b.slots[5] = 14;
+        b.bytes = 8192;
+        let d = bio_delta(&b, &a);
+        assert_eq!((d.slots[5], d.bytes), (4, 4096));
+        assert_eq!(bio_delta(&a, &b).slots[5], 10, "went down: from zero");
+    }
+
+    /// Every record parses, and no object key appears twice (the writer
+    /// nests dotted keys, so ungrouped fields would repeat `vigil`).
+    #[test]
+    fn records_are_well_formed_and_findings_fire_over_thresholds() {
+        let cfg = PerfConfig {
+            syscalls_errors_per_s: 10.0,
+            syscalls_denied_max: 5,
+            tcp_retrans_max: 3,
+            tcp_resets_max: 2,
+            bio_p99_ms: 1.0,
+            bio_min_samples: 1,
+            self_cpu_pct: 1.0,
+            ..PerfConfig::default()
+        };
+        let mut c = PerfsysCollector::new(&cfg);
+        let mut tk = TcpKey {
+            family: 2,
+            sport: 40000,
+            dport: 80,
+            tgid: 77,
+            ..TcpKey::default()
+        };
+        tk.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut rst = tk;
+        rst.kind = TCP_RESET_RECV;
+        let mut tv = TcpVal {
+            count: 5,
+            state: 1,
+            ..TcpVal::default()
+        };
+        tv.comm[..4].copy_from_slice(b"curl");
+        let mut h = BioHist::default();
+        h.slots[12] = 4; // 2-4 ms
+        h.sum_ns = 12_000_000;
+        let iv = SysInterval {
+            secs: 1.0,
+            procs: vec![(
+                42,
+                ScProc {
+                    calls: 100,
+                    errors: 60,
+                },
+            )],
+            errors: vec![
+                (
+                    ScErrKey {
+                        tgid: 42,
+                        nr: 257,
+                        err: 2,
+                        ..ScErrKey::default()
+                    },
+                    50,
+                ),
+                (
+                    ScErrKey {
+                        tgid: 42,
+                        nr: 62,
+                        err: 1,
+                        ..ScErrKey::default()
+                    },
+                    10,
+                ),
+            ],
+            tcp: vec![(tk, tv, 5), (rst, tv, 3)],
+            bio: vec![(
+                BioKey {
+                    cgroup_id: 1,
+                    dev: 254 << 20,
+                    op: 1,
+                },
+                h,
+            )],
+            cost: Some(Cost {
+                secs: 1.0,
+                cpu_ns: 30_000_000,
+                bpf_ns: 1_000_000,
+                bpf_runs: 10,
+                events: 5,
+                programs: vec![("vg_x".into(), 10, 1_000_000)],
+            }),
+        };
+        let mut host = crate::host::RecordedHost::default();
+        let recs = c.records(&iv, &mut host, "h", 0);
+        let mut actions = Vec::new();
+        for r in &recs {
+            let text = String::from_utf8(r.json.clone()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for key in [
+                "\"vigil\":{",
+                "\"process\":{",
+                "\"container\":{",
+                "\"event\":{",
+            ] {
+                assert!(text.matches(key).count() <= 1, "{key} twice: {text}");
+            }
+            actions.push(v["event"]["action"].as_str().unwrap().to_string());
+        }
+        for want in [
+            "syscall-errors",
+            "syscalls",
+            "tcp-retransmit",
+            "tcp-reset",
+            "biolatency",
+            "vigil-cost",
+            "syscall-errors-high",
+            "syscall-denied-high",
+            "tcp-retrans-high",
+            "tcp-resets-high",
+            "bio-latency-high",
+            "vigil-cost-high",
+        ] {
+            assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+        }
+        assert_eq!(c.totals.findings, 6);
+        let rec = |a: &str| -> serde_json::Value {
+            let r = recs
+                .iter()
+                .find(|r| String::from_utf8_lossy(&r.json).contains(&format!("\"action\":\"{a}\"")))
+                .unwrap();
+            serde_json::from_slice(&r.json).unwrap()
+        };
+        let se = rec("syscall-errors");
+        assert_eq!(se["vigil"]["syscalls"]["errors"], 60);
+        assert_eq!(se["vigil"]["syscalls"]["denied"], 10);
+        assert_eq!(se["vigil"]["syscalls"]["failures"][0]["syscall"], "openat");
+        assert_eq!(se["vigil"]["syscalls"]["failures"][0]["errno"], "ENOENT");
+        let t = rec("tcp-retransmit");
+        assert_eq!(t["source"]["ip"], "10.0.0.1");
+        assert_eq!(t["destination"]["port"], 80);
+        assert_eq!(t["process"]["name"], "curl");
+        assert_eq!(t["vigil"]["tcp"]["retransmits"], 5);
+        let b = rec("biolatency");
+        assert_eq!(b["vigil"]["bio"]["major"], 254);
+        assert_eq!(b["vigil"]["bio"]["count"], 4);
+        assert_eq!(b["vigil"]["cgroup"]["id"], 1);
+    }
+
+    #[test]
+    fn cost_share_of_one_cpu() {
+        let c = Cost {
+            secs: 10.0,
+            cpu_ns: 500_000_000,
+            bpf_ns: 500_000_000,
+            ..Cost::default()
+        };
+        assert!((c.cpu_pct() - 10.0).abs() < 1e-9);
+        assert_eq!(tcp_state(2), "SYN_SENT");
+        assert_eq!(tcp_state(99), "UNKNOWN");
+    }
+}
