@@ -998,11 +998,6 @@ pub async fn run(
     } else {
         None
     };
-    let (mut sched, mut perf) = start_perf(&cfg, opts.perf_history, opts.verbose);
-    let (mut psys, mut psys_coll) = start_perfsys(&cfg, opts.verbose);
-    let mut perf_tick = tokio::time::interval(Duration::from_secs(cfg.perf.interval_s.max(1)));
-    perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    perf_tick.reset();
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
     if opts.drop_privileges {
@@ -1033,6 +1028,15 @@ pub async fn run(
     if let Some(r) = recorder.as_mut() {
         r.json(capture::frame::SEED, &seed)?;
     }
+    // The performance objects (run-queue, syscall, TCP, block I/O) load
+    // after the seed: their verification takes a second or more, and the
+    // process table must not wait for it (a container started just after
+    // "ready" would otherwise be taken for one running before vigil).
+    let (mut sched, mut perf) = start_perf(&cfg, opts.perf_history, opts.verbose);
+    let (mut psys, mut psys_coll) = start_perfsys(&cfg, opts.verbose);
+    let mut perf_tick = tokio::time::interval(Duration::from_secs(cfg.perf.interval_s.max(1)));
+    perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    perf_tick.reset();
 
     let mut housekeeping = tokio::time::interval(Duration::from_secs(
         cfg.agent.housekeeping_interval_s.max(1),
