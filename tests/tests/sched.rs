@@ -105,8 +105,11 @@ fn runqlat_attributes_wait_to_the_waiting_cgroup_and_pidnss_counts_switches() {
         slow * 4 >= vn,
         "at least a quarter of the victim's wakeups waited >= 1 ms behind the hog\n{all}"
     );
-    let vp50 = perf::quantile_us(&vw.slots, 0.5).unwrap();
-    assert!(vp50 >= 250.0, "victim p50 {vp50} us\n{all}");
+    // p90, not p50: on a loaded machine the hog is sometimes descheduled
+    // itself and half the victim's wakeups run at once (CI: p50 27 us,
+    // p90 4.6 ms); the tail is what the hog causes.
+    let vp50 = perf::quantile_us(&vw.slots, 0.9).unwrap();
+    assert!(vp50 >= 1000.0, "victim p90 {vp50} us\n{all}");
     // The hog's threads never sleep: its waits are preemptions, under its
     // own cgroup; it has (almost) no wakeup waits, so none of the victim's
     // wakeups were credited to it.
@@ -120,10 +123,10 @@ fn runqlat_attributes_wait_to_the_waiting_cgroup_and_pidnss_counts_switches() {
     if let Some(q) = &qw {
         let qn = perf::total(&q.slots);
         assert!(qn >= 200, "quiet wakeups\n{all}");
-        let qp50 = perf::quantile_us(&q.slots, 0.5).unwrap();
+        let qp50 = perf::quantile_us(&q.slots, 0.9).unwrap();
         assert!(
             vp50 >= 8.0 * qp50,
-            "victim p50 {vp50} us vs quiet p50 {qp50} us\n{all}"
+            "victim p90 {vp50} us vs quiet p90 {qp50} us\n{all}"
         );
     }
 
