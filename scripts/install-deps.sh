@@ -29,13 +29,14 @@ declare -A provides=(
   [openssl]=openssl        # test certificates for the TLS tests
   [prometheus]=promtool    # `promtool check metrics` validates the /metrics exposition
   [iproute2]=ip
-  [iptables]=iptables     # drops a SYN inside a private netns (TCP retransmit test)
   [procps]=pgrep
   [util-linux]=unshare    # unshare(1), mount(8), script(1) comes from bsdutils
   [bsdutils]=script
   [tar]=tar
+  [auditd]=auditctl        # the head-to-head evaluation (vigil-eval compare) runs auditd
+  [bpftrace]=bpftrace      # ... and bpftrace one-liners as the eBPF floor
 )
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 iptables procps util-linux bsdutils tar)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,57 @@
+//! `vigil-eval`: the evaluation a user can run on their own host (issue 8).
+//!
+//! ```text
+//! vigil-eval compare [--quick] [--rounds N] [--scale F] [--only auditd-watch,vigil,...]
+//! vigil-eval flood   [--quick] [--seconds S]
+//! vigil-eval outage  [--quick]
+//! vigil-eval crash   [--quick] [--iterations N]
+//! vigil-eval soak    [--quick] [--minutes M]
+//! vigil-eval all     [--quick]          (everything but the soak)
+//! ```
+//!
+//! Root is required (it loads vigil's sensors, starts auditd and bpftrace).
+//! Every subcommand runs the real `vigil` binary found next to this one,
+//! checks what it claims and exits 1 with the failed check. Whatever it
+//! changes (the kernel's audit rules, agents, floods, receivers, temporary
+//! directories) is undone on exit, on error and on SIGINT/SIGTERM/SIGHUP;
+//! auditd's kernel state is left as `auditctl -D; -e 0; -a never,task`.
+//! `scripts/eval.sh` is the documented entry point (it builds first).
+
+mod compare;
+#[allow(dead_code)] // parts are for the flood, outage, crash and soak steps
+mod util;
+#[allow(dead_code)]
+mod work;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: vigil-eval compare|flood|outage|crash|soak|all [--quick] [options] (root; see scripts/eval.sh)"
+    );
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else { usage() };
+    if cmd == "work" {
+        work::main(&args[1..]);
+        return;
+    }
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("vigil-eval: needs root (loads eBPF, starts auditd and bpftrace)");
+        std::process::exit(2);
+    }
+    util::install_signal_cleanup();
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "compare" => compare::main(rest),
+        "all" => compare::main(rest),
+        _ => usage(),
+    };
+    util::run_all_cleanups();
+    if let Err(e) = r {
+        eprintln!("vigil-eval {cmd}: FAILED: {e}");
+        std::process::exit(1);
+    }
+}
