@@ -223,14 +223,20 @@ fn output_urls(cfg: &Config, out: &OutputArgs) -> Vec<String> {
         .collect()
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are installed when this is called, not
+/// when the future is first polled: from then on neither signal can kill
+/// the agent with its default action (no drain, no summary), and one that
+/// arrives before the future is polled is still seen.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }
 
 fn require_root(what: &str) -> Result<(), ExitCode> {
@@ -248,10 +254,20 @@ fn main() -> ExitCode {
     // A shell starting vigil in the background sets SIGINT to "ignored",
     // and an ignored signal stays ignored: restore the defaults so SIGINT
     // and SIGTERM reach the agent's handlers (it drains, flushes, summarizes).
-    // SAFETY: signal(2) with default dispositions, before any thread exists.
+    // A blocked mask is inherited across exec too (a wrapper that blocks
+    // signals to sigwait for them, e.g.): a blocked SIGINT/SIGTERM/SIGHUP
+    // would make the agent impossible to stop cleanly or reload. Unblock them.
+    // SAFETY: signal(2) with default dispositions and pthread_sigmask with a
+    // valid set, before any thread exists.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
     let cli = Cli::parse();
     let mut cfg = match load_config(cli.config.as_ref()) {
@@ -480,6 +496,13 @@ fn run_agent(
             perf_history: true,
             ..agent::RunOptions::new(cfg.clone())
         };
+        // Signal handlers before "sensors live": a supervisor that stops or
+        // reloads the agent as soon as it reports ready must not hit the
+        // default actions (SIGTERM/SIGINT/SIGHUP terminate). A SIGHUP before
+        // the rules are running is absorbed (they were just loaded).
+        let stop_signal = shutdown_signal().context("install SIGTERM/SIGINT handlers")?;
+        let _early_hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("install the SIGHUP handler")?;
         let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;
         let live = sensors.status().iter().filter(|s| s.is_live()).count();
         eprintln!(
@@ -505,9 +528,9 @@ fn run_agent(
             match duration {
                 Some(d) => tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(d)) => {},
-                    _ = shutdown_signal() => {},
+                    _ = stop_signal => {},
                 },
-                None => shutdown_signal().await,
+                None => stop_signal.await,
             }
         };
         let summary = agent::run(opts, &mut sensors, stop).await?;

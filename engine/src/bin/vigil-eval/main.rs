@@ -18,6 +18,7 @@
 //! `scripts/eval.sh` is the documented entry point (it builds first).
 
 mod compare;
+mod soak;
 #[allow(dead_code)] // parts are for the flood, outage, crash and soak steps
 mod util;
 #[allow(dead_code)]
@@ -46,6 +47,7 @@ fn main() {
     let rest = &args[1..];
     let r = match cmd.as_str() {
         "compare" => compare::main(rest),
+        "soak" => soak::main(rest),
         "all" => compare::main(rest),
         _ => usage(),
     };

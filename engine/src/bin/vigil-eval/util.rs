@@ -58,27 +58,49 @@ impl Drop for Guard {
     }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in every thread and starts a thread
-/// that, on one of them, runs every registered cleanup (newest first) and
-/// exits 130. Call first in `main`, before other threads exist. Children
-/// start with an empty signal mask (std resets it before exec).
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    let b = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; one byte from a valid buffer.
+    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+/// On SIGINT, SIGTERM or SIGHUP runs every registered cleanup (newest
+/// first) and exits 130. The signals are caught by a handler that writes to
+/// a pipe read by a cleanup thread, not blocked: a blocked mask would be
+/// inherited by every child (vigil, auditd, bpftrace) across exec, and they
+/// could then not be stopped with SIGINT/SIGTERM. Caught signals revert to
+/// their defaults in an exec'd child. Call first in `main`.
 pub fn install_signal_cleanup() {
-    // SAFETY: sigset_t is plain data; the calls get valid pointers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let set2 = set;
-        std::thread::spawn(move || {
-            let mut sig = 0;
-            libc::sigwait(&set2, &mut sig);
-            eprintln!("\nvigil-eval: signal {sig}: cleaning up (audit rules, agents, floods)");
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        eprintln!("vigil-eval: pipe2 failed: no cleanup on signals");
+        return;
+    }
+    SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    let rd = fds[0];
+    std::thread::spawn(move || {
+        let mut b = 0u8;
+        // SAFETY: reads one byte into a valid buffer.
+        let n = unsafe { libc::read(rd, (&mut b as *mut u8).cast(), 1) };
+        if n == 1 {
+            eprintln!("\nvigil-eval: signal {b}: cleaning up (audit rules, agents, floods)");
             run_all_cleanups();
             std::process::exit(130);
-        });
+        }
+    });
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that only calls write(2).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
     }
 }
 
@@ -166,6 +188,19 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Anonymous resident memory of `pid` (`RssAnon`: its heap and stacks,
+/// without the binary and the ring buffer mappings), KiB (0 when gone).
+pub fn rss_anon_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -384,7 +419,13 @@ impl Agent {
                 _ => {
                     let _ = c.kill();
                     let _ = c.wait();
-                    return Err("vigil did not exit within 60 s of SIGINT".into());
+                    let text = self.stderr_text();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    return Err(format!(
+                        "vigil did not exit within 60 s of SIGINT; last stderr lines:\n{}",
+                        tail.join("\n")
+                    ));
                 }
             }
         }
