@@ -616,6 +616,24 @@ impl Sensors {
         self._stats_fd.is_some()
     }
 
+    /// Turns BPF run-time statistics on (takes a `BPF_ENABLE_STATS`
+    /// descriptor) or off (closes it). The switch is kernel-wide and costs
+    /// two clock reads per run of every BPF program on the host while any
+    /// descriptor is open, so the agent samples: on for a short window in
+    /// every interval. Counters keep their values while off.
+    pub fn set_bpf_stats(&mut self, on: bool) -> Result<(), String> {
+        match (on, self._stats_fd.is_some()) {
+            (true, false) => {
+                self._stats_fd = Some(
+                    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.to_string())?,
+                );
+            }
+            (false, true) => self._stats_fd = None,
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Removes dedup entries of processes that are gone, returning
     /// (entries removed, repeats they had suppressed) so the exact
     /// per-key counts are accounted before the key disappears.

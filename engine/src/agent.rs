@@ -313,10 +313,11 @@ impl Pipeline {
         coll: &mut crate::perfsys::PerfsysCollector,
         ps: Option<&mut vigil_bpf::perfsys::Perfsys>,
         programs: &[vigil_bpf::ProgramStat],
+        bpf_scale: f64,
         host: &mut dyn Host,
     ) {
         let events: u64 = self.stats.decoded.values().sum();
-        let iv = coll.read(ps, programs, events);
+        let iv = coll.read(ps, programs, bpf_scale, events);
         let now = host::boot_offset_ns() + boot_now_ns() as i64;
         let hostname = self.hostname.clone();
         for r in coll.records(&iv, host, &hostname, now) {
@@ -741,7 +742,7 @@ impl Summary {
         if !busy.is_empty() {
             let total: std::time::Duration = busy.iter().map(|p| p.run_time).sum();
             s.push_str(&format!(
-                "BPF programs: {:.1} ms of kernel time in total (BPF_ENABLE_STATS)\n",
+                "BPF programs: {:.1} ms of kernel time counted while BPF_ENABLE_STATS was on (sampled: sensors.bpf_stats_sample_ms of every perf interval; ns/run is exact)\n",
                 total.as_secs_f64() * 1e3
             ));
             s.push_str(&format!(
@@ -1037,6 +1038,14 @@ pub async fn run(
     let mut perf_tick = tokio::time::interval(Duration::from_secs(cfg.perf.interval_s.max(1)));
     perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     perf_tick.reset();
+    // bpf_stats is kernel-wide and costs two clock reads per run of every
+    // BPF program on the host: sample it (on for a window at the start of
+    // each perf interval) and scale the BPF time by the sampled share.
+    let mut stats = StatsSampler::new(
+        sensors.bpf_stats_enabled(),
+        Duration::from_millis(cfg.sensors.bpf_stats_sample_ms),
+        Duration::from_secs(cfg.perf.interval_s.max(1)),
+    );
 
     let mut housekeeping = tokio::time::interval(Duration::from_secs(
         cfg.agent.housekeeping_interval_s.max(1),
@@ -1102,13 +1111,17 @@ pub async fn run(
                 }
                 pipeline.flush();
             }
+            _ = tokio::time::sleep_until(stats.off_at().unwrap_or_else(std::time::Instant::now).into()), if stats.off_at().is_some() => {
+                stats.window_end(sensors);
+            }
             _ = perf_tick.tick(), if perf.is_some() || psys_coll.is_some() => {
                 if let Some(p) = perf.as_mut() {
                     pipeline.collect_perf(p, sched.as_mut(), &mut host);
                 }
+                let bpf_scale = stats.interval_end(sensors);
                 if let Some(c) = psys_coll.as_mut() {
                     let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
-                    pipeline.collect_perfsys(c, psys.as_mut(), &programs, &mut host);
+                    pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
                     if let Some(ps) = psys.as_mut() {
                         let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
                         c.sweep(ps, alive);
@@ -1148,9 +1161,10 @@ pub async fn run(
     if let Some(p) = perf.as_mut() {
         pipeline.collect_perf(p, sched.as_mut(), &mut host);
     }
+    let bpf_scale = stats.interval_end(sensors);
     if let Some(c) = psys_coll.as_mut() {
         let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
-        pipeline.collect_perfsys(c, psys.as_mut(), &programs, &mut host);
+        pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
     }
     drop(psys);
     drop(sched);
@@ -1243,6 +1257,81 @@ fn start_perf(
 
 /// Run count and time of every vigil BPF program: the security sensors,
 /// the scheduler object and the perfsys object.
+/// Samples `bpf_stats`: on for `window` at the start of each perf
+/// interval, off for the rest (`window` zero or not shorter than the
+/// interval: on all the time).
+struct StatsSampler {
+    enabled: bool,
+    window: Duration,
+    on_since: Option<std::time::Instant>,
+    sampled: Duration,
+    interval_start: std::time::Instant,
+    off_at: Option<std::time::Instant>,
+}
+
+impl StatsSampler {
+    fn new(on_now: bool, window: Duration, interval: Duration) -> StatsSampler {
+        let now = std::time::Instant::now();
+        let sampling = on_now && !window.is_zero() && window < interval;
+        StatsSampler {
+            enabled: on_now,
+            window: if sampling { window } else { Duration::ZERO },
+            on_since: on_now.then_some(now),
+            sampled: Duration::ZERO,
+            interval_start: now,
+            off_at: sampling.then(|| now + window),
+        }
+    }
+
+    /// When the current window closes (None: not sampling or closed).
+    fn off_at(&self) -> Option<std::time::Instant> {
+        self.off_at
+    }
+
+    fn window_end(&mut self, sensors: &mut Sensors) {
+        self.off_at = None;
+        if let Some(t) = self.on_since.take() {
+            self.sampled += t.elapsed();
+        }
+        let _ = sensors.set_bpf_stats(false);
+    }
+
+    /// Ends an interval: returns the factor that scales the BPF time
+    /// counted in it to the whole interval, and opens the next window.
+    fn interval_end(&mut self, sensors: &mut Sensors) -> f64 {
+        let now = std::time::Instant::now();
+        let mut sampled = self.sampled;
+        if let Some(t) = self.on_since {
+            sampled += now.duration_since(t);
+        }
+        let total = now.duration_since(self.interval_start);
+        self.interval_start = now;
+        self.sampled = Duration::ZERO;
+        if self.on_since.is_some() {
+            self.on_since = Some(now);
+        }
+        if self.enabled && !self.window.is_zero() && self.on_since.is_none() {
+            match sensors.set_bpf_stats(true) {
+                Ok(()) => {
+                    self.on_since = Some(now);
+                    self.off_at = Some(now + self.window);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "vigil: bpf_stats: cannot re-enable ({e}); BPF run time no longer sampled"
+                    );
+                    self.enabled = false;
+                }
+            }
+        }
+        if sampled.is_zero() {
+            1.0
+        } else {
+            total.as_secs_f64() / sampled.as_secs_f64()
+        }
+    }
+}
+
 fn all_program_stats(
     sensors: &Sensors,
     sched: Option<&vigil_bpf::sched::Sched>,

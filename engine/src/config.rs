@@ -85,6 +85,9 @@ pub struct SensorsConfig {
     pub bash_path: Option<PathBuf>,
     /// Per-program run-time statistics while running.
     pub bpf_stats: bool,
+    /// Sampling window of the statistics in every perf interval, ms (0 =
+    /// on all the time).
+    pub bpf_stats_sample_ms: u64,
     /// Count KVM exits per VMM process (kvm tracepoints; counts only).
     pub kvm: bool,
 }
@@ -115,6 +118,7 @@ impl Default for SensorsConfig {
                 .collect(),
             bash_path: None,
             bpf_stats: s.bpf_stats,
+            bpf_stats_sample_ms: 1000,
             kvm: true,
         }
     }

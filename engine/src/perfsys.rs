@@ -179,6 +179,7 @@ impl PerfsysCollector {
         &mut self,
         ps: Option<&mut Perfsys>,
         programs: &[ProgramStat],
+        bpf_scale: f64,
         events: u64,
     ) -> SysInterval {
         let now = Instant::now();
@@ -211,6 +212,11 @@ impl PerfsysCollector {
                 } else {
                     (p.run_count, ns)
                 };
+                // bpf_stats is sampled: scale what the window counted
+                let (dr, dn) = (
+                    (dr as f64 * bpf_scale) as u64,
+                    (dn as f64 * bpf_scale) as u64,
+                );
                 cost.bpf_runs += dr;
                 cost.bpf_ns += dn;
                 if dr > 0 {

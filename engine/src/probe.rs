@@ -135,7 +135,17 @@ pub fn perfsys_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
         } else {
             match vigil_bpf::bpf_stats_available() {
                 Ok(()) => SensorState::Live {
-                    mechanism: "BPF_ENABLE_STATS run time and count of every vigil program, agent CPU time (getrusage)".into(),
+                    mechanism: if cfg.sensors.bpf_stats_sample_ms == 0
+                        || cfg.sensors.bpf_stats_sample_ms >= p.interval_s.max(1) * 1000
+                    {
+                        "BPF_ENABLE_STATS run time and count of every vigil program (on all the time), agent CPU time (getrusage)".into()
+                    } else {
+                        format!(
+                            "BPF_ENABLE_STATS run time and count of every vigil program (sampled {} ms of every {} s), agent CPU time (getrusage)",
+                            cfg.sensors.bpf_stats_sample_ms,
+                            p.interval_s.max(1)
+                        )
+                    },
                     fell_back_from: Vec::new(),
                 },
                 Err(e) => SensorState::Live {
