@@ -71,6 +71,35 @@ impl Telemetry {
                 },
             );
         }
+        // The agent's memory, read at each scrape: resident set (binary and
+        // ring-buffer mappings included), anonymous resident memory, and
+        // the allocator's view (in use vs. free but kept): a growing
+        // `in_use` is a leak, a growing `free` is fragmentation or a
+        // high-water mark that glibc keeps.
+        let _ = registry.gauge_fn(
+            "vigil_memory_resident_bytes",
+            "Resident memory of the agent (VmRSS: binary and ring-buffer mappings included).",
+            &[("kind", "total")],
+            || status_kib("VmRSS:") * 1024.0,
+        );
+        let _ = registry.gauge_fn(
+            "vigil_memory_resident_bytes",
+            "Resident memory of the agent (VmRSS: binary and ring-buffer mappings included).",
+            &[("kind", "anonymous")],
+            || status_kib("RssAnon:") * 1024.0,
+        );
+        let _ = registry.gauge_fn(
+            "vigil_memory_heap_bytes",
+            "The allocator's heap: bytes in use by the agent, and bytes free but kept (glibc mallinfo2).",
+            &[("state", "in_use")],
+            || heap().0,
+        );
+        let _ = registry.gauge_fn(
+            "vigil_memory_heap_bytes",
+            "The allocator's heap: bytes in use by the agent, and bytes free but kept (glibc mallinfo2).",
+            &[("state", "free")],
+            || heap().1,
+        );
         let anomalies = registry
             .counter(
                 "vigil_baseline_anomalies_total",
@@ -116,8 +145,8 @@ impl Telemetry {
                 // Function counters are whole numbers: the run time is
                 // exposed in nanoseconds (the unit is in the name).
                 let _ = self.registry.counter_fn(
-                    "vigil_bpf_program_run_nanoseconds_total",
-                    "CPU time spent in each BPF program in nanoseconds (kernel bpf_stats).",
+                    names::BPF_RUN_TIME.0,
+                    names::BPF_RUN_TIME.1,
                     &[("program", &p.name)],
                     move || {
                         s2.lock()
@@ -385,4 +414,23 @@ impl Telemetry {
             c.inc();
         }
     }
+}
+
+/// A `kB` line of /proc/self/status, in KiB (0 when absent).
+fn status_kib(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// (bytes in use, bytes free but kept) of the glibc heap.
+fn heap() -> (f64, f64) {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    let m = unsafe { libc::mallinfo2() };
+    ((m.uordblks + m.hblkhd) as f64, m.fordblks as f64)
 }

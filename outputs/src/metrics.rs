@@ -555,10 +555,11 @@ pub mod names {
         "vigil_rule_evaluation_seconds",
         "Time to evaluate all rules against one event.",
     );
-    /// BPF program run time (label `program`).
+    /// BPF program run time in nanoseconds (label `program`; a counter of
+    /// whole numbers, sampled with bpf_stats).
     pub const BPF_RUN_TIME: (&str, &str) = (
-        "vigil_bpf_program_run_seconds_total",
-        "CPU time spent in each BPF program (kernel bpf_stats).",
+        "vigil_bpf_program_run_nanoseconds_total",
+        "CPU time spent in each BPF program in nanoseconds (kernel bpf_stats, counted while sampling is on).",
     );
     /// BPF program runs (label `program`).
     pub const BPF_RUNS: (&str, &str) = (
