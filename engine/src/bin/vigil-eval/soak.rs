@@ -58,6 +58,15 @@ pub fn main(args: &[String]) -> R<()> {
         "soak: {minutes} min of the mixed workload at {rate} ops/s (1 in 10 an exec, 1 in 10 a refused connect, 1 in 10 a distinct failing open below /etc, the rest reads of /etc/passwd); sampling every {every} s"
     ));
     let child = work::spawn(&["mixed", &secs.to_string(), &rate.to_string()])?;
+    // an interrupted or failed soak must not leave the workload running
+    let wpid = child.id();
+    let reaped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = reaped.clone();
+    let _stop_workload = Guard::new(move || {
+        if !r2.load(std::sync::atomic::Ordering::SeqCst) {
+            signal(wpid, libc::SIGKILL)
+        }
+    });
     let t0 = Instant::now();
     let cpu0 = cpu_ns(agent.pid);
     let mut samples: Vec<Sample> = Vec::new();
@@ -105,6 +114,7 @@ pub fn main(args: &[String]) -> R<()> {
             && !matches!(c.try_wait(), Ok(None))
         {
             ops = work::finish(child.take().ok_or("child")?);
+            reaped.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         if child.is_none() {
             break;
