@@ -6,7 +6,10 @@
 #   - no network namespace named vigil-test*
 #   - no BPF pin under /sys/fs/bpf whose path contains vigil
 #   - no podman container (running or not) named vigil-test*
-#   - no process whose command line contains vigil-test-marker
+#   - no process whose command line contains vigil-test-marker, and no
+#     auditd, bpftrace or agent started by vigil-eval (/tmp/vigil-eval-*)
+#   - the kernel's audit state as the evaluation must leave it: disabled,
+#     and no rule but `-a never,task` (or none)
 # Prints each leak and exits 1 if there is any, else prints one line, exits 0.
 #
 #   leak-check.sh           check (scripts/test.sh runs it after the tests)
@@ -41,6 +44,26 @@ descendants() {
     END { n = split(kids[root], q, " "); for (i = 1; i <= n; i++) { print q[i]; m = split(kids[q[i]], more, " "); for (j = 1; j <= m; j++) q[++n] = more[j] } }'
 }
 
+# --- what vigil-eval starts: auditd/bpftrace/agents with /tmp/vigil-eval-* ---
+eval_pids() {
+  local p
+  for p in $(pgrep -f '/tmp/vigil-eval-' 2>/dev/null); do
+    [ "$p" = "$$" ] || [ "$p" = "${BASHPID:-}" ] && continue
+    tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q '/tmp/vigil-eval-' && echo "$p"
+  done
+}
+
+# --- the kernel's audit state (empty when as the evaluation must leave it) ---
+audit_state() {
+  command -v auditctl >/dev/null && [ "$(id -u)" -eq 0 ] || return 0
+  local st rules
+  st=$(auditctl -s 2>/dev/null | awk '$1=="enabled"{print $2}')
+  rules=$(auditctl -l 2>/dev/null | grep -v -x -e '-a never,task' -e 'No rules' | tr '\n' ';')
+  if [ "${st:-0}" != 0 ] || [ -n "$rules" ]; then
+    echo "enabled=${st:-?} rules=${rules:-none} (restore: auditctl -D; auditctl -e 0; auditctl -a never,task)"
+  fi
+}
+
 # --- podman containers ---
 podman_names() {
   [ "$(id -u)" -eq 0 ] && command -v podman >/dev/null || return 0
@@ -73,6 +96,14 @@ pins() {
 
 if [ "$clean" -eq 1 ]; then
   failed=0
+  for p in $(eval_pids); do
+    echo "leak-check: killing leftover vigil-eval process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-160)"
+    kill -9 "$p" 2>/dev/null
+  done
+  if [ -n "$(audit_state)" ]; then
+    echo "leak-check: restoring the audit state ($(audit_state))"
+    { auditctl -D && auditctl -e 0 && auditctl -a never,task; } >/dev/null || failed=1
+  fi
   for p in $(marker_pids); do
     echo "leak-check: killing leftover process $p and its descendants: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-160)"
     kill -STOP "$p" 2>/dev/null   # no new children while we collect them
@@ -118,6 +149,10 @@ fi
 for p in $(marker_pids); do
   leak "process $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"
 done
+for p in $(eval_pids); do
+  leak "process $p (vigil-eval): $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"
+done
+a=$(audit_state); [ -n "$a" ] && leak "audit state: $a"
 while IFS= read -r c; do [ -n "$c" ] && leak "podman container $c"; done < <(podman_names)
 while IFS= read -r cg; do leak "cgroup $cg (pids in it and below: $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' '))"; done < <(cgroups)
 while IFS= read -r m; do leak "mount $m"; done < <(mounts)
@@ -129,4 +164,4 @@ if [ ${#leaks[@]} -gt 0 ]; then
   echo "leak-check: FAILED: the tests left ${#leaks[@]} thing(s) behind (remove them with: $0 --clean)" >&2
   exit 1
 fi
-echo "leak-check: nothing left behind (cgroups, mounts, netns, BPF pins, podman containers, marker processes)"
+echo "leak-check: nothing left behind (cgroups, mounts, netns, BPF pins, podman containers, marker and vigil-eval processes, audit state)"
