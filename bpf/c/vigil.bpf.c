@@ -1012,25 +1012,44 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	__u64 ka, kb;
 	__u32 interest;
 	struct file *wf = NULL;
+	/* The opened file, or for a failed open the base directory of a
+	 * relative name (dirfd or cwd), is walked at one call site: three
+	 * inlined copies of the walk cost verification time at start-up. */
+	struct file *bf = NULL;
+	struct dentry *bd = 0;
+	struct vfsmount *bm = 0;
+	int base = 0;
+	char first = 0;
 	if (ret >= 0) {
-		struct file *f = fd_file(ret);
-		wf = f;
-		b->ino = BPF_CORE_READ(f, f_inode, i_ino);
-		b->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
-		off = put_path(s, off, 0, file_path(s, f));
+		bf = wf = fd_file(ret);
+		b->ino = BPF_CORE_READ(bf, f_inode, i_ino);
+		b->dev = BPF_CORE_READ(bf, f_inode, i_sb, s_dev);
+		base = 1;
+	} else {
+		bpf_probe_read_user(&first, 1, name);
+		if (first != '/') {
+			base = 1;
+			if (dfd == AT_FDCWD) {
+				struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+				bd = BPF_CORE_READ(t, fs, pwd.dentry);
+				bm = BPF_CORE_READ(t, fs, pwd.mnt);
+			} else {
+				bf = fd_file(dfd);
+			}
+		}
+	}
+	if (bf) {
+		bd = BPF_CORE_READ(bf, f_path.dentry);
+		bm = BPF_CORE_READ(bf, f_path.mnt);
+	}
+	if (base)
+		off = put_path(s, off, 0, bd ? build_path(s, bd, bm) : PATH_MAX_B);
+	if (ret >= 0) {
 		interest = path_interest(s, str0, off - str0);
 		ka = b->ino;
 		kb = ((__u64)b->dev << 32) | flags;
 	} else {
 		/* failed: base directory (relative names only) + raw name */
-		char first = 0;
-		bpf_probe_read_user(&first, 1, name);
-		if (first != '/') {
-			if (dfd == AT_FDCWD)
-				off = put_path(s, off, 0, cwd_path(s));
-			else
-				off = put_path(s, off, 0, file_path(s, fd_file(dfd)));
-		}
 		__u32 str1 = off;
 		off = put_user_str(s, off, 1, name, STR_MAX - 1);
 		/* interest on the absolute name, else on the base directory */
