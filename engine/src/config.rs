@@ -408,7 +408,40 @@ impl Config {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    // bytes, not `&text[..offset]`: an offset inside a character must not panic
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The parser's message, or one describing the character at `offset` when
+/// the parser gave none (toml reports a control character in a comment
+/// with an empty message, which left `file:line: key: ` saying nothing).
+fn toml_message(msg: &str, text: &str, offset: usize) -> String {
+    let msg = msg.trim();
+    if !msg.is_empty() {
+        return msg.to_string();
+    }
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let col = text[..at].chars().rev().take_while(|&c| c != '\n').count();
+    match text[at..].chars().next() {
+        Some(c) if c.is_control() => format!(
+            "control character U+{:04X} at column {} is not allowed in TOML (not even in a comment)",
+            c as u32,
+            col + 1
+        ),
+        Some(c) => format!(
+            "invalid TOML at column {} (`{}`)",
+            col + 1,
+            c.escape_debug()
+        ),
+        None => "invalid TOML at the end of the file".into(),
+    }
 }
 
 /// Finds the line where `table.key` is set (0 when absent).
@@ -492,7 +525,7 @@ impl Config {
                     0
                 },
                 key: key_at(text, off),
-                message: e.message().trim().to_string(),
+                message: toml_message(e.message(), text, off),
             }
         })?;
         cfg.validate(text, file)?;
@@ -768,6 +801,19 @@ mod tests {
         assert_eq!(e.line, 5);
         assert_eq!(e.key, "sensors.ring_bufer_bytes");
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn control_character_in_a_comment_has_a_message() {
+        // toml's own message for this is empty (found by the fuzzer, issue 8)
+        let e = Config::parse("[agent]\n# a \x1b]0;title\x07 b\nevents = true\n", "v.toml")
+            .unwrap_err();
+        assert_eq!(e.file, "v.toml");
+        assert_eq!(e.line, 2);
+        assert!(
+            e.message.contains("U+001B") && e.message.contains("column 5"),
+            "{e}"
+        );
     }
 
     #[test]

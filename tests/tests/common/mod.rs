@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod encoders;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc::{Receiver, channel};
