@@ -6,10 +6,20 @@ use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use vigil_bpf::{Interest, SensorConfig, sensors};
+pub use vigil_rules::printable;
 
 /// A configuration error, located in its file.
+///
+/// Shown as `file:line: key: message`, control characters (from the file
+/// name or the quoted text) escaped as `\u{1b}` so a hostile file cannot
+/// break the line or send a terminal escape sequence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
+#[error(
+    "{}:{line}: {}: {}",
+    printable(file),
+    printable(key),
+    printable(message)
+)]
 pub struct ConfigError {
     /// File name as given.
     pub file: String,
@@ -535,11 +545,22 @@ impl Config {
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             file: file.clone(),
             line: 0,
             key: "-".into(),
             message: format!("cannot read: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Name the line and key of the first bad byte, like a parse error.
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes());
+            ConfigError {
+                file: file.clone(),
+                line: line_of(&text, at),
+                key: key_at(&text, at),
+                message: format!("invalid UTF-8 (byte {:#04x})", e.as_bytes()[at]),
+            }
         })?;
         Self::parse(&text, &file)
     }
