@@ -151,9 +151,16 @@ pub fn mutate(input: &[u8], others: &[Vec<u8>], dict: &[&[u8]], rng: &mut Rng) -
     let rounds = 1 + rng.below(4);
     for _ in 0..rounds {
         mutate_once(&mut v, others, dict, rng);
+        // Stacked duplications grow exponentially; past this size inputs
+        // only measure the parser's linear cost.
+        v.truncate(MAX_INPUT);
     }
     v
 }
+
+/// Largest input the mutator produces (1 MiB: room for a 64 KiB string
+/// and deep nesting several times over).
+pub const MAX_INPUT: usize = 1 << 20;
 
 fn lines(v: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
@@ -219,7 +226,11 @@ fn mutate_once(v: &mut Vec<u8>, others: &[Vec<u8>], dict: &[&[u8]], rng: &mut Rn
             if !ls.is_empty() {
                 let (s, e) = *rng.pick(&ls);
                 let line = v[s..e].to_vec();
-                let times = if rng.one_in(8) { 200 } else { 1 };
+                let times = if line.len() < 1024 && rng.one_in(8) {
+                    200
+                } else {
+                    1
+                };
                 let at = ls[rng.below(ls.len())].0;
                 v.splice(at..at, line.repeat(times));
             }
