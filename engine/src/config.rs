@@ -515,6 +515,9 @@ fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a
         }
         prev[b.len()]
     }
+    if word.len() > 64 {
+        return None; // nothing is close, and the distance is quadratic
+    }
     options
         .map(|o| (dist(word, o), o))
         .filter(|(d, _)| *d <= 3)

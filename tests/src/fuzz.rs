@@ -306,6 +306,9 @@ pub fn read_corpus(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// A failure: what went wrong and the input.
+type Failure = (String, Vec<u8>);
+
 /// What one input did: accepted (parsed/loaded) or cleanly refused.
 pub type Verdict = Result<bool, String>;
 
@@ -415,7 +418,7 @@ where
     // Shared with the watchdog: the input running and since when.
     let started_ms = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    let failure: Arc<Mutex<Option<(String, Vec<u8>)>>> = Arc::new(Mutex::new(None));
+    let failure: Arc<Mutex<Option<Failure>>> = Arc::new(Mutex::new(None));
     let stats = Arc::new(Mutex::new(Stats {
         seeds: seeds.len(),
         ..Stats::default()
