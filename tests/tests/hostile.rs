@@ -290,6 +290,11 @@ fn hostile_strings_in_real_events_reach_every_encoder_escaped() {
         let marked = json_field(&ecs, "vigil.truncated")
             .and_then(|v| v.as_array())
             .is_some_and(|a| a.iter().any(|x| x == "process.args"));
+        eprintln!(
+            "{what} argument: {} of {} bytes reported, truncated mark: {marked}",
+            got.len(),
+            arg.len()
+        );
         if got.len() == arg.len() {
             assert_eq!(got.as_bytes(), &arg[..], "{what}: whole");
             assert!(!marked, "{what}: whole but marked truncated");
