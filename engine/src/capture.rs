@@ -18,6 +18,7 @@
 //! events exactly. Unknown frame types are skipped (forward compatible);
 //! a truncated final frame (recorder killed) ends the replay with a warning.
 
+use crate::config::printable;
 use crate::host::{Lookup, ProcSnapshot, Users};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
@@ -74,7 +75,7 @@ pub struct Seed {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// I/O failure.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", printable(&path.display().to_string()))]
     Io {
         /// File.
         path: PathBuf,
@@ -83,7 +84,7 @@ pub enum CaptureError {
         source: io::Error,
     },
     /// Not a capture, or a version this build cannot read.
-    #[error("{path}:{offset}: {message}")]
+    #[error("{}:{offset}: {}", printable(&path.display().to_string()), printable(message))]
     Format {
         /// File.
         path: PathBuf,

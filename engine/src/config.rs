@@ -6,10 +6,20 @@ use serde::Deserialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use vigil_bpf::{Interest, SensorConfig, sensors};
+pub use vigil_rules::printable;
 
 /// A configuration error, located in its file.
+///
+/// Shown as `file:line: key: message`, control characters (from the file
+/// name or the quoted text) escaped as `\u{1b}` so a hostile file cannot
+/// break the line or send a terminal escape sequence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}: {message}")]
+#[error(
+    "{}:{line}: {}: {}",
+    printable(file),
+    printable(key),
+    printable(message)
+)]
 pub struct ConfigError {
     /// File name as given.
     pub file: String,
@@ -408,7 +418,40 @@ impl Config {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    // bytes, not `&text[..offset]`: an offset inside a character must not panic
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The parser's message, or one describing the character at `offset` when
+/// the parser gave none (toml reports a control character in a comment
+/// with an empty message, which left `file:line: key: ` saying nothing).
+fn toml_message(msg: &str, text: &str, offset: usize) -> String {
+    let msg = msg.trim();
+    if !msg.is_empty() {
+        return msg.to_string();
+    }
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let col = text[..at].chars().rev().take_while(|&c| c != '\n').count();
+    match text[at..].chars().next() {
+        Some(c) if c.is_control() => format!(
+            "control character U+{:04X} at column {} is not allowed in TOML (not even in a comment)",
+            c as u32,
+            col + 1
+        ),
+        Some(c) => format!(
+            "invalid TOML at column {} (`{}`)",
+            col + 1,
+            c.escape_debug()
+        ),
+        None => "invalid TOML at the end of the file".into(),
+    }
 }
 
 /// Finds the line where `table.key` is set (0 when absent).
@@ -472,6 +515,9 @@ fn suggest<'a>(word: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a
         }
         prev[b.len()]
     }
+    if word.len() > 64 {
+        return None; // nothing is close, and the distance is quadratic
+    }
     options
         .map(|o| (dist(word, o), o))
         .filter(|(d, _)| *d <= 3)
@@ -492,7 +538,7 @@ impl Config {
                     0
                 },
                 key: key_at(text, off),
-                message: e.message().trim().to_string(),
+                message: toml_message(e.message(), text, off),
             }
         })?;
         cfg.validate(text, file)?;
@@ -502,11 +548,22 @@ impl Config {
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             file: file.clone(),
             line: 0,
             key: "-".into(),
             message: format!("cannot read: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Name the line and key of the first bad byte, like a parse error.
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes());
+            ConfigError {
+                file: file.clone(),
+                line: line_of(&text, at),
+                key: key_at(&text, at),
+                message: format!("invalid UTF-8 (byte {:#04x})", e.as_bytes()[at]),
+            }
         })?;
         Self::parse(&text, &file)
     }
@@ -768,6 +825,19 @@ mod tests {
         assert_eq!(e.line, 5);
         assert_eq!(e.key, "sensors.ring_bufer_bytes");
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn control_character_in_a_comment_has_a_message() {
+        // toml's own message for this is empty (found by the fuzzer, issue 8)
+        let e = Config::parse("[agent]\n# a \x1b]0;title\x07 b\nevents = true\n", "v.toml")
+            .unwrap_err();
+        assert_eq!(e.file, "v.toml");
+        assert_eq!(e.line, 2);
+        assert!(
+            e.message.contains("U+001B") && e.message.contains("column 5"),
+            "{e}"
+        );
     }
 
     #[test]

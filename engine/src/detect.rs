@@ -29,7 +29,21 @@ pub fn render_errors(r: &Report) -> String {
     for e in &r.errors {
         s.push_str(&format!("vigil: {e}\n"));
     }
-    s
+    terminal_safe(&s).into_owned()
+}
+
+/// Report text with every control character but the line feeds between
+/// lines escaped (`\u{1b}`): rule ids, names, skip reasons and errors
+/// quote rule files, and a hostile file must not drive the terminal.
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return s.into();
+    }
+    s.split('\n')
+        .map(vigil_rules::printable)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into()
 }
 
 /// The report `vigil rules check` prints.
@@ -103,7 +117,7 @@ pub fn check_report(set: &RuleSet, r: &Report, verbose: bool, took: std::time::D
             }
         ));
     }
-    s
+    terminal_safe(&s).into_owned()
 }
 
 fn s(b: &[u8]) -> Option<Value<'_>> {

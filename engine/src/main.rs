@@ -621,7 +621,7 @@ fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
             }
             let (n, failures) = set.test_examples();
             for f in &failures {
-                println!("FAIL {f}");
+                println!("FAIL {}", detect::terminal_safe(f));
             }
             println!(
                 "{} examples of {} rules: {} passed, {} failed",
@@ -645,11 +645,11 @@ fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
             for rule in set.rules() {
                 println!(
                     "{:<40} {:<8} {:<6} {:<22} {}",
-                    rule.id,
+                    vigil_rules::printable(&rule.id),
                     rule.severity.as_str(),
                     rule.ruleset.as_str(),
                     vigil_rules::cat::names(rule.categories).join(","),
-                    rule.name
+                    vigil_rules::printable(&rule.name)
                 );
             }
             ExitCode::SUCCESS

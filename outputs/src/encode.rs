@@ -538,15 +538,23 @@ fn push_escaped(out: &mut Vec<u8>, s: &[u8], esc: Esc) {
         while i < v.len() {
             // Copy the run that needs no escaping in one go (non-ASCII
             // bytes of valid characters are never special).
-            let end = v[i..]
-                .iter()
-                .position(|&b| b < 0x80 && special(b))
-                .map_or(v.len(), |p| i + p);
+            // C1 controls (U+0080-U+009F, UTF-8 `C2 80`-`C2 9F`) are
+            // control characters too: NEL breaks lines, CSI starts a
+            // terminal escape sequence.
+            let c1 =
+                |j: usize| v[j] == 0xc2 && v.get(j + 1).is_some_and(|n| (0x80..=0x9f).contains(n));
+            let end = (i..v.len())
+                .find(|&j| (v[j] < 0x80 && special(v[j])) || c1(j))
+                .unwrap_or(v.len());
             out.extend_from_slice(&v[i..end]);
             if end == v.len() {
                 break;
             }
-            let b = v[end];
+            let (b, width) = if c1(end) {
+                (v[end + 1], 2)
+            } else {
+                (v[end], 1)
+            };
             match (esc, b) {
                 (Esc::SdValue, b'"' | b'\\' | b']')
                 | (Esc::CefHeader, b'|' | b'\\')
@@ -564,7 +572,7 @@ fn push_escaped(out: &mut Vec<u8>, s: &[u8], esc: Esc) {
                     out.push(b'0' + (c & 7));
                 }
             }
-            i = end + 1;
+            i = end + width;
         }
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{fffd}".as_bytes());

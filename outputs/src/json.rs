@@ -224,7 +224,15 @@ fn write_str_slow(out: &mut Vec<u8>, s: &[u8]) {
                 '\n' => out.extend_from_slice(b"\\n"),
                 '\r' => out.extend_from_slice(b"\\r"),
                 '\t' => out.extend_from_slice(b"\\t"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                // C0, DEL, C1 (NEL is a line break and CSI starts a
+                // terminal escape sequence) and the Unicode line and
+                // paragraph separators: escaped, so a line stays one line
+                // to every reader.
+                c if (c as u32) < 0x20
+                    || ('\u{7f}'..='\u{9f}').contains(&c)
+                    || c == '\u{2028}'
+                    || c == '\u{2029}' =>
+                {
                     out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
                 }
                 c => {
@@ -280,8 +288,20 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, b"a\"b\\c\nd\x1b[31m\xff\xfe/e");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out.clone()).unwrap(),
             "\"a\\\"b\\\\c\\nd\\u001b[31m\u{fffd}\u{fffd}/e\""
+        );
+        // C1 controls and the Unicode line separators are escaped too
+        // (NEL and U+2028 break lines for some readers; found by the
+        // hostile-input fuzzer, issue 8); other non-ASCII stays as is.
+        out.clear();
+        write_str(
+            &mut out,
+            "\u{85}\u{9b}31m\u{2028}\u{2029}\u{a0}é\u{7f}".as_bytes(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"\\u0085\\u009b31m\\u2028\\u2029\u{a0}é\\u007f\""
         );
     }
 }

@@ -554,13 +554,35 @@ impl LoadError {
 }
 
 impl fmt::Display for LoadError {
+    /// `file:line: message`, with control characters (from the file name
+    /// or quoted rule text) shown escaped (`\u{1b}`), so a hostile rule
+    /// file cannot put a line break or a terminal escape sequence into
+    /// the message a person reads.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, message) = (printable(&self.file), printable(&self.message));
         if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
+            write!(f, "{file}: {message}")
         } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+            write!(f, "{file}:{}: {message}", self.line)
         }
     }
+}
+
+/// `s` with control characters (C0, DEL, C1) escaped as `\u{..}`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 impl std::error::Error for LoadError {}

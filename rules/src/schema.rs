@@ -353,6 +353,12 @@ impl Field {
 
     /// The known field closest to a misspelled name, if one is close.
     pub fn suggest(name: &str) -> Option<&'static str> {
+        // Nothing is close to a very long word, and the edit distance costs
+        // its length times every field's (a 100 KB word in a condition took
+        // 2 s; found by the hostile-input fuzzer, issue 8).
+        if name.len() > 96 {
+            return None;
+        }
         let mut best: Option<(usize, &'static str)> = None;
         for f in Field::ALL {
             let d = edit_distance(name, f.name());
@@ -407,6 +413,15 @@ mod tests {
             assert!(seen.insert(f.name()), "duplicate {}", f.name());
             assert_eq!(Field::by_name(f.name()), Some(*f));
         }
+    }
+
+    #[test]
+    fn no_suggestion_work_for_huge_words() {
+        let w = "é".repeat(500_000);
+        let t = std::time::Instant::now();
+        assert_eq!(Field::suggest(&w), None);
+        // a fixed bound, not a benchmark: quadratic work took seconds
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
     }
 
     #[test]

@@ -195,6 +195,7 @@ pub(crate) fn rule(file: &str, it: &Node, defs: &mut Defs) -> Result<Item, LoadE
         if !RULE_KEYS.contains(&key) {
             let hint = RULE_KEYS
                 .iter()
+                .filter(|_| key.len() <= 64)
                 .min_by_key(|c| crate::schema::edit_distance(key, c))
                 .filter(|c| crate::schema::edit_distance(key, c) <= 3)
                 .map(|c| format!(" (did you mean `{c}`?)"))

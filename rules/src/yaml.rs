@@ -168,14 +168,22 @@ impl MarkedEventReceiver for Builder {
 pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut b = Builder::default();
     let mut p = Parser::new_from_str(text);
-    if let Err(e) = p.load(&mut b, true) {
-        return Err(YamlError {
+    // Pull events one at a time: `Parser::load` recurses once per nesting
+    // level before the builder can refuse the depth, so 10,000 nested
+    // `- - - ...` overflowed the stack (found by the fuzzer, issue 8).
+    loop {
+        let (ev, mark) = p.next_token().map_err(|e| YamlError {
             line: e.marker().line().max(1),
             message: e.info().to_string(),
-        });
-    }
-    if let Some(e) = b.error {
-        return Err(e);
+        })?;
+        let end = ev == Event::StreamEnd;
+        b.on_event(ev, mark);
+        if let Some(e) = b.error {
+            return Err(e);
+        }
+        if end {
+            break;
+        }
     }
     Ok(b.docs)
 }
@@ -194,6 +202,24 @@ mod tests {
         assert_eq!(s[1].kind, Kind::Scalar("y".into(), false));
         assert_eq!(s[1].line, 4);
         assert_eq!(d[0].get("a").unwrap().kind, Kind::Scalar("1".into(), true));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for deep in [
+            "- ".repeat(100_000),
+            "[".repeat(100_000),
+            "{a: ".repeat(50_000),
+        ] {
+            // on a 256 KiB stack: the old recursive loader needed ~200 bytes a level
+            let r = std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || parse(&deep))
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+            assert!(r.is_err(), "deep nesting refused");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 #![deny(missing_docs)]
 
+pub mod fuzz;
+
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

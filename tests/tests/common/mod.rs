@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod encoders;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::mpsc::{Receiver, channel};
@@ -47,10 +49,31 @@ impl Harness {
         Self::start_with(test, |_| {}, Some(path))
     }
 
+    /// Like start, evaluating `rules` and writing every record to `sink`
+    /// (as `vigil run --rules R --output F` does).
+    pub fn start_with_sink(
+        test: &str,
+        edit: impl FnOnce(&mut Config),
+        sink: Box<dyn vigil_outputs::Sink>,
+        rules: std::sync::Arc<vigil_rules::RuleSet>,
+    ) -> Option<Harness> {
+        Self::start_full(test, edit, None, Some(sink), Some(rules))
+    }
+
     fn start_with(
         test: &str,
         edit: impl FnOnce(&mut Config),
         record: Option<PathBuf>,
+    ) -> Option<Harness> {
+        Self::start_full(test, edit, record, None, None)
+    }
+
+    fn start_full(
+        test: &str,
+        edit: impl FnOnce(&mut Config),
+        record: Option<PathBuf>,
+        sink: Option<Box<dyn vigil_outputs::Sink>>,
+        rules: Option<std::sync::Arc<vigil_rules::RuleSet>>,
     ) -> Option<Harness> {
         if !vigil_tests::require_root(test) {
             return None;
@@ -63,12 +86,12 @@ impl Harness {
         let (tx, rx) = channel();
         let agent = Running::spawn(RunOptions {
             config: cfg,
-            sink: None,
+            sink,
             tap: Some(tx),
             record,
             verbose: false,
             watch_pid: None,
-            rules: None,
+            rules,
             reload_on_sighup: false,
             baselines: None,
             outputs: None,
