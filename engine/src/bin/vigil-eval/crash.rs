@@ -16,8 +16,8 @@ use crate::util::*;
 use crate::work;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// `vigil --config CFG baseline ARGS...`: (exit code, stdout, stderr).
@@ -44,8 +44,8 @@ fn yaml_content(y: &str) -> String {
         .filter(|l| {
             let t = l.trim_start().trim_start_matches("- ");
             !["count:", "observations:", "last_seen_ns:"]
-            .iter()
-            .any(|k| t.starts_with(k))
+                .iter()
+                .any(|k| t.starts_with(k))
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -53,7 +53,11 @@ fn yaml_content(y: &str) -> String {
 
 /// Runs `cat /etc/hostname FILE` every 50 ms, FILE cycling through `files`
 /// from `start`, until stopped.
-fn cat_loop(files: Arc<Vec<String>>, start: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn cat_loop(
+    files: Arc<Vec<String>>,
+    start: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut i = start;
         while !stop.load(Ordering::Relaxed) {
@@ -113,7 +117,10 @@ pub fn main(args: &[String]) -> R<()> {
     // flush the baselines every second (housekeeping), so kills land
     // before, during and after flushes
     let extra = "housekeeping_interval_s = 1\nheartbeat_interval_s = 0\n";
-    let alerts = format!("file://{}?rotate_mb=16&keep=1", dir.join("alerts.json").display());
+    let alerts = format!(
+        "file://{}?rotate_mb=16&keep=1",
+        dir.join("alerts.json").display()
+    );
     let start = || {
         Agent::start(AgentOpts {
             data_dir: &root,
@@ -156,7 +163,9 @@ pub fn main(args: &[String]) -> R<()> {
     let export = |fmt: &str| -> R<String> {
         let (code, out, err) = baseline(&cfg, &["export", &profile, "--format", fmt])?;
         if code != 0 {
-            return Err(format!("vigil baseline export --format {fmt}: exit {code}: {err}"));
+            return Err(format!(
+                "vigil baseline export --format {fmt}: exit {code}: {err}"
+            ));
         }
         Ok(out)
     };
@@ -181,7 +190,17 @@ pub fn main(args: &[String]) -> R<()> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path().display().to_string())
-        .filter(|p| !["/etc/passwd", "/etc/os-release", "/etc/hosts", "/etc/hostname", "/etc/shadow", "/etc/gshadow"].contains(&p.as_str()))
+        .filter(|p| {
+            ![
+                "/etc/passwd",
+                "/etc/os-release",
+                "/etc/hosts",
+                "/etc/hostname",
+                "/etc/shadow",
+                "/etc/gshadow",
+            ]
+            .contains(&p.as_str())
+        })
         .collect();
     files.sort();
     let files = Arc::new(files);

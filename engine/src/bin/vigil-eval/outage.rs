@@ -102,8 +102,8 @@ fn serve_conn(s: std::net::TcpStream, out: Arc<Mutex<std::fs::File>>) -> std::io
 
 /// `vigil-eval outage --serve PORT FILE`: the RELP receiver (until killed).
 fn serve(port: &str, file: &str) -> R<()> {
-    let l = std::net::TcpListener::bind(format!("127.0.0.1:{port}"))
-        .map_err(ctx("receiver: bind"))?;
+    let l =
+        std::net::TcpListener::bind(format!("127.0.0.1:{port}")).map_err(ctx("receiver: bind"))?;
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -404,7 +404,9 @@ pub fn main(args: &[String]) -> R<()> {
         .filter(|l| l.contains("spool") && (l.contains("torn") || l.contains("corrupt")))
         .collect();
 
-    println!("\nvigil-eval outage: alerts over RELP at {rate}/s (receiver: this program, writes then acknowledges)");
+    println!(
+        "\nvigil-eval outage: alerts over RELP at {rate}/s (receiver: this program, writes then acknowledges)"
+    );
     println!(
         "  receiver killed for {downtime:.1} s mid-stream: {} alerts raised, {} delivered, {} missing, {dups1} duplicates; spool max {spool_max} records / {spool_bytes_max} bytes, {spooled_total} records spooled, {resent_total} re-sent, spool after recovery {spool_after}",
         want1.len(),
@@ -432,7 +434,9 @@ pub fn main(args: &[String]) -> R<()> {
         }
     }
     if sensor_drops_1 + sensor_drops_2 > 0.0 {
-        return Err("the sensors dropped events: the count is not conclusive (a busy host?)".into());
+        return Err(
+            "the sensors dropped events: the count is not conclusive (a busy host?)".into(),
+        );
     }
     if out_drops_1 + out_drops_2 > 0.0 {
         return Err(format!(
