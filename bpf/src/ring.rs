@@ -30,7 +30,7 @@ impl RingReader {
     }
 
     /// Waits until the kernel signals data or the drain timer fires, then
-    /// hands the available records to `f`, at most [`MAX_BATCH`] per call.
+    /// hands the available records to `f`, at most `MAX_BATCH` (8192) per call.
     /// Returns how many were read.
     ///
     /// The bound matters under a flood: producers refill the buffer as fast
@@ -62,7 +62,7 @@ impl RingReader {
     }
 }
 
-/// Most records [`RingReader::read_batch`] hands over per call (a few
+/// Most records `RingReader::read_batch` hands over per call (a few
 /// milliseconds of work at full speed).
 pub const MAX_BATCH: usize = 8192;
 
