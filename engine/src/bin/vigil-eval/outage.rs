@@ -466,10 +466,17 @@ pub fn main(args: &[String]) -> R<()> {
         ));
     }
     if !missing2.is_empty() {
+        // what the outputs said before the kill and after the restart
+        let said: Vec<&str> = stderr1
+            .lines()
+            .chain(stderr2.lines())
+            .filter(|l| l.contains("output") || l.contains("spool"))
+            .collect();
         return Err(format!(
-            "{} spooled alerts were not delivered after the agent's restart (first: {:?})",
+            "{} alerts raised while the receiver was down were not delivered after the agent's kill -9 and restart (first: {:?}); the agents said:\n{}",
             missing2.len(),
-            &missing2[..missing2.len().min(10)]
+            &missing2[..missing2.len().min(10)],
+            said.join("\n")
         ));
     }
     Ok(())
