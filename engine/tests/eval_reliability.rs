@@ -61,7 +61,7 @@ fn eval_flood_quick_counts_every_drop_and_recovers() {
     assert_eq!(exit, drops_line(&out, "sensor-drops records (sum of new):"));
     assert_eq!(exit, drops_line(&out, "sensor-drops records (last total):"));
     assert_eq!(exit, drops_line(&out, "exit summary:"));
-    assert!(out.contains("recovery: 100 of 100 distinct opens and 20 of 20"));
+    assert!(out.contains("100 of 100 distinct opens and 20 of 20"));
     assert!(out.contains("drops during it 0"));
 }
 
