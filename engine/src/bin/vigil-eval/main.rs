@@ -18,6 +18,9 @@
 //! `scripts/eval.sh` is the documented entry point (it builds first).
 
 mod compare;
+mod crash;
+mod flood;
+mod outage;
 mod soak;
 #[allow(dead_code)] // parts are for the flood, outage, crash and soak steps
 mod util;
@@ -48,7 +51,13 @@ fn main() {
     let r = match cmd.as_str() {
         "compare" => compare::main(rest),
         "soak" => soak::main(rest),
-        "all" => compare::main(rest),
+        "flood" => flood::main(rest),
+        "outage" => outage::main(rest),
+        "crash" => crash::main(rest),
+        "all" => compare::main(rest)
+            .and_then(|()| flood::main(rest))
+            .and_then(|()| outage::main(rest))
+            .and_then(|()| crash::main(rest)),
         _ => usage(),
     };
     util::run_all_cleanups();

@@ -1,0 +1,92 @@
+//! Root tests: the reliability steps of the evaluation in their quick modes
+//! (issue 8). Each runs the real `vigil-eval`, which runs the real agent and
+//! exits 1 on any failed check; these tests assert exit 0 and the lines
+//! that carry the evidence.
+//! - `flood --quick`: exec/open/connect/mixed storms; drops counted
+//!   identically by the kernel map, Prometheus, the metric records and the
+//!   summary; after_loss flags; full delivery and no drop afterwards.
+//! - `outage --quick`: RELP receiver killed mid-stream and restarted, then
+//!   the agent killed with alerts in its spool: nothing lost.
+//! - `crash --quick`: kill -9 during learning, 10 times: the database
+//!   opens and the promoted baseline is intact.
+
+use std::process::Command;
+
+mod common;
+use common::require_root;
+
+fn eval(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil-eval"))
+        .args(args)
+        .output()
+        .expect("run vigil-eval");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "vigil-eval {args:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    println!("{stdout}");
+    stdout
+}
+
+/// The map printed after `label` on its line (`{"open": 12, ...}`).
+fn drops_line<'a>(out: &'a str, label: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no line {label:?}"))
+        .trim()
+}
+
+#[test]
+fn eval_flood_quick_counts_every_drop_and_recovers() {
+    if !require_root("eval_flood_quick_counts_every_drop_and_recovers") {
+        return;
+    }
+    let out = eval(&["flood", "--quick", "--seconds", "6"]);
+    for s in ["storm-exec", "storm-open", "storm-connect", "storm-mixed"] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(s)),
+            "no row for {s}"
+        );
+    }
+    let kernel = drops_line(&out, "kernel counters map (bpftool):");
+    assert!(
+        kernel.contains("\"open\""),
+        "the open storm dropped nothing"
+    );
+    assert_eq!(kernel, drops_line(&out, "Prometheus:"));
+    let exit = drops_line(&out, "kernel map at the exit:");
+    assert_eq!(exit, drops_line(&out, "sensor-drops records (sum of new):"));
+    assert_eq!(exit, drops_line(&out, "sensor-drops records (last total):"));
+    assert_eq!(exit, drops_line(&out, "exit summary:"));
+    assert!(out.contains("100 of 100 distinct opens and 20 of 20"));
+    assert!(out.contains("drops during it 0"));
+}
+
+#[test]
+fn eval_outage_quick_loses_nothing() {
+    if !require_root("eval_outage_quick_loses_nothing") {
+        return;
+    }
+    let out = eval(&["outage", "--quick"]);
+    assert!(out.contains(" 0 missing,"), "alerts went missing");
+    assert!(
+        !out.contains("spool max 0 records"),
+        "the spool was not used"
+    );
+    assert!(out.contains("spool after recovery 0"));
+    assert!(out.contains("delivered by the restarted agent, 0 missing"));
+}
+
+#[test]
+fn eval_crash_quick_keeps_the_promoted_baseline() {
+    if !require_root("eval_crash_quick_keeps_the_promoted_baseline") {
+        return;
+    }
+    let out = eval(&["crash", "--quick"]);
+    assert!(out.contains("10 iterations of learn + kill -9"));
+    assert!(out.contains("export identical after every kill: yes"));
+    assert!(out.contains("failures: 0"));
+}
