@@ -132,8 +132,13 @@ struct pending {
 	__u32 old_pidns_children;
 };
 
+/* Arguments stashed at sys_enter for sys_exit, per thread. LRU, not a
+ * plain hash: an entry whose exit never comes (a thread gone mid-syscall,
+ * a pid_tgid never reused) would otherwise stay for good, and once 16,384
+ * of them piled up every stash would fail and the syscall sensors would
+ * go silent without counting a drop. The oldest (leaked) entries go first. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct pending);

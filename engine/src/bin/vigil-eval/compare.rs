@@ -511,6 +511,9 @@ pub fn main(args: &[String]) -> R<()> {
             let idle_rate = if tool == Tool::Bare {
                 0.0
             } else {
+                // vigil loads its performance objects (verifier: ~1 s of
+                // CPU) right after it reports ready: let start-up finish
+                std::thread::sleep(Duration::from_secs(4));
                 let c0 = setup.cpu();
                 let t = Instant::now();
                 std::thread::sleep(Duration::from_secs(2));
