@@ -566,6 +566,26 @@ static __always_inline __u32 cwd_path(struct scratch *s)
 	return build_path(s, d, m);
 }
 
+/* Writes the base path of a record as string 0: the task's working
+ * directory when `cwd` is set, else the path of file `f` ("/" when there is
+ * none). It holds the only dentry walk of the programs that call it: call
+ * it once per program, since every inlined copy of the walk costs
+ * verification time at start-up. */
+static __always_inline __u32 put_base_path(struct scratch *s, __u32 off, struct file *f, int cwd)
+{
+	struct dentry *d = 0;
+	struct vfsmount *m = 0;
+	if (cwd) {
+		struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+		d = BPF_CORE_READ(t, fs, pwd.dentry);
+		m = BPF_CORE_READ(t, fs, pwd.mnt);
+	} else if (f) {
+		d = BPF_CORE_READ(f, f_path.dentry);
+		m = BPF_CORE_READ(f, f_path.mnt);
+	}
+	return put_path(s, off, 0, d ? build_path(s, d, m) : PATH_MAX_B);
+}
+
 /* ---- interest: paths ---- */
 
 /* Looks the path up in the LPM trie. `src` points at the path bytes in the
@@ -1018,12 +1038,9 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	__u32 interest;
 	struct file *wf = NULL;
 	/* The opened file, or for a failed open the base directory of a
-	 * relative name (dirfd or cwd), is walked at one call site: three
-	 * inlined copies of the walk cost verification time at start-up. */
+	 * relative name (dirfd or cwd): one put_base_path call. */
 	struct file *bf = NULL;
-	struct dentry *bd = 0;
-	struct vfsmount *bm = 0;
-	int base = 0;
+	int base = 0, cwd = 0;
 	char first = 0;
 	if (ret >= 0) {
 		bf = wf = fd_file(ret);
@@ -1034,21 +1051,13 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		bpf_probe_read_user(&first, 1, name);
 		if (first != '/') {
 			base = 1;
-			if (dfd == AT_FDCWD) {
-				struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-				bd = BPF_CORE_READ(t, fs, pwd.dentry);
-				bm = BPF_CORE_READ(t, fs, pwd.mnt);
-			} else {
+			cwd = dfd == AT_FDCWD;
+			if (!cwd)
 				bf = fd_file(dfd);
-			}
 		}
 	}
-	if (bf) {
-		bd = BPF_CORE_READ(bf, f_path.dentry);
-		bm = BPF_CORE_READ(bf, f_path.mnt);
-	}
 	if (base)
-		off = put_path(s, off, 0, bd ? build_path(s, bd, bm) : PATH_MAX_B);
+		off = put_base_path(s, off, bf, cwd);
 	if (ret >= 0) {
 		interest = path_interest(s, str0, off - str0);
 		ka = b->ino;
@@ -1237,13 +1246,11 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 	b->dfd = fd >= 0 ? fd : dfd;
 	__u32 str0 = off, str1 = off;
 	__u32 interest;
-	/* The directory (fd, dirfd or cwd) is chosen first and walked at one
-	 * call site: three inlined copies of the dentry walk made this the
-	 * slowest program to verify (~270 ms of the agent's start-up). */
-	struct dentry *bd = 0;
-	struct vfsmount *bm = 0;
+	/* The directory (fd, dirfd or cwd) is chosen first and walked by one
+	 * put_base_path call: three inlined walks made this the slowest
+	 * program to verify (~270 ms of the agent's start-up). */
 	struct file *bf = 0;
-	int base = fd >= 0;
+	int base = fd >= 0, cwd = 0;
 	char first = 0, first2 = '/';
 	if (fd >= 0) {
 		bf = fd_file(fd);
@@ -1254,21 +1261,13 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 		/* the base also serves a relative old name with the same dirfd */
 		if (first != '/' || first2 != '/') {
 			base = 1;
-			if (dfd == AT_FDCWD) {
-				struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-				bd = BPF_CORE_READ(t, fs, pwd.dentry);
-				bm = BPF_CORE_READ(t, fs, pwd.mnt);
-			} else {
+			cwd = dfd == AT_FDCWD;
+			if (!cwd)
 				bf = fd_file(dfd);
-			}
 		}
 	}
-	if (bf) {
-		bd = BPF_CORE_READ(bf, f_path.dentry);
-		bm = BPF_CORE_READ(bf, f_path.mnt);
-	}
 	if (base)
-		off = put_path(s, off, 0, bd ? build_path(s, bd, bm) : PATH_MAX_B);
+		off = put_base_path(s, off, bf, cwd);
 	str1 = off;
 	if (fd >= 0) {
 		interest = path_interest(s, str0, off - str0);
@@ -1944,13 +1943,12 @@ int BPF_PROG(vg_raw_exit, struct pt_regs *regs, long ret)
 	__u32 what = p.kind_sys & 0xff;
 	__u32 pidx = (p.kind_sys >> 8) & 0xf;
 	__u32 didx = (p.kind_sys >> 12) & 0xf;
-	/* One call site for the directory walk (the opened file, the dirfd or
-	 * the cwd): three inlined copies doubled the verification time. */
+	/* The opened file, or the base directory of a relative name (dirfd
+	 * or cwd): one put_base_path call (every inlined walk costs
+	 * verification time). */
 	struct file *bf = 0;
-	struct dentry *bd = 0;
-	struct vfsmount *bm = 0;
 	const char *name = 0;
-	int base = 0;
+	int base = 0, cwd = 0;
 	if (what == VG_COMPAT_OPEN && ret >= 0) {
 		bf = fd_file(ret);
 		b->ino = BPF_CORE_READ(bf, f_inode, i_ino);
@@ -1965,21 +1963,13 @@ int BPF_PROG(vg_raw_exit, struct pt_regs *regs, long ret)
 			if (didx < 6)
 				dfd = (int)(__u32)p.args[didx];
 			base = 1;
-			if (dfd == AT_FDCWD) {
-				struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-				bd = BPF_CORE_READ(t, fs, pwd.dentry);
-				bm = BPF_CORE_READ(t, fs, pwd.mnt);
-			} else {
+			cwd = dfd == AT_FDCWD;
+			if (!cwd)
 				bf = fd_file(dfd);
-			}
 		}
 	}
-	if (bf) {
-		bd = BPF_CORE_READ(bf, f_path.dentry);
-		bm = BPF_CORE_READ(bf, f_path.mnt);
-	}
 	if (base)
-		off = put_path(s, off, 0, bd ? build_path(s, bd, bm) : PATH_MAX_B);
+		off = put_base_path(s, off, bf, cwd);
 	if (name)
 		off = put_user_str(s, off, 1, name, STR_MAX - 1);
 	if (what == VG_COMPAT_CONNECT) {
