@@ -181,29 +181,28 @@ pub fn cpu_ns(pid: u32) -> u64 {
     sum
 }
 
-/// Resident set size of `pid`, KiB (0 when gone).
-pub fn rss_kib(pid: u32) -> u64 {
+/// A `kB` line (`VmRSS:`, `RssAnon:`, ...) of /proc/PID/status, KiB (0 when
+/// gone).
+fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
 
+/// Resident set size of `pid`, KiB (0 when gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
 /// Anonymous resident memory of `pid` (`RssAnon`: its heap and stacks,
 /// without the binary and the ring buffer mappings), KiB (0 when gone).
 pub fn rss_anon_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    status_kib(pid, "RssAnon:")
 }
 
 /// Pids whose comm is exactly `name` (kernel threads included).
