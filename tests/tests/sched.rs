@@ -97,19 +97,22 @@ fn runqlat_attributes_wait_to_the_waiting_cgroup_and_pidnss_counts_switches() {
 
     // The victim's wakeups are counted under the victim's cgroup, and they
     // waited: the spinning hog holds its CPU. 1 ms sleeps for 3.5 s give
-    // up to ~3000 wakeups; measured ~1300 with p50 ~2.5 ms.
+    // up to ~3000 wakeups. How many of them wait depends on the machine:
+    // EEVDF lets a waking sleeper preempt the hog at once while it has lag
+    // to spend, so most wakeups run within microseconds and the hog shows
+    // as a tail (measured: p50 2.5 ms on an idle machine; p50 8 us, 14% of
+    // wakeups >= 1 ms, p90 3 ms on a loaded CI machine). The assertions are
+    // on that tail, against the quiet control on the other CPU.
     let vn = perf::total(&vw.slots);
     assert!(vn >= 200, "victim wakeups under its cgroup\n{all}");
-    let slow: u64 = vw.slots[11..].iter().sum(); // waits >= 1024 us
+    let slow = |h: &RqHist| -> u64 { h.slots[11..].iter().sum() }; // waits >= 1024 us
+    let vslow = slow(&vw);
     assert!(
-        slow * 4 >= vn,
-        "at least a quarter of the victim's wakeups waited >= 1 ms behind the hog\n{all}"
+        vslow * 20 >= vn,
+        "at least 5% of the victim's wakeups waited >= 1 ms behind the hog\n{all}"
     );
-    // p90, not p50: on a loaded machine the hog is sometimes descheduled
-    // itself and half the victim's wakeups run at once (CI: p50 27 us,
-    // p90 4.6 ms); the tail is what the hog causes.
-    let vp50 = perf::quantile_us(&vw.slots, 0.9).unwrap();
-    assert!(vp50 >= 1000.0, "victim p90 {vp50} us\n{all}");
+    let vp95 = perf::quantile_us(&vw.slots, 0.95).unwrap();
+    assert!(vp95 >= 1000.0, "victim p95 {vp95} us\n{all}");
     // The hog's threads never sleep: its waits are preemptions, under its
     // own cgroup; it has (almost) no wakeup waits, so none of the victim's
     // wakeups were credited to it.
@@ -119,14 +122,21 @@ fn runqlat_attributes_wait_to_the_waiting_cgroup_and_pidnss_counts_switches() {
         "hog wakeups are few next to the victim's\n{all}"
     );
     // Control: the same sleeper on the other CPU waits far less (measured
-    // p50 ~7 us against ~2500 us): the latency belongs to the hogged CPU.
+    // p95 ~60 us against 3-8 ms, 0.1% of wakeups >= 1 ms against 14-90%):
+    // the latency belongs to the hogged CPU and was credited to the cgroup
+    // that waited on it.
     if let Some(q) = &qw {
         let qn = perf::total(&q.slots);
         assert!(qn >= 200, "quiet wakeups\n{all}");
-        let qp50 = perf::quantile_us(&q.slots, 0.9).unwrap();
+        let qp95 = perf::quantile_us(&q.slots, 0.95).unwrap();
         assert!(
-            vp50 >= 8.0 * qp50,
-            "victim p90 {vp50} us vs quiet p90 {qp50} us\n{all}"
+            vp95 >= 8.0 * qp95,
+            "victim p95 {vp95} us vs quiet p95 {qp95} us\n{all}"
+        );
+        // Slow fractions compared as vslow/vn >= 10 * (qslow+1)/qn.
+        assert!(
+            u128::from(vslow) * u128::from(qn) >= 10 * u128::from(slow(q) + 1) * u128::from(vn),
+            "victim's share of waits >= 1 ms is 10x the quiet one's\n{all}"
         );
     }
 
