@@ -292,22 +292,40 @@ impl Sched {
 
     /// Forgets the histograms of these cgroups (gone from the host).
     pub fn forget_cgroups(&mut self, ids: &[u64]) -> Result<(), Error> {
-        let m = self.ebpf.map_mut("rq_hist").ok_or(Error::Map {
-            name: "rq_hist",
-            source: aya::maps::MapError::InvalidName {
-                name: "rq_hist".into(),
-            },
-        })?;
-        let mut m: PerCpuHashMap<&mut MapData, RqKey, RqHist> =
-            PerCpuHashMap::try_from(m).map_err(Self::map_err("rq_hist"))?;
-        for &id in ids {
-            for kind in [RQ_WAKEUP, RQ_PREEMPTED] {
-                let _ = m.remove(&RqKey {
+        let keys: Vec<RqKey> = ids
+            .iter()
+            .flat_map(|&id| {
+                [RQ_WAKEUP, RQ_PREEMPTED].map(|kind| RqKey {
                     cgroup_id: id,
                     kind,
                     _pad: 0,
-                });
-            }
+                })
+            })
+            .collect();
+        self.remove_keys::<RqKey, RqHist>("rq_hist", &keys)
+    }
+
+    /// Removes pid-namespace pairs from the kernel's map (namespaces gone
+    /// or idle: their counts start again from zero). The map holds 4,096
+    /// pairs; without this, pairs of containers long gone would fill it and
+    /// new pairs would go uncounted (`pairs_full`).
+    pub fn forget_pidns_pairs(&mut self, pairs: &[NsPair]) -> Result<(), Error> {
+        self.remove_keys::<NsPair, u64>("pidns_switch", pairs)
+    }
+
+    fn remove_keys<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        keys: &[K],
+    ) -> Result<(), Error> {
+        let m = self.ebpf.map_mut(name).ok_or(Error::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })?;
+        let mut m: PerCpuHashMap<&mut MapData, K, V> =
+            PerCpuHashMap::try_from(m).map_err(Self::map_err(name))?;
+        for k in keys {
+            let _ = m.remove(k);
         }
         Ok(())
     }

@@ -151,6 +151,8 @@ pub struct NsUser {
 
 /// Containers' passwd tables kept (per mount namespace).
 const PASSWD_CACHE: usize = 256;
+/// Cgroup id -> path names kept (cleared when full).
+const CGROUP_CACHE: usize = 4096;
 /// A container's passwd table is read again after this long (boot ns).
 const PASSWD_TTL_NS: u64 = 60_000_000_000;
 
@@ -321,6 +323,20 @@ impl Enricher {
         self.procs.len()
     }
 
+    /// Entries in each of the enricher's tables, container tracker
+    /// included (`vigil_state_entries`).
+    pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("processes", self.procs.len()),
+            ("cgroup_names", self.cgroups.len()),
+            ("container_metadata", self.ctr_meta.len()),
+            ("dns_addresses", self.dns_cache.len()),
+            ("container_passwd", self.passwd.len()),
+            ("user_names", self.user_names.len() + self.group_names.len()),
+        ]);
+        self.tracker.table_sizes(out);
+    }
+
     /// Whether a pid is alive in the table.
     pub fn is_alive(&self, pid: u32) -> bool {
         self.procs.get(&pid).is_some_and(|p| p.exited_ns.is_none())
@@ -473,6 +489,12 @@ impl Enricher {
             return p.clone();
         }
         let p: Option<Arc<str>> = host.cgroup_path(id).map(Into::into);
+        // Cgroup ids are not reused, and every container, session and
+        // service makes new ones: a cache of all ids ever seen would grow
+        // for the agent's life.
+        if self.cgroups.len() >= CGROUP_CACHE {
+            self.cgroups.clear();
+        }
         self.cgroups.insert(id, p.clone());
         p
     }

@@ -600,6 +600,11 @@ impl LiveHost {
         }
     }
 
+    /// Cgroup ids whose path is known (the last walk of the cgroup fs).
+    pub fn cgroup_paths_known(&self) -> usize {
+        self.cgroup_paths.len()
+    }
+
     /// Answers logged since the previous call.
     pub fn take_log(&mut self) -> Vec<Lookup> {
         self.log.as_mut().map(std::mem::take).unwrap_or_default()
@@ -616,6 +621,8 @@ impl LiveHost {
             return;
         }
         self.last_scan = Some(Instant::now());
+        // A fresh map each walk: ids of removed cgroups go with them.
+        self.cgroup_paths.clear();
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
             let Ok(rd) = std::fs::read_dir(&dir) else {

@@ -155,6 +155,15 @@ fn transport(proto: u16) -> Transport {
 }
 
 impl Learner {
+    /// Entries in the learner's tables (`vigil_state_entries`).
+    pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("baseline_profiles", self.baselines.len()),
+            ("learner_processes", self.refs.len() + self.dead.len()),
+            ("learner_kernel_slots", self.slot_of.len()),
+        ]);
+    }
+
     /// A learner over `baselines`; `live` reads identities from /proc.
     pub fn new(baselines: Baselines, live: bool) -> Learner {
         Learner {

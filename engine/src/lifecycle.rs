@@ -259,6 +259,18 @@ impl Tracker {
         }
     }
 
+    /// Entries in the tracker's tables (`vigil_state_entries`).
+    pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("containers", self.ctrs.len()),
+            ("container_processes", self.members.len()),
+            (
+                "container_namespaces",
+                self.by_pidns.len() + self.ns_owner.len() + self.unknown_ns.len(),
+            ),
+        ]);
+    }
+
     /// Lifecycle records produced since the last call.
     pub fn take(&mut self) -> Vec<Lifecycle> {
         std::mem::take(&mut self.pending)

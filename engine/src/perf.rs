@@ -320,6 +320,10 @@ pub struct Interval {
     pub pidnss: Option<Vec<(NsPair, u64)>>,
     /// Steal percentage per CPU (None: off or first reading).
     pub steal: Option<Vec<(u32, f64)>>,
+    /// Cgroups forgotten in this collection (idle for [`FORGET_AFTER`]
+    /// intervals, usually removed): whoever keeps something per cgroup
+    /// (metric series) drops it.
+    pub forgotten: Vec<u64>,
 }
 
 /// What a cgroup resolves to.
@@ -343,24 +347,30 @@ pub struct PerfRecord {
 pub struct PerfCollector {
     cfg: PerfConfig,
     last_rq: HashMap<RqKey, RqHist>,
-    last_ns: HashMap<NsPair, u64>,
+    /// Per pid-namespace pair: last cumulative count, intervals unchanged.
+    last_ns: HashMap<NsPair, (u64, u32)>,
     last_stat: Option<Vec<CpuTimes>>,
     last_at: Instant,
     unchanged: HashMap<u64, u32>,
     cgroups: HashMap<u64, CgroupInfo>,
     history: Option<History>,
     history_failed: bool,
-    /// Cumulative waits per (cgroup, kind) since start (summary, tests).
+    /// Cumulative waits per (cgroup, kind) since start (summary, tests),
+    /// of the cgroups not forgotten since.
     pub totals: BTreeMap<(u64, u32), RqHist>,
-    /// Cumulative pid-namespace switches per pair since start.
+    /// Cumulative pid-namespace switches per pair since start, of the
+    /// pairs not forgotten since.
     pub pidnss_totals: BTreeMap<(u32, u32), u64>,
     /// Findings raised.
     pub findings: u64,
 }
 
-/// Intervals a cgroup's histograms may stay unchanged before its BPF
-/// entries are removed (a removed entry starts again from zero).
-const FORGET_AFTER: u32 = 30;
+/// Intervals a cgroup's histograms (or a pid-namespace pair's count) may
+/// stay unchanged before its BPF entries and everything vigil keeps about
+/// it are removed (a removed entry starts again from zero). Cgroups and
+/// namespaces come and go with every container, session and service: what
+/// is kept per cgroup must end with it, or it grows for the agent's life.
+pub const FORGET_AFTER: u32 = 30;
 
 impl PerfCollector {
     /// A collector; `data_dir` receives the history when `cfg.history`.
@@ -394,6 +404,14 @@ impl PerfCollector {
             i.and_then(|i| i.container.as_ref().map(|c| c.id.clone()))
                 .unwrap_or_default(),
         )
+    }
+
+    /// Entries in the collector's tables (`vigil_state_entries`).
+    pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("runqlat_cgroups", self.unchanged.len()),
+            ("pidns_pairs", self.last_ns.len()),
+        ]);
     }
 
     /// The history file, when kept.
@@ -444,8 +462,7 @@ impl PerfCollector {
                         forget.push(id);
                     }
                 }
-                if !forget.is_empty() {
-                    let _ = s.forget_cgroups(&forget);
+                if !forget.is_empty() && s.forget_cgroups(&forget).is_ok() {
                     for id in &forget {
                         self.unchanged.remove(id);
                         self.cgroups.remove(id);
@@ -455,8 +472,10 @@ impl PerfCollector {
                                 kind,
                                 _pad: 0,
                             });
+                            self.totals.remove(&(*id, kind));
                         }
                     }
+                    iv.forgotten = forget;
                 }
                 iv.runqlat = per.into_iter().map(|(id, (w, p))| (id, w, p)).collect();
             }
@@ -464,15 +483,29 @@ impl PerfCollector {
                 && let Ok(all) = s.pidns_switches()
             {
                 let mut v = Vec::new();
+                let mut idle = Vec::new();
                 for (k, n) in all {
-                    let prev = self.last_ns.insert(k, n).unwrap_or(0);
-                    let d = if n >= prev { n - prev } else { n };
+                    let e = self.last_ns.entry(k).or_insert((0, 0));
+                    let d = if n >= e.0 { n - e.0 } else { n };
+                    e.0 = n;
                     if d > 0 {
+                        e.1 = 0;
                         *self
                             .pidnss_totals
                             .entry((k.prev_ns, k.next_ns))
                             .or_default() += d;
                         v.push((k, d));
+                    } else {
+                        e.1 += 1;
+                        if e.1 >= FORGET_AFTER {
+                            idle.push(k);
+                        }
+                    }
+                }
+                if !idle.is_empty() && s.forget_pidns_pairs(&idle).is_ok() {
+                    for k in &idle {
+                        self.last_ns.remove(k);
+                        self.pidnss_totals.remove(&(k.prev_ns, k.next_ns));
                     }
                 }
                 v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -21,7 +21,7 @@ use crate::config::PerfConfig;
 use crate::ecs;
 use crate::host::Host;
 use crate::perf::{quantile_us, slot_bounds, total};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use vigil_bpf::ProgramStat;
 use vigil_bpf::perfsys::{
@@ -76,6 +76,10 @@ pub struct SysInterval {
     pub tcp: Vec<(TcpKey, TcpVal, u64)>,
     /// Block I/O histograms per (cgroup, device, op).
     pub bio: Vec<(BioKey, BioHist)>,
+    /// (device, cgroup) pairs with no block I/O left to track (every op
+    /// idle for [`FORGET_AFTER`] intervals): per-pair state elsewhere
+    /// (metric series) is dropped.
+    pub bio_forgotten: Vec<(u32, u64)>,
     /// vigil's own cost (None: off or the first reading).
     pub cost: Option<Cost>,
 }
@@ -87,9 +91,9 @@ pub struct Totals {
     pub calls: BTreeMap<u32, ScProc>,
     /// Failing syscalls per (tgid, nr, errno, compat) of processes still alive.
     pub errors: BTreeMap<(u32, u16, u16, u32), u64>,
-    /// TCP events per connection and kind.
+    /// TCP events per connection and kind (connections not forgotten).
     pub tcp: BTreeMap<TcpKey, u64>,
-    /// Block I/O per (cgroup, device, op).
+    /// Block I/O per (cgroup, device, op) not forgotten.
     pub bio: BTreeMap<BioKey, BioHist>,
     /// The last cost measured.
     pub cost: Option<Cost>,
@@ -154,6 +158,16 @@ pub struct PerfsysCollector {
 pub type Record = crate::perf::PerfRecord;
 
 impl PerfsysCollector {
+    /// Entries in the collector's tables (`vigil_state_entries`).
+    pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("syscount_processes", self.last_procs.len()),
+            ("syscount_errors", self.last_errors.len()),
+            ("tcp_connections", self.last_tcp.len()),
+            ("bio_keys", self.last_bio.len()),
+        ]);
+    }
+
     /// A collector for these settings.
     pub fn new(cfg: &PerfConfig) -> PerfsysCollector {
         PerfsysCollector {
@@ -300,6 +314,7 @@ impl PerfsysCollector {
             if !idle.is_empty() && ps.forget_tcp(&idle).is_ok() {
                 for k in &idle {
                     self.last_tcp.remove(k);
+                    self.totals.tcp.remove(k);
                 }
             }
         }
@@ -331,7 +346,20 @@ impl PerfsysCollector {
             if !idle.is_empty() && ps.forget_bio(&idle).is_ok() {
                 for k in &idle {
                     self.last_bio.remove(k);
+                    self.totals.bio.remove(k);
                 }
+                let live: HashSet<(u32, u64)> =
+                    self.last_bio.keys().map(|k| (k.dev, k.cgroup_id)).collect();
+                let mut gone: Vec<(u32, u64)> = idle
+                    .iter()
+                    .map(|k| (k.dev, k.cgroup_id))
+                    .filter(|p| !live.contains(p))
+                    .collect();
+                gone.sort_unstable();
+                gone.dedup();
+                let cgroups: HashSet<u64> = live.iter().map(|p| p.1).collect();
+                self.cgroups.retain(|id, _| cgroups.contains(id));
+                iv.bio_forgotten = gone;
             }
         }
     }
@@ -1103,6 +1131,7 @@ mod tests {
                 },
                 h,
             )],
+            bio_forgotten: Vec::new(),
             cost: Some(Cost {
                 secs: 1.0,
                 cpu_ns: 30_000_000,

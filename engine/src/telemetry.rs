@@ -29,6 +29,7 @@ pub struct Telemetry {
     pidnss: Option<Counter>,
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
     sys: PerfsysMetrics,
+    state: Arc<Mutex<BTreeMap<&'static str, u64>>>,
 }
 
 /// Prometheus series of the perfsys sensors and vigil's own cost.
@@ -90,13 +91,13 @@ impl Telemetry {
         );
         let _ = registry.gauge_fn(
             "vigil_memory_heap_bytes",
-            "The allocator's heap: bytes in use by the agent, and bytes free but kept (glibc mallinfo2).",
+            "The allocator's heap: bytes in use by the agent, and bytes free in its arenas (glibc mallinfo2; free pages are given back to the kernel by malloc_trim, so free is not resident).",
             &[("state", "in_use")],
             || heap().0,
         );
         let _ = registry.gauge_fn(
             "vigil_memory_heap_bytes",
-            "The allocator's heap: bytes in use by the agent, and bytes free but kept (glibc mallinfo2).",
+            "The allocator's heap: bytes in use by the agent, and bytes free in its arenas (glibc mallinfo2; free pages are given back to the kernel by malloc_trim, so free is not resident).",
             &[("state", "free")],
             || heap().1,
         );
@@ -118,6 +119,38 @@ impl Telemetry {
             pidnss: None,
             steal: Arc::default(),
             sys: PerfsysMetrics::default(),
+            state: Arc::default(),
+        }
+    }
+
+    /// Sets `vigil_state_entries{table}`: how many entries each of the
+    /// agent's in-memory tables holds (process table, caches, container
+    /// tracker, learner, per-cgroup and per-connection collectors, metric
+    /// series). Every one is bounded or swept; one that only grows is a
+    /// leak worth reporting.
+    pub fn state(&mut self, tables: &[(&'static str, usize)]) {
+        let mut new = Vec::new();
+        if let Ok(mut g) = self.state.lock() {
+            for &(name, n) in tables {
+                if g.insert(name, n as u64).is_none() {
+                    new.push(name);
+                }
+            }
+        }
+        // registered after the lock is released (a scrape holds the
+        // registry's lock while it reads this map)
+        for name in new {
+            let s = self.state.clone();
+            let _ = self.registry.gauge_fn(
+                "vigil_state_entries",
+                "Entries in the agent's in-memory tables (processes, caches, containers, learner, per-cgroup and per-connection collectors, metric series).",
+                &[("table", name)],
+                move || {
+                    s.lock()
+                        .map(|g| g.get(name).copied().unwrap_or(0) as f64)
+                        .unwrap_or(0.0)
+                },
+            );
         }
     }
 
@@ -241,6 +274,13 @@ impl Telemetry {
                 }
                 if let Some(hist) = self.runqlat.get(&(*id, kind)) {
                     hist.add_buckets(&h.slots, h.sum_ns / 1000);
+                }
+            }
+        }
+        for id in &iv.forgotten {
+            for kind in [RQ_WAKEUP, RQ_PREEMPTED] {
+                if let Some(h) = self.runqlat.remove(&(*id, kind)) {
+                    self.registry.remove_histogram(&h);
                 }
             }
         }
@@ -378,6 +418,11 @@ impl Telemetry {
                 hist.add_buckets(&h.slots, h.sum_ns / 1000);
             }
         }
+        for (dev, cg) in &iv.bio_forgotten {
+            if let Some(h) = m.bio.remove(&(*dev, *cg)) {
+                reg.remove_histogram(&h);
+            }
+        }
         if let Some(c) = &iv.cost {
             let secs = c.secs.max(1e-3);
             let v = (c.cpu_ns as f64 / 1e9 / secs, c.bpf_ns as f64 / 1e9 / secs);
@@ -429,8 +474,104 @@ fn status_kib(key: &str) -> f64 {
 }
 
 /// (bytes in use, bytes free but kept) of the glibc heap.
+/// Gives the allocator's free memory back to the kernel when more than
+/// `min_free` bytes of it are kept (glibc keeps freed memory as a
+/// high-water mark: start-up's BTF parsing, a flood's queues). Returns
+/// whether it trimmed.
+pub fn trim_heap(min_free: f64) -> bool {
+    if heap().1 <= min_free {
+        return false;
+    }
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+    true
+}
+
 fn heap() -> (f64, f64) {
     // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
     let m = unsafe { libc::mallinfo2() };
     ((m.uordblks + m.hblkhd) as f64, m.fordblks as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_bpf::sched::RqHist;
+
+    fn waits() -> RqHist {
+        let mut h = RqHist::default();
+        h.slots[3] = 5;
+        h.sum_ns = 40_000;
+        h
+    }
+
+    #[test]
+    fn series_of_forgotten_cgroups_are_removed() {
+        let reg = Arc::new(Registry::new());
+        let mut t = Telemetry::new(reg.clone());
+        let label = |id: u64| (format!("/ctr-{id}"), String::new());
+        let before = reg.series_count();
+        let iv = crate::perf::Interval {
+            runqlat: (1..=3).map(|id| (id, waits(), waits())).collect(),
+            ..Default::default()
+        };
+        t.perf(&iv, label);
+        assert_eq!(
+            reg.series_count(),
+            before + 6,
+            "wakeup + preempted per cgroup"
+        );
+        assert!(reg.render().contains("cgroup=\"/ctr-2\""));
+        // cgroup 2 went idle and was forgotten; 1 and 3 go on
+        let iv = crate::perf::Interval {
+            runqlat: vec![(1, waits(), RqHist::default()), (3, waits(), waits())],
+            forgotten: vec![2],
+            ..Default::default()
+        };
+        t.perf(&iv, label);
+        assert_eq!(reg.series_count(), before + 4);
+        let text = reg.render();
+        assert!(!text.contains("cgroup=\"/ctr-2\""), "{text}");
+        assert!(
+            text.contains(
+                "vigil_runqueue_latency_seconds_count{cgroup=\"/ctr-1\",container=\"\",reason=\"wakeup\"} 10\n"
+            ),
+            "{text}"
+        );
+        // a churn of cgroups, each forgotten in turn, leaves nothing behind
+        for id in 100..1100u64 {
+            let iv = crate::perf::Interval {
+                runqlat: vec![(id, waits(), waits())],
+                forgotten: vec![id - 1],
+                ..Default::default()
+            };
+            t.perf(&iv, label);
+        }
+        t.perf(
+            &crate::perf::Interval {
+                forgotten: vec![1099],
+                ..Default::default()
+            },
+            label,
+        );
+        assert_eq!(reg.series_count(), before + 4);
+        assert_eq!(t.runqlat.len(), 4);
+    }
+
+    #[test]
+    fn state_entries_are_exported_per_table() {
+        let reg = Arc::new(Registry::new());
+        let mut t = Telemetry::new(reg.clone());
+        t.state(&[("processes", 12), ("containers", 0)]);
+        t.state(&[("processes", 7), ("containers", 2)]);
+        let text = reg.render();
+        assert!(
+            text.contains("vigil_state_entries{table=\"processes\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("vigil_state_entries{table=\"containers\"} 2\n"),
+            "{text}"
+        );
+    }
 }

@@ -392,6 +392,30 @@ impl Registry {
             .map(|_| ())
     }
 
+    /// Removes a histogram's series (the thing it measured is gone, such
+    /// as a removed cgroup): the registry holds one series per label set
+    /// ever registered, so series of transient things must be removed or
+    /// they accumulate for the life of the process. Returns whether it was
+    /// registered.
+    pub fn remove_histogram(&self, h: &Histogram) -> bool {
+        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        for f in fams.iter_mut() {
+            let before = f.series.len();
+            f.series
+                .retain(|s| !matches!(&s.source, Source::Hist(a) if Arc::ptr_eq(a, &h.0)));
+            if f.series.len() != before {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Series registered, over every family.
+    pub fn series_count(&self) -> usize {
+        let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        fams.iter().map(|f| f.series.len()).sum()
+    }
+
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
@@ -738,6 +762,36 @@ fn serve(mut c: TcpStream, reg: &Registry) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removed_histograms_leave_the_exposition_and_the_registry() {
+        let reg = Registry::new();
+        let keep = reg
+            .histogram("vigil_c_seconds", "C.", &[("cgroup", "/a")], 1e-6)
+            .unwrap();
+        let gone = reg
+            .histogram("vigil_c_seconds", "C.", &[("cgroup", "/b")], 1e-6)
+            .unwrap();
+        keep.observe(5);
+        gone.observe(7);
+        assert_eq!(reg.series_count(), 2);
+        assert!(reg.render().contains("cgroup=\"/b\""));
+        assert!(reg.remove_histogram(&gone));
+        assert!(!reg.remove_histogram(&gone), "already removed");
+        assert_eq!(reg.series_count(), 1);
+        let text = reg.render();
+        assert!(!text.contains("cgroup=\"/b\""), "{text}");
+        assert!(
+            text.contains("vigil_c_seconds_count{cgroup=\"/a\"} 1\n"),
+            "{text}"
+        );
+        // The same labels again start a new series from zero.
+        let again = reg
+            .histogram("vigil_c_seconds", "C.", &[("cgroup", "/b")], 1e-6)
+            .unwrap();
+        assert_eq!(again.count(), 0);
+        assert_eq!(reg.series_count(), 2);
+    }
 
     #[test]
     fn pre_bucketed_histogram_matches_single_observations() {

@@ -231,3 +231,83 @@ fn runqlat_raw_tp_fallback_counts_under_the_right_cgroup() {
     assert!(n >= 50, "raw_tp: wakeups under the container's cgroup: {n}");
     assert!(h.sum_ns > 0);
 }
+
+#[test]
+fn idle_cgroups_and_namespace_pairs_are_forgotten_everywhere() {
+    // Cgroups and pid namespaces come and go with every container: what
+    // the collector keeps about one (kernel map entries, last values,
+    // totals, the cgroup's name) must go when it has been idle for
+    // FORGET_AFTER intervals, or it grows for the agent's life.
+    if !vigil_tests::require_root("idle_cgroups_and_namespace_pairs_are_forgotten_everywhere") {
+        return;
+    }
+    let _lock = vigil_tests::bpf_lock();
+    let mut sched = vigil_bpf::sched::Sched::load(&vigil_bpf::sched::SchedConfig {
+        runqlat: true,
+        pidnss: true,
+        raw_tp_only: false,
+    })
+    .expect("scheduler object loads");
+    let cfg = vigil_engine::config::PerfConfig {
+        cpu_steal: false,
+        history: false,
+        ..Default::default()
+    };
+    let mut coll = perf::PerfCollector::new(&cfg, None);
+    let _ = coll.read(Some(&mut sched));
+    let c = NsContainer::start("sched-forget", "while :; do usleep 2000; done").expect("container");
+    std::thread::sleep(Duration::from_millis(800));
+    let (cg, ns) = (c.cgroup_id(), c.pidns_inode());
+    let iv = coll.read(Some(&mut sched));
+    drop(c); // killed; its cgroup removed
+    assert!(
+        iv.runqlat
+            .iter()
+            .any(|(id, w, _)| *id == cg && perf::total(&w.slots) > 0),
+        "the container's wakeups were read: {:?}",
+        iv.runqlat.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let has_pair = |pairs: &[(vigil_bpf::sched::NsPair, u64)]| {
+        pairs
+            .iter()
+            .any(|(k, _)| k.prev_ns == ns || k.next_ns == ns)
+    };
+    assert!(
+        has_pair(iv.pidnss.as_deref().unwrap_or_default()),
+        "switches to and from the container's pid namespace were read"
+    );
+    assert!(coll.totals.keys().any(|k| k.0 == cg));
+    let mut forgotten_at = None;
+    for i in 1..=perf::FORGET_AFTER + 2 {
+        let iv = coll.read(Some(&mut sched));
+        if iv.forgotten.contains(&cg) {
+            forgotten_at = Some(i);
+        }
+    }
+    assert!(
+        forgotten_at.is_some_and(|i| i >= perf::FORGET_AFTER - 1),
+        "forgotten after {:?} idle reads (FORGET_AFTER {})",
+        forgotten_at,
+        perf::FORGET_AFTER
+    );
+    assert!(
+        !sched
+            .runqlat()
+            .unwrap()
+            .iter()
+            .any(|(k, _)| k.cgroup_id == cg),
+        "kernel histograms of the gone cgroup removed"
+    );
+    assert!(
+        !has_pair(&sched.pidns_switches().unwrap()),
+        "kernel pairs of the gone namespace removed"
+    );
+    assert!(!coll.totals.keys().any(|k| k.0 == cg), "totals dropped");
+    assert!(
+        !coll.pidnss_totals.keys().any(|k| k.0 == ns || k.1 == ns),
+        "pair totals dropped"
+    );
+    let stats = sched.stats().unwrap();
+    assert_eq!(stats.pairs_full, 0);
+    assert_eq!(stats.hist_full, 0);
+}

@@ -155,7 +155,7 @@ fn audit_lost() -> u64 {
         .unwrap_or(0)
 }
 
-fn start(tool: Tool, dir: &Path) -> R<Setup> {
+fn start(tool: Tool, dir: &Path, vigil_toml: &str) -> R<Setup> {
     let mut s = Setup {
         tool,
         out: None,
@@ -250,7 +250,7 @@ fn start(tool: Tool, dir: &Path) -> R<Setup> {
                 data_dir: &dir.join("vigil"),
                 outputs: vec![format!("file://{}", out.display())],
                 events: tool == Tool::VigilEvents,
-                extra_toml: "",
+                extra_toml: vigil_toml,
                 args: vec![],
             })?;
             s.cpu_pids = vec![a.pid];
@@ -443,6 +443,7 @@ pub fn main(args: &[String]) -> R<()> {
     let mut rounds = if quick { 1 } else { 5 };
     let mut scale = 1.0f64;
     let mut only: Option<Vec<String>> = None;
+    let mut vigil_toml = String::new();
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -469,6 +470,15 @@ pub fn main(args: &[String]) -> R<()> {
                         .map(str::to_string)
                         .collect(),
                 );
+                i += 1;
+            }
+            "--vigil-toml" => {
+                // settings appended to vigil's config (after its [agent]
+                // table): what one sensor or option costs, e.g.
+                // `--vigil-toml $'[perf]\nrunqlat = false'`
+                let t = args.get(i + 1).ok_or("--vigil-toml 'TOML'")?;
+                vigil_toml.push_str(t);
+                vigil_toml.push('\n');
                 i += 1;
             }
             a => return Err(format!("compare: unknown argument {a}")),
@@ -505,7 +515,7 @@ pub fn main(args: &[String]) -> R<()> {
                 tool.name(),
                 t0.elapsed().as_secs_f64()
             ));
-            let setup = start(tool, &dir.0)?;
+            let setup = start(tool, &dir.0, &vigil_toml)?;
             // the tool's own CPU while nothing runs (timers, housekeeping,
             // periodic collectors): subtracted from its CPU per workload
             let idle_rate = if tool == Tool::Bare {

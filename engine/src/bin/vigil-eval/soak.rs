@@ -5,7 +5,24 @@
 
 use crate::util::*;
 use crate::work;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// `vigil_state_entries{table="NAME"} N` of a scrape: entries per table.
+fn state_entries(text: &str) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("vigil_state_entries{table=\"") else {
+            continue;
+        };
+        if let Some((name, v)) = rest.split_once("\"} ")
+            && let Ok(v) = v.trim().parse::<f64>()
+        {
+            m.insert(name.to_string(), v);
+        }
+    }
+    m
+}
 
 struct Sample {
     t: f64,
@@ -74,6 +91,8 @@ pub fn main(args: &[String]) -> R<()> {
     let mut last_t = 0.0;
     let mut child = Some(child);
     let mut ops = 0;
+    // per table: (first sample, max, last)
+    let mut state: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
     loop {
         let next = Duration::from_secs_f64(every * (samples.len() + 1) as f64);
         if let Some(d) = next.checked_sub(t0.elapsed()) {
@@ -91,6 +110,11 @@ pub fn main(args: &[String]) -> R<()> {
             records: metric_sum(&text, "vigil_output_records_submitted_total", ""),
             dropped: metric_sum(&text, "vigil_sensor_dropped_events_total", ""),
         };
+        for (name, v) in state_entries(&text) {
+            let e = state.entry(name).or_insert((v, v, v));
+            e.1 = e.1.max(v);
+            e.2 = v;
+        }
         if s.rss_kib == 0 {
             return Err(format!(
                 "the agent died during the soak at {t:.0} s; stderr:\n{}",
@@ -182,6 +206,14 @@ pub fn main(args: &[String]) -> R<()> {
         total_cpu / wall * 100.0,
         records / wall
     );
+    // what the agent holds in memory, table by table: a table that only
+    // grows is where a heap trend comes from
+    if !state.is_empty() {
+        println!("  in-memory tables (vigil_state_entries): first sample, max, end");
+        for (name, (first, max, end)) in &state {
+            println!("    {name:<24} {first:>9.0} {max:>9.0} {end:>9.0}");
+        }
+    }
     if stderr.contains("panicked") {
         return Err(format!("the agent panicked:\n{stderr}"));
     }
