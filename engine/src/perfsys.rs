@@ -33,9 +33,9 @@ use vigil_bpf::perfsys::{
 /// in Prometheus and the totals, not written one by one).
 const MAX_RECORDS: usize = 100;
 
-/// Intervals an entry may stay unchanged before its BPF entry is removed
-/// (TCP connections, block I/O histograms).
-const FORGET_AFTER: u32 = 30;
+/// TCP connections and block I/O histograms unchanged for this many
+/// intervals are forgotten, as cgroups are.
+pub use crate::perf::FORGET_AFTER;
 
 /// vigil's own cost in one interval.
 #[derive(Debug, Clone, Default, PartialEq)]
