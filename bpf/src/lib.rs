@@ -248,11 +248,20 @@ pub struct ProgramStat {
     pub run_count: u64,
     /// Total time spent in it.
     pub run_time: Duration,
+    /// Runs the kernel skipped because a BPF program was already running
+    /// on that CPU (`recursion_misses`: an interrupt or softirq hit a
+    /// tracepoint while a program ran). Counted whether or not
+    /// `BPF_ENABLE_STATS` is on; each is an event lost before any ring
+    /// buffer could count it as a drop. None: the kernel does not report
+    /// it (before 5.12).
+    pub missed: Option<u64>,
 }
 
-/// Run count and time of every loaded program of an object, by name
-/// (counted only while some process holds a `BPF_ENABLE_STATS` descriptor).
+/// Run count and time of every loaded program of an object, by name (run
+/// count and time counted only while some process holds a
+/// `BPF_ENABLE_STATS` descriptor; misses always).
 pub fn program_stats_of(ebpf: &Ebpf) -> Vec<ProgramStat> {
+    use std::os::fd::AsFd;
     let mut out = Vec::new();
     for (name, prog) in ebpf.programs() {
         if let Ok(info) = prog.info() {
@@ -260,11 +269,56 @@ pub fn program_stats_of(ebpf: &Ebpf) -> Vec<ProgramStat> {
                 name: name.to_string(),
                 run_count: info.run_count(),
                 run_time: info.run_time(),
+                missed: prog.fd().ok().and_then(|fd| recursion_misses(fd.as_fd())),
             });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// `recursion_misses` of a loaded program (`BPF_OBJ_GET_INFO_BY_FD`; aya
+/// 0.14 does not expose it). None when the kernel does not report it
+/// (before 5.12).
+pub fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    /// `struct bpf_prog_info` up to `recursion_misses` (offset 208 in the
+    /// UAPI; the kernel fills min(info_len, its size) and, as every
+    /// pointer/count pair is zero, writes nothing else).
+    #[repr(C)]
+    struct InfoPrefix {
+        head: [u8; 208],
+        recursion_misses: u64,
+    }
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct GetInfo {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let mut info = InfoPrefix {
+        head: [0; 208],
+        recursion_misses: 0,
+    };
+    let mut attr = GetInfo {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<InfoPrefix>() as u32,
+        info: (&raw mut info) as u64,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for this command, `info`
+    // outlives the call and is `info_len` bytes long; the kernel writes at
+    // most that many bytes into it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &raw mut attr,
+            size_of::<GetInfo>(),
+        )
+    };
+    (r == 0 && attr.info_len as usize >= size_of::<InfoPrefix>()).then_some(info.recursion_misses)
 }
 
 /// Whether this kernel lets vigil count BPF run time (`BPF_ENABLE_STATS`);

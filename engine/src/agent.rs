@@ -701,7 +701,8 @@ pub struct Summary {
     pub kernel: BTreeMap<u16, Counters>,
     /// Userspace counters.
     pub pipeline: PipelineStats,
-    /// Per-program statistics.
+    /// Per-program statistics of every object (security sensors,
+    /// scheduler, perfsys).
     pub programs: Vec<vigil_bpf::ProgramStat>,
     /// Dedup entries swept and the repeats they had suppressed.
     pub dedup_swept: (u64, u64),
@@ -773,6 +774,19 @@ impl Summary {
                     p.run_time.as_nanos() as f64 / p.run_count as f64
                 ));
             }
+        }
+        let missed: Vec<(&str, u64)> = self
+            .programs
+            .iter()
+            .filter_map(|p| Some((p.name.as_str(), p.missed.filter(|&m| m > 0)?)))
+            .collect();
+        if !missed.is_empty() {
+            let list: Vec<String> = missed.iter().map(|(n, m)| format!("{n} {m}")).collect();
+            s.push_str(&format!(
+                "vigil: WARNING: the kernel skipped {} runs of BPF programs because another was running on the CPU (recursion misses; their events are lost): {}\n",
+                missed.iter().map(|p| p.1).sum::<u64>(),
+                list.join(", ")
+            ));
         }
         if self.dedup_swept.0 > 0 {
             s.push_str(&format!(
@@ -1199,8 +1213,8 @@ pub async fn run(
         pipeline.collect_perf(p, sched.as_mut(), &mut host);
     }
     let bpf_scale = stats.interval_end(sensors);
+    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
     if let Some(c) = psys_coll.as_mut() {
-        let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
         pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
     }
     drop(psys);
@@ -1219,7 +1233,7 @@ pub async fn run(
     Ok(Summary {
         elapsed: started.elapsed(),
         kernel,
-        programs: sensors.program_stats(),
+        programs,
         pipeline: pipeline.stats.clone(),
         dedup_swept: swept,
         recorded,

@@ -14,6 +14,7 @@ struct Snapshot {
     drops: BTreeMap<&'static str, u64>,
     bpf_runs: BTreeMap<String, u64>,
     bpf_ns: BTreeMap<String, u64>,
+    bpf_missed: BTreeMap<String, u64>,
 }
 
 /// Registered metrics.
@@ -187,6 +188,17 @@ impl Telemetry {
                             .unwrap_or(0)
                     },
                 );
+                let (s3, n3) = (self.snap.clone(), p.name.clone());
+                let _ = self.registry.counter_fn(
+                    names::BPF_MISSED.0,
+                    names::BPF_MISSED.1,
+                    &[("program", &p.name)],
+                    move || {
+                        s3.lock()
+                            .map(|g| g.bpf_missed.get(&n3).copied().unwrap_or(0))
+                            .unwrap_or(0)
+                    },
+                );
             }
         }
         if let Ok(mut g) = self.snap.lock() {
@@ -204,6 +216,7 @@ impl Telemetry {
                 g.bpf_runs.insert(p.name.clone(), p.run_count);
                 g.bpf_ns
                     .insert(p.name.clone(), p.run_time.as_nanos() as u64);
+                g.bpf_missed.insert(p.name.clone(), p.missed.unwrap_or(0));
             }
         }
     }

@@ -590,6 +590,11 @@ pub mod names {
         "vigil_bpf_program_runs_total",
         "Runs of each BPF program (kernel bpf_stats).",
     );
+    /// BPF program runs the kernel skipped (label `program`).
+    pub const BPF_MISSED: (&str, &str) = (
+        "vigil_bpf_program_missed_runs_total",
+        "Runs of each BPF program the kernel skipped because a BPF program was already running on that CPU (recursion_misses): events lost before any drop counter.",
+    );
     /// Records offered to a sink (label `sink`).
     pub const OUT_SUBMITTED: (&str, &str) = (
         "vigil_output_records_submitted_total",
@@ -655,6 +660,7 @@ pub mod names {
         RULE_EVAL,
         BPF_RUN_TIME,
         BPF_RUNS,
+        BPF_MISSED,
         OUT_SUBMITTED,
         OUT_SENT,
         OUT_SPOOLED,

@@ -274,9 +274,24 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
         .filter(|(k, _)| k.kind == TCP_RETRANS && k.sport == syn_local && k.dport == retrans_port)
         .collect();
     let rt_n: u64 = rt.iter().map(|(_, n)| **n).sum();
-    assert_eq!(
-        rt_n, kernel_retrans,
-        "retransmits vs tcpi_total_retrans: {rt:?}"
+    // The retransmit timer fires in softirq: when it interrupts a running
+    // BPF program (vigil's or anyone's), the kernel skips the tracepoint's
+    // program and counts a recursion miss. vigil reports those; every
+    // retransmit is either counted or missed, and none is invented (CI once
+    // counted 2 of 3).
+    let missed = summary
+        .programs
+        .iter()
+        .find(|p| p.name == "vg_ps_retrans")
+        .and_then(|p| p.missed)
+        .expect("the retransmit program's recursion misses are in the summary");
+    assert!(
+        summary.programs.iter().all(|p| p.missed.is_some()),
+        "this kernel reports recursion misses of every program"
+    );
+    assert!(
+        rt_n <= kernel_retrans && rt_n + missed >= kernel_retrans,
+        "retransmits {rt_n} (+ {missed} runs missed) vs tcpi_total_retrans {kernel_retrans}: {rt:?}"
     );
     assert!(rt.iter().all(|(k, _)| k.tgid == syn_pid), "owner: {rt:?}");
 
