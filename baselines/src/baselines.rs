@@ -211,6 +211,15 @@ impl Baselines {
         self.profiles.len()
     }
 
+    /// Items held in memory over every profile's sets (each set is capped
+    /// at [`Config::max_items_per_set`]).
+    pub fn items(&self) -> usize {
+        self.profiles
+            .iter()
+            .map(|p| p.sets.iter().map(|s| s.len()).sum::<usize>() + p.reported.len())
+            .sum()
+    }
+
     /// No profiles.
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()

@@ -159,6 +159,7 @@ impl Learner {
     pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
         out.extend([
             ("baseline_profiles", self.baselines.len()),
+            ("baseline_items", self.baselines.items()),
             ("learner_processes", self.refs.len() + self.dead.len()),
             ("learner_kernel_slots", self.slot_of.len()),
         ]);

@@ -255,6 +255,11 @@ impl PerfsysCollector {
             if ps.syscall_mode() == SyscallMode::All
                 && let Ok(all) = ps.syscall_procs()
             {
+                // The kernel map is an LRU: what it evicted is gone from
+                // here too, or this table grows for the agent's life.
+                let seen: HashSet<u32> = all.iter().map(|(t, _)| *t).collect();
+                self.last_procs.retain(|t, _| seen.contains(t));
+                self.totals.calls.retain(|t, _| seen.contains(t));
                 for (tgid, v) in all {
                     let prev = self.last_procs.insert(tgid, v).unwrap_or_default();
                     let d = if v.calls >= prev.calls && v.errors >= prev.errors {
@@ -274,6 +279,13 @@ impl PerfsysCollector {
                 }
             }
             if let Ok(all) = ps.syscall_errors() {
+                let seen: HashSet<(u32, u16, u16, u32)> = all
+                    .iter()
+                    .map(|(k, _)| (k.tgid, k.nr, k.err, k.compat))
+                    .collect();
+                self.last_errors
+                    .retain(|k, _| seen.contains(&(k.tgid, k.nr, k.err, k.compat)));
+                self.totals.errors.retain(|k, _| seen.contains(k));
                 for (k, v) in all {
                     let prev = self.last_errors.insert(k, v).unwrap_or(0);
                     let d = if v >= prev { v - prev } else { v };
@@ -291,6 +303,13 @@ impl PerfsysCollector {
         if (ps.is_live("tcpretrans") || ps.is_live("tcpreset"))
             && let Ok(all) = ps.tcp_events()
         {
+            // tcp_counts is an LRU (a connect flood makes two keys per
+            // connection): keys it evicted never show up again, so they
+            // are dropped here rather than waiting to be idle (a soak with
+            // connect floods grew this table to 97,000 keys).
+            let seen: HashSet<TcpKey> = all.iter().map(|(k, _)| *k).collect();
+            self.last_tcp.retain(|k, _| seen.contains(k));
+            self.totals.tcp.retain(|k, _| seen.contains(k));
             let mut idle = Vec::new();
             for (k, v) in all {
                 let e = self.last_tcp.entry(k).or_insert((0, 0));
@@ -321,6 +340,8 @@ impl PerfsysCollector {
         if ps.is_live("biolatency")
             && let Ok(all) = ps.bio()
         {
+            let seen: HashSet<BioKey> = all.iter().map(|(k, _)| *k).collect();
+            self.last_bio.retain(|k, _| seen.contains(k));
             let mut idle = Vec::new();
             for (k, h) in all {
                 let e = self.last_bio.entry(k).or_insert((BioHist::default(), 0));

@@ -416,3 +416,61 @@ fn syscount_all_mode_and_raw_tp_fallback_count_exactly() {
         );
     }
 }
+
+#[test]
+fn connection_floods_do_not_grow_the_collector_past_the_kernel_map() {
+    // tcp_counts is an LRU of 8,192 keys and a refused connect makes two
+    // (reset sent, reset received): keys the kernel evicted must leave the
+    // collector too. A soak with connect floods once grew its table to
+    // 97,000 keys (about 2 MiB of heap per flood, never given back).
+    if !vigil_tests::require_root("connection_floods_do_not_grow_the_collector_past_the_kernel_map")
+    {
+        return;
+    }
+    let _lock = vigil_tests::bpf_lock();
+    let mut ps = Perfsys::load(&PerfsysConfig {
+        syscalls: SyscallMode::Off,
+        tcp: true,
+        bio: false,
+        raw_tp_only: false,
+    })
+    .expect("perfsys loads");
+    let cfg = vigil_engine::config::PerfConfig {
+        self_cost: false,
+        ..Default::default()
+    };
+    let mut coll = vigil_engine::perfsys::PerfsysCollector::new(&cfg);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let tracked = |coll: &vigil_engine::perfsys::PerfsysCollector| {
+        let mut t = Vec::new();
+        coll.table_sizes(&mut t);
+        t.iter()
+            .find(|(n, _)| *n == "tcp_connections")
+            .map(|(_, n)| *n)
+            .expect("tcp_connections table")
+    };
+    let mut reset_keys = 0;
+    for round in 0..3 {
+        for _ in 0..3000 {
+            let _ = std::net::TcpStream::connect(closed);
+        }
+        let iv = coll.read(Some(&mut ps), &[], 1.0, 0);
+        reset_keys += iv
+            .tcp
+            .iter()
+            .filter(|(k, _, _)| k.sport == closed.port() || k.dport == closed.port())
+            .count();
+        let in_kernel = ps.tcp_events().expect("read tcp_counts").len();
+        assert!(
+            tracked(&coll) <= in_kernel && in_kernel <= 8192,
+            "round {round}: collector {} keys, kernel map {in_kernel}",
+            tracked(&coll)
+        );
+        assert!(coll.totals.tcp.len() <= in_kernel);
+    }
+    // the rounds were counted (6,000 keys a round, the map evicting)
+    assert!(reset_keys >= 8192, "reset keys read: {reset_keys}");
+}
