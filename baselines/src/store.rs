@@ -142,13 +142,25 @@ impl Store {
         let had_files = fs::read_dir(dir)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false);
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // vigil flushes explicitly; no background flusher thread timing.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| map_sled(&path, e))?;
+            .flush_every_ms(None);
+        // sled's I/O threads hold the file lock a moment after the last
+        // handle is dropped (a write job finishing): a database closed in
+        // this process an instant ago is retried for up to 1 s before it
+        // counts as held by someone else (CI once failed on exactly that).
+        let mut tries = 0;
+        let db = loop {
+            match config.open().map_err(|e| map_sled(&path, e)) {
+                Err(Error::Locked { .. }) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => break r?,
+            }
+        };
         let storage = |e| Error::Storage {
             path: path.clone(),
             source: e,
