@@ -1142,7 +1142,7 @@ pub async fn run(
                 }
                 if pipeline.telemetry().is_some() {
                     let kernel = sensors.counters().unwrap_or_default();
-                    let programs = sensors.program_stats();
+                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
                     let decoded = pipeline.stats.decoded.clone();
                     if let Some(t) = pipeline.telemetry() {
                         t.update(&decoded, &kernel, &programs);
