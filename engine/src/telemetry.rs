@@ -12,10 +12,15 @@ use vigil_outputs::metrics::{Counter, Registry, names};
 struct Snapshot {
     events: BTreeMap<&'static str, u64>,
     drops: BTreeMap<&'static str, u64>,
-    bpf_runs: BTreeMap<String, u64>,
-    bpf_ns: BTreeMap<String, u64>,
-    bpf_missed: BTreeMap<String, u64>,
+    /// Per program: [runs, run time in ns, missed runs] (the order of
+    /// [`BPF_COUNTERS`]).
+    bpf: BTreeMap<String, [u64; 3]>,
 }
+
+/// The per-program counters, each reading its slot of `Snapshot::bpf`.
+/// Function counters are whole numbers: the run time is exposed in
+/// nanoseconds (the unit is in the name).
+const BPF_COUNTERS: [(&str, &str); 3] = [names::BPF_RUNS, names::BPF_RUN_TIME, names::BPF_MISSED];
 
 /// Registered metrics.
 pub struct Telemetry {
@@ -30,7 +35,7 @@ pub struct Telemetry {
     pidnss: Option<Counter>,
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
     sys: PerfsysMetrics,
-    state: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    state: Arc<Mutex<BTreeMap<&'static str, f64>>>,
 }
 
 /// Prometheus series of the perfsys sensors and vigil's own cost.
@@ -130,29 +135,17 @@ impl Telemetry {
     /// series). Every one is bounded or swept; one that only grows is a
     /// leak worth reporting.
     pub fn state(&mut self, tables: &[(&'static str, usize)]) {
-        let mut new = Vec::new();
-        if let Ok(mut g) = self.state.lock() {
-            for &(name, n) in tables {
-                if g.insert(name, n as u64).is_none() {
-                    new.push(name);
-                }
-            }
-        }
-        // registered after the lock is released (a scrape holds the
-        // registry's lock while it reads this map)
-        for name in new {
-            let s = self.state.clone();
-            let _ = self.registry.gauge_fn(
+        set_gauges(
+            &self.registry,
+            &self.state,
+            (
                 "vigil_state_entries",
                 "Entries in the agent's in-memory tables (processes, caches, containers, learner, per-cgroup and per-connection collectors, metric series).",
-                &[("table", name)],
-                move || {
-                    s.lock()
-                        .map(|g| g.get(name).copied().unwrap_or(0) as f64)
-                        .unwrap_or(0.0)
-                },
-            );
-        }
+            ),
+            "table",
+            tables.iter().map(|&(name, n)| (name, n as f64)),
+            |name| name.to_string(),
+        );
     }
 
     /// Updates the kernel figures (per kind counters and BPF stats).
@@ -164,41 +157,16 @@ impl Telemetry {
     ) {
         for p in programs {
             if self.registered_programs.insert(p.name.clone()) {
-                let (s1, s2) = (self.snap.clone(), self.snap.clone());
-                let (n1, n2) = (p.name.clone(), p.name.clone());
-                let _ = self.registry.counter_fn(
-                    names::BPF_RUNS.0,
-                    names::BPF_RUNS.1,
-                    &[("program", &p.name)],
-                    move || {
-                        s1.lock()
-                            .map(|g| g.bpf_runs.get(&n1).copied().unwrap_or(0))
-                            .unwrap_or(0)
-                    },
-                );
-                // Function counters are whole numbers: the run time is
-                // exposed in nanoseconds (the unit is in the name).
-                let _ = self.registry.counter_fn(
-                    names::BPF_RUN_TIME.0,
-                    names::BPF_RUN_TIME.1,
-                    &[("program", &p.name)],
-                    move || {
-                        s2.lock()
-                            .map(|g| g.bpf_ns.get(&n2).copied().unwrap_or(0))
-                            .unwrap_or(0)
-                    },
-                );
-                let (s3, n3) = (self.snap.clone(), p.name.clone());
-                let _ = self.registry.counter_fn(
-                    names::BPF_MISSED.0,
-                    names::BPF_MISSED.1,
-                    &[("program", &p.name)],
-                    move || {
-                        s3.lock()
-                            .map(|g| g.bpf_missed.get(&n3).copied().unwrap_or(0))
-                            .unwrap_or(0)
-                    },
-                );
+                for (slot, (name, help)) in BPF_COUNTERS.into_iter().enumerate() {
+                    let (snap, prog) = (self.snap.clone(), p.name.clone());
+                    let _ =
+                        self.registry
+                            .counter_fn(name, help, &[("program", &p.name)], move || {
+                                snap.lock()
+                                    .map(|g| g.bpf.get(&prog).map_or(0, |c| c[slot]))
+                                    .unwrap_or(0)
+                            });
+                }
             }
         }
         if let Ok(mut g) = self.snap.lock() {
@@ -213,10 +181,14 @@ impl Telemetry {
                 g.drops.insert(spec.name, dr);
             }
             for p in programs {
-                g.bpf_runs.insert(p.name.clone(), p.run_count);
-                g.bpf_ns
-                    .insert(p.name.clone(), p.run_time.as_nanos() as u64);
-                g.bpf_missed.insert(p.name.clone(), p.missed.unwrap_or(0));
+                g.bpf.insert(
+                    p.name.clone(),
+                    [
+                        p.run_count,
+                        p.run_time.as_nanos() as u64,
+                        p.missed.unwrap_or(0),
+                    ],
+                );
             }
         }
     }
@@ -313,29 +285,17 @@ impl Telemetry {
             }
         }
         if let Some(steal) = &iv.steal {
-            // New CPUs are registered after the lock is released: a scrape
-            // holds the registry's lock while it reads this map.
-            let mut new = Vec::new();
-            if let Ok(mut g) = self.steal.lock() {
-                for &(cpu, pct) in steal {
-                    if g.insert(cpu, pct / 100.0).is_none() {
-                        new.push(cpu);
-                    }
-                }
-            }
-            for cpu in new {
-                let s = self.steal.clone();
-                let _ = self.registry.gauge_fn(
+            set_gauges(
+                &self.registry,
+                &self.steal,
+                (
                     "vigil_cpu_steal_ratio",
                     "Share of the last perf interval this CPU lost to the hypervisor (steal, /proc/stat).",
-                    &[("cpu", &cpu.to_string())],
-                    move || {
-                        s.lock()
-                            .map(|g| g.get(&cpu).copied().unwrap_or(0.0))
-                            .unwrap_or(0.0)
-                    },
-                );
-            }
+                ),
+                "cpu",
+                steal.iter().map(|&(cpu, pct)| (cpu, pct / 100.0)),
+                |cpu| cpu.to_string(),
+            );
         }
     }
 
@@ -487,6 +447,36 @@ fn status_kib(key: &str) -> f64 {
 }
 
 /// (bytes in use, bytes free but kept) of the glibc heap.
+/// Sets a family of gauges whose values live in `map` (one series per
+/// key, labelled `label` = `label_of(key)`), registering the series of new
+/// keys after the map's lock is released: a scrape holds the registry's
+/// lock while it reads the map.
+fn set_gauges<K: Ord + Copy + Send + Sync + 'static>(
+    registry: &Registry,
+    map: &Arc<Mutex<BTreeMap<K, f64>>>,
+    (name, help): (&str, &str),
+    label: &str,
+    values: impl IntoIterator<Item = (K, f64)>,
+    label_of: impl Fn(K) -> String,
+) {
+    let mut new = Vec::new();
+    if let Ok(mut g) = map.lock() {
+        for (k, v) in values {
+            if g.insert(k, v).is_none() {
+                new.push(k);
+            }
+        }
+    }
+    for k in new {
+        let m = map.clone();
+        let _ = registry.gauge_fn(name, help, &[(label, &label_of(k))], move || {
+            m.lock()
+                .map(|g| g.get(&k).copied().unwrap_or(0.0))
+                .unwrap_or(0.0)
+        });
+    }
+}
+
 /// Gives the allocator's free memory back to the kernel when more than
 /// `min_free` bytes of it are kept (glibc keeps freed memory as a
 /// high-water mark: start-up's BTF parsing, a flood's queues). Returns
