@@ -372,6 +372,23 @@ pub struct PerfCollector {
 /// is kept per cgroup must end with it, or it grows for the agent's life.
 pub const FORGET_AFTER: u32 = 30;
 
+/// The increase of a cumulative kernel counter last read as `*last` (a
+/// smaller value means its entry was removed and created again: it counts
+/// from zero); `*last` becomes `now`.
+pub fn counter_delta(last: &mut u64, now: u64) -> u64 {
+    let d = if now >= *last { now - *last } else { now };
+    *last = now;
+    d
+}
+
+/// One more collection of a kernel entry: `unchanged` goes back to 0 when
+/// it changed and counts up when it did not. True once it has been
+/// unchanged for [`FORGET_AFTER`] collections: time to forget it.
+pub fn idle_for_long(unchanged: &mut u32, changed: bool) -> bool {
+    *unchanged = if changed { 0 } else { *unchanged + 1 };
+    *unchanged >= FORGET_AFTER
+}
+
 impl PerfCollector {
     /// A collector; `data_dir` receives the history when `cfg.history`.
     pub fn new(cfg: &PerfConfig, data_dir: Option<&Path>) -> PerfCollector {
@@ -456,9 +473,7 @@ impl PerfCollector {
                 }
                 let mut forget = Vec::new();
                 for (id, changed) in seen {
-                    let n = self.unchanged.entry(id).or_default();
-                    *n = if changed { 0 } else { *n + 1 };
-                    if *n >= FORGET_AFTER {
+                    if idle_for_long(self.unchanged.entry(id).or_default(), changed) {
                         forget.push(id);
                     }
                 }
@@ -486,20 +501,16 @@ impl PerfCollector {
                 let mut idle = Vec::new();
                 for (k, n) in all {
                     let e = self.last_ns.entry(k).or_insert((0, 0));
-                    let d = if n >= e.0 { n - e.0 } else { n };
-                    e.0 = n;
+                    let d = counter_delta(&mut e.0, n);
+                    if idle_for_long(&mut e.1, d > 0) {
+                        idle.push(k);
+                    }
                     if d > 0 {
-                        e.1 = 0;
                         *self
                             .pidnss_totals
                             .entry((k.prev_ns, k.next_ns))
                             .or_default() += d;
                         v.push((k, d));
-                    } else {
-                        e.1 += 1;
-                        if e.1 >= FORGET_AFTER {
-                            idle.push(k);
-                        }
                     }
                 }
                 if !idle.is_empty() && s.forget_pidns_pairs(&idle).is_ok() {
@@ -829,6 +840,25 @@ mod tests {
         let s = steal_pct(&pa, &pb);
         assert_eq!(s, vec![(0, 100.0 * 100.0 / 300.0), (1, 0.0)]);
         assert!(parse_proc_stat("cpu0 1 2\ngarbage\n").is_empty());
+    }
+
+    #[test]
+    fn counters_and_idle_counts() {
+        let mut last = 0;
+        assert_eq!(counter_delta(&mut last, 5), 5);
+        assert_eq!(counter_delta(&mut last, 7), 2);
+        assert_eq!(counter_delta(&mut last, 3), 3, "entry recreated: from zero");
+        assert_eq!(last, 3);
+        let mut n = 0;
+        for i in 1..FORGET_AFTER {
+            assert!(!idle_for_long(&mut n, false), "{i}");
+        }
+        assert!(!idle_for_long(&mut n, true), "a change starts again");
+        assert_eq!(n, 0);
+        for _ in 1..FORGET_AFTER {
+            assert!(!idle_for_long(&mut n, false));
+        }
+        assert!(idle_for_long(&mut n, false));
     }
 
     #[test]

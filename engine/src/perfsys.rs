@@ -36,6 +36,7 @@ const MAX_RECORDS: usize = 100;
 /// TCP connections and block I/O histograms unchanged for this many
 /// intervals are forgotten, as cgroups are.
 pub use crate::perf::FORGET_AFTER;
+use crate::perf::{counter_delta, idle_for_long};
 
 /// vigil's own cost in one interval.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -287,8 +288,7 @@ impl PerfsysCollector {
                     .retain(|k, _| seen.contains(&(k.tgid, k.nr, k.err, k.compat)));
                 self.totals.errors.retain(|k, _| seen.contains(k));
                 for (k, v) in all {
-                    let prev = self.last_errors.insert(k, v).unwrap_or(0);
-                    let d = if v >= prev { v - prev } else { v };
+                    let d = counter_delta(self.last_errors.entry(k).or_default(), v);
                     if d > 0 {
                         *self
                             .totals
@@ -313,21 +313,13 @@ impl PerfsysCollector {
             let mut idle = Vec::new();
             for (k, v) in all {
                 let e = self.last_tcp.entry(k).or_insert((0, 0));
-                let d = if v.count >= e.0 {
-                    v.count - e.0
-                } else {
-                    v.count
-                };
-                e.0 = v.count;
+                let d = counter_delta(&mut e.0, v.count);
+                if idle_for_long(&mut e.1, d > 0) {
+                    idle.push(k);
+                }
                 if d > 0 {
-                    e.1 = 0;
                     *self.totals.tcp.entry(k).or_default() += d;
                     iv.tcp.push((k, v, d));
-                } else {
-                    e.1 += 1;
-                    if e.1 >= FORGET_AFTER {
-                        idle.push(k);
-                    }
                 }
             }
             if !idle.is_empty() && ps.forget_tcp(&idle).is_ok() {
@@ -347,8 +339,11 @@ impl PerfsysCollector {
                 let e = self.last_bio.entry(k).or_insert((BioHist::default(), 0));
                 let d = bio_delta(&h, &e.0);
                 e.0 = h;
-                if total(&d.slots) > 0 {
-                    e.1 = 0;
+                let changed = total(&d.slots) > 0;
+                if idle_for_long(&mut e.1, changed) {
+                    idle.push(k);
+                }
+                if changed {
                     let t = self.totals.bio.entry(k).or_default();
                     for i in 0..BIO_SLOTS {
                         t.slots[i] = t.slots[i].saturating_add(d.slots[i]);
@@ -357,11 +352,6 @@ impl PerfsysCollector {
                     t.queue_ns = t.queue_ns.saturating_add(d.queue_ns);
                     t.bytes = t.bytes.saturating_add(d.bytes);
                     iv.bio.push((k, d));
-                } else {
-                    e.1 += 1;
-                    if e.1 >= FORGET_AFTER {
-                        idle.push(k);
-                    }
                 }
             }
             if !idle.is_empty() && ps.forget_bio(&idle).is_ok() {
