@@ -201,6 +201,21 @@ impl Baselines {
         Ok(b)
     }
 
+    /// Loads every profile of the database in `dir` into memory and closes
+    /// the database again: checking against it (offline replays) never
+    /// writes to it, and [`Baselines::flush`] of the result persists
+    /// nothing. A missing `dir` gives no profiles. The same checks as
+    /// [`Baselines::open`] apply (permissions, schema); a database held
+    /// open by a running agent is an error (sled locks it).
+    pub fn snapshot(dir: &Path, cfg: Config) -> Result<Baselines> {
+        if !dir.exists() {
+            return Ok(Baselines::in_memory(cfg));
+        }
+        let mut b = Baselines::open(dir, cfg)?;
+        b.store = None;
+        Ok(b)
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.cfg

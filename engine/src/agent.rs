@@ -384,6 +384,11 @@ impl Pipeline {
         self.learner.as_mut()
     }
 
+    /// Takes the learner out (the end of a replay hands its baselines back).
+    pub fn take_learner(&mut self) -> Option<Learner> {
+        self.learner.take()
+    }
+
     /// The rule set in use.
     pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
@@ -979,7 +984,6 @@ pub fn start_sensors(cfg: &Config, interest: &vigil_bpf::Interest) -> Result<Sen
 }
 
 /// Runs until `shutdown` resolves, then drains, flushes and summarizes.
-/// `on_ready` gets the sensor status once everything is attached.
 pub async fn run(
     mut opts: RunOptions,
     sensors: &mut Sensors,

@@ -748,7 +748,7 @@ impl Config {
     /// everything the sensors see ([`Config::interest`]); otherwise only the
     /// kinds some rule can match (plus exec/fork/exit, which keep the
     /// process table), with the rules' file prefixes added to
-    /// `report_paths`. Baselines (issue #5) will add theirs.
+    /// `report_paths`.
     pub fn interest_for(&self, rules: &vigil_rules::Interest) -> Interest {
         let mut i = self.interest();
         for p in &rules.file_prefixes {
@@ -829,7 +829,7 @@ mod tests {
 
     #[test]
     fn control_character_in_a_comment_has_a_message() {
-        // toml's own message for this is empty (found by the fuzzer, issue 8)
+        // toml's own message for this is empty (found by the fuzzer)
         let e = Config::parse("[agent]\n# a \x1b]0;title\x07 b\nevents = true\n", "v.toml")
             .unwrap_err();
         assert_eq!(e.file, "v.toml");

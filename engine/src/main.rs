@@ -168,11 +168,20 @@ enum Cmd {
         duration: Option<u64>,
     },
     /// Re-run enrichment, rules and baselines over a capture (no root needed).
+    /// The capture is checked against the baselines in the data directory
+    /// (read-only: promoted profiles report drift, nothing is stored).
     Replay {
         /// Capture file.
         file: PathBuf,
         #[command(flatten)]
         out: OutputArgs,
+        /// Do not check the capture against the baselines.
+        #[arg(long, conflicts_with = "learn")]
+        no_baselines: bool,
+        /// Store what learning profiles learned from the capture (the
+        /// database must not be open in a running agent).
+        #[arg(long)]
+        learn: bool,
     },
 }
 
@@ -388,9 +397,49 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
-        Cmd::Replay { file, out } => {
+        Cmd::Replay {
+            file,
+            out,
+            no_baselines,
+            learn,
+        } => {
+            if let Some(m) = &out.metrics {
+                eprintln!(
+                    "vigil: replay --metrics {m}: replay serves no metrics (only `vigil run` does)"
+                );
+                return ExitCode::from(2);
+            }
             cfg.agent.events |= out.events;
             apply_rule_args(&mut cfg, &out);
+            let baselines = if no_baselines || !cfg.baselines.enabled {
+                None
+            } else {
+                let dir = cfg.baselines_dir();
+                let opened = if learn {
+                    vigil_baselines::Baselines::open(&dir, cfg.baselines.learner())
+                } else {
+                    vigil_baselines::Baselines::snapshot(&dir, cfg.baselines.learner())
+                };
+                match opened {
+                    Ok(b) => {
+                        eprintln!(
+                            "vigil: baselines: {} profiles from {} ({})",
+                            b.len(),
+                            dir.display(),
+                            if learn {
+                                "learning is stored"
+                            } else {
+                                "read-only"
+                            }
+                        );
+                        Some(b)
+                    }
+                    Err(e) => {
+                        eprintln!("vigil: baselines: {e} (--no-baselines replays without them)");
+                        return ExitCode::from(1);
+                    }
+                }
+            };
             let rules = match load_rules_or_exit(&cfg) {
                 Ok(r) => r,
                 Err(c) => return c,
@@ -403,19 +452,35 @@ fn main() -> ExitCode {
                 }
             };
             let t = std::time::Instant::now();
-            match replay::replay_with(&file, &cfg, Some(rules), Some(sink), None, |n, off| {
-                eprintln!("vigil: replayed {n} records ({} MiB)", off >> 20);
-            }) {
-                Ok(s) => {
+            let res = replay::replay_checked(
+                &file,
+                &cfg,
+                Some(rules),
+                baselines,
+                Some(sink),
+                None,
+                |n, off| {
+                    eprintln!("vigil: replayed {n} records ({} MiB)", off >> 20);
+                },
+            );
+            match res {
+                Ok((s, b)) => {
                     eprintln!(
-                        "vigil: replayed {} records in {:.2}s: {} written, {} alerts, {} decode errors, {} lookups unanswered",
+                        "vigil: replayed {} records in {:.2}s: {} written, {} alerts, {} anomalies, {} decode errors, {} lookups unanswered",
                         s.records,
                         t.elapsed().as_secs_f64(),
                         s.pipeline.written,
                         s.pipeline.alerts,
+                        s.pipeline.anomalies,
                         s.pipeline.decode_errors,
                         s.lookup_misses
                     );
+                    if let Some(mut b) = b
+                        && let Err(e) = b.flush()
+                    {
+                        eprintln!("vigil: baselines: cannot store what was learned: {e}");
+                        return ExitCode::from(1);
+                    }
                     if let Some(t) = s.truncated {
                         eprintln!("vigil: capture ends early: {t}");
                     }

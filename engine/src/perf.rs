@@ -1,4 +1,4 @@
-//! Performance collection (issue #7 items 1-3): every `perf.interval_s`
+//! Performance collection: every `perf.interval_s`
 //! the agent reads the scheduler sensors' BPF maps (run-queue latency
 //! histograms per cgroup, pid-namespace switch counts) and the kernel's
 //! CPU steal accounting (`/proc/stat`), turns the cumulative kernel figures

@@ -1,4 +1,4 @@
-//! System performance collection (issue #7 item 3, with [`crate::perf`]):
+//! System performance collection (with [`crate::perf`]):
 //! every `perf.interval_s` the agent reads the perfsys BPF maps (failing
 //! syscalls per process, syscalls per process, TCP retransmits and resets
 //! per connection, block I/O latency per device and cgroup) and its own

@@ -44,13 +44,33 @@ pub fn replay_with(
     rules: Option<std::sync::Arc<vigil_rules::RuleSet>>,
     sink: Option<Box<dyn Sink>>,
     tap: Option<mpsc::Sender<Event>>,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<ReplaySummary, CaptureError> {
+    replay_checked(path, cfg, rules, None, sink, tap, progress).map(|(s, _)| s)
+}
+
+/// [`replay_with`] that also offers every event to `baselines`: profiles
+/// that are learning learn from the capture, promoted ones report drift
+/// into the output as in a live run. The baselines are handed back at the
+/// end (flush them to persist what was learned; a
+/// [`vigil_baselines::Baselines::snapshot`] persists nothing).
+pub fn replay_checked(
+    path: &Path,
+    cfg: &Config,
+    rules: Option<std::sync::Arc<vigil_rules::RuleSet>>,
+    baselines: Option<vigil_baselines::Baselines>,
+    sink: Option<Box<dyn Sink>>,
+    tap: Option<mpsc::Sender<Event>>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(ReplaySummary, Option<vigil_baselines::Baselines>), CaptureError> {
     let mut r = CaptureReader::open(path)?;
     let ctx = r.context.clone();
     let mut pipeline = Pipeline::new(cfg, &ctx, sink, tap);
     if let Some(rules) = rules {
         pipeline.set_rules(rules);
+    }
+    if let Some(b) = baselines {
+        pipeline.set_learner(crate::learn::Learner::new(b, false));
     }
     let mut host = RecordedHost::default();
     let mut sum = ReplaySummary::default();
@@ -94,5 +114,6 @@ pub fn replay_with(
     pipeline.flush();
     sum.pipeline = pipeline.stats.clone();
     sum.lookup_misses = host.misses;
-    Ok(sum)
+    let baselines = pipeline.take_learner().map(|l| l.baselines);
+    Ok((sum, baselines))
 }

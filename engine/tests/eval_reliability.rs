@@ -1,5 +1,5 @@
 //! Root tests: the reliability steps of the evaluation in their quick modes
-//! (issue 8). Each runs the real `vigil-eval`, which runs the real agent and
+//! Each runs the real `vigil-eval`, which runs the real agent and
 //! exits 1 on any failed check; these tests assert exit 0 and the lines
 //! that carry the evidence.
 //! - `flood --quick`: exec/open/connect/mixed storms; drops counted

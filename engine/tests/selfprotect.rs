@@ -1,4 +1,4 @@
-//! Root test of the real binary's self-protection (issue #3 item 4): a
+//! Root test of the real binary's self-protection: a
 //! ptrace of vigil, a SIGSTOP sent to it and an open of its /proc
 //! directory each raise the `vigil_tampering` alert; heartbeats arrive on
 //! schedule; after start-up it holds only the capabilities it still uses.

@@ -293,7 +293,7 @@ mod tests {
         );
         // C1 controls and the Unicode line separators are escaped too
         // (NEL and U+2028 break lines for some readers; found by the
-        // hostile-input fuzzer, issue 8); other non-ASCII stays as is.
+        // hostile-input fuzzer); other non-ASCII stays as is.
         out.clear();
         write_str(
             &mut out,

@@ -355,7 +355,7 @@ impl Field {
     pub fn suggest(name: &str) -> Option<&'static str> {
         // Nothing is close to a very long word, and the edit distance costs
         // its length times every field's (a 100 KB word in a condition took
-        // 2 s; found by the hostile-input fuzzer, issue 8).
+        // 2 s; found by the hostile-input fuzzer).
         if name.len() > 96 {
             return None;
         }

@@ -279,12 +279,7 @@ fn inner(d: &Node) -> Result<(Expr, Source, u8), Skip> {
             );
         }
         (c, _) => {
-            return skip(
-                "logsource",
-                format!(
-                    "category `{c}` has no vigil sensor yet (file changes other than writes arrive with issue #3)"
-                ),
-            );
+            return skip("logsource", format!("category `{c}` has no vigil sensor"));
         }
     };
     let det = d
@@ -336,10 +331,7 @@ fn inner(d: &Node) -> Result<(Expr, Source, u8), Skip> {
     if let Some(p) = ps.iter().find(|p| !p.field.available()) {
         return skip(
             "field",
-            format!(
-                "field `{}` is not produced by this build (needs the DNS sensor, issue #3)",
-                p.field.name()
-            ),
+            format!("field `{}` is not produced by this build", p.field.name()),
         );
     }
     if cats == 0 {

@@ -170,7 +170,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut p = Parser::new_from_str(text);
     // Pull events one at a time: `Parser::load` recurses once per nesting
     // level before the builder can refuse the depth, so 10,000 nested
-    // `- - - ...` overflowed the stack (found by the fuzzer, issue 8).
+    // `- - - ...` overflowed the stack (found by the fuzzer).
     loop {
         let (ev, mark) = p.next_token().map_err(|e| YamlError {
             line: e.marker().line().max(1),

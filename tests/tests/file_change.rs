@@ -1,5 +1,5 @@
 //! File changes beyond open, as root: each operation on a marker path
-//! produces one event with the canonical path (issue #3, item 1).
+//! produces one event with the canonical path.
 
 use std::path::PathBuf;
 use vigil_bpf::decode::Body;

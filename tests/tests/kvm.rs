@@ -1,4 +1,4 @@
-//! KVM exits as root (issue #7 item 2, first part): a tiny guest
+//! KVM exits as root: a tiny guest
 //! (`tests/fixtures/kvmtiny.c`, compiled here with clang) makes N port-I/O
 //! exits; vigil's per-VM counters, kept in a BPF map with no event per exit,
 //! must equal exactly what the guest made.
@@ -18,7 +18,7 @@ fn kvm_port_io_exits_are_counted_exactly_per_vm() {
     }
     assert!(
         std::path::Path::new("/dev/kvm").exists(),
-        "/dev/kvm is missing: this machine kind runs KVM guests (MISSION.md)"
+        "/dev/kvm is missing: this machine kind is expected to run KVM guests"
     );
     let _lock = vigil_tests::bpf_lock();
     let dir = TempDir(std::env::temp_dir().join(vigil_tests::unique_marker("vigil-kvm")));

@@ -1,4 +1,4 @@
-//! Network beyond TCP connect, as root (issue #3, item 2): UDP sends, DNS
+//! Network beyond TCP connect, as root: UDP sends, DNS
 //! queries and answers through glibc's resolver against a resolver on
 //! loopback, and `destination.domain` on the connection that follows.
 

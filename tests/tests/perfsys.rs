@@ -1,4 +1,4 @@
-//! Root tests of the system performance sensors (issue #7 item 3):
+//! Root tests of the system performance sensors:
 //! failing syscalls are counted exactly per process, syscall and errno;
 //! TCP resets and retransmits per connection with their owner; block I/O
 //! latency per device and cgroup; vigil's own cost.

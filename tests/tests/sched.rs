@@ -1,4 +1,4 @@
-//! Root tests of the scheduler sensors (issue #7 items 1 and 5): run-queue
+//! Root tests of the scheduler sensors: run-queue
 //! latency is attributed to the cgroup of the task that waited, and
 //! context switches between pid namespaces are counted.
 //!

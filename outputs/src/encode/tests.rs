@@ -180,7 +180,7 @@ const HOSTILE: &[(&[u8], &str, &str, &str, &str)] = &[
         " [31m ",
     ),
     // C1 controls (NEL, CSI) escape like C0 ones; other non-ASCII stays
-    // (found by the hostile-input fuzzer, issue 8).
+    // (found by the hostile-input fuzzer).
     (
         "a\u{85}b\u{9b}31m\u{a0}é".as_bytes(),
         "a#205b#23331m\u{a0}é",

@@ -1,4 +1,4 @@
-//! `vigil-eval`: the evaluation a user can run on their own host (issue 8).
+//! `vigil-eval`: the evaluation a user can run on their own host.
 //!
 //! ```text
 //! vigil-eval compare [--quick] [--rounds N] [--scale F] [--only auditd-watch,vigil,...]

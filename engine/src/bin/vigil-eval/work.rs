@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Paths of the openat loop, cycled: a failing open below /etc (a distinct
 /// name each time: every one is an event a rule could want), a read of
 /// /etc/shadow (the same object again and again), an ordinary read, an
-/// ordinary failing open. Each op also calls getppid (MISSION.md's loop).
+/// ordinary failing open. Each op also calls getppid (the getppid loop of the overhead spike in the README's Performance section).
 pub const OPENAT_MIX: &str = "/etc/vigil-eval-PID-I (missing), /etc/shadow, /usr/lib/os-release, /tmp/vigil-eval-PID-I (missing); + getppid";
 
 fn openat(p: &CString) {
