@@ -385,3 +385,153 @@ fn report_reads_the_kept_history_without_an_agent() {
     assert!(String::from_utf8_lossy(&none.stderr).contains("no history"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A capture of `/usr/sbin/demo-srv` (pid 900) opening `path` for reading.
+fn demo_capture(p: &std::path::Path, path: &[u8]) {
+    let ctx = Context {
+        abi_version: abi::ABI_VERSION,
+        vigil_version: "test".into(),
+        hostname: "h".into(),
+        boot_offset_ns: 1_795_000_000_000_000_000,
+        users: Users::default(),
+    };
+    let mut w = CaptureWriter::create(p, &ctx).unwrap();
+    let hdr = Hdr {
+        kind: kind::EXEC,
+        pid: 900,
+        tid: 900,
+        ppid: 1,
+        ts_ns: 6_000_000_000,
+        start_ns: 6_000_000_000,
+        comm: *b"demo-srv\0\0\0\0\0\0\0\0",
+        ..Hdr::default()
+    };
+    let exec = abi::Exec {
+        ino: 4711,
+        dev: 8,
+        mtime_sec: 1_700_000_000,
+        argc: 1,
+        ..Default::default()
+    };
+    w.record(&encode_record(
+        hdr,
+        &exec,
+        &[
+            b"/usr/sbin/demo-srv",
+            b"demo-srv",
+            b"/",
+            b"/usr/sbin/demo-srv",
+        ],
+    ))
+    .unwrap();
+    let open = Hdr {
+        kind: kind::OPEN,
+        ts_ns: 6_100_000_000,
+        ..hdr
+    };
+    let body = abi::Open {
+        ret: 3,
+        ..Default::default()
+    };
+    w.record(&encode_record(open, &body, &[path])).unwrap();
+    w.flush().unwrap();
+}
+
+#[test]
+fn replay_learns_when_asked_and_checks_a_capture_against_a_promoted_baseline() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tmp("replay-bl-data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cfg = tmp("replay-bl.toml");
+    std::fs::write(
+        &cfg,
+        format!("[agent]\ndata_dir = \"{}\"\n", data.display()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = vigil()
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), text, err)
+    };
+    let learned = tmp("replay-learn.vcap");
+    demo_capture(&learned, b"/srv/demo/known.conf");
+    let novel = tmp("replay-novel.vcap");
+    demo_capture(&novel, b"/srv/demo/novel.conf");
+    let out_file = tmp("replay-bl.json");
+    let out_s = out_file.to_str().unwrap();
+
+    // Read-only by default: nothing is stored.
+    let (code, _, err) = run(&["replay", learned.to_str().unwrap(), "-o", out_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    assert!(
+        !data.join("baselines").exists(),
+        "a read-only replay created the database"
+    );
+    // --learn stores what the learning profile saw.
+    let (code, _, err) = run(&["replay", learned.to_str().unwrap(), "--learn", "-o", out_s]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, list, err) = run(&["baseline", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    let profile = list
+        .split_whitespace()
+        .find(|w| w.starts_with("exe:/usr/sbin/demo-srv"))
+        .unwrap_or_else(|| panic!("no demo-srv profile in {list}"))
+        .to_string();
+    let (code, shown, _) = run(&["baseline", "show", &profile]);
+    assert_eq!(code, Some(0));
+    assert!(shown.contains("/srv/demo/known.conf"), "{shown}");
+    let (code, _, err) = run(&["baseline", "promote", &profile]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // The known behaviour raises nothing; the novel open is drift, and the
+    // check stores nothing.
+    let (code, _, err) = run(&["replay", learned.to_str().unwrap(), "-o", out_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(" 0 anomalies"), "{err}");
+    let (code, _, err) = run(&["replay", novel.to_str().unwrap(), "-o", out_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(" 1 anomalies"), "{err}");
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let drift: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
+        .collect();
+    assert_eq!(drift.len(), 1, "{text}");
+    assert_eq!(drift[0]["file"]["path"], "/srv/demo/novel.conf");
+    assert_eq!(drift[0]["vigil"]["baseline"]["profile"], profile.as_str());
+    let (_, shown, _) = run(&["baseline", "show", &profile]);
+    assert!(
+        !shown.contains("novel.conf"),
+        "a read-only replay stored: {shown}"
+    );
+    // --no-baselines skips the check.
+    let (code, _, err) = run(&[
+        "replay",
+        novel.to_str().unwrap(),
+        "--no-baselines",
+        "-o",
+        out_s,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(" 0 anomalies"), "{err}");
+    // replay serves no metrics: refused, not ignored.
+    let (code, _, err) = run(&[
+        "replay",
+        novel.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("serves no metrics"), "{err}");
+    let _ = std::fs::remove_dir_all(&data);
+}
