@@ -50,7 +50,9 @@ pub struct PipelineStats {
     pub decode_errors: u64,
     /// First decode error seen.
     pub first_decode_error: Option<String>,
-    /// Records written to the output.
+    /// Deliveries: one per destination that accepted a record (the
+    /// pipeline's own sink and each output that queued it), so a record
+    /// sent to two outputs counts twice and one no output took counts 0.
     pub written: u64,
     /// Output write failures.
     pub write_errors: u64,
@@ -574,8 +576,7 @@ impl Pipeline {
                 fields: &fields,
                 json,
             };
-            outs.submit(&rec);
-            self.stats.written += 1;
+            self.stats.written += outs.submit(&rec) as u64;
         }
     }
 
