@@ -8,7 +8,7 @@
 //! `sh -c 'mkdir DIR && echo MADE'` (the shell forks and waits for `mkdir`),
 //! less `mkdir` itself: the new behaviour the profile must deny. Needs root, `runc`
 //! and `/usr/bin/busybox` (static); skips loudly without them, and fails
-//! instead under CI=true.
+//! instead under `VIGIL_REQUIRE_ROOT_TESTS=1`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -43,17 +43,6 @@ const LEARNED: &[&str] = &[
     "wait4",
     "write",
 ];
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd)
@@ -128,13 +117,15 @@ fn run(
 
 #[test]
 fn runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest() {
+    let name = "runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest";
     let busybox = Path::new("/usr/bin/busybox");
-    if !is_root() || !have("runc") || !busybox.exists() {
-        let why = "needs root, runc and /usr/bin/busybox (busybox-static)";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("seccomp round trip cannot run in CI: {why}");
-        }
-        eprintln!("SKIPPED seccomp round trip: {why}");
+    if !vigil_rootgate::require_root(name)
+        || !vigil_rootgate::require(
+            name,
+            "needs runc and /usr/bin/busybox (busybox-static; scripts/install-deps.sh installs both)",
+            have("runc") && busybox.exists(),
+        )
+    {
         return;
     }
     // The learned profile and its export.

@@ -674,13 +674,19 @@ fn bad_tls_files_are_start_errors() {
     );
 }
 
-/// IPv6 loopback works like IPv4 (skipped when the host has no ::1).
+/// IPv6 loopback works like IPv4 (skipped when the host has no ::1, a
+/// failure under `VIGIL_REQUIRE_ROOT_TESTS=1`).
 #[test]
 fn tcp_over_ipv6_loopback() {
-    let Ok(l) = TcpListener::bind("[::1]:0") else {
-        eprintln!("SKIP tcp_over_ipv6_loopback: no IPv6 loopback");
+    let bound = TcpListener::bind("[::1]:0");
+    if !vigil_rootgate::require(
+        "tcp_over_ipv6_loopback",
+        "no IPv6 loopback (::1)",
+        bound.is_ok(),
+    ) {
         return;
-    };
+    }
+    let l = bound.unwrap();
     let port = l.local_addr().unwrap().port();
     let reader = std::thread::spawn(move || {
         let (c, _) = l.accept().unwrap();

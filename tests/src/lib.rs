@@ -13,8 +13,8 @@
 pub mod fuzz;
 
 use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -40,32 +40,7 @@ use std::time::{Duration, Instant};
 /// }
 /// ```
 pub fn require_root(test_name: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        if let Some(log) = std::env::var_os("VIGIL_ROOT_TESTS_LOG").filter(|l| !l.is_empty()) {
-            // One write of the whole line: concurrent appenders never interleave.
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .and_then(|mut f| f.write_all(format!("{test_name}\n").as_bytes()))
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{test_name}: cannot record the root test in VIGIL_ROOT_TESTS_LOG={}: {e}",
-                        Path::new(&log).display()
-                    )
-                });
-        }
-        return true;
-    }
-    if std::env::var("VIGIL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
-        panic!(
-            "{test_name}: needs root (euid 0), and VIGIL_REQUIRE_ROOT_TESTS=1 forbids skipping it; \
-             run the suite as root (sudo bash scripts/test.sh)"
-        );
-    }
-    eprintln!("SKIP {test_name}: needs root");
-    false
+    vigil_rootgate::require_root(test_name)
 }
 
 /// A global lock that tests loading BPF hold for their whole duration

@@ -9,8 +9,6 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,33 +21,15 @@ use std::time::{Duration, Instant};
 /// `SKIP` and returns false. With `need_rsyslog`, a missing rsyslogd is
 /// treated the same way.
 pub fn require_root(test_name: &str, need_rsyslog: bool) -> bool {
-    let strict = std::env::var("VIGIL_REQUIRE_ROOT_TESTS").as_deref() == Ok("1");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        if strict {
-            panic!("{test_name}: needs root, and VIGIL_REQUIRE_ROOT_TESTS=1 forbids skipping it");
-        }
-        eprintln!("SKIP {test_name}: needs root");
-        return false;
-    }
-    if need_rsyslog && !Path::new(RSYSLOGD).exists() {
-        if strict {
-            panic!(
-                "{test_name}: {RSYSLOGD} is missing (scripts/install-deps.sh installs rsyslog and rsyslog-gnutls)"
-            );
-        }
-        eprintln!("SKIP {test_name}: {RSYSLOGD} is missing");
-        return false;
-    }
-    if let Some(log) = std::env::var_os("VIGIL_ROOT_TESTS_LOG").filter(|l| !l.is_empty()) {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| f.write_all(format!("{test_name}\n").as_bytes()))
-            .unwrap_or_else(|e| panic!("{test_name}: VIGIL_ROOT_TESTS_LOG: {e}"));
-    }
-    true
+    vigil_rootgate::require_root(test_name)
+        && (!need_rsyslog
+            || vigil_rootgate::require(
+                test_name,
+                &format!(
+                    "{RSYSLOGD} is missing (scripts/install-deps.sh installs rsyslog and rsyslog-gnutls)"
+                ),
+                Path::new(RSYSLOGD).exists(),
+            ))
 }
 
 pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
