@@ -242,6 +242,15 @@ pub enum OutputError {
         /// What is wrong, naming the file.
         what: String,
     },
+    /// The threads of a sink could not be started.
+    #[error("output {url}: cannot start its thread: {source}")]
+    Thread {
+        /// The output's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The spool directory cannot be used.
     #[error("spool {dir}: {source}")]
     Spool {

@@ -308,15 +308,16 @@ impl SinkHandle {
             }
             _ => None,
         };
-        Ok(Self::start_with(cfg, transport, spool))
+        Self::start_with(cfg, transport, spool)
     }
 
     /// Starts a sink over a given transport (tests, custom transports).
+    /// Fails only when the system cannot start its two threads.
     pub fn start_with(
         cfg: SinkConfig,
         transport: Box<dyn Transport>,
         spool: Option<Spool>,
-    ) -> SinkHandle {
+    ) -> Result<SinkHandle, OutputError> {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(cfg.queue.max(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -338,14 +339,28 @@ impl SinkHandle {
         let intake = std::thread::Builder::new()
             .name("vigil-out-intake".into())
             .spawn(move || intake_loop(&sh, rx))
-            .expect("spawn intake thread");
+            .map_err(|source| OutputError::Thread {
+                url: cfg.url.clone(),
+                source,
+            })?;
         let sh = shared.clone();
         let (bmin, bmax, batch) = (cfg.backoff_min, cfg.backoff_max, cfg.batch.max(1));
-        let sender = std::thread::Builder::new()
+        let sender = match std::thread::Builder::new()
             .name("vigil-out-sender".into())
             .spawn(move || sender_loop(&sh, transport, bmin, bmax, batch))
-            .expect("spawn sender thread");
-        SinkHandle {
+        {
+            Ok(s) => s,
+            Err(source) => {
+                // The intake thread ends once its channel closes.
+                drop(tx);
+                let _ = intake.join();
+                return Err(OutputError::Thread {
+                    url: cfg.url.clone(),
+                    source,
+                });
+            }
+        };
+        Ok(SinkHandle {
             tx: Some(tx),
             encoder: Encoder::new(cfg.encoder),
             filter: cfg.filter,
@@ -353,7 +368,7 @@ impl SinkHandle {
             intr,
             intake: Some(intake),
             sender: Some(sender),
-        }
+        })
     }
 
     /// The sink's URL.
