@@ -24,6 +24,11 @@ const volatile __u32 cfg_self_tgid = 0;
 const volatile __u32 cfg_wakeup_bytes = 65536;
 const volatile __u8 cfg_dedup = 1;
 const volatile __u8 cfg_open_writes = 1;
+/* Priority budget per process (GCRA): one priority record per
+ * cfg_prio_interval_ns, bursts up to cfg_prio_burst_ns ahead of schedule.
+ * 0 interval: no budget. */
+const volatile __u64 cfg_prio_interval_ns = 5000000;
+const volatile __u64 cfg_prio_burst_ns = 995000000;
 
 /* ---- constants not in vmlinux.h ---- */
 #define AT_FDCWD -100
@@ -61,6 +66,21 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 24);
 } events SEC(".maps");
+
+/* Alert candidates (see emit_to): a flood of bulk records cannot fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} priority SEC(".maps");
+
+/* tgid -> theoretical arrival time (boot ns) of its next priority record.
+ * LRU: a process gone ages out; an evicted one starts with a full burst. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} prio_budget SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -167,10 +187,13 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-/* Per-CPU: set when a record was dropped, cleared by the next emitted one. */
+/* Per-CPU, per ring (LOSS_BULK, LOSS_PRIO): set when a record was dropped,
+ * cleared by the next record emitted to that ring. Any drop sets
+ * LOSS_BULK; a dropped alert candidate (on either ring) also sets LOSS_PRIO. */
+enum { LOSS_BULK, LOSS_PRIO, LOSS_SLOTS };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, LOSS_SLOTS);
 	__type(key, __u32);
 	__type(value, __u32);
 } loss SEC(".maps");
@@ -229,7 +252,7 @@ static __always_inline void learn_exec(__u64 ino, __u32 dev)
 }
 
 /* ---- counting ---- */
-enum { C_EMITTED, C_DROPPED, C_FILTERED, C_DEDUPED };
+enum { C_EMITTED, C_DROPPED, C_FILTERED, C_DEDUPED, C_DROPPED_PRIO, C_DEMOTED };
 
 static __always_inline void count(__u32 kind, int what)
 {
@@ -241,6 +264,8 @@ static __always_inline void count(__u32 kind, int what)
 	case C_EMITTED: c->emitted++; break;
 	case C_DROPPED: c->dropped++; break;
 	case C_FILTERED: c->filtered++; break;
+	case C_DROPPED_PRIO: c->dropped_prio++; break;
+	case C_DEMOTED: c->demoted++; break;
 	default: c->deduped++; break;
 	}
 }
@@ -328,31 +353,97 @@ static __always_inline __u32 begin(struct scratch *s, __u16 kind, __u32 body_siz
 	return off;
 }
 
-static __always_inline void emit(struct scratch *s, __u32 size)
+/* Whether process `tgid` may send one more record to the priority ring
+ * (GCRA: the schedule advances one interval per record and may run at most
+ * cfg_prio_burst_ns ahead of now). Threads on several CPUs may race on the
+ * entry; the budget is then slightly exceeded, never undercounted. */
+static __always_inline int within_budget(__u32 tgid)
+{
+	if (!cfg_prio_interval_ns)
+		return 1;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 *tat = bpf_map_lookup_elem(&prio_budget, &tgid);
+	if (!tat) {
+		__u64 v = now + cfg_prio_interval_ns;
+		bpf_map_update_elem(&prio_budget, &tgid, &v, BPF_ANY);
+		return 1;
+	}
+	__u64 t = *tat > now ? *tat : now;
+	if (t - now > cfg_prio_burst_ns)
+		return 0;
+	*tat = t + cfg_prio_interval_ns;
+	return 1;
+}
+
+static __always_inline long ring_out(int prio, void *data, __u32 size)
+{
+	__u64 flags = 0;
+	if (prio) {
+		if (cfg_wakeup_bytes)
+			flags = bpf_ringbuf_query(&priority, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes
+					? BPF_RB_FORCE_WAKEUP
+					: BPF_RB_NO_WAKEUP;
+		return bpf_ringbuf_output(&priority, data, size, flags);
+	}
+	if (cfg_wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes
+				? BPF_RB_FORCE_WAKEUP
+				: BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_output(&events, data, size, flags);
+}
+
+/*
+ * Sends the record to a ring. Class: exec, fork and exit always go to the
+ * priority ring; a record of a kind marked VG_INTEREST_PRIO in
+ * interest_kinds (kinds the rules match), unless `bulk` (an open emitted
+ * only because it writes, not because its path is a report path), is an
+ * alert candidate and goes to the priority ring while its
+ * process is within budget, else to the bulk ring (counted as demoted).
+ * Everything else goes to the bulk ring `events`.
+ */
+static __always_inline void emit_to(struct scratch *s, __u32 size, int bulk)
 {
 	struct vg_hdr *h = (struct vg_hdr *)s->ev;
 	__u32 kind = h->kind;
-	__u32 zero = 0;
-	__u32 *lost = bpf_map_lookup_elem(&loss, &zero);
+	int life = kind == VG_EXEC || kind == VG_FORK || kind == VG_EXIT;
+	int cand = life;
+	if (!life && !bulk) {
+		__u32 *on = bpf_map_lookup_elem(&interest_kinds, &kind);
+		cand = on && (*on & VG_INTEREST_PRIO);
+	}
+	int prio = life || (cand && within_budget(h->pid));
+	if (cand && !prio)
+		count(kind, C_DEMOTED);
+	__u32 slot = prio ? LOSS_PRIO : LOSS_BULK;
+	__u32 *lost = bpf_map_lookup_elem(&loss, &slot);
 	if (lost && *lost)
 		h->flags |= VG_F_LOSS;
 	if (size > EV_BUF)
 		size = EV_BUF;
 	h->size = size;
-	__u64 flags = 0;
-	if (cfg_wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes
-				? BPF_RB_FORCE_WAKEUP
-				: BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, s->ev, size, flags) == 0) {
+	if (ring_out(prio, s->ev, size) == 0) {
 		count(kind, C_EMITTED);
 		if (lost)
 			*lost = 0;
-	} else {
-		count(kind, C_DROPPED);
-		if (lost)
-			*lost = 1;
+		return;
 	}
+	count(kind, C_DROPPED);
+	if (prio)
+		count(kind, C_DROPPED_PRIO);
+	__u32 b = LOSS_BULK, p = LOSS_PRIO;
+	__u32 *lb = bpf_map_lookup_elem(&loss, &b);
+	if (lb)
+		*lb = 1;
+	if (cand) {
+		__u32 *lp = bpf_map_lookup_elem(&loss, &p);
+		if (lp)
+			*lp = 1;
+	}
+}
+
+static __always_inline void emit(struct scratch *s, __u32 size)
+{
+	emit_to(s, size, 0);
 }
 
 /* ---- strings ---- */
@@ -1101,7 +1192,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		}
 	}
 	fill_hdr((struct vg_hdr *)s->ev, VG_OPEN);
-	emit(s, off);
+	emit_to(s, off, interest != VG_PATH_REPORT);
 	return 0;
 }
 

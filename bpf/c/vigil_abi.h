@@ -464,8 +464,15 @@ struct vg_counters {
 	__u64 dropped;    /* ring buffer full: record lost */
 	__u64 filtered;   /* not emitted: no interest */
 	__u64 deduped;    /* not emitted: repeat of a reported (process, object) */
+	__u64 dropped_prio; /* part of `dropped` lost because the priority ring was full */
+	__u64 demoted;    /* alert candidates sent to the bulk ring: process over its priority budget */
 };
-_Static_assert(sizeof(struct vg_counters) == 32, "vg_counters");
+_Static_assert(sizeof(struct vg_counters) == 48, "vg_counters");
+
+/* interest_kinds values: bit 0 = emit this kind; VG_INTEREST_PRIO = its
+ * records are alert candidates (priority ring, within the budget). */
+#define VG_INTEREST_ON 1u
+#define VG_INTEREST_PRIO 2u
 
 /* interest_paths: LPM_TRIE keyed by path bytes */
 #define VG_LPM_MAX 256

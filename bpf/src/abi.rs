@@ -133,6 +133,10 @@ pub const PATH_REPORT: u32 = 1;
 pub const PATH_IGNORE: u32 = 2;
 /// interest_ports value: do not report this port.
 pub const PORT_IGNORE: u32 = 2;
+/// interest_kinds value bit: emit this kind.
+pub const INTEREST_ON: u32 = 1;
+/// interest_kinds value bit: this kind's records are alert candidates.
+pub const INTEREST_PRIO: u32 = 2;
 
 /// Marker for types that may be read from arbitrary bytes: `#[repr(C)]`,
 /// only integer fields and arrays of them, no padding holes, every bit
@@ -476,8 +480,10 @@ pub struct Counters {
     pub dropped: u64,
     pub filtered: u64,
     pub deduped: u64,
+    pub dropped_prio: u64,
+    pub demoted: u64,
 }
-const _: () = assert!(size_of::<Counters>() == 32);
+const _: () = assert!(size_of::<Counters>() == 48);
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

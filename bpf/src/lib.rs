@@ -77,8 +77,15 @@ pub enum Error {
 /// Loader settings (`const volatile` globals and what to attach).
 #[derive(Debug, Clone)]
 pub struct SensorConfig {
-    /// Ring buffer size in bytes (power of two, at least 4 KiB).
+    /// Bulk ring buffer size in bytes (power of two, at least 4 KiB).
     pub ring_bytes: u32,
+    /// Priority ring buffer size in bytes (power of two, at least 4 KiB).
+    pub priority_ring_bytes: u32,
+    /// Priority records per second one process may send (its budget; past
+    /// it, its alert candidates go to the bulk ring). 0: no budget.
+    pub priority_rate: u32,
+    /// Priority records one process may send at once above the rate.
+    pub priority_burst: u32,
     /// Wake the consumer only once this many bytes are pending (0: every record).
     pub wakeup_bytes: u32,
     /// Deduplicate repeated (process, object) records in the kernel.
@@ -100,6 +107,9 @@ impl Default for SensorConfig {
     fn default() -> Self {
         SensorConfig {
             ring_bytes: 16 << 20,
+            priority_ring_bytes: 4 << 20,
+            priority_rate: 200,
+            priority_burst: 200,
             wakeup_bytes: 64 << 10,
             dedup: true,
             open_writes: true,
@@ -126,6 +136,12 @@ pub struct Interest {
     pub ignore_ports: BTreeSet<u16>,
     /// TCP states (kernel numbers, 1..=12) whose entry tcp_state reports.
     pub tcp_states: BTreeSet<u8>,
+    /// Kinds whose records all go to the bulk ring (not alert candidates):
+    /// the kinds emitted only because of `--events`, and tcp_state (it runs
+    /// in softirq, where the current process is not the connection's).
+    /// Every other emitted kind is an alert candidate (priority ring, within
+    /// the per-process budget; see [`SensorConfig::priority_rate`]).
+    pub bulk_kinds: BTreeSet<u16>,
 }
 
 /// TCP state names by kernel number (include/net/tcp_states.h).
@@ -185,6 +201,7 @@ impl Default for Interest {
             // Connection start and end (tcplife's view). SYN_SENT and
             // LISTEN repeat the connect and listen records.
             tcp_states: [1, 7].into_iter().collect(),
+            bulk_kinds: [abi::kind::TCP_STATE].into_iter().collect(),
         }
     }
 }
@@ -350,6 +367,19 @@ impl Drop for Sensors {
 }
 
 const MAP_EVENTS: &str = "events";
+const MAP_PRIORITY: &str = "priority";
+
+/// Kernel GCRA settings for a rate and burst: (interval ns, burst ns).
+fn prio_budget(rate: u32, burst: u32) -> (u64, u64) {
+    if rate == 0 {
+        return (0, 0);
+    }
+    let interval = 1_000_000_000 / u64::from(rate);
+    (
+        interval,
+        interval.saturating_mul(u64::from(burst.max(1) - 1)),
+    )
+}
 
 impl Sensors {
     /// Loads the object with `cfg`'s globals and attaches every enabled
@@ -362,6 +392,13 @@ impl Sensors {
                 message: format!("{} is not a power of two >= 4096", cfg.ring_bytes),
             });
         }
+        if !cfg.priority_ring_bytes.is_power_of_two() || cfg.priority_ring_bytes < 4096 {
+            return Err(Error::Config {
+                key: "priority_ring_buffer_bytes",
+                message: format!("{} is not a power of two >= 4096", cfg.priority_ring_bytes),
+            });
+        }
+        let (prio_interval, prio_burst) = prio_budget(cfg.priority_rate, cfg.priority_burst);
         ensure_tracefs()?;
         let memlock_note = raise_memlock();
         let (btf, btf_error) = match Btf::from_sys_fs() {
@@ -376,7 +413,10 @@ impl Sensors {
             .override_global("cfg_wakeup_bytes", &cfg.wakeup_bytes, true)
             .override_global("cfg_dedup", &dedup, true)
             .override_global("cfg_open_writes", &open_writes, true)
+            .override_global("cfg_prio_interval_ns", &prio_interval, true)
+            .override_global("cfg_prio_burst_ns", &prio_burst, true)
             .map_max_entries(MAP_EVENTS, cfg.ring_bytes)
+            .map_max_entries(MAP_PRIORITY, cfg.priority_ring_bytes)
             .load(object())
             .map_err(Error::Load)?;
         let stats_fd = if cfg.bpf_stats {
@@ -508,7 +548,13 @@ impl Sensors {
             )
             .map_err(Self::map_err("interest_kinds"))?;
             for k in 0..abi::KIND_SLOTS {
-                let on = u32::from(i.kinds.contains(&(k as u16)));
+                let on = if !i.kinds.contains(&(k as u16)) {
+                    0
+                } else if i.bulk_kinds.contains(&(k as u16)) {
+                    abi::INTEREST_ON
+                } else {
+                    abi::INTEREST_ON | abi::INTEREST_PRIO
+                };
                 kinds
                     .set(k, on, 0)
                     .map_err(Self::map_err("interest_kinds"))?;
@@ -627,7 +673,7 @@ impl Sensors {
         })
     }
 
-    /// Takes the ring buffer out (once) for a [`RingReader`].
+    /// Takes the bulk ring buffer out (once) for a [`RingReader`].
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
         let map = self.ebpf.take_map(MAP_EVENTS).ok_or(Error::Map {
             name: "events",
@@ -636,6 +682,17 @@ impl Sensors {
             },
         })?;
         RingBuf::try_from(map).map_err(Self::map_err("events"))
+    }
+
+    /// Takes the priority ring buffer out (once) for a [`RingReader`].
+    pub fn take_priority_ring(&mut self) -> Result<RingBuf<MapData>, Error> {
+        let map = self.ebpf.take_map(MAP_PRIORITY).ok_or(Error::Map {
+            name: "priority",
+            source: aya::maps::MapError::InvalidName {
+                name: MAP_PRIORITY.into(),
+            },
+        })?;
+        RingBuf::try_from(map).map_err(Self::map_err("priority"))
     }
 
     /// Kernel counters per kind, summed over CPUs (only kinds with activity).
@@ -651,6 +708,8 @@ impl Sensors {
                 sum.dropped += v.dropped;
                 sum.filtered += v.filtered;
                 sum.deduped += v.deduped;
+                sum.dropped_prio += v.dropped_prio;
+                sum.demoted += v.demoted;
             }
             if sum != abi::Counters::default() {
                 out.insert(k as u16, sum);
@@ -933,6 +992,7 @@ impl Sensors {
         let ebpf = EbpfLoader::new()
             .override_global("cfg_self_tgid", &cfg.self_tgid, true)
             .map_max_entries(MAP_EVENTS, cfg.ring_bytes)
+            .map_max_entries(MAP_PRIORITY, cfg.priority_ring_bytes)
             .load(object())
             .map_err(Error::Load)?;
         Ok(Sensors {

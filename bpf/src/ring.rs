@@ -1,4 +1,4 @@
-//! Async ring-buffer consumer.
+//! Async consumer of the two ring buffers (priority and bulk).
 //!
 //! The kernel side batches wakeups (`BPF_RB_NO_WAKEUP` until
 //! `cfg_wakeup_bytes` are pending), so the reader also drains on a timer:
@@ -11,60 +11,90 @@ use std::time::Duration;
 use tokio::io::{Interest, unix::AsyncFd};
 use tokio::time::{Interval, MissedTickBehavior};
 
-/// Reads records from the sensors' ring buffer.
+/// Reads records from the sensors' two ring buffers: `priority` (alert
+/// candidates and process lifecycle) and `events` (bulk).
 pub struct RingReader {
-    afd: AsyncFd<RingBuf<MapData>>,
+    prio: AsyncFd<RingBuf<MapData>>,
+    bulk: AsyncFd<RingBuf<MapData>>,
     tick: Interval,
+    /// The previous batch hit its bound: records are waiting, read at once.
+    more: bool,
 }
 
 impl RingReader {
-    /// Wraps the ring buffer; `drain_interval` bounds delivery latency when
-    /// wakeups are batched. Must be called inside a tokio runtime.
-    pub fn new(ring: RingBuf<MapData>, drain_interval: Duration) -> io::Result<RingReader> {
-        // SAFETY: the RingBuf owns its map fd, and the AsyncFd owns the
+    /// Wraps the priority and bulk ring buffers; `drain_interval` bounds
+    /// delivery latency when wakeups are batched. Must be called inside a
+    /// tokio runtime.
+    pub fn new(
+        prio: RingBuf<MapData>,
+        bulk: RingBuf<MapData>,
+        drain_interval: Duration,
+    ) -> io::Result<RingReader> {
+        // SAFETY: each RingBuf owns its map fd, and its AsyncFd owns the
         // RingBuf, so the fd outlives the registration.
-        let afd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+        let prio = unsafe { AsyncFd::register_with_interest(prio, Interest::READABLE) }?;
+        let bulk = unsafe { AsyncFd::register_with_interest(bulk, Interest::READABLE) }?;
         let mut tick = tokio::time::interval(drain_interval.max(Duration::from_micros(100)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Ok(RingReader { afd, tick })
+        Ok(RingReader {
+            prio,
+            bulk,
+            tick,
+            more: false,
+        })
     }
 
-    /// Waits until the kernel signals data or the drain timer fires, then
-    /// hands the available records to `f`, at most `MAX_BATCH` (8192) per call.
-    /// Returns how many were read.
+    /// Waits until the kernel signals data on either ring or the drain
+    /// timer fires, then hands the available records to `f`, at most
+    /// `MAX_BATCH` (8192) per call. Returns how many were read.
     ///
-    /// The bound matters under a flood: producers refill the buffer as fast
-    /// as it is read, and an unbounded drain never returned, so the caller's
-    /// other work (drop reports, metrics, output flushes, signals) starved
-    /// for as long as the flood lasted. When the bound is hit the fd stays
-    /// marked readable, so the next call continues at once.
+    /// The priority ring is read first, up to `MAX_BATCH - BULK_SHARE`
+    /// records, then the bulk ring with what is left of the bound (at least
+    /// `BULK_SHARE`), then the priority ring again: alert candidates never
+    /// wait behind a flood, and a flood of priority records cannot starve
+    /// the bulk ring either.
+    ///
+    /// The bound matters under a flood: producers refill the buffers as fast
+    /// as they are read, and an unbounded drain never returned, so the
+    /// caller's other work (drop reports, metrics, output flushes, signals)
+    /// starved for as long as the flood lasted. When the bound is hit the
+    /// next call reads again at once, without waiting.
     pub async fn read_batch(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
-        tokio::select! {
-            r = self.afd.readable_mut() => {
-                let mut guard = r?;
-                let n = drain_ring(guard.get_inner_mut(), &mut f, MAX_BATCH);
-                if n == MAX_BATCH {
-                    return Ok(n);
-                }
-                guard.clear_ready();
-                // A record may have landed between the drain and clear_ready;
-                // drain again so it does not wait for the next wakeup.
-                Ok(n + drain_ring(self.afd.get_mut(), &mut f, MAX_BATCH - n))
+        if !self.more {
+            // Readiness is cleared before the drain: a record landing after
+            // it marks the fd ready again, so none waits for the timer.
+            tokio::select! {
+                r = self.prio.readable_mut() => r?.clear_ready(),
+                r = self.bulk.readable_mut() => r?.clear_ready(),
+                _ = self.tick.tick() => {}
             }
-            _ = self.tick.tick() => Ok(drain_ring(self.afd.get_mut(), &mut f, MAX_BATCH)),
         }
+        let n = self.drain_fair(&mut f, MAX_BATCH);
+        self.more = n == MAX_BATCH;
+        Ok(n)
     }
 
-    /// Reads whatever is available now, without waiting (no bound: for the
-    /// final drain, once the sensors stopped emitting).
+    fn drain_fair(&mut self, f: &mut impl FnMut(&[u8]), max: usize) -> usize {
+        let mut n = drain_ring(self.prio.get_mut(), f, max.saturating_sub(BULK_SHARE));
+        n += drain_ring(self.bulk.get_mut(), f, max - n);
+        n + drain_ring(self.prio.get_mut(), f, max - n)
+    }
+
+    /// Reads whatever is available now on both rings, priority first,
+    /// without waiting (no bound: for the final drain, once the sensors
+    /// stopped emitting).
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        drain_ring(self.afd.get_mut(), &mut f, usize::MAX)
+        drain_ring(self.prio.get_mut(), &mut f, usize::MAX)
+            + drain_ring(self.bulk.get_mut(), &mut f, usize::MAX)
     }
 }
 
 /// Most records `RingReader::read_batch` hands over per call (a few
 /// milliseconds of work at full speed).
 pub const MAX_BATCH: usize = 8192;
+
+/// Records of each batch kept for the bulk ring when it has them.
+pub const BULK_SHARE: usize = MAX_BATCH / 4;
 
 fn drain_ring(rb: &mut RingBuf<MapData>, f: &mut impl FnMut(&[u8]), max: usize) -> usize {
     let mut n = 0;

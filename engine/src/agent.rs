@@ -739,6 +739,11 @@ impl Summary {
             "sensor", "emitted", "decoded", "dropped", "filtered", "deduped"
         ));
         let mut any_drop = false;
+        let (mut prio_drops, mut demoted) = (0u64, 0u64);
+        for c in self.kernel.values() {
+            prio_drops += c.dropped_prio;
+            demoted += c.demoted;
+        }
         for spec in vigil_bpf::SENSORS {
             let mut c = Counters::default();
             let mut dec = 0;
@@ -800,8 +805,14 @@ impl Summary {
                 self.dedup_swept.0, self.dedup_swept.1
             ));
         }
+        if any_drop || demoted > 0 {
+            s.push_str(&format!(
+                "vigil: rings: {} dropped on the priority ring, the rest of the dropped column on the bulk ring; {demoted} alert candidates over their process's priority budget went to the bulk ring\n",
+                prio_drops
+            ));
+        }
         if any_drop {
-            s.push_str("vigil: WARNING: events were dropped (ring buffer full); raise sensors.ring_buffer_bytes\n");
+            s.push_str("vigil: WARNING: events were dropped (ring buffer full); raise sensors.ring_buffer_bytes (bulk) or sensors.priority_ring_buffer_bytes\n");
         }
         let mut vms: BTreeMap<u32, BTreeMap<&str, u64>> = BTreeMap::new();
         for (&(tgid, what, _), &n) in &self.pipeline.kvm {
@@ -1033,8 +1044,13 @@ pub async fn run(
     } else {
         None
     };
+    let prio = sensors.take_priority_ring()?;
     let ring = sensors.take_ring()?;
-    let mut reader = RingReader::new(ring, Duration::from_millis(cfg.sensors.drain_interval_ms))?;
+    let mut reader = RingReader::new(
+        prio,
+        ring,
+        Duration::from_millis(cfg.sensors.drain_interval_ms),
+    )?;
     if opts.drop_privileges {
         match crate::privs::drop_to_runtime() {
             Ok(d) if opts.verbose => eprintln!(
@@ -1502,7 +1518,7 @@ fn kernel_json(k: &BTreeMap<u16, Counters>) -> serde_json::Value {
         .map(|(kind, c)| {
             (
                 kind.to_string(),
-                serde_json::json!({"emitted": c.emitted, "dropped": c.dropped, "filtered": c.filtered, "deduped": c.deduped}),
+                serde_json::json!({"emitted": c.emitted, "dropped": c.dropped, "dropped_priority": c.dropped_prio, "demoted": c.demoted, "filtered": c.filtered, "deduped": c.deduped}),
             )
         })
         .collect();
@@ -1533,7 +1549,8 @@ fn report_drops(
             .str("host.hostname", p.hostname())
             .str("vigil.sensor", sensor)
             .u64("vigil.drops.new", c.dropped - prev)
-            .u64("vigil.drops.total", c.dropped);
+            .u64("vigil.drops.total", c.dropped)
+            .u64("vigil.drops.priority_total", c.dropped_prio);
             let rec = w.finish();
             p.write_raw(&rec);
             if let Some(l) = p.learner() {

@@ -73,8 +73,15 @@ impl Default for AgentConfig {
 pub struct SensorsConfig {
     /// Sensors not to attach (names as in `vigil probe`).
     pub disabled: Vec<String>,
-    /// Ring buffer size in bytes (power of two).
+    /// Bulk ring buffer size in bytes (power of two).
     pub ring_buffer_bytes: u32,
+    /// Priority ring buffer size in bytes (power of two): alert candidates.
+    pub priority_ring_buffer_bytes: u32,
+    /// Alert candidates per second one process may put on the priority
+    /// ring (past it they go to the bulk ring); 0: no limit.
+    pub priority_rate: u32,
+    /// Alert candidates one process may put on the priority ring at once.
+    pub priority_burst: u32,
     /// Pending bytes that force a consumer wakeup.
     pub wakeup_bytes: u32,
     /// Drain interval bounding delivery latency (ms).
@@ -109,6 +116,9 @@ impl Default for SensorsConfig {
         SensorsConfig {
             disabled: Vec::new(),
             ring_buffer_bytes: s.ring_bytes,
+            priority_ring_buffer_bytes: s.priority_ring_bytes,
+            priority_rate: s.priority_rate,
+            priority_burst: s.priority_burst,
             wakeup_bytes: s.wakeup_bytes,
             drain_interval_ms: 10,
             dedup: s.dedup,
@@ -626,11 +636,31 @@ impl Config {
                 ),
             ));
         }
-        if s.wakeup_bytes >= s.ring_buffer_bytes {
+        if !s.priority_ring_buffer_bytes.is_power_of_two() || s.priority_ring_buffer_bytes < 4096 {
+            return Err(err(
+                "sensors",
+                "priority_ring_buffer_bytes",
+                format!(
+                    "{} is not a power of two of at least 4096",
+                    s.priority_ring_buffer_bytes
+                ),
+            ));
+        }
+        if s.wakeup_bytes >= s.ring_buffer_bytes || s.wakeup_bytes >= s.priority_ring_buffer_bytes {
             return Err(err(
                 "sensors",
                 "wakeup_bytes",
-                format!("{} must be smaller than ring_buffer_bytes", s.wakeup_bytes),
+                format!(
+                    "{} must be smaller than ring_buffer_bytes and priority_ring_buffer_bytes",
+                    s.wakeup_bytes
+                ),
+            ));
+        }
+        if s.priority_rate > 0 && s.priority_burst == 0 {
+            return Err(err(
+                "sensors",
+                "priority_burst",
+                "must be at least 1 when priority_rate is set".into(),
             ));
         }
         if s.drain_interval_ms == 0 || s.drain_interval_ms > 1000 {
@@ -734,6 +764,9 @@ impl Config {
         let s = &self.sensors;
         SensorConfig {
             ring_bytes: s.ring_buffer_bytes,
+            priority_ring_bytes: s.priority_ring_buffer_bytes,
+            priority_rate: s.priority_rate,
+            priority_burst: s.priority_burst,
             wakeup_bytes: s.wakeup_bytes,
             dedup: s.dedup,
             open_writes: s.open_writes,
@@ -760,23 +793,28 @@ impl Config {
         if rules.all_file_opens && !i.report_paths.iter().any(|p| p == "/") {
             i.report_paths.push("/".into());
         }
+        use vigil_bpf::abi::kind;
+        let wanted = |k: u16| {
+            let (c, _, a) = crate::ecs::classify(k);
+            // compat syscalls are rare and become opens, connects...
+            matches!(k, kind::EXEC | kind::FORK | kind::EXIT | kind::COMPAT)
+                || rules.wants(c, a)
+                || (k == kind::DNS && (rules.domains || rules.wants(c, "dns-answer")))
+                || (k == kind::IOURING
+                    && crate::ecs::IOURING_ACTIONS
+                        .iter()
+                        .any(|(c, a)| rules.wants(c, a)))
+                || (k == kind::FCHANGE
+                    && crate::ecs::FCHANGE_ACTIONS
+                        .iter()
+                        .any(|a| rules.wants(c, a)))
+        };
+        // Kinds no rule can match are bulk: with `--events` they are
+        // emitted, to the bulk ring; otherwise they are not emitted.
+        let unwanted: Vec<u16> = i.kinds.iter().copied().filter(|&k| !wanted(k)).collect();
+        i.bulk_kinds.extend(unwanted);
         if !self.agent.events {
-            use vigil_bpf::abi::kind;
-            i.kinds.retain(|&k| {
-                let (c, _, a) = crate::ecs::classify(k);
-                // compat syscalls are rare and become opens, connects...
-                matches!(k, kind::EXEC | kind::FORK | kind::EXIT | kind::COMPAT)
-                    || rules.wants(c, a)
-                    || (k == kind::DNS && (rules.domains || rules.wants(c, "dns-answer")))
-                    || (k == kind::IOURING
-                        && crate::ecs::IOURING_ACTIONS
-                            .iter()
-                            .any(|(c, a)| rules.wants(c, a)))
-                    || (k == kind::FCHANGE
-                        && crate::ecs::FCHANGE_ACTIONS
-                            .iter()
-                            .any(|a| rules.wants(c, a)))
-            });
+            i.kinds.retain(|&k| wanted(k));
         }
         i
     }
@@ -801,6 +839,7 @@ impl Config {
                 .iter()
                 .filter_map(|n| vigil_bpf::TCP_STATES.iter().find(|x| x.1 == n).map(|x| x.0))
                 .collect(),
+            bulk_kinds: Interest::default().bulk_kinds,
         }
     }
 }

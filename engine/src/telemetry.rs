@@ -12,6 +12,7 @@ use vigil_outputs::metrics::{Counter, Registry, names};
 struct Snapshot {
     events: BTreeMap<&'static str, u64>,
     drops: BTreeMap<&'static str, u64>,
+    prio_drops: BTreeMap<&'static str, u64>,
     /// Per program: [runs, run time in ns, missed runs] (the order of
     /// [`BPF_COUNTERS`]).
     bpf: BTreeMap<String, [u64; 3]>,
@@ -74,6 +75,17 @@ impl Telemetry {
                 move || {
                     s.lock()
                         .map(|g| g.drops.get(name).copied().unwrap_or(0))
+                        .unwrap_or(0)
+                },
+            );
+            let s = snap.clone();
+            let _ = registry.counter_fn(
+                "vigil_sensor_priority_dropped_events_total",
+                "Part of vigil_sensor_dropped_events_total lost because the priority ring was full, per sensor.",
+                &[("sensor", name)],
+                move || {
+                    s.lock()
+                        .map(|g| g.prio_drops.get(name).copied().unwrap_or(0))
                         .unwrap_or(0)
                 },
             );
@@ -173,12 +185,15 @@ impl Telemetry {
             for spec in vigil_bpf::SENSORS {
                 let mut ev = 0;
                 let mut dr = 0;
+                let mut pd = 0;
                 for k in spec.kinds {
                     ev += decoded.get(k).copied().unwrap_or(0);
                     dr += kernel.get(k).map(|c| c.dropped).unwrap_or(0);
+                    pd += kernel.get(k).map(|c| c.dropped_prio).unwrap_or(0);
                 }
                 g.events.insert(spec.name, ev);
                 g.drops.insert(spec.name, dr);
+                g.prio_drops.insert(spec.name, pd);
             }
             for p in programs {
                 g.bpf.insert(

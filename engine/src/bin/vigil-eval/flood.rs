@@ -55,10 +55,16 @@ fn nonzero(m: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
 
 /// The kernel's drop counters of the agent `pid`, per sensor, read without
 /// vigil: the agent's `counters` map (a per-CPU array of
-/// `{emitted, dropped, filtered, deduped}` per event kind) is found through
-/// its file descriptors (`/proc/PID/fdinfo`: `map_id`) and dumped with
-/// `bpftool map dump id N -j` (BTF-formatted values).
+/// `{emitted, dropped, filtered, deduped, dropped_prio, demoted}` per event
+/// kind) is found through its file descriptors (`/proc/PID/fdinfo`:
+/// `map_id`) and dumped with `bpftool map dump id N -j` (BTF-formatted
+/// values).
 fn kernel_drops(pid: u32) -> R<BTreeMap<String, u64>> {
+    kernel_counter(pid, "dropped")
+}
+
+/// One field of the agent's `counters` map per sensor (see [`kernel_drops`]).
+fn kernel_counter(pid: u32, field_name: &str) -> R<BTreeMap<String, u64>> {
     let mut ids = Vec::new();
     let rd = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).map_err(ctx("fdinfo"))?;
     for e in rd.flatten() {
@@ -69,9 +75,10 @@ fn kernel_drops(pid: u32) -> R<BTreeMap<String, u64>> {
             s.lines()
                 .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
         };
-        // BPF_MAP_TYPE_PERCPU_ARRAY = 6, 32-byte values, 64 kinds
+        // BPF_MAP_TYPE_PERCPU_ARRAY = 6, vg_counters values, 64 kinds
+        let size = size_of::<vigil_bpf::abi::Counters>().to_string();
         if field("map_type:").as_deref() == Some("6")
-            && field("value_size:").as_deref() == Some("32")
+            && field("value_size:").as_deref() == Some(size.as_str())
             && field("max_entries:").as_deref() == Some("64")
             && let Some(id) = field("map_id:")
             && !ids.contains(&id)
@@ -98,9 +105,9 @@ fn kernel_drops(pid: u32) -> R<BTreeMap<String, u64>> {
             .ok_or("bpftool dump: no formatted key (no BTF?)")?;
         let mut dropped = 0;
         for c in f["values"].as_array().ok_or("bpftool dump: no values")? {
-            dropped += c["value"]["dropped"]
+            dropped += c["value"][field_name]
                 .as_u64()
-                .ok_or("bpftool dump: no `dropped`")?;
+                .ok_or_else(|| format!("bpftool dump: no `{field_name}`"))?;
         }
         if dropped > 0 {
             let name = vigil_bpf::sensors::sensor_of_kind(kind as u16)
@@ -518,6 +525,8 @@ pub fn main(args: &[String]) -> R<()> {
     signal(agent.pid, libc::SIGINT);
     agent.wait_line("vigil: detaching sensors", Duration::from_secs(90))?;
     let kernel_exit = nonzero(kernel_drops(agent.pid)?);
+    let prio_exit = nonzero(kernel_counter(agent.pid, "dropped_prio")?);
+    let demoted_exit = nonzero(kernel_counter(agent.pid, "demoted")?);
     let stderr = agent.stop()?;
     let summary = summary_drops(&stderr)?;
     let mut rec_new: BTreeMap<String, u64> = BTreeMap::new();
@@ -599,6 +608,8 @@ pub fn main(args: &[String]) -> R<()> {
     println!("    kernel counters map (bpftool): {kernel:?}");
     println!("    Prometheus:                    {prom:?}");
     println!("    kernel map at the exit:        {kernel_exit:?}");
+    println!("    of which on the priority ring: {prio_exit:?} (the rest on the bulk ring)");
+    println!("    alert candidates demoted to the bulk ring (over budget): {demoted_exit:?}");
     println!("    sensor-drops records (sum of new): {rec_new:?}");
     println!("    sensor-drops records (last total): {rec_total:?}");
     println!("    exit summary:                  {summary:?}");
