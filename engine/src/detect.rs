@@ -383,6 +383,7 @@ impl Fields for Event {
                 Body::Open { info, .. } => Some(Value::Bool(info.flags & WRITE_FLAGS != 0)),
                 _ => None,
             },
+            Field::FileWritten => ecs::file_written(self).map(Value::Bool),
             Field::SourceIp => ends(self).0.map(|e| Value::Ip(e.0)),
             Field::SourcePort => ends(self).0.and_then(|e| int(e.1.into())),
             Field::DestinationIp => ends(self).1.map(|e| Value::Ip(e.0)),

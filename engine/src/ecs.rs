@@ -66,6 +66,30 @@ pub fn syscall_ret(ev: &Event) -> Option<i64> {
     })
 }
 
+/// `vigil.file.written`: whether the event wrote the file at `file.path`.
+/// True for an open asking for write access (O_WRONLY, O_RDWR, O_CREAT,
+/// O_TRUNC) and for a successful rename, link or symlink, whose
+/// `file.path` is the destination name (the path now holds new content);
+/// false for other opens (io_uring opens included); absent for every
+/// other event.
+pub fn file_written(ev: &Event) -> Option<bool> {
+    match &ev.k.body {
+        Body::Open { info, .. } => Some(info.flags & OPEN_WRITE_FLAGS != 0),
+        Body::IoUring { info, .. } if info.what == abi::uring::OPEN => {
+            Some(info.flags & OPEN_WRITE_FLAGS != 0)
+        }
+        Body::FChange { info, .. } => {
+            let op = fchange_op(info.syscall).1;
+            (matches!(op, "rename" | "link" | "symlink") && info.ret >= 0).then_some(true)
+        }
+        _ => None,
+    }
+}
+
+/// The open flags that ask for write access (`vigil.open.write`).
+pub const OPEN_WRITE_FLAGS: u32 =
+    (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
+
 /// Whether a call of an event kind succeeded (`event.outcome`):
 /// EINPROGRESS is a started non-blocking connect, not a failure.
 pub fn succeeded(k: u16, ret: i64) -> bool {
@@ -956,7 +980,8 @@ pub fn encode_with(
         Body::Open { info, name, .. } => {
             w.strs("vigil.open.flags", open_flag_names(info.flags))
                 .u64("vigil.open.mode", info.mode.into())
-                .i64("vigil.open.ret", info.ret);
+                .i64("vigil.open.ret", info.ret)
+                .bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
             if !name.is_empty() {
                 w.str("vigil.open.name", name);
             }
@@ -1022,7 +1047,8 @@ pub fn encode_with(
                     .u64("vigil.io_uring.user_data", info.user_data);
                 match info.what {
                     uring::OPEN => {
-                        w.strs("vigil.open.flags", open_flag_names(info.flags));
+                        w.strs("vigil.open.flags", open_flag_names(info.flags))
+                            .bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
                     }
                     uring::FILE if !name2.is_empty() => {
                         w.str("vigil.io_uring.old_name", name2);
@@ -1113,6 +1139,9 @@ pub fn encode_with(
         Body::FChange { info, .. } => {
             let (_, op) = fchange_op(info.syscall);
             w.str("vigil.file_change.syscall", fchange_syscall(info.syscall));
+            if file_written(ev) == Some(true) {
+                w.bool("vigil.file.written", true);
+            }
             if let Some(p2) = &ev.file_path2 {
                 w.str(
                     if op == "symlink" {

@@ -27,6 +27,7 @@ pub const KINDS: &[u16] = &[
     kind::FORK,
     kind::EXIT,
     kind::OPEN,
+    kind::FCHANGE,
     kind::CONNECT,
     kind::UDP_SEND,
     kind::ACCEPT,
@@ -283,6 +284,25 @@ impl Learner {
                     &Behaviour::Open {
                         path,
                         access: Access::from_open_flags(info.flags),
+                    },
+                )
+            }
+            // A rename, link or symlink onto a path writes that path (the
+            // temp-file-and-rename of sed -i, editors, useradd): learned
+            // and checked like an open for writing of the destination.
+            Body::FChange { .. } if ecs::file_written(ev) == Some(true) => {
+                let Some(path) = ev.file_path.as_deref() else {
+                    return Vec::new();
+                };
+                let Some(r) = self.profile_of(ev, h.pid) else {
+                    return Vec::new();
+                };
+                self.baselines.observe_ref(
+                    r,
+                    ev.unix_ns,
+                    &Behaviour::Open {
+                        path,
+                        access: Access::WRITE,
                     },
                 )
             }

@@ -449,7 +449,7 @@ fn requires_true(e: &Expr, f: Field) -> bool {
 }
 
 fn requires_write(e: &Expr) -> bool {
-    requires_true(e, Field::OpenWrite)
+    requires_true(e, Field::OpenWrite) || requires_true(e, Field::FileWritten)
 }
 
 /// What events the loaded rules can ever match: the engine turns this into

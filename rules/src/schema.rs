@@ -272,6 +272,10 @@ fields! {
     OpenFlags = "vigil.open.flags", Str, FILE, true;
     /// The open asked for write access (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC).
     OpenWrite = "vigil.open.write", Bool, FILE, true;
+    /// The event wrote the file at `file.path`: an open asking for write
+    /// access, or a successful rename, link or symlink whose destination
+    /// (`file.path`) now names new content.
+    FileWritten = "vigil.file.written", Bool, FILE, true;
     /// Source address.
     SourceIp = "source.ip", Ip, NETWORK, true;
     /// Source port.

@@ -264,3 +264,65 @@ fn alerts_reach_outputs_and_metrics() {
         Err(_) => panic!("the agent kept a reference to the outputs after stopping"),
     }
 }
+
+/// Files removed on drop (the test's cron and profile files).
+struct Remove(Vec<PathBuf>);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[test]
+fn rename_over_watched_files_raises_write_rules_on_the_final_path() {
+    let marker = vigil_tests::unique_marker("vigil-test");
+    let cron = PathBuf::from(format!("/etc/cron.d/{marker}"));
+    let tmp = PathBuf::from(format!("/etc/{marker}.tmp"));
+    let profile = PathBuf::from(format!("/etc/profile.d/{marker}.sh"));
+    let _clean = Remove(vec![cron.clone(), tmp.clone(), profile.clone()]);
+    let Some(agent) = Agent::start(
+        "rename_over_watched_files_raises_write_rules_on_the_final_path",
+        None,
+    ) else {
+        return;
+    };
+    // Written by this process (the agent's own events are not reported).
+    std::fs::write(&cron, b"# a\n").unwrap();
+    std::fs::write(&tmp, b"# profile\n").unwrap();
+
+    // sed -i writes a temp file in /etc/cron.d and renames it over the file.
+    let st = Command::new("sed")
+        .args(["-i", "s/a/b/"])
+        .arg(&cron)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(&cron).unwrap(), b"# b\n");
+    let c = cron.to_str().unwrap();
+    let a = agent.expect("cron_modified", |a| {
+        a["file"]["path"] == c && a["event"]["action"] == "rename"
+    });
+    assert_eq!(a["vigil"]["file"]["written"], true, "{a}");
+    assert_eq!(a["event"]["outcome"], "success");
+    assert_eq!(a["process"]["name"], "sed");
+    let src = a["vigil"]["file_change"]["source"].as_str().unwrap();
+    assert!(src.starts_with("/etc/cron.d/") && src != c, "{a}");
+
+    // useradd-like: a temp file beside the target, renamed into place.
+    let st = Command::new("mv").arg(&tmp).arg(&profile).status().unwrap();
+    assert!(st.success());
+    let p = profile.to_str().unwrap();
+    let a = agent.expect("shell_profile_modified", |a| {
+        a["file"]["path"] == p && a["event"]["action"] == "rename"
+    });
+    assert_eq!(a["vigil"]["file"]["written"], true, "{a}");
+    assert_eq!(
+        a["vigil"]["file_change"]["source"],
+        tmp.to_str().unwrap(),
+        "{a}"
+    );
+    assert_eq!(a["process"]["name"], "mv");
+}
