@@ -649,6 +649,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "builtin:containers.yaml",
         include_str!("../builtin/containers.yaml"),
     ),
+    (
+        "builtin:defense.yaml",
+        include_str!("../builtin/defense.yaml"),
+    ),
+    (
+        "builtin:persistence.yaml",
+        include_str!("../builtin/persistence.yaml"),
+    ),
 ];
 
 /// Files larger than this are refused (a rule file is text a person wrote).

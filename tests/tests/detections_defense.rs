@@ -1,0 +1,254 @@
+//! End to end as root: defense-impairment, stealth and persistence behaviour
+//! performed with the real tools (every change undone) raises the built-in
+//! rules' alerts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use vigil_engine::agent::{RunOptions, Running};
+use vigil_engine::config::Config;
+use vigil_outputs::JsonLines;
+use vigil_rules::Loader;
+
+mod common;
+use common::Shared;
+
+struct Agent {
+    running: Option<Running>,
+    out: Shared,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Agent {
+    fn start(test: &str, extra_rules: Option<&Path>) -> Option<Agent> {
+        if !vigil_tests::require_root(test) {
+            return None;
+        }
+        let lock = vigil_tests::bpf_lock();
+        let mut cfg = Config::default();
+        cfg.agent.events = false;
+        cfg.agent.housekeeping_interval_s = 1;
+        cfg.sensors.drain_interval_ms = 5;
+        let mut l = Loader::new();
+        l.add_builtin();
+        if let Some(p) = extra_rules {
+            l.add_path(p);
+        }
+        let (set, report) = l.load();
+        assert!(report.errors.is_empty(), "{test}: {:?}", report.errors);
+        let out = Shared::default();
+        let sink = JsonLines::writer(Box::new(out.clone()), "test");
+        let running = Running::spawn(RunOptions {
+            sink: Some(Box::new(sink)),
+            rules: Some(Arc::new(set)),
+            ..RunOptions::new(cfg)
+        })
+        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
+        Some(Agent {
+            running: Some(running),
+            out,
+            _lock: lock,
+        })
+    }
+
+    /// Waits for an alert of `rule` satisfying `pred`.
+    fn expect(&self, rule: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        vigil_tests::wait_for(Duration::from_secs(15), || {
+            self.out
+                .records()
+                .into_iter()
+                .find(|a| a["rule"]["id"] == rule && pred(a))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no alert of rule {rule} matched; alerts seen: {:#?}",
+                self.out
+                    .records()
+                    .iter()
+                    .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
+                    .collect::<Vec<_>>()
+            )
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop_and_detach();
+        }
+    }
+}
+
+/// Runs a command to completion and returns its pid (the exec'd program's).
+fn run(argv: &[&str]) -> u32 {
+    let child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    pid
+}
+
+fn has_tool(p: &str) -> bool {
+    Path::new(p).exists()
+}
+
+struct Cleanup(Vec<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+#[test]
+fn defense_impairment_commands_raise_alerts() {
+    let Some(agent) = Agent::start("defense_impairment_commands_raise_alerts", None) else {
+        return;
+    };
+    // Kernel parameter: write back the value it already has.
+    let aslr = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space").unwrap();
+    let arg = format!("kernel.randomize_va_space={}", aslr.trim());
+    let pid = run(&["/usr/sbin/sysctl", "-w", &arg]);
+    agent.expect("security_sysctl_changed", |a| a["process"]["pid"] == pid);
+
+    // Timestomp a scratch file.
+    let dir = std::env::temp_dir().join(vigil_tests::unique_marker("vg-def"));
+    let _c = Cleanup(vec![dir.clone()]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("f");
+    std::fs::write(&f, "x").unwrap();
+    let pid = run(&[
+        "/usr/bin/touch",
+        "-d",
+        "2001-01-01 00:00",
+        f.to_str().unwrap(),
+    ]);
+    let a = agent.expect("file_timestomp", |a| a["process"]["pid"] == pid);
+    assert!(
+        a["threat"]["technique"]["id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "T1070.006")
+    );
+
+    // History file linked to /dev/null (a scratch home, not a real one).
+    let hist = dir.join(".bash_history");
+    let pid = run(&["/usr/bin/ln", "-sf", "/dev/null", hist.to_str().unwrap()]);
+    agent.expect("history_logging_disabled", |a| a["process"]["pid"] == pid);
+
+    // chattr on the scratch file (the exec is what is detected).
+    let pid = run(&["/usr/bin/chattr", "-i", f.to_str().unwrap()]);
+    agent.expect("file_attributes_changed", |a| a["process"]["pid"] == pid);
+
+    // Firewall flush inside a throw-away network namespace only.
+    if has_tool("/usr/sbin/ip") && has_tool("/usr/sbin/iptables") {
+        let ns = vigil_tests::unique_marker("vgfw");
+        let ns = &ns[..ns.len().min(14)];
+        assert!(
+            Command::new("/usr/sbin/ip")
+                .args(["netns", "add", ns])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let pid = run(&[
+            "/usr/sbin/ip",
+            "netns",
+            "exec",
+            ns,
+            "/usr/sbin/iptables",
+            "-F",
+        ]);
+        let _ = Command::new("/usr/sbin/ip")
+            .args(["netns", "del", ns])
+            .status();
+        agent.expect("firewall_disabled", |a| a["process"]["pid"] == pid);
+    }
+
+    // auditctl -e 0 only when auditing is already off (no state change).
+    if has_tool("/usr/sbin/auditctl") {
+        let st = Command::new("/usr/sbin/auditctl")
+            .arg("-s")
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&st.stdout).contains("enabled 0") {
+            let pid = run(&["/usr/sbin/auditctl", "-e", "0"]);
+            agent.expect("audit_rules_disabled", |a| a["process"]["pid"] == pid);
+        }
+    }
+}
+
+#[test]
+fn persistence_changes_raise_alerts() {
+    let Some(agent) = Agent::start("persistence_changes_raise_alerts", None) else {
+        return;
+    };
+    let marker = vigil_tests::unique_marker("vgp");
+    let short: String = marker
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let user = format!("vg{}", &short[short.len().saturating_sub(10)..]).to_lowercase();
+    let home = PathBuf::from(format!("/home/{marker}"));
+    let pam = PathBuf::from(format!("/etc/pam.d/{marker}"));
+    let ca = PathBuf::from(format!("/usr/local/share/ca-certificates/{marker}.crt"));
+    let _c = Cleanup(vec![home.clone(), pam.clone(), ca.clone()]);
+
+    // A throw-away account, removed at once.
+    let pid = run(&[
+        "/usr/sbin/useradd",
+        "-M",
+        "-N",
+        "-s",
+        "/usr/sbin/nologin",
+        &user,
+    ]);
+    let _ = Command::new("/usr/sbin/userdel").arg(&user).status();
+    agent.expect("local_account_created", |a| a["process"]["pid"] == pid);
+
+    // A PAM file no service uses.
+    std::fs::write(&pam, "# vigil test\n").unwrap();
+    agent.expect("pam_config_modified", |a| {
+        a["file"]["path"] == pam.to_str().unwrap()
+    });
+
+    // A user's .bashrc (in a scratch home directory).
+    std::fs::create_dir_all(&home).unwrap();
+    let rc = home.join(".bashrc");
+    std::fs::write(&rc, "true\n").unwrap();
+    agent.expect("user_shell_profile_modified", |a| {
+        a["file"]["path"] == rc.to_str().unwrap()
+    });
+
+    // A certificate in the local trust anchors (update-ca-certificates not run).
+    if ca.parent().unwrap().is_dir() {
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        agent.expect("root_ca_installed", |a| {
+            a["file"]["path"] == ca.to_str().unwrap()
+        });
+    }
+
+    // A transient timer that would fire in an hour, stopped at once.
+    if has_tool("/usr/bin/systemd-run") && Path::new("/run/systemd/system").exists() {
+        let unit = format!("vigil-test-{short}");
+        let pid = run(&[
+            "/usr/bin/systemd-run",
+            "--on-active=3600",
+            &format!("--unit={unit}"),
+            "/bin/true",
+        ]);
+        let _ = Command::new("/usr/bin/systemctl")
+            .args(["stop", &format!("{unit}.timer")])
+            .status();
+        agent.expect("transient_timer_created", |a| a["process"]["pid"] == pid);
+    }
+}
