@@ -649,6 +649,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "builtin:containers.yaml",
         include_str!("../builtin/containers.yaml"),
     ),
+    (
+        "builtin:collection.yaml",
+        include_str!("../builtin/collection.yaml"),
+    ),
 ];
 
 /// Files larger than this are refused (a rule file is text a person wrote).
