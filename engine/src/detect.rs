@@ -665,37 +665,30 @@ fn targets_agent(ev: &Event) -> bool {
     }
 }
 
-/// Whether `path` is one of the agent's /proc files that expose its memory,
-/// environment, descriptors or root (`ps` and `top` read `stat`, `status`
-/// and `cmdline`, which are not).
+/// Whether `path` is one of the agent's /proc files that expose its memory
+/// or reach through its descriptors or root. Process listers read the
+/// public files (`ps`: `stat`, `status`, `cmdline`, `environ`; `top`:
+/// `statm`; `lsof`: `maps` and the `fd/` listing; `find /` walks the
+/// directories), which are not tampering; `mem`, `pagemap`, `auxv`,
+/// `syscall` and an entry below `fd/`, `map_files/`, `root/` or `cwd/` are.
 fn sensitive_proc_file(path: &[u8], me: u32) -> bool {
-    const SENSITIVE: &[&[u8]] = &[
-        b"mem",
-        b"environ",
-        b"pagemap",
-        b"auxv",
-        b"syscall",
-        b"maps",
-        b"smaps",
-        b"smaps_rollup",
-        b"fd",
-        b"fdinfo",
-        b"map_files",
-        b"root",
-        b"cwd",
-    ];
+    const FILES: &[&[u8]] = &[b"mem", b"pagemap", b"auxv", b"syscall"];
+    const THROUGH: &[&[u8]] = &[b"fd", b"map_files", b"root", b"cwd"];
     let prefix = format!("/proc/{me}/");
     let Some(rest) = path.strip_prefix(prefix.as_bytes()) else {
         return false;
     };
     let mut parts = rest.split(|&b| b == b'/');
-    let first = parts.next().unwrap_or(b"");
+    let mut first = parts.next().unwrap_or(b"");
     if first == b"task" {
         // /proc/PID/task/TID/<file>
         let _tid = parts.next();
-        return parts.next().is_some_and(|f| SENSITIVE.contains(&f));
+        first = parts.next().unwrap_or(b"");
     }
-    SENSITIVE.contains(&first)
+    if FILES.contains(&first) {
+        return true;
+    }
+    THROUGH.contains(&first) && parts.next().is_some_and(|p| !p.is_empty())
 }
 
 /// MITRE ATT&CK technique ids from Sigma-style tags (`attack.t1059.004`).
@@ -775,7 +768,13 @@ mod tests {
     #[test]
     fn sensitive_proc_files() {
         assert!(sensitive_proc_file(b"/proc/42/mem", 42));
-        assert!(sensitive_proc_file(b"/proc/42/environ", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/environ", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/maps", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/fd", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/fd/", 42));
+        assert!(!sensitive_proc_file(b"/proc/42/statm", 42));
+        assert!(sensitive_proc_file(b"/proc/42/root/etc/shadow", 42));
+        assert!(sensitive_proc_file(b"/proc/42/task/43/fd/3", 42));
         assert!(sensitive_proc_file(b"/proc/42/task/43/mem", 42));
         assert!(sensitive_proc_file(b"/proc/42/fd/3", 42));
         assert!(!sensitive_proc_file(b"/proc/42/status", 42));

@@ -57,10 +57,24 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
         assert_eq!(field("CapEff:"), keep, "effective set");
         assert_eq!(field("CapPrm:"), keep, "permitted set");
         assert_eq!(field("CapBnd:") & !keep, 0, "bounding set");
-        // 1. Someone reads its environment.
-        let st = Command::new("cat")
-            .arg(format!("/proc/{pid}/environ"))
+        // 0. Process listers read its public files (ps reads environ, lsof
+        // maps and the fd/ listing): no tampering.
+        for (cmd, args) in [
+            ("ps", vec!["aux".to_string()]),
+            ("cat", vec![format!("/proc/{pid}/environ")]),
+            ("lsof", vec!["-p".to_string(), pid.to_string()]),
+        ] {
+            let _ = Command::new(cmd)
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // 1. Someone opens its memory.
+        let st = Command::new("dd")
+            .args([format!("if=/proc/{pid}/mem"), "count=0".to_string()])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .unwrap();
         assert!(st.success());
@@ -107,7 +121,14 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
                     .iter()
                     .find(|r| r["event"]["action"] == "open")
                     .unwrap();
-                assert_eq!(open["file"]["path"], format!("/proc/{pid}/environ"));
+                assert_eq!(open["file"]["path"], format!("/proc/{pid}/mem"));
+                for r in tamper.iter().filter(|r| r["event"]["action"] == "open") {
+                    let p = r["file"]["path"].as_str().unwrap_or("");
+                    assert!(
+                        !p.ends_with("/environ") && !p.ends_with("/maps") && !p.ends_with("/stat"),
+                        "process listing raised tampering: {r}"
+                    );
+                }
                 break;
             }
             assert!(

@@ -657,6 +657,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "builtin:persistence.yaml",
         include_str!("../builtin/persistence.yaml"),
     ),
+    (
+        "builtin:collection.yaml",
+        include_str!("../builtin/collection.yaml"),
+    ),
 ];
 
 /// Files larger than this are refused (a rule file is text a person wrote).
