@@ -94,6 +94,25 @@ fn run(argv: &[&str]) -> u32 {
     pid
 }
 
+/// Writes `text` to `path` with `tee`, a real program: the test process is
+/// the agent's own, whose events the kernel leaves out.
+fn tee(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/tee")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("tee {}: {e}", path.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "tee {}", path.display());
+}
+
 fn has_tool(p: &str) -> bool {
     Path::new(p).exists()
 }
@@ -216,7 +235,7 @@ fn persistence_changes_raise_alerts() {
     agent.expect("local_account_created", |a| a["process"]["pid"] == pid);
 
     // A PAM file no service uses.
-    std::fs::write(&pam, "# vigil test\n").unwrap();
+    tee(&pam, "# vigil test\n");
     agent.expect("pam_config_modified", |a| {
         a["file"]["path"] == pam.to_str().unwrap()
     });
@@ -224,14 +243,14 @@ fn persistence_changes_raise_alerts() {
     // A user's .bashrc (in a scratch home directory).
     std::fs::create_dir_all(&home).unwrap();
     let rc = home.join(".bashrc");
-    std::fs::write(&rc, "true\n").unwrap();
+    tee(&rc, "true\n");
     agent.expect("user_shell_profile_modified", |a| {
         a["file"]["path"] == rc.to_str().unwrap()
     });
 
     // A certificate in the local trust anchors (update-ca-certificates not run).
     if ca.parent().unwrap().is_dir() {
-        std::fs::write(&ca, "not a certificate\n").unwrap();
+        tee(&ca, "not a certificate\n");
         agent.expect("root_ca_installed", |a| {
             a["file"]["path"] == ca.to_str().unwrap()
         });
