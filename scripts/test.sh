@@ -32,8 +32,8 @@ export VIGIL_ROOT_TESTS_LOG="$log"
 # Arguments, if any, replace --workspace (e.g. `-p vigil-rules`).
 sel=(--workspace)
 [ $# -gt 0 ] && sel=("$@")
-echo "test.sh: cargo test ${sel[*]} --release --locked -- --test-threads=1"
-if ! cargo test "${sel[@]}" --release --locked -- --test-threads=1; then
+echo "test.sh: cargo test ${sel[*]} --release --locked --no-fail-fast -- --test-threads=1"
+if ! cargo test "${sel[@]}" --release --locked --no-fail-fast -- --test-threads=1; then
   failed+=("cargo test")
 fi
 
