@@ -3,79 +3,17 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
-use vigil_engine::agent::{RunOptions, Running};
-use vigil_engine::config::Config;
-use vigil_outputs::JsonLines;
-use vigil_rules::Loader;
 
 mod common;
-use common::{Shared, TempDir};
+use common::{RulesAgent as Agent, TempDir};
 
-struct Agent {
-    running: Option<Running>,
-    out: Shared,
-    _lock: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Agent {
-    fn start(test: &str) -> Option<Agent> {
-        if !vigil_tests::require_root(test) {
-            return None;
-        }
-        let lock = vigil_tests::bpf_lock();
-        let mut cfg = Config::default();
-        cfg.agent.events = false;
-        cfg.agent.housekeeping_interval_s = 1;
-        cfg.sensors.drain_interval_ms = 5;
-        let mut l = Loader::new();
-        l.add_builtin();
-        let (set, report) = l.load();
-        assert!(report.errors.is_empty(), "{test}: {:?}", report.errors);
-        let out = Shared::default();
-        let sink = JsonLines::writer(Box::new(out.clone()), "test");
-        let running = Running::spawn(RunOptions {
-            sink: Some(Box::new(sink)),
-            rules: Some(Arc::new(set)),
-            ..RunOptions::new(cfg)
-        })
-        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
-        // Let the sensors attach before acting.
-        std::thread::sleep(Duration::from_millis(500));
-        Some(Agent {
-            running: Some(running),
-            out,
-            _lock: lock,
-        })
-    }
-
-    fn expect(&self, rule: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        vigil_tests::wait_for(Duration::from_secs(15), || {
-            self.out
-                .records()
-                .into_iter()
-                .find(|a| a["rule"]["id"] == rule && pred(a))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no alert of rule {rule} matched; alerts seen: {:#?}",
-                self.out
-                    .records()
-                    .iter()
-                    .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
-                    .collect::<Vec<_>>()
-            )
-        })
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = r.stop_and_detach();
-        }
-    }
+/// The shared harness, given half a second for the sensors to attach
+/// before the test acts.
+fn start(test: &str) -> Option<Agent> {
+    let a = Agent::start(test, None)?;
+    std::thread::sleep(Duration::from_millis(500));
+    Some(a)
 }
 
 fn run(dir: &Path, cmd: &str, args: &[&str]) -> u32 {
@@ -99,7 +37,7 @@ fn temp(prefix: &str) -> TempDir {
 
 #[test]
 fn archive_of_ssh_keys_and_file_encryption_raise_alerts() {
-    let Some(agent) = Agent::start("archive_of_ssh_keys_and_file_encryption_raise_alerts") else {
+    let Some(agent) = start("archive_of_ssh_keys_and_file_encryption_raise_alerts") else {
         return;
     };
     let dir = temp("vg-coll");
@@ -137,7 +75,7 @@ fn archive_of_ssh_keys_and_file_encryption_raise_alerts() {
 
 #[test]
 fn proc_mem_read_of_another_process_raises_an_alert() {
-    let Some(agent) = Agent::start("proc_mem_read_of_another_process_raises_an_alert") else {
+    let Some(agent) = start("proc_mem_read_of_another_process_raises_an_alert") else {
         return;
     };
     let mut child = Command::new("sleep").arg("30").spawn().unwrap();
@@ -156,7 +94,7 @@ fn proc_mem_read_of_another_process_raises_an_alert() {
 
 #[test]
 fn benign_developer_workload_raises_no_alert() {
-    let Some(agent) = Agent::start("benign_developer_workload_raises_no_alert") else {
+    let Some(agent) = start("benign_developer_workload_raises_no_alert") else {
         return;
     };
     let dir = temp("vg-benign");

@@ -4,82 +4,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
-use vigil_engine::agent::{RunOptions, Running};
-use vigil_engine::config::Config;
-use vigil_outputs::JsonLines;
-use vigil_rules::Loader;
 
 mod common;
-use common::Shared;
-
-struct Agent {
-    running: Option<Running>,
-    out: Shared,
-    _lock: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Agent {
-    fn start(test: &str, extra_rules: Option<&Path>) -> Option<Agent> {
-        if !vigil_tests::require_root(test) {
-            return None;
-        }
-        let lock = vigil_tests::bpf_lock();
-        let mut cfg = Config::default();
-        cfg.agent.events = false;
-        cfg.agent.housekeeping_interval_s = 1;
-        cfg.sensors.drain_interval_ms = 5;
-        let mut l = Loader::new();
-        l.add_builtin();
-        if let Some(p) = extra_rules {
-            l.add_path(p);
-        }
-        let (set, report) = l.load();
-        assert!(report.errors.is_empty(), "{test}: {:?}", report.errors);
-        let out = Shared::default();
-        let sink = JsonLines::writer(Box::new(out.clone()), "test");
-        let running = Running::spawn(RunOptions {
-            sink: Some(Box::new(sink)),
-            rules: Some(Arc::new(set)),
-            ..RunOptions::new(cfg)
-        })
-        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
-        Some(Agent {
-            running: Some(running),
-            out,
-            _lock: lock,
-        })
-    }
-
-    /// Waits for an alert of `rule` satisfying `pred`.
-    fn expect(&self, rule: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        vigil_tests::wait_for(Duration::from_secs(15), || {
-            self.out
-                .records()
-                .into_iter()
-                .find(|a| a["rule"]["id"] == rule && pred(a))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no alert of rule {rule} matched; alerts seen: {:#?}",
-                self.out
-                    .records()
-                    .iter()
-                    .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
-                    .collect::<Vec<_>>()
-            )
-        })
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = r.stop_and_detach();
-        }
-    }
-}
+use common::RulesAgent as Agent;
 
 /// Runs a command to completion and returns its pid (the exec'd program's).
 fn run(argv: &[&str]) -> u32 {

@@ -5,7 +5,7 @@
 
 pub mod encoders;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -231,5 +231,81 @@ pub struct TempDir(pub PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A real agent running the built-in rules, its output captured: the
+/// harness of the tests that perform an attack and wait for its alert.
+pub struct RulesAgent {
+    running: Option<Running>,
+    /// Every record the agent wrote, as JSON lines.
+    pub out: Shared,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl RulesAgent {
+    /// Starts the agent with the built-in rules (and `extra_rules`), alerts
+    /// only, holding the BPF lock; `None` when the test may skip.
+    pub fn start(test: &str, extra_rules: Option<&Path>) -> Option<RulesAgent> {
+        if !vigil_tests::require_root(test) {
+            return None;
+        }
+        let lock = vigil_tests::bpf_lock();
+        let mut cfg = Config::default();
+        cfg.agent.events = false;
+        cfg.agent.housekeeping_interval_s = 1;
+        cfg.sensors.drain_interval_ms = 5;
+        let mut l = vigil_rules::Loader::new();
+        l.add_builtin();
+        if let Some(p) = extra_rules {
+            l.add_path(p);
+        }
+        let (set, report) = l.load();
+        assert!(report.errors.is_empty(), "{test}: {:?}", report.errors);
+        let out = Shared::default();
+        let sink = vigil_outputs::JsonLines::writer(Box::new(out.clone()), "test");
+        let running = Running::spawn(RunOptions {
+            sink: Some(Box::new(sink)),
+            rules: Some(std::sync::Arc::new(set)),
+            ..RunOptions::new(cfg)
+        })
+        .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
+        Some(RulesAgent {
+            running: Some(running),
+            out,
+            _lock: lock,
+        })
+    }
+
+    /// Waits for an alert of `rule` satisfying `pred`.
+    pub fn expect(
+        &self,
+        rule: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        vigil_tests::wait_for(Duration::from_secs(15), || {
+            self.out
+                .records()
+                .into_iter()
+                .find(|a| a["rule"]["id"] == rule && pred(a))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no alert of rule {rule} matched; alerts seen: {:#?}",
+                self.out
+                    .records()
+                    .iter()
+                    .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
+                    .collect::<Vec<_>>()
+            )
+        })
+    }
+}
+
+impl Drop for RulesAgent {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = r.stop_and_detach();
+        }
     }
 }
