@@ -9,6 +9,16 @@ use vigil_outputs::json::Writer;
 
 /// RFC 3339 UTC timestamp with nanoseconds.
 pub fn rfc3339(unix_ns: i64) -> String {
+    let mut buf = [0u8; RFC3339_MAX];
+    rfc3339_into(unix_ns, &mut buf).to_owned()
+}
+
+/// Longest [`rfc3339_into`] result (a five-digit year and a sign).
+pub const RFC3339_MAX: usize = 36;
+
+/// [`rfc3339`] written into `buf`, without allocating: the encoder writes
+/// two or three timestamps per record.
+pub fn rfc3339_into(unix_ns: i64, buf: &mut [u8; RFC3339_MAX]) -> &str {
     let secs = unix_ns.div_euclid(1_000_000_000);
     let nanos = unix_ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
@@ -24,12 +34,44 @@ pub fn rfc3339(unix_ns: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    let mut n = 0;
+    if y < 0 {
+        buf[0] = b'-';
+        n = 1;
+    }
+    n += put_digits(&mut buf[n..], y.unsigned_abs(), 4);
+    for (sep, v, width) in [
+        (b'-', m as u64, 2),
+        (b'-', d as u64, 2),
+        (b'T', (sod / 3600) as u64, 2),
+        (b':', ((sod / 60) % 60) as u64, 2),
+        (b':', (sod % 60) as u64, 2),
+        (b'.', nanos as u64, 9),
+    ] {
+        buf[n] = sep;
+        n += 1;
+        n += put_digits(&mut buf[n..], v, width);
+    }
+    buf[n] = b'Z';
+    n += 1;
+    // only ASCII digits and separators were written
+    std::str::from_utf8(&buf[..n]).unwrap_or_default()
+}
+
+/// Writes `v` in decimal, zero-padded to at least `width` digits, at the
+/// start of `out`; returns the number of bytes written.
+fn put_digits(out: &mut [u8], mut v: u64, width: usize) -> usize {
+    let mut tmp = [b'0'; 20];
+    let mut i = tmp.len();
+    while v > 0 {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let i = i.min(tmp.len() - width);
+    let len = tmp.len() - i;
+    out[..len].copy_from_slice(&tmp[i..]);
+    len
 }
 
 /// Names of the signals the self-protection sensor reports.
@@ -633,7 +675,8 @@ pub fn encode_with(
     let h = &ev.k.hdr;
     let (category, etype, action) = classify_event(ev);
     let mut w = Writer::new();
-    w.str("@timestamp", rfc3339(ev.unix_ns));
+    let mut ts = [0u8; RFC3339_MAX];
+    w.str("@timestamp", rfc3339_into(ev.unix_ns, &mut ts));
     w.str("event.kind", event_kind)
         .strs("event.category", [category])
         .strs("event.type", [etype])
@@ -666,10 +709,8 @@ pub fn encode_with(
         }
     }
     if h.start_ns != 0 {
-        w.str(
-            "process.start",
-            rfc3339((h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64)),
-        );
+        let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
+        w.str("process.start", rfc3339_into(start, &mut ts));
     }
     if let Body::Exit(x) = &ev.k.body {
         w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
@@ -1225,6 +1266,10 @@ mod tests {
             rfc3339(951_782_400_000_000_000),
             "2000-02-29T00:00:00.000000000Z"
         );
+        // the ends of the nanosecond range, and a time before 1970
+        assert_eq!(rfc3339(i64::MAX), "2262-04-11T23:47:16.854775807Z");
+        assert_eq!(rfc3339(i64::MIN), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
     }
 
     #[test]

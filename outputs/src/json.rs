@@ -52,18 +52,22 @@ impl Writer {
     /// and opening nested objects as needed) and returns the leaf name.
     /// No allocation once the path buffer has grown.
     fn enter<'k>(&mut self, key: &'k str) -> &'k str {
-        let (parent, leaf) = match key.rfind('.') {
+        // keys are short: a plain reverse scan beats memrchr's setup
+        let (parent, leaf) = match key.bytes().rposition(|b| b == b'.') {
             Some(i) => (&key[..i], &key[i + 1..]),
             None => ("", key),
         };
+        // the common case: a sibling of the previous field
+        if same(parent.as_bytes(), self.open.as_bytes()) {
+            return leaf;
+        }
         // close objects that are not ancestors of `parent`
         loop {
-            let cur = self.open.as_str();
+            let cur = self.open.as_bytes();
+            let p = parent.as_bytes();
             let inside = cur.is_empty()
-                || parent == cur
-                || (parent.len() > cur.len()
-                    && parent.starts_with(cur)
-                    && parent.as_bytes()[cur.len()] == b'.');
+                || same(p, cur)
+                || (p.len() > cur.len() && p[cur.len()] == b'.' && same(&p[..cur.len()], cur));
             if inside {
                 break;
             }
@@ -77,7 +81,7 @@ impl Writer {
         if !rest.is_empty() {
             for seg in rest.split('.') {
                 self.comma();
-                write_str(&mut self.buf, seg.as_bytes());
+                write_name(&mut self.buf, seg);
                 self.buf.extend_from_slice(b":{");
                 if !self.open.is_empty() {
                     self.open.push('.');
@@ -92,7 +96,7 @@ impl Writer {
     fn key(&mut self, key: &str) {
         let leaf = self.enter(key);
         self.comma();
-        write_str(&mut self.buf, leaf.as_bytes());
+        write_name(&mut self.buf, leaf);
         self.buf.push(b':');
     }
 
@@ -182,13 +186,83 @@ fn plain(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
 }
 
+/// Length of the leading run of `s` that needs no escaping: printable
+/// ASCII other than `"` and `\\`. Eight bytes at a time (a word holds a
+/// byte to escape when one of its bytes is below 0x20, 0x7f or above,
+/// `"` or `\\`), then byte by byte inside the first word that does.
+fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn has_zero(v: u64) -> u64 {
+        v.wrapping_sub(ONES) & !v & HIGH
+    }
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        let w = u64::from_le_bytes(w);
+        // below 0x20: w - 0x20 per byte borrows into the high bit
+        let low = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let special = low
+            | (w & HIGH)
+            | has_zero(w ^ (ONES * 0x7f))
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&b| !plain(b))
+        .unwrap_or(s.len() - i)
+}
+
+/// Byte equality of two short strings, inline: member names are a few
+/// bytes long, and a call to `memcmp` per field cost more than the rest of
+/// the name handling.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        x.copy_from_slice(&a[i..i + 8]);
+        y.copy_from_slice(&b[i..i + 8]);
+        if x != y {
+            return false;
+        }
+        i += 8;
+    }
+    a[i..].iter().zip(&b[i..]).all(|(x, y)| x == y)
+}
+
+/// Appends a member name: names are the encoder's constants and need no
+/// escaping, which is checked a word at a time; any other name is escaped.
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if plain_run(name.as_bytes()) == name.len() {
+        out.reserve(name.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    } else {
+        write_str(out, name.as_bytes());
+    }
+}
+
 /// Appends `s` as a JSON string (quoted, escaped, lossy UTF-8).
 pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let mut rest = s;
     loop {
         // copy the run of bytes that need no escaping in one go
-        let run = rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len());
+        let run = plain_run(rest);
         out.extend_from_slice(&rest[..run]);
         rest = &rest[run..];
         let Some(&b) = rest.first() else { break };
@@ -303,5 +377,23 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\"\\u0085\\u009b31m\\u2028\\u2029\u{a0}é\\u007f\""
         );
+    }
+
+    /// The word-at-a-time scan finds the same runs as the byte-wise rule
+    /// for every input, wherever the byte to escape sits in a word.
+    #[test]
+    fn plain_run_agrees_with_the_bytewise_rule() {
+        use proptest::prelude::*;
+        let bytewise = |s: &[u8]| s.iter().position(|&b| !plain(b)).unwrap_or(s.len());
+        for b in 0..=255u8 {
+            for pos in 0..20 {
+                let mut s = vec![b'a'; 24];
+                s[pos] = b;
+                assert_eq!(plain_run(&s), bytewise(&s), "byte {b:#x} at {pos}");
+            }
+        }
+        proptest!(|(s in proptest::collection::vec(any::<u8>(), 0..64))| {
+            prop_assert_eq!(plain_run(&s), bytewise(&s));
+        });
     }
 }
