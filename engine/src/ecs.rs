@@ -839,29 +839,21 @@ pub fn encode_with(
                     "dns.response_code",
                     crate::dns::rcode_name(m.rcode).as_bytes(),
                 );
-                let mut arr = vec![b'['];
-                for a in &m.answers {
-                    let mut o = vigil_outputs::json::Writer::new();
-                    o.str("name", a.name.as_bytes())
-                        .str("type", crate::dns::type_name(a.rtype).as_bytes())
-                        .u64("ttl", a.ttl.into());
-                    match &a.data {
-                        crate::dns::Data::Addr(ip) => {
-                            o.str("data", ip.to_string());
-                        }
-                        crate::dns::Data::Name(n) => {
-                            o.str("data", n.as_bytes());
-                        }
-                        crate::dns::Data::Other => {}
-                    }
-                    if arr.len() > 1 {
-                        arr.push(b',');
-                    }
-                    arr.extend_from_slice(&o.finish());
-                }
-                arr.push(b']');
                 if !m.answers.is_empty() {
-                    w.raw("dns.answers", &arr);
+                    w.objects("dns.answers", &m.answers, |o, a| {
+                        o.str("name", a.name.as_bytes())
+                            .str("type", crate::dns::type_name(a.rtype).as_bytes())
+                            .u64("ttl", a.ttl.into());
+                        match &a.data {
+                            crate::dns::Data::Addr(ip) => {
+                                o.str("data", ip.to_string());
+                            }
+                            crate::dns::Data::Name(n) => {
+                                o.str("data", n.as_bytes());
+                            }
+                            crate::dns::Data::Other => {}
+                        }
+                    });
                 }
                 let ips: Vec<String> = m.resolved_ips().map(|i| i.to_string()).collect();
                 if !ips.is_empty() {
@@ -957,23 +949,15 @@ pub fn encode_with(
         w.str("vigil.cgroup.path", p.as_bytes());
     }
     if !ev.ancestors.is_empty() {
-        let mut arr = b"[".to_vec();
-        for (i, a) in ev.ancestors.iter().enumerate() {
-            if i > 0 {
-                arr.push(b',');
-            }
-            // pid and executable only: the parent's command line is in
-            // process.parent.command_line, and a chain of full command lines
-            // would multiply every record's size.
-            let mut o = Writer::new();
+        // pid and executable only: the parent's command line is in
+        // process.parent.command_line, and a chain of full command lines
+        // would multiply every record's size.
+        w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
             o.u64("pid", a.pid.into());
             if !a.exe.is_empty() {
                 o.str("executable", &a.exe);
             }
-            arr.extend_from_slice(&o.finish());
-        }
-        arr.push(b']');
-        w.raw("vigil.ancestors", &arr);
+        });
     }
     let mut truncated = Vec::new();
     match &ev.k.body {

@@ -150,6 +150,40 @@ impl Writer {
         self
     }
 
+    /// An array of objects: `f` writes each item's fields into a fresh
+    /// object (dotted keys nest inside it as at the top level), in this
+    /// writer's buffer, without allocating per item.
+    pub fn objects<I, F>(&mut self, key: &str, items: I, mut f: F) -> &mut Self
+    where
+        I: IntoIterator,
+        F: FnMut(&mut Writer, I::Item),
+    {
+        self.key(key);
+        self.buf.push(b'[');
+        let open = std::mem::take(&mut self.open);
+        let levels = std::mem::take(&mut self.levels);
+        let top = self.top_has_member;
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.push(b'{');
+            self.top_has_member = false;
+            f(self, item);
+            for _ in 0..self.levels.len() {
+                self.buf.push(b'}');
+            }
+            self.levels.clear();
+            self.open.clear();
+            self.buf.push(b'}');
+        }
+        self.buf.push(b']');
+        self.open = open;
+        self.levels = levels;
+        self.top_has_member = top;
+        self
+    }
+
     /// A pre-encoded JSON value (caller guarantees validity).
     pub fn raw(&mut self, key: &str, json: &[u8]) -> &mut Self {
         self.key(key);
@@ -355,6 +389,27 @@ mod tests {
         let mut out = Vec::new();
         write_u64(&mut out, u64::MAX);
         assert_eq!(out, b"18446744073709551615");
+    }
+
+    #[test]
+    fn writes_arrays_of_objects_in_place() {
+        let mut w = Writer::new();
+        w.u64("a.x", 1)
+            .objects("a.list", [1u64, 2, 3], |o, n| {
+                o.u64("n", n);
+                if n == 2 {
+                    o.str("deep.er.s", "v").u64("deep.k", 7);
+                }
+            })
+            .u64("a.y", 2)
+            .objects("a.none", std::iter::empty::<u64>(), |_, _| {})
+            .u64("z", 3);
+        let s = String::from_utf8(w.finish()).unwrap();
+        assert_eq!(
+            s,
+            r#"{"a":{"x":1,"list":[{"n":1},{"n":2,"deep":{"er":{"s":"v"},"k":7}},{"n":3}],"y":2,"none":[]},"z":3}"#
+        );
+        serde_json::from_str::<serde_json::Value>(&s).unwrap();
     }
 
     #[test]
