@@ -1,5 +1,5 @@
 //! Record and replay: `vigil record` writes the raw kernel records and the
-//! host answers enrichment needed to a capture file ([`format`]); `vigil
+//! host answers enrichment needed to a capture file ([`mod@format`]); `vigil
 //! replay` ([`replay`]) feeds a capture back through the same pipeline
 //! ([`crate::pipeline`]: enrich, detect, encode) offline and without root.
 //!
