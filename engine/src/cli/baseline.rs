@@ -51,7 +51,7 @@ pub(crate) enum BaselineCmd {
     Import {
         /// File written by `export --format yaml`.
         file: PathBuf,
-        /// Mode for created profiles (learning, monitoring, locked).
+        /// Mode for created profiles.
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
     },
