@@ -6,7 +6,7 @@
 #   sudo bash scripts/eval.sh soak [--minutes 30]
 #   sudo bash scripts/eval.sh all [--quick]        (everything but the soak)
 #
-# Builds vigil and vigil-eval (release), installs what is missing
+# Builds vigil and vigil-eval (release, packages vigil-engine and vigil-eval), installs what is missing
 # (scripts/install-deps.sh: auditd, bpftrace, ...) and runs vigil-eval.
 # Whatever a run changes (audit rules, agents, floods, receivers, temporary
 # directories) is undone on exit and on SIGINT/SIGTERM; the kernel's audit
@@ -16,5 +16,5 @@ cd "$(dirname "$0")/.."
 [ -d "${HOME:-/root}/.cargo/bin" ] && PATH="${HOME:-/root}/.cargo/bin:$PATH"
 [ "$(id -u)" -eq 0 ] || { echo "eval.sh: needs root (loads eBPF, starts auditd and bpftrace)" >&2; exit 2; }
 bash scripts/install-deps.sh
-cargo build --release --locked -p vigil-engine --bins
+cargo build --release --locked -p vigil-engine -p vigil-eval --bins
 exec "${CARGO_TARGET_DIR:-target}/release/vigil-eval" "$@"

@@ -535,3 +535,22 @@ fn replay_learns_when_asked_and_checks_a_capture_against_a_promoted_baseline() {
     assert!(err.contains("serves no metrics"), "{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn baseline_import_with_an_unknown_mode_is_a_usage_error() {
+    let p = tmp("import.yaml");
+    std::fs::write(&p, "").unwrap();
+    let out = vigil()
+        .args(["baseline", "import"])
+        .arg(&p)
+        .args(["--mode", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid value 'bogus' for '--mode <MODE>'")
+            && err.contains("learning, monitoring, locked"),
+        "{err}"
+    );
+}

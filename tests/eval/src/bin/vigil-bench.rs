@@ -407,10 +407,58 @@ fn med(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// What vigil costs the programs it watches (root): ns/op bare, with a counting
+/// tracepoint and with vigil, round after round.
+#[derive(clap::Parser)]
+#[command(name = "vigil-bench")]
+struct Args {
+    /// Rounds (medians are reported).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    rounds: usize,
+    /// Scale every workload's operation count by this factor.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    scale: f64,
+    /// Run vigil without this sensor (repeatable), to see what it costs.
+    #[arg(long = "disable", value_name = "SENSOR")]
+    disable: Vec<String>,
+    /// Only this workload: exec, openat, connect or getppid.
+    #[arg(long, value_name = "WORKLOAD")]
+    only: Option<String>,
+    /// Turn the kernel's per-program run-time accounting off (it reads the
+    /// clock twice per program run).
+    #[arg(long)]
+    no_bpf_stats: bool,
+    /// Learn baselines in memory, syscall sets included (the workload's
+    /// profile is learning: the worst case).
+    #[arg(long)]
+    baselines: bool,
+    /// Measure the scheduler sensors instead.
+    #[arg(long)]
+    sched: bool,
+    /// Measure the syscall counter instead.
+    #[arg(long)]
+    syscalls: bool,
+    #[command(subcommand)]
+    child: Option<Child>,
+}
+
+/// The workload child this binary re-executes itself as.
+#[derive(clap::Subcommand)]
+enum Child {
+    /// Internal: run one workload.
+    #[command(hide = true)]
+    Child {
+        /// Workload name.
+        workload: String,
+        /// Operations.
+        n: u64,
+    },
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("child") {
-        child(&args[2], args[3].parse().unwrap());
+    let args = <Args as clap::Parser>::parse();
+    if let Some(Child::Child { workload, n }) = &args.child {
+        child(workload, *n);
         return;
     }
     // SAFETY: no preconditions.
@@ -418,57 +466,18 @@ fn main() {
         eprintln!("vigil-bench loads eBPF and needs root");
         std::process::exit(1);
     }
-    let mut rounds = 3;
-    let mut scale = 1.0f64;
-    let mut disabled: Vec<String> = Vec::new();
-    let mut bpf_stats = true;
-    let mut only: Option<String> = None;
-    let mut baselines = false;
-    let mut sched = false;
-    let mut syscalls = false;
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--rounds" => {
-                rounds = args[i + 1].parse().unwrap();
-                i += 1;
-            }
-            "--scale" => {
-                scale = args[i + 1].parse().unwrap();
-                i += 1;
-            }
-            "--disable" => {
-                // what one sensor costs: run vigil without it
-                disabled.push(args[i + 1].clone());
-                i += 1;
-            }
-            "--only" => {
-                only = Some(args[i + 1].clone());
-                i += 1;
-            }
-            "--no-bpf-stats" => {
-                // the kernel's per-program run-time accounting off (it
-                // reads the clock twice per program run)
-                bpf_stats = false;
-            }
-            "--sched" => {
-                sched = true;
-            }
-            "--syscalls" => {
-                syscalls = true;
-            }
-            "--baselines" => {
-                // learn baselines in memory, syscall sets included (the
-                // workload's profile is learning: the worst case)
-                baselines = true;
-            }
-            a => {
-                eprintln!("unknown argument {a}");
-                std::process::exit(2);
-            }
-        }
-        i += 1;
-    }
+    let Args {
+        rounds,
+        scale,
+        disable: disabled,
+        only,
+        no_bpf_stats,
+        baselines,
+        sched,
+        syscalls,
+        ..
+    } = args;
+    let bpf_stats = !no_bpf_stats;
     if sched {
         sched_bench(rounds, scale);
         return;

@@ -203,35 +203,27 @@ fn synthetic(n: usize) -> RuleSet {
     set
 }
 
+/// Rule engine events per second per core as the rule count grows (no root needed).
+#[derive(clap::Parser)]
+#[command(name = "vigil-rules-bench")]
+struct Args {
+    /// Interleaved rounds (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    rounds: usize,
+    /// Events per round.
+    #[arg(long = "events", value_name = "N", default_value_t = 200_000)]
+    n_events: usize,
+    /// Also time the built-ins plus this Sigma folder (e.g. SigmaHQ's rules/linux).
+    #[arg(long, value_name = "DIR")]
+    sigma: Option<PathBuf>,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let mut rounds = 5;
-    let mut n_events = 200_000;
-    let mut sigma: Option<PathBuf> = None;
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--rounds" => {
-                rounds = args[i + 1].parse().expect("--rounds N");
-                i += 1;
-            }
-            "--events" => {
-                n_events = args[i + 1].parse().expect("--events N");
-                i += 1;
-            }
-            "--sigma" => {
-                sigma = Some(PathBuf::from(&args[i + 1]));
-                i += 1;
-            }
-            a => {
-                eprintln!(
-                    "unknown argument {a}; usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR]"
-                );
-                std::process::exit(2);
-            }
-        }
-        i += 1;
-    }
+    let Args {
+        rounds,
+        n_events,
+        sigma,
+    } = <Args as clap::Parser>::parse();
     let evs = events(n_events);
     let mut sets: Vec<(String, RuleSet)> = vec![
         ("none".into(), RuleSet::empty()),

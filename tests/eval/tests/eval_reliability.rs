@@ -12,8 +12,7 @@
 
 use std::process::Command;
 
-mod common;
-use common::require_root;
+use vigil_rootgate::require_root;
 
 fn eval(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil-eval"))

@@ -1,0 +1,184 @@
+//! The `vigil` command line: argument parsing ([`Cli`]) and one module per
+//! command. `run`/`record` start the agent ([`crate::pipeline`]), `replay`
+//! runs a capture through it ([`crate::capture`]); the others work offline.
+
+mod baseline;
+pub mod baseline_cmd;
+pub mod probe;
+mod replay_cmd;
+pub mod report;
+mod rules;
+mod run;
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The `vigil` command line (`Cli::parse()`, then [`Cli::run`]).
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Linux host security and anomaly-detection auditing engine (eBPF)"
+)]
+pub struct Cli {
+    /// TOML configuration file (every key optional; see docs/config.md).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct OutputArgs {
+    /// Emit every event, not only alerts.
+    #[arg(long)]
+    pub(crate) events: bool,
+    /// Where records go (repeatable): `stdout`, a file path (created 0600),
+    /// or a URL such as `syslog+tcp://127.0.0.1:6514?format=rfc5424`,
+    /// `syslog+tls://siem:6514?ca=/etc/vigil/ca.pem`, `file:///var/log/vigil.json?rotate_mb=100`
+    /// (docs/outputs.md). `replay` takes stdout or one file.
+    #[arg(long, short)]
+    pub(crate) output: Vec<String>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
+    /// Rule file or folder (vigil YAML or Sigma; repeatable), loaded after
+    /// the built-in rules.
+    #[arg(long = "rules")]
+    pub(crate) rules: Vec<PathBuf>,
+    /// Do not load the built-in rules.
+    #[arg(long)]
+    pub(crate) no_builtin_rules: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent until SIGINT/SIGTERM (root required).
+    Run {
+        #[command(flatten)]
+        out: OutputArgs,
+        /// Sensors to leave off (repeatable), e.g. --disable readline.
+        #[arg(long = "disable")]
+        disable: Vec<String>,
+        /// Do not learn baselines or report drift.
+        #[arg(long)]
+        no_baselines: bool,
+    },
+    /// Show which sensors this kernel supports, from a real load and attach.
+    Probe,
+    /// Run-queue latency per container from the perf history the agent
+    /// kept: ASCII histograms, and an SVG heat map (no root needed, works
+    /// while the agent runs or after).
+    Report {
+        /// How far back: 30s, 10m, 2h, 1d.
+        #[arg(long, default_value = "10m")]
+        since: String,
+        /// Also write an SVG latency heat map to this file (mode 0600).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Directory holding perf-history.jsonl (default: agent.data_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check, test and list rules (no root needed).
+    Rules {
+        #[command(subcommand)]
+        cmd: rules::RulesCmd,
+    },
+    /// Learned baselines: list, show, promote, demote, reset, diff, export, import.
+    Baseline {
+        #[command(subcommand)]
+        cmd: baseline::BaselineCmd,
+    },
+    /// Capture raw events (with what replay needs to enrich them) to a file.
+    Record {
+        /// Capture file to write (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Re-run enrichment, rules and baselines over a capture (no root needed).
+    /// The capture is checked against the baselines in the data directory
+    /// (read-only: promoted profiles report drift, nothing is stored).
+    Replay {
+        /// Capture file.
+        file: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+        /// Do not check the capture against the baselines.
+        #[arg(long, conflicts_with = "learn")]
+        no_baselines: bool,
+        /// Store what learning profiles learned from the capture (the
+        /// database must not be open in a running agent).
+        #[arg(long)]
+        learn: bool,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => Config::load(p).map_err(|e| {
+            eprintln!("vigil: {e}");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+/// Restores the default SIGINT/SIGTERM dispositions and unblocks
+/// SIGINT/SIGTERM/SIGHUP; call first in `main`, before any thread exists.
+pub fn reset_signals() {
+    // A shell starting vigil in the background sets SIGINT to "ignored",
+    // and an ignored signal stays ignored: restore the defaults so SIGINT
+    // and SIGTERM reach the agent's handlers (it drains, flushes, summarizes).
+    // A blocked mask is inherited across exec too (a wrapper that blocks
+    // signals to sigwait for them, e.g.): a blocked SIGINT/SIGTERM/SIGHUP
+    // would make the agent impossible to stop cleanly or reload. Unblock them.
+    // SAFETY: signal(2) with default dispositions and pthread_sigmask with a
+    // valid set, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+impl Cli {
+    /// Runs the parsed command and returns the process exit code.
+    pub fn run(self) -> ExitCode {
+        let cfg = match load_config(self.config.as_ref()) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match self.cmd {
+            Cmd::Probe => run::probe(&cfg),
+            Cmd::Run {
+                out,
+                disable,
+                no_baselines,
+            } => run::run(cfg, out, disable, no_baselines),
+            Cmd::Record { out, duration } => run::record(cfg, out, duration),
+            Cmd::Rules { cmd } => rules::rules_cmd(&cfg, cmd),
+            Cmd::Report { since, svg, dir } => {
+                let dir = dir.unwrap_or_else(|| cfg.agent.data_dir.clone());
+                ExitCode::from(report::run(&dir, &since, svg.as_deref()))
+            }
+            Cmd::Baseline { cmd } => baseline::baseline(&cfg, cmd),
+            Cmd::Replay {
+                file,
+                out,
+                no_baselines,
+                learn,
+            } => replay_cmd::replay(cfg, file, out, no_baselines, learn),
+        }
+    }
+}

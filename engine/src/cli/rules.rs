@@ -1,0 +1,136 @@
+//! `vigil rules check|test|list`, and the rule loading `run` and `replay`
+//! share ([`crate::detect`]).
+
+use crate::config::Config;
+use crate::detect;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::OutputArgs;
+
+#[derive(Subcommand)]
+pub(crate) enum RulesCmd {
+    /// Load rule files and folders and report what loaded, what was skipped
+    /// (with the reason) and every error (exit 2 on errors).
+    Check {
+        /// Files or folders; none = the built-in rules plus the configured ones.
+        paths: Vec<PathBuf>,
+        /// List every skipped Sigma rule, not only counts per reason.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Run every rule's embedded `examples` (exit 1 if one fails).
+    Test {
+        /// Files or folders; none = the built-in rules plus the configured ones.
+        paths: Vec<PathBuf>,
+    },
+    /// Print the loaded rules (id, severity, ruleset, categories, name).
+    List {
+        /// Files or folders; none = the built-in rules plus the configured ones.
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub(crate) fn apply_rule_args(cfg: &mut Config, out: &OutputArgs) {
+    if out.no_builtin_rules {
+        cfg.rules.builtin = false;
+    }
+    cfg.rules.paths.extend(out.rules.iter().cloned());
+}
+
+pub(crate) fn load_rules_or_exit(cfg: &Config) -> Result<Arc<vigil_rules::RuleSet>, ExitCode> {
+    let (set, report) = detect::load_rules(cfg);
+    if !report.errors.is_empty() {
+        eprint!("{}", detect::render_errors(&report));
+        eprintln!(
+            "vigil: {} errors in the rules; fix them (`vigil rules check` lists them)",
+            report.errors.len()
+        );
+        return Err(ExitCode::from(2));
+    }
+    eprintln!(
+        "vigil: {} rules loaded ({} vigil, {} Sigma; {} Sigma rules skipped, `vigil rules check` says why)",
+        set.len(),
+        report.vigil_rules,
+        report.sigma_rules,
+        report.skipped.len()
+    );
+    let all = &set.interest().all_opens_rules;
+    if !all.is_empty() {
+        eprintln!(
+            "vigil: {} rules test files without a path prefix, so every open leaves the kernel (e.g. {})",
+            all.len(),
+            all[0]
+        );
+    }
+    Ok(Arc::new(set))
+}
+
+fn rules_for(cfg: &Config, paths: &[PathBuf]) -> (vigil_rules::RuleSet, vigil_rules::Report) {
+    if paths.is_empty() {
+        return detect::load_rules(cfg);
+    }
+    let mut l = vigil_rules::Loader::new();
+    for p in paths {
+        l.add_path(p);
+    }
+    l.load()
+}
+
+pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
+    match cmd {
+        RulesCmd::Check { paths, verbose } => {
+            let t = std::time::Instant::now();
+            let (set, r) = rules_for(cfg, &paths);
+            print!("{}", detect::check_report(&set, &r, verbose, t.elapsed()));
+            if r.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        RulesCmd::Test { paths } => {
+            let (set, r) = rules_for(cfg, &paths);
+            if !r.errors.is_empty() {
+                eprint!("{}", detect::render_errors(&r));
+                return ExitCode::from(2);
+            }
+            let (n, failures) = set.test_examples();
+            for f in &failures {
+                println!("FAIL {}", detect::terminal_safe(f));
+            }
+            println!(
+                "{} examples of {} rules: {} passed, {} failed",
+                n,
+                set.len(),
+                n - failures.len(),
+                failures.len()
+            );
+            if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        RulesCmd::List { paths } => {
+            let (set, r) = rules_for(cfg, &paths);
+            if !r.errors.is_empty() {
+                eprint!("{}", detect::render_errors(&r));
+                return ExitCode::from(2);
+            }
+            for rule in set.rules() {
+                println!(
+                    "{:<40} {:<8} {:<6} {:<22} {}",
+                    vigil_rules::printable(&rule.id),
+                    rule.severity.as_str(),
+                    rule.ruleset.as_str(),
+                    vigil_rules::cat::names(rule.categories).join(","),
+                    vigil_rules::printable(&rule.name)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
