@@ -220,7 +220,9 @@ struct FieldPlan {
     /// Prefiltered: the tests without a necessary literal.
     rest: ReGroups,
     /// Prefiltered: one scan for the literals of every other test.
-    lits: Option<LitScan>,
+    lits: Vec<LitScan>,
+    /// For each slot, the index into `lits` (u16::MAX: none).
+    lits_for_slot: Vec<u16>,
     /// Prefiltered: glob and regex tests run when their literal occurred
     /// (regex, predicate).
     gated: Vec<(Regex, u32)>,
@@ -621,7 +623,7 @@ impl Matcher {
             let src = std::mem::take(&mut fp.re_src);
             fp.full = groups(&src, &pred_cats, nslots, fp.field, &first_rule)?;
             // The prefilter's share: literals, gated regexes, the rest.
-            let mut lits = LitBuilder::default();
+            let mut adds: Vec<(Vec<u8>, bool, u32, Need)> = Vec::new();
             let mut rest = Vec::new();
             for (re_src, id) in src {
                 let Test::Str { op, pat, ci } = &order[id as usize].test else {
@@ -637,7 +639,7 @@ impl Matcher {
                     if pat.is_empty() {
                         fp.str_true.push(id);
                     } else {
-                        lits.add(pat, *ci, id, need);
+                        adds.push((pat.clone(), *ci, id, need));
                     }
                     continue;
                 }
@@ -651,21 +653,46 @@ impl Matcher {
                         let g = fp.gated.len() as u32;
                         fp.gated.push((re, id));
                         for l in set {
-                            lits.add(&l, true, id, Need::Gate(g));
+                            adds.push((l, true, id, Need::Gate(g)));
                         }
                     }
                     None => rest.push((re_src, id)),
                 }
             }
             fp.rest = groups(&rest, &pred_cats, nslots, fp.field, &first_rule)?;
-            if !lits.is_empty() {
-                fp.lits = Some(lits.build().map_err(|e| CompileError {
+            // One literal scan per distinct set of literals that the rules
+            // of some slot need (an open does not scan exec rules' literals).
+            fp.lits_for_slot = vec![u16::MAX; nslots];
+            let mut sets: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+            for si in 0..nslots {
+                let idx: Vec<usize> = (0..adds.len())
+                    .filter(|&i| pred_cats[adds[i].2 as usize] & (1 << si) != 0)
+                    .collect();
+                if idx.is_empty() {
+                    continue;
+                }
+                match sets.iter_mut().find(|(g, _)| *g == idx) {
+                    Some((_, slots)) => slots.push(si),
+                    None => sets.push((idx, vec![si])),
+                }
+            }
+            for (idx, slots) in sets {
+                let mut b = LitBuilder::default();
+                for i in idx {
+                    let (l, ci, id, need) = &adds[i];
+                    b.add(l, *ci, *id, *need);
+                }
+                let scan = b.build().map_err(|e| CompileError {
                     rule: 0,
                     message: format!(
                         "field `{}`: literal scan: {e}",
                         fp.field.map(Field::name).unwrap_or("?")
                     ),
-                })?);
+                })?;
+                for si in slots {
+                    fp.lits_for_slot[si] = fp.lits.len() as u16;
+                }
+                fp.lits.push(scan);
             }
         }
         let mut slot_fields: Vec<Vec<u16>> = vec![Vec::new(); nslots];
@@ -904,7 +931,8 @@ impl Matcher {
             s.lower = low;
         }
         if filtered {
-            if let Some(lits) = &fp.lits {
+            let li = fp.lits_for_slot.get(si).copied().unwrap_or(u16::MAX);
+            if let Some(lits) = fp.lits.get(usize::from(li)) {
                 let (mut hits, mut gates) =
                     (std::mem::take(&mut s.hits), std::mem::take(&mut s.gates));
                 hits.clear();

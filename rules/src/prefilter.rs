@@ -73,10 +73,6 @@ impl LitBuilder {
         self.uses[i].push(Use { pred, need, exact });
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.lits.is_empty()
-    }
-
     pub(crate) fn build(self) -> Result<LitScan, String> {
         // A DFA is the fastest Aho-Corasick; past a few thousand literals
         // its tables grow large, so the contiguous NFA takes over.
