@@ -2,11 +2,13 @@
 //!
 //! - Predicates are deduplicated across rules: the same test written in ten
 //!   rules is one predicate.
-//! - Per field, every string test except plain equality (prefix, suffix,
-//!   contains, glob, regex, case-insensitive or not) of every rule becomes one
-//!   pattern of a single regex-automata `meta::Regex` built with `new_many`
-//!   semantics and `MatchKind::All`; one overlapping scan of the field answers
-//!   all of them. Equality and `in` lists are hash lookups (exact, and on the
+//! - Per field, the literal prefilter (`prefilter.rs`) decides every
+//!   prefix, suffix and contains test with one Aho-Corasick scan and gates
+//!   glob and regex tests on their necessary literals; the patterns with no
+//!   usable literal become one pattern each of a regex-automata
+//!   `meta::Regex` built with `build_many` and `MatchKind::All`, scanned on
+//!   every value. Unfiltered (the reference), every non-equality string test
+//!   is a pattern of such a regex. Equality and `in` lists are hash lookups (exact, and on the
 //!   ASCII-lowercased value for case-insensitive ones); integers are hash
 //!   lookups plus the few range comparisons; booleans an array index.
 //! - A rule is evaluated only when one of its *trigger* predicates held (a
@@ -16,6 +18,7 @@
 //!   negations) are evaluated on every event of their categories.
 
 use crate::ast::{Cmp, Expr, Pred, StrOp, Test, in_cidr};
+use crate::prefilter::{self, LitBuilder, LitScan, Need};
 use crate::schema::{Field, Value, cat};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
@@ -150,6 +153,9 @@ impl Hasher for Fx {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
+/// Per field, per regex group: the searches' caches and pattern sets.
+type GroupCaches = (Vec<Vec<meta::Cache>>, Vec<Vec<PatternSet>>);
+
 /// A compiled condition over predicate ids.
 #[derive(Debug, Clone)]
 enum CExpr {
@@ -208,12 +214,20 @@ struct FieldPlan {
     base_ci: FxMap<Box<[u8]>, Vec<u32>>,
     /// Key lengths of eq_cs, eq_ci, base_cs, base_ci.
     lens: [Lens; 4],
-    /// Regexes over this field: one per distinct set of patterns that the
-    /// rules of some slot need (an open scans only the patterns of rules
-    /// about opens).
-    re: Vec<(Regex, Vec<u32>)>,
-    /// For each slot, the index into `re` (u16::MAX: none).
-    re_for_slot: Vec<u16>,
+    /// Unfiltered: every non-equality string test of this field in
+    /// regexes scanned on every value.
+    full: ReGroups,
+    /// Prefiltered: the tests without a necessary literal.
+    rest: ReGroups,
+    /// Prefiltered: one scan for the literals of every other test.
+    lits: Vec<LitScan>,
+    /// For each slot, the index into `lits` (u16::MAX: none).
+    lits_for_slot: Vec<u16>,
+    /// Prefiltered: glob and regex tests run when their literal occurred
+    /// (regex, predicate).
+    gated: Vec<(Regex, u32)>,
+    /// Prefiltered: `contains ""` and its kin, true on every string value.
+    str_true: Vec<u32>,
     re_src: Vec<(String, u32)>,
     int_eq: FxMap<i64, Vec<u32>>,
     int_cmp: Vec<(Cmp, i64, u32)>,
@@ -227,7 +241,87 @@ impl FieldPlan {
             || !self.eq_ci.is_empty()
             || !self.base_cs.is_empty()
             || !self.base_ci.is_empty()
-            || !self.re.is_empty()
+            || !self.full.re.is_empty()
+    }
+}
+
+/// Regexes over one field: one per distinct set of patterns that the rules
+/// of some slot need (an open scans only the patterns of rules about opens).
+#[derive(Default)]
+struct ReGroups {
+    /// (regex, predicate of each pattern).
+    re: Vec<(Regex, Vec<u32>)>,
+    /// For each slot, the index into `re` (u16::MAX: none).
+    for_slot: Vec<u16>,
+}
+
+/// The matcher's regex configuration (bytes, no Unicode).
+fn regex_builder(kind: MatchKind) -> meta::Builder {
+    let mut b = Regex::builder();
+    b.syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            Regex::config()
+                .match_kind(kind)
+                .utf8_empty(false)
+                .hybrid_cache_capacity(8 << 20)
+                .nfa_size_limit(Some(64 << 20)),
+        );
+    b
+}
+
+/// Compiles `src` (pattern, predicate) into groups per slot.
+fn groups(
+    src: &[(String, u32)],
+    pred_cats: &[u64],
+    nslots: usize,
+    field: Option<Field>,
+    first_rule: &[usize],
+) -> Result<ReGroups, CompileError> {
+    let mut g = ReGroups {
+        re: Vec::new(),
+        for_slot: vec![u16::MAX; nslots],
+    };
+    let mut sets: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+    for si in 0..nslots {
+        let idx: Vec<usize> = src
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, id))| pred_cats[*id as usize] & (1 << si) != 0)
+            .map(|(i, _)| i)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        match sets.iter_mut().find(|(g, _)| *g == idx) {
+            Some((_, slots)) => slots.push(si),
+            None => sets.push((idx, vec![si])),
+        }
+    }
+    for (idx, slots) in sets {
+        let pats: Vec<&str> = idx.iter().map(|&i| src[i].0.as_str()).collect();
+        let re = regex_builder(MatchKind::All)
+            .build_many(&pats)
+            .map_err(|e| {
+                let pid = e.pattern().map(|p| src[idx[p.as_usize()]].1).unwrap_or(0);
+                compile_error(first_rule[pid as usize], field, &e)
+            })?;
+        let preds = idx.iter().map(|&i| src[i].1).collect();
+        for si in slots {
+            g.for_slot[si] = g.re.len() as u16;
+        }
+        g.re.push((re, preds));
+    }
+    Ok(g)
+}
+
+fn compile_error(rule: usize, field: Option<Field>, e: &meta::BuildError) -> CompileError {
+    CompileError {
+        rule,
+        message: format!(
+            "field `{}`: {}",
+            field.map(Field::name).unwrap_or("?"),
+            e.to_string().lines().last().unwrap_or("").trim()
+        ),
     }
 }
 
@@ -295,8 +389,41 @@ pub(crate) struct Matcher {
     fields: Vec<FieldPlan>,
     slot_fields: Vec<Vec<u16>>,
     slot_always: Vec<Vec<u32>>,
+    /// Unfiltered: every rule of each slot.
+    slot_rules: Vec<Vec<u32>>,
     triggers: Vec<Vec<u32>>,
     rules: Vec<(u64, CExpr)>,
+}
+
+/// Rule evaluations counted by a [`Scratch`] since it was made or reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvalCounts {
+    /// Events evaluated.
+    pub events: u64,
+    /// Rules that could match by event category and action, summed over
+    /// the events (the rules whose conditions would all be evaluated
+    /// without the prefilter).
+    pub eligible: u64,
+    /// Rules whose condition was evaluated, summed over the events.
+    pub evaluated: u64,
+}
+
+impl EvalCounts {
+    /// Eligible rules skipped per event on average.
+    pub fn skipped_per_event(&self) -> f64 {
+        if self.events == 0 {
+            return 0.0;
+        }
+        (self.eligible - self.evaluated) as f64 / self.events as f64
+    }
+
+    /// Eligible rules per event on average.
+    pub fn eligible_per_event(&self) -> f64 {
+        if self.events == 0 {
+            return 0.0;
+        }
+        self.eligible as f64 / self.events as f64
+    }
 }
 
 /// Per-thread scratch space for [`crate::RuleSet::evaluate`].
@@ -304,8 +431,14 @@ pub struct Scratch {
     generation: u64,
     truth: Vec<u64>,
     set: Vec<u32>,
+    /// Per field: caches and pattern sets of `rest` (prefiltered) and of
+    /// `full` (unfiltered, made on first use), caches of `gated`.
     caches: Vec<Vec<meta::Cache>>,
     patsets: Vec<Vec<PatternSet>>,
+    full_caches: Option<GroupCaches>,
+    gated_caches: Vec<Vec<meta::Cache>>,
+    gates: Vec<u32>,
+    counts: EvalCounts,
     mark: Vec<u32>,
     epoch: u32,
     cands: Vec<u32>,
@@ -324,6 +457,10 @@ impl Scratch {
             set: Vec::new(),
             caches: Vec::new(),
             patsets: Vec::new(),
+            full_caches: None,
+            gated_caches: Vec::new(),
+            gates: Vec::new(),
+            counts: EvalCounts::default(),
             mark: Vec::new(),
             epoch: 0,
             cands: Vec::new(),
@@ -332,6 +469,18 @@ impl Scratch {
             matched: Vec::new(),
             hits: Vec::new(),
         }
+    }
+}
+
+impl Scratch {
+    /// Rule evaluations counted so far.
+    pub fn counts(&self) -> EvalCounts {
+        self.counts
+    }
+
+    /// Sets the counts back to zero.
+    pub fn reset_counts(&mut self) {
+        self.counts = EvalCounts::default();
     }
 }
 
@@ -468,61 +617,83 @@ impl Matcher {
                 Lens::of(&fp.base_cs),
                 Lens::of(&fp.base_ci),
             ];
-            fp.re_for_slot = vec![u16::MAX; nslots];
             if fp.re_src.is_empty() {
                 continue;
             }
-            // Group slots by the patterns their rules need.
-            let mut groups: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+            let src = std::mem::take(&mut fp.re_src);
+            fp.full = groups(&src, &pred_cats, nslots, fp.field, &first_rule)?;
+            // The prefilter's share: literals, gated regexes, the rest.
+            let mut adds: Vec<(Vec<u8>, bool, u32, Need)> = Vec::new();
+            let mut rest = Vec::new();
+            for (re_src, id) in src {
+                let Test::Str { op, pat, ci } = &order[id as usize].test else {
+                    continue;
+                };
+                let need = match op {
+                    StrOp::Contains => Some(Need::Contains),
+                    StrOp::Prefix => Some(Need::Prefix),
+                    StrOp::Suffix => Some(Need::Suffix),
+                    _ => None,
+                };
+                if let Some(need) = need {
+                    if pat.is_empty() {
+                        fp.str_true.push(id);
+                    } else {
+                        adds.push((pat.clone(), *ci, id, need));
+                    }
+                    continue;
+                }
+                // A gate of one or two bytes opens on most values: such a
+                // pattern is cheaper in the shared regex than on its own.
+                match prefilter::required(&re_src).filter(|set| set.iter().all(|l| l.len() >= 3)) {
+                    Some(set) => {
+                        let re = regex_builder(MatchKind::LeftmostFirst)
+                            .build(&re_src)
+                            .map_err(|e| compile_error(first_rule[id as usize], fp.field, &e))?;
+                        let g = fp.gated.len() as u32;
+                        fp.gated.push((re, id));
+                        for l in set {
+                            adds.push((l, true, id, Need::Gate(g)));
+                        }
+                    }
+                    None => rest.push((re_src, id)),
+                }
+            }
+            fp.rest = groups(&rest, &pred_cats, nslots, fp.field, &first_rule)?;
+            // One literal scan per distinct set of literals that the rules
+            // of some slot need (an open does not scan exec rules' literals).
+            fp.lits_for_slot = vec![u16::MAX; nslots];
+            let mut sets: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
             for si in 0..nslots {
-                let idx: Vec<usize> = fp
-                    .re_src
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, id))| pred_cats[*id as usize] & (1 << si) != 0)
-                    .map(|(i, _)| i)
+                let idx: Vec<usize> = (0..adds.len())
+                    .filter(|&i| pred_cats[adds[i].2 as usize] & (1 << si) != 0)
                     .collect();
                 if idx.is_empty() {
                     continue;
                 }
-                match groups.iter_mut().find(|(g, _)| *g == idx) {
+                match sets.iter_mut().find(|(g, _)| *g == idx) {
                     Some((_, slots)) => slots.push(si),
-                    None => groups.push((idx, vec![si])),
+                    None => sets.push((idx, vec![si])),
                 }
             }
-            for (idx, slots) in groups {
-                let pats: Vec<&str> = idx.iter().map(|&i| fp.re_src[i].0.as_str()).collect();
-                let re = Regex::builder()
-                    .syntax(syntax::Config::new().unicode(false).utf8(false))
-                    .configure(
-                        Regex::config()
-                            .match_kind(MatchKind::All)
-                            .utf8_empty(false)
-                            .hybrid_cache_capacity(8 << 20)
-                            .nfa_size_limit(Some(64 << 20)),
-                    )
-                    .build_many(&pats)
-                    .map_err(|e| {
-                        let pid = e
-                            .pattern()
-                            .map(|p| fp.re_src[idx[p.as_usize()]].1)
-                            .unwrap_or(0);
-                        CompileError {
-                            rule: first_rule[pid as usize],
-                            message: format!(
-                                "field `{}`: {}",
-                                fp.field.map(Field::name).unwrap_or("?"),
-                                e.to_string().lines().last().unwrap_or("").trim()
-                            ),
-                        }
-                    })?;
-                let preds = idx.iter().map(|&i| fp.re_src[i].1).collect();
+            for (idx, slots) in sets {
+                let mut b = LitBuilder::default();
+                for i in idx {
+                    let (l, ci, id, need) = &adds[i];
+                    b.add(l, *ci, *id, *need);
+                }
+                let scan = b.build().map_err(|e| CompileError {
+                    rule: 0,
+                    message: format!(
+                        "field `{}`: literal scan: {e}",
+                        fp.field.map(Field::name).unwrap_or("?")
+                    ),
+                })?;
                 for si in slots {
-                    fp.re_for_slot[si] = fp.re.len() as u16;
+                    fp.lits_for_slot[si] = fp.lits.len() as u16;
                 }
-                fp.re.push((re, preds));
+                fp.lits.push(scan);
             }
-            fp.re_src = Vec::new();
         }
         let mut slot_fields: Vec<Vec<u16>> = vec![Vec::new(); nslots];
         for (fi, fp) in fields.iter().enumerate() {
@@ -534,8 +705,14 @@ impl Matcher {
         }
         let mut trig: Vec<Vec<u32>> = vec![Vec::new(); order.len()];
         let mut slot_always: Vec<Vec<u32>> = vec![Vec::new(); nslots];
+        let mut slot_rules: Vec<Vec<u32>> = vec![Vec::new(); nslots];
         let mut compiled = Vec::with_capacity(rules.len());
         for (ri, r) in rules.iter().enumerate() {
+            for (si, slot) in slot_rules.iter_mut().enumerate() {
+                if masks[ri] & (1 << si) != 0 {
+                    slot.push(ri as u32);
+                }
+            }
             match triggers(r.expr, &ids) {
                 Some((_, t)) => {
                     let mut t = t;
@@ -560,6 +737,7 @@ impl Matcher {
             fields,
             slot_fields,
             slot_always,
+            slot_rules,
             triggers: trig,
             rules: compiled,
         })
@@ -572,26 +750,51 @@ impl Matcher {
         s.generation = generation;
         s.truth = vec![0; self.npreds.div_ceil(64)];
         s.set.clear();
-        s.caches = self
+        (s.caches, s.patsets) = self.caches(|f| &f.rest);
+        s.full_caches = None;
+        s.gated_caches = self
             .fields
             .iter()
-            .map(|f| f.re.iter().map(|(r, _)| r.create_cache()).collect())
-            .collect();
-        s.patsets = self
-            .fields
-            .iter()
-            .map(|f| {
-                f.re.iter()
-                    .map(|(r, _)| PatternSet::new(r.pattern_len()))
-                    .collect()
-            })
+            .map(|f| f.gated.iter().map(|(r, _)| r.create_cache()).collect())
             .collect();
         s.mark = vec![0; self.rules.len()];
         s.epoch = 0;
     }
 
-    /// Indices of the rules that match, ascending.
-    pub(crate) fn eval(&self, ev: &dyn crate::Fields, s: &mut Scratch, out: &mut Vec<u32>) {
+    fn caches(&self, which: impl Fn(&FieldPlan) -> &ReGroups) -> GroupCaches {
+        let caches = self
+            .fields
+            .iter()
+            .map(|f| which(f).re.iter().map(|(r, _)| r.create_cache()).collect())
+            .collect();
+        let sets = self
+            .fields
+            .iter()
+            .map(|f| {
+                which(f)
+                    .re
+                    .iter()
+                    .map(|(r, _)| PatternSet::new(r.pattern_len()))
+                    .collect()
+            })
+            .collect();
+        (caches, sets)
+    }
+
+    /// Indices of the rules that match, ascending. `filtered`: the literal
+    /// prefilter decides string tests and only triggered rules are
+    /// evaluated; otherwise every test of the event's fields is scanned
+    /// with the full regexes and every rule of the slot is evaluated.
+    pub(crate) fn eval(
+        &self,
+        ev: &dyn crate::Fields,
+        s: &mut Scratch,
+        out: &mut Vec<u32>,
+        filtered: bool,
+    ) {
+        if !filtered && s.full_caches.is_none() {
+            s.full_caches = Some(self.caches(|f| &f.full));
+        }
         let Some(cbit) = cat::bit(ev.category()) else {
             return;
         };
@@ -616,7 +819,7 @@ impl Matcher {
                 self.hit(p, s);
             }
             match v {
-                Value::Str(b) => self.eval_str(fi as usize, si, &b, s),
+                Value::Str(b) => self.eval_str(fi as usize, si, &b, s, filtered),
                 Value::Int(n) => {
                     if let Some(ps) = fp.int_eq.get(&n) {
                         for &p in ps {
@@ -644,11 +847,22 @@ impl Matcher {
                         let mut t = std::mem::take(&mut s.text);
                         t.clear();
                         let _ = write!(t, "{ip}");
-                        self.eval_str(fi as usize, si, t.as_bytes(), s);
+                        self.eval_str(fi as usize, si, t.as_bytes(), s, filtered);
                         s.text = t;
                     }
                 }
             }
+        }
+        s.counts.events += 1;
+        s.counts.eligible += self.slot_rules[si].len() as u64;
+        if !filtered {
+            s.counts.evaluated += self.slot_rules[si].len() as u64;
+            for &r in &self.slot_rules[si] {
+                if self.rules[r as usize].1.eval(&s.truth) {
+                    out.push(r);
+                }
+            }
+            return;
         }
         for &r in &self.slot_always[si] {
             if s.mark[r as usize] != s.epoch {
@@ -659,13 +873,16 @@ impl Matcher {
         s.cands.sort_unstable();
         for &r in &s.cands {
             let (slots, e) = &self.rules[r as usize];
-            if slots & (1 << si) != 0 && e.eval(&s.truth) {
-                out.push(r);
+            if slots & (1 << si) != 0 {
+                s.counts.evaluated += 1;
+                if e.eval(&s.truth) {
+                    out.push(r);
+                }
             }
         }
     }
 
-    fn eval_str(&self, fi: usize, si: usize, b: &[u8], s: &mut Scratch) {
+    fn eval_str(&self, fi: usize, si: usize, b: &[u8], s: &mut Scratch, filtered: bool) {
         let fp = &self.fields[fi];
         if fp.lens[0].has(b.len())
             && let Some(ps) = fp.eq_cs.get(b)
@@ -713,26 +930,66 @@ impl Matcher {
             }
             s.lower = low;
         }
-        let ri = fp.re_for_slot[si] as usize;
-        if let Some((re, preds)) = fp.re.get(ri) {
-            let set = &mut s.patsets[fi][ri];
-            re.which_overlapping_matches_with(&mut s.caches[fi][ri], &Input::new(b), set);
-            // Iterating a set walks every pattern's bit: skip it when empty
-            // (the common case) and stop at the last match.
-            if !set.is_empty() {
-                s.hits.clear();
-                s.hits
-                    .extend(set.iter().take(set.len()).map(|pid| preds[pid.as_usize()]));
-                // Clearing walks every pattern: only when something is set
-                // (the set starts empty and is left empty).
-                set.clear();
-                let hits = std::mem::take(&mut s.hits);
+        if filtered {
+            let li = fp.lits_for_slot.get(si).copied().unwrap_or(u16::MAX);
+            if let Some(lits) = fp.lits.get(usize::from(li)) {
+                let (mut hits, mut gates) =
+                    (std::mem::take(&mut s.hits), std::mem::take(&mut s.gates));
+                hits.clear();
+                gates.clear();
+                lits.scan(b, &mut hits, &mut gates);
                 for &p in &hits {
                     self.hit(p, s);
                 }
-                s.hits = hits;
+                for &g in &gates {
+                    let (re, p) = &fp.gated[g as usize];
+                    if s.truth[*p as usize / 64] & (1 << (p % 64)) != 0 {
+                        continue;
+                    }
+                    let input = Input::new(b).earliest(true);
+                    if re
+                        .search_half_with(&mut s.gated_caches[fi][g as usize], &input)
+                        .is_some()
+                    {
+                        self.hit(*p, s);
+                    }
+                }
+                (s.hits, s.gates) = (hits, gates);
+            }
+            for &p in &fp.str_true {
+                self.hit(p, s);
             }
         }
+        let mut hits = std::mem::take(&mut s.hits);
+        hits.clear();
+        {
+            let (groups, caches, patsets) = if filtered {
+                (&fp.rest, &mut s.caches, &mut s.patsets)
+            } else {
+                let Some((c, p)) = s.full_caches.as_mut() else {
+                    s.hits = hits;
+                    return;
+                };
+                (&fp.full, c, p)
+            };
+            let ri = groups.for_slot.get(si).copied().unwrap_or(u16::MAX) as usize;
+            if let Some((re, preds)) = groups.re.get(ri) {
+                let set = &mut patsets[fi][ri];
+                re.which_overlapping_matches_with(&mut caches[fi][ri], &Input::new(b), set);
+                // Iterating a set walks every pattern's bit: skip it when
+                // empty (the common case) and stop at the last match.
+                if !set.is_empty() {
+                    hits.extend(set.iter().take(set.len()).map(|pid| preds[pid.as_usize()]));
+                    // Clearing walks every pattern: only when something is
+                    // set (the set starts empty and is left empty).
+                    set.clear();
+                }
+            }
+        }
+        for &p in &hits {
+            self.hit(p, s);
+        }
+        s.hits = hits;
     }
 
     #[inline]
@@ -760,11 +1017,11 @@ impl Matcher {
     pub(crate) fn regex_fields(&self) -> Vec<(&'static str, usize)> {
         self.fields
             .iter()
-            .filter(|f| !f.re.is_empty())
+            .filter(|f| !f.full.re.is_empty())
             .filter_map(|f| {
                 Some((
                     f.field?.name(),
-                    f.re.iter().map(|(r, _)| r.pattern_len()).max()?,
+                    f.full.re.iter().map(|(r, _)| r.pattern_len()).max()?,
                 ))
             })
             .collect()

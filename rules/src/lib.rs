@@ -20,12 +20,13 @@
 pub mod ast;
 mod compile;
 pub mod cond;
+mod prefilter;
 pub mod schema;
 pub mod sigma;
 mod vigil;
 pub mod yaml;
 
-pub use compile::Scratch;
+pub use compile::{EvalCounts, Scratch};
 pub use schema::{Field, Type, Value, cat};
 
 use ast::{Expr, StrOp, Test};
@@ -849,6 +850,7 @@ pub struct RuleSet {
     matcher: compile::Matcher,
     interest: Interest,
     generation: u64,
+    prefilter: bool,
 }
 
 impl fmt::Debug for RuleSet {
@@ -890,6 +892,7 @@ impl RuleSet {
             matcher,
             interest,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            prefilter: true,
         })
     }
 
@@ -919,6 +922,20 @@ impl RuleSet {
         (self.matcher.predicates(), self.matcher.regex_fields())
     }
 
+    /// Whether [`RuleSet::evaluate`] uses the literal prefilter (the
+    /// default; see `compile.rs` and `prefilter.rs`).
+    pub fn prefilter(&self) -> bool {
+        self.prefilter
+    }
+
+    /// Switches the literal prefilter on or off. Off, every string test of
+    /// the event's fields is scanned with the full regexes and every rule
+    /// of the event's category and action is evaluated: the reference the
+    /// prefilter is checked against. Both give the same matches.
+    pub fn set_prefilter(&mut self, on: bool) {
+        self.prefilter = on;
+    }
+
     /// The rules matching `event`, appended to `out` in load order.
     pub fn evaluate<'s>(
         &'s self,
@@ -926,10 +943,21 @@ impl RuleSet {
         scratch: &mut Scratch,
         out: &mut Vec<&'s Rule>,
     ) {
+        self.evaluate_with(event, scratch, out, self.prefilter);
+    }
+
+    /// [`RuleSet::evaluate`] with the prefilter on or off for this call.
+    pub fn evaluate_with<'s>(
+        &'s self,
+        event: &dyn Fields,
+        scratch: &mut Scratch,
+        out: &mut Vec<&'s Rule>,
+        prefilter: bool,
+    ) {
         self.matcher.prepare(scratch, self.generation);
         let mut ix = std::mem::take(&mut scratch.matched);
         ix.clear();
-        self.matcher.eval(event, scratch, &mut ix);
+        self.matcher.eval(event, scratch, &mut ix, prefilter);
         out.extend(ix.iter().map(|&i| &self.rules[i as usize]));
         scratch.matched = ix;
     }
