@@ -60,7 +60,7 @@ pub fn run(cfg: &Config, op: Op) -> (String, u8) {
     };
     let now = now_ns();
     let r: Result<String, Error> = match op {
-        Op::List => Ok(vigil_baselines::render_list(&b.list(), now)),
+        Op::List => Ok(vigil_baselines::render_list(&b.list_at(now), now)),
         Op::Show(p) => b.export_yaml(&[p.as_str()]),
         Op::Diff(p) => b
             .diff(&p)
