@@ -8,7 +8,7 @@ use vigil_baselines::{Baselines, Error, Mode};
 /// What to do.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Profiles, mode, age, counts, loss flag.
+    /// Profiles: mode, age, readiness to promote, counts, loss flag, process names.
     List,
     /// Everything learned by a profile (YAML whitelist).
     Show(String),
