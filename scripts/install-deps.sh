@@ -35,8 +35,12 @@ declare -A provides=(
   [tar]=tar
   [auditd]=auditctl        # the head-to-head evaluation (vigil-eval compare) runs auditd
   [bpftrace]=bpftrace      # ... and bpftrace one-liners as the eBPF floor
+  [redis-server]=redis-server      # the baseline root test learns real servers under load:
+  [redis-tools]=redis-benchmark    # redis with redis-benchmark,
+  [postgresql-15]=                 # PostgreSQL (initdb, postgres in /usr/lib/postgresql/15/bin)
+  [postgresql-client-15]=pgbench   # with pgbench
 )
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace redis-server redis-tools postgresql-15 postgresql-client-15)
 
 missing=()
 for p in "${pkgs[@]}"; do

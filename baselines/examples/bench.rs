@@ -88,8 +88,16 @@ fn subject(p: &Prof) -> Subject<'_> {
 /// One event of profile `p`'s usual work; `new_rate` per mille are new.
 fn event(rng: &mut Rng, p: usize, new_rate: u64) -> Ev {
     if rng.below(1000) < new_rate {
+        // A new name in letters: numbered names (`n123456`) would be
+        // generalised into one pattern and not be new.
+        let mut n = rng.next() % 1_000_000;
+        let mut name = String::from("n");
+        while n > 0 {
+            name.push(char::from(b'a' + (n % 26) as u8));
+            n /= 26;
+        }
         return Ev::Open(
-            format!("/var/lib/new/p{p}/n{}", rng.next() % 1_000_000).into_bytes(),
+            format!("/var/lib/new/p{p}/{name}").into_bytes(),
             Access::READ,
         );
     }

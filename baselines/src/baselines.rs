@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::doc::{ItemDoc, ProfileDoc, ProfileSummary, WHITELIST_FORMAT, Whitelist};
+use crate::doc::{ItemDoc, ProfileDoc, ProfileSummary, Readiness, WHITELIST_FORMAT, Whitelist};
 use crate::error::{Error, Result};
 use crate::generalise::{escape, generalise_into, unescape};
 use crate::key::{ContainerKeying, primary_into, sub_into};
@@ -187,8 +187,15 @@ impl Baselines {
     /// Opens (creating if needed) the database in `dir` and loads every
     /// profile. `dir` is created 0700; one that group or others can access
     /// is refused; files are made 0600. A newer, unknown or corrupt database
-    /// is an error and is not modified.
+    /// is an error and is not modified. An older schema is migrated: file
+    /// and spawn items are generalised again by this build's rules (items
+    /// that become one are merged), written in one transaction, and only
+    /// then is the schema version raised.
     pub fn open(dir: &Path, cfg: Config) -> Result<Baselines> {
+        Baselines::open_inner(dir, cfg, true)
+    }
+
+    fn open_inner(dir: &Path, cfg: Config, write: bool) -> Result<Baselines> {
         let store = Store::open(dir, cfg.cache_capacity)?;
         let (profiles, last_loss) = store.load()?;
         let mut b = Baselines::in_memory(cfg);
@@ -197,7 +204,21 @@ impl Baselines {
             b.profiles.push(p);
         }
         b.last_loss_ns = last_loss;
+        let migrate = store.schema() < crate::store::SCHEMA_VERSION;
         b.store = Some(store);
+        if migrate {
+            for p in &mut b.profiles {
+                p.regeneralise();
+            }
+            if !write {
+                return Ok(b);
+            }
+            let all: Vec<usize> = (0..b.profiles.len()).collect();
+            b.persist_now(&all)?;
+            if let Some(s) = &mut b.store {
+                s.set_current_schema()?;
+            }
+        }
         Ok(b)
     }
 
@@ -205,13 +226,14 @@ impl Baselines {
     /// the database again: checking against it (offline replays) never
     /// writes to it, and [`Baselines::flush`] of the result persists
     /// nothing. A missing `dir` gives no profiles. The same checks as
-    /// [`Baselines::open`] apply (permissions, schema); a database held
-    /// open by a running agent is an error (sled locks it).
+    /// [`Baselines::open`] apply (permissions, schema); an older schema is
+    /// migrated in memory only. A database held open by a running agent is
+    /// an error (sled locks it).
     pub fn snapshot(dir: &Path, cfg: Config) -> Result<Baselines> {
         if !dir.exists() {
             return Ok(Baselines::in_memory(cfg));
         }
-        let mut b = Baselines::open(dir, cfg)?;
+        let mut b = Baselines::open_inner(dir, cfg, false)?;
         b.store = None;
         Ok(b)
     }
@@ -577,6 +599,56 @@ impl Baselines {
         }
     }
 
+    /// How close a profile is to automatic promotion at `now` (the same
+    /// conditions as [`Baselines::tick`]).
+    fn readiness(&self, p: &Profile, now: i64) -> Readiness {
+        let quiet = ns(self.cfg.quiet_period);
+        let m = &p.meta;
+        if m.mode != Mode::Learning {
+            return Readiness::Promoted;
+        }
+        if m.overflowed > 0 {
+            return Readiness::Overflowed;
+        }
+        let since = m
+            .last_loss_ns
+            .map_or(m.last_new_ns, |l| l.max(m.last_new_ns));
+        if now - since < quiet {
+            return Readiness::Quiet {
+                remaining_ns: quiet - (now - since),
+            };
+        }
+        let have = match m.last_loss_ns {
+            Some(_) => m.observations.saturating_sub(m.observations_at_loss),
+            None => m.observations,
+        };
+        if have < self.cfg.min_observations {
+            return Readiness::Observations {
+                missing: self.cfg.min_observations - have,
+            };
+        }
+        Readiness::Ready
+    }
+
+    /// Notes a process name (comm, or `argv[0]`'s file name) seen running the
+    /// profile(s) of `r`: `list` and `show` name them, so a service is found
+    /// by the name its operator knows (Debian's `redis-server` runs the file
+    /// `/usr/bin/redis-check-rdb`). At most 8 names of 64 bytes per profile;
+    /// cheap when already known (call it per exec).
+    pub fn note_name(&mut self, r: ProfileRef, name: &[u8]) {
+        let n = self.profiles.len();
+        for i in [Some(r.primary as usize), r.sub.map(|s| s as usize)]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i < n)
+        {
+            if self.profiles[i].meta.note_name(name) {
+                self.profiles[i].meta_dirty = true;
+                self.enqueue(i);
+            }
+        }
+    }
+
     /// Whether the profile at `i` may be promoted automatically at `now`.
     fn ripe(&self, p: &Profile, now: i64) -> bool {
         let quiet = ns(self.cfg.quiet_period);
@@ -684,8 +756,17 @@ impl Baselines {
             .collect()
     }
 
-    /// Every profile, sorted by key (`vigil baseline list`).
+    /// Every profile, sorted by key (`vigil baseline list`), with its
+    /// readiness judged now (wall clock); see [`Baselines::list_at`].
     pub fn list(&self) -> Vec<ProfileSummary> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, ns);
+        self.list_at(now)
+    }
+
+    /// Every profile, sorted by key, with its readiness at `now_ns`.
+    pub fn list_at(&self, now_ns: i64) -> Vec<ProfileSummary> {
         let mut v: Vec<ProfileSummary> = self
             .profiles
             .iter()
@@ -708,6 +789,8 @@ impl Baselines {
                 lossy_since_ns: p.meta.lossy_since_ns,
                 lost_events: p.meta.lost_events,
                 overflowed: p.meta.overflowed,
+                names: p.meta.names.clone(),
+                readiness: self.readiness(p, now_ns),
             })
             .collect();
         v.sort_by(|a, b| a.profile.cmp(&b.profile));
@@ -855,6 +938,11 @@ impl Baselines {
                 p.meta.lossy_since_ns = d.lossy_since_ns;
                 p.meta.lost_events = d.lost_events;
             }
+            for name in &d.names {
+                if let Some(n) = unescape(name) {
+                    p.meta.note_name(&n);
+                }
+            }
             p.meta.observations = p.meta.observations.saturating_add(d.observations);
             p.meta.last_seen_ns = p.meta.last_seen_ns.max(d.last_seen_ns);
             for (kind, items) in sets {
@@ -910,6 +998,7 @@ fn to_doc(p: &Profile, filter: DocFilter) -> ProfileDoc {
         promoted_ns: p.meta.promoted_ns,
         lossy_since_ns: p.meta.lossy_since_ns,
         lost_events: p.meta.lost_events,
+        names: p.meta.names.clone(),
         ..ProfileDoc::default()
     };
     for kind in Kind::SETS {
@@ -984,6 +1073,13 @@ fn parse_doc(d: &ProfileDoc) -> Result<ParsedDoc> {
                         it.item
                     ))
                 })?;
+            // Paths in the form this build checks them in (a whitelist
+            // written by an older vigil may hold narrower patterns).
+            let item = if matches!(kind, Kind::File | Kind::Spawn) {
+                crate::generalise::generalise_path(&item).into_owned()
+            } else {
+                item
+            };
             let access = match &it.access {
                 Some(a) => {
                     Access::parse(a)

@@ -69,6 +69,10 @@ pub struct ProfileDoc {
     /// Events lost while learning.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lost_events: u64,
+    /// Process names seen running it (comm, `argv[0]`'s file name), escaped:
+    /// `redis-server` for Debian's `/usr/bin/redis-check-rdb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
     /// Executables spawned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spawn: Vec<ItemDoc>,
@@ -158,18 +162,67 @@ pub struct ProfileSummary {
     pub lost_events: u64,
     /// New items not recorded because a set was full.
     pub overflowed: u64,
+    /// Process names seen running it (comm, `argv[0]`'s file name), escaped.
+    pub names: Vec<String>,
+    /// Whether it looks stable enough to promote.
+    pub readiness: Readiness,
 }
 
-/// Renders `list` output as a table (`age` and `quiet` relative to `now_ns`).
+/// Whether a profile looks stable enough to promote (`vigil baseline list`,
+/// column `ready`): the conditions of automatic promotion
+/// ([`crate::Config::quiet_period`], [`crate::Config::min_observations`],
+/// no overflow, a loss-free quiet period after any event loss), judged at
+/// the time `list` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// Already promoted (monitoring or locked). Shown `-`.
+    Promoted,
+    /// Nothing new for a quiet period, enough observations: promote it (an
+    /// agent with `auto_promote` does at its next tick). Shown `yes`.
+    Ready,
+    /// Learned something new (or lost events) less than a quiet period
+    /// ago: ready in this many ns if nothing new comes. Shown `~12m` (one
+    /// word, so the table splits on whitespace).
+    Quiet {
+        /// Time left, ns.
+        remaining_ns: i64,
+    },
+    /// Quiet, but fewer observations than needed. Shown `obs+37`.
+    Observations {
+        /// Observations still needed.
+        missing: u64,
+    },
+    /// A set reached `max_items_per_set`: too varied to promote
+    /// automatically; review it. Shown `full`.
+    Overflowed,
+}
+
+impl Readiness {
+    /// The `ready` column's text.
+    pub fn label(&self) -> String {
+        match self {
+            Readiness::Promoted => "-".into(),
+            Readiness::Ready => "yes".into(),
+            Readiness::Quiet { remaining_ns } => format!("~{}", human_duration(*remaining_ns)),
+            Readiness::Observations { missing } => format!("obs+{missing}"),
+            Readiness::Overflowed => "full".into(),
+        }
+    }
+}
+
+/// Renders `list` output as a table (`age` and `quiet` relative to `now_ns`;
+/// `ready` as [`Readiness::label`]; `names` comma-separated).
 pub fn render_list(rows: &[ProfileSummary], now_ns: i64) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6} {:>4} {:>4} {:>4} {:>5} {:<5} profile",
+        "{:<10} {:>8} {:>8} {:<8} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6} {:>4} {:>4} {:>4} {:>5} {:<5} {:<16} profile",
         "mode",
         "age",
         "quiet",
+        "ready",
         "obs",
         "spawn",
         "file",
@@ -180,16 +233,18 @@ pub fn render_list(rows: &[ProfileSummary], now_ns: i64) -> String {
         "uid",
         "sys",
         "new",
-        "loss"
+        "loss",
+        "names"
     );
     for r in rows {
         let c = r.counts;
         let _ = writeln!(
             s,
-            "{:<10} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6} {:>4} {:>4} {:>4} {:>5} {:<5} {}",
+            "{:<10} {:>8} {:>8} {:<8} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6} {:>4} {:>4} {:>4} {:>5} {:<5} {:<16} {}",
             r.mode.name(),
             human_duration(now_ns - r.created_ns),
             human_duration(now_ns - r.last_new_ns),
+            r.readiness.label(),
             r.observations,
             c[0],
             c[1],
@@ -204,6 +259,11 @@ pub fn render_list(rows: &[ProfileSummary], now_ns: i64) -> String {
                 "yes"
             } else {
                 "no"
+            },
+            if r.names.is_empty() {
+                "-".to_string()
+            } else {
+                r.names.join(",")
             },
             r.profile
         );

@@ -2,7 +2,9 @@
 //! become `*`, so `/proc/1234/stat` and `/proc/99/stat` are one entry.
 //!
 //! `*` in a generalised path stands for any characters within one path
-//! segment (never a `/`), the meaning of `glob` in vigil rules. The rules,
+//! segment (never a `/`), the meaning of `glob` in vigil rules. The same
+//! function runs when a profile learns and when a promoted profile checks, so
+//! a path is always compared in the form it was learned in. The rules,
 //! applied to each `/`-separated segment:
 //!
 //! 1. a segment of only digits is `*` (`/proc/1234`, `/dev/pts/3`,
@@ -14,13 +16,46 @@
 //!    (`tmp` then 8 of `[a-z0-9_]` with a digit or `_`, `tmpk3j_x9a2`) keeps
 //!    `tmp` and the separator: `tmp.*`, `tmp*` (`tmpreaper` and `tmpfiles.d`
 //!    stay);
-//! 4. inside a segment, split at separators (`.-_:[]@+,=~`): a UUID
-//!    (8-4-4-4-12 hex, `-` or `_` separated, possibly glued to a prefix as
-//!    in `pod<uuid>`) is `*`; a token of 16 or more hex digits containing a
-//!    digit (container ids, machine ids, hashes) is `*`; a token of 4 or more
-//!    decimal digits is `*` (`app-20241125.log`, `pipe:[123456]`,
-//!    `core.12345`). Shorter digit runs stay (`libc.so.6`, `python3.11`,
-//!    `6.18.44`).
+//! 4. inside a segment, split at separators (`.-_:[]@+,=~`):
+//!    - a UUID (8-4-4-4-12 hex, `-` or `_` separated, possibly glued to a
+//!      prefix as in `pod<uuid>`) is `*`;
+//!    - a token of 16 or more hex digits containing a digit (container ids,
+//!      machine ids, hashes) is `*`;
+//!    - a token of 4 or more decimal digits is `*` (`app-20241125.log`,
+//!      `pipe:[123456]`, `core.12345`, redis's `temp-12345.rdb`);
+//!    - letters glued to 4 or more digits keep the letters (`tmp14285` is
+//!      `tmp*`, so PostgreSQL's `pgsql_tmp14285.0` is `pgsql_tmp*.*`);
+//!    - a random mkstemp-style token (6 to 16 of `[A-Za-z0-9]` with a digit,
+//!      a lower and an upper case letter and at least three changes between
+//!      digit, lower and upper case: `k3J9aB`, `Xq7rT2`) is `*`, unless a
+//!      `.so` follows (`libQt5Core.so.5` is a library name, not a random
+//!      one). Words rarely look like that (`utf8mb4`, `sha256sum`, `x86_64`
+//!      do not), but neither do all random names: a random suffix that this
+//!      misses stays verbatim and is one more item;
+//!    - a counter next to an id: a digit token right after a token that was
+//!      made `*` is `*` too (`pgsql_tmp*.*`, `worker.*.*.log`);
+//!
+//!    Shorter digit runs otherwise stay (`libc.so.6`, `python3.11`,
+//!    `6.18.44`, `x1`);
+//! 5. in the last segment (the file's own name):
+//!    - a name of only digit runs and separators is all `*` (PostgreSQL's
+//!      shared fileset parts `1.0`, `0.12`: `*.*`); a directory such as
+//!      `/lib/modules/6.18.44` keeps its version;
+//!    - a rotated log's number is `*`: a final `.N` or `.N.gz` (also `xz`,
+//!      `bz2`, `zst`, `lz4`, `Z`) with N of 1 to 3 digits, when the name
+//!      before it ends in `log` (`error.log.1`, `app.log.2.gz`) or the path
+//!      is under `/var/log/` (`syslog.2.gz`, `wtmp.1`), and never after `so`.
+//!
+//! **Protected paths are never generalised**: below the directories where a
+//! new file means persistence or a change of who may log in (cron, systemd
+//! units, init scripts, sudoers, PAM, profile scripts, the dynamic linker's
+//! preload and config, udev and modprobe rules, motd scripts, autostart
+//! entries, `/etc/ssh/`, `/root/`, and any `.ssh` directory) every name is
+//! kept exactly as it is. So `/etc/cron.d/job1234` and `/etc/cron.d/job5678`
+//! are two items, as are `/etc/cron.d/x1` and `/etc/cron.d/x2`: a program
+//! that writes numbered files there is rare, and an attacker who names a
+//! cron job like a learned one must not hide behind a `*`. See
+//! [`is_protected`].
 
 use std::borrow::Cow;
 
@@ -29,6 +64,46 @@ fn is_sep(b: u8) -> bool {
         b,
         b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'@' | b'+' | b',' | b'=' | b'~'
     )
+}
+
+/// Directories (and files) below which paths are kept verbatim: see the
+/// module documentation. A path is protected if it starts with one of these
+/// or has a `.ssh` segment.
+pub const PROTECTED_PREFIXES: &[&str] = &[
+    "/etc/cron.d/",
+    "/etc/cron.daily/",
+    "/etc/cron.hourly/",
+    "/etc/cron.weekly/",
+    "/etc/cron.monthly/",
+    "/etc/crontab",
+    "/var/spool/cron/",
+    "/etc/sudoers",
+    "/etc/systemd/",
+    "/usr/lib/systemd/system/",
+    "/lib/systemd/system/",
+    "/etc/init.d/",
+    "/etc/rc.local",
+    "/etc/profile.d/",
+    "/etc/pam.d/",
+    "/etc/security/",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf.d/",
+    "/etc/udev/rules.d/",
+    "/etc/modprobe.d/",
+    "/etc/modules-load.d/",
+    "/etc/update-motd.d/",
+    "/etc/xdg/autostart/",
+    "/etc/ssh/",
+    "/root/",
+];
+
+/// Whether a path is kept verbatim by [`generalise_path`]: it starts with
+/// one of [`PROTECTED_PREFIXES`] or has a `.ssh` segment.
+pub fn is_protected(path: &[u8]) -> bool {
+    PROTECTED_PREFIXES
+        .iter()
+        .any(|p| path.starts_with(p.as_bytes()))
+        || path.split(|&b| b == b'/').any(|s| s == b".ssh")
 }
 
 /// Generalises a path (or any `/`-separated name) by the rules above.
@@ -52,12 +127,17 @@ pub fn generalise_into(path: &[u8], out: &mut Vec<u8>) -> bool {
     if !path.iter().any(u8::is_ascii_digit) && !contains(path, b"/.#") && !contains(path, b"tmp") {
         return false;
     }
+    if is_protected(path) {
+        return false;
+    }
+    let var_log = path.starts_with(b"/var/log/");
+    let n = path.split(|&b| b == b'/').count();
     let mut changed = false;
     for (i, seg) in path.split(|&b| b == b'/').enumerate() {
         if i > 0 {
             out.push(b'/');
         }
-        changed |= generalise_segment(seg, out);
+        changed |= generalise_segment(seg, i + 1 == n, var_log, out);
     }
     changed
 }
@@ -66,8 +146,33 @@ fn contains(h: &[u8], n: &[u8]) -> bool {
     h.windows(n.len()).any(|w| w == n)
 }
 
+/// A token of mkstemp-style random characters (rule 4).
+fn random_token(t: &[u8]) -> bool {
+    if !(6..=16).contains(&t.len()) || !t.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let class = |b: u8| match b {
+        b'0'..=b'9' => 0,
+        b'a'..=b'z' => 1,
+        _ => 2,
+    };
+    let digit = t.iter().any(u8::is_ascii_digit);
+    let lower = t.iter().any(u8::is_ascii_lowercase);
+    let upper = t.iter().any(u8::is_ascii_uppercase);
+    let changes = t.windows(2).filter(|w| class(w[0]) != class(w[1])).count();
+    digit && lower && upper && changes >= 3
+}
+
+/// Letters glued to 4 or more digits (rule 4): the length of the letters.
+fn letters_then_digits(t: &[u8]) -> Option<usize> {
+    let l = t.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    (l > 0 && t.len() - l >= 4 && t[l..].iter().all(u8::is_ascii_digit)).then_some(l)
+}
+
+const COMPRESSED: &[&[u8]] = &[b"gz", b"xz", b"bz2", b"zst", b"lz4", b"Z"];
+
 /// Appends the generalised segment to `out`; true if it differs.
-fn generalise_segment(seg: &[u8], out: &mut Vec<u8>) -> bool {
+fn generalise_segment(seg: &[u8], last: bool, var_log: bool, out: &mut Vec<u8>) -> bool {
     if seg.is_empty() {
         return false;
     }
@@ -125,9 +230,30 @@ fn generalise_segment(seg: &[u8], out: &mut Vec<u8>) -> bool {
     toks[nt] = (start, seg.len());
     nt += 1;
     let toks = &toks[..nt];
+    let tok = |k: usize| &seg[toks[k].0..toks[k].1];
     let hex = |t: &[u8]| !t.is_empty() && t.iter().all(u8::is_ascii_hexdigit);
+    let digits = |t: &[u8]| !t.is_empty() && t.iter().all(u8::is_ascii_digit);
+    // Rule 5: which tokens of the file name are numbers to generalise.
+    let all_numeric = last && (0..nt).all(|k| digits(tok(k)));
+    let rotated = last && {
+        let z = usize::from(nt >= 2 && COMPRESSED.contains(&tok(nt - 1)));
+        nt >= 2 + z && {
+            let (num, before) = (tok(nt - 1 - z), tok(nt - 2 - z));
+            digits(num)
+                && num.len() <= 3
+                && before != b"so"
+                && (before.ends_with(b"log") || var_log)
+                && seg[toks[nt - 1 - z].0 - 1] == b'.'
+        }
+    };
+    let rotated_at = if rotated {
+        nt - 1 - usize::from(COMPRESSED.contains(&tok(nt - 1)))
+    } else {
+        usize::MAX
+    };
     let mut changed = false;
     let mut pos = 0; // bytes of seg copied so far
+    let mut prev_star = false; // the previous token is (now) `*`
     let mut k = 0;
     while k < toks.len() {
         let (s, e) = toks[k];
@@ -149,18 +275,30 @@ fn generalise_segment(seg: &[u8], out: &mut Vec<u8>) -> bool {
                 out.push(b'*');
                 pos = toks[k + 4].1;
                 changed = true;
+                prev_star = true;
                 k += 5;
                 continue;
             }
         }
         let t = &seg[s..e];
-        let digits = t.len() >= 4 && t.iter().all(u8::is_ascii_digit);
-        let long_hex = t.len() >= 16 && hex(t) && t.iter().any(u8::is_ascii_digit);
-        if digits || long_hex {
+        let so_next = k + 1 < nt && tok(k + 1) == b"so";
+        let whole = (digits(t) && (t.len() >= 4 || prev_star || all_numeric || k == rotated_at))
+            || (t.len() >= 16 && hex(t) && t.iter().any(u8::is_ascii_digit))
+            || (!so_next && random_token(t));
+        if whole {
             out.extend_from_slice(&seg[pos..s]);
             out.push(b'*');
             pos = e;
             changed = true;
+            prev_star = true;
+        } else if let Some(l) = letters_then_digits(t) {
+            out.extend_from_slice(&seg[pos..s + l]);
+            out.push(b'*');
+            pos = e;
+            changed = true;
+            prev_star = true;
+        } else {
+            prev_star = t.ends_with(b"*");
         }
         k += 1;
     }
@@ -283,6 +421,80 @@ mod tests {
             "/lib/modules/6.18.44/modules.dep",
         ),
         ("/etc/nginx/nginx.conf", "/etc/nginx/nginx.conf"),
+        // PostgreSQL under pgbench: relation files, temp files, shared filesets
+        ("/srv/pg/base/16384/2619_fsm", "/srv/pg/base/*/*_fsm"),
+        ("/srv/pg/base/16384/112", "/srv/pg/base/*/*"),
+        (
+            "/srv/pg/base/pgsql_tmp/pgsql_tmp14285.0",
+            "/srv/pg/base/pgsql_tmp/pgsql_tmp*.*",
+        ),
+        (
+            "/srv/pg/base/pgsql_tmp/pgsql_tmp14285.12.fileset/1.0",
+            "/srv/pg/base/pgsql_tmp/pgsql_tmp*.*.fileset/*.*",
+        ),
+        ("/srv/pg/pg_wal/xlogtemp.14285", "/srv/pg/pg_wal/xlogtemp.*"),
+        (
+            "/srv/pg/pg_wal/000000010000000000000001",
+            "/srv/pg/pg_wal/*",
+        ),
+        ("/dev/shm/PostgreSQL.1804289383", "/dev/shm/PostgreSQL.*"),
+        // redis and nginx temporary files
+        ("/var/lib/redis/temp-12345.rdb", "/var/lib/redis/temp-*.rdb"),
+        (
+            "/var/lib/redis/temp-rewriteaof-bg-4242.aof",
+            "/var/lib/redis/temp-rewriteaof-bg-*.aof",
+        ),
+        (
+            "/var/lib/nginx/proxy/1/00/0000000001",
+            "/var/lib/nginx/proxy/*/*/*",
+        ),
+        // mkstemp-style random suffixes
+        ("/var/lib/app/state.Xq7rT2", "/var/lib/app/state.*"),
+        ("/tmp/pulse-PKdhtXMmr18n/native", "/tmp/pulse-*/native"),
+        (
+            "/usr/lib/x86_64-linux-gnu/libQt5Core.so.5",
+            "/usr/lib/x86_64-linux-gnu/libQt5Core.so.5",
+        ),
+        (
+            "/usr/share/mysql/charsets/utf8mb4.xml",
+            "/usr/share/mysql/charsets/utf8mb4.xml",
+        ),
+        ("/usr/bin/sha256sum", "/usr/bin/sha256sum"),
+        // rotated logs
+        ("/var/log/nginx/error.log.1", "/var/log/nginx/error.log.*"),
+        ("/var/log/syslog.2.gz", "/var/log/syslog.*.gz"),
+        ("/var/log/wtmp.1", "/var/log/wtmp.*"),
+        ("/srv/app/logs/app.log.3", "/srv/app/logs/app.log.*"),
+        ("/srv/app/logs/app.log.2.zst", "/srv/app/logs/app.log.*.zst"),
+        ("/var/log/kern.log", "/var/log/kern.log"),
+        ("/usr/share/man/man1/ls.1.gz", "/usr/share/man/man1/ls.1.gz"),
+        ("/usr/bin/python3.11", "/usr/bin/python3.11"),
+        (
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        ),
+        // protected directories keep every name
+        ("/etc/cron.d/job1234", "/etc/cron.d/job1234"),
+        ("/etc/cron.d/1234", "/etc/cron.d/1234"),
+        ("/etc/cron.d/x1", "/etc/cron.d/x1"),
+        (
+            "/var/spool/cron/crontabs/u1000",
+            "/var/spool/cron/crontabs/u1000",
+        ),
+        ("/home/u/.ssh/temp-4242.rdb", "/home/u/.ssh/temp-4242.rdb"),
+        (
+            "/srv/redis/.ssh/authorized_keys",
+            "/srv/redis/.ssh/authorized_keys",
+        ),
+        ("/root/.bashrc.12345", "/root/.bashrc.12345"),
+        (
+            "/etc/systemd/system/.#override.conf3f9a0b1c2d3e4f56",
+            "/etc/systemd/system/.#override.conf3f9a0b1c2d3e4f56",
+        ),
+        (
+            "/etc/sudoers.d/tmp.Ab3dE9xYz1",
+            "/etc/sudoers.d/tmp.Ab3dE9xYz1",
+        ),
         ("/", "/"),
         ("", ""),
     ];
@@ -300,6 +512,150 @@ mod tests {
             let again = generalise_path(&got);
             assert_eq!(again, got, "idempotent on {input:?}");
         }
+    }
+
+    /// Whether `pat` (with `*` for any characters within a segment) matches
+    /// `path`: the meaning a generalised item has in checks and exports.
+    fn glob(pat: &[u8], path: &[u8]) -> bool {
+        let ps: Vec<&[u8]> = pat.split(|&b| b == b'/').collect();
+        let xs: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+        fn seg(p: &[u8], x: &[u8]) -> bool {
+            match p.iter().position(|&b| b == b'*') {
+                None => p == x,
+                Some(i) => {
+                    x.starts_with(&p[..i])
+                        && (0..=x.len() - i).any(|j| seg(&p[i + 1..], &x[i + j..]))
+                }
+            }
+        }
+        ps.len() == xs.len() && ps.iter().zip(&xs).all(|(p, x)| seg(p, x))
+    }
+
+    use proptest::prelude::*;
+
+    /// A path segment of tokens drawn from what real names are made of:
+    /// words, short and long digit runs, hex, random mkstemp suffixes.
+    fn segment() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            "[a-z]{1,8}",
+            "[0-9]{1,3}",
+            "[0-9]{4,10}",
+            "[a-z]{2,6}[0-9]{1,6}",
+            "[0-9a-f]{16,32}",
+            "[A-Za-z0-9]{6}",
+            Just("log".to_string()),
+            Just("so".to_string()),
+            Just("gz".to_string()),
+            Just("tmp".to_string()),
+        ];
+        (
+            proptest::collection::vec(token, 1..5),
+            proptest::collection::vec(prop_oneof![Just('.'), Just('-'), Just('_')], 4),
+        )
+            .prop_map(|(toks, seps)| {
+                let mut s = String::new();
+                for (i, t) in toks.iter().enumerate() {
+                    if i > 0 {
+                        s.push(seps[i - 1]);
+                    }
+                    s.push_str(t);
+                }
+                s
+            })
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just(""),
+                Just("/var/log"),
+                Just("/srv/data"),
+                Just("/proc"),
+                Just("/tmp"),
+            ],
+            proptest::collection::vec(segment(), 1..6),
+        )
+            .prop_map(|(root, segs)| format!("{root}/{}", segs.join("/")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The pattern covers the path it came from, keeps its segments
+        /// (never a `/` more or less), keeps every segment it did not
+        /// generalise byte for byte, and generalising again changes nothing.
+        #[test]
+        fn pattern_covers_its_path(p in path()) {
+            let g = generalise_path(p.as_bytes()).into_owned();
+            prop_assert!(glob(&g, p.as_bytes()), "{} does not match {p}", String::from_utf8_lossy(&g));
+            let (gs, ps): (Vec<&[u8]>, Vec<&[u8]>) = (
+                g.split(|&b| b == b'/').collect(),
+                p.as_bytes().split(|&b| b == b'/').collect(),
+            );
+            prop_assert_eq!(gs.len(), ps.len());
+            for (a, b) in gs.iter().zip(&ps) {
+                prop_assert!(a.contains(&b'*') || a == b);
+            }
+            prop_assert_eq!(generalise_path(&g).into_owned(), g);
+        }
+
+        /// Below a protected directory nothing is generalised, whatever the
+        /// names: a new cron job, unit, sudoers drop-in or ssh key is always
+        /// an item of its own.
+        #[test]
+        fn protected_paths_are_verbatim(
+            i in 0..PROTECTED_PREFIXES.len() + 1,
+            rest in proptest::collection::vec(segment(), 1..4),
+        ) {
+            let p = match PROTECTED_PREFIXES.get(i) {
+                Some(pre) if pre.ends_with('/') => format!("{pre}{}", rest.join("/")),
+                Some(pre) => format!("{pre}.{}", rest.join("/")),
+                None => format!("/home/u/.ssh/{}", rest.join("/")),
+            };
+            prop_assert!(is_protected(p.as_bytes()));
+            prop_assert_eq!(&*generalise_path(p.as_bytes()), p.as_bytes());
+        }
+
+        /// Directory names made of words and short digit runs (versions:
+        /// `python3.11`, `6.18.44`, `x86_64-linux-gnu`) are never generalised:
+        /// only ids (4 or more digits, hex, random) are.
+        #[test]
+        fn versions_in_directories_stay(
+            dirs in proptest::collection::vec("[a-z]{1,6}[0-9]{0,2}([._-][0-9]{1,3}){0,3}", 1..4),
+            file in segment(),
+        ) {
+            let p = format!("/usr/lib/{}/{file}", dirs.join("/"));
+            let g = generalise_path(p.as_bytes()).into_owned();
+            let want = format!("/usr/lib/{}/", dirs.join("/"));
+            prop_assert!(g.starts_with(want.as_bytes()), "{}", String::from_utf8_lossy(&g));
+        }
+    }
+
+    /// How many 6-character mkstemp suffixes the random-token rule catches:
+    /// the rest stay verbatim (one more learned item each, never a wider
+    /// pattern). Measured over a fixed pseudo-random sample.
+    #[test]
+    fn random_suffix_rule_catches_most_long_and_many_short_suffixes() {
+        const CH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            CH[(x % CH.len() as u64) as usize]
+        };
+        let mut rate = |n: usize| {
+            let hits = (0..10_000)
+                .filter(|_| {
+                    let t: Vec<u8> = (0..n).map(|_| next()).collect();
+                    random_token(&t)
+                })
+                .count();
+            hits as f64 / 10_000.0
+        };
+        let (six, ten) = (rate(6), rate(10));
+        assert!(six > 0.40 && six < 0.70, "6 chars: {six}");
+        assert!(ten > 0.75, "10 chars: {ten}");
     }
 
     #[test]

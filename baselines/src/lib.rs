@@ -33,11 +33,14 @@ pub use baselines::{
     Anomaly, Baselines, Config, FlushStats, ImportSummary, MAX_ITEM_LEN, ProfileRef,
 };
 pub use doc::{
-    ItemDoc, ProfileDoc, ProfileSummary, WHITELIST_FORMAT, Whitelist, human_duration, render_list,
+    ItemDoc, ProfileDoc, ProfileSummary, Readiness, WHITELIST_FORMAT, Whitelist, human_duration,
+    render_list,
 };
 pub use error::{Error, Result};
 pub use export::{RUNTIME_SYSCALLS, seccomp_json};
-pub use generalise::{escape, generalise_into, generalise_path, unescape};
+pub use generalise::{
+    PROTECTED_PREFIXES, escape, generalise_into, generalise_path, is_protected, unescape,
+};
 pub use key::{ContainerKeying, ProfileKeys, profile_keys};
 pub use names::{capability_name, syscall_name, syscall_number};
 pub use observation::{

@@ -202,6 +202,32 @@ pub(crate) struct Meta {
     /// New items not recorded because a set was full.
     #[serde(default)]
     pub overflowed: u64,
+    /// Process names seen running this profile's executable (comm, and
+    /// `argv[0]`'s file name when it differs), escaped, at most
+    /// [`MAX_NAMES`], in the order first seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+/// Process names kept per profile.
+pub(crate) const MAX_NAMES: usize = 8;
+/// Longest process name kept (bytes).
+pub(crate) const MAX_NAME_LEN: usize = 64;
+
+impl Meta {
+    /// Adds a process name if new (and there is room); true if added.
+    pub(crate) fn note_name(&mut self, name: &[u8]) -> bool {
+        if name.is_empty() || self.names.len() >= MAX_NAMES {
+            return false;
+        }
+        let name = &name[..name.len().min(MAX_NAME_LEN)];
+        let e = crate::generalise::escape(name);
+        if self.names.contains(&e) {
+            return false;
+        }
+        self.names.push(e);
+        true
+    }
 }
 
 impl Meta {
@@ -218,6 +244,7 @@ impl Meta {
             lost_events: 0,
             observations_at_loss: 0,
             overflowed: 0,
+            names: Vec::new(),
         }
     }
 }
@@ -537,6 +564,37 @@ impl Profile {
     pub(crate) fn reset(&mut self, now: i64) {
         let key = std::mem::take(&mut self.key);
         *self = Profile::new(&key, now);
+    }
+
+    /// Generalises the path items (files, spawns) again with this build's
+    /// rules (a database migration); items that become one are merged: the
+    /// earliest first seen, the latest last seen, counts added, and an item
+    /// or access bit is in the baseline if either was.
+    pub(crate) fn regeneralise(&mut self) {
+        for kind in [Kind::File, Kind::Spawn] {
+            let set = std::mem::take(&mut self.sets[kind.index()]);
+            let mut out: HashMap<Box<[u8]>, Entry> = HashMap::with_capacity(set.len());
+            for (item, e) in set {
+                let g: Box<[u8]> = crate::generalise::generalise_path(&item).into();
+                match out.get_mut(&g) {
+                    None => {
+                        out.insert(g, e);
+                    }
+                    Some(have) => {
+                        let base = (have.access & !have.new_access) | (e.access & !e.new_access);
+                        let since = have.since_promotion() && e.since_promotion();
+                        have.merge(&e);
+                        have.new_access = have.access & !base;
+                        if since {
+                            have.flags |= F_SINCE_PROMOTION;
+                        } else {
+                            have.flags &= !F_SINCE_PROMOTION;
+                        }
+                    }
+                }
+            }
+            self.sets[kind.index()] = out;
+        }
     }
 
     /// Items per kind (syscalls counted by number).

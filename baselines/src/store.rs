@@ -1,7 +1,9 @@
 //! sled storage: one tree per kind, a `profiles` tree of per-profile state
 //! and a `meta` tree with the schema version.
 //!
-//! Layout (schema 1):
+//! Layout (schema 2; schema 1 is the same layout with items generalised by
+//! the older, narrower rules, and is migrated on open: see
+//! [`crate::Baselines::open`]):
 //! - `meta`: `schema` -> u32 LE version; `last_loss_ns` -> i64 LE.
 //! - `profiles`: profile key -> JSON of the profile's mode and counters.
 //! - `spawn`, `file`, `connect`, `listen`, `accept`, `capability`, `uid`:
@@ -27,8 +29,15 @@ use sled::{Batch, Transactional, Tree};
 use crate::error::{Error, Result};
 use crate::profile::{Kind, Meta, Profile, Syscalls, decode_set, encode_set};
 
-/// Schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version this build writes (it reads this and every older one).
+///
+/// - 1: the first layout.
+/// - 2: the same layout; file and spawn items generalised by the wider rules
+///   (numbered and random names, rotated logs, protected directories).
+///   A schema 1 database is migrated when opened for writing: its items are
+///   generalised again (idempotent on patterns) and merged where two become
+///   one.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META: &str = "meta";
 const PROFILES: &str = "profiles";
@@ -44,6 +53,8 @@ pub(crate) struct Store {
     path: PathBuf,
     db: sled::Db,
     trees: Vec<Tree>,
+    /// Schema version found on open (this build's for a new database).
+    found: u32,
 }
 
 /// Creates the data directory 0700 if missing; refuses one that group or
@@ -168,6 +179,7 @@ impl Store {
         // Check the version before creating any tree in an existing database.
         let names: Vec<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
         let has_meta = names.iter().any(|n| n == META.as_bytes());
+        let mut schema = SCHEMA_VERSION;
         if has_meta {
             let meta = db.open_tree(META).map_err(storage)?;
             match meta.get(SCHEMA_KEY).map_err(storage)? {
@@ -186,6 +198,7 @@ impl Store {
                             detail: "schema version 0".into(),
                         });
                     }
+                    schema = found;
                 }
                 Some(v) => {
                     return Err(Error::UnknownSchema {
@@ -223,7 +236,28 @@ impl Store {
         trees.push(db.open_tree(META).map_err(storage)?);
         db.flush().map_err(storage)?;
         tighten(dir)?;
-        Ok(Store { path, db, trees })
+        Ok(Store {
+            path,
+            db,
+            trees,
+            found: schema,
+        })
+    }
+
+    /// The schema version the database had when opened.
+    pub(crate) fn schema(&self) -> u32 {
+        self.found
+    }
+
+    /// Records that the database now has this build's schema (after a
+    /// migration has been written).
+    pub(crate) fn set_current_schema(&mut self) -> Result<()> {
+        self.trees[T_META]
+            .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_le_bytes()[..])
+            .map_err(|e| self.storage(e))?;
+        self.db.flush().map_err(|e| self.storage(e))?;
+        self.found = SCHEMA_VERSION;
+        Ok(())
     }
 
     fn storage(&self, e: sled::Error) -> Error {

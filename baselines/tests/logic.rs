@@ -586,3 +586,85 @@ fn resolved_handles_behave_like_observe() {
     }
     assert_eq!(a.list().iter().map(|r| r.since_promotion).sum::<usize>(), 6);
 }
+
+/// `list` says how close each profile is to promotion, by the same rules
+/// as `tick`: the quiet period, the observations, overflow, losses.
+#[test]
+fn list_says_when_a_profile_looks_ready_to_promote() {
+    use vigil_baselines::Readiness;
+    let mut b = Baselines::in_memory(cfg());
+    let ready = |b: &Baselines, t: i64| b.list_at(t)[0].readiness;
+    // One round: 7 observations, all new at T0 + 1 s.
+    let t = learn_nginx(&mut b, T0, 1);
+    assert_eq!(
+        ready(&b, t + 20 * S),
+        Readiness::Quiet {
+            remaining_ns: 40 * S
+        }
+    );
+    assert_eq!(
+        ready(&b, t + 60 * S),
+        Readiness::Observations { missing: 3 }
+    );
+    assert_eq!(b.list_at(t + 20 * S)[0].readiness.label(), "~40s");
+    assert_eq!(b.list_at(t + 60 * S)[0].readiness.label(), "obs+3");
+    let t = learn_nginx(&mut b, t, 1);
+    assert_eq!(ready(&b, t + 60 * S), Readiness::Ready);
+    assert_eq!(b.list_at(t + 60 * S)[0].readiness.label(), "yes");
+    // What `list` calls ready is what `tick` promotes.
+    assert_eq!(b.tick(t + 60 * S).unwrap(), vec![NGINX_KEY.to_string()]);
+    assert_eq!(ready(&b, t + 60 * S), Readiness::Promoted);
+    assert_eq!(b.list_at(t + 60 * S)[0].readiness.label(), "-");
+
+    // A loss restarts the wait; a full set blocks it.
+    let mut b = Baselines::in_memory(cfg());
+    let t = learn_nginx(&mut b, T0, 3);
+    b.note_loss(t + 50 * S, 4);
+    assert_eq!(
+        ready(&b, t + 60 * S),
+        Readiness::Quiet {
+            remaining_ns: 50 * S
+        }
+    );
+    let mut b = Baselines::in_memory(vigil_baselines::Config {
+        max_items_per_set: 1,
+        ..cfg()
+    });
+    learn_nginx(&mut b, T0, 3);
+    assert_eq!(ready(&b, T0 + 3600 * S), Readiness::Overflowed);
+    let table = vigil_baselines::render_list(&b.list_at(T0 + 3600 * S), T0 + 3600 * S);
+    assert!(table.lines().next().unwrap().contains(" ready "), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains(" full "), "{table}");
+}
+
+/// Names noted for a profile are listed, shown, exported and imported, at
+/// most 8 and each once.
+#[test]
+fn profiles_list_the_names_their_processes_ran_under() {
+    let mut b = Baselines::in_memory(cfg());
+    let s = host("/usr/bin/redis-check-rdb");
+    let r = b.resolve(&s, T0).unwrap();
+    b.note_name(r, b"redis-server");
+    b.note_name(r, b"redis-server");
+    b.note_name(r, b"");
+    let key = "exe:/usr/bin/redis-check-rdb@i2049:1234:4096:7";
+    assert_eq!(b.list()[0].names, vec!["redis-server".to_string()]);
+    let table = vigil_baselines::render_list(&b.list(), T0);
+    assert!(
+        table.contains("redis-server     exe:/usr/bin/redis-check-rdb@"),
+        "{table}"
+    );
+    for i in 0..20 {
+        b.note_name(r, format!("name{i}").as_bytes());
+    }
+    b.note_name(r, b"\xffbad");
+    let names = b.show(key).unwrap().names;
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names[0], "redis-server");
+    let y = b.export_yaml(&[key]).unwrap();
+    assert!(y.contains("names:\n  - redis-server\n"), "{y}");
+    let mut c = Baselines::in_memory(cfg());
+    c.import_yaml(&y, None, T0).unwrap();
+    assert_eq!(c.show(key).unwrap().names, names);
+    assert_eq!(c.export_yaml(&[]).unwrap(), y);
+}

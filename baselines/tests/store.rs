@@ -334,3 +334,101 @@ fn automatic_promotion_is_durable_without_flush() {
     assert_eq!(d.file.len(), 1);
     assert_eq!(d.spawn.len(), 1);
 }
+
+/// A schema 1 database (items generalised by the older rules, which kept
+/// `pgsql_tmp14285.0` verbatim) still loads: its items are generalised
+/// again, merged where two become one, and the schema is raised; a
+/// read-only snapshot migrates in memory and writes nothing.
+#[test]
+fn schema_1_database_is_migrated_on_open() {
+    const PG: &str = "exe:/usr/lib/postgresql/15/bin/postgres@i2049:1234:4096:7";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let pg = host("/usr/lib/postgresql/15/bin/postgres");
+    {
+        let mut b = Baselines::open(&dir, cfg()).unwrap();
+        b.observe(&obs(pg, T0, open("/srv/pg/PG_VERSION", Access::READ)));
+        b.promote(PG, Mode::Monitoring, T0 + S).unwrap();
+    }
+    // Rewrite it as a schema 1 database would hold it: two temp files of
+    // two backends as two verbatim items.
+    {
+        let db = sled::open(&dir).unwrap();
+        let file = db.open_tree("file").unwrap();
+        let v = file.get(PG).unwrap().expect("file set");
+        let entry = &v[2 + "/srv/pg/PG_VERSION".len()..];
+        let mut set = Vec::new();
+        for item in [
+            "/srv/pg/PG_VERSION",
+            "/srv/pg/base/pgsql_tmp/pgsql_tmp14285.0",
+            "/srv/pg/base/pgsql_tmp/pgsql_tmp99999.3",
+        ] {
+            set.extend_from_slice(&(item.len() as u16).to_le_bytes());
+            set.extend_from_slice(item.as_bytes());
+            set.extend_from_slice(entry);
+        }
+        file.insert(PG, set).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema", &1u32.to_le_bytes()[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let schema = |dir: &Path| {
+        let db = sled::open(dir).unwrap();
+        let v = db
+            .open_tree("meta")
+            .unwrap()
+            .get("schema")
+            .unwrap()
+            .unwrap();
+        u32::from_le_bytes(v.as_ref().try_into().unwrap())
+    };
+    let items = |b: &Baselines| {
+        b.show(PG)
+            .unwrap()
+            .file
+            .iter()
+            .map(|i| (i.item.clone(), i.count))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![
+        ("/srv/pg/PG_VERSION".to_string(), 1),
+        ("/srv/pg/base/pgsql_tmp/pgsql_tmp*.*".to_string(), 2),
+    ];
+    {
+        let b = Baselines::snapshot(&dir, cfg()).unwrap();
+        assert_eq!(items(&b), want);
+    }
+    assert_eq!(schema(&dir), 1, "a snapshot writes nothing");
+    {
+        let mut b = Baselines::open(&dir, cfg()).unwrap();
+        assert_eq!(items(&b), want);
+        // A third backend's temp file is the learned pattern: no drift.
+        let a = b.observe(&obs(
+            pg,
+            T0 + 2 * S,
+            open("/srv/pg/base/pgsql_tmp/pgsql_tmp4242.7", Access::READ),
+        ));
+        assert!(a.is_empty(), "{a:?}");
+    }
+    assert_eq!(schema(&dir), SCHEMA_VERSION);
+    let b = Baselines::open(&dir, cfg()).unwrap();
+    assert_eq!(items(&b), want);
+    assert_eq!(b.list()[0].mode, Mode::Monitoring);
+}
+
+/// Process names are stored with the profile.
+#[test]
+fn names_survive_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    {
+        let mut b = Baselines::open(&dir, cfg()).unwrap();
+        let r = b.resolve(&host("/usr/sbin/nginx"), T0).unwrap();
+        b.note_name(r, b"nginx");
+        b.flush().unwrap();
+    }
+    let b = Baselines::open(&dir, cfg()).unwrap();
+    assert_eq!(b.list()[0].names, vec!["nginx".to_string()]);
+}

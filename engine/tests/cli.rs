@@ -388,6 +388,11 @@ fn report_reads_the_kept_history_without_an_agent() {
 
 /// A capture of `/usr/sbin/demo-srv` (pid 900) opening `path` for reading.
 fn demo_capture(p: &std::path::Path, path: &[u8]) {
+    demo_capture_with(p, path, None);
+}
+
+/// [`demo_capture`], then `truncate(2)` of `dir`/`name` if given.
+fn demo_capture_with(p: &std::path::Path, path: &[u8], truncate: Option<(&[u8], &[u8])>) {
     let ctx = Context {
         abi_version: abi::ABI_VERSION,
         vigil_version: "test".into(),
@@ -434,6 +439,20 @@ fn demo_capture(p: &std::path::Path, path: &[u8]) {
         ..Default::default()
     };
     w.record(&encode_record(open, &body, &[path])).unwrap();
+    if let Some((dir, name)) = truncate {
+        let fc = Hdr {
+            kind: kind::FCHANGE,
+            ts_ns: 6_200_000_000,
+            ..hdr
+        };
+        let body = abi::FChange {
+            ret: 0,
+            syscall: abi::sys::TRUNCATE,
+            ..Default::default()
+        };
+        w.record(&encode_record(fc, &body, &[dir, name, b"", b""]))
+            .unwrap();
+    }
     w.flush().unwrap();
 }
 
@@ -514,6 +533,28 @@ fn replay_learns_when_asked_and_checks_a_capture_against_a_promoted_baseline() {
         !shown.contains("novel.conf"),
         "a read-only replay stored: {shown}"
     );
+    // The name it ran under (its comm) is part of the profile.
+    assert!(shown.contains("names:\n  - demo-srv\n"), "{shown}");
+    // truncate(2) of a path is checked like a write of it.
+    let truncated = tmp("replay-truncate.vcap");
+    demo_capture_with(
+        &truncated,
+        b"/srv/demo/known.conf",
+        Some((b"/srv/demo", b"state.db")),
+    );
+    let _ = std::fs::remove_file(&out_file);
+    let (code, _, err) = run(&["replay", truncated.to_str().unwrap(), "-o", out_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(" 1 anomalies"), "{err}");
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let drift: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
+        .collect();
+    assert_eq!(drift.len(), 1, "{text}");
+    assert_eq!(drift[0]["vigil"]["baseline"]["item"], "/srv/demo/state.db");
+    assert_eq!(drift[0]["vigil"]["baseline"]["access"], "w");
     // --no-baselines skips the check.
     let (code, _, err) = run(&[
         "replay",

@@ -8,7 +8,7 @@ use vigil_baselines::{Baselines, Error, Mode};
 /// What to do.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Profiles, mode, age, counts, loss flag.
+    /// Profiles: mode, age, readiness to promote, counts, loss flag, process names.
     List,
     /// Everything learned by a profile (YAML whitelist).
     Show(String),
@@ -60,7 +60,7 @@ pub fn run(cfg: &Config, op: Op) -> (String, u8) {
     };
     let now = now_ns();
     let r: Result<String, Error> = match op {
-        Op::List => Ok(vigil_baselines::render_list(&b.list(), now)),
+        Op::List => Ok(vigil_baselines::render_list(&b.list_at(now), now)),
         Op::Show(p) => b.export_yaml(&[p.as_str()]),
         Op::Diff(p) => b
             .diff(&p)

@@ -147,6 +147,17 @@ fn container_ref<'a>(p: &'a crate::enrich::ProcInfo, ev: &'a Event) -> Option<Co
     })
 }
 
+/// The program name in `argv[0]`: its file name, up to the first space (a
+/// process title such as `redis-server 127.0.0.1:6379` or `postgres:
+/// checkpointer` rewrites `argv[0]` in place), without a trailing `:`.
+fn argv0_name(args: &[Vec<u8>]) -> Option<&[u8]> {
+    let a = args.first()?;
+    let a = a.split(|&b| b == b' ').next()?;
+    let a = a.rsplit(|&b| b == b'/').next()?;
+    let a = a.strip_suffix(b":").unwrap_or(a);
+    (!a.is_empty()).then_some(a)
+}
+
 fn transport(proto: u16) -> Transport {
     match i32::from(proto) {
         libc::IPPROTO_TCP => Transport::Tcp,
@@ -206,6 +217,9 @@ impl Learner {
             container: container_ref(p, ev),
         };
         let r = self.baselines.resolve(&subject, ev.unix_ns);
+        if let (Some(r), Some(n)) = (r, argv0_name(&p.args)) {
+            self.baselines.note_name(r, n);
+        }
         self.refs.insert(pid, (p.start_ns, r));
         r
     }
@@ -225,6 +239,15 @@ impl Learner {
                     container: container_ref(p, ev),
                 };
                 let r = self.baselines.resolve(&subject, ev.unix_ns);
+                if let Some(r) = r {
+                    // The names it runs under: comm (the exec'd file name)
+                    // and argv[0]'s, which differ for a symlink or multicall
+                    // binary (redis-server -> redis-check-rdb).
+                    self.baselines.note_name(r, ev.k.comm());
+                    if let Some(n) = argv0_name(&p.args) {
+                        self.baselines.note_name(r, n);
+                    }
+                }
                 self.refs.insert(h.pid, (h.start_ns, r));
                 self.dead.remove(&h.pid);
                 if self.syscalls_on
@@ -288,9 +311,13 @@ impl Learner {
                 )
             }
             // A rename, link or symlink onto a path writes that path (the
-            // temp-file-and-rename of sed -i, editors, useradd): learned
-            // and checked like an open for writing of the destination.
-            Body::FChange { .. } if ecs::file_written(ev) == Some(true) => {
+            // temp-file-and-rename of sed -i, editors, useradd, redis's
+            // SAVE), and so does truncate(2) of a path: learned and checked
+            // like an open for writing of the destination.
+            Body::FChange { info, .. }
+                if ecs::file_written(ev) == Some(true)
+                    || (info.syscall == vigil_bpf::abi::sys::TRUNCATE && info.ret >= 0) =>
+            {
                 let Some(path) = ev.file_path.as_deref() else {
                     return Vec::new();
                 };
