@@ -638,6 +638,11 @@ impl Matcher {
                 if let Some(need) = need {
                     if pat.is_empty() {
                         fp.str_true.push(id);
+                    } else if pat.len() > prefilter::MAX_LIT {
+                        // A very long literal would make the shared scan's
+                        // automaton slow to build (periodic text is
+                        // quadratic there): the regex tests it alone.
+                        rest.push((re_src, id));
                     } else {
                         adds.push((pat.clone(), *ci, id, need));
                     }
@@ -652,7 +657,9 @@ impl Matcher {
                             .map_err(|e| compile_error(first_rule[id as usize], fp.field, &e))?;
                         let g = fp.gated.len() as u32;
                         fp.gated.push((re, id));
-                        for l in set {
+                        for mut l in set {
+                            // Part of a necessary literal is necessary too.
+                            l.truncate(prefilter::MAX_LIT);
                             adds.push((l, true, id, Need::Gate(g)));
                         }
                     }

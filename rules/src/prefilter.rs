@@ -119,6 +119,10 @@ impl LitScan {
 }
 
 /// Most strings a set may hold while literals are combined.
+/// Longest literal the shared scan holds; longer ones are tested by their
+/// regex (a gate's literal is cut to this length, which keeps it necessary).
+pub(crate) const MAX_LIT: usize = 256;
+
 const MAX_SET: usize = 64;
 
 /// What a piece of a pattern tells about the values it matches: the
