@@ -136,7 +136,8 @@ fn sockaddr(info: &mut abi::Sock, raw: &[u8]) -> Vec<u8> {
 
 /// Turns a `VG_COMPAT` record for an open, connect, setid or ptrace into
 /// the record the 64-bit sensor would have produced (flagged
-/// [`abi::flags::COMPAT`]); other records are returned unchanged.
+/// [`abi::flags::COMPAT`]); other compat records keep their kind and are
+/// flagged too.
 pub fn translate(mut k: KernelEvent) -> KernelEvent {
     let Body::Compat {
         info,
@@ -147,6 +148,8 @@ pub fn translate(mut k: KernelEvent) -> KernelEvent {
     else {
         return k;
     };
+    // Every record of this sensor is a 32-bit call, translated or not.
+    k.hdr.flags |= abi::flags::COMPAT;
     let w = info.info & 0xff;
     let vsys = info.info >> 16;
     let a = info.args;

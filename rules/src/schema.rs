@@ -323,6 +323,12 @@ fields! {
     PtraceTargetPid = "vigil.ptrace.target_pid", Int, PROCESS, true;
     /// ptrace target executable.
     PtraceTargetExecutable = "vigil.ptrace.target_executable", Str, PROCESS, true;
+    /// Whether the call came through the 32-bit (ia32) syscall gate.
+    Compat = "vigil.compat", Bool, ALL, true;
+    /// ia32 syscall name of a `compat-syscall` record (`kill`, `bpf`, ...).
+    SyscallName = "vigil.syscall.name", Str, PROCESS, true;
+    /// ia32 syscall number of a `compat-syscall` record.
+    SyscallNr = "vigil.syscall.nr", Int, PROCESS, true;
     /// bpf command (`BPF_PROG_LOAD`).
     BpfCommand = "vigil.bpf.command", Str, HOST, true;
     /// BPF program or map name.

@@ -280,3 +280,40 @@ fn int80_open_from_a_64_bit_process_is_reported_as_an_open() {
     rules.evaluate(&e, &mut scratch, &mut hits);
     assert!(hits.iter().any(|r| r.id == "shadow_file_read"));
 }
+
+#[test]
+fn int80_kill_is_a_compat_syscall_record_rules_can_match() {
+    let Some(mut h) = Harness::start(
+        "int80_kill_is_a_compat_syscall_record_rules_can_match",
+        |_| {},
+    ) else {
+        return;
+    };
+    let (pid, out) = trigger(&["int80-kill"]);
+    assert_eq!(out.trim(), "0", "kill(self, 0) worked");
+    let e = h.expect("compat kill", |e| {
+        e.k.hdr.pid == pid && e.k.hdr.kind == kind::COMPAT
+    });
+    assert!(e.k.hdr.flags & vigil_bpf::abi::flags::COMPAT != 0);
+    let json = String::from_utf8(vigil_engine::ecs::encode(&e, "h", "event")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["event"]["action"], "compat-syscall", "{json}");
+    assert_eq!(v["vigil"]["compat"], true, "{json}");
+    assert_eq!(v["vigil"]["sensor"], "compat", "{json}");
+    assert_eq!(v["vigil"]["syscall"]["name"], "kill", "{json}");
+    assert_eq!(v["vigil"]["syscall"]["nr"], 37, "{json}");
+    assert_eq!(v["vigil"]["syscall"]["args"][0], u64::from(pid), "{json}");
+    assert_eq!(v["vigil"]["syscall"]["args"][1], 0, "{json}");
+    let mut l = vigil_rules::Loader::new();
+    l.add_source(
+        "t.yaml",
+        "- rule: compat_kill\n  condition: event.action = compat-syscall and vigil.compat = true \
+         and vigil.syscall.name = kill and vigil.syscall.nr = 37 and vigil.sensor = compat\n",
+    );
+    let (rules, report) = l.load();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let mut scratch = vigil_rules::Scratch::new();
+    let mut hits = Vec::new();
+    rules.evaluate(&e, &mut scratch, &mut hits);
+    assert!(hits.iter().any(|r| r.id == "compat_kill"), "{json}");
+}

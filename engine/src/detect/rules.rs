@@ -297,9 +297,21 @@ impl Fields for Event {
                 .as_deref()
                 .and_then(|m| m.image.as_deref())
                 .and_then(|n| s(n.as_bytes())),
+            Field::Sensor if h.flags & abi::flags::COMPAT != 0 => s(b"compat"),
             Field::Sensor => {
                 vigil_bpf::sensors::sensor_of_kind(h.kind).and_then(|x| s(x.name.as_bytes()))
             }
+            Field::Compat => Some(Value::Bool(h.flags & abi::flags::COMPAT != 0)),
+            Field::SyscallName => match &self.k.body {
+                Body::Compat { info, .. } => {
+                    vigil_bpf::compat::call(info.nr).and_then(|c| s(c.name.as_bytes()))
+                }
+                _ => None,
+            },
+            Field::SyscallNr => match &self.k.body {
+                Body::Compat { info, .. } => int(info.nr.into()),
+                _ => None,
+            },
             Field::NsPidOfProcess => int(h.ns_pid.into()),
             Field::Auid => int(h.auid.into()),
             Field::NsPid => int(h.pidns.into()),
@@ -607,6 +619,8 @@ impl Fields for Event {
 pub fn record_fields(ev: &Event) -> Vec<(&'static str, Vec<u8>)> {
     const F: &[Field] = &[
         Field::EventAction,
+        Field::EventCategory,
+        Field::EventOutcome,
         Field::ProcessCommandLine,
         Field::ProcessParentExecutable,
         Field::ProcessParentPid,
@@ -614,6 +628,8 @@ pub fn record_fields(ev: &Event) -> Vec<(&'static str, Vec<u8>)> {
         Field::UserId,
         Field::ContainerId,
         Field::FilePath,
+        Field::FileName,
+        Field::NetworkTransport,
         Field::SourceIp,
         Field::SourcePort,
         Field::DestinationIp,

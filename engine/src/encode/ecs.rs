@@ -1127,6 +1127,25 @@ pub fn encode_with(
                 w.str("vigil.module.params", params);
             }
         }
+        Body::Compat { info, .. } => {
+            // A 32-bit call with no 64-bit record kind of its own.
+            if let Some(c) = vigil_bpf::compat::call(info.nr) {
+                w.str("vigil.syscall.name", c.name);
+            }
+            w.u64("vigil.syscall.nr", info.nr.into());
+            // ia32 arguments are 32 bits wide (a rare record: one small
+            // buffer is fine here).
+            let mut args = Vec::with_capacity(6 * 11 + 2);
+            args.push(b'[');
+            for (i, a) in info.args.iter().enumerate() {
+                if i > 0 {
+                    args.push(b',');
+                }
+                vigil_outputs::json::write_u64(&mut args, *a & 0xffff_ffff);
+            }
+            args.push(b']');
+            w.raw("vigil.syscall.args", &args);
+        }
         Body::Memfd { info, name } => {
             w.str("vigil.memfd.name", name)
                 .u64("vigil.memfd.flags", info.flags.into());

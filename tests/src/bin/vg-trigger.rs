@@ -139,6 +139,22 @@ fn main() {
                 );
                 println!("{ret}");
             }
+            "int80-kill" => {
+                // int80-kill: kill(getpid(), 0) through the 32-bit syscall
+                // gate (ia32 number 37), a compat-syscall record.
+                let pid = libc::getpid();
+                let ret: i32;
+                std::arch::asm!(
+                    "xchg {arg:r}, rbx",
+                    "int 0x80",
+                    "xchg {arg:r}, rbx",
+                    arg = inout(reg) pid as u64 => _,
+                    inlateout("eax") 37i32 => ret,
+                    in("ecx") 0,
+                    out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+                );
+                println!("{ret}");
+            }
             "udp-send" => {
                 // udp-send ADDR PORT N: N datagrams with sendto, one socket
                 let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp");
