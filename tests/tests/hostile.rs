@@ -366,3 +366,66 @@ fn hostile_strings_in_real_events_reach_every_encoder_escaped() {
         "alerts in the output file: {alerts}"
     );
 }
+
+/// Every mapping of the CEF table in docs/outputs.md that a connect and an
+/// open carry, end to end: a real event through the engine's field list
+/// and the CEF encoder.
+#[test]
+fn cef_extensions_carry_the_documented_fields_of_real_events() {
+    let Some(mut h) = Harness::start(
+        "cef_extensions_carry_the_documented_fields_of_real_events",
+        |_| {},
+    ) else {
+        return;
+    };
+    let cef = |ev: &Event| -> BTreeMap<String, String> {
+        let e = encoders::encode_all(ev, "host", None);
+        let (_, bytes, _) = e
+            .out
+            .iter()
+            .find(|(f, _, _)| matches!(f, Format::Cef))
+            .expect("a CEF encoding");
+        encoders::cef_extension(bytes)
+            .unwrap()
+            .into_iter()
+            .collect()
+    };
+    // A refused connect to a closed loopback port.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (pid, _) = common::trigger(&["connect", "127.0.0.1", &port.to_string()]);
+    let ev = h.expect("refused connect", |e| {
+        e.k.hdr.pid == pid && e.k.hdr.kind == kind::CONNECT
+    });
+    let ext = cef(&ev);
+    for (k, v) in [
+        ("act", "connect"),
+        ("cat", "network"),
+        ("outcome", "failure"),
+        ("proto", "tcp"),
+        ("dst", "127.0.0.1"),
+        ("dpt", port.to_string().as_str()),
+        ("spid", pid.to_string().as_str()),
+    ] {
+        assert_eq!(ext.get(k).map(String::as_str), Some(v), "CEF {k}: {ext:?}");
+    }
+    // An open: file.path and file.name.
+    let dir = TempDir(std::env::temp_dir().join(vigil_tests::unique_marker("cef")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("cef-target.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let (pid, _) = common::trigger(&["open", file.to_str().unwrap()]);
+    let ev = h.expect("open", |e| e.k.hdr.pid == pid && e.k.hdr.kind == kind::OPEN);
+    let ext = cef(&ev);
+    for (k, v) in [
+        ("act", "open"),
+        ("cat", "file"),
+        ("outcome", "success"),
+        ("filePath", file.to_str().unwrap()),
+        ("fname", "cef-target.txt"),
+    ] {
+        assert_eq!(ext.get(k).map(String::as_str), Some(v), "CEF {k}: {ext:?}");
+    }
+}
