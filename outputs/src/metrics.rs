@@ -17,9 +17,9 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -380,6 +380,21 @@ impl Registry {
         .map(|_| ())
     }
 
+    /// A counter of a non-integral quantity (seconds) read from `f` at
+    /// each scrape.
+    pub fn counter_fn_f64(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        f: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Result<(), MetricsError> {
+        self.add(name, help, Type::Counter, labels, || {
+            Source::Fn(Box::new(f))
+        })
+        .map(|_| ())
+    }
+
     /// A gauge read from `f` at each scrape.
     pub fn gauge_fn(
         &self,
@@ -579,11 +594,11 @@ pub mod names {
         "vigil_rule_evaluation_seconds",
         "Time to evaluate all rules against one event.",
     );
-    /// BPF program run time in nanoseconds (label `program`; a counter of
-    /// whole numbers, sampled with bpf_stats).
+    /// BPF program run time in seconds (label `program`; sampled with
+    /// bpf_stats).
     pub const BPF_RUN_TIME: (&str, &str) = (
-        "vigil_bpf_program_run_nanoseconds_total",
-        "CPU time spent in each BPF program in nanoseconds (kernel bpf_stats, counted while sampling is on).",
+        "vigil_bpf_program_run_seconds_total",
+        "CPU time spent in each BPF program in seconds (kernel bpf_stats, counted while sampling is on).",
     );
     /// BPF program runs (label `program`).
     pub const BPF_RUNS: (&str, &str) = (
@@ -675,11 +690,25 @@ pub mod names {
     ];
 }
 
-/// The `/metrics` HTTP endpoint: one thread, one request per connection.
-/// Dropping it stops the thread.
+/// Connections the endpoint serves at once; more are closed on accept
+/// (and counted in [`MetricsServer::refused`]).
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// Time a client has to send its request head.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Time one connection may live, whatever the client does.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The `/metrics` HTTP endpoint: hyper (HTTP/1.1) on a tokio runtime of its
+/// own thread, so neither a scrape nor a hostile client touches the event
+/// loop. At most [`MAX_CONNECTIONS`] at once; a client gets
+/// [`REQUEST_DEADLINE`] for its request head and [`CONNECTION_DEADLINE`]
+/// in all, so a slow client cannot hold a scrape up.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    refused: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -689,24 +718,22 @@ impl MetricsServer {
     pub fn start(addr: SocketAddr, registry: Arc<Registry>) -> io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let refused = Arc::new(AtomicU64::new(0));
+        let refused2 = refused.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-metrics".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if st.load(Relaxed) {
-                        break;
-                    }
-                    if let Ok(c) = conn {
-                        let _ = serve(c, &registry);
-                    }
-                }
-            })?;
+            .spawn(move || rt.block_on(accept_loop(listener, registry, rx, refused2)))?;
         Ok(MetricsServer {
             addr,
-            stop,
+            stop: Some(tx),
+            refused,
             thread: Some(thread),
         })
     }
@@ -715,54 +742,107 @@ impl MetricsServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Connections closed on accept because [`MAX_CONNECTIONS`] were open.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        // Wake the accept loop.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn serve(mut c: TcpStream, reg: &Registry) -> io::Result<()> {
-    c.set_read_timeout(Some(Duration::from_secs(2)))?;
-    c.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut req = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        let n = c.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        req.extend_from_slice(&buf[..n]);
+async fn accept_loop(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    refused: Arc<AtomicU64>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let conn = tokio::select! {
+            _ = &mut stop => return,
+            c = listener.accept() => c,
+        };
+        let stream = match conn {
+            Ok((s, _)) => s,
+            // Out of descriptors and the like: back off instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            refused.fetch_add(1, Relaxed);
+            continue;
+        };
+        let reg = registry.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(move |req| {
+                let reg = reg.clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(&req, &reg)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(REQUEST_DEADLINE)
+                .keep_alive(false)
+                .title_case_headers(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
+        });
     }
-    let line = req.split(|&b| b == b'\n').next().unwrap_or(b"");
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+fn respond<B>(req: &hyper::Request<B>, reg: &Registry) -> hyper::Response<Body> {
+    use hyper::{Method, StatusCode, header};
+    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => (
+            StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             reg.render(),
         ),
-        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "see /metrics\n".into()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+        (&Method::GET | &Method::HEAD, _) => {
+            (StatusCode::NOT_FOUND, "text/plain", "see /metrics\n".into())
+        }
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ),
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let len = body.len();
+    let body = if req.method() == Method::HEAD {
+        hyper::body::Bytes::new()
+    } else {
+        hyper::body::Bytes::from(body)
+    };
+    let mut r = hyper::Response::new(http_body_util::Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(ctype),
     );
-    c.write_all(head.as_bytes())?;
-    if method != "HEAD" {
-        c.write_all(body.as_bytes())?;
-    }
-    c.flush()
+    h.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 #[cfg(test)]

@@ -599,6 +599,56 @@ fn metrics_exposition_is_valid_and_served() {
         body.contains("vigil_rss_bytes 43008\n") || body.contains("vigil_rss_bytes 42991616\n")
     );
     assert!(get("/").starts_with("HTTP/1.1 404"));
+    let mut c = TcpStream::connect(srv.local_addr()).unwrap();
+    write!(c, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = String::new();
+    c.read_to_string(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+
+    // A client trickling its request does not hold up a scrape.
+    let mut slow = TcpStream::connect(srv.local_addr()).unwrap();
+    slow.write_all(b"G").unwrap();
+    let mut c = TcpStream::connect(srv.local_addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp)
+        .expect("scrape answered while a slow client is connected");
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    // ... and the slow client is cut off at the request deadline.
+    slow.set_read_timeout(Some(vigil_outputs::metrics::REQUEST_DEADLINE * 3))
+        .unwrap();
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest)
+        .expect("the endpoint closes a client that never finishes its request");
+
+    // Past the connection limit, connections are closed at once.
+    let idle: Vec<TcpStream> = (0..vigil_outputs::metrics::MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(srv.local_addr()).unwrap())
+        .collect();
+    let refused = retry_10s(|| {
+        let mut extra = TcpStream::connect(srv.local_addr()).ok()?;
+        extra.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut b = Vec::new();
+        extra.read_to_end(&mut b).ok()?;
+        (srv.refused() >= 1).then_some(())
+    });
+    assert!(refused.is_some(), "connection over the limit refused");
+    drop(idle);
+    let resp = retry_10s(|| {
+        // A connection accepted before the idle ones' slots were freed is
+        // closed (reset): try again.
+        let mut c = TcpStream::connect(srv.local_addr()).ok()?;
+        write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut r = String::new();
+        c.read_to_string(&mut r).ok()?;
+        r.starts_with("HTTP/1.1 200 OK\r\n").then_some(r)
+    });
+    assert!(
+        resp.is_some(),
+        "scrapes work again once the idle clients left"
+    );
     drop(srv);
     outs.shutdown(Duration::from_secs(1));
 }
@@ -699,4 +749,18 @@ fn tcp_over_ipv6_loopback() {
     let st = outs.shutdown(Duration::from_secs(5));
     assert_eq!(st[0].sent, 1);
     assert_eq!(reader.join().unwrap(), "7 {\"a\":1}");
+}
+
+/// Retries `f` for up to 10 s.
+fn retry_10s<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

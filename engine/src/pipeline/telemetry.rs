@@ -19,8 +19,7 @@ struct Snapshot {
 }
 
 /// The per-program counters, each reading its slot of `Snapshot::bpf`.
-/// Function counters are whole numbers: the run time is exposed in
-/// nanoseconds (the unit is in the name).
+/// The run time is counted in nanoseconds and exposed in seconds.
 const BPF_COUNTERS: [(&str, &str); 3] = [names::BPF_RUNS, names::BPF_RUN_TIME, names::BPF_MISSED];
 
 /// Registered metrics.
@@ -171,13 +170,20 @@ impl Telemetry {
             if self.registered_programs.insert(p.name.clone()) {
                 for (slot, (name, help)) in BPF_COUNTERS.into_iter().enumerate() {
                     let (snap, prog) = (self.snap.clone(), p.name.clone());
-                    let _ =
-                        self.registry
-                            .counter_fn(name, help, &[("program", &p.name)], move || {
-                                snap.lock()
-                                    .map(|g| g.bpf.get(&prog).map_or(0, |c| c[slot]))
-                                    .unwrap_or(0)
-                            });
+                    // Slot 1 is the run time, kept in nanoseconds and
+                    // exposed in the base unit.
+                    let scale = if slot == 1 { 1e-9 } else { 1.0 };
+                    let _ = self.registry.counter_fn_f64(
+                        name,
+                        help,
+                        &[("program", &p.name)],
+                        move || {
+                            snap.lock()
+                                .map(|g| g.bpf.get(&prog).map_or(0, |c| c[slot]))
+                                .unwrap_or(0) as f64
+                                * scale
+                        },
+                    );
                 }
             }
         }
