@@ -747,6 +747,13 @@ impl Sensors {
         Ok(())
     }
 
+    /// Holds `fd`, a `BPF_ENABLE_STATS` descriptor obtained elsewhere (from
+    /// a helper that kept the capability the agent dropped), or closes the
+    /// one held (`None`).
+    pub fn set_bpf_stats_fd(&mut self, fd: Option<OwnedFd>) {
+        self._stats_fd = fd;
+    }
+
     /// Removes dedup entries of processes that are gone, returning
     /// (entries removed, repeats they had suppressed) so the exact
     /// per-key counts are accounted before the key disappears.

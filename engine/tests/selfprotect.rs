@@ -25,7 +25,7 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
     let cfg = dir.join("vigil.toml");
     std::fs::write(
         &cfg,
-        "[agent]\nhousekeeping_interval_s = 1\nheartbeat_interval_s = 1\n[sensors]\ndrain_interval_ms = 5\n",
+        "[agent]\nhousekeeping_interval_s = 1\nheartbeat_interval_s = 1\n[sensors]\ndrain_interval_ms = 5\n[perf]\ninterval_s = 2\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -48,15 +48,64 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
         wait_line(&rx, "sensors live", Duration::from_secs(30));
         // 0. Once running, it holds only the capabilities it still uses.
         wait_line(&rx, "dropped", Duration::from_secs(10));
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let field = |name: &str| {
-            let l = status.lines().find(|l| l.starts_with(name)).unwrap();
+        // Capabilities are per thread: every thread, not only the main
+        // one, must have dropped them.
+        let keep: u64 = (1 << 2) | (1 << 19) | (1 << 38) | (1 << 39);
+        let mut threads = 0;
+        for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let t = t.unwrap().file_name().to_string_lossy().into_owned();
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/status")) else {
+                continue; // the thread ended meanwhile
+            };
+            let field = |name: &str| {
+                let l = status.lines().find(|l| l.starts_with(name)).unwrap();
+                u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
+            };
+            let comm = status.lines().next().unwrap_or("").to_string();
+            assert_eq!(
+                field("CapEff:"),
+                keep,
+                "effective set of thread {t} ({comm})"
+            );
+            assert_eq!(
+                field("CapPrm:"),
+                keep,
+                "permitted set of thread {t} ({comm})"
+            );
+            assert_eq!(
+                field("CapBnd:") & !keep,
+                0,
+                "bounding set of thread {t} ({comm})"
+            );
+            threads += 1;
+        }
+        assert!(threads >= 2, "vigil runs its sinks on their own threads");
+        // The bpf_stats helper: a child holding CAP_SYS_ADMIN alone,
+        // no-new-privs, one descriptor (its socket).
+        let helper = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                    st.lines().next() == Some("Name:\tvigil-stats")
+                        && st.lines().any(|l| l == format!("PPid:\t{pid}"))
+                })
+            })
+            .expect("the bpf_stats helper runs as vigil's child");
+        let st = std::fs::read_to_string(format!("/proc/{helper}/status")).unwrap();
+        let hfield = |name: &str| {
+            let l = st.lines().find(|l| l.starts_with(name)).unwrap();
             u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
         };
-        let keep: u64 = (1 << 2) | (1 << 19) | (1 << 38) | (1 << 39);
-        assert_eq!(field("CapEff:"), keep, "effective set");
-        assert_eq!(field("CapPrm:"), keep, "permitted set");
-        assert_eq!(field("CapBnd:") & !keep, 0, "bounding set");
+        assert_eq!(hfield("CapEff:"), 1 << 21, "helper: CAP_SYS_ADMIN only");
+        assert_eq!(hfield("CapPrm:"), 1 << 21, "helper: CAP_SYS_ADMIN only");
+        assert_eq!(hfield("CapBnd:"), 1 << 21, "helper: bounding set");
+        assert!(st.lines().any(|l| l == "NoNewPrivs:\t1"), "{st}");
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{helper}/fd"))
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(fds, vec!["3".to_string()], "helper holds only its socket");
         // 0. Process listers read its public files (ps reads environ, lsof
         // maps and the fd/ listing): no tampering.
         for (cmd, args) in [
@@ -144,6 +193,12 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let st = child.wait().unwrap();
+    // Sampling went on after the capability drop.
+    let said: Vec<String> = rx.try_iter().collect();
+    assert!(
+        !said.iter().any(|l| l.contains("bpf_stats")),
+        "bpf_stats sampling failed: {said:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = result {
         std::panic::resume_unwind(e);

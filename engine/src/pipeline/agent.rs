@@ -1051,6 +1051,27 @@ pub async fn run(
         ring,
         Duration::from_millis(cfg.sensors.drain_interval_ms),
     )?;
+    // Toggling bpf_stats needs CAP_SYS_ADMIN, which the drop removes: a
+    // helper process keeps it for that one job.
+    let stats_window = Duration::from_millis(cfg.sensors.bpf_stats_sample_ms);
+    let stats_interval = Duration::from_secs(cfg.perf.interval_s.max(1));
+    let stats_helper = if opts.drop_privileges
+        && sensors.bpf_stats_enabled()
+        && !stats_window.is_zero()
+        && stats_window < stats_interval
+    {
+        match crate::privs::StatsHelper::spawn() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!(
+                    "vigil: bpf_stats: no helper ({e}); BPF run time sampled until the capability drop only"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     if opts.drop_privileges {
         match crate::privs::drop_to_runtime() {
             Ok(d) if opts.verbose => eprintln!(
@@ -1059,7 +1080,7 @@ pub async fn run(
             ),
             Ok(_) => {}
             Err(e) => {
-                eprintln!("vigil: could not drop capabilities ({e}); running with all of them")
+                eprintln!("vigil: could not drop capabilities in every thread ({e})")
             }
         }
     }
@@ -1097,11 +1118,8 @@ pub async fn run(
     // bpf_stats is kernel-wide and costs two clock reads per run of every
     // BPF program on the host: sample it (on for a window at the start of
     // each perf interval) and scale the BPF time by the sampled share.
-    let mut stats = StatsSampler::new(
-        sensors.bpf_stats_enabled(),
-        Duration::from_millis(cfg.sensors.bpf_stats_sample_ms),
-        Duration::from_secs(cfg.perf.interval_s.max(1)),
-    );
+    let mut stats = StatsSampler::new(sensors.bpf_stats_enabled(), stats_window, stats_interval);
+    stats.helper = stats_helper;
 
     let mut housekeeping = tokio::time::interval(Duration::from_secs(
         cfg.agent.housekeeping_interval_s.max(1),
@@ -1339,6 +1357,8 @@ struct StatsSampler {
     sampled: Duration,
     interval_start: std::time::Instant,
     off_at: Option<std::time::Instant>,
+    /// Hands out stats descriptors once the agent lost CAP_SYS_ADMIN.
+    helper: Option<crate::privs::StatsHelper>,
 }
 
 impl StatsSampler {
@@ -1352,6 +1372,7 @@ impl StatsSampler {
             sampled: Duration::ZERO,
             interval_start: now,
             off_at: sampling.then(|| now + window),
+            helper: None,
         }
     }
 
@@ -1383,7 +1404,14 @@ impl StatsSampler {
             self.on_since = Some(now);
         }
         if self.enabled && !self.window.is_zero() && self.on_since.is_none() {
-            match sensors.set_bpf_stats(true) {
+            let on = match &self.helper {
+                Some(h) => h
+                    .enable()
+                    .map(|fd| sensors.set_bpf_stats_fd(Some(fd)))
+                    .map_err(|e| format!("stats helper: {e}")),
+                None => sensors.set_bpf_stats(true),
+            };
+            match on {
                 Ok(()) => {
                     self.on_since = Some(now);
                     self.off_at = Some(now + self.window);
