@@ -46,6 +46,37 @@ fn installed_agents() -> Vec<u32> {
     v
 }
 
+/// Directories renamed out of the way, renamed back when dropped.
+struct SetAside(Vec<(PathBuf, PathBuf)>);
+
+impl SetAside {
+    fn new(paths: &[&str]) -> SetAside {
+        let mut v = Vec::new();
+        for p in paths {
+            let p = PathBuf::from(p);
+            if std::fs::symlink_metadata(&p).is_ok() {
+                let to =
+                    PathBuf::from(format!("{}.vigil-test-{}", p.display(), std::process::id()));
+                std::fs::rename(&p, &to)
+                    .unwrap_or_else(|e| panic!("set aside {}: {e}", p.display()));
+                v.push((p, to));
+            }
+        }
+        SetAside(v)
+    }
+}
+
+impl Drop for SetAside {
+    fn drop(&mut self) {
+        for (p, to) in &self.0 {
+            let _ = std::fs::remove_dir_all(p);
+            if let Err(e) = std::fs::rename(to, p) {
+                eprintln!("cannot put {} back from {}: {e}", p.display(), to.display());
+            }
+        }
+    }
+}
+
 fn purge() {
     let _ = Command::new("dpkg").args(["--purge", "vigil"]).output();
 }
@@ -77,9 +108,10 @@ fn package_installs_checks_out_and_purges_cleanly() {
         code, 0,
         "a vigil package is already installed; this test would remove it"
     );
-    for p in ["/etc/vigil", "/var/lib/vigil", "/var/log/vigil"] {
-        assert!(!Path::new(p).exists(), "{p} exists before the install");
-    }
+    // A data directory of an earlier `vigil run` (the default is
+    // /var/lib/vigil) is set aside for the test and put back afterwards:
+    // purge removes the package's.
+    let _aside = SetAside::new(&["/etc/vigil", "/var/lib/vigil", "/var/log/vigil"]);
 
     // Build: reuses the binary cargo built for this test (no recompiling).
     let (code, out, err) = sh(Command::new("bash")
@@ -167,7 +199,7 @@ fn package_installs_checks_out_and_purges_cleanly() {
             .and_then(|s| s.split_whitespace().next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no exposure score in {out}"));
-        assert!(score <= 5.0, "exposure {score}");
+        assert!(score <= 4.0, "exposure {score} (README says 3.7)");
         eprintln!("systemd-analyze security: exposure {score}");
         let (_, listed, _) = sh(Command::new("dpkg").args(["-L", "vigil"]));
         listed
