@@ -37,7 +37,7 @@ pub enum Op {
 pub struct ListFilter {
     /// Only profiles in this mode.
     pub mode: Option<Mode>,
-    /// Only profiles with this process name (comm or argv[0]), or whose
+    /// Only profiles with this process name (comm or `argv[0]`), or whose
     /// key contains it.
     pub name: Option<String>,
     /// A JSON array instead of the table.
