@@ -39,8 +39,9 @@ declare -A provides=(
   [redis-tools]=redis-benchmark    # redis with redis-benchmark,
   [postgresql-15]=                 # PostgreSQL (initdb, postgres in /usr/lib/postgresql/15/bin)
   [postgresql-client-15]=pgbench   # with pgbench
+  [systemd]=systemd-analyze        # the package test verifies the unit (no systemd as pid 1 needed)
 )
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace redis-server redis-tools postgresql-15 postgresql-client-15)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace redis-server redis-tools postgresql-15 postgresql-client-15 systemd)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,7 @@
 //! `docs/config.md`) plus command-line overrides. Errors name
 //! `file:line: key: message`; the binary exits 2 on them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use vigil_bpf::{Interest, SensorConfig, sensors};
@@ -32,7 +32,7 @@ pub struct ConfigError {
 }
 
 /// `[agent]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// Data directory (baselines, spool); created 0700.
@@ -68,7 +68,7 @@ impl Default for AgentConfig {
 }
 
 /// `[sensors]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SensorsConfig {
     /// Sensors not to attach (names as in `vigil probe`).
@@ -145,7 +145,7 @@ impl Default for SensorsConfig {
 }
 
 /// `[rules]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// Load the embedded built-in rules.
@@ -165,7 +165,7 @@ impl Default for RulesConfig {
 }
 
 /// `[outputs]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputsConfig {
     /// Output URLs (`docs/outputs.md`); empty = `agent.output`.
@@ -195,7 +195,7 @@ impl Default for OutputsConfig {
 }
 
 /// `[baselines]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BaselinesConfig {
     /// Learn baselines and report drift (database in `<data_dir>/baselines`).
@@ -247,7 +247,7 @@ impl BaselinesConfig {
 /// `[perf]` settings: the scheduler sensors (run-queue latency per cgroup,
 /// pid-namespace switches), CPU steal, their findings and the history
 /// `vigil report` reads.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PerfConfig {
     /// Run-queue latency histograms per cgroup (sensor `runqlat`).
@@ -372,7 +372,7 @@ impl PerfConfig {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[agent]`.

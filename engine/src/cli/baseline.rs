@@ -8,17 +8,36 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub(crate) enum BaselineCmd {
-    /// Profiles with mode, age, counts and the loss flag.
-    List,
+    /// Profiles with mode, age, readiness, counts, the loss flag and the
+    /// process names (comm, argv[0]) seen running them.
+    List {
+        /// Only profiles in this mode.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Only profiles one of whose process names is NAME, or whose
+        /// profile key contains NAME (e.g. `redis-server`, `nginx`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print a JSON array (one object per profile) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything a profile learned (the YAML whitelist).
     Show {
         /// Profile (as `list` prints it).
         profile: String,
+        /// Print the profile as one JSON object instead of YAML.
+        #[arg(long)]
+        json: bool,
     },
-    /// What a monitored profile saw since promotion.
+    /// What a monitored profile saw since promotion (JSON; pretty-printed
+    /// unless --json).
     Diff {
         /// Profile.
         profile: String,
+        /// Print compact JSON on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Start reporting anything outside the baseline.
     Promote {
@@ -57,7 +76,7 @@ pub(crate) enum BaselineCmd {
     },
 }
 
-/// `vigil baseline import --mode`.
+/// `vigil baseline import --mode`, `vigil baseline list --mode`.
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ModeArg {
     Learning,
@@ -67,23 +86,25 @@ pub(crate) enum ModeArg {
 
 /// `vigil baseline ...`.
 pub(crate) fn baseline(cfg: &Config, cmd: BaselineCmd) -> ExitCode {
-    use crate::baseline_cmd::Op;
+    use crate::baseline_cmd::{ListFilter, Op};
+    let mode_of = |m: ModeArg| match m {
+        ModeArg::Learning => vigil_baselines::Mode::Learning,
+        ModeArg::Monitoring => vigil_baselines::Mode::Monitoring,
+        ModeArg::Locked => vigil_baselines::Mode::Locked,
+    };
     let op = match cmd {
-        BaselineCmd::List => Op::List,
-        BaselineCmd::Show { profile } => Op::Show(profile),
-        BaselineCmd::Diff { profile } => Op::Diff(profile),
+        BaselineCmd::List { mode, name, json } => Op::ListWith(ListFilter {
+            mode: mode.map(mode_of),
+            name,
+            json,
+        }),
+        BaselineCmd::Show { profile, json } => Op::ShowWith(profile, json),
+        BaselineCmd::Diff { profile, json } => Op::DiffWith(profile, json),
         BaselineCmd::Promote { profile, locked } => Op::Promote(profile, locked),
         BaselineCmd::Demote { profile } => Op::Demote(profile),
         BaselineCmd::Reset { profile } => Op::Reset(profile),
         BaselineCmd::Export { profiles, format } => Op::Export(profiles, format),
-        BaselineCmd::Import { file, mode } => {
-            let m = mode.map(|m| match m {
-                ModeArg::Learning => vigil_baselines::Mode::Learning,
-                ModeArg::Monitoring => vigil_baselines::Mode::Monitoring,
-                ModeArg::Locked => vigil_baselines::Mode::Locked,
-            });
-            Op::Import(file, m)
-        }
+        BaselineCmd::Import { file, mode } => Op::Import(file, mode.map(mode_of)),
     };
     let (text, code) = crate::baseline_cmd::run(cfg, op);
     if code == 0 {

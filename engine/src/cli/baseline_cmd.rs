@@ -24,6 +24,51 @@ pub enum Op {
     Export(Vec<String>, String),
     /// Merge a YAML whitelist (union).
     Import(std::path::PathBuf, Option<Mode>),
+    /// `list` with filters and a format.
+    ListWith(ListFilter),
+    /// `show`; `true`: JSON instead of YAML.
+    ShowWith(String, bool),
+    /// `diff`; `true`: compact JSON on one line.
+    DiffWith(String, bool),
+}
+
+/// `vigil baseline list --mode M --name N --json`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only profiles in this mode.
+    pub mode: Option<Mode>,
+    /// Only profiles with this process name (comm or `argv[0]`), or whose
+    /// key contains it.
+    pub name: Option<String>,
+    /// A JSON array instead of the table.
+    pub json: bool,
+}
+
+impl ListFilter {
+    /// Whether a profile passes the filters.
+    pub fn matches(&self, p: &vigil_baselines::ProfileSummary) -> bool {
+        self.mode.is_none_or(|m| p.mode == m)
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| p.names.iter().any(|x| x == n) || p.profile.contains(n.as_str()))
+    }
+}
+
+/// `vigil baseline list --json`: each profile as its summary plus `ready`
+/// (the table's column text).
+pub fn list_json(rows: &[vigil_baselines::ProfileSummary]) -> String {
+    let v: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut o = serde_json::to_value(r).unwrap_or_default();
+            if let Some(m) = o.as_object_mut() {
+                m.insert("ready".into(), serde_json::json!(r.readiness.label()));
+            }
+            o
+        })
+        .collect();
+    serde_json::Value::Array(v).to_string() + "\n"
 }
 
 fn now_ns() -> i64 {
@@ -61,10 +106,28 @@ pub fn run(cfg: &Config, op: Op) -> (String, u8) {
     let now = now_ns();
     let r: Result<String, Error> = match op {
         Op::List => Ok(vigil_baselines::render_list(&b.list_at(now), now)),
-        Op::Show(p) => b.export_yaml(&[p.as_str()]),
-        Op::Diff(p) => b
+        Op::ListWith(f) => {
+            let rows: Vec<_> = b
+                .list_at(now)
+                .into_iter()
+                .filter(|p| f.matches(p))
+                .collect();
+            Ok(if f.json {
+                list_json(&rows)
+            } else {
+                vigil_baselines::render_list(&rows, now)
+            })
+        }
+        Op::Show(p) | Op::ShowWith(p, false) => b.export_yaml(&[p.as_str()]),
+        Op::ShowWith(p, true) => b
+            .baseline(&p)
+            .map(|d| serde_json::to_string(&d).unwrap_or_default() + "\n"),
+        Op::Diff(p) | Op::DiffWith(p, false) => b
             .diff(&p)
             .map(|d| serde_json::to_string_pretty(&d).unwrap_or_default() + "\n"),
+        Op::DiffWith(p, true) => b
+            .diff(&p)
+            .map(|d| serde_json::to_string(&d).unwrap_or_default() + "\n"),
         Op::Promote(p, locked) => {
             let m = if locked {
                 Mode::Locked

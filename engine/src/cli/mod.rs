@@ -4,6 +4,7 @@
 
 mod baseline;
 pub mod baseline_cmd;
+pub mod generate;
 pub mod probe;
 mod replay_cmd;
 pub mod report;
@@ -67,7 +68,11 @@ enum Cmd {
         no_baselines: bool,
     },
     /// Show which sensors this kernel supports, from a real load and attach.
-    Probe,
+    Probe {
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run-queue latency per container from the perf history the agent
     /// kept: ASCII histograms, and an SVG heat map (no root needed, works
     /// while the agent runs or after).
@@ -81,6 +86,9 @@ enum Cmd {
         /// Directory holding perf-history.jsonl (default: agent.data_dir).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print one JSON object (per-cgroup histograms) instead of the text.
+        #[arg(long)]
+        json: bool,
     },
     /// Check, test and list rules (no root needed).
     Rules {
@@ -116,6 +124,13 @@ enum Cmd {
         /// database must not be open in a running agent).
         #[arg(long)]
         learn: bool,
+    },
+    /// Write man pages, shell completions and the default configuration
+    /// file into DIR (packaging; not shown in help).
+    #[command(hide = true)]
+    Generate {
+        /// Output directory (man/, completions/, vigil.toml).
+        dir: PathBuf,
     },
 }
 
@@ -160,7 +175,7 @@ impl Cli {
             Err(code) => return code,
         };
         match self.cmd {
-            Cmd::Probe => run::probe(&cfg),
+            Cmd::Probe { json } => run::probe(&cfg, json),
             Cmd::Run {
                 out,
                 disable,
@@ -168,9 +183,29 @@ impl Cli {
             } => run::run(cfg, out, disable, no_baselines),
             Cmd::Record { out, duration } => run::record(cfg, out, duration),
             Cmd::Rules { cmd } => rules::rules_cmd(&cfg, cmd),
-            Cmd::Report { since, svg, dir } => {
+            Cmd::Report {
+                since,
+                svg,
+                dir,
+                json,
+            } => {
                 let dir = dir.unwrap_or_else(|| cfg.agent.data_dir.clone());
-                ExitCode::from(report::run(&dir, &since, svg.as_deref()))
+                ExitCode::from(report::run(&dir, &since, svg.as_deref(), json))
+            }
+            Cmd::Generate { dir } => {
+                use clap::CommandFactory as _;
+                match generate::generate(Cli::command(), &dir) {
+                    Ok(files) => {
+                        for f in files {
+                            println!("{}", f.display());
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("vigil: generate {}: {e}", dir.display());
+                        ExitCode::from(1)
+                    }
+                }
             }
             Cmd::Baseline { cmd } => baseline::baseline(&cfg, cmd),
             Cmd::Replay {

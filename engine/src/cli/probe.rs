@@ -158,25 +158,116 @@ pub fn perfsys_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
     v
 }
 
+/// What `vigil probe` found: kernel facts, then every sensor's state from
+/// a real load and attach (or why nothing loaded) and the attach time.
+pub struct ProbeResult {
+    /// Kernel facts, as (name, value).
+    pub facts: Vec<(&'static str, String)>,
+    /// Every sensor (security, then performance), or the load error.
+    pub sensors: Result<Vec<SensorStatus>, String>,
+    /// Time to load and attach the security sensors, ms.
+    pub attach_ms: u128,
+}
+
+impl ProbeResult {
+    /// Sensors live.
+    pub fn live(&self) -> usize {
+        self.sensors
+            .as_ref()
+            .map(|v| v.iter().filter(|s| s.is_live()).count())
+            .unwrap_or(0)
+    }
+
+    /// The `--json` form: `{"kernel": {name: value}, "sensors": [{"name",
+    /// "state" (live|unavailable|disabled), "mechanism", "fell_back_from" |
+    /// "reasons": [{"mechanism", "reason"}]}], "live", "total",
+    /// "attach_ms", "error"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let kernel: serde_json::Map<String, serde_json::Value> = self
+            .facts
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
+        let pairs = |v: &[(String, String)]| -> Vec<serde_json::Value> {
+            v.iter()
+                .map(|(m, r)| json!({"mechanism": m, "reason": r}))
+                .collect()
+        };
+        let (sensors, error) = match &self.sensors {
+            Ok(v) => (
+                v.iter()
+                    .map(|s| match &s.state {
+                        SensorState::Live {
+                            mechanism,
+                            fell_back_from,
+                        } => json!({"name": s.name, "state": "live", "mechanism": mechanism,
+                                    "fell_back_from": pairs(fell_back_from)}),
+                        SensorState::Unavailable(f) => {
+                            json!({"name": s.name, "state": "unavailable", "reasons": pairs(f)})
+                        }
+                        SensorState::Disabled => json!({"name": s.name, "state": "disabled"}),
+                    })
+                    .collect::<Vec<_>>(),
+                None,
+            ),
+            Err(e) => (Vec::new(), Some(e.clone())),
+        };
+        json!({
+            "kernel": kernel,
+            "sensors": sensors,
+            "live": self.live(),
+            "total": sensors.len(),
+            "attach_ms": self.attach_ms as u64,
+            "error": error,
+        })
+    }
+}
+
+/// Loads and attaches every sensor and collects what is live.
+pub fn probe_result(cfg: &Config) -> ProbeResult {
+    let facts = kernel_facts();
+    match Sensors::load(&cfg.sensor_config(), &cfg.interest()) {
+        Ok(sensors) => {
+            let mut all: Vec<SensorStatus> = sensors.status().to_vec();
+            all.extend(perf_status(cfg));
+            ProbeResult {
+                facts,
+                sensors: Ok(all),
+                attach_ms: sensors.attach_time.as_millis(),
+            }
+        }
+        Err(e) => ProbeResult {
+            facts,
+            sensors: Err(e.to_string()),
+            attach_ms: 0,
+        },
+    }
+}
+
 /// Renders the probe report; returns (text, number of live sensors).
 pub fn probe(cfg: &Config) -> (String, usize) {
+    let r = probe_result(cfg);
+    (render(&r), r.live())
+}
+
+/// The probe report as a table.
+pub fn render(r: &ProbeResult) -> String {
     let mut out = String::new();
-    for (k, v) in kernel_facts() {
+    for (k, v) in &r.facts {
         let _ = writeln!(out, "{k:<11} {v}");
     }
     let _ = writeln!(out);
-    let sensors = match Sensors::load(&cfg.sensor_config(), &cfg.interest()) {
-        Ok(s) => s,
+    let all = match &r.sensors {
+        Ok(v) => v,
         Err(e) => {
             let _ = writeln!(out, "sensors: cannot load: {e}");
-            return (out, 0);
+            return out;
         }
     };
     let _ = writeln!(out, "{:<12} {:<12} MECHANISM / REASON", "SENSOR", "STATE");
     let mut live = 0;
-    let mut all: Vec<vigil_bpf::SensorStatus> = sensors.status().to_vec();
-    all.extend(perf_status(cfg));
-    for s in &all {
+    for s in all {
         match &s.state {
             SensorState::Live {
                 mechanism,
@@ -211,7 +302,7 @@ pub fn probe(cfg: &Config) -> (String, usize) {
         out,
         "\n{live}/{} sensors live, attached in {} ms",
         all.len(),
-        sensors.attach_time.as_millis()
+        r.attach_ms
     );
-    (out, live)
+    out
 }

@@ -98,6 +98,36 @@ pub fn totals(lines: &[&HistoryLine]) -> Vec<(u64, CgroupTotal)> {
     v
 }
 
+/// The `--json` form of the report: `{"since_s", "intervals", "from",
+/// "to", "cgroups": [{"id", "label", "waits", "sum_ns", "wakeup": [..],
+/// "preempted": [..]}], "slot_bounds_us": [[lo, hi], ..]}`: slot `k` of
+/// the histograms counts waits in `slot_bounds_us[k]` (microseconds, `hi`
+/// exclusive), busiest cgroup first.
+pub fn render_json(lines: &[&HistoryLine], since_s: u64) -> serde_json::Value {
+    use serde_json::json;
+    let cgroups: Vec<serde_json::Value> = totals(lines)
+        .into_iter()
+        .map(|(id, t)| {
+            json!({
+                "id": id,
+                "label": t.label,
+                "waits": total(&t.combined()),
+                "sum_ns": t.sum_ns,
+                "wakeup": t.wakeup.to_vec(),
+                "preempted": t.preempted.to_vec(),
+            })
+        })
+        .collect();
+    json!({
+        "since_s": since_s,
+        "intervals": lines.len(),
+        "from": lines.first().map(|l| l.t),
+        "to": lines.last().map(|l| l.t),
+        "cgroups": cgroups,
+        "slot_bounds_us": (0..RQ_SLOTS).map(|k| { let (lo, hi) = slot_bounds(k); [lo, hi] }).collect::<Vec<_>>(),
+    })
+}
+
 /// A BCC-style log2 histogram (`usecs : count distribution`), rows from
 /// the first to the last non-empty slot, 40 stars for the largest.
 pub fn ascii_hist(slots: &[u64]) -> String {
@@ -373,7 +403,7 @@ pub fn render_svg(lines: &[&HistoryLine]) -> String {
 /// the last `since` to stdout and writes the heat map to `svg` (mode 0600).
 /// Returns the exit code (0 ok, 1 no history or cannot write, 2 bad
 /// `--since`).
-pub fn run(dir: &std::path::Path, since: &str, svg: Option<&std::path::Path>) -> u8 {
+pub fn run(dir: &std::path::Path, since: &str, svg: Option<&std::path::Path>, json: bool) -> u8 {
     let since_s = match parse_since(since) {
         Ok(s) => s,
         Err(e) => {
@@ -394,7 +424,11 @@ pub fn run(dir: &std::path::Path, since: &str, svg: Option<&std::path::Path>) ->
     let now = (crate::host::boot_offset_ns() + crate::agent::boot_now_ns() as i64)
         .div_euclid(1_000_000_000);
     let w = window(&lines, since_s, now);
-    print!("{}", render_text(&w, since));
+    if json {
+        println!("{}", render_json(&w, since_s));
+    } else {
+        print!("{}", render_text(&w, since));
+    }
     if let Some(path) = svg {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt;

@@ -20,6 +20,9 @@ pub(crate) enum RulesCmd {
         /// List every skipped Sigma rule, not only counts per reason.
         #[arg(long, short)]
         verbose: bool,
+        /// Print one JSON object (counts, every skipped rule, every error).
+        #[arg(long)]
+        json: bool,
     },
     /// Run every rule's embedded `examples` (exit 1 if one fails).
     Test {
@@ -30,6 +33,9 @@ pub(crate) enum RulesCmd {
     List {
         /// Files or folders; none = the built-in rules plus the configured ones.
         paths: Vec<PathBuf>,
+        /// Print a JSON array of rules instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -81,10 +87,18 @@ fn rules_for(cfg: &Config, paths: &[PathBuf]) -> (vigil_rules::RuleSet, vigil_ru
 
 pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
     match cmd {
-        RulesCmd::Check { paths, verbose } => {
+        RulesCmd::Check {
+            paths,
+            verbose,
+            json,
+        } => {
             let t = std::time::Instant::now();
             let (set, r) = rules_for(cfg, &paths);
-            print!("{}", detect::check_report(&set, &r, verbose, t.elapsed()));
+            if json {
+                println!("{}", check_json(&set, &r));
+            } else {
+                print!("{}", detect::check_report(&set, &r, verbose, t.elapsed()));
+            }
             if r.errors.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -114,11 +128,16 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        RulesCmd::List { paths } => {
+        RulesCmd::List { paths, json } => {
             let (set, r) = rules_for(cfg, &paths);
             if !r.errors.is_empty() {
                 eprint!("{}", detect::render_errors(&r));
                 return ExitCode::from(2);
+            }
+            if json {
+                let v: Vec<serde_json::Value> = set.rules().iter().map(rule_json).collect();
+                println!("{}", serde_json::Value::Array(v));
+                return ExitCode::SUCCESS;
             }
             for rule in set.rules() {
                 println!(
@@ -133,4 +152,40 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// One rule in `rules list --json`.
+fn rule_json(rule: &vigil_rules::Rule) -> serde_json::Value {
+    serde_json::json!({
+        "id": rule.id,
+        "name": rule.name,
+        "severity": rule.severity.as_str(),
+        "ruleset": rule.ruleset.as_str(),
+        "categories": vigil_rules::cat::names(rule.categories),
+        "tags": rule.tags,
+        "file": rule.file,
+        "line": rule.line,
+    })
+}
+
+/// `rules check --json`: `{"ok", "files", "loaded", "vigil", "sigma",
+/// "disabled", "sigma_by_category", "skipped": [{"file", "rule", "class",
+/// "reason"}], "errors": [{"file", "line", "message"}]}`.
+fn check_json(set: &vigil_rules::RuleSet, r: &vigil_rules::Report) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "ok": r.errors.is_empty(),
+        "files": r.files,
+        "loaded": set.len(),
+        "vigil": r.vigil_rules,
+        "sigma": r.sigma_rules,
+        "disabled": r.disabled,
+        "sigma_by_category": r.sigma_by_category,
+        "skipped": r.skipped.iter().map(|s| json!({
+            "file": s.file, "rule": s.rule, "class": s.class, "reason": s.reason,
+        })).collect::<Vec<_>>(),
+        "errors": r.errors.iter().map(|e| json!({
+            "file": e.file, "line": e.line, "message": e.message,
+        })).collect::<Vec<_>>(),
+    })
 }

@@ -12,13 +12,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// `vigil probe`.
-pub(crate) fn probe(cfg: &Config) -> ExitCode {
+pub(crate) fn probe(cfg: &Config, json: bool) -> ExitCode {
     if let Err(c) = require_root("probe") {
         return c;
     }
-    let (text, live) = probe::probe(cfg);
-    print!("{text}");
-    if live == 0 {
+    let r = probe::probe_result(cfg);
+    if json {
+        println!("{}", r.to_json());
+    } else {
+        print!("{}", probe::render(&r));
+    }
+    if r.live() == 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -182,6 +186,7 @@ fn run_agent(
             baselines,
             drop_privileges: true,
             perf_history: true,
+            sd_notify: true,
             ..agent::RunOptions::new(cfg.clone())
         };
         // Signal handlers before "sensors live": a supervisor that stops or

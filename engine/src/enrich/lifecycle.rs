@@ -127,11 +127,26 @@ pub struct Escape {
     pub target_ns: u32,
 }
 
-/// Inodes of vigil's own namespaces: the host's.
+/// Inodes of the host's namespaces: pid 1's when it shares vigil's pid
+/// namespace (a service manager gives vigil its own mount and UTS
+/// namespaces: ProtectSystem=, PrivateTmp=, ProtectHostname=), else
+/// vigil's own.
 pub fn host_namespaces() -> NsInodes {
     use std::sync::OnceLock;
     static NS: OnceLock<NsInodes> = OnceLock::new();
-    *NS.get_or_init(|| crate::host::read_ns(std::process::id()).unwrap_or_default())
+    *NS.get_or_init(|| {
+        let me = crate::host::read_ns(std::process::id()).unwrap_or_default();
+        pick_host_namespaces(me, crate::host::read_ns(1))
+    })
+}
+
+/// [`host_namespaces`]' choice: init's namespaces if init is in vigil's pid
+/// namespace.
+fn pick_host_namespaces(me: NsInodes, init: Option<NsInodes>) -> NsInodes {
+    match init {
+        Some(i) if i.pid != 0 && i.pid == me.pid => i,
+        _ => me,
+    }
 }
 
 /// Runtime from the cgroup path's guess, refined by the process's parent
@@ -647,6 +662,31 @@ impl Tracker {
                 Target::Unknown
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod host_ns_tests {
+    use super::*;
+
+    #[test]
+    fn host_namespaces_are_inits_when_it_shares_our_pid_namespace() {
+        let me = NsInodes {
+            pid: 1,
+            mnt: 10,
+            uts: 20,
+            ..NsInodes::default()
+        };
+        let init = NsInodes {
+            pid: 1,
+            mnt: 11,
+            uts: 21,
+            ..NsInodes::default()
+        };
+        assert_eq!(pick_host_namespaces(me, Some(init)), init);
+        let other = NsInodes { pid: 2, ..init };
+        assert_eq!(pick_host_namespaces(me, Some(other)), me);
+        assert_eq!(pick_host_namespaces(me, None), me);
     }
 }
 

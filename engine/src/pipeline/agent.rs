@@ -917,6 +917,10 @@ pub struct RunOptions {
     /// (when `perf.history` is on too); off for in-process runs (tests,
     /// benchmarks), which must not write to the host's data directory.
     pub perf_history: bool,
+    /// Speak systemd's notification protocol when `NOTIFY_SOCKET` is set
+    /// ([`crate::pipeline::notify`]): `READY=1` once live, `WATCHDOG=1`
+    /// from the event loop; for the `vigil` binary.
+    pub sd_notify: bool,
 }
 
 impl RunOptions {
@@ -936,6 +940,7 @@ impl RunOptions {
             metrics: None,
             drop_privileges: false,
             perf_history: false,
+            sd_notify: false,
         }
     }
 
@@ -1100,6 +1105,28 @@ pub async fn run(
     if let Some(r) = recorder.as_mut() {
         r.json(capture::frame::SEED, &seed)?;
     }
+    // Sensors attached, process table seeded, privileges dropped: tell a
+    // service manager that vigil is up (Type=notify).
+    let notifier = if opts.sd_notify {
+        match super::notify::Notifier::from_env() {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("vigil: NOTIFY_SOCKET unusable: {e}; not notifying systemd");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(n) = &notifier {
+        let live = sensors.status().iter().filter(|s| s.is_live()).count();
+        if let Err(e) = n.ready(&format!("{live}/{} sensors live", sensors.status().len())) {
+            eprintln!("vigil: cannot notify systemd (READY=1): {e}");
+        }
+    }
+    let wd_every = notifier.as_ref().and_then(|n| n.watchdog_interval());
+    let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The performance objects (run-queue, syscall, TCP, block I/O) load
     // after the seed: their verification takes a second or more, and the
     // process table must not wait for it (a container started just after
@@ -1220,7 +1247,18 @@ pub async fn run(
                 pipeline.flush();
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                if let Some(n) = &notifier {
+                    let _ = n.reloading();
+                }
                 reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
+                if let Some(n) = &notifier {
+                    let _ = n.ready("rules reloaded");
+                }
+            }
+            _ = watchdog.tick(), if wd_every.is_some() => {
+                if let Some(n) = &notifier {
+                    let _ = n.watchdog();
+                }
             }
             _ = heartbeat.tick(), if heartbeats => {
                 let dropped: u64 = last_dropped.values().sum();
@@ -1230,6 +1268,9 @@ pub async fn run(
             }
             () = &mut shutdown => break,
         }
+    }
+    if let Some(n) = &notifier {
+        let _ = n.stopping();
     }
     // Stop emitting, then drain what the kernel still holds: the counters
     // read after this match what was delivered.

@@ -4,8 +4,9 @@
 //! baselines) and [`crate::encode`] (ECS JSON), and the record to the outputs
 //! (`vigil-outputs`). Beside the loop: the agent's own Prometheus figures
 //! ([`telemetry`]) and dropping privileges once everything is open
-//! ([`privs`]).
+//! ([`privs`]); the systemd notification protocol ([`notify`]).
 
 pub mod agent;
+pub mod notify;
 pub mod privs;
 pub mod telemetry;

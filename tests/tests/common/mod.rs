@@ -98,6 +98,7 @@ impl Harness {
             metrics: None,
             drop_privileges: false,
             perf_history: false,
+            sd_notify: false,
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {

@@ -537,6 +537,7 @@ fn main() {
                     metrics: None,
                     drop_privileges: false,
                     perf_history: false,
+                    sd_notify: false,
                 })
                 .expect("start agent");
                 let cpu0 = agent_cpu_ns();
@@ -677,6 +678,7 @@ fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
         metrics: None,
         drop_privileges: false,
         perf_history: false,
+        sd_notify: false,
     })
     .ok()?;
     let w = WORKLOADS.iter().find(|w| w.name == "openat")?;
