@@ -17,50 +17,11 @@ use std::time::{Duration, Instant};
 mod common;
 use common::require_root;
 
-/// Capability names by number (capability.h).
-const CAPS: &[&str] = &[
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
+/// `CHOWN` for 0, `BPF` for 39 (capability.h, the baselines' table).
+fn cap(c: u32) -> String {
+    let n = vigil_baselines::capability_name(c as u8);
+    n.strip_prefix("CAP_").unwrap_or(&n).to_string()
+}
 
 fn unit_text() -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packaging/vigil.service");
@@ -81,9 +42,9 @@ fn unit_bounding_set() -> BTreeSet<u32> {
         .split_whitespace()
         .map(|c| {
             let n = c.strip_prefix("CAP_").unwrap_or_else(|| panic!("{c}"));
-            CAPS.iter()
-                .position(|x| *x == n)
-                .unwrap_or_else(|| panic!("unknown capability {c}")) as u32
+            (0..64)
+                .find(|&i| cap(i) == n)
+                .unwrap_or_else(|| panic!("unknown capability {c}"))
         })
         .collect()
 }
@@ -99,7 +60,7 @@ fn unit_bounding_set_holds_what_vigil_keeps() {
         assert!(
             unit.contains(c),
             "CAP_{} is kept after start (privs::KEEP) but not in the unit's CapabilityBoundingSet",
-            CAPS[*c as usize]
+            cap(*c)
         );
     }
     // What the unit adds is what start-up needs, named in the unit.
@@ -108,7 +69,7 @@ fn unit_bounding_set_holds_what_vigil_keeps() {
         .iter()
         .filter(|c| !vigil_engine::privs::KEEP.contains(c))
     {
-        let name = format!("CAP_{}", CAPS[*c as usize]);
+        let name = format!("CAP_{}", cap(*c));
         assert!(
             text.matches(&name).count() >= 2,
             "{name} in the bounding set without a comment saying why"
@@ -134,7 +95,7 @@ fn setpriv_bounding() -> String {
     let mut s = String::from("-all");
     for c in unit_bounding_set() {
         s.push_str(",+");
-        s.push_str(&CAPS[c as usize].to_lowercase());
+        s.push_str(&cap(c).to_lowercase());
     }
     s
 }

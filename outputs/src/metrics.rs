@@ -374,10 +374,7 @@ impl Registry {
         labels: &[(&str, &str)],
         f: impl Fn() -> u64 + Send + Sync + 'static,
     ) -> Result<(), MetricsError> {
-        self.add(name, help, Type::Counter, labels, || {
-            Source::Fn(Box::new(move || f() as f64))
-        })
-        .map(|_| ())
+        self.counter_fn_f64(name, help, labels, move || f() as f64)
     }
 
     /// A counter of a non-integral quantity (seconds) read from `f` at

@@ -627,7 +627,7 @@ fn metrics_exposition_is_valid_and_served() {
     let idle: Vec<TcpStream> = (0..vigil_outputs::metrics::MAX_CONNECTIONS)
         .map(|_| TcpStream::connect(srv.local_addr()).unwrap())
         .collect();
-    let refused = retry_10s(|| {
+    let refused = wait_for(Duration::from_secs(10), || {
         let mut extra = TcpStream::connect(srv.local_addr()).ok()?;
         extra.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let mut b = Vec::new();
@@ -636,7 +636,7 @@ fn metrics_exposition_is_valid_and_served() {
     });
     assert!(refused.is_some(), "connection over the limit refused");
     drop(idle);
-    let resp = retry_10s(|| {
+    let resp = wait_for(Duration::from_secs(10), || {
         // A connection accepted before the idle ones' slots were freed is
         // closed (reset): try again.
         let mut c = TcpStream::connect(srv.local_addr()).ok()?;
@@ -749,18 +749,4 @@ fn tcp_over_ipv6_loopback() {
     let st = outs.shutdown(Duration::from_secs(5));
     assert_eq!(st[0].sent, 1);
     assert_eq!(reader.join().unwrap(), "7 {\"a\":1}");
-}
-
-/// Retries `f` for up to 10 s.
-fn retry_10s<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -417,7 +417,11 @@ fn cef_extensions_carry_the_documented_fields_of_real_events() {
     let file = dir.0.join("cef-target.txt");
     std::fs::write(&file, b"x").unwrap();
     let (pid, _) = common::trigger(&["open", file.to_str().unwrap()]);
-    let ev = h.expect("open", |e| e.k.hdr.pid == pid && e.k.hdr.kind == kind::OPEN);
+    let ev = h.expect("open", |e| {
+        e.k.hdr.pid == pid
+            && e.k.hdr.kind == kind::OPEN
+            && e.file_path.as_deref() == Some(file.as_os_str().as_encoded_bytes())
+    });
     let ext = cef(&ev);
     for (k, v) in [
         ("act", "open"),
