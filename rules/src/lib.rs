@@ -876,6 +876,7 @@ impl Loader {
         }
         // Sigma `name`s (and ids) correlations may refer to.
         let mut refs: BTreeMap<String, correlation::Ref> = BTreeMap::new();
+        let mut cat_of: BTreeMap<String, String> = BTreeMap::new();
         for (name, d) in sigma_docs {
             let sname = d.get("name").and_then(yaml::Node::as_str);
             match sigma::convert(name, d) {
@@ -894,7 +895,7 @@ impl Loader {
                         ));
                         continue;
                     }
-                    *report.sigma_by_category.entry(category).or_default() += 1;
+                    cat_of.insert(r.id.clone(), category);
                     index.insert(r.id.clone(), rules.len());
                     rules.push(*r);
                 }
@@ -1010,6 +1011,11 @@ impl Loader {
             }
         }
         report.below_level = below_level;
+        for r in &rules {
+            if let Some(c) = cat_of.get(&r.id) {
+                *report.sigma_by_category.entry(c.clone()).or_default() += 1;
+            }
+        }
         report.correlations = corrs.len();
         report.vigil_rules = rules.iter().filter(|r| r.ruleset == Ruleset::Vigil).count();
         report.sigma_rules = rules.iter().filter(|r| r.ruleset == Ruleset::Sigma).count();

@@ -68,6 +68,9 @@ pub struct PipelineStats {
     pub suppressed: u64,
     /// Alerts per rule id.
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Sigma correlation groups dropped to keep the state under
+    /// `rules.correlation_max_entries`.
+    pub correlation_evictions: u64,
     /// Run-queue waits per (cgroup id, kind) since start, summed over the
     /// perf intervals ([`crate::perf`]).
     pub runqlat: BTreeMap<(u64, u32), vigil_bpf::sched::RqHist>,
@@ -110,6 +113,7 @@ pub struct Pipeline {
     enricher: Enricher,
     rules: Arc<RuleSet>,
     scratch: Scratch,
+    corr: vigil_rules::CorrState,
     learner: Option<Learner>,
     outputs: Option<Arc<vigil_outputs::Outputs>>,
     limiter: Option<RateLimiter>,
@@ -140,6 +144,7 @@ impl Pipeline {
             ),
             rules: Arc::new(RuleSet::empty()),
             scratch: Scratch::new(),
+            corr: vigil_rules::CorrState::new(cfg.rules.correlation_max_entries),
             learner: None,
             outputs: None,
             limiter: None,
@@ -411,6 +416,9 @@ impl Pipeline {
         if let Some(l) = &self.limiter {
             out.push(("rate_limit_keys", l.len()));
         }
+        if !self.rules.correlations().is_empty() {
+            out.push(("correlation_entries", self.corr.entries()));
+        }
         if let Some(t) = &self.telemetry {
             out.push(("metric_series", t.registry.series_count()));
         }
@@ -440,6 +448,15 @@ impl Pipeline {
         let rules = Arc::clone(&self.rules);
         let mut matched = Vec::new();
         rules.evaluate(&ev, &mut self.scratch, &mut matched);
+        if !rules.correlations().is_empty() {
+            let mut fired = Vec::new();
+            let ev_ns = ev.unix_ns.max(0) as u64;
+            rules.correlate(&mut self.corr, &matched, &ev, ev_ns, &mut fired);
+            // Rules that only feed correlations raise no alert of their own.
+            matched.retain(|r| !rules.is_quiet(r));
+            matched.extend(fired);
+            self.stats.correlation_evictions = self.corr.evictions();
+        }
         let anomalies = match self.learner.as_mut() {
             Some(l) => l.observe(&ev),
             None => Vec::new(),
@@ -734,6 +751,12 @@ impl Summary {
             self.pipeline.decode_errors,
             self.attach_time.as_millis(),
         ));
+        if self.pipeline.correlation_evictions > 0 {
+            s.push_str(&format!(
+                "vigil: {} Sigma correlation groups evicted to stay under rules.correlation_max_entries\n",
+                self.pipeline.correlation_evictions
+            ));
+        }
         s.push_str(&format!(
             "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
             "sensor", "emitted", "decoded", "dropped", "filtered", "deduped"
