@@ -412,6 +412,11 @@ impl Config {
         self.agent.data_dir.join("spool")
     }
 
+    /// Learned tuning state: `<agent.data_dir>/tuning.json`.
+    pub fn tuning_path(&self) -> PathBuf {
+        self.agent.data_dir.join("tuning.json")
+    }
+
     /// Where the baselines database lives.
     pub fn baselines_dir(&self) -> PathBuf {
         self.agent.data_dir.join("baselines")

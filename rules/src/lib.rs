@@ -348,6 +348,19 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The distinct fields its condition tests, in first-use order.
+    pub fn fields(&self) -> Vec<Field> {
+        let mut ps = Vec::new();
+        self.condition.preds(&mut ps);
+        let mut out: Vec<Field> = Vec::new();
+        for p in ps {
+            if !out.contains(&p.field) {
+                out.push(p.field);
+            }
+        }
+        out
+    }
+
     /// The alert's human message.
     pub fn message(&self, ev: &dyn Fields) -> String {
         match &self.output {

@@ -29,6 +29,14 @@ pub(crate) enum RulesCmd {
         /// the built-in rules plus the configured ones.
         paths: Vec<PathBuf>,
     },
+    /// Learned tuning: rule hits learned as normal for a program while its
+    /// baseline profile was learning, and how many were demoted to events
+    /// since (`<agent.data_dir>/tuning.json`).
+    Tuning {
+        /// Print the learned values as vigil rule `exceptions` instead.
+        #[arg(long)]
+        export: bool,
+    },
     /// Print the loaded rules (id, severity, ruleset, categories, name).
     List {
         /// Files or folders (`PATH@LEVEL` sets their minimum level); none =
@@ -131,6 +139,23 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            }
+        }
+        RulesCmd::Tuning { export } => {
+            let path = cfg.tuning_path();
+            match crate::detect::tuning::Tuning::open(&path) {
+                Ok(t) => {
+                    if export {
+                        print!("{}", t.export());
+                    } else {
+                        print!("{}", t.report());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil: {}", detect::terminal_safe(&e));
+                    ExitCode::from(2)
+                }
             }
         }
         RulesCmd::List { paths } => {
