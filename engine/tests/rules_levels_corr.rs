@@ -98,6 +98,25 @@ fn config_min_level_applies_and_a_bad_one_exits_2_naming_the_key() {
     let (_, all, _) = stdout(vigil().args(["rules", "list"]));
     let (_, high, _) = stdout(vigil().arg("--config").arg(&cfg).args(["rules", "list"]));
     assert_eq!(all.lines().count(), high.lines().count());
+    let cap = tmp("cap0.toml");
+    std::fs::write(&cap, "[rules]\ncorrelation_max_entries = 0\n").unwrap();
+    let (code, _, err) = stdout(vigil().arg("--config").arg(&cap).args(["rules", "check"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("rules.correlation_max_entries: must be at least 1"),
+        "{err}"
+    );
+    // the optional hunting rules are informational: loaded with @info only
+    let hunting = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules/optional/hunting.yaml");
+    let (_, text, _) = stdout(vigil().args(["rules", "check"]).arg(&hunting));
+    assert!(text.contains(": 0 rules loaded"), "{text}");
+    let mut h = hunting.into_os_string();
+    h.push("@info");
+    let (_, text, _) = stdout(vigil().args(["rules", "check"]).arg(&h));
+    assert!(
+        !text.contains(": 0 rules loaded") && text.contains("0 below min_level"),
+        "{text}"
+    );
     let bad = tmp("bad.toml");
     std::fs::write(&bad, "[agent]\n\n[rules]\nmin_level = \"urgent\"\n").unwrap();
     let (code, _, err) = stdout(vigil().arg("--config").arg(&bad).args(["rules", "check"]));
