@@ -741,6 +741,18 @@ impl Baselines {
             .ok_or_else(|| Error::NoSuchProfile(profile.into()))
     }
 
+    /// The primary profile of a resolved reference: its name as `vigil
+    /// baseline list` prints it, and its mode.
+    pub fn profile_of_ref(&self, r: ProfileRef) -> Option<(String, Mode)> {
+        let p = self.profiles.get(r.primary as usize)?;
+        Some((escape(&p.key), p.meta.mode))
+    }
+
+    /// Whether what is learned is stored (opened with [`Baselines::open`]).
+    pub fn is_persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
     /// The mode of a profile by raw key (the engine enables the syscall
     /// sensor only for profiles that are learning).
     pub fn mode_of(&self, key: &[u8]) -> Option<Mode> {

@@ -151,8 +151,16 @@ pub struct RulesConfig {
     /// Load the embedded built-in rules.
     pub builtin: bool,
     /// Rule files or folders (vigil YAML and Sigma), loaded after the
-    /// built-ins; a rule with a built-in's id replaces it.
+    /// built-ins; a rule with a built-in's id replaces it. `PATH@LEVEL`
+    /// gives that path its own minimum level.
     pub paths: Vec<PathBuf>,
+    /// Rules from `paths` whose level is below this are not loaded
+    /// (`informational`/`info`, `low`, `medium`, `high`, `critical`); the
+    /// built-in rules are never filtered.
+    pub min_level: String,
+    /// Entries the Sigma correlation state may hold (one per group plus one
+    /// per remembered time or value); past it the oldest group is dropped.
+    pub correlation_max_entries: usize,
 }
 
 impl Default for RulesConfig {
@@ -160,7 +168,16 @@ impl Default for RulesConfig {
         RulesConfig {
             builtin: true,
             paths: Vec::new(),
+            min_level: "medium".into(),
+            correlation_max_entries: vigil_rules::CorrState::DEFAULT_MAX_ENTRIES,
         }
+    }
+}
+
+impl RulesConfig {
+    /// The parsed `min_level` (validated when the file is read).
+    pub fn min_level(&self) -> vigil_rules::Severity {
+        vigil_rules::Severity::parse(&self.min_level).unwrap_or(vigil_rules::Severity::Medium)
     }
 }
 
@@ -395,6 +412,11 @@ impl Config {
         self.agent.data_dir.join("spool")
     }
 
+    /// Learned tuning state: `<agent.data_dir>/tuning.json`.
+    pub fn tuning_path(&self) -> PathBuf {
+        self.agent.data_dir.join("tuning.json")
+    }
+
     /// Where the baselines database lives.
     pub fn baselines_dir(&self) -> PathBuf {
         self.agent.data_dir.join("baselines")
@@ -617,6 +639,23 @@ impl Config {
                 "outputs",
                 "rate_limit_per_sec",
                 "must be a number >= 0".into(),
+            ));
+        }
+        if vigil_rules::Severity::parse(&self.rules.min_level).is_none() {
+            return Err(err(
+                "rules",
+                "min_level",
+                format!(
+                    "`{}` is not a level (informational, low, medium, high, critical)",
+                    self.rules.min_level
+                ),
+            ));
+        }
+        if self.rules.correlation_max_entries == 0 {
+            return Err(err(
+                "rules",
+                "correlation_max_entries",
+                "must be at least 1".into(),
             ));
         }
         if self.baselines.min_observations == 0 {

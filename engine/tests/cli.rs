@@ -159,7 +159,7 @@ fn rules_check_reports_sigma_loaded_and_skipped_and_builtin_examples_pass() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("50 files: 42 rules loaded (0 vigil, 42 Sigma)"),
+        text.contains("50 files: 35 rules loaded (0 vigil, 35 Sigma, 0 Sigma correlations), 0 disabled, 7 below min_level"),
         "{text}"
     );
     assert!(text.contains("8 Sigma rules skipped"), "{text}");

@@ -20,6 +20,7 @@
 pub mod ast;
 mod compile;
 pub mod cond;
+pub mod correlation;
 mod prefilter;
 pub mod schema;
 pub mod sigma;
@@ -27,6 +28,7 @@ mod vigil;
 pub mod yaml;
 
 pub use compile::{EvalCounts, Scratch};
+pub use correlation::{CorrState, Correlation};
 pub use schema::{Field, Type, Value, cat};
 
 use ast::{Expr, StrOp, Test};
@@ -346,6 +348,19 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The distinct fields its condition tests, in first-use order.
+    pub fn fields(&self) -> Vec<Field> {
+        let mut ps = Vec::new();
+        self.condition.preds(&mut ps);
+        let mut out: Vec<Field> = Vec::new();
+        for p in ps {
+            if !out.contains(&p.field) {
+                out.push(p.field);
+            }
+        }
+        out
+    }
+
     /// The alert's human message.
     pub fn message(&self, ev: &dyn Fields) -> String {
         match &self.output {
@@ -618,13 +633,58 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// Errors (any error makes `vigil run` and `vigil rules check` exit 2).
     pub errors: Vec<LoadError>,
+    /// Rules not loaded because their level is below their source's
+    /// minimum level ([`Loader::set_min_level`], `PATH@LEVEL`).
+    pub below_level: Vec<BelowLevel>,
+    /// Sigma correlation rules loaded.
+    pub correlations: usize,
+}
+
+/// A rule left out because its level is below the minimum of its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BelowLevel {
+    /// File.
+    pub file: String,
+    /// Rule id.
+    pub rule: String,
+    /// The rule's level.
+    pub level: Severity,
+    /// The minimum level that applied.
+    pub min_level: Severity,
+}
+
+/// The minimum level of one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MinLevel {
+    /// Built-in rules: never filtered by level.
+    Builtin,
+    /// The loader's default ([`Loader::set_min_level`]).
+    Default,
+    /// Given for this path (`PATH@LEVEL`).
+    At(Severity),
+}
+
+/// Splits a `--rules` argument `PATH@LEVEL` into the path and the minimum
+/// level (`info`, `informational`, `low`, `medium`, `high`, `critical`). A
+/// path whose text after the last `@` is not a level is returned whole.
+pub fn split_level(arg: &Path) -> (std::path::PathBuf, Option<Severity>) {
+    if let Some(s) = arg.to_str()
+        && let Some((p, l)) = s.rsplit_once('@')
+        && let Some(level) = Severity::parse(l)
+        && !p.is_empty()
+    {
+        return (std::path::PathBuf::from(p), Some(level));
+    }
+    (arg.to_path_buf(), None)
 }
 
 /// Reads rule sources and builds a [`RuleSet`].
 #[derive(Default)]
 pub struct Loader {
-    sources: Vec<(String, String)>,
+    sources: Vec<(String, String, MinLevel)>,
     errors: Vec<LoadError>,
+    min_level: Option<Severity>,
+    ignore_levels: bool,
 }
 
 /// The embedded built-in rules (`rules/builtin/*.yaml`).
@@ -676,17 +736,51 @@ impl Loader {
     /// Adds the embedded built-in rules.
     pub fn add_builtin(&mut self) {
         for (n, t) in BUILTIN {
-            self.sources.push((n.to_string(), t.to_string()));
+            self.sources
+                .push((n.to_string(), t.to_string(), MinLevel::Builtin));
         }
+    }
+
+    /// The minimum level of the rules of every source added without a
+    /// level of its own (built-ins excepted): a rule whose `level` /
+    /// `severity` is lower is not loaded and is listed in
+    /// [`Report::below_level`]. `None` (the default of a new loader) loads
+    /// every level.
+    pub fn set_min_level(&mut self, level: Option<Severity>) {
+        self.min_level = level;
+    }
+
+    /// Loads every rule whatever its level (for `vigil rules test`, which
+    /// checks the examples of all rules); [`Report::below_level`] still
+    /// says which rules a run would leave out.
+    pub fn ignore_levels(&mut self, on: bool) {
+        self.ignore_levels = on;
     }
 
     /// Adds one source text under a display name.
     pub fn add_source(&mut self, name: &str, text: &str) {
-        self.sources.push((name.to_string(), text.to_string()));
+        self.sources
+            .push((name.to_string(), text.to_string(), MinLevel::Default));
     }
 
     /// Adds a rule file, or every `*.yml`/`*.yaml` below a folder (sorted).
     pub fn add_path(&mut self, path: &Path) {
+        self.add_path_inner(path, MinLevel::Default);
+    }
+
+    /// [`Loader::add_path`] with a minimum level for this path's rules
+    /// (`None`: the loader's default).
+    pub fn add_path_at(&mut self, path: &Path, level: Option<Severity>) {
+        self.add_path_inner(path, level.map_or(MinLevel::Default, MinLevel::At));
+    }
+
+    /// Adds a `--rules` argument: `PATH` or `PATH@LEVEL` ([`split_level`]).
+    pub fn add_rules_arg(&mut self, arg: &Path) {
+        let (p, l) = split_level(arg);
+        self.add_path_at(&p, l);
+    }
+
+    fn add_path_inner(&mut self, path: &Path, level: MinLevel) {
         let mut files = Vec::new();
         if let Err(e) = walk(path, &mut files) {
             self.errors
@@ -706,7 +800,7 @@ impl Loader {
             }
             match std::fs::read(&f) {
                 Ok(b) => match String::from_utf8(b) {
-                    Ok(t) => self.sources.push((name, t)),
+                    Ok(t) => self.sources.push((name, t, level)),
                     Err(_) => self.errors.push(LoadError::at(&name, 0, "not UTF-8")),
                 },
                 Err(e) => self
@@ -725,7 +819,16 @@ impl Loader {
         };
         let mut defs = vigil::Defs::default();
         let mut docs = Vec::new();
-        for (name, text) in &self.sources {
+        let mut min_of: BTreeMap<&str, Option<Severity>> = BTreeMap::new();
+        for (name, text, lvl) in &self.sources {
+            min_of.insert(
+                name,
+                match lvl {
+                    MinLevel::Builtin => None,
+                    MinLevel::Default => self.min_level,
+                    MinLevel::At(l) => Some(*l),
+                },
+            );
             match yaml::parse(text) {
                 Ok(d) => docs.push((name.as_str(), d)),
                 Err(e) => {
@@ -738,6 +841,7 @@ impl Loader {
         // Pass 1: lists and macros everywhere; sort documents by language.
         let mut vigil_items = Vec::new();
         let mut sigma_docs = Vec::new();
+        let mut corr_docs = Vec::new();
         for (name, ds) in &docs {
             for d in ds {
                 if d.as_seq().is_some() {
@@ -746,6 +850,8 @@ impl Loader {
                     }
                 } else if d.get("detection").is_some() {
                     sigma_docs.push((*name, d));
+                } else if d.get("correlation").is_some() {
+                    corr_docs.push((*name, d));
                 } else if d.is_null() {
                 } else {
                     report.errors.push(LoadError::at(
@@ -781,9 +887,16 @@ impl Loader {
                 Err(e) => report.errors.push(e),
             }
         }
+        // Sigma `name`s (and ids) correlations may refer to.
+        let mut refs: BTreeMap<String, correlation::Ref> = BTreeMap::new();
+        let mut cat_of: BTreeMap<String, String> = BTreeMap::new();
         for (name, d) in sigma_docs {
+            let sname = d.get("name").and_then(yaml::Node::as_str);
             match sigma::convert(name, d) {
                 Ok(sigma::Outcome::Rule(r, category)) => {
+                    if let Some(n) = sname {
+                        refs.insert(n.to_string(), correlation::Ref::Rule(r.id.clone()));
+                    }
                     if let Some(&i) = index.get(&r.id) {
                         report.errors.push(LoadError::at(
                             name,
@@ -795,20 +908,135 @@ impl Loader {
                         ));
                         continue;
                     }
-                    *report.sigma_by_category.entry(category).or_default() += 1;
+                    cat_of.insert(r.id.clone(), category);
                     index.insert(r.id.clone(), rules.len());
                     rules.push(*r);
                 }
-                Ok(sigma::Outcome::Skipped(s)) => report.skipped.push(s),
+                Ok(sigma::Outcome::Skipped(s)) => {
+                    for k in sname
+                        .into_iter()
+                        .chain(d.get("id").and_then(yaml::Node::as_str))
+                    {
+                        refs.insert(
+                            k.to_string(),
+                            correlation::Ref::Skipped(format!("{}: {}", s.class, s.reason)),
+                        );
+                    }
+                    report.skipped.push(s)
+                }
+                Err(e) => report.errors.push(e),
+            }
+        }
+        for (_, d) in &corr_docs {
+            for k in ["name", "id"] {
+                if let Some(n) = d.get(k).and_then(yaml::Node::as_str) {
+                    refs.insert(n.to_string(), correlation::Ref::Correlation);
+                }
+            }
+        }
+        let mut corrs: Vec<Correlation> = Vec::new();
+        for (name, d) in corr_docs {
+            let resolve = |n: &str| match refs.get(n) {
+                Some(correlation::Ref::Rule(id)) => Some(correlation::Ref::Rule(id.clone())),
+                Some(correlation::Ref::Skipped(w)) => Some(correlation::Ref::Skipped(w.clone())),
+                Some(correlation::Ref::Correlation) => Some(correlation::Ref::Correlation),
+                None => index
+                    .get(n)
+                    .filter(|&&i| rules[i].enabled)
+                    .map(|_| correlation::Ref::Rule(n.to_string())),
+            };
+            match correlation::convert(name, d, &resolve) {
+                Ok(correlation::Outcome::Corr(c)) => {
+                    if index.contains_key(&c.rule.id)
+                        || corrs.iter().any(|x| x.rule.id == c.rule.id)
+                    {
+                        report.errors.push(LoadError::at(
+                            name,
+                            d.line,
+                            &format!("correlation `{}`: id already used", c.rule.id),
+                        ));
+                        continue;
+                    }
+                    corrs.push(*c)
+                }
+                Ok(correlation::Outcome::Skipped(s)) => report.skipped.push(s),
                 Err(e) => report.errors.push(e),
             }
         }
         report.disabled = rules.iter().filter(|r| !r.enabled).count();
         rules.retain(|r| r.enabled);
+        // Levels: correlations first; the rules a kept correlation refers
+        // to load whatever their level (they feed it).
+        let below = |file: &str, level: Severity| -> Option<Severity> {
+            if self.ignore_levels {
+                return None;
+            }
+            min_of.get(file).copied().flatten().filter(|m| level < *m)
+        };
+        let mut below_level = Vec::new();
+        corrs.retain(|c| match below(&c.rule.file, c.rule.severity) {
+            Some(m) => {
+                below_level.push(BelowLevel {
+                    file: c.rule.file.clone(),
+                    rule: c.rule.id.clone(),
+                    level: c.rule.severity,
+                    min_level: m,
+                });
+                false
+            }
+            None => true,
+        });
+        let fed: BTreeSet<&str> = corrs
+            .iter()
+            .flat_map(|c| c.refs.iter().map(String::as_str))
+            .collect();
+        rules.retain(|r| {
+            if fed.contains(r.id.as_str()) {
+                return true;
+            }
+            match below(&r.file, r.severity) {
+                Some(m) => {
+                    below_level.push(BelowLevel {
+                        file: r.file.clone(),
+                        rule: r.id.clone(),
+                        level: r.severity,
+                        min_level: m,
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        if self.ignore_levels {
+            // Report what a run would leave out.
+            for r in &rules {
+                if let Some(m) = min_of.get(r.file.as_str()).copied().flatten()
+                    && r.severity < m
+                    && !fed.contains(r.id.as_str())
+                {
+                    below_level.push(BelowLevel {
+                        file: r.file.clone(),
+                        rule: r.id.clone(),
+                        level: r.severity,
+                        min_level: m,
+                    });
+                }
+            }
+        }
+        report.below_level = below_level;
+        for r in &rules {
+            if let Some(c) = cat_of.get(&r.id) {
+                *report.sigma_by_category.entry(c.clone()).or_default() += 1;
+            }
+        }
+        report.correlations = corrs.len();
         report.vigil_rules = rules.iter().filter(|r| r.ruleset == Ruleset::Vigil).count();
         report.sigma_rules = rules.iter().filter(|r| r.ruleset == Ruleset::Sigma).count();
         match RuleSet::build(rules) {
-            Ok(set) => (set, report),
+            Ok(mut set) => {
+                set.add_correlations(corrs);
+                (set, report)
+            }
             Err(e) => {
                 report.errors.push(e);
                 (RuleSet::empty(), report)
@@ -851,6 +1079,11 @@ pub struct RuleSet {
     interest: Interest,
     generation: u64,
     prefilter: bool,
+    correlations: Vec<Correlation>,
+    /// Per rule: it only feeds correlations (`generate: false`).
+    quiet: Vec<bool>,
+    /// Per rule: the correlations it feeds, with its position in each.
+    feeds: Vec<Vec<(usize, usize)>>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -888,12 +1121,104 @@ impl RuleSet {
             interest.add(r);
         }
         Ok(RuleSet {
-            rules,
             matcher,
             interest,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             prefilter: true,
+            quiet: vec![false; rules.len()],
+            feeds: vec![Vec::new(); rules.len()],
+            rules,
+            correlations: Vec::new(),
         })
+    }
+
+    fn add_correlations(&mut self, mut corrs: Vec<Correlation>) {
+        let pos: BTreeMap<&str, usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
+        for (ci, c) in corrs.iter_mut().enumerate() {
+            c.idx = c
+                .refs
+                .iter()
+                .filter_map(|id| pos.get(id.as_str()).copied())
+                .collect();
+            for (step, &ri) in c.idx.iter().enumerate() {
+                self.feeds[ri].push((ci, step));
+            }
+        }
+        for (ri, f) in self.feeds.iter().enumerate() {
+            self.quiet[ri] = !f.is_empty() && f.iter().all(|(ci, _)| !corrs[*ci].generate);
+        }
+        self.correlations = corrs;
+    }
+
+    /// The Sigma correlation rules.
+    pub fn correlations(&self) -> &[Correlation] {
+        &self.correlations
+    }
+
+    fn index_of(&self, r: &Rule) -> Option<usize> {
+        let base = self.rules.as_ptr() as usize;
+        let at = r as *const Rule as usize;
+        let size = std::mem::size_of::<Rule>().max(1);
+        let i = at.checked_sub(base)? / size;
+        (i < self.rules.len() && std::ptr::eq(&self.rules[i], r)).then_some(i)
+    }
+
+    /// Whether a rule only feeds correlations (referenced by a correlation
+    /// with `generate: false`, Sigma's default): its matches raise no
+    /// alert of their own.
+    pub fn is_quiet(&self, r: &Rule) -> bool {
+        self.index_of(r).is_some_and(|i| self.quiet[i])
+    }
+
+    /// Feeds one event's matches (from [`RuleSet::evaluate`]) to the
+    /// correlations; appends the rule of each correlation that fired.
+    /// `now_ns` is the event's time. The state is cleared when the set
+    /// differs from the one it was used with.
+    pub fn correlate<'s>(
+        &'s self,
+        state: &mut CorrState,
+        matched: &[&Rule],
+        event: &dyn Fields,
+        now_ns: u64,
+        out: &mut Vec<&'s Rule>,
+    ) {
+        if self.correlations.is_empty() {
+            return;
+        }
+        state.reset_for(self.generation);
+        let mut hits: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for r in matched {
+            if let Some(i) = self.index_of(r) {
+                for &(ci, step) in &self.feeds[i] {
+                    hits.entry(ci).or_default().push(step);
+                }
+            }
+        }
+        if hits.is_empty() {
+            return;
+        }
+        let spans: Vec<u64> = self.correlations.iter().map(|c| c.timespan_ns).collect();
+        for (ci, steps) in hits {
+            let c = &self.correlations[ci];
+            let key = correlation::key_of(&c.group_by, event);
+            let value = match c.value_field {
+                Some(f) => match event.field(f) {
+                    Some(v) => Some(correlation::value_bytes(&v)),
+                    // value_count counts values: an event without the
+                    // field adds none.
+                    None => continue,
+                },
+                None => None,
+            };
+            if state.observe(ci, c, &steps, key, value, now_ns, &spans) {
+                out.push(&c.rule);
+            }
+        }
     }
 
     /// Number of rules loaded.

@@ -28,6 +28,8 @@ pub const FIELD_MAP: &[(&str, Field)] = &[
     ("DestinationHostname", Field::DestinationDomain),
     ("SourceIp", Field::SourceIp),
     ("SourcePort", Field::SourcePort),
+    // Sysmon for Linux: the audit login uid of the process
+    ("LogonId", Field::Auid),
     ("Protocol", Field::NetworkTransport),
     // auditd
     ("exe", Field::ProcessExecutable),
@@ -621,6 +623,35 @@ fn field_item(
 ) -> Result<Expr, Skip> {
     if src == Source::Auditd && (fname == "type" || fname == "SYSCALL" || fname == "syscall") {
         return audit_type(fname, values, with_syscall);
+    }
+    if src == Source::Auditd && fname == "key" {
+        return skip(
+            "field",
+            "auditd `key` names a rule of the host's audit configuration (`-k`), which kernel events do not carry",
+        );
+    }
+    if src == Source::Auditd && fname == "nametype" {
+        // PATH record of a name the syscall created: an open that asks to
+        // create the file.
+        let mut alts = Vec::new();
+        for v in values {
+            match scalar(v)?.map(|t| t.to_ascii_uppercase()).as_deref() {
+                Some("CREATE") => alts.push(Expr::and(vec![
+                    pred(Field::OpenFlags, StrOp::Contains, b"O_CREAT", false),
+                    pred(Field::EventOutcome, StrOp::Eq, b"success", false),
+                ])),
+                other => {
+                    return skip(
+                        "field",
+                        format!(
+                            "nametype `{}`: only CREATE has a vigil equivalent",
+                            other.unwrap_or("null")
+                        ),
+                    );
+                }
+            }
+        }
+        return Ok(Expr::or(alts));
     }
     if fname == "Initiated" {
         let mut alts = Vec::new();

@@ -71,6 +71,10 @@ pub fn replay_checked(
     }
     if let Some(b) = baselines {
         pipeline.set_learner(crate::learn::Learner::new(b, false));
+        match crate::detect::tuning::Tuning::open(&cfg.tuning_path()) {
+            Ok(t) => pipeline.set_tuning(t),
+            Err(e) => eprintln!("vigil: tuning: {e}; learned tuning is off for this replay"),
+        }
     }
     let mut host = RecordedHost::default();
     let mut sum = ReplaySummary::default();
@@ -112,6 +116,7 @@ pub fn replay_checked(
         }
     }
     pipeline.flush();
+    pipeline.save_tuning();
     sum.pipeline = pipeline.stats.clone();
     sum.lookup_misses = host.misses;
     let baselines = pipeline.take_learner().map(|l| l.baselines);

@@ -15,7 +15,8 @@ pub(crate) enum RulesCmd {
     /// Load rule files and folders and report what loaded, what was skipped
     /// (with the reason) and every error (exit 2 on errors).
     Check {
-        /// Files or folders; none = the built-in rules plus the configured ones.
+        /// Files or folders (`PATH@LEVEL` sets their minimum level); none =
+        /// the built-in rules plus the configured ones.
         paths: Vec<PathBuf>,
         /// List every skipped Sigma rule, not only counts per reason.
         #[arg(long, short)]
@@ -24,14 +25,25 @@ pub(crate) enum RulesCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run every rule's embedded `examples` (exit 1 if one fails).
+    /// Run every rule's embedded `examples` (exit 1 if one fails); rules
+    /// below the minimum level are tested too.
     Test {
-        /// Files or folders; none = the built-in rules plus the configured ones.
+        /// Files or folders (`PATH@LEVEL` sets their minimum level); none =
+        /// the built-in rules plus the configured ones.
         paths: Vec<PathBuf>,
+    },
+    /// Learned tuning: rule hits learned as normal for a program while its
+    /// baseline profile was learning, and how many were demoted to events
+    /// since (`<agent.data_dir>/tuning.json`).
+    Tuning {
+        /// Print the learned values as vigil rule `exceptions` instead.
+        #[arg(long)]
+        export: bool,
     },
     /// Print the loaded rules (id, severity, ruleset, categories, name).
     List {
-        /// Files or folders; none = the built-in rules plus the configured ones.
+        /// Files or folders (`PATH@LEVEL` sets their minimum level); none =
+        /// the built-in rules plus the configured ones.
         paths: Vec<PathBuf>,
         /// Print a JSON array of rules instead of the table.
         #[arg(long)]
@@ -57,10 +69,13 @@ pub(crate) fn load_rules_or_exit(cfg: &Config) -> Result<Arc<vigil_rules::RuleSe
         return Err(ExitCode::from(2));
     }
     eprintln!(
-        "vigil: {} rules loaded ({} vigil, {} Sigma; {} Sigma rules skipped, `vigil rules check` says why)",
-        set.len(),
+        "vigil: {} rules loaded ({} vigil, {} Sigma, {} Sigma correlations; {} below min_level {}, {} Sigma rules skipped, `vigil rules check` says why)",
+        set.len() + set.correlations().len(),
         report.vigil_rules,
         report.sigma_rules,
+        report.correlations,
+        report.below_level.len(),
+        cfg.rules.min_level().as_str(),
         report.skipped.len()
     );
     let all = &set.interest().all_opens_rules;
@@ -74,13 +89,25 @@ pub(crate) fn load_rules_or_exit(cfg: &Config) -> Result<Arc<vigil_rules::RuleSe
     Ok(Arc::new(set))
 }
 
-fn rules_for(cfg: &Config, paths: &[PathBuf]) -> (vigil_rules::RuleSet, vigil_rules::Report) {
-    if paths.is_empty() {
-        return detect::load_rules(cfg);
-    }
+fn rules_for(
+    cfg: &Config,
+    paths: &[PathBuf],
+    all_levels: bool,
+) -> (vigil_rules::RuleSet, vigil_rules::Report) {
     let mut l = vigil_rules::Loader::new();
-    for p in paths {
-        l.add_path(p);
+    l.set_min_level(Some(cfg.rules.min_level()));
+    l.ignore_levels(all_levels);
+    if paths.is_empty() {
+        if cfg.rules.builtin {
+            l.add_builtin();
+        }
+        for p in &cfg.rules.paths {
+            l.add_rules_arg(p);
+        }
+    } else {
+        for p in paths {
+            l.add_rules_arg(p);
+        }
     }
     l.load()
 }
@@ -93,7 +120,7 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
             json,
         } => {
             let t = std::time::Instant::now();
-            let (set, r) = rules_for(cfg, &paths);
+            let (set, r) = rules_for(cfg, &paths, false);
             if json {
                 println!("{}", check_json(&set, &r));
             } else {
@@ -106,7 +133,7 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
             }
         }
         RulesCmd::Test { paths } => {
-            let (set, r) = rules_for(cfg, &paths);
+            let (set, r) = rules_for(cfg, &paths, true);
             if !r.errors.is_empty() {
                 eprint!("{}", detect::render_errors(&r));
                 return ExitCode::from(2);
@@ -128,8 +155,25 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        RulesCmd::Tuning { export } => {
+            let path = cfg.tuning_path();
+            match crate::detect::tuning::Tuning::open(&path) {
+                Ok(t) => {
+                    if export {
+                        print!("{}", t.export());
+                    } else {
+                        print!("{}", t.report());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil: {}", detect::terminal_safe(&e));
+                    ExitCode::from(2)
+                }
+            }
+        }
         RulesCmd::List { paths, json } => {
-            let (set, r) = rules_for(cfg, &paths);
+            let (set, r) = rules_for(cfg, &paths, false);
             if !r.errors.is_empty() {
                 eprint!("{}", detect::render_errors(&r));
                 return ExitCode::from(2);
@@ -148,6 +192,19 @@ pub(crate) fn rules_cmd(cfg: &Config, cmd: RulesCmd) -> ExitCode {
                     vigil_rules::cat::names(rule.categories).join(","),
                     vigil_rules::printable(&rule.name)
                 );
+            }
+            for c in set.correlations() {
+                println!(
+                    "{:<40} {:<8} {:<6} {:<22} {}",
+                    vigil_rules::printable(&c.rule.id),
+                    c.rule.severity.as_str(),
+                    c.rule.ruleset.as_str(),
+                    format!("correlation:{}", c.kind.as_str()),
+                    vigil_rules::printable(&c.rule.name)
+                );
+            }
+            if let Some(b) = detect::below_level_summary(&r) {
+                eprintln!("vigil: {b}; `vigil rules check -v` lists them");
             }
             ExitCode::SUCCESS
         }

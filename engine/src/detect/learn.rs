@@ -224,6 +224,13 @@ impl Learner {
         r
     }
 
+    /// The profile of the event's process (its name and mode), as resolved
+    /// by [`Learner::observe`].
+    pub fn profile_mode(&mut self, ev: &Event) -> Option<(String, vigil_baselines::Mode)> {
+        let r = self.profile_of(ev, ev.k.hdr.pid)?;
+        self.baselines.profile_of_ref(r)
+    }
+
     /// Offers one event; returns the anomalies it raised.
     pub fn observe(&mut self, ev: &Event) -> Vec<Anomaly> {
         let h = &ev.k.hdr;

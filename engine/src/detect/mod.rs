@@ -8,5 +8,6 @@
 
 pub mod learn;
 pub mod rules;
+pub mod tuning;
 
 pub use rules::*;

@@ -14,13 +14,36 @@ use vigil_rules::{Field, Fields, Loader, Report, Rule, RuleSet, Value};
 /// every file or folder in `rules.paths`, later ones overriding earlier ids).
 pub fn load_rules(cfg: &Config) -> (RuleSet, Report) {
     let mut l = Loader::new();
+    l.set_min_level(Some(cfg.rules.min_level()));
     if cfg.rules.builtin {
         l.add_builtin();
     }
     for p in &cfg.rules.paths {
-        l.add_path(p);
+        l.add_rules_arg(p);
     }
     l.load()
+}
+
+/// `N below min_level (low 3, info 2)`, or nothing.
+pub fn below_level_summary(r: &Report) -> Option<String> {
+    use std::collections::BTreeMap;
+    if r.below_level.is_empty() {
+        return None;
+    }
+    let mut by: BTreeMap<vigil_rules::Severity, usize> = BTreeMap::new();
+    for b in &r.below_level {
+        *by.entry(b.level).or_default() += 1;
+    }
+    let parts: Vec<String> = by
+        .iter()
+        .rev()
+        .map(|(l, n)| format!("{} {n}", l.as_str()))
+        .collect();
+    Some(format!(
+        "{} rules below their minimum level not loaded ({})",
+        r.below_level.len(),
+        parts.join(", ")
+    ))
 }
 
 /// One line per error, for stderr.
@@ -54,16 +77,32 @@ pub fn check_report(set: &RuleSet, r: &Report, verbose: bool, took: std::time::D
         s.push_str(&format!("error: {e}\n"));
     }
     s.push_str(&format!(
-        "{} files: {} rules loaded ({} vigil, {} Sigma), {} disabled, {} Sigma rules skipped, {} errors ({:.0} ms)\n",
+        "{} files: {} rules loaded ({} vigil, {} Sigma, {} Sigma correlations), {} disabled, {} below min_level, {} Sigma rules skipped, {} errors ({:.0} ms)\n",
         r.files,
-        set.len(),
+        set.len() + set.correlations().len(),
         r.vigil_rules,
         r.sigma_rules,
+        r.correlations,
         r.disabled,
+        r.below_level.len(),
         r.skipped.len(),
         r.errors.len(),
         took.as_secs_f64() * 1e3
     ));
+    if let Some(b) = below_level_summary(r) {
+        s.push_str(&format!("{b}\n"));
+    }
+    if verbose {
+        for b in &r.below_level {
+            s.push_str(&format!(
+                "below level: {}: {}: {} < {}\n",
+                b.file,
+                b.rule,
+                b.level.as_str(),
+                b.min_level.as_str()
+            ));
+        }
+    }
     if !r.sigma_by_category.is_empty() {
         let parts: Vec<String> = r
             .sigma_by_category

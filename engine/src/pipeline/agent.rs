@@ -68,6 +68,11 @@ pub struct PipelineStats {
     pub suppressed: u64,
     /// Alerts per rule id.
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Sigma correlation groups dropped to keep the state under
+    /// `rules.correlation_max_entries`.
+    pub correlation_evictions: u64,
+    /// Rule hits demoted to events by learned tuning, per rule id.
+    pub demoted_by_rule: BTreeMap<String, u64>,
     /// Run-queue waits per (cgroup id, kind) since start, summed over the
     /// perf intervals ([`crate::perf`]).
     pub runqlat: BTreeMap<(u64, u32), vigil_bpf::sched::RqHist>,
@@ -110,6 +115,8 @@ pub struct Pipeline {
     enricher: Enricher,
     rules: Arc<RuleSet>,
     scratch: Scratch,
+    corr: vigil_rules::CorrState,
+    tuning: Option<crate::detect::tuning::Tuning>,
     learner: Option<Learner>,
     outputs: Option<Arc<vigil_outputs::Outputs>>,
     limiter: Option<RateLimiter>,
@@ -140,6 +147,8 @@ impl Pipeline {
             ),
             rules: Arc::new(RuleSet::empty()),
             scratch: Scratch::new(),
+            corr: vigil_rules::CorrState::new(cfg.rules.correlation_max_entries),
+            tuning: None,
             learner: None,
             outputs: None,
             limiter: None,
@@ -186,6 +195,7 @@ impl Pipeline {
                 eprintln!("vigil: baselines: cannot write: {e}");
             }
         }
+        self.save_tuning();
     }
 
     /// Applies the learner's pending kernel map changes.
@@ -376,6 +386,26 @@ impl Pipeline {
         );
     }
 
+    /// Uses learned tuning (with the learner: hits normal for a program's
+    /// profile are demoted to events).
+    pub fn set_tuning(&mut self, t: crate::detect::tuning::Tuning) {
+        self.tuning = Some(t);
+    }
+
+    /// Writes the learned tuning if the baselines store what they learn.
+    pub fn save_tuning(&mut self) {
+        let persistent = self
+            .learner
+            .as_ref()
+            .is_some_and(|l| l.baselines.is_persistent());
+        if let (true, Some(t)) = (persistent, self.tuning.as_mut())
+            && let Err(e) = t.save()
+        {
+            self.stats.baseline_errors += 1;
+            eprintln!("vigil: tuning: cannot write: {e}");
+        }
+    }
+
     /// Attaches a baseline learner.
     pub fn set_learner(&mut self, l: Learner) {
         self.learner = Some(l);
@@ -411,6 +441,9 @@ impl Pipeline {
         if let Some(l) = &self.limiter {
             out.push(("rate_limit_keys", l.len()));
         }
+        if !self.rules.correlations().is_empty() {
+            out.push(("correlation_entries", self.corr.entries()));
+        }
         if let Some(t) = &self.telemetry {
             out.push(("metric_series", t.registry.series_count()));
         }
@@ -440,12 +473,36 @@ impl Pipeline {
         let rules = Arc::clone(&self.rules);
         let mut matched = Vec::new();
         rules.evaluate(&ev, &mut self.scratch, &mut matched);
+        if !rules.correlations().is_empty() {
+            let mut fired = Vec::new();
+            let ev_ns = ev.unix_ns.max(0) as u64;
+            rules.correlate(&mut self.corr, &matched, &ev, ev_ns, &mut fired);
+            // Rules that only feed correlations raise no alert of their own.
+            matched.retain(|r| !rules.is_quiet(r));
+            matched.extend(fired);
+            self.stats.correlation_evictions = self.corr.evictions();
+        }
         let anomalies = match self.learner.as_mut() {
             Some(l) => l.observe(&ev),
             None => Vec::new(),
         };
         for a in &anomalies {
             self.emit_anomaly(a, Some(&ev));
+        }
+        let mut demoted = false;
+        if let (Some(t), Some(l)) = (self.tuning.as_mut(), self.learner.as_mut())
+            && !matched.is_empty()
+            && let Some((profile, mode)) = l.profile_mode(&ev)
+        {
+            let learning = mode == vigil_baselines::Mode::Learning;
+            matched.retain(|r| {
+                let normal = t.offer(r, &profile, learning, &ev);
+                if normal {
+                    *self.stats.demoted_by_rule.entry(r.id.clone()).or_default() += 1;
+                    demoted = true;
+                }
+                !normal
+            });
         }
         for r in &matched {
             self.stats.alerts += 1;
@@ -481,7 +538,8 @@ impl Pipeline {
                 Some(&ev),
             );
         }
-        if self.emit_events {
+        // A demoted hit is written as the event it is.
+        if self.emit_events || demoted {
             let json = ecs::encode(&ev, &self.hostname, "event");
             let (_, _, action) = ecs::classify(ev.k.hdr.kind);
             self.emit(
@@ -734,6 +792,18 @@ impl Summary {
             self.pipeline.decode_errors,
             self.attach_time.as_millis(),
         ));
+        let demoted: u64 = self.pipeline.demoted_by_rule.values().sum();
+        if demoted > 0 {
+            s.push_str(&format!(
+                "vigil: {demoted} rule hits normal for their program demoted to events (`vigil rules tuning`)\n"
+            ));
+        }
+        if self.pipeline.correlation_evictions > 0 {
+            s.push_str(&format!(
+                "vigil: {} Sigma correlation groups evicted to stay under rules.correlation_max_entries\n",
+                self.pipeline.correlation_evictions
+            ));
+        }
         s.push_str(&format!(
             "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
             "sensor", "emitted", "decoded", "dropped", "filtered", "deduped"
@@ -1031,6 +1101,10 @@ pub async fn run(
             }
         }
         pipeline.set_learner(l);
+        match crate::detect::tuning::Tuning::open(&cfg.tuning_path()) {
+            Ok(t) => pipeline.set_tuning(t),
+            Err(e) => eprintln!("vigil: tuning: {e}; learned tuning is off for this run"),
+        }
     }
     if let Some(o) = opts.outputs.take() {
         pipeline.set_outputs(o);

@@ -242,7 +242,7 @@ rule(54, P, "Aggregation", """
     condition: selection | count() by User > 10""")
 rule(55, P, "Unknown field", """
     selection:
-        LogonId: '0x3e7'
+        LogonGuid: '{00000000-0000-0000-0000-000000000000}'
     condition: selection""")
 rule(56, P, "Two of", """
     sel_a:
