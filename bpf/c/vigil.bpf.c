@@ -789,6 +789,45 @@ static __always_inline __u32 put_argv(struct scratch *s, __u32 off, struct mm_st
 	return off + len;
 }
 
+/* One piece of the environment area (at most STR_MAX - 1 bytes). */
+static __always_inline __u32 put_env_chunk(struct scratch *s, __u32 off, unsigned long src, __u64 len)
+{
+	__u32 r = room(off, STR_MAX - 1);
+	if (len > r)
+		len = r;
+	len &= STR_MAX - 1;
+	if (len == 0)
+		return off;
+	if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len, (void *)src) != 0)
+		return off;
+	return off + len;
+}
+
+/* The new image's environment, after the strings (VG_EXEC_ENV): read from
+ * the new mm like argv, in at most two pieces (VG_ENV_MAX bytes). The
+ * engine keeps only a fixed set of variable names from it. */
+static __always_inline __u32 put_env(struct scratch *s, __u32 off, struct mm_struct *mm, struct vg_exec *b)
+{
+	unsigned long es = BPF_CORE_READ(mm, env_start);
+	unsigned long ee = BPF_CORE_READ(mm, env_end);
+	if (ee <= es)
+		return off;
+	__u64 len = ee - es;
+	__u32 start = off;
+	off = put_env_chunk(s, off, es, len);
+	__u32 got = off - start;
+	if (got == 0)
+		return off;
+	b->exec_flags |= VG_EXEC_ENV;
+	if (got < len) {
+		off = put_env_chunk(s, off, es + got, len - got);
+		got = off - start;
+	}
+	if (got < len)
+		b->exec_flags |= VG_EXEC_ENV_TRUNC;
+	return off;
+}
+
 /* ====================== process lifecycle ====================== */
 
 static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -840,6 +879,8 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 	off = put_path(s, off, 2, cwd_path(s));
 	/* 3: filename as passed */
 	off = put_kernel_str(s, off, 3, BPF_CORE_READ(bprm, filename), STR_MAX - 1);
+	/* then the environment */
+	off = put_env(s, off, BPF_CORE_READ(p, mm), b);
 	emit(s, off);
 	return 0;
 }
@@ -884,6 +925,7 @@ int vg_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 	off = put_path(s, off, 0, file_path(s, f));
 	off = put_argv(s, off, BPF_CORE_READ(p, mm));
 	off = put_path(s, off, 2, cwd_path(s));
+	off = put_env(s, off, BPF_CORE_READ(p, mm), b);
 	emit(s, off);
 	return 0;
 }
@@ -1213,6 +1255,8 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 	__u32 flags = 0, mode = 0, uid = -1, gid = -1;
 	__u64 length = 0;
 	int quiet = 0; /* frequent changes: only below report paths */
+	const void *times = 0;
+	int tkind = -1; /* utimes family: 0 timespec[2], 1 timeval[2], 2 utimbuf */
 	switch (vsys) {
 	case VG_SYS_RENAME:
 		name2 = (const char *)p.args[0];
@@ -1322,8 +1366,63 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 		mode = p.args[2];
 		length = p.args[3]; /* dev */
 		break;
+	case VG_SYS_UTIMENSAT:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		times = (const void *)p.args[2];
+		flags = p.args[3];
+		tkind = 0;
+		break;
+	case VG_SYS_FUTIMESAT:
+		dfd = p.args[0];
+		name = (const char *)p.args[1];
+		times = (const void *)p.args[2];
+		tkind = 1;
+		break;
+	case VG_SYS_UTIMES:
+		name = (const char *)p.args[0];
+		times = (const void *)p.args[1];
+		tkind = 1;
+		break;
+	case VG_SYS_UTIME:
+		name = (const char *)p.args[0];
+		times = (const void *)p.args[1];
+		tkind = 2;
+		break;
 	default:
 		return 0;
+	}
+	if (tkind >= 0) {
+		/* futimens(fd) is utimensat(fd, NULL): the file is the fd */
+		if (!name) {
+			if (dfd < 0)
+				return 0;
+			fd = dfd;
+			dfd = AT_FDCWD;
+		}
+		__s64 t[4] = {};
+		if (times) {
+			if (tkind == 2) {
+				bpf_probe_read_user(t, 16, times);
+				t[2] = t[1];
+				t[1] = 0;
+			} else {
+				bpf_probe_read_user(t, sizeof(t), times);
+			}
+			/* UTIME_NOW = (1 << 30) - 1, UTIME_OMIT = (1 << 30) - 2 */
+			if (tkind == 0 && t[1] == ((1 << 30) - 2))
+				mode |= VG_UTIME_ATIME_OMIT;
+			else if (!(tkind == 0 && t[1] == ((1 << 30) - 1)))
+				mode |= VG_UTIME_ATIME_SET;
+			if (tkind == 0 && t[3] == ((1 << 30) - 2))
+				mode |= VG_UTIME_MTIME_OMIT;
+			else if (!(tkind == 0 && t[3] == ((1 << 30) - 1)))
+				mode |= VG_UTIME_MTIME_SET;
+			length = (mode & VG_UTIME_MTIME_SET) ? t[2] : t[0];
+		}
+		/* set to now (plain touch, make): only below report paths */
+		if (!(mode & (VG_UTIME_ATIME_SET | VG_UTIME_MTIME_SET)))
+			quiet = 1;
 	}
 	__u32 off = begin_deferred(s, sizeof(struct vg_fchange));
 	struct vg_fchange *b = (struct vg_fchange *)&s->ev[sizeof(struct vg_hdr)];
@@ -2197,10 +2296,18 @@ SEC("tracepoint/syscalls/sys_exit_ptrace")
 int vg_exit_ptrace(struct trace_event_raw_sys_exit *ctx)
 {
 	SYS_EXIT_RECORD(VG_PTRACE, struct vg_ptrace);
+	__u32 vsys = p.kind_sys >> 16;
 	b->ret = ctx->ret;
-	b->request = p.args[0];
-	b->target_pid = p.args[1];
-	b->_pad = 0;
+	if (vsys == VG_SYS_PROCESS_VM_READV || vsys == VG_SYS_PROCESS_VM_WRITEV) {
+		/* process_vm_readv(pid, local_iov, liovcnt, remote_iov, riovcnt, flags) */
+		b->request = 0;
+		b->target_pid = p.args[0];
+		b->syscall = vsys;
+	} else {
+		b->request = p.args[0];
+		b->target_pid = p.args[1];
+		b->syscall = 0;
+	}
 	emit(s, off);
 	return 0;
 }
@@ -2396,15 +2503,25 @@ int BPF_PROG(vg_signal, int sig, struct kernel_siginfo *info, struct task_struct
 	if (!protected_signal(sig) || is_self())
 		return 0;
 	__u32 tgid = BPF_CORE_READ(task, tgid);
-	if (tgid != cfg_self_tgid)
-		return 0;
+	int code = 0;
+	if ((unsigned long)info > 2) /* SEND_SIG_NOINFO / SEND_SIG_PRIV are 0 / 1 */
+		code = BPF_CORE_READ(info, si_code);
+	if (tgid != cfg_self_tgid) {
+		/* Another process's signal: only one a process sent with kill,
+		 * tkill/tgkill or sigqueue (a real siginfo: SI_USER, SI_TKILL,
+		 * SI_QUEUE; not the kernel's own, a parent-death signal or a
+		 * tty's) to a process that is neither the sender nor its child,
+		 * from a sender other than PID 1 (the service manager). */
+		if ((unsigned long)info <= 2 || (code != 0 && code != -6 && code != -1))
+			return 0;
+		__u32 me = bpf_get_current_pid_tgid() >> 32;
+		if (me == tgid || me == 1 || BPF_CORE_READ(task, real_parent, tgid) == me)
+			return 0;
+	}
 	if (!kind_on(VG_SIGNAL)) {
 		count(VG_SIGNAL, C_FILTERED);
 		return 0;
 	}
-	int code = 0;
-	if ((unsigned long)info > 2) /* SEND_SIG_NOINFO / SEND_SIG_PRIV are 0 / 1 */
-		code = BPF_CORE_READ(info, si_code);
 	return emit_signal(sig, result, BPF_CORE_READ(task, pid), tgid, code, group);
 }
 

@@ -113,6 +113,12 @@ _Static_assert(sizeof(struct vg_exec) == 40, "vg_exec");
 #define VG_EXEC_UNLINKED (1u << 1) /* executable has no links (deleted) */
 #define VG_EXEC_SETUID (1u << 2)  /* euid changed by the exec */
 #define VG_EXEC_SETGID (1u << 3)  /* egid changed by the exec */
+#define VG_EXEC_ENV (1u << 4)     /* the environment follows the strings */
+#define VG_EXEC_ENV_TRUNC (1u << 5) /* ... cut at VG_ENV_MAX bytes */
+/* The new image's environment (NUL-separated, from the new mm's env area)
+ * trails the record after string 3 when VG_EXEC_ENV is set: its length is
+ * hdr.size minus the header, body and strings. At most VG_ENV_MAX bytes. */
+#define VG_ENV_MAX 8190
 
 /* VG_FORK, from sched_process_fork, one per new process (threads are not
  * reported). Header describes the parent. */
@@ -208,7 +214,22 @@ enum vg_sys {
 	VG_SYS_MKDIRAT = 66,
 	VG_SYS_MKNOD = 67,
 	VG_SYS_MKNODAT = 68,
+	VG_SYS_UTIMENSAT = 69,
+	VG_SYS_UTIMES = 70,
+	VG_SYS_FUTIMESAT = 71,
+	VG_SYS_UTIME = 72,
+	VG_SYS_PROCESS_VM_READV = 80,
+	VG_SYS_PROCESS_VM_WRITEV = 81,
 };
+
+/* vg_fchange.mode of the utimes family (utimensat, utimes, futimesat,
+ * utime): which times the call sets. A time is explicit when the caller
+ * passed a value (not NULL, not UTIME_NOW, not UTIME_OMIT); `length` is
+ * then the new mtime in seconds (the atime when only it is explicit). */
+#define VG_UTIME_ATIME_SET (1u << 0)
+#define VG_UTIME_MTIME_SET (1u << 1)
+#define VG_UTIME_ATIME_OMIT (1u << 2)
+#define VG_UTIME_MTIME_OMIT (1u << 3)
 
 /* VG_FCHANGE: a file changed without an open: rename, unlink, rmdir,
  * truncate, chmod, chown, link, symlink (the `syscall` says which).
@@ -309,12 +330,13 @@ struct vg_capset {
 };
 _Static_assert(sizeof(struct vg_capset) == 40, "vg_capset");
 
-/* VG_PTRACE */
+/* VG_PTRACE: ptrace(2), and process_vm_readv/process_vm_writev
+ * (syscall = VG_SYS_PROCESS_VM_*, request = 0, ret = bytes or -errno). */
 struct vg_ptrace {
 	__s64 ret;
 	__s64 request;
 	__s32 target_pid; /* as passed (caller's pid namespace) */
-	__u32 _pad;
+	__u32 syscall;    /* 0 = ptrace, else VG_SYS_PROCESS_VM_* */
 };
 _Static_assert(sizeof(struct vg_ptrace) == 24, "vg_ptrace");
 
@@ -379,7 +401,9 @@ _Static_assert(sizeof(struct vg_ns) == 40, "vg_ns");
 
 /* VG_SIGNAL: a terminating or stopping signal (SIGKILL, SIGTERM, SIGINT,
  * SIGSTOP, SIGTSTP, SIGQUIT) sent to vigil itself by another process
- * (self-protection). The header is the sender. */
+ * (self-protection), or sent by a process (kill, tkill, tgkill,
+ * rt_sigqueueinfo: si_code <= 0) to a process that is neither itself nor
+ * its child, by a sender other than PID 1. The header is the sender. */
 struct vg_signal {
 	__s32 sig;
 	__s32 result;      /* TRACE_SIGNAL_* (0 = delivered) */

@@ -70,6 +70,25 @@ pub mod exec_flags {
     pub const UNLINKED: u32 = 1 << 1;
     pub const SETUID: u32 = 1 << 2;
     pub const SETGID: u32 = 1 << 3;
+    /// The new image's environment trails the record's strings.
+    pub const ENV: u32 = 1 << 4;
+    /// ... and was cut at [`super::ENV_MAX`] bytes.
+    pub const ENV_TRUNC: u32 = 1 << 5;
+}
+
+/// Most bytes of an exec's environment the kernel copies (`VG_ENV_MAX`).
+pub const ENV_MAX: usize = 8190;
+
+/// `vg_fchange.mode` bits of the utimes family (`VG_UTIME_*`).
+pub mod utime {
+    /// The atime is set to a value the caller passed.
+    pub const ATIME_SET: u32 = 1 << 0;
+    /// The mtime is set to a value the caller passed.
+    pub const MTIME_SET: u32 = 1 << 1;
+    /// The atime is left unchanged (`UTIME_OMIT`).
+    pub const ATIME_OMIT: u32 = 1 << 2;
+    /// The mtime is left unchanged (`UTIME_OMIT`).
+    pub const MTIME_OMIT: u32 = 1 << 3;
 }
 
 /// Stable syscall identifiers (`enum vg_sys`).
@@ -125,6 +144,12 @@ pub mod sys {
     pub const MKDIRAT: u32 = 66;
     pub const MKNOD: u32 = 67;
     pub const MKNODAT: u32 = 68;
+    pub const UTIMENSAT: u32 = 69;
+    pub const UTIMES: u32 = 70;
+    pub const FUTIMESAT: u32 = 71;
+    pub const UTIME: u32 = 72;
+    pub const PROCESS_VM_READV: u32 = 80;
+    pub const PROCESS_VM_WRITEV: u32 = 81;
 }
 
 /// Values of the interest_paths LPM trie.
@@ -315,7 +340,8 @@ pub struct Ptrace {
     pub ret: i64,
     pub request: i64,
     pub target_pid: i32,
-    pub _pad: u32,
+    /// 0 for ptrace, else `sys::PROCESS_VM_READV` / `sys::PROCESS_VM_WRITEV`.
+    pub syscall: u32,
 }
 const _: () = assert!(size_of::<Ptrace>() == 24);
 

@@ -229,7 +229,7 @@ pub fn translate(mut k: KernelEvent) -> KernelEvent {
             ret: info.ret,
             request: i64::from(i32a(0)),
             target_pid: i32a(1),
-            _pad: 0,
+            syscall: 0,
         }),
         _ => return k,
     };

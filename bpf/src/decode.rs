@@ -57,6 +57,11 @@ pub enum Body {
         cwd: Vec<u8>,
         /// Filename as passed to execve.
         filename: Vec<u8>,
+        /// The variables of [`ENV_NAMES`] found in the new image's
+        /// environment, as `NAME=value`, in environment order (the first of
+        /// each name, as `getenv` sees it). Every other variable is dropped
+        /// when the record is decoded.
+        env: Vec<Vec<u8>>,
     },
     /// `VG_FORK`.
     Fork(abi::Fork),
@@ -237,6 +242,56 @@ pub fn body_size(k: u16) -> Option<usize> {
     })
 }
 
+/// The environment variables kept from an exec (`process.env_vars`): the
+/// dynamic loader's injection points, the shell's history and start-up
+/// hooks, and the interpreters' start-up and path hooks.
+pub const ENV_NAMES: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "HISTFILE",
+    "HISTCONTROL",
+    "HISTSIZE",
+    "HISTFILESIZE",
+    "HISTIGNORE",
+    "PROMPT_COMMAND",
+    "BASH_ENV",
+    "ENV",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONHOME",
+    "PERL5LIB",
+    "PERL5OPT",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+];
+
+/// Picks the [`ENV_NAMES`] variables out of a NUL-separated environment
+/// area (the kernel's copy, possibly cut mid-entry: a last entry without
+/// its NUL is kept only when the area was not truncated).
+pub fn env_vars(area: &[u8], truncated: bool) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut seen = [false; ENV_NAMES.len()];
+    let mut entries: Vec<&[u8]> = area.split(|&b| b == 0).collect();
+    if truncated && !area.ends_with(&[0]) {
+        // the last entry was cut: its value is not the real one
+        entries.pop();
+    }
+    for e in entries {
+        let Some(eq) = e.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let name = &e[..eq];
+        if let Some(i) = ENV_NAMES.iter().position(|n| n.as_bytes() == name)
+            && !seen[i]
+        {
+            seen[i] = true;
+            out.push(e.to_vec());
+        }
+    }
+    out
+}
+
 /// Splits a NUL-separated argv blob into arguments.
 fn split_argv(blob: &[u8]) -> Vec<Vec<u8>> {
     if blob.is_empty() {
@@ -274,13 +329,25 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
     }
     let s = Strings { parts };
     let body = match hdr.kind {
-        kind::EXEC => Body::Exec {
-            info: body(rest, total)?,
-            path: s.get(0),
-            argv: split_argv(s.parts[1]),
-            cwd: s.get(2),
-            filename: s.get(3),
-        },
+        kind::EXEC => {
+            let info: abi::Exec = body(rest, total)?;
+            let env = if info.exec_flags & abi::exec_flags::ENV != 0 {
+                env_vars(
+                    &rest[off..],
+                    info.exec_flags & abi::exec_flags::ENV_TRUNC != 0,
+                )
+            } else {
+                Vec::new()
+            };
+            Body::Exec {
+                info,
+                path: s.get(0),
+                argv: split_argv(s.parts[1]),
+                cwd: s.get(2),
+                filename: s.get(3),
+                env,
+            }
+        }
         kind::FORK => Body::Fork(body(rest, total)?),
         kind::EXIT => Body::Exit(body(rest, total)?),
         kind::OPEN => Body::Open {
@@ -413,6 +480,48 @@ mod tests {
     }
 
     #[test]
+    fn exec_env_keeps_only_the_listed_variables() {
+        let info = abi::Exec {
+            exec_flags: abi::exec_flags::ENV,
+            ..Default::default()
+        };
+        let mut rec = encode_record(hdr(kind::EXEC), &info, &[b"/bin/x", b"x", b"/", b"x"]);
+        rec.extend_from_slice(
+            b"SECRET=1\0LD_PRELOAD=/tmp/a.so\0HOME=/root\0LD_PRELOAD=/tmp/b.so\0HISTFILE=/dev/null\0NOEQ\0",
+        );
+        let n = rec.len() as u32;
+        rec[4..8].copy_from_slice(&n.to_ne_bytes());
+        let Body::Exec { env, .. } = decode(&rec).unwrap().body else {
+            panic!("not an exec");
+        };
+        assert_eq!(
+            env,
+            vec![
+                b"LD_PRELOAD=/tmp/a.so".to_vec(),
+                b"HISTFILE=/dev/null".to_vec()
+            ]
+        );
+        // a cut area loses its unterminated last entry
+        assert_eq!(
+            env_vars(b"HISTSIZE=0\0LD_AUDIT=/tmp/x", true),
+            vec![b"HISTSIZE=0".to_vec()]
+        );
+        assert_eq!(
+            env_vars(b"HISTSIZE=0\0LD_AUDIT=/tmp/x", false),
+            vec![b"HISTSIZE=0".to_vec(), b"LD_AUDIT=/tmp/x".to_vec()]
+        );
+        // without the flag the trailing bytes are not read
+        let mut rec = encode_record(hdr(kind::EXEC), &abi::Exec::default(), &[b"/bin/x"]);
+        rec.extend_from_slice(b"LD_PRELOAD=/tmp/a.so\0");
+        let n = rec.len() as u32;
+        rec[4..8].copy_from_slice(&n.to_ne_bytes());
+        let Body::Exec { env, .. } = decode(&rec).unwrap().body else {
+            panic!("not an exec");
+        };
+        assert!(env.is_empty());
+    }
+
+    #[test]
     fn exec_round_trip() {
         let info = abi::Exec {
             ino: 7,
@@ -433,7 +542,9 @@ mod tests {
                 argv,
                 cwd,
                 filename,
+                env,
             } => {
+                assert!(env.is_empty());
                 assert_eq!(i.ino, 7);
                 assert_eq!(path, b"/usr/bin/ls");
                 assert_eq!(argv, vec![b"ls".to_vec(), b"-l".to_vec()]);

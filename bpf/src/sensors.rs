@@ -236,7 +236,7 @@ pub const SENSORS: &[SensorSpec] = &[
     SensorSpec {
         name: "file_change",
         kinds: &[kind::FCHANGE],
-        description: "rename, unlink, rmdir, truncate, chmod, chown, link, symlink, mkdir, mknod",
+        description: "rename, unlink, rmdir, truncate, chmod, chown, link, symlink, mkdir, mknod, timestamps set (utimensat, utimes, futimesat, utime)",
         candidates: &[Mechanism::Syscalls {
             prog: "vg_exit_fchange",
             calls: &[
@@ -264,13 +264,17 @@ pub const SENSORS: &[SensorSpec] = &[
                 sc!("mkdirat", SYS_mkdirat, sys::MKDIRAT),
                 sc!("mknod", SYS_mknod, sys::MKNOD),
                 sc!("mknodat", SYS_mknodat, sys::MKNODAT),
+                sc!("utimensat", SYS_utimensat, sys::UTIMENSAT),
+                sc!("utimes", SYS_utimes, sys::UTIMES),
+                sc!("futimesat", SYS_futimesat, sys::FUTIMESAT),
+                sc!("utime", SYS_utime, sys::UTIME),
             ],
         }],
     },
     SensorSpec {
         name: "signal",
         kinds: &[kind::SIGNAL],
-        description: "kill/stop signals sent to vigil itself (self-protection)",
+        description: "kill/stop signals sent to vigil itself (self-protection) or by a process to another that is not its child",
         candidates: &[
             Mechanism::TpBtf {
                 prog: "vg_signal",
@@ -313,10 +317,22 @@ pub const SENSORS: &[SensorSpec] = &[
     SensorSpec {
         name: "ptrace",
         kinds: &[kind::PTRACE],
-        description: "ptrace(2)",
+        description: "ptrace(2), process_vm_readv(2), process_vm_writev(2)",
         candidates: &[Mechanism::Syscalls {
             prog: "vg_exit_ptrace",
-            calls: &[sc!("ptrace", SYS_ptrace, 0)],
+            calls: &[
+                sc!("ptrace", SYS_ptrace, 0),
+                sc!(
+                    "process_vm_readv",
+                    SYS_process_vm_readv,
+                    sys::PROCESS_VM_READV
+                ),
+                sc!(
+                    "process_vm_writev",
+                    SYS_process_vm_writev,
+                    sys::PROCESS_VM_WRITEV
+                ),
+            ],
         }],
     },
     SensorSpec {

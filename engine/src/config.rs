@@ -847,6 +847,10 @@ impl Config {
                     && crate::ecs::FCHANGE_ACTIONS
                         .iter()
                         .any(|a| rules.wants(c, a)))
+                || (k == kind::PTRACE
+                    && crate::ecs::PROCESS_VM_ACTIONS
+                        .iter()
+                        .any(|a| rules.wants(c, a)))
         };
         // Kinds no rule can match are bulk: with `--events` they are
         // emitted, to the bulk ring; otherwise they are not emitted.

@@ -46,7 +46,7 @@ pub(crate) fn check_regex(src: &str) -> Result<(), String> {
         })
 }
 
-fn push_literal(out: &mut String, lit: &[u8]) {
+pub(crate) fn push_literal(out: &mut String, lit: &[u8]) {
     for &b in lit {
         if b.is_ascii_alphanumeric() || b == b'/' || b == b'_' || b == b' ' {
             out.push(b as char);

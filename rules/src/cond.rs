@@ -7,7 +7,7 @@
 //! unary     := "not" unary | "(" expr ")" | "true" | "false" | MACRO | pred
 //! pred      := FIELD "exists"
 //!            | FIELD ("=" | "!=" | "<" | "<=" | ">" | ">=" | "ieq") value
-//!            | FIELD ("in" | "iin") list
+//!            | FIELD ("in" | "iin" | "vin") list
 //!            | FIELD STROP (value | list)
 //! STROP     := startswith | endswith | contains | glob | regex | cidr
 //!            | istartswith | iendswith | icontains | iglob
@@ -409,6 +409,29 @@ impl P<'_> {
                 }
                 Ok(Expr::or(alts))
             }
+            "vin" => {
+                // A name as distributions install it: an item, or an item
+                // followed by a version (`php-fpm8.2`, `python3.11`,
+                // `redis-server-7`, `tomcat9`).
+                if ty != Type::Str {
+                    return bad(&op);
+                }
+                let vs = self.values(false)?;
+                let mut alts = Vec::with_capacity(vs.len() + 1);
+                let mut re = String::from("^(?:");
+                for (i, v) in vs.iter().enumerate() {
+                    alts.push(str_test(f, StrOp::Eq, v, false)?);
+                    if i > 0 {
+                        re.push('|');
+                    }
+                    crate::compile::push_literal(&mut re, v.as_bytes());
+                }
+                re.push_str(")[-_.]?[0-9][0-9.]*$");
+                if !vs.is_empty() {
+                    alts.push(str_test(f, StrOp::Regex, &re, false)?);
+                }
+                Ok(Expr::or(alts))
+            }
             "cidr" => {
                 if ty != Type::Ip {
                     return bad(&op);
@@ -435,7 +458,7 @@ impl P<'_> {
                     "iglob" => (StrOp::Glob, true),
                     _ => {
                         return Err(format!(
-                            "unknown operator `{op}` after `{name}` (column {col}); operators: = != < <= > >= ieq in iin exists startswith endswith contains glob regex cidr istartswith iendswith icontains iglob"
+                            "unknown operator `{op}` after `{name}` (column {col}); operators: = != < <= > >= ieq in iin vin exists startswith endswith contains glob regex cidr istartswith iendswith icontains iglob"
                         ));
                     }
                 };

@@ -52,6 +52,8 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("fork", "process"),
     ("exit", "process"),
     ("ptrace", "process"),
+    ("process-vm-readv", "process"),
+    ("process-vm-writev", "process"),
     ("signal", "process"),
     ("unshare", "process"),
     ("setns", "process"),
@@ -75,6 +77,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("write", "file"),
     ("mkdir", "file"),
     ("mknod", "file"),
+    ("utimes", "file"),
     ("connect", "network"),
     ("accept", "network"),
     ("listen", "network"),
@@ -721,6 +724,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "builtin:collection.yaml",
         include_str!("../builtin/collection.yaml"),
+    ),
+    (
+        "builtin:syscalls.yaml",
+        include_str!("../builtin/syscalls.yaml"),
     ),
 ];
 

@@ -240,6 +240,12 @@ fields! {
     SignalNumber = "vigil.signal.number", Int, PROCESS, true;
     /// Signal name (`SIGKILL`).
     SignalName = "vigil.signal.name", Str, PROCESS, true;
+    /// Signal: the process signalled (host tgid).
+    SignalTargetTgid = "vigil.signal.target_tgid", Int, PROCESS, true;
+    /// Signal: the signalled process's executable.
+    SignalTargetExecutable = "vigil.signal.target_executable", Str, PROCESS, true;
+    /// Signal: the signalled process's executable file name.
+    SignalTargetName = "vigil.signal.target_name", Str, PROCESS, true;
     /// Events were lost just before this one.
     AfterLoss = "vigil.after_loss", Bool, ALL, true;
     /// The name passed to execve.
@@ -252,6 +258,45 @@ fields! {
     ExecSetuid = "vigil.exec.setuid", Bool, PROCESS, true;
     /// exec changed egid.
     ExecSetgid = "vigil.exec.setgid", Bool, PROCESS, true;
+    /// exec: the listed variables found in the new program's environment,
+    /// `NAME=value`, one per line (`contains`/`regex` see each).
+    ProcessEnvVars = "process.env_vars", Str, PROCESS, true;
+    /// exec: the value of `LD_PRELOAD` in the new program's environment.
+    EnvLdPreload = "vigil.env.LD_PRELOAD", Str, PROCESS, true;
+    /// exec: the value of `LD_LIBRARY_PATH` in the new program's environment.
+    EnvLdLibraryPath = "vigil.env.LD_LIBRARY_PATH", Str, PROCESS, true;
+    /// exec: the value of `LD_AUDIT` in the new program's environment.
+    EnvLdAudit = "vigil.env.LD_AUDIT", Str, PROCESS, true;
+    /// exec: the value of `HISTFILE` in the new program's environment.
+    EnvHistfile = "vigil.env.HISTFILE", Str, PROCESS, true;
+    /// exec: the value of `HISTCONTROL` in the new program's environment.
+    EnvHistcontrol = "vigil.env.HISTCONTROL", Str, PROCESS, true;
+    /// exec: the value of `HISTSIZE` in the new program's environment.
+    EnvHistsize = "vigil.env.HISTSIZE", Str, PROCESS, true;
+    /// exec: the value of `HISTFILESIZE` in the new program's environment.
+    EnvHistfilesize = "vigil.env.HISTFILESIZE", Str, PROCESS, true;
+    /// exec: the value of `HISTIGNORE` in the new program's environment.
+    EnvHistignore = "vigil.env.HISTIGNORE", Str, PROCESS, true;
+    /// exec: the value of `PROMPT_COMMAND` in the new program's environment.
+    EnvPromptCommand = "vigil.env.PROMPT_COMMAND", Str, PROCESS, true;
+    /// exec: the value of `BASH_ENV` in the new program's environment.
+    EnvBashEnv = "vigil.env.BASH_ENV", Str, PROCESS, true;
+    /// exec: the value of `ENV` in the new program's environment.
+    EnvEnv = "vigil.env.ENV", Str, PROCESS, true;
+    /// exec: the value of `PYTHONPATH` in the new program's environment.
+    EnvPythonpath = "vigil.env.PYTHONPATH", Str, PROCESS, true;
+    /// exec: the value of `PYTHONSTARTUP` in the new program's environment.
+    EnvPythonstartup = "vigil.env.PYTHONSTARTUP", Str, PROCESS, true;
+    /// exec: the value of `PYTHONHOME` in the new program's environment.
+    EnvPythonhome = "vigil.env.PYTHONHOME", Str, PROCESS, true;
+    /// exec: the value of `PERL5LIB` in the new program's environment.
+    EnvPerl5lib = "vigil.env.PERL5LIB", Str, PROCESS, true;
+    /// exec: the value of `PERL5OPT` in the new program's environment.
+    EnvPerl5opt = "vigil.env.PERL5OPT", Str, PROCESS, true;
+    /// exec: the value of `RUBYOPT` in the new program's environment.
+    EnvRubyopt = "vigil.env.RUBYOPT", Str, PROCESS, true;
+    /// exec: the value of `NODE_OPTIONS` in the new program's environment.
+    EnvNodeOptions = "vigil.env.NODE_OPTIONS", Str, PROCESS, true;
     /// Namespaces a fork child got anew (`mnt|pid`).
     ChildNewNamespaces = "vigil.child.new_namespaces", Str, PROCESS, true;
     /// File path.
@@ -266,6 +311,10 @@ fields! {
     FileChangeMode = "vigil.file_change.mode", Str, FILE, true;
     /// chmod: the new mode has the setuid or setgid bit.
     FileChangeSetid = "vigil.file_change.setid", Bool, FILE, true;
+    /// utimes: `set` (the call passed a time: timestomping) or `now`.
+    FileChangeTimes = "vigil.file_change.times", Str, FILE, true;
+    /// utimes: the new mtime (Unix seconds) when set to a passed value.
+    FileChangeMtime = "vigil.file_change.mtime", Int, FILE, true;
     /// chown: the new owner uid (-1 = unchanged).
     FileChangeUid = "vigil.file_change.uid", Int, FILE, true;
     /// open flags joined with `|` (`O_WRONLY|O_CREAT`).

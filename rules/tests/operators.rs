@@ -48,6 +48,42 @@ fn check(cases: &[(&str, &str, bool)]) {
 const EXEC: &str = "event.action=exec ;; ";
 
 #[test]
+fn versioned_in_matches_names_with_a_version_suffix() {
+    let c = "process.name vin (php-fpm, python, redis-server, shells)";
+    check(&[
+        (c, "event.action=exec ;; process.name=php-fpm", true),
+        (c, "event.action=exec ;; process.name=php-fpm8.2", true),
+        (c, "event.action=exec ;; process.name=python3", true),
+        (c, "event.action=exec ;; process.name=python3.11", true),
+        (c, "event.action=exec ;; process.name=redis-server-7", true),
+        (c, "event.action=exec ;; process.name=bash5.2", true),
+        (c, "event.action=exec ;; process.name=sh", true),
+        (c, "event.action=exec ;; process.name=pythonista", false),
+        (
+            c,
+            "event.action=exec ;; process.name=php-fpm-exporter",
+            false,
+        ),
+        (c, "event.action=exec ;; process.name=python3.11x", false),
+        (c, "event.action=exec ;; process.name=xpython3", false),
+        (c, "event.action=exec ;; process.name=PHP-FPM8.2", false),
+        (c, "event.action=exec", false),
+    ]);
+    // Only for strings.
+    let mut l = Loader::new();
+    l.add_source(
+        "case.yaml",
+        "- rule: r\n  condition: process.pid vin (1, 2)\n",
+    );
+    let (_, r) = l.load();
+    assert!(
+        r.errors.iter().any(|e| e.to_string().contains("vin")),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
 fn string_operators() {
     check(&[
         (

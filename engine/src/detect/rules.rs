@@ -378,6 +378,38 @@ impl Fields for Event {
                     _ => None,
                 }
             }
+            Field::ProcessEnvVars => match &self.k.body {
+                Body::Exec { env, .. } if !env.is_empty() => owned(env.join(&b'\n')),
+                _ => None,
+            },
+            Field::EnvLdPreload
+            | Field::EnvLdLibraryPath
+            | Field::EnvLdAudit
+            | Field::EnvHistfile
+            | Field::EnvHistcontrol
+            | Field::EnvHistsize
+            | Field::EnvHistfilesize
+            | Field::EnvHistignore
+            | Field::EnvPromptCommand
+            | Field::EnvBashEnv
+            | Field::EnvEnv
+            | Field::EnvPythonpath
+            | Field::EnvPythonstartup
+            | Field::EnvPythonhome
+            | Field::EnvPerl5lib
+            | Field::EnvPerl5opt
+            | Field::EnvRubyopt
+            | Field::EnvNodeOptions => {
+                let Body::Exec { env, .. } = &self.k.body else {
+                    return None;
+                };
+                let name = f.name().strip_prefix("vigil.env.")?.as_bytes();
+                env.iter().find_map(|e| {
+                    e.strip_prefix(name)
+                        .and_then(|r| r.strip_prefix(b"="))
+                        .map(|v| Value::Str(Cow::Borrowed(v)))
+                })
+            }
             Field::ChildNewNamespaces => match &self.k.body {
                 Body::Fork(x) => joined(ecs::ns_flag_names(x.ns_flags.into())),
                 _ => None,
@@ -417,6 +449,21 @@ impl Fields for Event {
             Field::FileChangeSetid => match &self.k.body {
                 Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
                     Some(Value::Bool(info.mode & 0o6000 != 0))
+                }
+                _ => None,
+            },
+            Field::FileChangeTimes => match &self.k.body {
+                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "utimes" => {
+                    s(ecs::utime_times(info.mode).as_bytes())
+                }
+                _ => None,
+            },
+            Field::FileChangeMtime => match &self.k.body {
+                Body::FChange { info, .. }
+                    if ecs::fchange_op(info.syscall).1 == "utimes"
+                        && info.mode & abi::utime::MTIME_SET != 0 =>
+                {
+                    int(info.length as i64)
                 }
                 _ => None,
             },
@@ -644,6 +691,21 @@ impl Fields for Event {
                 Body::Signal(g) => int(g.sig.into()),
                 _ => None,
             },
+            Field::SignalTargetTgid => match &self.k.body {
+                Body::Signal(g) => int(g.target_tgid.into()),
+                _ => None,
+            },
+            Field::SignalTargetExecutable | Field::SignalTargetName => match &self.k.body {
+                Body::Signal(_) => {
+                    let t = self.target.as_deref().filter(|t| !t.exe.is_empty())?;
+                    if f == Field::SignalTargetName {
+                        s(basename(&t.exe))
+                    } else {
+                        s(&t.exe)
+                    }
+                }
+                _ => None,
+            },
             Field::SignalName => match &self.k.body {
                 Body::Signal(g) => s(ecs::signal_name(g.sig).as_bytes()),
                 _ => None,
@@ -705,9 +767,9 @@ fn targets_agent(ev: &Event) -> bool {
     };
     let h = &ev.k.hdr;
     match &ev.k.body {
-        // The sensor reports only signals to vigil; PID 1 and the parent
-        // are the service manager stopping it.
-        Body::Signal(_) => h.pid != 1 && h.pid != parent,
+        // The sensor also reports signals between other processes; PID 1
+        // and the parent are the service manager stopping vigil.
+        Body::Signal(g) => g.target_tgid == me && h.pid != 1 && h.pid != parent,
         Body::Ptrace(p) => p.target_pid > 0 && p.target_pid as u32 == me,
         Body::Open { .. } => ev
             .file_path
@@ -813,6 +875,7 @@ mod tests {
             assert!(
                 (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c)
                     || (*c == "file" && ecs::FCHANGE_ACTIONS.contains(a))
+                    || (*c == "process" && ecs::PROCESS_VM_ACTIONS.contains(a))
                     || *a == "dns-answer"
                     || ecs::IOURING_ACTIONS.contains(&(*c, *a)),
                 "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"

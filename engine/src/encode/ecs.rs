@@ -171,6 +171,10 @@ pub fn fchange_syscall(vsys: u32) -> &'static str {
         sys::MKDIRAT => "mkdirat",
         sys::MKNOD => "mknod",
         sys::MKNODAT => "mknodat",
+        sys::UTIMENSAT => "utimensat",
+        sys::UTIMES => "utimes",
+        sys::FUTIMESAT => "futimesat",
+        sys::UTIME => "utime",
         _ => "?",
     }
 }
@@ -192,6 +196,7 @@ pub fn fchange_op(vsys: u32) -> (&'static str, &'static str) {
         }
         sys::MKDIR | sys::MKDIRAT => ("creation", "mkdir"),
         sys::MKNOD | sys::MKNODAT => ("creation", "mknod"),
+        sys::UTIMENSAT | sys::UTIMES | sys::FUTIMESAT | sys::UTIME => ("change", "utimes"),
         _ => ("change", "file-change"),
     }
 }
@@ -212,8 +217,23 @@ pub fn file_type_name(mode: u32) -> &'static str {
 /// The actions of file changes (`event.action` of `VG_FCHANGE` events).
 pub const FCHANGE_ACTIONS: &[&str] = &[
     "rename", "unlink", "rmdir", "truncate", "chmod", "chown", "link", "symlink", "write", "mkdir",
-    "mknod",
+    "mknod", "utimes",
 ];
+
+/// The actions of `VG_PTRACE` records that are not ptrace(2) itself.
+pub const PROCESS_VM_ACTIONS: &[&str] = &["process-vm-readv", "process-vm-writev"];
+
+/// `vigil.file_change.times` of a utimes-family change: `set` when the
+/// call passed a time value (timestomping), `now` when it set the
+/// current time (a plain `touch`).
+pub fn utime_times(mode: u32) -> &'static str {
+    use abi::utime;
+    if mode & (utime::ATIME_SET | utime::MTIME_SET) != 0 {
+        "set"
+    } else {
+        "now"
+    }
+}
 
 /// (category, type, action) of an event: the kind's, refined by the
 /// operation for file changes.
@@ -226,6 +246,12 @@ pub fn classify_event(ev: &Event) -> (&'static str, &'static str, &'static str) 
         Body::Dns { info, .. } if dns_is_answer(info) => ("network", "protocol", "dns-answer"),
         Body::Dns { .. } => ("network", "protocol", "dns-query"),
         Body::IoUring { info, .. } => uring_class(info.what),
+        Body::Ptrace(p) if p.syscall == abi::sys::PROCESS_VM_READV => {
+            ("process", "access", "process-vm-readv")
+        }
+        Body::Ptrace(p) if p.syscall == abi::sys::PROCESS_VM_WRITEV => {
+            ("process", "change", "process-vm-writev")
+        }
         _ => classify(ev.k.hdr.kind),
     }
 }
@@ -715,6 +741,11 @@ pub fn encode_with(
     if let Body::Exit(x) = &ev.k.body {
         w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
     }
+    if let Body::Exec { env, .. } = &ev.k.body
+        && !env.is_empty()
+    {
+        w.strs("process.env_vars", env.iter().map(|e| e.as_slice()));
+    }
     w.u64("process.parent.pid", h.ppid.into());
     if let Some(a) = ev.ancestors.first() {
         if !a.exe.is_empty() {
@@ -961,7 +992,21 @@ pub fn encode_with(
     }
     let mut truncated = Vec::new();
     match &ev.k.body {
-        Body::Exec { info, filename, .. } => {
+        Body::Exec {
+            info,
+            filename,
+            env,
+            ..
+        } => {
+            for e in env {
+                if let Some(eq) = e.iter().position(|&b| b == b'=') {
+                    let name = String::from_utf8_lossy(&e[..eq]);
+                    w.str(&format!("vigil.env.{name}"), &e[eq + 1..]);
+                }
+            }
+            if info.exec_flags & abi::exec_flags::ENV_TRUNC != 0 {
+                truncated.push("process.env_vars");
+            }
             w.str("vigil.exec.filename", filename)
                 .u64("vigil.exec.inode", info.ino)
                 .u64("vigil.exec.argc", info.argc.into())
@@ -1092,11 +1137,18 @@ pub fn encode_with(
             w.i64("vigil.signal.number", g.sig.into())
                 .str("vigil.signal.name", signal_name(g.sig))
                 .u64("vigil.signal.target_pid", g.target_pid.into())
+                .u64("vigil.signal.target_tgid", g.target_tgid.into())
                 .i64("vigil.signal.code", g.code.into());
+            if let Some(t) = ev.target.as_deref().filter(|t| !t.exe.is_empty()) {
+                w.str("vigil.signal.target_executable", &t.exe)
+                    .str("vigil.signal.target_name", basename(&t.exe));
+            }
         }
         Body::Ptrace(p) => {
-            w.str("vigil.ptrace.request", ptrace_req(p.request))
-                .i64("vigil.ptrace.target_pid", p.target_pid.into());
+            if p.syscall == 0 {
+                w.str("vigil.ptrace.request", ptrace_req(p.request));
+            }
+            w.i64("vigil.ptrace.target_pid", p.target_pid.into());
             if let Some(t) = &ev.target {
                 w.str("vigil.ptrace.target_executable", &t.exe);
             }
@@ -1210,6 +1262,15 @@ pub fn encode_with(
                 }
                 "truncate" => {
                     w.u64("vigil.file_change.length", info.length);
+                }
+                "utimes" => {
+                    use abi::utime;
+                    w.str("vigil.file_change.times", utime_times(info.mode));
+                    if info.mode & utime::MTIME_SET != 0 {
+                        w.i64("vigil.file_change.mtime", info.length as i64);
+                    } else if info.mode & utime::ATIME_SET != 0 {
+                        w.i64("vigil.file_change.atime", info.length as i64);
+                    }
                 }
                 "mkdir" | "mknod" => {
                     w.str(

@@ -127,7 +127,8 @@ pub struct Event {
     /// The second path of a file change: rename/link source (joined), or a
     /// symlink's target text (as written).
     pub file_path2: Option<Vec<u8>>,
-    /// The other process concerned (ptrace target, fork child).
+    /// The other process concerned (ptrace or process_vm target, signal
+    /// target, fork child).
     pub target: Option<Arc<ProcInfo>>,
     /// The parsed message of a DNS record (`None` when unparsable).
     pub dns: Option<Arc<crate::dns::Message>>,
@@ -591,6 +592,8 @@ impl Enricher {
             Body::Ptrace(p) if p.target_pid > 0 && h.pidns == host_pidns() => {
                 self.lookup(p.target_pid as u32, host)
             }
+            // the kernel names the signalled process by its host tgid
+            Body::Signal(g) if g.target_tgid > 0 => self.lookup(g.target_tgid, host),
             _ => None,
         };
         let now_s = h.ts_ns / 1_000_000_000;
