@@ -537,7 +537,7 @@ impl Ktools {
             }
             out.push((k, sum));
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|a| a.0);
         Ok(out)
     }
 

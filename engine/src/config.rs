@@ -375,7 +375,7 @@ impl Default for PerfConfig {
             self_cpu_pct: 10.0,
             kmem: true,
             slabratetop: true,
-            kmem_sample: 1,
+            kmem_sample: 10,
             kmem_top: 10,
             kpages: false,
             kpages_sample: 1,
@@ -944,6 +944,46 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_work_tool_keys_parse_and_bad_values_are_located() {
+        let c = Config::parse(
+            "[perf]\nkmem = false\nslabratetop = true\nkmem_sample = 10\nkmem_top = 3\nkpages = true\nkpages_sample = 4\nnumamove = false\nworkq = false\nsoftirqs = false\nhardirqs = false\ntasklets = false\nsoftirq_pct = 20.0\nspray = false\nspray_min_per_s = 500.0\nspray_factor = 5.0\nspray_share = 0.9\nspray_root_factor = 2.0\n",
+            "v.toml",
+        )
+        .unwrap();
+        let k = c.perf.ktools_config();
+        assert!(!k.kmem && k.slabratetop && k.kpages && !k.numamove && !k.workq);
+        assert!(!k.softirqs && !k.hardirqs && !k.tasklets);
+        assert_eq!(
+            (k.kmem_sample, k.kpages_sample, c.perf.kmem_top),
+            (10, 4, 3)
+        );
+        assert_eq!(c.perf.softirq_pct, 20.0);
+        assert!(!c.perf.spray);
+        assert_eq!(
+            (
+                c.perf.spray_min_per_s,
+                c.perf.spray_factor,
+                c.perf.spray_share,
+                c.perf.spray_root_factor
+            ),
+            (500.0, 5.0, 0.9, 2.0)
+        );
+        assert!(PerfConfig::default().ktools_config().any());
+        for (text, key) in [
+            ("[perf]\nkmem_sample = 0\n", "kmem_sample"),
+            ("[perf]\nkpages_sample = 0\n", "kpages_sample"),
+            ("[perf]\nkmem_top = 0\n", "kmem_top"),
+            ("[perf]\nspray_share = 1.5\n", "spray_share"),
+            ("[perf]\nspray_min_per_s = -1.0\n", "spray_min_per_s"),
+            ("[perf]\nsoftirq_pct = -2.0\n", "softirq_pct"),
+        ] {
+            let e = Config::parse(text, "v.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+            assert!(e.to_string().contains("v.toml"), "{e}");
+        }
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

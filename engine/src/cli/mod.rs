@@ -7,6 +7,7 @@ pub mod baseline_cmd;
 pub mod probe;
 mod replay_cmd;
 pub mod report;
+pub mod report_tools;
 mod rules;
 mod run;
 
@@ -81,6 +82,14 @@ enum Cmd {
         /// Directory holding perf-history.jsonl (default: agent.data_dir).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Instead, a BCC-style view of a kernel-work tool (kmem,
+        /// slabratetop, kpages, numamove, workq, softirqs, hardirqs,
+        /// tasklets) summed over the metric records in --records.
+        #[arg(long, requires = "records")]
+        tool: Option<String>,
+        /// vigil's JSON lines output holding the tool's metric records.
+        #[arg(long)]
+        records: Option<PathBuf>,
     },
     /// Check, test and list rules (no root needed).
     Rules {
@@ -168,7 +177,15 @@ impl Cli {
             } => run::run(cfg, out, disable, no_baselines),
             Cmd::Record { out, duration } => run::record(cfg, out, duration),
             Cmd::Rules { cmd } => rules::rules_cmd(&cfg, cmd),
-            Cmd::Report { since, svg, dir } => {
+            Cmd::Report {
+                tool: Some(tool),
+                records: Some(records),
+                since,
+                ..
+            } => ExitCode::from(report_tools::run(&tool, &records, &since)),
+            Cmd::Report {
+                since, svg, dir, ..
+            } => {
                 let dir = dir.unwrap_or_else(|| cfg.agent.data_dir.clone());
                 ExitCode::from(report::run(&dir, &since, svg.as_deref()))
             }

@@ -85,7 +85,7 @@ pub fn class_name(cache: u64, size: u32, flags: u32, names: &HashMap<u64, String
         let cg = if flags & KM_ACCOUNTED != 0 { "cg-" } else { "" };
         if size > 8192 {
             format!("kmalloc-{cg}large")
-        } else if size >= 1024 && size % 1024 == 0 {
+        } else if size >= 1024 && size.is_multiple_of(1024) {
             format!("kmalloc-{cg}{}k", size / 1024)
         } else {
             format!("kmalloc-{cg}{size}")
@@ -293,6 +293,9 @@ pub struct KtoolsTotals {
     pub findings: u64,
 }
 
+/// One process's kmem in an interval: (allocs, bytes, cgroup, per class).
+type ProcKmem = (u64, u64, u64, BTreeMap<String, (u64, u64)>);
+
 /// The collector of the kernel-work tools; owns the loaded object.
 pub struct KtoolsCollector {
     kt: Ktools,
@@ -447,8 +450,7 @@ impl Collector for KtoolsCollector {
                 self.names = self.kt.cache_names().unwrap_or_default();
             }
             // per process
-            let mut procs: BTreeMap<u32, (u64, u64, u64, BTreeMap<String, (u64, u64)>)> =
-                BTreeMap::new();
+            let mut procs: BTreeMap<u32, ProcKmem> = BTreeMap::new();
             let mut slabs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
             for (k, v) in &d {
                 let c = v.count.saturating_mul(km_scale);
@@ -946,7 +948,7 @@ mod tests {
         burst.push((
             key(20, 128, 69),
             KmVal {
-                count: 9000,
+                count: 6000,
                 bytes: 0,
             },
         ));

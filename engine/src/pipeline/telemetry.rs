@@ -23,6 +23,9 @@ struct Snapshot {
 /// nanoseconds (the unit is in the name).
 const BPF_COUNTERS: [(&str, &str); 3] = [names::BPF_RUNS, names::BPF_RUN_TIME, names::BPF_MISSED];
 
+/// A tool counter series: name and labels.
+type SeriesKey = (&'static str, Vec<(&'static str, String)>);
+
 /// Registered metrics.
 pub struct Telemetry {
     /// The registry the `/metrics` endpoint serves.
@@ -36,7 +39,7 @@ pub struct Telemetry {
     pidnss: Option<Counter>,
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
     sys: PerfsysMetrics,
-    tool_counters: HashMap<(&'static str, Vec<(&'static str, String)>), Counter>,
+    tool_counters: HashMap<SeriesKey, Counter>,
     state: Arc<Mutex<BTreeMap<&'static str, f64>>>,
 }
 
