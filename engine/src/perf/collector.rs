@@ -99,7 +99,7 @@ impl<K: Hash + Eq + Copy, V: Cumulative> Deltas<K, V> {
 
     /// One reading of the whole map: returns the keys that changed with
     /// their increase, and the keys to remove from the kernel's map (idle
-    /// for [`FORGET_AFTER`] readings, or `gone`). Keys the kernel no longer
+    /// for [`crate::perf::FORGET_AFTER`] readings, or `gone`). Keys the kernel no longer
     /// has (LRU eviction) are forgotten here too.
     pub fn step(&mut self, now: Vec<(K, V)>, gone: impl Fn(&K) -> bool) -> (Vec<(K, V)>, Vec<K>) {
         let mut changed = Vec::new();
