@@ -716,8 +716,10 @@ mod tests {
     #[test]
     fn values_sum_over_cpus() {
         let mut a = KwVal::default();
-        let mut b = KwVal::default();
-        b.count = 2;
+        let mut b = KwVal {
+            count: 2,
+            ..KwVal::default()
+        };
         b.run_slots[3] = 2;
         a.add(&b);
         a.add(&b);
