@@ -22,6 +22,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "sched_abi.h"
+#include "vigil_perf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -64,30 +65,7 @@ struct {
 
 static __always_inline void stat_inc(__u32 i)
 {
-	__u64 *v = bpf_map_lookup_elem(&sched_stats, &i);
-	if (v)
-		*v += 1;
-}
-
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r, shift;
-	r = (v > 0xFFFFFFFFULL) << 5;
-	v >>= r;
-	shift = (v > 0xFFFF) << 4;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xFF) << 3;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xF) << 2;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0x3) << 1;
-	v >>= shift;
-	r |= shift;
-	r |= (v >> 1);
-	return r;
+	vg_stat_inc(&sched_stats, i);
 }
 
 static __always_inline void stamp(__u32 tid, __u32 kind)

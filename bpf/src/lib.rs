@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod compat;
 pub mod decode;
+pub mod ktools;
 pub mod perfsys;
 mod ring;
 pub mod sched;

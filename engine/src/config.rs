@@ -325,6 +325,42 @@ pub struct PerfConfig {
     /// Finding when vigil costs more than this percentage of one CPU in an
     /// interval (0: no finding).
     pub self_cpu_pct: f64,
+    /// Kernel allocations per process, cache and call site (tool `kmem`).
+    pub kmem: bool,
+    /// Slab cache allocation rate by cache name (tool `slabratetop`).
+    pub slabratetop: bool,
+    /// Count 1 in this many kernel allocations (kmem, slabratetop; 1: all).
+    pub kmem_sample: u32,
+    /// Processes per interval with a `kmem` / `kpages` record (busiest first).
+    pub kmem_top: usize,
+    /// Page allocations per process and order (tool `kpages`).
+    pub kpages: bool,
+    /// Count 1 in this many page allocations (1: all).
+    pub kpages_sample: u32,
+    /// Page migrations per process and reason (tool `numamove`).
+    pub numamove: bool,
+    /// Work item latency and run time per function (tool `workq`).
+    pub workq: bool,
+    /// Softirq time per vector (tool `softirqs`).
+    pub softirqs: bool,
+    /// Hard irq time per irq (tool `hardirqs`).
+    pub hardirqs: bool,
+    /// Tasklet time per function (tool `tasklets`).
+    pub tasklets: bool,
+    /// Finding `softirq-high` when softirqs take more than this percentage
+    /// of one CPU in an interval (0: no finding).
+    pub softirq_pct: f64,
+    /// The heap-spray alert (`kmem-spray`, needs `kmem`).
+    pub spray: bool,
+    /// kmalloc allocations per second in one size class a process must
+    /// pass for `kmem-spray` (0: never).
+    pub spray_min_per_s: f64,
+    /// ... and this many times its usual rate in that class.
+    pub spray_factor: f64,
+    /// ... and the class's share of the process's kmalloc allocations (0-1).
+    pub spray_share: f64,
+    /// Root processes need this many times `spray_min_per_s`.
+    pub spray_root_factor: f64,
 }
 
 impl Default for PerfConfig {
@@ -354,6 +390,23 @@ impl Default for PerfConfig {
             bio_min_samples: 20,
             self_cost: true,
             self_cpu_pct: 10.0,
+            kmem: true,
+            slabratetop: true,
+            kmem_sample: 10,
+            kmem_top: 10,
+            kpages: false,
+            kpages_sample: 1,
+            numamove: true,
+            workq: true,
+            softirqs: true,
+            hardirqs: true,
+            tasklets: true,
+            softirq_pct: 50.0,
+            spray: true,
+            spray_min_per_s: 2000.0,
+            spray_factor: 20.0,
+            spray_share: 0.75,
+            spray_root_factor: 4.0,
         }
     }
 }
@@ -379,6 +432,22 @@ impl PerfConfig {
             tcp: self.tcp,
             bio: self.bio,
             raw_tp_only: false,
+        }
+    }
+
+    /// What the kernel-work tools' object should attach.
+    pub fn ktools_config(&self) -> vigil_bpf::ktools::KtoolsConfig {
+        vigil_bpf::ktools::KtoolsConfig {
+            kmem: self.kmem,
+            slabratetop: self.slabratetop,
+            kmem_sample: self.kmem_sample,
+            kpages: self.kpages,
+            kpages_sample: self.kpages_sample,
+            numamove: self.numamove,
+            workq: self.workq,
+            softirqs: self.softirqs,
+            hardirqs: self.hardirqs,
+            tasklets: self.tasklets,
         }
     }
 
@@ -769,6 +838,34 @@ impl Config {
                 ),
             ));
         }
+        for (key, v) in [
+            ("softirq_pct", p.softirq_pct),
+            ("spray_min_per_s", p.spray_min_per_s),
+            ("spray_factor", p.spray_factor),
+            ("spray_root_factor", p.spray_root_factor),
+        ] {
+            if v.is_nan() || v < 0.0 {
+                return Err(err("perf", key, "must be a number >= 0".into()));
+            }
+        }
+        if p.spray_share.is_nan() || !(0.0..=1.0).contains(&p.spray_share) {
+            return Err(err(
+                "perf",
+                "spray_share",
+                "must be a number in 0..=1".into(),
+            ));
+        }
+        for (key, v) in [
+            ("kmem_sample", p.kmem_sample),
+            ("kpages_sample", p.kpages_sample),
+        ] {
+            if v == 0 || v > 1_000_000 {
+                return Err(err("perf", key, "must be 1..=1000000".into()));
+            }
+        }
+        if p.kmem_top == 0 || p.kmem_top > 1000 {
+            return Err(err("perf", "kmem_top", "must be 1..=1000".into()));
+        }
         if p.syscalls_top > 1000 {
             return Err(err("perf", "syscalls_top", "must be at most 1000".into()));
         }
@@ -890,6 +987,46 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_work_tool_keys_parse_and_bad_values_are_located() {
+        let c = Config::parse(
+            "[perf]\nkmem = false\nslabratetop = true\nkmem_sample = 10\nkmem_top = 3\nkpages = true\nkpages_sample = 4\nnumamove = false\nworkq = false\nsoftirqs = false\nhardirqs = false\ntasklets = false\nsoftirq_pct = 20.0\nspray = false\nspray_min_per_s = 500.0\nspray_factor = 5.0\nspray_share = 0.9\nspray_root_factor = 2.0\n",
+            "v.toml",
+        )
+        .unwrap();
+        let k = c.perf.ktools_config();
+        assert!(!k.kmem && k.slabratetop && k.kpages && !k.numamove && !k.workq);
+        assert!(!k.softirqs && !k.hardirqs && !k.tasklets);
+        assert_eq!(
+            (k.kmem_sample, k.kpages_sample, c.perf.kmem_top),
+            (10, 4, 3)
+        );
+        assert_eq!(c.perf.softirq_pct, 20.0);
+        assert!(!c.perf.spray);
+        assert_eq!(
+            (
+                c.perf.spray_min_per_s,
+                c.perf.spray_factor,
+                c.perf.spray_share,
+                c.perf.spray_root_factor
+            ),
+            (500.0, 5.0, 0.9, 2.0)
+        );
+        assert!(PerfConfig::default().ktools_config().any());
+        for (text, key) in [
+            ("[perf]\nkmem_sample = 0\n", "kmem_sample"),
+            ("[perf]\nkpages_sample = 0\n", "kpages_sample"),
+            ("[perf]\nkmem_top = 0\n", "kmem_top"),
+            ("[perf]\nspray_share = 1.5\n", "spray_share"),
+            ("[perf]\nspray_min_per_s = -1.0\n", "spray_min_per_s"),
+            ("[perf]\nsoftirq_pct = -2.0\n", "softirq_pct"),
+        ] {
+            let e = Config::parse(text, "v.toml").unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+            assert!(e.to_string().contains("v.toml"), "{e}");
+        }
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod probe;
 mod replay_cmd;
 pub mod report;
+pub mod report_tools;
 mod rules;
 mod run;
 
@@ -91,6 +92,14 @@ enum Cmd {
         /// Print one JSON object (per-cgroup histograms) instead of the text.
         #[arg(long)]
         json: bool,
+        /// Instead, a BCC-style view of a kernel-work tool (kmem,
+        /// slabratetop, kpages, numamove, workq, softirqs, hardirqs,
+        /// tasklets) summed over the metric records in --records.
+        #[arg(long, requires = "records")]
+        tool: Option<String>,
+        /// vigil's JSON lines output holding the tool's metric records.
+        #[arg(long)]
+        records: Option<PathBuf>,
     },
     /// Check, test and list rules (no root needed).
     Rules {
@@ -186,10 +195,17 @@ impl Cli {
             Cmd::Record { out, duration } => run::record(cfg, out, duration),
             Cmd::Rules { cmd } => rules::rules_cmd(&cfg, cmd),
             Cmd::Report {
+                tool: Some(tool),
+                records: Some(records),
+                since,
+                ..
+            } => ExitCode::from(report_tools::run(&tool, &records, &since)),
+            Cmd::Report {
                 since,
                 svg,
                 dir,
                 json,
+                ..
             } => {
                 let dir = dir.unwrap_or_else(|| cfg.agent.data_dir.clone());
                 ExitCode::from(report::run(&dir, &since, svg.as_deref(), json))

@@ -86,6 +86,7 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
             .collect(),
     };
     v.extend(perfsys_status(cfg));
+    v.extend(ktools_status(cfg));
     let stat = std::fs::read_to_string("/proc/stat").map(|t| crate::perf::parse_proc_stat(&t));
     v.push(SensorStatus {
         name: "cpustolen",
@@ -106,6 +107,32 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
         },
     });
     v
+}
+
+/// The kernel-work tools (`[perf]` kmem, slabratetop, kpages, numamove,
+/// workq, softirqs, hardirqs, tasklets) from a real load of their object.
+pub fn ktools_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
+    use vigil_bpf::ktools::{Ktools, SENSOR_NAMES};
+    let kc = cfg.perf.ktools_config();
+    if !kc.any() {
+        return SENSOR_NAMES
+            .iter()
+            .map(|&name| SensorStatus {
+                name,
+                state: SensorState::Disabled,
+            })
+            .collect();
+    }
+    match Ktools::load(&kc) {
+        Ok(k) => k.status().to_vec(),
+        Err(e) => SENSOR_NAMES
+            .iter()
+            .map(|&name| SensorStatus {
+                name,
+                state: SensorState::Unavailable(vec![("ktools.bpf.o".into(), e.to_string())]),
+            })
+            .collect(),
+    }
 }
 
 /// The system performance sensors (`[perf]` syscalls, tcp, bio) from a

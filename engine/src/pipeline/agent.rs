@@ -85,6 +85,8 @@ pub struct PipelineStats {
     /// Syscall errors, TCP retransmits/resets, block I/O and vigil's own
     /// cost since start ([`crate::perfsys`]).
     pub perfsys: crate::perfsys::Totals,
+    /// The kernel-work tools' figures since start ([`crate::perf::ktools`]).
+    pub ktools: crate::perf::ktools::KtoolsTotals,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
@@ -342,6 +344,60 @@ impl Pipeline {
             t.perfsys(&iv);
         }
         self.stats.perfsys.clone_from(&coll.totals);
+    }
+
+    /// One interval of a tool behind [`crate::perf::collector::Collector`]:
+    /// writes its metric and finding records and alerts, and adds its
+    /// Prometheus counters.
+    pub fn collect_tool(
+        &mut self,
+        c: &mut dyn crate::perf::collector::Collector,
+        host: &mut dyn Host,
+    ) {
+        let now = host::boot_offset_ns() + boot_now_ns() as i64;
+        let hostname = self.hostname.clone();
+        let out = c.collect(&mut crate::perf::collector::Ctx {
+            host,
+            hostname: &hostname,
+            unix_ns: now,
+        });
+        for r in &out.records {
+            match &r.finding {
+                Some((name, msg)) => {
+                    self.stats.perf_findings += 1;
+                    self.write_finding(&r.json, name, msg)
+                }
+                None => self.write_raw(&r.json),
+            }
+        }
+        for (json, id, msg, sev) in &out.alerts {
+            self.stats.alerts += 1;
+            *self.stats.alerts_by_rule.entry(id.clone()).or_default() += 1;
+            let severity = match sev {
+                0 | 1 => OSeverity::Low,
+                2 => OSeverity::Medium,
+                3 => OSeverity::High,
+                _ => OSeverity::Critical,
+            };
+            if let Some(t) = self.telemetry.as_mut() {
+                t.alert(id, if *sev >= 3 { "high" } else { "medium" });
+            }
+            self.emit(
+                json,
+                Meta {
+                    kind: OKind::Alert,
+                    severity,
+                    rule_id: Some(id),
+                    rule_name: Some("Kernel heap spray"),
+                    ruleset: Some("perf"),
+                    message: msg.as_bytes(),
+                },
+                None,
+            );
+        }
+        if let Some(t) = self.telemetry.as_mut() {
+            t.counters(&out.counters);
+        }
     }
 
     /// Reads the kernel's syscall bitmaps into the baselines (housekeeping).
@@ -1130,6 +1186,11 @@ pub async fn run(
         ring,
         Duration::from_millis(cfg.sensors.drain_interval_ms),
     )?;
+    if cfg.perf.ktools_config().any() {
+        // kernel symbols of call sites and work functions: readable with
+        // CAP_SYSLOG only, which the agent drops next
+        crate::perf::collector::Kallsyms::preload();
+    }
     // Toggling bpf_stats needs CAP_SYS_ADMIN, which the drop removes: a
     // helper process keeps it for that one job.
     let stats_window = Duration::from_millis(cfg.sensors.bpf_stats_sample_ms);
@@ -1207,6 +1268,7 @@ pub async fn run(
     // "ready" would otherwise be taken for one running before vigil).
     let (mut sched, mut perf) = start_perf(&cfg, opts.perf_history, opts.verbose);
     let (mut psys, mut psys_coll) = start_perfsys(&cfg, opts.verbose);
+    let mut ktools = start_ktools(&cfg, opts.verbose);
     // Loading parsed the kernel's BTF for each object (tens of MB, freed
     // since): give those pages back rather than keep them as a high-water
     // mark for the agent's life (RSS 82 -> 47 MiB, anonymous 38 -> 3.5 MiB
@@ -1282,7 +1344,7 @@ pub async fn run(
                 }
                 if pipeline.telemetry().is_some() {
                     let kernel = sensors.counters().unwrap_or_default();
-                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
+                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
                     let decoded = pipeline.stats.decoded.clone();
                     if let Some(t) = pipeline.telemetry() {
                         t.update(&decoded, &kernel, &programs);
@@ -1296,6 +1358,9 @@ pub async fn run(
                     if let Some(c) = psys_coll.as_ref() {
                         c.table_sizes(&mut tables);
                     }
+                    if let Some(k) = ktools.as_ref() {
+                        crate::perf::collector::Collector::table_sizes(k, &mut tables);
+                    }
                     if let Some(t) = pipeline.telemetry() {
                         t.state(&tables);
                     }
@@ -1305,13 +1370,17 @@ pub async fn run(
             _ = tokio::time::sleep_until(stats.off_at().unwrap_or_else(std::time::Instant::now).into()), if stats.off_at().is_some() => {
                 stats.window_end(sensors);
             }
-            _ = perf_tick.tick(), if perf.is_some() || psys_coll.is_some() => {
+            _ = perf_tick.tick(), if perf.is_some() || psys_coll.is_some() || ktools.is_some() => {
                 if let Some(p) = perf.as_mut() {
                     pipeline.collect_perf(p, sched.as_mut(), &mut host);
                 }
+                if let Some(k) = ktools.as_mut() {
+                    pipeline.collect_tool(k, &mut host);
+                    pipeline.stats.ktools.clone_from(&k.totals);
+                }
                 let bpf_scale = stats.interval_end(sensors);
                 if let Some(c) = psys_coll.as_mut() {
-                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
+                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
                     pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
                     if let Some(ps) = psys.as_mut() {
                         let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
@@ -1366,11 +1435,16 @@ pub async fn run(
     if let Some(p) = perf.as_mut() {
         pipeline.collect_perf(p, sched.as_mut(), &mut host);
     }
+    if let Some(k) = ktools.as_mut() {
+        pipeline.collect_tool(k, &mut host);
+        pipeline.stats.ktools.clone_from(&k.totals);
+    }
     let bpf_scale = stats.interval_end(sensors);
-    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref());
+    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
     if let Some(c) = psys_coll.as_mut() {
         pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
     }
+    drop(ktools);
     drop(psys);
     drop(sched);
     pipeline.baseline_housekeeping(|_| true, opts.verbose);
@@ -1551,8 +1625,12 @@ fn all_program_stats(
     sensors: &Sensors,
     sched: Option<&vigil_bpf::sched::Sched>,
     psys: Option<&vigil_bpf::perfsys::Perfsys>,
+    kt: Option<&crate::perf::ktools::KtoolsCollector>,
 ) -> Vec<vigil_bpf::ProgramStat> {
     let mut v = sensors.program_stats();
+    if let Some(k) = kt {
+        v.extend(k.ktools().program_stats());
+    }
     if let Some(s) = sched {
         v.extend(s.program_stats());
     }
@@ -1603,6 +1681,38 @@ fn start_perfsys(
         return (None, None);
     }
     (ps, Some(crate::perfsys::PerfsysCollector::new(p)))
+}
+
+/// Loads the kernel-work tools `[perf]` asks for (kmem, slabratetop,
+/// kpages, numamove, workq, softirqs, hardirqs, tasklets) and their
+/// collector.
+fn start_ktools(cfg: &Config, verbose: bool) -> Option<crate::perf::ktools::KtoolsCollector> {
+    let kc = cfg.perf.ktools_config();
+    if !kc.any() {
+        return None;
+    }
+    match vigil_bpf::ktools::Ktools::load(&kc) {
+        Ok(k) => {
+            if verbose {
+                for st in k.status() {
+                    if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
+                        eprintln!(
+                            "vigil: sensor={} unavailable: {}",
+                            st.name,
+                            f.last().map(|x| x.1.as_str()).unwrap_or("?")
+                        );
+                    }
+                }
+            }
+            Some(crate::perf::ktools::KtoolsCollector::new(k, &cfg.perf))
+        }
+        Err(e) => {
+            eprintln!(
+                "vigil: kernel-work tools (kmem, kpages, slabratetop, numamove, workq, softirqs, hardirqs, tasklets) unavailable: {e}"
+            );
+            None
+        }
+    }
 }
 
 /// A heartbeat: the agent is alive, with its running totals.

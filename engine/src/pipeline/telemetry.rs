@@ -22,6 +22,9 @@ struct Snapshot {
 /// The run time is counted in nanoseconds and exposed in seconds.
 const BPF_COUNTERS: [(&str, &str); 3] = [names::BPF_RUNS, names::BPF_RUN_TIME, names::BPF_MISSED];
 
+/// A tool counter series: name and labels.
+type SeriesKey = (&'static str, Vec<(&'static str, String)>);
+
 /// Registered metrics.
 pub struct Telemetry {
     /// The registry the `/metrics` endpoint serves.
@@ -35,6 +38,7 @@ pub struct Telemetry {
     pidnss: Option<Counter>,
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
     sys: PerfsysMetrics,
+    tool_counters: HashMap<SeriesKey, Counter>,
     state: Arc<Mutex<BTreeMap<&'static str, f64>>>,
 }
 
@@ -133,6 +137,7 @@ impl Telemetry {
             anomalies,
             registered_programs: Default::default(),
             runqlat: HashMap::new(),
+            tool_counters: HashMap::new(),
             pidnss: None,
             steal: Arc::default(),
             sys: PerfsysMetrics::default(),
@@ -443,6 +448,27 @@ impl Telemetry {
                     }
                     m.cost = Some(cell);
                 }
+            }
+        }
+    }
+
+    /// Adds the counter increments of a tool's collection
+    /// ([`crate::perf::collector::CounterDelta`]), registering new series.
+    pub fn counters(&mut self, deltas: &[crate::perf::collector::CounterDelta]) {
+        for d in deltas {
+            let key = (d.name, d.labels.clone());
+            if !self.tool_counters.contains_key(&key) {
+                let labels: Vec<(&str, &str)> =
+                    d.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                match self.registry.counter(d.name, d.help, &labels) {
+                    Ok(c) => {
+                        self.tool_counters.insert(key.clone(), c);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if let Some(c) = self.tool_counters.get(&key) {
+                c.inc_by(d.delta);
             }
         }
     }

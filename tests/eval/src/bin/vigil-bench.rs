@@ -15,6 +15,7 @@
 //! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats]   (root)
 //!        vigil-bench --sched [--rounds N] [--scale F]
 //!        vigil-bench --syscalls [--rounds N] [--scale F]
+//!        vigil-bench --ktools [--rounds N] [--scale F]
 //! `--syscalls` measures the syscall counter (perfsys `syscount` on raw
 //! `sys_exit`): getppid and failing close(-1) loops, alternating bare /
 //! counting floor / errors mode / all mode; CPU ns per call and ratios.
@@ -23,6 +24,12 @@
 //! two pipes (every round trip is two context switches and two wakeups),
 //! alternating bare / runqlat+pidnss attached / runqlat only, and prints
 //! ns per switch and the ratios.
+//! `--ktools` measures the kernel-work tools (`bpf/c/ktools.bpf.c`): a
+//! pipe create/close loop (kernel allocations: kmem, slabratetop), a
+//! page-touching mmap/munmap loop (page allocations: kpages) and a loopback
+//! UDP send loop (softirqs, hardirqs, skb allocations), alternating bare /
+//! a counting floor on kmem_cache_alloc / the default tools / each tool
+//! alone; CPU ns per op and ratios against bare.
 //! `--disable` runs vigil without a sensor, to see what that sensor costs;
 //! `--baselines` runs it learning baselines in memory, the workload's
 //! syscall set included (the syscall learner attached: its worst case).
@@ -131,6 +138,48 @@ fn child(w: &str, n: u64) {
             for _ in 0..n {
                 // SAFETY: closing an invalid descriptor only fails.
                 unsafe { libc::close(-1) };
+            }
+        }
+        "pipe" => {
+            let mut fds = [0i32; 2];
+            for _ in 0..n {
+                // SAFETY: pipe(2) fills the array; both ends are closed.
+                unsafe {
+                    if libc::pipe(fds.as_mut_ptr()) == 0 {
+                        libc::close(fds[0]);
+                        libc::close(fds[1]);
+                    }
+                }
+            }
+        }
+        "pages" => {
+            for _ in 0..n {
+                // SAFETY: a private anonymous mapping, touched then unmapped.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    if p != libc::MAP_FAILED {
+                        *(p as *mut u8) = 1;
+                        libc::munmap(p, 4096);
+                    }
+                }
+            }
+        }
+        "udp" => {
+            let r = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = r.local_addr().unwrap();
+            r.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 64];
+            for _ in 0..n {
+                let _ = s.send_to(&buf[..32], to);
+                let _ = r.recv(&mut buf);
             }
         }
         "getppid" => {
@@ -267,6 +316,111 @@ vigil-bench --sched: {n} round trips of two threads pinned to CPU 0 over pipes (
         "
 runqlat counted {waits} waits in its runs (histograms in BPF maps; no event per switch)."
     );
+}
+
+/// `--ktools`: what the kernel-work tools cost the work they count.
+fn ktools_bench(rounds: usize, scale: f64) {
+    use vigil_bpf::ktools::{Ktools, KtoolsConfig};
+    let n = (200_000.0 * scale).max(1000.0) as u64;
+    let defaults = vigil_engine::config::PerfConfig::default().ktools_config();
+    let only = |f: fn(&mut KtoolsConfig)| {
+        let mut c = KtoolsConfig {
+            kmem_sample: 1,
+            kpages_sample: 1,
+            ..KtoolsConfig::default()
+        };
+        f(&mut c);
+        c
+    };
+    // (name, floor, tools)
+    let variants: Vec<(&str, bool, Option<KtoolsConfig>)> = vec![
+        ("bare", false, None),
+        ("count floor", true, None),
+        ("defaults", false, Some(defaults)),
+        (
+            "kmem+slabratetop",
+            false,
+            Some(only(|c| {
+                c.kmem = true;
+                c.slabratetop = true;
+            })),
+        ),
+        (
+            "kmem+slabratetop 1-in-10",
+            false,
+            Some(only(|c| {
+                c.kmem = true;
+                c.slabratetop = true;
+                c.kmem_sample = 10;
+            })),
+        ),
+        ("kpages", false, Some(only(|c| c.kpages = true))),
+        (
+            "softirqs+hardirqs",
+            false,
+            Some(only(|c| {
+                c.softirqs = true;
+                c.hardirqs = true;
+            })),
+        ),
+        (
+            "workq+numamove+tasklets",
+            false,
+            Some(only(|c| {
+                c.workq = true;
+                c.numamove = true;
+                c.tasklets = true;
+            })),
+        ),
+    ];
+    let loads = ["pipe", "pages", "udp"];
+    let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
+    for r in 0..rounds {
+        eprintln!("vigil-bench --ktools: round {}/{rounds}", r + 1);
+        for (li, load) in loads.iter().enumerate() {
+            let w = Workload {
+                name: load,
+                ops: n,
+                syscall: "",
+                kind: 0,
+                expected_per_op: 0.0,
+            };
+            for (vi, (_, floor, cfg)) in variants.iter().enumerate() {
+                let fl = floor.then(|| Ktools::load_floor().expect("load the counting floor"));
+                let kt = cfg.map(|c| Ktools::load(&c).expect("load ktools.bpf.o"));
+                if let Some(k) = &kt {
+                    for st in k.status() {
+                        assert!(
+                            !matches!(st.state, vigil_bpf::SensorState::Unavailable(_)),
+                            "{st:?}"
+                        );
+                    }
+                }
+                let (_, cpu) = run_child(&w, n, None);
+                res[li][vi].push(cpu);
+                drop(kt);
+                drop(fl);
+            }
+        }
+    }
+    println!(
+        "
+vigil-bench --ktools: {n} ops per workload, CPU ns per op of the workload thread, medians of {rounds} rounds
+"
+    );
+    print!("{:<26}", "variant");
+    for l in &loads {
+        print!(" {l:>8} {:>6}", "ratio");
+    }
+    println!();
+    for (vi, (name, _, _)) in variants.iter().enumerate() {
+        print!("{name:<26}");
+        for per_load in &res {
+            let v = med(&per_load[vi]);
+            print!(" {v:>8.0} {:>5.2}x", v / med(&per_load[0]));
+        }
+        println!();
+    }
 }
 
 /// `--syscalls`: what the syscall counter (perfsys `syscount`, raw
@@ -438,6 +592,9 @@ struct Args {
     /// Measure the syscall counter instead.
     #[arg(long)]
     syscalls: bool,
+    /// Measure the kernel-work tools instead (kmem, kpages, softirqs, ...).
+    #[arg(long)]
+    ktools: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -475,6 +632,7 @@ fn main() {
         baselines,
         sched,
         syscalls,
+        ktools,
         ..
     } = args;
     let bpf_stats = !no_bpf_stats;
@@ -484,6 +642,10 @@ fn main() {
     }
     if syscalls {
         syscalls_bench(rounds, scale);
+        return;
+    }
+    if ktools {
+        ktools_bench(rounds, scale);
         return;
     }
     let mut results: Vec<[Res; 3]> = vec![Default::default(); WORKLOADS.len()];

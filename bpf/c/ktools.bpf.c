@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vigil kernel-work tools, one object loaded apart from the security
+ * sensors (bpf/src/ktools.rs). Nothing here writes an event per
+ * occurrence: every program counts into a per-CPU map the engine reads
+ * every perf interval (engine/src/perf/ktools.rs).
+ *
+ * kmem / slabratetop: kmem:kmalloc and kmem:kmem_cache_alloc (tp_btf):
+ *   allocations and bytes per (process, cgroup v2, cache or kmalloc size
+ *   class, syscall in progress), and per call site. slabratetop is the
+ *   per-cache view of the same maps. 1 in cfg_km_sample events is counted
+ *   (1: every one); the engine scales by the sample rate.
+ * kpages: kmem:mm_page_alloc: page allocations per (process, cgroup,
+ *   order), 1 in cfg_kp_sample.
+ * numamove: migrate:mm_migrate_pages_start / mm_migrate_pages: calls,
+ *   pages migrated and failed and the time spent per (process, cgroup,
+ *   reason).
+ * workq: workqueue_queue_work / execute_start / execute_end: latency
+ *   (queued -> running) and run time per work function.
+ * softirqs / hardirqs / tasklets: irq:softirq_*, irq:irq_handler_*,
+ *   irq:tasklet_*: run time per vector, irq number and tasklet function.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "ktools_abi.h"
+#include "vigil_perf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Settings, written by the loader before load (frozen .rodata). */
+const volatile __u32 cfg_km_sample = 1;
+const volatile __u32 cfg_kp_sample = 1;
+
+#define VG_PF_KTHREAD 0x00200000
+#define VG_GFP_ACCOUNT (1u << 22)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct km_key);
+	__type(value, struct km_val);
+} km_proc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct km_site_key);
+	__type(value, struct km_val);
+} km_site SEC(".maps");
+
+/* struct kmem_cache * -> its name, written when a cache is first seen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, char[32]);
+} km_cache_name SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct kp_key);
+	__type(value, __u64);
+} kp_proc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} nm_start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct nm_key);
+	__type(value, struct nm_val);
+} nm_proc SEC(".maps");
+
+/* work_struct * -> time queued. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} wq_queued SEC(".maps");
+
+struct wq_run {
+	__u64 start_ns;
+	__u64 func;
+	__s64 wait_ns; /* queued -> started; -1 when the queueing was not seen */
+};
+
+/* worker tid -> the item it runs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct wq_run);
+} wq_running SEC(".maps");
+
+/* Per CPU: start of the softirq (0), hardirq (1), tasklet (2) running. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, __u64);
+} irq_start SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kw_key);
+	__type(value, struct kw_val);
+} kw_time SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} kt_stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 i)
+{
+	vg_stat_inc(&kt_stats, i);
+}
+
+static __always_inline bool sampled(__u32 every)
+{
+	return every <= 1 || bpf_get_prandom_u32() % every == 0;
+}
+
+/* The syscall the current task is in, -1 for kernel threads. */
+static __always_inline __s32 current_nr(struct task_struct *t)
+{
+	struct pt_regs *regs;
+	if (t->flags & VG_PF_KTHREAD)
+		return -1;
+	regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	if (!regs)
+		return -1;
+	return (__s32)regs->orig_ax;
+}
+
+static __always_inline void count_alloc(__u64 call_site, __u64 cache, __u32 size, __u32 flags,
+					__u64 bytes)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct km_key k = {
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.cache = cache,
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.size = size,
+		.flags = flags,
+	};
+	struct km_val zero = {}, *v;
+	struct km_site_key sk = { .call_site = call_site, .cache = cache, .size = size,
+				  .flags = flags };
+	k.nr = current_nr(t);
+	v = bpf_map_lookup_elem(&km_proc, &k);
+	if (!v) {
+		bpf_map_update_elem(&km_proc, &k, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&km_proc, &k);
+		if (!v) {
+			stat_inc(KST_KM_FULL);
+			return;
+		}
+	}
+	v->count += 1;
+	v->bytes += bytes;
+	v = vg_lookup_or_init(&km_site, &sk, &zero);
+	if (!v) {
+		stat_inc(KST_SITE_FULL);
+		return;
+	}
+	v->count += 1;
+	v->bytes += bytes;
+}
+
+SEC("tp_btf/kmalloc")
+int BPF_PROG(vg_kt_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
+	     size_t bytes_alloc, gfp_t gfp, int node)
+{
+	stat_inc(KST_KM_SEEN);
+	if (!sampled(cfg_km_sample))
+		return 0;
+	__u32 flags = KM_KMALLOC | ((gfp & VG_GFP_ACCOUNT) ? KM_ACCOUNTED : 0);
+	count_alloc(call_site, 0, (__u32)bytes_alloc, flags, bytes_alloc);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc")
+int BPF_PROG(vg_kt_cache_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s,
+	     gfp_t gfp, int node)
+{
+	stat_inc(KST_KM_SEEN);
+	if (!sampled(cfg_km_sample) || !s)
+		return 0;
+	__u64 cache = (__u64)s;
+	__u32 size = s->size;
+	if (!bpf_map_lookup_elem(&km_cache_name, &cache)) {
+		char name[32] = {};
+		bpf_probe_read_kernel_str(name, sizeof(name), s->name);
+		bpf_map_update_elem(&km_cache_name, &cache, name, BPF_NOEXIST);
+	}
+	count_alloc(call_site, cache, size, (gfp & VG_GFP_ACCOUNT) ? KM_ACCOUNTED : 0, size);
+	return 0;
+}
+
+/* ---- kpages ---- */
+
+SEC("tp_btf/mm_page_alloc")
+int BPF_PROG(vg_kt_page_alloc, struct page *page, unsigned int order, gfp_t gfp, int migratetype)
+{
+	stat_inc(KST_KP_SEEN);
+	if (!page || !sampled(cfg_kp_sample))
+		return 0;
+	struct kp_key k = {
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.order = order,
+	};
+	__u64 zero = 0, *v = vg_lookup_or_init(&kp_proc, &k, &zero);
+	if (!v) {
+		stat_inc(KST_KP_FULL);
+		return 0;
+	}
+	*v += 1;
+	return 0;
+}
+
+/* ---- numamove ---- */
+
+SEC("tp_btf/mm_migrate_pages_start")
+int BPF_PROG(vg_kt_migrate_start, enum migrate_mode mode, int reason)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&nm_start, &tid, &now, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/mm_migrate_pages")
+int BPF_PROG(vg_kt_migrate_end, unsigned long succeeded, unsigned long failed,
+	     unsigned long thp_succeeded, unsigned long thp_failed, unsigned long thp_split,
+	     unsigned long large_folio_split, enum migrate_mode mode, int reason)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u64 *t0 = bpf_map_lookup_elem(&nm_start, &tid), d = 0;
+	if (t0) {
+		__u64 now = bpf_ktime_get_ns();
+		d = now > *t0 ? now - *t0 : 0;
+		bpf_map_delete_elem(&nm_start, &tid);
+	}
+	struct nm_key k = {
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.tgid = id >> 32,
+		.reason = reason,
+	};
+	struct nm_val zero = {}, *v = vg_lookup_or_init(&nm_proc, &k, &zero);
+	if (!v) {
+		stat_inc(KST_NM_FULL);
+		return 0;
+	}
+	v->calls += 1;
+	v->succeeded += succeeded;
+	v->failed += failed;
+	v->ns += d;
+	return 0;
+}
+
+/* ---- workq, softirqs, hardirqs, tasklets ---- */
+
+/* The zeroed value a new work entry starts from (too big for the stack). */
+const struct kw_val kw_zero = {};
+
+static __always_inline void count_work(__u32 kind, __u64 id, __u64 run_ns, __s64 wait_ns)
+{
+	struct kw_key k = { .id = id, .kind = kind };
+	struct kw_val *v = bpf_map_lookup_elem(&kw_time, &k);
+	if (!v) {
+		bpf_map_update_elem(&kw_time, &k, &kw_zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&kw_time, &k);
+		if (!v) {
+			stat_inc(KST_KW_FULL);
+			return;
+		}
+	}
+	v->count += 1;
+	v->run_ns += run_ns;
+	v->run_slots[vg_us_slot(run_ns, KT_SLOTS)] += 1;
+	if (wait_ns >= 0) {
+		v->waited += 1;
+		v->wait_ns += (__u64)wait_ns;
+		v->wait_slots[vg_us_slot((__u64)wait_ns, KT_SLOTS)] += 1;
+	}
+}
+
+SEC("tp_btf/workqueue_queue_work")
+int BPF_PROG(vg_kt_wq_queue, int req_cpu, struct pool_workqueue *pwq, struct work_struct *work)
+{
+	__u64 w = (__u64)work, now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&wq_queued, &w, &now, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/workqueue_execute_start")
+int BPF_PROG(vg_kt_wq_start, struct work_struct *work)
+{
+	__u64 w = (__u64)work, now = bpf_ktime_get_ns(), *q;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct wq_run r = { .start_ns = now, .func = (__u64)work->func, .wait_ns = -1 };
+	q = bpf_map_lookup_elem(&wq_queued, &w);
+	if (q) {
+		r.wait_ns = now > *q ? (__s64)(now - *q) : 0;
+		bpf_map_delete_elem(&wq_queued, &w);
+	}
+	bpf_map_update_elem(&wq_running, &tid, &r, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/workqueue_execute_end")
+int BPF_PROG(vg_kt_wq_end, struct work_struct *work, work_func_t function)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct wq_run *r = bpf_map_lookup_elem(&wq_running, &tid);
+	if (!r)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 d = now > r->start_ns ? now - r->start_ns : 0;
+	__u64 func = r->func;
+	__s64 wait = r->wait_ns;
+	bpf_map_delete_elem(&wq_running, &tid);
+	count_work(KW_WORKQ, func, d, wait);
+	return 0;
+}
+
+static __always_inline void irq_enter(__u32 slot)
+{
+	__u64 *t = bpf_map_lookup_elem(&irq_start, &slot);
+	if (t)
+		*t = bpf_ktime_get_ns();
+}
+
+static __always_inline void irq_leave(__u32 slot, __u32 kind, __u64 id)
+{
+	__u64 *t = bpf_map_lookup_elem(&irq_start, &slot);
+	if (!t || !*t)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 d = now > *t ? now - *t : 0;
+	*t = 0;
+	count_work(kind, id, d, -1);
+}
+
+SEC("tp_btf/softirq_entry")
+int BPF_PROG(vg_kt_softirq_entry, unsigned int vec)
+{
+	irq_enter(0);
+	return 0;
+}
+
+SEC("tp_btf/softirq_exit")
+int BPF_PROG(vg_kt_softirq_exit, unsigned int vec)
+{
+	irq_leave(0, KW_SOFTIRQ, vec);
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_entry")
+int BPF_PROG(vg_kt_hardirq_entry, int irq, struct irqaction *action)
+{
+	irq_enter(1);
+	return 0;
+}
+
+SEC("tp_btf/irq_handler_exit")
+int BPF_PROG(vg_kt_hardirq_exit, int irq, struct irqaction *action, int ret)
+{
+	irq_leave(1, KW_HARDIRQ, (__u64)(__u32)irq);
+	return 0;
+}
+
+SEC("tp_btf/tasklet_entry")
+int BPF_PROG(vg_kt_tasklet_entry, struct tasklet_struct *t, void *func)
+{
+	irq_enter(2);
+	return 0;
+}
+
+SEC("tp_btf/tasklet_exit")
+int BPF_PROG(vg_kt_tasklet_exit, struct tasklet_struct *t, void *func)
+{
+	irq_leave(2, KW_TASKLET, (__u64)func);
+	return 0;
+}
+
+/* ---- benchmark floor (vigil-bench --kmem): count only ---- */
+
+SEC("tp_btf/kmem_cache_alloc")
+int BPF_PROG(vg_kt_floor_cache_alloc, unsigned long call_site, const void *ptr,
+	     struct kmem_cache *s, gfp_t gfp, int node)
+{
+	stat_inc(KST_FLOOR);
+	return 0;
+}

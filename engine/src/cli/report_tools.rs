@@ -1,0 +1,383 @@
+//! `vigil report --tool TOOL --records FILE`: BCC-style text views of the
+//! kernel-work tools, summed over the metric records vigil wrote
+//! (`event.dataset: vigil.<tool>`) in the window: `kmem`, `slabratetop`,
+//! `kpages`, `numamove`, `workq`, `softirqs`, `hardirqs`, `tasklets`.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The tools with a text view.
+pub const TOOLS: [&str; 8] = [
+    "kmem",
+    "slabratetop",
+    "kpages",
+    "numamove",
+    "workq",
+    "softirqs",
+    "hardirqs",
+    "tasklets",
+];
+
+fn ts_of(r: &Value) -> Option<i64> {
+    let s = r["@timestamp"].as_str()?;
+    parse_rfc3339(s)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` (vigil's `@timestamp`) as ns since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let frac = &s[19..s.len() - 1];
+    let ns = match frac.strip_prefix('.') {
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|c| c.is_ascii_digit()) => {
+            f.parse::<i64>().ok()? * 10i64.pow(9 - f.len() as u32)
+        }
+        None if frac.is_empty() => 0,
+        _ => return None,
+    };
+    // days from civil (H. Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + ns)
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// Renders the view of `tool` from JSON lines `text`, keeping records not
+/// older than `since_s` before `now_s` (None: all). Lines that are not
+/// JSON objects are counted in the second value.
+pub fn render(tool: &str, text: &str, since_s: Option<u64>, now_s: i64) -> (String, usize) {
+    let dataset = format!("vigil.{tool}");
+    let mut bad = 0;
+    let mut recs = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(r) = serde_json::from_str::<Value>(line) else {
+            bad += 1;
+            continue;
+        };
+        if r["event"]["dataset"] != dataset.as_str() || r["event"]["kind"] != "metric" {
+            continue;
+        }
+        if let (Some(s), Some(t)) = (since_s, ts_of(&r))
+            && t.div_euclid(1_000_000_000) < now_s - s as i64
+        {
+            continue;
+        }
+        recs.push(r);
+    }
+    let mut out = String::new();
+    let secs: f64 = recs
+        .iter()
+        .filter(|r| r["event"]["action"] != "kmem-sites")
+        .filter_map(|r| r["vigil"][tool]["interval_s"].as_f64())
+        .fold(0.0, f64::max);
+    let n = recs.len();
+    out.push_str(&format!(
+        "{tool}: {n} records{}\n\n",
+        if secs > 0.0 {
+            format!(" ({secs:.0} s intervals)")
+        } else {
+            String::new()
+        }
+    ));
+    match tool {
+        "slabratetop" => {
+            let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for r in &recs {
+                for c in r["vigil"]["slabratetop"]["caches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let e = by
+                        .entry(c["cache"].as_str().unwrap_or("?").into())
+                        .or_default();
+                    e.0 += u(&c["allocs"]);
+                    e.1 += u(&c["bytes"]);
+                }
+            }
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+            out.push_str(&format!(
+                "{:<32} {:>12} {:>14}\n",
+                "CACHE", "ALLOCS", "BYTES"
+            ));
+            for (c, (a, b)) in v.iter().take(30) {
+                out.push_str(&format!("{c:<32} {a:>12} {b:>14}\n"));
+            }
+        }
+        "kmem" | "kpages" => {
+            let mut by: BTreeMap<u64, (String, u64, u64, BTreeMap<String, u64>)> = BTreeMap::new();
+            let mut sites: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for r in &recs {
+                if r["event"]["action"] == "kmem-sites" {
+                    for s in r["vigil"]["kmem"]["sites"].as_array().into_iter().flatten() {
+                        let k = format!(
+                            "{} ({})",
+                            s["site"].as_str().unwrap_or("?"),
+                            s["cache"].as_str().unwrap_or("?")
+                        );
+                        let e = sites.entry(k).or_default();
+                        e.0 += u(&s["allocs"]);
+                        e.1 += u(&s["bytes"]);
+                    }
+                    continue;
+                }
+                let pid = u(&r["process"]["pid"]);
+                let e = by.entry(pid).or_default();
+                if let Some(n) = r["process"]["name"].as_str() {
+                    e.0 = n.into();
+                }
+                if tool == "kmem" {
+                    e.1 += u(&r["vigil"]["kmem"]["allocs"]);
+                    e.2 += u(&r["vigil"]["kmem"]["bytes"]);
+                    for c in r["vigil"]["kmem"]["caches"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        *e.3.entry(c["cache"].as_str().unwrap_or("?").into())
+                            .or_default() += u(&c["allocs"]);
+                    }
+                } else {
+                    e.1 += u(&r["vigil"]["kpages"]["pages"]);
+                    for (o, c) in r["vigil"]["kpages"]["by_order"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                    {
+                        *e.3.entry(format!("order {o}")).or_default() += u(c);
+                    }
+                }
+            }
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+            if tool == "kmem" {
+                out.push_str(&format!(
+                    "{:>8} {:<16} {:>12} {:>14}  {}\n",
+                    "PID", "COMM", "ALLOCS", "BYTES", "TOP CACHE"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "{:>8} {:<16} {:>12}  {}\n",
+                    "PID", "COMM", "PAGES", "TOP ORDER"
+                ));
+            }
+            for (pid, (comm, a, b, m)) in v.iter().take(20) {
+                let top = m
+                    .iter()
+                    .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+                    .map(|(k, n)| format!("{k} ({n})"))
+                    .unwrap_or_default();
+                if tool == "kmem" {
+                    out.push_str(&format!("{pid:>8} {comm:<16} {a:>12} {b:>14}  {top}\n"));
+                } else {
+                    out.push_str(&format!("{pid:>8} {comm:<16} {a:>12}  {top}\n"));
+                }
+            }
+            if !sites.is_empty() {
+                let mut s: Vec<_> = sites.into_iter().collect();
+                s.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+                out.push_str(&format!(
+                    "\n{:<60} {:>12} {:>14}\n",
+                    "CALL SITE (CACHE)", "ALLOCS", "BYTES"
+                ));
+                for (k, (a, b)) in s.iter().take(20) {
+                    out.push_str(&format!("{k:<60} {a:>12} {b:>14}\n"));
+                }
+            }
+        }
+        "numamove" => {
+            let mut by: BTreeMap<(u64, String), (String, u64, u64, f64)> = BTreeMap::new();
+            for r in &recs {
+                let m = &r["vigil"]["numamove"];
+                let e = by
+                    .entry((
+                        u(&r["process"]["pid"]),
+                        m["reason"].as_str().unwrap_or("?").into(),
+                    ))
+                    .or_default();
+                if let Some(n) = r["process"]["name"].as_str() {
+                    e.0 = n.into();
+                }
+                e.1 += u(&m["pages"]);
+                e.2 += u(&m["failed"]);
+                e.3 += m["ms"].as_f64().unwrap_or(0.0);
+            }
+            out.push_str(&format!(
+                "{:>8} {:<16} {:<20} {:>10} {:>8} {:>10}\n",
+                "PID", "COMM", "REASON", "PAGES", "FAILED", "TIME_ms"
+            ));
+            for ((pid, reason), (comm, p, f, ms)) in &by {
+                out.push_str(&format!(
+                    "{pid:>8} {comm:<16} {reason:<20} {p:>10} {f:>8} {ms:>10.1}\n"
+                ));
+            }
+        }
+        _ => {
+            // workq, softirqs, hardirqs, tasklets
+            let key = match tool {
+                "softirqs" => "vectors",
+                "hardirqs" => "irqs",
+                _ => "functions",
+            };
+            let mut by: BTreeMap<String, (u64, u64, f64, u64)> = BTreeMap::new();
+            for r in &recs {
+                for f in r["vigil"][tool][key].as_array().into_iter().flatten() {
+                    let e = by
+                        .entry(f["name"].as_str().unwrap_or("?").into())
+                        .or_default();
+                    let c = u(&f["count"]);
+                    e.0 += c;
+                    e.1 += u(&f["run_us"]);
+                    if let Some(l) = f["avg_latency_us"].as_f64() {
+                        e.2 += l * c as f64;
+                        e.3 += c;
+                    }
+                }
+            }
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+            let label = match tool {
+                "softirqs" => "SOFTIRQ",
+                "hardirqs" => "HARDIRQ",
+                _ => "FUNCTION",
+            };
+            if tool == "workq" {
+                out.push_str(&format!(
+                    "{label:<48} {:>10} {:>14} {:>14}\n",
+                    "COUNT", "TOTAL_usecs", "AVG_LAT_usecs"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "{label:<48} {:>10} {:>14}\n",
+                    "COUNT", "TOTAL_usecs"
+                ));
+            }
+            for (name, (c, us, lat, nl)) in v.iter().take(30) {
+                if tool == "workq" {
+                    let l = if *nl > 0 {
+                        format!("{:.1}", lat / *nl as f64)
+                    } else {
+                        "-".into()
+                    };
+                    out.push_str(&format!("{name:<48} {c:>10} {us:>14} {l:>14}\n"));
+                } else {
+                    out.push_str(&format!("{name:<48} {c:>10} {us:>14}\n"));
+                }
+            }
+        }
+    }
+    (out, bad)
+}
+
+/// `vigil report --tool`: reads `records` (vigil's JSON lines output),
+/// prints the view. Exit code: 0 ok, 1 cannot read, 2 bad tool or since.
+pub fn run(tool: &str, records: &std::path::Path, since: &str) -> u8 {
+    if !TOOLS.contains(&tool) {
+        eprintln!("vigil: --tool `{tool}` is not one of {}", TOOLS.join(", "));
+        return 2;
+    }
+    let since_s = match super::report::parse_since(since) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vigil: --since {e}");
+            return 2;
+        }
+    };
+    let text = match std::fs::read_to_string(records) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vigil: --records {}: {e}", records.display());
+            return 1;
+        }
+    };
+    let now = (crate::host::boot_offset_ns() + crate::agent::boot_now_ns() as i64)
+        .div_euclid(1_000_000_000);
+    let (view, bad) = render(tool, &text, Some(since_s), now);
+    if bad > 0 {
+        eprintln!(
+            "vigil: {}: {bad} lines were not JSON and were skipped",
+            records.display()
+        );
+    }
+    print!("{view}");
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECS: &str = r#"{"@timestamp":"2026-12-04T18:24:01.8Z","event":{"kind":"metric","dataset":"vigil.slabratetop","action":"slabratetop"},"vigil":{"slabratetop":{"interval_s":2.0,"caches":[{"cache":"filp","allocs":10,"bytes":2560},{"cache":"dentry","allocs":30,"bytes":5760}]}}}
+{"@timestamp":"2026-12-04T18:24:03.8Z","event":{"kind":"metric","dataset":"vigil.slabratetop","action":"slabratetop"},"vigil":{"slabratetop":{"interval_s":2.0,"caches":[{"cache":"filp","allocs":25,"bytes":6400}]}}}
+not json
+{"@timestamp":"2026-12-04T18:24:03.8Z","event":{"kind":"metric","dataset":"vigil.softirqs","action":"softirqs"},"vigil":{"softirqs":{"interval_s":2.0,"vectors":[{"name":"rcu","count":5,"run_us":40},{"name":"timer","count":3,"run_us":90}]}}}
+{"@timestamp":"2026-12-04T18:24:03.8Z","event":{"kind":"metric","dataset":"vigil.kmem","action":"kmem"},"process":{"pid":42,"name":"python3"},"vigil":{"kmem":{"interval_s":2.0,"allocs":100,"bytes":12800,"caches":[{"cache":"kmalloc-128","allocs":90,"bytes":11520}]}}}
+"#;
+
+    #[test]
+    fn slabratetop_sums_caches_over_records_busiest_first() {
+        let (v, bad) = render("slabratetop", RECS, None, 0);
+        assert_eq!(bad, 1);
+        let rows: Vec<&str> = v
+            .lines()
+            .filter(|l| l.starts_with("filp") || l.starts_with("dentry"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert!(
+            rows[0].starts_with("filp") && rows[0].contains(" 35 ") && rows[0].ends_with(" 8960"),
+            "{v}"
+        );
+        assert!(rows[1].starts_with("dentry"), "{v}");
+        assert!(
+            v.starts_with("slabratetop: 2 records (2 s intervals)"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn softirqs_and_kmem_views() {
+        let (v, _) = render("softirqs", RECS, None, 0);
+        let timer = v.lines().position(|l| l.starts_with("timer")).unwrap();
+        let rcu = v.lines().position(|l| l.starts_with("rcu")).unwrap();
+        assert!(timer < rcu, "most time first: {v}");
+        let (v, _) = render("kmem", RECS, None, 0);
+        assert!(
+            v.lines()
+                .any(|l| l.contains("python3") && l.contains("kmalloc-128 (90)")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn timestamps_parse_as_vigil_writes_them() {
+        let t = 1_764_872_641_816_736_814i64;
+        assert_eq!(parse_rfc3339(&crate::ecs::rfc3339(t)), Some(t));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn the_window_drops_old_records() {
+        let now = parse_rfc3339("2026-12-04T18:24:03.9Z").unwrap() / 1_000_000_000;
+        let (v, _) = render("slabratetop", RECS, Some(1), now);
+        assert!(v.starts_with("slabratetop: 1 records"), "{v}");
+    }
+}

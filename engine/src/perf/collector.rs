@@ -1,0 +1,247 @@
+//! The one shape of a performance tool's collector: every
+//! `perf.interval_s` it reads its BPF maps, turns the cumulative figures
+//! into per-interval deltas, forgets keys that went idle (or whose process
+//! is gone) in its own tables and in the kernel's maps, and hands back
+//! metric records, findings, alerts and Prometheus counter increments.
+//! [`Deltas`] does the delta and ageing part for any map.
+
+use crate::host::Host;
+use crate::perf::PerfRecord;
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// What a collector needs from the agent for one interval.
+pub struct Ctx<'a> {
+    /// cgroup paths, container ids.
+    pub host: &'a mut dyn Host,
+    /// `host.hostname` of the records.
+    pub hostname: &'a str,
+    /// Wall-clock time of the collection, ns since the epoch.
+    pub unix_ns: i64,
+}
+
+/// A Prometheus counter increment: series name, help, labels, increment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterDelta {
+    /// Series name (`vigil_..._total`).
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Label pairs.
+    pub labels: Vec<(&'static str, String)>,
+    /// Increment.
+    pub delta: u64,
+}
+
+/// What one collection produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Metric and finding records ([`PerfRecord::finding`] set for findings).
+    pub records: Vec<PerfRecord>,
+    /// Security alerts: (record, rule id, message, severity 1..=4).
+    pub alerts: Vec<(Vec<u8>, String, String, u8)>,
+    /// Prometheus counter increments.
+    pub counters: Vec<CounterDelta>,
+}
+
+/// One tool's collector.
+pub trait Collector {
+    /// Its name (the tool, as `vigil probe` lists it).
+    fn name(&self) -> &'static str;
+    /// Reads the maps and returns the interval's records.
+    fn collect(&mut self, ctx: &mut Ctx<'_>) -> Output;
+    /// Entries in its tables (`vigil_state_entries`).
+    fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>);
+}
+
+/// A cumulative kernel value that has a difference.
+pub trait Cumulative: Copy {
+    /// `self - prev`, or `self` when any part went down (the entry was
+    /// removed and created again: it counts from zero).
+    fn since(&self, prev: &Self) -> Self;
+    /// No activity.
+    fn is_zero(&self) -> bool;
+}
+
+impl Cumulative for u64 {
+    fn since(&self, prev: &Self) -> Self {
+        if self >= prev { self - prev } else { *self }
+    }
+    fn is_zero(&self) -> bool {
+        *self == 0
+    }
+}
+
+/// The last reading of every key of one map, for deltas and ageing.
+#[derive(Debug)]
+pub struct Deltas<K, V> {
+    last: HashMap<K, (V, u32)>,
+}
+
+impl<K, V> Default for Deltas<K, V> {
+    fn default() -> Self {
+        Deltas {
+            last: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Copy, V: Cumulative> Deltas<K, V> {
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Nothing remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+
+    /// One reading of the whole map: returns the keys that changed with
+    /// their increase, and the keys to remove from the kernel's map (idle
+    /// for [`crate::perf::FORGET_AFTER`] readings, or `gone`). Keys the kernel no longer
+    /// has (LRU eviction) are forgotten here too.
+    pub fn step(&mut self, now: Vec<(K, V)>, gone: impl Fn(&K) -> bool) -> (Vec<(K, V)>, Vec<K>) {
+        let mut changed = Vec::new();
+        let mut forget = Vec::new();
+        let mut seen: HashMap<K, (V, u32)> = HashMap::with_capacity(now.len());
+        for (k, v) in now {
+            let (d, idle) = match self.last.get(&k) {
+                Some((p, idle)) => (v.since(p), *idle),
+                None => (v, 0),
+            };
+            let mut idle = idle;
+            let active = !d.is_zero();
+            if active {
+                changed.push((k, d));
+            }
+            if gone(&k) || crate::perf::idle_for_long(&mut idle, active) {
+                forget.push(k);
+                continue;
+            }
+            seen.insert(k, (v, idle));
+        }
+        self.last = seen;
+        (changed, forget)
+    }
+}
+
+/// Kernel symbols (`/proc/kallsyms`) for call sites and work functions:
+/// text symbols only, names packed in one string (~5 MB for the 120,000
+/// text symbols of a distribution kernel).
+#[derive(Debug, Default)]
+pub struct Kallsyms {
+    /// (address, offset of the name in `names`), sorted by address.
+    syms: Vec<(u64, u32)>,
+    /// Names, each ended by a newline.
+    names: String,
+}
+
+static KALLSYMS: std::sync::OnceLock<Kallsyms> = std::sync::OnceLock::new();
+
+impl Kallsyms {
+    /// Parses kallsyms text (`addr type name [module]`); text symbols only.
+    pub fn parse(text: &str) -> Kallsyms {
+        let mut rows: Vec<(u64, &str, Option<&str>)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+                let ty = it.next()?;
+                if addr == 0 || !matches!(ty, "t" | "T") {
+                    return None;
+                }
+                Some((addr, it.next()?, it.next()))
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        let mut names = String::new();
+        let mut syms = Vec::with_capacity(rows.len());
+        for (a, n, m) in rows {
+            syms.push((a, names.len() as u32));
+            names.push_str(n);
+            if let Some(m) = m {
+                names.push(' ');
+                names.push_str(m);
+            }
+            names.push('\n');
+        }
+        Kallsyms { syms, names }
+    }
+
+    /// Reads /proc/kallsyms once for the process (call it while the agent
+    /// still holds CAP_SYSLOG: without it the kernel shows zero addresses).
+    pub fn preload() -> &'static Kallsyms {
+        KALLSYMS.get_or_init(|| {
+            std::fs::read_to_string("/proc/kallsyms")
+                .map(|t| Kallsyms::parse(&t))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Symbols known.
+    pub fn len(&self) -> usize {
+        self.syms.len()
+    }
+
+    /// No symbols (not readable, or addresses hidden).
+    pub fn is_empty(&self) -> bool {
+        self.syms.is_empty()
+    }
+
+    /// `name+0xoff` for a kernel address, or the address in hex.
+    pub fn name(&self, addr: u64) -> String {
+        let i = self.syms.partition_point(|s| s.0 <= addr);
+        match i.checked_sub(1).and_then(|i| self.syms.get(i)) {
+            Some((a, off)) if addr - a < 1 << 20 => {
+                let rest = &self.names[*off as usize..];
+                let n = &rest[..rest.find('\n').unwrap_or(rest.len())];
+                if addr == *a {
+                    n.to_string()
+                } else {
+                    format!("{n}+{:#x}", addr - a)
+                }
+            }
+            _ => format!("{addr:#x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::FORGET_AFTER;
+
+    #[test]
+    fn deltas_count_increases_and_forget_idle_and_gone_keys() {
+        let mut d: Deltas<u32, u64> = Deltas::default();
+        let (c, f) = d.step(vec![(1, 5), (2, 7)], |_| false);
+        assert_eq!(c, vec![(1, 5), (2, 7)]);
+        assert!(f.is_empty());
+        let (c, f) = d.step(vec![(1, 9), (2, 7)], |k| *k == 2);
+        assert_eq!(c, vec![(1, 4)]);
+        assert_eq!(f, vec![2]);
+        assert_eq!(d.len(), 1);
+        // a reset entry counts from zero
+        let (c, _) = d.step(vec![(1, 3)], |_| false);
+        assert_eq!(c, vec![(1, 3)]);
+        let mut forgot = false;
+        for _ in 0..FORGET_AFTER {
+            let (c, f) = d.step(vec![(1, 3)], |_| false);
+            assert!(c.is_empty());
+            forgot |= f == vec![1];
+        }
+        assert!(forgot && d.is_empty());
+    }
+
+    #[test]
+    fn kallsyms_names_addresses() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _stext\nffffffff81001000 t do_thing\nffffffff81002000 D data\nffffffffc0000000 t modfn [kvm]\n",
+        );
+        assert_eq!(k.name(0xffffffff81001010), "do_thing+0x10");
+        assert_eq!(k.name(0xffffffff81001000), "do_thing");
+        assert_eq!(k.name(0xffffffffc0000004), "modfn [kvm]+0x4");
+        assert_eq!(k.name(0x10), "0x10");
+    }
+}

@@ -1,0 +1,1003 @@
+//! The kernel-work tools' collector ([`vigil_bpf::ktools`]): kernel memory
+//! (`kmem`, `slabratetop`, `kpages`, `numamove`) and deferred work
+//! (`workq`, `softirqs`, `hardirqs`, `tasklets`). Every `perf.interval_s` it
+//! reads the object's maps through [`Collector`] and writes one metric
+//! record per tool that saw activity (`event.dataset: vigil.<tool>`),
+//! Prometheus counters, the `softirq-high` finding and the heap-spray alert
+//! (`kmem-spray`, MITRE ATT&CK T1068): a process whose kmalloc allocations
+//! in one size class burst far above its usual rate, concentrated in one
+//! class and one syscall, the way exploits groom the kernel heap (msg_msg
+//! through msgsnd, pipe buffers, setxattr, key payloads).
+//!
+//! Record fields are documented in docs/events.md.
+
+use crate::config::PerfConfig;
+use crate::ecs;
+use crate::perf::PerfRecord;
+use crate::perf::collector::{Collector, CounterDelta, Ctx, Cumulative, Deltas, Kallsyms, Output};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+use vigil_bpf::ktools::{
+    KM_ACCOUNTED, KM_KMALLOC, KT_SLOTS, KW_HARDIRQ, KW_SOFTIRQ, KW_TASKLET, KW_WORKQ, KmKey,
+    KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, NmKey, NmVal, migrate_reason, softirq_name,
+};
+
+impl Cumulative for KmVal {
+    fn since(&self, p: &Self) -> Self {
+        if self.count < p.count || self.bytes < p.bytes {
+            *self
+        } else {
+            KmVal {
+                count: self.count - p.count,
+                bytes: self.bytes - p.bytes,
+            }
+        }
+    }
+    fn is_zero(&self) -> bool {
+        self.count == 0
+    }
+}
+
+impl Cumulative for NmVal {
+    fn since(&self, p: &Self) -> Self {
+        if self.calls < p.calls || self.ns < p.ns || self.succeeded < p.succeeded {
+            *self
+        } else {
+            NmVal {
+                calls: self.calls - p.calls,
+                succeeded: self.succeeded - p.succeeded,
+                failed: self.failed.saturating_sub(p.failed),
+                ns: self.ns - p.ns,
+            }
+        }
+    }
+    fn is_zero(&self) -> bool {
+        self.calls == 0
+    }
+}
+
+impl Cumulative for KwVal {
+    fn since(&self, p: &Self) -> Self {
+        if self.count < p.count || self.run_ns < p.run_ns {
+            return *self;
+        }
+        let mut d = *self;
+        d.count -= p.count;
+        d.run_ns -= p.run_ns;
+        d.wait_ns = self.wait_ns.saturating_sub(p.wait_ns);
+        d.waited = self.waited.saturating_sub(p.waited);
+        for i in 0..KT_SLOTS {
+            d.run_slots[i] = self.run_slots[i].saturating_sub(p.run_slots[i]);
+            d.wait_slots[i] = self.wait_slots[i].saturating_sub(p.wait_slots[i]);
+        }
+        d
+    }
+    fn is_zero(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// The slab cache name of an allocation key: the cache's own name, or
+/// `kmalloc-N` / `kmalloc-cg-N` for kmalloc size classes.
+pub fn class_name(cache: u64, size: u32, flags: u32, names: &HashMap<u64, String>) -> String {
+    if flags & KM_KMALLOC != 0 || cache == 0 {
+        let cg = if flags & KM_ACCOUNTED != 0 { "cg-" } else { "" };
+        if size > 8192 {
+            format!("kmalloc-{cg}large")
+        } else if size >= 1024 && size.is_multiple_of(1024) {
+            format!("kmalloc-{cg}{}k", size / 1024)
+        } else {
+            format!("kmalloc-{cg}{size}")
+        }
+    } else {
+        names
+            .get(&cache)
+            .cloned()
+            .unwrap_or_else(|| format!("cache@{cache:#x}"))
+    }
+}
+
+/// The heap-spray detector's state and thresholds.
+#[derive(Debug, Clone)]
+pub struct Spray {
+    /// Allocations per second in one class an unprivileged process must pass.
+    pub min_per_s: f64,
+    /// ... and this many times its usual rate in that class.
+    pub factor: f64,
+    /// ... and the class's share of the process's kmalloc allocations.
+    pub share: f64,
+    /// Root processes (uid 0) need `root_factor` x `min_per_s`.
+    pub root_factor: f64,
+    usual: HashMap<(u32, String), f64>,
+}
+
+/// One process's kmalloc allocations in one class over an interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassLoad {
+    /// Process.
+    pub tgid: u32,
+    /// Class name (`kmalloc-cg-128`).
+    pub class: String,
+    /// Allocations (scaled by the sample rate).
+    pub count: u64,
+    /// Allocations per second.
+    pub per_s: f64,
+    /// Share of the process's kmalloc allocations in the interval.
+    pub share: f64,
+    /// The syscall that made most of them (-1: none) and its share.
+    pub top_nr: i32,
+    /// Share of `top_nr`.
+    pub nr_share: f64,
+}
+
+/// A spray the detector flagged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SprayHit {
+    /// What burst.
+    pub load: ClassLoad,
+    /// Its usual rate before this interval (0: none known).
+    pub usual_per_s: f64,
+    /// The threshold it passed.
+    pub threshold: f64,
+    /// Real uid of the process (None: unknown).
+    pub uid: Option<u32>,
+}
+
+impl Spray {
+    /// A detector with these thresholds.
+    pub fn new(min_per_s: f64, factor: f64, share: f64, root_factor: f64) -> Spray {
+        Spray {
+            min_per_s,
+            factor,
+            share,
+            root_factor,
+            usual: HashMap::new(),
+        }
+    }
+
+    /// Judges one interval's loads (`uid_of`: the real uid of a process),
+    /// then folds them into the usual rates (EWMA, 1/4 weight; classes not
+    /// seen decay toward zero and are dropped when negligible).
+    pub fn judge(
+        &mut self,
+        loads: &[ClassLoad],
+        uid_of: impl Fn(u32) -> Option<u32>,
+    ) -> Vec<SprayHit> {
+        let mut hits = Vec::new();
+        if self.min_per_s <= 0.0 {
+            return hits;
+        }
+        for l in loads {
+            if l.tgid == 0 {
+                continue;
+            }
+            let usual = self
+                .usual
+                .get(&(l.tgid, l.class.clone()))
+                .copied()
+                .unwrap_or(0.0);
+            if l.per_s < self.min_per_s || l.share < self.share || l.nr_share < 0.5 || l.top_nr < 0
+            {
+                continue;
+            }
+            let uid = uid_of(l.tgid);
+            let floor = if uid == Some(0) {
+                self.min_per_s * self.root_factor
+            } else {
+                self.min_per_s
+            };
+            let threshold = floor.max(usual * self.factor);
+            if l.per_s >= threshold {
+                hits.push(SprayHit {
+                    load: l.clone(),
+                    usual_per_s: usual,
+                    threshold,
+                    uid,
+                });
+            }
+        }
+        for v in self.usual.values_mut() {
+            *v *= 0.75;
+        }
+        for l in loads {
+            *self.usual.entry((l.tgid, l.class.clone())).or_insert(0.0) += 0.25 * l.per_s;
+        }
+        self.usual.retain(|_, v| *v >= 1.0);
+        hits
+    }
+
+    /// (process, class) pairs with a usual rate.
+    pub fn len(&self) -> usize {
+        self.usual.len()
+    }
+
+    /// No usual rate known.
+    pub fn is_empty(&self) -> bool {
+        self.usual.is_empty()
+    }
+
+    /// Forgets the processes `gone` says are gone.
+    pub fn forget(&mut self, gone: impl Fn(u32) -> bool) {
+        self.usual.retain(|(t, _), _| !gone(*t));
+    }
+}
+
+/// Groups one interval's kmem deltas into per-(process, class) loads.
+pub fn class_loads(
+    deltas: &[(KmKey, KmVal)],
+    names: &HashMap<u64, String>,
+    scale: u64,
+    secs: f64,
+) -> Vec<ClassLoad> {
+    // (tgid, class) -> (count, per nr)
+    let mut by: BTreeMap<(u32, String), (u64, HashMap<i32, u64>)> = BTreeMap::new();
+    let mut per_proc: HashMap<u32, u64> = HashMap::new();
+    for (k, v) in deltas {
+        if k.flags & KM_KMALLOC == 0 {
+            continue;
+        }
+        let c = v.count.saturating_mul(scale);
+        let e = by
+            .entry((k.tgid, class_name(k.cache, k.size, k.flags, names)))
+            .or_default();
+        e.0 += c;
+        *e.1.entry(k.nr).or_default() += c;
+        *per_proc.entry(k.tgid).or_default() += c;
+    }
+    by.into_iter()
+        .map(|((tgid, class), (count, nrs))| {
+            let (top_nr, n) = nrs
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(a, b)| (*a, *b))
+                .unwrap_or((-1, 0));
+            let all = per_proc.get(&tgid).copied().unwrap_or(count).max(1);
+            ClassLoad {
+                tgid,
+                class,
+                count,
+                per_s: count as f64 / secs.max(1e-3),
+                share: count as f64 / all as f64,
+                top_nr,
+                nr_share: n as f64 / count.max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+/// Cumulative figures since start (summary, tests).
+#[derive(Debug, Clone, Default)]
+pub struct KtoolsTotals {
+    /// kmem allocations per process (scaled by the sample rate).
+    pub kmem_by_pid: BTreeMap<u32, (u64, u64)>,
+    /// kmem allocations per (process, class name).
+    pub kmem_by_class: BTreeMap<(u32, String), u64>,
+    /// Allocations per slab cache name (slabratetop).
+    pub slabs: BTreeMap<String, u64>,
+    /// Pages allocated per process (kpages; 2^order each).
+    pub kpages_by_pid: BTreeMap<u32, u64>,
+    /// Migrations per reason: (calls, pages, ns).
+    pub numamove: BTreeMap<String, (u64, u64, u64)>,
+    /// Work items run per function name.
+    pub workq: BTreeMap<String, u64>,
+    /// Softirq (count, ns) per vector name.
+    pub softirqs: BTreeMap<String, (u64, u64)>,
+    /// Hard irq (count, ns) per irq.
+    pub hardirqs: BTreeMap<String, (u64, u64)>,
+    /// Tasklet runs per function.
+    pub tasklets: BTreeMap<String, u64>,
+    /// Heap-spray alerts raised.
+    pub sprays: u64,
+    /// Findings raised.
+    pub findings: u64,
+}
+
+/// One process's kmem in an interval: (allocs, bytes, cgroup, per class).
+type ProcKmem = (u64, u64, u64, BTreeMap<String, (u64, u64)>);
+
+/// The collector of the kernel-work tools; owns the loaded object.
+pub struct KtoolsCollector {
+    kt: Ktools,
+    cfg: PerfConfig,
+    kmem: Deltas<KmKey, KmVal>,
+    sites: Deltas<KmSiteKey, KmVal>,
+    kpages: Deltas<KpKey, u64>,
+    numa: Deltas<NmKey, NmVal>,
+    work: Deltas<KwKey, KwVal>,
+    names: HashMap<u64, String>,
+    syms: &'static Kallsyms,
+    spray: Spray,
+    last_at: Instant,
+    /// Cumulative figures.
+    pub totals: KtoolsTotals,
+}
+
+fn alive(pid: u32) -> bool {
+    pid == 0 || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn comm_of(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
+}
+
+/// Real uid from /proc/PID/status.
+fn uid_of(pid: u32) -> Option<u32> {
+    let t = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+}
+
+/// irq number -> name from /proc/interrupts (the last column).
+pub fn irq_names(text: &str) -> HashMap<u64, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (n, rest) = l.trim_start().split_once(':')?;
+            let n: u64 = n.parse().ok()?;
+            Some((n, rest.split_whitespace().last()?.to_string()))
+        })
+        .collect()
+}
+
+fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
+    if v.is_finite() {
+        w.raw(key, format!("{v}").as_bytes());
+    } else {
+        w.raw(key, b"null");
+    }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+fn syscall(nr: i32) -> String {
+    if nr < 0 {
+        return "none".into();
+    }
+    u16::try_from(nr)
+        .ok()
+        .and_then(vigil_baselines::syscall_name)
+        .map_or_else(|| format!("sys_{nr}"), str::to_string)
+}
+
+impl KtoolsCollector {
+    /// A collector reading `kt` with these settings.
+    pub fn new(kt: Ktools, cfg: &PerfConfig) -> KtoolsCollector {
+        KtoolsCollector {
+            kt,
+            cfg: cfg.clone(),
+            kmem: Deltas::default(),
+            sites: Deltas::default(),
+            kpages: Deltas::default(),
+            numa: Deltas::default(),
+            work: Deltas::default(),
+            names: HashMap::new(),
+            syms: Kallsyms::preload(),
+            spray: Spray::new(
+                cfg.spray_min_per_s,
+                cfg.spray_factor,
+                cfg.spray_share,
+                cfg.spray_root_factor,
+            ),
+            last_at: Instant::now(),
+            totals: KtoolsTotals::default(),
+        }
+    }
+
+    /// The loaded object (status, program stats).
+    pub fn ktools(&self) -> &Ktools {
+        &self.kt
+    }
+}
+
+impl Collector for KtoolsCollector {
+    fn name(&self) -> &'static str {
+        "ktools"
+    }
+
+    fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        out.extend([
+            ("kmem_keys", self.kmem.len()),
+            ("kmem_sites", self.sites.len()),
+            ("kpages_keys", self.kpages.len()),
+            ("numamove_keys", self.numa.len()),
+            ("work_keys", self.work.len()),
+            ("spray_usual", self.spray.len()),
+        ]);
+    }
+
+    fn collect(&mut self, ctx: &mut Ctx<'_>) -> Output {
+        let now = Instant::now();
+        let secs = now.duration_since(self.last_at).as_secs_f64().max(1e-3);
+        self.last_at = now;
+        let mut out = Output::default();
+        let ts = ecs::rfc3339(ctx.unix_ns);
+        let hostname = ctx.hostname.to_string();
+        let header = |w: &mut vigil_outputs::json::Writer, dataset: &str, action: &str| {
+            w.str("@timestamp", ts.as_bytes())
+                .str("event.kind", "metric")
+                .str("event.module", "vigil")
+                .str("event.dataset", dataset)
+                .str("event.action", action)
+                .str("host.hostname", hostname.as_bytes());
+        };
+        let iv = |w: &mut vigil_outputs::json::Writer, dataset: &str| {
+            put_f64(
+                w,
+                &format!("{dataset}.interval_s"),
+                (secs * 100.0).round() / 100.0,
+            );
+        };
+        let gone = |pid: u32| !alive(pid);
+        let top = self.cfg.kmem_top.max(1);
+
+        // ---- kmem, slabratetop ----
+        let km_scale = u64::from(self.cfg.kmem_sample.max(1));
+        let kmem_live = self.kt.is_live("kmem");
+        let slab_live = self.kt.is_live("slabratetop");
+        if kmem_live || slab_live {
+            let now_km = self.kt.kmem().unwrap_or_default();
+            let (d, forget) = self.kmem.step(now_km, |k| gone(k.tgid));
+            let _ = self.kt.forget_kmem(&forget);
+            if d.iter()
+                .any(|(k, _)| k.cache != 0 && !self.names.contains_key(&k.cache))
+            {
+                self.names = self.kt.cache_names().unwrap_or_default();
+            }
+            // per process
+            let mut procs: BTreeMap<u32, ProcKmem> = BTreeMap::new();
+            let mut slabs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for (k, v) in &d {
+                let c = v.count.saturating_mul(km_scale);
+                let b = v.bytes.saturating_mul(km_scale);
+                let class = class_name(k.cache, k.size, k.flags, &self.names);
+                let p = procs.entry(k.tgid).or_default();
+                p.0 += c;
+                p.1 += b;
+                p.2 = k.cgroup_id;
+                let e = p.3.entry(class.clone()).or_default();
+                e.0 += c;
+                e.1 += b;
+                let s = slabs.entry(class.clone()).or_default();
+                s.0 += c;
+                s.1 += b;
+                if kmem_live {
+                    let t = self.totals.kmem_by_pid.entry(k.tgid).or_default();
+                    t.0 += c;
+                    t.1 += b;
+                    *self
+                        .totals
+                        .kmem_by_class
+                        .entry((k.tgid, class))
+                        .or_default() += c;
+                }
+            }
+            if kmem_live && !d.is_empty() {
+                let mut ranked: Vec<_> = procs.iter().collect();
+                ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
+                for (tgid, (c, b, cg, classes)) in ranked.into_iter().take(top) {
+                    let mut cl: Vec<_> = classes.iter().collect();
+                    cl.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+                    let arr: Vec<_> = cl
+                        .iter()
+                        .take(10)
+                        .map(|(n, (c, b))| json!({"cache": n, "allocs": c, "bytes": b}))
+                        .collect();
+                    let mut w = vigil_outputs::json::Writer::new();
+                    header(&mut w, "vigil.kmem", "kmem");
+                    w.u64("process.pid", u64::from(*tgid));
+                    if let Some(n) = comm_of(*tgid) {
+                        w.str("process.name", n.as_bytes());
+                    }
+                    let path = ctx.host.cgroup_path(*cg);
+                    if let Some(c) = path.as_deref().and_then(crate::container::from_cgroup_path) {
+                        w.str("container.id", c.id.as_bytes())
+                            .str("container.runtime", c.runtime);
+                    }
+                    iv(&mut w, "vigil.kmem");
+                    w.u64("vigil.kmem.cgroup_id", *cg);
+                    if let Some(p) = &path {
+                        w.str("vigil.kmem.cgroup", p.as_bytes());
+                    }
+                    w.u64("vigil.kmem.allocs", *c).u64("vigil.kmem.bytes", *b);
+                    put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
+                    w.u64("vigil.kmem.sample", km_scale);
+                    w.raw(
+                        "vigil.kmem.caches",
+                        &serde_json::to_vec(&arr).unwrap_or_default(),
+                    );
+                    out.records.push(PerfRecord {
+                        json: w.finish(),
+                        finding: None,
+                    });
+                }
+                // call sites
+                let (sd, sforget) = self
+                    .sites
+                    .step(self.kt.kmem_sites().unwrap_or_default(), |_| false);
+                let _ = self.kt.forget_sites(&sforget);
+                let mut sd = sd;
+                sd.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
+                let arr: Vec<_> = sd
+                    .iter()
+                    .take(20)
+                    .map(|(k, v)| {
+                        json!({
+                            "site": self.syms.name(k.call_site),
+                            "cache": class_name(k.cache, k.size, k.flags, &self.names),
+                            "allocs": v.count.saturating_mul(km_scale),
+                            "bytes": v.bytes.saturating_mul(km_scale),
+                        })
+                    })
+                    .collect();
+                if !arr.is_empty() {
+                    let mut w = vigil_outputs::json::Writer::new();
+                    header(&mut w, "vigil.kmem", "kmem-sites");
+                    iv(&mut w, "vigil.kmem");
+                    w.raw(
+                        "vigil.kmem.sites",
+                        &serde_json::to_vec(&arr).unwrap_or_default(),
+                    );
+                    out.records.push(PerfRecord {
+                        json: w.finish(),
+                        finding: None,
+                    });
+                }
+                let all: u64 = procs.values().map(|p| p.0).sum();
+                out.counters.push(CounterDelta {
+                    name: "vigil_kmem_allocations_total",
+                    help: "Kernel allocations (kmalloc, kmem_cache_alloc) counted by kmem, scaled by the sample rate.",
+                    labels: Vec::new(),
+                    delta: all,
+                });
+            }
+            if slab_live && !slabs.is_empty() {
+                let mut s: Vec<_> = slabs.iter().collect();
+                s.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+                let arr: Vec<_> = s
+                    .iter()
+                    .take(20)
+                    .map(|(n, (c, b))| {
+                        json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
+                    })
+                    .collect();
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "vigil.slabratetop", "slabratetop");
+                iv(&mut w, "vigil.slabratetop");
+                w.u64("vigil.slabratetop.allocs", s.iter().map(|x| x.1.0).sum())
+                    .u64("vigil.slabratetop.caches_seen", s.len() as u64)
+                    .raw(
+                        "vigil.slabratetop.caches",
+                        &serde_json::to_vec(&arr).unwrap_or_default(),
+                    );
+                out.records.push(PerfRecord {
+                    json: w.finish(),
+                    finding: None,
+                });
+                for (n, (c, _)) in s.iter().take(20) {
+                    *self.totals.slabs.entry((*n).clone()).or_default() += c;
+                    out.counters.push(CounterDelta {
+                        name: "vigil_slab_allocations_total",
+                        help: "Slab allocations per cache (slabratetop; the 20 busiest caches of each interval).",
+                        labels: vec![("cache", (*n).clone())],
+                        delta: *c,
+                    });
+                }
+            }
+            // ---- the heap-spray alert ----
+            if kmem_live && self.cfg.spray {
+                let loads = class_loads(&d, &self.names, km_scale, secs);
+                for h in self.spray.judge(&loads, uid_of) {
+                    self.totals.sprays += 1;
+                    let l = &h.load;
+                    let name = comm_of(l.tgid).unwrap_or_else(|| "exited".into());
+                    let who = match h.uid {
+                        Some(0) => "root".to_string(),
+                        Some(u) => format!("unprivileged uid {u}"),
+                        None => "uid unknown".to_string(),
+                    };
+                    let msg = format!(
+                        "possible kernel heap spray: process {} ({name}, {who}) made {} allocations in {} in {:.1} s ({:.0}/s, usual {:.0}/s, threshold {:.0}/s), {:.0}% of them from {}",
+                        l.tgid,
+                        l.count,
+                        l.class,
+                        secs,
+                        l.per_s,
+                        h.usual_per_s,
+                        h.threshold,
+                        l.nr_share * 100.0,
+                        syscall(l.top_nr)
+                    );
+                    let mut w = vigil_outputs::json::Writer::new();
+                    w.str("@timestamp", ts.as_bytes())
+                        .str("event.kind", "alert")
+                        .str("event.module", "vigil")
+                        .str("event.dataset", "vigil.kmem")
+                        .str("event.action", "kmem-spray")
+                        .str("host.hostname", hostname.as_bytes())
+                        .str("message", msg.as_bytes())
+                        .u64("process.pid", u64::from(l.tgid))
+                        .str("process.name", name.as_bytes());
+                    if let Some(u) = h.uid {
+                        w.u64("process.real_user.id", u64::from(u));
+                    }
+                    w.str("threat.framework", "MITRE ATT&CK")
+                        .strs("threat.technique.id", ["T1068"].iter())
+                        .str("vigil.kmem.spray.cache", l.class.as_bytes())
+                        .u64("vigil.kmem.spray.allocs", l.count)
+                        .str("vigil.kmem.spray.syscall", syscall(l.top_nr).as_bytes());
+                    put_f64(&mut w, "vigil.kmem.spray.per_s", round1(l.per_s));
+                    put_f64(
+                        &mut w,
+                        "vigil.kmem.spray.usual_per_s",
+                        round1(h.usual_per_s),
+                    );
+                    put_f64(&mut w, "vigil.kmem.spray.threshold", round1(h.threshold));
+                    put_f64(
+                        &mut w,
+                        "vigil.kmem.spray.share",
+                        (l.share * 1000.0).round() / 1000.0,
+                    );
+                    let sev = if h.uid == Some(0) { 2 } else { 3 };
+                    out.alerts
+                        .push((w.finish(), "perf.kmem-spray".into(), msg, sev));
+                }
+                self.spray.forget(gone);
+            }
+        }
+
+        // ---- kpages ----
+        if self.kt.is_live("kpages") {
+            let scale = u64::from(self.cfg.kpages_sample.max(1));
+            let (d, forget) = self
+                .kpages
+                .step(self.kt.kpages().unwrap_or_default(), |k| gone(k.tgid));
+            let _ = self.kt.forget_kpages(&forget);
+            let mut procs: BTreeMap<u32, (u64, BTreeMap<u32, u64>)> = BTreeMap::new();
+            for (k, n) in &d {
+                let n = n.saturating_mul(scale);
+                let p = procs.entry(k.tgid).or_default();
+                p.0 += n << k.order.min(20);
+                *p.1.entry(k.order).or_default() += n;
+                *self.totals.kpages_by_pid.entry(k.tgid).or_default() += n << k.order.min(20);
+            }
+            let mut ranked: Vec<_> = procs.iter().collect();
+            ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+            for (tgid, (pages, orders)) in ranked.into_iter().take(top) {
+                let by: serde_json::Map<String, serde_json::Value> = orders
+                    .iter()
+                    .map(|(o, n)| (o.to_string(), json!(n)))
+                    .collect();
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "vigil.kpages", "kpages");
+                w.u64("process.pid", u64::from(*tgid));
+                if let Some(n) = comm_of(*tgid) {
+                    w.str("process.name", n.as_bytes());
+                }
+                iv(&mut w, "vigil.kpages");
+                w.u64("vigil.kpages.pages", *pages)
+                    .u64("vigil.kpages.sample", scale)
+                    .raw(
+                        "vigil.kpages.by_order",
+                        &serde_json::to_vec(&by).unwrap_or_default(),
+                    );
+                out.records.push(PerfRecord {
+                    json: w.finish(),
+                    finding: None,
+                });
+            }
+            let all: u64 = procs.values().map(|p| p.0).sum();
+            if all > 0 {
+                out.counters.push(CounterDelta {
+                    name: "vigil_kpages_pages_total",
+                    help: "Pages allocated (mm_page_alloc, 2^order each) counted by kpages, scaled by the sample rate.",
+                    labels: Vec::new(),
+                    delta: all,
+                });
+            }
+        }
+
+        // ---- numamove ----
+        if self.kt.is_live("numamove") {
+            let (d, forget) = self
+                .numa
+                .step(self.kt.numamove().unwrap_or_default(), |k| gone(k.tgid));
+            let _ = self.kt.forget_numamove(&forget);
+            for (k, v) in &d {
+                let reason = migrate_reason(k.reason);
+                let t = self.totals.numamove.entry(reason.into()).or_default();
+                t.0 += v.calls;
+                t.1 += v.succeeded;
+                t.2 += v.ns;
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, "vigil.numamove", "numamove");
+                w.u64("process.pid", u64::from(k.tgid));
+                if let Some(n) = comm_of(k.tgid) {
+                    w.str("process.name", n.as_bytes());
+                }
+                iv(&mut w, "vigil.numamove");
+                w.str("vigil.numamove.reason", reason)
+                    .u64("vigil.numamove.calls", v.calls)
+                    .u64("vigil.numamove.pages", v.succeeded)
+                    .u64("vigil.numamove.failed", v.failed);
+                put_f64(&mut w, "vigil.numamove.ms", round1(v.ns as f64 / 1e6));
+                out.records.push(PerfRecord {
+                    json: w.finish(),
+                    finding: None,
+                });
+                out.counters.push(CounterDelta {
+                    name: "vigil_numamove_pages_total",
+                    help: "Pages migrated (migrate:mm_migrate_pages) per reason (numamove).",
+                    labels: vec![("reason", reason.to_string())],
+                    delta: v.succeeded,
+                });
+            }
+        }
+
+        // ---- workq, softirqs, hardirqs, tasklets ----
+        let any_work = ["workq", "softirqs", "hardirqs", "tasklets"]
+            .iter()
+            .any(|t| self.kt.is_live(t));
+        if any_work {
+            let (d, forget) = self
+                .work
+                .step(self.kt.work().unwrap_or_default(), |_| false);
+            let _ = self.kt.forget_work(&forget);
+            let irqs = if d.iter().any(|(k, _)| k.kind == KW_HARDIRQ) {
+                std::fs::read_to_string("/proc/interrupts")
+                    .map(|t| irq_names(&t))
+                    .unwrap_or_default()
+            } else {
+                HashMap::new()
+            };
+            for (kind, tool) in [
+                (KW_WORKQ, "workq"),
+                (KW_SOFTIRQ, "softirqs"),
+                (KW_HARDIRQ, "hardirqs"),
+                (KW_TASKLET, "tasklets"),
+            ] {
+                let mut rows: Vec<&(KwKey, KwVal)> =
+                    d.iter().filter(|(k, _)| k.kind == kind).collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                rows.sort_by(|a, b| b.1.run_ns.cmp(&a.1.run_ns).then(a.0.cmp(&b.0)));
+                let total_ns: u64 = rows.iter().map(|r| r.1.run_ns).sum();
+                let total_n: u64 = rows.iter().map(|r| r.1.count).sum();
+                let mut arr = Vec::new();
+                for (k, v) in rows.iter().take(20) {
+                    let name = match kind {
+                        KW_SOFTIRQ => softirq_name(k.id).to_string(),
+                        KW_HARDIRQ => match irqs.get(&k.id) {
+                            Some(n) => format!("{}:{n}", k.id),
+                            None => k.id.to_string(),
+                        },
+                        _ => self.syms.name(k.id),
+                    };
+                    let mut o = json!({
+                        "name": name,
+                        "count": v.count,
+                        "run_us": v.run_ns / 1000,
+                        "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
+                        "max_run_us": crate::perf::slot_bounds(
+                            v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+                    });
+                    if kind == KW_WORKQ && v.waited > 0 {
+                        o["avg_latency_us"] =
+                            json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
+                        o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
+                    }
+                    arr.push(o);
+                    match kind {
+                        KW_WORKQ => *self.totals.workq.entry(name.clone()).or_default() += v.count,
+                        KW_TASKLET => {
+                            *self.totals.tasklets.entry(name.clone()).or_default() += v.count
+                        }
+                        KW_SOFTIRQ => {
+                            let t = self.totals.softirqs.entry(name.clone()).or_default();
+                            t.0 += v.count;
+                            t.1 += v.run_ns;
+                        }
+                        _ => {
+                            let t = self.totals.hardirqs.entry(name.clone()).or_default();
+                            t.0 += v.count;
+                            t.1 += v.run_ns;
+                        }
+                    }
+                    if matches!(kind, KW_SOFTIRQ | KW_HARDIRQ) {
+                        out.counters.push(CounterDelta {
+                            name: if kind == KW_SOFTIRQ {
+                                "vigil_softirq_nanoseconds_total"
+                            } else {
+                                "vigil_hardirq_nanoseconds_total"
+                            },
+                            help: if kind == KW_SOFTIRQ {
+                                "Time in softirqs per vector (softirqs)."
+                            } else {
+                                "Time in hard irq handlers per irq (hardirqs)."
+                            },
+                            labels: vec![(
+                                if kind == KW_SOFTIRQ { "vector" } else { "irq" },
+                                name.clone(),
+                            )],
+                            delta: v.run_ns,
+                        });
+                    }
+                }
+                let dataset = format!("vigil.{tool}");
+                let mut w = vigil_outputs::json::Writer::new();
+                header(&mut w, &dataset, tool);
+                iv(&mut w, &dataset);
+                w.u64(&format!("{dataset}.count"), total_n)
+                    .u64(&format!("{dataset}.run_us"), total_ns / 1000);
+                put_f64(
+                    &mut w,
+                    &format!("{dataset}.cpu_pct"),
+                    round1(100.0 * total_ns as f64 / 1e9 / secs),
+                );
+                let key = if kind == KW_SOFTIRQ {
+                    "vectors"
+                } else if kind == KW_HARDIRQ {
+                    "irqs"
+                } else {
+                    "functions"
+                };
+                w.raw(
+                    &format!("{dataset}.{key}"),
+                    &serde_json::to_vec(&arr).unwrap_or_default(),
+                );
+                out.records.push(PerfRecord {
+                    json: w.finish(),
+                    finding: None,
+                });
+                if kind == KW_WORKQ {
+                    out.counters.push(CounterDelta {
+                        name: "vigil_workq_items_total",
+                        help: "Work items run (workq).",
+                        labels: Vec::new(),
+                        delta: total_n,
+                    });
+                }
+                let pct = 100.0 * total_ns as f64 / 1e9 / secs;
+                if kind == KW_SOFTIRQ && self.cfg.softirq_pct > 0.0 && pct > self.cfg.softirq_pct {
+                    self.totals.findings += 1;
+                    let (k, v) = rows[0];
+                    let msg = format!(
+                        "softirqs took {pct:.1}% of one CPU in {secs:.0} s (threshold {}%); most: {} {:.1} ms",
+                        self.cfg.softirq_pct,
+                        softirq_name(k.id),
+                        v.run_ns as f64 / 1e6
+                    );
+                    let mut w = vigil_outputs::json::Writer::new();
+                    header(&mut w, "vigil.finding", "softirq-high");
+                    w.str("message", msg.as_bytes())
+                        .str("vigil.finding.name", "softirq-high")
+                        .str("vigil.finding.metric", "vigil.softirqs.cpu_pct");
+                    put_f64(&mut w, "vigil.finding.value", round1(pct));
+                    put_f64(&mut w, "vigil.finding.threshold", self.cfg.softirq_pct);
+                    w.str("vigil.finding.unit", "percent");
+                    out.records.push(PerfRecord {
+                        json: w.finish(),
+                        finding: Some(("softirq-high".into(), msg)),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(tgid: u32, size: u32, nr: i32) -> KmKey {
+        KmKey {
+            cgroup_id: 1,
+            cache: 0,
+            tgid,
+            size,
+            nr,
+            flags: KM_KMALLOC | KM_ACCOUNTED,
+        }
+    }
+
+    #[test]
+    fn class_names_follow_the_kernel_caches() {
+        let mut n = HashMap::new();
+        n.insert(0xabc, "dentry".to_string());
+        assert_eq!(
+            class_name(0, 128, KM_KMALLOC | KM_ACCOUNTED, &n),
+            "kmalloc-cg-128"
+        );
+        assert_eq!(class_name(0, 2048, KM_KMALLOC, &n), "kmalloc-2k");
+        assert_eq!(class_name(0, 96, KM_KMALLOC, &n), "kmalloc-96");
+        assert_eq!(class_name(0, 65536, KM_KMALLOC, &n), "kmalloc-large");
+        assert_eq!(class_name(0xabc, 192, 0, &n), "dentry");
+        assert_eq!(class_name(0xdef, 192, 0, &n), "cache@0xdef");
+    }
+
+    #[test]
+    fn a_concentrated_burst_is_a_spray_and_a_steady_or_spread_load_is_not() {
+        let names = HashMap::new();
+        let mut s = Spray::new(2000.0, 20.0, 0.5, 4.0);
+        // steady, spread process 10: many classes, no single one dominant
+        let steady: Vec<(KmKey, KmVal)> = [64u32, 128, 256, 512]
+            .iter()
+            .map(|&sz| {
+                (
+                    key(10, sz, 0),
+                    KmVal {
+                        count: 3000,
+                        bytes: 0,
+                    },
+                )
+            })
+            .collect();
+        for _ in 0..3 {
+            let l = class_loads(&steady, &names, 1, 1.0);
+            assert!(s.judge(&l, |_| Some(1000)).is_empty());
+        }
+        // process 20 sprays kmalloc-cg-128 through msgsnd (69)
+        let mut burst = steady.clone();
+        burst.push((
+            key(20, 128, 69),
+            KmVal {
+                count: 6000,
+                bytes: 0,
+            },
+        ));
+        burst.push((
+            key(20, 64, 0),
+            KmVal {
+                count: 100,
+                bytes: 0,
+            },
+        ));
+        let l = class_loads(&burst, &names, 1, 1.0);
+        let hits = s.judge(&l, |_| Some(1000));
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0].load.tgid, 20);
+        assert_eq!(hits[0].load.class, "kmalloc-cg-128");
+        assert_eq!(hits[0].load.top_nr, 69);
+        // the same rate by root is under root's threshold (4 x 2000)
+        let mut s2 = Spray::new(2000.0, 20.0, 0.5, 4.0);
+        assert!(s2.judge(&l, |_| Some(0)).is_empty());
+        // a process that always runs at that rate is not flagged once usual
+        for _ in 0..20 {
+            s.judge(&l, |_| Some(1000));
+        }
+        assert!(s.judge(&l, |_| Some(1000)).is_empty());
+        // the sample rate scales counts
+        let l = class_loads(
+            &[(
+                key(30, 128, 69),
+                KmVal {
+                    count: 100,
+                    bytes: 0,
+                },
+            )],
+            &names,
+            50,
+            1.0,
+        );
+        assert_eq!(l[0].count, 5000);
+        // off
+        let mut off = Spray::new(0.0, 20.0, 0.5, 4.0);
+        assert!(off.judge(&l, |_| Some(1)).is_empty());
+    }
+
+    #[test]
+    fn irq_names_come_from_proc_interrupts() {
+        let t = "           CPU0       CPU1\n  0:         44          0   IO-APIC   2-edge      timer\n 24:       1234        567   PCI-MSIX-0000:00:03.0   0-edge      virtio0-config\nNMI:          0          0   Non-maskable interrupts\n";
+        let n = irq_names(t);
+        assert_eq!(n.get(&0).map(String::as_str), Some("timer"));
+        assert_eq!(n.get(&24).map(String::as_str), Some("virtio0-config"));
+        assert_eq!(n.len(), 2);
+    }
+}
