@@ -70,6 +70,18 @@ pub mod exec_flags {
     pub const UNLINKED: u32 = 1 << 1;
     pub const SETUID: u32 = 1 << 2;
     pub const SETGID: u32 = 1 << 3;
+    pub const KILLED: u32 = 1 << 4;
+    pub const WOULD_KILL: u32 = 1 << 5;
+    pub const KILL_REFUSED: u32 = 1 << 6;
+    pub const KILL_FAILED: u32 = 1 << 7;
+}
+
+/// `kill_cfg` slots and kill actions (`VG_KILL_*`).
+pub mod kill {
+    pub const CFG_MEMFD: u32 = 0;
+    pub const CFG_SUPERVISOR: u32 = 1;
+    pub const ACT_KILL: u32 = 1;
+    pub const ACT_WOULD: u32 = 2;
 }
 
 /// Stable syscall identifiers (`enum vg_sys`).

@@ -371,6 +371,62 @@ impl PerfConfig {
     }
 }
 
+/// `[response]` settings: kill on match (`action: kill` rules).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseConfig {
+    /// Monitor mode: kill rules report `vigil.response.outcome:
+    /// would-kill` and kill nothing (`vigil run --dry-run`).
+    pub monitor: bool,
+}
+
+/// `[hash]` settings: executable hashes (`process.hash.sha256`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashConfig {
+    /// Hash the executable of every exec (SHA-256).
+    pub enabled: bool,
+    /// Executables larger than this are not hashed (`vigil.hash.skipped:
+    /// too-large`).
+    pub max_bytes: u64,
+    /// How long an exec event waits for its hash before it is written with
+    /// `vigil.hash.pending` (the hash follows in an `exec-hash` record).
+    pub wait_ms: u64,
+    /// Hashes kept, per (device, inode, size, mtime, ctime).
+    pub cache_entries: usize,
+    /// Files queued to the hashing worker at most (past it:
+    /// `vigil.hash.skipped: queue-full`).
+    pub queue: usize,
+    /// A file of known-bad SHA-256s (one a line; `sha256sum` output works):
+    /// a hash on it sets `vigil.hash.known_bad`. SIGHUP reloads it.
+    pub known_bad_file: Option<PathBuf>,
+}
+
+impl Default for HashConfig {
+    fn default() -> Self {
+        HashConfig {
+            enabled: true,
+            max_bytes: 64 << 20,
+            wait_ms: 50,
+            cache_entries: 16_384,
+            queue: 1024,
+            known_bad_file: None,
+        }
+    }
+}
+
+impl HashConfig {
+    /// The hasher's settings.
+    pub fn settings(&self) -> crate::hash::HashSettings {
+        crate::hash::HashSettings {
+            max_bytes: self.max_bytes,
+            wait: std::time::Duration::from_millis(self.wait_ms),
+            cache_entries: self.cache_entries,
+            queue: self.queue,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -387,6 +443,10 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// `[perf]`.
     pub perf: PerfConfig,
+    /// `[hash]`.
+    pub hash: HashConfig,
+    /// `[response]`.
+    pub response: ResponseConfig,
 }
 
 impl Config {
@@ -585,6 +645,19 @@ impl Config {
             key: format!("{table}.{key}"),
             message,
         };
+        if let Some(p) = &self.hash.known_bad_file
+            && let Err(e) = crate::hash::load_hash_list(p)
+        {
+            return Err(err("hash", "known_bad_file", e));
+        }
+        if self.hash.cache_entries == 0 || self.hash.queue == 0 {
+            let key = if self.hash.queue == 0 {
+                "queue"
+            } else {
+                "cache_entries"
+            };
+            return Err(err("hash", key, "must be at least 1".into()));
+        }
         let s = &self.sensors;
         for name in &s.disabled {
             if sensors::sensor(name).is_none() {

@@ -343,6 +343,29 @@ pub struct Rule {
     pub examples: Vec<Example>,
     /// Whether the rule is evaluated.
     pub enabled: bool,
+    /// What a match does besides the alert (`action:`).
+    pub action: Action,
+}
+
+/// What a rule's match does besides raising its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Alert only.
+    #[default]
+    Alert,
+    /// Kill the process (SIGKILL): in the kernel at the event when the
+    /// condition can be decided there, else from userspace.
+    Kill,
+}
+
+impl Action {
+    /// `alert` or `kill`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Kill => "kill",
+        }
+    }
 }
 
 impl Rule {

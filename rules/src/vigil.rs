@@ -21,6 +21,7 @@ const RULE_KEYS: &[&str] = &[
     "output",
     "enabled",
     "examples",
+    "action",
 ];
 
 /// A list or macro definition and where it is.
@@ -282,7 +283,21 @@ pub(crate) fn rule(file: &str, it: &Node, defs: &mut Defs) -> Result<Item, LoadE
         None => Vec::new(),
         Some(e) => examples(e).map_err(|(l, e)| err(l, format!("examples: {e}")))?,
     };
+    let action = match str_field(it, "action").map_err(|(l, e)| err(l, e))? {
+        None | Some("alert") => crate::Action::Alert,
+        Some("kill") => crate::Action::Kill,
+        Some(a) => {
+            return Err(err(
+                it.get("action").map_or(it.line, |n| n.line),
+                format!(
+                    "field `action`: `{}` is not one of alert, kill",
+                    crate::printable(a)
+                ),
+            ));
+        }
+    };
     Ok(Item::Rule(Box::new(Rule {
+        action,
         id,
         name,
         description,

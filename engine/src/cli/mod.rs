@@ -65,6 +65,10 @@ enum Cmd {
         /// Do not learn baselines or report drift.
         #[arg(long)]
         no_baselines: bool,
+        /// Monitor mode for `action: kill` rules: report "would kill" in
+        /// the alert, kill nothing (`response.monitor`).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show which sensors this kernel supports, from a real load and attach.
     Probe,
@@ -165,7 +169,12 @@ impl Cli {
                 out,
                 disable,
                 no_baselines,
-            } => run::run(cfg, out, disable, no_baselines),
+                dry_run,
+            } => {
+                let mut cfg = cfg;
+                cfg.response.monitor |= dry_run;
+                run::run(cfg, out, disable, no_baselines)
+            }
             Cmd::Record { out, duration } => run::record(cfg, out, duration),
             Cmd::Rules { cmd } => rules::rules_cmd(&cfg, cmd),
             Cmd::Report { since, svg, dir } => {
