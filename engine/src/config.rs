@@ -371,6 +371,59 @@ impl PerfConfig {
     }
 }
 
+/// `[capture]` settings: a capture file around each alert.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// `all` (every alert), `marked` (alerts of rules with `capture:
+    /// true`) or `off`.
+    pub alerts: String,
+    /// Seconds of raw records kept in memory and written before the alert.
+    pub before_s: u64,
+    /// Seconds of records written after it.
+    pub after_s: u64,
+    /// Bytes the in-memory ring holds at most.
+    pub ring_bytes: usize,
+    /// Bytes all capture files in `<data_dir>/captures` hold at most (the
+    /// oldest are deleted); one file stops at a quarter of it.
+    pub max_dir_bytes: u64,
+    /// A new capture starts at most this often (seconds).
+    pub min_interval_s: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            alerts: "all".into(),
+            before_s: 10,
+            after_s: 5,
+            ring_bytes: 16 << 20,
+            max_dir_bytes: 256 << 20,
+            min_interval_s: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Where alert captures are written.
+    pub fn captures_dir(&self) -> PathBuf {
+        self.agent.data_dir.join("captures")
+    }
+
+    /// The alert capture settings (None: `capture.alerts = off`).
+    pub fn capture_settings(&self) -> Option<crate::capture::alert::CaptureSettings> {
+        let c = &self.capture;
+        (c.alerts != "off").then(|| crate::capture::alert::CaptureSettings {
+            dir: self.captures_dir(),
+            before_ns: c.before_s.saturating_mul(1_000_000_000),
+            after_ns: c.after_s.saturating_mul(1_000_000_000),
+            ring_bytes: c.ring_bytes,
+            max_dir_bytes: c.max_dir_bytes,
+            min_interval_ns: c.min_interval_s.saturating_mul(1_000_000_000),
+        })
+    }
+}
+
 /// `[response]` settings: kill on match (`action: kill` rules).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -447,6 +500,8 @@ pub struct Config {
     pub hash: HashConfig,
     /// `[response]`.
     pub response: ResponseConfig,
+    /// `[capture]`.
+    pub capture: CaptureConfig,
 }
 
 impl Config {
@@ -649,6 +704,13 @@ impl Config {
             && let Err(e) = crate::hash::load_hash_list(p)
         {
             return Err(err("hash", "known_bad_file", e));
+        }
+        if !matches!(self.capture.alerts.as_str(), "all" | "marked" | "off") {
+            return Err(err(
+                "capture",
+                "alerts",
+                format!("`{}` is not one of all, marked, off", self.capture.alerts),
+            ));
         }
         if self.hash.cache_entries == 0 || self.hash.queue == 0 {
             let key = if self.hash.queue == 0 {

@@ -345,6 +345,9 @@ pub struct Rule {
     pub enabled: bool,
     /// What a match does besides the alert (`action:`).
     pub action: Action,
+    /// Write a capture around its alerts even when `capture.alerts` is
+    /// `marked` (`capture: true`).
+    pub capture: bool,
 }
 
 /// What a rule's match does besides raising its alert.

@@ -203,6 +203,7 @@ pub fn convert(file: &str, d: &Node) -> Result<Outcome, LoadError> {
                     examples: Vec::new(),
                     enabled: true,
                     action: crate::Action::Alert,
+                    capture: false,
                 }),
                 category.to_string(),
             ))

@@ -22,6 +22,7 @@ const RULE_KEYS: &[&str] = &[
     "enabled",
     "examples",
     "action",
+    "capture",
 ];
 
 /// A list or macro definition and where it is.
@@ -296,7 +297,21 @@ pub(crate) fn rule(file: &str, it: &Node, defs: &mut Defs) -> Result<Item, LoadE
             ));
         }
     };
+    let capture = match it.get("capture") {
+        None => false,
+        Some(v) => match v.as_str() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => {
+                return Err(err(
+                    v.line,
+                    "field `capture`: expected true or false".into(),
+                ));
+            }
+        },
+    };
     Ok(Item::Rule(Box::new(Rule {
+        capture,
         action,
         id,
         name,

@@ -162,6 +162,7 @@ fn rule(i: usize, condition: Expr) -> Rule {
         examples: Vec::new(),
         enabled: true,
         action: vigil_rules::Action::Alert,
+        capture: false,
     }
 }
 

@@ -120,6 +120,10 @@ enum Cmd {
         /// database must not be open in a running agent).
         #[arg(long)]
         learn: bool,
+        /// Print this process's tree (its ancestors, itself and its
+        /// descendants) with each process's events, instead of records.
+        #[arg(long, value_name = "PID")]
+        tree: Option<u32>,
     },
 }
 
@@ -187,7 +191,11 @@ impl Cli {
                 out,
                 no_baselines,
                 learn,
-            } => replay_cmd::replay(cfg, file, out, no_baselines, learn),
+                tree,
+            } => match tree {
+                Some(pid) => replay_cmd::tree(cfg, file, pid),
+                None => replay_cmd::replay(cfg, file, out, no_baselines, learn),
+            },
         }
     }
 }

@@ -713,15 +713,17 @@ pub fn techniques(tags: &[String]) -> Vec<String> {
 
 /// An alert record: the event's ECS fields plus the rule's.
 pub fn encode_alert(ev: &Event, hostname: &str, rule: &Rule) -> Vec<u8> {
-    encode_alert_with(ev, hostname, rule, None)
+    encode_alert_with(ev, hostname, rule, None, None)
 }
 
-/// An alert record with what a kill rule did (`vigil.response.*`).
+/// An alert record with what a kill rule did (`vigil.response.*`) and the
+/// capture around it (`vigil.capture.path`).
 pub fn encode_alert_with(
     ev: &Event,
     hostname: &str,
     rule: &Rule,
     response: Option<&crate::detect::response::Response>,
+    capture: Option<&str>,
 ) -> Vec<u8> {
     let message = rule.message(ev);
     ecs::encode_with(
@@ -747,6 +749,9 @@ pub fn encode_alert_with(
             }
         },
         |w| {
+            if let Some(p) = capture {
+                w.str("vigil.capture.path", p.as_bytes());
+            }
             if let Some(r) = response {
                 w.str("vigil.response.action", "kill")
                     .str("vigil.response.outcome", r.outcome)

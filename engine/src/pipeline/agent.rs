@@ -83,6 +83,8 @@ pub struct PipelineStats {
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
+    /// Alert captures ([`crate::capture::alert`]).
+    pub capture: crate::capture::alert::CaptureStats,
     /// Responses of kill rules per outcome (`killed`, `would-kill`, ...).
     pub responses: BTreeMap<&'static str, u64>,
     /// Executable hashing counters ([`crate::hash`]).
@@ -143,6 +145,8 @@ pub struct Pipeline {
     container_events: bool,
     hasher: Option<crate::hash::Hasher>,
     responder: Option<crate::detect::response::Responder>,
+    capture: Option<crate::capture::alert::AlertCapture>,
+    capture_all: bool,
     hash_waiting: std::collections::HashMap<u64, HashWaiting>,
     hash_waiting_events: usize,
     parent_tried: std::collections::HashSet<(u32, u64)>,
@@ -178,6 +182,8 @@ impl Pipeline {
             container_events: cfg.agent.container_events || cfg.agent.events,
             hasher: None,
             responder: None,
+            capture: None,
+            capture_all: true,
             hash_waiting: std::collections::HashMap::new(),
             hash_waiting_events: 0,
             parent_tried: std::collections::HashSet::new(),
@@ -188,6 +194,26 @@ impl Pipeline {
     /// Kills on matches of `action: kill` rules ([`crate::detect::response`]).
     pub fn set_responder(&mut self, r: crate::detect::response::Responder) {
         self.responder = Some(r);
+    }
+
+    /// Writes a capture around alerts (`all`: every alert, else those of
+    /// rules with `capture: true`).
+    pub fn set_capture(&mut self, c: crate::capture::alert::AlertCapture, all: bool) {
+        self.capture = Some(c);
+        self.capture_all = all;
+    }
+
+    /// Ends the alert capture being written once its time is over
+    /// (housekeeping), or now (`shutdown`).
+    pub fn capture_tick(&mut self, shutdown: bool) {
+        if let Some(c) = self.capture.as_mut() {
+            if shutdown {
+                c.close();
+            } else {
+                c.close_if_due(boot_now_ns());
+            }
+            self.stats.capture = c.stats.clone();
+        }
     }
 
     /// Hashes executables with this hasher ([`crate::hash`]).
@@ -607,6 +633,9 @@ impl Pipeline {
             }
         };
         *self.stats.decoded.entry(k.hdr.kind).or_default() += 1;
+        if let Some(c) = self.capture.as_mut() {
+            c.push(k.hdr.ts_ns, sample);
+        }
         if let Some(w) = &self.watch_pid {
             let w = w.load(Ordering::Relaxed);
             if w != 0 && (k.hdr.pid == w || k.hdr.ppid == w) {
@@ -692,7 +721,17 @@ impl Pipeline {
                     Decision::Pass(None) => {}
                 }
             }
-            let json = crate::detect::encode_alert_with(ev, &self.hostname, r, response.as_ref());
+            let cap = match self.capture.as_mut() {
+                Some(c) if self.capture_all || r.capture => c.on_alert(ev.k.hdr.ts_ns),
+                _ => None,
+            };
+            let json = crate::detect::encode_alert_with(
+                ev,
+                &self.hostname,
+                r,
+                response.as_ref(),
+                cap.as_deref(),
+            );
             let msg = match &response {
                 Some(x) => format!("{} [{} by {}]", r.message(ev), x.outcome, x.how),
                 None => r.message(ev),
@@ -1115,6 +1154,18 @@ impl Summary {
                 hs.hashed, hs.cache_hits, hs.pending, self.pipeline.hash_late, self.pipeline.hash_unfollowed, hs.too_large, hs.errors, hs.queue_full
             ));
         }
+        let cs = &self.pipeline.capture;
+        if cs.files > 0 || cs.errors > 0 {
+            s.push_str(&format!(
+                "vigil: captures: {} files around alerts, {} alerts rate-limited, {} old files deleted for the size cap, {} records cut by the file size bound, {} errors{}\n",
+                cs.files,
+                cs.rate_limited,
+                cs.deleted,
+                cs.truncated,
+                cs.errors,
+                cs.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+            ));
+        }
         if let Some(e) = &self.pipeline.first_decode_error {
             s.push_str(&format!("vigil: first decode error: {e}\n"));
         }
@@ -1154,8 +1205,9 @@ pub struct RunOptions {
     /// tests that load sensors again afterwards.
     pub drop_privileges: bool,
     /// Keep the perf history in the data directory for `vigil report`
-    /// (when `perf.history` is on too); off for in-process runs (tests,
-    /// benchmarks), which must not write to the host's data directory.
+    /// (when `perf.history` is on too) and write alert captures there
+    /// (`capture.alerts`); off for in-process runs (tests, benchmarks),
+    /// which must not write to the host's data directory.
     pub perf_history: bool,
 }
 
@@ -1415,6 +1467,7 @@ pub async fn run(
                 }
                 pipeline.baseline_housekeeping(alive, opts.verbose);
                 pipeline.poll_hashes();
+                pipeline.capture_tick(false);
                 pipeline.sweep_rate_limits();
                 if last_trim.elapsed() >= Duration::from_secs(30) {
                     last_trim = std::time::Instant::now();
@@ -1484,6 +1537,7 @@ pub async fn run(
     std::thread::sleep(Duration::from_millis(2));
     reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
     pipeline.drain_hashes(Duration::from_secs(1));
+    pipeline.capture_tick(true);
     if let Some(h) = pipeline.hasher() {
         pipeline.stats.hash = h.stats.clone();
     }
