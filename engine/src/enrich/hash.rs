@@ -346,7 +346,9 @@ impl Hasher {
         })
     }
 
-    /// The hash of the executable `pid` runs (see [`Hasher::open`]).
+    /// The hash of the executable `pid` runs: opened through
+    /// `/proc/PID/exe`, `/proc/PID/root`, or the root of a process of
+    /// `others` in the same mount namespace `mntns`, checked against `ino`.
     pub fn lookup(
         &mut self,
         pid: u32,
