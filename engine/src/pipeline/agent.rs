@@ -1331,6 +1331,14 @@ pub async fn run(
     pipeline.set_responder(crate::detect::response::Responder::new(
         cfg.response.monitor,
     ));
+    if opts.perf_history
+        && let Some(cs) = cfg.capture_settings()
+    {
+        pipeline.set_capture(
+            crate::capture::alert::AlertCapture::new(cs, ctx.clone()),
+            cfg.capture.alerts == "all",
+        );
+    }
     apply_kill_rules(&cfg, pipeline.rules(), sensors, opts.verbose);
     if cfg.hash.enabled {
         match crate::hash::Hasher::new(cfg.hash.settings()) {
