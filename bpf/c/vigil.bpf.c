@@ -118,6 +118,24 @@ struct {
 	__type(value, __u32);
 } interest_caps SEC(".maps");
 
+/* Kill on match: executable path prefixes of `action: kill` rules that the
+ * kernel can decide (value VG_KILL_ACT_*) ... */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vg_path_key);
+	__type(value, __u32);
+} kill_exec_paths SEC(".maps");
+
+/* ... and VG_KILL_CFG_* settings */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u32);
+} kill_cfg SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -830,6 +848,47 @@ static __always_inline __u32 put_env(struct scratch *s, __u32 off, struct mm_str
 
 /* ====================== process lifecycle ====================== */
 
+/* Kill on match at exec: the new image has not run an instruction of its
+ * own yet (the tracepoint fires before the return to user space), so a
+ * SIGKILL sent here is delivered first. Never pid 1, kernel threads, vigil
+ * (is_self() returned earlier) or its supervisor. */
+static __always_inline void exec_response(struct scratch *s, struct vg_hdr *h, struct vg_exec *b, __u32 str0, __u32 len)
+{
+	__u32 act = 0, k = VG_KILL_CFG_MEMFD;
+	__u32 *m;
+	if (b->exec_flags & VG_EXEC_MEMFD) {
+		m = bpf_map_lookup_elem(&kill_cfg, &k);
+		if (m)
+			act = *m;
+	}
+	if (!act && len > 0) {
+		if (len > VG_LPM_MAX)
+			len = VG_LPM_MAX;
+		s->lpm.prefixlen = len * 8;
+		bpf_probe_read_kernel(s->lpm.path, len, &s->ev[str0 & (EV_BUF - 1)]);
+		m = bpf_map_lookup_elem(&kill_exec_paths, &s->lpm);
+		if (m)
+			act = *m;
+	}
+	if (!act)
+		return;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	k = VG_KILL_CFG_SUPERVISOR;
+	m = bpf_map_lookup_elem(&kill_cfg, &k);
+	if (h->pid == 1 || (BPF_CORE_READ(t, flags) & 0x00200000 /* PF_KTHREAD */) || (m && *m && *m == h->pid)) {
+		b->exec_flags |= VG_EXEC_KILL_REFUSED;
+		return;
+	}
+	if (act == VG_KILL_ACT_WOULD) {
+		b->exec_flags |= VG_EXEC_WOULD_KILL;
+		return;
+	}
+	if (bpf_send_signal(9 /* SIGKILL */) == 0)
+		b->exec_flags |= VG_EXEC_KILLED;
+	else
+		b->exec_flags |= VG_EXEC_KILL_FAILED;
+}
+
 static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	if (is_self())
@@ -872,7 +931,9 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 			b->exec_flags |= VG_EXEC_MEMFD;
 	}
 	/* 0: executable, canonical */
+	__u32 str0 = off;
 	off = put_path(s, off, 0, file_path(s, f));
+	exec_response(s, h, b, str0, off - str0);
 	/* 1: argv */
 	off = put_argv(s, off, BPF_CORE_READ(p, mm));
 	/* 2: cwd */

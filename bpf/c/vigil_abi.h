@@ -119,6 +119,16 @@ _Static_assert(sizeof(struct vg_exec) == 40, "vg_exec");
  * trails the record after string 3 when VG_EXEC_ENV is set: its length is
  * hdr.size minus the header, body and strings. At most VG_ENV_MAX bytes. */
 #define VG_ENV_MAX 8190
+/* Kill on match, decided at sched_process_exec (kill_exec_paths, kill_cfg) */
+#define VG_EXEC_KILLED (1u << 6)       /* SIGKILL sent before the program ran */
+#define VG_EXEC_WOULD_KILL (1u << 7)   /* monitor mode: a kill rule matched */
+#define VG_EXEC_KILL_REFUSED (1u << 8) /* matched, but a protected process */
+#define VG_EXEC_KILL_FAILED (1u << 9)  /* bpf_send_signal failed */
+/* kill_cfg slots and actions */
+#define VG_KILL_CFG_MEMFD 0      /* action for execs of a memfd */
+#define VG_KILL_CFG_SUPERVISOR 1 /* tgid never killed (vigil's parent) */
+#define VG_KILL_ACT_KILL 1
+#define VG_KILL_ACT_WOULD 2
 
 /* VG_FORK, from sched_process_fork, one per new process (threads are not
  * reported). Header describes the parent. */

@@ -74,6 +74,18 @@ pub mod exec_flags {
     pub const ENV: u32 = 1 << 4;
     /// ... and was cut at [`super::ENV_MAX`] bytes.
     pub const ENV_TRUNC: u32 = 1 << 5;
+    pub const KILLED: u32 = 1 << 6;
+    pub const WOULD_KILL: u32 = 1 << 7;
+    pub const KILL_REFUSED: u32 = 1 << 8;
+    pub const KILL_FAILED: u32 = 1 << 9;
+}
+
+/// `kill_cfg` slots and kill actions (`VG_KILL_*`).
+pub mod kill {
+    pub const CFG_MEMFD: u32 = 0;
+    pub const CFG_SUPERVISOR: u32 = 1;
+    pub const ACT_KILL: u32 = 1;
+    pub const ACT_WOULD: u32 = 2;
 }
 
 /// Most bytes of an exec's environment the kernel copies (`VG_ENV_MAX`).

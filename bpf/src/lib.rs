@@ -915,6 +915,57 @@ impl Sensors {
         }
     }
 
+    /// Kill on match decided in the kernel at exec: execs of an executable
+    /// below one of `prefixes` (1 ..= LPM_MAX bytes), and, when `memfd`,
+    /// execs of a memfd, get SIGKILL at `sched_process_exec` (`monitor`:
+    /// only flagged `WOULD_KILL`). `supervisor` (vigil's parent) is never
+    /// killed. Replaces what was set before; empty turns it off.
+    pub fn set_kill_rules(
+        &mut self,
+        prefixes: &[Vec<u8>],
+        memfd: bool,
+        monitor: bool,
+        supervisor: u32,
+    ) -> Result<(), Error> {
+        let act = if monitor {
+            abi::kill::ACT_WOULD
+        } else {
+            abi::kill::ACT_KILL
+        };
+        {
+            let mut paths: LpmTrie<&mut MapData, [u8; abi::LPM_MAX], u32> =
+                LpmTrie::try_from(self.map_mut("kill_exec_paths")?)
+                    .map_err(Self::map_err("kill_exec_paths"))?;
+            let old: Vec<Key<[u8; abi::LPM_MAX]>> = paths.keys().filter_map(Result::ok).collect();
+            for k in old {
+                let _ = paths.remove(&k);
+            }
+            for p in prefixes {
+                if p.is_empty() || p.len() > abi::LPM_MAX {
+                    return Err(Error::Config {
+                        key: "kill prefixes",
+                        message: format!(
+                            "prefix {:?} must be 1..={} bytes",
+                            String::from_utf8_lossy(p),
+                            abi::LPM_MAX
+                        ),
+                    });
+                }
+                let mut data = [0u8; abi::LPM_MAX];
+                data[..p.len()].copy_from_slice(p);
+                paths
+                    .insert(&Key::new((p.len() * 8) as u32, data), act, 0)
+                    .map_err(Self::map_err("kill_exec_paths"))?;
+            }
+        }
+        let mut cfg: Array<&mut MapData, u32> =
+            Array::try_from(self.map_mut("kill_cfg")?).map_err(Self::map_err("kill_cfg"))?;
+        cfg.set(abi::kill::CFG_MEMFD, if memfd { act } else { 0 }, 0)
+            .map_err(Self::map_err("kill_cfg"))?;
+        cfg.set(abi::kill::CFG_SUPERVISOR, supervisor, 0)
+            .map_err(Self::map_err("kill_cfg"))
+    }
+
     /// Learns the syscalls of processes that exec this executable into
     /// `slot` (`dev`/`ino` as the exec record reports them).
     pub fn learn_executable(&mut self, dev: u32, ino: u64, slot: u32) -> Result<(), Error> {

@@ -457,6 +457,115 @@ impl PerfConfig {
     }
 }
 
+/// `[capture]` settings: a capture file around each alert.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// `all` (every alert), `marked` (alerts of rules with `capture:
+    /// true`) or `off`.
+    pub alerts: String,
+    /// Seconds of raw records kept in memory and written before the alert.
+    pub before_s: u64,
+    /// Seconds of records written after it.
+    pub after_s: u64,
+    /// Bytes the in-memory ring holds at most.
+    pub ring_bytes: usize,
+    /// Bytes all capture files in `<data_dir>/captures` hold at most (the
+    /// oldest are deleted); one file stops at a quarter of it.
+    pub max_dir_bytes: u64,
+    /// A new capture starts at most this often (seconds).
+    pub min_interval_s: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            alerts: "all".into(),
+            before_s: 10,
+            after_s: 5,
+            ring_bytes: 16 << 20,
+            max_dir_bytes: 256 << 20,
+            min_interval_s: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Where alert captures are written.
+    pub fn captures_dir(&self) -> PathBuf {
+        self.agent.data_dir.join("captures")
+    }
+
+    /// The alert capture settings (None: `capture.alerts = off`).
+    pub fn capture_settings(&self) -> Option<crate::capture::alert::CaptureSettings> {
+        let c = &self.capture;
+        (c.alerts != "off").then(|| crate::capture::alert::CaptureSettings {
+            dir: self.captures_dir(),
+            before_ns: c.before_s.saturating_mul(1_000_000_000),
+            after_ns: c.after_s.saturating_mul(1_000_000_000),
+            ring_bytes: c.ring_bytes,
+            max_dir_bytes: c.max_dir_bytes,
+            min_interval_ns: c.min_interval_s.saturating_mul(1_000_000_000),
+        })
+    }
+}
+
+/// `[response]` settings: kill on match (`action: kill` rules).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseConfig {
+    /// Monitor mode: kill rules report `vigil.response.outcome:
+    /// would-kill` and kill nothing (`vigil run --dry-run`).
+    pub monitor: bool,
+}
+
+/// `[hash]` settings: executable hashes (`process.hash.sha256`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashConfig {
+    /// Hash the executable of every exec (SHA-256).
+    pub enabled: bool,
+    /// Executables larger than this are not hashed (`vigil.hash.skipped:
+    /// too-large`).
+    pub max_bytes: u64,
+    /// How long an exec event waits for its hash before it is written with
+    /// `vigil.hash.pending` (the hash follows in an `exec-hash` record).
+    pub wait_ms: u64,
+    /// Hashes kept, per (device, inode, size, mtime, ctime).
+    pub cache_entries: usize,
+    /// Files queued to the hashing worker at most (past it:
+    /// `vigil.hash.skipped: queue-full`).
+    pub queue: usize,
+    /// A file of known-bad SHA-256s (one a line; `sha256sum` output works):
+    /// a hash on it sets `vigil.hash.known_bad`. SIGHUP reloads it.
+    pub known_bad_file: Option<PathBuf>,
+}
+
+impl Default for HashConfig {
+    fn default() -> Self {
+        HashConfig {
+            enabled: true,
+            max_bytes: 64 << 20,
+            wait_ms: 50,
+            cache_entries: 16_384,
+            queue: 1024,
+            known_bad_file: None,
+        }
+    }
+}
+
+impl HashConfig {
+    /// The hasher's settings.
+    pub fn settings(&self) -> crate::hash::HashSettings {
+        crate::hash::HashSettings {
+            max_bytes: self.max_bytes,
+            wait: std::time::Duration::from_millis(self.wait_ms),
+            cache_entries: self.cache_entries,
+            queue: self.queue,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -473,6 +582,12 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// `[perf]`.
     pub perf: PerfConfig,
+    /// `[hash]`.
+    pub hash: HashConfig,
+    /// `[response]`.
+    pub response: ResponseConfig,
+    /// `[capture]`.
+    pub capture: CaptureConfig,
 }
 
 impl Config {
@@ -676,6 +791,26 @@ impl Config {
             key: format!("{table}.{key}"),
             message,
         };
+        if let Some(p) = &self.hash.known_bad_file
+            && let Err(e) = crate::hash::load_hash_list(p)
+        {
+            return Err(err("hash", "known_bad_file", e));
+        }
+        if !matches!(self.capture.alerts.as_str(), "all" | "marked" | "off") {
+            return Err(err(
+                "capture",
+                "alerts",
+                format!("`{}` is not one of all, marked, off", self.capture.alerts),
+            ));
+        }
+        if self.hash.cache_entries == 0 || self.hash.queue == 0 {
+            let key = if self.hash.queue == 0 {
+                "queue"
+            } else {
+                "cache_entries"
+            };
+            return Err(err("hash", key, "must be at least 1".into()));
+        }
         let s = &self.sensors;
         for name in &s.disabled {
             if sensors::sensor(name).is_none() {

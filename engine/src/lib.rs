@@ -42,6 +42,6 @@ pub use capture::replay;
 pub use cli::{baseline_cmd, probe, report};
 pub use detect::learn;
 pub use encode::ecs;
-pub use enrich::{container, dns, host, lifecycle, userns};
+pub use enrich::{container, dns, hash, host, lifecycle, userns};
 pub use perf::perfsys;
 pub use pipeline::{agent, privs, telemetry};

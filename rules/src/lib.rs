@@ -348,6 +348,32 @@ pub struct Rule {
     pub examples: Vec<Example>,
     /// Whether the rule is evaluated.
     pub enabled: bool,
+    /// What a match does besides the alert (`action:`).
+    pub action: Action,
+    /// Write a capture around its alerts even when `capture.alerts` is
+    /// `marked` (`capture: true`).
+    pub capture: bool,
+}
+
+/// What a rule's match does besides raising its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Alert only.
+    #[default]
+    Alert,
+    /// Kill the process (SIGKILL): in the kernel at the event when the
+    /// condition can be decided there, else from userspace.
+    Kill,
+}
+
+impl Action {
+    /// `alert` or `kill`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Kill => "kill",
+        }
+    }
 }
 
 impl Rule {

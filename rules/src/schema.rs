@@ -168,6 +168,15 @@ fields! {
     ProcessParentExecutable = "process.parent.executable", Str, ALL, true;
     /// Parent command line.
     ProcessParentCommandLine = "process.parent.command_line", Str, ALL, true;
+    /// SHA-256 of the executable (lower-case hex; exec events and every
+    /// later event of the process once hashed).
+    ProcessHashSha256 = "process.hash.sha256", Str, ALL, true;
+    /// SHA-256 of the parent's executable (lower-case hex), from the
+    /// process table.
+    ProcessParentHashSha256 = "process.parent.hash.sha256", Str, ALL, true;
+    /// The executable's SHA-256 is on the known-bad hash list
+    /// (`hash.known_bad_file`).
+    HashKnownBad = "vigil.hash.known_bad", Bool, ALL, true;
     /// Executables of the parent chain (any of them matches), nearest first.
     AncestorsExecutable = "vigil.ancestors.executable", Str, ALL, true;
     /// Exit code.

@@ -204,6 +204,8 @@ pub fn convert(file: &str, d: &Node) -> Result<Outcome, LoadError> {
                     output: Some(output),
                     examples: Vec::new(),
                     enabled: true,
+                    action: crate::Action::Alert,
+                    capture: false,
                 }),
                 category.to_string(),
             ))
@@ -587,6 +589,54 @@ fn scalar(n: &Node) -> Result<Option<String>, Skip> {
     }
 }
 
+/// Sysmon's `Hashes` (`SHA256=<hex>,MD5=<hex>,...`, usually with
+/// `contains`) and a bare `sha256`: the SHA-256 parts become equality tests
+/// on `process.hash.sha256` (case-insensitive); MD5, SHA1 and IMPHASH are
+/// not computed, so a value naming only those is skipped.
+fn hashes_item(fname: &str, mods: &[&str], values: &[&Node]) -> Result<Expr, Skip> {
+    if let Some(m) = mods
+        .iter()
+        .find(|m| !matches!(**m, "contains" | "startswith" | "endswith"))
+    {
+        return skip(
+            "modifier",
+            format!("`{fname}|{m}`: hashes are matched whole"),
+        );
+    }
+    let mut alts = Vec::new();
+    for v in values {
+        let Some(text) = scalar(v)? else {
+            return skip("value", format!("{fname}: null"));
+        };
+        for part in text.split(',') {
+            let part = part.trim();
+            let hex = match part.split_once('=') {
+                Some((alg, h)) if alg.eq_ignore_ascii_case("sha256") => h,
+                Some(_) => continue,
+                None if fname == "sha256" => part,
+                None => continue,
+            };
+            let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return skip("value", format!("{fname}: `{hex}` is not a SHA-256"));
+            }
+            alts.push(pred(
+                Field::ProcessHashSha256,
+                StrOp::Eq,
+                hex.to_ascii_lowercase().as_bytes(),
+                true,
+            ));
+        }
+    }
+    if alts.is_empty() {
+        return skip(
+            "value",
+            format!("{fname}: only SHA-256 hashes are computed (no SHA256= value)"),
+        );
+    }
+    Ok(Expr::or(alts))
+}
+
 fn map_item(entries: &[(Node, Node)], src: Source) -> Result<Expr, Skip> {
     let with_syscall = entries.iter().any(|(k, _)| {
         matches!(
@@ -664,6 +714,9 @@ fn field_item(
             alts.push(pred(Field::NetworkDirection, StrOp::Eq, dir, false));
         }
         return Ok(Expr::or(alts));
+    }
+    if fname == "Hashes" || fname == "sha256" {
+        return hashes_item(fname, mods, values);
     }
     let field = match FIELD_MAP.iter().find(|(n, _)| *n == fname) {
         Some((_, f)) => *f,

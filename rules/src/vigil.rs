@@ -21,6 +21,8 @@ const RULE_KEYS: &[&str] = &[
     "output",
     "enabled",
     "examples",
+    "action",
+    "capture",
 ];
 
 /// A list or macro definition and where it is.
@@ -282,7 +284,35 @@ pub(crate) fn rule(file: &str, it: &Node, defs: &mut Defs) -> Result<Item, LoadE
         None => Vec::new(),
         Some(e) => examples(e).map_err(|(l, e)| err(l, format!("examples: {e}")))?,
     };
+    let action = match str_field(it, "action").map_err(|(l, e)| err(l, e))? {
+        None | Some("alert") => crate::Action::Alert,
+        Some("kill") => crate::Action::Kill,
+        Some(a) => {
+            return Err(err(
+                it.get("action").map_or(it.line, |n| n.line),
+                format!(
+                    "field `action`: `{}` is not one of alert, kill",
+                    crate::printable(a)
+                ),
+            ));
+        }
+    };
+    let capture = match it.get("capture") {
+        None => false,
+        Some(v) => match v.as_str() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => {
+                return Err(err(
+                    v.line,
+                    "field `capture`: expected true or false".into(),
+                ));
+            }
+        },
+    };
     Ok(Item::Rule(Box::new(Rule {
+        capture,
+        action,
         id,
         name,
         description,

@@ -161,6 +161,8 @@ fn rule(i: usize, condition: Expr) -> Rule {
         output: None,
         examples: Vec::new(),
         enabled: true,
+        action: vigil_rules::Action::Alert,
+        capture: false,
     }
 }
 

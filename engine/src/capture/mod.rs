@@ -5,6 +5,7 @@
 //!
 //! The capture format's items are re-exported here (`capture::frame`, ...).
 
+pub mod alert;
 pub mod format;
 pub mod replay;
 

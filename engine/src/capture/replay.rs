@@ -122,3 +122,88 @@ pub fn replay_checked(
     let baselines = pipeline.take_learner().map(|l| l.baselines);
     Ok((sum, baselines))
 }
+
+/// The process tree of `pid` in replayed events: its ancestors (as its
+/// events name them), itself and every descendant seen (by fork and exec
+/// records), each with its events in order (`time action detail`).
+pub fn render_tree(events: &[Event], pid: u32) -> String {
+    use std::collections::{BTreeMap, BTreeSet};
+    use vigil_bpf::decode::Body;
+    let mut parent: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut exe: BTreeMap<u32, String> = BTreeMap::new();
+    let mut lines: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut chain: Vec<(u32, String)> = Vec::new();
+    for ev in events {
+        let h = &ev.k.hdr;
+        parent.entry(h.pid).or_insert(h.ppid);
+        if let Body::Fork(f) = &ev.k.body {
+            parent.insert(f.child_pid, h.pid);
+        }
+        if let Some(p) = &ev.process {
+            exe.insert(h.pid, String::from_utf8_lossy(&p.exe).into_owned());
+        }
+        if h.pid == pid && chain.is_empty() {
+            chain = ev
+                .ancestors
+                .iter()
+                .map(|a| (a.pid, String::from_utf8_lossy(&a.exe).into_owned()))
+                .collect();
+        }
+        let (_, _, action) = crate::ecs::classify_event(ev);
+        let detail = match &ev.k.body {
+            Body::Fork(f) => format!("child {}", f.child_pid),
+            Body::Exec { .. } => ev
+                .process
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(&p.cmdline).into_owned())
+                .unwrap_or_default(),
+            _ => ev
+                .file_path
+                .as_deref()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default(),
+        };
+        lines.entry(h.pid).or_default().push(format!(
+            "{} {action} {}",
+            crate::ecs::rfc3339(ev.unix_ns),
+            crate::config::printable(&detail)
+        ));
+    }
+    let mut out = String::new();
+    for (depth, (p, e)) in chain.iter().rev().enumerate() {
+        out.push_str(&format!(
+            "{}{p} {}\n",
+            "  ".repeat(depth),
+            crate::config::printable(e)
+        ));
+    }
+    let base = chain.len();
+    let mut kids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for (&c, &p) in &parent {
+        if c != p {
+            kids.entry(p).or_default().insert(c);
+        }
+    }
+    let mut stack = vec![(pid, base)];
+    let mut seen = BTreeSet::new();
+    while let Some((p, d)) = stack.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        let pad = "  ".repeat(d);
+        let name = exe.get(&p).map(String::as_str).unwrap_or("?");
+        out.push_str(&format!("{pad}{p} {}\n", crate::config::printable(name)));
+        for l in lines.get(&p).into_iter().flatten() {
+            out.push_str(&format!("{pad}  | {l}\n"));
+        }
+        if let Some(k) = kids.get(&p) {
+            for &c in k.iter().rev() {
+                stack.push((c, d + 1));
+            }
+        }
+    }
+    if !lines.contains_key(&pid) && !parent.contains_key(&pid) {
+        out.push_str(&format!("(no events of pid {pid} in the capture)\n"));
+    }
+    out
+}

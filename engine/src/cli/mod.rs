@@ -69,6 +69,10 @@ enum Cmd {
         /// Do not learn baselines or report drift.
         #[arg(long)]
         no_baselines: bool,
+        /// Monitor mode for `action: kill` rules: report "would kill" in
+        /// the alert, kill nothing (`response.monitor`).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show which sensors this kernel supports, from a real load and attach.
     Probe {
@@ -135,6 +139,10 @@ enum Cmd {
         /// database must not be open in a running agent).
         #[arg(long)]
         learn: bool,
+        /// Print this process's tree (its ancestors, itself and its
+        /// descendants) with each process's events, instead of records.
+        #[arg(long, value_name = "PID")]
+        tree: Option<u32>,
     },
     /// Write man pages, shell completions and the default configuration
     /// file into DIR (packaging; not shown in help).
@@ -191,7 +199,12 @@ impl Cli {
                 out,
                 disable,
                 no_baselines,
-            } => run::run(cfg, out, disable, no_baselines),
+                dry_run,
+            } => {
+                let mut cfg = cfg;
+                cfg.response.monitor |= dry_run;
+                run::run(cfg, out, disable, no_baselines)
+            }
             Cmd::Record { out, duration } => run::record(cfg, out, duration),
             Cmd::Rules { cmd } => rules::rules_cmd(&cfg, cmd),
             Cmd::Report {
@@ -231,7 +244,11 @@ impl Cli {
                 out,
                 no_baselines,
                 learn,
-            } => replay_cmd::replay(cfg, file, out, no_baselines, learn),
+                tree,
+            } => match tree {
+                Some(pid) => replay_cmd::tree(cfg, file, pid),
+                None => replay_cmd::replay(cfg, file, out, no_baselines, learn),
+            },
         }
     }
 }

@@ -120,3 +120,24 @@ fn sink_for(cfg: &Config, out: &OutputArgs) -> anyhow::Result<Box<dyn Sink>> {
         None => Box::new(JsonLines::stdout()),
     })
 }
+
+/// `vigil replay FILE --tree PID`.
+pub(crate) fn tree(mut cfg: Config, file: PathBuf, pid: u32) -> ExitCode {
+    cfg.agent.events = true;
+    let rules = match load_rules_or_exit(&cfg) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    match replay::replay_with(&file, &cfg, Some(rules), None, Some(tx), |_, _| {}) {
+        Ok(_) => {
+            let events: Vec<_> = rx.try_iter().collect();
+            print!("{}", crate::capture::replay::render_tree(&events, pid));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! The rules glue's items are re-exported here (`detect::load_rules`, ...).
 
 pub mod learn;
+pub mod response;
 pub mod rules;
 pub mod tuning;
 

@@ -287,6 +287,13 @@ impl Fields for Event {
                 .position(|x| *x == f)?;
                 p.and_then(|p| p.args.get(i)).and_then(|a| s(a))
             }
+            Field::ProcessHashSha256 => p
+                .and_then(|p| p.hash.as_deref())
+                .and_then(|x| s(x.as_bytes())),
+            Field::ProcessParentHashSha256 => parent
+                .and_then(|a| a.hash.as_deref())
+                .and_then(|x| s(x.as_bytes())),
+            Field::HashKnownBad => Some(Value::Bool(self.hash_known_bad)),
             Field::ProcessParentPid => int(h.ppid.into()),
             Field::ProcessParentName => parent
                 .filter(|a| !a.exe.is_empty())
@@ -823,6 +830,18 @@ pub fn techniques(tags: &[String]) -> Vec<String> {
 
 /// An alert record: the event's ECS fields plus the rule's.
 pub fn encode_alert(ev: &Event, hostname: &str, rule: &Rule) -> Vec<u8> {
+    encode_alert_with(ev, hostname, rule, None, None)
+}
+
+/// An alert record with what a kill rule did (`vigil.response.*`) and the
+/// capture around it (`vigil.capture.path`).
+pub fn encode_alert_with(
+    ev: &Event,
+    hostname: &str,
+    rule: &Rule,
+    response: Option<&crate::detect::response::Response>,
+    capture: Option<&str>,
+) -> Vec<u8> {
     let message = rule.message(ev);
     ecs::encode_with(
         ev,
@@ -847,6 +866,18 @@ pub fn encode_alert(ev: &Event, hostname: &str, rule: &Rule) -> Vec<u8> {
             }
         },
         |w| {
+            if let Some(p) = capture {
+                w.str("vigil.capture.path", p.as_bytes());
+            }
+            if let Some(r) = response {
+                w.str("vigil.response.action", "kill")
+                    .str("vigil.response.outcome", r.outcome)
+                    .str("vigil.response.how", r.how)
+                    .u64("vigil.response.latency_ns", r.latency_ns);
+                if let Some(why) = &r.reason {
+                    w.str("vigil.response.reason", why.as_bytes());
+                }
+            }
             w.str("vigil.severity", rule.severity.as_str());
         },
     )

@@ -681,6 +681,39 @@ pub fn encode_lifecycle(
     w.finish()
 }
 
+/// The record that follows an exec event written `vigil.hash.pending`:
+/// `event.action: exec-hash` with the same `event.sequence`, the process
+/// and its `process.hash.sha256` (or `vigil.hash.skipped`).
+pub fn encode_hash_followup(ev: &Event, hostname: &str) -> Vec<u8> {
+    let mut w = vigil_outputs::json::Writer::new();
+    let h = &ev.k.hdr;
+    w.str("@timestamp", rfc3339(ev.unix_ns))
+        .str("event.kind", "event")
+        .strs("event.category", ["process"])
+        .strs("event.type", ["info"])
+        .str("event.action", "exec-hash")
+        .str("event.module", "vigil")
+        .u64("event.sequence", ev.seq)
+        .str("host.hostname", hostname)
+        .u64("process.pid", h.pid.into())
+        .str("process.name", ev.k.comm());
+    if let Some(p) = &ev.process {
+        if !p.exe.is_empty() {
+            w.str("process.executable", &p.exe);
+        }
+        if let Some(x) = &p.hash {
+            w.str("process.hash.sha256", x.as_bytes());
+        }
+    }
+    if let Some(why) = ev.hash_skipped {
+        w.str("vigil.hash.skipped", why);
+    }
+    if ev.hash_known_bad {
+        w.bool("vigil.hash.known_bad", true);
+    }
+    w.finish()
+}
+
 /// Encodes an event as one ECS JSON object. `kind_override` lets alerts
 /// reuse the encoder (`event.kind: alert`).
 pub fn encode(ev: &Event, hostname: &str, event_kind: &str) -> Vec<u8> {
@@ -733,6 +766,9 @@ pub fn encode_with(
         if !p.cwd.is_empty() {
             w.str("process.working_directory", &p.cwd);
         }
+        if let Some(x) = &p.hash {
+            w.str("process.hash.sha256", x.as_bytes());
+        }
     }
     if h.start_ns != 0 {
         let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
@@ -754,6 +790,9 @@ pub fn encode_with(
         }
         if !a.args.is_empty() {
             w.str("process.parent.command_line", &a.cmdline);
+        }
+        if let Some(x) = &a.hash {
+            w.str("process.parent.hash.sha256", x.as_bytes());
         }
     }
     w.u64("user.id", h.uid.into());
@@ -933,6 +972,15 @@ pub fn encode_with(
     );
     if compat {
         w.bool("vigil.compat", true);
+    }
+    if ev.hash_pending {
+        w.bool("vigil.hash.pending", true);
+    }
+    if let Some(why) = ev.hash_skipped {
+        w.str("vigil.hash.skipped", why);
+    }
+    if ev.hash_known_bad {
+        w.bool("vigil.hash.known_bad", true);
     }
     tail(&mut w);
     if let Some(e) = &ev.escape {

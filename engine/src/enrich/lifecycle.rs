@@ -423,6 +423,7 @@ impl Tracker {
                         exe: a.exe.clone().into(),
                         args: Arc::from(Vec::new()),
                         cmdline: Arc::from(&b""[..]),
+                        hash: None,
                     });
                     if a.ppid == a.pid {
                         break;
@@ -810,6 +811,7 @@ mod tests {
             exe: exe.as_bytes().into(),
             args: Arc::from(Vec::new()),
             cmdline: Arc::from(&b""[..]),
+            hash: None,
         };
         assert_eq!(
             runtime_of(Some("podman"), "/libpod_parent/libpod-x", &[], None),

@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod dns;
+pub mod hash;
 pub mod host;
 pub mod lifecycle;
 pub mod process;

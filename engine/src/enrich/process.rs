@@ -35,6 +35,8 @@ pub struct ProcInfo {
     pub exited_ns: Option<u64>,
     /// Its user namespace's uid map, when not the initial namespace's.
     pub uid_map: Option<Arc<crate::userns::UidMap>>,
+    /// SHA-256 of the executable (hex), once known ([`crate::hash`]).
+    pub hash: Option<Arc<str>>,
 }
 
 impl ProcInfo {
@@ -56,6 +58,7 @@ impl ProcInfo {
                 .as_deref()
                 .and_then(crate::userns::UidMap::parse)
                 .map(Arc::new),
+            hash: None,
         }
     }
 
@@ -97,6 +100,8 @@ pub struct Ancestor {
     pub args: Arc<[Vec<u8>]>,
     /// argv joined with spaces (empty when unknown).
     pub cmdline: Arc<[u8]>,
+    /// SHA-256 of its executable (hex), when known.
+    pub hash: Option<Arc<str>>,
 }
 
 /// An enriched event.
@@ -139,6 +144,13 @@ pub struct Event {
     pub escape: Option<Arc<crate::lifecycle::Escape>>,
     /// The user as the process's user namespace or container sees it.
     pub ns_user: Option<NsUser>,
+    /// The executable's hash is being computed: it follows in an
+    /// `exec-hash` record (`vigil.hash.pending`).
+    pub hash_pending: bool,
+    /// Why the executable was not hashed (`vigil.hash.skipped`).
+    pub hash_skipped: Option<&'static str>,
+    /// The executable's hash is on the known-bad list (`vigil.hash.known_bad`).
+    pub hash_known_bad: bool,
 }
 
 /// The user inside a user namespace or container.
@@ -338,6 +350,23 @@ impl Enricher {
         self.tracker.table_sizes(out);
     }
 
+    /// Sets the executable hash of `pid` if the table still holds the same
+    /// process instance (started at `start_ns`; 0 matches any).
+    pub fn set_hash(&mut self, pid: u32, start_ns: u64, hash: Arc<str>) {
+        if let Some(p) = self.procs.get_mut(&pid)
+            && (start_ns == 0 || p.start_ns == start_ns)
+            && p.hash.as_deref() != Some(&*hash)
+        {
+            Arc::make_mut(p).hash = Some(hash);
+        }
+    }
+
+    /// The executable hash the table holds for `pid`, and its start time
+    /// (None: not in the table).
+    pub fn proc_hash(&self, pid: u32) -> Option<(Option<Arc<str>>, u64)> {
+        self.procs.get(&pid).map(|p| (p.hash.clone(), p.start_ns))
+    }
+
     /// Whether a pid is alive in the table.
     pub fn is_alive(&self, pid: u32) -> bool {
         self.procs.get(&pid).is_some_and(|p| p.exited_ns.is_none())
@@ -432,6 +461,7 @@ impl Enricher {
                     updated_ns: h.ts_ns,
                     exited_ns: None,
                     uid_map: parent.as_ref().and_then(|p| p.uid_map.clone()),
+                    hash: parent.as_ref().and_then(|p| p.hash.clone()),
                 };
                 self.procs.insert(f.child_pid, Arc::new(child));
             }
@@ -470,6 +500,7 @@ impl Enricher {
                         .as_deref()
                         .and_then(crate::userns::UidMap::parse)
                         .map(Arc::new),
+                    hash: None,
                 };
                 self.procs.insert(h.pid, Arc::new(info));
             }
@@ -521,6 +552,7 @@ impl Enricher {
                     exe: Arc::from(&b""[..]),
                     args: Arc::from(Vec::new()),
                     cmdline: Arc::from(&b""[..]),
+                    hash: None,
                 });
                 break;
             };
@@ -529,6 +561,7 @@ impl Enricher {
                 exe: p.exe.clone(),
                 args: p.args.clone(),
                 cmdline: p.cmdline.clone(),
+                hash: p.hash.clone(),
             });
             if p.ppid == p.pid {
                 break;
@@ -624,6 +657,9 @@ impl Enricher {
         let mut ev = Event {
             escape: None,
             ns_user,
+            hash_pending: false,
+            hash_skipped: None,
+            hash_known_bad: false,
             dns,
             domain,
             seq: self.seq,

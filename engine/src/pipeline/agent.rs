@@ -90,6 +90,29 @@ pub struct PipelineStats {
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
+    /// Alert captures ([`crate::capture::alert`]).
+    pub capture: crate::capture::alert::CaptureStats,
+    /// Responses of kill rules per outcome (`killed`, `would-kill`, ...).
+    pub responses: BTreeMap<&'static str, u64>,
+    /// Executable hashing counters ([`crate::hash`]).
+    pub hash: crate::hash::HashStats,
+    /// `exec-hash` records written (hashes that finished after their event).
+    pub hash_late: u64,
+    /// Pending events whose late hash could not be followed up (more than
+    /// [`HASH_WAITING_MAX`] waiting): counted, their hash is still cached.
+    pub hash_unfollowed: u64,
+}
+
+/// Events waiting for their executable's hash at most.
+pub const HASH_WAITING_MAX: usize = 4096;
+
+/// Events and processes waiting for one hash.
+#[derive(Default)]
+struct HashWaiting {
+    /// (pid, start ns) whose table entry gets the hash.
+    pids: Vec<(u32, u64, bool)>,
+    /// Events written pending, with the rules they already matched.
+    events: Vec<(Event, Vec<String>)>,
 }
 
 /// What the outputs need besides the JSON bytes.
@@ -129,6 +152,13 @@ pub struct Pipeline {
     tap: Option<mpsc::Sender<Event>>,
     watch_pid: Option<Arc<AtomicU32>>,
     container_events: bool,
+    hasher: Option<crate::hash::Hasher>,
+    responder: Option<crate::detect::response::Responder>,
+    capture: Option<crate::capture::alert::AlertCapture>,
+    capture_all: bool,
+    hash_waiting: std::collections::HashMap<u64, HashWaiting>,
+    hash_waiting_events: usize,
+    parent_tried: std::collections::HashSet<(u32, u64)>,
     /// Counters.
     pub stats: PipelineStats,
 }
@@ -161,7 +191,180 @@ impl Pipeline {
             tap,
             watch_pid: None,
             container_events: cfg.agent.container_events || cfg.agent.events,
+            hasher: None,
+            responder: None,
+            capture: None,
+            capture_all: true,
+            hash_waiting: std::collections::HashMap::new(),
+            hash_waiting_events: 0,
+            parent_tried: std::collections::HashSet::new(),
             stats: PipelineStats::default(),
+        }
+    }
+
+    /// Kills on matches of `action: kill` rules ([`crate::detect::response`]).
+    pub fn set_responder(&mut self, r: crate::detect::response::Responder) {
+        self.responder = Some(r);
+    }
+
+    /// Writes a capture around alerts (`all`: every alert, else those of
+    /// rules with `capture: true`).
+    pub fn set_capture(&mut self, c: crate::capture::alert::AlertCapture, all: bool) {
+        self.capture = Some(c);
+        self.capture_all = all;
+    }
+
+    /// Ends the alert capture being written once its time is over
+    /// (housekeeping), or now (`shutdown`).
+    pub fn capture_tick(&mut self, shutdown: bool) {
+        if let Some(c) = self.capture.as_mut() {
+            if shutdown {
+                c.close();
+            } else {
+                c.close_if_due(boot_now_ns());
+            }
+            self.stats.capture = c.stats.clone();
+        }
+    }
+
+    /// Hashes executables with this hasher ([`crate::hash`]).
+    pub fn set_hasher(&mut self, h: crate::hash::Hasher) {
+        self.hasher = Some(h);
+    }
+
+    /// The hasher, if hashing is on.
+    pub fn hasher(&mut self) -> Option<&mut crate::hash::Hasher> {
+        self.hasher.as_mut()
+    }
+
+    /// Sets the hash fields of an exec event (and its parent's, from the
+    /// process table or hashed once now).
+    fn hash_event(&mut self, ev: &mut Event) {
+        let Some(hs) = self.hasher.as_mut() else {
+            return;
+        };
+        let vigil_bpf::decode::Body::Exec { info, path, .. } = &ev.k.body else {
+            return;
+        };
+        let h = ev.k.hdr;
+        let mut tickets: Vec<(u64, bool)> = Vec::new();
+        if ev.process.as_ref().is_some_and(|p| p.hash.is_none()) {
+            let chain: Vec<u32> = ev.ancestors.iter().map(|a| a.pid).collect();
+            match hs.lookup(h.pid, path, info.ino, h.mntns, &chain) {
+                crate::hash::Outcome::Hash(x) => {
+                    ev.hash_known_bad = hs.is_known_bad(&x);
+                    if let Some(p) = ev.process.as_mut() {
+                        Arc::make_mut(p).hash = Some(x.clone());
+                    }
+                    self.enricher.set_hash(h.pid, h.start_ns, x);
+                }
+                crate::hash::Outcome::Pending(t) => {
+                    ev.hash_pending = true;
+                    tickets.push((t, true));
+                }
+                crate::hash::Outcome::Skipped(why) => ev.hash_skipped = Some(why),
+            }
+        }
+        // The parent: known from its own exec, else hashed once (a process
+        // seeded from /proc, or started before vigil).
+        if let Some(a) = ev.ancestors.first_mut()
+            && a.hash.is_none()
+            && !a.exe.is_empty()
+        {
+            match self.enricher.proc_hash(a.pid) {
+                Some((Some(x), _)) => a.hash = Some(x),
+                Some((None, start)) => {
+                    if self.parent_tried.len() >= 65_536 {
+                        self.parent_tried.clear();
+                    }
+                    if self.parent_tried.insert((a.pid, start)) {
+                        match hs.lookup(a.pid, &a.exe, 0, 0, &[]) {
+                            crate::hash::Outcome::Hash(x) => {
+                                self.enricher.set_hash(a.pid, start, x.clone());
+                                a.hash = Some(x);
+                            }
+                            crate::hash::Outcome::Pending(t) => {
+                                let w = self.hash_waiting.entry(t).or_default();
+                                w.pids.push((a.pid, start, false));
+                            }
+                            crate::hash::Outcome::Skipped(_) => {}
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        for (t, own) in tickets {
+            let w = self.hash_waiting.entry(t).or_default();
+            w.pids.push((h.pid, h.start_ns, own));
+        }
+    }
+
+    /// Hashes that finished after their events were written: updates the
+    /// process table, writes one `exec-hash` record per waiting event and
+    /// raises the alerts of rules that match only now that the hash is
+    /// known.
+    pub fn poll_hashes(&mut self) {
+        let done = match self.hasher.as_mut() {
+            Some(h) => h.poll(),
+            None => return,
+        };
+        self.finish_hashes(done);
+    }
+
+    /// Waits up to `d` for the hashes still being computed (shutdown).
+    pub fn drain_hashes(&mut self, d: Duration) {
+        let done = match self.hasher.as_mut() {
+            Some(h) => h.drain(d),
+            None => return,
+        };
+        self.finish_hashes(done);
+    }
+
+    fn finish_hashes(&mut self, done: Vec<crate::hash::Done>) {
+        for d in done {
+            let Some(w) = self.hash_waiting.remove(&d.ticket) else {
+                continue;
+            };
+            self.hash_waiting_events -= w.events.len();
+            if let Ok(x) = &d.result {
+                for (pid, start, _) in &w.pids {
+                    self.enricher.set_hash(*pid, *start, x.clone());
+                }
+            }
+            for (mut ev, already) in w.events {
+                ev.hash_pending = false;
+                match &d.result {
+                    Ok(x) => {
+                        ev.hash_known_bad = self.hasher.as_ref().is_some_and(|h| h.is_known_bad(x));
+                        if let Some(p) = ev.process.as_mut() {
+                            Arc::make_mut(p).hash = Some(x.clone());
+                        }
+                    }
+                    Err(why) => ev.hash_skipped = Some(why),
+                }
+                let rules = Arc::clone(&self.rules);
+                let mut matched = Vec::new();
+                rules.evaluate(&ev, &mut self.scratch, &mut matched);
+                matched.retain(|r| !already.contains(&r.id));
+                if self.emit_events || !already.is_empty() || !matched.is_empty() {
+                    self.stats.hash_late += 1;
+                    let json = crate::ecs::encode_hash_followup(&ev, &self.hostname);
+                    self.emit(
+                        &json,
+                        Meta {
+                            kind: OKind::Event,
+                            severity: OSeverity::Info,
+                            rule_id: None,
+                            rule_name: None,
+                            ruleset: None,
+                            message: b"exec-hash",
+                        },
+                        Some(&ev),
+                    );
+                }
+                self.raise(&ev, &matched);
+            }
         }
     }
 
@@ -500,6 +703,10 @@ impl Pipeline {
         if !self.rules.correlations().is_empty() {
             out.push(("correlation_entries", self.corr.entries()));
         }
+        if let Some(h) = &self.hasher {
+            out.push(("executable_hashes", h.cache_len()));
+            out.push(("hash_waiting", self.hash_waiting.len()));
+        }
         if let Some(t) = &self.telemetry {
             out.push(("metric_series", t.registry.series_count()));
         }
@@ -515,6 +722,9 @@ impl Pipeline {
             }
         };
         *self.stats.decoded.entry(k.hdr.kind).or_default() += 1;
+        if let Some(c) = self.capture.as_mut() {
+            c.push(k.hdr.ts_ns, sample);
+        }
         if let Some(w) = &self.watch_pid {
             let w = w.load(Ordering::Relaxed);
             if w != 0 && (k.hdr.pid == w || k.hdr.ppid == w) {
@@ -523,7 +733,11 @@ impl Pipeline {
         }
         // 32-bit syscalls become the records of the 64-bit sensors
         let k = vigil_bpf::compat::translate(k);
-        let ev = self.enricher.enrich(k, host);
+        if self.hasher.is_some() {
+            self.poll_hashes();
+        }
+        let mut ev = self.enricher.enrich(k, host);
+        self.hash_event(&mut ev);
         self.emit_lifecycle();
         // The set is shared (a reload swaps it): hold it for this event.
         let rules = Arc::clone(&self.rules);
@@ -560,7 +774,48 @@ impl Pipeline {
                 !normal
             });
         }
-        for r in &matched {
+        self.raise(&ev, &matched);
+        if ev.hash_pending {
+            self.wait_for_hash(&ev, &matched);
+        }
+        self.emit_event(ev, demoted);
+    }
+
+    /// Keeps a pending event until its hash comes (or counts it).
+    fn wait_for_hash(&mut self, ev: &Event, matched: &[&vigil_rules::Rule]) {
+        let Some(w) = self
+            .hash_waiting
+            .iter_mut()
+            .find(|(_, w)| {
+                w.pids
+                    .iter()
+                    .any(|p| p.0 == ev.k.hdr.pid && p.1 == ev.k.hdr.start_ns && p.2)
+            })
+            .map(|(_, w)| w)
+        else {
+            return;
+        };
+        if self.hash_waiting_events >= HASH_WAITING_MAX {
+            self.stats.hash_unfollowed += 1;
+            return;
+        }
+        self.hash_waiting_events += 1;
+        w.events
+            .push((ev.clone(), matched.iter().map(|r| r.id.clone()).collect()));
+    }
+
+    /// Writes the alerts of these rules for this event (rate-limited).
+    fn raise(&mut self, ev: &Event, matched: &[&vigil_rules::Rule]) {
+        for r in matched {
+            // the kill comes first: a rate-limited alert still kills
+            let response = match (&self.responder, r.action) {
+                (Some(resp), vigil_rules::Action::Kill) => {
+                    let x = resp.respond(ev, boot_now_ns());
+                    *self.stats.responses.entry(x.outcome).or_default() += 1;
+                    Some(x)
+                }
+                _ => None,
+            };
             self.stats.alerts += 1;
             *self.stats.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
             if let Some(t) = self.telemetry.as_mut() {
@@ -579,8 +834,21 @@ impl Pipeline {
                     Decision::Pass(None) => {}
                 }
             }
-            let json = crate::detect::encode_alert(&ev, &self.hostname, r);
-            let msg = r.message(&ev);
+            let cap = match self.capture.as_mut() {
+                Some(c) if self.capture_all || r.capture => c.on_alert(ev.k.hdr.ts_ns),
+                _ => None,
+            };
+            let json = crate::detect::encode_alert_with(
+                ev,
+                &self.hostname,
+                r,
+                response.as_ref(),
+                cap.as_deref(),
+            );
+            let msg = match &response {
+                Some(x) => format!("{} [{} by {}]", r.message(ev), x.outcome, x.how),
+                None => r.message(ev),
+            };
             self.emit(
                 &json,
                 Meta {
@@ -591,10 +859,14 @@ impl Pipeline {
                     ruleset: Some(r.ruleset.as_str()),
                     message: msg.as_bytes(),
                 },
-                Some(&ev),
+                Some(ev),
             );
         }
-        // A demoted hit is written as the event it is.
+    }
+
+    /// Writes the event itself (`agent.events`) and taps it.
+    /// A hit demoted by learned tuning is written as the event it is.
+    fn emit_event(&mut self, ev: Event, demoted: bool) {
         if self.emit_events || demoted {
             let json = ecs::encode(&ev, &self.hostname, "event");
             let (_, _, action) = ecs::classify(ev.k.hdr.kind);
@@ -1001,6 +1273,25 @@ impl Summary {
                 ps.findings
             ));
         }
+        let hs = &self.pipeline.hash;
+        if *hs != crate::hash::HashStats::default() {
+            s.push_str(&format!(
+                "vigil: hashes: {} executables hashed, {} cache hits, {} pending (followed by exec-hash records: {}, unfollowed: {}), {} too large, {} unreadable, {} refused (queue full)\n",
+                hs.hashed, hs.cache_hits, hs.pending, self.pipeline.hash_late, self.pipeline.hash_unfollowed, hs.too_large, hs.errors, hs.queue_full
+            ));
+        }
+        let cs = &self.pipeline.capture;
+        if cs.files > 0 || cs.errors > 0 {
+            s.push_str(&format!(
+                "vigil: captures: {} files around alerts, {} alerts rate-limited, {} old files deleted for the size cap, {} records cut by the file size bound, {} errors{}\n",
+                cs.files,
+                cs.rate_limited,
+                cs.deleted,
+                cs.truncated,
+                cs.errors,
+                cs.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+            ));
+        }
         if let Some(e) = &self.pipeline.first_decode_error {
             s.push_str(&format!("vigil: first decode error: {e}\n"));
         }
@@ -1040,8 +1331,9 @@ pub struct RunOptions {
     /// tests that load sensors again afterwards.
     pub drop_privileges: bool,
     /// Keep the perf history in the data directory for `vigil report`
-    /// (when `perf.history` is on too); off for in-process runs (tests,
-    /// benchmarks), which must not write to the host's data directory.
+    /// (when `perf.history` is on too) and write alert captures there
+    /// (`capture.alerts`); off for in-process runs (tests, benchmarks),
+    /// which must not write to the host's data directory.
     pub perf_history: bool,
     /// Speak systemd's notification protocol when `NOTIFY_SOCKET` is set
     /// ([`crate::pipeline::notify`]): `READY=1` once live, `WATCHDOG=1`
@@ -1170,6 +1462,32 @@ pub async fn run(
     }
     if cfg.outputs.rate_limit_burst > 0 {
         pipeline.set_rate_limit(cfg.outputs.rate_limit_burst, cfg.outputs.rate_limit_per_sec);
+    }
+    pipeline.set_responder(crate::detect::response::Responder::new(
+        cfg.response.monitor,
+    ));
+    if opts.perf_history
+        && let Some(cs) = cfg.capture_settings()
+    {
+        pipeline.set_capture(
+            crate::capture::alert::AlertCapture::new(cs, ctx.clone()),
+            cfg.capture.alerts == "all",
+        );
+    }
+    apply_kill_rules(&cfg, pipeline.rules(), sensors, opts.verbose);
+    if cfg.hash.enabled {
+        match crate::hash::Hasher::new(cfg.hash.settings()) {
+            Ok(mut h) => {
+                if let Some(p) = &cfg.hash.known_bad_file {
+                    match crate::hash::load_hash_list(p) {
+                        Ok(set) => h.set_known_bad(set),
+                        Err(e) => eprintln!("vigil: hash.known_bad_file: {e}"),
+                    }
+                }
+                pipeline.set_hasher(h);
+            }
+            Err(e) => eprintln!("vigil: executable hashing off: cannot start its worker: {e}"),
+        }
     }
     let mut hup = if opts.reload_on_sighup {
         Some(
@@ -1337,6 +1655,8 @@ pub async fn run(
                     let _ = sensors.sweep_kvm(alive);
                 }
                 pipeline.baseline_housekeeping(alive, opts.verbose);
+                pipeline.poll_hashes();
+                pipeline.capture_tick(false);
                 pipeline.sweep_rate_limits();
                 if last_trim.elapsed() >= Duration::from_secs(30) {
                     last_trim = std::time::Instant::now();
@@ -1426,6 +1746,11 @@ pub async fn run(
     // writing its record
     std::thread::sleep(Duration::from_millis(2));
     reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
+    pipeline.drain_hashes(Duration::from_secs(1));
+    pipeline.capture_tick(true);
+    if let Some(h) = pipeline.hasher() {
+        pipeline.stats.hash = h.stats.clone();
+    }
     let kernel = sensors.counters().unwrap_or_default();
     report_drops(&mut pipeline, &kernel, &mut last_dropped, opts.verbose);
     pipeline.collect_syscalls(sensors);
@@ -1738,6 +2063,20 @@ fn heartbeat_record(p: &Pipeline, uptime: Duration, dropped: u64) -> Vec<u8> {
 
 /// SIGHUP: reloads the configured rules; on any error the running set stays.
 fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, verbose: bool) {
+    if let (Some(p), Some(h)) = (&cfg.hash.known_bad_file, pipeline.hasher()) {
+        match crate::hash::load_hash_list(p) {
+            Ok(set) => {
+                if verbose {
+                    eprintln!("vigil: known-bad hash list reloaded: {} hashes", set.len());
+                }
+                h.set_known_bad(set);
+            }
+            Err(e) => eprintln!(
+                "vigil: hash.known_bad_file: {e}; keeping the {} hashes in use",
+                h.known_bad_len()
+            ),
+        }
+    }
     let (set, report) = crate::detect::load_rules(cfg);
     if !report.errors.is_empty() {
         eprint!("{}", crate::detect::render_errors(&report));
@@ -1762,7 +2101,35 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
             report.skipped.len()
         );
     }
-    pipeline.set_rules(Arc::new(set));
+    let set = Arc::new(set);
+    apply_kill_rules(cfg, &set, sensors, verbose);
+    pipeline.set_rules(set);
+}
+
+/// Compiles the kernel-decidable `action: kill` rules into the sensor's
+/// kill maps ([`crate::detect::response::kernel_plan`]).
+fn apply_kill_rules(cfg: &Config, set: &RuleSet, sensors: &mut Sensors, verbose: bool) {
+    let (plan, ids) = crate::detect::response::kernel_plan_of(set);
+    // SAFETY: getppid has no preconditions.
+    let supervisor = unsafe { libc::getppid() } as u32;
+    match sensors.set_kill_rules(&plan.prefixes, plan.memfd, cfg.response.monitor, supervisor) {
+        Ok(()) => {
+            if verbose && !ids.is_empty() {
+                eprintln!(
+                    "vigil: kill rules decided in the kernel at exec{}: {}",
+                    if cfg.response.monitor {
+                        " (monitor mode: would kill)"
+                    } else {
+                        ""
+                    },
+                    ids.join(", ")
+                );
+            }
+        }
+        Err(e) => eprintln!(
+            "vigil: cannot load the kill rules into the kernel ({e}); rules with action: kill kill from userspace"
+        ),
+    }
 }
 
 fn kernel_json(k: &BTreeMap<u16, Counters>) -> serde_json::Value {
@@ -1860,6 +2227,10 @@ impl Running {
                             return;
                         }
                     };
+                    // kill rules are live before "ready"
+                    if let Some(r) = &opts.rules {
+                        apply_kill_rules(&opts.config, r, &mut sensors, false);
+                    }
                     let _ = ready_tx.send(Ok(sensors.status().to_vec()));
                     let r = run(opts, &mut sensors, async {
                         let _ = stop_rx.await;

@@ -12,7 +12,7 @@
 //! workload process that reached userspace per operation), drops, and the
 //! consumer's rate (decoded+enriched events per second of its own CPU time).
 //!
-//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats]   (root)
+//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats] [--no-hash]   (root)
 //!        vigil-bench --sched [--rounds N] [--scale F]
 //!        vigil-bench --syscalls [--rounds N] [--scale F]
 //!        vigil-bench --ktools [--rounds N] [--scale F]
@@ -582,6 +582,10 @@ struct Args {
     /// clock twice per program run).
     #[arg(long)]
     no_bpf_stats: bool,
+    /// Run vigil without executable hashing (`hash.enabled = false`), to
+    /// see what hashing costs the exec loop.
+    #[arg(long)]
+    no_hash: bool,
     /// Learn baselines in memory, syscall sets included (the workload's
     /// profile is learning: the worst case).
     #[arg(long)]
@@ -629,6 +633,7 @@ fn main() {
         disable: disabled,
         only,
         no_bpf_stats,
+        no_hash,
         baselines,
         sched,
         syscalls,
@@ -678,6 +683,7 @@ fn main() {
                 cfg.sensors.bpf_stats = bpf_stats;
                 cfg.agent.events = true;
                 cfg.baselines.syscalls = baselines;
+                cfg.hash.enabled = !no_hash;
                 let watch = Arc::new(AtomicU32::new(0));
                 let sink = JsonLines::writer(
                     Box::new(std::fs::File::create("/dev/null").unwrap()),
