@@ -672,9 +672,218 @@ pub fn encode_with(
     head: impl FnOnce(&mut Writer),
     tail: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
+    encode_inner(ev, hostname, event_kind, head, tail, None, Vec::new())
+}
+
+/// Field groups that repeat for every record of a process, kept encoded
+/// so the next record of the same process (same parent, users, groups,
+/// container, namespaces, cgroup and ancestors) copies their bytes instead
+/// of writing them field by field. One slot per pid modulo the table size;
+/// each group is keyed by the full content it is written from (never by
+/// pointer or pid alone), so a reused pid or an `exec` cannot return stale
+/// bytes, and the output is byte-identical to [`encode`]'s.
+pub struct EncodeCache {
+    slots: Vec<[vigil_outputs::json::Fragment; 2]>,
+    key: Vec<u8>,
+}
+
+const CACHE_SLOTS: usize = 256;
+
+impl Default for EncodeCache {
+    fn default() -> Self {
+        EncodeCache {
+            slots: vec![Default::default(); CACHE_SLOTS],
+            key: Vec::with_capacity(512),
+        }
+    }
+}
+
+/// Appends a length-prefixed byte string to a fragment key.
+fn key_bytes(k: &mut Vec<u8>, b: &[u8]) {
+    k.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    k.extend_from_slice(b);
+}
+
+/// Appends an optional string (absent and empty differ).
+fn key_opt(k: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            k.push(1);
+            key_bytes(k, b);
+        }
+        None => k.push(0),
+    }
+}
+
+/// [`encode`] into `buf` (its allocation reused; the JSON is returned in
+/// it), with the per-process field groups taken from `cache` when they are
+/// unchanged.
+pub fn encode_cached(
+    ev: &Event,
+    hostname: &str,
+    event_kind: &str,
+    cache: &mut EncodeCache,
+    buf: Vec<u8>,
+) -> Vec<u8> {
+    encode_inner(ev, hostname, event_kind, |_| {}, |_| {}, Some(cache), buf)
+}
+
+/// process.parent.*, user.*, group.*, container.*: what the record's
+/// process, its parent and its credentials determine.
+fn write_parent_user(w: &mut Writer, ev: &Event) {
+    let h = &ev.k.hdr;
+    w.u64("process.parent.pid", h.ppid.into());
+    if let Some(a) = ev.ancestors.first() {
+        if !a.exe.is_empty() {
+            w.str("process.parent.executable", &a.exe)
+                .str("process.parent.name", basename(&a.exe));
+        }
+        if !a.args.is_empty() {
+            w.str("process.parent.command_line", &a.cmdline);
+        }
+    }
+    w.u64("user.id", h.uid.into());
+    if let Some(u) = &ev.user {
+        w.str("user.name", u.as_bytes());
+    }
+    w.u64("user.effective.id", h.euid.into());
+    if let Some(u) = &ev.euser {
+        w.str("user.effective.name", u.as_bytes());
+    }
+    w.u64("group.id", h.gid.into());
+    if let Some(g) = &ev.group {
+        w.str("group.name", g.as_bytes());
+    }
+    if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
+        w.str("container.id", &c.id)
+            .str("container.runtime", c.runtime);
+        if let Some(m) = &ev.container_meta {
+            if let Some(n) = &m.name {
+                w.str("container.name", n);
+            }
+            if let Some(i) = &m.image {
+                w.str("container.image.name", i);
+            }
+        }
+    }
+}
+
+/// The key of [`write_parent_user`]: everything it reads.
+fn parent_user_key(k: &mut Vec<u8>, ev: &Event) {
+    let h = &ev.k.hdr;
+    k.clear();
+    for v in [h.ppid, h.uid, h.euid, h.gid] {
+        k.extend_from_slice(&v.to_le_bytes());
+    }
+    match ev.ancestors.first() {
+        Some(a) => {
+            k.push(1);
+            key_bytes(k, &a.exe);
+            k.push(u8::from(a.args.is_empty()));
+            key_bytes(k, &a.cmdline);
+        }
+        None => k.push(0),
+    }
+    key_opt(k, ev.user.as_deref().map(str::as_bytes));
+    key_opt(k, ev.euser.as_deref().map(str::as_bytes));
+    key_opt(k, ev.group.as_deref().map(str::as_bytes));
+    match ev.process.as_ref().and_then(|p| p.container.as_ref()) {
+        Some(c) => {
+            k.push(1);
+            key_bytes(k, c.id.as_bytes());
+            key_bytes(k, c.runtime.as_bytes());
+            match &ev.container_meta {
+                Some(m) => {
+                    k.push(1);
+                    key_opt(k, m.name.as_deref().map(str::as_bytes));
+                    key_opt(k, m.image.as_deref().map(str::as_bytes));
+                }
+                None => k.push(0),
+            }
+        }
+        None => k.push(0),
+    }
+}
+
+/// vigil.user.ns.*, vigil.process.*, vigil.ns.*, vigil.cgroup.*,
+/// vigil.ancestors: the process's namespaces, cgroup and lineage.
+fn write_lineage(w: &mut Writer, ev: &Event) {
+    let h = &ev.k.hdr;
+    if let Some(u) = &ev.ns_user {
+        if let Some(id) = u.id {
+            w.u64("vigil.user.ns.id", id.into());
+        }
+        if let Some(n) = &u.name {
+            w.str("vigil.user.ns.name", n.as_bytes());
+        }
+    }
+    w.u64("vigil.process.ns_pid", h.ns_pid.into())
+        .u64("vigil.process.auid", h.auid.into());
+    w.u64("vigil.ns.pid", h.pidns.into())
+        .u64("vigil.ns.mnt", h.mntns.into())
+        .u64("vigil.ns.net", h.netns.into());
+    w.u64("vigil.cgroup.id", h.cgroup_id);
+    if let Some(p) = &ev.cgroup_path {
+        w.str("vigil.cgroup.path", p.as_bytes());
+    }
+    if !ev.ancestors.is_empty() {
+        w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
+            o.u64("pid", a.pid.into());
+            if !a.exe.is_empty() {
+                o.str("executable", &a.exe);
+            }
+        });
+    }
+}
+
+/// The key of [`write_lineage`]: everything it reads.
+fn lineage_key(k: &mut Vec<u8>, ev: &Event) {
+    let h = &ev.k.hdr;
+    k.clear();
+    match &ev.ns_user {
+        Some(u) => {
+            k.push(1);
+            match u.id {
+                Some(id) => {
+                    k.push(1);
+                    k.extend_from_slice(&u64::from(id).to_le_bytes());
+                }
+                None => k.push(0),
+            }
+            key_opt(k, u.name.as_deref().map(str::as_bytes));
+        }
+        None => k.push(0),
+    }
+    for v in [
+        u64::from(h.ns_pid),
+        u64::from(h.auid),
+        u64::from(h.pidns),
+        u64::from(h.mntns),
+        u64::from(h.netns),
+        h.cgroup_id,
+    ] {
+        k.extend_from_slice(&v.to_le_bytes());
+    }
+    key_opt(k, ev.cgroup_path.as_deref().map(str::as_bytes));
+    k.extend_from_slice(&(ev.ancestors.len() as u32).to_le_bytes());
+    for a in &ev.ancestors {
+        k.extend_from_slice(&a.pid.to_le_bytes());
+        key_bytes(k, &a.exe);
+    }
+}
+
+fn encode_inner(
+    ev: &Event,
+    hostname: &str,
+    event_kind: &str,
+    head: impl FnOnce(&mut Writer),
+    tail: impl FnOnce(&mut Writer),
+    mut cache: Option<&mut EncodeCache>,
+    buf: Vec<u8>,
+) -> Vec<u8> {
     let h = &ev.k.hdr;
     let (category, etype, action) = classify_event(ev);
-    let mut w = Writer::new();
+    let mut w = Writer::with_buffer(buf);
     let mut ts = [0u8; RFC3339_MAX];
     w.str("@timestamp", rfc3339_into(ev.unix_ns, &mut ts));
     w.str("event.kind", event_kind)
@@ -715,39 +924,13 @@ pub fn encode_with(
     if let Body::Exit(x) = &ev.k.body {
         w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
     }
-    w.u64("process.parent.pid", h.ppid.into());
-    if let Some(a) = ev.ancestors.first() {
-        if !a.exe.is_empty() {
-            w.str("process.parent.executable", &a.exe)
-                .str("process.parent.name", basename(&a.exe));
+    match cache.as_deref_mut() {
+        Some(c) => {
+            let slot = h.pid as usize % CACHE_SLOTS;
+            parent_user_key(&mut c.key, ev);
+            w.fragment(&mut c.slots[slot][0], &c.key, |w| write_parent_user(w, ev));
         }
-        if !a.args.is_empty() {
-            w.str("process.parent.command_line", &a.cmdline);
-        }
-    }
-    w.u64("user.id", h.uid.into());
-    if let Some(u) = &ev.user {
-        w.str("user.name", u.as_bytes());
-    }
-    w.u64("user.effective.id", h.euid.into());
-    if let Some(u) = &ev.euser {
-        w.str("user.effective.name", u.as_bytes());
-    }
-    w.u64("group.id", h.gid.into());
-    if let Some(g) = &ev.group {
-        w.str("group.name", g.as_bytes());
-    }
-    if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
-        w.str("container.id", &c.id)
-            .str("container.runtime", c.runtime);
-        if let Some(m) = &ev.container_meta {
-            if let Some(n) = &m.name {
-                w.str("container.name", n);
-            }
-            if let Some(i) = &m.image {
-                w.str("container.image.name", i);
-            }
-        }
+        None => write_parent_user(&mut w, ev),
     }
     if let Some(f) = &ev.file_path {
         w.str("file.path", f).str("file.name", basename(f));
@@ -931,33 +1114,13 @@ pub fn encode_with(
             w.u64("vigil.escape.target.ns", e.target_ns.into());
         }
     }
-    if let Some(u) = &ev.ns_user {
-        if let Some(id) = u.id {
-            w.u64("vigil.user.ns.id", id.into());
+    match cache.as_deref_mut() {
+        Some(c) => {
+            let slot = h.pid as usize % CACHE_SLOTS;
+            lineage_key(&mut c.key, ev);
+            w.fragment(&mut c.slots[slot][1], &c.key, |w| write_lineage(w, ev));
         }
-        if let Some(n) = &u.name {
-            w.str("vigil.user.ns.name", n.as_bytes());
-        }
-    }
-    w.u64("vigil.process.ns_pid", h.ns_pid.into())
-        .u64("vigil.process.auid", h.auid.into());
-    w.u64("vigil.ns.pid", h.pidns.into())
-        .u64("vigil.ns.mnt", h.mntns.into())
-        .u64("vigil.ns.net", h.netns.into());
-    w.u64("vigil.cgroup.id", h.cgroup_id);
-    if let Some(p) = &ev.cgroup_path {
-        w.str("vigil.cgroup.path", p.as_bytes());
-    }
-    if !ev.ancestors.is_empty() {
-        // pid and executable only: the parent's command line is in
-        // process.parent.command_line, and a chain of full command lines
-        // would multiply every record's size.
-        w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
-            o.u64("pid", a.pid.into());
-            if !a.exe.is_empty() {
-                o.str("executable", &a.exe);
-            }
-        });
+        None => write_lineage(&mut w, ev),
     }
     let mut truncated = Vec::new();
     match &ev.k.body {
@@ -1424,6 +1587,57 @@ mod encode_tests {
                 unique.len(),
                 "alert {k}: duplicate top-level keys {keys:?}"
             );
+        }
+    }
+
+    /// The per-process fragment cache gives byte-identical output to the
+    /// uncached encoder, over every kind and while the parent, users,
+    /// ancestors, namespaces and pid slot change under it (no stale bytes).
+    #[test]
+    fn cached_encoding_is_byte_identical() {
+        use crate::enrich::Ancestor;
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let mut cache = EncodeCache::default();
+        let mut buf = Vec::new();
+        let anc = |pid: u32, exe: &str| Ancestor {
+            pid,
+            exe: Arc::from(exe.as_bytes()),
+            args: Arc::from(vec![exe.as_bytes().to_vec()]),
+            cmdline: Arc::from(exe.as_bytes()),
+        };
+        let mut n = 0;
+        for round in 0..4u32 {
+            for k in vigil_bpf::sensors::all_kinds() {
+                let mut ev = en.enrich(decode(&rec(k)).unwrap(), &mut host);
+                // vary what the fragments are keyed by, every few records;
+                // pids 10 and 10 + the table size share one slot
+                match (n / 3) % 6 {
+                    0 => {}
+                    1 => ev.user = Some(Arc::from("alice")),
+                    2 => ev.ancestors = vec![anc(1, "/sbin/init"), anc(2, "/bin/sh")],
+                    3 => {
+                        ev.ancestors = vec![anc(1, "/bin/sh")];
+                        ev.k.hdr.ppid = 7;
+                    }
+                    4 => {
+                        ev.k.hdr.pid += CACHE_SLOTS as u32;
+                        ev.k.hdr.mntns = 99 + round;
+                    }
+                    _ => ev.cgroup_path = Some(Arc::from("/system.slice/x")),
+                }
+                n += 1;
+                let plain = encode(&ev, "h", "event");
+                for _ in 0..2 {
+                    buf = encode_cached(&ev, "h", "event", &mut cache, buf);
+                    assert_eq!(
+                        String::from_utf8_lossy(&buf),
+                        String::from_utf8_lossy(&plain),
+                        "kind {k} case {}",
+                        (n - 1) / 3 % 6
+                    );
+                }
+            }
         }
     }
 }

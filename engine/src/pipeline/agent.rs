@@ -110,6 +110,9 @@ pub struct Pipeline {
     enricher: Enricher,
     rules: Arc<RuleSet>,
     scratch: Scratch,
+    /// Per-process encoded field groups and the event buffer, reused.
+    enc_cache: ecs::EncodeCache,
+    enc_buf: Vec<u8>,
     learner: Option<Learner>,
     outputs: Option<Arc<vigil_outputs::Outputs>>,
     limiter: Option<RateLimiter>,
@@ -140,6 +143,8 @@ impl Pipeline {
             ),
             rules: Arc::new(RuleSet::empty()),
             scratch: Scratch::new(),
+            enc_cache: ecs::EncodeCache::default(),
+            enc_buf: Vec::new(),
             learner: None,
             outputs: None,
             limiter: None,
@@ -482,7 +487,8 @@ impl Pipeline {
             );
         }
         if self.emit_events {
-            let json = ecs::encode(&ev, &self.hostname, "event");
+            let buf = std::mem::take(&mut self.enc_buf);
+            let json = ecs::encode_cached(&ev, &self.hostname, "event", &mut self.enc_cache, buf);
             let (_, _, action) = ecs::classify(ev.k.hdr.kind);
             self.emit(
                 &json,
@@ -496,6 +502,7 @@ impl Pipeline {
                 },
                 Some(&ev),
             );
+            self.enc_buf = json;
         }
         if let Some(tap) = &self.tap {
             let _ = tap.send(ev);
