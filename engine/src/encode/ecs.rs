@@ -675,15 +675,16 @@ pub fn encode_with(
     encode_inner(ev, hostname, event_kind, head, tail, None, Vec::new())
 }
 
-/// Field groups that repeat for every record of a process, kept encoded
-/// so the next record of the same process (same parent, users, groups,
-/// container, namespaces, cgroup and ancestors) copies their bytes instead
-/// of writing them field by field. One slot per pid modulo the table size;
-/// each group is keyed by the full content it is written from (never by
-/// pointer or pid alone), so a reused pid or an `exec` cannot return stale
-/// bytes, and the output is byte-identical to [`encode`]'s.
+/// Field groups that repeat for every record of a process and across the
+/// children of one parent, kept encoded so the next record with the same
+/// parent, users, groups and container, or the same namespaces, cgroup and
+/// ancestors, copies their bytes instead of writing them field by field.
+/// Each group is keyed by the full content it is written from (never by
+/// pointer or pid), its slot a hash of that key, so a reused pid or an
+/// `exec` cannot return stale bytes, and the output is byte-identical to
+/// [`encode`]'s.
 pub struct EncodeCache {
-    slots: Vec<[vigil_outputs::json::Fragment; 2]>,
+    slots: Vec<[vigil_outputs::json::Fragment; 3]>,
     key: Vec<u8>,
 }
 
@@ -696,6 +697,25 @@ impl Default for EncodeCache {
             key: Vec::with_capacity(512),
         }
     }
+}
+
+/// The cache slot of a key: a hash of its content, so that what the
+/// children of one parent share (parent, users, lineage) hits for a new
+/// process too.
+fn key_slot(k: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut chunks = k.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 32;
+    (h as usize) % CACHE_SLOTS
 }
 
 /// Appends a length-prefixed byte string to a fragment key.
@@ -726,6 +746,43 @@ pub fn encode_cached(
     buf: Vec<u8>,
 ) -> Vec<u8> {
     encode_inner(ev, hostname, event_kind, |_| {}, |_| {}, Some(cache), buf)
+}
+
+/// process.executable, command_line, args, working_directory: the
+/// program image (shared by every record of the process, and by every
+/// process that runs the same command in the same directory).
+fn write_image(w: &mut Writer, ev: &Event) {
+    if let Some(p) = &ev.process {
+        if !p.exe.is_empty() {
+            w.str("process.executable", &p.exe);
+        }
+        if !p.args.is_empty() {
+            w.str("process.command_line", &p.cmdline)
+                .strs("process.args", p.args.iter())
+                .u64("process.args_count", p.args.len() as u64);
+        }
+        if !p.cwd.is_empty() {
+            w.str("process.working_directory", &p.cwd);
+        }
+    }
+}
+
+/// The key of [`write_image`]: everything it reads.
+fn image_key(k: &mut Vec<u8>, ev: &Event) {
+    k.clear();
+    match &ev.process {
+        Some(p) => {
+            k.push(1);
+            key_bytes(k, &p.exe);
+            k.extend_from_slice(&(p.args.len() as u32).to_le_bytes());
+            for a in p.args.iter() {
+                key_bytes(k, a);
+            }
+            key_bytes(k, &p.cmdline);
+            key_bytes(k, &p.cwd);
+        }
+        None => k.push(0),
+    }
 }
 
 /// process.parent.*, user.*, group.*, container.*: what the record's
@@ -805,20 +862,10 @@ fn parent_user_key(k: &mut Vec<u8>, ev: &Event) {
     }
 }
 
-/// vigil.user.ns.*, vigil.process.*, vigil.ns.*, vigil.cgroup.*,
-/// vigil.ancestors: the process's namespaces, cgroup and lineage.
+/// vigil.ns.*, vigil.cgroup.*, vigil.ancestors: the process's namespaces,
+/// cgroup and lineage (shared by the children of one parent).
 fn write_lineage(w: &mut Writer, ev: &Event) {
     let h = &ev.k.hdr;
-    if let Some(u) = &ev.ns_user {
-        if let Some(id) = u.id {
-            w.u64("vigil.user.ns.id", id.into());
-        }
-        if let Some(n) = &u.name {
-            w.str("vigil.user.ns.name", n.as_bytes());
-        }
-    }
-    w.u64("vigil.process.ns_pid", h.ns_pid.into())
-        .u64("vigil.process.auid", h.auid.into());
     w.u64("vigil.ns.pid", h.pidns.into())
         .u64("vigil.ns.mnt", h.mntns.into())
         .u64("vigil.ns.net", h.netns.into());
@@ -840,23 +887,7 @@ fn write_lineage(w: &mut Writer, ev: &Event) {
 fn lineage_key(k: &mut Vec<u8>, ev: &Event) {
     let h = &ev.k.hdr;
     k.clear();
-    match &ev.ns_user {
-        Some(u) => {
-            k.push(1);
-            match u.id {
-                Some(id) => {
-                    k.push(1);
-                    k.extend_from_slice(&u64::from(id).to_le_bytes());
-                }
-                None => k.push(0),
-            }
-            key_opt(k, u.name.as_deref().map(str::as_bytes));
-        }
-        None => k.push(0),
-    }
     for v in [
-        u64::from(h.ns_pid),
-        u64::from(h.auid),
         u64::from(h.pidns),
         u64::from(h.mntns),
         u64::from(h.netns),
@@ -904,18 +935,13 @@ fn encode_inner(
     w.u64("process.pid", h.pid.into())
         .u64("process.thread.id", h.tid.into())
         .str("process.name", ev.k.comm());
-    if let Some(p) = &ev.process {
-        if !p.exe.is_empty() {
-            w.str("process.executable", &p.exe);
+    match cache.as_deref_mut() {
+        Some(c) => {
+            image_key(&mut c.key, ev);
+            let slot = key_slot(&c.key);
+            w.fragment(&mut c.slots[slot][2], &c.key, |w| write_image(w, ev));
         }
-        if !p.args.is_empty() {
-            w.str("process.command_line", &p.cmdline)
-                .strs("process.args", p.args.iter())
-                .u64("process.args_count", p.args.len() as u64);
-        }
-        if !p.cwd.is_empty() {
-            w.str("process.working_directory", &p.cwd);
-        }
+        None => write_image(&mut w, ev),
     }
     if h.start_ns != 0 {
         let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
@@ -926,8 +952,8 @@ fn encode_inner(
     }
     match cache.as_deref_mut() {
         Some(c) => {
-            let slot = h.pid as usize % CACHE_SLOTS;
             parent_user_key(&mut c.key, ev);
+            let slot = key_slot(&c.key);
             w.fragment(&mut c.slots[slot][0], &c.key, |w| write_parent_user(w, ev));
         }
         None => write_parent_user(&mut w, ev),
@@ -1114,10 +1140,20 @@ fn encode_inner(
             w.u64("vigil.escape.target.ns", e.target_ns.into());
         }
     }
-    match cache.as_deref_mut() {
+    if let Some(u) = &ev.ns_user {
+        if let Some(id) = u.id {
+            w.u64("vigil.user.ns.id", id.into());
+        }
+        if let Some(n) = &u.name {
+            w.str("vigil.user.ns.name", n.as_bytes());
+        }
+    }
+    w.u64("vigil.process.ns_pid", h.ns_pid.into())
+        .u64("vigil.process.auid", h.auid.into());
+    match cache {
         Some(c) => {
-            let slot = h.pid as usize % CACHE_SLOTS;
             lineage_key(&mut c.key, ev);
+            let slot = key_slot(&c.key);
             w.fragment(&mut c.slots[slot][1], &c.key, |w| write_lineage(w, ev));
         }
         None => write_lineage(&mut w, ev),
@@ -1607,13 +1643,25 @@ mod encode_tests {
             cmdline: Arc::from(exe.as_bytes()),
         };
         let mut n = 0;
+        let mut images = 0;
         for round in 0..4u32 {
             for k in vigil_bpf::sensors::all_kinds() {
                 let mut ev = en.enrich(decode(&rec(k)).unwrap(), &mut host);
-                // vary what the fragments are keyed by, every few records;
-                // pids 10 and 10 + the table size share one slot
-                match (n / 3) % 6 {
+                // vary what the fragments are keyed by, every few records
+                match (n / 3) % 7 {
                     0 => {}
+                    6 => {
+                        // the image changes (an exec) under the same pid
+                        let Some(mut p) = ev.process.as_deref().cloned() else {
+                            continue;
+                        };
+                        p.exe = Arc::from(&b"/usr/bin/env"[..]);
+                        p.args = Arc::from(vec![b"env".to_vec(), format!("r{round}").into_bytes()]);
+                        p.cmdline = Arc::from(format!("env r{round}").as_bytes());
+                        p.cwd = Arc::from(&b"/tmp"[..]);
+                        ev.process = Some(Arc::new(p));
+                        images += 1;
+                    }
                     1 => ev.user = Some(Arc::from("alice")),
                     2 => ev.ancestors = vec![anc(1, "/sbin/init"), anc(2, "/bin/sh")],
                     3 => {
@@ -1634,10 +1682,11 @@ mod encode_tests {
                         String::from_utf8_lossy(&buf),
                         String::from_utf8_lossy(&plain),
                         "kind {k} case {}",
-                        (n - 1) / 3 % 6
+                        (n - 1) / 3 % 7
                     );
                 }
             }
         }
+        assert!(images > 0, "no event had a process image to vary");
     }
 }

@@ -446,6 +446,11 @@ struct Args {
     /// Measure the syscall counter instead.
     #[arg(long)]
     syscalls: bool,
+    /// Only time the ECS encoder (uncached against the per-process
+    /// fragment cache, interleaved) over the events of this capture, per
+    /// kind (no root needed).
+    #[arg(long, value_name = "CAPTURE")]
+    encoder: Option<std::path::PathBuf>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -467,6 +472,10 @@ fn main() {
     let args = <Args as clap::Parser>::parse();
     if let Some(Child::Child { workload, n }) = &args.child {
         child(workload, *n);
+        return;
+    }
+    if let Some(cap) = &args.encoder {
+        encoder_bench(cap, args.rounds);
         return;
     }
     // SAFETY: no preconditions.
@@ -750,4 +759,72 @@ fn offline_consumer_rate(
     }
     let _ = std::fs::remove_file(&path);
     Some((s.recorded, med(&plain), med(&full)))
+}
+
+/// `--encoder CAPTURE`: the capture's enriched events (a replay's tap),
+/// encoded as every event is (`ecs::encode`, then `ecs::encode_cached` with
+/// one cache and a reused buffer), alternating per round; thread CPU ns
+/// per record per kind, medians of the rounds.
+fn encoder_bench(cap: &std::path::Path, rounds: usize) {
+    use std::collections::BTreeMap;
+    use vigil_engine::ecs;
+    let mut cfg = Config::default();
+    cfg.agent.events = true;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = match vigil_engine::replay::replay(cap, &cfg, None, Some(tx), |_, _| {}) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vigil-bench: {}: {e}", cap.display());
+            std::process::exit(2);
+        }
+    };
+    let events: Vec<_> = rx.try_iter().collect();
+    let mut by_kind: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        by_kind
+            .entry(ecs::classify(ev.k.hdr.kind).2)
+            .or_default()
+            .push(i);
+    }
+    let mut plain: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cached: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut bytes = 0usize;
+    for _ in 0..rounds.max(1) {
+        for (kind, ix) in &by_kind {
+            let c0 = thread_cpu_ns();
+            for &i in ix {
+                bytes += ecs::encode(&events[i], "host", "event").len();
+            }
+            let t = (thread_cpu_ns() - c0) as f64 / ix.len() as f64;
+            plain.entry(kind).or_default().push(t);
+            let mut cache = ecs::EncodeCache::default();
+            let mut buf = Vec::new();
+            let c0 = thread_cpu_ns();
+            for &i in ix {
+                buf = ecs::encode_cached(&events[i], "host", "event", &mut cache, buf);
+                bytes += buf.len();
+            }
+            let t = (thread_cpu_ns() - c0) as f64 / ix.len() as f64;
+            cached.entry(kind).or_default().push(t);
+        }
+    }
+    println!(
+        "\nvigil-bench --encoder: {} records of {} ({} events), medians of {rounds} rounds, thread CPU ns per record ({} bytes written in all)\n",
+        r.records,
+        cap.display(),
+        events.len(),
+        bytes
+    );
+    println!(
+        "{:<18} {:>9} {:>11} {:>11} {:>7}",
+        "action", "records", "encode", "cached", "ratio"
+    );
+    for (kind, ix) in &by_kind {
+        let (p, c) = (med(&plain[kind]), med(&cached[kind]));
+        println!(
+            "{kind:<18} {:>9} {p:>11.0} {c:>11.0} {:>6.2}x",
+            ix.len(),
+            c / p
+        );
+    }
 }
