@@ -675,7 +675,8 @@ pub fn encode_with(
     encode_inner(ev, hostname, event_kind, head, tail, None, Vec::new())
 }
 
-/// Field groups that repeat for every record of a process and across the
+/// The event classification (event.kind, category, type, action, module)
+/// and field groups that repeat for every record of a process and across the
 /// children of one parent, kept encoded so the next record with the same
 /// parent, users, groups and container, or the same namespaces, cgroup and
 /// ancestors, copies their bytes instead of writing them field by field.
@@ -684,7 +685,7 @@ pub fn encode_with(
 /// `exec` cannot return stale bytes, and the output is byte-identical to
 /// [`encode`]'s.
 pub struct EncodeCache {
-    slots: Vec<[vigil_outputs::json::Fragment; 3]>,
+    slots: Vec<[vigil_outputs::json::Fragment; 4]>,
     key: Vec<u8>,
 }
 
@@ -917,12 +918,25 @@ fn encode_inner(
     let mut w = Writer::with_buffer(buf);
     let mut ts = [0u8; RFC3339_MAX];
     w.str("@timestamp", rfc3339_into(ev.unix_ns, &mut ts));
-    w.str("event.kind", event_kind)
-        .strs("event.category", [category])
-        .strs("event.type", [etype])
-        .str("event.action", action)
-        .str("event.module", "vigil")
-        .u64("event.sequence", ev.seq);
+    let head_fields = |w: &mut Writer| {
+        w.str("event.kind", event_kind)
+            .strs("event.category", [category])
+            .strs("event.type", [etype])
+            .str("event.action", action)
+            .str("event.module", "vigil");
+    };
+    match cache.as_deref_mut() {
+        Some(c) => {
+            c.key.clear();
+            for x in [event_kind, category, etype, action] {
+                key_bytes(&mut c.key, x.as_bytes());
+            }
+            let slot = key_slot(&c.key);
+            w.fragment(&mut c.slots[slot][3], &c.key, head_fields);
+        }
+        None => head_fields(&mut w),
+    }
+    w.u64("event.sequence", ev.seq);
     let ret = syscall_ret(ev);
     if let Some(r) = ret {
         let ok = succeeded(h.kind, r);
