@@ -687,9 +687,11 @@ fn deployment(
     cfg.baselines.syscalls = syscalls;
     let file = dir.join("out.json");
     let _ = std::fs::remove_file(&file);
-    let outs =
-        vigil_outputs::Outputs::open(&[file.display().to_string()], Some(&dir.join("spool")))
-            .expect("open the file output");
+    let outs = vigil_outputs::Outputs::open(
+        &[format!("file://{}", file.display())],
+        Some(&dir.join("spool")),
+    )
+    .expect("open the file output");
     RunOptions {
         rules: Some(rules.clone()),
         baselines: Some(vigil_baselines::Baselines::in_memory(
