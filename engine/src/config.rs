@@ -458,7 +458,7 @@ impl PerfConfig {
 }
 
 /// `[capture]` settings: a capture file around each alert.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureConfig {
     /// `all` (every alert), `marked` (alerts of rules with `capture:
@@ -511,7 +511,7 @@ impl Config {
 }
 
 /// `[response]` settings: kill on match (`action: kill` rules).
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResponseConfig {
     /// Monitor mode: kill rules report `vigil.response.outcome:
@@ -520,7 +520,7 @@ pub struct ResponseConfig {
 }
 
 /// `[hash]` settings: executable hashes (`process.hash.sha256`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HashConfig {
     /// Hash the executable of every exec (SHA-256).

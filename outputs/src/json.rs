@@ -37,6 +37,56 @@ impl Writer {
         }
     }
 
+    /// Starts an object in `buf` (cleared first), reusing its allocation:
+    /// an encoder that hands the buffer back after each record
+    /// ([`Writer::finish`]) allocates nothing per record.
+    pub fn with_buffer(mut buf: Vec<u8>) -> Writer {
+        buf.clear();
+        buf.push(b'{');
+        Writer {
+            buf,
+            open: String::new(),
+            levels: Vec::new(),
+            top_has_member: false,
+        }
+    }
+
+    /// Writes the fields `f` writes, or replays the bytes it wrote last
+    /// time: when `frag` was filled for the same `key` (the caller's
+    /// serialisation of everything `f` reads) and the writer is in the same
+    /// nesting state as then, the cached bytes are appended and the state
+    /// `f` left is restored, without running `f`. Otherwise `f` runs and
+    /// `frag` remembers its output. The result is byte-identical either
+    /// way, provided `f`'s output depends only on `key`.
+    pub fn fragment(&mut self, frag: &mut Fragment, key: &[u8], f: impl FnOnce(&mut Writer)) {
+        if frag.filled
+            && frag.start_top == self.top_has_member
+            && same(&frag.key, key)
+            && same(frag.start_open.as_bytes(), self.open.as_bytes())
+            && frag.start_levels == self.levels
+        {
+            self.buf.extend_from_slice(&frag.bytes);
+            self.open.clone_from(&frag.end_open);
+            self.levels.clone_from(&frag.end_levels);
+            self.top_has_member = frag.end_top;
+            return;
+        }
+        frag.filled = false;
+        frag.key.clear();
+        frag.key.extend_from_slice(key);
+        frag.start_open.clone_from(&self.open);
+        frag.start_levels.clone_from(&self.levels);
+        frag.start_top = self.top_has_member;
+        let at = self.buf.len();
+        f(self);
+        frag.bytes.clear();
+        frag.bytes.extend_from_slice(&self.buf[at..]);
+        frag.end_open.clone_from(&self.open);
+        frag.end_levels.clone_from(&self.levels);
+        frag.end_top = self.top_has_member;
+        frag.filled = true;
+    }
+
     fn comma(&mut self) {
         let has = match self.levels.last_mut() {
             Some((_, h)) => h,
@@ -201,6 +251,23 @@ impl Writer {
     }
 }
 
+/// What [`Writer::fragment`] remembers: the bytes one run of a field
+/// group wrote, the key they were written for and the writer's nesting
+/// state before and after. Reused across records (no allocation once its
+/// buffers have grown).
+#[derive(Default, Clone)]
+pub struct Fragment {
+    filled: bool,
+    key: Vec<u8>,
+    bytes: Vec<u8>,
+    start_open: String,
+    start_levels: Vec<(usize, bool)>,
+    start_top: bool,
+    end_open: String,
+    end_levels: Vec<(usize, bool)>,
+    end_top: bool,
+}
+
 /// Appends the decimal digits of `v`.
 pub fn write_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut tmp = [0u8; 20];
@@ -358,6 +425,44 @@ fn write_str_slow(out: &mut Vec<u8>, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replayed fragment writes the same bytes as running the fields, in
+    /// any nesting state; a different key or state runs them again.
+    #[test]
+    fn fragment_replays_byte_identically() {
+        let mut frag = Fragment::default();
+        let write = |w: &mut Writer, name: &str| {
+            w.u64("process.parent.pid", 1)
+                .str("process.parent.name", name)
+                .u64("user.id", 0)
+                .str("user.name", "root");
+        };
+        for prefix in [0, 1, 2, 1, 1, 0] {
+            for name in ["a", "a", "b\"", "a"] {
+                let build = |use_frag: Option<&mut Fragment>| {
+                    let mut w = Writer::with_buffer(Vec::new());
+                    if prefix >= 1 {
+                        w.u64("process.pid", 5);
+                    }
+                    if prefix >= 2 {
+                        w.str("process.name", "x");
+                    }
+                    match use_frag {
+                        Some(f) => w.fragment(f, name.as_bytes(), |w| write(w, name)),
+                        None => write(&mut w, name),
+                    }
+                    w.u64("user.effective.id", 3).str("z", "end");
+                    w.finish()
+                };
+                let plain = build(None);
+                let cached = build(Some(&mut frag));
+                assert_eq!(
+                    String::from_utf8(cached).unwrap(),
+                    String::from_utf8(plain).unwrap()
+                );
+            }
+        }
+    }
 
     #[test]
     fn nests_dotted_keys() {

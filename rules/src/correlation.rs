@@ -446,6 +446,8 @@ pub(crate) fn convert(
         output: Some(Template(segs)),
         examples: Vec::new(),
         enabled: true,
+        action: crate::Action::Alert,
+        capture: false,
     };
     Ok(Outcome::Corr(Box::new(Correlation {
         rule,

@@ -372,9 +372,13 @@ fn hostile_strings_in_real_events_reach_every_encoder_escaped() {
 /// and the CEF encoder.
 #[test]
 fn cef_extensions_carry_the_documented_fields_of_real_events() {
+    let dir = TempDir(std::env::temp_dir().join(vigil_tests::unique_marker("cef")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir_c = std::fs::canonicalize(&dir.0).unwrap();
+    let prefix = format!("{}/", dir_c.display());
     let Some(mut h) = Harness::start(
         "cef_extensions_carry_the_documented_fields_of_real_events",
-        |_| {},
+        |c| c.sensors.report_paths.push(prefix),
     ) else {
         return;
     };
@@ -412,9 +416,7 @@ fn cef_extensions_carry_the_documented_fields_of_real_events() {
         assert_eq!(ext.get(k).map(String::as_str), Some(v), "CEF {k}: {ext:?}");
     }
     // An open: file.path and file.name.
-    let dir = TempDir(std::env::temp_dir().join(vigil_tests::unique_marker("cef")));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let file = dir.0.join("cef-target.txt");
+    let file = dir_c.join("cef-target.txt");
     std::fs::write(&file, b"x").unwrap();
     let (pid, _) = common::trigger(&["open", file.to_str().unwrap()]);
     let ev = h.expect("open", |e| {

@@ -731,29 +731,87 @@ pub fn encode_with(
     head: impl FnOnce(&mut Writer),
     tail: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
-    let h = &ev.k.hdr;
-    let (category, etype, action) = classify_event(ev);
-    let mut w = Writer::new();
-    let mut ts = [0u8; RFC3339_MAX];
-    w.str("@timestamp", rfc3339_into(ev.unix_ns, &mut ts));
-    w.str("event.kind", event_kind)
-        .strs("event.category", [category])
-        .strs("event.type", [etype])
-        .str("event.action", action)
-        .str("event.module", "vigil")
-        .u64("event.sequence", ev.seq);
-    let ret = syscall_ret(ev);
-    if let Some(r) = ret {
-        let ok = succeeded(h.kind, r);
-        w.str("event.outcome", if ok { "success" } else { "failure" });
-    }
-    head(&mut w);
-    w.str("host.hostname", hostname);
+    encode_inner(ev, hostname, event_kind, head, tail, None, Vec::new())
+}
 
-    // process.*
-    w.u64("process.pid", h.pid.into())
-        .u64("process.thread.id", h.tid.into())
-        .str("process.name", ev.k.comm());
+/// The event classification (event.kind, category, type, action, module)
+/// and field groups that repeat for every record of a process and across the
+/// children of one parent, kept encoded so the next record with the same
+/// parent, users, groups and container, or the same namespaces, cgroup and
+/// ancestors, copies their bytes instead of writing them field by field.
+/// Each group is keyed by the full content it is written from (never by
+/// pointer or pid), its slot a hash of that key, so a reused pid or an
+/// `exec` cannot return stale bytes, and the output is byte-identical to
+/// [`encode`]'s.
+pub struct EncodeCache {
+    slots: Vec<[vigil_outputs::json::Fragment; 4]>,
+    key: Vec<u8>,
+}
+
+const CACHE_SLOTS: usize = 256;
+
+impl Default for EncodeCache {
+    fn default() -> Self {
+        EncodeCache {
+            slots: vec![Default::default(); CACHE_SLOTS],
+            key: Vec::with_capacity(512),
+        }
+    }
+}
+
+/// The cache slot of a key: a hash of its content, so that what the
+/// children of one parent share (parent, users, lineage) hits for a new
+/// process too.
+fn key_slot(k: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut chunks = k.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 32;
+    (h as usize) % CACHE_SLOTS
+}
+
+/// Appends a length-prefixed byte string to a fragment key.
+fn key_bytes(k: &mut Vec<u8>, b: &[u8]) {
+    k.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    k.extend_from_slice(b);
+}
+
+/// Appends an optional string (absent and empty differ).
+fn key_opt(k: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            k.push(1);
+            key_bytes(k, b);
+        }
+        None => k.push(0),
+    }
+}
+
+/// [`encode`] into `buf` (its allocation reused; the JSON is returned in
+/// it), with the per-process field groups taken from `cache` when they are
+/// unchanged.
+pub fn encode_cached(
+    ev: &Event,
+    hostname: &str,
+    event_kind: &str,
+    cache: &mut EncodeCache,
+    buf: Vec<u8>,
+) -> Vec<u8> {
+    encode_inner(ev, hostname, event_kind, |_| {}, |_| {}, Some(cache), buf)
+}
+
+/// process.executable, command_line, args, working_directory: the
+/// program image (shared by every record of the process, and by every
+/// process that runs the same command in the same directory).
+fn write_image(w: &mut Writer, ev: &Event) {
     if let Some(p) = &ev.process {
         if !p.exe.is_empty() {
             w.str("process.executable", &p.exe);
@@ -770,18 +828,45 @@ pub fn encode_with(
             w.str("process.hash.sha256", x.as_bytes());
         }
     }
-    if h.start_ns != 0 {
-        let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
-        w.str("process.start", rfc3339_into(start, &mut ts));
-    }
-    if let Body::Exit(x) = &ev.k.body {
-        w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
-    }
     if let Body::Exec { env, .. } = &ev.k.body
         && !env.is_empty()
     {
         w.strs("process.env_vars", env.iter().map(|e| e.as_slice()));
     }
+}
+
+/// The key of [`write_image`]: everything it reads.
+fn image_key(k: &mut Vec<u8>, ev: &Event) {
+    k.clear();
+    match &ev.process {
+        Some(p) => {
+            k.push(1);
+            key_bytes(k, &p.exe);
+            k.extend_from_slice(&(p.args.len() as u32).to_le_bytes());
+            for a in p.args.iter() {
+                key_bytes(k, a);
+            }
+            key_bytes(k, &p.cmdline);
+            key_bytes(k, &p.cwd);
+            key_opt(k, p.hash.as_deref().map(str::as_bytes));
+        }
+        None => k.push(0),
+    }
+    match &ev.k.body {
+        Body::Exec { env, .. } => {
+            k.extend_from_slice(&(env.len() as u32).to_le_bytes());
+            for e in env {
+                key_bytes(k, e);
+            }
+        }
+        _ => k.push(0xff),
+    }
+}
+
+/// process.parent.*, user.*, group.*, container.*: what the record's
+/// process, its parent and its credentials determine.
+fn write_parent_user(w: &mut Writer, ev: &Event) {
+    let h = &ev.k.hdr;
     w.u64("process.parent.pid", h.ppid.into());
     if let Some(a) = ev.ancestors.first() {
         if !a.exe.is_empty() {
@@ -818,6 +903,155 @@ pub fn encode_with(
                 w.str("container.image.name", i);
             }
         }
+    }
+}
+
+/// The key of [`write_parent_user`]: everything it reads.
+fn parent_user_key(k: &mut Vec<u8>, ev: &Event) {
+    let h = &ev.k.hdr;
+    k.clear();
+    for v in [h.ppid, h.uid, h.euid, h.gid] {
+        k.extend_from_slice(&v.to_le_bytes());
+    }
+    match ev.ancestors.first() {
+        Some(a) => {
+            k.push(1);
+            key_bytes(k, &a.exe);
+            k.push(u8::from(a.args.is_empty()));
+            key_bytes(k, &a.cmdline);
+            key_opt(k, a.hash.as_deref().map(str::as_bytes));
+        }
+        None => k.push(0),
+    }
+    key_opt(k, ev.user.as_deref().map(str::as_bytes));
+    key_opt(k, ev.euser.as_deref().map(str::as_bytes));
+    key_opt(k, ev.group.as_deref().map(str::as_bytes));
+    match ev.process.as_ref().and_then(|p| p.container.as_ref()) {
+        Some(c) => {
+            k.push(1);
+            key_bytes(k, c.id.as_bytes());
+            key_bytes(k, c.runtime.as_bytes());
+            match &ev.container_meta {
+                Some(m) => {
+                    k.push(1);
+                    key_opt(k, m.name.as_deref().map(str::as_bytes));
+                    key_opt(k, m.image.as_deref().map(str::as_bytes));
+                }
+                None => k.push(0),
+            }
+        }
+        None => k.push(0),
+    }
+}
+
+/// vigil.ns.*, vigil.cgroup.*, vigil.ancestors: the process's namespaces,
+/// cgroup and lineage (shared by the children of one parent).
+fn write_lineage(w: &mut Writer, ev: &Event) {
+    let h = &ev.k.hdr;
+    w.u64("vigil.ns.pid", h.pidns.into())
+        .u64("vigil.ns.mnt", h.mntns.into())
+        .u64("vigil.ns.net", h.netns.into());
+    w.u64("vigil.cgroup.id", h.cgroup_id);
+    if let Some(p) = &ev.cgroup_path {
+        w.str("vigil.cgroup.path", p.as_bytes());
+    }
+    if !ev.ancestors.is_empty() {
+        w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
+            o.u64("pid", a.pid.into());
+            if !a.exe.is_empty() {
+                o.str("executable", &a.exe);
+            }
+        });
+    }
+}
+
+/// The key of [`write_lineage`]: everything it reads.
+fn lineage_key(k: &mut Vec<u8>, ev: &Event) {
+    let h = &ev.k.hdr;
+    k.clear();
+    for v in [
+        u64::from(h.pidns),
+        u64::from(h.mntns),
+        u64::from(h.netns),
+        h.cgroup_id,
+    ] {
+        k.extend_from_slice(&v.to_le_bytes());
+    }
+    key_opt(k, ev.cgroup_path.as_deref().map(str::as_bytes));
+    k.extend_from_slice(&(ev.ancestors.len() as u32).to_le_bytes());
+    for a in &ev.ancestors {
+        k.extend_from_slice(&a.pid.to_le_bytes());
+        key_bytes(k, &a.exe);
+    }
+}
+
+fn encode_inner(
+    ev: &Event,
+    hostname: &str,
+    event_kind: &str,
+    head: impl FnOnce(&mut Writer),
+    tail: impl FnOnce(&mut Writer),
+    mut cache: Option<&mut EncodeCache>,
+    buf: Vec<u8>,
+) -> Vec<u8> {
+    let h = &ev.k.hdr;
+    let (category, etype, action) = classify_event(ev);
+    let mut w = Writer::with_buffer(buf);
+    let mut ts = [0u8; RFC3339_MAX];
+    w.str("@timestamp", rfc3339_into(ev.unix_ns, &mut ts));
+    let head_fields = |w: &mut Writer| {
+        w.str("event.kind", event_kind)
+            .strs("event.category", [category])
+            .strs("event.type", [etype])
+            .str("event.action", action)
+            .str("event.module", "vigil");
+    };
+    match cache.as_deref_mut() {
+        Some(c) => {
+            c.key.clear();
+            for x in [event_kind, category, etype, action] {
+                key_bytes(&mut c.key, x.as_bytes());
+            }
+            let slot = key_slot(&c.key);
+            w.fragment(&mut c.slots[slot][3], &c.key, head_fields);
+        }
+        None => head_fields(&mut w),
+    }
+    w.u64("event.sequence", ev.seq);
+    let ret = syscall_ret(ev);
+    if let Some(r) = ret {
+        let ok = succeeded(h.kind, r);
+        w.str("event.outcome", if ok { "success" } else { "failure" });
+    }
+    head(&mut w);
+    w.str("host.hostname", hostname);
+
+    // process.*
+    w.u64("process.pid", h.pid.into())
+        .u64("process.thread.id", h.tid.into())
+        .str("process.name", ev.k.comm());
+    match cache.as_deref_mut() {
+        Some(c) => {
+            image_key(&mut c.key, ev);
+            let slot = key_slot(&c.key);
+            w.fragment(&mut c.slots[slot][2], &c.key, |w| write_image(w, ev));
+        }
+        None => write_image(&mut w, ev),
+    }
+    if h.start_ns != 0 {
+        let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
+        w.str("process.start", rfc3339_into(start, &mut ts));
+    }
+    if let Body::Exit(x) = &ev.k.body {
+        w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
+    }
+    match cache.as_deref_mut() {
+        Some(c) => {
+            parent_user_key(&mut c.key, ev);
+            let slot = key_slot(&c.key);
+            w.fragment(&mut c.slots[slot][0], &c.key, |w| write_parent_user(w, ev));
+        }
+        None => write_parent_user(&mut w, ev),
     }
     if let Some(f) = &ev.file_path {
         w.str("file.path", f).str("file.name", basename(f));
@@ -1020,23 +1254,13 @@ pub fn encode_with(
     }
     w.u64("vigil.process.ns_pid", h.ns_pid.into())
         .u64("vigil.process.auid", h.auid.into());
-    w.u64("vigil.ns.pid", h.pidns.into())
-        .u64("vigil.ns.mnt", h.mntns.into())
-        .u64("vigil.ns.net", h.netns.into());
-    w.u64("vigil.cgroup.id", h.cgroup_id);
-    if let Some(p) = &ev.cgroup_path {
-        w.str("vigil.cgroup.path", p.as_bytes());
-    }
-    if !ev.ancestors.is_empty() {
-        // pid and executable only: the parent's command line is in
-        // process.parent.command_line, and a chain of full command lines
-        // would multiply every record's size.
-        w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
-            o.u64("pid", a.pid.into());
-            if !a.exe.is_empty() {
-                o.str("executable", &a.exe);
-            }
-        });
+    match cache {
+        Some(c) => {
+            lineage_key(&mut c.key, ev);
+            let slot = key_slot(&c.key);
+            w.fragment(&mut c.slots[slot][1], &c.key, |w| write_lineage(w, ev));
+        }
+        None => write_lineage(&mut w, ev),
     }
     let mut truncated = Vec::new();
     match &ev.k.body {
@@ -1553,5 +1777,77 @@ mod encode_tests {
                 "alert {k}: duplicate top-level keys {keys:?}"
             );
         }
+    }
+
+    /// The per-process fragment cache gives byte-identical output to the
+    /// uncached encoder, over every kind and while the parent, users,
+    /// ancestors, namespaces and pid slot change under it (no stale bytes).
+    #[test]
+    fn cached_encoding_is_byte_identical() {
+        use crate::enrich::Ancestor;
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let mut cache = EncodeCache::default();
+        let mut buf = Vec::new();
+        let anc = |pid: u32, exe: &str| Ancestor {
+            pid,
+            exe: Arc::from(exe.as_bytes()),
+            args: Arc::from(vec![exe.as_bytes().to_vec()]),
+            cmdline: Arc::from(exe.as_bytes()),
+            hash: (pid == 2).then(|| Arc::from("ab".repeat(32).as_str())),
+        };
+        let mut n = 0;
+        let mut images = 0;
+        for round in 0..4u32 {
+            for k in vigil_bpf::sensors::all_kinds() {
+                let mut ev = en.enrich(decode(&rec(k)).unwrap(), &mut host);
+                // vary what the fragments are keyed by, every few records
+                match (n / 3) % 7 {
+                    // only the executable's hash changes
+                    0 if round % 2 == 1 => {
+                        if let Some(mut p) = ev.process.as_deref().cloned() {
+                            p.hash = Some(Arc::from(format!("{round:064x}").as_str()));
+                            ev.process = Some(Arc::new(p));
+                        }
+                    }
+                    0 => {}
+                    6 => {
+                        // the image changes (an exec) under the same pid
+                        let Some(mut p) = ev.process.as_deref().cloned() else {
+                            continue;
+                        };
+                        p.exe = Arc::from(&b"/usr/bin/env"[..]);
+                        p.args = Arc::from(vec![b"env".to_vec(), format!("r{round}").into_bytes()]);
+                        p.cmdline = Arc::from(format!("env r{round}").as_bytes());
+                        p.cwd = Arc::from(&b"/tmp"[..]);
+                        ev.process = Some(Arc::new(p));
+                        images += 1;
+                    }
+                    1 => ev.user = Some(Arc::from("alice")),
+                    2 => ev.ancestors = vec![anc(1, "/sbin/init"), anc(2, "/bin/sh")],
+                    3 => {
+                        ev.ancestors = vec![anc(1, "/bin/sh")];
+                        ev.k.hdr.ppid = 7;
+                    }
+                    4 => {
+                        ev.k.hdr.pid += CACHE_SLOTS as u32;
+                        ev.k.hdr.mntns = 99 + round;
+                    }
+                    _ => ev.cgroup_path = Some(Arc::from("/system.slice/x")),
+                }
+                n += 1;
+                let plain = encode(&ev, "h", "event");
+                for _ in 0..2 {
+                    buf = encode_cached(&ev, "h", "event", &mut cache, buf);
+                    assert_eq!(
+                        String::from_utf8_lossy(&buf),
+                        String::from_utf8_lossy(&plain),
+                        "kind {k} case {}",
+                        (n - 1) / 3 % 7
+                    );
+                }
+            }
+        }
+        assert!(images > 0, "no event had a process image to vary");
     }
 }

@@ -142,6 +142,9 @@ pub struct Pipeline {
     scratch: Scratch,
     corr: vigil_rules::CorrState,
     tuning: Option<crate::detect::tuning::Tuning>,
+    /// Per-process encoded field groups and the event buffer, reused.
+    enc_cache: ecs::EncodeCache,
+    enc_buf: Vec<u8>,
     learner: Option<Learner>,
     outputs: Option<Arc<vigil_outputs::Outputs>>,
     limiter: Option<RateLimiter>,
@@ -181,6 +184,8 @@ impl Pipeline {
             scratch: Scratch::new(),
             corr: vigil_rules::CorrState::new(cfg.rules.correlation_max_entries),
             tuning: None,
+            enc_cache: ecs::EncodeCache::default(),
+            enc_buf: Vec::new(),
             learner: None,
             outputs: None,
             limiter: None,
@@ -868,7 +873,8 @@ impl Pipeline {
     /// A hit demoted by learned tuning is written as the event it is.
     fn emit_event(&mut self, ev: Event, demoted: bool) {
         if self.emit_events || demoted {
-            let json = ecs::encode(&ev, &self.hostname, "event");
+            let buf = std::mem::take(&mut self.enc_buf);
+            let json = ecs::encode_cached(&ev, &self.hostname, "event", &mut self.enc_cache, buf);
             let (_, _, action) = ecs::classify(ev.k.hdr.kind);
             self.emit(
                 &json,
@@ -882,6 +888,7 @@ impl Pipeline {
                 },
                 Some(&ev),
             );
+            self.enc_buf = json;
         }
         if let Some(tap) = &self.tap {
             let _ = tap.send(ev);

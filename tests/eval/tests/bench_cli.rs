@@ -39,3 +39,48 @@ fn vigil_rules_bench_missing_or_bad_values_are_usage_errors() {
     );
     usage_error(exe, &["--sigma"], "a value is required for '--sigma <DIR>'");
 }
+
+/// `vigil-bench --encoder CAPTURE` (no root): a missing capture is exit 2
+/// naming the file; a corpus capture prints the per-kind table with both
+/// encoders' figures; a missing `--sigma` value is a usage error.
+#[test]
+fn vigil_bench_encoder_times_both_encoders() {
+    let exe = env!("CARGO_BIN_EXE_vigil-bench");
+    usage_error(exe, &["--sigma"], "a value is required for '--sigma <DIR>'");
+    let out = Command::new(exe)
+        .args(["--encoder", "/nonexistent/x.vcap", "--rounds", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent/x.vcap"), "{err}");
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../corpus/capture/all-kinds.vcap"
+    );
+    let out = Command::new(exe)
+        .args(["--encoder", cap, "--rounds", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("action") && text.contains("cached"), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().count() == 5 && l.ends_with('x'))
+        .collect();
+    assert!(!rows.is_empty(), "no per-kind row: {text}");
+    for r in rows {
+        let v: Vec<f64> = r
+            .split_whitespace()
+            .skip(2)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert!(v[0] > 0.0 && v[1] > 0.0, "{r}");
+    }
+}

@@ -9,6 +9,8 @@
 //!   the agent killed with alerts in its spool: nothing lost.
 //! - `crash --quick`: kill -9 during learning, 10 times: the database
 //!   opens and the promoted baseline is intact.
+//! - `sustain --quick`: a generator with a known count under `--events`
+//!   with every event as JSON to a file: delivered == produced, 0 drops.
 
 use std::process::Command;
 
@@ -88,4 +90,26 @@ fn eval_crash_quick_keeps_the_promoted_baseline() {
     assert!(out.contains("10 iterations of learn + kill -9"));
     assert!(out.contains("export identical after every kill: yes"));
     assert!(out.contains("failures: 0"));
+}
+
+/// `sustain --quick`: a paced generator of distinct failing opens below
+/// /etc (10,000/s for 5 s) under `vigil run --events` with every event as
+/// JSON to a file: delivered == produced, no drop, no after_loss record.
+#[test]
+fn eval_sustain_quick_delivers_every_event() {
+    if !require_root("eval_sustain_quick_delivers_every_event") {
+        return;
+    }
+    let out = eval(&["sustain", "--quick"]);
+    let field = |label: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} line"))
+    };
+    let produced = field("produced");
+    assert_eq!(produced, 50_000, "the generator's count");
+    assert_eq!(field("delivered"), produced);
+    assert!(out.contains("PASS: delivered == produced, 0 drops"));
 }

@@ -6,13 +6,17 @@
 //!   bare   nothing attached
 //!   count  one bare counting tracepoint on the workload's syscall (the floor
 //!          of any eBPF tracer)
-//!   vigil  every default sensor, the full pipeline (decode, enrich, ECS JSON
-//!          to /dev/null)
-//! and prints ns/op with ratios against bare, delivered/ops (events of the
-//! workload process that reached userspace per operation), drops, and the
-//! consumer's rate (decoded+enriched events per second of its own CPU time).
+//!   vigil  what `vigil run` does by default: every default sensor, the
+//!          built-in rules (plus `--sigma DIR`), baselines learning (in
+//!          memory), alerts to a JSON file through the outputs
+//!   vigil --events  the same with every event as ECS JSON to the file
+//! and prints medians of the rounds: ns/op with ratios against bare,
+//! delivered/ops (events of the workload process that reached userspace per
+//! operation), drops, and the consumer's rate (events through the whole
+//! pipeline per second of the agent process's CPU time, output threads
+//! included).
 //!
-//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--baselines] [--no-bpf-stats] [--no-hash]   (root)
+//! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--sigma DIR] [--baselines] [--no-bpf-stats] [--no-hash]   (root)
 //!        vigil-bench --sched [--rounds N] [--scale F]
 //!        vigil-bench --syscalls [--rounds N] [--scale F]
 //!        vigil-bench --ktools [--rounds N] [--scale F]
@@ -31,8 +35,8 @@
 //! a counting floor on kmem_cache_alloc / the default tools / each tool
 //! alone; CPU ns per op and ratios against bare.
 //! `--disable` runs vigil without a sensor, to see what that sensor costs;
-//! `--baselines` runs it learning baselines in memory, the workload's
-//! syscall set included (the syscall learner attached: its worst case).
+//! `--baselines` adds the syscall learner to the baselines (the workload's
+//! syscall set learned: its worst case).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -586,10 +590,14 @@ struct Args {
     /// see what hashing costs the exec loop.
     #[arg(long)]
     no_hash: bool,
-    /// Learn baselines in memory, syscall sets included (the workload's
+    /// Learn syscall sets too (the syscall learner attached; the workload's
     /// profile is learning: the worst case).
     #[arg(long)]
     baselines: bool,
+    /// Rule folder loaded after the built-in rules, as `vigil run --rules
+    /// DIR` (e.g. SigmaHQ's rules/linux).
+    #[arg(long, value_name = "DIR")]
+    sigma: Option<std::path::PathBuf>,
     /// Measure the scheduler sensors instead.
     #[arg(long)]
     sched: bool,
@@ -599,6 +607,11 @@ struct Args {
     /// Measure the kernel-work tools instead (kmem, kpages, softirqs, ...).
     #[arg(long)]
     ktools: bool,
+    /// Only time the ECS encoder (uncached against the per-process
+    /// fragment cache, interleaved) over the events of this capture, per
+    /// kind (no root needed).
+    #[arg(long, value_name = "CAPTURE")]
+    encoder: Option<std::path::PathBuf>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -622,6 +635,10 @@ fn main() {
         child(workload, *n);
         return;
     }
+    if let Some(cap) = &args.encoder {
+        encoder_bench(cap, args.rounds);
+        return;
+    }
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("vigil-bench loads eBPF and needs root");
@@ -638,6 +655,7 @@ fn main() {
         sched,
         syscalls,
         ktools,
+        sigma,
         ..
     } = args;
     let bpf_stats = !no_bpf_stats;
@@ -653,7 +671,23 @@ fn main() {
         ktools_bench(rounds, scale);
         return;
     }
-    let mut results: Vec<[Res; 3]> = vec![Default::default(); WORKLOADS.len()];
+    let mut base = Config::default();
+    if let Some(d) = &sigma {
+        base.rules.paths.push(d.clone());
+    }
+    let (set, report) = vigil_engine::detect::rules::load_rules(&base);
+    if !report.errors.is_empty() {
+        eprintln!(
+            "vigil-bench: rules: {}",
+            vigil_engine::detect::rules::render_errors(&report)
+        );
+        std::process::exit(2);
+    }
+    eprintln!("vigil-bench: {} rules loaded", set.rules().len());
+    let rules = Arc::new(set);
+    let out_dir = std::env::temp_dir().join(format!("vigil-bench-out-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("output directory");
+    let mut results: Vec<[Res; 4]> = vec![Default::default(); WORKLOADS.len()];
     for r in 0..rounds {
         eprintln!("vigil-bench: round {}/{rounds}", r + 1);
         for (wi, w) in WORKLOADS.iter().enumerate() {
@@ -676,47 +710,25 @@ fn main() {
                 let hits = s.bench_hits().unwrap_or(0);
                 results[wi][1].delivered.push(hits as f64 / n as f64);
             }
-            // vigil
-            {
-                let mut cfg = Config::default();
-                cfg.sensors.disabled = disabled.clone();
-                cfg.sensors.bpf_stats = bpf_stats;
-                cfg.agent.events = true;
-                cfg.baselines.syscalls = baselines;
-                cfg.hash.enabled = !no_hash;
+            // vigil, as deployed: alerts only, then every event
+            for (vi, events) in [(2usize, false), (3, true)] {
+                let mut d = deployment(&disabled, bpf_stats, events, baselines, &rules, &out_dir);
+                d.config.hash.enabled = !no_hash;
                 let watch = Arc::new(AtomicU32::new(0));
-                let sink = JsonLines::writer(
-                    Box::new(std::fs::File::create("/dev/null").unwrap()),
-                    "null",
-                );
                 let agent = Running::spawn(RunOptions {
-                    config: cfg,
-                    sink: Some(Box::new(sink)),
-                    tap: None,
-                    record: None,
-                    verbose: false,
                     watch_pid: Some(watch.clone()),
-                    rules: None,
-                    reload_on_sighup: false,
-                    baselines: baselines.then(|| {
-                        vigil_baselines::Baselines::in_memory(vigil_baselines::Config::default())
-                    }),
-                    outputs: None,
-                    metrics: None,
-                    drop_privileges: false,
-                    perf_history: false,
-                    sd_notify: false,
+                    ..d
                 })
                 .expect("start agent");
-                let cpu0 = agent_cpu_ns();
+                let cpu0 = process_cpu_ns();
                 let (ns, cpu) = run_child(w, n, Some(&watch));
                 std::thread::sleep(Duration::from_millis(50));
-                let cpu1 = agent_cpu_ns();
+                let cpu1 = process_cpu_ns();
                 let summary = agent.stop_and_detach().expect("stop");
                 let seen = summary.pipeline.watched.get(&w.kind).copied().unwrap_or(0);
                 let decoded: u64 = summary.pipeline.decoded.values().sum();
                 let drops: u64 = summary.kernel.values().map(|c| c.dropped).sum();
-                let res = &mut results[wi][2];
+                let res = &mut results[wi][vi];
                 res.ns.push(ns);
                 res.cpu.push(cpu);
                 res.delivered.push(seen as f64 / n as f64);
@@ -727,24 +739,43 @@ fn main() {
             }
         }
     }
-    let offline = offline_consumer_rate(scale);
+    let offline = offline_consumer_rate(scale, rounds, &rules, &out_dir);
+    let _ = std::fs::remove_dir_all(&out_dir);
     println!(
-        "\nvigil-bench: medians of {rounds} rounds (ns per op; ratio to bare in the same run)\n"
+        "\nvigil-bench: medians of {rounds} rounds (ns per op; ratio to bare in the same run); vigil = default deployment ({} rules, baselines learning, alerts to a JSON file), vigil -e = the same with --events\n",
+        rules.rules().len()
     );
     println!(
-        "{:<9} {:>9} {:>10} {:>17} {:>17} {:>10} {:>7} {:>16}",
-        "workload", "ops", "bare", "count (x)", "vigil (x)", "deliv/op", "drops", "consumer ev/s"
+        "{:<9} {:>9} {:>8} {:>15} {:>15} {:>15} {:>8} {:>8} {:>7} {:>12} {:>12}",
+        "workload",
+        "ops",
+        "bare",
+        "count (x)",
+        "vigil (x)",
+        "vigil -e (x)",
+        "deliv",
+        "deliv -e",
+        "drops",
+        "ev/s",
+        "ev/s -e"
     );
+    let rate_s = |v: &[f64]| {
+        let r = med(v);
+        if r.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{r:.0}")
+        }
+    };
     for (wi, w) in WORKLOADS.iter().enumerate() {
         if results[wi][0].ns.is_empty() {
             continue;
         }
-        let b = med(&results[wi][0].ns);
-        let c = med(&results[wi][1].ns);
-        let v = med(&results[wi][2].ns);
-        let rate = med(&results[wi][2].rate);
+        let r = &results[wi];
+        let b = med(&r[0].ns);
+        let (c, v, e) = (med(&r[1].ns), med(&r[2].ns), med(&r[3].ns));
         println!(
-            "{:<9} {:>9} {:>10.0} {:>9.0} ({:>4.2}x) {:>9.0} ({:>4.2}x) {:>10.3} {:>7} {:>16}",
+            "{:<9} {:>9} {:>8.0} {:>7.0} ({:>4.2}x) {:>7.0} ({:>4.2}x) {:>7.0} ({:>4.2}x) {:>8.3} {:>8.3} {:>7} {:>12} {:>12}",
             w.name,
             ((w.ops as f64) * scale) as u64,
             b,
@@ -752,41 +783,43 @@ fn main() {
             c / b,
             v,
             v / b,
-            med(&results[wi][2].delivered),
-            results[wi][2].drops,
-            if rate.is_nan() {
-                "-".to_string()
-            } else {
-                format!("{:.0}", rate)
-            },
+            e,
+            e / b,
+            med(&r[2].delivered),
+            med(&r[3].delivered),
+            r[2].drops + r[3].drops,
+            rate_s(&r[2].rate),
+            rate_s(&r[3].rate),
         );
     }
     println!(
         "\nCPU time of the workload's own thread per op (includes the BPF programs it triggers; excludes the consumer and, for exec, the children):"
     );
     println!(
-        "{:<9} {:>10} {:>17} {:>17}",
-        "workload", "bare", "count (x)", "vigil (x)"
+        "{:<9} {:>10} {:>17} {:>17} {:>17}",
+        "workload", "bare", "count (x)", "vigil (x)", "vigil -e (x)"
     );
     for (wi, w) in WORKLOADS.iter().enumerate() {
         if results[wi][0].cpu.is_empty() {
             continue;
         }
-        let b = med(&results[wi][0].cpu);
-        let c = med(&results[wi][1].cpu);
-        let v = med(&results[wi][2].cpu);
+        let r = &results[wi];
+        let b = med(&r[0].cpu);
+        let (c, v, e) = (med(&r[1].cpu), med(&r[2].cpu), med(&r[3].cpu));
         println!(
-            "{:<9} {:>10.0} {:>9.0} ({:>4.2}x) {:>9.0} ({:>4.2}x)",
+            "{:<9} {:>10.0} {:>9.0} ({:>4.2}x) {:>9.0} ({:>4.2}x) {:>9.0} ({:>4.2}x)",
             w.name,
             b,
             c,
             c / b,
             v,
-            v / b
+            v / b,
+            e,
+            e / b
         );
     }
     println!(
-        "\ndeliv/op: events of the workload's own process and kind that reached userspace per op (expected {}).",
+        "\ndeliv: events of the workload's own process and kind that reached userspace per op (expected with -e: {}).",
         WORKLOADS
             .iter()
             .map(|w| format!("{} {}", w.name, w.expected_per_op))
@@ -794,77 +827,174 @@ fn main() {
             .join(", ")
     );
     println!(
-        "consumer ev/s: all events decoded+enriched+encoded per second of the agent thread's CPU time."
+        "ev/s: events decoded per second of the agent process's CPU time (every thread: pipeline and outputs) while the workload ran; drops: both vigil variants, all rounds."
     );
-    if let Some((n, plain, json)) = offline {
+    if let Some((n, plain, full)) = offline {
         println!(
-            "offline consumer ({n} recorded records, one core): decode+enrich {plain:.0} ev/s; decode+enrich+ECS JSON {json:.0} ev/s"
+            "offline consumer ({n} recorded records, one core, medians of {rounds} replays): decode+enrich {plain:.0} ev/s; full pipeline (rules, baselines learning, ECS JSON to a file) {full:.0} ev/s"
         );
     }
 }
 
-/// CPU time of the agent thread (named vigil-agent) of this process.
-fn agent_cpu_ns() -> u64 {
-    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    for t in rd.flatten() {
-        let p = t.path();
-        if std::fs::read_to_string(p.join("comm"))
-            .map(|c| c.trim() == "vigil-agent")
-            .unwrap_or(false)
-            && let Ok(s) = std::fs::read_to_string(p.join("schedstat"))
-        {
-            return s
-                .split_whitespace()
-                .next()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
-        }
+/// The agent as `vigil run` starts it by default (`events`: with
+/// `--events`): the given rules, baselines learning in memory (`syscalls`:
+/// the syscall learner too), records as JSON lines to a file in `dir`
+/// through the outputs.
+fn deployment(
+    disabled: &[String],
+    bpf_stats: bool,
+    events: bool,
+    syscalls: bool,
+    rules: &Arc<vigil_rules::RuleSet>,
+    dir: &std::path::Path,
+) -> RunOptions {
+    let mut cfg = Config::default();
+    cfg.sensors.disabled = disabled.to_vec();
+    cfg.sensors.bpf_stats = bpf_stats;
+    cfg.agent.events = events;
+    cfg.baselines.syscalls = syscalls;
+    let file = dir.join("out.json");
+    let _ = std::fs::remove_file(&file);
+    let outs = vigil_outputs::Outputs::open(
+        &[format!("file://{}", file.display())],
+        Some(&dir.join("spool")),
+    )
+    .expect("open the file output");
+    RunOptions {
+        rules: Some(rules.clone()),
+        baselines: Some(vigil_baselines::Baselines::in_memory(
+            cfg.baselines.learner(),
+        )),
+        outputs: Some(Arc::new(outs)),
+        ..RunOptions::new(cfg)
     }
-    0
 }
 
-/// Records an openat run, then replays it in-process: the pure userspace
-/// cost per event (decode + enrich, and with ECS JSON encoding), on one
-/// core, measured in thread CPU time.
-fn offline_consumer_rate(scale: f64) -> Option<(u64, f64, f64)> {
-    let path = std::env::temp_dir().join(format!("vigil-bench-{}.vcap", std::process::id()));
+/// CPU time of this whole process (every thread; the workload runs in a
+/// child and is not included).
+fn process_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Records a mixed run (exec, openat, connect), then replays it in-process
+/// `rounds` times: decode + enrich alone, and the full pipeline (`rules`,
+/// baselines learning in memory, every event as ECS JSON to a file), on one
+/// core, in thread CPU time; medians.
+fn offline_consumer_rate(
+    scale: f64,
+    rounds: usize,
+    rules: &Arc<vigil_rules::RuleSet>,
+    dir: &std::path::Path,
+) -> Option<(u64, f64, f64)> {
+    let path = dir.join("mixed.vcap");
     let mut cfg = Config::default();
     cfg.agent.events = true;
     let agent = Running::spawn(RunOptions {
-        config: cfg.clone(),
-        sink: None,
-        tap: None,
         record: Some(path.clone()),
-        verbose: false,
-        watch_pid: None,
-        rules: None,
-        reload_on_sighup: false,
-        baselines: None,
-        outputs: None,
-        metrics: None,
-        drop_privileges: false,
-        perf_history: false,
-        sd_notify: false,
+        ..RunOptions::new(cfg.clone())
     })
     .ok()?;
-    let w = WORKLOADS.iter().find(|w| w.name == "openat")?;
-    run_child(w, ((w.ops as f64) * scale) as u64, None);
+    for name in ["exec", "openat", "connect"] {
+        let w = WORKLOADS.iter().find(|w| w.name == name)?;
+        run_child(w, (((w.ops as f64) * scale) as u64).max(10), None);
+    }
     std::thread::sleep(Duration::from_millis(50));
     let s = agent.stop_and_detach().ok()?;
-    let mut best = (0.0f64, 0.0f64);
-    for _ in 0..3 {
+    let (mut plain, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
         let c0 = thread_cpu_ns();
         let r = vigil_engine::replay::replay(&path, &cfg, None, None, |_, _| {}).ok()?;
-        let plain = r.records as f64 / ((thread_cpu_ns() - c0) as f64 / 1e9);
-        let sink = JsonLines::writer(Box::new(std::fs::File::create("/dev/null").ok()?), "null");
+        plain.push(r.records as f64 / ((thread_cpu_ns() - c0) as f64 / 1e9));
+        let sink = JsonLines::file(&dir.join("replay.json")).ok()?;
+        let b = vigil_baselines::Baselines::in_memory(cfg.baselines.learner());
         let c0 = thread_cpu_ns();
-        let r = vigil_engine::replay::replay(&path, &cfg, Some(Box::new(sink)), None, |_, _| {})
-            .ok()?;
-        let json = r.records as f64 / ((thread_cpu_ns() - c0) as f64 / 1e9);
-        best = (best.0.max(plain), best.1.max(json));
+        let (r, _) = vigil_engine::replay::replay_checked(
+            &path,
+            &cfg,
+            Some(rules.clone()),
+            Some(b),
+            Some(Box::new(sink)),
+            None,
+            |_, _| {},
+        )
+        .ok()?;
+        full.push(r.records as f64 / ((thread_cpu_ns() - c0) as f64 / 1e9));
+        let _ = std::fs::remove_file(dir.join("replay.json"));
     }
     let _ = std::fs::remove_file(&path);
-    Some((s.recorded, best.0, best.1))
+    Some((s.recorded, med(&plain), med(&full)))
+}
+
+/// `--encoder CAPTURE`: the capture's enriched events (a replay's tap),
+/// encoded as every event is (`ecs::encode`, then `ecs::encode_cached` with
+/// one cache and a reused buffer), alternating per round; thread CPU ns
+/// per record per kind, medians of the rounds.
+fn encoder_bench(cap: &std::path::Path, rounds: usize) {
+    use std::collections::BTreeMap;
+    use vigil_engine::ecs;
+    let mut cfg = Config::default();
+    cfg.agent.events = true;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = match vigil_engine::replay::replay(cap, &cfg, None, Some(tx), |_, _| {}) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vigil-bench: {}: {e}", cap.display());
+            std::process::exit(2);
+        }
+    };
+    let events: Vec<_> = rx.try_iter().collect();
+    let mut by_kind: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        by_kind
+            .entry(ecs::classify(ev.k.hdr.kind).2)
+            .or_default()
+            .push(i);
+    }
+    let mut plain: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cached: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut bytes = 0usize;
+    for _ in 0..rounds.max(1) {
+        for (kind, ix) in &by_kind {
+            let c0 = thread_cpu_ns();
+            for &i in ix {
+                bytes += ecs::encode(&events[i], "host", "event").len();
+            }
+            let t = (thread_cpu_ns() - c0) as f64 / ix.len() as f64;
+            plain.entry(kind).or_default().push(t);
+            let mut cache = ecs::EncodeCache::default();
+            let mut buf = Vec::new();
+            let c0 = thread_cpu_ns();
+            for &i in ix {
+                buf = ecs::encode_cached(&events[i], "host", "event", &mut cache, buf);
+                bytes += buf.len();
+            }
+            let t = (thread_cpu_ns() - c0) as f64 / ix.len() as f64;
+            cached.entry(kind).or_default().push(t);
+        }
+    }
+    println!(
+        "\nvigil-bench --encoder: {} records of {} ({} events), medians of {rounds} rounds, thread CPU ns per record ({} bytes written in all)\n",
+        r.records,
+        cap.display(),
+        events.len(),
+        bytes
+    );
+    println!(
+        "{:<18} {:>9} {:>11} {:>11} {:>7}",
+        "action", "records", "encode", "cached", "ratio"
+    );
+    for (kind, ix) in &by_kind {
+        let (p, c) = (med(&plain[kind]), med(&cached[kind]));
+        println!(
+            "{kind:<18} {:>9} {p:>11.0} {c:>11.0} {:>6.2}x",
+            ix.len(),
+            c / p
+        );
+    }
 }

@@ -120,7 +120,7 @@ fn kernel_counter(pid: u32, field_name: &str) -> R<BTreeMap<String, u64>> {
 }
 
 /// The `dropped` column of the agent's exit summary, per sensor.
-fn summary_drops(stderr: &str) -> R<BTreeMap<String, u64>> {
+pub(crate) fn summary_drops(stderr: &str) -> R<BTreeMap<String, u64>> {
     let mut lines = stderr.lines().skip_while(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
         w.first() != Some(&"sensor") || w.get(3) != Some(&"dropped")
@@ -144,7 +144,7 @@ fn summary_drops(stderr: &str) -> R<BTreeMap<String, u64>> {
 
 /// Occurrences of `pat` in a file (a byte search, no JSON parsing: the
 /// event file holds up to 64 MiB written at full speed).
-fn count_in_file(path: &Path, pat: &str) -> u64 {
+pub(crate) fn count_in_file(path: &Path, pat: &str) -> u64 {
     let Ok(b) = std::fs::read(path) else { return 0 };
     let p = pat.as_bytes();
     b.windows(p.len()).filter(|w| *w == p).count() as u64

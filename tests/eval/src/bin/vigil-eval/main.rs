@@ -7,6 +7,7 @@
 //! vigil-eval outage  [--quick]
 //! vigil-eval crash   [--quick] [--iterations N]
 //! vigil-eval soak    [--quick] [--minutes M]
+//! vigil-eval sustain [--quick] [--rate N] [--seconds S]
 //! vigil-eval all     [--quick]          (everything but the soak)
 //! ```
 //!
@@ -23,6 +24,7 @@ mod crash;
 mod flood;
 mod outage;
 mod soak;
+mod sustain;
 #[allow(dead_code)] // parts are for the flood, outage, crash and soak steps
 mod util;
 #[allow(dead_code)]
@@ -30,7 +32,7 @@ mod work;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-eval compare|flood|outage|crash|soak|all [--quick] [options] (root; see scripts/eval.sh)"
+        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|all [--quick] [options] (root; see scripts/eval.sh)"
     );
     std::process::exit(2);
 }
@@ -52,6 +54,7 @@ fn main() {
     let r = match cmd.as_str() {
         "compare" => compare::main(rest),
         "soak" => soak::main(rest),
+        "sustain" => sustain::main(rest),
         "flood" => flood::main(rest),
         "outage" => outage::main(rest),
         "crash" => crash::main(rest),

@@ -151,6 +151,36 @@ pub fn main(args: &[String]) {
             }
             ops = i;
         }
+        // The sustained-rate generator: `n` seconds of failing opens of
+        // distinct paths below /etc at `rate` per second (paced against
+        // the clock: behind schedule it catches up, ahead it sleeps), so
+        // the count it prints is exactly what the agent must deliver.
+        "paced-open" => {
+            let rate: u64 = args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .filter(|r| *r > 0)
+                .unwrap_or(1000);
+            let total = n * rate;
+            let mut i = 0u64;
+            let mut buf = Vec::with_capacity(64);
+            while i < total {
+                let due = ((t.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
+                while i < due {
+                    buf.clear();
+                    use std::io::Write;
+                    let _ = write!(buf, "/etc/vigil-sustain-{pid}-{i}\0");
+                    let c = std::ffi::CStr::from_bytes_with_nul(&buf).expect("one NUL at the end");
+                    // SAFETY: valid C string; a missing file: no fd.
+                    unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY) };
+                    i += 1;
+                }
+                if i < total {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+            ops = i;
+        }
         // The soak's steady mix: `n` seconds at about `rate` ops/s.
         "mixed" => {
             let rate: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
