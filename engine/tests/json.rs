@@ -69,7 +69,7 @@ fn rules_check_json_counts_skips_and_errors_with_exit_codes() {
     let good = d.join("good.yaml");
     std::fs::write(
         &good,
-        "- rule: json_good\n  severity: low\n  condition: event.action = exec and process.name = \"x\"\n",
+        "- rule: json_good\n  severity: high\n  condition: event.action = exec and process.name = \"x\"\n",
     )
     .unwrap();
     let sigma = d.join("sigma.yml");

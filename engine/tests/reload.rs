@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 fn rule(id: &str, marker: &str) -> String {
     format!(
-        "- rule: {id}\n  severity: low\n  tags: [attack.t1059]\n  condition: event.action = exec and process.command_line contains \"{marker}\"\n"
+        "- rule: {id}\n  severity: medium\n  tags: [attack.t1059]\n  condition: event.action = exec and process.command_line contains \"{marker}\"\n"
     )
 }
 
