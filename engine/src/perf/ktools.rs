@@ -168,8 +168,10 @@ impl Spray {
         if self.min_per_s <= 0.0 {
             return hits;
         }
+        let me = std::process::id();
         for l in loads {
-            if l.tgid == 0 {
+            // vigil's own map reads (bpf syscalls) are not a spray
+            if l.tgid == 0 || l.tgid == me {
                 continue;
             }
             let usual = self
@@ -590,7 +592,9 @@ impl Collector for KtoolsCollector {
                 }
             }
             // ---- the heap-spray alert ----
-            if kmem_live && self.cfg.spray {
+            // A rate over a short partial interval (the last collection
+            // at shutdown) is no rate: judge whole intervals only.
+            if kmem_live && self.cfg.spray && secs >= 0.5 {
                 let loads = class_loads(&d, &self.names, km_scale, secs);
                 for h in self.spray.judge(&loads, uid_of) {
                     self.totals.sprays += 1;

@@ -293,7 +293,7 @@ pub fn main(args: &[String]) -> R<()> {
     let rules = dir.join("outage.yaml");
     std::fs::write(
         &rules,
-        "- rule: vigil_eval_outage\n  name: vigil-eval outage marker\n  description: A failing open of /etc/vigil-outage-* (vigil-eval outage).\n  severity: low\n  for_events: [file]\n  condition: event.action = open and file.path startswith \"/etc/vigil-outage-\"\n  output: \"outage marker %file.path\"\n",
+        "- rule: vigil_eval_outage\n  name: vigil-eval outage marker\n  description: A failing open of /etc/vigil-outage-* (vigil-eval outage).\n  severity: medium\n  for_events: [file]\n  condition: event.action = open and file.path startswith \"/etc/vigil-outage-\"\n  output: \"outage marker %file.path\"\n",
     )
     .map_err(ctx("rule file"))?;
     let recv_file = dir.join("received.jsonl");
