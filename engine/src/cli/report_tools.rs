@@ -6,17 +6,9 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The tools with a text view.
-pub const TOOLS: [&str; 8] = [
-    "kmem",
-    "slabratetop",
-    "kpages",
-    "numamove",
-    "workq",
-    "softirqs",
-    "hardirqs",
-    "tasklets",
-];
+/// The tools with a text view: every kernel-work tool, named as `vigil
+/// probe` shows them.
+pub const TOOLS: [&str; 8] = vigil_bpf::ktools::SENSOR_NAMES;
 
 fn ts_of(r: &Value) -> Option<i64> {
     let s = r["@timestamp"].as_str()?;
