@@ -106,15 +106,19 @@ fn config_min_level_applies_and_a_bad_one_exits_2_naming_the_key() {
         err.contains("rules.correlation_max_entries: must be at least 1"),
         "{err}"
     );
-    // the optional hunting rules are informational: loaded with @info only
+    // the optional hunting rules are vigil rules of info/low severity: they
+    // load at the default level, and a path level leaves them out
     let hunting = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules/optional/hunting.yaml");
     let (_, text, _) = stdout(vigil().args(["rules", "check"]).arg(&hunting));
-    assert!(text.contains(": 0 rules loaded"), "{text}");
-    let mut h = hunting.into_os_string();
-    h.push("@info");
-    let (_, text, _) = stdout(vigil().args(["rules", "check"]).arg(&h));
     assert!(
         !text.contains(": 0 rules loaded") && text.contains("0 below min_level"),
+        "{text}"
+    );
+    let mut h = hunting.into_os_string();
+    h.push("@medium");
+    let (_, text, _) = stdout(vigil().args(["rules", "check"]).arg(&h));
+    assert!(
+        text.contains(": 0 rules loaded") && !text.contains("0 below min_level"),
         "{text}"
     );
     let bad = tmp("bad.toml");

@@ -774,11 +774,12 @@ impl Loader {
         }
     }
 
-    /// The minimum level of the rules of every source added without a
-    /// level of its own (built-ins excepted): a rule whose `level` /
-    /// `severity` is lower is not loaded and is listed in
-    /// [`Report::below_level`]. `None` (the default of a new loader) loads
-    /// every level.
+    /// The minimum level of the Sigma rules of every source added without
+    /// a level of its own: a Sigma rule whose `level` is lower is not
+    /// loaded and is listed in [`Report::below_level`]. vigil-format rules
+    /// (the operator's own) and the built-ins load at every level unless
+    /// their path carries one (`PATH@LEVEL`, which applies to both
+    /// languages). `None` (the default of a new loader) loads every level.
     pub fn set_min_level(&mut self, level: Option<Severity>) {
         self.min_level = level;
     }
@@ -852,14 +853,17 @@ impl Loader {
         };
         let mut defs = vigil::Defs::default();
         let mut docs = Vec::new();
-        let mut min_of: BTreeMap<&str, Option<Severity>> = BTreeMap::new();
+        // Per file: the minimum level, and whether it was given for that
+        // path (`PATH@LEVEL` applies to vigil rules too; the loader's
+        // default applies to Sigma rules only).
+        let mut min_of: BTreeMap<&str, (Option<Severity>, bool)> = BTreeMap::new();
         for (name, text, lvl) in &self.sources {
             min_of.insert(
                 name,
                 match lvl {
-                    MinLevel::Builtin => None,
-                    MinLevel::Default => self.min_level,
-                    MinLevel::At(l) => Some(*l),
+                    MinLevel::Builtin => (None, false),
+                    MinLevel::Default => (self.min_level, false),
+                    MinLevel::At(l) => (Some(*l), true),
                 },
             );
             match yaml::parse(text) {
@@ -1000,25 +1004,34 @@ impl Loader {
         rules.retain(|r| r.enabled);
         // Levels: correlations first; the rules a kept correlation refers
         // to load whatever their level (they feed it).
-        let below = |file: &str, level: Severity| -> Option<Severity> {
+        let min_for = |file: &str, ruleset: Ruleset| -> Option<Severity> {
+            match min_of.get(file).copied() {
+                Some((m, true)) => m,
+                Some((m, false)) if ruleset == Ruleset::Sigma => m,
+                _ => None,
+            }
+        };
+        let below = |file: &str, level: Severity, ruleset: Ruleset| -> Option<Severity> {
             if self.ignore_levels {
                 return None;
             }
-            min_of.get(file).copied().flatten().filter(|m| level < *m)
+            min_for(file, ruleset).filter(|m| level < *m)
         };
         let mut below_level = Vec::new();
-        corrs.retain(|c| match below(&c.rule.file, c.rule.severity) {
-            Some(m) => {
-                below_level.push(BelowLevel {
-                    file: c.rule.file.clone(),
-                    rule: c.rule.id.clone(),
-                    level: c.rule.severity,
-                    min_level: m,
-                });
-                false
-            }
-            None => true,
-        });
+        corrs.retain(
+            |c| match below(&c.rule.file, c.rule.severity, c.rule.ruleset) {
+                Some(m) => {
+                    below_level.push(BelowLevel {
+                        file: c.rule.file.clone(),
+                        rule: c.rule.id.clone(),
+                        level: c.rule.severity,
+                        min_level: m,
+                    });
+                    false
+                }
+                None => true,
+            },
+        );
         let fed: BTreeSet<&str> = corrs
             .iter()
             .flat_map(|c| c.refs.iter().map(String::as_str))
@@ -1027,7 +1040,7 @@ impl Loader {
             if fed.contains(r.id.as_str()) {
                 return true;
             }
-            match below(&r.file, r.severity) {
+            match below(&r.file, r.severity, r.ruleset) {
                 Some(m) => {
                     below_level.push(BelowLevel {
                         file: r.file.clone(),
@@ -1043,7 +1056,7 @@ impl Loader {
         if self.ignore_levels {
             // Report what a run would leave out.
             for r in &rules {
-                if let Some(m) = min_of.get(r.file.as_str()).copied().flatten()
+                if let Some(m) = min_for(&r.file, r.ruleset)
                     && r.severity < m
                     && !fed.contains(r.id.as_str())
                 {

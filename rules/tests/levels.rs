@@ -99,3 +99,35 @@ fn rules_feeding_a_kept_correlation_load_whatever_their_level() {
     assert_eq!(set.correlations().len(), 0);
     assert_eq!(r.below_level.len(), 2);
 }
+
+const LOW_VIGIL_RULE: &str = "- rule: local_low
+  name: Local low rule
+  description: a local rule of low severity
+  condition: event.action = exec and process.name = vg-low
+  severity: low
+";
+
+#[test]
+fn the_default_level_filters_sigma_rules_only_and_a_path_level_filters_vigil_rules_too() {
+    // the operator's own vigil rule loads whatever its severity
+    let mut l = Loader::new();
+    l.set_min_level(Some(Severity::Critical));
+    l.add_source("local.yaml", LOW_VIGIL_RULE);
+    let (set, r) = l.load();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(set.len(), 1);
+    assert!(r.below_level.is_empty());
+    // a level given for the path applies to it
+    let d = std::env::temp_dir().join(format!("vigil-levels-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let f = d.join("local.yaml");
+    std::fs::write(&f, LOW_VIGIL_RULE).unwrap();
+    let mut l = Loader::new();
+    l.add_rules_arg(&PathBuf::from(format!("{}@medium", f.display())));
+    let (set, r) = l.load();
+    assert_eq!(set.len(), 0);
+    assert_eq!(r.below_level.len(), 1);
+    assert_eq!(r.below_level[0].rule, "local_low");
+    assert_eq!(r.below_level[0].min_level, Severity::Medium);
+    std::fs::remove_dir_all(&d).unwrap();
+}

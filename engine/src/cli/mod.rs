@@ -48,8 +48,8 @@ pub(crate) struct OutputArgs {
     pub(crate) metrics: Option<String>,
     /// Rule file or folder (vigil YAML or Sigma; repeatable), loaded after
     /// the built-in rules; `PATH@LEVEL` (informational, low, medium, high,
-    /// critical) loads only its rules of that level or above (default:
-    /// `[rules] min_level`, medium).
+    /// critical) loads only its rules of that level or above (default: every
+    /// vigil rule, and Sigma rules from `[rules] min_level`, medium).
     #[arg(long = "rules", value_name = "PATH[@LEVEL]")]
     pub(crate) rules: Vec<PathBuf>,
     /// Do not load the built-in rules.
