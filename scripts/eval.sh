@@ -5,6 +5,7 @@
 #   sudo bash scripts/eval.sh flood|outage|crash [--quick]
 #   sudo bash scripts/eval.sh soak [--minutes 30]
 #   sudo bash scripts/eval.sh sustain [--quick] [--rate N] [--seconds S]
+#   sudo bash scripts/eval.sh benign [--rules PATH[@LEVEL]]... [--as-root] [--max N]
 #   sudo bash scripts/eval.sh all [--quick]        (everything but the soak)
 #
 # Builds vigil and vigil-eval (release, packages vigil-engine and vigil-eval), installs what is missing

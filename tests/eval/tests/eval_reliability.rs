@@ -9,6 +9,7 @@
 //!   the agent killed with alerts in its spool: nothing lost.
 //! - `crash --quick`: kill -9 during learning, 10 times: the database
 //!   opens and the promoted baseline is intact.
+//! - `benign`: a developer workload raises no built-in alert.
 //! - `sustain --quick`: a generator with a known count under `--events`
 //!   with every event as JSON to a file: delivered == produced, 0 drops.
 
@@ -112,4 +113,33 @@ fn eval_sustain_quick_delivers_every_event() {
     assert_eq!(produced, 50_000, "the generator's count");
     assert_eq!(field("delivered"), produced);
     assert!(out.contains("PASS: delivered == produced, 0 drops"));
+}
+
+/// `benign`: the developer workload as an unprivileged user raises no
+/// built-in alert, and the attribution works: a local low-severity rule
+/// written for the test (it loads whatever its severity) that matches the
+/// workload's `uname` is counted, and it alone.
+#[test]
+fn eval_benign_workload_raises_only_the_test_rule() {
+    if !require_root("eval_benign_workload_raises_only_the_test_rule") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-eval-benign-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rule = dir.join("local.yaml");
+    std::fs::write(
+        &rule,
+        "- rule: test_uname_run\n  name: uname run\n  description: the workload's uname\n  severity: low\n  for_events: [process]\n  condition: event.action = exec and process.name = uname\n",
+    )
+    .unwrap();
+    let out = eval(&["benign", "--rules", rule.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.contains("uname run [test_uname_run]"),
+        "the test rule's alert was not attributed to the workload"
+    );
+    assert!(
+        out.contains("from 1 rules"),
+        "rules other than the test's fired on the workload"
+    );
 }

@@ -8,6 +8,7 @@
 //! vigil-eval crash   [--quick] [--iterations N]
 //! vigil-eval soak    [--quick] [--minutes M]
 //! vigil-eval sustain [--quick] [--rate N] [--seconds S]
+//! vigil-eval benign  [--rules PATH[@LEVEL]]... [--as-root] [--max N]
 //! vigil-eval all     [--quick]          (everything but the soak)
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! auditd's kernel state is left as `auditctl -D; -e 0; -a never,task`.
 //! `scripts/eval.sh` is the documented entry point (it builds first).
 
+mod benign;
 mod compare;
 mod crash;
 mod flood;
@@ -32,7 +34,7 @@ mod work;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|all [--quick] [options] (root; see scripts/eval.sh)"
+        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|benign|all [--quick] [options] (root; see scripts/eval.sh)"
     );
     std::process::exit(2);
 }
@@ -55,6 +57,7 @@ fn main() {
         "compare" => compare::main(rest),
         "soak" => soak::main(rest),
         "sustain" => sustain::main(rest),
+        "benign" => benign::main(rest),
         "flood" => flood::main(rest),
         "outage" => outage::main(rest),
         "crash" => crash::main(rest),
