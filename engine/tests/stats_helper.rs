@@ -4,13 +4,11 @@
 //! its capset at start and its exit leave no record, while a bpf(2) call
 //! of another process does.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{require_root, wait_line};
+use common::{require_root, spawn_with_stderr, stats_helper_of, wait_line};
 
 /// BPF_MAP_CREATE of a one-entry array named `name` from this process;
 /// returns the map's descriptor (closed by the caller).
@@ -71,35 +69,18 @@ fn the_bpf_stats_helper_is_vigil_itself_and_leaves_no_record() {
         "[sensors]\ndrain_interval_ms = 5\nbpf_stats_sample_ms = 1000\n[perf]\ninterval_s = 2\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--events", "--no-baselines", "-o"])
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, rx) = spawn_with_stderr(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--events", "--no-baselines", "-o"])
+            .arg(&out),
+    );
     let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
     let result = std::panic::catch_unwind(|| {
         wait_line(&rx, "sensors live", Duration::from_secs(30));
         wait_line(&rx, "dropped", Duration::from_secs(10));
-        let helper: u32 = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
-                    st.lines().next() == Some("Name:\tvigil-stats")
-                        && st.lines().any(|l| l == format!("PPid:\t{pid}"))
-                })
-            })
-            .expect("the bpf_stats helper runs as vigil's child");
+        let helper = stats_helper_of(pid).expect("the bpf_stats helper runs as vigil's child");
         // Three sampling windows at least, and a bpf(2) call of our own
         // after the last: the control.
         std::thread::sleep(Duration::from_secs(7));
