@@ -23,17 +23,7 @@ pub fn rfc3339_into(unix_ns: i64, buf: &mut [u8; RFC3339_MAX]) -> &str {
     let nanos = unix_ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    // civil_from_days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let (y, m, d) = vigil_outputs::encode::civil_from_days(days);
     let mut n = 0;
     if y < 0 {
         buf[0] = b'-';
@@ -41,8 +31,8 @@ pub fn rfc3339_into(unix_ns: i64, buf: &mut [u8; RFC3339_MAX]) -> &str {
     }
     n += put_digits(&mut buf[n..], y.unsigned_abs(), 4);
     for (sep, v, width) in [
-        (b'-', m as u64, 2),
-        (b'-', d as u64, 2),
+        (b'-', u64::from(m), 2),
+        (b'-', u64::from(d), 2),
         (b'T', (sod / 3600) as u64, 2),
         (b':', ((sod / 60) % 60) as u64, 2),
         (b':', (sod % 60) as u64, 2),
