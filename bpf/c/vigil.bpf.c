@@ -2319,6 +2319,8 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 		count(VG_CAPABLE, C_FILTERED);
 		return 0;
 	}
+	if (is_self_helper())
+		return 0;
 	if (seen_before(VG_CAPABLE, cap, (__u64)(__s64)ctx->ret))
 		return 0;
 	struct scratch *s = get_scratch_slot(SLOT_CAP);

@@ -1,8 +1,9 @@
 //! Root test: the bpf_stats helper (`vigil-stats`, the agent's child that
 //! keeps CAP_SYS_ADMIN to hand out BPF_ENABLE_STATS descriptors) is vigil
 //! itself. With `--events`, its bpf(2) calls of every sampling window,
-//! its capset at start and its exit leave no record, while a bpf(2) call
-//! of another process does.
+//! its capset and capability checks (CAP_SETPCAP at start, CAP_SYS_ADMIN
+//! per window) and its exit leave no record, while a bpf(2) call of
+//! another process does.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
