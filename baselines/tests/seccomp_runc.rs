@@ -11,7 +11,6 @@
 //! instead under `VIGIL_REQUIRE_ROOT_TESTS=1`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use vigil_baselines::{Baselines, Config, ExeIdentity, SYSCALL_WORDS, Subject, syscall_number};
 
@@ -44,77 +43,6 @@ const LEARNED: &[&str] = &[
     "write",
 ];
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-/// Deletes the container however the test ends.
-struct Ctr(String);
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        let _ = Command::new("runc")
-            .args(["delete", "-f", &self.0])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// Runs `script` in the container; returns (success, stdout, stderr), at
-/// most 4 KiB of each, and kills the container after 30 s.
-fn run(
-    bundle: &Path,
-    id: &str,
-    script: &str,
-    nnp: bool,
-    seccomp: &serde_json::Value,
-) -> (bool, String, String) {
-    let cfg_path = bundle.join("config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
-    c["process"]["noNewPrivileges"] = serde_json::json!(nnp);
-    c["linux"]["seccomp"] = seccomp.clone();
-    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-    let _guard = Ctr(id.to_string());
-    let (out_p, err_p) = (
-        bundle.join(format!("{id}.out")),
-        bundle.join(format!("{id}.err")),
-    );
-    let mut child = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_p).unwrap())
-        .stderr(std::fs::File::create(&err_p).unwrap())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    let ok = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.success();
-        }
-        if start.elapsed() > std::time::Duration::from_secs(30) {
-            let _ = Command::new("runc").args(["delete", "-f", id]).status();
-            let _ = child.kill();
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let head = |p: &Path| {
-        let mut b = std::fs::read(p).unwrap_or_default();
-        b.truncate(4096);
-        String::from_utf8_lossy(&b).into_owned()
-    };
-    (ok, head(&out_p), head(&err_p))
-}
-
 #[test]
 fn runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest() {
     let name = "runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest";
@@ -123,7 +51,7 @@ fn runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest() {
         || !vigil_rootgate::require(
             name,
             "needs runc and /usr/bin/busybox (busybox-static; scripts/install-deps.sh installs both)",
-            have("runc") && busybox.exists(),
+            vigil_rootgate::runc::available() && busybox.exists(),
         )
     {
         return;
@@ -147,34 +75,16 @@ fn runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest() {
 
     // A busybox bundle.
     let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
-    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for l in ["sh", "cat", "echo", "mkdir"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(l)).unwrap();
-    }
-    std::fs::write(rootfs.join("etc/hostname"), "vigil-seccomp\n").unwrap();
-    let bundle = tmp.path().join("bundle");
-    std::fs::create_dir(&bundle).unwrap();
-    let st = Command::new("runc")
-        .args(["spec", "--bundle"])
-        .arg(&bundle)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let cfg_path = bundle.join("config.json");
-    let mut c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    c["root"] = serde_json::json!({"path": rootfs, "readonly": true});
-    c["process"]["terminal"] = serde_json::json!(false);
-    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let bundle = vigil_rootgate::runc::Bundle::busybox(
+        tmp.path(),
+        busybox,
+        &["sh", "cat", "echo", "mkdir"],
+        "vigil-seccomp",
+    );
 
     let id = |n: &str| format!("vigil-baselines-{}-{n}", std::process::id());
     for nnp in [true, false] {
-        let (ok, out, err) = run(
-            &bundle,
+        let (ok, out, err) = bundle.run(
             &id(&format!("ok{nnp}")),
             "echo hi; cat /etc/hostname",
             nnp,
@@ -187,8 +97,7 @@ fn runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest() {
     }
     // mkdir on the writable /dev/shm tmpfs: denied by the learned profile
     // (no redirections in the script: dup2 is outside the set too) ...
-    let (_, out, err) = run(
-        &bundle,
+    let (_, out, err) = bundle.run(
         &id("deny"),
         "mkdir /dev/shm/x || echo DENIED",
         true,
@@ -201,8 +110,7 @@ fn runc_runs_the_workload_under_the_exported_profile_and_denies_the_rest() {
         .as_array_mut()
         .unwrap()
         .push("mkdir".into());
-    let (ok, out, err) = run(
-        &bundle,
+    let (ok, out, err) = bundle.run(
         &id("allow"),
         "mkdir /dev/shm/x && echo MADE",
         true,

@@ -299,6 +299,26 @@ static __always_inline int is_self(void)
 	return (bpf_get_current_pid_tgid() >> 32) == cfg_self_tgid;
 }
 
+/* The agent's bpf_stats helper: a child of the agent named "vigil-stats"
+ * (PR_SET_NAME before its first watched syscall) that keeps
+ * CAP_SYS_ADMIN to hand out BPF_ENABLE_STATS descriptors. It is vigil
+ * itself, as is_self() is, though not of its tgid. Only the agent makes
+ * its own children, so another process cannot pass for it by name. */
+static __always_inline int is_self_helper(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	if (BPF_CORE_READ(t, real_parent, tgid) != cfg_self_tgid)
+		return 0;
+	char c[16] = {};
+	bpf_get_current_comm(c, sizeof(c));
+	static const char want[12] = "vigil-stats";
+#pragma unroll
+	for (int i = 0; i < 12; i++)
+		if (c[i] != want[i])
+			return 0;
+	return 1;
+}
+
 static __always_inline struct scratch *get_scratch_slot(__u32 slot)
 {
 	return bpf_map_lookup_elem(&scratch, &slot);
@@ -1064,6 +1084,8 @@ int BPF_PROG(vg_exit, struct task_struct *p, bool group_dead)
 		__u32 tgid = pt >> 32;
 		bpf_map_delete_elem(&learn_tgid, &tgid);
 	}
+	if (is_self_helper())
+		return 0;
 	if (!kind_on(VG_EXIT)) {
 		count(VG_EXIT, C_FILTERED);
 		return 0;
@@ -1125,6 +1147,8 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 		count(kind, C_FILTERED);
 		return 0;
 	}
+	if (is_self_helper())
+		return 0;
 	struct pending p = {};
 	p.id = ctx->id;
 	p.kind_sys = *ks;
@@ -2295,6 +2319,8 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 		count(VG_CAPABLE, C_FILTERED);
 		return 0;
 	}
+	if (is_self_helper())
+		return 0;
 	if (seen_before(VG_CAPABLE, cap, (__u64)(__s64)ctx->ret))
 		return 0;
 	struct scratch *s = get_scratch_slot(SLOT_CAP);

@@ -339,6 +339,23 @@ pub fn recursion_misses(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
     (r == 0 && attr.info_len as usize >= size_of::<InfoPrefix>()).then_some(info.recursion_misses)
 }
 
+/// `recursion_misses` of every program loaded on the host under `name`
+/// (whoever loaded it), as (program id, misses), sorted by id. Needs
+/// CAP_SYS_ADMIN to open the programs by id; empty without it.
+pub fn recursion_misses_by_name(name: &str) -> Vec<(u32, u64)> {
+    use std::os::fd::AsFd;
+    let mut out: Vec<(u32, u64)> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(name))
+        .filter_map(|p| {
+            let fd = p.fd().ok()?;
+            Some((p.id(), recursion_misses(fd.as_fd())?))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// Whether this kernel lets vigil count BPF run time (`BPF_ENABLE_STATS`);
 /// the descriptor is closed again at once.
 pub fn bpf_stats_available() -> Result<(), String> {

@@ -24,6 +24,10 @@
 //!                   cli/      the `vigil` commands; config.rs: the TOML configuration
 //! ```
 //!
+//! One module, [`event`], owns the event model (the enriched `Event`, the
+//! container lifecycle records and escapes): the stages import it, not
+//! each other.
+//!
 //! The modules are also reachable by their short names at the crate root
 //! (`vigil_engine::agent`, `vigil_engine::ecs`, ...).
 
@@ -35,6 +39,7 @@ pub mod config;
 pub mod detect;
 pub mod encode;
 pub mod enrich;
+pub mod event;
 pub mod perf;
 pub mod pipeline;
 

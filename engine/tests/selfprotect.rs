@@ -3,12 +3,10 @@
 //! directory each raise the `vigil_tampering` alert; heartbeats arrive on
 //! schedule; after start-up it holds only the capabilities it still uses.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 mod common;
-use common::{require_root, wait_line};
+use common::{require_root, spawn_with_stderr, stats_helper_of, wait_line};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -28,22 +26,14 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
         "[agent]\nhousekeeping_interval_s = 1\nheartbeat_interval_s = 1\n[sensors]\ndrain_interval_ms = 5\n[perf]\ninterval_s = 2\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--no-baselines", "-o"])
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, rx) = spawn_with_stderr(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--no-baselines", "-o"])
+            .arg(&out),
+    );
     let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
     let result = std::panic::catch_unwind(|| {
         wait_line(&rx, "sensors live", Duration::from_secs(30));
         // 0. Once running, it holds only the capabilities it still uses.
@@ -82,16 +72,8 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
         assert!(threads >= 2, "vigil runs its sinks on their own threads");
         // The bpf_stats helper: a child holding CAP_SYS_ADMIN alone,
         // no-new-privs, one descriptor (its socket).
-        let helper = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .find(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
-                    st.lines().next() == Some("Name:\tvigil-stats")
-                        && st.lines().any(|l| l == format!("PPid:\t{pid}"))
-                })
-            })
-            .expect("the bpf_stats helper runs as vigil's child");
+        let helper =
+            stats_helper_of(pid as u32).expect("the bpf_stats helper runs as vigil's child");
         let st = std::fs::read_to_string(format!("/proc/{helper}/status")).unwrap();
         let hfield = |name: &str| {
             let l = st.lines().find(|l| l.starts_with(name)).unwrap();

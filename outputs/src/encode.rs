@@ -680,9 +680,11 @@ fn camel_key(ecs: &str) -> String {
     k
 }
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil(days: i64) -> (i64, u32, u32) {
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01, in the
+/// proleptic Gregorian calendar, negative counts and years included
+/// (Howard Hinnant's `civil_from_days`): the one date converter of the
+/// encoders and the engine's ECS timestamps.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -706,7 +708,7 @@ struct Tm {
 
 fn tm(ns: u64) -> Tm {
     let secs = (ns / 1_000_000_000) as i64;
-    let (year, month, day) = civil(secs.div_euclid(86_400));
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400) as u32;
     Tm {
         year,

@@ -21,6 +21,7 @@
 pub mod encode;
 pub mod json;
 pub mod metrics;
+pub mod private;
 pub mod ratelimit;
 pub mod record;
 pub mod sink;
@@ -33,9 +34,7 @@ pub use record::{Kind, Record, Severity, Value};
 pub use sink::{Filter, SinkConfig, SinkHandle, SinkStats, Submitted};
 pub use url::UrlError;
 
-use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -159,29 +158,7 @@ impl JsonLines {
     /// JSON lines appended to `path`, created with mode 0600 (an existing
     /// file keeps its mode but must not be group/world accessible).
     pub fn file(path: &Path) -> Result<JsonLines, OutputError> {
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| OutputError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        use std::os::unix::fs::MetadataExt;
-        let md = f.metadata().map_err(|source| OutputError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mode = md.mode();
-        // Regular files hold alerts at rest: they must be private. Devices
-        // and pipes (/dev/null, a FIFO to a shipper) keep their own modes.
-        if md.is_file() && mode & 0o077 != 0 {
-            return Err(OutputError::Permissions {
-                path: path.to_path_buf(),
-                mode: mode & 0o7777,
-            });
-        }
+        let f = transport::open_private(path)?;
         Ok(JsonLines {
             out: BufWriter::with_capacity(64 << 10, Box::new(f)),
             what: format!("file:{}", path.display()),

@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"VGSPOOL1";
@@ -191,12 +191,7 @@ impl Spool {
             return Ok(());
         };
         let tmp = self.dir.join("cursor.tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = crate::private::open(&tmp, crate::private::How::Replace)?;
         f.write_all(format!("{} {}\n", head.seq, self.read_offset).as_bytes())?;
         drop(f);
         fs::rename(&tmp, self.dir.join("cursor"))
@@ -231,12 +226,8 @@ impl Spool {
         let seq = self.next_seq;
         self.next_seq += 1;
         let path = self.seg_path(seq);
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| io_ctx(e, "cannot create spool segment", &path))?;
+        let mut f = crate::private::open(&path, crate::private::How::New)
+            .map_err(|e| io_ctx(e.into(), "cannot create spool segment", &path))?;
         f.write_all(MAGIC)?;
         self.bytes += HDR;
         self.segments.push_back(Segment {
@@ -458,12 +449,7 @@ impl Spool {
             }
         };
         let tmp = self.dir.join("seg.tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = crate::private::open(&tmp, crate::private::How::Replace)?;
         f.write_all(&buf)?;
         f.sync_data()?;
         drop(f);

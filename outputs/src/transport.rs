@@ -16,11 +16,10 @@
 //! receiver died without reading it is lost (RFC 6587 §3.4 warns of the
 //! same); vigil counts a record `sent` when the kernel (or rustls) took it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -350,27 +349,21 @@ pub struct RotatingFile {
     size: u64,
 }
 
-fn open_private(path: &Path) -> Result<File, OutputError> {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| OutputError::Open {
+/// A file output opened for appending with [`crate::private::open`]
+/// (created 0600; a regular file that group or others may read is
+/// refused: alerts at rest must be private).
+pub(crate) fn open_private(path: &Path) -> Result<File, OutputError> {
+    use crate::private::{How, PrivateError};
+    crate::private::open(path, How::Append).map_err(|e| match e {
+        PrivateError::Io(source) => OutputError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
-    let md = f.metadata().map_err(|source| OutputError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if md.is_file() && md.mode() & 0o077 != 0 {
-        return Err(OutputError::Permissions {
+        },
+        PrivateError::Shared { mode } => OutputError::Permissions {
             path: path.to_path_buf(),
-            mode: md.mode() & 0o7777,
-        });
-    }
-    Ok(f)
+            mode,
+        },
+    })
 }
 
 impl RotatingFile {

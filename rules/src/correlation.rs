@@ -428,26 +428,10 @@ pub(crate) fn convert(
         segs.push(Seg::Field(*f));
     }
     let rule = Rule {
-        id,
-        name: title,
-        description: d
-            .get("description")
-            .and_then(Node::as_str)
-            .unwrap_or("")
-            .trim()
-            .to_string(),
-        severity,
+        description: crate::sigma::description(d),
         tags,
-        ruleset: Ruleset::Sigma,
-        file: file.to_string(),
-        line: d.line,
-        categories: 0,
-        condition: crate::ast::Expr::Const(false),
         output: Some(Template(segs)),
-        examples: Vec::new(),
-        enabled: true,
-        action: crate::Action::Alert,
-        capture: false,
+        ..Rule::generated(Ruleset::Sigma, file, d.line, id, title, severity)
     };
     Ok(Outcome::Corr(Box::new(Correlation {
         rule,

@@ -377,6 +377,37 @@ impl Action {
 }
 
 impl Rule {
+    /// A rule a loader builds from a parsed document (Sigma rules and
+    /// correlations): enabled, alert only, no description, tags, examples
+    /// or capture, evaluated on no category with a false condition and no
+    /// output until the builder sets those (struct update syntax).
+    pub fn generated(
+        ruleset: Ruleset,
+        file: &str,
+        line: usize,
+        id: String,
+        name: String,
+        severity: Severity,
+    ) -> Rule {
+        Rule {
+            id,
+            name,
+            description: String::new(),
+            severity,
+            tags: Vec::new(),
+            ruleset,
+            file: file.to_string(),
+            line,
+            categories: 0,
+            condition: Expr::Const(false),
+            output: None,
+            examples: Vec::new(),
+            enabled: true,
+            action: Action::Alert,
+            capture: false,
+        }
+    }
+
     /// The distinct fields its condition tests, in first-use order.
     pub fn fields(&self) -> Vec<Field> {
         let mut ps = Vec::new();
@@ -484,6 +515,25 @@ fn required_prefixes(e: &Expr) -> Option<BTreeSet<Vec<u8>>> {
     }
 }
 
+/// Whether `e` can hold for an open event: it does not pin
+/// `event.action` to values that leave out `open` and `io-uring-open`.
+fn can_be_open(e: &Expr) -> bool {
+    required_values(e, Field::EventAction)
+        .is_none_or(|a| a.iter().any(|x| x == b"open" || x == b"io-uring-open"))
+}
+
+/// `e` as far as it can hold for an open event: the branches of an `or`
+/// that need another `event.action` (an exec, a readline, a file change
+/// such as an unlink) are left out. The kernel's path filter is about
+/// opens; those other events come through their own interest.
+fn open_part(e: &Expr) -> Expr {
+    match e {
+        Expr::Or(v) => Expr::Or(v.iter().filter(|x| can_be_open(x)).map(open_part).collect()),
+        Expr::And(v) => Expr::And(v.iter().map(open_part).collect()),
+        x => x.clone(),
+    }
+}
+
 fn requires_true(e: &Expr, f: Field) -> bool {
     match e {
         Expr::Pred(p) => p.field == f && p.test == Test::Bool(true),
@@ -565,9 +615,10 @@ impl Interest {
             && self.wants("file", "open")
             && !requires_true(&r.condition, Field::TargetsAgent)
         {
-            match required_prefixes(&r.condition) {
+            let opens = open_part(&r.condition);
+            match required_prefixes(&opens) {
                 Some(p) => self.file_prefixes.extend(p),
-                None if requires_write(&r.condition) => self.all_file_writes = true,
+                None if requires_write(&opens) => self.all_file_writes = true,
                 None => {
                     self.all_file_opens = true;
                     self.all_opens_rules.push(r.id.clone());

@@ -186,26 +186,12 @@ pub fn convert(file: &str, d: &Node) -> Result<Outcome, LoadError> {
             let output = Template::sigma(&title, key_field);
             Ok(Outcome::Rule(
                 Box::new(Rule {
-                    id,
-                    name: title,
-                    description: d
-                        .get("description")
-                        .and_then(Node::as_str)
-                        .unwrap_or("")
-                        .trim()
-                        .to_string(),
-                    severity,
+                    description: description(d),
                     tags,
-                    ruleset: Ruleset::Sigma,
-                    file: file.to_string(),
-                    line: d.line,
                     categories: cats,
                     condition: expr,
                     output: Some(output),
-                    examples: Vec::new(),
-                    enabled: true,
-                    action: crate::Action::Alert,
-                    capture: false,
+                    ..Rule::generated(Ruleset::Sigma, file, d.line, id, title, severity)
                 }),
                 category.to_string(),
             ))
@@ -1067,6 +1053,15 @@ pub fn base64_offsets(v: &[u8]) -> Vec<String> {
         }
     }
     out
+}
+
+/// A Sigma document's `description:`, trimmed (empty when absent).
+pub(crate) fn description(d: &Node) -> String {
+    d.get("description")
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]

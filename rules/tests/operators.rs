@@ -635,3 +635,39 @@ fn interest_follows_the_rules() {
     assert!(!i.all_file_opens, "{:?}", i.all_opens_rules);
     assert!(i.wants("file", "chmod"));
 }
+
+#[test]
+fn branches_about_other_events_do_not_make_a_rule_need_every_open() {
+    let interest = |cond: &str| {
+        let mut l = Loader::new();
+        l.add_source(
+            "x.yaml",
+            &format!("- rule: r\n  for_events: [file, process]\n  condition: >\n    {cond}\n"),
+        );
+        let (s, r) = l.load();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        s.interest().clone()
+    };
+    // An exec branch beside a prefixed open branch: only the prefix.
+    let i = interest(
+        "(event.action = open and vigil.open.write = true and file.path startswith /etc/sudoers.d/) \
+         or (event.action = exec and process.command_line contains NOPASSWD)",
+    );
+    assert!(!i.all_file_opens, "{:?}", i.all_opens_rules);
+    assert!(i.file_prefixes.contains(b"/etc/sudoers.d/".as_slice()));
+    // A file-change branch (unlink) and an exec branch beside a write-open
+    // branch without a prefix: every write, not every open.
+    let i = interest(
+        "(event.action = unlink and file.path endswith /.bash_history) \
+         or (event.action = exec and process.command_line contains HISTFILE) \
+         or (event.action = open and vigil.open.write = true and file.path endswith /.bash_history)",
+    );
+    assert!(!i.all_file_opens, "{:?}", i.all_opens_rules);
+    assert!(i.all_file_writes);
+    // The control: a read branch without a prefix needs every open.
+    let i = interest(
+        "(event.action = exec and process.name = x) or (event.action = open and file.name = .netrc)",
+    );
+    assert!(i.all_file_opens);
+    assert_eq!(i.all_opens_rules, ["r"]);
+}

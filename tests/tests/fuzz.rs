@@ -576,6 +576,29 @@ fn record_seeds() -> Vec<(String, Vec<u8>)> {
     // Truncated-string flags set.
     exec[2] = 0x0f;
     v.push(("exec-truncated.bin".to_string(), exec));
+    // Every exec flag bit but the environment's (which needs one trailing).
+    {
+        use abi::exec_flags::*;
+        v.push((
+            "exec-flags.bin".to_string(),
+            encode_record(
+                hdr(kind::EXEC, 100),
+                &abi::Exec {
+                    argc: 3,
+                    exec_flags: MEMFD
+                        | UNLINKED
+                        | SETUID
+                        | SETGID
+                        | KILLED
+                        | WOULD_KILL
+                        | KILL_REFUSED
+                        | KILL_FAILED,
+                    ..Default::default()
+                },
+                &[name, &argv, b"/tmp", name],
+            ),
+        ));
+    }
     v.push((
         "open.bin".into(),
         encode_record(
@@ -753,7 +776,67 @@ fn write_capture(path: &Path, recs: &[Vec<u8>], with_lookups: bool) {
     w.flush().expect("flush");
 }
 
-/// Rewrites tests/corpus/{records,capture}: run after an ABI change
+/// This build's record ABI as text: version, header size and field
+/// offsets, every kind's number and body size, and the header and exec
+/// flag bits. Committed as `tests/corpus/abi.txt` beside the corpus it was
+/// generated with.
+fn abi_fingerprint() -> String {
+    use std::fmt::Write;
+    use std::mem::{offset_of, size_of};
+    let mut s = String::new();
+    let mut line = |k: &str, v: u64| writeln!(s, "{k} {v}").expect("write to a String");
+    line("abi_version", u64::from(abi::ABI_VERSION));
+    line("hdr.bytes", size_of::<Hdr>() as u64);
+    for (n, o) in [
+        ("kind", offset_of!(Hdr, kind)),
+        ("flags", offset_of!(Hdr, flags)),
+        ("size", offset_of!(Hdr, size)),
+        ("ts_ns", offset_of!(Hdr, ts_ns)),
+        ("start_ns", offset_of!(Hdr, start_ns)),
+        ("cgroup_id", offset_of!(Hdr, cgroup_id)),
+        ("pid", offset_of!(Hdr, pid)),
+        ("tid", offset_of!(Hdr, tid)),
+        ("ppid", offset_of!(Hdr, ppid)),
+        ("ns_pid", offset_of!(Hdr, ns_pid)),
+        ("uid", offset_of!(Hdr, uid)),
+        ("auid", offset_of!(Hdr, auid)),
+        ("pidns", offset_of!(Hdr, pidns)),
+        ("netns", offset_of!(Hdr, netns)),
+        ("str_len", offset_of!(Hdr, str_len)),
+        ("comm", offset_of!(Hdr, comm)),
+    ] {
+        line(&format!("hdr.{n}"), o as u64);
+    }
+    for k in 0..abi::KIND_SLOTS as u16 {
+        if let Some(n) = vigil_bpf::decode::body_size(k) {
+            line(&format!("kind.{k}.body"), n as u64);
+        }
+    }
+    line("exec.exec_flags", offset_of!(abi::Exec, exec_flags) as u64);
+    line("exec.argc", offset_of!(abi::Exec, argc) as u64);
+    use abi::{exec_flags as x, flags as f};
+    for (n, v) in [
+        ("flags.TRUNC0", u32::from(f::TRUNC0)),
+        ("flags.LOSS", u32::from(f::LOSS)),
+        ("flags.THREAD", u32::from(f::THREAD)),
+        ("flags.COMPAT", u32::from(f::COMPAT)),
+        ("exec_flags.MEMFD", x::MEMFD),
+        ("exec_flags.UNLINKED", x::UNLINKED),
+        ("exec_flags.SETUID", x::SETUID),
+        ("exec_flags.SETGID", x::SETGID),
+        ("exec_flags.ENV", x::ENV),
+        ("exec_flags.ENV_TRUNC", x::ENV_TRUNC),
+        ("exec_flags.KILLED", x::KILLED),
+        ("exec_flags.WOULD_KILL", x::WOULD_KILL),
+        ("exec_flags.KILL_REFUSED", x::KILL_REFUSED),
+        ("exec_flags.KILL_FAILED", x::KILL_FAILED),
+    ] {
+        line(n, u64::from(v));
+    }
+    s
+}
+
+/// Rewrites tests/corpus/{records,capture} and tests/corpus/abi.txt: run after an ABI change
 /// (`cargo test --release -p vigil-tests --test fuzz -- --ignored regenerate`).
 #[test]
 #[ignore = "writes the committed binary corpus"]
@@ -771,12 +854,35 @@ fn regenerate_binary_corpus() {
     );
     // Header and context only.
     write_capture(&corpus("capture").join("empty.vcap"), &[], false);
+    std::fs::write(corpus("abi.txt"), abi_fingerprint()).expect("write abi.txt");
 }
 
 /// The committed binary corpus still matches this build's ABI (otherwise
 /// the fuzzer would only exercise the first error path).
 #[test]
 fn binary_corpus_is_current() {
+    // The ABI the corpus was generated with is this build's: a moved flag
+    // bit or a resized record fails here even where the seeds leave those
+    // bytes zero.
+    let committed = std::fs::read_to_string(corpus("abi.txt"))
+        .expect("tests/corpus/abi.txt; regenerate (see regenerate_binary_corpus)");
+    let now = abi_fingerprint();
+    let moved: Vec<String> = now
+        .lines()
+        .filter(|l| !committed.lines().any(|c| c == *l))
+        .map(|l| format!("now {l}"))
+        .chain(
+            committed
+                .lines()
+                .filter(|c| !now.lines().any(|l| l == *c))
+                .map(|c| format!("was {c}")),
+        )
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the record ABI moved since the corpus was generated ({}); regenerate (see regenerate_binary_corpus)",
+        moved.join(", ")
+    );
     let recs = fuzz::read_corpus(&corpus("records"));
     assert!(recs.len() >= 25, "records corpus: {} files", recs.len());
     for (p, b) in &recs {

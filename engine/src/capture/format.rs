@@ -21,9 +21,8 @@
 use crate::config::printable;
 use crate::host::{Lookup, ProcSnapshot, Users};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// File magic.
@@ -110,13 +109,8 @@ impl CaptureWriter {
             path: path.to_path_buf(),
             source,
         };
-        let f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        let f = vigil_outputs::private::open(path, vigil_outputs::private::How::Replace)
+            .map_err(|e| io(e.into()))?;
         let mut w = CaptureWriter {
             out: BufWriter::with_capacity(1 << 20, f),
             path: path.to_path_buf(),

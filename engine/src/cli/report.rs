@@ -431,13 +431,8 @@ pub fn run(dir: &std::path::Path, since: &str, svg: Option<&std::path::Path>, js
     }
     if let Some(path) = svg {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt;
-        let r = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
+        let r = vigil_outputs::private::open(path, vigil_outputs::private::How::Replace)
+            .map_err(std::io::Error::from)
             .and_then(|mut f| f.write_all(render_svg(&w).as_bytes()));
         match r {
             Ok(()) => eprintln!(

@@ -208,15 +208,7 @@ fn run_agent(
                 "emitting alerts only; --events for every event"
             }
         );
-        for s in sensors.status() {
-            if let vigil_bpf::SensorState::Unavailable(f) = &s.state {
-                eprintln!(
-                    "vigil: sensor={} unavailable: {}",
-                    s.name,
-                    f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                );
-            }
-        }
+        crate::pipeline::warn_unavailable(sensors.status());
         let stop = async move {
             match duration {
                 Some(d) => tokio::select! {

@@ -347,20 +347,22 @@ impl Learner {
                 let t = transport(info.protocol);
                 let b = match h.kind {
                     // a datagram sent is a connection to its peer
-                    kind::CONNECT | kind::UDP_SEND => match ecs::ip(info.family, &info.raddr) {
-                        Some(ip) => Behaviour::Connect {
-                            ip,
-                            port: info.rport,
-                            transport: t,
-                        },
-                        None => return Vec::new(),
-                    },
+                    kind::CONNECT | kind::UDP_SEND => {
+                        match crate::event::ip(info.family, &info.raddr) {
+                            Some(ip) => Behaviour::Connect {
+                                ip,
+                                port: info.rport,
+                                transport: t,
+                            },
+                            None => return Vec::new(),
+                        }
+                    }
                     kind::LISTEN => Behaviour::Listen {
                         port: info.lport,
                         transport: t,
                     },
                     kind::ACCEPT => Behaviour::Accept {
-                        peer: ecs::ip(info.family, &info.raddr)
+                        peer: crate::event::ip(info.family, &info.raddr)
                             .filter(|a: &IpAddr| !a.is_unspecified()),
                         port: info.lport,
                         transport: t,

@@ -195,8 +195,8 @@ fn ends(ev: &Event) -> Ends {
     let h = &ev.k.hdr;
     match &ev.k.body {
         Body::Sock { info, .. } | Body::Dns { info, .. } if h.kind != kind::LISTEN => {
-            let local = ecs::ip(info.family, &info.laddr).map(|a| (a, info.lport));
-            let remote = ecs::ip(info.family, &info.raddr).map(|a| (a, info.rport));
+            let local = crate::event::ip(info.family, &info.laddr).map(|a| (a, info.lport));
+            let remote = crate::event::ip(info.family, &info.raddr).map(|a| (a, info.rport));
             let bound = |e: Option<(std::net::IpAddr, u16)>| {
                 e.filter(|(a, p)| *p != 0 || !a.is_unspecified())
             };
@@ -208,11 +208,11 @@ fn ends(ev: &Event) -> Ends {
         }
         Body::IoUring { info, .. } if info.what == vigil_bpf::abi::uring::CONNECT => (
             None,
-            ecs::ip(info.family, &info.raddr).map(|a| (a, info.rport)),
+            crate::event::ip(info.family, &info.raddr).map(|a| (a, info.rport)),
         ),
         Body::TcpState(t) => (
-            ecs::ip(t.family, &t.saddr).map(|a| (a, t.sport)),
-            ecs::ip(t.family, &t.daddr).map(|a| (a, t.dport)),
+            crate::event::ip(t.family, &t.saddr).map(|a| (a, t.sport)),
+            crate::event::ip(t.family, &t.daddr).map(|a| (a, t.dport)),
         ),
         _ => (None, None),
     }
@@ -495,7 +495,7 @@ impl Fields for Event {
             Field::DestinationPort => ends(self).1.and_then(|e| int(e.1.into())),
             Field::ServerIp | Field::ServerPort => match &self.k.body {
                 Body::Sock { info, .. } if h.kind == kind::LISTEN => {
-                    let a = ecs::ip(info.family, &info.laddr)?;
+                    let a = crate::event::ip(info.family, &info.laddr)?;
                     if f == Field::ServerIp {
                         Some(Value::Ip(a))
                     } else {
@@ -530,7 +530,9 @@ impl Fields for Event {
                 }
             }
             Field::NetworkDirection => match (h.kind, &self.k.body) {
-                (kind::DNS, Body::Dns { info, .. }) if ecs::dns_is_answer(info) => s(b"ingress"),
+                (kind::DNS, Body::Dns { info, .. }) if crate::event::dns_is_answer(info) => {
+                    s(b"ingress")
+                }
                 (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => s(b"egress"),
                 (kind::ACCEPT, _) => s(b"ingress"),
                 (kind::LISTEN | kind::TCP_STATE, _) => s(b"unknown"),
@@ -634,7 +636,7 @@ impl Fields for Event {
             },
             Field::DestinationDomain => ev_domain(self),
             Field::DnsType => match &self.k.body {
-                Body::Dns { info, .. } if ecs::dns_is_answer(info) => s(b"answer"),
+                Body::Dns { info, .. } if crate::event::dns_is_answer(info) => s(b"answer"),
                 Body::Dns { .. } => s(b"query"),
                 _ => None,
             },

@@ -169,13 +169,7 @@ impl Tuning {
         let tmp = path.with_extension("json.tmp");
         {
             use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut w = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
+            let mut w = vigil_outputs::private::open(&tmp, vigil_outputs::private::How::Replace)
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;
             w.write_all(text.as_bytes())
                 .map_err(|e| format!("{}: {e}", tmp.display()))?;

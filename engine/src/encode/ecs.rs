@@ -1,8 +1,8 @@
 //! Event → JSON with Elastic Common Schema field names. Every field is
 //! documented in `docs/events.md`; vigil-specific data lives under `vigil.*`.
 
-use crate::enrich::{Event, basename};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use crate::event::{Event, Lifecycle, Phase, Target, basename, dns_is_answer, ip};
+use std::net::IpAddr;
 use vigil_bpf::abi::{self, kind};
 use vigil_bpf::decode::Body;
 use vigil_outputs::json::Writer;
@@ -23,17 +23,7 @@ pub fn rfc3339_into(unix_ns: i64, buf: &mut [u8; RFC3339_MAX]) -> &str {
     let nanos = unix_ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    // civil_from_days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let (y, m, d) = vigil_outputs::encode::civil_from_days(days);
     let mut n = 0;
     if y < 0 {
         buf[0] = b'-';
@@ -41,8 +31,8 @@ pub fn rfc3339_into(unix_ns: i64, buf: &mut [u8; RFC3339_MAX]) -> &str {
     }
     n += put_digits(&mut buf[n..], y.unsigned_abs(), 4);
     for (sep, v, width) in [
-        (b'-', m as u64, 2),
-        (b'-', d as u64, 2),
+        (b'-', u64::from(m), 2),
+        (b'-', u64::from(d), 2),
         (b'T', (sod / 3600) as u64, 2),
         (b':', ((sod / 60) % 60) as u64, 2),
         (b':', (sod % 60) as u64, 2),
@@ -347,14 +337,6 @@ pub fn uring_op_name(op: u8) -> &'static str {
     NAMES.get(usize::from(op)).copied().unwrap_or("unknown")
 }
 
-/// Whether a DNS record is an answer (received) rather than a query (sent).
-pub fn dns_is_answer(info: &abi::Sock) -> bool {
-    matches!(
-        info.backlog,
-        vigil_bpf::abi::sys::RECVFROM | vigil_bpf::abi::sys::RECVMSG
-    )
-}
-
 /// (category, type, action) for a kind.
 pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
     match k {
@@ -385,16 +367,6 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
         kind::SETNS => ("process", "change", "setns"),
         kind::READLINE => ("process", "info", "readline"),
         _ => ("host", "info", "unknown"),
-    }
-}
-
-pub(crate) fn ip(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
-    match i32::from(family) {
-        libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
-            addr[0], addr[1], addr[2], addr[3],
-        ))),
-        libc::AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
-        _ => None,
     }
 }
 
@@ -620,12 +592,7 @@ pub(crate) fn setid_name(s: u32) -> &'static str {
 
 /// A container start or stop record (`event.action: container-start`,
 /// `container-stop`; docs/events.md).
-pub fn encode_lifecycle(
-    l: &crate::lifecycle::Lifecycle,
-    hostname: &str,
-    boot_offset_ns: i64,
-) -> Vec<u8> {
-    use crate::lifecycle::Phase;
+pub fn encode_lifecycle(l: &Lifecycle, hostname: &str, boot_offset_ns: i64) -> Vec<u8> {
     let c = &l.ctr;
     let unix = |boot: u64| boot_offset_ns.saturating_add(boot as i64);
     let start = l.phase == Phase::Start;
@@ -1225,20 +1192,20 @@ fn encode_inner(
         }
         w.str("vigil.escape.target.type", e.target.type_name());
         match &e.target {
-            crate::lifecycle::Target::Container(id, name) => {
+            Target::Container(id, name) => {
                 w.str("vigil.escape.target.container.id", id.as_bytes())
                     .str(
                         "vigil.escape.target.container.name",
                         name.as_deref().unwrap_or(id).as_bytes(),
                     );
             }
-            crate::lifecycle::Target::Host => {
+            Target::Host => {
                 w.str("vigil.escape.target.container.name", "host");
             }
-            crate::lifecycle::Target::Process(pid) => {
+            Target::Process(pid) => {
                 w.u64("vigil.escape.target.pid", (*pid).into());
             }
-            crate::lifecycle::Target::Unknown => {}
+            Target::Unknown => {}
         }
         if e.target_ns != 0 {
             w.u64("vigil.escape.target.ns", e.target_ns.into());
@@ -1784,7 +1751,7 @@ mod encode_tests {
     /// ancestors, namespaces and pid slot change under it (no stale bytes).
     #[test]
     fn cached_encoding_is_byte_identical() {
-        use crate::enrich::Ancestor;
+        use crate::event::Ancestor;
         let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
         let mut host = RecordedHost::default();
         let mut cache = EncodeCache::default();

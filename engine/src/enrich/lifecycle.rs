@@ -25,107 +25,13 @@
 //! (their first exec's header and `/proc/PID/ns/*` of that process) and,
 //! on a miss, by a /proc scan (at most one per second).
 
-use crate::enrich::{Ancestor, Event, basename};
+use crate::event::{Ancestor, Event, basename, join_args};
+pub use crate::event::{Ctr, Escape, Lifecycle, Phase, Target};
 use crate::host::{Host, NsInodes, ProcSnapshot};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use vigil_bpf::abi::kind;
 use vigil_bpf::decode::Body;
-
-/// A container the tracker knows.
-#[derive(Debug, Clone)]
-pub struct Ctr {
-    /// Runtime id, or `pidns-<inode>`.
-    pub id: Arc<str>,
-    /// Name (runtime state, or the cgroup's last component).
-    pub name: Option<Arc<str>>,
-    /// Image reference, where the runtime's state says.
-    pub image: Option<Arc<str>>,
-    /// `docker`, `podman`, `containerd`, `cri-o`, `kubernetes`, `runc`,
-    /// `crun`, `unshare`, `bubblewrap`, `systemd-nspawn`, `lxc` or
-    /// `unknown`.
-    pub runtime: &'static str,
-    /// Kubernetes pod uid from the cgroup path (containers of one pod share
-    /// namespaces: a setns between them is not an escape).
-    pub pod: Option<Arc<str>>,
-    /// cgroup v2 id.
-    pub cgroup_id: u64,
-    /// cgroup v2 path.
-    pub cgroup_path: Option<Arc<str>>,
-    /// pid namespace inode.
-    pub pidns: u32,
-    /// Host pid of the first process seen (the entrypoint).
-    pub init_pid: u32,
-    /// Its executable.
-    pub init_exe: Arc<[u8]>,
-    /// Its command line.
-    pub init_cmdline: Arc<[u8]>,
-    /// Boot ns of the start (the entrypoint's start time when seen at start).
-    pub started_ns: u64,
-    /// Found in the /proc seed rather than seen starting.
-    pub seen_at_start: bool,
-    members: HashSet<u32>,
-}
-
-/// Start or stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// `container-start`.
-    Start,
-    /// `container-stop`.
-    Stop,
-}
-
-/// A lifecycle record to write.
-#[derive(Debug, Clone)]
-pub struct Lifecycle {
-    /// Start or stop.
-    pub phase: Phase,
-    /// The container (as it was at that moment).
-    pub ctr: Ctr,
-    /// Boot ns of the event that started or stopped it.
-    pub at_ns: u64,
-}
-
-/// What an escape reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// The host's namespaces.
-    Host,
-    /// Another container: id and name.
-    Container(Arc<str>, Option<Arc<str>>),
-    /// A namespace of a process outside any container.
-    Process(u32),
-    /// Not found (the owner exited, or the scan was rate-limited).
-    Unknown,
-}
-
-impl Target {
-    /// `host`, `container`, `process`, `unknown` (`vigil.escape.target.type`).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Target::Host => "host",
-            Target::Container(..) => "container",
-            Target::Process(_) => "process",
-            Target::Unknown => "unknown",
-        }
-    }
-}
-
-/// A container escape recognised in one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Escape {
-    /// `setns`, `proc-root-write`, `privileged-mount`.
-    pub kind: &'static str,
-    /// The container the process belongs to.
-    pub source_id: Arc<str>,
-    /// Its name.
-    pub source_name: Option<Arc<str>>,
-    /// What was reached.
-    pub target: Target,
-    /// The namespace inode concerned (0 for mounts).
-    pub target_ns: u32,
-}
 
 /// Inodes of the host's namespaces: pid 1's when it shares vigil's pid
 /// namespace (a service manager gives vigil its own mount and UTS
@@ -457,7 +363,7 @@ impl Tracker {
                 pidns: ns.pid,
                 init_pid: top.pid,
                 init_exe: top.exe.clone().into(),
-                init_cmdline: crate::enrich::join_args(&top.args).into(),
+                init_cmdline: join_args(&top.args).into(),
                 started_ns: top.start_ns,
                 seen_at_start: true,
                 members: HashSet::from([p.pid]),

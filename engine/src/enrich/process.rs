@@ -2,164 +2,14 @@
 //! /proc after the sensors attach), user names, container identity and the
 //! parent chain, turning a [`KernelEvent`] into an [`Event`].
 
-use crate::container::Container;
+pub use crate::event::{Ancestor, Event, NsUser, ProcInfo, basename, join_args};
 use crate::host::{ContainerMeta, Host, ProcSnapshot, Users, container_of};
 use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_bpf::decode::{Body, KernelEvent};
 
-/// What the table knows about a process.
-#[derive(Debug, Clone)]
-pub struct ProcInfo {
-    /// Host pid.
-    pub pid: u32,
-    /// Parent tgid.
-    pub ppid: u32,
-    /// Start, ns since boot.
-    pub start_ns: u64,
-    /// Executable path.
-    pub exe: Arc<[u8]>,
-    /// argv.
-    pub args: Arc<[Vec<u8>]>,
-    /// argv joined with spaces (`process.command_line`), built once.
-    pub cmdline: Arc<[u8]>,
-    /// Whether argv was truncated in the kernel.
-    pub args_truncated: bool,
-    /// Working directory at exec.
-    pub cwd: Arc<[u8]>,
-    /// Container, if any.
-    pub container: Option<Arc<Container>>,
-    /// Boot ns of the newest event or snapshot that set this entry.
-    pub updated_ns: u64,
-    /// Boot ns of the exit, once exited.
-    pub exited_ns: Option<u64>,
-    /// Its user namespace's uid map, when not the initial namespace's.
-    pub uid_map: Option<Arc<crate::userns::UidMap>>,
-    /// SHA-256 of the executable (hex), once known ([`crate::hash`]).
-    pub hash: Option<Arc<str>>,
-}
-
-impl ProcInfo {
-    fn from_snapshot(s: &ProcSnapshot, at_ns: u64) -> ProcInfo {
-        ProcInfo {
-            pid: s.pid,
-            ppid: s.ppid,
-            start_ns: s.start_ns,
-            exe: s.exe.clone().into(),
-            args: s.args.clone().into(),
-            cmdline: join_args(&s.args).into(),
-            args_truncated: false,
-            cwd: s.cwd.clone().into(),
-            container: container_of(&s.cgroup),
-            updated_ns: at_ns,
-            exited_ns: None,
-            uid_map: s
-                .uid_map
-                .as_deref()
-                .and_then(crate::userns::UidMap::parse)
-                .map(Arc::new),
-            hash: None,
-        }
-    }
-
-    /// The executable's file name.
-    pub fn name(&self) -> &[u8] {
-        basename(&self.exe)
-    }
-}
-
-/// argv joined with spaces (`process.command_line`).
-pub fn join_args(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(args.iter().map(|a| a.len() + 1).sum());
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            v.push(b' ');
-        }
-        v.extend_from_slice(a);
-    }
-    v
-}
-
 fn unix_ns_of(boot_offset_ns: i64, ts_ns: u64) -> i64 {
     boot_offset_ns.saturating_add(ts_ns as i64)
-}
-
-/// Last path component.
-pub fn basename(p: &[u8]) -> &[u8] {
-    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
-}
-
-/// One ancestor in an event's parent chain.
-#[derive(Debug, Clone)]
-pub struct Ancestor {
-    /// Host pid.
-    pub pid: u32,
-    /// Executable path (empty when unknown).
-    pub exe: Arc<[u8]>,
-    /// argv (empty when unknown).
-    pub args: Arc<[Vec<u8>]>,
-    /// argv joined with spaces (empty when unknown).
-    pub cmdline: Arc<[u8]>,
-    /// SHA-256 of its executable (hex), when known.
-    pub hash: Option<Arc<str>>,
-}
-
-/// An enriched event.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// The decoded kernel record.
-    pub k: KernelEvent,
-    /// Sequence number within this agent run.
-    pub seq: u64,
-    /// Unix time in ns.
-    pub unix_ns: i64,
-    /// The process (after this event was applied, e.g. the new image for exec).
-    pub process: Option<Arc<ProcInfo>>,
-    /// Its container's name and image, where the runtime's state is readable.
-    pub container_meta: Option<Arc<ContainerMeta>>,
-    /// Parent chain, nearest first.
-    pub ancestors: Vec<Ancestor>,
-    /// Real user name.
-    pub user: Option<Arc<str>>,
-    /// Effective user name.
-    pub euser: Option<Arc<str>>,
-    /// Real group name.
-    pub group: Option<Arc<str>>,
-    /// cgroup v2 path of `hdr.cgroup_id` (None for the root cgroup).
-    pub cgroup_path: Option<Arc<str>>,
-    /// Absolute path of the file concerned (open: joined and normalized).
-    pub file_path: Option<Vec<u8>>,
-    /// The second path of a file change: rename/link source (joined), or a
-    /// symlink's target text (as written).
-    pub file_path2: Option<Vec<u8>>,
-    /// The other process concerned (ptrace or process_vm target, signal
-    /// target, fork child).
-    pub target: Option<Arc<ProcInfo>>,
-    /// The parsed message of a DNS record (`None` when unparsable).
-    pub dns: Option<Arc<crate::dns::Message>>,
-    /// The name the remote address was resolved from (connect, udp_send),
-    /// from the DNS answers seen before: `destination.domain`.
-    pub domain: Option<Arc<str>>,
-    /// The container escape this event is ([`crate::lifecycle`]).
-    pub escape: Option<Arc<crate::lifecycle::Escape>>,
-    /// The user as the process's user namespace or container sees it.
-    pub ns_user: Option<NsUser>,
-    /// The executable's hash is being computed: it follows in an
-    /// `exec-hash` record (`vigil.hash.pending`).
-    pub hash_pending: bool,
-    /// Why the executable was not hashed (`vigil.hash.skipped`).
-    pub hash_skipped: Option<&'static str>,
-    /// The executable's hash is on the known-bad list (`vigil.hash.known_bad`).
-    pub hash_known_bad: bool,
-}
-
-/// The user inside a user namespace or container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NsUser {
-    /// uid inside the user namespace (`None` when not in one, or unmapped).
-    pub id: Option<u32>,
-    /// Name from the container's `/etc/passwd`.
-    pub name: Option<Arc<str>>,
 }
 
 /// Containers' passwd tables kept (per mount namespace).
@@ -634,7 +484,7 @@ impl Enricher {
             Body::Dns { info, message } => {
                 let m = crate::dns::parse(message).ok().map(Arc::new);
                 if let Some(m) = &m
-                    && crate::ecs::dns_is_answer(info)
+                    && crate::event::dns_is_answer(info)
                 {
                     self.dns_cache.learn(m, now_s);
                 }
@@ -644,7 +494,7 @@ impl Enricher {
                 if h.kind == vigil_bpf::abi::kind::CONNECT
                     || h.kind == vigil_bpf::abi::kind::UDP_SEND =>
             {
-                let d = crate::ecs::ip(info.family, &info.raddr)
+                let d = crate::event::ip(info.family, &info.raddr)
                     .and_then(|ip| self.dns_cache.lookup(&ip, now_s));
                 (None, d)
             }

@@ -237,12 +237,7 @@ impl History {
     }
 
     fn open(&mut self) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        let f = vigil_outputs::private::open(&self.path, vigil_outputs::private::How::Append)?;
         self.size = f.metadata()?.len();
         self.file = Some(f);
         Ok(())

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,4 +23,31 @@ pub fn wait_line(rx: &mpsc::Receiver<String>, what: &str, deadline: Duration) ->
         }
     }
     panic!("no stderr line containing {what:?}");
+}
+
+/// Spawns `cmd` with its stderr piped; returns the child and a receiver of
+/// its stderr lines (read on a thread of their own).
+pub fn spawn_with_stderr(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn vigil");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, rx)
+}
+
+/// The pid of the agent's bpf_stats helper: its child named `vigil-stats`.
+pub fn stats_helper_of(agent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines().next() == Some("Name:\tvigil-stats")
+                    && st.lines().any(|l| l == format!("PPid:\t{agent}"))
+            })
+        })
 }

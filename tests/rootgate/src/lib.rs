@@ -8,6 +8,11 @@
 //! otherwise prints `SKIP <name>: needs root` to stderr and returns false.
 //! [`require`] applies the same rule to any other prerequisite a root test
 //! has (a daemon CI installs, IPv6 on loopback, ...).
+//!
+//! [`runc`] holds the one runc bundle helper the container root tests
+//! share.
+
+pub mod runc;
 
 use std::fs::OpenOptions;
 use std::io::Write;

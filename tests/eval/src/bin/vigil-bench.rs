@@ -379,34 +379,30 @@ fn ktools_bench(rounds: usize, scale: f64) {
     ];
     let loads = ["pipe", "pages", "udp"];
     let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
-    for r in 0..rounds {
-        eprintln!("vigil-bench --ktools: round {}/{rounds}", r + 1);
-        for (li, load) in loads.iter().enumerate() {
-            let w = Workload {
-                name: load,
-                ops: n,
-                syscall: "",
-                kind: 0,
-                expected_per_op: 0.0,
-            };
-            for (vi, (_, floor, cfg)) in variants.iter().enumerate() {
-                let fl = floor.then(|| Ktools::load_floor().expect("load the counting floor"));
-                let kt = cfg.map(|c| Ktools::load(&c).expect("load ktools.bpf.o"));
-                if let Some(k) = &kt {
-                    for st in k.status() {
-                        assert!(
-                            !matches!(st.state, vigil_bpf::SensorState::Unavailable(_)),
-                            "{st:?}"
-                        );
-                    }
+    alternate(
+        "--ktools",
+        rounds,
+        &loads,
+        n,
+        variants.len(),
+        |li, w, vi| {
+            let (_, floor, cfg) = &variants[vi];
+            let fl = floor.then(|| Ktools::load_floor().expect("load the counting floor"));
+            let kt = cfg.map(|c| Ktools::load(&c).expect("load ktools.bpf.o"));
+            if let Some(k) = &kt {
+                for st in k.status() {
+                    assert!(
+                        !matches!(st.state, vigil_bpf::SensorState::Unavailable(_)),
+                        "{st:?}"
+                    );
                 }
-                let (_, cpu) = run_child(&w, n, None);
-                res[li][vi].push(cpu);
-                drop(kt);
-                drop(fl);
             }
-        }
-    }
+            let (_, cpu) = run_child(w, n, None);
+            res[li][vi].push(cpu);
+            drop(kt);
+            drop(fl);
+        },
+    );
     println!(
         "
 vigil-bench --ktools: {n} ops per workload, CPU ns per op of the workload thread, medians of {rounds} rounds
@@ -452,51 +448,47 @@ fn syscalls_bench(rounds: usize, scale: f64) {
     // [workload][variant] -> (cpu ns/op, wall ns/op) per round
     let mut res = vec![vec![(Vec::new(), Vec::new()); variants.len()]; loads.len()];
     let mut counted = vec![vec![0u64; variants.len()]; loads.len()];
-    for r in 0..rounds {
-        eprintln!("vigil-bench --syscalls: round {}/{rounds}", r + 1);
-        for (li, load) in loads.iter().enumerate() {
-            let w = Workload {
-                name: load,
-                ops: n,
-                syscall: "",
-                kind: 0,
-                expected_per_op: 0.0,
+    alternate(
+        "--syscalls",
+        rounds,
+        &loads,
+        n,
+        variants.len(),
+        |li, w, vi| {
+            let (_, floor, mode) = &variants[vi];
+            let fl = floor.then(|| Perfsys::load_floor().expect("load the counting floor"));
+            let ps = mode.map(|mode| {
+                let p = Perfsys::load(&PerfsysConfig {
+                    syscalls: mode,
+                    tcp: false,
+                    bio: false,
+                    raw_tp_only: false,
+                })
+                .expect("load perfsys.bpf.o");
+                assert!(p.is_live("syscount"), "syscount: {:?}", p.status());
+                p
+            });
+            let (wall, cpu) = run_child(w, n, None);
+            res[li][vi].0.push(cpu);
+            res[li][vi].1.push(wall);
+            counted[li][vi] += match (&ps, &fl) {
+                (Some(p), _) if *mode == Some(SyscallMode::All) => p
+                    .syscall_procs()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|x| x.1.calls)
+                    .sum(),
+                (Some(p), _) => p
+                    .syscall_errors()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|x| x.1)
+                    .sum(),
+                (None, Some(f)) => f.floor_runs(),
+                (None, None) => 0,
             };
-            for (vi, (_, floor, mode)) in variants.iter().enumerate() {
-                let fl = floor.then(|| Perfsys::load_floor().expect("load the counting floor"));
-                let ps = mode.map(|mode| {
-                    let p = Perfsys::load(&PerfsysConfig {
-                        syscalls: mode,
-                        tcp: false,
-                        bio: false,
-                        raw_tp_only: false,
-                    })
-                    .expect("load perfsys.bpf.o");
-                    assert!(p.is_live("syscount"), "syscount: {:?}", p.status());
-                    p
-                });
-                let (wall, cpu) = run_child(&w, n, None);
-                res[li][vi].0.push(cpu);
-                res[li][vi].1.push(wall);
-                counted[li][vi] += match (&ps, &fl) {
-                    (Some(p), _) if *mode == Some(SyscallMode::All) => p
-                        .syscall_procs()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|x| x.1.calls)
-                        .sum(),
-                    (Some(p), _) => p
-                        .syscall_errors()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|x| x.1)
-                        .sum(),
-                    (None, Some(f)) => f.floor_runs(),
-                    (None, None) => 0,
-                };
-            }
-        }
-    }
+        },
+    );
     println!(
         "
 vigil-bench --syscalls: {n} calls per run in a child process, medians of {rounds} rounds (variants alternated within each round; workload-thread CPU time)
@@ -527,6 +519,34 @@ vigil-bench --syscalls: {n} calls per run in a child process, medians of {rounds
 errors mode counts failing calls only (getppid: nothing to count); all mode counts every call per process.
 floor+X: X next to a counting sys_exit program, as in a running agent (whose vg_raw_exit already enables the tracepoint)."
     );
+}
+
+/// Calls `measure(load index, workload, variant index)` for every load
+/// and every variant, `rounds` times: the variants alternate within each
+/// round, so a slow spell of the host touches all of them alike.
+fn alternate(
+    what: &str,
+    rounds: usize,
+    loads: &[&'static str],
+    n: u64,
+    variants: usize,
+    mut measure: impl FnMut(usize, &Workload, usize),
+) {
+    for r in 0..rounds {
+        eprintln!("vigil-bench {what}: round {}/{rounds}", r + 1);
+        for (li, load) in loads.iter().enumerate() {
+            let w = Workload {
+                name: load,
+                ops: n,
+                syscall: "",
+                kind: 0,
+                expected_per_op: 0.0,
+            };
+            for vi in 0..variants {
+                measure(li, &w, vi);
+            }
+        }
+    }
 }
 
 /// Runs a workload child; returns (wall ns/op, workload-thread CPU ns/op).
