@@ -1233,6 +1233,21 @@ mod tests {
     }
 
     #[test]
+    fn pipeline_workers_are_bounded_and_0_is_the_hosts_cpus_capped() {
+        let e = Config::parse("[pipeline]\nworkers = 65\n", "v.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "v.toml:2: pipeline.workers: must be at most 64"
+        );
+        let c = Config::parse("[pipeline]\nworkers = 3\n", "v.toml").unwrap();
+        assert_eq!(c.pipeline.worker_count(), 3);
+        let auto = Config::default().pipeline.worker_count();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auto, cpus.min(AUTO_WORKERS_MAX));
+        assert!(auto >= 1);
+    }
+
+    #[test]
     fn semantic_errors_are_located() {
         let e = Config::parse("[sensors]\n\nring_buffer_bytes = 5000\n", "v.toml").unwrap_err();
         assert_eq!(

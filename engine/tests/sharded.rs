@@ -357,3 +357,109 @@ proptest! {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// Lines of a pipeline hashing executables: `n` processes exec distinct
+/// files (hashes come after their events), then open one file each.
+fn hashed_run(workers: usize, files: &[(PathBuf, u64)], mntns: u32) -> Vec<Vec<u8>> {
+    let mut cfg = Config::default();
+    cfg.agent.events = true;
+    cfg.pipeline.workers = workers;
+    cfg.hash.wait_ms = 0;
+    let lines = Lines::default();
+    let mut p =
+        vigil_engine::agent::Pipeline::new(&cfg, &context(), Some(Box::new(lines.clone())), None);
+    p.set_hasher(vigil_engine::hash::Hasher::new(cfg.hash.settings()).expect("hasher"));
+    let mut host = vigil_engine::host::RecordedHost::default();
+    for (i, (path, ino)) in files.iter().enumerate() {
+        use std::os::unix::ffi::OsStrExt;
+        let pid = 3_000_000 + i as u32 * 3;
+        let h = Hdr {
+            kind: kind::EXEC,
+            pid,
+            tid: pid,
+            ppid: 100,
+            start_ns: 10 + i as u64,
+            ts_ns: 1_000_000 + i as u64 * 1000,
+            mntns,
+            comm: comm(b"prog"),
+            ..Hdr::default()
+        };
+        let ex = abi::Exec {
+            ino: *ino,
+            argc: 1,
+            ..Default::default()
+        };
+        let exe = path.as_os_str().as_bytes();
+        p.handle(
+            &encode_record(h, &ex, &[exe, b"prog", b"/", exe]),
+            &mut host,
+        );
+        let h = Hdr {
+            kind: kind::OPEN,
+            ts_ns: h.ts_ns + 500,
+            ..h
+        };
+        let o = abi::Open {
+            ret: 3,
+            ..Default::default()
+        };
+        p.handle(&encode_record(h, &o, &[b"/etc/hosts"]), &mut host);
+    }
+    p.drain_hashes(std::time::Duration::from_secs(10));
+    p.flush();
+    let out = lines.0.lock().unwrap().clone();
+    assert_eq!(p.stats.written, out.len() as u64);
+    out
+}
+
+#[test]
+fn late_hashes_follow_their_events_on_the_worker_of_the_process() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tmp("hashes");
+    let files: Vec<(PathBuf, u64)> = (0..40)
+        .map(|i| {
+            let f = d.join(format!("prog{i}"));
+            std::fs::write(&f, format!("#!/bin/sh\n# {i}\n").repeat(1000)).unwrap();
+            let ino = std::fs::metadata(&f).unwrap().ino();
+            (f, ino)
+        })
+        .collect();
+    let mntns = std::fs::metadata("/proc/self/ns/mnt").unwrap().ino() as u32;
+    let one = hashed_run(1, &files, mntns);
+    let many = hashed_run(3, &files, mntns);
+    let action = |l: &[u8]| -> (u64, String, bool) {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        (
+            v.pointer("/process/pid")
+                .and_then(|p| p.as_u64())
+                .unwrap_or(0),
+            v.pointer("/event/action")
+                .and_then(|a| a.as_str())
+                .unwrap_or("")
+                .to_string(),
+            v.pointer("/process/hash/sha256").is_some(),
+        )
+    };
+    for lines in [&one, &many] {
+        let per = per_process(lines);
+        for (pid, l) in per.iter().filter(|(p, _)| **p != 0) {
+            let acts: Vec<_> = l.iter().map(|x| action(x)).collect();
+            // the exec first; its hash in it or in one exec-hash after it
+            assert_eq!(acts[0].1, "exec", "{pid}: {acts:?}");
+            let late = acts.iter().filter(|a| a.1 == "exec-hash").count();
+            assert!(
+                acts[0].2 || late == 1,
+                "{pid}: no hash for the exec: {acts:?}"
+            );
+            assert!(late <= 1, "{pid}: {acts:?}");
+        }
+    }
+    let late = |ls: &[Vec<u8>]| ls.iter().filter(|l| action(l).1 == "exec-hash").count();
+    assert!(late(&many) > 0, "no late hash: the test did not test it");
+    // (which records carry the hash depends on when it finished: the
+    // lines themselves may differ between runs)
+    let execs = |ls: &[Vec<u8>]| ls.iter().filter(|l| action(l).1 == "exec").count();
+    assert_eq!(execs(&one), files.len());
+    assert_eq!(execs(&many), files.len());
+    let _ = std::fs::remove_dir_all(&d);
+}

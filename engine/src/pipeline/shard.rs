@@ -151,6 +151,10 @@ pub(crate) struct Back {
     /// ticket -> events written pending, with the rules they matched.
     waiting: HashMap<u64, Vec<(Event, Vec<String>)>>,
     tap: Option<mpsc::Sender<Event>>,
+    /// A worker's records for the sink, written under one lock per batch
+    /// (`out_ends`: where each ends); None: written one by one.
+    out: Option<Vec<u8>>,
+    out_ends: Vec<usize>,
 }
 
 impl Back {
@@ -167,7 +171,36 @@ impl Back {
             enc_buf: Vec::new(),
             waiting: HashMap::new(),
             tap,
+            out: None,
+            out_ends: Vec::new(),
         }
+    }
+
+    /// Collects the sink's records until [`Back::flush_out`] (workers).
+    fn batch_output(&mut self) {
+        self.out = Some(Vec::with_capacity(128 << 10));
+    }
+
+    /// Writes the records collected for the sink, in order, under one lock.
+    pub(crate) fn flush_out(&mut self, st: &mut PipelineStats) {
+        let (Some(out), Some(s)) = (self.out.as_mut(), self.sh.sink.as_ref()) else {
+            return;
+        };
+        if self.out_ends.is_empty() {
+            return;
+        }
+        let mut sink = lk(s);
+        let mut from = 0;
+        for &end in &self.out_ends {
+            match sink.write_record(&out[from..end]) {
+                Ok(()) => st.written += 1,
+                Err(_) => st.write_errors += 1,
+            }
+            from = end;
+        }
+        drop(sink);
+        out.clear();
+        self.out_ends.clear();
     }
 
     pub(crate) fn set_rules(&mut self, r: Arc<RuleSet>) {
@@ -443,16 +476,22 @@ impl Back {
     /// Writes one record to the sink and the outputs. `ev` supplies the
     /// fields syslog and CEF encoders use.
     pub(crate) fn emit(
-        &self,
+        &mut self,
         json: &[u8],
         meta: Meta<'_>,
         ev: Option<&Event>,
         st: &mut PipelineStats,
     ) {
         if let Some(s) = &self.sh.sink {
-            match lk(s).write_record(json) {
-                Ok(()) => st.written += 1,
-                Err(_) => st.write_errors += 1,
+            match self.out.as_mut() {
+                Some(out) => {
+                    out.extend_from_slice(json);
+                    self.out_ends.push(out.len());
+                }
+                None => match lk(s).write_record(json) {
+                    Ok(()) => st.written += 1,
+                    Err(_) => st.write_errors += 1,
+                },
             }
         }
         if let Some(outs) = self.sh.outputs.get() {
@@ -548,6 +587,7 @@ impl Pool {
         for i in 0..n {
             let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
             let mut back = Back::new(Arc::clone(sh), Arc::clone(rules), tap.clone());
+            back.batch_output();
             let thread = std::thread::Builder::new()
                 .name(format!("vigil-worker-{i}"))
                 .spawn(move || {
@@ -558,10 +598,15 @@ impl Pool {
                                 for it in items {
                                     back.process(it, &mut st);
                                 }
+                                back.flush_out(&mut st);
                             }
                             Msg::Rules(r) => back.set_rules(r),
-                            Msg::Hash(d) => back.hash_done(&d, &mut st),
+                            Msg::Hash(d) => {
+                                back.hash_done(&d, &mut st);
+                                back.flush_out(&mut st);
+                            }
                             Msg::Sync(reply) => {
+                                back.flush_out(&mut st);
                                 let _ = reply.send(std::mem::take(&mut st));
                             }
                         }
