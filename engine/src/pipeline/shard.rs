@@ -1,7 +1,7 @@
 //! The second half of the pipeline, after enrichment: rules, correlations,
 //! baselines (learning and drift), learned tuning, alerts and the encoding
-//! and writing of every record ([`Back`]), and the workers that run it on
-//! several threads ([`Pool`]).
+//! and writing of every record (`Back`), and the workers that run it on
+//! several threads (`Pool`).
 //!
 //! The ordered work (ring drain, decode, the process table and the rest of
 //! enrichment) stays on the agent's thread. With `[pipeline] workers` above
@@ -9,13 +9,13 @@
 //! every record of one process is handled by one worker, in the order it
 //! was read: the output keeps the order of each process's records, not the
 //! interleaving of different processes. With one worker the agent's thread
-//! runs [`Back`] itself, inline, as a single-threaded pipeline would.
+//! runs `Back` itself, inline, as a single-threaded pipeline would.
 //!
 //! What the workers share (the sink, the outputs, the learner and tuning,
 //! the correlation state, the rate limiter, the alert capture and the
-//! metrics) sits in [`Shared`] behind locks; each worker has its own rule
+//! metrics) sits in `Shared` behind locks; each worker has its own rule
 //! scratch, encoder cache and counters, merged into the agent's at every
-//! [`Pool::sync`] (heartbeats, flushes, shutdown), so the counters are exact
+//! `Pool::sync` (heartbeats, flushes, shutdown), so the counters are exact
 //! whenever they are read.
 
 use crate::capture::alert::AlertCapture;
