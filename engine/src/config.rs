@@ -67,6 +67,33 @@ impl Default for AgentConfig {
     }
 }
 
+/// `workers = 0` runs this many workers at most (or the host's CPUs if
+/// fewer).
+pub const AUTO_WORKERS_MAX: usize = 4;
+
+/// `[pipeline]` settings: the threads behind the ring-buffer reader.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Threads running rules, baselines, encoding and output, sharded by
+    /// process; 0: the host's CPUs, at most [`AUTO_WORKERS_MAX`]; 1: all on
+    /// the ring-buffer reader's thread.
+    pub workers: usize,
+}
+
+impl PipelineConfig {
+    /// The worker count `workers` stands for on this host.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(AUTO_WORKERS_MAX),
+            n => n,
+        }
+    }
+}
+
 /// `[sensors]` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -574,6 +601,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// `[sensors]`.
     pub sensors: SensorsConfig,
+    /// `[pipeline]`.
+    pub pipeline: PipelineConfig,
     /// `[rules]`.
     pub rules: RulesConfig,
     /// `[baselines]`.
@@ -1014,6 +1043,9 @@ impl Config {
                 "must be at least 65536".into(),
             ));
         }
+        if self.pipeline.workers > 64 {
+            return Err(err("pipeline", "workers", "must be at most 64".into()));
+        }
         if self.agent.ancestors > 64 {
             return Err(err("agent", "ancestors", "must be at most 64".into()));
         }
@@ -1198,6 +1230,21 @@ mod tests {
     fn wrong_type_is_located() {
         let e = Config::parse("[sensors]\ndedup = \"yes\"\n", "v.toml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (2, "sensors.dedup"));
+    }
+
+    #[test]
+    fn pipeline_workers_are_bounded_and_0_is_the_hosts_cpus_capped() {
+        let e = Config::parse("[pipeline]\nworkers = 65\n", "v.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "v.toml:2: pipeline.workers: must be at most 64"
+        );
+        let c = Config::parse("[pipeline]\nworkers = 3\n", "v.toml").unwrap();
+        assert_eq!(c.pipeline.worker_count(), 3);
+        let auto = Config::default().pipeline.worker_count();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auto, cpus.min(AUTO_WORKERS_MAX));
+        assert!(auto >= 1);
     }
 
     #[test]

@@ -427,6 +427,8 @@ fn records() {
         || {
             let mut cfg = Config::default();
             cfg.agent.events = true;
+            // one thread: each input's records are checked right after it
+            cfg.pipeline.workers = 1;
             let lines = Lines::default();
             let (tx, rx) = mpsc::channel();
             let mut p = Pipeline::new(&cfg, &context(), Some(Box::new(lines.clone())), Some(tx));

@@ -19,9 +19,11 @@ use vigil_bpf::abi::Counters;
 use vigil_bpf::decode::{self, DecodeError};
 use vigil_bpf::{RingReader, SensorStatus, Sensors};
 use vigil_outputs::Sink;
-use vigil_outputs::ratelimit::{Decision, RateLimiter};
+use vigil_outputs::ratelimit::RateLimiter;
 use vigil_outputs::{Kind as OKind, Severity as OSeverity};
-use vigil_rules::{RuleSet, Scratch};
+use vigil_rules::RuleSet;
+
+use super::shard::{self, Back, HashDone, Item, Meta, Pool, Shared, event_meta, lk};
 
 /// Now on the kernel's boot clock (the clock of event timestamps).
 pub fn boot_now_ns() -> u64 {
@@ -106,62 +108,48 @@ pub struct PipelineStats {
 /// Events waiting for their executable's hash at most.
 pub const HASH_WAITING_MAX: usize = 4096;
 
-/// Events and processes waiting for one hash.
+/// Processes waiting for one hash (their table entries get it), and
+/// whether the event that asked is the process's own (its worker then
+/// holds the event).
 #[derive(Default)]
 struct HashWaiting {
-    /// (pid, start ns) whose table entry gets the hash.
+    /// (pid, start ns, own event waiting).
     pids: Vec<(u32, u64, bool)>,
-    /// Events written pending, with the rules they already matched.
-    events: Vec<(Event, Vec<String>)>,
 }
 
-/// What the outputs need besides the JSON bytes.
-struct Meta<'a> {
-    kind: OKind,
-    severity: OSeverity,
-    rule_id: Option<&'a str>,
-    rule_name: Option<&'a str>,
-    ruleset: Option<&'a str>,
-    message: &'a [u8],
-}
-
-fn severity_of(s: vigil_rules::Severity) -> OSeverity {
-    match s {
-        vigil_rules::Severity::Info => OSeverity::Info,
-        vigil_rules::Severity::Low => OSeverity::Low,
-        vigil_rules::Severity::Medium => OSeverity::Medium,
-        vigil_rules::Severity::High => OSeverity::High,
-        vigil_rules::Severity::Critical => OSeverity::Critical,
-    }
+/// Worker count of `[pipeline] workers`: 0 is the host's CPUs, at most
+/// [`crate::config::AUTO_WORKERS_MAX`].
+pub fn worker_count(cfg: &Config) -> usize {
+    cfg.pipeline.worker_count()
 }
 
 /// Decode → enrich → rules → output, for live and replayed records alike.
+///
+/// Decoding and enrichment run on the caller's thread; the rest runs
+/// there too with one worker, or on `[pipeline] workers` threads sharded
+/// by process ([`crate::pipeline::shard`]). Counters in [`Pipeline::stats`]
+/// are exact after [`Pipeline::sync`] (which [`Pipeline::flush`] does).
 pub struct Pipeline {
     enricher: Enricher,
     rules: Arc<RuleSet>,
-    scratch: Scratch,
-    corr: vigil_rules::CorrState,
-    tuning: Option<crate::detect::tuning::Tuning>,
-    /// Per-process encoded field groups and the event buffer, reused.
-    enc_cache: ecs::EncodeCache,
-    enc_buf: Vec<u8>,
-    learner: Option<Learner>,
-    outputs: Option<Arc<vigil_outputs::Outputs>>,
-    limiter: Option<RateLimiter>,
-    telemetry: Option<crate::telemetry::Telemetry>,
-    sink: Option<Box<dyn Sink>>,
-    emit_events: bool,
-    hostname: String,
+    /// Shared with the workers.
+    shared: Arc<Shared>,
+    /// The caller's thread's own back: every event with one worker; the
+    /// agent's own records (metrics, lifecycle) always.
+    back: Back,
+    /// The workers (started at the first event when more than one).
+    pool: Option<Pool>,
+    workers: usize,
+    /// Every enriched event is also sent here.
     tap: Option<mpsc::Sender<Event>>,
     watch_pid: Option<Arc<AtomicU32>>,
     container_events: bool,
     hasher: Option<crate::hash::Hasher>,
-    responder: Option<crate::detect::response::Responder>,
-    capture: Option<crate::capture::alert::AlertCapture>,
-    capture_all: bool,
     hash_waiting: std::collections::HashMap<u64, HashWaiting>,
-    hash_waiting_events: usize,
     parent_tried: std::collections::HashSet<(u32, u64)>,
+    /// The capture's (or this boot's) offset of the boot clock, as the
+    /// events use it.
+    boot_offset_ns: i64,
     /// Counters.
     pub stats: PipelineStats,
 }
@@ -174,55 +162,62 @@ impl Pipeline {
         sink: Option<Box<dyn Sink>>,
         tap: Option<mpsc::Sender<Event>>,
     ) -> Pipeline {
+        let shared = Arc::new(Shared::new(
+            ctx.hostname.clone(),
+            cfg.agent.events,
+            sink,
+            cfg.rules.correlation_max_entries,
+        ));
+        let rules = Arc::new(RuleSet::empty());
+        let workers = worker_count(cfg);
         Pipeline {
             enricher: Enricher::new(
                 Arc::new(ctx.users.clone()),
                 ctx.boot_offset_ns,
                 cfg.agent.ancestors,
             ),
-            rules: Arc::new(RuleSet::empty()),
-            scratch: Scratch::new(),
-            corr: vigil_rules::CorrState::new(cfg.rules.correlation_max_entries),
-            tuning: None,
-            enc_cache: ecs::EncodeCache::default(),
-            enc_buf: Vec::new(),
-            learner: None,
-            outputs: None,
-            limiter: None,
-            telemetry: None,
-            sink,
-            emit_events: cfg.agent.events,
-            hostname: ctx.hostname.clone(),
+            back: Back::new(
+                Arc::clone(&shared),
+                Arc::clone(&rules),
+                if workers <= 1 { tap.clone() } else { None },
+            ),
+            rules,
+            shared,
+            pool: None,
+            workers,
             tap,
             watch_pid: None,
             container_events: cfg.agent.container_events || cfg.agent.events,
             hasher: None,
-            responder: None,
-            capture: None,
-            capture_all: true,
             hash_waiting: std::collections::HashMap::new(),
-            hash_waiting_events: 0,
             parent_tried: std::collections::HashSet::new(),
+            boot_offset_ns: ctx.boot_offset_ns,
             stats: PipelineStats::default(),
         }
     }
 
+    /// Threads the per-event work runs on (1: the caller's).
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// Kills on matches of `action: kill` rules ([`crate::detect::response`]).
+    /// Set before the first record (later calls are ignored).
     pub fn set_responder(&mut self, r: crate::detect::response::Responder) {
-        self.responder = Some(r);
+        let _ = self.shared.responder.set(r);
     }
 
     /// Writes a capture around alerts (`all`: every alert, else those of
     /// rules with `capture: true`).
     pub fn set_capture(&mut self, c: crate::capture::alert::AlertCapture, all: bool) {
-        self.capture = Some(c);
-        self.capture_all = all;
+        *lk(&self.shared.capture) = Some(c);
+        self.shared.capture_all.store(all, Ordering::Relaxed);
     }
 
     /// Ends the alert capture being written once its time is over
     /// (housekeeping), or now (`shutdown`).
     pub fn capture_tick(&mut self, shutdown: bool) {
-        if let Some(c) = self.capture.as_mut() {
+        if let Some(c) = lk(&self.shared.capture).as_mut() {
             if shutdown {
                 c.close();
             } else {
@@ -243,16 +238,15 @@ impl Pipeline {
     }
 
     /// Sets the hash fields of an exec event (and its parent's, from the
-    /// process table or hashed once now).
-    fn hash_event(&mut self, ev: &mut Event) {
-        let Some(hs) = self.hasher.as_mut() else {
-            return;
-        };
+    /// process table or hashed once now); returns the ticket of the
+    /// event's own pending hash.
+    fn hash_event(&mut self, ev: &mut Event) -> Option<u64> {
+        let hs = self.hasher.as_mut()?;
         let vigil_bpf::decode::Body::Exec { info, path, .. } = &ev.k.body else {
-            return;
+            return None;
         };
         let h = ev.k.hdr;
-        let mut tickets: Vec<(u64, bool)> = Vec::new();
+        let mut own = None;
         if ev.process.as_ref().is_some_and(|p| p.hash.is_none()) {
             let chain: Vec<u32> = ev.ancestors.iter().map(|a| a.pid).collect();
             match hs.lookup(h.pid, path, info.ino, h.mntns, &chain) {
@@ -265,7 +259,7 @@ impl Pipeline {
                 }
                 crate::hash::Outcome::Pending(t) => {
                     ev.hash_pending = true;
-                    tickets.push((t, true));
+                    own = Some(t);
                 }
                 crate::hash::Outcome::Skipped(why) => ev.hash_skipped = Some(why),
             }
@@ -299,10 +293,11 @@ impl Pipeline {
                 None => {}
             }
         }
-        for (t, own) in tickets {
+        if let Some(t) = own {
             let w = self.hash_waiting.entry(t).or_default();
-            w.pids.push((h.pid, h.start_ns, own));
+            w.pids.push((h.pid, h.start_ns, true));
         }
+        own
     }
 
     /// Hashes that finished after their events were written: updates the
@@ -331,44 +326,47 @@ impl Pipeline {
             let Some(w) = self.hash_waiting.remove(&d.ticket) else {
                 continue;
             };
-            self.hash_waiting_events -= w.events.len();
             if let Ok(x) = &d.result {
                 for (pid, start, _) in &w.pids {
                     self.enricher.set_hash(*pid, *start, x.clone());
                 }
             }
-            for (mut ev, already) in w.events {
-                ev.hash_pending = false;
-                match &d.result {
-                    Ok(x) => {
-                        ev.hash_known_bad = self.hasher.as_ref().is_some_and(|h| h.is_known_bad(x));
-                        if let Some(p) = ev.process.as_mut() {
-                            Arc::make_mut(p).hash = Some(x.clone());
+            let hd = HashDone {
+                ticket: d.ticket,
+                known_bad: match &d.result {
+                    Ok(x) => self.hasher.as_ref().is_some_and(|h| h.is_known_bad(x)),
+                    Err(_) => false,
+                },
+                result: d.result,
+            };
+            // The backs holding the waiting events: those of the processes
+            // whose own event asked.
+            let mut sent: Vec<usize> = Vec::new();
+            for &(pid, _, own) in &w.pids {
+                if !own {
+                    continue;
+                }
+                match self.pool.as_mut() {
+                    Some(pool) => {
+                        let s = shard::shard_of(pid, pool.len());
+                        if sent.contains(&s) {
+                            continue;
+                        }
+                        sent.push(s);
+                        let (left, back) = pool.hash_done(pid, hd.clone());
+                        self.process_inline(left);
+                        if let Some(d) = back {
+                            self.back.hash_done(&d, &mut self.stats);
                         }
                     }
-                    Err(why) => ev.hash_skipped = Some(why),
+                    None => {
+                        if !sent.is_empty() {
+                            continue;
+                        }
+                        sent.push(0);
+                        self.back.hash_done(&hd, &mut self.stats);
+                    }
                 }
-                let rules = Arc::clone(&self.rules);
-                let mut matched = Vec::new();
-                rules.evaluate(&ev, &mut self.scratch, &mut matched);
-                matched.retain(|r| !already.contains(&r.id));
-                if self.emit_events || !already.is_empty() || !matched.is_empty() {
-                    self.stats.hash_late += 1;
-                    let json = crate::ecs::encode_hash_followup(&ev, &self.hostname);
-                    self.emit(
-                        &json,
-                        Meta {
-                            kind: OKind::Event,
-                            severity: OSeverity::Info,
-                            rule_id: None,
-                            rule_name: None,
-                            ruleset: None,
-                            message: b"exec-hash",
-                        },
-                        Some(&ev),
-                    );
-                }
-                self.raise(&ev, &matched);
             }
         }
     }
@@ -378,27 +376,38 @@ impl Pipeline {
         self.watch_pid = pid;
     }
 
-    /// Replaces the rule set (start-up and SIGHUP reload).
+    /// Replaces the rule set (start-up and SIGHUP reload): events already
+    /// read keep the set they were read under.
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        if let Some(pool) = self.pool.as_mut() {
+            let left = pool.set_rules(&rules);
+            self.process_inline(left);
+        }
+        self.back.set_rules(Arc::clone(&rules));
         self.rules = rules;
     }
 
     /// Promotes what is due and writes the baselines (every housekeeping
     /// tick and at shutdown); forgets exited processes.
     pub fn baseline_housekeeping(&mut self, alive: impl Fn(u32) -> bool, verbose: bool) {
-        let Some(l) = self.learner.as_mut() else {
-            return;
-        };
-        l.expire(alive);
-        let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
-        let r = l.baselines.tick(now).and_then(|promoted| {
-            if verbose {
-                for p in promoted {
-                    eprintln!("vigil: baseline {p} promoted automatically (quiet period reached)");
+        let r = {
+            let mut g = lk(&self.shared.learning);
+            let Some(l) = g.learner.as_mut() else {
+                return;
+            };
+            l.expire(alive);
+            let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
+            l.baselines.tick(now).and_then(|promoted| {
+                if verbose {
+                    for p in promoted {
+                        eprintln!(
+                            "vigil: baseline {p} promoted automatically (quiet period reached)"
+                        );
+                    }
                 }
-            }
-            l.baselines.flush()
-        });
+                l.baselines.flush()
+            })
+        };
         if let Err(e) = r {
             self.stats.baseline_errors += 1;
             if self.stats.baseline_errors == 1 {
@@ -410,7 +419,8 @@ impl Pipeline {
 
     /// Applies the learner's pending kernel map changes.
     pub fn apply_learning(&mut self, sensors: &mut Sensors) {
-        let Some(l) = self.learner.as_mut() else {
+        let mut g = lk(&self.shared.learning);
+        let Some(l) = g.learner.as_mut() else {
             return;
         };
         for op in l.take_ops() {
@@ -441,7 +451,6 @@ impl Pipeline {
             sensors.detach_syscall_learning();
         }
     }
-
     /// Reads the KVM exit counters; writes one metric record per VM whose
     /// counts changed (`event.action: kvm-exits`).
     pub fn collect_kvm(&mut self, sensors: &Sensors) {
@@ -479,7 +488,7 @@ impl Pipeline {
             .str("event.kind", "metric")
             .str("event.action", "kvm-exits")
             .str("event.module", "vigil")
-            .str("host.hostname", self.hostname.as_bytes())
+            .str("host.hostname", self.shared.hostname.as_bytes())
             .u64("process.pid", tgid.into());
             for (name, n) in &per {
                 w.u64(&format!("vigil.kvm.{name}"), *n);
@@ -511,14 +520,14 @@ impl Pipeline {
     ) {
         let iv = perf.read(sched);
         let now = host::boot_offset_ns() + boot_now_ns() as i64;
-        let hostname = self.hostname.clone();
+        let hostname = self.shared.hostname.clone();
         for r in perf.records(&iv, host, &hostname, now) {
             match &r.finding {
                 Some((name, msg)) => self.write_finding(&r.json, name, msg),
                 None => self.write_raw(&r.json),
             }
         }
-        if let Some(t) = self.telemetry.as_mut() {
+        if let Some(t) = lk(&self.shared.telemetry).as_mut() {
             t.perf(&iv, |id| perf.label_of(id));
         }
         self.stats.runqlat.clone_from(&perf.totals);
@@ -541,14 +550,14 @@ impl Pipeline {
         let events: u64 = self.stats.decoded.values().sum();
         let iv = coll.read(ps, programs, bpf_scale, events);
         let now = host::boot_offset_ns() + boot_now_ns() as i64;
-        let hostname = self.hostname.clone();
+        let hostname = self.shared.hostname.clone();
         for r in coll.records(&iv, host, &hostname, now) {
             match &r.finding {
                 Some((name, msg)) => self.write_finding(&r.json, name, msg),
                 None => self.write_raw(&r.json),
             }
         }
-        if let Some(t) = self.telemetry.as_mut() {
+        if let Some(t) = lk(&self.shared.telemetry).as_mut() {
             t.perfsys(&iv);
         }
         self.stats.perfsys.clone_from(&coll.totals);
@@ -563,7 +572,7 @@ impl Pipeline {
         host: &mut dyn Host,
     ) {
         let now = host::boot_offset_ns() + boot_now_ns() as i64;
-        let hostname = self.hostname.clone();
+        let hostname = self.shared.hostname.clone();
         let out = c.collect(&mut crate::perf::collector::Ctx {
             host,
             hostname: &hostname,
@@ -587,10 +596,10 @@ impl Pipeline {
                 3 => OSeverity::High,
                 _ => OSeverity::Critical,
             };
-            if let Some(t) = self.telemetry.as_mut() {
+            if let Some(t) = lk(&self.shared.telemetry).as_mut() {
                 t.alert(id, if *sev >= 3 { "high" } else { "medium" });
             }
-            self.emit(
+            self.back.emit(
                 json,
                 Meta {
                     kind: OKind::Alert,
@@ -601,68 +610,46 @@ impl Pipeline {
                     message: msg.as_bytes(),
                 },
                 None,
+                &mut self.stats,
             );
         }
-        if let Some(t) = self.telemetry.as_mut() {
+        if let Some(t) = lk(&self.shared.telemetry).as_mut() {
             t.counters(&out.counters);
         }
     }
 
     /// Reads the kernel's syscall bitmaps into the baselines (housekeeping).
     pub fn collect_syscalls(&mut self, sensors: &Sensors) {
-        let Some(l) = self.learner.as_mut() else {
-            return;
+        let anomalies = {
+            let mut g = lk(&self.shared.learning);
+            let Some(l) = g.learner.as_mut() else {
+                return;
+            };
+            if !l.syscalls_on {
+                return;
+            }
+            let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
+            l.collect_syscalls(now, |slot| sensors.learned_syscalls(slot).ok())
         };
-        if !l.syscalls_on {
-            return;
-        }
-        let now = crate::host::boot_offset_ns() + boot_now_ns() as i64;
-        let anomalies = l.collect_syscalls(now, |slot| sensors.learned_syscalls(slot).ok());
         for a in &anomalies {
-            self.emit_anomaly(a, None);
+            self.back.emit_anomaly(a, None, &mut self.stats);
         }
-    }
-
-    /// Counts and writes one baseline anomaly: with the event's fields when
-    /// an event raised it, else (syscall sets) the baseline fields alone.
-    fn emit_anomaly(&mut self, a: &vigil_baselines::Anomaly, ev: Option<&Event>) {
-        self.stats.anomalies += 1;
-        if let Some(t) = self.telemetry.as_ref() {
-            t.anomaly();
-        }
-        let json = match ev {
-            Some(ev) => crate::learn::encode_anomaly(ev, &self.hostname, a),
-            None => crate::learn::encode_anomaly_bare(&self.hostname, a),
-        };
-        let id = format!("baseline.{}", a.kind.name());
-        let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
-        self.emit(
-            &json,
-            Meta {
-                kind: OKind::Alert,
-                severity: OSeverity::Medium,
-                rule_id: Some(&id),
-                rule_name: Some("Behaviour outside the learned baseline"),
-                ruleset: Some("baseline"),
-                message: msg.as_bytes(),
-            },
-            ev,
-        );
     }
 
     /// Uses learned tuning (with the learner: hits normal for a program's
     /// profile are demoted to events).
     pub fn set_tuning(&mut self, t: crate::detect::tuning::Tuning) {
-        self.tuning = Some(t);
+        lk(&self.shared.learning).tuning = Some(t);
     }
 
     /// Writes the learned tuning if the baselines store what they learn.
     pub fn save_tuning(&mut self) {
-        let persistent = self
-            .learner
+        let mut g = lk(&self.shared.learning);
+        let shard::Learning { learner, tuning } = &mut *g;
+        let persistent = learner
             .as_ref()
             .is_some_and(|l| l.baselines.is_persistent());
-        if let (true, Some(t)) = (persistent, self.tuning.as_mut())
+        if let (true, Some(t)) = (persistent, tuning.as_mut())
             && let Err(e) = t.save()
         {
             self.stats.baseline_errors += 1;
@@ -672,17 +659,22 @@ impl Pipeline {
 
     /// Attaches a baseline learner.
     pub fn set_learner(&mut self, l: Learner) {
-        self.learner = Some(l);
+        lk(&self.shared.learning).learner = Some(l);
+        self.shared.learning_on.store(true, Ordering::Relaxed);
     }
 
-    /// The learner, if baselines are on.
-    pub fn learner(&mut self) -> Option<&mut Learner> {
-        self.learner.as_mut()
+    /// Runs `f` on the learner, if baselines are on (locked meanwhile:
+    /// the workers wait).
+    pub fn with_learner<R>(&mut self, f: impl FnOnce(&mut Learner) -> R) -> Option<R> {
+        lk(&self.shared.learning).learner.as_mut().map(f)
     }
 
-    /// Takes the learner out (the end of a replay hands its baselines back).
+    /// Takes the learner out (the end of a replay hands its baselines back)
+    /// once every worker is done with the events read so far.
     pub fn take_learner(&mut self) -> Option<Learner> {
-        self.learner.take()
+        self.sync();
+        self.shared.learning_on.store(false, Ordering::Relaxed);
+        lk(&self.shared.learning).learner.take()
     }
 
     /// The rule set in use.
@@ -699,20 +691,20 @@ impl Pipeline {
     /// tracker, learner, rate limits), for `vigil_state_entries`.
     pub fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
         self.enricher.table_sizes(out);
-        if let Some(l) = &self.learner {
+        if let Some(l) = &lk(&self.shared.learning).learner {
             l.table_sizes(out);
         }
-        if let Some(l) = &self.limiter {
+        if let Some(l) = lk(&self.shared.limiter).as_ref() {
             out.push(("rate_limit_keys", l.len()));
         }
         if !self.rules.correlations().is_empty() {
-            out.push(("correlation_entries", self.corr.entries()));
+            out.push(("correlation_entries", lk(&self.shared.corr).entries()));
         }
         if let Some(h) = &self.hasher {
             out.push(("executable_hashes", h.cache_len()));
             out.push(("hash_waiting", self.hash_waiting.len()));
         }
-        if let Some(t) = &self.telemetry {
+        if let Some(t) = lk(&self.shared.telemetry).as_ref() {
             out.push(("metric_series", t.registry.series_count()));
         }
     }
@@ -727,7 +719,7 @@ impl Pipeline {
             }
         };
         *self.stats.decoded.entry(k.hdr.kind).or_default() += 1;
-        if let Some(c) = self.capture.as_mut() {
+        if let Some(c) = lk(&self.shared.capture).as_mut() {
             c.push(k.hdr.ts_ns, sample);
         }
         if let Some(w) = &self.watch_pid {
@@ -742,156 +734,58 @@ impl Pipeline {
             self.poll_hashes();
         }
         let mut ev = self.enricher.enrich(k, host);
-        self.hash_event(&mut ev);
+        let ticket = self.hash_event(&mut ev);
         self.emit_lifecycle();
-        // The set is shared (a reload swaps it): hold it for this event.
-        let rules = Arc::clone(&self.rules);
-        let mut matched = Vec::new();
-        rules.evaluate(&ev, &mut self.scratch, &mut matched);
-        if !rules.correlations().is_empty() {
-            let mut fired = Vec::new();
-            let ev_ns = ev.unix_ns.max(0) as u64;
-            rules.correlate(&mut self.corr, &matched, &ev, ev_ns, &mut fired);
-            // Rules that only feed correlations raise no alert of their own.
-            matched.retain(|r| !rules.is_quiet(r));
-            matched.extend(fired);
-            self.stats.correlation_evictions = self.corr.evictions();
-        }
-        let anomalies = match self.learner.as_mut() {
-            Some(l) => l.observe(&ev),
-            None => Vec::new(),
-        };
-        for a in &anomalies {
-            self.emit_anomaly(a, Some(&ev));
-        }
-        let mut demoted = false;
-        if let (Some(t), Some(l)) = (self.tuning.as_mut(), self.learner.as_mut())
-            && !matched.is_empty()
-            && let Some((profile, mode)) = l.profile_mode(&ev)
-        {
-            let learning = mode == vigil_baselines::Mode::Learning;
-            matched.retain(|r| {
-                let normal = t.offer(r, &profile, learning, &ev);
-                if normal {
-                    *self.stats.demoted_by_rule.entry(r.id.clone()).or_default() += 1;
-                    demoted = true;
-                }
-                !normal
-            });
-        }
-        self.raise(&ev, &matched);
-        if ev.hash_pending {
-            self.wait_for_hash(&ev, &matched);
-        }
-        self.emit_event(ev, demoted);
-    }
-
-    /// Keeps a pending event until its hash comes (or counts it).
-    fn wait_for_hash(&mut self, ev: &Event, matched: &[&vigil_rules::Rule]) {
-        let Some(w) = self
-            .hash_waiting
-            .iter_mut()
-            .find(|(_, w)| {
-                w.pids
-                    .iter()
-                    .any(|p| p.0 == ev.k.hdr.pid && p.1 == ev.k.hdr.start_ns && p.2)
-            })
-            .map(|(_, w)| w)
-        else {
-            return;
-        };
-        if self.hash_waiting_events >= HASH_WAITING_MAX {
-            self.stats.hash_unfollowed += 1;
+        let item = Item { ev, ticket };
+        if self.workers <= 1 {
+            self.back.process(item, &mut self.stats);
             return;
         }
-        self.hash_waiting_events += 1;
-        w.events
-            .push((ev.clone(), matched.iter().map(|r| r.id.clone()).collect()));
-    }
-
-    /// Writes the alerts of these rules for this event (rate-limited).
-    fn raise(&mut self, ev: &Event, matched: &[&vigil_rules::Rule]) {
-        for r in matched {
-            // the kill comes first: a rate-limited alert still kills
-            let response = match (&self.responder, r.action) {
-                (Some(resp), vigil_rules::Action::Kill) => {
-                    let x = resp.respond(ev, boot_now_ns());
-                    *self.stats.responses.entry(x.outcome).or_default() += 1;
-                    Some(x)
-                }
-                _ => None,
-            };
-            self.stats.alerts += 1;
-            *self.stats.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
-            if let Some(t) = self.telemetry.as_mut() {
-                t.alert(&r.id, r.severity.as_str());
-            }
-            if let Some(l) = self.limiter.as_mut() {
-                match l.check(&r.id, ev.unix_ns.max(0) as u64) {
-                    Decision::Suppress => {
-                        self.stats.suppressed += 1;
-                        if let Some(t) = self.telemetry.as_mut() {
-                            t.suppressed(&r.id, 1);
-                        }
-                        continue;
-                    }
-                    Decision::Pass(Some(sup)) => self.emit_suppressed(&sup),
-                    Decision::Pass(None) => {}
+        if self.pool.is_none() {
+            match Pool::start(self.workers, &self.shared, &self.rules, &self.tap) {
+                Ok(p) => self.pool = Some(p),
+                Err(e) => {
+                    eprintln!(
+                        "vigil: cannot start the pipeline workers ({e}); running on one thread"
+                    );
+                    self.workers = 1;
+                    self.back = Back::new(
+                        Arc::clone(&self.shared),
+                        Arc::clone(&self.rules),
+                        self.tap.clone(),
+                    );
+                    self.back.process(item, &mut self.stats);
+                    return;
                 }
             }
-            let cap = match self.capture.as_mut() {
-                Some(c) if self.capture_all || r.capture => c.on_alert(ev.k.hdr.ts_ns),
-                _ => None,
-            };
-            let json = crate::detect::encode_alert_with(
-                ev,
-                &self.hostname,
-                r,
-                response.as_ref(),
-                cap.as_deref(),
-            );
-            let msg = match &response {
-                Some(x) => format!("{} [{} by {}]", r.message(ev), x.outcome, x.how),
-                None => r.message(ev),
-            };
-            self.emit(
-                &json,
-                Meta {
-                    kind: OKind::Alert,
-                    severity: severity_of(r.severity),
-                    rule_id: Some(&r.id),
-                    rule_name: Some(&r.name),
-                    ruleset: Some(r.ruleset.as_str()),
-                    message: msg.as_bytes(),
-                },
-                Some(ev),
-            );
+        }
+        if let Some(left) = self.pool.as_mut().and_then(|p| p.push(item)) {
+            self.process_inline(left);
         }
     }
 
-    /// Writes the event itself (`agent.events`) and taps it.
-    /// A hit demoted by learned tuning is written as the event it is.
-    fn emit_event(&mut self, ev: Event, demoted: bool) {
-        if self.emit_events || demoted {
-            let buf = std::mem::take(&mut self.enc_buf);
-            let json = ecs::encode_cached(&ev, &self.hostname, "event", &mut self.enc_cache, buf);
-            let (_, _, action) = ecs::classify(ev.k.hdr.kind);
-            self.emit(
-                &json,
-                Meta {
-                    kind: OKind::Event,
-                    severity: OSeverity::Info,
-                    rule_id: None,
-                    rule_name: None,
-                    ruleset: None,
-                    message: action.as_bytes(),
-                },
-                Some(&ev),
-            );
-            self.enc_buf = json;
+    /// Events a worker could not take (it ended): handled here.
+    fn process_inline(&mut self, items: Vec<Item>) {
+        for it in items {
+            self.back.process(it, &mut self.stats);
         }
-        if let Some(tap) = &self.tap {
-            let _ = tap.send(ev);
+    }
+
+    /// Hands the events read so far to the workers (the end of a ring
+    /// buffer batch): nothing waits for a full batch.
+    pub fn end_batch(&mut self) {
+        if let Some(p) = self.pool.as_mut() {
+            let left = p.hand_over_all();
+            self.process_inline(left);
+        }
+    }
+
+    /// Waits until the workers have handled every event read so far and
+    /// adds their counters to [`Pipeline::stats`].
+    pub fn sync(&mut self) {
+        if let Some(p) = self.pool.as_mut() {
+            let left = p.sync(&mut self.stats);
+            self.process_inline(left);
         }
     }
 
@@ -903,8 +797,9 @@ impl Pipeline {
             return;
         }
         for l in recs {
-            let off = host::boot_offset_ns();
-            let json = crate::ecs::encode_lifecycle(&l, &self.hostname, off);
+            // the events' offset: a replay writes what the live run wrote
+            let off = self.boot_offset_ns;
+            let json = crate::ecs::encode_lifecycle(&l, &self.shared.hostname, off);
             let msg = format!(
                 "container {} {} ({})",
                 l.ctr.name.as_deref().unwrap_or(&l.ctr.id),
@@ -916,18 +811,8 @@ impl Pipeline {
                 l.ctr.runtime
             );
             self.stats.container_events += 1;
-            self.emit(
-                &json,
-                Meta {
-                    kind: OKind::Event,
-                    severity: OSeverity::Info,
-                    rule_id: None,
-                    rule_name: None,
-                    ruleset: None,
-                    message: msg.as_bytes(),
-                },
-                None,
-            );
+            self.back
+                .emit(&json, event_meta(msg.as_bytes()), None, &mut self.stats);
         }
     }
 
@@ -938,94 +823,22 @@ impl Pipeline {
         }
     }
 
-    /// Writes one record to the sink and the outputs. `ev` supplies the
-    /// fields syslog and CEF encoders use.
-    fn emit(&mut self, json: &[u8], meta: Meta<'_>, ev: Option<&Event>) {
-        if let Some(s) = self.sink.as_mut() {
-            match s.write_record(json) {
-                Ok(()) => self.stats.written += 1,
-                Err(_) => self.stats.write_errors += 1,
-            }
-        }
-        if let Some(outs) = &self.outputs {
-            let owned = ev.map(crate::detect::record_fields).unwrap_or_default();
-            let fields: Vec<(&str, vigil_outputs::Value<'_>)> = owned
-                .iter()
-                .map(|(k, v)| (*k, vigil_outputs::Value::Str(v)))
-                .collect();
-            let rec = vigil_outputs::Record {
-                time_ns: ev.map(|e| e.unix_ns.max(0) as u64).unwrap_or_else(|| {
-                    (host::boot_offset_ns() + boot_now_ns() as i64).max(0) as u64
-                }),
-                kind: meta.kind,
-                severity: meta.severity,
-                rule_id: meta.rule_id,
-                rule_name: meta.rule_name,
-                ruleset: meta.ruleset,
-                message: meta.message,
-                host: &self.hostname,
-                pid: ev.map(|e| e.k.hdr.pid),
-                executable: ev.and_then(|e| e.process.as_ref()).map(|p| &p.exe[..]),
-                fields: &fields,
-                json,
-            };
-            self.stats.written += outs.submit(&rec) as u64;
-        }
-    }
-
-    fn emit_suppressed(&mut self, sup: &vigil_outputs::ratelimit::Suppressed) {
-        let mut w = vigil_outputs::json::Writer::new();
-        w.str(
-            "@timestamp",
-            ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64),
-        )
-        .str("event.kind", "metric")
-        .str("event.action", "alerts-suppressed")
-        .str("event.module", "vigil")
-        .str(
-            "message",
-            format!(
-                "{} alerts of rule {} suppressed by the rate limit",
-                sup.count, sup.key
-            ),
-        )
-        .str("rule.id", sup.key.as_bytes())
-        .str("host.hostname", self.hostname.as_bytes())
-        .u64("vigil.suppressed.count", sup.count)
-        .str("vigil.suppressed.first", ecs::rfc3339(sup.first_ns as i64))
-        .str("vigil.suppressed.last", ecs::rfc3339(sup.last_ns as i64));
-        let json = w.finish();
-        let msg = format!("{} alerts of rule {} suppressed", sup.count, sup.key);
-        self.emit(
-            &json,
-            Meta {
-                kind: OKind::Metric,
-                severity: OSeverity::Info,
-                rule_id: Some(&sup.key),
-                rule_name: None,
-                ruleset: None,
-                message: msg.as_bytes(),
-            },
-            None,
-        );
-    }
-
     /// Summaries of rate-limited rules whose buckets refilled (housekeeping).
     pub fn sweep_rate_limits(&mut self) {
         let now = (host::boot_offset_ns() + boot_now_ns() as i64).max(0) as u64;
-        let sups = match self.limiter.as_mut() {
+        let sups = match lk(&self.shared.limiter).as_mut() {
             Some(l) => l.sweep(now),
             None => return,
         };
         for s in sups {
-            self.emit_suppressed(&s);
+            self.back.emit_suppressed(&s, &mut self.stats);
         }
     }
 
     /// Writes a pre-encoded metric record (drop reports, notices).
     pub fn write_raw(&mut self, rec: &[u8]) {
         let msg = b"vigil notice".to_vec();
-        self.emit(
+        self.back.emit(
             rec,
             Meta {
                 kind: OKind::Metric,
@@ -1036,6 +849,7 @@ impl Pipeline {
                 message: &msg,
             },
             None,
+            &mut self.stats,
         );
     }
 
@@ -1044,7 +858,7 @@ impl Pipeline {
     /// syslog and CEF encoders.
     pub fn write_finding(&mut self, rec: &[u8], name: &str, message: &str) {
         let id = format!("perf.{name}");
-        self.emit(
+        self.back.emit(
             rec,
             Meta {
                 kind: OKind::Metric,
@@ -1055,39 +869,59 @@ impl Pipeline {
                 message: message.as_bytes(),
             },
             None,
+            &mut self.stats,
         );
     }
 
-    /// Flushes the sink.
+    /// Waits for the workers ([`Pipeline::sync`]), then flushes the sink.
     pub fn flush(&mut self) {
-        if let Some(s) = self.sink.as_mut() {
-            let _ = s.flush();
+        self.sync();
+        if let Some(s) = &self.shared.sink {
+            let _ = lk(s).flush();
         }
     }
 
     /// Sends records to these outputs too (queues and spools of their own).
+    /// Set before the first record (later calls are ignored).
     pub fn set_outputs(&mut self, o: Arc<vigil_outputs::Outputs>) {
-        self.outputs = Some(o);
+        let _ = self.shared.outputs.set(o);
     }
 
     /// Rate-limits alerts per rule: `burst` at once, refilled at `per_sec`.
     pub fn set_rate_limit(&mut self, burst: u32, per_sec: f64) {
-        self.limiter = Some(RateLimiter::new(burst, per_sec));
+        *lk(&self.shared.limiter) = Some(RateLimiter::new(burst, per_sec));
     }
 
     /// Counts into these metrics.
     pub fn set_telemetry(&mut self, t: crate::telemetry::Telemetry) {
-        self.telemetry = Some(t);
+        *lk(&self.shared.telemetry) = Some(t);
     }
 
-    /// The metrics, if any.
-    pub fn telemetry(&mut self) -> Option<&mut crate::telemetry::Telemetry> {
-        self.telemetry.as_mut()
+    /// Runs `f` on the metrics, if any (locked meanwhile).
+    pub fn with_telemetry<R>(
+        &mut self,
+        f: impl FnOnce(&mut crate::telemetry::Telemetry) -> R,
+    ) -> Option<R> {
+        lk(&self.shared.telemetry).as_mut().map(f)
+    }
+
+    /// Whether metrics are kept.
+    pub fn has_telemetry(&self) -> bool {
+        lk(&self.shared.telemetry).is_some()
     }
 
     /// Host name used in records.
     pub fn hostname(&self) -> &str {
-        &self.hostname
+        &self.shared.hostname
+    }
+}
+
+impl Drop for Pipeline {
+    /// The workers finish what they were handed (nothing read is lost),
+    /// then end.
+    fn drop(&mut self) {
+        self.sync();
+        self.pool = None;
     }
 }
 
@@ -1640,6 +1474,7 @@ pub async fn run(
     loop {
         tokio::select! {
             r = reader.read_batch(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder)) => {
+                pipeline.end_batch();
                 r?;
                 pipeline.apply_learning(sensors);
             }
@@ -1669,13 +1504,11 @@ pub async fn run(
                     last_trim = std::time::Instant::now();
                     crate::telemetry::trim_heap(8.0 * 1048576.0);
                 }
-                if pipeline.telemetry().is_some() {
+                if pipeline.has_telemetry() {
                     let kernel = sensors.counters().unwrap_or_default();
                     let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
                     let decoded = pipeline.stats.decoded.clone();
-                    if let Some(t) = pipeline.telemetry() {
-                        t.update(&decoded, &kernel, &programs);
-                    }
+                    pipeline.with_telemetry(|t| t.update(&decoded, &kernel, &programs));
                     let mut tables = Vec::with_capacity(32);
                     pipeline.table_sizes(&mut tables);
                     tables.push(("cgroup_paths", host.cgroup_paths_known()));
@@ -1688,9 +1521,7 @@ pub async fn run(
                     if let Some(k) = ktools.as_ref() {
                         crate::perf::collector::Collector::table_sizes(k, &mut tables);
                     }
-                    if let Some(t) = pipeline.telemetry() {
-                        t.state(&tables);
-                    }
+                    pipeline.with_telemetry(|t| t.state(&tables));
                 }
                 pipeline.flush();
             }
@@ -1731,6 +1562,8 @@ pub async fn run(
                 }
             }
             _ = heartbeat.tick(), if heartbeats => {
+                // every event read so far handled: the counters are exact
+                pipeline.sync();
                 let dropped: u64 = last_dropped.values().sum();
                 let rec = heartbeat_record(&pipeline, started.elapsed(), dropped);
                 pipeline.write_raw(&rec);
@@ -1753,6 +1586,8 @@ pub async fn run(
     // writing its record
     std::thread::sleep(Duration::from_millis(2));
     reader.drain(|s| on_sample(&mut pipeline, &mut host, s, &mut recorder));
+    // every worker finishes what it was handed before the hashes' follow-ups
+    pipeline.sync();
     pipeline.drain_hashes(Duration::from_secs(1));
     pipeline.capture_tick(true);
     if let Some(h) = pipeline.hasher() {
@@ -2180,12 +2015,11 @@ fn report_drops(
             .u64("vigil.drops.priority_total", c.dropped_prio);
             let rec = w.finish();
             p.write_raw(&rec);
-            if let Some(l) = p.learner() {
-                l.baselines.note_loss(
-                    host::boot_offset_ns() + boot_now_ns() as i64,
-                    c.dropped - prev,
-                );
-            }
+            let lost = c.dropped - prev;
+            p.with_learner(|l| {
+                l.baselines
+                    .note_loss(host::boot_offset_ns() + boot_now_ns() as i64, lost)
+            });
             if verbose {
                 eprintln!(
                     "vigil: sensor={sensor} dropped={} total={}: ring buffer full; alerts in this window carry vigil.after_loss",

@@ -2,13 +2,15 @@
 //! record decoded into a `KernelEvent` ([`agent`]); the loop then hands it to
 //! [`crate::enrich`], the enriched event to [`crate::detect`] (rules and
 //! baselines) and [`crate::encode`] (ECS JSON), and the record to the outputs
-//! (`vigil-outputs`). Beside the loop: the agent's own Prometheus figures
+//! (`vigil-outputs`); after enrichment the work can run on several
+//! threads sharded by process ([`shard`]). Beside the loop: the agent's own Prometheus figures
 //! ([`telemetry`]) and dropping privileges once everything is open
 //! ([`privs`]); the systemd notification protocol ([`notify`]).
 
 pub mod agent;
 pub mod notify;
 pub mod privs;
+pub mod shard;
 pub mod telemetry;
 
 /// Warns on stderr, one line each, of the sensors in `status` that could

@@ -84,3 +84,46 @@ fn vigil_bench_encoder_times_both_encoders() {
         assert!(v[0] > 0.0 && v[1] > 0.0, "{r}");
     }
 }
+
+/// `vigil-bench --workers CAPTURE` (no root): a missing capture is exit 2
+/// naming the file; a corpus capture prints one row per worker count (1
+/// and 2) with positive rates and the ratio against one worker.
+#[test]
+fn vigil_bench_workers_compares_worker_counts() {
+    let exe = env!("CARGO_BIN_EXE_vigil-bench");
+    let out = Command::new(exe)
+        .args(["--workers", "/nonexistent/y.vcap", "--rounds", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent/y.vcap"), "{err}");
+    let cap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../corpus/capture/all-kinds.vcap"
+    );
+    let out = Command::new(exe)
+        .args(["--workers", cap, "--rounds", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("wall ratio"), "{text}");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 4 && w[3].ends_with('x'))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (r, workers) in rows.iter().zip(["1", "2"]) {
+        assert_eq!(r[0], workers, "{text}");
+        let wall: f64 = r[1].parse().unwrap();
+        let cpu: f64 = r[2].parse().unwrap();
+        assert!(wall > 0.0 && cpu > 0.0, "{text}");
+    }
+    assert_eq!(rows[0][3], "1.00x", "{text}");
+}

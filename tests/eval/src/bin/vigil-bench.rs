@@ -41,7 +41,7 @@
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vigil_engine::agent::{RunOptions, Running};
 use vigil_engine::config::Config;
 use vigil_outputs::JsonLines;
@@ -632,6 +632,13 @@ struct Args {
     /// kind (no root needed).
     #[arg(long, value_name = "CAPTURE")]
     encoder: Option<std::path::PathBuf>,
+    /// Only replay this capture through the full `--events` pipeline (the
+    /// built-in rules plus `--sigma`, baselines learning, every event as
+    /// ECS JSON to a file) with `[pipeline] workers` = 1 and 2, interleaved
+    /// per round: records per second of wall-clock time and of CPU time,
+    /// and the ratio (no root needed).
+    #[arg(long, value_name = "CAPTURE")]
+    workers: Option<std::path::PathBuf>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -657,6 +664,25 @@ fn main() {
     }
     if let Some(cap) = &args.encoder {
         encoder_bench(cap, args.rounds);
+        return;
+    }
+    if let Some(cap) = &args.workers {
+        let rules = load_bench_rules(args.sigma.as_deref());
+        let dir = std::env::temp_dir().join(format!("vigil-bench-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("output directory");
+        let Some(rates) = worker_rates(cap, &rules, &dir, args.rounds, &[1, 2]) else {
+            eprintln!("vigil-bench: {}: cannot replay", cap.display());
+            std::process::exit(2);
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "\nvigil-bench --workers: {} records of {}, full --events pipeline ({} rules, baselines learning, ECS JSON to a file), medians of {} rounds, 1 and 2 workers interleaved\n",
+            rates.records,
+            cap.display(),
+            rules.rules().len(),
+            args.rounds
+        );
+        print!("{}", rates.render());
         return;
     }
     // SAFETY: no preconditions.
@@ -691,20 +717,7 @@ fn main() {
         ktools_bench(rounds, scale);
         return;
     }
-    let mut base = Config::default();
-    if let Some(d) = &sigma {
-        base.rules.paths.push(d.clone());
-    }
-    let (set, report) = vigil_engine::detect::rules::load_rules(&base);
-    if !report.errors.is_empty() {
-        eprintln!(
-            "vigil-bench: rules: {}",
-            vigil_engine::detect::rules::render_errors(&report)
-        );
-        std::process::exit(2);
-    }
-    eprintln!("vigil-bench: {} rules loaded", set.rules().len());
-    let rules = Arc::new(set);
+    let rules = load_bench_rules(sigma.as_deref());
     let out_dir = std::env::temp_dir().join(format!("vigil-bench-out-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).expect("output directory");
     let mut results: Vec<[Res; 4]> = vec![Default::default(); WORKLOADS.len()];
@@ -849,11 +862,109 @@ fn main() {
     println!(
         "ev/s: events decoded per second of the agent process's CPU time (every thread: pipeline and outputs) while the workload ran; drops: both vigil variants, all rounds."
     );
-    if let Some((n, plain, full)) = offline {
+    if let Some((n, plain, full, workers)) = offline {
         println!(
             "offline consumer ({n} recorded records, one core, medians of {rounds} replays): decode+enrich {plain:.0} ev/s; full pipeline (rules, baselines learning, ECS JSON to a file) {full:.0} ev/s"
         );
+        if let Some(w) = workers {
+            println!(
+                "offline full pipeline by [pipeline] workers (wall clock, the same capture, interleaved):"
+            );
+            print!("{}", w.render());
+        }
     }
+}
+
+/// The built-in rules plus the `--sigma` folder, as `vigil run` loads them.
+fn load_bench_rules(sigma: Option<&std::path::Path>) -> Arc<vigil_rules::RuleSet> {
+    let mut base = Config::default();
+    if let Some(d) = sigma {
+        base.rules.paths.push(d.to_path_buf());
+    }
+    let (set, report) = vigil_engine::detect::rules::load_rules(&base);
+    if !report.errors.is_empty() {
+        eprintln!(
+            "vigil-bench: rules: {}",
+            vigil_engine::detect::rules::render_errors(&report)
+        );
+        std::process::exit(2);
+    }
+    eprintln!("vigil-bench: {} rules loaded", set.rules().len());
+    Arc::new(set)
+}
+
+/// Full-pipeline replay rates per worker count.
+struct WorkerRates {
+    records: u64,
+    /// (workers, records/s of wall-clock time, records/s of process CPU
+    /// time), medians.
+    rows: Vec<(usize, f64, f64)>,
+}
+
+impl WorkerRates {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "{:<8} {:>14} {:>14} {:>12}\n",
+            "workers", "wall rec/s", "CPU rec/s", "wall ratio"
+        );
+        let base = self.rows.first().map(|r| r.1).unwrap_or(f64::NAN);
+        for (w, wall, cpu) in &self.rows {
+            s.push_str(&format!(
+                "{w:<8} {wall:>14.0} {cpu:>14.0} {:>11.2}x\n",
+                wall / base
+            ));
+        }
+        s
+    }
+}
+
+/// Replays `cap` through the full `--events` pipeline (`rules`, baselines
+/// learning in memory, every event as ECS JSON to a file in `dir`) with
+/// each worker count, interleaved per round; medians.
+fn worker_rates(
+    cap: &std::path::Path,
+    rules: &Arc<vigil_rules::RuleSet>,
+    dir: &std::path::Path,
+    rounds: usize,
+    workers: &[usize],
+) -> Option<WorkerRates> {
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); workers.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); workers.len()];
+    let mut records = 0;
+    for _ in 0..rounds.max(1) {
+        for (i, &n) in workers.iter().enumerate() {
+            let mut cfg = Config::default();
+            cfg.agent.events = true;
+            cfg.agent.data_dir = dir.to_path_buf();
+            cfg.pipeline.workers = n;
+            let sink = JsonLines::file(&dir.join("replay.json")).ok()?;
+            let b = vigil_baselines::Baselines::in_memory(cfg.baselines.learner());
+            let (c0, t0) = (process_cpu_ns(), Instant::now());
+            let (r, _) = vigil_engine::replay::replay_checked(
+                cap,
+                &cfg,
+                Some(rules.clone()),
+                Some(b),
+                Some(Box::new(sink)),
+                None,
+                |_, _| {},
+            )
+            .ok()?;
+            let (c1, t1) = (process_cpu_ns(), t0.elapsed());
+            records = r.records;
+            wall[i].push(r.records as f64 / t1.as_secs_f64());
+            cpu[i].push(r.records as f64 / ((c1 - c0) as f64 / 1e9));
+            let _ = std::fs::remove_file(dir.join("replay.json"));
+        }
+    }
+    Some(WorkerRates {
+        records,
+        rows: workers
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, med(&wall[i]), med(&cpu[i])))
+            .collect(),
+    })
 }
 
 /// The agent as `vigil run` starts it by default (`events`: with
@@ -911,10 +1022,12 @@ fn offline_consumer_rate(
     rounds: usize,
     rules: &Arc<vigil_rules::RuleSet>,
     dir: &std::path::Path,
-) -> Option<(u64, f64, f64)> {
+) -> Option<(u64, f64, f64, Option<WorkerRates>)> {
     let path = dir.join("mixed.vcap");
     let mut cfg = Config::default();
     cfg.agent.events = true;
+    // one core: everything on the replaying thread
+    cfg.pipeline.workers = 1;
     let agent = Running::spawn(RunOptions {
         record: Some(path.clone()),
         ..RunOptions::new(cfg.clone())
@@ -947,8 +1060,9 @@ fn offline_consumer_rate(
         full.push(r.records as f64 / ((thread_cpu_ns() - c0) as f64 / 1e9));
         let _ = std::fs::remove_file(dir.join("replay.json"));
     }
+    let workers = worker_rates(&path, rules, dir, rounds, &[1, 2]);
     let _ = std::fs::remove_file(&path);
-    Some((s.recorded, med(&plain), med(&full)))
+    Some((s.recorded, med(&plain), med(&full), workers))
 }
 
 /// `--encoder CAPTURE`: the capture's enriched events (a replay's tap),
@@ -960,6 +1074,7 @@ fn encoder_bench(cap: &std::path::Path, rounds: usize) {
     use vigil_engine::ecs;
     let mut cfg = Config::default();
     cfg.agent.events = true;
+    cfg.pipeline.workers = 1;
     let (tx, rx) = std::sync::mpsc::channel();
     let r = match vigil_engine::replay::replay(cap, &cfg, None, Some(tx), |_, _| {}) {
         Ok(r) => r,

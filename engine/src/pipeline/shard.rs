@@ -1,0 +1,728 @@
+//! The second half of the pipeline, after enrichment: rules, correlations,
+//! baselines (learning and drift), learned tuning, alerts and the encoding
+//! and writing of every record (`Back`), and the workers that run it on
+//! several threads (`Pool`).
+//!
+//! The ordered work (ring drain, decode, the process table and the rest of
+//! enrichment) stays on the agent's thread. With `[pipeline] workers` above
+//! 1 the enriched events are sharded by process (a hash of the tgid), so
+//! every record of one process is handled by one worker, in the order it
+//! was read: the output keeps the order of each process's records, not the
+//! interleaving of different processes. With one worker the agent's thread
+//! runs `Back` itself, inline, as a single-threaded pipeline would.
+//!
+//! What the workers share (the sink, the outputs, the learner and tuning,
+//! the correlation state, the rate limiter, the alert capture and the
+//! metrics) sits in `Shared` behind locks; each worker has its own rule
+//! scratch, encoder cache and counters, merged into the agent's at every
+//! `Pool::sync` (heartbeats, flushes, shutdown), so the counters are exact
+//! whenever they are read.
+
+use crate::capture::alert::AlertCapture;
+use crate::detect::response::Responder;
+use crate::detect::tuning::Tuning;
+use crate::ecs;
+use crate::enrich::Event;
+use crate::host;
+use crate::learn::Learner;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use vigil_outputs::Sink;
+use vigil_outputs::ratelimit::{Decision, RateLimiter};
+use vigil_outputs::{Kind as OKind, Severity as OSeverity};
+use vigil_rules::{RuleSet, Scratch};
+
+use super::agent::{HASH_WAITING_MAX, PipelineStats, boot_now_ns};
+
+/// Locks, surviving a worker that panicked while holding the lock (its
+/// state is still the last consistent one the lock protected).
+pub(crate) fn lk<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the outputs need besides the JSON bytes.
+pub(crate) struct Meta<'a> {
+    pub kind: OKind,
+    pub severity: OSeverity,
+    pub rule_id: Option<&'a str>,
+    pub rule_name: Option<&'a str>,
+    pub ruleset: Option<&'a str>,
+    pub message: &'a [u8],
+}
+
+/// The [`Meta`] of an event record (`event.kind: event`): an enriched
+/// event and its late-hash follow-up alike; `action` is the message.
+pub(crate) fn event_meta(action: &[u8]) -> Meta<'_> {
+    Meta {
+        kind: OKind::Event,
+        severity: OSeverity::Info,
+        rule_id: None,
+        rule_name: None,
+        ruleset: None,
+        message: action,
+    }
+}
+
+fn severity_of(s: vigil_rules::Severity) -> OSeverity {
+    match s {
+        vigil_rules::Severity::Info => OSeverity::Info,
+        vigil_rules::Severity::Low => OSeverity::Low,
+        vigil_rules::Severity::Medium => OSeverity::Medium,
+        vigil_rules::Severity::High => OSeverity::High,
+        vigil_rules::Severity::Critical => OSeverity::Critical,
+    }
+}
+
+/// The learner and the learned tuning: one lock, since tuning asks the
+/// learner for the event's profile.
+#[derive(Default)]
+pub(crate) struct Learning {
+    pub learner: Option<Learner>,
+    pub tuning: Option<Tuning>,
+}
+
+/// State every [`Back`] shares.
+pub(crate) struct Shared {
+    pub hostname: String,
+    pub emit_events: bool,
+    pub sink: Option<Mutex<Box<dyn Sink>>>,
+    pub outputs: OnceLock<Arc<vigil_outputs::Outputs>>,
+    pub learning: Mutex<Learning>,
+    /// A learner is set (spares the lock when none is).
+    pub learning_on: AtomicBool,
+    pub corr: Mutex<vigil_rules::CorrState>,
+    pub limiter: Mutex<Option<RateLimiter>>,
+    pub capture: Mutex<Option<AlertCapture>>,
+    pub capture_all: AtomicBool,
+    pub telemetry: Mutex<Option<crate::telemetry::Telemetry>>,
+    pub responder: OnceLock<Responder>,
+    /// Events waiting for their executable's hash, all workers together.
+    pub hash_waiting_events: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        hostname: String,
+        emit_events: bool,
+        sink: Option<Box<dyn Sink>>,
+        corr_max: usize,
+    ) -> Shared {
+        Shared {
+            hostname,
+            emit_events,
+            sink: sink.map(Mutex::new),
+            outputs: OnceLock::new(),
+            learning: Mutex::new(Learning::default()),
+            learning_on: AtomicBool::new(false),
+            corr: Mutex::new(vigil_rules::CorrState::new(corr_max)),
+            limiter: Mutex::new(None),
+            capture: Mutex::new(None),
+            capture_all: AtomicBool::new(true),
+            telemetry: Mutex::new(None),
+            responder: OnceLock::new(),
+            hash_waiting_events: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A hash that finished after its events were handled, for the back that
+/// holds them.
+#[derive(Clone)]
+pub(crate) struct HashDone {
+    pub ticket: u64,
+    pub result: Result<Arc<str>, &'static str>,
+    pub known_bad: bool,
+}
+
+/// One enriched event for a back, with the hash ticket it waits for.
+pub(crate) struct Item {
+    pub ev: Event,
+    pub ticket: Option<u64>,
+}
+
+/// The per-event half of the pipeline (one per worker, or the agent's own).
+pub(crate) struct Back {
+    pub sh: Arc<Shared>,
+    rules: Arc<RuleSet>,
+    scratch: Scratch,
+    enc_cache: ecs::EncodeCache,
+    enc_buf: Vec<u8>,
+    /// ticket -> events written pending, with the rules they matched.
+    waiting: HashMap<u64, Vec<(Event, Vec<String>)>>,
+    tap: Option<mpsc::Sender<Event>>,
+    /// A worker's records for the sink, written under one lock per batch
+    /// (`out_ends`: where each ends); None: written one by one.
+    out: Option<Vec<u8>>,
+    out_ends: Vec<usize>,
+}
+
+impl Back {
+    pub(crate) fn new(
+        sh: Arc<Shared>,
+        rules: Arc<RuleSet>,
+        tap: Option<mpsc::Sender<Event>>,
+    ) -> Back {
+        Back {
+            sh,
+            rules,
+            scratch: Scratch::new(),
+            enc_cache: ecs::EncodeCache::default(),
+            enc_buf: Vec::new(),
+            waiting: HashMap::new(),
+            tap,
+            out: None,
+            out_ends: Vec::new(),
+        }
+    }
+
+    /// Collects the sink's records until [`Back::flush_out`] (workers).
+    fn batch_output(&mut self) {
+        self.out = Some(Vec::with_capacity(128 << 10));
+    }
+
+    /// Writes the records collected for the sink, in order, under one lock.
+    pub(crate) fn flush_out(&mut self, st: &mut PipelineStats) {
+        let (Some(out), Some(s)) = (self.out.as_mut(), self.sh.sink.as_ref()) else {
+            return;
+        };
+        if self.out_ends.is_empty() {
+            return;
+        }
+        let mut sink = lk(s);
+        let mut from = 0;
+        for &end in &self.out_ends {
+            match sink.write_record(&out[from..end]) {
+                Ok(()) => st.written += 1,
+                Err(_) => st.write_errors += 1,
+            }
+            from = end;
+        }
+        drop(sink);
+        out.clear();
+        self.out_ends.clear();
+    }
+
+    pub(crate) fn set_rules(&mut self, r: Arc<RuleSet>) {
+        self.rules = r;
+    }
+
+    /// Rules, correlations, baselines, tuning, alerts and the event itself.
+    pub(crate) fn process(&mut self, item: Item, st: &mut PipelineStats) {
+        let Item { ev, ticket } = item;
+        // The set is shared (a reload swaps it): hold it for this event.
+        let rules = Arc::clone(&self.rules);
+        let mut matched = Vec::new();
+        rules.evaluate(&ev, &mut self.scratch, &mut matched);
+        if !rules.correlations().is_empty() {
+            let mut fired = Vec::new();
+            let ev_ns = ev.unix_ns.max(0) as u64;
+            {
+                let mut corr = lk(&self.sh.corr);
+                rules.correlate(&mut corr, &matched, &ev, ev_ns, &mut fired);
+                st.correlation_evictions = st.correlation_evictions.max(corr.evictions());
+            }
+            // Rules that only feed correlations raise no alert of their own.
+            matched.retain(|r| !rules.is_quiet(r));
+            matched.extend(fired);
+        }
+        let mut demoted = false;
+        let mut anomalies = Vec::new();
+        if self.sh.learning_on.load(Ordering::Relaxed) {
+            let mut g = lk(&self.sh.learning);
+            let Learning { learner, tuning } = &mut *g;
+            if let Some(l) = learner.as_mut() {
+                anomalies = l.observe(&ev);
+            }
+            if let (Some(t), Some(l)) = (tuning.as_mut(), learner.as_mut())
+                && !matched.is_empty()
+                && let Some((profile, mode)) = l.profile_mode(&ev)
+            {
+                let learning = mode == vigil_baselines::Mode::Learning;
+                matched.retain(|r| {
+                    let normal = t.offer(r, &profile, learning, &ev);
+                    if normal {
+                        *st.demoted_by_rule.entry(r.id.clone()).or_default() += 1;
+                        demoted = true;
+                    }
+                    !normal
+                });
+            }
+        }
+        for a in &anomalies {
+            self.emit_anomaly(a, Some(&ev), st);
+        }
+        self.raise(&ev, &matched, st);
+        if let Some(t) = ticket {
+            self.wait_for_hash(t, &ev, &matched, st);
+        }
+        self.emit_event(ev, demoted, st);
+    }
+
+    /// Keeps a pending event until its hash comes (or counts it).
+    fn wait_for_hash(
+        &mut self,
+        ticket: u64,
+        ev: &Event,
+        matched: &[&vigil_rules::Rule],
+        st: &mut PipelineStats,
+    ) {
+        let n = self.sh.hash_waiting_events.fetch_add(1, Ordering::Relaxed);
+        if n >= HASH_WAITING_MAX {
+            self.sh.hash_waiting_events.fetch_sub(1, Ordering::Relaxed);
+            st.hash_unfollowed += 1;
+            return;
+        }
+        self.waiting
+            .entry(ticket)
+            .or_default()
+            .push((ev.clone(), matched.iter().map(|r| r.id.clone()).collect()));
+    }
+
+    /// A hash that finished after its events were written: one `exec-hash`
+    /// record per waiting event, and the alerts of rules that match only
+    /// now that the hash is known.
+    pub(crate) fn hash_done(&mut self, d: &HashDone, st: &mut PipelineStats) {
+        let Some(events) = self.waiting.remove(&d.ticket) else {
+            return;
+        };
+        self.sh
+            .hash_waiting_events
+            .fetch_sub(events.len(), Ordering::Relaxed);
+        for (mut ev, already) in events {
+            ev.hash_pending = false;
+            match &d.result {
+                Ok(x) => {
+                    ev.hash_known_bad = d.known_bad;
+                    if let Some(p) = ev.process.as_mut() {
+                        Arc::make_mut(p).hash = Some(x.clone());
+                    }
+                }
+                Err(why) => ev.hash_skipped = Some(why),
+            }
+            let rules = Arc::clone(&self.rules);
+            let mut matched = Vec::new();
+            rules.evaluate(&ev, &mut self.scratch, &mut matched);
+            matched.retain(|r| !already.contains(&r.id));
+            if self.sh.emit_events || !already.is_empty() || !matched.is_empty() {
+                st.hash_late += 1;
+                let json = crate::ecs::encode_hash_followup(&ev, &self.sh.hostname);
+                self.emit(&json, event_meta(b"exec-hash"), Some(&ev), st);
+            }
+            self.raise(&ev, &matched, st);
+        }
+    }
+
+    /// Writes the alerts of these rules for this event (rate-limited).
+    pub(crate) fn raise(
+        &mut self,
+        ev: &Event,
+        matched: &[&vigil_rules::Rule],
+        st: &mut PipelineStats,
+    ) {
+        for r in matched {
+            // the kill comes first: a rate-limited alert still kills
+            let response = match (self.sh.responder.get(), r.action) {
+                (Some(resp), vigil_rules::Action::Kill) => {
+                    let x = resp.respond(ev, boot_now_ns());
+                    *st.responses.entry(x.outcome).or_default() += 1;
+                    Some(x)
+                }
+                _ => None,
+            };
+            st.alerts += 1;
+            *st.alerts_by_rule.entry(r.id.clone()).or_default() += 1;
+            if let Some(t) = lk(&self.sh.telemetry).as_mut() {
+                t.alert(&r.id, r.severity.as_str());
+            }
+            let decision = lk(&self.sh.limiter)
+                .as_mut()
+                .map(|l| l.check(&r.id, ev.unix_ns.max(0) as u64));
+            match decision {
+                Some(Decision::Suppress) => {
+                    st.suppressed += 1;
+                    if let Some(t) = lk(&self.sh.telemetry).as_mut() {
+                        t.suppressed(&r.id, 1);
+                    }
+                    continue;
+                }
+                Some(Decision::Pass(Some(sup))) => self.emit_suppressed(&sup, st),
+                Some(Decision::Pass(None)) | None => {}
+            }
+            let all = self.sh.capture_all.load(Ordering::Relaxed);
+            let cap = match lk(&self.sh.capture).as_mut() {
+                Some(c) if all || r.capture => c.on_alert(ev.k.hdr.ts_ns),
+                _ => None,
+            };
+            let json = crate::detect::encode_alert_with(
+                ev,
+                &self.sh.hostname,
+                r,
+                response.as_ref(),
+                cap.as_deref(),
+            );
+            let msg = match &response {
+                Some(x) => format!("{} [{} by {}]", r.message(ev), x.outcome, x.how),
+                None => r.message(ev),
+            };
+            self.emit(
+                &json,
+                Meta {
+                    kind: OKind::Alert,
+                    severity: severity_of(r.severity),
+                    rule_id: Some(&r.id),
+                    rule_name: Some(&r.name),
+                    ruleset: Some(r.ruleset.as_str()),
+                    message: msg.as_bytes(),
+                },
+                Some(ev),
+                st,
+            );
+        }
+    }
+
+    /// Writes the event itself (`agent.events`) and taps it.
+    /// A hit demoted by learned tuning is written as the event it is.
+    fn emit_event(&mut self, ev: Event, demoted: bool, st: &mut PipelineStats) {
+        if self.sh.emit_events || demoted {
+            let buf = std::mem::take(&mut self.enc_buf);
+            let json =
+                ecs::encode_cached(&ev, &self.sh.hostname, "event", &mut self.enc_cache, buf);
+            let (_, _, action) = ecs::classify(ev.k.hdr.kind);
+            self.emit(&json, event_meta(action.as_bytes()), Some(&ev), st);
+            self.enc_buf = json;
+        }
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(ev);
+        }
+    }
+
+    /// Counts and writes one baseline anomaly: with the event's fields when
+    /// an event raised it, else (syscall sets) the baseline fields alone.
+    pub(crate) fn emit_anomaly(
+        &mut self,
+        a: &vigil_baselines::Anomaly,
+        ev: Option<&Event>,
+        st: &mut PipelineStats,
+    ) {
+        st.anomalies += 1;
+        if let Some(t) = lk(&self.sh.telemetry).as_ref() {
+            t.anomaly();
+        }
+        let json = match ev {
+            Some(ev) => crate::learn::encode_anomaly(ev, &self.sh.hostname, a),
+            None => crate::learn::encode_anomaly_bare(&self.sh.hostname, a),
+        };
+        let id = format!("baseline.{}", a.kind.name());
+        let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
+        self.emit(
+            &json,
+            Meta {
+                kind: OKind::Alert,
+                severity: OSeverity::Medium,
+                rule_id: Some(&id),
+                rule_name: Some("Behaviour outside the learned baseline"),
+                ruleset: Some("baseline"),
+                message: msg.as_bytes(),
+            },
+            ev,
+            st,
+        );
+    }
+
+    /// A metric record: these alerts of a rule were rate-limited.
+    pub(crate) fn emit_suppressed(
+        &mut self,
+        sup: &vigil_outputs::ratelimit::Suppressed,
+        st: &mut PipelineStats,
+    ) {
+        let mut w = vigil_outputs::json::Writer::new();
+        w.str(
+            "@timestamp",
+            ecs::rfc3339(host::boot_offset_ns() + boot_now_ns() as i64),
+        )
+        .str("event.kind", "metric")
+        .str("event.action", "alerts-suppressed")
+        .str("event.module", "vigil")
+        .str(
+            "message",
+            format!(
+                "{} alerts of rule {} suppressed by the rate limit",
+                sup.count, sup.key
+            ),
+        )
+        .str("rule.id", sup.key.as_bytes())
+        .str("host.hostname", self.sh.hostname.as_bytes())
+        .u64("vigil.suppressed.count", sup.count)
+        .str("vigil.suppressed.first", ecs::rfc3339(sup.first_ns as i64))
+        .str("vigil.suppressed.last", ecs::rfc3339(sup.last_ns as i64));
+        let json = w.finish();
+        let msg = format!("{} alerts of rule {} suppressed", sup.count, sup.key);
+        self.emit(
+            &json,
+            Meta {
+                kind: OKind::Metric,
+                severity: OSeverity::Info,
+                rule_id: Some(&sup.key),
+                rule_name: None,
+                ruleset: None,
+                message: msg.as_bytes(),
+            },
+            None,
+            st,
+        );
+    }
+
+    /// Writes one record to the sink and the outputs. `ev` supplies the
+    /// fields syslog and CEF encoders use.
+    pub(crate) fn emit(
+        &mut self,
+        json: &[u8],
+        meta: Meta<'_>,
+        ev: Option<&Event>,
+        st: &mut PipelineStats,
+    ) {
+        if let Some(s) = &self.sh.sink {
+            match self.out.as_mut() {
+                Some(out) => {
+                    out.extend_from_slice(json);
+                    self.out_ends.push(out.len());
+                }
+                None => match lk(s).write_record(json) {
+                    Ok(()) => st.written += 1,
+                    Err(_) => st.write_errors += 1,
+                },
+            }
+        }
+        if let Some(outs) = self.sh.outputs.get() {
+            let owned = ev.map(crate::detect::record_fields).unwrap_or_default();
+            let fields: Vec<(&str, vigil_outputs::Value<'_>)> = owned
+                .iter()
+                .map(|(k, v)| (*k, vigil_outputs::Value::Str(v)))
+                .collect();
+            let rec = vigil_outputs::Record {
+                time_ns: ev.map(|e| e.unix_ns.max(0) as u64).unwrap_or_else(|| {
+                    (host::boot_offset_ns() + boot_now_ns() as i64).max(0) as u64
+                }),
+                kind: meta.kind,
+                severity: meta.severity,
+                rule_id: meta.rule_id,
+                rule_name: meta.rule_name,
+                ruleset: meta.ruleset,
+                message: meta.message,
+                host: &self.sh.hostname,
+                pid: ev.map(|e| e.k.hdr.pid),
+                executable: ev.and_then(|e| e.process.as_ref()).map(|p| &p.exe[..]),
+                fields: &fields,
+                json,
+            };
+            st.written += outs.submit(&rec) as u64;
+        }
+    }
+}
+
+/// Adds what a worker counted to the agent's counters.
+pub(crate) fn absorb(into: &mut PipelineStats, o: PipelineStats) {
+    into.written += o.written;
+    into.write_errors += o.write_errors;
+    into.alerts += o.alerts;
+    into.anomalies += o.anomalies;
+    into.suppressed += o.suppressed;
+    into.hash_late += o.hash_late;
+    into.hash_unfollowed += o.hash_unfollowed;
+    into.correlation_evictions = into.correlation_evictions.max(o.correlation_evictions);
+    for (k, v) in o.alerts_by_rule {
+        *into.alerts_by_rule.entry(k).or_default() += v;
+    }
+    for (k, v) in o.demoted_by_rule {
+        *into.demoted_by_rule.entry(k).or_default() += v;
+    }
+    for (k, v) in o.responses {
+        *into.responses.entry(k).or_default() += v;
+    }
+}
+
+/// Work for a worker, in the order the agent's thread produced it.
+enum Msg {
+    Batch(Vec<Item>),
+    Rules(Arc<RuleSet>),
+    Hash(HashDone),
+    /// Reply with the counters since the last sync once everything before
+    /// this message is handled.
+    Sync(mpsc::Sender<PipelineStats>),
+}
+
+/// Events queued per worker before they are handed over.
+const BATCH: usize = 64;
+/// Batches in flight per worker at most (then the agent's thread waits,
+/// and the ring buffers absorb the burst or count their drops).
+const QUEUE: usize = 64;
+
+/// Which worker handles the records of this process.
+pub fn shard_of(tgid: u32, n: usize) -> usize {
+    // Fibonacci hashing: consecutive pids spread over the workers.
+    ((u64::from(tgid).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % n as u64) as usize
+}
+
+struct Worker {
+    tx: Option<mpsc::SyncSender<Msg>>,
+    pending: Vec<Item>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The workers behind the agent's thread (`[pipeline] workers` > 1).
+pub(crate) struct Pool {
+    workers: Vec<Worker>,
+}
+
+impl Pool {
+    /// Starts `n` workers, each with a [`Back`] over `sh`.
+    pub(crate) fn start(
+        n: usize,
+        sh: &Arc<Shared>,
+        rules: &Arc<RuleSet>,
+        tap: &Option<mpsc::Sender<Event>>,
+    ) -> std::io::Result<Pool> {
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
+            let mut back = Back::new(Arc::clone(sh), Arc::clone(rules), tap.clone());
+            back.batch_output();
+            let thread = std::thread::Builder::new()
+                .name(format!("vigil-worker-{i}"))
+                .spawn(move || {
+                    let mut st = PipelineStats::default();
+                    while let Ok(m) = rx.recv() {
+                        match m {
+                            Msg::Batch(items) => {
+                                for it in items {
+                                    back.process(it, &mut st);
+                                }
+                                back.flush_out(&mut st);
+                            }
+                            Msg::Rules(r) => back.set_rules(r),
+                            Msg::Hash(d) => {
+                                back.hash_done(&d, &mut st);
+                                back.flush_out(&mut st);
+                            }
+                            Msg::Sync(reply) => {
+                                back.flush_out(&mut st);
+                                let _ = reply.send(std::mem::take(&mut st));
+                            }
+                        }
+                    }
+                })?;
+            workers.push(Worker {
+                tx: Some(tx),
+                pending: Vec::with_capacity(BATCH),
+                thread: Some(thread),
+            });
+        }
+        Ok(Pool { workers })
+    }
+
+    /// Workers.
+    pub(crate) fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Sends a message to worker `i`; a worker that is gone (it panicked)
+    /// hands the message back.
+    fn send(&mut self, i: usize, m: Msg) -> Result<(), Msg> {
+        match self.workers[i].tx.as_ref() {
+            Some(tx) => tx.send(m).map_err(|e| e.0),
+            None => Err(m),
+        }
+    }
+
+    /// Queues an event for its process's worker; returns the batch that
+    /// could not be handed over (the worker is gone) for the caller to
+    /// handle itself.
+    pub(crate) fn push(&mut self, item: Item) -> Option<Vec<Item>> {
+        let i = shard_of(item.ev.k.hdr.pid, self.workers.len());
+        self.workers[i].pending.push(item);
+        if self.workers[i].pending.len() >= BATCH {
+            return self.hand_over(i);
+        }
+        None
+    }
+
+    fn hand_over(&mut self, i: usize) -> Option<Vec<Item>> {
+        if self.workers[i].pending.is_empty() {
+            return None;
+        }
+        let batch = std::mem::replace(&mut self.workers[i].pending, Vec::with_capacity(BATCH));
+        match self.send(i, Msg::Batch(batch)) {
+            Ok(()) => None,
+            Err(Msg::Batch(b)) => Some(b),
+            Err(_) => None,
+        }
+    }
+
+    /// Hands every partial batch over (end of a ring-buffer drain); returns
+    /// what could not be handed over.
+    pub(crate) fn hand_over_all(&mut self) -> Vec<Item> {
+        let mut left = Vec::new();
+        for i in 0..self.workers.len() {
+            if let Some(b) = self.hand_over(i) {
+                left.extend(b);
+            }
+        }
+        left
+    }
+
+    /// A new rule set, for the events after the ones already queued.
+    pub(crate) fn set_rules(&mut self, r: &Arc<RuleSet>) -> Vec<Item> {
+        let left = self.hand_over_all();
+        for i in 0..self.workers.len() {
+            let _ = self.send(i, Msg::Rules(Arc::clone(r)));
+        }
+        left
+    }
+
+    /// A finished hash for the worker of `tgid` (after the events queued
+    /// for it, among them the ones waiting for this hash).
+    pub(crate) fn hash_done(&mut self, tgid: u32, d: HashDone) -> (Vec<Item>, Option<HashDone>) {
+        let i = shard_of(tgid, self.workers.len());
+        let left = self.hand_over(i).unwrap_or_default();
+        match self.send(i, Msg::Hash(d)) {
+            Ok(()) => (left, None),
+            Err(Msg::Hash(d)) => (left, Some(d)),
+            Err(_) => (left, None),
+        }
+    }
+
+    /// Waits until every worker has handled everything queued so far and
+    /// adds their counters to `st`; returns the events no worker took.
+    pub(crate) fn sync(&mut self, st: &mut PipelineStats) -> Vec<Item> {
+        let left = self.hand_over_all();
+        let (tx, rx) = mpsc::channel();
+        let mut asked = 0;
+        for i in 0..self.workers.len() {
+            if self.send(i, Msg::Sync(tx.clone())).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(tx);
+        for _ in 0..asked {
+            match rx.recv() {
+                Ok(s) => absorb(st, s),
+                Err(_) => break,
+            }
+        }
+        left
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            w.tx = None;
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
