@@ -1322,13 +1322,20 @@ fn encode_inner(
         Body::Open { info, name, .. } => {
             w.strs("vigil.open.flags", open_flag_names(info.flags))
                 .u64("vigil.open.mode", info.mode.into())
-                .i64("vigil.open.ret", info.ret)
-                .bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
+                .i64("vigil.open.ret", info.ret);
+            if info.ret >= 0 {
+                w.bool("vigil.open.created", info.flags & abi::OPEN_CREATED != 0);
+            }
             if !name.is_empty() {
                 w.str("vigil.open.name", name);
             }
             if info.foreign_mntns != 0 {
                 w.u64("vigil.open.foreign_mntns", info.foreign_mntns.into());
+            }
+            // after every vigil.open.* field: the writer nests by prefix
+            w.bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
+            if ev.overwrites > 0 {
+                w.u64("vigil.file.overwrites", ev.overwrites.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");
@@ -1507,9 +1514,6 @@ fn encode_inner(
         Body::FChange { info, .. } => {
             let (_, op) = fchange_op(info.syscall);
             w.str("vigil.file_change.syscall", fchange_syscall(info.syscall));
-            if file_written(ev) == Some(true) {
-                w.bool("vigil.file.written", true);
-            }
             if let Some(p2) = &ev.file_path2 {
                 w.str(
                     if op == "symlink" {
@@ -1565,6 +1569,13 @@ fn encode_inner(
                     "vigil.file_change.flags",
                     (info.flags & !abi::FCHANGE_OTHER_DFD).into(),
                 );
+            }
+            // after every vigil.file_change.* field: the writer nests by prefix
+            if file_written(ev) == Some(true) {
+                w.bool("vigil.file.written", true);
+            }
+            if ev.overwrites > 0 {
+                w.u64("vigil.file.overwrites", ev.overwrites.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");

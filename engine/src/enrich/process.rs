@@ -149,6 +149,10 @@ pub struct Event {
     pub hash_pending: bool,
     /// Why the executable was not hashed (`vigil.hash.skipped`).
     pub hash_skipped: Option<&'static str>,
+    /// Existing files this process overwrote in the current window,
+    /// counting this event, when the event is such an overwrite
+    /// (`vigil.file.overwrites`, [`crate::enrich::overwrite`]); else 0.
+    pub overwrites: u32,
     /// The executable's hash is on the known-bad list (`vigil.hash.known_bad`).
     pub hash_known_bad: bool,
 }
@@ -240,6 +244,8 @@ pub struct Enricher {
     tracker: crate::lifecycle::Tracker,
     /// mount namespace -> (uid -> name from its /etc/passwd, read at).
     passwd: HashMap<u32, (Arc<HashMap<u32, String>>, u64)>,
+    /// Existing files overwritten per process (`vigil.file.overwrites`).
+    overwrites: crate::enrich::overwrite::Tracker,
 }
 
 impl Enricher {
@@ -259,6 +265,7 @@ impl Enricher {
             dns_cache: crate::dns::Cache::new(DNS_CACHE_ADDRESSES),
             tracker: crate::lifecycle::Tracker::new(crate::lifecycle::host_namespaces()),
             passwd: HashMap::new(),
+            overwrites: crate::enrich::overwrite::Tracker::default(),
         }
     }
 
@@ -654,7 +661,11 @@ impl Enricher {
             Some(p) => self.ns_user(&p, h.uid, h.mntns, h.ts_ns, host),
             None => None,
         };
+        let overwrites = self
+            .overwrites
+            .observe(&k, file_path.as_deref(), file_path2.as_deref());
         let mut ev = Event {
+            overwrites,
             escape: None,
             ns_user,
             hash_pending: false,
