@@ -1790,6 +1790,66 @@ mod encode_tests {
         }
     }
 
+    /// A rename that wrote its destination and counts as an overwrite, and
+    /// an open of an existing file in place, keep every nested field: the
+    /// writer nests by prefix, so `vigil.file.*` must not split the
+    /// `vigil.file_change.*` or `vigil.open.*` group (a parser keeps only the
+    /// last of two objects with one name).
+    #[test]
+    fn written_and_overwrite_fields_do_not_split_nested_objects() {
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let hdr = |k: u16| Hdr {
+            kind: k,
+            pid: 10,
+            tid: 10,
+            ppid: 1,
+            ..Hdr::default()
+        };
+        let rename = abi::FChange {
+            syscall: abi::sys::RENAMEAT2,
+            ..abi::FChange::default()
+        };
+        let r = encode_record(
+            hdr(kind::FCHANGE),
+            &rename,
+            &[b"/srv/d", b"a.txt.locked", b"", b"a.txt"],
+        );
+        let ev = en.enrich(decode(&r).unwrap(), &mut host);
+        assert_eq!(ev.overwrites, 1);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert_eq!(v["vigil"]["file_change"]["syscall"], "renameat2", "{v}");
+        assert_eq!(v["vigil"]["file_change"]["source"], "/srv/d/a.txt", "{v}");
+        assert_eq!(v["vigil"]["file"]["written"], true, "{v}");
+        assert_eq!(v["vigil"]["file"]["overwrites"], 1, "{v}");
+        let open = abi::Open {
+            ret: 3,
+            flags: 2, // O_RDWR, not created
+            syscall: abi::sys::OPENAT,
+            ..abi::Open::default()
+        };
+        let r = encode_record(hdr(kind::OPEN), &open, &[b"/srv/d/b.txt", b""]);
+        let ev = en.enrich(decode(&r).unwrap(), &mut host);
+        assert_eq!(ev.overwrites, 2);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert_eq!(v["vigil"]["open"]["flags"][0], "O_RDWR", "{v}");
+        assert_eq!(v["vigil"]["open"]["created"], false, "{v}");
+        assert_eq!(v["vigil"]["file"]["written"], true, "{v}");
+        assert_eq!(v["vigil"]["file"]["overwrites"], 2, "{v}");
+        // created by the open: not an overwrite
+        let open = abi::Open {
+            flags: 0o101 | abi::OPEN_CREATED,
+            ..open
+        };
+        let r = encode_record(hdr(kind::OPEN), &open, &[b"/srv/d/c.txt", b""]);
+        let ev = en.enrich(decode(&r).unwrap(), &mut host);
+        assert_eq!(ev.overwrites, 0);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert_eq!(v["vigil"]["open"]["created"], true, "{v}");
+        assert_eq!(v["vigil"]["open"]["flags"][1], "O_CREAT", "{v}");
+        assert!(v["vigil"]["file"].get("overwrites").is_none(), "{v}");
+    }
+
     /// The per-process fragment cache gives byte-identical output to the
     /// uncached encoder, over every kind and while the parent, users,
     /// ancestors, namespaces and pid slot change under it (no stale bytes).
