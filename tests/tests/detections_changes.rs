@@ -72,6 +72,20 @@ fn scratch_dir(base: &Path, tag: &str) -> PathBuf {
     dir
 }
 
+/// `p` itself when it is a path, else its first match on `PATH`.
+fn which(p: &str) -> PathBuf {
+    if p.contains('/') {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(p))
+                .find(|c| c.exists())
+        })
+        .unwrap_or_else(|| PathBuf::from(p))
+}
+
 fn python() -> &'static str {
     // the interpreter itself (a pyenv shim is a script that execs it)
     if Path::new("/usr/bin/python3").exists() {
@@ -259,7 +273,9 @@ fn overwrites_archives_and_trust_store_raise_alerts_and_benign_work_does_not() {
     let pid = overwrite("r+b", &victims);
     let a = agent.expect("mass_file_overwrite", |a| a["process"]["pid"] == pid);
     assert_eq!(a["vigil"]["file"]["overwrites"], 50, "{a}");
-    assert_eq!(a["process"]["executable"], "/usr/bin/python3", "{a}");
+    // the interpreter's real file (/usr/bin/python3 is a symlink)
+    let exe = std::fs::canonicalize(which(python())).unwrap();
+    assert_eq!(a["process"]["executable"], exe.to_str().unwrap(), "{a}");
     assert!(
         a["file"]["path"]
             .as_str()
