@@ -1244,6 +1244,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	__u32 off = begin_deferred(s, sizeof(struct vg_open));
 	struct vg_open *b = (struct vg_open *)&s->ev[sizeof(struct vg_hdr)];
 	b->ret = ret;
+	flags &= ~VG_OPEN_CREATED;
 	b->flags = flags;
 	b->mode = mode;
 	b->syscall = vsys;
@@ -1264,6 +1265,9 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		bf = wf = fd_file(ret);
 		b->ino = BPF_CORE_READ(bf, f_inode, i_ino);
 		b->dev = BPF_CORE_READ(bf, f_inode, i_sb, s_dev);
+		/* FMODE_CREATED (1 << 20): this open created the file */
+		if ((flags & O_CREAT) && (BPF_CORE_READ(bf, f_mode) & (1u << 20)))
+			b->flags |= VG_OPEN_CREATED;
 		base = 1;
 	} else {
 		bpf_probe_read_user(&first, 1, name);

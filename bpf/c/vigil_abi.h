@@ -170,6 +170,10 @@ struct vg_open {
 			      * name as passed. 0 otherwise */
 };
 _Static_assert(sizeof(struct vg_open) == 40, "vg_open");
+/* vg_open.flags bit 31 (no O_* flag uses it; cleared from the flags as
+ * passed): the open created the file (FMODE_CREATED). A successful open
+ * asking for write access without it reached a file that already existed. */
+#define VG_OPEN_CREATED (1u << 31)
 
 /* Syscall identifiers used in bodies (stable, independent of arch). */
 enum vg_sys {

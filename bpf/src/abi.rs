@@ -283,6 +283,12 @@ pub struct Open {
 const _: () = assert!(size_of::<Open>() == 40);
 const _: () = assert!(offset_of!(Open, dfd) == 32);
 
+/// `vg_open.flags` bit 31 (`VG_OPEN_CREATED`): the open created the file
+/// (the kernel's `FMODE_CREATED`). No `O_*` flag uses the bit; the kernel
+/// clears it from the flags as passed. A successful open asking for write
+/// access without it reached a file that already existed.
+pub const OPEN_CREATED: u32 = 1 << 31;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sock {

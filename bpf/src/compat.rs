@@ -157,13 +157,18 @@ pub fn translate(mut k: KernelEvent) -> KernelEvent {
     let body = match w {
         what::OPEN => {
             let (dfd, flags, mode) = match vsys {
-                sys::OPEN => (libc::AT_FDCWD, a[1] as u32, a[2] as u32),
+                // bit 31 is the kernel's "created" mark, unknown here
+                sys::OPEN => (
+                    libc::AT_FDCWD,
+                    a[1] as u32 & !abi::OPEN_CREATED,
+                    a[2] as u32,
+                ),
                 sys::CREAT => (
                     libc::AT_FDCWD,
                     (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u32,
                     a[1] as u32,
                 ),
-                sys::OPENAT => (i32a(0), a[2] as u32, a[3] as u32),
+                sys::OPENAT => (i32a(0), a[2] as u32 & !abi::OPEN_CREATED, a[3] as u32),
                 _ => (i32a(0), 0, 0),
             };
             Body::Open {

@@ -150,6 +150,10 @@ pub struct Event {
     pub hash_pending: bool,
     /// Why the executable was not hashed (`vigil.hash.skipped`).
     pub hash_skipped: Option<&'static str>,
+    /// Existing files this process overwrote in the current window,
+    /// counting this event, when the event is such an overwrite
+    /// (`vigil.file.overwrites`, [`crate::enrich::overwrite`]); else 0.
+    pub overwrites: u32,
     /// The executable's hash is on the known-bad list (`vigil.hash.known_bad`).
     pub hash_known_bad: bool,
 }

@@ -806,6 +806,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "builtin:syscalls.yaml",
         include_str!("../builtin/syscalls.yaml"),
     ),
+    (
+        "builtin:changes.yaml",
+        include_str!("../builtin/changes.yaml"),
+    ),
 ];
 
 /// Files larger than this are refused (a rule file is text a person wrote).

@@ -334,6 +334,13 @@ fields! {
     /// access, or a successful rename, link or symlink whose destination
     /// (`file.path`) now names new content.
     FileWritten = "vigil.file.written", Bool, FILE, true;
+    /// Existing files the process overwrote in the current 60-second
+    /// window, counting this event (set only on such an overwrite: an
+    /// in-place open of an existing file, a read file truncated, a rename
+    /// to the same name plus an extension).
+    FileOverwrites = "vigil.file.overwrites", Int, FILE, true;
+    /// open: the open created the file (it did not exist before).
+    OpenCreated = "vigil.open.created", Bool, FILE, true;
     /// Source address.
     SourceIp = "source.ip", Ip, NETWORK, true;
     /// Source port.

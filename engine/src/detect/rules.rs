@@ -489,6 +489,14 @@ impl Fields for Event {
                 _ => None,
             },
             Field::FileWritten => ecs::file_written(self).map(Value::Bool),
+            Field::FileOverwrites if self.overwrites > 0 => int(self.overwrites.into()),
+            Field::FileOverwrites => None,
+            Field::OpenCreated => match &self.k.body {
+                Body::Open { info, .. } if info.ret >= 0 => {
+                    Some(Value::Bool(info.flags & abi::OPEN_CREATED != 0))
+                }
+                _ => None,
+            },
             Field::SourceIp => ends(self).0.map(|e| Value::Ip(e.0)),
             Field::SourcePort => ends(self).0.and_then(|e| int(e.1.into())),
             Field::DestinationIp => ends(self).1.map(|e| Value::Ip(e.0)),

@@ -1289,13 +1289,20 @@ fn encode_inner(
         Body::Open { info, name, .. } => {
             w.strs("vigil.open.flags", open_flag_names(info.flags))
                 .u64("vigil.open.mode", info.mode.into())
-                .i64("vigil.open.ret", info.ret)
-                .bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
+                .i64("vigil.open.ret", info.ret);
+            if info.ret >= 0 {
+                w.bool("vigil.open.created", info.flags & abi::OPEN_CREATED != 0);
+            }
             if !name.is_empty() {
                 w.str("vigil.open.name", name);
             }
             if info.foreign_mntns != 0 {
                 w.u64("vigil.open.foreign_mntns", info.foreign_mntns.into());
+            }
+            // after every vigil.open.* field: the writer nests by prefix
+            w.bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
+            if ev.overwrites > 0 {
+                w.u64("vigil.file.overwrites", ev.overwrites.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");
@@ -1474,9 +1481,6 @@ fn encode_inner(
         Body::FChange { info, .. } => {
             let (_, op) = fchange_op(info.syscall);
             w.str("vigil.file_change.syscall", fchange_syscall(info.syscall));
-            if file_written(ev) == Some(true) {
-                w.bool("vigil.file.written", true);
-            }
             if let Some(p2) = &ev.file_path2 {
                 w.str(
                     if op == "symlink" {
@@ -1532,6 +1536,13 @@ fn encode_inner(
                     "vigil.file_change.flags",
                     (info.flags & !abi::FCHANGE_OTHER_DFD).into(),
                 );
+            }
+            // after every vigil.file_change.* field: the writer nests by prefix
+            if file_written(ev) == Some(true) {
+                w.bool("vigil.file.written", true);
+            }
+            if ev.overwrites > 0 {
+                w.u64("vigil.file.overwrites", ev.overwrites.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");
@@ -1744,6 +1755,66 @@ mod encode_tests {
                 "alert {k}: duplicate top-level keys {keys:?}"
             );
         }
+    }
+
+    /// A rename that wrote its destination and counts as an overwrite, and
+    /// an open of an existing file in place, keep every nested field: the
+    /// writer nests by prefix, so `vigil.file.*` must not split the
+    /// `vigil.file_change.*` or `vigil.open.*` group (a parser keeps only the
+    /// last of two objects with one name).
+    #[test]
+    fn written_and_overwrite_fields_do_not_split_nested_objects() {
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let hdr = |k: u16| Hdr {
+            kind: k,
+            pid: 10,
+            tid: 10,
+            ppid: 1,
+            ..Hdr::default()
+        };
+        let rename = abi::FChange {
+            syscall: abi::sys::RENAMEAT2,
+            ..abi::FChange::default()
+        };
+        let r = encode_record(
+            hdr(kind::FCHANGE),
+            &rename,
+            &[b"/srv/d", b"a.txt.locked", b"", b"a.txt"],
+        );
+        let ev = en.enrich(decode(&r).unwrap(), &mut host);
+        assert_eq!(ev.overwrites, 1);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert_eq!(v["vigil"]["file_change"]["syscall"], "renameat2", "{v}");
+        assert_eq!(v["vigil"]["file_change"]["source"], "/srv/d/a.txt", "{v}");
+        assert_eq!(v["vigil"]["file"]["written"], true, "{v}");
+        assert_eq!(v["vigil"]["file"]["overwrites"], 1, "{v}");
+        let open = abi::Open {
+            ret: 3,
+            flags: 2, // O_RDWR, not created
+            syscall: abi::sys::OPENAT,
+            ..abi::Open::default()
+        };
+        let r = encode_record(hdr(kind::OPEN), &open, &[b"/srv/d/b.txt", b""]);
+        let ev = en.enrich(decode(&r).unwrap(), &mut host);
+        assert_eq!(ev.overwrites, 2);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert_eq!(v["vigil"]["open"]["flags"][0], "O_RDWR", "{v}");
+        assert_eq!(v["vigil"]["open"]["created"], false, "{v}");
+        assert_eq!(v["vigil"]["file"]["written"], true, "{v}");
+        assert_eq!(v["vigil"]["file"]["overwrites"], 2, "{v}");
+        // created by the open: not an overwrite
+        let open = abi::Open {
+            flags: 0o101 | abi::OPEN_CREATED,
+            ..open
+        };
+        let r = encode_record(hdr(kind::OPEN), &open, &[b"/srv/d/c.txt", b""]);
+        let ev = en.enrich(decode(&r).unwrap(), &mut host);
+        assert_eq!(ev.overwrites, 0);
+        let v: serde_json::Value = serde_json::from_slice(&encode(&ev, "h", "event")).unwrap();
+        assert_eq!(v["vigil"]["open"]["created"], true, "{v}");
+        assert_eq!(v["vigil"]["open"]["flags"][1], "O_CREAT", "{v}");
+        assert!(v["vigil"]["file"].get("overwrites").is_none(), "{v}");
     }
 
     /// The per-process fragment cache gives byte-identical output to the

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod hash;
 pub mod host;
 pub mod lifecycle;
+pub mod overwrite;
 pub mod process;
 pub mod userns;
 

@@ -90,6 +90,8 @@ pub struct Enricher {
     tracker: crate::lifecycle::Tracker,
     /// mount namespace -> (uid -> name from its /etc/passwd, read at).
     passwd: HashMap<u32, (Arc<HashMap<u32, String>>, u64)>,
+    /// Existing files overwritten per process (`vigil.file.overwrites`).
+    overwrites: crate::enrich::overwrite::Tracker,
 }
 
 impl Enricher {
@@ -109,6 +111,7 @@ impl Enricher {
             dns_cache: crate::dns::Cache::new(DNS_CACHE_ADDRESSES),
             tracker: crate::lifecycle::Tracker::new(crate::lifecycle::host_namespaces()),
             passwd: HashMap::new(),
+            overwrites: crate::enrich::overwrite::Tracker::default(),
         }
     }
 
@@ -504,7 +507,11 @@ impl Enricher {
             Some(p) => self.ns_user(&p, h.uid, h.mntns, h.ts_ns, host),
             None => None,
         };
+        let overwrites = self
+            .overwrites
+            .observe(&k, file_path.as_deref(), file_path2.as_deref());
         let mut ev = Event {
+            overwrites,
             escape: None,
             ns_user,
             hash_pending: false,
