@@ -1287,6 +1287,10 @@ fn encode_inner(
                     info.exec_flags & abi::exec_flags::MEMFD != 0,
                 )
                 .bool(
+                    "vigil.exec.world_writable_dir",
+                    info.exec_flags & abi::exec_flags::WWDIR != 0,
+                )
+                .bool(
                     "vigil.exec.unlinked",
                     info.exec_flags & abi::exec_flags::UNLINKED != 0,
                 )

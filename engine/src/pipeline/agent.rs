@@ -2119,11 +2119,11 @@ fn apply_kill_rules(cfg: &Config, set: &RuleSet, sensors: &mut Sensors, verbose:
     let (plan, ids) = crate::detect::response::kernel_plan_of(set);
     // SAFETY: getppid has no preconditions.
     let supervisor = unsafe { libc::getppid() } as u32;
-    match sensors.set_kill_rules(&plan.prefixes, plan.memfd, cfg.response.monitor, supervisor) {
+    match sensors.set_kill_rules(&plan, cfg.response.monitor, supervisor) {
         Ok(()) => {
             if verbose && !ids.is_empty() {
                 eprintln!(
-                    "vigil: kill rules decided in the kernel at exec{}: {}",
+                    "vigil: kill rules decided in the kernel{}: {}",
                     if cfg.response.monitor {
                         " (monitor mode: would kill)"
                     } else {
