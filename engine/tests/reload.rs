@@ -317,3 +317,84 @@ fn sighup_recompiles_the_kernel_kill_maps() {
     });
     finish(child, &dir, result);
 }
+
+#[test]
+fn sighup_reopens_file_outputs_after_a_rename_and_loses_nothing() {
+    if !require_root("sighup_reopens_file_outputs_after_a_rename_and_loses_nothing") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vigil-test-marker-reopen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ma = format!("vgreopen-a-{}", std::process::id());
+    let mb = format!("vgreopen-b-{}", std::process::id());
+    let rules = dir.join("local.yaml");
+    std::fs::write(
+        &rules,
+        format!("{}{}", rule("reopen_a", &ma), rule("reopen_b", &mb)),
+    )
+    .unwrap();
+    let out = dir.join("alerts.json");
+    let rotated = dir.join("alerts.json.1");
+    let (child, rx) = start_vigil(
+        &dir,
+        "[agent]\nhousekeeping_interval_s = 1\n[sensors]\ndrain_interval_ms = 5\n[rules]\nbuiltin = false\n[outputs]\nrate_limit_burst = 0\n",
+        &rules,
+        &out,
+    );
+    let pid = child.id() as i32;
+    let count = |p: &PathBuf, id: &str| alerts(p).iter().filter(|a| a["rule"]["id"] == id).count();
+    let wait_total = |id: &str, n: usize| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if count(&out, id) + count(&rotated, id) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{id}: {} + {} of {n} alerts",
+            count(&out, id),
+            count(&rotated, id)
+        );
+    };
+    const N: usize = 20;
+    let result = std::panic::catch_unwind(|| {
+        wait_line(&rx, "sensors live", Duration::from_secs(30));
+        for i in 0..N {
+            Command::new("/bin/true")
+                .arg(format!("{ma}-{i}"))
+                .status()
+                .unwrap();
+        }
+        wait_total("reopen_a", N);
+        // logrotate's move: rename, then the postrotate SIGHUP
+        std::fs::rename(&out, &rotated).unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        wait_line(&rx, "outputs reopened", Duration::from_secs(10));
+        for i in 0..N {
+            Command::new("/bin/true")
+                .arg(format!("{mb}-{i}"))
+                .status()
+                .unwrap();
+        }
+        wait_total("reopen_b", N);
+        let md = std::fs::metadata(&out).expect("a new file at the path");
+        assert_eq!(md.permissions().mode() & 0o7777, 0o600, "new file mode");
+        // every record once, the later ones in the new file
+        assert_eq!(
+            count(&out, "reopen_b"),
+            N,
+            "all later records in the new file"
+        );
+        assert_eq!(count(&rotated, "reopen_b"), 0);
+        assert_eq!(count(&out, "reopen_a") + count(&rotated, "reopen_a"), N);
+        assert_eq!(
+            count(&rotated, "reopen_a"),
+            N,
+            "the earlier ones stay in the renamed file"
+        );
+    });
+    finish(child, &dir, result);
+}

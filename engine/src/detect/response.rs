@@ -195,23 +195,63 @@ impl Responder {
         }
     }
 
-    /// Why this pid must never be killed (None: it may be).
-    fn protected(&self, ev: &Event) -> Option<&'static str> {
-        let h = &ev.k.hdr;
-        if h.pid <= 1 {
+    /// Why this pid must never be killed (None: it may be). `no_exe`: its
+    /// executable is unknown (with parent 2: a kernel thread).
+    fn protected_pid(&self, pid: u32, ppid: u32, no_exe: bool) -> Option<&'static str> {
+        if pid <= 1 {
             return Some("pid 1");
         }
-        if h.pid == self.me {
+        if pid == self.me {
             return Some("vigil itself");
         }
-        if h.pid == self.supervisor {
+        if pid == self.supervisor {
             return Some("vigil's supervisor");
         }
         // kernel threads: children of kthreadd (pid 2) with no executable
-        if h.pid == 2 || (h.ppid == 2 && ev.process.as_ref().is_none_or(|p| p.exe.is_empty())) {
+        if pid == 2 || (ppid == 2 && no_exe) {
             return Some("kernel thread");
         }
         None
+    }
+
+    fn protected(&self, ev: &Event) -> Option<&'static str> {
+        let h = &ev.k.hdr;
+        self.protected_pid(
+            h.pid,
+            h.ppid,
+            ev.process.as_ref().is_none_or(|p| p.exe.is_empty()),
+        )
+    }
+
+    /// Kills `pid` (the instance started at `start_ns`, 0: any) from
+    /// userspace for drift of a locked baseline seen in an event at
+    /// `event_ns`; `ppid`/`no_exe` as for the protection check.
+    pub fn kill_drift(
+        &self,
+        pid: u32,
+        start_ns: u64,
+        ppid: u32,
+        no_exe: bool,
+        event_ns: u64,
+        now_boot_ns: u64,
+    ) -> Response {
+        let user = |outcome, reason: Option<String>| Response {
+            outcome,
+            how: "userspace",
+            latency_ns: now_boot_ns.saturating_sub(event_ns),
+            reason,
+        };
+        if let Some(why) = self.protected_pid(pid, ppid, no_exe) {
+            return user("refused", Some(why.into()));
+        }
+        if self.monitor {
+            return user("would-kill", None);
+        }
+        match kill_pid(pid, start_ns) {
+            Ok(()) => user("killed", None),
+            Err(KillError::Gone) => user("gone", None),
+            Err(KillError::Os(e)) => user("failed", Some(e)),
+        }
     }
 
     /// Acts on an alert of a kill rule. `now_boot_ns`: the boot clock now.

@@ -623,6 +623,52 @@ impl Pipeline {
         }
     }
 
+    /// Drift of a locked baseline kills (from userspace: the baselines live
+    /// in userspace): the process whose profile drifted (for a new child,
+    /// its parent) and the new child. None: not locked, or no responder.
+    fn drift_kill(
+        &mut self,
+        a: &vigil_baselines::Anomaly,
+        ev: &Event,
+    ) -> Option<crate::learn::DriftResponse> {
+        if a.mode != vigil_baselines::Mode::Locked {
+            return None;
+        }
+        let resp = self.responder.as_ref()?;
+        let h = &ev.k.hdr;
+        let no_exe = ev.process.as_ref().is_none_or(|p| p.exe.is_empty());
+        let r = if a.kind == vigil_baselines::Kind::Spawn {
+            let parent = ev.ancestors.first()?;
+            let start = self
+                .enricher
+                .proc_hash(parent.pid)
+                .map(|(_, s)| s)
+                .unwrap_or(0);
+            // the parent's parent is not known here: it is protected only
+            // as pid 1, vigil, its supervisor or a thread of no executable
+            let p = resp.kill_drift(
+                parent.pid,
+                start,
+                0,
+                parent.exe.is_empty(),
+                h.ts_ns,
+                boot_now_ns(),
+            );
+            let c = resp.kill_drift(h.pid, h.start_ns, h.ppid, no_exe, h.ts_ns, boot_now_ns());
+            crate::learn::DriftResponse {
+                process: p,
+                child: Some(c),
+            }
+        } else {
+            crate::learn::DriftResponse {
+                process: resp.kill_drift(h.pid, h.start_ns, h.ppid, no_exe, h.ts_ns, boot_now_ns()),
+                child: None,
+            }
+        };
+        *self.stats.responses.entry(r.process.outcome).or_default() += 1;
+        Some(r)
+    }
+
     /// Counts and writes one baseline anomaly: with the event's fields when
     /// an event raised it, else (syscall sets) the baseline fields alone.
     fn emit_anomaly(&mut self, a: &vigil_baselines::Anomaly, ev: Option<&Event>) {
@@ -630,12 +676,18 @@ impl Pipeline {
         if let Some(t) = self.telemetry.as_ref() {
             t.anomaly();
         }
+        let mut msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
         let json = match ev {
-            Some(ev) => crate::learn::encode_anomaly(ev, &self.hostname, a),
+            Some(ev) => {
+                let r = self.drift_kill(a, ev);
+                if let Some(r) = &r {
+                    msg.push_str(&format!(" [{} by {}]", r.process.outcome, r.process.how));
+                }
+                crate::learn::encode_anomaly_with(ev, &self.hostname, a, r.as_ref())
+            }
             None => crate::learn::encode_anomaly_bare(&self.hostname, a),
         };
         let id = format!("baseline.{}", a.kind.name());
-        let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
         self.emit(
             &json,
             Meta {
@@ -1068,6 +1120,18 @@ impl Pipeline {
     /// Sends records to these outputs too (queues and spools of their own).
     pub fn set_outputs(&mut self, o: Arc<vigil_outputs::Outputs>) {
         self.outputs = Some(o);
+    }
+
+    /// SIGHUP: flushes, then has every file output reopen its path (after
+    /// logrotate renamed the file, new records go to a new 0600 file).
+    pub fn reopen_outputs(&mut self, verbose: bool) {
+        self.flush();
+        if let Some(o) = &self.outputs {
+            o.reopen();
+            if verbose {
+                eprintln!("vigil: outputs reopened");
+            }
+        }
     }
 
     /// Rate-limits alerts per rule: `burst` at once, refilled at `per_sec`.
@@ -1720,6 +1784,7 @@ pub async fn run(
                 if let Some(n) = &notifier {
                     let _ = n.reloading();
                 }
+                pipeline.reopen_outputs(opts.verbose);
                 reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
                 if let Some(n) = &notifier {
                     let _ = n.ready("rules reloaded");
