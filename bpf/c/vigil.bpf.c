@@ -940,6 +940,10 @@ static __always_inline void exec_response(struct scratch *s, struct vg_hdr *h, s
  * to user space with the descriptor. */
 static __always_inline __u16 open_response(struct scratch *s, __u32 str0, __u32 len)
 {
+	__u32 k = VG_KILL_CFG_OPEN;
+	__u32 *on = bpf_map_lookup_elem(&kill_cfg, &k);
+	if (!on || !*on)
+		return 0; /* no open kill rule: no second trie lookup per open */
 	return kill_hdr_flags(kill_send(kill_path_act(s, &kill_open_paths, str0, len)));
 }
 

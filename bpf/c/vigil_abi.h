@@ -128,6 +128,7 @@ _Static_assert(sizeof(struct vg_exec) == 40, "vg_exec");
 #define VG_KILL_CFG_MEMFD 0      /* action for execs of a memfd */
 #define VG_KILL_CFG_SUPERVISOR 1 /* tgid never killed (vigil's parent) */
 #define VG_KILL_CFG_WWDIR 2      /* action for execs from a world-writable directory */
+#define VG_KILL_CFG_OPEN 3       /* nonzero: kill_open_paths has entries */
 #define VG_KILL_ACT_KILL 1
 #define VG_KILL_ACT_WOULD 2
 /* values of kill_exec_paths / kill_open_paths: action in the low byte;

@@ -101,6 +101,8 @@ pub mod kill {
     pub const CFG_SUPERVISOR: u32 = 1;
     /// Action for execs from a world-writable directory.
     pub const CFG_WWDIR: u32 = 2;
+    /// Nonzero: `kill_open_paths` has entries.
+    pub const CFG_OPEN: u32 = 3;
     /// `kill_exec_paths`/`kill_open_paths` values: the action's bits ...
     pub const ACT_MASK: u32 = 0xff;
     /// ... and "the path is exactly the key" (its length in bits 16..).

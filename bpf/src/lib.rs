@@ -974,6 +974,9 @@ impl Sensors {
             0,
         )
         .map_err(Self::map_err("kill_cfg"))?;
+        let open = !(plan.open_prefixes.is_empty() && plan.open_exact.is_empty());
+        cfg.set(abi::kill::CFG_OPEN, u32::from(open), 0)
+            .map_err(Self::map_err("kill_cfg"))?;
         cfg.set(abi::kill::CFG_SUPERVISOR, supervisor, 0)
             .map_err(Self::map_err("kill_cfg"))
     }

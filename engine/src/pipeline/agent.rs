@@ -2165,6 +2165,10 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
         );
         return;
     }
+    let set = Arc::new(set);
+    apply_kill_rules(cfg, &set, sensors, verbose);
+    pipeline.set_rules(set);
+    // only now: the kill maps and the rule set are both in use
     if verbose {
         eprintln!(
             "vigil: rules reloaded: {} vigil, {} Sigma ({} Sigma rules skipped)",
@@ -2173,9 +2177,6 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
             report.skipped.len()
         );
     }
-    let set = Arc::new(set);
-    apply_kill_rules(cfg, &set, sensors, verbose);
-    pipeline.set_rules(set);
 }
 
 /// Compiles the kernel-decidable `action: kill` rules into the sensor's
