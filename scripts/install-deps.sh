@@ -40,8 +40,11 @@ declare -A provides=(
   [postgresql-15]=                 # PostgreSQL (initdb, postgres in /usr/lib/postgresql/15/bin)
   [postgresql-client-15]=pgbench   # with pgbench
   [systemd]=systemd-analyze        # the package test verifies the unit (no systemd as pid 1 needed)
+  [logrotate]=logrotate            # ... and parses the logrotate snippet it ships
+  [pcp]=pminfo                     # the scrape test: pmcd + the OpenMetrics PMDA read vigil's /metrics,
+  [python3-requests]=              # which that PMDA (python) needs
 )
-pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace redis-server redis-tools postgresql-15 postgresql-client-15 systemd)
+pkgs=(clang-19 llvm-19 bpftool libbpf-dev podman runc busybox-static rsyslog rsyslog-gnutls rsyslog-relp openssl prometheus iproute2 procps util-linux bsdutils tar auditd bpftrace redis-server redis-tools postgresql-15 postgresql-client-15 systemd logrotate pcp python3-requests)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -78,11 +81,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null \
     || die "apt-get update failed (no network to the Debian mirrors?)"
   log=$(mktemp /tmp/vigil-install-deps.XXXXXX.log)
-  if ! apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
+  # Where systemd is not pid 1, pcp's postinst still runs `systemctl
+  # daemon-reload` (it only checks that systemctl exists) and fails the
+  # install: give maintainer scripts a systemctl that does nothing.
+  shim=$(mktemp -d /tmp/vigil-install-deps-shim.XXXXXX)
+  if [ ! -d /run/systemd/system ]; then
+    printf '#!/bin/sh\n# no systemd as pid 1: nothing to reload or start\nexit 0\n' > "$shim/systemctl"
+    chmod 755 "$shim/systemctl"
+  fi
+  if ! PATH="$shim:$PATH" apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
        -o Dpkg::Options::=--force-confold --reinstall "${missing[@]}" >"$log" 2>&1; then
     tail -n 25 "$log" >&2
+    rm -rf "$shim"
     die "apt-get install ${missing[*]} failed (full log: $log)"
   fi
+  rm -rf "$shim"
   rm -f "$log"
   for p in "${missing[@]}"; do say "installed $p"; done
 fi

@@ -7,7 +7,7 @@
 #
 # Contents: /usr/bin/vigil; /etc/vigil/vigil.toml (conffile, every key
 # commented with its default, generated from docs/config.md); /var/lib/vigil
-# (0700); the systemd unit; man pages (one per command, vigil.toml(5));
+# (0700); the systemd unit; a logrotate snippet (conffile); man pages (one per command, vigil.toml(5));
 # bash/zsh/fish completions; the Grafana dashboard and the docs under
 # /usr/share. Man pages, completions and the config come from
 # `vigil generate` (the binary's own clap definitions and embedded
@@ -36,6 +36,7 @@ d /usr/bin; f 0755 "$bin" /usr/bin/vigil
 d /etc/vigil; f 0600 "$gen/vigil.toml" /etc/vigil/vigil.toml
 d /var/lib/vigil 0700
 d /lib/systemd/system; f 0644 packaging/vigil.service /lib/systemd/system/vigil.service
+d /etc/logrotate.d; f 0644 packaging/vigil.logrotate /etc/logrotate.d/vigil
 d /usr/share/man/man1; d /usr/share/man/man5
 for p in "$gen"/man/man1/*.1; do gzip -9n < "$p" > "$root/usr/share/man/man1/$(basename "$p").gz"; done
 gzip -9n < "$gen/man/man5/vigil.toml.5" > "$root/usr/share/man/man5/vigil.toml.5.gz"
@@ -79,7 +80,7 @@ Description: Linux host security and anomaly-detection agent (eBPF)
  built-in and Sigma rules, learns per-program baselines and delivers alerts to
  stdout, files and syslog/SIEMs, with Prometheus metrics.
 CONTROL
-echo /etc/vigil/vigil.toml > "$root/DEBIAN/conffiles"
+printf '%s\n' /etc/vigil/vigil.toml /etc/logrotate.d/vigil > "$root/DEBIAN/conffiles"
 for s in postinst prerm postrm; do install -m 0755 "packaging/debian/$s" "$root/DEBIAN/$s"; done
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles"
 

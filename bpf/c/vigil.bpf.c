@@ -136,6 +136,23 @@ struct {
 	__type(value, __u32);
 } kill_cfg SEC(".maps");
 
+/* ... paths whose successful open kills (at sys_exit of the open) ... */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vg_path_key);
+	__type(value, __u32);
+} kill_open_paths SEC(".maps");
+
+/* ... and remote ports whose connect kills (at sys_exit_connect) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u16);
+	__type(value, __u32);
+} kill_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -868,45 +885,93 @@ static __always_inline __u32 put_env(struct scratch *s, __u32 off, struct mm_str
 
 /* ====================== process lifecycle ====================== */
 
-/* Kill on match at exec: the new image has not run an instruction of its
- * own yet (the tracepoint fires before the return to user space), so a
- * SIGKILL sent here is delivered first. Never pid 1, kernel threads, vigil
- * (is_self() returned earlier) or its supervisor. */
-static __always_inline void exec_response(struct scratch *s, struct vg_hdr *h, struct vg_exec *b, __u32 str0, __u32 len)
+/* Kill on match. kill_send: sends SIGKILL to the current task for action
+ * `act` (VG_KILL_ACT_*); returns 0 (no action), 1 killed, 2 would kill
+ * (monitor mode), 3 refused (pid 1, a kernel thread or vigil's supervisor;
+ * vigil itself returned earlier through is_self()), 4 failed. */
+static __always_inline int kill_send(__u32 act)
+{
+	if (!act)
+		return 0;
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u32 k = VG_KILL_CFG_SUPERVISOR;
+	__u32 *m = bpf_map_lookup_elem(&kill_cfg, &k);
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	if (pid == 1 || (BPF_CORE_READ(t, flags) & 0x00200000 /* PF_KTHREAD */) || (m && *m && *m == pid))
+		return 3;
+	if (act == VG_KILL_ACT_WOULD)
+		return 2;
+	return bpf_send_signal(9 /* SIGKILL */) == 0 ? 1 : 4;
+}
+
+/* The action of the longest kill prefix (or exact path) of the path at
+ * s->ev[str0 .. str0 + len) in `map`; 0 when none. */
+static __always_inline __u32 kill_path_act(struct scratch *s, void *map, __u32 str0, __u32 len)
+{
+	if (len == 0)
+		return 0;
+	__u32 full = len;
+	if (len > VG_LPM_MAX)
+		len = VG_LPM_MAX;
+	s->lpm.prefixlen = len * 8;
+	bpf_probe_read_kernel(s->lpm.path, len, &s->ev[str0 & (EV_BUF - 1)]);
+	__u32 *m = bpf_map_lookup_elem(map, &s->lpm);
+	if (!m)
+		return 0;
+	if ((*m & VG_KILL_EXACT) && (*m >> 16) != full)
+		return 0;
+	return *m & VG_KILL_ACT_MASK;
+}
+
+/* hdr.flags for kill_send's result. */
+static __always_inline __u16 kill_hdr_flags(int r)
+{
+	return r == 1 ? VG_F_KILLED : r == 2 ? VG_F_WOULD_KILL : r == 3 ? VG_F_KILL_REFUSED : r == 4 ? VG_F_KILL_FAILED : 0;
+}
+
+/* At exec: the new image has not run an instruction of its own yet (the
+ * tracepoint fires before the return to user space), so a SIGKILL sent
+ * here is delivered first. Conditions: a memfd, an executable below a kill
+ * prefix, an executable in a world-writable directory. */
+static __always_inline void exec_response(struct scratch *s, struct vg_hdr *h, struct vg_exec *b, struct file *f, __u32 str0, __u32 len)
 {
 	__u32 act = 0, k = VG_KILL_CFG_MEMFD;
 	__u32 *m;
+	if (BPF_CORE_READ(f, f_path.dentry, d_parent, d_inode, i_mode) & 0002 /* S_IWOTH */)
+		b->exec_flags |= VG_EXEC_WWDIR;
 	if (b->exec_flags & VG_EXEC_MEMFD) {
 		m = bpf_map_lookup_elem(&kill_cfg, &k);
 		if (m)
 			act = *m;
 	}
-	if (!act && len > 0) {
-		if (len > VG_LPM_MAX)
-			len = VG_LPM_MAX;
-		s->lpm.prefixlen = len * 8;
-		bpf_probe_read_kernel(s->lpm.path, len, &s->ev[str0 & (EV_BUF - 1)]);
-		m = bpf_map_lookup_elem(&kill_exec_paths, &s->lpm);
+	if (!act && (b->exec_flags & VG_EXEC_WWDIR)) {
+		k = VG_KILL_CFG_WWDIR;
+		m = bpf_map_lookup_elem(&kill_cfg, &k);
 		if (m)
 			act = *m;
 	}
 	if (!act)
-		return;
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	k = VG_KILL_CFG_SUPERVISOR;
-	m = bpf_map_lookup_elem(&kill_cfg, &k);
-	if (h->pid == 1 || (BPF_CORE_READ(t, flags) & 0x00200000 /* PF_KTHREAD */) || (m && *m && *m == h->pid)) {
-		b->exec_flags |= VG_EXEC_KILL_REFUSED;
-		return;
-	}
-	if (act == VG_KILL_ACT_WOULD) {
-		b->exec_flags |= VG_EXEC_WOULD_KILL;
-		return;
-	}
-	if (bpf_send_signal(9 /* SIGKILL */) == 0)
-		b->exec_flags |= VG_EXEC_KILLED;
-	else
-		b->exec_flags |= VG_EXEC_KILL_FAILED;
+		act = kill_path_act(s, &kill_exec_paths, str0, len);
+	int r = kill_send(act);
+	b->exec_flags |= r == 1 ? VG_EXEC_KILLED : r == 2 ? VG_EXEC_WOULD_KILL : r == 3 ? VG_EXEC_KILL_REFUSED : r == 4 ? VG_EXEC_KILL_FAILED : 0;
+}
+
+/* At the exit of a successful open of a kill path: the task never returns
+ * to user space with the descriptor. */
+static __always_inline __u16 open_response(struct scratch *s, __u32 str0, __u32 len)
+{
+	__u32 k = VG_KILL_CFG_OPEN;
+	__u32 *on = bpf_map_lookup_elem(&kill_cfg, &k);
+	if (!on || !*on)
+		return 0; /* no open kill rule: no second trie lookup per open */
+	return kill_hdr_flags(kill_send(kill_path_act(s, &kill_open_paths, str0, len)));
+}
+
+/* At the exit of a connect to a kill port (whatever its result). */
+static __always_inline __u16 connect_response(__u16 port)
+{
+	__u32 *m = bpf_map_lookup_elem(&kill_ports, &port);
+	return kill_hdr_flags(kill_send(m ? *m : 0));
 }
 
 static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -953,7 +1018,7 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 	/* 0: executable, canonical */
 	__u32 str0 = off;
 	off = put_path(s, off, 0, file_path(s, f));
-	exec_response(s, h, b, str0, off - str0);
+	exec_response(s, h, b, f, str0, off - str0);
 	/* 1: argv */
 	off = put_argv(s, off, BPF_CORE_READ(p, mm));
 	/* 2: cwd */
@@ -1280,7 +1345,9 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (base)
 		off = put_base_path(s, off, bf, cwd);
+	__u16 killf = 0;
 	if (ret >= 0) {
+		killf = open_response(s, str0, off - str0);
 		interest = path_interest(s, str0, off - str0);
 		ka = b->ino;
 		kb = ((__u64)b->dev << 32) | flags;
@@ -1302,11 +1369,11 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		__u64 ino = b->ino;
 		bpf_map_update_elem(&write_watch, &k, &ino, BPF_ANY);
 	}
-	if (interest == VG_PATH_IGNORE || (interest != VG_PATH_REPORT && !(cfg_open_writes && wants_write(flags)))) {
+	if (!killf && (interest == VG_PATH_IGNORE || (interest != VG_PATH_REPORT && !(cfg_open_writes && wants_write(flags))))) {
 		count(VG_OPEN, C_FILTERED);
 		return 0;
 	}
-	if (seen_before(VG_OPEN, ka, kb))
+	if (!killf && seen_before(VG_OPEN, ka, kb))
 		return 0;
 	if (wf) {
 		/* A file whose mount belongs to another mount namespace was
@@ -1323,7 +1390,8 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		}
 	}
 	fill_hdr((struct vg_hdr *)s->ev, VG_OPEN);
-	emit_to(s, off, interest != VG_PATH_REPORT);
+	((struct vg_hdr *)s->ev)->flags |= killf;
+	emit_to(s, off, !killf && interest != VG_PATH_REPORT);
 	return 0;
 }
 
@@ -1662,7 +1730,9 @@ int vg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 		count(VG_CONNECT, C_FILTERED);
 		return 0;
 	}
-	if (port_ignored(b->rport)) {
+	__u16 killf = sa.family != AF_UNIX ? connect_response(b->rport) : 0;
+	((struct vg_hdr *)s->ev)->flags |= killf;
+	if (!killf && port_ignored(b->rport)) {
 		count(VG_CONNECT, C_FILTERED);
 		return 0;
 	}

@@ -127,8 +127,21 @@ _Static_assert(sizeof(struct vg_exec) == 40, "vg_exec");
 /* kill_cfg slots and actions */
 #define VG_KILL_CFG_MEMFD 0      /* action for execs of a memfd */
 #define VG_KILL_CFG_SUPERVISOR 1 /* tgid never killed (vigil's parent) */
+#define VG_KILL_CFG_WWDIR 2      /* action for execs from a world-writable directory */
+#define VG_KILL_CFG_OPEN 3       /* nonzero: kill_open_paths has entries */
 #define VG_KILL_ACT_KILL 1
 #define VG_KILL_ACT_WOULD 2
+/* values of kill_exec_paths / kill_open_paths: action in the low byte;
+ * VG_KILL_EXACT: the path must be exactly the key (its length in bits 16..) */
+#define VG_KILL_ACT_MASK 0xffu
+#define VG_KILL_EXACT (1u << 8)
+#define VG_EXEC_WWDIR (1u << 10) /* the executable's directory is world-writable (S_IWOTH) */
+/* hdr.flags of an open or connect record that a kill rule matched in the
+ * kernel (kill_open_paths, kill_ports), at the syscall's exit */
+#define VG_F_KILLED (1u << 7)
+#define VG_F_WOULD_KILL (1u << 8)
+#define VG_F_KILL_REFUSED (1u << 9)
+#define VG_F_KILL_FAILED (1u << 10)
 
 /* VG_FORK, from sched_process_fork, one per new process (threads are not
  * reported). Header describes the parent. */

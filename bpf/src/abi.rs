@@ -78,12 +78,35 @@ pub mod exec_flags {
     pub const WOULD_KILL: u32 = 1 << 7;
     pub const KILL_REFUSED: u32 = 1 << 8;
     pub const KILL_FAILED: u32 = 1 << 9;
+    /// The executable's directory is world-writable (`S_IWOTH`).
+    pub const WWDIR: u32 = 1 << 10;
+}
+
+/// `hdr.flags` of an open or connect record a kernel kill rule matched
+/// (`VG_F_KILLED` ...).
+pub mod kill_flags {
+    /// SIGKILL sent at the syscall's exit.
+    pub const KILLED: u16 = 1 << 7;
+    /// Monitor mode: a kill rule matched.
+    pub const WOULD_KILL: u16 = 1 << 8;
+    /// Matched, but a protected process.
+    pub const KILL_REFUSED: u16 = 1 << 9;
+    /// `bpf_send_signal` failed.
+    pub const KILL_FAILED: u16 = 1 << 10;
 }
 
 /// `kill_cfg` slots and kill actions (`VG_KILL_*`).
 pub mod kill {
     pub const CFG_MEMFD: u32 = 0;
     pub const CFG_SUPERVISOR: u32 = 1;
+    /// Action for execs from a world-writable directory.
+    pub const CFG_WWDIR: u32 = 2;
+    /// Nonzero: `kill_open_paths` has entries.
+    pub const CFG_OPEN: u32 = 3;
+    /// `kill_exec_paths`/`kill_open_paths` values: the action's bits ...
+    pub const ACT_MASK: u32 = 0xff;
+    /// ... and "the path is exactly the key" (its length in bits 16..).
+    pub const EXACT: u32 = 1 << 8;
     pub const ACT_KILL: u32 = 1;
     pub const ACT_WOULD: u32 = 2;
 }

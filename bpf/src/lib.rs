@@ -932,15 +932,14 @@ impl Sensors {
         }
     }
 
-    /// Kill on match decided in the kernel at exec: execs of an executable
-    /// below one of `prefixes` (1 ..= LPM_MAX bytes), and, when `memfd`,
-    /// execs of a memfd, get SIGKILL at `sched_process_exec` (`monitor`:
-    /// only flagged `WOULD_KILL`). `supervisor` (vigil's parent) is never
-    /// killed. Replaces what was set before; empty turns it off.
+    /// Kill on match decided in the kernel ([`KillPlan`]): SIGKILL at
+    /// `sched_process_exec` for the exec conditions, at the exit of the
+    /// open or connect for the others (`monitor`: only flagged "would
+    /// kill"). `supervisor` (vigil's parent) is never killed. Replaces what
+    /// was set before; an empty plan turns it off.
     pub fn set_kill_rules(
         &mut self,
-        prefixes: &[Vec<u8>],
-        memfd: bool,
+        plan: &KillPlan,
         monitor: bool,
         supervisor: u32,
     ) -> Result<(), Error> {
@@ -949,35 +948,51 @@ impl Sensors {
         } else {
             abi::kill::ACT_KILL
         };
-        {
+        for (map, prefixes, exact) in [
+            ("kill_exec_paths", &plan.prefixes, &plan.exec_exact),
+            ("kill_open_paths", &plan.open_prefixes, &plan.open_exact),
+        ] {
+            let entries = kill_path_entries(prefixes, exact, act)?;
             let mut paths: LpmTrie<&mut MapData, [u8; abi::LPM_MAX], u32> =
-                LpmTrie::try_from(self.map_mut("kill_exec_paths")?)
-                    .map_err(Self::map_err("kill_exec_paths"))?;
+                LpmTrie::try_from(self.map_mut(map)?).map_err(Self::map_err(map))?;
             let old: Vec<Key<[u8; abi::LPM_MAX]>> = paths.keys().filter_map(Result::ok).collect();
             for k in old {
                 let _ = paths.remove(&k);
             }
-            for p in prefixes {
-                if p.is_empty() || p.len() > abi::LPM_MAX {
-                    return Err(Error::Config {
-                        key: "kill prefixes",
-                        message: format!(
-                            "prefix {:?} must be 1..={} bytes",
-                            String::from_utf8_lossy(p),
-                            abi::LPM_MAX
-                        ),
-                    });
-                }
+            for (p, v) in entries {
                 let mut data = [0u8; abi::LPM_MAX];
                 data[..p.len()].copy_from_slice(p);
                 paths
-                    .insert(&Key::new((p.len() * 8) as u32, data), act, 0)
-                    .map_err(Self::map_err("kill_exec_paths"))?;
+                    .insert(&Key::new((p.len() * 8) as u32, data), v, 0)
+                    .map_err(Self::map_err(map))?;
+            }
+        }
+        {
+            let mut ports: BpfHashMap<&mut MapData, u16, u32> =
+                BpfHashMap::try_from(self.map_mut("kill_ports")?)
+                    .map_err(Self::map_err("kill_ports"))?;
+            let old: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
+            for k in old {
+                let _ = ports.remove(&k);
+            }
+            for p in &plan.ports {
+                ports
+                    .insert(p, act, 0)
+                    .map_err(Self::map_err("kill_ports"))?;
             }
         }
         let mut cfg: Array<&mut MapData, u32> =
             Array::try_from(self.map_mut("kill_cfg")?).map_err(Self::map_err("kill_cfg"))?;
-        cfg.set(abi::kill::CFG_MEMFD, if memfd { act } else { 0 }, 0)
+        cfg.set(abi::kill::CFG_MEMFD, if plan.memfd { act } else { 0 }, 0)
+            .map_err(Self::map_err("kill_cfg"))?;
+        cfg.set(
+            abi::kill::CFG_WWDIR,
+            if plan.world_writable_dir { act } else { 0 },
+            0,
+        )
+        .map_err(Self::map_err("kill_cfg"))?;
+        let open = !(plan.open_prefixes.is_empty() && plan.open_exact.is_empty());
+        cfg.set(abi::kill::CFG_OPEN, u32::from(open), 0)
             .map_err(Self::map_err("kill_cfg"))?;
         cfg.set(abi::kill::CFG_SUPERVISOR, supervisor, 0)
             .map_err(Self::map_err("kill_cfg"))
@@ -1080,5 +1095,92 @@ impl Sensors {
             memlock_note,
             links: Vec::new(),
         })
+    }
+}
+
+/// The kill conditions the kernel decides (`action: kill` rules compiled
+/// into the sensor's kill maps by [`Sensors::set_kill_rules`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KillPlan {
+    /// Exec of an executable below one of these path prefixes.
+    pub prefixes: Vec<Vec<u8>>,
+    /// Exec of exactly one of these executables.
+    pub exec_exact: Vec<Vec<u8>>,
+    /// Exec of a memfd.
+    pub memfd: bool,
+    /// Exec of an executable whose directory is world-writable.
+    pub world_writable_dir: bool,
+    /// Successful open of a file below one of these path prefixes.
+    pub open_prefixes: Vec<Vec<u8>>,
+    /// Successful open of exactly one of these files.
+    pub open_exact: Vec<Vec<u8>>,
+    /// Connect to one of these remote ports.
+    pub ports: Vec<u16>,
+}
+
+impl KillPlan {
+    /// Whether nothing is decided in the kernel.
+    pub fn is_empty(&self) -> bool {
+        *self == KillPlan::default()
+    }
+}
+
+/// The entries of a kill path trie: prefixes with `act`, exact paths with
+/// `act | EXACT | len << 16`. An exact path below a prefix is left out: the
+/// longest match must never be an exact entry hiding a shorter prefix that
+/// also matches.
+pub fn kill_path_entries<'a>(
+    prefixes: &'a [Vec<u8>],
+    exact: &'a [Vec<u8>],
+    act: u32,
+) -> Result<Vec<(&'a [u8], u32)>, Error> {
+    let mut out: Vec<(&[u8], u32)> = Vec::new();
+    for p in prefixes.iter().chain(exact) {
+        if p.is_empty() || p.len() > abi::LPM_MAX {
+            return Err(Error::Config {
+                key: "kill paths",
+                message: format!(
+                    "path {:?} must be 1..={} bytes",
+                    String::from_utf8_lossy(p),
+                    abi::LPM_MAX
+                ),
+            });
+        }
+    }
+    for p in prefixes {
+        out.push((p, act));
+    }
+    for e in exact {
+        if prefixes.iter().any(|p| e.starts_with(p)) {
+            continue;
+        }
+        out.push((e, act | abi::kill::EXACT | ((e.len() as u32) << 16)));
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod kill_tests {
+    use super::*;
+
+    #[test]
+    fn exact_kill_paths_carry_their_length_and_yield_to_prefixes() {
+        let prefixes = vec![b"/tmp/".to_vec()];
+        let exact = vec![b"/etc/shadow".to_vec(), b"/tmp/x".to_vec()];
+        let e = kill_path_entries(&prefixes, &exact, abi::kill::ACT_KILL).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                (
+                    &b"/etc/shadow"[..],
+                    abi::kill::ACT_KILL | abi::kill::EXACT | (11 << 16)
+                ),
+                (&b"/tmp/"[..], abi::kill::ACT_KILL),
+            ]
+        );
+        assert!(kill_path_entries(&[Vec::new()], &[], 1).is_err());
+        assert!(kill_path_entries(&[], &[vec![b'a'; abi::LPM_MAX + 1]], 1).is_err());
     }
 }

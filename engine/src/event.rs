@@ -101,6 +101,8 @@ pub struct Ancestor {
     pub args: Arc<[Vec<u8>]>,
     /// argv joined with spaces (empty when unknown).
     pub cmdline: Arc<[u8]>,
+    /// Its start time (boot ns; 0 when unknown).
+    pub start_ns: u64,
     /// SHA-256 of its executable (hex), when known.
     pub hash: Option<Arc<str>>,
 }

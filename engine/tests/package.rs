@@ -137,6 +137,7 @@ fn package_installs_checks_out_and_purges_cleanly() {
             ("/etc/vigil/vigil.toml", 0o600),
             ("/var/lib/vigil", 0o700),
             ("/lib/systemd/system/vigil.service", 0o644),
+            ("/etc/logrotate.d/vigil", 0o644),
             ("/usr/share/man/man1/vigil.1.gz", 0o644),
             ("/usr/share/man/man5/vigil.toml.5.gz", 0o644),
             ("/usr/share/bash-completion/completions/vigil", 0o644),
@@ -169,6 +170,33 @@ fn package_installs_checks_out_and_purges_cleanly() {
         let (_, conffiles, _) =
             sh(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", "vigil"]));
         assert!(conffiles.contains("/etc/vigil/vigil.toml"), "{conffiles}");
+        assert!(conffiles.contains("/etc/logrotate.d/vigil"), "{conffiles}");
+        // The logrotate snippet: the shipped file, accepted by logrotate
+        // (debug mode: parses and plans, rotates nothing), reloading vigil
+        // (SIGHUP reopens its file outputs) and recreating files 0600.
+        let snippet = std::fs::read_to_string("/etc/logrotate.d/vigil").unwrap();
+        assert_eq!(
+            snippet,
+            std::fs::read_to_string(root().join("packaging/vigil.logrotate")).unwrap()
+        );
+        assert!(snippet.contains("create 0600 root root"), "{snippet}");
+        assert!(
+            snippet.contains("systemctl reload vigil.service"),
+            "{snippet}"
+        );
+        let state =
+            std::env::temp_dir().join(format!("vigil-logrotate-state-{}", std::process::id()));
+        let (code, out, err) = sh(Command::new("logrotate")
+            .arg("-d")
+            .arg("-s")
+            .arg(&state)
+            .arg("/etc/logrotate.d/vigil"));
+        let _ = std::fs::remove_file(&state);
+        assert_eq!(code, 0, "logrotate -d: {out}{err}");
+        assert!(
+            !format!("{out}{err}").contains("error:"),
+            "logrotate -d: {out}{err}"
+        );
         let dash = std::fs::read_to_string("/usr/share/vigil/grafana/vigil.json").unwrap();
         serde_json::from_str::<serde_json::Value>(&dash).expect("dashboard is JSON");
 

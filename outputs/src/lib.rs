@@ -97,6 +97,14 @@ impl Outputs {
             .count()
     }
 
+    /// Reopens every file output (SIGHUP: logrotate's `postrotate`);
+    /// see [`SinkHandle::reopen`].
+    pub fn reopen(&self) {
+        for s in &self.sinks {
+            s.reopen();
+        }
+    }
+
     /// Every sink's counters.
     pub fn stats(&self) -> Vec<SinkStats> {
         self.sinks.iter().map(SinkHandle::stats).collect()

@@ -206,6 +206,8 @@ struct State {
     intake_done: bool,
     draining: bool,
     stop: bool,
+    /// Reopen the transport before the next batch (SIGHUP, log rotation).
+    reopen: bool,
 }
 
 struct Shared {
@@ -327,6 +329,7 @@ impl SinkHandle {
                 intake_done: false,
                 draining: false,
                 stop: false,
+                reopen: false,
             }),
             cv: Condvar::new(),
             c: Counters::default(),
@@ -369,6 +372,15 @@ impl SinkHandle {
             intake: Some(intake),
             sender: Some(sender),
         })
+    }
+
+    /// Asks the sender to reopen its transport before its next batch: a
+    /// file output closes its file and opens (creates, 0600) its path again,
+    /// so after logrotate renamed it new records go to a new file; records
+    /// already written stay in the renamed one. Other transports ignore it.
+    pub fn reopen(&self) {
+        self.shared.lock().reopen = true;
+        self.shared.cv.notify_all();
     }
 
     /// The sink's URL.
@@ -715,6 +727,12 @@ fn sender_loop(
                     continue;
                 }
             }
+        }
+        if std::mem::take(&mut sh.lock().reopen)
+            && let Err(e) = t.reopen()
+        {
+            sh.c.errors.fetch_add(1, Relaxed);
+            eprintln!("vigil: output {what}: cannot reopen ({e}); writing on to the open file");
         }
         // Take a batch: memory first (older), then the spool.
         batch.clear();

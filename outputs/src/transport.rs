@@ -169,6 +169,10 @@ pub trait Transport: Send {
     }
     /// Drops the connection.
     fn disconnect(&mut self) {}
+    /// Reopens a file (after log rotation); others do nothing.
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Human description.
     fn describe(&self) -> String;
     /// A handle that can interrupt a blocked send.
@@ -334,6 +338,12 @@ impl Transport for Lines {
         }
         out.flush()
     }
+    fn reopen(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.reopen(),
+            None => Ok(()),
+        }
+    }
     fn describe(&self) -> String {
         self.what.clone()
     }
@@ -403,6 +413,17 @@ impl RotatingFile {
         let f = open_private(&self.path).map_err(io::Error::other)?;
         self.out = BufWriter::with_capacity(64 << 10, f);
         self.size = 0;
+        Ok(())
+    }
+
+    /// Flushes and closes the file, then opens `path` again (created 0600
+    /// if it is gone: logrotate renamed it). Nothing buffered is lost: it
+    /// goes to the old file first.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        let f = open_private(&self.path).map_err(io::Error::other)?;
+        self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        self.out = BufWriter::with_capacity(64 << 10, f);
         Ok(())
     }
 

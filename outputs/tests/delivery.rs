@@ -751,3 +751,47 @@ fn tcp_over_ipv6_loopback() {
     assert_eq!(st[0].sent, 1);
     assert_eq!(reader.join().unwrap(), "7 {\"a\":1}");
 }
+
+#[test]
+fn file_output_reopens_its_path_after_a_rename_and_loses_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("reopen");
+    let path = dir.path().join("alerts.json");
+    let rotated = dir.path().join("alerts.json.1");
+    let outs = Outputs::open(&[format!("file://{}", path.display())], None).unwrap();
+    let lines = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let wait = |p: &std::path::Path, n: usize| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while lines(p).len() < n && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for i in 0..50 {
+        let j = format!("{{\"n\":{i}}}");
+        assert_eq!(outs.submit(&rec(b"m", j.as_bytes(), &[])), 1);
+    }
+    wait(&path, 50);
+    std::fs::rename(&path, &rotated).unwrap();
+    outs.reopen();
+    for i in 50..100 {
+        let j = format!("{{\"n\":{i}}}");
+        assert_eq!(outs.submit(&rec(b"m", j.as_bytes(), &[])), 1);
+    }
+    let st = outs.shutdown(Duration::from_secs(5));
+    assert_eq!(st[0].sent, 100, "{:?}", st[0]);
+    let (old, new) = (lines(&rotated), lines(&path));
+    assert_eq!(old.len(), 50, "the renamed file keeps the first records");
+    assert_eq!(new.len(), 50, "the later ones are in a new file");
+    assert!(
+        old[49].contains("\"n\":49") && new[0].contains("\"n\":50"),
+        "{old:?} {new:?}"
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+}

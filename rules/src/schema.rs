@@ -261,6 +261,8 @@ fields! {
     ExecFilename = "vigil.exec.filename", Str, PROCESS, true;
     /// The image is a memfd.
     ExecMemfd = "vigil.exec.memfd", Bool, PROCESS, true;
+    /// The image's directory is world-writable.
+    ExecWorldWritableDir = "vigil.exec.world_writable_dir", Bool, PROCESS, true;
     /// The image has no links.
     ExecUnlinked = "vigil.exec.unlinked", Bool, PROCESS, true;
     /// exec changed euid.

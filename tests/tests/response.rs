@@ -168,3 +168,131 @@ fn kill_rule_the_kernel_cannot_decide_kills_from_userspace() {
     );
     drop(h);
 }
+
+/// Exec to exit of `pid`'s record matching `first`, in us.
+fn to_death(
+    h: &mut Harness,
+    what: &str,
+    first: impl Fn(&vigil_engine::enrich::Event) -> bool,
+) -> u64 {
+    let ev = h.expect(what, first);
+    let pid = ev.k.hdr.pid;
+    let exit = h.expect("its exit", |e| {
+        e.k.hdr.kind == kind::EXIT && e.k.hdr.pid == pid
+    });
+    exit.k.hdr.ts_ns.saturating_sub(ev.k.hdr.ts_ns) / 1000
+}
+
+#[test]
+fn kill_rule_on_a_world_writable_directory_kills_at_exec_in_the_kernel() {
+    let s = setup("kw");
+    let dir = s.sh.parent().unwrap().to_path_buf();
+    let rules = "- rule: test_kill_wwdir\n  severity: high\n  action: kill\n  condition: event.action = exec and vigil.exec.world_writable_dir = true\n";
+    // the directory is made world-writable only while the rule is loaded
+    // (the rule kills every exec from any such directory on the host)
+    use std::os::unix::fs::PermissionsExt;
+    let Some((mut h, out)) = start("kill_wwdir", rules, false) else {
+        return;
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!("echo ran > {}", s.marker.display());
+    let st = Command::new(&s.sh).args(["-c", &script]).status().unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "killed: {st:?}");
+    assert!(!s.marker.exists(), "the program never ran its own code");
+    let a = alert(&out, "test_kill_wwdir");
+    assert_eq!(a["vigil"]["response"]["outcome"], "killed", "{a}");
+    assert_eq!(a["vigil"]["response"]["how"], "kernel", "{a}");
+    assert_eq!(a["vigil"]["exec"]["world_writable_dir"], true, "{a}");
+    // the same binary from the 0755 directory runs
+    let st = Command::new(&s.sh).args(["-c", "exit 0"]).status().unwrap();
+    assert!(st.success(), "not killed from a 0755 directory: {st:?}");
+    let sh = s.sh.clone();
+    let us = to_death(&mut h, "exec of the copied shell", |e| {
+        e.k.hdr.kind == kind::EXEC
+            && e.process
+                .as_ref()
+                .is_some_and(|p| Path::new(std::ffi::OsStr::from_bytes(&p.exe)) == sh)
+    });
+    eprintln!("kill latency (kernel, world-writable dir, exec to exit): {us} us");
+    assert!(us < 1_000_000, "{us} us");
+    drop(h);
+}
+
+#[test]
+fn kill_rule_on_a_watched_path_kills_at_the_open_in_the_kernel() {
+    let s = setup("ko");
+    let secret = s.sh.parent().unwrap().join("secret");
+    std::fs::write(&secret, "x\n").unwrap();
+    let rules = format!(
+        "- rule: test_kill_open\n  severity: high\n  action: kill\n  condition: event.action = open and file.path = '{}'\n",
+        secret.display()
+    );
+    let Some((mut h, out)) = start("kill_open", &rules, false) else {
+        return;
+    };
+    // the shell itself opens the file (a redirection), then would write the marker
+    let script = format!(
+        "read x < {}; echo ran > {}",
+        secret.display(),
+        s.marker.display()
+    );
+    let st = Command::new(&s.sh).args(["-c", &script]).status().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "killed: {st:?}");
+    assert!(!s.marker.exists(), "killed before it went on");
+    let a = alert(&out, "test_kill_open");
+    assert_eq!(a["vigil"]["response"]["outcome"], "killed", "{a}");
+    assert_eq!(a["vigil"]["response"]["how"], "kernel", "{a}");
+    assert_eq!(a["file"]["path"], secret.to_str().unwrap(), "{a}");
+    // an exact path: a longer name below it is not killed
+    let other = format!("{}x", secret.display());
+    std::fs::write(&other, "x\n").unwrap();
+    let st = Command::new(&s.sh)
+        .args(["-c", &format!("read x < {other}")])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{other} is not the watched path: {st:?}");
+    let want = secret.clone();
+    let us = to_death(&mut h, "open of the watched path", |e| {
+        e.k.hdr.kind == kind::OPEN
+            && e.k.hdr.flags & vigil_bpf::abi::kill_flags::KILLED != 0
+            && matches!(&e.k.body, vigil_bpf::decode::Body::Open { path, .. } if path.as_slice() == want.as_os_str().as_bytes())
+    });
+    eprintln!("kill latency (kernel, open of a watched path, open to exit): {us} us");
+    assert!(us < 1_000_000, "{us} us");
+    drop(h);
+}
+
+#[test]
+fn kill_rule_on_a_denied_port_kills_at_the_connect_in_the_kernel() {
+    let s = setup("kc");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let rules = format!(
+        "- rule: test_kill_port\n  severity: high\n  action: kill\n  condition: event.action = connect and destination.port = {port}\n"
+    );
+    let Some((mut h, out)) = start("kill_port", &rules, false) else {
+        return;
+    };
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}; echo ran > {}",
+        s.marker.display()
+    );
+    let st = Command::new("/bin/bash")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "killed: {st:?}");
+    assert!(!s.marker.exists(), "killed before it went on");
+    let a = alert(&out, "test_kill_port");
+    assert_eq!(a["vigil"]["response"]["outcome"], "killed", "{a}");
+    assert_eq!(a["vigil"]["response"]["how"], "kernel", "{a}");
+    assert_eq!(a["destination"]["port"], port, "{a}");
+    let us = to_death(&mut h, "connect to the denied port", |e| {
+        e.k.hdr.kind == kind::CONNECT && e.k.hdr.flags & vigil_bpf::abi::kill_flags::KILLED != 0
+    });
+    eprintln!("kill latency (kernel, connect to a denied port, connect to exit): {us} us");
+    assert!(us < 1_000_000, "{us} us");
+    drop(l);
+    drop(h);
+}

@@ -43,7 +43,8 @@ pub(crate) enum BaselineCmd {
     Promote {
         /// Profile.
         profile: String,
-        /// Locked: report, and never add to the baseline.
+        /// Locked: drift kills the process (and a new child it spawned), is
+        /// reported, and is never added to the baseline.
         #[arg(long)]
         locked: bool,
     },

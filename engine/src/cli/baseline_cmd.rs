@@ -14,7 +14,7 @@ pub enum Op {
     Show(String),
     /// Items seen since promotion.
     Diff(String),
-    /// Start reporting drift (`locked`: never learn more).
+    /// Start reporting drift (`locked`: drift kills, never learn more).
     Promote(String, bool),
     /// Back to learning.
     Demote(String),

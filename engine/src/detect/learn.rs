@@ -565,6 +565,28 @@ pub fn encode_anomaly_bare(hostname: &str, a: &Anomaly) -> Vec<u8> {
 /// An anomaly record: the event's ECS fields plus what is new and the
 /// profile it is new to.
 pub fn encode_anomaly(ev: &Event, hostname: &str, a: &Anomaly) -> Vec<u8> {
+    encode_anomaly_with(ev, hostname, a, None)
+}
+
+/// What the drift of a locked baseline killed: the process whose profile
+/// drifted, and for a new child, that child.
+#[derive(Debug, Clone)]
+pub struct DriftResponse {
+    /// The process whose profile drifted.
+    pub process: crate::detect::response::Response,
+    /// The new child (spawn drift).
+    pub child: Option<crate::detect::response::Response>,
+}
+
+/// As [`encode_anomaly`], with what a locked baseline's drift kill did
+/// (`vigil.response.*`; the new child's outcome in
+/// `vigil.response.child_outcome`).
+pub fn encode_anomaly_with(
+    ev: &Event,
+    hostname: &str,
+    a: &Anomaly,
+    response: Option<&DriftResponse>,
+) -> Vec<u8> {
     let kind = a.kind.name();
     let message = format!(
         "New {kind} for {} ({}): {}{}",
@@ -602,6 +624,19 @@ pub fn encode_anomaly(ev: &Event, hostname: &str, a: &Anomaly) -> Vec<u8> {
                 .bool("vigil.baseline.lossy", a.baseline_lossy);
             if let Some(acc) = a.access {
                 w.str("vigil.baseline.access", acc.to_string());
+            }
+            if let Some(d) = response {
+                let r = &d.process;
+                w.str("vigil.response.action", "kill")
+                    .str("vigil.response.outcome", r.outcome)
+                    .str("vigil.response.how", r.how)
+                    .u64("vigil.response.latency_ns", r.latency_ns);
+                if let Some(why) = &r.reason {
+                    w.str("vigil.response.reason", why.as_bytes());
+                }
+                if let Some(c) = &d.child {
+                    w.str("vigil.response.child_outcome", c.outcome);
+                }
             }
         },
     )

@@ -1,7 +1,10 @@
 //! Kill on match (`action: kill`): what the kernel can decide is compiled
 //! into the sensor's maps ([`kernel_plan`]: exec of an executable below a
-//! path prefix, exec of a memfd) and killed at `sched_process_exec` with
-//! `bpf_send_signal(SIGKILL)`; every other kill rule kills from userspace
+//! path prefix or of exactly one, exec of a memfd, exec from a
+//! world-writable directory, killed at `sched_process_exec`; a successful
+//! open of a path below a prefix or of exactly one, killed at the open's
+//! exit; a connect to a port, killed at the connect's exit; all with
+//! `bpf_send_signal(SIGKILL)`); every other kill rule kills from userspace
 //! with `pidfd_send_signal` when its alert is raised. The alert says what
 //! was done (`vigil.response.*`). Never pid 1, kernel threads, vigil
 //! itself or its supervisor (its parent); `response.monitor` only reports
@@ -10,55 +13,91 @@
 use crate::enrich::Event;
 use vigil_bpf::abi::exec_flags;
 use vigil_bpf::decode::Body;
-use vigil_rules::ast::{Expr, Pred, StrOp, Test};
+use vigil_rules::ast::{Cmp, Expr, Pred, StrOp, Test};
 use vigil_rules::{Action, Field, Rule, RuleSet};
 
 /// What a kill rule compiles to in the kernel.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KernelKill {
-    /// Executable path prefixes.
-    pub prefixes: Vec<Vec<u8>>,
-    /// Execs of a memfd.
-    pub memfd: bool,
+pub type KernelKill = vigil_bpf::KillPlan;
+
+/// The syscall a kernel-decidable kill rule is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    Exec,
+    Open,
+    Connect,
 }
 
-fn is_exec_action(p: &Pred) -> bool {
-    p.field == Field::EventAction
-        && matches!(&p.test, Test::Str { op: StrOp::Eq, pat, .. } if pat.eq_ignore_ascii_case(b"exec"))
+fn action_of(p: &Pred) -> Option<On> {
+    if p.field != Field::EventAction {
+        return None;
+    }
+    let Test::Str {
+        op: StrOp::Eq, pat, ..
+    } = &p.test
+    else {
+        return None;
+    };
+    [
+        ("exec", On::Exec),
+        ("open", On::Open),
+        ("connect", On::Connect),
+    ]
+    .into_iter()
+    .find(|(n, _)| pat.eq_ignore_ascii_case(n.as_bytes()))
+    .map(|(_, o)| o)
 }
 
-/// The kernel form of one selector: `process.executable startswith P`
-/// (case-sensitive), an OR of those, or `vigil.exec.memfd = true`.
-fn selector(e: &Expr, out: &mut KernelKill) -> bool {
+/// The kernel form of one selector for `on`: at exec
+/// `process.executable startswith|= P` (case-sensitive),
+/// `vigil.exec.memfd = true` or `vigil.exec.world_writable_dir = true`; at
+/// open `file.path startswith|= P`; at connect `destination.port = N`; or
+/// an `or` of those.
+fn selector(on: On, e: &Expr, out: &mut KernelKill) -> bool {
+    let path_ok = |pat: &Vec<u8>| !pat.is_empty() && pat.len() <= vigil_bpf::abi::LPM_MAX;
     match e {
         Expr::Pred(Pred {
-            field: Field::ProcessExecutable,
-            test:
-                Test::Str {
-                    op: StrOp::Prefix,
-                    pat,
-                    ci: false,
-                },
-        }) if !pat.is_empty() && pat.len() <= vigil_bpf::abi::LPM_MAX => {
-            out.prefixes.push(pat.clone());
+            field,
+            test: Test::Str { op, pat, ci: false },
+        }) if path_ok(pat) && matches!(op, StrOp::Prefix | StrOp::Eq) => {
+            let list = match (on, field, op) {
+                (On::Exec, Field::ProcessExecutable, StrOp::Prefix) => &mut out.prefixes,
+                (On::Exec, Field::ProcessExecutable, _) => &mut out.exec_exact,
+                (On::Open, Field::FilePath, StrOp::Prefix) => &mut out.open_prefixes,
+                (On::Open, Field::FilePath, _) => &mut out.open_exact,
+                _ => return false,
+            };
+            list.push(pat.clone());
             true
         }
         Expr::Pred(Pred {
             field: Field::ExecMemfd,
             test: Test::Bool(true),
-        }) => {
+        }) if on == On::Exec => {
             out.memfd = true;
             true
         }
-        Expr::Or(items) => !items.is_empty() && items.iter().all(|i| selector(i, out)),
+        Expr::Pred(Pred {
+            field: Field::ExecWorldWritableDir,
+            test: Test::Bool(true),
+        }) if on == On::Exec => {
+            out.world_writable_dir = true;
+            true
+        }
+        Expr::Pred(Pred {
+            field: Field::DestinationPort,
+            test: Test::Int(Cmp::Eq, n),
+        }) if on == On::Connect && (1..=65535).contains(n) => {
+            out.ports.push(*n as u16);
+            true
+        }
+        Expr::Or(items) => !items.is_empty() && items.iter().all(|i| selector(on, i, out)),
         _ => false,
     }
 }
 
 /// The kernel form of a kill rule's condition, when the kernel can decide
-/// all of it: `event.action = exec and <selector>`, the selector being
-/// executable path prefixes (`startswith`, case-sensitive) or
-/// `vigil.exec.memfd = true` (or an `or` of those). None: userspace decides.
+/// all of it: `event.action = exec|open|connect and <selector>` (see
+/// [`selector`]). None: userspace decides.
 pub fn kernel_plan(rule: &Rule) -> Option<KernelKill> {
     if rule.action != Action::Kill || !rule.enabled {
         return None;
@@ -66,21 +105,24 @@ pub fn kernel_plan(rule: &Rule) -> Option<KernelKill> {
     let Expr::And(items) = &rule.condition else {
         return None;
     };
-    let mut exec = false;
+    let on = items.iter().find_map(|i| match i {
+        Expr::Pred(p) => action_of(p),
+        _ => None,
+    })?;
     let mut out = KernelKill::default();
     let mut selectors = 0;
     for i in items {
         match i {
-            Expr::Pred(p) if is_exec_action(p) => exec = true,
+            Expr::Pred(p) if action_of(p) == Some(on) => {}
             other => {
-                if !selector(other, &mut out) {
+                if !selector(on, other, &mut out) {
                     return None;
                 }
                 selectors += 1;
             }
         }
     }
-    (exec && selectors == 1).then_some(out)
+    (selectors == 1).then_some(out)
 }
 
 /// The kernel plan of a whole rule set: the union of its kernel-decidable
@@ -91,12 +133,26 @@ pub fn kernel_plan_of(set: &RuleSet) -> (KernelKill, Vec<String>) {
     for r in set.rules() {
         if let Some(k) = kernel_plan(r) {
             all.prefixes.extend(k.prefixes);
+            all.exec_exact.extend(k.exec_exact);
             all.memfd |= k.memfd;
+            all.world_writable_dir |= k.world_writable_dir;
+            all.open_prefixes.extend(k.open_prefixes);
+            all.open_exact.extend(k.open_exact);
+            all.ports.extend(k.ports);
             ids.push(r.id.clone());
         }
     }
-    all.prefixes.sort();
-    all.prefixes.dedup();
+    for v in [
+        &mut all.prefixes,
+        &mut all.exec_exact,
+        &mut all.open_prefixes,
+        &mut all.open_exact,
+    ] {
+        v.sort();
+        v.dedup();
+    }
+    all.ports.sort_unstable();
+    all.ports.dedup();
     (all, ids)
 }
 
@@ -139,28 +195,89 @@ impl Responder {
         }
     }
 
-    /// Why this pid must never be killed (None: it may be).
-    fn protected(&self, ev: &Event) -> Option<&'static str> {
-        let h = &ev.k.hdr;
-        if h.pid <= 1 {
+    /// Why this pid must never be killed (None: it may be). `no_exe`: its
+    /// executable is unknown (with parent 2: a kernel thread).
+    fn protected_pid(&self, pid: u32, ppid: u32, no_exe: bool) -> Option<&'static str> {
+        if pid <= 1 {
             return Some("pid 1");
         }
-        if h.pid == self.me {
+        if pid == self.me {
             return Some("vigil itself");
         }
-        if h.pid == self.supervisor {
+        if pid == self.supervisor {
             return Some("vigil's supervisor");
         }
         // kernel threads: children of kthreadd (pid 2) with no executable
-        if h.pid == 2 || (h.ppid == 2 && ev.process.as_ref().is_none_or(|p| p.exe.is_empty())) {
+        if pid == 2 || (ppid == 2 && no_exe) {
             return Some("kernel thread");
         }
         None
     }
 
+    fn protected(&self, ev: &Event) -> Option<&'static str> {
+        let h = &ev.k.hdr;
+        self.protected_pid(
+            h.pid,
+            h.ppid,
+            ev.process.as_ref().is_none_or(|p| p.exe.is_empty()),
+        )
+    }
+
+    /// Kills `pid` (the instance started at `start_ns`, 0: any) from
+    /// userspace for drift of a locked baseline seen in an event at
+    /// `event_ns`; `ppid`/`no_exe` as for the protection check.
+    pub fn kill_drift(
+        &self,
+        pid: u32,
+        start_ns: u64,
+        ppid: u32,
+        no_exe: bool,
+        event_ns: u64,
+        now_boot_ns: u64,
+    ) -> Response {
+        let user = |outcome, reason: Option<String>| Response {
+            outcome,
+            how: "userspace",
+            latency_ns: now_boot_ns.saturating_sub(event_ns),
+            reason,
+        };
+        if let Some(why) = self.protected_pid(pid, ppid, no_exe) {
+            return user("refused", Some(why.into()));
+        }
+        if self.monitor {
+            return user("would-kill", None);
+        }
+        match kill_pid(pid, start_ns) {
+            Ok(()) => user("killed", None),
+            Err(KillError::Gone) => user("gone", None),
+            Err(KillError::Os(e)) => user("failed", Some(e)),
+        }
+    }
+
     /// Acts on an alert of a kill rule. `now_boot_ns`: the boot clock now.
     pub fn respond(&self, ev: &Event, now_boot_ns: u64) -> Response {
         let h = &ev.k.hdr;
+        {
+            use vigil_bpf::abi::kill_flags as kf;
+            let kernel = |outcome, reason: Option<&str>| Response {
+                outcome,
+                how: "kernel",
+                latency_ns: 0,
+                reason: reason.map(str::to_string),
+            };
+            if h.flags & kf::KILLED != 0 {
+                return kernel("killed", None);
+            }
+            if h.flags & kf::WOULD_KILL != 0 {
+                return kernel("would-kill", None);
+            }
+            if h.flags & kf::KILL_REFUSED != 0 {
+                return kernel("refused", Some("protected process"));
+            }
+            if h.flags & kf::KILL_FAILED != 0 {
+                return kernel("failed", Some("bpf_send_signal failed"));
+            }
+        }
         if let Body::Exec { info, .. } = &ev.k.body {
             let f = info.exec_flags;
             let kernel = |outcome, reason: Option<&str>| Response {
@@ -285,13 +402,21 @@ mod tests {
             "- rule: k1\n  action: kill\n  condition: event.action = exec and process.executable startswith '/dev/shm/'\n\
              - rule: k2\n  action: kill\n  condition: event.action = exec and (process.executable startswith '/tmp/a/' or process.executable startswith '/tmp/b/')\n\
              - rule: k3\n  action: kill\n  condition: event.action = exec and vigil.exec.memfd = true\n\
+             - rule: k4\n  action: kill\n  condition: event.action = exec and vigil.exec.world_writable_dir = true\n\
+             - rule: k5\n  action: kill\n  condition: event.action = open and (file.path = '/etc/shadow' or file.path startswith '/root/.ssh/')\n\
+             - rule: k6\n  action: kill\n  condition: event.action = connect and destination.port in (4444, 31337)\n\
+             - rule: k7\n  action: kill\n  condition: event.action = exec and process.executable = '/usr/bin/nc'\n\
              - rule: u1\n  action: kill\n  condition: event.action = exec and process.executable startswith '/tmp/' and user.id = 0\n\
-             - rule: u2\n  action: kill\n  condition: event.action = open and file.path = '/etc/shadow'\n\
+             - rule: u2\n  action: kill\n  condition: event.action = open and file.path startswith '/etc/' and process.name = 'cat'\n\
+             - rule: u3\n  action: kill\n  condition: event.action = connect and destination.port > 1024\n\
+             - rule: u4\n  action: kill\n  condition: event.action = open and process.executable startswith '/tmp/'\n\
+             - rule: u5\n  action: kill\n  condition: event.action = exec and file.path = '/etc/shadow'\n\
+             - rule: u6\n  action: kill\n  condition: event.action = open and file.path contains 'shadow'\n\
              - rule: a1\n  condition: event.action = exec and process.executable startswith '/x/'\n",
         );
         let (k, ids) = kernel_plan_of(&set);
-        assert_eq!(ids, ["k1", "k2", "k3"]);
-        assert!(k.memfd);
+        assert_eq!(ids, ["k1", "k2", "k3", "k4", "k5", "k6", "k7"]);
+        assert!(k.memfd && k.world_writable_dir);
         assert_eq!(
             k.prefixes,
             [
@@ -300,6 +425,12 @@ mod tests {
                 b"/tmp/b/".to_vec()
             ]
         );
+        assert_eq!(k.exec_exact, [b"/usr/bin/nc".to_vec()]);
+        assert_eq!(k.open_exact, [b"/etc/shadow".to_vec()]);
+        assert_eq!(k.open_prefixes, [b"/root/.ssh/".to_vec()]);
+        assert_eq!(k.ports, [4444, 31337]);
+        let none = rules("- rule: a\n  condition: event.action = exec\n");
+        assert!(kernel_plan_of(&none).0.is_empty());
     }
 
     #[test]

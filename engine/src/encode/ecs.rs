@@ -1254,6 +1254,10 @@ fn encode_inner(
                     info.exec_flags & abi::exec_flags::MEMFD != 0,
                 )
                 .bool(
+                    "vigil.exec.world_writable_dir",
+                    info.exec_flags & abi::exec_flags::WWDIR != 0,
+                )
+                .bool(
                     "vigil.exec.unlinked",
                     info.exec_flags & abi::exec_flags::UNLINKED != 0,
                 )
@@ -1833,6 +1837,7 @@ mod encode_tests {
             args: Arc::from(vec![exe.as_bytes().to_vec()]),
             cmdline: Arc::from(exe.as_bytes()),
             hash: (pid == 2).then(|| Arc::from("ab".repeat(32).as_str())),
+            start_ns: 0,
         };
         let mut n = 0;
         let mut images = 0;

@@ -330,6 +330,7 @@ impl Tracker {
                         args: Arc::from(Vec::new()),
                         cmdline: Arc::from(&b""[..]),
                         hash: None,
+                        start_ns: 0,
                     });
                     if a.ppid == a.pid {
                         break;
@@ -718,6 +719,7 @@ mod tests {
             args: Arc::from(Vec::new()),
             cmdline: Arc::from(&b""[..]),
             hash: None,
+            start_ns: 0,
         };
         assert_eq!(
             runtime_of(Some("podman"), "/libpod_parent/libpod-x", &[], None),

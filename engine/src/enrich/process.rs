@@ -406,6 +406,7 @@ impl Enricher {
                     args: Arc::from(Vec::new()),
                     cmdline: Arc::from(&b""[..]),
                     hash: None,
+                    start_ns: 0,
                 });
                 break;
             };
@@ -415,6 +416,7 @@ impl Enricher {
                 args: p.args.clone(),
                 cmdline: p.cmdline.clone(),
                 hash: p.hash.clone(),
+                start_ns: p.start_ns,
             });
             if p.ppid == p.pid {
                 break;

@@ -887,6 +887,18 @@ impl Pipeline {
         let _ = self.shared.outputs.set(o);
     }
 
+    /// SIGHUP: flushes, then has every file output reopen its path (after
+    /// logrotate renamed the file, new records go to a new 0600 file).
+    pub fn reopen_outputs(&mut self, verbose: bool) {
+        self.flush();
+        if let Some(o) = self.shared.outputs.get() {
+            o.reopen();
+            if verbose {
+                eprintln!("vigil: outputs reopened");
+            }
+        }
+    }
+
     /// Rate-limits alerts per rule: `burst` at once, refilled at `per_sec`.
     pub fn set_rate_limit(&mut self, burst: u32, per_sec: f64) {
         *lk(&self.shared.limiter) = Some(RateLimiter::new(burst, per_sec));
@@ -1551,6 +1563,7 @@ pub async fn run(
                 if let Some(n) = &notifier {
                     let _ = n.reloading();
                 }
+                pipeline.reopen_outputs(opts.verbose);
                 reload_rules(&cfg, &mut pipeline, sensors, opts.verbose);
                 if let Some(n) = &notifier {
                     let _ = n.ready("rules reloaded");
@@ -1935,6 +1948,10 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
         );
         return;
     }
+    let set = Arc::new(set);
+    apply_kill_rules(cfg, &set, sensors, verbose);
+    pipeline.set_rules(set);
+    // only now: the kill maps and the rule set are both in use
     if verbose {
         eprintln!(
             "vigil: rules reloaded: {} vigil, {} Sigma ({} Sigma rules skipped)",
@@ -1943,9 +1960,6 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
             report.skipped.len()
         );
     }
-    let set = Arc::new(set);
-    apply_kill_rules(cfg, &set, sensors, verbose);
-    pipeline.set_rules(set);
 }
 
 /// Compiles the kernel-decidable `action: kill` rules into the sensor's
@@ -1954,11 +1968,11 @@ fn apply_kill_rules(cfg: &Config, set: &RuleSet, sensors: &mut Sensors, verbose:
     let (plan, ids) = crate::detect::response::kernel_plan_of(set);
     // SAFETY: getppid has no preconditions.
     let supervisor = unsafe { libc::getppid() } as u32;
-    match sensors.set_kill_rules(&plan.prefixes, plan.memfd, cfg.response.monitor, supervisor) {
+    match sensors.set_kill_rules(&plan, cfg.response.monitor, supervisor) {
         Ok(()) => {
             if verbose && !ids.is_empty() {
                 eprintln!(
-                    "vigil: kill rules decided in the kernel at exec{}: {}",
+                    "vigil: kill rules decided in the kernel{}: {}",
                     if cfg.response.monitor {
                         " (monitor mode: would kill)"
                     } else {

@@ -397,6 +397,48 @@ impl Back {
         }
     }
 
+    /// Drift of a locked baseline kills (from userspace: the baselines live
+    /// in userspace): the process whose profile drifted (for a new child,
+    /// its parent) and the new child. None: not locked, or no responder.
+    fn drift_kill(
+        &mut self,
+        a: &vigil_baselines::Anomaly,
+        ev: &Event,
+        st: &mut PipelineStats,
+    ) -> Option<crate::learn::DriftResponse> {
+        if a.mode != vigil_baselines::Mode::Locked {
+            return None;
+        }
+        let resp = self.sh.responder.get()?;
+        let h = &ev.k.hdr;
+        let no_exe = ev.process.as_ref().is_none_or(|p| p.exe.is_empty());
+        let r = if a.kind == vigil_baselines::Kind::Spawn {
+            let parent = ev.ancestors.first()?;
+            // the parent's parent is not known here: it is protected only
+            // as pid 1, vigil, its supervisor or a thread of no executable
+            let p = resp.kill_drift(
+                parent.pid,
+                parent.start_ns,
+                0,
+                parent.exe.is_empty(),
+                h.ts_ns,
+                boot_now_ns(),
+            );
+            let c = resp.kill_drift(h.pid, h.start_ns, h.ppid, no_exe, h.ts_ns, boot_now_ns());
+            crate::learn::DriftResponse {
+                process: p,
+                child: Some(c),
+            }
+        } else {
+            crate::learn::DriftResponse {
+                process: resp.kill_drift(h.pid, h.start_ns, h.ppid, no_exe, h.ts_ns, boot_now_ns()),
+                child: None,
+            }
+        };
+        *st.responses.entry(r.process.outcome).or_default() += 1;
+        Some(r)
+    }
+
     /// Counts and writes one baseline anomaly: with the event's fields when
     /// an event raised it, else (syscall sets) the baseline fields alone.
     pub(crate) fn emit_anomaly(
@@ -409,12 +451,18 @@ impl Back {
         if let Some(t) = lk(&self.sh.telemetry).as_ref() {
             t.anomaly();
         }
+        let mut msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
         let json = match ev {
-            Some(ev) => crate::learn::encode_anomaly(ev, &self.sh.hostname, a),
+            Some(ev) => {
+                let r = self.drift_kill(a, ev, st);
+                if let Some(r) = &r {
+                    msg.push_str(&format!(" [{} by {}]", r.process.outcome, r.process.how));
+                }
+                crate::learn::encode_anomaly_with(ev, &self.sh.hostname, a, r.as_ref())
+            }
             None => crate::learn::encode_anomaly_bare(&self.sh.hostname, a),
         };
         let id = format!("baseline.{}", a.kind.name());
-        let msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
         self.emit(
             &json,
             Meta {
