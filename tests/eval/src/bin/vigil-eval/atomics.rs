@@ -579,11 +579,10 @@ struct Hit {
 
 /// Entry point.
 pub fn main(args: &[String]) -> R<()> {
-    let o = parse(args).map_err(|e| {
+    let o = parse(args).inspect_err(|_| {
         eprintln!(
             "usage: vigil-eval atomics --dir DIR [--only T1234,T1234.001-2,GUID] [--rules PATH]... [--timeout S] [--jobs N] [--json]"
         );
-        e
     })?;
     for tool in ["unshare", "setpriv", "timeout"] {
         if util::sh("sh", &["-c", &format!("command -v {tool}")]).is_err() {
