@@ -259,7 +259,8 @@ impl RulesAgent {
         let mut l = vigil_rules::Loader::new();
         l.add_builtin();
         if let Some(p) = extra_rules {
-            l.add_path(p);
+            // PATH or PATH@LEVEL, as `vigil run --rules` takes it
+            l.add_rules_arg(p);
         }
         let (set, report) = l.load();
         assert!(report.errors.is_empty(), "{test}: {:?}", report.errors);

@@ -10,6 +10,8 @@
 //! vigil-eval sustain [--quick] [--rate N] [--seconds S]
 //! vigil-eval benign  [--rules PATH[@LEVEL]]... [--as-root] [--max N]
 //! vigil-eval all     [--quick]          (everything but the soak)
+//! vigil-eval atomics --dir DIR [--only T1053.003,...] [--rules PATH]... [--json]
+//!                    (coverage against an Atomic Red Team checkout; see atomics.rs)
 //! ```
 //!
 //! Root is required (it loads vigil's sensors, starts auditd and bpftrace).
@@ -20,6 +22,7 @@
 //! auditd's kernel state is left as `auditctl -D; -e 0; -a never,task`.
 //! `scripts/eval.sh` is the documented entry point (it builds first).
 
+mod atomics;
 mod benign;
 mod compare;
 mod crash;
@@ -34,7 +37,7 @@ mod work;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|benign|all [--quick] [options] (root; see scripts/eval.sh)"
+        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|benign|all|atomics [--quick] [options] (root; see scripts/eval.sh)"
     );
     std::process::exit(2);
 }
@@ -54,6 +57,7 @@ fn main() {
     util::install_signal_cleanup();
     let rest = &args[1..];
     let r = match cmd.as_str() {
+        "atomics" => atomics::main(rest),
         "compare" => compare::main(rest),
         "soak" => soak::main(rest),
         "sustain" => sustain::main(rest),
