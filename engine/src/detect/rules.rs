@@ -371,20 +371,23 @@ impl Fields for Event {
                 Body::Exec { filename, .. } => s(filename),
                 _ => None,
             },
-            Field::ExecMemfd | Field::ExecUnlinked | Field::ExecSetuid | Field::ExecSetgid => {
-                match &self.k.body {
-                    Body::Exec { info, .. } => {
-                        let bit = match f {
-                            Field::ExecMemfd => abi::exec_flags::MEMFD,
-                            Field::ExecUnlinked => abi::exec_flags::UNLINKED,
-                            Field::ExecSetuid => abi::exec_flags::SETUID,
-                            _ => abi::exec_flags::SETGID,
-                        };
-                        Some(Value::Bool(info.exec_flags & bit != 0))
-                    }
-                    _ => None,
+            Field::ExecMemfd
+            | Field::ExecUnlinked
+            | Field::ExecSetuid
+            | Field::ExecSetgid
+            | Field::EnvTruncated => match &self.k.body {
+                Body::Exec { info, .. } => {
+                    let bit = match f {
+                        Field::ExecMemfd => abi::exec_flags::MEMFD,
+                        Field::ExecUnlinked => abi::exec_flags::UNLINKED,
+                        Field::ExecSetuid => abi::exec_flags::SETUID,
+                        Field::EnvTruncated => abi::exec_flags::ENV_TRUNC,
+                        _ => abi::exec_flags::SETGID,
+                    };
+                    Some(Value::Bool(info.exec_flags & bit != 0))
                 }
-            }
+                _ => None,
+            },
             Field::ProcessEnvVars => match &self.k.body {
                 Body::Exec { env, .. } if !env.is_empty() => owned(env.join(&b'\n')),
                 _ => None,
