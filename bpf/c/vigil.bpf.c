@@ -859,14 +859,24 @@ struct env_scan {
 	__u32 cut;   /* a kept entry was cut */
 	__u32 _pad;
 };
+/* The walk's state lives in a map value, not on the stack: the verifier
+ * then sees its fields as unknown on every step and verifies the callback
+ * once, instead of following each step's exact offsets to its limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct env_scan);
+} env_state SEC(".maps");
 
-/* One entry, or one piece of a long one (a bpf_loop callback: verified
- * once). The piece is read into s->path (free once the paths are in the
- * record). Returns 1 to stop. */
+/* One entry, or one piece of a long one (a bpf_loop callback). The piece
+ * is read into s->path (free once the paths are in the record). Returns 1
+ * to stop. */
 static long env_step(__u32 i, void *ctx)
 {
-	struct env_scan *e = ctx;
-	if (e->pos >= e->len)
+	__u32 k = 0;
+	struct env_scan *e = bpf_map_lookup_elem(&env_state, &k);
+	if (!e || e->pos >= e->len)
 		return 1;
 	struct scratch *s = get_scratch();
 	if (!s)
@@ -908,14 +918,26 @@ static __always_inline __u32 put_env(struct scratch *s, __u32 off, struct mm_str
 	unsigned long ee = BPF_CORE_READ(mm, env_end);
 	if (ee <= es)
 		return off;
-	struct env_scan e = {.start = es, .len = ee - es, .off = off};
-	bpf_loop(VG_ENV_STEPS, env_step, &e, 0);
-	if (e.pos == 0)
+	__u32 k = 0;
+	struct env_scan *e = bpf_map_lookup_elem(&env_state, &k);
+	if (!e)
+		return off;
+	e->start = es;
+	e->len = ee - es;
+	e->pos = 0;
+	e->off = off;
+	e->cont = 0;
+	e->cut = 0;
+	bpf_loop(VG_ENV_STEPS, env_step, NULL, 0);
+	if (e->pos == 0)
 		return off;
 	b->exec_flags |= VG_EXEC_ENV;
-	if (e.cut || e.pos < e.len)
+	if (e->cut || e->pos < e->len)
 		b->exec_flags |= VG_EXEC_ENV_TRUNC;
-	return e.off;
+	__u32 end = e->off;
+	if (end < off || end > EV_BUF)
+		return off;
+	return end;
 }
 
 /* The executable's identity as stat(2) reports it (the engine's hash cache
