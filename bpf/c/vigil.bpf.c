@@ -844,43 +844,177 @@ static __always_inline __u32 put_argv(struct scratch *s, __u32 off, struct mm_st
 	return off + len;
 }
 
-/* One piece of the environment area (at most STR_MAX - 1 bytes). */
-static __always_inline __u32 put_env_chunk(struct scratch *s, __u32 off, unsigned long src, __u64 len)
+/* ---- the environment at exec ---- */
+
+/* The environment area is walked entry by entry here and only the entries
+ * that start one of the kept names are copied into the record (a real
+ * environment is a few KiB of which a record needs a few bytes, if any).
+ * Each step reads one entry (or a 4095-byte piece of a longer one) with
+ * bpf_probe_read_user_str, which finds its end in native code; at most
+ * VG_ENV_STEPS steps, past them the rest is unseen and flagged. */
+#define ENV_NONE 0xffffffffu
+
+#define W8(a, b, c, d, e, f, g, h)                                                               \
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 | \
+	 (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
+
+/* Whether the entry whose first 8 bytes are `v` may be a kept variable:
+ * its first 8 bytes (4 for `ENV=`) are those of a kept name (decode.rs
+ * ENV_NAMES; the engine compares the whole name). */
+static __always_inline int env_candidate(__u64 v)
 {
-	__u32 r = room(off, STR_MAX - 1);
-	if (len > r)
-		len = r;
-	len &= STR_MAX - 1;
-	if (len == 0)
-		return off;
-	if (bpf_probe_read_user(&s->ev[off & (EV_BUF - 1)], len, (void *)src) != 0)
-		return off;
-	return off + len;
+	if ((v & 0xffffffffULL) == W8('E', 'N', 'V', '=', 0, 0, 0, 0))
+		return 1;
+	switch (v) {
+	case W8('L', 'D', '_', 'P', 'R', 'E', 'L', 'O'): /* LD_PRELOAD */
+	case W8('L', 'D', '_', 'L', 'I', 'B', 'R', 'A'): /* LD_LIBRARY_PATH */
+	case W8('L', 'D', '_', 'A', 'U', 'D', 'I', 'T'): /* LD_AUDIT */
+	case W8('H', 'I', 'S', 'T', 'F', 'I', 'L', 'E'): /* HISTFILE, HISTFILESIZE */
+	case W8('H', 'I', 'S', 'T', 'C', 'O', 'N', 'T'): /* HISTCONTROL */
+	case W8('H', 'I', 'S', 'T', 'S', 'I', 'Z', 'E'): /* HISTSIZE */
+	case W8('H', 'I', 'S', 'T', 'I', 'G', 'N', 'O'): /* HISTIGNORE */
+	case W8('P', 'R', 'O', 'M', 'P', 'T', '_', 'C'): /* PROMPT_COMMAND */
+	case W8('B', 'A', 'S', 'H', '_', 'E', 'N', 'V'): /* BASH_ENV */
+	case W8('P', 'Y', 'T', 'H', 'O', 'N', 'P', 'A'): /* PYTHONPATH */
+	case W8('P', 'Y', 'T', 'H', 'O', 'N', 'S', 'T'): /* PYTHONSTARTUP */
+	case W8('P', 'Y', 'T', 'H', 'O', 'N', 'H', 'O'): /* PYTHONHOME */
+	case W8('P', 'E', 'R', 'L', '5', 'L', 'I', 'B'): /* PERL5LIB */
+	case W8('P', 'E', 'R', 'L', '5', 'O', 'P', 'T'): /* PERL5OPT */
+	case W8('R', 'U', 'B', 'Y', 'O', 'P', 'T', '='): /* RUBYOPT */
+	case W8('N', 'O', 'D', 'E', '_', 'O', 'P', 'T'): /* NODE_OPTIONS */
+		return 1;
+	}
+	return 0;
 }
 
-/* The new image's environment, after the strings (VG_EXEC_ENV): read from
- * the new mm like argv, in at most two pieces (VG_ENV_MAX bytes). The
- * engine keeps only a fixed set of variable names from it. */
+struct env_scan {
+	__u64 start; /* user address of the area */
+	__u64 len;   /* its length */
+	__u64 pos;   /* offset of the next read */
+	__u32 off;   /* record write offset */
+	__u32 cont;  /* the next read continues a long entry */
+	__u32 cut;   /* a kept entry was cut */
+	__u32 _pad;
+};
+/* The walk's state lives in a map value, not on the stack: the verifier
+ * then sees its fields as unknown on every step and verifies the callback
+ * once, instead of following each step's exact offsets to its limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct env_scan);
+} env_state SEC(".maps");
+
+/* One entry, or one piece of a long one (a bpf_loop callback). The piece
+ * is read into s->path (free once the paths are in the record). Returns 1
+ * to stop. */
+static long env_step(__u32 i, void *ctx)
+{
+	__u32 k = 0;
+	struct env_scan *e = bpf_map_lookup_elem(&env_state, &k);
+	if (!e || e->pos >= e->len)
+		return 1;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 1;
+	long n = bpf_probe_read_user_str(s->path, STR_MAX, (void *)(e->start + e->pos));
+	if (n <= 0)
+		return 1;
+	int whole = n < STR_MAX; /* the NUL was found within the piece */
+	if (!e->cont) {
+		__u64 v = *(__u64 *)s->path;
+		if (n > 4 && env_candidate(v)) {
+			__u32 r = room(e->off, STR_MAX - 1);
+			__u32 c = n;
+			if (c > r) {
+				c = r;
+				e->cut = 1;
+			}
+			if (!whole)
+				e->cut = 1;
+			barrier_var(c);
+			c &= STR_MAX - 1;
+			if (c >= 2 && bpf_probe_read_kernel(&s->ev[e->off & (EV_BUF - 1)], c, s->path) == 0) {
+				/* a cut entry still ends in NUL (and is flagged) */
+				s->ev[(e->off + c - 1) & (EV_BUF - 1)] = 0;
+				e->off += c;
+			}
+		}
+	}
+	e->cont = !whole;
+	e->pos += whole ? n : n - 1;
+	return 0;
+}
+
+/* The new image's environment (VG_EXEC_ENV): walked in the new mm like
+ * argv, the kept entries appended. */
 static __always_inline __u32 put_env(struct scratch *s, __u32 off, struct mm_struct *mm, struct vg_exec *b)
 {
 	unsigned long es = BPF_CORE_READ(mm, env_start);
 	unsigned long ee = BPF_CORE_READ(mm, env_end);
 	if (ee <= es)
 		return off;
-	__u64 len = ee - es;
-	__u32 start = off;
-	off = put_env_chunk(s, off, es, len);
-	__u32 got = off - start;
-	if (got == 0)
+	__u32 k = 0;
+	struct env_scan *e = bpf_map_lookup_elem(&env_state, &k);
+	if (!e)
+		return off;
+	e->start = es;
+	e->len = ee - es;
+	e->pos = 0;
+	e->off = off;
+	e->cont = 0;
+	e->cut = 0;
+	bpf_loop(VG_ENV_STEPS, env_step, NULL, 0);
+	if (e->pos == 0)
 		return off;
 	b->exec_flags |= VG_EXEC_ENV;
-	if (got < len) {
-		off = put_env_chunk(s, off, es + got, len - got);
-		got = off - start;
-	}
-	if (got < len)
+	if (e->cut || e->pos < e->len)
 		b->exec_flags |= VG_EXEC_ENV_TRUNC;
-	return off;
+	__u32 end = e->off;
+	if (end < off || end > EV_BUF)
+		return off;
+	return end;
+}
+
+/* The executable's identity as stat(2) reports it (the engine's hash cache
+ * key). CO-RE: the split timestamp fields are 6.11+; older kernels have
+ * struct timespec64 fields (ctime as __i_ctime on 6.6-6.10). The ctime's
+ * nanoseconds carry the multigrain "queried" flag in a high bit (6.13+). */
+struct inode___ts {
+	struct timespec64 i_mtime;
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+struct inode___ts66 {
+	struct timespec64 i_mtime;
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+
+static __always_inline void exec_identity(struct vg_exec *b, struct inode *ino)
+{
+	b->size = BPF_CORE_READ(ino, i_size);
+	if (bpf_core_field_exists(ino->i_mtime_sec)) {
+		b->mtime_sec = BPF_CORE_READ(ino, i_mtime_sec);
+		b->mtime_nsec = BPF_CORE_READ(ino, i_mtime_nsec);
+		b->ctime_sec = BPF_CORE_READ(ino, i_ctime_sec);
+		b->ctime_nsec = BPF_CORE_READ(ino, i_ctime_nsec) & 0x3fffffff;
+	} else if (bpf_core_field_exists(((struct inode___ts66 *)ino)->__i_ctime)) {
+		struct inode___ts66 *t = (void *)ino;
+		b->mtime_sec = BPF_CORE_READ(t, i_mtime.tv_sec);
+		b->mtime_nsec = BPF_CORE_READ(t, i_mtime.tv_nsec);
+		b->ctime_sec = BPF_CORE_READ(t, __i_ctime.tv_sec);
+		b->ctime_nsec = BPF_CORE_READ(t, __i_ctime.tv_nsec);
+	} else if (bpf_core_field_exists(((struct inode___ts *)ino)->i_ctime)) {
+		struct inode___ts *t = (void *)ino;
+		b->mtime_sec = BPF_CORE_READ(t, i_mtime.tv_sec);
+		b->mtime_nsec = BPF_CORE_READ(t, i_mtime.tv_nsec);
+		b->ctime_sec = BPF_CORE_READ(t, i_ctime.tv_sec);
+		b->ctime_nsec = BPF_CORE_READ(t, i_ctime.tv_nsec);
+	} else {
+		/* unknown layout: no times tells the engine to open the file */
+		b->mtime_sec = b->ctime_sec = 0;
+		b->mtime_nsec = b->ctime_nsec = 0;
+	}
 }
 
 /* ====================== process lifecycle ====================== */
@@ -994,7 +1128,7 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 	struct file *f = BPF_CORE_READ(bprm, file);
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
 	b->ino = BPF_CORE_READ(ino, i_ino);
-	b->mtime_sec = bpf_core_field_exists(ino->i_mtime_sec) ? BPF_CORE_READ(ino, i_mtime_sec) : 0;
+	exec_identity(b, ino);
 	b->dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	b->mode = BPF_CORE_READ(ino, i_mode);
 	b->file_uid = BPF_CORE_READ(ino, i_uid.val);
@@ -1061,7 +1195,7 @@ int vg_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 	struct vg_exec *b = (struct vg_exec *)&s->ev[sizeof(struct vg_hdr)];
 	struct file *f = BPF_CORE_READ(p, mm, exe_file);
 	b->ino = BPF_CORE_READ(f, f_inode, i_ino);
-	b->mtime_sec = 0;
+	exec_identity(b, BPF_CORE_READ(f, f_inode));
 	b->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
 	b->mode = BPF_CORE_READ(f, f_inode, i_mode);
 	b->file_uid = BPF_CORE_READ(f, f_inode, i_uid.val);

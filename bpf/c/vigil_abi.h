@@ -18,7 +18,7 @@
 #ifndef VIGIL_ABI_H
 #define VIGIL_ABI_H
 
-#define VG_ABI_VERSION 1
+#define VG_ABI_VERSION 2
 
 /* Event kinds. Fixed numbers, grouped by decade with gaps for growth. */
 enum vg_kind {
@@ -107,18 +107,30 @@ struct vg_exec {
 	__u32 argc;        /* argument count (bprm->argc) */
 	__u32 exec_flags;  /* VG_EXEC_* */
 	__u32 old_pid;     /* tid that called execve (differs after de_thread) */
+	/* The executable's identity as stat(2) reports it (with ino and dev):
+	 * the engine answers the hash cache from these without a syscall. */
+	__u64 size;        /* executable i_size */
+	__s64 ctime_sec;   /* executable ctime, seconds */
+	__u32 mtime_nsec;  /* executable mtime, nanoseconds */
+	__u32 ctime_nsec;  /* executable ctime, nanoseconds */
 };
-_Static_assert(sizeof(struct vg_exec) == 40, "vg_exec");
+_Static_assert(sizeof(struct vg_exec) == 64, "vg_exec");
 #define VG_EXEC_MEMFD (1u << 0)   /* executable is a memfd (fileless) */
 #define VG_EXEC_UNLINKED (1u << 1) /* executable has no links (deleted) */
 #define VG_EXEC_SETUID (1u << 2)  /* euid changed by the exec */
 #define VG_EXEC_SETGID (1u << 3)  /* egid changed by the exec */
-#define VG_EXEC_ENV (1u << 4)     /* the environment follows the strings */
-#define VG_EXEC_ENV_TRUNC (1u << 5) /* ... cut at VG_ENV_MAX bytes */
-/* The new image's environment (NUL-separated, from the new mm's env area)
- * trails the record after string 3 when VG_EXEC_ENV is set: its length is
- * hdr.size minus the header, body and strings. At most VG_ENV_MAX bytes. */
-#define VG_ENV_MAX 8190
+#define VG_EXEC_ENV (1u << 4)     /* the kept environment entries follow the strings */
+#define VG_EXEC_ENV_TRUNC (1u << 5) /* ... the walk stopped after VG_ENV_STEPS
+				     * steps (later entries unseen) or a kept
+				     * entry was cut */
+/* The kept entries of the new image's environment (NUL-terminated
+ * `NAME=value`, from the new mm's env area) trail the record after string 3
+ * when VG_EXEC_ENV is set: its length is hdr.size minus the header, body and
+ * strings. The kernel walks the area entry by entry (an entry longer than
+ * 4095 bytes takes one step per 4095 bytes), at most VG_ENV_STEPS steps, and
+ * copies only the entries whose first 8 bytes (4 for `ENV=`) start one of
+ * the kept names (the engine checks the whole name). */
+#define VG_ENV_STEPS 512
 /* Kill on match, decided at sched_process_exec (kill_exec_paths, kill_cfg) */
 #define VG_EXEC_KILLED (1u << 6)       /* SIGKILL sent before the program ran */
 #define VG_EXEC_WOULD_KILL (1u << 7)   /* monitor mode: a kill rule matched */

@@ -11,7 +11,7 @@
 use core::mem::{offset_of, size_of};
 
 /// ABI version; bump with any layout change (also in vigil_abi.h).
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Number of slots in per-kind arrays (counters, interest_kinds).
 pub const KIND_SLOTS: u32 = 64;
@@ -70,9 +70,11 @@ pub mod exec_flags {
     pub const UNLINKED: u32 = 1 << 1;
     pub const SETUID: u32 = 1 << 2;
     pub const SETGID: u32 = 1 << 3;
-    /// The new image's environment trails the record's strings.
+    /// The kept entries of the new image's environment trail the
+    /// record's strings.
     pub const ENV: u32 = 1 << 4;
-    /// ... and was cut at [`super::ENV_MAX`] bytes.
+    /// ... the walk stopped after [`super::ENV_STEPS`] steps (later
+    /// entries are unseen) or a kept entry was cut.
     pub const ENV_TRUNC: u32 = 1 << 5;
     pub const KILLED: u32 = 1 << 6;
     pub const WOULD_KILL: u32 = 1 << 7;
@@ -111,8 +113,9 @@ pub mod kill {
     pub const ACT_WOULD: u32 = 2;
 }
 
-/// Most bytes of an exec's environment the kernel copies (`VG_ENV_MAX`).
-pub const ENV_MAX: usize = 8190;
+/// Most steps of the kernel's walk of an exec's environment (one per
+/// entry, or per 4095 bytes of a longer one: `VG_ENV_STEPS`).
+pub const ENV_STEPS: usize = 512;
 
 /// `vg_fchange.mode` bits of the utimes family (`VG_UTIME_*`).
 pub mod utime {
@@ -262,8 +265,13 @@ pub struct Exec {
     pub argc: u32,
     pub exec_flags: u32,
     pub old_pid: u32,
+    pub size: u64,
+    pub ctime_sec: i64,
+    pub mtime_nsec: u32,
+    pub ctime_nsec: u32,
 }
-const _: () = assert!(size_of::<Exec>() == 40);
+const _: () = assert!(size_of::<Exec>() == 64);
+const _: () = assert!(offset_of!(Exec, size) == 40);
 const _: () = assert!(offset_of!(Exec, exec_flags) == 32);
 
 #[repr(C)]

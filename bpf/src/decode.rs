@@ -480,6 +480,37 @@ mod tests {
     }
 
     #[test]
+    fn the_kernels_env_prefilter_covers_every_kept_name() {
+        // env_candidate() in vigil.bpf.c: 8-byte prefixes (4 for `ENV=`)
+        let src = include_str!("../c/vigil.bpf.c");
+        let body = &src[src
+            .find("static __always_inline int env_candidate")
+            .unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        let mut prefixes: Vec<Vec<u8>> = Vec::new();
+        for w in body.split("W8(").skip(1) {
+            let args = &w[..w.find(')').unwrap()];
+            let p: Vec<u8> = args
+                .split(',')
+                .map(str::trim)
+                .filter_map(|a| a.strip_prefix('\'').and_then(|a| a.strip_suffix('\'')))
+                .map(|c| c.as_bytes()[0])
+                .collect();
+            prefixes.push(p);
+        }
+        assert_eq!(prefixes.len(), 17, "{prefixes:?}");
+        for n in ENV_NAMES {
+            let entry = format!("{n}=value");
+            assert!(
+                prefixes
+                    .iter()
+                    .any(|p| entry.as_bytes().starts_with(p) && (p.len() == 8 || p == b"ENV=")),
+                "{n} is not copied by the kernel's prefilter"
+            );
+        }
+    }
+
+    #[test]
     fn exec_env_keeps_only_the_listed_variables() {
         let info = abi::Exec {
             exec_flags: abi::exec_flags::ENV,

@@ -272,6 +272,9 @@ fields! {
     /// exec: the listed variables found in the new program's environment,
     /// `NAME=value`, one per line (`contains`/`regex` see each).
     ProcessEnvVars = "process.env_vars", Str, PROCESS, true;
+    /// exec: the kernel's walk of the environment stopped at its step
+    /// bound (later variables are unseen) or a kept variable was cut.
+    EnvTruncated = "vigil.env.truncated", Bool, PROCESS, true;
     /// exec: the value of `LD_PRELOAD` in the new program's environment.
     EnvLdPreload = "vigil.env.LD_PRELOAD", Str, PROCESS, true;
     /// exec: the value of `LD_LIBRARY_PATH` in the new program's environment.

@@ -118,6 +118,59 @@ fn environment_at_exec_raises_injection_and_history_alerts() {
     }
 }
 
+/// A kept variable behind padding: behind 20,000 bytes of one variable
+/// (past the old 8 KiB copy) it is still found, the kernel walks entry by
+/// entry and copies only the kept ones; behind more entries than the walk
+/// takes steps it is unseen, but the exec says `vigil.env.truncated`, so a
+/// rule sees the evasion.
+#[test]
+fn environment_padding_is_scanned_or_flagged() {
+    let dir = scratch_dir("vg-envpad");
+    let _c = Cleanup(vec![dir.clone()]);
+    let rules = dir.join("envpad.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: test_env_truncated\n  severity: high\n  condition: event.action = exec and vigil.env.truncated = true\n  output: environment past the walk's bound\n",
+    )
+    .unwrap();
+    let Some(agent) = Agent::start("environment_padding_is_scanned_or_flagged", Some(&rules))
+    else {
+        return;
+    };
+    let lib = dir.join("evil.so");
+    let lib = lib.to_str().unwrap();
+    // 20,000 bytes of padding first (the environment is in name order):
+    // found, not truncated
+    let pid = run(Command::new("/bin/true")
+        .env_clear()
+        .env("AAPAD", "x".repeat(20_000))
+        .env("LD_PRELOAD", lib));
+    let a = agent.expect("ld_preload_env_injection", |a| a["process"]["pid"] == pid);
+    assert_eq!(a["vigil"]["env"]["LD_PRELOAD"], lib, "{a}");
+    assert!(a["vigil"]["env"]["truncated"].is_null(), "{a}");
+    // 600 entries first: past the walk's 512 steps, flagged
+    let mut many = Command::new("/bin/true");
+    many.env_clear();
+    for i in 0..600 {
+        many.env(format!("A{i:03}"), "1");
+    }
+    let far = run(many.env("LD_PRELOAD", lib));
+    let t = agent.expect("test_env_truncated", |a| a["process"]["pid"] == far);
+    assert_eq!(t["vigil"]["env"]["truncated"], true, "{t}");
+    // an ordinary environment is not flagged
+    let plain = run(Command::new("/bin/true").env_clear().env("HOME", "/root"));
+    let marker = run(Command::new("/bin/true").env("LD_PRELOAD", lib));
+    agent.expect("ld_preload_env_injection", |a| {
+        a["process"]["pid"] == marker
+    });
+    for r in agent.out.records() {
+        assert!(
+            !(r["rule"]["id"] == "test_env_truncated" && r["process"]["pid"] == plain),
+            "plain environment flagged: {r}"
+        );
+    }
+}
+
 #[test]
 fn timestamps_set_on_system_files_raise_timestomp_alerts() {
     let Some(agent) = Agent::start(

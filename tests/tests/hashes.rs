@@ -180,5 +180,10 @@ fn exec_hash_equals_sha256sum_on_host_and_in_container() {
         "the loop's repeated execs hit the cache: {:?}",
         summary.pipeline.hash
     );
+    assert!(
+        summary.pipeline.hash.exec_key_hits >= 1,
+        "repeated execs are answered from the exec record's identity, without opening the file: {:?}",
+        summary.pipeline.hash
+    );
     drop(c);
 }

@@ -375,13 +375,15 @@ impl Fields for Event {
             | Field::ExecWorldWritableDir
             | Field::ExecUnlinked
             | Field::ExecSetuid
-            | Field::ExecSetgid => match &self.k.body {
+            | Field::ExecSetgid
+            | Field::EnvTruncated => match &self.k.body {
                 Body::Exec { info, .. } => {
                     let bit = match f {
                         Field::ExecMemfd => abi::exec_flags::MEMFD,
                         Field::ExecWorldWritableDir => abi::exec_flags::WWDIR,
                         Field::ExecUnlinked => abi::exec_flags::UNLINKED,
                         Field::ExecSetuid => abi::exec_flags::SETUID,
+                        Field::EnvTruncated => abi::exec_flags::ENV_TRUNC,
                         _ => abi::exec_flags::SETGID,
                     };
                     Some(Value::Bool(info.exec_flags & bit != 0))

@@ -1245,6 +1245,7 @@ fn encode_inner(
             }
             if info.exec_flags & abi::exec_flags::ENV_TRUNC != 0 {
                 truncated.push("process.env_vars");
+                w.bool("vigil.env.truncated", true);
             }
             w.str("vigil.exec.filename", filename)
                 .u64("vigil.exec.inode", info.ino)

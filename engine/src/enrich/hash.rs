@@ -2,7 +2,10 @@
 //! opened on the event path (`/proc/PID/exe`, else `/proc/PID/root` plus
 //! the path, so a container's file is the one hashed), its SHA-256 is
 //! computed on a worker thread, once per (device, inode, size, mtime,
-//! ctime) in a bounded cache, for files up to a size cap. The event waits
+//! ctime) in a bounded cache, for files up to a size cap. An exec record
+//! carries that identity as the kernel saw it ([`ExecKey`]): a repeated
+//! exec is answered from it with no syscall, the file is opened only on a
+//! miss (and its identity checked against the record's). The event waits
 //! for the worker at most `hash.wait_ms`; past that it carries
 //! `vigil.hash.pending` and the hash follows in a later record
 //! (`event.action: exec-hash`).
@@ -46,6 +49,55 @@ impl FileKey {
     }
 }
 
+/// The identity of the file an exec ran, from the exec record: device
+/// (kernel encoding), inode, size, mtime and ctime as the kernel saw them
+/// at exec. Answers the cache without opening the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExecKey {
+    /// Superblock device (kernel encoding).
+    pub dev: u32,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns.
+    pub mtime_ns: i64,
+    /// Status change time, ns.
+    pub ctime_ns: i64,
+}
+
+impl ExecKey {
+    /// The identity in an exec record, or `None` when the kernel could not
+    /// read it (no timestamps: an unknown inode layout, or a record from
+    /// an older sensor).
+    pub fn of(info: &vigil_bpf::abi::Exec) -> Option<ExecKey> {
+        if info.ino == 0 || (info.ctime_sec == 0 && info.ctime_nsec == 0) {
+            return None;
+        }
+        Some(ExecKey {
+            dev: info.dev,
+            ino: info.ino,
+            size: info.size,
+            mtime_ns: info
+                .mtime_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(info.mtime_nsec)),
+            ctime_ns: info
+                .ctime_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(info.ctime_nsec)),
+        })
+    }
+
+    /// Whether the file opened (`k`, from fstat) is the one the exec ran.
+    fn agrees(&self, k: &FileKey) -> bool {
+        self.ino == k.ino
+            && self.size == k.size
+            && self.mtime_ns == k.mtime_ns
+            && self.ctime_ns == k.ctime_ns
+    }
+}
+
 /// The hash state of one exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -74,6 +126,8 @@ pub struct HashStats {
     pub hashed: u64,
     /// Lookups answered from the cache.
     pub cache_hits: u64,
+    /// ... of them from the exec record's identity, with no syscall.
+    pub exec_key_hits: u64,
     /// Events written with `vigil.hash.pending`.
     pub pending: u64,
     /// Files over the size cap.
@@ -100,12 +154,14 @@ pub struct HashSettings {
 struct Job {
     ticket: u64,
     key: FileKey,
+    exec_key: Option<ExecKey>,
     file: File,
 }
 
 struct Finished {
     ticket: u64,
     key: FileKey,
+    exec_key: Option<ExecKey>,
     result: Result<[u8; 32], &'static str>,
 }
 
@@ -152,6 +208,7 @@ fn worker(jobs: Receiver<Job>, done: SyncSender<Finished>, max: u64) {
             .send(Finished {
                 ticket: j.ticket,
                 key: j.key,
+                exec_key: j.exec_key,
                 result,
             })
             .is_err()
@@ -229,6 +286,7 @@ pub fn load_hash_list(path: &Path) -> Result<HashSet<[u8; 32]>, String> {
 pub struct Hasher {
     cfg: HashSettings,
     cache: HashMap<FileKey, Arc<str>>,
+    by_exec: HashMap<ExecKey, Arc<str>>,
     inflight: HashMap<FileKey, u64>,
     jobs: Option<SyncSender<Job>>,
     results: Receiver<Finished>,
@@ -253,6 +311,7 @@ impl Hasher {
         Ok(Hasher {
             cfg,
             cache: HashMap::new(),
+            by_exec: HashMap::new(),
             inflight: HashMap::new(),
             jobs: Some(jtx),
             results: drx,
@@ -281,7 +340,7 @@ impl Hasher {
 
     /// Cache entries (`vigil_state_entries`).
     pub fn cache_len(&self) -> usize {
-        self.cache.len()
+        self.cache.len() + self.by_exec.len()
     }
 
     /// Opens the executable of `pid` (which exec'd `path`, inode `ino`
@@ -357,6 +416,48 @@ impl Hasher {
         mntns: u32,
         others: &[u32],
     ) -> Outcome {
+        self.lookup_keyed(pid, path, ino, None, mntns, others)
+    }
+
+    /// [`Hasher::lookup`] for an exec record: a file already hashed under
+    /// the record's identity `id` is answered with no syscall; otherwise
+    /// the file is opened as `lookup` does, and its result is remembered
+    /// under `id` when the opened file's identity agrees with it.
+    pub fn lookup_exec(
+        &mut self,
+        pid: u32,
+        path: &[u8],
+        ino: u64,
+        id: Option<ExecKey>,
+        mntns: u32,
+        others: &[u32],
+    ) -> Outcome {
+        if let Some(k) = id
+            && let Some(h) = self.by_exec.get(&k)
+        {
+            self.stats.cache_hits += 1;
+            self.stats.exec_key_hits += 1;
+            return Outcome::Hash(h.clone());
+        }
+        self.lookup_keyed(pid, path, ino, id, mntns, others)
+    }
+
+    fn remember_exec(&mut self, id: ExecKey, h: &Arc<str>) {
+        if self.by_exec.len() >= self.cfg.cache_entries.max(1) {
+            self.by_exec.clear();
+        }
+        self.by_exec.insert(id, h.clone());
+    }
+
+    fn lookup_keyed(
+        &mut self,
+        pid: u32,
+        path: &[u8],
+        ino: u64,
+        id: Option<ExecKey>,
+        mntns: u32,
+        others: &[u32],
+    ) -> Outcome {
         let f = match self.open(pid, path, ino, mntns, others) {
             Ok(f) => f,
             Err(why) => {
@@ -373,9 +474,14 @@ impl Hasher {
             return Outcome::Skipped("not-regular");
         }
         let key = FileKey::of(&m);
-        if let Some(h) = self.cache.get(&key) {
+        // the file opened is the one the exec ran (not replaced since)
+        let exec_key = id.filter(|k| k.agrees(&key));
+        if let Some(h) = self.cache.get(&key).cloned() {
             self.stats.cache_hits += 1;
-            return Outcome::Hash(h.clone());
+            if let Some(k) = exec_key {
+                self.remember_exec(k, &h);
+            }
+            return Outcome::Hash(h);
         }
         if key.size > self.cfg.max_bytes {
             self.stats.too_large += 1;
@@ -392,6 +498,7 @@ impl Hasher {
                 match jobs.try_send(Job {
                     ticket,
                     key,
+                    exec_key,
                     file: f,
                 }) {
                     Ok(()) => {}
@@ -438,6 +545,9 @@ impl Hasher {
                     self.cache.clear();
                 }
                 self.cache.insert(d.key, s.clone());
+                if let Some(k) = d.exec_key {
+                    self.remember_exec(k, &s);
+                }
                 Ok(s)
             }
             Err(why) => {
@@ -554,6 +664,85 @@ mod tests {
         assert_eq!(
             h.lookup(u32::MAX - 1, &path, ino + 1, 0, &[]),
             Outcome::Skipped("process-exited")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_exec_records_identity_answers_repeats_without_opening() {
+        let dir = std::env::temp_dir().join(format!("vigil-hash-exec-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let id = ExecKey {
+            dev: 7,
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        };
+        let mut h = Hasher::new(settings(2000)).unwrap();
+        let path = p.to_str().unwrap().as_bytes().to_vec();
+        let me = std::process::id();
+        let want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(
+            h.lookup_exec(me, &path, m.ino(), Some(id), 0, &[]),
+            Outcome::Hash(want.into())
+        );
+        assert_eq!((h.stats.hashed, h.stats.exec_key_hits), (1, 0));
+        // the same identity: answered with nothing to open (no such process)
+        assert_eq!(
+            h.lookup_exec(u32::MAX - 1, b"/nonexistent", m.ino(), Some(id), 0, &[]),
+            Outcome::Hash(want.into())
+        );
+        assert_eq!(h.stats.exec_key_hits, 1);
+        // another identity (changed ctime) is not answered from it
+        let other = ExecKey {
+            ctime_ns: id.ctime_ns + 1,
+            ..id
+        };
+        assert_eq!(
+            h.lookup_exec(u32::MAX - 1, b"/nonexistent", m.ino(), Some(other), 0, &[]),
+            Outcome::Skipped("process-exited")
+        );
+        // a record whose identity disagrees with the file opened: hashed
+        // from the file, but not remembered under the record's identity
+        let stale = ExecKey { size: 99, ..id };
+        assert_eq!(
+            h.lookup_exec(me, &path, m.ino(), Some(stale), 0, &[]),
+            Outcome::Hash(want.into())
+        );
+        assert_eq!(
+            h.lookup_exec(u32::MAX - 1, b"/nonexistent", m.ino(), Some(stale), 0, &[]),
+            Outcome::Skipped("process-exited")
+        );
+        // a record without an identity
+        let info = vigil_bpf::abi::Exec {
+            ino: 5,
+            ..Default::default()
+        };
+        assert_eq!(ExecKey::of(&info), None);
+        let info = vigil_bpf::abi::Exec {
+            ino: 5,
+            dev: 3,
+            size: 10,
+            mtime_sec: 2,
+            mtime_nsec: 5,
+            ctime_sec: 3,
+            ctime_nsec: 6,
+            ..Default::default()
+        };
+        assert_eq!(
+            ExecKey::of(&info),
+            Some(ExecKey {
+                dev: 3,
+                ino: 5,
+                size: 10,
+                mtime_ns: 2_000_000_005,
+                ctime_ns: 3_000_000_006
+            })
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -138,6 +138,26 @@ pub struct Kallsyms {
 }
 
 static KALLSYMS: std::sync::OnceLock<Kallsyms> = std::sync::OnceLock::new();
+/// /proc/kallsyms opened while the agent held CAP_SYSLOG (the kernel
+/// decides at open whether the reader sees addresses), read by whoever
+/// initialises [`KALLSYMS`] first.
+static KALLSYMS_FILE: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+fn read_kallsyms() -> Kallsyms {
+    use std::io::Read;
+    let opened = KALLSYMS_FILE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let text = match opened {
+        Some(mut f) => {
+            let mut t = String::new();
+            f.read_to_string(&mut t).map(|_| t)
+        }
+        None => std::fs::read_to_string("/proc/kallsyms"),
+    };
+    text.map(|t| Kallsyms::parse(&t)).unwrap_or_default()
+}
 
 impl Kallsyms {
     /// Parses kallsyms text (`addr type name [module]`); text symbols only.
@@ -172,11 +192,32 @@ impl Kallsyms {
     /// Reads /proc/kallsyms once for the process (call it while the agent
     /// still holds CAP_SYSLOG: without it the kernel shows zero addresses).
     pub fn preload() -> &'static Kallsyms {
-        KALLSYMS.get_or_init(|| {
-            std::fs::read_to_string("/proc/kallsyms")
-                .map(|t| Kallsyms::parse(&t))
-                .unwrap_or_default()
-        })
+        KALLSYMS.get_or_init(read_kallsyms)
+    }
+
+    /// Opens /proc/kallsyms now (while the agent holds CAP_SYSLOG) and
+    /// reads it on a thread, off the start-up path; [`Kallsyms::preload`]
+    /// called meanwhile waits for it (or reads the opened file itself).
+    pub fn preload_in_background() {
+        match std::fs::File::open("/proc/kallsyms") {
+            Ok(f) => {
+                *KALLSYMS_FILE
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+                if std::thread::Builder::new()
+                    .name("vigil-kallsyms".into())
+                    .spawn(|| {
+                        Kallsyms::preload();
+                    })
+                    .is_err()
+                {
+                    Kallsyms::preload();
+                }
+            }
+            Err(_) => {
+                Kallsyms::preload();
+            }
+        }
     }
 
     /// Symbols known.

@@ -249,7 +249,8 @@ impl Pipeline {
         let mut own = None;
         if ev.process.as_ref().is_some_and(|p| p.hash.is_none()) {
             let chain: Vec<u32> = ev.ancestors.iter().map(|a| a.pid).collect();
-            match hs.lookup(h.pid, path, info.ino, h.mntns, &chain) {
+            let id = crate::hash::ExecKey::of(info);
+            match hs.lookup_exec(h.pid, path, info.ino, id, h.mntns, &chain) {
                 crate::hash::Outcome::Hash(x) => {
                     ev.hash_known_bad = hs.is_known_bad(&x);
                     if let Some(p) = ev.process.as_mut() {
@@ -1129,8 +1130,8 @@ impl Summary {
         let hs = &self.pipeline.hash;
         if *hs != crate::hash::HashStats::default() {
             s.push_str(&format!(
-                "vigil: hashes: {} executables hashed, {} cache hits, {} pending (followed by exec-hash records: {}, unfollowed: {}), {} too large, {} unreadable, {} refused (queue full)\n",
-                hs.hashed, hs.cache_hits, hs.pending, self.pipeline.hash_late, self.pipeline.hash_unfollowed, hs.too_large, hs.errors, hs.queue_full
+                "vigil: hashes: {} executables hashed, {} cache hits ({} from the exec record's identity), {} pending (followed by exec-hash records: {}, unfollowed: {}), {} too large, {} unreadable, {} refused (queue full)\n",
+                hs.hashed, hs.cache_hits, hs.exec_key_hits, hs.pending, self.pipeline.hash_late, self.pipeline.hash_unfollowed, hs.too_large, hs.errors, hs.queue_full
             ));
         }
         let cs = &self.pipeline.capture;
@@ -1359,8 +1360,9 @@ pub async fn run(
     )?;
     if cfg.perf.ktools_config().any() {
         // kernel symbols of call sites and work functions: readable with
-        // CAP_SYSLOG only, which the agent drops next
-        crate::perf::collector::Kallsyms::preload();
+        // CAP_SYSLOG only, which the agent drops next (the kernel checks
+        // at open: the file is opened now, read on a thread)
+        crate::perf::collector::Kallsyms::preload_in_background();
     }
     // Toggling bpf_stats needs CAP_SYS_ADMIN, which the drop removes: a
     // helper process keeps it for that one job.
