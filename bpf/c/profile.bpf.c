@@ -59,12 +59,16 @@ int vg_pf_sample(struct bpf_perf_event_data *ctx)
 	key.tgid = tgid;
 	key.cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
-	int user = (ctx->regs.cs & 3) != 0;
+	/* No read of ctx->regs here: with vmlinux.h's CO-RE attribute clang
+	 * may address it through a modified ctx pointer, which the verifier
+	 * refuses (EACCES). A user-mode sample has an empty kernel callchain:
+	 * bpf_get_stackid returns -EFAULT for it. */
+	key.kstack = bpf_get_stackid(ctx, &pf_stacks, 0);
+	int user = key.kstack == -VG_EFAULT;
 	if (user)
 		key.flags |= PF_USER_MODE;
 	if (tflags & VG_PF_KTHREAD)
 		key.flags |= PF_KTHREAD;
-	key.kstack = user ? -VG_EFAULT : bpf_get_stackid(ctx, &pf_stacks, 0);
 	key.ustack = (tflags & VG_PF_KTHREAD) ? -VG_EFAULT
 					       : bpf_get_stackid(ctx, &pf_stacks, BPF_F_USER_STACK);
 	if (!user && key.kstack < 0) {

@@ -452,7 +452,7 @@ fn profile_bench(rounds: usize, scale: f64) {
         ("profile 99 Hz", false, 99),
     ];
     let loads = [
-        ("spin", (20_000.0 * scale).max(500.0) as u64),
+        ("spin", (5_000_000.0 * scale).max(1000.0) as u64),
         ("pipe", (200_000.0 * scale).max(1000.0) as u64),
     ];
     let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
