@@ -464,16 +464,17 @@ impl Collector for ProfileCollector {
             let mut w = vigil_outputs::json::Writer::new();
             header(&mut w, "vigil.profile", "cpu-profile");
             w.u64("process.pid", p.tgid.into())
-                .str("process.name", p.comm.as_bytes())
-                .u64("vigil.profile.samples", p.samples)
-                .u64("vigil.profile.kernel_samples", p.kernel);
-            if let Some(path) = &path {
-                w.str("vigil.cgroup.path", path.as_bytes());
-            }
+                .str("process.name", p.comm.as_bytes());
             if let Some(c) = &container {
                 w.str("container.id", c.id.as_bytes())
                     .str("container.runtime", c.runtime);
             }
+            // dotted keys nest: every vigil.cgroup.* before vigil.profile.*
+            if let Some(path) = &path {
+                w.str("vigil.cgroup.path", path.as_bytes());
+            }
+            w.u64("vigil.profile.samples", p.samples)
+                .u64("vigil.profile.kernel_samples", p.kernel);
             put_f64(&mut w, "vigil.profile.cpu_pct", cpu_pct(p.samples));
             if let Some((f, n)) = p.functions.first() {
                 w.str("vigil.profile.hottest", f.as_bytes());
@@ -536,17 +537,18 @@ impl Collector for ProfileCollector {
                     let mut w = vigil_outputs::json::Writer::new();
                     header(&mut w, "vigil.finding", "cpu-hot");
                     w.str("message", msg.as_bytes())
-                        .str("vigil.finding.name", "cpu-hot")
-                        .str("vigil.finding.metric", "vigil.profile.cpu_pct")
                         .u64("process.pid", p.tgid.into())
-                        .str("process.name", p.comm.as_bytes())
-                        .str("vigil.profile.hottest", hot.as_bytes());
+                        .str("process.name", p.comm.as_bytes());
                     if !cid.is_empty() {
                         w.str("container.id", cid.as_bytes());
                     }
+                    // dotted keys nest: vigil.finding.* together, then vigil.profile.*
+                    w.str("vigil.finding.name", "cpu-hot")
+                        .str("vigil.finding.metric", "vigil.profile.cpu_pct");
                     put_f64(&mut w, "vigil.finding.value", who_pct);
                     put_f64(&mut w, "vigil.finding.threshold", self.cfg.profile_cpu_pct);
-                    w.str("vigil.finding.unit", "percent");
+                    w.str("vigil.finding.unit", "percent")
+                        .str("vigil.profile.hottest", hot.as_bytes());
                     out.records.push(PerfRecord {
                         json: w.finish(),
                         finding: Some(("cpu-hot".into(), msg)),
