@@ -16,10 +16,9 @@
 //! Every program is `tp_btf` (direct BTF loads, cheapest); [`Ktools::status`]
 //! says what attached and, for what did not, why.
 
-use crate::sensors::{SensorState, SensorStatus, explain};
+use crate::sensors::{SensorState, SensorStatus};
 use crate::{Error, ensure_tracefs, raise_memlock};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::BtfTracePoint;
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::HashMap;
 
@@ -193,16 +192,8 @@ unsafe impl aya::Pod for KwKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for KwVal {}
 
-/// Values that add up over CPUs.
-pub trait Sum: Copy + Default {
-    /// `self += other` (wrapping).
-    fn add(&mut self, other: &Self);
-}
-impl Sum for u64 {
-    fn add(&mut self, o: &Self) {
-        *self = self.wrapping_add(*o);
-    }
-}
+pub use crate::PerCpuSum as Sum;
+
 impl Sum for KmVal {
     fn add(&mut self, o: &Self) {
         self.count = self.count.wrapping_add(o.count);
@@ -477,18 +468,7 @@ impl Ktools {
                     format!("this kernel has no {cat}:{tp} tracepoint"),
                 )]);
             }
-            let r = (|| -> Result<(), String> {
-                let p: &mut BtfTracePoint = self
-                    .ebpf
-                    .program_mut(prog)
-                    .ok_or("missing from object")?
-                    .try_into()
-                    .map_err(|e| explain(&e))?;
-                p.load(tp, btf)
-                    .map_err(|e| format!("load: {}", explain(&e)))?;
-                p.attach().map_err(|e| format!("attach: {}", explain(&e)))?;
-                Ok(())
-            })();
+            let r = crate::attach_tp_btf(&mut self.ebpf, prog, tp, btf);
             if let Err(e) = r {
                 return SensorState::Unavailable(vec![(format!("tp_btf/{tp}"), e)]);
             }
@@ -526,19 +506,7 @@ impl Ktools {
         &self,
         name: &'static str,
     ) -> Result<Vec<(K, V)>, Error> {
-        let m: PerCpuHashMap<&MapData, K, V> = PerCpuHashMap::try_from(self.map(name)?)
-            .map_err(|source| Error::Map { name, source })?;
-        let mut out = Vec::new();
-        for r in m.iter() {
-            let Ok((k, per_cpu)) = r else { continue };
-            let mut sum = V::default();
-            for v in per_cpu.iter() {
-                sum.add(v);
-            }
-            out.push((k, sum));
-        }
-        out.sort_by_key(|a| a.0);
-        Ok(out)
+        crate::read_per_cpu(&self.ebpf, name)
     }
 
     fn remove<K: aya::Pod, V: aya::Pod>(
@@ -546,16 +514,7 @@ impl Ktools {
         name: &'static str,
         keys: &[K],
     ) -> Result<(), Error> {
-        let m = self.ebpf.map_mut(name).ok_or(Error::Map {
-            name,
-            source: aya::maps::MapError::InvalidName { name: name.into() },
-        })?;
-        let mut m: PerCpuHashMap<&mut MapData, K, V> =
-            PerCpuHashMap::try_from(m).map_err(|source| Error::Map { name, source })?;
-        for k in keys {
-            let _ = m.remove(k);
-        }
-        Ok(())
+        crate::remove_per_cpu::<K, V>(&mut self.ebpf, name, keys)
     }
 
     /// Allocations per process, cache and syscall (cumulative, over CPUs).
@@ -624,14 +583,8 @@ impl Ktools {
 
     /// The object's own counters.
     pub fn stats(&self) -> Result<KtStats, Error> {
-        let name = "kt_stats";
-        let a: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.map(name)?).map_err(|source| Error::Map { name, source })?;
-        let get = |i: u32| -> u64 {
-            a.get(&i, 0)
-                .map(|v| v.iter().fold(0u64, |x, y| x.wrapping_add(*y)))
-                .unwrap_or(0)
-        };
+        self.map("kt_stats")?;
+        let get = |i: u32| crate::stat_slot(&self.ebpf, "kt_stats", i);
         Ok(KtStats {
             km_full: get(0),
             site_full: get(1),
@@ -646,51 +599,17 @@ impl Ktools {
     /// Loads only the benchmark's counting program on `kmem_cache_alloc`
     /// (the floor of any program there; `vigil-bench --kmem`).
     pub fn load_floor() -> Result<Ktools, Error> {
-        ensure_tracefs()?;
-        let _ = raise_memlock();
-        let prog = "vg_kt_floor_cache_alloc";
-        let btf = Btf::from_sys_fs().map_err(|e| Error::Program {
-            prog,
-            message: format!("kernel BTF: {e}"),
-        })?;
-        let ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .load(object())
-            .map_err(Error::Load)?;
-        let mut me = Ktools {
+        let ebpf = crate::load_floor(object(), &[("vg_kt_floor_cache_alloc", "kmem_cache_alloc")])?;
+        Ok(Ktools {
             ebpf,
             status: Vec::new(),
             cfg: KtoolsConfig::default(),
-        };
-        let p: &mut BtfTracePoint = me
-            .ebpf
-            .program_mut(prog)
-            .ok_or(Error::Program {
-                prog,
-                message: "missing from object".into(),
-            })?
-            .try_into()
-            .map_err(|e| Error::Program {
-                prog,
-                message: explain(&e),
-            })?;
-        p.load("kmem_cache_alloc", &btf)
-            .and_then(|()| p.attach().map(|_| ()))
-            .map_err(|e| Error::Program {
-                prog,
-                message: explain(&e),
-            })?;
-        Ok(me)
+        })
     }
 
     /// Runs of the counting floor ([`Ktools::load_floor`]).
     pub fn floor_runs(&self) -> u64 {
-        self.map("kt_stats")
-            .ok()
-            .and_then(|m| PerCpuArray::<&MapData, u64>::try_from(m).ok())
-            .and_then(|a| a.get(&7, 0).ok())
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        crate::stat_slot(&self.ebpf, "kt_stats", 7)
     }
 
     /// Run count and time of this object's programs (zero unless bpf_stats

@@ -12,6 +12,7 @@ pub mod compat;
 pub mod decode;
 pub mod ktools;
 pub mod perfsys;
+pub mod profile;
 mod ring;
 pub mod sched;
 pub mod sensors;
@@ -354,6 +355,112 @@ pub fn recursion_misses_by_name(name: &str) -> Vec<(u32, u64)> {
         .collect();
     out.sort_unstable();
     out
+}
+
+/// Loads and attaches one `tp_btf` program of an object to tracepoint
+/// `tp`: the one attach path of every performance tool. The error says
+/// which step failed (missing from the object, wrong type, verifier load,
+/// attach) and why.
+pub fn attach_tp_btf(ebpf: &mut Ebpf, prog: &str, tp: &str, btf: &Btf) -> Result<(), String> {
+    let p: &mut aya::programs::BtfTracePoint = ebpf
+        .program_mut(prog)
+        .ok_or("missing from object")?
+        .try_into()
+        .map_err(|e| sensors::explain(&e))?;
+    p.load(tp, btf)
+        .map_err(|e| format!("load: {}", sensors::explain(&e)))?;
+    p.attach()
+        .map_err(|e| format!("attach: {}", sensors::explain(&e)))?;
+    Ok(())
+}
+
+/// Loads a performance object with only its benchmark counting programs
+/// attached (`(program, tp_btf tracepoint)` pairs): the floor of any tool
+/// on those hooks, as `vigil-bench` measures it.
+pub fn load_floor(object: &[u8], hooks: &[(&'static str, &str)]) -> Result<Ebpf, Error> {
+    ensure_tracefs()?;
+    let _ = raise_memlock();
+    let first = hooks.first().map(|h| h.0).unwrap_or("floor");
+    let btf = Btf::from_sys_fs().map_err(|e| Error::Program {
+        prog: first,
+        message: format!("kernel BTF (/sys/kernel/btf/vmlinux): {e}"),
+    })?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .load(object)
+        .map_err(Error::Load)?;
+    for (prog, tp) in hooks {
+        attach_tp_btf(&mut ebpf, prog, tp, &btf)
+            .map_err(|message| Error::Program { prog, message })?;
+    }
+    Ok(ebpf)
+}
+
+/// Values of a per-CPU map that add up over CPUs.
+pub trait PerCpuSum: Copy + Default {
+    /// `self += other` (wrapping).
+    fn add(&mut self, other: &Self);
+}
+
+impl PerCpuSum for u64 {
+    fn add(&mut self, o: &Self) {
+        *self = self.wrapping_add(*o);
+    }
+}
+
+fn no_map(name: &'static str) -> Error {
+    Error::Map {
+        name,
+        source: aya::maps::MapError::InvalidName { name: name.into() },
+    }
+}
+
+/// Every entry of a per-CPU hash map, each value summed over CPUs, sorted
+/// by key.
+pub fn read_per_cpu<K: aya::Pod + Ord, V: aya::Pod + PerCpuSum>(
+    ebpf: &Ebpf,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, Error> {
+    let m: aya::maps::PerCpuHashMap<&MapData, K, V> =
+        aya::maps::PerCpuHashMap::try_from(ebpf.map(name).ok_or_else(|| no_map(name))?)
+            .map_err(|source| Error::Map { name, source })?;
+    let mut out = Vec::new();
+    for r in m.iter() {
+        let Ok((k, per_cpu)) = r else { continue };
+        let mut sum = V::default();
+        for v in per_cpu.iter() {
+            sum.add(v);
+        }
+        out.push((k, sum));
+    }
+    out.sort_by_key(|a| a.0);
+    Ok(out)
+}
+
+/// Removes keys from a per-CPU hash map (idle keys, processes gone); keys
+/// already gone are no error.
+pub fn remove_per_cpu<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    keys: &[K],
+) -> Result<(), Error> {
+    let m = ebpf.map_mut(name).ok_or_else(|| no_map(name))?;
+    let mut m: aya::maps::PerCpuHashMap<&mut MapData, K, V> =
+        aya::maps::PerCpuHashMap::try_from(m).map_err(|source| Error::Map { name, source })?;
+    for k in keys {
+        let _ = m.remove(k);
+    }
+    Ok(())
+}
+
+/// Slot `idx` of a per-CPU `u64` stats array (`stat_inc` in
+/// `vigil_perf.h`), summed over CPUs; 0 when the map or slot is missing.
+pub fn stat_slot(ebpf: &Ebpf, name: &str, idx: u32) -> u64 {
+    ebpf.map(name)
+        .and_then(|m| PerCpuArray::<&MapData, u64>::try_from(m).ok())
+        .and_then(|a| a.get(&idx, 0).ok())
+        .map(|v| v.iter().fold(0u64, |x, y| x.wrapping_add(*y)))
+        .unwrap_or(0)
 }
 
 /// Whether this kernel lets vigil count BPF run time (`BPF_ENABLE_STATS`);

@@ -14,8 +14,8 @@
 
 use crate::sensors::{SensorState, SensorStatus, explain};
 use crate::{Error, ProgramStat, ensure_tracefs, raise_memlock};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 /// The compiled object, embedded.
@@ -234,6 +234,24 @@ unsafe impl aya::Pod for BioKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for BioHist {}
 
+impl crate::PerCpuSum for ScProc {
+    fn add(&mut self, o: &Self) {
+        self.calls = self.calls.wrapping_add(o.calls);
+        self.errors = self.errors.wrapping_add(o.errors);
+    }
+}
+
+impl crate::PerCpuSum for BioHist {
+    fn add(&mut self, o: &Self) {
+        for (s, v) in self.slots.iter_mut().zip(o.slots.iter()) {
+            *s = s.wrapping_add(*v);
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(o.sum_ns);
+        self.queue_ns = self.queue_ns.wrapping_add(o.queue_ns);
+        self.bytes = self.bytes.wrapping_add(o.bytes);
+    }
+}
+
 /// Kernel-side counters of the object (`ps_stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PerfsysStats {
@@ -437,16 +455,7 @@ impl Perfsys {
     }
 
     fn attach_btf(&mut self, prog: &'static str, tp: &str, btf: &Btf) -> Result<(), String> {
-        let p: &mut BtfTracePoint = self
-            .ebpf
-            .program_mut(prog)
-            .ok_or("missing from object")?
-            .try_into()
-            .map_err(|e| explain(&e))?;
-        p.load(tp, btf)
-            .map_err(|e| format!("load: {}", explain(&e)))?;
-        p.attach().map_err(|e| format!("attach: {}", explain(&e)))?;
-        Ok(())
+        crate::attach_tp_btf(&mut self.ebpf, prog, tp, btf)
     }
 
     fn attach_tp(&mut self, prog: &'static str, cat: &str, name: &str) -> Result<(), String> {
@@ -521,35 +530,12 @@ impl Perfsys {
     /// Syscalls per process so far (cumulative; [`SyscallMode::All`] only),
     /// summed over CPUs.
     pub fn syscall_procs(&self) -> Result<Vec<(u32, ScProc)>, Error> {
-        let m: PerCpuHashMap<&MapData, u32, ScProc> =
-            PerCpuHashMap::try_from(self.map("sc_proc")?).map_err(map_err("sc_proc"))?;
-        let mut out: Vec<(u32, ScProc)> = m
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| {
-                let mut s = ScProc::default();
-                for p in v.iter() {
-                    s.calls = s.calls.wrapping_add(p.calls);
-                    s.errors = s.errors.wrapping_add(p.errors);
-                }
-                (k, s)
-            })
-            .collect();
-        out.sort_by_key(|(k, _)| *k);
-        Ok(out)
+        crate::read_per_cpu(&self.ebpf, "sc_proc")
     }
 
     /// Failing syscalls so far (cumulative), summed over CPUs.
     pub fn syscall_errors(&self) -> Result<Vec<(ScErrKey, u64)>, Error> {
-        let m: PerCpuHashMap<&MapData, ScErrKey, u64> =
-            PerCpuHashMap::try_from(self.map("sc_err")?).map_err(map_err("sc_err"))?;
-        let mut out: Vec<(ScErrKey, u64)> = m
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| (k, v.iter().fold(0u64, |a, b| a.wrapping_add(*b))))
-            .collect();
-        out.sort_by_key(|(k, _)| *k);
-        Ok(out)
+        crate::read_per_cpu(&self.ebpf, "sc_err")
     }
 
     /// Forgets the syscall counters of these processes (exited).
@@ -564,27 +550,8 @@ impl Perfsys {
             .map(|(k, _)| k)
             .filter(|k| dead.contains(&k.tgid))
             .collect();
-        {
-            let m = self
-                .ebpf
-                .map_mut("sc_err")
-                .ok_or_else(|| no_map("sc_err"))?;
-            let mut m: PerCpuHashMap<&mut MapData, ScErrKey, u64> =
-                PerCpuHashMap::try_from(m).map_err(map_err("sc_err"))?;
-            for k in &errs {
-                let _ = m.remove(k);
-            }
-        }
-        let m = self
-            .ebpf
-            .map_mut("sc_proc")
-            .ok_or_else(|| no_map("sc_proc"))?;
-        let mut m: PerCpuHashMap<&mut MapData, u32, ScProc> =
-            PerCpuHashMap::try_from(m).map_err(map_err("sc_proc"))?;
-        for t in tgids {
-            let _ = m.remove(t);
-        }
-        Ok(())
+        crate::remove_per_cpu::<ScErrKey, u64>(&mut self.ebpf, "sc_err", &errs)?;
+        crate::remove_per_cpu::<u32, ScProc>(&mut self.ebpf, "sc_proc", tgids)
     }
 
     /// TCP retransmits and resets so far (cumulative), per connection and kind.
@@ -612,49 +579,18 @@ impl Perfsys {
 
     /// Block I/O histograms so far (cumulative), summed over CPUs.
     pub fn bio(&self) -> Result<Vec<(BioKey, BioHist)>, Error> {
-        let m: PerCpuHashMap<&MapData, BioKey, BioHist> =
-            PerCpuHashMap::try_from(self.map("bio_hist")?).map_err(map_err("bio_hist"))?;
-        let mut out = Vec::new();
-        for r in m.iter() {
-            let Ok((k, per_cpu)) = r else { continue };
-            let mut sum = BioHist::default();
-            for h in per_cpu.iter() {
-                for (s, v) in sum.slots.iter_mut().zip(h.slots.iter()) {
-                    *s = s.wrapping_add(*v);
-                }
-                sum.sum_ns = sum.sum_ns.wrapping_add(h.sum_ns);
-                sum.queue_ns = sum.queue_ns.wrapping_add(h.queue_ns);
-                sum.bytes = sum.bytes.wrapping_add(h.bytes);
-            }
-            out.push((k, sum));
-        }
-        out.sort_by_key(|(k, _)| *k);
-        Ok(out)
+        crate::read_per_cpu(&self.ebpf, "bio_hist")
     }
 
     /// Forgets these block I/O histograms (idle for long).
     pub fn forget_bio(&mut self, keys: &[BioKey]) -> Result<(), Error> {
-        let m = self
-            .ebpf
-            .map_mut("bio_hist")
-            .ok_or_else(|| no_map("bio_hist"))?;
-        let mut m: PerCpuHashMap<&mut MapData, BioKey, BioHist> =
-            PerCpuHashMap::try_from(m).map_err(map_err("bio_hist"))?;
-        for k in keys {
-            let _ = m.remove(k);
-        }
-        Ok(())
+        crate::remove_per_cpu::<BioKey, BioHist>(&mut self.ebpf, "bio_hist", keys)
     }
 
     /// The object's own counters.
     pub fn stats(&self) -> Result<PerfsysStats, Error> {
-        let a: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.map("ps_stats")?).map_err(map_err("ps_stats"))?;
-        let get = |i: u32| -> u64 {
-            a.get(&i, 0)
-                .map(|v| v.iter().fold(0u64, |x, y| x.wrapping_add(*y)))
-                .unwrap_or(0)
-        };
+        self.map("ps_stats")?;
+        let get = |i: u32| crate::stat_slot(&self.ebpf, "ps_stats", i);
         Ok(PerfsysStats {
             sc_full: get(0),
             tcp_full: get(1),
@@ -673,37 +609,17 @@ impl Perfsys {
     /// `sys_exit` (the floor of any per-syscall sensor; `vigil-bench
     /// --syscalls`).
     pub fn load_floor() -> Result<Perfsys, Error> {
-        ensure_tracefs()?;
-        let _ = raise_memlock();
-        let btf = Btf::from_sys_fs().map_err(|e| Error::Program {
-            prog: "vg_ps_sys_floor",
-            message: format!("kernel BTF: {e}"),
-        })?;
-        let ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .load(object())
-            .map_err(Error::Load)?;
-        let mut me = Perfsys {
+        let ebpf = crate::load_floor(object(), &[("vg_ps_sys_floor", "sys_exit")])?;
+        Ok(Perfsys {
             ebpf,
             status: Vec::new(),
             mode: SyscallMode::Off,
-        };
-        me.attach_btf("vg_ps_sys_floor", "sys_exit", &btf)
-            .map_err(|message| Error::Program {
-                prog: "vg_ps_sys_floor",
-                message,
-            })?;
-        Ok(me)
+        })
     }
 
     /// Runs of the counting floor program ([`Perfsys::load_floor`]).
     pub fn floor_runs(&self) -> u64 {
-        self.map("ps_stats")
-            .ok()
-            .and_then(|m| PerCpuArray::<&MapData, u64>::try_from(m).ok())
-            .and_then(|a| a.get(&4, 0).ok())
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        crate::stat_slot(&self.ebpf, "ps_stats", 4)
     }
 }
 

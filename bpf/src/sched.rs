@@ -12,8 +12,8 @@
 
 use crate::sensors::{SensorState, SensorStatus, explain};
 use crate::{Error, ensure_tracefs, raise_memlock};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::{BtfTracePoint, RawTracePoint};
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::programs::RawTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 /// The compiled scheduler object, embedded.
@@ -80,6 +80,15 @@ unsafe impl aya::Pod for RqKey {}
 unsafe impl aya::Pod for RqHist {}
 // SAFETY: as above.
 unsafe impl aya::Pod for NsPair {}
+
+impl crate::PerCpuSum for RqHist {
+    fn add(&mut self, o: &Self) {
+        for (s, v) in self.slots.iter_mut().zip(o.slots.iter()) {
+            *s = s.wrapping_add(*v);
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(o.sum_ns);
+    }
+}
 
 /// Kernel-side counters of the scheduler object (`sched_stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -206,18 +215,7 @@ impl Sched {
         let mut fails: Vec<(String, String)> = Vec::new();
         match btf {
             Some(btf) => {
-                let r = (|| -> Result<(), String> {
-                    let p: &mut BtfTracePoint = self
-                        .ebpf
-                        .program_mut(btf_prog)
-                        .ok_or("missing from object")?
-                        .try_into()
-                        .map_err(|e| explain(&e))?;
-                    p.load(tp, btf)
-                        .map_err(|e| format!("load: {}", explain(&e)))?;
-                    p.attach().map_err(|e| format!("attach: {}", explain(&e)))?;
-                    Ok(())
-                })();
+                let r = crate::attach_tp_btf(&mut self.ebpf, btf_prog, tp, btf);
                 match r {
                     Ok(()) => return Ok(format!("tp_btf/{tp}")),
                     Err(e) => fails.push((format!("tp_btf/{tp}"), e)),
@@ -266,28 +264,9 @@ impl Sched {
         })
     }
 
-    fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
-        move |source| Error::Map { name, source }
-    }
-
     /// Every histogram so far (cumulative since load), summed over CPUs.
     pub fn runqlat(&self) -> Result<Vec<(RqKey, RqHist)>, Error> {
-        let m: PerCpuHashMap<&MapData, RqKey, RqHist> =
-            PerCpuHashMap::try_from(self.map("rq_hist")?).map_err(Self::map_err("rq_hist"))?;
-        let mut out = Vec::new();
-        for r in m.iter() {
-            let Ok((k, per_cpu)) = r else { continue };
-            let mut sum = RqHist::default();
-            for h in per_cpu.iter() {
-                for (s, v) in sum.slots.iter_mut().zip(h.slots.iter()) {
-                    *s = s.wrapping_add(*v);
-                }
-                sum.sum_ns = sum.sum_ns.wrapping_add(h.sum_ns);
-            }
-            out.push((k, sum));
-        }
-        out.sort_by_key(|(k, _)| *k);
-        Ok(out)
+        crate::read_per_cpu(&self.ebpf, "rq_hist")
     }
 
     /// Forgets the histograms of these cgroups (gone from the host).
@@ -318,41 +297,18 @@ impl Sched {
         name: &'static str,
         keys: &[K],
     ) -> Result<(), Error> {
-        let m = self.ebpf.map_mut(name).ok_or(Error::Map {
-            name,
-            source: aya::maps::MapError::InvalidName { name: name.into() },
-        })?;
-        let mut m: PerCpuHashMap<&mut MapData, K, V> =
-            PerCpuHashMap::try_from(m).map_err(Self::map_err(name))?;
-        for k in keys {
-            let _ = m.remove(k);
-        }
-        Ok(())
+        crate::remove_per_cpu::<K, V>(&mut self.ebpf, name, keys)
     }
 
     /// Pid-namespace switches so far (cumulative), per pair, summed over CPUs.
     pub fn pidns_switches(&self) -> Result<Vec<(NsPair, u64)>, Error> {
-        let m: PerCpuHashMap<&MapData, NsPair, u64> =
-            PerCpuHashMap::try_from(self.map("pidns_switch")?)
-                .map_err(Self::map_err("pidns_switch"))?;
-        let mut out: Vec<(NsPair, u64)> = m
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| (k, v.iter().fold(0u64, |a, b| a.wrapping_add(*b))))
-            .collect();
-        out.sort_by_key(|(k, _)| *k);
-        Ok(out)
+        crate::read_per_cpu(&self.ebpf, "pidns_switch")
     }
 
     /// The object's own counters.
     pub fn stats(&self) -> Result<SchedStats, Error> {
-        let a: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.map("sched_stats")?)
-            .map_err(Self::map_err("sched_stats"))?;
-        let get = |i: u32| -> u64 {
-            a.get(&i, 0)
-                .map(|v| v.iter().fold(0u64, |x, y| x.wrapping_add(*y)))
-                .unwrap_or(0)
-        };
+        self.map("sched_stats")?;
+        let get = |i: u32| crate::stat_slot(&self.ebpf, "sched_stats", i);
         Ok(SchedStats {
             hist_full: get(0),
             pairs_full: get(1),
@@ -364,54 +320,22 @@ impl Sched {
     /// `sched_wakeup` and `sched_switch` (the floor of any tool that hooks
     /// both; `vigil-bench --sched`).
     pub fn load_floor() -> Result<Sched, Error> {
-        ensure_tracefs()?;
-        let _ = raise_memlock();
-        let btf = Btf::from_sys_fs().map_err(|e| Error::Program {
-            prog: "vg_rq_floor_switch",
-            message: format!("kernel BTF: {e}"),
-        })?;
-        let ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .load(object())
-            .map_err(Error::Load)?;
-        let mut me = Sched {
+        let ebpf = crate::load_floor(
+            object(),
+            &[
+                ("vg_rq_floor_wakeup", "sched_wakeup"),
+                ("vg_rq_floor_switch", "sched_switch"),
+            ],
+        )?;
+        Ok(Sched {
             ebpf,
             status: Vec::new(),
-        };
-        for (prog, tp) in [
-            ("vg_rq_floor_wakeup", "sched_wakeup"),
-            ("vg_rq_floor_switch", "sched_switch"),
-        ] {
-            let p: &mut BtfTracePoint = me
-                .ebpf
-                .program_mut(prog)
-                .ok_or(Error::Program {
-                    prog,
-                    message: "missing from object".into(),
-                })?
-                .try_into()
-                .map_err(|e| Error::Program {
-                    prog,
-                    message: explain(&e),
-                })?;
-            p.load(tp, &btf)
-                .and_then(|()| p.attach().map(|_| ()))
-                .map_err(|e| Error::Program {
-                    prog,
-                    message: explain(&e),
-                })?;
-        }
-        Ok(me)
+        })
     }
 
     /// Runs of the counting floor programs ([`Sched::load_floor`]).
     pub fn floor_runs(&self) -> u64 {
-        self.map("sched_stats")
-            .ok()
-            .and_then(|m| PerCpuArray::<&MapData, u64>::try_from(m).ok())
-            .and_then(|a| a.get(&3, 0).ok())
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        crate::stat_slot(&self.ebpf, "sched_stats", 3)
     }
 
     /// Run count and time of this object's programs (zero unless bpf_stats

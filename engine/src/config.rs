@@ -396,6 +396,15 @@ pub struct PerfConfig {
     pub spray_share: f64,
     /// Root processes need this many times `spray_min_per_s`.
     pub spray_root_factor: f64,
+    /// The CPU profiler (tool `profile`): stacks sampled on every CPU.
+    pub profile: bool,
+    /// Samples per second per CPU (1..=1000; 49 or 99).
+    pub profile_hz: u64,
+    /// Processes per interval with a `vigil.profile` record (busiest first).
+    pub profile_top: usize,
+    /// Finding `cpu-hot` when the busiest container or host process uses
+    /// more than this percentage of one CPU in an interval (0: none).
+    pub profile_cpu_pct: f64,
 }
 
 impl Default for PerfConfig {
@@ -442,6 +451,10 @@ impl Default for PerfConfig {
             spray_factor: 20.0,
             spray_share: 0.75,
             spray_root_factor: 4.0,
+            profile: true,
+            profile_hz: 49,
+            profile_top: 10,
+            profile_cpu_pct: 90.0,
         }
     }
 }
@@ -1034,6 +1047,19 @@ impl Config {
             if v == 0 || v > 1_000_000 {
                 return Err(err("perf", key, "must be 1..=1000000".into()));
             }
+        }
+        if p.profile_hz == 0 || p.profile_hz > 1000 {
+            return Err(err("perf", "profile_hz", "must be 1..=1000".into()));
+        }
+        if p.profile_top == 0 || p.profile_top > 1000 {
+            return Err(err("perf", "profile_top", "must be 1..=1000".into()));
+        }
+        if p.profile_cpu_pct.is_nan() || p.profile_cpu_pct < 0.0 {
+            return Err(err(
+                "perf",
+                "profile_cpu_pct",
+                "must be a number >= 0".into(),
+            ));
         }
         if p.kmem_top == 0 || p.kmem_top > 1000 {
             return Err(err("perf", "kmem_top", "must be 1..=1000".into()));

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod probe;
 mod replay_cmd;
 pub mod report;
+pub mod report_flame;
 pub mod report_tools;
 mod rules;
 mod run;
@@ -104,6 +105,14 @@ enum Cmd {
         /// vigil's JSON lines output holding the tool's metric records.
         #[arg(long)]
         records: Option<PathBuf>,
+        /// Instead, the CPU profiler's stacks: writes FLAME.folded and
+        /// FLAME.svg (a flame graph; mode 0600) from the folded stacks the
+        /// agent kept in the data directory.
+        #[arg(long, value_name = "FLAME", conflicts_with = "tool")]
+        flame: Option<PathBuf>,
+        /// With --flame: only cgroups whose path contains this text.
+        #[arg(long, requires = "flame")]
+        cgroup: Option<String>,
     },
     /// Check, test and list rules (no root needed).
     Rules {
@@ -213,6 +222,16 @@ impl Cli {
                 since,
                 ..
             } => ExitCode::from(report_tools::run(&tool, &records, &since)),
+            Cmd::Report {
+                flame: Some(flame),
+                cgroup,
+                since,
+                dir,
+                ..
+            } => {
+                let dir = dir.unwrap_or_else(|| cfg.agent.data_dir.clone());
+                ExitCode::from(report_flame::run(&dir, &flame, &since, cgroup.as_deref()))
+            }
             Cmd::Report {
                 since,
                 svg,

@@ -87,6 +87,7 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
     };
     v.extend(perfsys_status(cfg));
     v.extend(ktools_status(cfg));
+    v.push(profile_status(cfg));
     let stat = std::fs::read_to_string("/proc/stat").map(|t| crate::perf::parse_proc_stat(&t));
     v.push(SensorStatus {
         name: "cpustolen",
@@ -132,6 +133,26 @@ pub fn ktools_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
                 state: SensorState::Unavailable(vec![("ktools.bpf.o".into(), e.to_string())]),
             })
             .collect(),
+    }
+}
+
+/// The CPU profiler (`[perf] profile`) from a real load and attach.
+pub fn profile_status(cfg: &Config) -> vigil_bpf::SensorStatus {
+    use vigil_bpf::profile::{Profile, ProfileConfig, SENSOR_NAMES};
+    if !cfg.perf.profile {
+        return SensorStatus {
+            name: SENSOR_NAMES[0],
+            state: SensorState::Disabled,
+        };
+    }
+    match Profile::load(&ProfileConfig {
+        hz: cfg.perf.profile_hz,
+    }) {
+        Ok(p) => p.status()[0].clone(),
+        Err(e) => SensorStatus {
+            name: SENSOR_NAMES[0],
+            state: SensorState::Unavailable(vec![("profile.bpf.o".into(), e.to_string())]),
+        },
     }
 }
 

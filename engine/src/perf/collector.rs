@@ -18,6 +18,14 @@ pub struct Ctx<'a> {
     pub hostname: &'a str,
     /// Wall-clock time of the collection, ns since the epoch.
     pub unix_ns: i64,
+    /// Run count and time of every vigil BPF program, all objects
+    /// (vigil's own cost).
+    pub programs: &'a [vigil_bpf::ProgramStat],
+    /// Factor from the sampled BPF run time to the whole interval
+    /// (`bpf_stats` is on for part of each interval only).
+    pub bpf_scale: f64,
+    /// Events decoded since start.
+    pub events: u64,
 }
 
 /// A Prometheus counter increment: series name, help, labels, increment.
@@ -52,6 +60,9 @@ pub trait Collector {
     fn collect(&mut self, ctx: &mut Ctx<'_>) -> Output;
     /// Entries in its tables (`vigil_state_entries`).
     fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>);
+    /// Adds the last collection's histograms and gauges to the Prometheus
+    /// registry (counters go through [`Output::counters`]); none by default.
+    fn prometheus(&mut self, _t: &mut crate::pipeline::telemetry::Telemetry) {}
 }
 
 /// A cumulative kernel value that has a difference.
@@ -95,6 +106,11 @@ impl<K: Hash + Eq + Copy, V: Cumulative> Deltas<K, V> {
     /// Nothing remembered.
     pub fn is_empty(&self) -> bool {
         self.last.is_empty()
+    }
+
+    /// The keys remembered.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.last.keys()
     }
 
     /// One reading of the whole map: returns the keys that changed with

@@ -13,6 +13,8 @@
 pub mod collector;
 pub mod ktools;
 pub mod perfsys;
+pub mod profile;
 pub mod sched;
+pub mod symbolize;
 
 pub use sched::*;

@@ -20,6 +20,7 @@
 use crate::config::PerfConfig;
 use crate::ecs;
 use crate::host::Host;
+use crate::perf::collector::{Collector, Ctx, Output};
 use crate::perf::{quantile_us, slot_bounds, total};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -153,6 +154,11 @@ pub struct PerfsysCollector {
     cgroups: HashMap<u64, (Option<String>, Option<crate::container::Container>)>,
     /// Cumulative figures.
     pub totals: Totals,
+    /// The perfsys object read by [`Collector::collect`] (None: vigil's
+    /// own cost only).
+    ps: Option<Perfsys>,
+    /// The last interval, for [`Collector::prometheus`].
+    last_iv: Option<SysInterval>,
 }
 
 /// A record to write: JSON, and for findings their name and message.
@@ -185,7 +191,20 @@ impl PerfsysCollector {
             devs: HashMap::new(),
             cgroups: HashMap::new(),
             totals: Totals::default(),
+            ps: None,
+            last_iv: None,
         }
+    }
+
+    /// The collector with the perfsys object it reads as a [`Collector`].
+    pub fn with_perfsys(mut self, ps: Option<Perfsys>) -> PerfsysCollector {
+        self.ps = ps;
+        self
+    }
+
+    /// The perfsys object, when loaded.
+    pub fn perfsys(&self) -> Option<&Perfsys> {
+        self.ps.as_ref()
     }
 
     /// Reads the kernel's figures. `programs`: bpf_stats of every vigil
@@ -979,6 +998,39 @@ impl PerfsysCollector {
 
 /// Slot-wise `a - b`; a histogram that went down (its BPF entry was removed
 /// and created again) counts from zero.
+impl Collector for PerfsysCollector {
+    fn name(&self) -> &'static str {
+        "perfsys"
+    }
+
+    fn collect(&mut self, ctx: &mut Ctx<'_>) -> Output {
+        let mut ps = self.ps.take();
+        let iv = self.read(ps.as_mut(), ctx.programs, ctx.bpf_scale, ctx.events);
+        let records = self.records(&iv, ctx.host, ctx.hostname, ctx.unix_ns);
+        if let Some(p) = ps.as_mut() {
+            self.sweep(p, |pid| {
+                std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+        }
+        self.ps = ps;
+        self.last_iv = Some(iv);
+        Output {
+            records,
+            ..Output::default()
+        }
+    }
+
+    fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        PerfsysCollector::table_sizes(self, out);
+    }
+
+    fn prometheus(&mut self, t: &mut crate::pipeline::telemetry::Telemetry) {
+        if let Some(iv) = self.last_iv.take() {
+            t.perfsys(&iv);
+        }
+    }
+}
+
 fn bio_delta(a: &BioHist, b: &BioHist) -> BioHist {
     if a.slots.iter().zip(b.slots.iter()).any(|(x, y)| x < y)
         || a.sum_ns < b.sum_ns

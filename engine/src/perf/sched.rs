@@ -17,6 +17,7 @@
 use crate::config::PerfConfig;
 use crate::ecs;
 use crate::host::Host;
+use crate::perf::collector::{Collector, Ctx, Output};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -358,6 +359,11 @@ pub struct PerfCollector {
     pub pidnss_totals: BTreeMap<(u32, u32), u64>,
     /// Findings raised.
     pub findings: u64,
+    /// The scheduler object read by [`Collector::collect`] (None: CPU
+    /// steal only).
+    sched: Option<vigil_bpf::sched::Sched>,
+    /// The last interval, for [`Collector::prometheus`].
+    last_iv: Option<Interval>,
 }
 
 /// Intervals a cgroup's histograms (or a pid-namespace pair's count) may
@@ -404,7 +410,21 @@ impl PerfCollector {
             totals: BTreeMap::new(),
             pidnss_totals: BTreeMap::new(),
             findings: 0,
+            sched: None,
+            last_iv: None,
         }
+    }
+
+    /// The collector with the scheduler object it reads as a
+    /// [`Collector`].
+    pub fn with_sched(mut self, sched: Option<vigil_bpf::sched::Sched>) -> PerfCollector {
+        self.sched = sched;
+        self
+    }
+
+    /// The scheduler object, when loaded.
+    pub fn sched(&self) -> Option<&vigil_bpf::sched::Sched> {
+        self.sched.as_ref()
     }
 
     /// (cgroup path, container id) of a cgroup id, as far as known.
@@ -747,6 +767,34 @@ impl PerfCollector {
             }
         }
         out
+    }
+}
+
+impl Collector for PerfCollector {
+    fn name(&self) -> &'static str {
+        "sched"
+    }
+
+    fn collect(&mut self, ctx: &mut Ctx<'_>) -> Output {
+        let mut sched = self.sched.take();
+        let iv = self.read(sched.as_mut());
+        self.sched = sched;
+        let records = self.records(&iv, ctx.host, ctx.hostname, ctx.unix_ns);
+        self.last_iv = Some(iv);
+        Output {
+            records,
+            ..Output::default()
+        }
+    }
+
+    fn table_sizes(&self, out: &mut Vec<(&'static str, usize)>) {
+        PerfCollector::table_sizes(self, out);
+    }
+
+    fn prometheus(&mut self, t: &mut crate::pipeline::telemetry::Telemetry) {
+        if let Some(iv) = self.last_iv.take() {
+            t.perf(&iv, |id| self.label_of(id));
+        }
     }
 }
 

@@ -89,6 +89,8 @@ pub struct PipelineStats {
     pub perfsys: crate::perfsys::Totals,
     /// The kernel-work tools' figures since start ([`crate::perf::ktools`]).
     pub ktools: crate::perf::ktools::KtoolsTotals,
+    /// The CPU profiler's figures since start ([`crate::perf::profile`]).
+    pub profile: crate::perf::profile::ProfileTotals,
     /// Events per kind whose process or parent is the watched pid
     /// ([`RunOptions::watch_pid`]; benchmarks count delivery with it).
     pub watched: BTreeMap<u16, u64>,
@@ -510,60 +512,6 @@ impl Pipeline {
         }
     }
 
-    /// One perf interval: reads the scheduler maps and /proc/stat, writes
-    /// the metric and finding records, the history line and the
-    /// Prometheus figures.
-    pub fn collect_perf(
-        &mut self,
-        perf: &mut crate::perf::PerfCollector,
-        sched: Option<&mut vigil_bpf::sched::Sched>,
-        host: &mut dyn Host,
-    ) {
-        let iv = perf.read(sched);
-        let now = host::boot_offset_ns() + boot_now_ns() as i64;
-        let hostname = self.shared.hostname.clone();
-        for r in perf.records(&iv, host, &hostname, now) {
-            match &r.finding {
-                Some((name, msg)) => self.write_finding(&r.json, name, msg),
-                None => self.write_raw(&r.json),
-            }
-        }
-        if let Some(t) = lk(&self.shared.telemetry).as_mut() {
-            t.perf(&iv, |id| perf.label_of(id));
-        }
-        self.stats.runqlat.clone_from(&perf.totals);
-        self.stats.pidnss.clone_from(&perf.pidnss_totals);
-        self.stats.perf_findings = perf.findings;
-    }
-
-    /// One interval of the system performance sensors and vigil's own
-    /// cost: reads the perfsys maps, the BPF run time of every vigil
-    /// program (`programs`) and the agent's CPU time, writes the metric
-    /// and finding records and the Prometheus figures.
-    pub fn collect_perfsys(
-        &mut self,
-        coll: &mut crate::perfsys::PerfsysCollector,
-        ps: Option<&mut vigil_bpf::perfsys::Perfsys>,
-        programs: &[vigil_bpf::ProgramStat],
-        bpf_scale: f64,
-        host: &mut dyn Host,
-    ) {
-        let events: u64 = self.stats.decoded.values().sum();
-        let iv = coll.read(ps, programs, bpf_scale, events);
-        let now = host::boot_offset_ns() + boot_now_ns() as i64;
-        let hostname = self.shared.hostname.clone();
-        for r in coll.records(&iv, host, &hostname, now) {
-            match &r.finding {
-                Some((name, msg)) => self.write_finding(&r.json, name, msg),
-                None => self.write_raw(&r.json),
-            }
-        }
-        if let Some(t) = lk(&self.shared.telemetry).as_mut() {
-            t.perfsys(&iv);
-        }
-        self.stats.perfsys.clone_from(&coll.totals);
-    }
-
     /// One interval of a tool behind [`crate::perf::collector::Collector`]:
     /// writes its metric and finding records and alerts, and adds its
     /// Prometheus counters.
@@ -571,13 +519,19 @@ impl Pipeline {
         &mut self,
         c: &mut dyn crate::perf::collector::Collector,
         host: &mut dyn Host,
+        programs: &[vigil_bpf::ProgramStat],
+        bpf_scale: f64,
     ) {
         let now = host::boot_offset_ns() + boot_now_ns() as i64;
         let hostname = self.shared.hostname.clone();
+        let events: u64 = self.stats.decoded.values().sum();
         let out = c.collect(&mut crate::perf::collector::Ctx {
             host,
             hostname: &hostname,
             unix_ns: now,
+            programs,
+            bpf_scale,
+            events,
         });
         for r in &out.records {
             match &r.finding {
@@ -616,6 +570,7 @@ impl Pipeline {
         }
         if let Some(t) = lk(&self.shared.telemetry).as_mut() {
             t.counters(&out.counters);
+            c.prometheus(t);
         }
     }
 
@@ -1439,9 +1394,10 @@ pub async fn run(
     // after the seed: their verification takes a second or more, and the
     // process table must not wait for it (a container started just after
     // "ready" would otherwise be taken for one running before vigil).
-    let (mut sched, mut perf) = start_perf(&cfg, opts.perf_history, opts.verbose);
-    let (mut psys, mut psys_coll) = start_perfsys(&cfg, opts.verbose);
+    let mut perf = start_perf(&cfg, opts.perf_history, opts.verbose);
+    let mut psys_coll = start_perfsys(&cfg, opts.verbose);
     let mut ktools = start_ktools(&cfg, opts.verbose);
+    let mut profile = start_profile(&cfg, opts.perf_history, opts.verbose);
     // Loading parsed the kernel's BTF for each object (tens of MB, freed
     // since): give those pages back rather than keep them as a high-water
     // mark for the agent's life (RSS 82 -> 47 MiB, anonymous 38 -> 3.5 MiB
@@ -1520,20 +1476,14 @@ pub async fn run(
                 }
                 if pipeline.has_telemetry() {
                     let kernel = sensors.counters().unwrap_or_default();
-                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
+                    let programs = all_program_stats(sensors, perf.as_ref(), psys_coll.as_ref(), ktools.as_ref(), profile.as_ref());
                     let decoded = pipeline.stats.decoded.clone();
                     pipeline.with_telemetry(|t| t.update(&decoded, &kernel, &programs));
                     let mut tables = Vec::with_capacity(32);
                     pipeline.table_sizes(&mut tables);
                     tables.push(("cgroup_paths", host.cgroup_paths_known()));
-                    if let Some(p) = perf.as_ref() {
-                        p.table_sizes(&mut tables);
-                    }
-                    if let Some(c) = psys_coll.as_ref() {
+                    for c in tools(&mut perf, &mut ktools, &mut profile, &mut psys_coll) {
                         c.table_sizes(&mut tables);
-                    }
-                    if let Some(k) = ktools.as_ref() {
-                        crate::perf::collector::Collector::table_sizes(k, &mut tables);
                     }
                     pipeline.with_telemetry(|t| t.state(&tables));
                 }
@@ -1542,23 +1492,9 @@ pub async fn run(
             _ = tokio::time::sleep_until(stats.off_at().unwrap_or_else(std::time::Instant::now).into()), if stats.off_at().is_some() => {
                 stats.window_end(sensors);
             }
-            _ = perf_tick.tick(), if perf.is_some() || psys_coll.is_some() || ktools.is_some() => {
-                if let Some(p) = perf.as_mut() {
-                    pipeline.collect_perf(p, sched.as_mut(), &mut host);
-                }
-                if let Some(k) = ktools.as_mut() {
-                    pipeline.collect_tool(k, &mut host);
-                    pipeline.stats.ktools.clone_from(&k.totals);
-                }
+            _ = perf_tick.tick(), if perf.is_some() || psys_coll.is_some() || ktools.is_some() || profile.is_some() => {
                 let bpf_scale = stats.interval_end(sensors);
-                if let Some(c) = psys_coll.as_mut() {
-                    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
-                    pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
-                    if let Some(ps) = psys.as_mut() {
-                        let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
-                        c.sweep(ps, alive);
-                    }
-                }
+                collect_tools(&mut pipeline, &mut host, sensors, bpf_scale, &mut perf, &mut ktools, &mut profile, &mut psys_coll);
                 pipeline.flush();
             }
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
@@ -1614,21 +1550,28 @@ pub async fn run(
     if cfg.sensors.kvm {
         pipeline.collect_kvm(sensors);
     }
-    if let Some(p) = perf.as_mut() {
-        pipeline.collect_perf(p, sched.as_mut(), &mut host);
-    }
-    if let Some(k) = ktools.as_mut() {
-        pipeline.collect_tool(k, &mut host);
-        pipeline.stats.ktools.clone_from(&k.totals);
-    }
     let bpf_scale = stats.interval_end(sensors);
-    let programs = all_program_stats(sensors, sched.as_ref(), psys.as_ref(), ktools.as_ref());
-    if let Some(c) = psys_coll.as_mut() {
-        pipeline.collect_perfsys(c, psys.as_mut(), &programs, bpf_scale, &mut host);
-    }
+    collect_tools(
+        &mut pipeline,
+        &mut host,
+        sensors,
+        bpf_scale,
+        &mut perf,
+        &mut ktools,
+        &mut profile,
+        &mut psys_coll,
+    );
+    let programs = all_program_stats(
+        sensors,
+        perf.as_ref(),
+        psys_coll.as_ref(),
+        ktools.as_ref(),
+        profile.as_ref(),
+    );
     drop(ktools);
-    drop(psys);
-    drop(sched);
+    drop(profile);
+    drop(psys_coll);
+    drop(perf);
     pipeline.baseline_housekeeping(|_| true, opts.verbose);
     pipeline.flush();
     let mut recorded = 0;
@@ -1654,14 +1597,7 @@ pub async fn run(
 /// Loads the scheduler sensors and the perf collector `[perf]` asks for.
 /// The history is kept only when asked (`vigil run`) and the data
 /// directory is usable.
-fn start_perf(
-    cfg: &Config,
-    history: bool,
-    verbose: bool,
-) -> (
-    Option<vigil_bpf::sched::Sched>,
-    Option<crate::perf::PerfCollector>,
-) {
+fn start_perf(cfg: &Config, history: bool, verbose: bool) -> Option<crate::perf::PerfCollector> {
     let p = &cfg.perf;
     let sched = if p.runqlat || p.pidnss {
         match vigil_bpf::sched::Sched::load(&vigil_bpf::sched::SchedConfig {
@@ -1692,7 +1628,7 @@ fn start_perf(
         None
     };
     if sched.is_none() && !p.cpu_steal {
-        return (None, None);
+        return None;
     }
     let dir = if history && p.history {
         match cfg.ensure_data_dir() {
@@ -1705,7 +1641,7 @@ fn start_perf(
     } else {
         None
     };
-    let perf = crate::perf::PerfCollector::new(p, dir.as_deref());
+    let perf = crate::perf::PerfCollector::new(p, dir.as_deref()).with_sched(sched);
     if verbose && let Some(h) = perf.history_path() {
         eprintln!(
             "vigil: perf: run-queue latency, pid-namespace switches and CPU steal every {} s; history in {} (`vigil report`)",
@@ -1713,7 +1649,7 @@ fn start_perf(
             h.display()
         );
     }
-    (sched, Some(perf))
+    Some(perf)
 }
 
 /// Run count and time of every vigil BPF program: the security sensors,
@@ -1805,33 +1741,93 @@ impl StatsSampler {
 
 fn all_program_stats(
     sensors: &Sensors,
-    sched: Option<&vigil_bpf::sched::Sched>,
-    psys: Option<&vigil_bpf::perfsys::Perfsys>,
+    perf: Option<&crate::perf::PerfCollector>,
+    psys: Option<&crate::perfsys::PerfsysCollector>,
     kt: Option<&crate::perf::ktools::KtoolsCollector>,
+    pf: Option<&crate::perf::profile::ProfileCollector>,
 ) -> Vec<vigil_bpf::ProgramStat> {
     let mut v = sensors.program_stats();
+    if let Some(p) = pf {
+        v.extend(p.profile().program_stats());
+    }
     if let Some(k) = kt {
         v.extend(k.ktools().program_stats());
     }
-    if let Some(s) = sched {
+    if let Some(s) = perf.and_then(|p| p.sched()) {
         v.extend(s.program_stats());
     }
-    if let Some(p) = psys {
+    if let Some(p) = psys.and_then(|p| p.perfsys()) {
         v.extend(p.program_stats());
     }
     v
 }
 
+/// Every performance tool's collector that is running, in collection
+/// order (the perfsys one last: it measures the others' BPF cost).
+fn tools<'a>(
+    perf: &'a mut Option<crate::perf::PerfCollector>,
+    kt: &'a mut Option<crate::perf::ktools::KtoolsCollector>,
+    pf: &'a mut Option<crate::perf::profile::ProfileCollector>,
+    psys: &'a mut Option<crate::perfsys::PerfsysCollector>,
+) -> Vec<&'a mut dyn crate::perf::collector::Collector> {
+    let mut v: Vec<&'a mut dyn crate::perf::collector::Collector> = Vec::with_capacity(4);
+    if let Some(p) = perf.as_mut() {
+        v.push(p);
+    }
+    if let Some(k) = kt.as_mut() {
+        v.push(k);
+    }
+    if let Some(p) = pf.as_mut() {
+        v.push(p);
+    }
+    if let Some(p) = psys.as_mut() {
+        v.push(p);
+    }
+    v
+}
+
+/// One perf interval of every tool: each collector through
+/// [`Pipeline::collect_tool`], then the summary's totals.
+#[allow(clippy::too_many_arguments)] // one Option per tool object
+fn collect_tools(
+    pipeline: &mut Pipeline,
+    host: &mut LiveHost,
+    sensors: &Sensors,
+    bpf_scale: f64,
+    perf: &mut Option<crate::perf::PerfCollector>,
+    kt: &mut Option<crate::perf::ktools::KtoolsCollector>,
+    pf: &mut Option<crate::perf::profile::ProfileCollector>,
+    psys: &mut Option<crate::perfsys::PerfsysCollector>,
+) {
+    let programs = all_program_stats(
+        sensors,
+        perf.as_ref(),
+        psys.as_ref(),
+        kt.as_ref(),
+        pf.as_ref(),
+    );
+    for c in tools(perf, kt, pf, psys) {
+        pipeline.collect_tool(c, host, &programs, bpf_scale);
+    }
+    if let Some(p) = perf.as_ref() {
+        pipeline.stats.runqlat.clone_from(&p.totals);
+        pipeline.stats.pidnss.clone_from(&p.pidnss_totals);
+    }
+    if let Some(k) = kt.as_ref() {
+        pipeline.stats.ktools.clone_from(&k.totals);
+    }
+    if let Some(p) = pf.as_ref() {
+        pipeline.stats.profile.clone_from(&p.totals);
+    }
+    if let Some(c) = psys.as_ref() {
+        pipeline.stats.perfsys.clone_from(&c.totals);
+    }
+}
+
 /// Loads the system performance sensors (syscall errors, TCP
 /// retransmits/resets, block I/O) and the collector `[perf]` asks for; the
 /// collector also runs alone for vigil's own cost (`self_cost`).
-fn start_perfsys(
-    cfg: &Config,
-    verbose: bool,
-) -> (
-    Option<vigil_bpf::perfsys::Perfsys>,
-    Option<crate::perfsys::PerfsysCollector>,
-) {
+fn start_perfsys(cfg: &Config, verbose: bool) -> Option<crate::perfsys::PerfsysCollector> {
     let p = &cfg.perf;
     let ps = if p.perfsys_on() {
         match vigil_bpf::perfsys::Perfsys::load(&p.perfsys_config()) {
@@ -1860,9 +1856,9 @@ fn start_perfsys(
         None
     };
     if ps.is_none() && !p.self_cost {
-        return (None, None);
+        return None;
     }
-    (ps, Some(crate::perfsys::PerfsysCollector::new(p)))
+    Some(crate::perfsys::PerfsysCollector::new(p).with_perfsys(ps))
 }
 
 /// Loads the kernel-work tools `[perf]` asks for (kmem, slabratetop,
@@ -1895,6 +1891,50 @@ fn start_ktools(cfg: &Config, verbose: bool) -> Option<crate::perf::ktools::Ktoo
             None
         }
     }
+}
+
+/// Loads the CPU profiler when `[perf] profile` is on, with its
+/// collector; the folded stacks are kept beside the perf history.
+fn start_profile(
+    cfg: &Config,
+    history: bool,
+    verbose: bool,
+) -> Option<crate::perf::profile::ProfileCollector> {
+    let p = &cfg.perf;
+    if !p.profile {
+        return None;
+    }
+    let pf = match vigil_bpf::profile::Profile::load(&vigil_bpf::profile::ProfileConfig {
+        hz: p.profile_hz,
+    }) {
+        Ok(pf) => pf,
+        Err(e) => {
+            eprintln!("vigil: CPU profiler (profile) unavailable: {e}");
+            return None;
+        }
+    };
+    for st in pf.status() {
+        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
+            eprintln!(
+                "vigil: sensor=profile unavailable: {}",
+                f.last().map(|x| x.1.as_str()).unwrap_or("?")
+            );
+            return None;
+        }
+    }
+    let dir =
+        (history && p.history && cfg.ensure_data_dir().is_ok()).then(|| cfg.agent.data_dir.clone());
+    let c = crate::perf::profile::ProfileCollector::new(pf, p, dir.as_deref());
+    if verbose {
+        eprintln!(
+            "vigil: profile: {} Hz per CPU; folded stacks in {}",
+            p.profile_hz,
+            c.folded_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(not kept)".into())
+        );
+    }
+    Some(c)
 }
 
 /// A heartbeat: the agent is alive, with its running totals.

@@ -20,6 +20,11 @@
 //!        vigil-bench --sched [--rounds N] [--scale F]
 //!        vigil-bench --syscalls [--rounds N] [--scale F]
 //!        vigil-bench --ktools [--rounds N] [--scale F]
+//!        vigil-bench --profile [--rounds N] [--scale F]
+//! `--profile` measures the CPU profiler (`bpf/c/profile.bpf.c`): a
+//! CPU-bound loop (the work the profiler interrupts) and the pipe loop
+//! (kernel stacks), alternating bare / a counting perf_event floor at
+//! 49 Hz / the profiler at 49 Hz / at 99 Hz; CPU ns per op and ratios.
 //! `--syscalls` measures the syscall counter (perfsys `syscount` on raw
 //! `sys_exit`): getppid and failing close(-1) loops, alternating bare /
 //! counting floor / errors mode / all mode; CPU ns per call and ratios.
@@ -174,6 +179,15 @@ fn child(w: &str, n: u64) {
                     }
                 }
             }
+        }
+        "spin" => {
+            let mut x = 1u64;
+            for _ in 0..n {
+                for i in 0..1000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+                }
+            }
+            std::hint::black_box(x);
         }
         "udp" => {
             let r = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -423,6 +437,66 @@ vigil-bench --ktools: {n} ops per workload, CPU ns per op of the workload thread
     }
 }
 
+/// `--profile`: what the CPU profiler costs the work it samples.
+fn profile_bench(rounds: usize, scale: f64) {
+    use vigil_bpf::profile::{Profile, ProfileConfig};
+    // (name, floor, hz)
+    let variants: [(&str, bool, u64); 4] = [
+        ("bare", false, 0),
+        ("count floor 49 Hz", true, 49),
+        ("profile 49 Hz", false, 49),
+        ("profile 99 Hz", false, 99),
+    ];
+    let loads = [
+        ("spin", (5_000_000.0 * scale).max(1000.0) as u64),
+        ("pipe", (200_000.0 * scale).max(1000.0) as u64),
+    ];
+    let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
+    for r in 0..rounds {
+        eprintln!("vigil-bench --profile: round {}/{rounds}", r + 1);
+        for (li, (load, n)) in loads.iter().enumerate() {
+            let w = Workload {
+                name: load,
+                ops: *n,
+                syscall: "",
+                kind: 0,
+                expected_per_op: 0.0,
+            };
+            for (vi, (_, floor, hz)) in variants.iter().enumerate() {
+                let cfg = ProfileConfig { hz: *hz };
+                let p = match (*hz, *floor) {
+                    (0, _) => None,
+                    (_, true) => Some(Profile::load_floor(&cfg).expect("load the floor")),
+                    (_, false) => {
+                        let p = Profile::load(&cfg).expect("load profile.bpf.o");
+                        assert!(p.is_live(), "{:?}", p.status());
+                        Some(p)
+                    }
+                };
+                let (_, cpu) = run_child(&w, *n, None);
+                res[li][vi].push(cpu);
+                drop(p);
+            }
+        }
+    }
+    println!(
+        "\nvigil-bench --profile: CPU ns per op of the workload thread, medians of {rounds} rounds\n"
+    );
+    print!("{:<26}", "variant");
+    for (l, _) in &loads {
+        print!(" {l:>8} {:>6}", "ratio");
+    }
+    println!();
+    for (vi, (name, _, _)) in variants.iter().enumerate() {
+        print!("{name:<26}");
+        for per_load in &res {
+            let v = med(&per_load[vi]);
+            print!(" {v:>8.0} {:>5.2}x", v / med(&per_load[0]));
+        }
+        println!();
+    }
+}
+
 /// `--syscalls`: what the syscall counter (perfsys `syscount`, raw
 /// `sys_exit`) costs every syscall: a getppid loop (every call succeeds)
 /// and a close(-1) loop (every call fails, EBADF), alternating per round
@@ -627,6 +701,9 @@ struct Args {
     /// Measure the kernel-work tools instead (kmem, kpages, softirqs, ...).
     #[arg(long)]
     ktools: bool,
+    /// Measure the CPU profiler instead (49 and 99 Hz).
+    #[arg(long)]
+    profile: bool,
     /// Only time the ECS encoder (uncached against the per-process
     /// fragment cache, interleaved) over the events of this capture, per
     /// kind (no root needed).
@@ -701,6 +778,7 @@ fn main() {
         sched,
         syscalls,
         ktools,
+        profile,
         sigma,
         ..
     } = args;
@@ -715,6 +793,10 @@ fn main() {
     }
     if ktools {
         ktools_bench(rounds, scale);
+        return;
+    }
+    if profile {
+        profile_bench(rounds, scale);
         return;
     }
     let rules = load_bench_rules(sigma.as_deref());
