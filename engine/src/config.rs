@@ -451,7 +451,7 @@ impl Default for PerfConfig {
             spray_factor: 20.0,
             spray_share: 0.75,
             spray_root_factor: 4.0,
-            profile: true,
+            profile: false,
             profile_hz: 49,
             profile_top: 10,
             profile_cpu_pct: 90.0,
