@@ -97,7 +97,7 @@ fn selector(on: On, e: &Expr, out: &mut KernelKill) -> bool {
 
 /// The kernel form of a kill rule's condition, when the kernel can decide
 /// all of it: `event.action = exec|open|connect and <selector>` (see
-/// [`selector`]). None: userspace decides.
+/// `selector`). None: userspace decides.
 pub fn kernel_plan(rule: &Rule) -> Option<KernelKill> {
     if rule.action != Action::Kill || !rule.enabled {
         return None;
