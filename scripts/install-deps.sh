@@ -59,6 +59,17 @@ done
 compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || [[ " ${missing[*]} " == *" rsyslog-gnutls "* ]] || missing+=(rsyslog-gnutls)
 [ -f /usr/include/bpf/bpf_helpers.h ] || [[ " ${missing[*]} " == *" libbpf-dev "* ]] || missing+=(libbpf-dev)
 
+# A package left unconfigured by an earlier failed install (pcp's postinst
+# where systemd is not pid 1) makes every later apt-get fail: finish it.
+if command -v dpkg >/dev/null && [ -n "$(dpkg --audit 2>/dev/null)" ]; then
+  shim=$(mktemp -d /tmp/vigil-install-deps-shim.XXXXXX)
+  printf '#!/bin/sh\n# no systemd as pid 1: nothing to reload or start\nexit 0\n' > "$shim/systemctl"
+  chmod 755 "$shim/systemctl"
+  PATH="$shim:$PATH" dpkg --configure -a >/dev/null 2>&1 || { rm -rf "$shim"; die "dpkg --configure -a failed"; }
+  rm -rf "$shim"
+  say "configured packages an earlier install left half-installed"
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get (this script targets Debian 12)"
   export DEBIAN_FRONTEND=noninteractive
@@ -83,13 +94,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   log=$(mktemp /tmp/vigil-install-deps.XXXXXX.log)
   # Where systemd is not pid 1, pcp's postinst still runs `systemctl
   # daemon-reload` (it only checks that systemctl exists) and fails the
-  # install: give maintainer scripts a systemctl that does nothing.
+  # install: give maintainer scripts a systemctl that does nothing. apt
+  # runs dpkg with its own PATH (DPkg::Path), so the shim goes there too.
   shim=$(mktemp -d /tmp/vigil-install-deps-shim.XXXXXX)
   if [ ! -d /run/systemd/system ]; then
     printf '#!/bin/sh\n# no systemd as pid 1: nothing to reload or start\nexit 0\n' > "$shim/systemctl"
     chmod 755 "$shim/systemctl"
   fi
   if ! PATH="$shim:$PATH" apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 \
+       -o DPkg::Path="$shim:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
        -o Dpkg::Options::=--force-confold --reinstall "${missing[@]}" >"$log" 2>&1; then
     tail -n 25 "$log" >&2
     rm -rf "$shim"

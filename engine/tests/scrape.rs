@@ -84,7 +84,8 @@ fn start_vigil(dir: &Path, port: u16) -> (Server, mpsc::Receiver<String>) {
         }
     });
     let s = Server(child, "vigil");
-    wait_line(&rx, "sensors live", Duration::from_secs(30));
+    // Telemetry registers when the pipeline starts, after "sensors live".
+    wait_line(&rx, "vigil: ready", Duration::from_secs(30));
     (s, rx)
 }
 

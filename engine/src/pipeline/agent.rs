@@ -1387,6 +1387,12 @@ pub async fn run(
             eprintln!("vigil: cannot notify systemd (READY=1): {e}");
         }
     }
+    if opts.verbose {
+        // What a script waits for before it scrapes /metrics or expects
+        // the pipeline to run (the "sensors live" line comes earlier,
+        // before the process table is seeded and telemetry registered).
+        eprintln!("vigil: ready: pipeline running, process table seeded");
+    }
     let wd_every = notifier.as_ref().and_then(|n| n.watchdog_interval());
     let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
