@@ -208,7 +208,24 @@ struct scratch {
 		struct vg_path_key lpm;
 		__u8 lpm_raw[4 + 3 * VG_LPM_MAX];
 	};
+	/* see LAUNDER */
+	__u64 launder[16];
 };
+
+/*
+ * Passes scalar x through per-CPU memory so the verifier forgets what it
+ * knew of it. After a switch over the syscall, every case holds its own
+ * constants (dfd = AT_FDCWD, name2 = 0, ...); the branches that test them
+ * mark them precise, so the verifier cannot prune and walks the rest of the
+ * program once per case. Laundered, the cases meet in one state and the
+ * rest is verified once: this is start-up time (the verifier ran ~118,000
+ * instructions for the file-change program before).
+ */
+#define LAUNDER(s, i, x)                                                          \
+	({                                                                        \
+		*(volatile __u64 *)&(s)->launder[(i) & 15] = (__u64)(x);          \
+		(typeof(x)) * (volatile __u64 *)&(s)->launder[(i) & 15];          \
+	})
 
 /* Per-CPU record buffers. Slot 0 for programs in process context; the
  * programs that can also run in softirq (tcp_state, capable) have their own
@@ -363,31 +380,53 @@ static __always_inline void active_pidns(struct task_struct *leader, __u32 *ino,
 	*ino = BPF_CORE_READ(up.ns, ns.inum);
 }
 
-static __always_inline void fill_hdr(struct vg_hdr *h, __u16 kind)
+/*
+ * A global function: the verifier checks its body once per program, not
+ * once per path that reaches it. Each BTF pointer walk below (t->cred->...)
+ * makes the kernel's verifier search vmlinux BTF by name for a "trusted"
+ * variant of the type, a linear scan; inlined, those scans ran on every
+ * path of every program and were most of vigil's start-up time.
+ */
+__attribute__((noinline)) int vg_fill_hdr(struct vg_hdr *h, __u32 kind)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
+	if (!h)
+		return 0;
+	/* Untyped task pointer and probe reads, not BTF loads: each BTF load
+	 * of a pointer field from a trusted task pointer costs the verifier
+	 * up to three linear searches of vmlinux BTF (trusted, trusted-or-null
+	 * and RCU variants of the type), ~40 ms a program on this kernel. */
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *leader = BPF_CORE_READ(t, group_leader);
 	__u64 pt = bpf_get_current_pid_tgid();
 	h->kind = kind;
 	/* flags and str_len belong to the record being built (see begin) */
 	h->flags |= (__u32)pt != (pt >> 32) ? VG_F_THREAD : 0;
 	h->size = 0;
 	h->ts_ns = bpf_ktime_get_boot_ns();
-	h->start_ns = t->group_leader->start_boottime;
+	h->start_ns = BPF_CORE_READ(leader, start_boottime);
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->pid = pt >> 32;
 	h->tid = (__u32)pt;
-	h->ppid = t->real_parent->tgid;
-	h->uid = t->real_cred->uid.val;
-	h->gid = t->real_cred->gid.val;
-	h->euid = t->cred->euid.val;
-	h->egid = t->cred->egid.val;
-	h->auid = bpf_core_field_exists(t->loginuid) ? t->loginuid.val : 0xffffffff;
-	active_pidns((struct task_struct *)t->group_leader, &h->pidns, &h->ns_pid);
-	/* nsproxy is NULL for a task past exit_task_namespaces(); BTF loads of
-	 * a NULL pointer read 0 instead of faulting. */
-	h->mntns = t->nsproxy->mnt_ns->ns.inum;
-	h->netns = t->nsproxy->net_ns->ns.inum;
+	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	const struct cred *rc = BPF_CORE_READ(t, real_cred);
+	const struct cred *c = BPF_CORE_READ(t, cred);
+	h->uid = BPF_CORE_READ(rc, uid.val);
+	h->gid = BPF_CORE_READ(rc, gid.val);
+	h->euid = BPF_CORE_READ(c, euid.val);
+	h->egid = BPF_CORE_READ(c, egid.val);
+	h->auid = bpf_core_field_exists(t->loginuid) ? BPF_CORE_READ(t, loginuid.val) : 0xffffffff;
+	active_pidns(leader, &h->pidns, &h->ns_pid);
+	/* nsproxy is NULL for a task past exit_task_namespaces(): 0 then */
+	struct nsproxy *nsp = BPF_CORE_READ(t, nsproxy);
+	h->mntns = nsp ? BPF_CORE_READ(nsp, mnt_ns, ns.inum) : 0;
+	h->netns = nsp ? BPF_CORE_READ(nsp, net_ns, ns.inum) : 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	return 0;
+}
+
+static __always_inline void fill_hdr(struct vg_hdr *h, __u16 kind)
+{
+	vg_fill_hdr(h, kind);
 }
 
 /* Starts a record in scratch; returns the offset where strings begin. */
@@ -640,8 +679,12 @@ static long walk_step(__u32 i, void *ctx)
  * (the path is s->path[ret .. PATH_MAX_B)), with PATH_TRUNC set when the
  * path was too deep or too long.
  */
-static __always_inline __u32 build_path(struct scratch *s, struct dentry *dentry, struct vfsmount *vfsmnt)
+/* A global function (verified once per program; the walk's bpf_loop
+ * callback was verified again at every path that reached it). */
+__attribute__((noinline)) __u32 vg_build_path(struct scratch *s, __u64 dentry_p, __u64 vfsmnt_p)
 {
+	struct dentry *dentry = (struct dentry *)dentry_p;
+	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_p;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct path_walk w = {};
 	if (!s || !dentry)
@@ -655,6 +698,11 @@ static __always_inline __u32 build_path(struct scratch *s, struct dentry *dentry
 	w.pos = PATH_MAX_B;
 	bpf_loop(PATH_DEPTH, walk_step, &w, 0);
 	return w.pos | (w.trunc ? PATH_TRUNC : 0);
+}
+
+static __always_inline __u32 build_path(struct scratch *s, struct dentry *dentry, struct vfsmount *vfsmnt)
+{
+	return vg_build_path(s, (__u64)dentry, (__u64)vfsmnt);
 }
 
 /* Copies a built path into the record as string idx. An empty path (the
@@ -780,8 +828,8 @@ static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
 		return 0;
 	/* The process instance, not just its pid: mixing in the start time
 	 * keeps a reused pid from inheriting an exited process's suppressions. */
-	struct task_struct *t = bpf_get_current_task_btf();
-	__u64 start = t->group_leader->start_boottime;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	__u64 start = BPF_CORE_READ(t, group_leader, start_boottime);
 	struct vg_dedup_key k = {
 		.tgid = bpf_get_current_pid_tgid() >> 32,
 		.kind = kind,
@@ -801,22 +849,41 @@ static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
 	return 0;
 }
 
-static __always_inline __u64 hash_bytes(struct scratch *s, __u32 off, __u32 len)
+struct hash_walk {
+	__u64 h;
+	__u32 off;
+	__u32 len;
+};
+
+/* One 8-byte word of hash_bytes (a bpf_loop callback: verified once; the
+ * unrolled loop was most of the open program's verification time). */
+static long hash_step(__u32 i, void *ctx)
 {
-	/* FNV-1a over 8-byte words of the (bounded) name */
-	__u64 h = 0xcbf29ce484222325ULL ^ len;
-	if (len > VG_LPM_MAX)
-		len = VG_LPM_MAX;
-	for (int i = 0; i < VG_LPM_MAX / 8; i++) {
-		if (i * 8 >= len)
-			break;
-		__u64 w = 0;
-		bpf_probe_read_kernel(&w, 8, &s->ev[(off + i * 8) & (EV_BUF - 1)]);
-		if (len - i * 8 < 8)
-			w &= (1ULL << ((len - i * 8) * 8)) - 1;
-		h = (h ^ w) * 0x100000001b3ULL;
-	}
-	return h;
+	struct hash_walk *w = ctx;
+	struct scratch *s = get_scratch();
+	__u32 done = i * 8;
+	if (!s || done >= w->len)
+		return 1;
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, 8, &s->ev[(w->off + done) & (EV_BUF - 1)]);
+	__u32 left = w->len - done;
+	if (left < 8)
+		v &= (1ULL << ((left & 7) * 8)) - 1;
+	w->h = (w->h ^ v) * 0x100000001b3ULL;
+	return 0;
+}
+
+/* FNV-1a over 8-byte words of the (bounded) bytes at `off` of the task
+ * slot's record area (callers hold get_scratch()'s slot). */
+static __always_inline __u64 hash_bytes(__u32 off, __u32 len)
+{
+	struct hash_walk w = {
+		.h = 0xcbf29ce484222325ULL ^ len,
+		.off = off,
+		.len = len > VG_LPM_MAX ? VG_LPM_MAX : len,
+	};
+	bpf_loop(VG_LPM_MAX / 8, hash_step, &w, 0);
+	return w.h;
 }
 
 /* argv of a new image as string 1: read from the new mm's argument area,
@@ -1440,6 +1507,11 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		mode = p.args[3];
 		break;
 	}
+	vsys = LAUNDER(s, 0, vsys);
+	dfd = LAUNDER(s, 1, dfd);
+	name = LAUNDER(s, 2, name);
+	flags = LAUNDER(s, 3, flags);
+	mode = LAUNDER(s, 4, mode);
 	__u32 off = begin_deferred(s, sizeof(struct vg_open));
 	struct vg_open *b = (struct vg_open *)&s->ev[sizeof(struct vg_hdr)];
 	b->ret = ret;
@@ -1479,6 +1551,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (base)
 		off = put_base_path(s, off, bf, cwd);
+	off = LAUNDER(s, 5, off);
 	__u16 killf = 0;
 	if (ret >= 0) {
 		killf = open_response(s, str0, off - str0);
@@ -1494,7 +1567,7 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 			interest = path_interest(s, str1, off - str1);
 		else
 			interest = joined_interest(s, str0, str1 - str0, str1, off - str1);
-		ka = hash_bytes(s, str0, off - str0);
+		ka = hash_bytes(str0, off - str0);
 		kb = (1ULL << 63) | ((__u64)(-ret) << 32) | flags;
 	}
 	/* an open for writing below a report path: its first write is reported */
@@ -1715,6 +1788,19 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 		if (!(mode & (VG_UTIME_ATIME_SET | VG_UTIME_MTIME_SET)))
 			quiet = 1;
 	}
+	vsys = LAUNDER(s, 0, vsys);
+	dfd = LAUNDER(s, 1, dfd);
+	dfd2 = LAUNDER(s, 2, dfd2);
+	fd = LAUNDER(s, 3, fd);
+	name = LAUNDER(s, 4, name);
+	name2 = LAUNDER(s, 5, name2);
+	target = LAUNDER(s, 6, target);
+	flags = LAUNDER(s, 7, flags);
+	mode = LAUNDER(s, 8, mode);
+	uid = LAUNDER(s, 9, uid);
+	gid = LAUNDER(s, 10, gid);
+	length = LAUNDER(s, 11, length);
+	quiet = LAUNDER(s, 12, quiet);
 	__u32 off = begin_deferred(s, sizeof(struct vg_fchange));
 	struct vg_fchange *b = (struct vg_fchange *)&s->ev[sizeof(struct vg_hdr)];
 	b->ret = ctx->ret;
@@ -1776,7 +1862,7 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 		count(VG_FCHANGE, C_FILTERED);
 		return 0;
 	}
-	if (seen_before(VG_FCHANGE, hash_bytes(s, str0, end1 - str0), ((__u64)vsys << 32) | ((__u64)mode << 8) | (__u32)(-(__s32)ctx->ret & 0xff)))
+	if (seen_before(VG_FCHANGE, hash_bytes(str0, end1 - str0), ((__u64)vsys << 32) | ((__u64)mode << 8) | (__u32)(-(__s32)ctx->ret & 0xff)))
 		return 0;
 	fill_hdr((struct vg_hdr *)s->ev, VG_FCHANGE);
 	emit(s, off);
