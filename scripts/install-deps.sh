@@ -128,6 +128,15 @@ if ! mounted /sys/fs/bpf bpf; then
   say "mounted bpffs at /sys/fs/bpf"
 fi
 
+# securityfs: `vigil probe` reads the kernel lockdown mode from it.
+if ! mounted /sys/kernel/security securityfs && [ -d /sys/kernel/security ]; then
+  if mount -t securityfs -o nosuid,nodev,noexec securityfs /sys/kernel/security 2>/dev/null; then
+    say "mounted securityfs at /sys/kernel/security"
+  else
+    echo "install-deps: note: cannot mount securityfs; vigil probe will report the lockdown mode as unknown"
+  fi
+fi
+
 if [ "$did" -eq 0 ]; then
   echo "install-deps: nothing to do (all ${#pkgs[@]} packages present, tracefs and bpffs mounted)"
 fi

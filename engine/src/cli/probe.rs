@@ -24,6 +24,7 @@ pub fn kernel_facts() -> Vec<(&'static str, String)> {
     v.push((
         "lockdown",
         read("/sys/kernel/security/lockdown")
+            .map(|t| lockdown_mode(&t))
             .unwrap_or_else(|_| "unknown (securityfs not mounted at /sys/kernel/security)".into()),
     ));
     v.push((
@@ -353,4 +354,41 @@ pub fn render(r: &ProbeResult) -> String {
         r.attach_ms
     );
     out
+}
+
+/// The kernel's lockdown mode from `/sys/kernel/security/lockdown`, whose
+/// text lists the modes with the active one in brackets
+/// (`none [integrity] confidentiality`): `integrity (of: none, integrity,
+/// confidentiality)`. Text of another shape is shown as it is.
+fn lockdown_mode(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let active = words
+        .iter()
+        .find(|w| w.starts_with('[') && w.ends_with(']') && w.len() > 2);
+    match active {
+        Some(a) => {
+            let all: Vec<&str> = words.iter().map(|w| w.trim_matches(['[', ']'])).collect();
+            format!("{} (of: {})", &a[1..a.len() - 1], all.join(", "))
+        }
+        None => text.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod lockdown_tests {
+    use super::lockdown_mode;
+
+    #[test]
+    fn the_bracketed_mode_is_the_active_one() {
+        assert_eq!(
+            lockdown_mode("none [integrity] confidentiality\n"),
+            "integrity (of: none, integrity, confidentiality)"
+        );
+        assert_eq!(
+            lockdown_mode("[none] integrity confidentiality"),
+            "none (of: none, integrity, confidentiality)"
+        );
+        assert_eq!(lockdown_mode("weird"), "weird");
+        assert_eq!(lockdown_mode("[]"), "[]");
+    }
 }
