@@ -1613,15 +1613,7 @@ fn start_perf(cfg: &Config, history: bool, verbose: bool) -> Option<crate::perf:
         }) {
             Ok(s) => {
                 if verbose {
-                    for st in s.status() {
-                        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-                            eprintln!(
-                                "vigil: sensor={} unavailable: {}",
-                                st.name,
-                                f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                            );
-                        }
-                    }
+                    super::warn_unavailable(s.status());
                 }
                 Some(s)
             }
@@ -1839,15 +1831,7 @@ fn start_perfsys(cfg: &Config, verbose: bool) -> Option<crate::perfsys::PerfsysC
         match vigil_bpf::perfsys::Perfsys::load(&p.perfsys_config()) {
             Ok(s) => {
                 if verbose {
-                    for st in s.status() {
-                        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-                            eprintln!(
-                                "vigil: sensor={} unavailable: {}",
-                                st.name,
-                                f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                            );
-                        }
-                    }
+                    super::warn_unavailable(s.status());
                 }
                 Some(s)
             }
@@ -1878,15 +1862,7 @@ fn start_ktools(cfg: &Config, verbose: bool) -> Option<crate::perf::ktools::Ktoo
     match vigil_bpf::ktools::Ktools::load(&kc) {
         Ok(k) => {
             if verbose {
-                for st in k.status() {
-                    if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-                        eprintln!(
-                            "vigil: sensor={} unavailable: {}",
-                            st.name,
-                            f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                        );
-                    }
-                }
+                super::warn_unavailable(k.status());
             }
             Some(crate::perf::ktools::KtoolsCollector::new(k, &cfg.perf))
         }
@@ -1919,14 +1895,9 @@ fn start_profile(
             return None;
         }
     };
-    for st in pf.status() {
-        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-            eprintln!(
-                "vigil: sensor=profile unavailable: {}",
-                f.last().map(|x| x.1.as_str()).unwrap_or("?")
-            );
-            return None;
-        }
+    if !super::unavailable_lines(pf.status()).is_empty() {
+        super::warn_unavailable(pf.status());
+        return None;
     }
     let dir =
         (history && p.history && cfg.ensure_data_dir().is_ok()).then(|| cfg.agent.data_dir.clone());
