@@ -105,6 +105,10 @@ pub struct PipelineStats {
     /// Pending events whose late hash could not be followed up (more than
     /// [`HASH_WAITING_MAX`] waiting): counted, their hash is still cached.
     pub hash_unfollowed: u64,
+    /// Events lost to a pipeline worker that panicked: the one it panicked
+    /// on, the rest of its batch, those waiting for a hash and those still
+    /// queued for it (the agent's thread then handles its processes).
+    pub worker_lost: u64,
 }
 
 /// Events waiting for their executable's hash at most.
@@ -929,6 +933,12 @@ impl Summary {
             self.pipeline.decode_errors,
             self.attach_time.as_millis(),
         ));
+        if self.pipeline.worker_lost > 0 {
+            s.push_str(&format!(
+                "vigil: {} events lost to a pipeline worker that panicked (worker_lost)\n",
+                self.pipeline.worker_lost
+            ));
+        }
         let demoted: u64 = self.pipeline.demoted_by_rule.values().sum();
         if demoted > 0 {
             s.push_str(&format!(
