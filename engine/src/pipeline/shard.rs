@@ -762,10 +762,9 @@ impl Pool {
         let w = &mut self.workers[i];
         w.tx = None;
         if let Some(t) = w.thread.take() {
-            match t.join() {
-                Ok(st) => self.ended.push(st),
-                // after_panic itself panicked: nothing more to count
-                Err(_) => {}
+            // Err: after_panic itself panicked, nothing more to count.
+            if let Ok(st) = t.join() {
+                self.ended.push(st);
             }
         }
     }
