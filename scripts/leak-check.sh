@@ -10,19 +10,45 @@
 #     auditd, bpftrace or agent started by vigil-eval (/tmp/vigil-eval-*)
 #   - the kernel's audit state as the evaluation must leave it: disabled,
 #     and no rule but `-a never,task` (or none)
+#   - with --accounts SUMS: /etc/passwd, /etc/shadow, /etc/group, /etc/gshadow
+#     byte-identical to SUMS, the checksums `--accounts-save SUMS` wrote
+#     before the tests (scripts/test.sh does both)
 # Prints each leak and exits 1 if there is any, else prints one line, exits 0.
 #
-#   leak-check.sh           check (scripts/test.sh runs it after the tests)
+#   leak-check.sh [--accounts SUMS]  check (scripts/test.sh runs it after the tests)
+#   leak-check.sh --accounts-save SUMS
+#                           write the account files' checksums to SUMS (0600)
 #   leak-check.sh --clean   remove such leftovers (of an earlier, crashed run)
 #                           and print what was removed; exits 0 unless
 #                           something could not be removed
 set -uo pipefail
 
+account_files=(/etc/passwd /etc/shadow /etc/group /etc/gshadow)
+# One line a file: its path and SHA-256, or "absent".
+account_sums() {
+  local f
+  for f in "${account_files[@]}"; do
+    if [ -e "$f" ]; then
+      printf '%s %s\n' "$f" "$(sha256sum < "$f" | cut -d' ' -f1)"
+    else
+      printf '%s absent\n' "$f"
+    fi
+  done
+}
+
 clean=0
+accounts=""
 case "${1:-}" in
   "") ;;
   --clean) clean=1 ;;
-  *) echo "usage: $0 [--clean]" >&2; exit 2 ;;
+  --accounts-save)
+    [ -n "${2:-}" ] || { echo "usage: $0 --accounts-save SUMS" >&2; exit 2; }
+    (umask 077; account_sums > "$2") || exit 1
+    exit 0 ;;
+  --accounts)
+    [ -r "${2:-}" ] || { echo "leak-check: --accounts ${2:-}: no such checksum file (write it with --accounts-save)" >&2; exit 2; }
+    accounts=$2 ;;
+  *) echo "usage: $0 [--clean | --accounts SUMS | --accounts-save SUMS]" >&2; exit 2 ;;
 esac
 
 leaks=()
@@ -158,10 +184,15 @@ while IFS= read -r cg; do leak "cgroup $cg (pids in it and below: $(find "$cg" -
 while IFS= read -r m; do leak "mount $m"; done < <(mounts)
 while IFS= read -r n; do leak "netns $n"; done < <(netns_names)
 while IFS= read -r p; do leak "BPF pin $p"; done < <(pins)
+if [ -n "$accounts" ]; then
+  while IFS= read -r l; do
+    leak "account file changed during the tests: ${l% *} (before: $(grep -F "${l% *} " "$accounts" | cut -d' ' -f2), now: ${l##* }; --clean cannot restore it)"
+  done < <(account_sums | grep -v -x -F -f "$accounts")
+fi
 
 if [ ${#leaks[@]} -gt 0 ]; then
   printf 'leak-check: LEAK: %s\n' "${leaks[@]}" >&2
   echo "leak-check: FAILED: the tests left ${#leaks[@]} thing(s) behind (remove them with: $0 --clean)" >&2
   exit 1
 fi
-echo "leak-check: nothing left behind (cgroups, mounts, netns, BPF pins, podman containers, marker and vigil-eval processes, audit state)"
+echo "leak-check: nothing left behind (cgroups, mounts, netns, BPF pins, podman containers, marker and vigil-eval processes, audit state${accounts:+, account files unchanged})"

@@ -11,7 +11,9 @@
 # $VIGIL_ROOT_TESTS_LOG; the count is printed as "root tests executed: N".
 # With VIGIL_REQUIRE_ROOT_TESTS=1 (CI) a root test that cannot run fails,
 # and so does a run in which none ran. Finally scripts/leak-check.sh proves
-# the tests left nothing behind. Exits nonzero if any step failed.
+# the tests left nothing behind, the host's account files (/etc/passwd,
+# /etc/shadow, /etc/group, /etc/gshadow) byte-identical included. Exits
+# nonzero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 [ -d "${HOME:-/root}/.cargo/bin" ] && PATH="${HOME:-/root}/.cargo/bin:$PATH"
@@ -26,7 +28,11 @@ else
 fi
 
 log=$(mktemp /tmp/vigil-root-tests.XXXXXX) || exit 1
-trap 'rm -f "$log"' EXIT
+sums=$(mktemp /tmp/vigil-account-sums.XXXXXX) || exit 1
+trap 'rm -f "$log" "$sums"' EXIT
+# The host's account files (passwd, shadow, group, gshadow) as they are now:
+# the leak check at the end proves no test changed them.
+bash scripts/leak-check.sh --accounts-save "$sums" || exit 1
 export VIGIL_ROOT_TESTS_LOG="$log"
 
 # Arguments, if any, replace --workspace (e.g. `-p vigil-rules`).
@@ -44,7 +50,7 @@ if [ "${VIGIL_REQUIRE_ROOT_TESTS:-0}" = 1 ] && [ "$n" -eq 0 ]; then
   failed+=("root tests")
 fi
 
-if ! bash scripts/leak-check.sh; then
+if ! bash scripts/leak-check.sh --accounts "$sums"; then
   failed+=("leak check")
 fi
 

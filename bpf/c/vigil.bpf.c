@@ -1580,7 +1580,11 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		count(VG_OPEN, C_FILTERED);
 		return 0;
 	}
-	if (!killf && seen_before(VG_OPEN, ka, kb))
+	/* A truncating open below a report path erases what the file held
+	 * each time (`: > /var/log/messages` twice from one shell, after the
+	 * shell created or appended to it): never a repeat to suppress. */
+	int truncates = ret >= 0 && (flags & O_TRUNC) && interest == VG_PATH_REPORT;
+	if (!killf && !truncates && seen_before(VG_OPEN, ka, kb))
 		return 0;
 	if (wf) {
 		/* A file whose mount belongs to another mount namespace was

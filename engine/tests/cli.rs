@@ -144,6 +144,110 @@ fn rules_check_names_file_line_rule_and_suggestion_and_exits_2() {
 }
 
 #[test]
+fn an_undefined_list_is_an_error_in_rules_check_replay_and_run() {
+    let p = tmp("undefined-list.yaml");
+    std::fs::write(
+        &p,
+        "- list: my_shells\n  items: [bash, sh]\n- rule: shell_spawned\n  condition: event.action = exec and process.name in (zsh, my_shell)\n",
+    )
+    .unwrap();
+    let want = format!(
+        "{}:4: rule `shell_spawned`: condition: unknown list `my_shell` at column 47 (did you mean `my_shells`?)",
+        p.display()
+    );
+    let out = vigil().args(["rules", "check"]).arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&want), "{text}");
+    let out = vigil()
+        .arg("replay")
+        .arg("/nonexistent")
+        .arg("--rules")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
+    // `vigil run` loads the rules before any sensor, so as root it refuses
+    // the file the same way without loading a BPF program (it needs root to
+    // get that far; as another user it stops at the root check).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut child = vigil()
+            .args(["run", "--no-baselines", "--rules"])
+            .arg(&p)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("`vigil run` with an undefined list did not exit");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{err}");
+        assert!(err.contains(&want), "{err}");
+    }
+}
+
+/// Runs `vigil ARGS` with its stdout a pipe whose read end is already
+/// closed: the first write fails with EPIPE.
+fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; each is owned once.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(r);
+    vigil()
+        .args(args)
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn printing_commands_end_quietly_when_the_reader_has_gone() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let rules = tmp("pipe-rules.yaml");
+    std::fs::write(&rules, "- rule: a\n  condition: process.name = x\n").unwrap();
+    let rules = rules.to_str().unwrap().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["rules", "list", "--json"],
+        vec!["rules", "list"],
+        vec!["rules", "check"],
+        vec!["rules", "check", &rules],
+        vec!["rules", "test"],
+        vec!["--help"],
+        vec!["--version"],
+        vec!["rules", "--help"],
+    ];
+    for args in cases {
+        let out = run_into_closed_pipe(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "vigil {args:?}: {err}"
+        );
+        assert!(
+            out.status.code() == Some(0) || out.status.signal() == Some(libc::SIGPIPE),
+            "vigil {args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
+
+#[test]
 fn rules_check_reports_sigma_loaded_and_skipped_and_builtin_examples_pass() {
     let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/sigma/rules");
     let out = vigil()

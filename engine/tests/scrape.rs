@@ -60,10 +60,14 @@ impl Drop for Server {
 /// `vigil run --no-baselines --metrics 127.0.0.1:PORT`, once its sensors
 /// are live.
 fn start_vigil(dir: &Path, port: u16) -> (Server, mpsc::Receiver<String>) {
+    start_vigil_with(dir, port, "")
+}
+
+fn start_vigil_with(dir: &Path, port: u16, extra: &str) -> (Server, mpsc::Receiver<String>) {
     let cfg = dir.join("vigil.toml");
     std::fs::write(
         &cfg,
-        "[agent]\nhousekeeping_interval_s = 1\n[rules]\nbuiltin = false\n",
+        format!("[agent]\nhousekeeping_interval_s = 1\n[rules]\nbuiltin = false\n{extra}"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -178,6 +182,47 @@ fn prometheus_scrapes_vigil_and_serves_a_vigil_series_back() {
     let up = query("up%7Bjob%3D%22vigil%22%7D").expect("up series");
     assert_eq!(up[0]["value"][1], "1", "{up}");
     drop(prom);
+    drop(vigil);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_agents_metrics_pass_promtool_check_metrics() {
+    if !require_root("the_agents_metrics_pass_promtool_check_metrics")
+        || !tool("/usr/bin/promtool", "prometheus")
+    {
+        return;
+    }
+    let dir = tempdir("promtool");
+    let vport = free_port();
+    // A short perf interval, so the kernel-work tools' series (softirq and
+    // hardirq time among them) are there to be checked.
+    let (vigil, _rx) = start_vigil_with(&dir, vport, "[perf]\ninterval_s = 2\n");
+    let t = Instant::now();
+    let body = loop {
+        let b = http_get(vport, "/metrics").expect("vigil serves /metrics");
+        if b.contains("vigil_softirq_seconds_total{") || t.elapsed() > Duration::from_secs(30) {
+            break b;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(body.contains("vigil_softirq_seconds_total{"), "{body}");
+    assert!(!body.contains("_nanoseconds"), "{body}");
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(vigil);
     let _ = std::fs::remove_dir_all(&dir);
 }

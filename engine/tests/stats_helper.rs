@@ -11,46 +11,6 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{require_root, spawn_with_stderr, stats_helper_of, wait_line};
 
-/// BPF_MAP_CREATE of a one-entry array named `name` from this process;
-/// returns the map's descriptor (closed by the caller).
-fn create_map(name: &[u8]) -> i32 {
-    #[repr(C)]
-    #[derive(Default)]
-    struct MapCreate {
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-        inner_map_fd: u32,
-        numa_node: u32,
-        map_name: [u8; 16],
-    }
-    let mut a = MapCreate {
-        map_type: 2, // BPF_MAP_TYPE_ARRAY
-        key_size: 4,
-        value_size: 4,
-        max_entries: 1,
-        ..Default::default()
-    };
-    a.map_name[..name.len()].copy_from_slice(name);
-    // SAFETY: BPF_MAP_CREATE (0) with a valid attribute prefix of its size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            0,
-            &raw mut a,
-            std::mem::size_of::<MapCreate>(),
-        )
-    };
-    assert!(
-        fd >= 0,
-        "bpf(BPF_MAP_CREATE): {}",
-        std::io::Error::last_os_error()
-    );
-    fd as i32
-}
-
 #[test]
 fn the_bpf_stats_helper_is_vigil_itself_and_leaves_no_event_record() {
     if !require_root("the_bpf_stats_helper_is_vigil_itself_and_leaves_no_event_record") {
@@ -85,9 +45,7 @@ fn the_bpf_stats_helper_is_vigil_itself_and_leaves_no_event_record() {
         // Three sampling windows at least, and a bpf(2) call of our own
         // after the last: the control.
         std::thread::sleep(Duration::from_secs(7));
-        let fd = create_map(b"vg_statstest");
-        // SAFETY: closing the descriptor just created.
-        unsafe { libc::close(fd) };
+        drop(vigil_rootgate::bpf::create_array_map(b"vg_statstest").expect("bpf(BPF_MAP_CREATE)"));
         let me = std::process::id();
         let end = Instant::now() + Duration::from_secs(15);
         let recs = loop {

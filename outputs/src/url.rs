@@ -17,6 +17,15 @@
 //! `cef_header` (none|rfc3164|rfc5424). Network sinks: `spool_mb` (0
 //! disables the spool). Ports default to 514 (udp, tcp), 6514 (tls) and 20514 (relp).
 //! Values are percent-decoded. An unknown parameter is an error.
+//!
+//! The syntax is parsed here, not with a URL crate (`url`, WHATWG): a bare
+//! `stdout` or `syslog` is no URL there; its query decoding
+//! (`application/x-www-form-urlencoded`) turns `+` into a space, which would
+//! change a path such as `ca=/etc/a+b.pem`; and `file:` is a special scheme
+//! whose path it normalizes (`..`, `%2F`), so the file written would not be
+//! the one named. The syntax part (split at `?` and `://`, `%XX` decoding,
+//! `host:port` with `[v6]`) is under a hundred lines and tested below;
+//! the rest is the parameters' meaning, which no URL crate would provide.
 
 use std::path::PathBuf;
 
@@ -469,7 +478,62 @@ mod tests {
         ),
         ("syslog+udp://h/x", "host", "has a path"),
         ("stdout?x", "parameter `x`", "name=value"),
+        (
+            "stdout?app_name=%zz",
+            "parameter app_name",
+            "bad percent escape",
+        ),
+        (
+            "stdout?app_name=a%4",
+            "parameter app_name",
+            "bad percent escape",
+        ),
+        ("stdout?app_name=%ff", "parameter app_name", "not UTF-8"),
+        ("file:///a%zz", "path", "bad percent escape"),
+        ("syslog+udp://[::1", "host", "unclosed `[`"),
+        ("syslog+udp://[::1]x", "host", "junk after `]`"),
+        ("syslog+udp://:514", "host", "empty"),
+        ("syslog+udp://h:-1", "port", "`-1`"),
+        ("stdout:///x", "path", "stdout takes no path"),
     ];
+
+    #[test]
+    fn the_syntax_keeps_what_a_form_decoder_or_path_normalizer_would_change() {
+        // `+` is a plus, not a space; `%2B` is one too.
+        let c = parse("syslog+tls://h?ca=/etc/a+b.pem&server_name=x%2By").unwrap();
+        let TransportConfig::Tls { tls, .. } = c.transport else {
+            panic!()
+        };
+        assert_eq!(tls.ca, PathBuf::from("/etc/a+b.pem"));
+        assert_eq!(tls.server_name.as_deref(), Some("x+y"));
+        // A file path is decoded, never normalized.
+        let c = parse("file:///var/log/../log/a%20b.json").unwrap();
+        let TransportConfig::File { path, .. } = c.transport else {
+            panic!()
+        };
+        assert_eq!(path, PathBuf::from("/var/log/../log/a b.json"));
+        // `=` inside a value, an empty `&&` pair, a trailing slash after
+        // host:port, an upper-case escape.
+        let c = parse("syslog+udp://h:1/?app_name=a%3Db&&kinds=alert").unwrap();
+        assert_eq!(
+            c.transport,
+            TransportConfig::Udp {
+                host: "h".into(),
+                port: 1
+            }
+        );
+        assert_eq!(c.encoder.app_name, "a=b");
+        let c = parse("stdout?app_name=x=y").unwrap();
+        assert_eq!(c.encoder.app_name, "x=y");
+        // `stdout:` and `syslog:` are the bare names.
+        assert_eq!(parse("stdout:").unwrap().transport, TransportConfig::Stdout);
+        assert_eq!(
+            parse("syslog://").unwrap().transport,
+            TransportConfig::Unix {
+                path: "/dev/log".into()
+            }
+        );
+    }
 
     #[test]
     fn bad_urls_name_the_part() {

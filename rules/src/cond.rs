@@ -24,6 +24,25 @@ pub trait Env {
     fn list(&self, name: &str) -> Option<Vec<String>>;
     /// The condition of a named macro (already parsed), or an error.
     fn macro_expr(&mut self, name: &str) -> Option<Result<Expr, String>>;
+    /// The defined list whose name is closest to `name`, for an error's
+    /// "did you mean" (none by default).
+    fn suggest_list(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Whether a bareword list item has the shape of a list name: a letter,
+/// then letters, digits and at least one `_`, not all in capitals
+/// (`shell_binaries`, not `PTRACE_ATTACH`, `bash` or `php-fpm`). Such an
+/// item that names no defined list is an error rather than a literal value
+/// (a misspelt or missing list would otherwise match nothing, silently);
+/// a literal of that shape is written quoted (`"rcu_sched"`).
+pub fn looks_like_list_name(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphabetic)
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && b.contains(&b'_')
+        && b.iter().any(u8::is_ascii_lowercase)
 }
 
 /// An environment with no lists or macros.
@@ -329,6 +348,17 @@ impl P<'_> {
                 Some(Tok::Quoted(s)) => out.push(s),
                 Some(Tok::Word(w)) => match self.env.list(&w) {
                     Some(items) => out.extend(items),
+                    None if looks_like_list_name(&w) => {
+                        self.pos -= 1;
+                        let col = self.col();
+                        let hint = match self.env.suggest_list(&w) {
+                            Some(s) => format!(" (did you mean `{s}`?)"),
+                            None => String::new(),
+                        };
+                        return Err(format!(
+                            "unknown list `{w}` at column {col}{hint}; a literal value of that shape is written quoted (\"{w}\")"
+                        ));
+                    }
                     None => out.push(w),
                 },
                 _ => {
@@ -581,6 +611,42 @@ mod tests {
                 ci,
             },
         )
+    }
+
+    #[test]
+    fn undefined_list_names_are_errors_not_literals() {
+        let e = p("process.name in (shell, zsh)").unwrap();
+        assert_eq!(
+            e,
+            Expr::or(vec![
+                s(Field::ProcessName, StrOp::Eq, "shell", false),
+                s(Field::ProcessName, StrOp::Eq, "zsh", false),
+            ])
+        );
+        let err = p("process.name in (zsh, my_shells)").unwrap_err();
+        assert!(
+            err.starts_with("unknown list `my_shells` at column 23"),
+            "{err}"
+        );
+        // In a string operator's list too.
+        let err = p("process.name startswith (tmp_dirs)").unwrap_err();
+        assert!(err.contains("unknown list `tmp_dirs`"), "{err}");
+        // Quoted, or in capitals, it is a literal.
+        assert!(p("process.name in (\"rcu_sched\", 'oom_reaper')").is_ok());
+        assert!(p("vigil.ptrace.request in (PTRACE_ATTACH, PTRACE_SEIZE)").is_ok());
+        assert!(looks_like_list_name("shell_binaries"));
+        assert!(looks_like_list_name("hunt_v2_tools"));
+        for w in [
+            "bash",
+            "php-fpm",
+            "PTRACE_ATTACH",
+            "_x",
+            "9_a",
+            "a.b_c",
+            "/tmp/x_y",
+        ] {
+            assert!(!looks_like_list_name(w), "{w}");
+        }
     }
 
     #[test]

@@ -54,6 +54,18 @@ impl Env for Defs {
         )
     }
 
+    fn suggest_list(&self, name: &str) -> Option<String> {
+        if name.len() > 96 {
+            return None;
+        }
+        self.lists
+            .keys()
+            .map(|k| (crate::schema::edit_distance(name, k), k))
+            .filter(|(d, _)| *d <= 3.max(name.len() / 3))
+            .min()
+            .map(|(_, k)| k.clone())
+    }
+
     fn macro_expr(&mut self, name: &str) -> Option<Result<Expr, String>> {
         if let Some(r) = self.parsed.get(name) {
             return Some(r.clone());

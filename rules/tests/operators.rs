@@ -554,6 +554,10 @@ fn errors_name_file_line_rule_and_field() {
             "x.yaml:1: rule `a`: field `condition` is missing",
         ),
         ("key: value\n", "x.yaml:1: neither a vigil rule file"),
+        (
+            "- list: my_shells\n  items: [bash]\n- rule: a\n  condition: process.name in (zsh, my_shell)\n",
+            "x.yaml:4: rule `a`: condition: unknown list `my_shell` at column 23 (did you mean `my_shells`?); a literal value of that shape is written quoted (\"my_shell\")",
+        ),
     ];
     for (text, want) in cases {
         let mut l = Loader::new();

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 mod common;
 use common::RulesAgent as Agent;
@@ -42,6 +43,24 @@ fn tee(path: &Path, text: &str) {
 
 fn has_tool(p: &str) -> bool {
     Path::new(p).exists()
+}
+
+/// The host's account databases, which no test may change.
+const ACCOUNT_FILES: &[&str] = &[
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/subuid",
+    "/etc/subgid",
+];
+
+/// The bytes of each of [`ACCOUNT_FILES`] (`None`: absent).
+fn account_files() -> Vec<Option<Vec<u8>>> {
+    ACCOUNT_FILES
+        .iter()
+        .map(|f| std::fs::read(f).ok())
+        .collect()
 }
 
 struct Cleanup(Vec<PathBuf>);
@@ -147,19 +166,44 @@ fn persistence_changes_raise_alerts() {
     let home = PathBuf::from(format!("/home/{marker}"));
     let pam = PathBuf::from(format!("/etc/pam.d/{marker}"));
     let ca = PathBuf::from(format!("/usr/local/share/ca-certificates/{marker}.crt"));
-    let _c = Cleanup(vec![home.clone(), pam.clone(), ca.clone()]);
+    let sandbox = std::env::temp_dir().join(format!("vigil-test-accounts-{marker}"));
+    let _c = Cleanup(vec![home.clone(), pam.clone(), ca.clone(), sandbox.clone()]);
 
-    // A throw-away account, removed at once.
+    // A throw-away account, removed at once, in a sandbox: `useradd
+    // --prefix DIR` edits DIR/etc/passwd, shadow, group, ... (copies of the
+    // host's), so the host's account files stay byte-identical.
+    let host_files = account_files();
+    std::fs::create_dir_all(sandbox.join("etc")).unwrap();
+    for f in ACCOUNT_FILES.iter().chain(&["/etc/login.defs"]) {
+        if Path::new(f).exists() {
+            std::fs::copy(f, sandbox.join(&f[1..])).unwrap();
+        }
+    }
+    let prefix = sandbox.to_str().unwrap();
     let pid = run(&[
         "/usr/sbin/useradd",
+        "--prefix",
+        prefix,
         "-M",
         "-N",
         "-s",
         "/usr/sbin/nologin",
         &user,
     ]);
-    let _ = Command::new("/usr/sbin/userdel").arg(&user).status();
+    let passwd = std::fs::read_to_string(sandbox.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with(&format!("{user}:"))),
+        "useradd --prefix did not create {user} in the sandbox"
+    );
+    let _ = Command::new("/usr/sbin/userdel")
+        .args(["--prefix", prefix])
+        .arg(&user)
+        .status();
     agent.expect("local_account_created", |a| a["process"]["pid"] == pid);
+    assert!(
+        account_files() == host_files,
+        "the host's account files changed"
+    );
 
     // A PAM file no service uses.
     tee(&pam, "# vigil test\n");
@@ -196,5 +240,74 @@ fn persistence_changes_raise_alerts() {
             .args(["stop", &format!("{unit}.timer")])
             .status();
         agent.expect("transient_timer_created", |a| a["process"]["pid"] == pid);
+    }
+}
+
+#[test]
+fn log_truncated_by_a_shell_redirect_raises_an_alert_each_time() {
+    let Some(agent) = Agent::start(
+        "log_truncated_by_a_shell_redirect_raises_an_alert_each_time",
+        None,
+    ) else {
+        return;
+    };
+    let marker = vigil_tests::unique_marker("vgl");
+    // Scratch logs below /var/log (the rule's prefix), removed afterwards:
+    // one that exists with content, one the first redirect creates.
+    let old = PathBuf::from(format!("/var/log/{marker}.log"));
+    let new = PathBuf::from(format!("/var/log/{marker}-new.log"));
+    let _c = Cleanup(vec![old.clone(), new.clone()]);
+    std::fs::write(&old, "Dec  7 00:00:00 vm sshd[1]: Accepted publickey\n").unwrap();
+    let (o, n) = (old.to_str().unwrap(), new.to_str().unwrap());
+    // One shell does every redirect itself (the opens are the shell's, the
+    // cats its children): the same process truncates each file twice, with
+    // an append between, as an intruder at a prompt would.
+    let script = format!(
+        "cat /dev/null > {o}; echo x >> {o}; cat /dev/null > {o}; \
+         cat /dev/null > {n}; echo x >> {n}; cat /dev/null > {n}"
+    );
+    let pid = run(&["/bin/sh", "-c", &script]);
+    assert_eq!(std::fs::read(&old).unwrap(), b"", "{o} truncated");
+    assert_eq!(std::fs::read(&new).unwrap(), b"", "{n} truncated");
+    for p in [o, n] {
+        let alerts = vigil_tests::wait_for(Duration::from_secs(15), || {
+            let a: Vec<_> = agent
+                .out
+                .records()
+                .into_iter()
+                .filter(|a| {
+                    a["rule"]["id"] == "log_file_truncated"
+                        && a["file"]["path"] == p
+                        && a["process"]["pid"] == pid
+                })
+                .collect();
+            (a.len() >= 2).then_some(a)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{p}: fewer than two log_file_truncated alerts from sh (pid {pid}); alerts: {:#?}",
+                agent
+                    .out
+                    .records()
+                    .iter()
+                    .map(|a| (a["rule"]["id"].clone(), a["message"].clone()))
+                    .collect::<Vec<_>>()
+            )
+        });
+        for a in &alerts {
+            assert_eq!(a["process"]["name"], "sh", "{a}");
+            assert_eq!(a["event"]["outcome"], "success", "{a}");
+            let flags = a["vigil"]["open"]["flags"].to_string();
+            assert!(flags.contains("O_TRUNC"), "{a}");
+        }
+        // The created file: the first open created it, the second did not.
+        if p == n {
+            let created: Vec<_> = alerts
+                .iter()
+                .map(|a| a["vigil"]["open"]["created"].clone())
+                .collect();
+            assert!(created.contains(&serde_json::json!(true)), "{created:?}");
+            assert!(created.contains(&serde_json::json!(false)), "{created:?}");
+        }
     }
 }

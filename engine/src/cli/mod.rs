@@ -172,8 +172,14 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     }
 }
 
-/// Restores the default SIGINT/SIGTERM dispositions and unblocks
+/// Restores the default SIGINT/SIGTERM/SIGPIPE dispositions and unblocks
 /// SIGINT/SIGTERM/SIGHUP; call first in `main`, before any thread exists.
+///
+/// With SIGPIPE at its default a command whose reader has gone
+/// (`vigil rules list --json | head -1`) ends quietly, killed by SIGPIPE like
+/// any Unix filter, instead of panicking on the failed write. The agent
+/// commands (`run`, `record`) ignore SIGPIPE again ([`Cli::run`]): for them a
+/// closed pipe or socket is a write error their sinks count and report.
 pub fn reset_signals() {
     // A shell starting vigil in the background sets SIGINT to "ignored",
     // and an ignored signal stays ignored: restore the defaults so SIGINT
@@ -186,6 +192,7 @@ pub fn reset_signals() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
@@ -202,6 +209,11 @@ impl Cli {
             Ok(c) => c,
             Err(code) => return code,
         };
+        if matches!(self.cmd, Cmd::Run { .. } | Cmd::Record { .. }) {
+            // SAFETY: signal(2) with SIG_IGN, before the agent starts any
+            // thread (see `reset_signals`).
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        }
         match self.cmd {
             Cmd::Probe { json } => run::probe(&cfg, json),
             Cmd::Run {

@@ -37,8 +37,11 @@ pub struct CounterDelta {
     pub help: &'static str,
     /// Label pairs.
     pub labels: Vec<(&'static str, String)>,
-    /// Increment.
+    /// Increment, in the unit the tool counts in.
     pub delta: u64,
+    /// What one unit of `delta` is in the series' unit: 1.0, or 1e-9 for
+    /// nanoseconds counted and seconds exposed (Prometheus base units).
+    pub scale: f64,
 }
 
 /// What one collection produced.

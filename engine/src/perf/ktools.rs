@@ -556,6 +556,7 @@ impl Collector for KtoolsCollector {
                     help: "Kernel allocations (kmalloc, kmem_cache_alloc) counted by kmem, scaled by the sample rate.",
                     labels: Vec::new(),
                     delta: all,
+                    scale: 1.0,
                 });
             }
             if slab_live && !slabs.is_empty() {
@@ -588,6 +589,7 @@ impl Collector for KtoolsCollector {
                         help: "Slab allocations per cache (slabratetop; the 20 busiest caches of each interval).",
                         labels: vec![("cache", (*n).clone())],
                         delta: *c,
+                        scale: 1.0,
                     });
                 }
             }
@@ -702,6 +704,7 @@ impl Collector for KtoolsCollector {
                     help: "Pages allocated (mm_page_alloc, 2^order each) counted by kpages, scaled by the sample rate.",
                     labels: Vec::new(),
                     delta: all,
+                    scale: 1.0,
                 });
             }
         }
@@ -739,6 +742,7 @@ impl Collector for KtoolsCollector {
                     help: "Pages migrated (migrate:mm_migrate_pages) per reason (numamove).",
                     labels: vec![("reason", reason.to_string())],
                     delta: v.succeeded,
+                    scale: 1.0,
                 });
             }
         }
@@ -816,9 +820,9 @@ impl Collector for KtoolsCollector {
                     if matches!(kind, KW_SOFTIRQ | KW_HARDIRQ) {
                         out.counters.push(CounterDelta {
                             name: if kind == KW_SOFTIRQ {
-                                "vigil_softirq_nanoseconds_total"
+                                "vigil_softirq_seconds_total"
                             } else {
-                                "vigil_hardirq_nanoseconds_total"
+                                "vigil_hardirq_seconds_total"
                             },
                             help: if kind == KW_SOFTIRQ {
                                 "Time in softirqs per vector (softirqs)."
@@ -830,6 +834,7 @@ impl Collector for KtoolsCollector {
                                 name.clone(),
                             )],
                             delta: v.run_ns,
+                            scale: 1e-9,
                         });
                     }
                 }
@@ -865,6 +870,7 @@ impl Collector for KtoolsCollector {
                         help: "Work items run (workq).",
                         labels: Vec::new(),
                         delta: total_n,
+                        scale: 1.0,
                     });
                 }
                 let pct = 100.0 * total_ns as f64 / 1e9 / secs;

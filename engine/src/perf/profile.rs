@@ -434,6 +434,7 @@ impl Collector for ProfileCollector {
                         help: "Profiler samples whose user stack came back empty or truncated (frame pointers missing).",
                         labels: vec![("kind", what.to_string())],
                         delta: n,
+                        scale: 1.0,
                     });
                 }
             }
@@ -453,6 +454,7 @@ impl Collector for ProfileCollector {
                 help: "CPU profiler samples (perf.profile_hz per CPU) per container (empty: host processes).",
                 labels: vec![("container", c.clone())],
                 delta: *n,
+                scale: 1.0,
             });
         }
         for (i, p) in procs.iter().enumerate() {

@@ -105,6 +105,10 @@ pub struct PipelineStats {
     /// Pending events whose late hash could not be followed up (more than
     /// [`HASH_WAITING_MAX`] waiting): counted, their hash is still cached.
     pub hash_unfollowed: u64,
+    /// Events lost to a pipeline worker that panicked: the one it panicked
+    /// on, the rest of its batch, those waiting for a hash and those still
+    /// queued for it (the agent's thread then handles its processes).
+    pub worker_lost: u64,
 }
 
 /// Events waiting for their executable's hash at most.
@@ -929,6 +933,12 @@ impl Summary {
             self.pipeline.decode_errors,
             self.attach_time.as_millis(),
         ));
+        if self.pipeline.worker_lost > 0 {
+            s.push_str(&format!(
+                "vigil: {} events lost to a pipeline worker that panicked (worker_lost)\n",
+                self.pipeline.worker_lost
+            ));
+        }
         let demoted: u64 = self.pipeline.demoted_by_rule.values().sum();
         if demoted > 0 {
             s.push_str(&format!(
@@ -1613,15 +1623,7 @@ fn start_perf(cfg: &Config, history: bool, verbose: bool) -> Option<crate::perf:
         }) {
             Ok(s) => {
                 if verbose {
-                    for st in s.status() {
-                        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-                            eprintln!(
-                                "vigil: sensor={} unavailable: {}",
-                                st.name,
-                                f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                            );
-                        }
-                    }
+                    super::warn_unavailable(s.status());
                 }
                 Some(s)
             }
@@ -1839,15 +1841,7 @@ fn start_perfsys(cfg: &Config, verbose: bool) -> Option<crate::perfsys::PerfsysC
         match vigil_bpf::perfsys::Perfsys::load(&p.perfsys_config()) {
             Ok(s) => {
                 if verbose {
-                    for st in s.status() {
-                        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-                            eprintln!(
-                                "vigil: sensor={} unavailable: {}",
-                                st.name,
-                                f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                            );
-                        }
-                    }
+                    super::warn_unavailable(s.status());
                 }
                 Some(s)
             }
@@ -1878,15 +1872,7 @@ fn start_ktools(cfg: &Config, verbose: bool) -> Option<crate::perf::ktools::Ktoo
     match vigil_bpf::ktools::Ktools::load(&kc) {
         Ok(k) => {
             if verbose {
-                for st in k.status() {
-                    if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-                        eprintln!(
-                            "vigil: sensor={} unavailable: {}",
-                            st.name,
-                            f.last().map(|x| x.1.as_str()).unwrap_or("?")
-                        );
-                    }
-                }
+                super::warn_unavailable(k.status());
             }
             Some(crate::perf::ktools::KtoolsCollector::new(k, &cfg.perf))
         }
@@ -1919,14 +1905,9 @@ fn start_profile(
             return None;
         }
     };
-    for st in pf.status() {
-        if let vigil_bpf::SensorState::Unavailable(f) = &st.state {
-            eprintln!(
-                "vigil: sensor=profile unavailable: {}",
-                f.last().map(|x| x.1.as_str()).unwrap_or("?")
-            );
-            return None;
-        }
+    if !super::unavailable_lines(pf.status()).is_empty() {
+        super::warn_unavailable(pf.status());
+        return None;
     }
     let dir =
         (history && p.history && cfg.ensure_data_dir().is_ok()).then(|| cfg.agent.data_dir.clone());

@@ -210,6 +210,10 @@ impl Back {
     /// Rules, correlations, baselines, tuning, alerts and the event itself.
     pub(crate) fn process(&mut self, item: Item, st: &mut PipelineStats) {
         let Item { ev, ticket } = item;
+        #[cfg(test)]
+        if ev.k.hdr.pid != 0 && ev.k.hdr.pid == tests::PANIC_ON_PID.load(Ordering::Relaxed) {
+            panic!("injected panic on pid {}", ev.k.hdr.pid);
+        }
         // The set is shared (a reload swaps it): hold it for this event.
         let rules = Arc::clone(&self.rules);
         let mut matched = Vec::new();
@@ -257,6 +261,19 @@ impl Back {
             self.wait_for_hash(t, &ev, &matched, st);
         }
         self.emit_event(ev, demoted, st);
+    }
+
+    /// Events held waiting for their hash: a worker that panicked lets
+    /// go of them (counted as lost) and of their share of the global count.
+    fn drop_waiting(&mut self) -> u64 {
+        let n: usize = self.waiting.drain().map(|(_, v)| v.len()).sum();
+        let _ =
+            self.sh
+                .hash_waiting_events
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                    Some(w.saturating_sub(n))
+                });
+        n as u64
     }
 
     /// Keeps a pending event until its hash comes (or counts it).
@@ -578,6 +595,7 @@ pub(crate) fn absorb(into: &mut PipelineStats, o: PipelineStats) {
     into.suppressed += o.suppressed;
     into.hash_late += o.hash_late;
     into.hash_unfollowed += o.hash_unfollowed;
+    into.worker_lost += o.worker_lost;
     into.correlation_evictions = into.correlation_evictions.max(o.correlation_evictions);
     for (k, v) in o.alerts_by_rule {
         *into.alerts_by_rule.entry(k).or_default() += v;
@@ -615,12 +633,86 @@ pub fn shard_of(tgid: u32, n: usize) -> usize {
 struct Worker {
     tx: Option<mpsc::SyncSender<Msg>>,
     pending: Vec<Item>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// The thread; it returns its counters since the last sync when it
+    /// ends (after a panic: with the events it lost).
+    thread: Option<std::thread::JoinHandle<PipelineStats>>,
+    /// Set by the worker when it panicked: it handles nothing more.
+    dead: Arc<AtomicBool>,
 }
 
 /// The workers behind the agent's thread (`[pipeline] workers` > 1).
 pub(crate) struct Pool {
     workers: Vec<Worker>,
+    /// Counters of workers that ended (a panic), for the next sync.
+    ended: Vec<PipelineStats>,
+}
+
+/// A worker's loop: handles messages until the channel closes. `left`
+/// holds how many events of the batch at hand are not yet handled, so
+/// that a panic knows what it lost.
+fn work(back: &mut Back, rx: &mpsc::Receiver<Msg>, st: &mut PipelineStats, left: &mut usize) {
+    while let Ok(m) = rx.recv() {
+        match m {
+            Msg::Batch(items) => {
+                *left = items.len();
+                for it in items {
+                    back.process(it, st);
+                    *left -= 1;
+                }
+                back.flush_out(st);
+            }
+            Msg::Rules(r) => back.set_rules(r),
+            Msg::Hash(d) => {
+                back.hash_done(&d, st);
+                back.flush_out(st);
+            }
+            Msg::Sync(reply) => {
+                back.flush_out(st);
+                let _ = reply.send(std::mem::take(st));
+            }
+        }
+    }
+}
+
+/// What a worker does after a panic: the event that panicked, the rest of
+/// its batch, the events waiting for a hash and every event still queued
+/// for it are counted as lost (`worker_lost`) — it handles nothing more,
+/// since its state may be half-updated — until the agent's thread sees it
+/// is dead and closes its channel (then the agent handles that shard itself).
+fn after_panic(
+    i: usize,
+    why: &str,
+    back: &mut Back,
+    rx: &mpsc::Receiver<Msg>,
+    st: &mut PipelineStats,
+    left: usize,
+    dead: &AtomicBool,
+) {
+    dead.store(true, Ordering::SeqCst);
+    // The records of the events handled before the panic are complete:
+    // write them (a sink that panics again loses them with the rest).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| back.flush_out(st)));
+    let held = left as u64 + back.drop_waiting();
+    st.worker_lost += held;
+    eprintln!(
+        "vigil: pipeline worker {i} panicked ({why}): {held} events it held are lost and counted (worker_lost); the agent's thread handles its processes from now on"
+    );
+    while let Ok(m) = rx.recv() {
+        match m {
+            Msg::Batch(items) => st.worker_lost += items.len() as u64,
+            Msg::Sync(reply) => {
+                let _ = reply.send(std::mem::take(st));
+            }
+            Msg::Rules(_) | Msg::Hash(_) => {}
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 impl Pool {
@@ -636,37 +728,45 @@ impl Pool {
             let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
             let mut back = Back::new(Arc::clone(sh), Arc::clone(rules), tap.clone());
             back.batch_output();
+            let dead = Arc::new(AtomicBool::new(false));
+            let dead2 = Arc::clone(&dead);
             let thread = std::thread::Builder::new()
                 .name(format!("vigil-worker-{i}"))
                 .spawn(move || {
                     let mut st = PipelineStats::default();
-                    while let Ok(m) = rx.recv() {
-                        match m {
-                            Msg::Batch(items) => {
-                                for it in items {
-                                    back.process(it, &mut st);
-                                }
-                                back.flush_out(&mut st);
-                            }
-                            Msg::Rules(r) => back.set_rules(r),
-                            Msg::Hash(d) => {
-                                back.hash_done(&d, &mut st);
-                                back.flush_out(&mut st);
-                            }
-                            Msg::Sync(reply) => {
-                                back.flush_out(&mut st);
-                                let _ = reply.send(std::mem::take(&mut st));
-                            }
-                        }
+                    let mut left = 0;
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        work(&mut back, &rx, &mut st, &mut left)
+                    }));
+                    if let Err(p) = r {
+                        after_panic(i, panic_text(&*p), &mut back, &rx, &mut st, left, &dead2);
                     }
+                    st
                 })?;
             workers.push(Worker {
                 tx: Some(tx),
                 pending: Vec::with_capacity(BATCH),
                 thread: Some(thread),
+                dead,
             });
         }
-        Ok(Pool { workers })
+        Ok(Pool {
+            workers,
+            ended: Vec::new(),
+        })
+    }
+
+    /// Closes the channel of a worker that panicked and keeps its last
+    /// counters (the events it lost among them) for the next sync.
+    fn reap(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        w.tx = None;
+        if let Some(t) = w.thread.take() {
+            // Err: after_panic itself panicked, nothing more to count.
+            if let Ok(st) = t.join() {
+                self.ended.push(st);
+            }
+        }
     }
 
     /// Workers.
@@ -677,6 +777,9 @@ impl Pool {
     /// Sends a message to worker `i`; a worker that is gone (it panicked)
     /// hands the message back.
     fn send(&mut self, i: usize, m: Msg) -> Result<(), Msg> {
+        if self.workers[i].tx.is_some() && self.workers[i].dead.load(Ordering::SeqCst) {
+            self.reap(i);
+        }
         match self.workers[i].tx.as_ref() {
             Some(tx) => tx.send(m).map_err(|e| e.0),
             None => Err(m),
@@ -758,6 +861,9 @@ impl Pool {
                 Err(_) => break,
             }
         }
+        for s in self.ended.drain(..) {
+            absorb(st, s);
+        }
         left
     }
 }
@@ -772,5 +878,95 @@ impl Drop for Pool {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::enrich::Enricher;
+    use crate::host::{RecordedHost, Users};
+    use std::sync::atomic::AtomicU32;
+    use vigil_bpf::abi::{self, Hdr, kind};
+    use vigil_bpf::decode::{decode, encode_record};
+
+    /// `Back::process` panics on an event of this pid (0: never): the
+    /// test hook for a worker that panics.
+    pub(crate) static PANIC_ON_PID: AtomicU32 = AtomicU32::new(0);
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            lk(&self.0).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn exec_of(en: &mut Enricher, pid: u32, n: u64) -> Item {
+        let hdr = Hdr {
+            kind: kind::EXEC,
+            pid,
+            tid: pid,
+            ppid: 1,
+            ts_ns: n * 1000,
+            start_ns: n,
+            ..Hdr::default()
+        };
+        let k = decode(&encode_record(hdr, &abi::Exec::default(), &[b"/bin/true"])).unwrap();
+        Item {
+            ev: en.enrich(k, &mut RecordedHost::default()),
+            ticket: None,
+        }
+    }
+
+    #[test]
+    fn a_worker_that_panics_counts_what_it_held_as_lost() {
+        let buf = Buf::default();
+        let sink = vigil_outputs::JsonLines::writer(Box::new(buf.clone()), "test");
+        let sh = Arc::new(Shared::new("h".into(), true, Some(Box::new(sink)), 16));
+        let rules = Arc::new(RuleSet::empty());
+        let mut pool = Pool::start(2, &sh, &rules, &None).unwrap();
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        // Two processes on different workers, 30 events each (one batch
+        // each); the first's worker panics on the first of its batch.
+        let (bad, good) = (1000..)
+            .step_by(1)
+            .map(|p| (p, p + 1))
+            .find(|&(a, b)| shard_of(a, 2) != shard_of(b, 2))
+            .unwrap();
+        let mut inline = Vec::new();
+        for n in 0..30u64 {
+            inline.extend(pool.push(exec_of(&mut en, bad, n)).unwrap_or_default());
+            inline.extend(pool.push(exec_of(&mut en, good, n)).unwrap_or_default());
+        }
+        PANIC_ON_PID.store(bad, Ordering::Relaxed);
+        inline.extend(pool.hand_over_all());
+        let mut st = PipelineStats::default();
+        inline.extend(pool.sync(&mut st));
+        // The batch of 30 `bad` events: the one it panicked on and the 29
+        // after it are lost, each counted; `good`'s 30 are written.
+        PANIC_ON_PID.store(0, Ordering::Relaxed);
+        let mut st2 = PipelineStats::default();
+        inline.extend(pool.sync(&mut st2));
+        absorb(&mut st, st2);
+        assert_eq!(st.worker_lost, 30, "lost counted");
+        assert_eq!(st.written, 30, "the other worker's records");
+        assert!(inline.is_empty());
+        // The dead worker's processes now come back to the caller, to be
+        // handled on its thread, not dropped.
+        let back = pool.push(exec_of(&mut en, bad, 99));
+        let more = pool.hand_over_all();
+        assert_eq!(back.map_or(0, |b| b.len()) + more.len(), 1);
+        let mut st3 = PipelineStats::default();
+        pool.sync(&mut st3);
+        assert_eq!(st3.worker_lost, 0);
+        lk(sh.sink.as_ref().unwrap()).flush().unwrap();
+        let text = String::from_utf8(lk(&buf.0).clone()).unwrap();
+        assert_eq!(text.lines().count(), 30);
+        assert!(text.lines().all(|l| l.contains(&format!("\"pid\":{good}"))));
     }
 }

@@ -4,6 +4,7 @@
 //! anomalies, and the sinks' queues and spools.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use vigil_outputs::metrics::{Counter, Registry, names};
 
@@ -39,6 +40,9 @@ pub struct Telemetry {
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
     sys: PerfsysMetrics,
     tool_counters: HashMap<SeriesKey, Counter>,
+    /// The tools' series exposed in another unit than they count in
+    /// (nanoseconds counted, seconds exposed).
+    tool_counters_scaled: HashMap<SeriesKey, Arc<AtomicU64>>,
     state: Arc<Mutex<BTreeMap<&'static str, f64>>>,
 }
 
@@ -138,6 +142,7 @@ impl Telemetry {
             registered_programs: Default::default(),
             runqlat: HashMap::new(),
             tool_counters: HashMap::new(),
+            tool_counters_scaled: HashMap::new(),
             pidnss: None,
             steal: Arc::default(),
             sys: PerfsysMetrics::default(),
@@ -457,6 +462,31 @@ impl Telemetry {
     pub fn counters(&mut self, deltas: &[crate::perf::collector::CounterDelta]) {
         for d in deltas {
             let key = (d.name, d.labels.clone());
+            if d.scale != 1.0 {
+                // Kept as an integer count, exposed scaled at each scrape.
+                let n = match self.tool_counters_scaled.get(&key) {
+                    Some(n) => Arc::clone(n),
+                    None => {
+                        let n = Arc::new(AtomicU64::new(0));
+                        let (m, scale) = (Arc::clone(&n), d.scale);
+                        let labels: Vec<(&str, &str)> =
+                            d.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        if self
+                            .registry
+                            .counter_fn_f64(d.name, d.help, &labels, move || {
+                                m.load(Ordering::Relaxed) as f64 * scale
+                            })
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        self.tool_counters_scaled.insert(key, Arc::clone(&n));
+                        n
+                    }
+                };
+                n.fetch_add(d.delta, Ordering::Relaxed);
+                continue;
+            }
             if !self.tool_counters.contains_key(&key) {
                 let labels: Vec<(&str, &str)> =
                     d.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();

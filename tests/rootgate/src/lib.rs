@@ -10,8 +10,9 @@
 //! has (a daemon CI installs, IPv6 on loopback, ...).
 //!
 //! [`runc`] holds the one runc bundle helper the container root tests
-//! share.
+//! share, [`bpf`] the one bpf(2) call they make themselves.
 
+pub mod bpf;
 pub mod runc;
 
 use std::fs::OpenOptions;

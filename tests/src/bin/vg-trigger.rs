@@ -338,40 +338,7 @@ fn main() {
             }
             "bpf-map" => {
                 // BPF_MAP_CREATE of a 1-entry array named from argv
-                #[repr(C)]
-                struct Attr {
-                    map_type: u32,
-                    key_size: u32,
-                    value_size: u32,
-                    max_entries: u32,
-                    map_flags: u32,
-                    inner_map_fd: u32,
-                    numa_node: u32,
-                    map_name: [u8; 16],
-                    pad: [u8; 64],
-                }
-                let mut attr = Attr {
-                    map_type: 2,
-                    key_size: 4,
-                    value_size: 4,
-                    max_entries: 1,
-                    map_flags: 0,
-                    inner_map_fd: 0,
-                    numa_node: 0,
-                    map_name: [0; 16],
-                    pad: [0; 64],
-                };
-                let n = a(1).as_bytes();
-                attr.map_name[..n.len().min(15)].copy_from_slice(&n[..n.len().min(15)]);
-                let fd = libc::syscall(
-                    libc::SYS_bpf,
-                    0,
-                    &attr as *const Attr,
-                    std::mem::size_of::<Attr>(),
-                );
-                if fd >= 0 {
-                    libc::close(fd as i32);
-                }
+                drop(vigil_rootgate::bpf::create_array_map(a(1).as_bytes()));
             }
             "finit-module" => {
                 // a non-module file: the kernel refuses it, the attempt is the event
