@@ -386,6 +386,16 @@ impl Enricher {
 
     /// Enriches one decoded record.
     pub fn enrich(&mut self, k: KernelEvent, host: &mut dyn Host) -> Event {
+        // the image an exec replaces: this same process instance as the
+        // table knew it before the exec (not a stale or reused entry)
+        let replaced = match &k.body {
+            Body::Exec { .. } => self
+                .procs
+                .get(&k.hdr.pid)
+                .filter(|p| p.start_ns == k.hdr.start_ns && p.updated_ns <= k.hdr.ts_ns)
+                .cloned(),
+            _ => None,
+        };
         self.apply(&k, host);
         self.seq += 1;
         let h = k.hdr;
@@ -533,6 +543,7 @@ impl Enricher {
             file_path,
             file_path2,
             target,
+            replaced,
             k,
         };
         ev.escape = self.tracker.observe(&ev, host).map(Arc::new);
