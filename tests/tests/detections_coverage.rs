@@ -370,7 +370,7 @@ fn coverage_breadth_rules_fire_on_real_tools() {
         "-s",
         "-m",
         "1",
-        "http://MTExLTExLTExMTE=.localhost:1/",
+        "http://MTExLTExLTExMTE=.vigil.localhost:1/",
     ]);
     let a = agent.expect("encoded_data_in_host_name", |a| a["process"]["pid"] == pid);
     assert_eq!(a["process"]["parent"]["pid"], me, "{a}");
