@@ -232,13 +232,7 @@ fn coverage_hunting_rules_fire_on_real_tools() {
 
 /// Spawns a command with `stdin` as its input, waits at most `wait` for it
 /// (then kills it) and returns its pid.
-fn run_with(
-    argv: &[&str],
-    cwd: &Path,
-    env: &[(&str, &str)],
-    stdin: &str,
-    wait: Duration,
-) -> u32 {
+fn run_with(argv: &[&str], cwd: &Path, env: &[(&str, &str)], stdin: &str, wait: Duration) -> u32 {
     use std::io::Write;
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
