@@ -644,6 +644,35 @@ mod tests {
     }
 
     #[test]
+    fn exec_names_the_image_it_replaced() {
+        use crate::host::RecordedHost;
+        use vigil_bpf::abi::{self, Hdr, kind};
+        use vigil_bpf::decode::{decode, encode_record};
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let exec = |ts_ns, start_ns, path: &[u8]| {
+            let h = Hdr {
+                kind: kind::EXEC,
+                pid: 20,
+                ppid: 1,
+                ts_ns,
+                start_ns,
+                ..Hdr::default()
+            };
+            decode(&encode_record(h, &abi::Exec::default(), &[path])).unwrap()
+        };
+        let first = en.enrich(exec(100, 50, b"/usr/bin/perl"), &mut host);
+        assert!(first.replaced.is_none(), "the table knew no image before");
+        let second = en.enrich(exec(200, 50, b"/bin/sh"), &mut host);
+        let r = second.replaced.expect("the image the exec replaced");
+        assert_eq!(&r.exe[..], b"/usr/bin/perl");
+        assert_eq!(&second.process.unwrap().exe[..], b"/bin/sh");
+        // a reused pid (other start time) replaced nothing of its own
+        let third = en.enrich(exec(300, 250, b"/bin/true"), &mut host);
+        assert!(third.replaced.is_none());
+    }
+
+    #[test]
     fn normalize_and_join() {
         assert_eq!(normalize(b"/etc/../etc/./shadow"), b"/etc/shadow");
         assert_eq!(normalize(b"//a//b/"), b"/a/b");
