@@ -138,6 +138,10 @@ pub struct Event {
     /// The other process concerned (ptrace or process_vm target, signal
     /// target, fork child).
     pub target: Option<Arc<ProcInfo>>,
+    /// exec: the image this exec replaced in the same process (what the
+    /// process ran before: the parent's image after a plain fork), from the
+    /// process table.
+    pub replaced: Option<Arc<ProcInfo>>,
     /// The parsed message of a DNS record (`None` when unparsable).
     pub dns: Option<Arc<crate::dns::Message>>,
     /// The name the remote address was resolved from (connect, udp_send),

@@ -269,6 +269,10 @@ fields! {
     ExecSetuid = "vigil.exec.setuid", Bool, PROCESS, true;
     /// exec changed egid.
     ExecSetgid = "vigil.exec.setgid", Bool, PROCESS, true;
+    /// exec: the executable the process ran before this exec replaced it.
+    ExecReplacedExecutable = "vigil.exec.replaced.executable", Str, PROCESS, true;
+    /// exec: the command line the process ran before this exec replaced it.
+    ExecReplacedCommandLine = "vigil.exec.replaced.command_line", Str, PROCESS, true;
     /// exec: the listed variables found in the new program's environment,
     /// `NAME=value`, one per line (`contains`/`regex` see each).
     ProcessEnvVars = "process.env_vars", Str, PROCESS, true;

@@ -367,6 +367,16 @@ impl Fields for Event {
             Field::CgroupId => int(h.cgroup_id as i64),
             Field::CgroupPath => self.cgroup_path.as_deref().and_then(|c| s(c.as_bytes())),
             Field::AfterLoss => Some(Value::Bool(self.k.after_loss())),
+            Field::ExecReplacedExecutable => self
+                .replaced
+                .as_deref()
+                .filter(|r| !r.exe.is_empty())
+                .and_then(|r| s(&r.exe)),
+            Field::ExecReplacedCommandLine => self
+                .replaced
+                .as_deref()
+                .filter(|r| !r.args.is_empty())
+                .and_then(|r| s(&r.cmdline)),
             Field::ExecFilename => match &self.k.body {
                 Body::Exec { filename, .. } => s(filename),
                 _ => None,

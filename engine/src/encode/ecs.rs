@@ -1270,6 +1270,12 @@ fn encode_inner(
                     "vigil.exec.setgid",
                     info.exec_flags & abi::exec_flags::SETGID != 0,
                 );
+            if let Some(r) = ev.replaced.as_deref().filter(|r| !r.exe.is_empty()) {
+                w.str("vigil.exec.replaced.executable", &r.exe);
+                if !r.args.is_empty() {
+                    w.str("vigil.exec.replaced.command_line", &r.cmdline);
+                }
+            }
             if ev.k.truncated(0) {
                 truncated.push("process.executable");
             }

@@ -386,6 +386,16 @@ impl Enricher {
 
     /// Enriches one decoded record.
     pub fn enrich(&mut self, k: KernelEvent, host: &mut dyn Host) -> Event {
+        // the image an exec replaces: this same process instance as the
+        // table knew it before the exec (not a stale or reused entry)
+        let replaced = match &k.body {
+            Body::Exec { .. } => self
+                .procs
+                .get(&k.hdr.pid)
+                .filter(|p| p.start_ns == k.hdr.start_ns && p.updated_ns <= k.hdr.ts_ns)
+                .cloned(),
+            _ => None,
+        };
         self.apply(&k, host);
         self.seq += 1;
         let h = k.hdr;
@@ -533,6 +543,7 @@ impl Enricher {
             file_path,
             file_path2,
             target,
+            replaced,
             k,
         };
         ev.escape = self.tracker.observe(&ev, host).map(Arc::new);
@@ -630,6 +641,35 @@ mod tests {
             &mut host,
         );
         assert_eq!(&en.procs[&11].exe[..], b"/bin/parent");
+    }
+
+    #[test]
+    fn exec_names_the_image_it_replaced() {
+        use crate::host::RecordedHost;
+        use vigil_bpf::abi::{self, Hdr, kind};
+        use vigil_bpf::decode::{decode, encode_record};
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let exec = |ts_ns, start_ns, path: &[u8]| {
+            let h = Hdr {
+                kind: kind::EXEC,
+                pid: 20,
+                ppid: 1,
+                ts_ns,
+                start_ns,
+                ..Hdr::default()
+            };
+            decode(&encode_record(h, &abi::Exec::default(), &[path])).unwrap()
+        };
+        let first = en.enrich(exec(100, 50, b"/usr/bin/perl"), &mut host);
+        assert!(first.replaced.is_none(), "the table knew no image before");
+        let second = en.enrich(exec(200, 50, b"/bin/sh"), &mut host);
+        let r = second.replaced.expect("the image the exec replaced");
+        assert_eq!(&r.exe[..], b"/usr/bin/perl");
+        assert_eq!(&second.process.unwrap().exe[..], b"/bin/sh");
+        // a reused pid (other start time) replaced nothing of its own
+        let third = en.enrich(exec(300, 250, b"/bin/true"), &mut host);
+        assert!(third.replaced.is_none());
     }
 
     #[test]
