@@ -185,6 +185,59 @@ impl Writer {
         leaf
     }
 
+    /// [`Writer::enter`] for a prepared name, whose segment ends are
+    /// known: keeps the open objects that are its ancestors (compared once,
+    /// at the deepest candidate), closes the others and opens the rest.
+    fn enter_key(&mut self, k: &Key) {
+        let full = k.full.as_bytes();
+        let dots = &k.dots[..usize::from(k.ndots)];
+        // open objects whose path ends where one of the key's does
+        let mut common = 0;
+        while common < self.levels.len()
+            && common < dots.len()
+            && self.levels[common].0 == usize::from(dots[common])
+        {
+            common += 1;
+        }
+        // keep the deepest of them whose path is the key's prefix
+        while common > 0 {
+            let len = usize::from(dots[common - 1]);
+            if same(&self.open.as_bytes()[..len], &full[..len]) {
+                break;
+            }
+            common -= 1;
+        }
+        for _ in common..self.levels.len() {
+            self.buf.push(b'}');
+        }
+        self.levels.truncate(common);
+        self.open.truncate(if common == 0 {
+            0
+        } else {
+            usize::from(dots[common - 1])
+        });
+        for d in common..dots.len() {
+            let start = if d == 0 {
+                0
+            } else {
+                usize::from(dots[d - 1]) + 1
+            };
+            let end = usize::from(dots[d]);
+            // the segments were checked by Key::new: nothing to escape
+            let seg = &k.full[start..end];
+            self.comma();
+            self.buf.reserve(seg.len() + 4);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(seg.as_bytes());
+            self.buf.extend_from_slice(b"\":{");
+            if !self.open.is_empty() {
+                self.open.push('.');
+            }
+            self.open.push_str(seg);
+            self.levels.push((self.open.len(), false));
+        }
+    }
+
     fn key(&mut self, key: &str) {
         let leaf = self.enter(key);
         let has = match self.levels.last_mut() {
@@ -217,7 +270,7 @@ impl Writer {
     fn key_at(&mut self, k: &Key) {
         let parent = &k.full.as_bytes()[..k.parent_len as usize];
         if !same(parent, self.open.as_bytes()) {
-            self.enter(k.full);
+            self.enter_key(k);
         }
         let has = match self.levels.last_mut() {
             Some((_, h)) => h,
@@ -387,6 +440,9 @@ impl Writer {
     }
 }
 
+/// Most dots a [`Key`] holds (nesting depth of its leaf).
+pub const KEY_DEPTH_MAX: usize = 7;
+
 /// Longest leaf name a [`Key`] holds.
 pub const KEY_LEAF_MAX: usize = 44;
 
@@ -397,6 +453,9 @@ pub const KEY_LEAF_MAX: usize = 44;
 pub struct Key {
     full: &'static str,
     parent_len: u8,
+    /// Where each dot is (the end of each parent segment).
+    dots: [u8; KEY_DEPTH_MAX],
+    ndots: u8,
     /// `,"leaf":`
     name: [u8; KEY_LEAF_MAX + 4],
     name_len: u8,
@@ -410,6 +469,8 @@ impl Key {
         let b = full.as_bytes();
         assert!(!b.is_empty() && b.len() < 256, "key length");
         let mut dot = None;
+        let mut dots = [0u8; KEY_DEPTH_MAX];
+        let mut ndots = 0;
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
@@ -417,6 +478,9 @@ impl Key {
             if c == b'.' {
                 assert!(i > 0 && i + 1 < b.len(), "empty key segment");
                 assert!(b[i - 1] != b'.', "empty key segment");
+                assert!(ndots < KEY_DEPTH_MAX, "key too deep");
+                dots[ndots] = i as u8;
+                ndots += 1;
                 dot = Some(i);
             }
             i += 1;
@@ -440,6 +504,8 @@ impl Key {
         Key {
             full,
             parent_len: parent_len as u8,
+            dots,
+            ndots: ndots as u8,
             name,
             name_len: (leaf_len + 4) as u8,
         }
@@ -734,7 +800,9 @@ mod tests {
             let mut prepared = Writer::new();
             let n = (seed % 9) as usize + 1;
             for j in 0..n {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let i = (seed >> 33) as usize % names.len();
                 assert_eq!(KEYS[i].name(), names[i]);
                 match j % 5 {
@@ -819,7 +887,12 @@ mod tests {
         // every digit count, and each side of the two-digit steps
         let mut v: u64 = 1;
         for _ in 0..20 {
-            for x in [v.saturating_sub(1), v, v.saturating_add(1), v.saturating_mul(7)] {
+            for x in [
+                v.saturating_sub(1),
+                v,
+                v.saturating_add(1),
+                v.saturating_mul(7),
+            ] {
                 out.clear();
                 write_u64(&mut out, x);
                 assert_eq!(out, x.to_string().as_bytes());

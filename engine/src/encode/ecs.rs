@@ -1,14 +1,14 @@
 //! Event → JSON with Elastic Common Schema field names. Every field is
 //! documented in `docs/events.md`; vigil-specific data lives under `vigil.*`.
 
-use crate::event::{Event, Lifecycle, Phase, Target, basename, dns_is_answer, ip};
-use std::net::IpAddr;
-use vigil_bpf::abi::{self, kind};
-use vigil_bpf::decode::Body;
 use crate::container::Container;
 use crate::event::ProcInfo;
+use crate::event::{Event, Lifecycle, Phase, Target, basename, dns_is_answer, ip};
 use crate::host::ContainerMeta;
+use std::net::IpAddr;
 use std::sync::Arc;
+use vigil_bpf::abi::{self, kind};
+use vigil_bpf::decode::Body;
 use vigil_outputs::json::{Fragment, Writer};
 use vigil_outputs::key;
 
@@ -473,16 +473,16 @@ fn open_flags(flags: u32) -> impl Iterator<Item = &'static str> {
 }
 
 const OPEN_FLAG_BITS: &[(u32, &str)] = &[
-        (0o100, "O_CREAT"),
-        (0o200, "O_EXCL"),
-        (0o1000, "O_TRUNC"),
-        (0o2000, "O_APPEND"),
-        (0o4000, "O_NONBLOCK"),
-        (0o200000, "O_DIRECTORY"),
-        (0o400000, "O_NOFOLLOW"),
-        (0o2000000, "O_CLOEXEC"),
-        (0o10000000, "O_PATH"),
-        (0o20200000, "O_TMPFILE"),
+    (0o100, "O_CREAT"),
+    (0o200, "O_EXCL"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o10000000, "O_PATH"),
+    (0o20200000, "O_TMPFILE"),
 ];
 
 /// errno name for negative returns.
@@ -1328,7 +1328,10 @@ fn encode_inner(
     let ret = syscall_ret(ev);
     if let Some(r) = ret {
         let ok = succeeded(h.kind, r);
-        w.str_k(key!("event.outcome"), if ok { "success" } else { "failure" });
+        w.str_k(
+            key!("event.outcome"),
+            if ok { "success" } else { "failure" },
+        );
     }
     head(&mut w);
     w.str_k(key!("host.hostname"), hostname);
@@ -1380,7 +1383,8 @@ fn encode_inner(
         None => write_parent_user(&mut w, ev),
     }
     if let Some(f) = &ev.file_path {
-        w.str_k(key!("file.path"), f).str_k(key!("file.name"), basename(f));
+        w.str_k(key!("file.path"), f)
+            .str_k(key!("file.name"), basename(f));
     }
     if let Body::Open { info, .. } = &ev.k.body
         && info.ino != 0
@@ -1542,8 +1546,10 @@ fn encode_inner(
     }
     tail(&mut w);
     if let Some(e) = &ev.escape {
-        w.str_k(key!("vigil.escape.type"), e.kind)
-            .str_k(key!("vigil.escape.source.container.id"), e.source_id.as_bytes());
+        w.str_k(key!("vigil.escape.type"), e.kind).str_k(
+            key!("vigil.escape.source.container.id"),
+            e.source_id.as_bytes(),
+        );
         if let Some(n) = &e.source_name {
             w.str_k(key!("vigil.escape.source.container.name"), n.as_bytes());
         }
@@ -1601,7 +1607,7 @@ fn encode_inner(
             ..
         } => {
             let mut own = String::new();
-            let name = match cache.as_deref_mut() {
+            let name = match cache {
                 Some(c) => &mut c.name,
                 None => &mut own,
             };
@@ -1666,7 +1672,10 @@ fn encode_inner(
                 .u64_k(key!("vigil.open.mode"), info.mode.into())
                 .i64_k(key!("vigil.open.ret"), info.ret);
             if info.ret >= 0 {
-                w.bool_k(key!("vigil.open.created"), info.flags & abi::OPEN_CREATED != 0);
+                w.bool_k(
+                    key!("vigil.open.created"),
+                    info.flags & abi::OPEN_CREATED != 0,
+                );
             }
             if !name.is_empty() {
                 w.str_k(key!("vigil.open.name"), name);
@@ -1675,7 +1684,10 @@ fn encode_inner(
                 w.u64_k(key!("vigil.open.foreign_mntns"), info.foreign_mntns.into());
             }
             // after every vigil.open.* field: the writer nests by prefix
-            w.bool_k(key!("vigil.file.written"), info.flags & OPEN_WRITE_FLAGS != 0);
+            w.bool_k(
+                key!("vigil.file.written"),
+                info.flags & OPEN_WRITE_FLAGS != 0,
+            );
             if ev.overwrites > 0 {
                 w.u64_k(key!("vigil.file.overwrites"), ev.overwrites.into());
             }
@@ -1713,10 +1725,11 @@ fn encode_inner(
                 .u64_k(key!("vigil.capability.userns"), c.target_userns.into());
         }
         Body::SetId(s) => {
-            w.str_k(key!("vigil.setid.syscall"), setid_name(s.syscall)).raw_k(
-                key!("vigil.setid.args"),
-                format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
-            );
+            w.str_k(key!("vigil.setid.syscall"), setid_name(s.syscall))
+                .raw_k(
+                    key!("vigil.setid.args"),
+                    format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
+                );
         }
         Body::CapSet(c) => {
             w.strs_k(key!("vigil.capset.effective"), caps_list(c.effective))
@@ -1739,7 +1752,10 @@ fn encode_inner(
                 match info.what {
                     uring::OPEN => {
                         w.strs_k(key!("vigil.open.flags"), open_flag_names(info.flags))
-                            .bool_k(key!("vigil.file.written"), info.flags & OPEN_WRITE_FLAGS != 0);
+                            .bool_k(
+                                key!("vigil.file.written"),
+                                info.flags & OPEN_WRITE_FLAGS != 0,
+                            );
                     }
                     uring::FILE if !name2.is_empty() => {
                         w.str_k(key!("vigil.io_uring.old_name"), name2);
@@ -1855,7 +1871,10 @@ fn encode_inner(
         }
         Body::FChange { info, .. } => {
             let (_, op) = fchange_op(info.syscall);
-            w.str_k(key!("vigil.file_change.syscall"), fchange_syscall(info.syscall));
+            w.str_k(
+                key!("vigil.file_change.syscall"),
+                fchange_syscall(info.syscall),
+            );
             if let Some(p2) = &ev.file_path2 {
                 w.str(
                     if op == "symlink" {
