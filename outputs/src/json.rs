@@ -72,6 +72,7 @@ impl Writer {
             return;
         }
         frag.filled = false;
+        frag.generation = frag.generation.wrapping_add(1);
         frag.key.clear();
         frag.key.extend_from_slice(key);
         frag.start_open.clone_from(&self.open);
@@ -85,6 +86,31 @@ impl Writer {
         frag.end_levels.clone_from(&self.levels);
         frag.end_top = self.top_has_member;
         frag.filled = true;
+    }
+
+    /// Appends the bytes `frag` holds and restores the nesting state it
+    /// ended in, without comparing its key, when the writer is in the
+    /// state `frag` started from; returns whether it did. For a caller
+    /// that knows by other means (an identity it checked, and
+    /// [`Fragment::generation`] unchanged since) that the key is the one
+    /// `frag` was filled for.
+    pub fn replay(&mut self, frag: &Fragment) -> bool {
+        if !(frag.filled
+            && frag.start_top == self.top_has_member
+            && same(frag.start_open.as_bytes(), self.open.as_bytes())
+            && frag.start_levels == self.levels)
+        {
+            return false;
+        }
+        self.buf.extend_from_slice(&frag.bytes);
+        if !same(self.open.as_bytes(), frag.end_open.as_bytes()) {
+            self.open.clone_from(&frag.end_open);
+        }
+        if self.levels != frag.end_levels {
+            self.levels.clone_from(&frag.end_levels);
+        }
+        self.top_has_member = frag.end_top;
+        true
     }
 
     fn comma(&mut self) {
@@ -126,10 +152,22 @@ impl Writer {
             let len = self.levels.last().map(|l| l.0).unwrap_or(0);
             self.open.truncate(len);
         }
-        // open the missing ones
-        let rest = parent[self.open.len()..].trim_start_matches('.');
-        if !rest.is_empty() {
-            for seg in rest.split('.') {
+        // open the missing ones: the segments of what follows the open
+        // path (leading dots skipped), split at every dot as `str::split`
+        // does, scanned by hand (the generic splitter's set-up cost more
+        // than the rest of a field)
+        let p = parent.as_bytes();
+        let mut start = self.open.len();
+        while start < p.len() && p[start] == b'.' {
+            start += 1;
+        }
+        if start < p.len() {
+            loop {
+                let end = p[start..]
+                    .iter()
+                    .position(|&b| b == b'.')
+                    .map_or(p.len(), |i| start + i);
+                let seg = &parent[start..end];
                 self.comma();
                 write_name(&mut self.buf, seg);
                 self.buf.extend_from_slice(b":{");
@@ -138,16 +176,167 @@ impl Writer {
                 }
                 self.open.push_str(seg);
                 self.levels.push((self.open.len(), false));
+                if end == p.len() {
+                    break;
+                }
+                start = end + 1;
             }
         }
         leaf
     }
 
+    /// [`Writer::enter`] for a prepared name, whose segment ends are
+    /// known: keeps the open objects that are its ancestors (compared once,
+    /// at the deepest candidate), closes the others and opens the rest.
+    fn enter_key(&mut self, k: &Key) {
+        let full = k.full.as_bytes();
+        let dots = &k.dots[..usize::from(k.ndots)];
+        // open objects whose path ends where one of the key's does
+        let mut common = 0;
+        while common < self.levels.len()
+            && common < dots.len()
+            && self.levels[common].0 == usize::from(dots[common])
+        {
+            common += 1;
+        }
+        // keep the deepest of them whose path is the key's prefix
+        while common > 0 {
+            let len = usize::from(dots[common - 1]);
+            if same(&self.open.as_bytes()[..len], &full[..len]) {
+                break;
+            }
+            common -= 1;
+        }
+        for _ in common..self.levels.len() {
+            self.buf.push(b'}');
+        }
+        self.levels.truncate(common);
+        self.open.truncate(if common == 0 {
+            0
+        } else {
+            usize::from(dots[common - 1])
+        });
+        for d in common..dots.len() {
+            let start = if d == 0 {
+                0
+            } else {
+                usize::from(dots[d - 1]) + 1
+            };
+            let end = usize::from(dots[d]);
+            // the segments were checked by Key::new: nothing to escape
+            let seg = &k.full[start..end];
+            self.comma();
+            self.buf.reserve(seg.len() + 4);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(seg.as_bytes());
+            self.buf.extend_from_slice(b"\":{");
+            if !self.open.is_empty() {
+                self.open.push('.');
+            }
+            self.open.push_str(seg);
+            self.levels.push((self.open.len(), false));
+        }
+    }
+
     fn key(&mut self, key: &str) {
         let leaf = self.enter(key);
-        self.comma();
-        write_name(&mut self.buf, leaf);
-        self.buf.push(b':');
+        let has = match self.levels.last_mut() {
+            Some((_, h)) => h,
+            None => &mut self.top_has_member,
+        };
+        let comma = std::mem::replace(has, true);
+        let name = leaf.as_bytes();
+        if plain_run(name) == name.len() {
+            // one reservation for the comma, the quoted name and the colon
+            self.buf.reserve(name.len() + 4);
+            if comma {
+                self.buf.push(b',');
+            }
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(name);
+            self.buf.extend_from_slice(b"\":");
+        } else {
+            if comma {
+                self.buf.push(b',');
+            }
+            write_str(&mut self.buf, name);
+            self.buf.push(b':');
+        }
+    }
+
+    /// Writes a prepared member name: the leaf is already quoted and
+    /// checked, and the parent path is compared as a whole.
+    #[inline]
+    fn key_at(&mut self, k: &Key) {
+        let parent = &k.full.as_bytes()[..k.parent_len as usize];
+        if !same(parent, self.open.as_bytes()) {
+            self.enter_key(k);
+        }
+        let has = match self.levels.last_mut() {
+            Some((_, h)) => h,
+            None => &mut self.top_has_member,
+        };
+        let comma = std::mem::replace(has, true);
+        // `,"leaf":`, from the comma on or after it: one copy
+        self.buf
+            .extend_from_slice(&k.name[usize::from(!comma)..usize::from(k.name_len)]);
+    }
+
+    /// [`Writer::str`] with a prepared name.
+    pub fn str_k(&mut self, key: &Key, v: impl AsRef<[u8]>) -> &mut Self {
+        self.key_at(key);
+        write_str(&mut self.buf, v.as_ref());
+        self
+    }
+
+    /// [`Writer::u64`] with a prepared name.
+    pub fn u64_k(&mut self, key: &Key, v: u64) -> &mut Self {
+        self.key_at(key);
+        write_u64(&mut self.buf, v);
+        self
+    }
+
+    /// [`Writer::i64`] with a prepared name.
+    pub fn i64_k(&mut self, key: &Key, v: i64) -> &mut Self {
+        self.key_at(key);
+        if v < 0 {
+            self.buf.push(b'-');
+        }
+        write_u64(&mut self.buf, v.unsigned_abs());
+        self
+    }
+
+    /// [`Writer::bool`] with a prepared name.
+    pub fn bool_k(&mut self, key: &Key, v: bool) -> &mut Self {
+        self.key_at(key);
+        self.buf
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        self
+    }
+
+    /// [`Writer::strs`] with a prepared name.
+    pub fn strs_k<I, S>(&mut self, key: &Key, items: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        self.key_at(key);
+        self.buf.push(b'[');
+        for (i, s) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            write_str(&mut self.buf, s.as_ref());
+        }
+        self.buf.push(b']');
+        self
+    }
+
+    /// [`Writer::raw`] with a prepared name.
+    pub fn raw_k(&mut self, key: &Key, json: &[u8]) -> &mut Self {
+        self.key_at(key);
+        self.buf.extend_from_slice(json);
+        self
     }
 
     /// A string field from bytes (lossy UTF-8).
@@ -251,6 +440,92 @@ impl Writer {
     }
 }
 
+/// Most dots a [`Key`] holds (nesting depth of its leaf).
+pub const KEY_DEPTH_MAX: usize = 7;
+
+/// Longest leaf name a [`Key`] holds.
+pub const KEY_LEAF_MAX: usize = 44;
+
+/// A dotted member name prepared at compile time ([`Key::new`] in a
+/// `const`): where its parent path ends and its leaf already quoted, so
+/// the `*_k` writers do not scan or check it per field. Output is the same
+/// as the `&str` writers' for the same name.
+pub struct Key {
+    full: &'static str,
+    parent_len: u8,
+    /// Where each dot is (the end of each parent segment).
+    dots: [u8; KEY_DEPTH_MAX],
+    ndots: u8,
+    /// `,"leaf":`
+    name: [u8; KEY_LEAF_MAX + 4],
+    name_len: u8,
+}
+
+impl Key {
+    /// Prepares `full` (`process.parent.pid`). Panics (at compile time, in
+    /// a `const`) when a segment is empty, the leaf is longer than
+    /// [`KEY_LEAF_MAX`] or the name holds a byte that JSON would escape.
+    pub const fn new(full: &'static str) -> Key {
+        let b = full.as_bytes();
+        assert!(!b.is_empty() && b.len() < 256, "key length");
+        let mut dot = None;
+        let mut dots = [0u8; KEY_DEPTH_MAX];
+        let mut ndots = 0;
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            assert!(c >= 0x20 && c < 0x7f && c != b'"' && c != b'\\', "key byte");
+            if c == b'.' {
+                assert!(i > 0 && i + 1 < b.len(), "empty key segment");
+                assert!(b[i - 1] != b'.', "empty key segment");
+                assert!(ndots < KEY_DEPTH_MAX, "key too deep");
+                dots[ndots] = i as u8;
+                ndots += 1;
+                dot = Some(i);
+            }
+            i += 1;
+        }
+        let (parent_len, leaf_start) = match dot {
+            Some(d) => (d, d + 1),
+            None => (0, 0),
+        };
+        let leaf_len = b.len() - leaf_start;
+        assert!(leaf_len <= KEY_LEAF_MAX, "key leaf too long");
+        let mut name = [0u8; KEY_LEAF_MAX + 4];
+        name[0] = b',';
+        name[1] = b'"';
+        let mut j = 0;
+        while j < leaf_len {
+            name[2 + j] = b[leaf_start + j];
+            j += 1;
+        }
+        name[2 + leaf_len] = b'"';
+        name[3 + leaf_len] = b':';
+        Key {
+            full,
+            parent_len: parent_len as u8,
+            dots,
+            ndots: ndots as u8,
+            name,
+            name_len: (leaf_len + 4) as u8,
+        }
+    }
+
+    /// The dotted name.
+    pub const fn name(&self) -> &'static str {
+        self.full
+    }
+}
+
+/// A `&'static` [`Key`] built at compile time: `key!("process.pid")`.
+#[macro_export]
+macro_rules! key {
+    ($name:expr) => {{
+        const K: $crate::json::Key = $crate::json::Key::new($name);
+        &K
+    }};
+}
+
 /// What [`Writer::fragment`] remembers: the bytes one run of a field
 /// group wrote, the key they were written for and the writer's nesting
 /// state before and after. Reused across records (no allocation once its
@@ -258,6 +533,7 @@ impl Writer {
 #[derive(Default, Clone)]
 pub struct Fragment {
     filled: bool,
+    generation: u64,
     key: Vec<u8>,
     bytes: Vec<u8>,
     start_open: String,
@@ -268,17 +544,36 @@ pub struct Fragment {
     end_top: bool,
 }
 
+impl Fragment {
+    /// Changes every time [`Writer::fragment`] refills the fragment (for
+    /// a key or a nesting state other than the one it held), so a caller
+    /// that remembers it can tell the bytes are still the ones it saw.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 /// Appends the decimal digits of `v`.
 pub fn write_u64(out: &mut Vec<u8>, mut v: u64) {
+    // two digits per division
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
-    loop {
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        tmp[i] = PAIRS[d];
+        tmp[i + 1] = PAIRS[d + 1];
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        i -= 2;
+        tmp[i] = PAIRS[d];
+        tmp[i + 1] = PAIRS[d + 1];
+    } else {
         i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        tmp[i] = b'0' + v as u8;
     }
     out.extend_from_slice(&tmp[i..]);
 }
@@ -464,6 +759,101 @@ mod tests {
         }
     }
 
+    /// The prepared-name writers give the same bytes as the `&str` ones,
+    /// through every kind of nesting change.
+    #[test]
+    fn prepared_keys_write_the_same_bytes() {
+        let names = [
+            "@timestamp",
+            "event.kind",
+            "event.sequence",
+            "process.pid",
+            "process.parent.pid",
+            "process.parent.name",
+            "process.name",
+            "user.id",
+            "user.effective.id",
+            "a.b.c.d",
+            "a.b.e",
+            "a.f",
+            "vigil.ns.pid",
+        ];
+        const KEYS: [Key; 13] = [
+            Key::new("@timestamp"),
+            Key::new("event.kind"),
+            Key::new("event.sequence"),
+            Key::new("process.pid"),
+            Key::new("process.parent.pid"),
+            Key::new("process.parent.name"),
+            Key::new("process.name"),
+            Key::new("user.id"),
+            Key::new("user.effective.id"),
+            Key::new("a.b.c.d"),
+            Key::new("a.b.e"),
+            Key::new("a.f"),
+            Key::new("vigil.ns.pid"),
+        ];
+        // every order of a few names, mixed writers
+        let mut seed = 7u64;
+        for _ in 0..2000 {
+            let mut plain = Writer::new();
+            let mut prepared = Writer::new();
+            let n = (seed % 9) as usize + 1;
+            for j in 0..n {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let i = (seed >> 33) as usize % names.len();
+                assert_eq!(KEYS[i].name(), names[i]);
+                match j % 5 {
+                    0 => {
+                        plain.str(names[i], "v\"");
+                        prepared.str_k(&KEYS[i], "v\"");
+                    }
+                    1 => {
+                        plain.u64(names[i], seed >> 40);
+                        prepared.u64_k(&KEYS[i], seed >> 40);
+                    }
+                    2 => {
+                        plain.i64(names[i], -5).bool("x.y", true);
+                        prepared.i64_k(&KEYS[i], -5).bool("x.y", true);
+                    }
+                    3 => {
+                        plain.strs(names[i], ["a", "b"]);
+                        prepared.strs_k(&KEYS[i], ["a", "b"]);
+                    }
+                    _ => {
+                        plain.raw(names[i], b"[1]").bool(names[i], false);
+                        prepared.raw_k(&KEYS[i], b"[1]").bool_k(&KEYS[i], false);
+                    }
+                }
+            }
+            assert_eq!(
+                String::from_utf8(prepared.finish()).unwrap(),
+                String::from_utf8(plain.finish()).unwrap()
+            );
+        }
+        let k = crate::key!("process.parent.executable");
+        assert_eq!(k.name(), "process.parent.executable");
+    }
+
+    /// Names with empty segments (an environment variable called `a..b`
+    /// or `.x`) nest as `str::split` cuts them, and the output parses.
+    #[test]
+    fn empty_segments_nest_like_split() {
+        let mut w = Writer::new();
+        w.str("vigil.env.a..b", "1")
+            .str("vigil.env..x", "2")
+            .str("vigil.env.c.", "3")
+            .u64("z", 4);
+        let s = String::from_utf8(w.finish()).unwrap();
+        assert_eq!(
+            s,
+            r#"{"vigil":{"env":{"a":{"":{"b":"1"}},"x":"2","c":{"":"3"}}},"z":4}"#
+        );
+        serde_json::from_str::<serde_json::Value>(&s).unwrap();
+    }
+
     #[test]
     fn nests_dotted_keys() {
         let mut w = Writer::new();
@@ -494,6 +884,26 @@ mod tests {
         let mut out = Vec::new();
         write_u64(&mut out, u64::MAX);
         assert_eq!(out, b"18446744073709551615");
+        // every digit count, and each side of the two-digit steps
+        let mut v: u64 = 1;
+        for _ in 0..20 {
+            for x in [
+                v.saturating_sub(1),
+                v,
+                v.saturating_add(1),
+                v.saturating_mul(7),
+            ] {
+                out.clear();
+                write_u64(&mut out, x);
+                assert_eq!(out, x.to_string().as_bytes());
+            }
+            v = v.saturating_mul(10);
+        }
+        for x in 0..100_000u64 {
+            out.clear();
+            write_u64(&mut out, x);
+            assert_eq!(out, x.to_string().as_bytes());
+        }
     }
 
     #[test]

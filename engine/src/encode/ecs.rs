@@ -1,11 +1,16 @@
 //! Event → JSON with Elastic Common Schema field names. Every field is
 //! documented in `docs/events.md`; vigil-specific data lives under `vigil.*`.
 
+use crate::container::Container;
+use crate::event::ProcInfo;
 use crate::event::{Event, Lifecycle, Phase, Target, basename, dns_is_answer, ip};
+use crate::host::ContainerMeta;
 use std::net::IpAddr;
+use std::sync::Arc;
 use vigil_bpf::abi::{self, kind};
 use vigil_bpf::decode::Body;
-use vigil_outputs::json::Writer;
+use vigil_outputs::json::{Fragment, Writer};
+use vigil_outputs::key;
 
 /// RFC 3339 UTC timestamp with nanoseconds.
 pub fn rfc3339(unix_ns: i64) -> String {
@@ -448,31 +453,37 @@ pub(crate) fn caps_list(mask: u64) -> Vec<String> {
 
 /// Open flags by name.
 pub fn open_flag_names(flags: u32) -> Vec<&'static str> {
-    let mut v = vec![match flags & 3 {
+    open_flags(flags).collect()
+}
+
+/// [`open_flag_names`] without collecting them (the encoder writes them).
+fn open_flags(flags: u32) -> impl Iterator<Item = &'static str> {
+    let acc = match flags & 3 {
         0 => "O_RDONLY",
         1 => "O_WRONLY",
         2 => "O_RDWR",
         _ => "O_ACCMODE",
-    }];
-    const T: &[(u32, &str)] = &[
-        (0o100, "O_CREAT"),
-        (0o200, "O_EXCL"),
-        (0o1000, "O_TRUNC"),
-        (0o2000, "O_APPEND"),
-        (0o4000, "O_NONBLOCK"),
-        (0o200000, "O_DIRECTORY"),
-        (0o400000, "O_NOFOLLOW"),
-        (0o2000000, "O_CLOEXEC"),
-        (0o10000000, "O_PATH"),
-        (0o20200000, "O_TMPFILE"),
-    ];
-    for (b, n) in T {
-        if flags & b == *b && *b != 0 {
-            v.push(n);
-        }
-    }
-    v
+    };
+    std::iter::once(acc).chain(
+        OPEN_FLAG_BITS
+            .iter()
+            .filter(move |(b, _)| flags & b == *b && *b != 0)
+            .map(|(_, n)| *n),
+    )
 }
+
+const OPEN_FLAG_BITS: &[(u32, &str)] = &[
+    (0o100, "O_CREAT"),
+    (0o200, "O_EXCL"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o10000000, "O_PATH"),
+    (0o20200000, "O_TMPFILE"),
+];
 
 /// errno name for negative returns.
 pub fn errno_str(ret: i64) -> std::borrow::Cow<'static, str> {
@@ -710,9 +721,25 @@ pub fn encode_with(
 /// pointer or pid), its slot a hash of that key, so a reused pid or an
 /// `exec` cannot return stale bytes, and the output is byte-identical to
 /// [`encode`]'s.
+///
+/// Before building a group's content key the cache checks the identity of
+/// what the group was last written from: the same `Arc`s (the cache holds
+/// clones of them, so an allocation cannot be freed and reused while it is
+/// compared, and an `Arc`'s content does not change while it is shared)
+/// and the same plain values mean the same content, so the bytes of the
+/// slot that content last filled are copied without building, hashing or
+/// comparing the key, provided that slot has not been refilled since
+/// ([`vigil_outputs::json::Fragment::generation`]). Timestamps keep their
+/// text up to the second.
 pub struct EncodeCache {
-    slots: Vec<[vigil_outputs::json::Fragment; 4]>,
+    slots: Vec<[Fragment; 4]>,
     key: Vec<u8>,
+    head: Last<HeadId>,
+    image: Last<ImageId>,
+    parent_user: Last<ParentUserId>,
+    lineage: Last<LineageId>,
+    ts: [TsText; 2],
+    name: String,
 }
 
 const CACHE_SLOTS: usize = 256;
@@ -722,8 +749,300 @@ impl Default for EncodeCache {
         EncodeCache {
             slots: vec![Default::default(); CACHE_SLOTS],
             key: Vec::with_capacity(512),
+            head: Last::default(),
+            image: Last::default(),
+            parent_user: Last::default(),
+            lineage: Last::default(),
+            ts: Default::default(),
+            name: String::new(),
         }
     }
+}
+
+/// The identity of what one field group was last written from, and the
+/// slot (and its generation) that holds the bytes.
+struct Last<K> {
+    id: Option<K>,
+    slot: usize,
+    generation: u64,
+}
+
+impl<K> Default for Last<K> {
+    fn default() -> Self {
+        Last {
+            id: None,
+            slot: 0,
+            generation: 0,
+        }
+    }
+}
+
+fn same_arc<T: ?Sized>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b)
+}
+
+fn same_opt<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// What [`write_head`] reads.
+struct HeadId {
+    event_kind: String,
+    class: (&'static str, &'static str, &'static str),
+}
+
+impl HeadId {
+    fn matches(&self, event_kind: &str, class: (&str, &str, &str)) -> bool {
+        self.event_kind == event_kind && self.class == class
+    }
+}
+
+/// What [`write_image`] reads: the process record, and whether the event
+/// is an exec (whose environment it writes; only execs without one take
+/// this path).
+struct ImageId {
+    process: Option<Arc<ProcInfo>>,
+    exec: bool,
+}
+
+impl ImageId {
+    fn of(ev: &Event) -> Option<ImageId> {
+        match &ev.k.body {
+            Body::Exec { env, .. } if !env.is_empty() => None,
+            b => Some(ImageId {
+                process: ev.process.clone(),
+                exec: matches!(b, Body::Exec { .. }),
+            }),
+        }
+    }
+
+    fn matches(&self, ev: &Event) -> bool {
+        let exec = match &ev.k.body {
+            Body::Exec { env, .. } if !env.is_empty() => return false,
+            Body::Exec { .. } => true,
+            _ => false,
+        };
+        self.exec == exec && same_opt(&self.process, &ev.process)
+    }
+}
+
+/// What [`write_parent_user`] reads.
+struct ParentUserId {
+    ids: [u32; 4],
+    #[allow(clippy::type_complexity)]
+    parent: Option<(Arc<[u8]>, Arc<[Vec<u8>]>, Arc<[u8]>, Option<Arc<str>>)>,
+    names: [Option<Arc<str>>; 3],
+    container: Option<Arc<Container>>,
+    meta: Option<Arc<ContainerMeta>>,
+}
+
+impl ParentUserId {
+    fn ids(ev: &Event) -> [u32; 4] {
+        let h = &ev.k.hdr;
+        [h.ppid, h.uid, h.euid, h.gid]
+    }
+
+    fn container(ev: &Event) -> Option<&Arc<Container>> {
+        ev.process.as_ref().and_then(|p| p.container.as_ref())
+    }
+
+    fn of(ev: &Event) -> ParentUserId {
+        ParentUserId {
+            ids: Self::ids(ev),
+            parent: ev.ancestors.first().map(|a| {
+                (
+                    a.exe.clone(),
+                    a.args.clone(),
+                    a.cmdline.clone(),
+                    a.hash.clone(),
+                )
+            }),
+            names: [ev.user.clone(), ev.euser.clone(), ev.group.clone()],
+            container: Self::container(ev).cloned(),
+            meta: ev.container_meta.clone(),
+        }
+    }
+
+    fn matches(&self, ev: &Event) -> bool {
+        let parent = match (&self.parent, ev.ancestors.first()) {
+            (Some((exe, args, cmdline, hash)), Some(a)) => {
+                same_arc(exe, &a.exe)
+                    && same_arc(args, &a.args)
+                    && same_arc(cmdline, &a.cmdline)
+                    && same_opt(hash, &a.hash)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        let container = match (&self.container, Self::container(ev)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.ids == Self::ids(ev)
+            && parent
+            && same_opt(&self.names[0], &ev.user)
+            && same_opt(&self.names[1], &ev.euser)
+            && same_opt(&self.names[2], &ev.group)
+            && container
+            && same_opt(&self.meta, &ev.container_meta)
+    }
+}
+
+/// What [`write_lineage`] reads.
+struct LineageId {
+    ns: [u64; 4],
+    cgroup_path: Option<Arc<str>>,
+    ancestors: Vec<(u32, Arc<[u8]>)>,
+}
+
+impl LineageId {
+    fn ns(ev: &Event) -> [u64; 4] {
+        let h = &ev.k.hdr;
+        [
+            u64::from(h.pidns),
+            u64::from(h.mntns),
+            u64::from(h.netns),
+            h.cgroup_id,
+        ]
+    }
+
+    fn of(ev: &Event) -> LineageId {
+        LineageId {
+            ns: Self::ns(ev),
+            cgroup_path: ev.cgroup_path.clone(),
+            ancestors: ev
+                .ancestors
+                .iter()
+                .map(|a| (a.pid, a.exe.clone()))
+                .collect(),
+        }
+    }
+
+    fn matches(&self, ev: &Event) -> bool {
+        self.ns == Self::ns(ev)
+            && same_opt(&self.cgroup_path, &ev.cgroup_path)
+            && self.ancestors.len() == ev.ancestors.len()
+            && self
+                .ancestors
+                .iter()
+                .zip(&ev.ancestors)
+                .all(|((pid, exe), a)| *pid == a.pid && same_arc(exe, &a.exe))
+    }
+}
+
+/// Writes one cached field group: the bytes of the slot last used, when
+/// `matches` says the group's inputs are the same objects as then (and the
+/// slot was not refilled since); else by its content key, as
+/// [`Writer::fragment`] does, remembering the inputs' identity (`make`).
+#[allow(clippy::too_many_arguments)]
+fn cached_group<K>(
+    w: &mut Writer,
+    slots: &mut [[Fragment; 4]],
+    keybuf: &mut Vec<u8>,
+    last: &mut Last<K>,
+    idx: usize,
+    matches: impl FnOnce(&K) -> bool,
+    make: impl FnOnce() -> Option<K>,
+    key: impl FnOnce(&mut Vec<u8>),
+    write: impl FnOnce(&mut Writer),
+) {
+    if let Some(id) = &last.id
+        && matches(id)
+    {
+        let f = &slots[last.slot][idx];
+        if f.generation() == last.generation && w.replay(f) {
+            return;
+        }
+    }
+    key(keybuf);
+    let slot = key_slot(keybuf);
+    w.fragment(&mut slots[slot][idx], keybuf, write);
+    last.id = make();
+    last.slot = slot;
+    last.generation = slots[slot][idx].generation();
+}
+
+/// A timestamp's JSON text (quoted), kept for the second it was made for:
+/// the next time in the same second rewrites only the nanoseconds.
+struct TsText {
+    sec: Option<i64>,
+    text: [u8; RFC3339_MAX + 2],
+    len: usize,
+}
+
+impl Default for TsText {
+    fn default() -> Self {
+        TsText {
+            sec: None,
+            text: [0; RFC3339_MAX + 2],
+            len: 0,
+        }
+    }
+}
+
+impl TsText {
+    /// The quoted RFC 3339 text of `unix_ns` (as [`rfc3339_into`] writes it).
+    fn get(&mut self, unix_ns: i64) -> &[u8] {
+        let sec = unix_ns.div_euclid(1_000_000_000);
+        let nanos = unix_ns.rem_euclid(1_000_000_000) as u64;
+        if self.sec == Some(sec) {
+            // the nine digits before the closing `Z"`
+            let end = self.len - 2;
+            put_digits(&mut self.text[end - 9..end], nanos, 9);
+        } else {
+            let mut buf = [0u8; RFC3339_MAX];
+            let t = rfc3339_into(unix_ns, &mut buf).as_bytes();
+            self.text[0] = b'"';
+            self.text[1..=t.len()].copy_from_slice(t);
+            self.text[t.len() + 1] = b'"';
+            self.len = t.len() + 2;
+            self.sec = Some(sec);
+        }
+        &self.text[..self.len]
+    }
+}
+
+/// An address's text (`Display`), on the stack.
+struct IpText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl IpText {
+    fn new(a: &IpAddr) -> IpText {
+        use std::io::Write;
+        let mut buf = [0u8; 64];
+        let mut cur = std::io::Cursor::new(&mut buf[..]);
+        // an IPv6 text is at most 45 bytes
+        let _ = write!(cur, "{a}");
+        let len = cur.position() as usize;
+        IpText { buf, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// `vigil.sensor` of a kind (the sensor table, indexed once).
+fn sensor_name(k: u16) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let max = vigil_bpf::sensors::all_kinds().max().unwrap_or(0);
+        (0..=max)
+            .map(|k| {
+                vigil_bpf::sensors::sensor_of_kind(k)
+                    .map(|s| s.name)
+                    .unwrap_or("?")
+            })
+            .collect()
+    });
+    names.get(usize::from(k)).copied().unwrap_or("?")
 }
 
 /// The cache slot of a key: a hash of its content, so that what the
@@ -781,24 +1100,24 @@ pub fn encode_cached(
 fn write_image(w: &mut Writer, ev: &Event) {
     if let Some(p) = &ev.process {
         if !p.exe.is_empty() {
-            w.str("process.executable", &p.exe);
+            w.str_k(key!("process.executable"), &p.exe);
         }
         if !p.args.is_empty() {
-            w.str("process.command_line", &p.cmdline)
-                .strs("process.args", p.args.iter())
-                .u64("process.args_count", p.args.len() as u64);
+            w.str_k(key!("process.command_line"), &p.cmdline)
+                .strs_k(key!("process.args"), p.args.iter())
+                .u64_k(key!("process.args_count"), p.args.len() as u64);
         }
         if !p.cwd.is_empty() {
-            w.str("process.working_directory", &p.cwd);
+            w.str_k(key!("process.working_directory"), &p.cwd);
         }
         if let Some(x) = &p.hash {
-            w.str("process.hash.sha256", x.as_bytes());
+            w.str_k(key!("process.hash.sha256"), x.as_bytes());
         }
     }
     if let Body::Exec { env, .. } = &ev.k.body
         && !env.is_empty()
     {
-        w.strs("process.env_vars", env.iter().map(|e| e.as_slice()));
+        w.strs_k(key!("process.env_vars"), env.iter().map(|e| e.as_slice()));
     }
 }
 
@@ -834,40 +1153,40 @@ fn image_key(k: &mut Vec<u8>, ev: &Event) {
 /// process, its parent and its credentials determine.
 fn write_parent_user(w: &mut Writer, ev: &Event) {
     let h = &ev.k.hdr;
-    w.u64("process.parent.pid", h.ppid.into());
+    w.u64_k(key!("process.parent.pid"), h.ppid.into());
     if let Some(a) = ev.ancestors.first() {
         if !a.exe.is_empty() {
-            w.str("process.parent.executable", &a.exe)
-                .str("process.parent.name", basename(&a.exe));
+            w.str_k(key!("process.parent.executable"), &a.exe)
+                .str_k(key!("process.parent.name"), basename(&a.exe));
         }
         if !a.args.is_empty() {
-            w.str("process.parent.command_line", &a.cmdline);
+            w.str_k(key!("process.parent.command_line"), &a.cmdline);
         }
         if let Some(x) = &a.hash {
-            w.str("process.parent.hash.sha256", x.as_bytes());
+            w.str_k(key!("process.parent.hash.sha256"), x.as_bytes());
         }
     }
-    w.u64("user.id", h.uid.into());
+    w.u64_k(key!("user.id"), h.uid.into());
     if let Some(u) = &ev.user {
-        w.str("user.name", u.as_bytes());
+        w.str_k(key!("user.name"), u.as_bytes());
     }
-    w.u64("user.effective.id", h.euid.into());
+    w.u64_k(key!("user.effective.id"), h.euid.into());
     if let Some(u) = &ev.euser {
-        w.str("user.effective.name", u.as_bytes());
+        w.str_k(key!("user.effective.name"), u.as_bytes());
     }
-    w.u64("group.id", h.gid.into());
+    w.u64_k(key!("group.id"), h.gid.into());
     if let Some(g) = &ev.group {
-        w.str("group.name", g.as_bytes());
+        w.str_k(key!("group.name"), g.as_bytes());
     }
     if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
-        w.str("container.id", &c.id)
-            .str("container.runtime", c.runtime);
+        w.str_k(key!("container.id"), &c.id)
+            .str_k(key!("container.runtime"), c.runtime);
         if let Some(m) = &ev.container_meta {
             if let Some(n) = &m.name {
-                w.str("container.name", n);
+                w.str_k(key!("container.name"), n);
             }
             if let Some(i) = &m.image {
-                w.str("container.image.name", i);
+                w.str_k(key!("container.image.name"), i);
             }
         }
     }
@@ -915,18 +1234,18 @@ fn parent_user_key(k: &mut Vec<u8>, ev: &Event) {
 /// cgroup and lineage (shared by the children of one parent).
 fn write_lineage(w: &mut Writer, ev: &Event) {
     let h = &ev.k.hdr;
-    w.u64("vigil.ns.pid", h.pidns.into())
-        .u64("vigil.ns.mnt", h.mntns.into())
-        .u64("vigil.ns.net", h.netns.into());
-    w.u64("vigil.cgroup.id", h.cgroup_id);
+    w.u64_k(key!("vigil.ns.pid"), h.pidns.into())
+        .u64_k(key!("vigil.ns.mnt"), h.mntns.into())
+        .u64_k(key!("vigil.ns.net"), h.netns.into());
+    w.u64_k(key!("vigil.cgroup.id"), h.cgroup_id);
     if let Some(p) = &ev.cgroup_path {
-        w.str("vigil.cgroup.path", p.as_bytes());
+        w.str_k(key!("vigil.cgroup.path"), p.as_bytes());
     }
     if !ev.ancestors.is_empty() {
         w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
-            o.u64("pid", a.pid.into());
+            o.u64_k(key!("pid"), a.pid.into());
             if !a.exe.is_empty() {
-                o.str("executable", &a.exe);
+                o.str_k(key!("executable"), &a.exe);
             }
         });
     }
@@ -965,68 +1284,112 @@ fn encode_inner(
     let (category, etype, action) = classify_event(ev);
     let mut w = Writer::with_buffer(buf);
     let mut ts = [0u8; RFC3339_MAX];
-    w.str("@timestamp", rfc3339_into(ev.unix_ns, &mut ts));
-    let head_fields = |w: &mut Writer| {
-        w.str("event.kind", event_kind)
-            .strs("event.category", [category])
-            .strs("event.type", [etype])
-            .str("event.action", action)
-            .str("event.module", "vigil");
-    };
     match cache.as_deref_mut() {
         Some(c) => {
-            c.key.clear();
-            for x in [event_kind, category, etype, action] {
-                key_bytes(&mut c.key, x.as_bytes());
-            }
-            let slot = key_slot(&c.key);
-            w.fragment(&mut c.slots[slot][3], &c.key, head_fields);
+            w.raw_k(key!("@timestamp"), c.ts[0].get(ev.unix_ns));
         }
+        None => {
+            w.str_k(key!("@timestamp"), rfc3339_into(ev.unix_ns, &mut ts));
+        }
+    }
+    let head_fields = |w: &mut Writer| {
+        w.str_k(key!("event.kind"), event_kind)
+            .strs_k(key!("event.category"), [category])
+            .strs_k(key!("event.type"), [etype])
+            .str_k(key!("event.action"), action)
+            .str_k(key!("event.module"), "vigil");
+    };
+    let class = (category, etype, action);
+    match cache.as_deref_mut() {
+        Some(c) => cached_group(
+            &mut w,
+            &mut c.slots,
+            &mut c.key,
+            &mut c.head,
+            3,
+            |id| id.matches(event_kind, class),
+            || {
+                Some(HeadId {
+                    event_kind: event_kind.to_owned(),
+                    class,
+                })
+            },
+            |k| {
+                k.clear();
+                for x in [event_kind, category, etype, action] {
+                    key_bytes(k, x.as_bytes());
+                }
+            },
+            head_fields,
+        ),
         None => head_fields(&mut w),
     }
-    w.u64("event.sequence", ev.seq);
+    w.u64_k(key!("event.sequence"), ev.seq);
     let ret = syscall_ret(ev);
     if let Some(r) = ret {
         let ok = succeeded(h.kind, r);
-        w.str("event.outcome", if ok { "success" } else { "failure" });
+        w.str_k(
+            key!("event.outcome"),
+            if ok { "success" } else { "failure" },
+        );
     }
     head(&mut w);
-    w.str("host.hostname", hostname);
+    w.str_k(key!("host.hostname"), hostname);
 
     // process.*
-    w.u64("process.pid", h.pid.into())
-        .u64("process.thread.id", h.tid.into())
-        .str("process.name", ev.k.comm());
+    w.u64_k(key!("process.pid"), h.pid.into())
+        .u64_k(key!("process.thread.id"), h.tid.into())
+        .str_k(key!("process.name"), ev.k.comm());
     match cache.as_deref_mut() {
-        Some(c) => {
-            image_key(&mut c.key, ev);
-            let slot = key_slot(&c.key);
-            w.fragment(&mut c.slots[slot][2], &c.key, |w| write_image(w, ev));
-        }
+        Some(c) => cached_group(
+            &mut w,
+            &mut c.slots,
+            &mut c.key,
+            &mut c.image,
+            2,
+            |id| id.matches(ev),
+            || ImageId::of(ev),
+            |k| image_key(k, ev),
+            |w| write_image(w, ev),
+        ),
         None => write_image(&mut w, ev),
     }
     if h.start_ns != 0 {
         let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
-        w.str("process.start", rfc3339_into(start, &mut ts));
+        match cache.as_deref_mut() {
+            Some(c) => {
+                w.raw_k(key!("process.start"), c.ts[1].get(start));
+            }
+            None => {
+                w.str_k(key!("process.start"), rfc3339_into(start, &mut ts));
+            }
+        }
     }
     if let Body::Exit(x) = &ev.k.body {
-        w.i64("process.exit_code", i64::from((x.status >> 8) & 0xff));
+        w.i64_k(key!("process.exit_code"), i64::from((x.status >> 8) & 0xff));
     }
     match cache.as_deref_mut() {
-        Some(c) => {
-            parent_user_key(&mut c.key, ev);
-            let slot = key_slot(&c.key);
-            w.fragment(&mut c.slots[slot][0], &c.key, |w| write_parent_user(w, ev));
-        }
+        Some(c) => cached_group(
+            &mut w,
+            &mut c.slots,
+            &mut c.key,
+            &mut c.parent_user,
+            0,
+            |id| id.matches(ev),
+            || Some(ParentUserId::of(ev)),
+            |k| parent_user_key(k, ev),
+            |w| write_parent_user(w, ev),
+        ),
         None => write_parent_user(&mut w, ev),
     }
     if let Some(f) = &ev.file_path {
-        w.str("file.path", f).str("file.name", basename(f));
+        w.str_k(key!("file.path"), f)
+            .str_k(key!("file.name"), basename(f));
     }
     if let Body::Open { info, .. } = &ev.k.body
         && info.ino != 0
     {
-        w.u64("file.inode", info.ino);
+        w.u64_k(key!("file.inode"), info.ino);
     }
     if let Body::Sock { info, .. } | Body::Dns { info, .. } = &ev.k.body {
         let local = ip(info.family, &info.laddr);
@@ -1037,26 +1400,26 @@ fn encode_inner(
         };
         if h.kind == kind::LISTEN {
             if let Some(a) = local {
-                w.str("server.ip", a.to_string())
-                    .u64("server.port", info.lport.into());
+                w.str_k(key!("server.ip"), IpText::new(&a).as_bytes())
+                    .u64_k(key!("server.port"), info.lport.into());
             }
         } else {
             // An unbound end (a failed connect's local side) has no address.
             let bound = |a: &IpAddr, port: u16| port != 0 || !a.is_unspecified();
             if let Some(a) = src.0.filter(|a| bound(a, src.1)) {
-                w.str("source.ip", a.to_string())
-                    .u64("source.port", src.1.into());
+                w.str_k(key!("source.ip"), IpText::new(&a).as_bytes())
+                    .u64_k(key!("source.port"), src.1.into());
             }
             if let Some(a) = dst.0.filter(|a| bound(a, dst.1)) {
-                w.str("destination.ip", a.to_string())
-                    .u64("destination.port", dst.1.into());
+                w.str_k(key!("destination.ip"), IpText::new(&a).as_bytes())
+                    .u64_k(key!("destination.port"), dst.1.into());
             }
             if let Some(d) = &ev.domain {
-                w.str("destination.domain", d.as_bytes());
+                w.str_k(key!("destination.domain"), d.as_bytes());
             }
         }
         if h.kind == kind::DNS {
-            w.str("network.protocol", "dns");
+            w.str_k(key!("network.protocol"), "dns");
         }
         let transport = match i32::from(info.protocol) {
             libc::IPPROTO_TCP => Some("tcp"),
@@ -1064,22 +1427,22 @@ fn encode_inner(
             _ => None,
         };
         if let Some(t) = transport {
-            w.str("network.transport", t);
+            w.str_k(key!("network.transport"), t);
         }
         match i32::from(info.family) {
             libc::AF_INET => {
-                w.str("network.type", "ipv4");
+                w.str_k(key!("network.type"), "ipv4");
             }
             libc::AF_INET6 => {
-                w.str("network.type", "ipv6");
+                w.str_k(key!("network.type"), "ipv6");
             }
             libc::AF_UNIX => {
-                w.str("network.type", "unix");
+                w.str_k(key!("network.type"), "unix");
             }
             _ => {}
         }
-        w.str(
-            "network.direction",
+        w.str_k(
+            key!("network.direction"),
             match (h.kind, &ev.k.body) {
                 (kind::DNS, Body::Dns { info, .. }) if dns_is_answer(info) => "ingress",
                 (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => "egress",
@@ -1089,8 +1452,8 @@ fn encode_inner(
         );
     }
     if let Body::Dns { info, .. } = &ev.k.body {
-        w.str(
-            "dns.type",
+        w.str_k(
+            key!("dns.type"),
             if dns_is_answer(info) {
                 "answer"
             } else {
@@ -1098,29 +1461,29 @@ fn encode_inner(
             },
         );
         if let Some(m) = &ev.dns {
-            w.u64("dns.id", m.id.into());
+            w.u64_k(key!("dns.id"), m.id.into());
             if let Some(q) = m.questions.first() {
-                w.str("dns.question.name", q.name.as_bytes()).str(
-                    "dns.question.type",
+                w.str_k(key!("dns.question.name"), q.name.as_bytes()).str_k(
+                    key!("dns.question.type"),
                     crate::dns::type_name(q.qtype).as_bytes(),
                 );
             }
             if m.response {
-                w.str(
-                    "dns.response_code",
+                w.str_k(
+                    key!("dns.response_code"),
                     crate::dns::rcode_name(m.rcode).as_bytes(),
                 );
                 if !m.answers.is_empty() {
                     w.objects("dns.answers", &m.answers, |o, a| {
-                        o.str("name", a.name.as_bytes())
-                            .str("type", crate::dns::type_name(a.rtype).as_bytes())
-                            .u64("ttl", a.ttl.into());
+                        o.str_k(key!("name"), a.name.as_bytes())
+                            .str_k(key!("type"), crate::dns::type_name(a.rtype).as_bytes())
+                            .u64_k(key!("ttl"), a.ttl.into());
                         match &a.data {
                             crate::dns::Data::Addr(ip) => {
-                                o.str("data", ip.to_string());
+                                o.str_k(key!("data"), ip.to_string());
                             }
                             crate::dns::Data::Name(n) => {
-                                o.str("data", n.as_bytes());
+                                o.str_k(key!("data"), n.as_bytes());
                             }
                             crate::dns::Data::Other => {}
                         }
@@ -1128,7 +1491,7 @@ fn encode_inner(
                 }
                 let ips: Vec<String> = m.resolved_ips().map(|i| i.to_string()).collect();
                 if !ips.is_empty() {
-                    w.strs("dns.resolved_ip", ips);
+                    w.strs_k(key!("dns.resolved_ip"), ips);
                 }
             }
         }
@@ -1137,96 +1500,102 @@ fn encode_inner(
         && info.what == vigil_bpf::abi::uring::CONNECT
     {
         if let Some(a) = ip(info.family, &info.raddr) {
-            w.str("destination.ip", a.to_string())
-                .u64("destination.port", info.rport.into());
+            w.str_k(key!("destination.ip"), IpText::new(&a).as_bytes())
+                .u64_k(key!("destination.port"), info.rport.into());
         }
-        w.str("network.direction", "egress");
+        w.str_k(key!("network.direction"), "egress");
     }
     if let Body::TcpState(t) = &ev.k.body {
         if let Some(a) = ip(t.family, &t.saddr) {
-            w.str("source.ip", a.to_string())
-                .u64("source.port", t.sport.into());
+            w.str_k(key!("source.ip"), IpText::new(&a).as_bytes())
+                .u64_k(key!("source.port"), t.sport.into());
         }
         if let Some(a) = ip(t.family, &t.daddr) {
-            w.str("destination.ip", a.to_string())
-                .u64("destination.port", t.dport.into());
+            w.str_k(key!("destination.ip"), IpText::new(&a).as_bytes())
+                .u64_k(key!("destination.port"), t.dport.into());
         }
-        w.str("network.transport", "tcp");
+        w.str_k(key!("network.transport"), "tcp");
     }
     if let Some(r) = ret
         && r < 0
     {
-        w.str("error.code", errno_str(r).as_bytes());
+        w.str_k(key!("error.code"), errno_str(r).as_bytes());
     }
 
     // vigil.*
     let compat = h.flags & abi::flags::COMPAT != 0;
-    w.str(
-        "vigil.sensor",
+    w.str_k(
+        key!("vigil.sensor"),
         if compat {
             "compat"
         } else {
-            vigil_bpf::sensors::sensor_of_kind(h.kind)
-                .map(|s| s.name)
-                .unwrap_or("?")
+            sensor_name(h.kind)
         },
     );
     if compat {
-        w.bool("vigil.compat", true);
+        w.bool_k(key!("vigil.compat"), true);
     }
     if ev.hash_pending {
-        w.bool("vigil.hash.pending", true);
+        w.bool_k(key!("vigil.hash.pending"), true);
     }
     if let Some(why) = ev.hash_skipped {
-        w.str("vigil.hash.skipped", why);
+        w.str_k(key!("vigil.hash.skipped"), why);
     }
     if ev.hash_known_bad {
-        w.bool("vigil.hash.known_bad", true);
+        w.bool_k(key!("vigil.hash.known_bad"), true);
     }
     tail(&mut w);
     if let Some(e) = &ev.escape {
-        w.str("vigil.escape.type", e.kind)
-            .str("vigil.escape.source.container.id", e.source_id.as_bytes());
+        w.str_k(key!("vigil.escape.type"), e.kind).str_k(
+            key!("vigil.escape.source.container.id"),
+            e.source_id.as_bytes(),
+        );
         if let Some(n) = &e.source_name {
-            w.str("vigil.escape.source.container.name", n.as_bytes());
+            w.str_k(key!("vigil.escape.source.container.name"), n.as_bytes());
         }
-        w.str("vigil.escape.target.type", e.target.type_name());
+        w.str_k(key!("vigil.escape.target.type"), e.target.type_name());
         match &e.target {
             Target::Container(id, name) => {
-                w.str("vigil.escape.target.container.id", id.as_bytes())
-                    .str(
-                        "vigil.escape.target.container.name",
+                w.str_k(key!("vigil.escape.target.container.id"), id.as_bytes())
+                    .str_k(
+                        key!("vigil.escape.target.container.name"),
                         name.as_deref().unwrap_or(id).as_bytes(),
                     );
             }
             Target::Host => {
-                w.str("vigil.escape.target.container.name", "host");
+                w.str_k(key!("vigil.escape.target.container.name"), "host");
             }
             Target::Process(pid) => {
-                w.u64("vigil.escape.target.pid", (*pid).into());
+                w.u64_k(key!("vigil.escape.target.pid"), (*pid).into());
             }
             Target::Unknown => {}
         }
         if e.target_ns != 0 {
-            w.u64("vigil.escape.target.ns", e.target_ns.into());
+            w.u64_k(key!("vigil.escape.target.ns"), e.target_ns.into());
         }
     }
     if let Some(u) = &ev.ns_user {
         if let Some(id) = u.id {
-            w.u64("vigil.user.ns.id", id.into());
+            w.u64_k(key!("vigil.user.ns.id"), id.into());
         }
         if let Some(n) = &u.name {
-            w.str("vigil.user.ns.name", n.as_bytes());
+            w.str_k(key!("vigil.user.ns.name"), n.as_bytes());
         }
     }
-    w.u64("vigil.process.ns_pid", h.ns_pid.into())
-        .u64("vigil.process.auid", h.auid.into());
-    match cache {
-        Some(c) => {
-            lineage_key(&mut c.key, ev);
-            let slot = key_slot(&c.key);
-            w.fragment(&mut c.slots[slot][1], &c.key, |w| write_lineage(w, ev));
-        }
+    w.u64_k(key!("vigil.process.ns_pid"), h.ns_pid.into())
+        .u64_k(key!("vigil.process.auid"), h.auid.into());
+    match cache.as_deref_mut() {
+        Some(c) => cached_group(
+            &mut w,
+            &mut c.slots,
+            &mut c.key,
+            &mut c.lineage,
+            1,
+            |id| id.matches(ev),
+            || Some(LineageId::of(ev)),
+            |k| lineage_key(k, ev),
+            |w| write_lineage(w, ev),
+        ),
         None => write_lineage(&mut w, ev),
     }
     let mut truncated = Vec::new();
@@ -1237,37 +1606,44 @@ fn encode_inner(
             env,
             ..
         } => {
+            let mut own = String::new();
+            let name = match cache {
+                Some(c) => &mut c.name,
+                None => &mut own,
+            };
             for e in env {
                 if let Some(eq) = e.iter().position(|&b| b == b'=') {
-                    let name = String::from_utf8_lossy(&e[..eq]);
-                    w.str(&format!("vigil.env.{name}"), &e[eq + 1..]);
+                    name.clear();
+                    name.push_str("vigil.env.");
+                    name.push_str(&String::from_utf8_lossy(&e[..eq]));
+                    w.str(name, &e[eq + 1..]);
                 }
             }
             if info.exec_flags & abi::exec_flags::ENV_TRUNC != 0 {
                 truncated.push("process.env_vars");
-                w.bool("vigil.env.truncated", true);
+                w.bool_k(key!("vigil.env.truncated"), true);
             }
-            w.str("vigil.exec.filename", filename)
-                .u64("vigil.exec.inode", info.ino)
-                .u64("vigil.exec.argc", info.argc.into())
-                .bool(
-                    "vigil.exec.memfd",
+            w.str_k(key!("vigil.exec.filename"), filename)
+                .u64_k(key!("vigil.exec.inode"), info.ino)
+                .u64_k(key!("vigil.exec.argc"), info.argc.into())
+                .bool_k(
+                    key!("vigil.exec.memfd"),
                     info.exec_flags & abi::exec_flags::MEMFD != 0,
                 )
-                .bool(
-                    "vigil.exec.world_writable_dir",
+                .bool_k(
+                    key!("vigil.exec.world_writable_dir"),
                     info.exec_flags & abi::exec_flags::WWDIR != 0,
                 )
-                .bool(
-                    "vigil.exec.unlinked",
+                .bool_k(
+                    key!("vigil.exec.unlinked"),
                     info.exec_flags & abi::exec_flags::UNLINKED != 0,
                 )
-                .bool(
-                    "vigil.exec.setuid",
+                .bool_k(
+                    key!("vigil.exec.setuid"),
                     info.exec_flags & abi::exec_flags::SETUID != 0,
                 )
-                .bool(
-                    "vigil.exec.setgid",
+                .bool_k(
+                    key!("vigil.exec.setgid"),
                     info.exec_flags & abi::exec_flags::SETGID != 0,
                 );
             if let Some(r) = ev.replaced.as_deref().filter(|r| !r.exe.is_empty()) {
@@ -1284,36 +1660,42 @@ fn encode_inner(
             }
         }
         Body::Fork(f) => {
-            w.u64("vigil.child.pid", f.child_pid.into())
-                .u64("vigil.child.ns_pid", f.child_ns_pid.into())
-                .u64("vigil.child.ns.pid", f.child_pidns.into())
-                .u64("vigil.child.ns.mnt", f.child_mntns.into())
-                .u64("vigil.child.ns.net", f.child_netns.into())
-                .strs(
-                    "vigil.child.new_namespaces",
+            w.u64_k(key!("vigil.child.pid"), f.child_pid.into())
+                .u64_k(key!("vigil.child.ns_pid"), f.child_ns_pid.into())
+                .u64_k(key!("vigil.child.ns.pid"), f.child_pidns.into())
+                .u64_k(key!("vigil.child.ns.mnt"), f.child_mntns.into())
+                .u64_k(key!("vigil.child.ns.net"), f.child_netns.into())
+                .strs_k(
+                    key!("vigil.child.new_namespaces"),
                     ns_flag_names(f.ns_flags.into()),
                 );
         }
         Body::Exit(x) => {
-            w.u64("vigil.exit.signal", (x.status & 0x7f).into());
+            w.u64_k(key!("vigil.exit.signal"), (x.status & 0x7f).into());
         }
         Body::Open { info, name, .. } => {
-            w.strs("vigil.open.flags", open_flag_names(info.flags))
-                .u64("vigil.open.mode", info.mode.into())
-                .i64("vigil.open.ret", info.ret);
+            w.strs_k(key!("vigil.open.flags"), open_flags(info.flags))
+                .u64_k(key!("vigil.open.mode"), info.mode.into())
+                .i64_k(key!("vigil.open.ret"), info.ret);
             if info.ret >= 0 {
-                w.bool("vigil.open.created", info.flags & abi::OPEN_CREATED != 0);
+                w.bool_k(
+                    key!("vigil.open.created"),
+                    info.flags & abi::OPEN_CREATED != 0,
+                );
             }
             if !name.is_empty() {
-                w.str("vigil.open.name", name);
+                w.str_k(key!("vigil.open.name"), name);
             }
             if info.foreign_mntns != 0 {
-                w.u64("vigil.open.foreign_mntns", info.foreign_mntns.into());
+                w.u64_k(key!("vigil.open.foreign_mntns"), info.foreign_mntns.into());
             }
             // after every vigil.open.* field: the writer nests by prefix
-            w.bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
+            w.bool_k(
+                key!("vigil.file.written"),
+                info.flags & OPEN_WRITE_FLAGS != 0,
+            );
             if ev.overwrites > 0 {
-                w.u64("vigil.file.overwrites", ev.overwrites.into());
+                w.u64_k(key!("vigil.file.overwrites"), ev.overwrites.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");
@@ -1321,67 +1703,71 @@ fn encode_inner(
         }
         Body::Sock { info, unix_path } => {
             if !unix_path.is_empty() {
-                w.str("vigil.unix.path", unix_path);
+                w.str_k(key!("vigil.unix.path"), unix_path);
             }
-            w.i64("vigil.socket.ret", info.ret)
-                .i64("vigil.socket.fd", info.fd.into());
+            w.i64_k(key!("vigil.socket.ret"), info.ret)
+                .i64_k(key!("vigil.socket.fd"), info.fd.into());
             if h.kind == kind::LISTEN {
-                w.u64("vigil.socket.backlog", info.backlog.into());
+                w.u64_k(key!("vigil.socket.backlog"), info.backlog.into());
             }
         }
         Body::Dns { info, message } => {
             if ev.dns.as_ref().is_none_or(|m| m.truncated) {
-                w.bool("vigil.dns.incomplete", true);
+                w.bool_k(key!("vigil.dns.incomplete"), true);
             }
-            w.u64("vigil.dns.bytes", message.len() as u64)
-                .i64("vigil.socket.fd", info.fd.into());
+            w.u64_k(key!("vigil.dns.bytes"), message.len() as u64)
+                .i64_k(key!("vigil.socket.fd"), info.fd.into());
             if ev.k.truncated(0) {
                 truncated.push("dns");
             }
         }
         Body::TcpState(t) => {
-            w.str("vigil.tcp.old_state", tcp_state(t.oldstate))
-                .str("vigil.tcp.new_state", tcp_state(t.newstate));
+            w.str_k(key!("vigil.tcp.old_state"), tcp_state(t.oldstate))
+                .str_k(key!("vigil.tcp.new_state"), tcp_state(t.newstate));
         }
         Body::Capable(c) => {
-            w.str("vigil.capability.name", cap_name(c.cap).as_bytes())
-                .i64("vigil.capability.id", c.cap.into())
-                .u64("vigil.capability.userns", c.target_userns.into());
+            w.str_k(key!("vigil.capability.name"), cap_name(c.cap).as_bytes())
+                .i64_k(key!("vigil.capability.id"), c.cap.into())
+                .u64_k(key!("vigil.capability.userns"), c.target_userns.into());
         }
         Body::SetId(s) => {
-            w.str("vigil.setid.syscall", setid_name(s.syscall)).raw(
-                "vigil.setid.args",
-                format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
-            );
+            w.str_k(key!("vigil.setid.syscall"), setid_name(s.syscall))
+                .raw_k(
+                    key!("vigil.setid.args"),
+                    format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
+                );
         }
         Body::CapSet(c) => {
-            w.strs("vigil.capset.effective", caps_list(c.effective))
-                .strs("vigil.capset.permitted", caps_list(c.permitted))
-                .strs("vigil.capset.inheritable", caps_list(c.inheritable))
-                .i64("vigil.capset.target_pid", c.target_pid.into());
+            w.strs_k(key!("vigil.capset.effective"), caps_list(c.effective))
+                .strs_k(key!("vigil.capset.permitted"), caps_list(c.permitted))
+                .strs_k(key!("vigil.capset.inheritable"), caps_list(c.inheritable))
+                .i64_k(key!("vigil.capset.target_pid"), c.target_pid.into());
         }
         Body::IoUring {
             info, name, name2, ..
         } => {
             use vigil_bpf::abi::uring;
             if info.what == uring::SETUP {
-                w.i64("vigil.io_uring.fd", info.fd.into())
-                    .u64("vigil.io_uring.sq_entries", info.arg.into())
-                    .u64("vigil.io_uring.cq_entries", info.arg2.into())
-                    .u64("vigil.io_uring.setup_flags", info.flags.into());
+                w.i64_k(key!("vigil.io_uring.fd"), info.fd.into())
+                    .u64_k(key!("vigil.io_uring.sq_entries"), info.arg.into())
+                    .u64_k(key!("vigil.io_uring.cq_entries"), info.arg2.into())
+                    .u64_k(key!("vigil.io_uring.setup_flags"), info.flags.into());
             } else {
-                w.str("vigil.io_uring.op", uring_op_name(info.opcode))
-                    .u64("vigil.io_uring.user_data", info.user_data);
+                w.str_k(key!("vigil.io_uring.op"), uring_op_name(info.opcode))
+                    .u64_k(key!("vigil.io_uring.user_data"), info.user_data);
                 match info.what {
                     uring::OPEN => {
-                        w.strs("vigil.open.flags", open_flag_names(info.flags))
-                            .bool("vigil.file.written", info.flags & OPEN_WRITE_FLAGS != 0);
+                        w.strs_k(key!("vigil.open.flags"), open_flag_names(info.flags))
+                            .bool_k(
+                                key!("vigil.file.written"),
+                                info.flags & OPEN_WRITE_FLAGS != 0,
+                            );
                     }
                     uring::FILE if !name2.is_empty() => {
-                        w.str("vigil.io_uring.old_name", name2);
+                        w.str_k(key!("vigil.io_uring.old_name"), name2);
                     }
                     uring::CONNECT if info.family == libc::AF_UNIX as u16 => {
-                        w.str("vigil.unix.path", name);
+                        w.str_k(key!("vigil.unix.path"), name);
                     }
                     _ => {}
                 }
@@ -1391,30 +1777,30 @@ fn encode_inner(
             }
         }
         Body::Signal(g) => {
-            w.i64("vigil.signal.number", g.sig.into())
-                .str("vigil.signal.name", signal_name(g.sig))
-                .u64("vigil.signal.target_pid", g.target_pid.into())
-                .u64("vigil.signal.target_tgid", g.target_tgid.into())
-                .i64("vigil.signal.code", g.code.into());
+            w.i64_k(key!("vigil.signal.number"), g.sig.into())
+                .str_k(key!("vigil.signal.name"), signal_name(g.sig))
+                .u64_k(key!("vigil.signal.target_pid"), g.target_pid.into())
+                .u64_k(key!("vigil.signal.target_tgid"), g.target_tgid.into())
+                .i64_k(key!("vigil.signal.code"), g.code.into());
             if let Some(t) = ev.target.as_deref().filter(|t| !t.exe.is_empty()) {
-                w.str("vigil.signal.target_executable", &t.exe)
-                    .str("vigil.signal.target_name", basename(&t.exe));
+                w.str_k(key!("vigil.signal.target_executable"), &t.exe)
+                    .str_k(key!("vigil.signal.target_name"), basename(&t.exe));
             }
         }
         Body::Ptrace(p) => {
             if p.syscall == 0 {
-                w.str("vigil.ptrace.request", ptrace_req(p.request));
+                w.str_k(key!("vigil.ptrace.request"), ptrace_req(p.request));
             }
-            w.i64("vigil.ptrace.target_pid", p.target_pid.into());
+            w.i64_k(key!("vigil.ptrace.target_pid"), p.target_pid.into());
             if let Some(t) = &ev.target {
-                w.str("vigil.ptrace.target_executable", &t.exe);
+                w.str_k(key!("vigil.ptrace.target_executable"), &t.exe);
             }
         }
         Body::Bpf { info, name } => {
-            w.str("vigil.bpf.command", bpf_cmd(info.cmd))
-                .u64("vigil.bpf.type", info.r#type.into());
+            w.str_k(key!("vigil.bpf.command"), bpf_cmd(info.cmd))
+                .u64_k(key!("vigil.bpf.type"), info.r#type.into());
             if !name.is_empty() {
-                w.str("vigil.bpf.name", name);
+                w.str_k(key!("vigil.bpf.name"), name);
             }
         }
         Body::Module {
@@ -1427,21 +1813,21 @@ fn encode_inner(
                 abi::sys::FINIT_MODULE => "finit_module",
                 _ => "delete_module",
             };
-            w.str("vigil.module.syscall", sc)
-                .u64("vigil.module.flags", info.flags.into());
+            w.str_k(key!("vigil.module.syscall"), sc)
+                .u64_k(key!("vigil.module.flags"), info.flags.into());
             if info.syscall != abi::sys::FINIT_MODULE && !target.is_empty() {
-                w.str("vigil.module.name", target);
+                w.str_k(key!("vigil.module.name"), target);
             }
             if !params.is_empty() {
-                w.str("vigil.module.params", params);
+                w.str_k(key!("vigil.module.params"), params);
             }
         }
         Body::Compat { info, .. } => {
             // A 32-bit call with no 64-bit record kind of its own.
             if let Some(c) = vigil_bpf::compat::call(info.nr) {
-                w.str("vigil.syscall.name", c.name);
+                w.str_k(key!("vigil.syscall.name"), c.name);
             }
-            w.u64("vigil.syscall.nr", info.nr.into());
+            w.u64_k(key!("vigil.syscall.nr"), info.nr.into());
             // ia32 arguments are 32 bits wide (a rare record: one small
             // buffer is fine here).
             let mut args = Vec::with_capacity(6 * 11 + 2);
@@ -1453,11 +1839,11 @@ fn encode_inner(
                 vigil_outputs::json::write_u64(&mut args, *a & 0xffff_ffff);
             }
             args.push(b']');
-            w.raw("vigil.syscall.args", &args);
+            w.raw_k(key!("vigil.syscall.args"), &args);
         }
         Body::Memfd { info, name } => {
-            w.str("vigil.memfd.name", name)
-                .u64("vigil.memfd.flags", info.flags.into());
+            w.str_k(key!("vigil.memfd.name"), name)
+                .u64_k(key!("vigil.memfd.flags"), info.flags.into());
         }
         Body::Mount {
             info,
@@ -1465,33 +1851,36 @@ fn encode_inner(
             fstype,
             ..
         } => {
-            w.str("vigil.mount.source", source)
-                .str("vigil.mount.fstype", fstype)
-                .u64("vigil.mount.flags", info.flags);
+            w.str_k(key!("vigil.mount.source"), source)
+                .str_k(key!("vigil.mount.fstype"), fstype)
+                .u64_k(key!("vigil.mount.flags"), info.flags);
         }
         Body::Umount { info, target } => {
-            w.str("vigil.umount.target", target)
-                .u64("vigil.umount.flags", info.flags.into());
+            w.str_k(key!("vigil.umount.target"), target)
+                .u64_k(key!("vigil.umount.flags"), info.flags.into());
         }
         Body::Ns(n) => {
-            w.strs("vigil.namespace.flags", ns_flag_names(n.flags));
+            w.strs_k(key!("vigil.namespace.flags"), ns_flag_names(n.flags));
             if h.kind == kind::SETNS {
-                w.i64("vigil.namespace.fd", n.fd.into())
-                    .u64("vigil.namespace.target", n.target_ns.into());
+                w.i64_k(key!("vigil.namespace.fd"), n.fd.into())
+                    .u64_k(key!("vigil.namespace.target"), n.target_ns.into());
                 if n.target_pid != 0 {
-                    w.u64("vigil.namespace.target_pid", n.target_pid.into());
+                    w.u64_k(key!("vigil.namespace.target_pid"), n.target_pid.into());
                 }
             }
-            w.u64("vigil.namespace.old.mnt", n.old_mntns.into())
-                .u64("vigil.namespace.old.net", n.old_netns.into())
-                .u64(
-                    "vigil.namespace.old.pid_for_children",
+            w.u64_k(key!("vigil.namespace.old.mnt"), n.old_mntns.into())
+                .u64_k(key!("vigil.namespace.old.net"), n.old_netns.into())
+                .u64_k(
+                    key!("vigil.namespace.old.pid_for_children"),
                     n.old_pidns_children.into(),
                 );
         }
         Body::FChange { info, .. } => {
             let (_, op) = fchange_op(info.syscall);
-            w.str("vigil.file_change.syscall", fchange_syscall(info.syscall));
+            w.str_k(
+                key!("vigil.file_change.syscall"),
+                fchange_syscall(info.syscall),
+            );
             if let Some(p2) = &ev.file_path2 {
                 w.str(
                     if op == "symlink" {
@@ -1504,63 +1893,63 @@ fn encode_inner(
             }
             match op {
                 "chmod" => {
-                    w.str(
-                        "vigil.file_change.mode",
+                    w.str_k(
+                        key!("vigil.file_change.mode"),
                         format!("{:04o}", info.mode & 0o7777),
                     )
-                    .bool("vigil.file_change.setid", info.mode & 0o6000 != 0);
+                    .bool_k(key!("vigil.file_change.setid"), info.mode & 0o6000 != 0);
                 }
                 "chown" => {
-                    w.i64("vigil.file_change.uid", i64::from(info.uid as i32))
-                        .i64("vigil.file_change.gid", i64::from(info.gid as i32));
+                    w.i64_k(key!("vigil.file_change.uid"), i64::from(info.uid as i32))
+                        .i64_k(key!("vigil.file_change.gid"), i64::from(info.gid as i32));
                 }
                 "truncate" => {
-                    w.u64("vigil.file_change.length", info.length);
+                    w.u64_k(key!("vigil.file_change.length"), info.length);
                 }
                 "utimes" => {
                     use abi::utime;
-                    w.str("vigil.file_change.times", utime_times(info.mode));
+                    w.str_k(key!("vigil.file_change.times"), utime_times(info.mode));
                     if info.mode & utime::MTIME_SET != 0 {
-                        w.i64("vigil.file_change.mtime", info.length as i64);
+                        w.i64_k(key!("vigil.file_change.mtime"), info.length as i64);
                     } else if info.mode & utime::ATIME_SET != 0 {
-                        w.i64("vigil.file_change.atime", info.length as i64);
+                        w.i64_k(key!("vigil.file_change.atime"), info.length as i64);
                     }
                 }
                 "mkdir" | "mknod" => {
-                    w.str(
-                        "vigil.file_change.mode",
+                    w.str_k(
+                        key!("vigil.file_change.mode"),
                         format!("{:04o}", info.mode & 0o7777),
                     )
-                    .str("vigil.file_change.type", file_type_name(info.mode));
+                    .str_k(key!("vigil.file_change.type"), file_type_name(info.mode));
                     if op == "mknod" {
-                        w.u64("vigil.file_change.device", info.length);
+                        w.u64_k(key!("vigil.file_change.device"), info.length);
                     }
                 }
                 "write" => {
                     // bytes (write, pwrite64) or iovec count (writev family)
-                    w.u64("vigil.file_change.count", info.length);
+                    w.u64_k(key!("vigil.file_change.count"), info.length);
                 }
                 _ => {}
             }
             if info.flags & !abi::FCHANGE_OTHER_DFD != 0 {
-                w.u64(
-                    "vigil.file_change.flags",
+                w.u64_k(
+                    key!("vigil.file_change.flags"),
                     (info.flags & !abi::FCHANGE_OTHER_DFD).into(),
                 );
             }
             // after every vigil.file_change.* field: the writer nests by prefix
             if file_written(ev) == Some(true) {
-                w.bool("vigil.file.written", true);
+                w.bool_k(key!("vigil.file.written"), true);
             }
             if ev.overwrites > 0 {
-                w.u64("vigil.file.overwrites", ev.overwrites.into());
+                w.u64_k(key!("vigil.file.overwrites"), ev.overwrites.into());
             }
             if ev.k.truncated(0) || ev.k.truncated(1) {
                 truncated.push("file.path");
             }
         }
         Body::Readline { line } => {
-            w.str("vigil.readline.line", line);
+            w.str_k(key!("vigil.readline.line"), line);
             if ev.k.truncated(0) {
                 truncated.push("vigil.readline.line");
             }
@@ -1568,10 +1957,10 @@ fn encode_inner(
         _ => {}
     }
     if !truncated.is_empty() {
-        w.strs("vigil.truncated", truncated);
+        w.strs_k(key!("vigil.truncated"), truncated);
     }
     if ev.k.after_loss() {
-        w.bool("vigil.after_loss", true);
+        w.bool_k(key!("vigil.after_loss"), true);
     }
     w.finish()
 }
