@@ -323,3 +323,85 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
                 && r["vigil"]["softirqs"]["run_us"].as_u64().unwrap_or(0) > 0)
     );
 }
+
+/// A collector that raises one finding and one alert of its own titles.
+struct Titled;
+
+impl vigil_engine::perf::collector::Collector for Titled {
+    fn name(&self) -> &'static str {
+        "titled"
+    }
+    fn collect(
+        &mut self,
+        _ctx: &mut vigil_engine::perf::collector::Ctx<'_>,
+    ) -> vigil_engine::perf::collector::Output {
+        use vigil_engine::perf::PerfRecord;
+        use vigil_engine::perf::collector::{Alert, Finding, Output};
+        Output {
+            records: vec![PerfRecord {
+                json: br#"{"event":{"kind":"metric","dataset":"vigil.finding"}}"#.to_vec(),
+                finding: Some(Finding::new(
+                    "leak-old",
+                    "Kernel memory outstanding",
+                    "kernel allocations outstanding".into(),
+                )),
+            }],
+            alerts: vec![Alert {
+                json: br#"{"event":{"kind":"alert","dataset":"vigil.kmem"}}"#.to_vec(),
+                id: "perf.kmem-spray".into(),
+                title: "Kernel heap spray",
+                message: "possible kernel heap spray".into(),
+                severity: 3,
+            }],
+            counters: Vec::new(),
+        }
+    }
+    fn table_sizes(&self, _out: &mut Vec<(&'static str, usize)>) {}
+}
+
+/// Each finding and alert a collector emits reaches the outputs with its
+/// own title as the rule name (not one title for all of them).
+#[test]
+fn findings_and_alerts_keep_their_own_titles() {
+    let dir = std::env::temp_dir().join(vigil_tests::unique_marker("vigil-titles"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.log");
+    let url = format!("file://{}?format=rfc5424", file.display());
+    let outs = std::sync::Arc::new(vigil_outputs::Outputs::open(&[url.as_str()], None).unwrap());
+    let ctx = vigil_engine::capture::Context {
+        abi_version: vigil_bpf::abi::ABI_VERSION,
+        vigil_version: "test".into(),
+        hostname: "h".into(),
+        boot_offset_ns: 0,
+        users: Default::default(),
+    };
+    let mut p = vigil_engine::agent::Pipeline::new(&Config::default(), &ctx, None, None);
+    p.set_outputs(outs.clone());
+    let mut host = vigil_engine::host::RecordedHost::default();
+    p.collect_tool(&mut Titled, &mut host, &[], 1.0);
+    p.flush();
+    drop(p);
+    let st = std::sync::Arc::try_unwrap(outs)
+        .ok()
+        .expect("the pipeline let go of the outputs")
+        .shutdown(Duration::from_secs(2));
+    assert_eq!(st.iter().map(|s| s.dropped()).sum::<u64>(), 0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let finding = lines
+        .iter()
+        .find(|l| l.contains("rule=\"perf.leak-old\""))
+        .expect("the finding");
+    assert!(
+        finding.contains("rule_name=\"Kernel memory outstanding\""),
+        "{finding}"
+    );
+    let alert = lines
+        .iter()
+        .find(|l| l.contains("rule=\"perf.kmem-spray\""))
+        .expect("the alert");
+    assert!(alert.contains("rule_name=\"Kernel heap spray\""), "{alert}");
+    assert!(!finding.contains("heap spray"), "{finding}");
+}

@@ -648,8 +648,13 @@ impl Collector for KtoolsCollector {
                         (l.share * 1000.0).round() / 1000.0,
                     );
                     let sev = if h.uid == Some(0) { 2 } else { 3 };
-                    out.alerts
-                        .push((w.finish(), "perf.kmem-spray".into(), msg, sev));
+                    out.alerts.push(crate::perf::collector::Alert {
+                        json: w.finish(),
+                        id: "perf.kmem-spray".into(),
+                        title: "Kernel heap spray",
+                        message: msg,
+                        severity: sev,
+                    });
                 }
                 self.spray.forget(gone);
             }
@@ -887,7 +892,11 @@ impl Collector for KtoolsCollector {
                     w.str("vigil.finding.unit", "percent");
                     out.records.push(PerfRecord {
                         json: w.finish(),
-                        finding: Some(("softirq-high".into(), msg)),
+                        finding: Some(crate::perf::collector::Finding::new(
+                            "softirq-high",
+                            "Softirq time high",
+                            msg,
+                        )),
                     });
                 }
             }
