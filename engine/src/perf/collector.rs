@@ -89,6 +89,21 @@ pub struct Output {
     pub alerts: Vec<Alert>,
     /// Prometheus counter increments.
     pub counters: Vec<CounterDelta>,
+    /// Prometheus gauge values (set, not added).
+    pub gauges: Vec<GaugeValue>,
+}
+
+/// A Prometheus gauge value: series name, help, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaugeValue {
+    /// Series name.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Label pairs.
+    pub labels: Vec<(&'static str, String)>,
+    /// Value now.
+    pub value: i64,
 }
 
 /// One tool's collector.

@@ -571,6 +571,7 @@ impl Pipeline {
         }
         if let Some(t) = lk(&self.shared.telemetry).as_mut() {
             t.counters(&out.counters);
+            t.gauges(&out.gauges);
             c.prometheus(t);
         }
     }

@@ -39,6 +39,7 @@ pub struct Telemetry {
     steal: Arc<Mutex<BTreeMap<u32, f64>>>,
     sys: PerfsysMetrics,
     tool_counters: HashMap<SeriesKey, Counter>,
+    tool_gauges: HashMap<SeriesKey, vigil_outputs::metrics::Gauge>,
     state: Arc<Mutex<BTreeMap<&'static str, f64>>>,
 }
 
@@ -138,6 +139,7 @@ impl Telemetry {
             registered_programs: Default::default(),
             runqlat: HashMap::new(),
             tool_counters: HashMap::new(),
+            tool_gauges: HashMap::new(),
             pidnss: None,
             steal: Arc::default(),
             sys: PerfsysMetrics::default(),
@@ -469,6 +471,27 @@ impl Telemetry {
             }
             if let Some(c) = self.tool_counters.get(&key) {
                 c.inc_by(d.delta);
+            }
+        }
+    }
+
+    /// Sets the gauges of a tool's collection
+    /// ([`crate::perf::collector::GaugeValue`]), registering new series.
+    pub fn gauges(&mut self, values: &[crate::perf::collector::GaugeValue]) {
+        for g in values {
+            let key = (g.name, g.labels.clone());
+            if !self.tool_gauges.contains_key(&key) {
+                let labels: Vec<(&str, &str)> =
+                    g.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                match self.registry.gauge(g.name, g.help, &labels) {
+                    Ok(c) => {
+                        self.tool_gauges.insert(key.clone(), c);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if let Some(c) = self.tool_gauges.get(&key) {
+                c.set(g.value);
             }
         }
     }
