@@ -161,6 +161,7 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
     for st in &status {
         match st.name {
             "kpages" | "memleak" => assert!(!st.is_live(), "{} is off by default", st.name),
+            "overlayfs" => assert_eq!(st.is_live(), cfg.perf.overlayfs, "{st:?}"),
             "tasklets" => {
                 if vigil_bpf::ktools::has_tracepoint("irq", "tasklet_entry") {
                     assert!(st.is_live(), "{st:?}");
@@ -607,9 +608,12 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
         ..RunOptions::new(cfg)
     })
     .expect("agent starts");
+    // the container waits for /go: the tools load after the agent's
+    // "ready", and the test sees them live once its own reads of the
+    // container's overlay show up
     let c = vigil_tests::NsContainer::start(
         "overlayfs",
-        "dd if=/dev/zero of=/data bs=65536 count=16 2>/dev/null; i=0; while [ $i -lt 5 ]; do dd if=/data of=/dev/null bs=65536 2>/dev/null; i=$((i+1)); done; echo done; sleep 60",
+        "while [ ! -e /go ]; do sleep 1; done; dd if=/dev/zero of=/data bs=65536 count=16 2>/dev/null; i=0; while [ $i -lt 5 ]; do dd if=/data of=/dev/null bs=65536 2>/dev/null; i=$((i+1)); done; echo done; sleep 60",
     )
     .expect("container starts");
     vigil_tests::wait_for(Duration::from_secs(20), || {

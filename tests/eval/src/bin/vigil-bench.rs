@@ -455,7 +455,7 @@ vigil-bench --overlayfs: {n} preads of 4 KiB per workload (read: a host ext4 fil
 
 /// `--ktools`: what the kernel-work tools cost the work they count
 /// (`only`: the variants whose name contains one of these, and bare).
-fn ktools_bench(rounds: usize, scale: f64, only: &[String]) {
+fn ktools_bench(rounds: usize, scale: f64, pick: &[String]) {
     use vigil_bpf::ktools::{Ktools, KtoolsConfig};
     let n = (200_000.0 * scale).max(1000.0) as u64;
     let defaults = vigil_engine::config::PerfConfig::default().ktools_config();
@@ -528,7 +528,7 @@ fn ktools_bench(rounds: usize, scale: f64, only: &[String]) {
     let variants: Vec<_> = variants
         .into_iter()
         .filter(|v| {
-            v.0 == "bare" || only.is_empty() || only.iter().any(|o| v.0.contains(o.as_str()))
+            v.0 == "bare" || pick.is_empty() || pick.iter().any(|o| v.0.contains(o.as_str()))
         })
         .collect();
     let loads = ["pipe", "pages", "udp"];
