@@ -27,8 +27,8 @@
  * overlayfs: syscalls:sys_enter/sys_exit of read, pread64, readv, write,
  *   pwrite64, writev (one program each side, attached to the six): at
  *   entry the fd's file is looked up through the task's fd table (BTF,
- *   CO-RE reads) and kept only when its superblock is an overlay's
- *   (OVERLAYFS_SUPER_MAGIC); at exit the call's latency, bytes and errors
+ *   CO-RE reads) and kept only when it is a regular file whose superblock
+ *   is an overlay's (OVERLAYFS_SUPER_MAGIC); at exit the call's latency, bytes and errors
  *   are counted per (cgroup, overlay superblock, read/write).
  * softirqs / hardirqs / tasklets: irq:softirq_*, irq:irq_handler_*,
  *   irq:tasklet_*: run time per vector, irq number and tasklet function.
@@ -510,6 +510,8 @@ int BPF_PROG(vg_kt_tasklet_exit, struct tasklet_struct *t, void *func)
 /* ---- overlayfs ---- */
 
 #define VG_OVERLAYFS_MAGIC 0x794c7630
+#define VG_S_IFMT 00170000
+#define VG_S_IFREG 0100000
 
 /* thread -> the overlay read/write it is in. */
 struct ol_pending {
@@ -575,7 +577,10 @@ int vg_kt_ol_enter(struct trace_event_raw_sys_enter *ctx)
 	struct file *f = fd_file((int)ctx->args[0]);
 	if (!f)
 		return 0;
-	struct super_block *sb = BPF_CORE_READ(f, f_inode, i_sb);
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	if (!ino || (BPF_CORE_READ(ino, i_mode) & VG_S_IFMT) != VG_S_IFREG)
+		return 0; /* regular files only: not device nodes, fifos, sockets */
+	struct super_block *sb = BPF_CORE_READ(ino, i_sb);
 	if (!sb || BPF_CORE_READ(sb, s_magic) != VG_OVERLAYFS_MAGIC)
 		return 0;
 	struct ol_pending p = {

@@ -602,6 +602,17 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
         mechanism.contains("tracepoint/syscalls/sys_{enter,exit}_"),
         "{mechanism}"
     );
+    // xenhyper: this host has no xen tracepoints, and the probe row says so
+    let xen = vigil_engine::probe::xenhyper_status();
+    let vigil_bpf::SensorState::Unavailable(why) = &xen.state else {
+        panic!("{xen:?}");
+    };
+    if !std::path::Path::new("/sys/kernel/tracing/events/xen").exists() {
+        assert!(
+            why[0].1.starts_with("no xen tracepoints on this host"),
+            "{why:?}"
+        );
+    }
     let out = Shared::default();
     let agent = Running::spawn(RunOptions {
         sink: Some(Box::new(JsonLines::writer(Box::new(out.clone()), "test"))),
@@ -616,10 +627,33 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
         "while [ ! -e /go ]; do sleep 1; done; dd if=/dev/zero of=/data bs=65536 count=16 2>/dev/null; i=0; while [ $i -lt 5 ]; do dd if=/data of=/dev/null bs=65536 2>/dev/null; i=$((i+1)); done; echo done; sleep 60",
     )
     .expect("container starts");
+    let sh = c.root().join("bin/sh");
+    vigil_tests::wait_for(Duration::from_secs(40), || {
+        let _ = std::fs::read(&sh);
+        out.records()
+            .iter()
+            .any(|r| r["event"]["dataset"] == "vigil.overlayfs")
+            .then_some(())
+    })
+    .expect("overlayfs records of the test's own reads: the tool is attached");
+    std::fs::write(c.root().join("go"), b"").unwrap();
     vigil_tests::wait_for(Duration::from_secs(20), || {
         c.log().contains("done").then_some(())
     })
-    .unwrap_or_else(|| panic!("the container's dd loop did not finish: {}", c.log()));
+    .unwrap_or_else(|| {
+        let pid = c.host_pid();
+        panic!(
+            "the container's dd loop did not finish: log {:?}; /go from the host: {}; init {pid}: {:?}; its children: {:?}",
+            c.log(),
+            c.root().join("go").exists(),
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("State"))
+                .map(str::to_string),
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")),
+        )
+    });
     let merged = c.root().display().to_string();
     let cg = c.cgroup_id();
     let sum = |records: &[serde_json::Value], side: &str, f: &str| -> u64 {
@@ -668,7 +702,10 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
     // 5 passes of 16 reads of 64 KiB (plus the EOF read), 16 writes
     assert!(sum(&records, "read", "count") >= 5 * 16, "{mine:?}");
     assert!(sum(&records, "read", "bytes") >= 5 * MIB, "{mine:?}");
-    assert!(sum(&records, "write", "count") >= 16, "{mine:?}");
+    // dd's writes to /dev/null (a device node on the overlay) are not file
+    // I/O: only the 16 writes of /data count
+    let writes = sum(&records, "write", "count");
+    assert!((16..=20).contains(&writes), "{writes} writes: {mine:?}");
     assert!(sum(&records, "write", "bytes") >= MIB, "{mine:?}");
     assert!(
         mine.iter().any(
