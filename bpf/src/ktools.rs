@@ -770,10 +770,8 @@ impl Ktools {
         let m: BpfHashMap<&MapData, u64, MlVal> =
             BpfHashMap::try_from(self.map(name)?).map_err(|source| Error::Map { name, source })?;
         let mut out = HashMap::new();
-        for r in m.iter().take(2 * ML_TABLE) {
-            if let Ok((k, v)) = r {
-                out.insert(k, v);
-            }
+        for (k, v) in m.iter().take(2 * ML_TABLE).flatten() {
+            out.insert(k, v);
         }
         Ok(out)
     }

@@ -48,6 +48,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + ns)
 }
 
+/// overlayfs view: (calls, bytes, errors, latency us x calls, worst p99).
+type OverlaySums = (u64, u64, u64, f64, f64);
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
@@ -147,8 +150,7 @@ pub fn render(tool: &str, text: &str, since_s: Option<u64>, now_s: i64) -> (Stri
         "overlayfs" => {
             // (cgroup or container, mount, op) -> (calls, bytes, errors,
             // latency us x calls, max p99)
-            let mut by: BTreeMap<(String, String, &str), (u64, u64, u64, f64, f64)> =
-                BTreeMap::new();
+            let mut by: BTreeMap<(String, String, &str), OverlaySums> = BTreeMap::new();
             for r in &recs {
                 let o = &r["vigil"]["overlayfs"];
                 let who = r["container"]["id"]

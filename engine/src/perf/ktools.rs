@@ -367,6 +367,9 @@ pub struct LeakGroup {
     pub stack: Vec<String>,
 }
 
+/// (tgid, cgroup, stack id, cache, size, flags) of a memleak group.
+type LeakKey = (u32, u64, i32, u64, u32, u32);
+
 /// Groups the memleak table's allocations older than `min_age_ns` at
 /// `now_ns` (CLOCK_MONOTONIC) by (process, cgroup, stack, class); counts
 /// scaled by `scale`; most bytes first.
@@ -377,7 +380,7 @@ pub fn group_leaks(
     scale: u64,
     names: &HashMap<u64, String>,
 ) -> Vec<LeakGroup> {
-    let mut by: HashMap<(u32, u64, i32, u64, u32, u32), (u64, u64, u64)> = HashMap::new();
+    let mut by: HashMap<LeakKey, (u64, u64, u64)> = HashMap::new();
     for v in table.values() {
         let age = now_ns.saturating_sub(v.ts_ns);
         if age < min_age_ns {
