@@ -10,6 +10,13 @@
  *   class, syscall in progress), and per call site. slabratetop is the
  *   per-cache view of the same maps. 1 in cfg_km_sample events is counted
  *   (1: every one); the engine scales by the sample rate.
+ * memleak: kmem:kmalloc / kmem_cache_alloc record each tracked allocation
+ *   (address -> size, time, process, kernel stack id) in a hash;
+ *   kmem:kfree / kmem_cache_free delete it. The engine reads the table and
+ *   reports what stayed longer than perf.memleak_min_age_s, grouped by
+ *   stack. Sampling is by address (a hash of the pointer), so the free
+ *   side tests the same predicate and touches the map only for tracked
+ *   addresses: an untracked free costs a multiply and a compare.
  * kpages: kmem:mm_page_alloc: page allocations per (process, cgroup,
  *   order), 1 in cfg_kp_sample.
  * numamove: migrate:mm_migrate_pages_start / mm_migrate_pages: calls,
@@ -17,6 +24,12 @@
  *   reason).
  * workq: workqueue_queue_work / execute_start / execute_end: latency
  *   (queued -> running) and run time per work function.
+ * overlayfs: syscalls:sys_enter/sys_exit of read, pread64, readv, write,
+ *   pwrite64, writev (one program each side, attached to the six): at
+ *   entry the fd's file is looked up through the task's fd table (BTF,
+ *   CO-RE reads) and kept only when it is a regular file whose superblock
+ *   is an overlay's (OVERLAYFS_SUPER_MAGIC); at exit the call's latency, bytes and errors
+ *   are counted per (cgroup, overlay superblock, read/write).
  * softirqs / hardirqs / tasklets: irq:softirq_*, irq:irq_handler_*,
  *   irq:tasklet_*: run time per vector, irq number and tasklet function.
  */
@@ -32,6 +45,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Settings, written by the loader before load (frozen .rodata). */
 const volatile __u32 cfg_km_sample = 1;
 const volatile __u32 cfg_kp_sample = 1;
+const volatile __u32 cfg_ml_sample = 1;
 
 #define VG_PF_KTHREAD 0x00200000
 #define VG_GFP_ACCOUNT (1u << 22)
@@ -207,6 +221,100 @@ int BPF_PROG(vg_kt_cache_alloc, unsigned long call_site, const void *ptr, struct
 		bpf_map_update_elem(&km_cache_name, &cache, name, BPF_NOEXIST);
 	}
 	count_alloc(call_site, cache, size, (gfp & VG_GFP_ACCOUNT) ? KM_ACCOUNTED : 0, size);
+	return 0;
+}
+
+/* ---- memleak ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct ml_val);
+} ml_outstanding SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 8192);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, ML_DEPTH * sizeof(__u64));
+} ml_stacks SEC(".maps");
+
+/* Whether the allocation at `ptr` is tracked: 1 address in cfg_ml_sample,
+ * chosen by a multiplicative hash so alloc and free agree. */
+static __always_inline bool ml_tracked(__u64 ptr)
+{
+	__u32 every = cfg_ml_sample;
+	if (every <= 1)
+		return true;
+	__u32 h = (__u32)(((ptr >> 3) * 0x9E3779B97F4A7C15ULL) >> 32);
+	return h % every == 0;
+}
+
+static __always_inline void ml_alloc(void *ctx, __u64 ptr, __u64 cache, __u32 size, __u32 flags)
+{
+	struct ml_val v = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.cache = cache,
+		.size = size,
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.flags = flags,
+	};
+	v.stackid = bpf_get_stackid(ctx, &ml_stacks, 0);
+	if (v.stackid < 0)
+		stat_inc(KST_ML_NOSTACK);
+	if (bpf_map_update_elem(&ml_outstanding, &ptr, &v, BPF_ANY))
+		stat_inc(KST_ML_FULL);
+	else
+		stat_inc(KST_ML_SEEN);
+}
+
+SEC("tp_btf/kmalloc")
+int BPF_PROG(vg_kt_ml_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
+	     size_t bytes_alloc, gfp_t gfp, int node)
+{
+	__u64 p = (__u64)ptr;
+	if (!p || !ml_tracked(p))
+		return 0;
+	ml_alloc(ctx, p, 0, (__u32)bytes_alloc,
+		 KM_KMALLOC | ((gfp & VG_GFP_ACCOUNT) ? KM_ACCOUNTED : 0));
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc")
+int BPF_PROG(vg_kt_ml_cache_alloc, unsigned long call_site, const void *ptr,
+	     struct kmem_cache *s, gfp_t gfp, int node)
+{
+	__u64 p = (__u64)ptr;
+	if (!p || !s || !ml_tracked(p))
+		return 0;
+	__u64 cache = (__u64)s;
+	if (!bpf_map_lookup_elem(&km_cache_name, &cache)) {
+		char name[32] = {};
+		bpf_probe_read_kernel_str(name, sizeof(name), s->name);
+		bpf_map_update_elem(&km_cache_name, &cache, name, BPF_NOEXIST);
+	}
+	ml_alloc(ctx, p, cache, s->size, (gfp & VG_GFP_ACCOUNT) ? KM_ACCOUNTED : 0);
+	return 0;
+}
+
+SEC("tp_btf/kfree")
+int BPF_PROG(vg_kt_ml_kfree, unsigned long call_site, const void *ptr)
+{
+	__u64 p = (__u64)ptr;
+	if (p && ml_tracked(p))
+		bpf_map_delete_elem(&ml_outstanding, &p);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_free")
+int BPF_PROG(vg_kt_ml_cache_free, unsigned long call_site, const void *ptr,
+	     const struct kmem_cache *s)
+{
+	__u64 p = (__u64)ptr;
+	if (p && ml_tracked(p))
+		bpf_map_delete_elem(&ml_outstanding, &p);
 	return 0;
 }
 
@@ -396,6 +504,128 @@ SEC("tp_btf/tasklet_exit")
 int BPF_PROG(vg_kt_tasklet_exit, struct tasklet_struct *t, void *func)
 {
 	irq_leave(2, KW_TASKLET, (__u64)func);
+	return 0;
+}
+
+/* ---- overlayfs ---- */
+
+#define VG_OVERLAYFS_MAGIC 0x794c7630
+#define VG_S_IFMT 00170000
+#define VG_S_IFREG 0100000
+
+/* thread -> the overlay read/write it is in. */
+struct ol_pending {
+	__u64 ts_ns;
+	__u32 dev; /* s_dev of the overlay superblock */
+	__u32 op;  /* OL_READ, OL_WRITE */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct ol_pending);
+} ol_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ol_key);
+	__type(value, struct ol_val);
+} ol_lat SEC(".maps");
+
+const struct ol_val ol_zero = {};
+
+/* The file behind `fd` of the current task (NULL when none). */
+static __always_inline struct file *fd_file(int fd)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct files_struct *files = BPF_CORE_READ(t, files);
+	struct file **fds;
+	struct file *f = NULL;
+	if (!files || fd < 0)
+		return NULL;
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	if (!fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (!fds)
+		return NULL;
+	bpf_core_read(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int vg_kt_ol_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	int id = (int)ctx->id; /* __syscall_nr: an int at the offset of `id` */
+	__u32 op;
+	switch (id) {
+	case 0: /* read */
+	case 17: /* pread64 */
+	case 19: /* readv */
+		op = OL_READ;
+		break;
+	case 1: /* write */
+	case 18: /* pwrite64 */
+	case 20: /* writev */
+		op = OL_WRITE;
+		break;
+	default:
+		return 0;
+	}
+	struct file *f = fd_file((int)ctx->args[0]);
+	if (!f)
+		return 0;
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	if (!ino || (BPF_CORE_READ(ino, i_mode) & VG_S_IFMT) != VG_S_IFREG)
+		return 0; /* regular files only: not device nodes, fifos, sockets */
+	struct super_block *sb = BPF_CORE_READ(ino, i_sb);
+	if (!sb || BPF_CORE_READ(sb, s_magic) != VG_OVERLAYFS_MAGIC)
+		return 0;
+	struct ol_pending p = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.dev = BPF_CORE_READ(sb, s_dev),
+		.op = op,
+	};
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&ol_pending, &tid, &p, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int vg_kt_ol_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct ol_pending *pp = bpf_map_lookup_elem(&ol_pending, &tid);
+	if (!pp)
+		return 0;
+	struct ol_pending p = *pp;
+	bpf_map_delete_elem(&ol_pending, &tid);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 d = now > p.ts_ns ? now - p.ts_ns : 0;
+	long ret = ctx->ret;
+	struct ol_key k = {
+		.cgroup_id = bpf_get_current_cgroup_id(),
+		.dev = p.dev,
+		.op = p.op,
+	};
+	struct ol_val *v = bpf_map_lookup_elem(&ol_lat, &k);
+	if (!v) {
+		bpf_map_update_elem(&ol_lat, &k, &ol_zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&ol_lat, &k);
+		if (!v) {
+			stat_inc(KST_OL_FULL);
+			return 0;
+		}
+	}
+	v->count += 1;
+	v->ns += d;
+	if (ret < 0)
+		v->errors += 1;
+	else
+		v->bytes += (__u64)ret;
+	v->slots[vg_us_slot(d, KT_SLOTS)] += 1;
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * What crosses the kernel boundary for the kernel-work tools
- * (ktools.bpf.c): kernel memory (kmem, kpages, slabratetop, numamove) and
+ * (ktools.bpf.c): kernel memory (kmem, kpages, slabratetop, memleak, numamove) and
  * deferred work (workq, softirqs, hardirqs, tasklets). Mirrored in
  * bpf/src/ktools.rs with size asserts.
  */
@@ -82,6 +82,38 @@ struct kw_val {
 	__u64 wait_slots[KT_SLOTS];
 };
 
+/* One kernel allocation outstanding (memleak), keyed by its address. */
+struct ml_val {
+	__u64 ts_ns;     /* bpf_ktime_get_ns() at allocation */
+	__u64 cgroup_id; /* cgroup v2 of the allocating task */
+	__u64 cache;     /* struct kmem_cache * (kmem_cache_alloc); 0 for kmalloc */
+	__u32 size;      /* bytes_alloc (kmalloc) or the cache's object size */
+	__u32 tgid;      /* allocating process (0: none) */
+	__s32 stackid;   /* kernel stack in ml_stacks; < 0: not stored (-errno) */
+	__u32 flags;     /* KM_* */
+};
+
+/* overlayfs: reads and writes of files on one overlay mount by one cgroup. */
+#define OL_READ 0
+#define OL_WRITE 1
+
+struct ol_key {
+	__u64 cgroup_id; /* cgroup v2 of the reading/writing task */
+	__u32 dev;       /* s_dev of the overlay superblock (kernel encoding) */
+	__u32 op;        /* OL_READ, OL_WRITE */
+};
+
+struct ol_val {
+	__u64 count;  /* syscalls completed */
+	__u64 bytes;  /* bytes read or written (successful calls) */
+	__u64 ns;     /* time in the syscall, summed */
+	__u64 errors; /* calls that returned an error */
+	__u64 slots[KT_SLOTS]; /* latency, log2 us */
+};
+
+/* Frames kept per memleak stack. */
+#define ML_DEPTH 32
+
 /* Indexes of `kt_stats` (per-CPU u64). */
 #define KST_KM_FULL 0   /* kmem map full: allocation not counted */
 #define KST_SITE_FULL 1 /* call-site map full */
@@ -91,7 +123,11 @@ struct kw_val {
 #define KST_KM_SEEN 5   /* kmem/kmem_cache_alloc events (before sampling) */
 #define KST_KP_SEEN 6   /* mm_page_alloc events (before sampling) */
 #define KST_FLOOR 7     /* runs of the benchmark's counting floor */
-#define KST_SLOTS 8
+#define KST_ML_FULL 8    /* memleak table full: allocation not tracked */
+#define KST_ML_NOSTACK 9 /* memleak: stack not stored (stack map full, bucket taken) */
+#define KST_ML_SEEN 10   /* memleak: allocations tracked (sampled) */
+#define KST_OL_FULL 11   /* overlayfs map full: call not counted */
+#define KST_SLOTS 12
 
 _Static_assert(sizeof(struct km_key) == 32, "km_key size");
 _Static_assert(sizeof(struct km_val) == 16, "km_val size");
@@ -100,6 +136,9 @@ _Static_assert(sizeof(struct kp_key) == 16, "kp_key size");
 _Static_assert(sizeof(struct nm_key) == 16, "nm_key size");
 _Static_assert(sizeof(struct nm_val) == 32, "nm_val size");
 _Static_assert(sizeof(struct kw_key) == 16, "kw_key size");
+_Static_assert(sizeof(struct ml_val) == 40, "ml_val size");
+_Static_assert(sizeof(struct ol_key) == 16, "ol_key size");
+_Static_assert(sizeof(struct ol_val) == 8 * (4 + KT_SLOTS), "ol_val size");
 _Static_assert(sizeof(struct kw_val) == 8 * (4 + 2 * KT_SLOTS), "kw_val size");
 
 #endif

@@ -6,6 +6,14 @@
 //!   syscall in progress) and per call site.
 //! - `slabratetop`: the same maps read per slab cache (it attaches the kmem
 //!   programs when kmem itself is off).
+//! - `memleak`: kernel allocations outstanding (`kmem:kmalloc`,
+//!   `kmem:kmem_cache_alloc` add an address to a table with its size, time,
+//!   process and kernel stack; `kmem:kfree`, `kmem:kmem_cache_free` remove
+//!   it), sampled by address so a free of an untracked address costs a
+//!   multiply and a compare.
+//! - `overlayfs`: read/write latency of files on overlay mounts per cgroup
+//!   and mount (syscall tracepoints of read, pread64, readv, write,
+//!   pwrite64, writev; the fd's superblock magic read through BTF).
 //! - `kpages`: page allocations (`kmem:mm_page_alloc`) per process and order.
 //! - `numamove`: page migrations (`migrate:mm_migrate_pages[_start]`) per
 //!   process and reason, with the time spent.
@@ -18,7 +26,7 @@
 
 use crate::sensors::{SensorState, SensorStatus};
 use crate::{Error, ensure_tracefs, raise_memlock};
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{HashMap as BpfHashMap, MapData, StackTraceMap};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::HashMap;
 
@@ -174,9 +182,107 @@ impl Default for KwVal {
     }
 }
 
+/// [`OlKey::op`]: a read (read, pread64, readv).
+pub const OL_READ: u32 = 0;
+/// [`OlKey::op`]: a write (write, pwrite64, writev).
+pub const OL_WRITE: u32 = 1;
+
+/// Reads or writes of files on one overlay mount by one cgroup
+/// (`struct ol_key`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct OlKey {
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// `s_dev` of the overlay superblock (kernel encoding: major << 20 | minor).
+    pub dev: u32,
+    /// [`OL_READ`] or [`OL_WRITE`].
+    pub op: u32,
+}
+const _: () = assert!(size_of::<OlKey>() == 16);
+
+/// Their figures (`struct ol_val`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OlVal {
+    /// Syscalls completed.
+    pub count: u64,
+    /// Bytes read or written by the successful ones.
+    pub bytes: u64,
+    /// Nanoseconds in the syscalls, summed.
+    pub ns: u64,
+    /// Calls that returned an error.
+    pub errors: u64,
+    /// Latency histogram (log2 us).
+    pub slots: [u64; KT_SLOTS],
+}
+const _: () = assert!(size_of::<OlVal>() == 8 * (4 + KT_SLOTS));
+
+impl Default for OlVal {
+    fn default() -> Self {
+        OlVal {
+            count: 0,
+            bytes: 0,
+            ns: 0,
+            errors: 0,
+            slots: [0; KT_SLOTS],
+        }
+    }
+}
+
+impl Sum for OlVal {
+    fn add(&mut self, o: &Self) {
+        self.count = self.count.wrapping_add(o.count);
+        self.bytes = self.bytes.wrapping_add(o.bytes);
+        self.ns = self.ns.wrapping_add(o.ns);
+        self.errors = self.errors.wrapping_add(o.errors);
+        for (a, b) in self.slots.iter_mut().zip(o.slots.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+}
+
+// SAFETY: plain #[repr(C)] integers, no padding (sizes asserted above).
+unsafe impl aya::Pod for OlKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for OlVal {}
+
+/// The syscalls overlayfs times, as tracepoint names (`sys_enter_<name>`).
+pub const OL_SYSCALLS: [&str; 6] = ["read", "pread64", "readv", "write", "pwrite64", "writev"];
+
+/// Entries of the memleak table (`ml_outstanding`).
+pub const ML_TABLE: usize = 65536;
+/// Entries of the memleak stack map (`ml_stacks`).
+pub const ML_STACKS: usize = 8192;
+/// Frames kept per memleak stack (`ML_DEPTH`).
+pub const ML_DEPTH: usize = 32;
+
+/// One kernel allocation outstanding (`struct ml_val`), keyed by address.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MlVal {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at allocation.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the allocating task.
+    pub cgroup_id: u64,
+    /// As [`KmKey::cache`].
+    pub cache: u64,
+    /// Bytes (kmalloc size class or the cache's object size).
+    pub size: u32,
+    /// Allocating process (0: none).
+    pub tgid: u32,
+    /// Kernel stack id ([`Ktools::memleak_stack`]); negative: not stored.
+    pub stackid: i32,
+    /// As [`KmKey::flags`].
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<MlVal>() == 40);
+
 // SAFETY: plain #[repr(C)] integers, every bit pattern valid, no implicit
 // padding (sizes asserted above).
 unsafe impl aya::Pod for KmKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for MlVal {}
 // SAFETY: as above.
 unsafe impl aya::Pod for KmVal {}
 // SAFETY: as above.
@@ -274,6 +380,15 @@ pub struct KtStats {
     pub km_seen: u64,
     /// mm_page_alloc events seen (before sampling).
     pub kp_seen: u64,
+    /// memleak: allocations not tracked, its table was full.
+    pub ml_full: u64,
+    /// memleak: allocations tracked without their stack (stack map full or
+    /// its hash bucket taken by another stack).
+    pub ml_nostack: u64,
+    /// memleak: allocations tracked.
+    pub ml_tracked: u64,
+    /// overlayfs: calls not counted, its map was full.
+    pub ol_full: u64,
 }
 
 /// What to attach.
@@ -285,6 +400,12 @@ pub struct KtoolsConfig {
     pub slabratetop: bool,
     /// Count 1 in this many allocation events (0 and 1: every one).
     pub kmem_sample: u32,
+    /// Kernel allocations outstanding, by stack.
+    pub memleak: bool,
+    /// Track 1 address in this many (0 and 1: every allocation).
+    pub memleak_sample: u32,
+    /// Read/write latency of files on overlay mounts.
+    pub overlayfs: bool,
     /// Page allocations per process and order.
     pub kpages: bool,
     /// Count 1 in this many page allocations (0 and 1: every one).
@@ -306,6 +427,8 @@ impl KtoolsConfig {
     pub fn any(&self) -> bool {
         self.kmem
             || self.slabratetop
+            || self.memleak
+            || self.overlayfs
             || self.kpages
             || self.numamove
             || self.workq
@@ -316,9 +439,11 @@ impl KtoolsConfig {
 }
 
 /// Names of the tools as `vigil probe` shows them.
-pub const SENSOR_NAMES: [&str; 8] = [
+pub const SENSOR_NAMES: [&str; 10] = [
     "kmem",
     "slabratetop",
+    "memleak",
+    "overlayfs",
     "kpages",
     "numamove",
     "workq",
@@ -332,6 +457,12 @@ type Hooks = &'static [(&'static str, &'static str, &'static str)];
 const KMEM: Hooks = &[
     ("vg_kt_kmalloc", "kmem", "kmalloc"),
     ("vg_kt_cache_alloc", "kmem", "kmem_cache_alloc"),
+];
+const MEMLEAK: Hooks = &[
+    ("vg_kt_ml_kmalloc", "kmem", "kmalloc"),
+    ("vg_kt_ml_cache_alloc", "kmem", "kmem_cache_alloc"),
+    ("vg_kt_ml_kfree", "kmem", "kfree"),
+    ("vg_kt_ml_cache_free", "kmem", "kmem_cache_free"),
 ];
 const KPAGES: Hooks = &[("vg_kt_page_alloc", "kmem", "mm_page_alloc")];
 const NUMAMOVE: Hooks = &[
@@ -382,10 +513,12 @@ impl Ktools {
             message: format!("kernel BTF (/sys/kernel/btf/vmlinux): {e}"),
         })?;
         let (km, kp) = (cfg.kmem_sample.max(1), cfg.kpages_sample.max(1));
+        let ml = cfg.memleak_sample.max(1);
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("cfg_km_sample", &km, true)
             .override_global("cfg_kp_sample", &kp, true)
+            .override_global("cfg_ml_sample", &ml, true)
             .load(object())
             .map_err(Error::Load)?;
         let mut me = Ktools {
@@ -420,6 +553,41 @@ impl Ktools {
             };
             status.push(SensorStatus { name, state });
         }
+        let ml_state = if cfg.memleak {
+            match me.attach_all(
+                MEMLEAK,
+                &btf,
+                "outstanding allocations by address with the kernel stack",
+            ) {
+                SensorState::Live { mechanism, .. } => SensorState::Live {
+                    mechanism: format!(
+                        "{mechanism}{}",
+                        if ml > 1 {
+                            format!(", 1 address in {ml} tracked")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    fell_back_from: Vec::new(),
+                },
+                s => s,
+            }
+        } else {
+            SensorState::Disabled
+        };
+        status.push(SensorStatus {
+            name: "memleak",
+            state: ml_state,
+        });
+        let ol_state = if cfg.overlayfs {
+            me.attach_overlayfs()
+        } else {
+            SensorState::Disabled
+        };
+        status.push(SensorStatus {
+            name: "overlayfs",
+            state: ol_state,
+        });
         let mut one = |name: &'static str, on: bool, hooks: Hooks, what: &str| {
             let state = if on {
                 match me.attach_all(hooks, &btf, what) {
@@ -457,6 +625,58 @@ impl Ktools {
         );
         me.status = status;
         Ok(me)
+    }
+
+    /// overlayfs: one entry and one exit program, each attached to the six
+    /// syscall tracepoints (classic tracepoints: the syscall events have no
+    /// BTF typedef for tp_btf).
+    fn attach_overlayfs(&mut self) -> SensorState {
+        use aya::programs::TracePoint;
+        let mut attached = 0;
+        for (prog, side) in [("vg_kt_ol_enter", "enter"), ("vg_kt_ol_exit", "exit")] {
+            let p: &mut TracePoint = match self
+                .ebpf
+                .program_mut(prog)
+                .ok_or_else(|| "missing from object".to_string())
+                .and_then(|p| p.try_into().map_err(|e| crate::sensors::explain(&e)))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    return SensorState::Unavailable(vec![(format!("tracepoint/{prog}"), e)]);
+                }
+            };
+            if let Err(e) = p.load() {
+                return SensorState::Unavailable(vec![(
+                    format!("tracepoint/syscalls/sys_{side}_*"),
+                    format!("load: {}", crate::sensors::explain(&e)),
+                )]);
+            }
+            for sc in OL_SYSCALLS {
+                let tp = format!("sys_{side}_{sc}");
+                if !has_tracepoint("syscalls", &tp) {
+                    return SensorState::Unavailable(vec![(
+                        format!("tracepoint/syscalls/{tp}"),
+                        format!(
+                            "this kernel has no syscalls:{tp} tracepoint (CONFIG_FTRACE_SYSCALLS)"
+                        ),
+                    )]);
+                }
+                if let Err(e) = p.attach("syscalls", &tp) {
+                    return SensorState::Unavailable(vec![(
+                        format!("tracepoint/syscalls/{tp}"),
+                        format!("attach: {}", crate::sensors::explain(&e)),
+                    )]);
+                }
+                attached += 1;
+            }
+        }
+        SensorState::Live {
+            mechanism: format!(
+                "tracepoint/syscalls/sys_{{enter,exit}}_{{{}}} ({attached} attachments; the fd's superblock magic through BTF; latency, bytes and errors per cgroup and overlay mount)",
+                OL_SYSCALLS.join(",")
+            ),
+            fell_back_from: Vec::new(),
+        }
     }
 
     fn attach_all(&mut self, hooks: Hooks, btf: &Btf, what: &str) -> SensorState {
@@ -541,6 +761,81 @@ impl Ktools {
             .collect())
     }
 
+    /// The memleak table: every tracked allocation still outstanding, by
+    /// address. The kernel changes the table while it is read, so the walk
+    /// is bounded (twice the table's size) and an address seen twice counts
+    /// once.
+    pub fn memleak_outstanding(&self) -> Result<HashMap<u64, MlVal>, Error> {
+        let name = "ml_outstanding";
+        let m: BpfHashMap<&MapData, u64, MlVal> =
+            BpfHashMap::try_from(self.map(name)?).map_err(|source| Error::Map { name, source })?;
+        let mut out = HashMap::new();
+        for (k, v) in m.iter().take(2 * ML_TABLE).flatten() {
+            out.insert(k, v);
+        }
+        Ok(out)
+    }
+
+    /// The frames of a memleak stack, innermost first (empty when the id
+    /// is unknown).
+    pub fn memleak_stack(&self, id: i32) -> Vec<u64> {
+        if id < 0 {
+            return Vec::new();
+        }
+        let Some(m) = self.ebpf.map("ml_stacks") else {
+            return Vec::new();
+        };
+        let Ok(m) = StackTraceMap::<&MapData>::try_from(m) else {
+            return Vec::new();
+        };
+        m.get(&(id as u32), 0)
+            .map(|st| st.frames().iter().map(|f| f.ip).collect())
+            .unwrap_or_default()
+    }
+
+    /// The ids of the stored memleak stacks (bounded walk, as
+    /// [`Ktools::memleak_outstanding`]).
+    pub fn memleak_stack_ids(&self) -> Vec<i32> {
+        let Some(m) = self.ebpf.map("ml_stacks") else {
+            return Vec::new();
+        };
+        let Ok(m) = StackTraceMap::<&MapData>::try_from(m) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<i32> = m
+            .stack_ids()
+            .take(2 * ML_STACKS)
+            .filter_map(Result::ok)
+            .map(|i| i as i32)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Removes memleak stacks no allocation refers to any more.
+    pub fn forget_memleak_stacks(&mut self, ids: &[i32]) {
+        let Some(m) = self.ebpf.map_mut("ml_stacks") else {
+            return;
+        };
+        let Ok(mut m) = StackTraceMap::<&mut MapData>::try_from(m) else {
+            return;
+        };
+        for id in ids.iter().filter(|i| **i >= 0) {
+            let _ = m.remove(&(*id as u32));
+        }
+    }
+
+    /// overlayfs reads and writes per cgroup, mount and op (cumulative).
+    pub fn overlayfs(&self) -> Result<Vec<(OlKey, OlVal)>, Error> {
+        self.read("ol_lat")
+    }
+
+    /// Forgets overlayfs entries.
+    pub fn forget_overlayfs(&mut self, keys: &[OlKey]) -> Result<(), Error> {
+        self.remove::<OlKey, OlVal>("ol_lat", keys)
+    }
+
     /// Page allocations per process and order (cumulative).
     pub fn kpages(&self) -> Result<Vec<(KpKey, u64)>, Error> {
         self.read("kp_proc")
@@ -593,6 +888,10 @@ impl Ktools {
             kw_full: get(4),
             km_seen: get(5),
             kp_seen: get(6),
+            ml_full: get(8),
+            ml_nostack: get(9),
+            ml_tracked: get(10),
+            ol_full: get(11),
         })
     }
 

@@ -368,6 +368,18 @@ pub struct PerfConfig {
     pub kmem_sample: u32,
     /// Processes per interval with a `kmem` / `kpages` record (busiest first).
     pub kmem_top: usize,
+    /// Kernel allocations outstanding longer than `memleak_min_age_s`,
+    /// grouped by kernel stack (tool `memleak`).
+    pub memleak: bool,
+    /// Track 1 allocation address in this many (memleak; 1: all).
+    pub memleak_sample: u32,
+    /// Age in seconds from which an outstanding allocation is reported.
+    pub memleak_min_age_s: u64,
+    /// Stacks per interval with a `vigil.memleak` record (most bytes first).
+    pub memleak_top: usize,
+    /// Read/write latency of files on overlay mounts per cgroup and mount
+    /// (tool `overlayfs`).
+    pub overlayfs: bool,
     /// Page allocations per process and order (tool `kpages`).
     pub kpages: bool,
     /// Count 1 in this many page allocations (1: all).
@@ -407,6 +419,9 @@ pub struct PerfConfig {
     pub profile_cpu_pct: f64,
 }
 
+/// Whether `overlayfs` is on by default (its cost, README).
+const OVERLAYFS_DEFAULT: bool = false;
+
 impl Default for PerfConfig {
     fn default() -> Self {
         PerfConfig {
@@ -438,6 +453,11 @@ impl Default for PerfConfig {
             slabratetop: true,
             kmem_sample: 10,
             kmem_top: 10,
+            memleak: false,
+            memleak_sample: 16,
+            memleak_min_age_s: 60,
+            memleak_top: 10,
+            overlayfs: OVERLAYFS_DEFAULT,
             kpages: false,
             kpages_sample: 1,
             numamove: true,
@@ -489,6 +509,9 @@ impl PerfConfig {
             kmem: self.kmem,
             slabratetop: self.slabratetop,
             kmem_sample: self.kmem_sample,
+            memleak: self.memleak,
+            memleak_sample: self.memleak_sample,
+            overlayfs: self.overlayfs,
             kpages: self.kpages,
             kpages_sample: self.kpages_sample,
             numamove: self.numamove,
@@ -1043,6 +1066,7 @@ impl Config {
         for (key, v) in [
             ("kmem_sample", p.kmem_sample),
             ("kpages_sample", p.kpages_sample),
+            ("memleak_sample", p.memleak_sample),
         ] {
             if v == 0 || v > 1_000_000 {
                 return Err(err("perf", key, "must be 1..=1000000".into()));
@@ -1063,6 +1087,12 @@ impl Config {
         }
         if p.kmem_top == 0 || p.kmem_top > 1000 {
             return Err(err("perf", "kmem_top", "must be 1..=1000".into()));
+        }
+        if p.memleak_top == 0 || p.memleak_top > 1000 {
+            return Err(err("perf", "memleak_top", "must be 1..=1000".into()));
+        }
+        if p.memleak_min_age_s == 0 || p.memleak_min_age_s > 86_400 {
+            return Err(err("perf", "memleak_min_age_s", "must be 1..=86400".into()));
         }
         if p.syscalls_top > 1000 {
             return Err(err("perf", "syscalls_top", "must be at most 1000".into()));
@@ -1192,7 +1222,7 @@ mod tests {
     #[test]
     fn kernel_work_tool_keys_parse_and_bad_values_are_located() {
         let c = Config::parse(
-            "[perf]\nkmem = false\nslabratetop = true\nkmem_sample = 10\nkmem_top = 3\nkpages = true\nkpages_sample = 4\nnumamove = false\nworkq = false\nsoftirqs = false\nhardirqs = false\ntasklets = false\nsoftirq_pct = 20.0\nspray = false\nspray_min_per_s = 500.0\nspray_factor = 5.0\nspray_share = 0.9\nspray_root_factor = 2.0\n",
+            "[perf]\nkmem = false\nslabratetop = true\nkmem_sample = 10\nkmem_top = 3\nkpages = true\nkpages_sample = 4\nmemleak = true\nmemleak_sample = 4\nmemleak_min_age_s = 30\nmemleak_top = 5\nnumamove = false\nworkq = false\nsoftirqs = false\nhardirqs = false\ntasklets = false\nsoftirq_pct = 20.0\nspray = false\nspray_min_per_s = 500.0\nspray_factor = 5.0\nspray_share = 0.9\nspray_root_factor = 2.0\n",
             "v.toml",
         )
         .unwrap();
@@ -1203,6 +1233,8 @@ mod tests {
             (k.kmem_sample, k.kpages_sample, c.perf.kmem_top),
             (10, 4, 3)
         );
+        assert!(k.memleak && k.memleak_sample == 4);
+        assert_eq!((c.perf.memleak_min_age_s, c.perf.memleak_top), (30, 5));
         assert_eq!(c.perf.softirq_pct, 20.0);
         assert!(!c.perf.spray);
         assert_eq!(
@@ -1219,6 +1251,9 @@ mod tests {
             ("[perf]\nkmem_sample = 0\n", "kmem_sample"),
             ("[perf]\nkpages_sample = 0\n", "kpages_sample"),
             ("[perf]\nkmem_top = 0\n", "kmem_top"),
+            ("[perf]\nmemleak_sample = 0\n", "memleak_sample"),
+            ("[perf]\nmemleak_min_age_s = 0\n", "memleak_min_age_s"),
+            ("[perf]\nmemleak_top = 2000\n", "memleak_top"),
             ("[perf]\nspray_share = 1.5\n", "spray_share"),
             ("[perf]\nspray_min_per_s = -1.0\n", "spray_min_per_s"),
             ("[perf]\nsoftirq_pct = -2.0\n", "softirq_pct"),

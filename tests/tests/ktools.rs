@@ -13,6 +13,12 @@
 //! - `sync` after a write runs work items, symbolized from /proc/kallsyms;
 //! - softirq and hard irq time appear; tasklets are live or unavailable
 //!   with the kernel's reason.
+//! - memleak: a process keeping 300 pipes open shows them outstanding with
+//!   the symbolized stack (alloc_pipe_info), one that closed 300 does not;
+//! - overlayfs: a container on an overlay rootfs writes and reads a file of
+//!   known size: its cgroup and mount show exactly those calls and bytes;
+//! - (no root) each finding and alert reaches the outputs with its own
+//!   title.
 
 mod common;
 
@@ -160,7 +166,8 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
     let status = vigil_engine::probe::ktools_status(&cfg);
     for st in &status {
         match st.name {
-            "kpages" => assert!(!st.is_live(), "kpages is off by default"),
+            "kpages" | "memleak" => assert!(!st.is_live(), "{} is off by default", st.name),
+            "overlayfs" => assert_eq!(st.is_live(), cfg.perf.overlayfs, "{st:?}"),
             "tasklets" => {
                 if vigil_bpf::ktools::has_tracepoint("irq", "tasklet_entry") {
                     assert!(st.is_live(), "{st:?}");
@@ -322,4 +329,407 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
             .any(|r| r["event"]["dataset"] == "vigil.softirqs"
                 && r["vigil"]["softirqs"]["run_us"].as_u64().unwrap_or(0) > 0)
     );
+}
+
+/// A collector that raises one finding and one alert of its own titles.
+struct Titled;
+
+impl vigil_engine::perf::collector::Collector for Titled {
+    fn name(&self) -> &'static str {
+        "titled"
+    }
+    fn collect(
+        &mut self,
+        _ctx: &mut vigil_engine::perf::collector::Ctx<'_>,
+    ) -> vigil_engine::perf::collector::Output {
+        use vigil_engine::perf::PerfRecord;
+        use vigil_engine::perf::collector::{Alert, Finding, Output};
+        Output {
+            records: vec![PerfRecord {
+                json: br#"{"event":{"kind":"metric","dataset":"vigil.finding"}}"#.to_vec(),
+                finding: Some(Finding::new(
+                    "leak-old",
+                    "Kernel memory outstanding",
+                    "kernel allocations outstanding".into(),
+                )),
+            }],
+            alerts: vec![Alert {
+                json: br#"{"event":{"kind":"alert","dataset":"vigil.kmem"}}"#.to_vec(),
+                id: "perf.kmem-spray".into(),
+                title: "Kernel heap spray",
+                message: "possible kernel heap spray".into(),
+                severity: 3,
+            }],
+            ..Output::default()
+        }
+    }
+    fn table_sizes(&self, _out: &mut Vec<(&'static str, usize)>) {}
+}
+
+/// Each finding and alert a collector emits reaches the outputs with its
+/// own title as the rule name (not one title for all of them).
+#[test]
+fn findings_and_alerts_keep_their_own_titles() {
+    let dir = std::env::temp_dir().join(vigil_tests::unique_marker("vigil-titles"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.log");
+    let url = format!("file://{}?format=rfc5424", file.display());
+    let outs = std::sync::Arc::new(vigil_outputs::Outputs::open(&[url.as_str()], None).unwrap());
+    let ctx = vigil_engine::capture::Context {
+        abi_version: vigil_bpf::abi::ABI_VERSION,
+        vigil_version: "test".into(),
+        hostname: "h".into(),
+        boot_offset_ns: 0,
+        users: Default::default(),
+    };
+    let mut p = vigil_engine::agent::Pipeline::new(&Config::default(), &ctx, None, None);
+    p.set_outputs(outs.clone());
+    let mut host = vigil_engine::host::RecordedHost::default();
+    p.collect_tool(&mut Titled, &mut host, &[], 1.0);
+    p.flush();
+    drop(p);
+    let st = std::sync::Arc::try_unwrap(outs)
+        .ok()
+        .expect("the pipeline let go of the outputs")
+        .shutdown(Duration::from_secs(2));
+    assert_eq!(st.iter().map(|s| s.dropped()).sum::<u64>(), 0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let finding = lines
+        .iter()
+        .find(|l| l.contains("rule=\"perf.leak-old\""))
+        .expect("the finding");
+    assert!(
+        finding.contains("rule_name=\"Kernel memory outstanding\""),
+        "{finding}"
+    );
+    let alert = lines
+        .iter()
+        .find(|l| l.contains("rule=\"perf.kmem-spray\""))
+        .expect("the alert");
+    assert!(alert.contains("rule_name=\"Kernel heap spray\""), "{alert}");
+    assert!(!finding.contains("heap spray"), "{finding}");
+}
+
+const LEAK_PIPES: usize = 300;
+
+/// Makes LEAK_PIPES pipes and keeps them open (their kernel objects stay
+/// allocated until the process exits).
+fn leak_pipes() -> usize {
+    let mut n = 0;
+    for _ in 0..LEAK_PIPES {
+        let mut fds = [0i32; 2];
+        // SAFETY: a pipe, kept open on purpose.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } == 0 {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Makes LEAK_PIPES pipes and closes each at once (freed objects).
+fn free_pipes() -> usize {
+    let mut n = 0;
+    for _ in 0..LEAK_PIPES {
+        let mut fds = [0i32; 2];
+        // SAFETY: a pipe, closed at once.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } == 0 {
+            n += 1;
+            // SAFETY: our fds.
+            unsafe {
+                libc::close(fds[0]);
+                libc::close(fds[1]);
+            }
+        }
+    }
+    n
+}
+
+fn kill_and_reap(pid: i32) {
+    // SAFETY: our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    }
+}
+
+/// memleak: a process that keeps 300 pipes open shows its pipe objects
+/// outstanding past the minimum age with a symbolized kernel stack
+/// (alloc_pipe_info); a process that made and closed as many does not.
+#[test]
+fn memleak_reports_kept_pipes_with_their_stack_and_not_closed_ones() {
+    if !vigil_tests::require_root("memleak_reports_kept_pipes_with_their_stack_and_not_closed_ones")
+    {
+        return;
+    }
+    let _lock = vigil_tests::bpf_lock();
+    let mut cfg = Config::default();
+    // off by default (its cost, README)
+    assert!(!cfg.perf.memleak);
+    cfg.agent.events = false;
+    cfg.perf.interval_s = 1;
+    cfg.perf.memleak = true;
+    cfg.perf.memleak_sample = 1;
+    cfg.perf.memleak_min_age_s = 2;
+    cfg.perf.memleak_top = 1000;
+    // only memleak: the other tools' programs are not under test
+    cfg.perf.kmem = false;
+    cfg.perf.slabratetop = false;
+    cfg.perf.numamove = false;
+    cfg.perf.workq = false;
+    cfg.perf.softirqs = false;
+    cfg.perf.hardirqs = false;
+    cfg.perf.tasklets = false;
+    let status = vigil_engine::probe::ktools_status(&cfg);
+    let ml = status
+        .iter()
+        .find(|s| s.name == "memleak")
+        .expect("a memleak row");
+    assert!(ml.is_live(), "{ml:?}");
+    let out = Shared::default();
+    let agent = Running::spawn(RunOptions {
+        sink: Some(Box::new(JsonLines::writer(Box::new(out.clone()), "test"))),
+        ..RunOptions::new(cfg)
+    })
+    .expect("agent starts");
+    vigil_tests::wait_for(Duration::from_secs(40), || {
+        out.records()
+            .iter()
+            .any(|r| r["event"]["action"] == "memleak-table")
+            .then_some(())
+    })
+    .expect("a first memleak-table record: memleak attached");
+    let (keeper, fd) = fork_child(Duration::from_secs(60), None, leak_pipes);
+    assert_eq!(child_result(fd) as usize, LEAK_PIPES);
+    let (closer, fd) = fork_child(Duration::from_secs(60), None, free_pipes);
+    assert_eq!(child_result(fd) as usize, LEAK_PIPES);
+    let pipe_stack = |r: &serde_json::Value| {
+        r["vigil"]["memleak"]["stack"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|f| f.as_str().is_some_and(|f| f.starts_with("alloc_pipe_info")))
+        })
+    };
+    let found = vigil_tests::wait_for(Duration::from_secs(30), || {
+        out.records().into_iter().find(|r| {
+            r["event"]["dataset"] == "vigil.memleak"
+                && r["process"]["pid"] == keeper as i64
+                && pipe_stack(r)
+                && r["vigil"]["memleak"]["allocs"].as_u64().unwrap_or(0) >= LEAK_PIPES as u64
+        })
+    });
+    // a few more intervals for the closer's (freed) objects to show if
+    // they wrongly stayed
+    std::thread::sleep(Duration::from_secs(3));
+    let summary = agent.stop_and_detach().expect("agent stops");
+    kill_and_reap(keeper);
+    kill_and_reap(closer);
+    let records = out.records();
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r["event"]["dataset"] == "vigil.memleak" && r["process"]["pid"] == keeper as i64
+        })
+        .map(|r| {
+            (
+                &r["vigil"]["memleak"]["cache"],
+                &r["vigil"]["memleak"]["allocs"],
+                &r["vigil"]["memleak"]["stack"],
+            )
+        })
+        .collect();
+    let r = found.unwrap_or_else(|| {
+        panic!(
+            "no memleak record for pid {keeper} with alloc_pipe_info and >= {LEAK_PIPES} allocs; its records: {mine:?}; table: {:?}",
+            records
+                .iter()
+                .rfind(|r| r["event"]["action"] == "memleak-table")
+        )
+    });
+    eprintln!("memleak record: {r}");
+    let m = &r["vigil"]["memleak"];
+    assert!(m["oldest_s"].as_f64().unwrap_or(0.0) >= 2.0, "{r}");
+    assert_eq!(m["min_age_s"], 2);
+    assert!(
+        m["bytes"].as_u64().unwrap_or(0) >= m["allocs"].as_u64().unwrap_or(0) * 8,
+        "{r}"
+    );
+    // the closed pipes are not outstanding
+    let closed: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r["event"]["dataset"] == "vigil.memleak"
+                && r["process"]["pid"] == closer as i64
+                && pipe_stack(r)
+        })
+        .collect();
+    assert!(
+        closed.is_empty(),
+        "closed pipes reported outstanding: {closed:?}"
+    );
+    assert_eq!(
+        summary.pipeline.ktools.memleak_untracked, 0,
+        "the table never filled"
+    );
+}
+
+/// overlayfs: a container on an overlay rootfs (its own cgroup) writes a
+/// 1 MiB file in 16 writes of 64 KiB and reads it back five times in 64 KiB
+/// reads; the records of that cgroup and mount count at least those calls
+/// and bytes, with their latency.
+#[test]
+fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
+    if !vigil_tests::require_root(
+        "overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount",
+    ) {
+        return;
+    }
+    let _lock = vigil_tests::bpf_lock();
+    let mut cfg = Config::default();
+    cfg.agent.events = false;
+    cfg.perf.interval_s = 1;
+    cfg.perf.overlayfs = true;
+    cfg.perf.kmem = false;
+    cfg.perf.slabratetop = false;
+    cfg.perf.numamove = false;
+    cfg.perf.workq = false;
+    cfg.perf.softirqs = false;
+    cfg.perf.hardirqs = false;
+    cfg.perf.tasklets = false;
+    let status = vigil_engine::probe::ktools_status(&cfg);
+    let ol = status
+        .iter()
+        .find(|s| s.name == "overlayfs")
+        .expect("an overlayfs row");
+    let vigil_bpf::SensorState::Live { mechanism, .. } = &ol.state else {
+        panic!("overlayfs not live: {ol:?}");
+    };
+    assert!(
+        mechanism.contains("tracepoint/syscalls/sys_{enter,exit}_"),
+        "{mechanism}"
+    );
+    // xenhyper: this host has no xen tracepoints, and the probe row says so
+    let xen = vigil_engine::probe::xenhyper_status();
+    let vigil_bpf::SensorState::Unavailable(why) = &xen.state else {
+        panic!("{xen:?}");
+    };
+    if !std::path::Path::new("/sys/kernel/tracing/events/xen").exists() {
+        assert!(
+            why[0].1.starts_with("no xen tracepoints on this host"),
+            "{why:?}"
+        );
+    }
+    let out = Shared::default();
+    let agent = Running::spawn(RunOptions {
+        sink: Some(Box::new(JsonLines::writer(Box::new(out.clone()), "test"))),
+        ..RunOptions::new(cfg)
+    })
+    .expect("agent starts");
+    // the container waits for /go: the tools load after the agent's
+    // "ready", and the test sees them live once its own reads of the
+    // container's overlay show up
+    let c = vigil_tests::NsContainer::start(
+        "overlayfs",
+        "while [ ! -e /go ]; do sleep 1; done; dd if=/dev/zero of=/data bs=65536 count=16 2>/dev/null; i=0; while [ $i -lt 5 ]; do dd if=/data of=/dev/null bs=65536 2>/dev/null; i=$((i+1)); done; echo done; sleep 60",
+    )
+    .expect("container starts");
+    let sh = c.root().join("bin/sh");
+    vigil_tests::wait_for(Duration::from_secs(40), || {
+        let _ = std::fs::read(&sh);
+        out.records()
+            .iter()
+            .any(|r| r["event"]["dataset"] == "vigil.overlayfs")
+            .then_some(())
+    })
+    .expect("overlayfs records of the test's own reads: the tool is attached");
+    std::fs::write(c.root().join("go"), b"").unwrap();
+    vigil_tests::wait_for(Duration::from_secs(20), || {
+        c.log().contains("done").then_some(())
+    })
+    .unwrap_or_else(|| {
+        let pid = c.host_pid();
+        panic!(
+            "the container's dd loop did not finish: log {:?}; /go from the host: {}; init {pid}: {:?}; its children: {:?}",
+            c.log(),
+            c.root().join("go").exists(),
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("State"))
+                .map(str::to_string),
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")),
+        )
+    });
+    let merged = c.root().display().to_string();
+    let cg = c.cgroup_id();
+    let sum = |records: &[serde_json::Value], side: &str, f: &str| -> u64 {
+        records
+            .iter()
+            .filter(|r| {
+                r["event"]["dataset"] == "vigil.overlayfs"
+                    && r["vigil"]["overlayfs"]["cgroup_id"] == cg
+            })
+            .map(|r| r["vigil"]["overlayfs"][side][f].as_u64().unwrap_or(0))
+            .sum()
+    };
+    const MIB: u64 = 1 << 20;
+    vigil_tests::wait_for(Duration::from_secs(15), || {
+        let r = out.records();
+        (sum(&r, "read", "bytes") >= 5 * MIB && sum(&r, "write", "bytes") >= MIB).then_some(())
+    });
+    let summary = agent.stop_and_detach().expect("agent stops");
+    drop(c);
+    let records = out.records();
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            r["event"]["dataset"] == "vigil.overlayfs" && r["vigil"]["overlayfs"]["cgroup_id"] == cg
+        })
+        .collect();
+    assert!(
+        !mine.is_empty(),
+        "no overlayfs record for cgroup {cg}: {:?}",
+        records
+            .iter()
+            .filter(|r| r["event"]["dataset"] == "vigil.overlayfs")
+            .collect::<Vec<_>>()
+    );
+    eprintln!("overlayfs record: {}", mine[0]);
+    for r in &mine {
+        let o = &r["vigil"]["overlayfs"];
+        assert_eq!(o["mount"], merged.as_str(), "{r}");
+        assert!(
+            o["cgroup"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("vigil-test-overlayfs")),
+            "{r}"
+        );
+    }
+    // 5 passes of 16 reads of 64 KiB (plus the EOF read), 16 writes
+    assert!(sum(&records, "read", "count") >= 5 * 16, "{mine:?}");
+    assert!(sum(&records, "read", "bytes") >= 5 * MIB, "{mine:?}");
+    // dd's writes to /dev/null (a device node on the overlay) are not file
+    // I/O: only the 16 writes of /data count
+    let writes = sum(&records, "write", "count");
+    assert!((16..=20).contains(&writes), "{writes} writes: {mine:?}");
+    assert!(sum(&records, "write", "bytes") >= MIB, "{mine:?}");
+    assert!(
+        mine.iter().any(
+            |r| r["vigil"]["overlayfs"]["read"]["p99_us"].as_f64().is_some()
+                && r["vigil"]["overlayfs"]["read"]["max_us"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= 1
+        ),
+        "{mine:?}"
+    );
+    let t = &summary.pipeline.ktools.overlayfs;
+    let reads: u64 = t
+        .iter()
+        .filter(|((g, m, op), _)| *g == cg && *m == merged && op == "read")
+        .map(|(_, v)| v.1)
+        .sum();
+    assert!(reads >= 5 * MIB, "{t:?}");
 }

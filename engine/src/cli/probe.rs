@@ -88,6 +88,7 @@ pub fn perf_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
     };
     v.extend(perfsys_status(cfg));
     v.extend(ktools_status(cfg));
+    v.push(xenhyper_status());
     v.push(profile_status(cfg));
     let stat = std::fs::read_to_string("/proc/stat").map(|t| crate::perf::parse_proc_stat(&t));
     v.push(SensorStatus {
@@ -134,6 +135,32 @@ pub fn ktools_status(cfg: &Config) -> Vec<vigil_bpf::SensorStatus> {
                 state: SensorState::Unavailable(vec![("ktools.bpf.o".into(), e.to_string())]),
             })
             .collect(),
+    }
+}
+
+/// `xenhyper` (Xen hypercalls per guest CPU, the book's 16.3): this build
+/// has no collector for it; the row says whether the host has the `xen:*`
+/// tracepoints it would use.
+pub fn xenhyper_status() -> vigil_bpf::SensorStatus {
+    xenhyper_status_in(&["/sys/kernel/tracing", "/sys/kernel/debug/tracing"])
+}
+
+/// [`xenhyper_status`] against these tracefs directories.
+pub fn xenhyper_status_in(tracefs: &[&str]) -> vigil_bpf::SensorStatus {
+    let xen = tracefs
+        .iter()
+        .map(|d| std::path::Path::new(d).join("events/xen"))
+        .find(|p| p.is_dir());
+    let reason = match xen {
+        Some(p) => format!(
+            "{} exists (a Xen guest kernel), but this build has no xenhyper collector",
+            p.display()
+        ),
+        None => "no xen tracepoints on this host (tracefs has no events/xen: not a Xen guest, or a kernel without CONFIG_XEN)".into(),
+    };
+    SensorStatus {
+        name: "xenhyper",
+        state: SensorState::Unavailable(vec![("tracepoint/xen/xen_mc_*".into(), reason)]),
     }
 }
 
@@ -390,5 +417,31 @@ mod lockdown_tests {
         );
         assert_eq!(lockdown_mode("weird"), "weird");
         assert_eq!(lockdown_mode("[]"), "[]");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xenhyper_says_why_not() {
+        let none = xenhyper_status_in(&["/nonexistent-tracefs"]);
+        let SensorState::Unavailable(r) = &none.state else {
+            panic!("{none:?}");
+        };
+        assert_eq!(none.name, "xenhyper");
+        assert!(
+            r[0].1.starts_with("no xen tracepoints on this host"),
+            "{r:?}"
+        );
+        let d = std::env::temp_dir().join(format!("vigil-xen-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("events/xen")).unwrap();
+        let some = xenhyper_status_in(&[d.to_str().unwrap()]);
+        let _ = std::fs::remove_dir_all(&d);
+        let SensorState::Unavailable(r) = &some.state else {
+            panic!("{some:?}");
+        };
+        assert!(r[0].1.contains("no xenhyper collector"), "{r:?}");
     }
 }

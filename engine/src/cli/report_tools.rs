@@ -1,14 +1,16 @@
 //! `vigil report --tool TOOL --records FILE`: BCC-style text views of the
 //! kernel-work tools, summed over the metric records vigil wrote
 //! (`event.dataset: vigil.<tool>`) in the window: `kmem`, `slabratetop`,
-//! `kpages`, `numamove`, `workq`, `softirqs`, `hardirqs`, `tasklets`.
+//! `memleak`, `overlayfs`, `kpages`, `numamove`, `workq`, `softirqs`, `hardirqs`,
+//! `tasklets`. memleak's view is the last collection in the window (what
+//! is outstanding then), not a sum.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The tools with a text view: every kernel-work tool, named as `vigil
 /// probe` shows them.
-pub const TOOLS: [&str; 8] = vigil_bpf::ktools::SENSOR_NAMES;
+pub const TOOLS: &[&str] = &vigil_bpf::ktools::SENSOR_NAMES;
 
 fn ts_of(r: &Value) -> Option<i64> {
     let s = r["@timestamp"].as_str()?;
@@ -46,6 +48,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + ns)
 }
 
+/// overlayfs view: (calls, bytes, errors, latency us x calls, worst p99).
+type OverlaySums = (u64, u64, u64, f64, f64);
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
@@ -75,7 +80,7 @@ pub fn render(tool: &str, text: &str, since_s: Option<u64>, now_s: i64) -> (Stri
     let mut out = String::new();
     let secs: f64 = recs
         .iter()
-        .filter(|r| r["event"]["action"] != "kmem-sites")
+        .filter(|r| r["event"]["action"] != "kmem-sites" && r["event"]["action"] != "memleak-table")
         .filter_map(|r| r["vigil"][tool]["interval_s"].as_f64())
         .fold(0.0, f64::max);
     let n = recs.len();
@@ -88,6 +93,103 @@ pub fn render(tool: &str, text: &str, since_s: Option<u64>, now_s: i64) -> (Stri
         }
     ));
     match tool {
+        "memleak" => {
+            // the last collection: its table record and the groups with
+            // the same timestamp
+            let last = recs
+                .iter()
+                .filter_map(|r| r["@timestamp"].as_str())
+                .max()
+                .unwrap_or("")
+                .to_string();
+            let now: Vec<&Value> = recs
+                .iter()
+                .filter(|r| r["@timestamp"].as_str() == Some(last.as_str()))
+                .collect();
+            if let Some(t) = now.iter().find(|r| r["event"]["action"] == "memleak-table") {
+                let m = &t["vigil"]["memleak"];
+                out.push_str(&format!(
+                    "at {last}: {} allocations tracked, {} outstanding >= {} s ({} bytes) in {} stacks, sampled 1 in {}; {} not tracked (table full)\n\n",
+                    u(&m["tracked"]),
+                    u(&m["outstanding_allocs"]),
+                    u(&m["min_age_s"]),
+                    u(&m["outstanding_bytes"]),
+                    u(&m["groups"]),
+                    u(&m["sample"]).max(1),
+                    u(&m["untracked"]),
+                ));
+            }
+            let mut groups: Vec<&&Value> = now
+                .iter()
+                .filter(|r| r["event"]["action"] == "memleak")
+                .collect();
+            groups.sort_by(|a, b| {
+                u(&b["vigil"]["memleak"]["bytes"]).cmp(&u(&a["vigil"]["memleak"]["bytes"]))
+            });
+            for r in groups.iter().take(20) {
+                let m = &r["vigil"]["memleak"];
+                out.push_str(&format!(
+                    "{} bytes in {} allocations ({}) from pid {} {}, oldest {:.1} s:\n",
+                    u(&m["bytes"]),
+                    u(&m["allocs"]),
+                    m["cache"].as_str().unwrap_or("?"),
+                    u(&r["process"]["pid"]),
+                    r["process"]["name"].as_str().unwrap_or("-"),
+                    m["oldest_s"].as_f64().unwrap_or(0.0),
+                ));
+                let frames = m["stack"].as_array().cloned().unwrap_or_default();
+                if frames.is_empty() {
+                    out.push_str("\t[stack not stored]\n");
+                }
+                for f in frames {
+                    out.push_str(&format!("\t{}\n", f.as_str().unwrap_or("?")));
+                }
+                out.push('\n');
+            }
+        }
+        "overlayfs" => {
+            // (cgroup or container, mount, op) -> (calls, bytes, errors,
+            // latency us x calls, max p99)
+            let mut by: BTreeMap<(String, String, &str), OverlaySums> = BTreeMap::new();
+            for r in &recs {
+                let o = &r["vigil"]["overlayfs"];
+                let who = r["container"]["id"]
+                    .as_str()
+                    .map(|c| c.chars().take(12).collect::<String>())
+                    .or_else(|| o["cgroup"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| u(&o["cgroup_id"]).to_string());
+                let mount = o["mount"]
+                    .as_str()
+                    .or_else(|| o["dev"].as_str())
+                    .unwrap_or("?")
+                    .to_string();
+                for op in ["read", "write"] {
+                    let v = &o[op];
+                    let n = u(&v["count"]);
+                    if n == 0 {
+                        continue;
+                    }
+                    let e = by.entry((who.clone(), mount.clone(), op)).or_default();
+                    e.0 += n;
+                    e.1 += u(&v["bytes"]);
+                    e.2 += u(&v["errors"]);
+                    e.3 += v["avg_us"].as_f64().unwrap_or(0.0) * n as f64;
+                    e.4 = e.4.max(v["p99_us"].as_f64().unwrap_or(0.0));
+                }
+            }
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+            out.push_str(&format!(
+                "{:<32} {:<40} {:<5} {:>10} {:>14} {:>7} {:>10} {:>10}\n",
+                "CGROUP/CONTAINER", "MOUNT", "OP", "CALLS", "BYTES", "ERRORS", "AVG_us", "P99_us"
+            ));
+            for ((who, mount, op), (n, b, err, lat, p99)) in v.iter().take(30) {
+                out.push_str(&format!(
+                    "{who:<32} {mount:<40} {op:<5} {n:>10} {b:>14} {err:>7} {:>10.1} {p99:>10.1}\n",
+                    lat / (*n).max(1) as f64
+                ));
+            }
+        }
         "slabratetop" => {
             let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
             for r in &recs {
@@ -355,6 +457,49 @@ not json
                 .any(|l| l.contains("python3") && l.contains("kmalloc-128 (90)")),
             "{v}"
         );
+    }
+
+    #[test]
+    fn memleak_shows_the_last_collection_with_its_stacks() {
+        let recs = r#"{"@timestamp":"2026-12-04T18:24:01.8Z","event":{"kind":"metric","dataset":"vigil.memleak","action":"memleak"},"process":{"pid":7,"name":"old"},"vigil":{"memleak":{"interval_s":1.0,"cache":"kmalloc-cg-1k","allocs":5,"bytes":5120,"oldest_s":3.0,"stack":["alloc_pipe_info+0x8a"]}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.memleak","action":"memleak-table"},"vigil":{"memleak":{"interval_s":1.0,"tracked":900,"outstanding_allocs":600,"outstanding_bytes":307200,"groups":2,"untracked":0,"min_age_s":2,"sample":1}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.memleak","action":"memleak"},"process":{"pid":42,"name":"keeper"},"vigil":{"memleak":{"interval_s":1.0,"cache":"kmalloc-cg-192","allocs":300,"bytes":57600,"oldest_s":4.0,"stack":["alloc_pipe_info+0x5b","create_pipe_files+0x3c","do_pipe2+0x50"]}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.memleak","action":"memleak"},"process":{"pid":42,"name":"keeper"},"vigil":{"memleak":{"interval_s":1.0,"cache":"kmalloc-cg-1k","allocs":300,"bytes":307200,"oldest_s":4.0,"stack":[]}}}
+"#;
+        let (v, _) = render("memleak", recs, None, 0);
+        assert!(
+            v.contains("900 allocations tracked, 600 outstanding >= 2 s"),
+            "{v}"
+        );
+        let big = v
+            .find("307200 bytes in 300 allocations (kmalloc-cg-1k) from pid 42 keeper")
+            .expect(&v);
+        let small = v
+            .find("57600 bytes in 300 allocations (kmalloc-cg-192)")
+            .expect(&v);
+        assert!(big < small, "most bytes first: {v}");
+        assert!(v.contains("\tcreate_pipe_files+0x3c\n"), "{v}");
+        assert!(v.contains("[stack not stored]"), "{v}");
+        assert!(!v.contains("pid 7 old"), "only the last collection: {v}");
+    }
+
+    #[test]
+    fn overlayfs_sums_calls_and_bytes_per_cgroup_mount_and_op() {
+        let recs = r#"{"@timestamp":"2026-12-04T18:24:01.8Z","event":{"kind":"metric","dataset":"vigil.overlayfs","action":"overlayfs"},"vigil":{"overlayfs":{"interval_s":1.0,"cgroup_id":9,"cgroup":"/vigil-test-a","dev":"0:41","mount":"/tmp/m","read":{"count":10,"bytes":655360,"errors":0,"avg_us":2.0,"p99_us":8.0,"max_us":8},"write":{"count":16,"bytes":1048576,"errors":1,"avg_us":30.0,"p99_us":64.0,"max_us":64}}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.overlayfs","action":"overlayfs"},"vigil":{"overlayfs":{"interval_s":1.0,"cgroup_id":9,"cgroup":"/vigil-test-a","dev":"0:41","mount":"/tmp/m","read":{"count":30,"bytes":1966080,"errors":0,"avg_us":6.0,"p99_us":16.0,"max_us":16}}}}
+"#;
+        let (v, _) = render("overlayfs", recs, None, 0);
+        let read = v.lines().find(|l| l.contains(" read ")).expect(&v);
+        assert!(
+            read.starts_with("/vigil-test-a") && read.contains("/tmp/m"),
+            "{v}"
+        );
+        assert!(read.contains(" 40 ") && read.contains(" 2621440 "), "{v}");
+        // (10 x 2 + 30 x 6) / 40 = 5.0 us average, the worst p99 16
+        assert!(read.contains(" 5.0 ") && read.ends_with(" 16.0"), "{v}");
+        let write = v.lines().find(|l| l.contains(" write ")).expect(&v);
+        assert!(write.contains(" 1048576 ") && write.contains(" 1 "), "{v}");
+        assert!(v.starts_with("overlayfs: 2 records"), "{v}");
     }
 
     #[test]

@@ -44,15 +44,69 @@ pub struct CounterDelta {
     pub scale: f64,
 }
 
+/// What makes a metric record a finding: its name (rule id `perf.<name>`,
+/// `vigil.finding.name`), its own title (the outputs' rule name: syslog
+/// `rule_name`, CEF name) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Short name (`runqlat-high`).
+    pub name: &'static str,
+    /// Title of this kind of finding (`Run-queue latency high`).
+    pub title: &'static str,
+    /// What was seen, with the figures.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding named `name`, titled `title`.
+    pub fn new(name: &'static str, title: &'static str, message: String) -> Finding {
+        Finding {
+            name,
+            title,
+            message,
+        }
+    }
+}
+
+/// A security alert a collector raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// The encoded record.
+    pub json: Vec<u8>,
+    /// Rule id (`perf.kmem-spray`).
+    pub id: String,
+    /// Title of this kind of alert (the outputs' rule name).
+    pub title: &'static str,
+    /// What was seen.
+    pub message: String,
+    /// Severity 1..=4 (low, medium, high, critical).
+    pub severity: u8,
+}
+
 /// What one collection produced.
 #[derive(Debug, Default)]
 pub struct Output {
     /// Metric and finding records ([`PerfRecord::finding`] set for findings).
     pub records: Vec<PerfRecord>,
-    /// Security alerts: (record, rule id, message, severity 1..=4).
-    pub alerts: Vec<(Vec<u8>, String, String, u8)>,
+    /// Security alerts.
+    pub alerts: Vec<Alert>,
     /// Prometheus counter increments.
     pub counters: Vec<CounterDelta>,
+    /// Prometheus gauge values (set, not added).
+    pub gauges: Vec<GaugeValue>,
+}
+
+/// A Prometheus gauge value: series name, help, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaugeValue {
+    /// Series name.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Label pairs.
+    pub labels: Vec<(&'static str, String)>,
+    /// Value now.
+    pub value: i64,
 }
 
 /// One tool's collector.

@@ -1,5 +1,6 @@
 //! The kernel-work tools' collector ([`vigil_bpf::ktools`]): kernel memory
-//! (`kmem`, `slabratetop`, `kpages`, `numamove`) and deferred work
+//! (`kmem`, `slabratetop`, `memleak`, `kpages`, `numamove`), file I/O on
+//! overlay mounts (`overlayfs`) and deferred work
 //! (`workq`, `softirqs`, `hardirqs`, `tasklets`). Every `perf.interval_s` it
 //! reads the object's maps through [`Collector`] and writes one metric
 //! record per tool that saw activity (`event.dataset: vigil.<tool>`),
@@ -14,13 +15,16 @@
 use crate::config::PerfConfig;
 use crate::ecs;
 use crate::perf::PerfRecord;
-use crate::perf::collector::{Collector, CounterDelta, Ctx, Cumulative, Deltas, Kallsyms, Output};
+use crate::perf::collector::{
+    Collector, CounterDelta, Ctx, Cumulative, Deltas, GaugeValue, Kallsyms, Output,
+};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use vigil_bpf::ktools::{
     KM_ACCOUNTED, KM_KMALLOC, KT_SLOTS, KW_HARDIRQ, KW_SOFTIRQ, KW_TASKLET, KW_WORKQ, KmKey,
-    KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, NmKey, NmVal, migrate_reason, softirq_name,
+    KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, MlVal, NmKey, NmVal, OL_WRITE, OlKey, OlVal,
+    migrate_reason, softirq_name,
 };
 
 impl Cumulative for KmVal {
@@ -76,6 +80,78 @@ impl Cumulative for KwVal {
     fn is_zero(&self) -> bool {
         self.count == 0
     }
+}
+
+impl Cumulative for OlVal {
+    fn since(&self, p: &Self) -> Self {
+        if self.count < p.count || self.ns < p.ns || self.bytes < p.bytes {
+            return *self;
+        }
+        let mut d = *self;
+        d.count -= p.count;
+        d.ns -= p.ns;
+        d.bytes -= p.bytes;
+        d.errors = self.errors.saturating_sub(p.errors);
+        for i in 0..KT_SLOTS {
+            d.slots[i] = self.slots[i].saturating_sub(p.slots[i]);
+        }
+        d
+    }
+    fn is_zero(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// Overlay mounts of a mountinfo text: superblock device (kernel
+/// encoding, `major << 20 | minor`) -> mount point (the first one listed).
+pub fn overlay_mounts(mountinfo: &str) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    for l in mountinfo.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        if f.get(sep + 1) != Some(&"overlay") || f.len() < 5 {
+            continue;
+        }
+        let Some((ma, mi)) = f[2].split_once(':') else {
+            continue;
+        };
+        let (Ok(ma), Ok(mi)) = (ma.parse::<u32>(), mi.parse::<u32>()) else {
+            continue;
+        };
+        let dev = (ma << 20) | (mi & 0xfffff);
+        out.entry(dev).or_insert_with(|| unescape_mount(f[4]));
+    }
+    out
+}
+
+/// A mountinfo path with its octal escapes (`\040` for a space) undone.
+pub fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `major:minor` of a kernel-encoded device number.
+pub fn dev_name(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
 }
 
 /// The slab cache name of an allocation key: the cache's own name, or
@@ -268,6 +344,113 @@ pub fn class_loads(
         .collect()
 }
 
+/// Allocations of one process, from one kernel stack, in one cache or size
+/// class, outstanding longer than the minimum age (memleak).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakGroup {
+    /// Allocating process (0: none).
+    pub tgid: u32,
+    /// cgroup v2 id of the allocating task.
+    pub cgroup_id: u64,
+    /// Kernel stack id (negative: not stored).
+    pub stackid: i32,
+    /// Cache or size class name.
+    pub class: String,
+    /// Allocations outstanding (scaled by the sample rate).
+    pub allocs: u64,
+    /// Their bytes (scaled).
+    pub bytes: u64,
+    /// Age of the oldest, nanoseconds.
+    pub oldest_ns: u64,
+    /// Symbolized frames, innermost first, the tracing frames removed
+    /// (filled for the groups reported).
+    pub stack: Vec<String>,
+}
+
+/// (tgid, cgroup, stack id, cache, size, flags) of a memleak group.
+type LeakKey = (u32, u64, i32, u64, u32, u32);
+
+/// Groups the memleak table's allocations older than `min_age_ns` at
+/// `now_ns` (CLOCK_MONOTONIC) by (process, cgroup, stack, class); counts
+/// scaled by `scale`; most bytes first.
+pub fn group_leaks(
+    table: &HashMap<u64, MlVal>,
+    now_ns: u64,
+    min_age_ns: u64,
+    scale: u64,
+    names: &HashMap<u64, String>,
+) -> Vec<LeakGroup> {
+    let mut by: HashMap<LeakKey, (u64, u64, u64)> = HashMap::new();
+    for v in table.values() {
+        let age = now_ns.saturating_sub(v.ts_ns);
+        if age < min_age_ns {
+            continue;
+        }
+        let e = by
+            .entry((v.tgid, v.cgroup_id, v.stackid, v.cache, v.size, v.flags))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(v.size);
+        e.2 = e.2.max(age);
+    }
+    let mut out: Vec<LeakGroup> = by
+        .into_iter()
+        .map(
+            |((tgid, cgroup_id, stackid, cache, size, flags), (n, b, oldest))| LeakGroup {
+                tgid,
+                cgroup_id,
+                stackid,
+                class: class_name(cache, size, flags, names),
+                allocs: n.saturating_mul(scale),
+                bytes: b.saturating_mul(scale),
+                oldest_ns: oldest,
+                stack: Vec::new(),
+            },
+        )
+        .collect();
+    out.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(a.tgid.cmp(&b.tgid))
+            .then(a.stackid.cmp(&b.stackid))
+            .then(a.class.cmp(&b.class))
+    });
+    out
+}
+
+/// A memleak stack's frames without the tracing machinery at its top
+/// (the BPF program's and the tracepoint's own frames), innermost first.
+pub fn leak_frames(frames: Vec<String>) -> Vec<String> {
+    let tracing = |f: &str| {
+        [
+            "bpf_",
+            "__bpf_",
+            "__traceiter_",
+            "trace_",
+            "perf_trace_",
+            "__probestub_",
+        ]
+        .iter()
+        .any(|p| f.starts_with(p))
+    };
+    let skip = frames.iter().take_while(|f| tracing(f)).count();
+    if skip == frames.len() {
+        return frames;
+    }
+    frames.into_iter().skip(skip).collect()
+}
+
+/// Now on CLOCK_MONOTONIC (the clock of `bpf_ktime_get_ns`).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Cumulative figures since start (summary, tests).
 #[derive(Debug, Clone, Default)]
 pub struct KtoolsTotals {
@@ -289,6 +472,13 @@ pub struct KtoolsTotals {
     pub hardirqs: BTreeMap<String, (u64, u64)>,
     /// Tasklet runs per function.
     pub tasklets: BTreeMap<String, u64>,
+    /// overlayfs: (calls, bytes, ns) per (cgroup id, mount, "read"/"write").
+    pub overlayfs: BTreeMap<(u64, String, String), (u64, u64, u64)>,
+    /// memleak: the groups of the last collection (most bytes first, the
+    /// reported ones symbolized).
+    pub memleak: Vec<LeakGroup>,
+    /// memleak: allocations not tracked because its table was full.
+    pub memleak_untracked: u64,
     /// Heap-spray alerts raised.
     pub sprays: u64,
     /// Findings raised.
@@ -307,9 +497,15 @@ pub struct KtoolsCollector {
     kpages: Deltas<KpKey, u64>,
     numa: Deltas<NmKey, NmVal>,
     work: Deltas<KwKey, KwVal>,
+    overlay: Deltas<OlKey, OlVal>,
+    mounts: HashMap<u32, String>,
     names: HashMap<u64, String>,
     syms: &'static Kallsyms,
     spray: Spray,
+    /// memleak stack ids unreferenced at the last collection.
+    ml_unref: HashSet<i32>,
+    /// memleak: kernel counters (full, no stack) at the last collection.
+    ml_last_stats: (u64, u64),
     last_at: Instant,
     /// Cumulative figures.
     pub totals: KtoolsTotals,
@@ -378,6 +574,8 @@ impl KtoolsCollector {
             kpages: Deltas::default(),
             numa: Deltas::default(),
             work: Deltas::default(),
+            overlay: Deltas::default(),
+            mounts: HashMap::new(),
             names: HashMap::new(),
             syms: Kallsyms::preload(),
             spray: Spray::new(
@@ -386,6 +584,8 @@ impl KtoolsCollector {
                 cfg.spray_share,
                 cfg.spray_root_factor,
             ),
+            ml_unref: HashSet::new(),
+            ml_last_stats: (0, 0),
             last_at: Instant::now(),
             totals: KtoolsTotals::default(),
         }
@@ -394,6 +594,271 @@ impl KtoolsCollector {
     /// The loaded object (status, program stats).
     pub fn ktools(&self) -> &Ktools {
         &self.kt
+    }
+}
+
+impl KtoolsCollector {
+    /// memleak: reads the table of outstanding allocations, reports the
+    /// groups older than `memleak_min_age_s` (symbolized), and removes the
+    /// stored stacks no allocation refers to in two readings in a row.
+    fn collect_memleak(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Output,
+        secs: f64,
+        ts: &str,
+        hostname: &str,
+    ) {
+        let scale = u64::from(self.cfg.memleak_sample.max(1));
+        let table = self.kt.memleak_outstanding().unwrap_or_default();
+        let now = monotonic_ns();
+        if table
+            .values()
+            .any(|v| v.cache != 0 && !self.names.contains_key(&v.cache))
+        {
+            self.names = self.kt.cache_names().unwrap_or_default();
+        }
+        let min_age = self.cfg.memleak_min_age_s.saturating_mul(1_000_000_000);
+        let mut groups = group_leaks(&table, now, min_age, scale, &self.names);
+        let st = self.kt.stats().unwrap_or_default();
+        let full = st.ml_full.saturating_sub(self.ml_last_stats.0);
+        let nostack = st.ml_nostack.saturating_sub(self.ml_last_stats.1);
+        self.ml_last_stats = (st.ml_full, st.ml_nostack);
+        self.totals.memleak_untracked += full;
+        let top = self.cfg.memleak_top.max(1);
+        let (all_n, all_b) = groups
+            .iter()
+            .fold((0u64, 0u64), |a, g| (a.0 + g.allocs, a.1 + g.bytes));
+        for g in groups.iter_mut().take(top) {
+            g.stack = leak_frames(
+                self.kt
+                    .memleak_stack(g.stackid)
+                    .into_iter()
+                    .map(|ip| self.syms.name(ip))
+                    .collect(),
+            );
+            let mut w = vigil_outputs::json::Writer::new();
+            w.str("@timestamp", ts.as_bytes())
+                .str("event.kind", "metric")
+                .str("event.module", "vigil")
+                .str("event.dataset", "vigil.memleak")
+                .str("event.action", "memleak")
+                .str("host.hostname", hostname.as_bytes());
+            w.u64("process.pid", u64::from(g.tgid));
+            if let Some(n) = comm_of(g.tgid) {
+                w.str("process.name", n.as_bytes());
+            }
+            let path = ctx.host.cgroup_path(g.cgroup_id);
+            if let Some(c) = path.as_deref().and_then(crate::container::from_cgroup_path) {
+                w.str("container.id", c.id.as_bytes())
+                    .str("container.runtime", c.runtime);
+            }
+            put_f64(
+                &mut w,
+                "vigil.memleak.interval_s",
+                (secs * 100.0).round() / 100.0,
+            );
+            w.u64("vigil.memleak.cgroup_id", g.cgroup_id);
+            if let Some(p) = &path {
+                w.str("vigil.memleak.cgroup", p.as_bytes());
+            }
+            w.str("vigil.memleak.cache", g.class.as_bytes())
+                .u64("vigil.memleak.allocs", g.allocs)
+                .u64("vigil.memleak.bytes", g.bytes);
+            put_f64(
+                &mut w,
+                "vigil.memleak.oldest_s",
+                round1(g.oldest_ns as f64 / 1e9),
+            );
+            w.u64("vigil.memleak.min_age_s", self.cfg.memleak_min_age_s)
+                .u64("vigil.memleak.sample", scale)
+                .strs("vigil.memleak.stack", g.stack.iter());
+            if g.stackid < 0 {
+                w.str(
+                    "vigil.memleak.stack_missing",
+                    "stack map full or bucket taken",
+                );
+            }
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+        if !table.is_empty() || full > 0 {
+            let mut w = vigil_outputs::json::Writer::new();
+            w.str("@timestamp", ts.as_bytes())
+                .str("event.kind", "metric")
+                .str("event.module", "vigil")
+                .str("event.dataset", "vigil.memleak")
+                .str("event.action", "memleak-table")
+                .str("host.hostname", hostname.as_bytes());
+            put_f64(
+                &mut w,
+                "vigil.memleak.interval_s",
+                (secs * 100.0).round() / 100.0,
+            );
+            w.u64("vigil.memleak.tracked", table.len() as u64)
+                .u64("vigil.memleak.outstanding_allocs", all_n)
+                .u64("vigil.memleak.outstanding_bytes", all_b)
+                .u64("vigil.memleak.groups", groups.len() as u64)
+                .u64("vigil.memleak.untracked", full)
+                .u64("vigil.memleak.no_stack", nostack)
+                .u64("vigil.memleak.min_age_s", self.cfg.memleak_min_age_s)
+                .u64("vigil.memleak.sample", scale);
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+        out.gauges.push(GaugeValue {
+            name: "vigil_memleak_outstanding_bytes",
+            help: "Kernel memory outstanding longer than perf.memleak_min_age_s (memleak, scaled by the sample rate).",
+            labels: Vec::new(),
+            value: i64::try_from(all_b).unwrap_or(i64::MAX),
+        });
+        out.gauges.push(GaugeValue {
+            name: "vigil_memleak_outstanding_allocations",
+            help: "Kernel allocations outstanding longer than perf.memleak_min_age_s (memleak, scaled by the sample rate).",
+            labels: Vec::new(),
+            value: i64::try_from(all_n).unwrap_or(i64::MAX),
+        });
+        if full > 0 {
+            out.counters.push(CounterDelta {
+                name: "vigil_memleak_untracked_total",
+                help: "Kernel allocations memleak could not track (its table was full).",
+                labels: Vec::new(),
+                delta: full,
+                scale: 1.0,
+            });
+        }
+        // stored stacks nobody refers to, twice in a row, are removed
+        let referenced: HashSet<i32> = table.values().map(|v| v.stackid).collect();
+        let unref: HashSet<i32> = self
+            .kt
+            .memleak_stack_ids()
+            .into_iter()
+            .filter(|i| !referenced.contains(i))
+            .collect();
+        let stale: Vec<i32> = unref.intersection(&self.ml_unref).copied().collect();
+        self.kt.forget_memleak_stacks(&stale);
+        self.ml_unref = unref.difference(&self.ml_unref).copied().collect();
+        groups.truncate(100);
+        self.totals.memleak = groups;
+    }
+}
+
+impl KtoolsCollector {
+    /// overlayfs: one record per (cgroup, overlay mount) that read or wrote
+    /// in the interval, with count, bytes, errors and latency of each side.
+    fn collect_overlayfs(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Output,
+        secs: f64,
+        ts: &str,
+        hostname: &str,
+    ) {
+        let (d, forget) = self
+            .overlay
+            .step(self.kt.overlayfs().unwrap_or_default(), |_| false);
+        let _ = self.kt.forget_overlayfs(&forget);
+        if d.is_empty() {
+            return;
+        }
+        if d.iter().any(|(k, _)| !self.mounts.contains_key(&k.dev)) {
+            self.mounts = std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|t| overlay_mounts(&t))
+                .unwrap_or_default();
+        }
+        let mut by: BTreeMap<(u64, u32), [Option<OlVal>; 2]> = BTreeMap::new();
+        for (k, v) in &d {
+            let e = by.entry((k.cgroup_id, k.dev)).or_default();
+            e[usize::from(k.op == OL_WRITE)] = Some(*v);
+        }
+        for ((cg, dev), sides) in by {
+            let mount = self.mounts.get(&dev).cloned();
+            let mut w = vigil_outputs::json::Writer::new();
+            w.str("@timestamp", ts.as_bytes())
+                .str("event.kind", "metric")
+                .str("event.module", "vigil")
+                .str("event.dataset", "vigil.overlayfs")
+                .str("event.action", "overlayfs")
+                .str("host.hostname", hostname.as_bytes());
+            let path = ctx.host.cgroup_path(cg);
+            if let Some(c) = path.as_deref().and_then(crate::container::from_cgroup_path) {
+                w.str("container.id", c.id.as_bytes())
+                    .str("container.runtime", c.runtime);
+            }
+            put_f64(
+                &mut w,
+                "vigil.overlayfs.interval_s",
+                (secs * 100.0).round() / 100.0,
+            );
+            w.u64("vigil.overlayfs.cgroup_id", cg);
+            if let Some(p) = &path {
+                w.str("vigil.overlayfs.cgroup", p.as_bytes());
+            }
+            w.str("vigil.overlayfs.dev", dev_name(dev).as_bytes());
+            if let Some(m) = &mount {
+                w.str("vigil.overlayfs.mount", m.as_bytes());
+            }
+            let mount_label = mount.clone().unwrap_or_else(|| dev_name(dev));
+            for (i, side) in ["read", "write"].into_iter().enumerate() {
+                let Some(v) = sides[i] else { continue };
+                let key = |f: &str| format!("vigil.overlayfs.{side}.{f}");
+                w.u64(&key("count"), v.count)
+                    .u64(&key("bytes"), v.bytes)
+                    .u64(&key("errors"), v.errors);
+                put_f64(
+                    &mut w,
+                    &key("avg_us"),
+                    round1(v.ns as f64 / 1000.0 / v.count.max(1) as f64),
+                );
+                if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
+                    put_f64(&mut w, &key("p50_us"), q);
+                }
+                if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
+                    put_f64(&mut w, &key("p99_us"), q);
+                }
+                w.u64(
+                    &key("max_us"),
+                    crate::perf::slot_bounds(v.slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+                );
+                let t = self
+                    .totals
+                    .overlayfs
+                    .entry((cg, mount_label.clone(), side.to_string()))
+                    .or_default();
+                t.0 += v.count;
+                t.1 += v.bytes;
+                t.2 += v.ns;
+                out.counters.push(CounterDelta {
+                    name: "vigil_overlayfs_calls_total",
+                    help: "Reads and writes of files on overlay mounts (overlayfs).",
+                    labels: vec![("op", side.to_string())],
+                    delta: v.count,
+                    scale: 1.0,
+                });
+                out.counters.push(CounterDelta {
+                    name: "vigil_overlayfs_bytes_total",
+                    help: "Bytes read and written on overlay mounts (overlayfs).",
+                    labels: vec![("op", side.to_string())],
+                    delta: v.bytes,
+                    scale: 1.0,
+                });
+                out.counters.push(CounterDelta {
+                    name: "vigil_overlayfs_seconds_total",
+                    help: "Time in reads and writes of files on overlay mounts (overlayfs).",
+                    labels: vec![("op", side.to_string())],
+                    delta: v.ns,
+                    scale: 1e-9,
+                });
+            }
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
     }
 }
 
@@ -409,7 +874,9 @@ impl Collector for KtoolsCollector {
             ("kpages_keys", self.kpages.len()),
             ("numamove_keys", self.numa.len()),
             ("work_keys", self.work.len()),
+            ("overlayfs_keys", self.overlay.len()),
             ("spray_usual", self.spray.len()),
+            ("memleak_unreferenced_stacks", self.ml_unref.len()),
         ]);
     }
 
@@ -650,11 +1117,26 @@ impl Collector for KtoolsCollector {
                         (l.share * 1000.0).round() / 1000.0,
                     );
                     let sev = if h.uid == Some(0) { 2 } else { 3 };
-                    out.alerts
-                        .push((w.finish(), "perf.kmem-spray".into(), msg, sev));
+                    out.alerts.push(crate::perf::collector::Alert {
+                        json: w.finish(),
+                        id: "perf.kmem-spray".into(),
+                        title: "Kernel heap spray",
+                        message: msg,
+                        severity: sev,
+                    });
                 }
                 self.spray.forget(gone);
             }
+        }
+
+        // ---- memleak ----
+        if self.kt.is_live("memleak") {
+            self.collect_memleak(ctx, &mut out, secs, &ts, &hostname);
+        }
+
+        // ---- overlayfs ----
+        if self.kt.is_live("overlayfs") {
+            self.collect_overlayfs(ctx, &mut out, secs, &ts, &hostname);
         }
 
         // ---- kpages ----
@@ -893,7 +1375,11 @@ impl Collector for KtoolsCollector {
                     w.str("vigil.finding.unit", "percent");
                     out.records.push(PerfRecord {
                         json: w.finish(),
-                        finding: Some(("softirq-high".into(), msg)),
+                        finding: Some(crate::perf::collector::Finding::new(
+                            "softirq-high",
+                            "Softirq time high",
+                            msg,
+                        )),
                     });
                 }
             }
@@ -1000,6 +1486,79 @@ mod tests {
         // off
         let mut off = Spray::new(0.0, 20.0, 0.5, 4.0);
         assert!(off.judge(&l, |_| Some(1)).is_empty());
+    }
+
+    #[test]
+    fn leaks_older_than_the_minimum_age_group_by_process_stack_and_class() {
+        let names: HashMap<u64, String> = [(0xc0, "filp".to_string())].into();
+        let v = |ts_ns, tgid, stackid, cache, size| MlVal {
+            ts_ns,
+            cgroup_id: 7,
+            cache,
+            size,
+            tgid,
+            stackid,
+            flags: if cache == 0 { KM_KMALLOC } else { 0 },
+        };
+        let s = 1_000_000_000u64;
+        let table: HashMap<u64, MlVal> = [
+            // pid 10: three old 192-byte kmallocs from stack 1, one young
+            (1, v(s, 10, 1, 0, 192)),
+            (2, v(2 * s, 10, 1, 0, 192)),
+            (3, v(3 * s, 10, 1, 0, 192)),
+            (4, v(99 * s, 10, 1, 0, 192)),
+            // pid 10, another stack, a named cache
+            (5, v(s, 10, 2, 0xc0, 256)),
+            // pid 11: one old allocation
+            (6, v(s, 11, 3, 0, 64)),
+        ]
+        .into();
+        let g = group_leaks(&table, 100 * s, 10 * s, 4, &names);
+        assert_eq!(g.len(), 3, "{g:?}");
+        assert_eq!((g[0].tgid, g[0].stackid), (10, 1));
+        assert_eq!((g[0].allocs, g[0].bytes), (12, 4 * 3 * 192));
+        assert_eq!(g[0].oldest_ns, 99 * s);
+        assert_eq!(g[0].class, "kmalloc-192");
+        assert_eq!((g[1].class.as_str(), g[1].bytes), ("filp", 1024));
+        assert_eq!((g[2].tgid, g[2].bytes), (11, 256));
+        // nothing is that old
+        assert!(group_leaks(&table, 100 * s, 200 * s, 1, &names).is_empty());
+    }
+
+    #[test]
+    fn leak_stacks_lose_their_tracing_frames_only() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            leak_frames(f(&[
+                "bpf_trace_run3+0x52",
+                "__traceiter_kmalloc+0x2c",
+                "__kmalloc_cache_noprof+0x2a1",
+                "alloc_pipe_info+0x5b",
+                "do_pipe2+0x3c"
+            ])),
+            f(&[
+                "__kmalloc_cache_noprof+0x2a1",
+                "alloc_pipe_info+0x5b",
+                "do_pipe2+0x3c"
+            ])
+        );
+        assert_eq!(leak_frames(f(&["bpf_x"])), f(&["bpf_x"]));
+        assert!(leak_frames(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn overlay_mounts_come_from_mountinfo_with_their_devices() {
+        let t = "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+49 27 0:41 / /tmp/a\\040b/m rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w\n\
+50 27 0:42 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+51 27 0:43 / /var/lib/x/merged rw shared:7 - overlay overlay rw,lowerdir=/l2\n";
+        let m = overlay_mounts(t);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m.get(&41).map(String::as_str), Some("/tmp/a b/m"));
+        assert_eq!(m.get(&43).map(String::as_str), Some("/var/lib/x/merged"));
+        assert_eq!(dev_name(41), "0:41");
+        assert_eq!(unescape_mount("a\\134b\\777\\04"), "a\\b?\\04");
+        assert_eq!(dev_name((8 << 20) | 1), "8:1");
     }
 
     #[test]

@@ -582,7 +582,11 @@ impl PerfsysCollector {
                 );
                 findings.push(Record {
                     json: w.finish(),
-                    finding: Some(("syscall-errors-high".into(), msg)),
+                    finding: Some(crate::perf::collector::Finding::new(
+                        "syscall-errors-high",
+                        "Failing syscalls high",
+                        msg,
+                    )),
                 });
             }
             if over_denied {
@@ -605,7 +609,11 @@ impl PerfsysCollector {
                 );
                 findings.push(Record {
                     json: w.finish(),
-                    finding: Some(("syscall-denied-high".into(), msg)),
+                    finding: Some(crate::perf::collector::Finding::new(
+                        "syscall-denied-high",
+                        "Denied syscalls high",
+                        msg,
+                    )),
                 });
             }
         }
@@ -740,7 +748,11 @@ impl PerfsysCollector {
                     );
                     findings.push(Record {
                         json: w.finish(),
-                        finding: Some(("tcp-retrans-high".into(), msg)),
+                        finding: Some(crate::perf::collector::Finding::new(
+                            "tcp-retrans-high",
+                            "TCP retransmits high",
+                            msg,
+                        )),
                     });
                 }
             }
@@ -779,7 +791,11 @@ impl PerfsysCollector {
             );
             findings.push(Record {
                 json: w.finish(),
-                finding: Some(("tcp-resets-high".into(), msg)),
+                finding: Some(crate::perf::collector::Finding::new(
+                    "tcp-resets-high",
+                    "TCP resets high",
+                    msg,
+                )),
             });
         }
 
@@ -901,7 +917,11 @@ impl PerfsysCollector {
                 w.u64("vigil.finding.samples", n);
                 findings.push(Record {
                     json: w.finish(),
-                    finding: Some(("bio-latency-high".into(), msg)),
+                    finding: Some(crate::perf::collector::Finding::new(
+                        "bio-latency-high",
+                        "Block I/O latency high",
+                        msg,
+                    )),
                 });
             }
         }
@@ -986,7 +1006,11 @@ impl PerfsysCollector {
                 );
                 findings.push(Record {
                     json: w.finish(),
-                    finding: Some(("vigil-cost-high".into(), msg)),
+                    finding: Some(crate::perf::collector::Finding::new(
+                        "vigil-cost-high",
+                        "vigil's own cost high",
+                        msg,
+                    )),
                 });
             }
         }

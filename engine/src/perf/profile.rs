@@ -553,7 +553,11 @@ impl Collector for ProfileCollector {
                         .str("vigil.profile.hottest", hot.as_bytes());
                     out.records.push(PerfRecord {
                         json: w.finish(),
-                        finding: Some(("cpu-hot".into(), msg)),
+                        finding: Some(crate::perf::collector::Finding::new(
+                            "cpu-hot",
+                            "Hottest CPU consumer",
+                            msg,
+                        )),
                     });
                 }
             }

@@ -335,8 +335,8 @@ struct CgroupInfo {
 pub struct PerfRecord {
     /// The encoded record.
     pub json: Vec<u8>,
-    /// `(finding name, message)` for finding records.
-    pub finding: Option<(String, String)>,
+    /// What makes it a finding (None: a plain metric record).
+    pub finding: Option<crate::perf::collector::Finding>,
 }
 
 /// Turns cumulative kernel figures into intervals, records and history.
@@ -663,7 +663,11 @@ impl PerfCollector {
                     .f64("vigil.finding.interval_s", line.secs);
                 findings.push(PerfRecord {
                     json: rec.finish(),
-                    finding: Some(("runqlat-high".into(), msg)),
+                    finding: Some(crate::perf::collector::Finding::new(
+                        "runqlat-high",
+                        "Run-queue latency high",
+                        msg,
+                    )),
                 });
             }
             line.cgroups.push(CgroupHist {
@@ -743,7 +747,11 @@ impl PerfCollector {
                         .f64("vigil.finding.interval_s", line.secs);
                     findings.push(PerfRecord {
                         json: rec.finish(),
-                        finding: Some(("cpu-steal-high".into(), msg)),
+                        finding: Some(crate::perf::collector::Finding::new(
+                            "cpu-steal-high",
+                            "CPU steal high",
+                            msg,
+                        )),
                     });
                 }
             }

@@ -539,14 +539,15 @@ impl Pipeline {
         });
         for r in &out.records {
             match &r.finding {
-                Some((name, msg)) => {
+                Some(f) => {
                     self.stats.perf_findings += 1;
-                    self.write_finding(&r.json, name, msg)
+                    self.write_finding(&r.json, f.name, f.title, &f.message)
                 }
                 None => self.write_raw(&r.json),
             }
         }
-        for (json, id, msg, sev) in &out.alerts {
+        for a in &out.alerts {
+            let (json, id, msg, sev) = (&a.json, &a.id, &a.message, &a.severity);
             self.stats.alerts += 1;
             *self.stats.alerts_by_rule.entry(id.clone()).or_default() += 1;
             let severity = match sev {
@@ -564,7 +565,7 @@ impl Pipeline {
                     kind: OKind::Alert,
                     severity,
                     rule_id: Some(id),
-                    rule_name: Some("Kernel heap spray"),
+                    rule_name: Some(a.title),
                     ruleset: Some("perf"),
                     message: msg.as_bytes(),
                 },
@@ -574,6 +575,7 @@ impl Pipeline {
         }
         if let Some(t) = lk(&self.shared.telemetry).as_mut() {
             t.counters(&out.counters);
+            t.gauges(&out.gauges);
             c.prometheus(t);
         }
     }
@@ -814,9 +816,9 @@ impl Pipeline {
     }
 
     /// Writes a performance finding (a metric record with a `vigil.finding`
-    /// object): severity medium, `rule.id`-like id `perf.<name>` for the
-    /// syslog and CEF encoders.
-    pub fn write_finding(&mut self, rec: &[u8], name: &str, message: &str) {
+    /// object): severity medium, `rule.id`-like id `perf.<name>` and the
+    /// finding's own `title` as the rule name for the syslog and CEF encoders.
+    pub fn write_finding(&mut self, rec: &[u8], name: &str, title: &str, message: &str) {
         let id = format!("perf.{name}");
         self.back.emit(
             rec,
@@ -824,7 +826,7 @@ impl Pipeline {
                 kind: OKind::Metric,
                 severity: OSeverity::Medium,
                 rule_id: Some(&id),
-                rule_name: Some("Performance finding"),
+                rule_name: Some(title),
                 ruleset: Some("perf"),
                 message: message.as_bytes(),
             },

@@ -43,6 +43,7 @@ pub struct Telemetry {
     /// The tools' series exposed in another unit than they count in
     /// (nanoseconds counted, seconds exposed).
     tool_counters_scaled: HashMap<SeriesKey, Arc<AtomicU64>>,
+    tool_gauges: HashMap<SeriesKey, vigil_outputs::metrics::Gauge>,
     state: Arc<Mutex<BTreeMap<&'static str, f64>>>,
 }
 
@@ -143,6 +144,7 @@ impl Telemetry {
             runqlat: HashMap::new(),
             tool_counters: HashMap::new(),
             tool_counters_scaled: HashMap::new(),
+            tool_gauges: HashMap::new(),
             pidnss: None,
             steal: Arc::default(),
             sys: PerfsysMetrics::default(),
@@ -499,6 +501,27 @@ impl Telemetry {
             }
             if let Some(c) = self.tool_counters.get(&key) {
                 c.inc_by(d.delta);
+            }
+        }
+    }
+
+    /// Sets the gauges of a tool's collection
+    /// ([`crate::perf::collector::GaugeValue`]), registering new series.
+    pub fn gauges(&mut self, values: &[crate::perf::collector::GaugeValue]) {
+        for g in values {
+            let key = (g.name, g.labels.clone());
+            if !self.tool_gauges.contains_key(&key) {
+                let labels: Vec<(&str, &str)> =
+                    g.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                match self.registry.gauge(g.name, g.help, &labels) {
+                    Ok(c) => {
+                        self.tool_gauges.insert(key.clone(), c);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if let Some(c) = self.tool_gauges.get(&key) {
+                c.set(g.value);
             }
         }
     }

@@ -19,7 +19,8 @@
 //! Usage: vigil-bench [--rounds N] [--scale F] [--only WORKLOAD] [--disable SENSOR]... [--sigma DIR] [--baselines] [--no-bpf-stats] [--no-hash]   (root)
 //!        vigil-bench --sched [--rounds N] [--scale F]
 //!        vigil-bench --syscalls [--rounds N] [--scale F]
-//!        vigil-bench --ktools [--rounds N] [--scale F]
+//!        vigil-bench --ktools [--rounds N] [--scale F] [--variants LIST]
+//!        vigil-bench --overlayfs [--rounds N] [--scale F]
 //!        vigil-bench --profile [--rounds N] [--scale F]
 //! `--profile` measures the CPU profiler (`bpf/c/profile.bpf.c`): a
 //! CPU-bound loop (the work the profiler interrupts) and the pipe loop
@@ -38,7 +39,12 @@
 //! page-touching mmap/munmap loop (page allocations: kpages) and a loopback
 //! UDP send loop (softirqs, hardirqs, skb allocations), alternating bare /
 //! a counting floor on kmem_cache_alloc / the default tools / each tool
-//! alone; CPU ns per op and ratios against bare.
+//! alone (memleak tracking every address and 1 in 16); CPU ns per op and
+//! ratios against bare.
+//! `--overlayfs` measures the overlayfs tool: 4 KiB preads of a host file
+//! (the fd check every read and write now pays) and of the same file
+//! through an overlay mount it sets up (the timed case), alternating bare /
+//! overlayfs alone / the default kernel-work tools / defaults + overlayfs.
 //! `--disable` runs vigil without a sensor, to see what that sensor costs;
 //! `--baselines` adds the syscall learner to the baselines (the workload's
 //! syscall set learned: its worst case).
@@ -206,6 +212,24 @@ fn child(w: &str, n: u64) {
                 unsafe { libc::getppid() };
             }
         }
+        "read" | "ovlread" => {
+            // 4 KiB preads (page cache) of the file the parent named: a
+            // host file (read) or the same file through an overlay mount
+            // (ovlread)
+            let var = if w == "read" {
+                "VIGIL_BENCH_HOST_FILE"
+            } else {
+                "VIGIL_BENCH_OVL_FILE"
+            };
+            let path = std::env::var(var).unwrap_or_else(|_| panic!("{var} not set"));
+            let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+            let mut buf = vec![0u8; 4096];
+            for _ in 0..n {
+                // SAFETY: reads into a buffer of that size.
+                unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            }
+        }
         _ => panic!("unknown workload {w}"),
     }
     println!("{} {}", t.elapsed().as_nanos(), thread_cpu_ns() - c0);
@@ -336,8 +360,102 @@ runqlat counted {waits} waits in its runs (histograms in BPF maps; no event per 
     );
 }
 
-/// `--ktools`: what the kernel-work tools cost the work they count.
-fn ktools_bench(rounds: usize, scale: f64) {
+/// `--overlayfs`: what the overlayfs tool costs reads of host files (the
+/// fd check on every read and write) and of overlay files (the timing).
+fn overlayfs_bench(rounds: usize, scale: f64) {
+    use vigil_bpf::ktools::{Ktools, KtoolsConfig};
+    let n = (400_000.0 * scale).max(1000.0) as u64;
+    let dir = std::env::temp_dir().join(format!("vigil-bench-ovl-{}", std::process::id()));
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir_all(dir.join(d)).expect("overlay directories");
+    }
+    std::fs::write(dir.join("l/f"), vec![7u8; 65536]).expect("the lower file");
+    let st = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            dir.join("l").display(),
+            dir.join("u").display(),
+            dir.join("w").display()
+        ))
+        .arg(dir.join("m"))
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mount -t overlay failed");
+    // SAFETY: set before any thread of ours reads the environment.
+    unsafe {
+        std::env::set_var("VIGIL_BENCH_HOST_FILE", dir.join("l/f"));
+        std::env::set_var("VIGIL_BENCH_OVL_FILE", dir.join("m/f"));
+    }
+    let defaults = vigil_engine::config::PerfConfig::default().ktools_config();
+    let variants: Vec<(&str, Option<KtoolsConfig>)> = vec![
+        ("bare", None),
+        (
+            "overlayfs",
+            Some(KtoolsConfig {
+                overlayfs: true,
+                ..KtoolsConfig::default()
+            }),
+        ),
+        ("ktools defaults", Some(defaults)),
+        (
+            "defaults+overlayfs",
+            Some(KtoolsConfig {
+                overlayfs: true,
+                ..defaults
+            }),
+        ),
+    ];
+    let loads = ["read", "ovlread"];
+    let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
+    alternate(
+        "--overlayfs",
+        rounds,
+        &loads,
+        n,
+        variants.len(),
+        |li, w, vi| {
+            let kt = variants[vi]
+                .1
+                .map(|c| Ktools::load(&c).expect("load ktools.bpf.o"));
+            if let Some(k) = &kt {
+                for st in k.status() {
+                    assert!(
+                        !matches!(st.state, vigil_bpf::SensorState::Unavailable(_)),
+                        "{st:?}"
+                    );
+                }
+            }
+            let (_, cpu) = run_child(w, n, None);
+            res[li][vi].push(cpu);
+            drop(kt);
+        },
+    );
+    let _ = Command::new("umount").arg(dir.join("m")).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "
+vigil-bench --overlayfs: {n} preads of 4 KiB per workload (read: a host ext4 file, ovlread: the same file through an overlay mount), CPU ns per op of the workload thread, medians of {rounds} rounds
+"
+    );
+    print!("{:<22}", "variant");
+    for l in &loads {
+        print!(" {l:>8} {:>6}", "ratio");
+    }
+    println!();
+    for (vi, (name, _)) in variants.iter().enumerate() {
+        print!("{name:<22}");
+        for per_load in &res {
+            let v = med(&per_load[vi]);
+            print!(" {v:>8.0} {:>5.2}x", v / med(&per_load[0]));
+        }
+        println!();
+    }
+}
+
+/// `--ktools`: what the kernel-work tools cost the work they count
+/// (`only`: the variants whose name contains one of these, and bare).
+fn ktools_bench(rounds: usize, scale: f64, pick: &[String]) {
     use vigil_bpf::ktools::{Ktools, KtoolsConfig};
     let n = (200_000.0 * scale).max(1000.0) as u64;
     let defaults = vigil_engine::config::PerfConfig::default().ktools_config();
@@ -372,6 +490,22 @@ fn ktools_bench(rounds: usize, scale: f64) {
                 c.kmem_sample = 10;
             })),
         ),
+        (
+            "memleak",
+            false,
+            Some(only(|c| {
+                c.memleak = true;
+                c.memleak_sample = 1;
+            })),
+        ),
+        (
+            "memleak 1-in-16",
+            false,
+            Some(only(|c| {
+                c.memleak = true;
+                c.memleak_sample = 16;
+            })),
+        ),
         ("kpages", false, Some(only(|c| c.kpages = true))),
         (
             "softirqs+hardirqs",
@@ -391,6 +525,12 @@ fn ktools_bench(rounds: usize, scale: f64) {
             })),
         ),
     ];
+    let variants: Vec<_> = variants
+        .into_iter()
+        .filter(|v| {
+            v.0 == "bare" || pick.is_empty() || pick.iter().any(|o| v.0.contains(o.as_str()))
+        })
+        .collect();
     let loads = ["pipe", "pages", "udp"];
     let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
     alternate(
@@ -701,6 +841,14 @@ struct Args {
     /// Measure the kernel-work tools instead (kmem, kpages, softirqs, ...).
     #[arg(long)]
     ktools: bool,
+    /// With --ktools: only the variants whose name contains one of these
+    /// (comma-separated; bare always runs), e.g. `--variants memleak,floor`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    variants: Vec<String>,
+    /// Measure the overlayfs tool instead (4 KiB preads of a host file and
+    /// of an overlay file).
+    #[arg(long)]
+    overlayfs: bool,
     /// Measure the CPU profiler instead (49 and 99 Hz).
     #[arg(long)]
     profile: bool,
@@ -778,6 +926,8 @@ fn main() {
         sched,
         syscalls,
         ktools,
+        variants,
+        overlayfs,
         profile,
         sigma,
         ..
@@ -792,7 +942,11 @@ fn main() {
         return;
     }
     if ktools {
-        ktools_bench(rounds, scale);
+        ktools_bench(rounds, scale, &variants);
+        return;
+    }
+    if overlayfs {
+        overlayfs_bench(rounds, scale);
         return;
     }
     if profile {
