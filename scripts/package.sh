@@ -48,6 +48,7 @@ d /usr/share/doc/vigil
 f 0644 README.md /usr/share/doc/vigil/README.md
 for doc in docs/*.md; do f 0644 "$doc" "/usr/share/doc/vigil/$(basename "$doc")"; done
 f 0644 rules/README.md /usr/share/doc/vigil/rules.md
+d /usr/share/doc/vigil/examples; f 0644 packaging/rsyslog-relay.conf /usr/share/doc/vigil/examples/rsyslog-relay.conf
 {
   echo "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
   echo "Upstream-Name: vigil"

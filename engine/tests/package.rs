@@ -147,6 +147,7 @@ fn package_installs_checks_out_and_purges_cleanly() {
             ("/usr/share/doc/vigil/README.md", 0o644),
             ("/usr/share/doc/vigil/config.md", 0o644),
             ("/usr/share/doc/vigil/copyright", 0o644),
+            ("/usr/share/doc/vigil/examples/rsyslog-relay.conf", 0o644),
         ] {
             assert_eq!(mode(p), m, "{p}: mode {:o}", mode(p));
             let md = std::fs::metadata(p).unwrap();

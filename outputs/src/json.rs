@@ -299,10 +299,7 @@ impl Writer {
     /// [`Writer::i64`] with a prepared name.
     pub fn i64_k(&mut self, key: &Key, v: i64) -> &mut Self {
         self.key_at(key);
-        if v < 0 {
-            self.buf.push(b'-');
-        }
-        write_u64(&mut self.buf, v.unsigned_abs());
+        write_i64(&mut self.buf, v);
         self
     }
 
@@ -321,14 +318,7 @@ impl Writer {
         S: AsRef<[u8]>,
     {
         self.key_at(key);
-        self.buf.push(b'[');
-        for (i, s) in items.into_iter().enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            write_str(&mut self.buf, s.as_ref());
-        }
-        self.buf.push(b']');
+        write_strs(&mut self.buf, items);
         self
     }
 
@@ -356,10 +346,7 @@ impl Writer {
     /// A signed integer field.
     pub fn i64(&mut self, key: &str, v: i64) -> &mut Self {
         self.key(key);
-        if v < 0 {
-            self.buf.push(b'-');
-        }
-        write_u64(&mut self.buf, v.unsigned_abs());
+        write_i64(&mut self.buf, v);
         self
     }
 
@@ -378,14 +365,7 @@ impl Writer {
         S: AsRef<[u8]>,
     {
         self.key(key);
-        self.buf.push(b'[');
-        for (i, s) in items.into_iter().enumerate() {
-            if i > 0 {
-                self.buf.push(b',');
-            }
-            write_str(&mut self.buf, s.as_ref());
-        }
-        self.buf.push(b']');
+        write_strs(&mut self.buf, items);
         self
     }
 
@@ -551,6 +531,30 @@ impl Fragment {
     pub fn generation(&self) -> u64 {
         self.generation
     }
+}
+
+/// A signed integer.
+fn write_i64(buf: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        buf.push(b'-');
+    }
+    write_u64(buf, v.unsigned_abs());
+}
+
+/// An array of strings.
+fn write_strs<I, S>(buf: &mut Vec<u8>, items: I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<[u8]>,
+{
+    buf.push(b'[');
+    for (i, s) in items.into_iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_str(buf, s.as_ref());
+    }
+    buf.push(b']');
 }
 
 /// Appends the decimal digits of `v`.

@@ -399,7 +399,9 @@ impl Rsyslog {
     /// The records written so far.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let s = std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default();
-        s.lines()
+        // rsyslogd may be writing the last line: complete lines only
+        let done = s.rfind('\n').map_or("", |i| &s[..=i]);
+        done.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("rsyslog line {l:?}: {e}")))
             .collect()
