@@ -382,10 +382,8 @@ static __always_inline void active_pidns(struct task_struct *leader, __u32 *ino,
 
 /*
  * A global function: the verifier checks its body once per program, not
- * once per path that reaches it. Each BTF pointer walk below (t->cred->...)
- * makes the kernel's verifier search vmlinux BTF by name for a "trusted"
- * variant of the type, a linear scan; inlined, those scans ran on every
- * path of every program and were most of vigil's start-up time.
+ * once per path that reaches it (inlined, the header was verified on every
+ * path of every program).
  */
 __attribute__((noinline)) int vg_fill_hdr(struct vg_hdr *h, __u32 kind)
 {
