@@ -681,6 +681,170 @@ fn replay_learns_when_asked_and_checks_a_capture_against_a_promoted_baseline() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// A host of its own for the fleet test: a 0700 data directory and a
+/// configuration naming it.
+struct FleetHost {
+    data: PathBuf,
+    cfg: PathBuf,
+}
+
+impl FleetHost {
+    fn new(name: &str) -> FleetHost {
+        use std::os::unix::fs::PermissionsExt;
+        let data = tmp(&format!("fleet-{name}-data"));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let cfg = tmp(&format!("fleet-{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("[agent]\ndata_dir = \"{}\"\n", data.display()),
+        )
+        .unwrap();
+        FleetHost { data, cfg }
+    }
+
+    /// `vigil --config CFG ARGS...`: exit code, stdout, stderr.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = vigil()
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `run` that must exit 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, Some(0), "vigil {args:?}: {err}");
+        out
+    }
+}
+
+/// The documented fleet workflow: two hosts of one role learn different
+/// parts of a server's behaviour, each exports its whitelist, a third
+/// store merges both exports (a union), is promoted there, and its export,
+/// imported on a fourth host, checks captures from either host without
+/// drift while behaviour neither host saw is still drift.
+#[test]
+fn fleet_merges_two_hosts_exports_into_a_third_store_and_distributes_it() {
+    let a = FleetHost::new("a");
+    let b = FleetHost::new("b");
+    let merged = FleetHost::new("merged");
+    let fleet = FleetHost::new("fleet");
+    let cap_a = tmp("fleet-a.vcap");
+    demo_capture(&cap_a, b"/srv/demo/seen-on-a.conf");
+    let cap_b = tmp("fleet-b.vcap");
+    demo_capture(&cap_b, b"/srv/demo/seen-on-b.conf");
+    let novel = tmp("fleet-novel.vcap");
+    demo_capture(&novel, b"/srv/demo/seen-nowhere.conf");
+    let out = tmp("fleet-out.json");
+    let out_s = out.to_str().unwrap();
+
+    a.ok(&["replay", cap_a.to_str().unwrap(), "--learn", "-o", out_s]);
+    b.ok(&["replay", cap_b.to_str().unwrap(), "--learn", "-o", out_s]);
+    let profile_of = |host: &FleetHost| {
+        let list = host.ok(&["baseline", "list"]);
+        list.split_whitespace()
+            .find(|w| w.starts_with("exe:/usr/sbin/demo-srv"))
+            .unwrap_or_else(|| panic!("no demo-srv profile in {list}"))
+            .to_string()
+    };
+    let profile = profile_of(&a);
+    assert_eq!(profile_of(&b), profile, "one role, one profile key");
+
+    // Each host's export holds only what that host saw.
+    let export_a = a.ok(&["baseline", "export", &profile, "--format", "yaml"]);
+    let export_b = b.ok(&["baseline", "export", &profile, "--format", "yaml"]);
+    assert!(export_a.contains("seen-on-a.conf") && !export_a.contains("seen-on-b.conf"));
+    assert!(export_b.contains("seen-on-b.conf") && !export_b.contains("seen-on-a.conf"));
+    let file_a = tmp("fleet-a.yaml");
+    let file_b = tmp("fleet-b.yaml");
+    std::fs::write(&file_a, &export_a).unwrap();
+    std::fs::write(&file_b, &export_b).unwrap();
+
+    // The third store merges both: the union of what each learned.
+    merged.ok(&["baseline", "import", file_a.to_str().unwrap()]);
+    merged.ok(&["baseline", "import", file_b.to_str().unwrap()]);
+    let shown = merged.ok(&["baseline", "show", &profile]);
+    assert!(
+        shown.contains("/srv/demo/seen-on-a.conf") && shown.contains("/srv/demo/seen-on-b.conf"),
+        "{shown}"
+    );
+    // An unreadable file is a usage error and creates no store.
+    let empty = FleetHost::new("empty");
+    std::fs::remove_dir_all(&empty.data).unwrap();
+    let (code, _, err) = empty.run(&["baseline", "import", "/nonexistent/x.yaml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read /nonexistent/x.yaml"), "{err}");
+    assert!(!empty.data.exists(), "a failed import created a store");
+    // Importing the same export again adds no item (its counts add up, as
+    // documented).
+    let again = merged.ok(&["baseline", "import", file_b.to_str().unwrap()]);
+    assert!(
+        again.contains("0 profiles created, 1 merged, 0 new items"),
+        "{again}"
+    );
+    let items = |y: &str| -> Vec<String> {
+        y.lines()
+            .filter(|l| l.trim_start().starts_with("- item:"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        items(&merged.ok(&["baseline", "show", &profile])),
+        items(&shown)
+    );
+    merged.ok(&["baseline", "promote", &profile]);
+    let reviewed = merged.ok(&["baseline", "export", &profile, "--format", "yaml"]);
+    assert!(reviewed.contains("monitoring"), "{reviewed}");
+
+    // Distributed: a host that never learned imports the reviewed whitelist
+    // and checks what either host did without drift; the unseen open is
+    // drift.
+    let file_m = tmp("fleet-merged.yaml");
+    std::fs::write(&file_m, &reviewed).unwrap();
+    // The fleet host has no data directory yet: import creates it (0700).
+    std::fs::remove_dir_all(&fleet.data).unwrap();
+    fleet.ok(&["baseline", "import", file_m.to_str().unwrap()]);
+    {
+        use std::os::unix::fs::MetadataExt;
+        for d in [&fleet.data, &fleet.data.join("baselines")] {
+            let mode = std::fs::metadata(d).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
+    let list = fleet.ok(&["baseline", "list"]);
+    assert!(list.contains("monitoring"), "imported mode kept: {list}");
+    for (cap, anomalies) in [(&cap_a, 0), (&cap_b, 0), (&novel, 1)] {
+        let _ = std::fs::remove_file(&out);
+        let (code, _, err) = fleet.run(&["replay", cap.to_str().unwrap(), "-o", out_s]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(
+            err.contains(&format!(" {anomalies} anomalies")),
+            "{}: {err}",
+            cap.display()
+        );
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let drift: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
+        .collect();
+    assert_eq!(drift.len(), 1, "{text}");
+    assert_eq!(drift[0]["file"]["path"], "/srv/demo/seen-nowhere.conf");
+    for h in [a, b, merged, fleet] {
+        let _ = std::fs::remove_dir_all(&h.data);
+    }
+}
+
 #[test]
 fn baseline_import_with_an_unknown_mode_is_a_usage_error() {
     let p = tmp("import.yaml");

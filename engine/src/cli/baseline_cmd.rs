@@ -81,7 +81,21 @@ fn now_ns() -> i64 {
 /// Runs one operation; returns (stdout text, exit code).
 pub fn run(cfg: &Config, op: Op) -> (String, u8) {
     let dir = cfg.baselines_dir();
-    if !dir.exists() {
+    // An import reads its file first (a bad file changes nothing) and may
+    // create the store: that is how a fleet host that never learned gets a
+    // reviewed whitelist.
+    let import_text = match &op {
+        Op::Import(path, _) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) => return (format!("vigil: cannot read {}: {e}\n", path.display()), 2),
+        },
+        _ => None,
+    };
+    if !dir.exists() && import_text.is_some() {
+        if let Err(e) = cfg.ensure_data_dir() {
+            return (format!("vigil: {e}\n"), 1);
+        }
+    } else if !dir.exists() {
         return (
             format!(
                 "vigil: no baselines at {} (vigil run learns them; --config sets agent.data_dir)\n",
@@ -160,8 +174,9 @@ pub fn run(cfg: &Config, op: Op) -> (String, u8) {
                 );
             }
         },
-        Op::Import(path, mode) => match std::fs::read_to_string(&path) {
-            Ok(text) => b.import_yaml(&text, mode, now).map(|s| {
+        Op::Import(path, mode) => b
+            .import_yaml(import_text.as_deref().unwrap_or_default(), mode, now)
+            .map(|s| {
                 format!(
                     "imported {}: {} profiles created, {} merged, {} new items\n",
                     path.display(),
@@ -170,8 +185,6 @@ pub fn run(cfg: &Config, op: Op) -> (String, u8) {
                     s.new_items
                 )
             }),
-            Err(e) => return (format!("vigil: cannot read {}: {e}\n", path.display()), 2),
-        },
     };
     let r = r.and_then(|out| b.flush().map(|_| out));
     match r {
