@@ -744,7 +744,7 @@ fn toml_message(msg: &str, text: &str, offset: usize) -> String {
 }
 
 /// Finds the line where `table.key` is set (0 when absent).
-fn locate(text: &str, table: &str, key: &str) -> usize {
+pub(crate) fn locate(text: &str, table: &str, key: &str) -> usize {
     let mut current = String::new();
     for (i, l) in text.lines().enumerate() {
         let t = l.trim();
@@ -909,6 +909,24 @@ impl Config {
                 "metrics_listen",
                 format!("`{}` is not an address:port", self.outputs.metrics_listen),
             ));
+        }
+        // The outputs parse here, so a bad URL is a configuration error
+        // naming its line (exit 2), before any sensor is loaded.
+        let outputs = self
+            .outputs
+            .urls
+            .iter()
+            .map(|u| ("outputs", "urls", u))
+            .chain(std::iter::once(("agent", "output", &self.agent.output)));
+        for (table, key, u) in outputs {
+            let url = if u.starts_with('/') {
+                format!("file://{u}")
+            } else {
+                u.clone()
+            };
+            if let Err(e) = vigil_outputs::url::parse(&url) {
+                return Err(err(table, key, e.to_string()));
+            }
         }
         let r = self.outputs.rate_limit_per_sec;
         if r.is_nan() || r < 0.0 {

@@ -348,3 +348,125 @@ fn generate_writes_man_pages_completions_and_the_default_config() {
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn config_check_and_show_with_sources_and_exit_codes() {
+    let d = tmp("config");
+    let good = d.join("good.toml");
+    std::fs::write(
+        &good,
+        "# a host's configuration\n[agent]\nheartbeat_interval_s = 7\n\n[perf]\nprofile = true\n",
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(": ok (2 keys set"), "{text}");
+    // `--config FILE config check` checks that file.
+    let out = vigil()
+        .arg("--config")
+        .arg(&good)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A bad output URL, a bad key, a rule file with an error: exit 2 naming
+    // file, line and key.
+    let bad_url = d.join("bad-url.toml");
+    std::fs::write(
+        &bad_url,
+        "[outputs]\nmetrics_listen = \"127.0.0.1:9464\"\nurls = [\"syslog+tcp://siem:99999\"]\n",
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&bad_url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-url.toml:3: outputs.urls: output `syslog+tcp://siem:99999`: port"),
+        "{err}"
+    );
+    let bad_key = d.join("bad-key.toml");
+    std::fs::write(&bad_key, "[perf]\nprofile_hz = \"fast\"\n").unwrap();
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&bad_key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad-key.toml:2: perf.profile_hz"), "{err}");
+    let rule = d.join("bad-rule.yaml");
+    std::fs::write(&rule, "- rule: broken\n  condition: event.action =\n").unwrap();
+    let with_rule = d.join("with-rule.toml");
+    std::fs::write(
+        &with_rule,
+        format!("[rules]\npaths = [\"{}\"]\n", rule.display()),
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["config", "check"])
+        .arg(&with_rule)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad-rule.yaml"), "{err}");
+    let out = vigil()
+        .args(["config", "check", "/nonexistent/vigil.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = vigil().args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "no file named");
+
+    // show: every key, its value and its source; the TOML view is itself a
+    // configuration that checks.
+    let out = vigil()
+        .arg("--config")
+        .arg(&good)
+        .args(["config", "show", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    let src = format!("{}:3", good.display());
+    assert_eq!(v["agent.heartbeat_interval_s"]["value"], 7);
+    assert_eq!(v["agent.heartbeat_interval_s"]["source"], src.as_str());
+    assert_eq!(v["perf.profile"]["value"], true);
+    assert_eq!(v["agent.data_dir"]["value"], "/var/lib/vigil");
+    assert_eq!(v["agent.data_dir"]["source"], "default");
+    assert!(v.as_object().unwrap().len() > 50);
+    let out = vigil()
+        .arg("--config")
+        .arg(&good)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(&format!("heartbeat_interval_s = 7  # {src}\n")),
+        "{shown}"
+    );
+    let again = d.join("shown.toml");
+    std::fs::write(&again, shown.as_bytes()).unwrap();
+    let out = vigil()
+        .arg("--config")
+        .arg(&again)
+        .args(["config", "show", "--json"])
+        .output()
+        .unwrap();
+    let w = json(&out);
+    for (k, val) in v.as_object().unwrap() {
+        assert_eq!(w[k]["value"], val["value"], "{k}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -4,6 +4,7 @@
 
 mod baseline;
 pub mod baseline_cmd;
+mod config_cmd;
 pub mod generate;
 pub mod probe;
 mod replay_cmd;
@@ -153,12 +154,38 @@ enum Cmd {
         #[arg(long, value_name = "PID")]
         tree: Option<u32>,
     },
+    /// Check a configuration file as `vigil run` would, or show the
+    /// effective configuration (no root needed).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Write man pages, shell completions and the default configuration
     /// file into DIR (packaging; not shown in help).
     #[command(hide = true)]
     Generate {
         /// Output directory (man/, completions/, vigil.toml).
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate FILE (default: the `--config` file) the way `vigil run`
+    /// does, without loading a sensor: the keys, the output URLs, the rule
+    /// files it names. Exit 0 when run would accept it, 2 with
+    /// `file:line: key: message` when not.
+    Check {
+        /// Configuration file.
+        file: Option<PathBuf>,
+    },
+    /// The effective configuration: every key with its value and where it
+    /// came from (`FILE:LINE` or `default`), as TOML that is itself a valid
+    /// configuration.
+    Show {
+        /// Print one JSON object (`{"table.key": {"value", "source"}}`).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -270,6 +297,18 @@ impl Cli {
                 }
             }
             Cmd::Baseline { cmd } => baseline::baseline(&cfg, cmd),
+            Cmd::Config {
+                cmd: ConfigCmd::Check { file },
+            } => match file.as_ref().or(self.config.as_ref()) {
+                Some(f) => config_cmd::check(f),
+                None => {
+                    eprintln!("vigil: config check: name a FILE (or --config FILE)");
+                    ExitCode::from(2)
+                }
+            },
+            Cmd::Config {
+                cmd: ConfigCmd::Show { json },
+            } => config_cmd::show(&cfg, self.config.as_deref(), json),
             Cmd::Replay {
                 file,
                 out,
