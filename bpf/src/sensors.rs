@@ -654,7 +654,7 @@ impl Attacher<'_> {
                     }
                 }
                 if !errors.is_empty() {
-                    eprintln!("vigil: sensor partially attached: {}", errors.join("; "));
+                    log::warn!("sensor partially attached: {}", errors.join("; "));
                 }
                 Ok(())
             }
@@ -705,10 +705,7 @@ impl Attacher<'_> {
                     Err(errors.join("; "))
                 } else if !errors.is_empty() {
                     // Partially live: reported, but the sensor runs.
-                    eprintln!(
-                        "vigil: sensor syscalls partially attached: {}",
-                        errors.join("; ")
-                    );
+                    log::warn!("sensor syscalls partially attached: {}", errors.join("; "));
                     Ok(())
                 } else {
                     Ok(())

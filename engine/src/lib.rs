@@ -40,6 +40,7 @@ pub mod detect;
 pub mod encode;
 pub mod enrich;
 pub mod event;
+pub mod logging;
 pub mod perf;
 pub mod pipeline;
 

@@ -8,5 +8,6 @@ fn main() -> ExitCode {
     // Before any thread exists: a shell or wrapper may have left SIGINT
     // ignored or SIGINT/SIGTERM/SIGHUP blocked (see `reset_signals`).
     reset_signals();
+    vigil_engine::logging::init();
     Cli::parse().run()
 }

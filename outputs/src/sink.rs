@@ -238,8 +238,8 @@ impl Shared {
         let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             *last = Some(Instant::now());
-            eprintln!(
-                "vigil: output {}: dropping records ({why}); dropped so far: {} spool full, {} queue full",
+            log::warn!(
+                "output {}: dropping records ({why}); dropped so far: {} spool full, {} queue full",
                 self.url,
                 self.c.dropped_spool_full.load(Relaxed),
                 self.c.dropped_queue_full.load(Relaxed),
@@ -551,8 +551,8 @@ impl SinkHandle {
                     }
                 }
                 Err(e) => {
-                    eprintln!(
-                        "vigil: output {}: cannot keep {n} undelivered records in the spool: {e}",
+                    log::error!(
+                        "output {}: cannot keep {n} undelivered records in the spool: {e}",
                         self.shared.url
                     );
                     self.shared.c.dropped_shutdown.fetch_add(n, Relaxed);
@@ -565,10 +565,7 @@ impl SinkHandle {
         if let Some(sp) = st.spool.as_mut()
             && let Err(e) = sp.sync()
         {
-            eprintln!(
-                "vigil: output {}: cannot sync the spool: {e}",
-                self.shared.url
-            );
+            log::error!("output {}: cannot sync the spool: {e}", self.shared.url);
         }
         self.shared.mirror(&st);
     }
@@ -708,7 +705,7 @@ fn sender_loop(
                     sh.c.connected.store(true, Relaxed);
                     sh.lock().link = Link::Up;
                     if logged_down {
-                        eprintln!("vigil: output {what}: connected again");
+                        log::info!("output {what}: connected again");
                         logged_down = false;
                     }
                 }
@@ -716,8 +713,8 @@ fn sender_loop(
                     sh.c.errors.fetch_add(1, Relaxed);
                     go_down(sh);
                     if !logged_down {
-                        eprintln!(
-                            "vigil: output {what}: cannot connect ({e}); {} and retrying",
+                        log::warn!(
+                            "output {what}: cannot connect ({e}); {} and retrying",
                             keep_where(sh)
                         );
                         logged_down = true;
@@ -732,7 +729,7 @@ fn sender_loop(
             && let Err(e) = t.reopen()
         {
             sh.c.errors.fetch_add(1, Relaxed);
-            eprintln!("vigil: output {what}: cannot reopen ({e}); writing on to the open file");
+            log::warn!("output {what}: cannot reopen ({e}); writing on to the open file");
         }
         // Take a batch: memory first (older), then the spool.
         batch.clear();
@@ -762,7 +759,7 @@ fn sender_loop(
                     }
                     Err(e) => {
                         sh.c.errors.fetch_add(1, Relaxed);
-                        eprintln!("vigil: output {what}: cannot read the spool: {e}");
+                        log::error!("output {what}: cannot read the spool: {e}");
                         let _ = sh.cv.wait_timeout(st, Duration::from_secs(1));
                         continue;
                     }
@@ -788,7 +785,7 @@ fn sender_loop(
                         && let Err(e) = sp.commit(pos)
                     {
                         sh.c.errors.fetch_add(1, Relaxed);
-                        eprintln!("vigil: output {what}: cannot advance the spool: {e}");
+                        log::error!("output {what}: cannot advance the spool: {e}");
                     }
                     sh.c.resent.fetch_add(n, Relaxed);
                     sh.mirror(&st);
@@ -824,8 +821,8 @@ fn sender_loop(
                 connected = false;
                 go_down(sh);
                 if !logged_down {
-                    eprintln!(
-                        "vigil: output {what}: delivery failed ({e}); {} and reconnecting",
+                    log::warn!(
+                        "output {what}: delivery failed ({e}); {} and reconnecting",
                         keep_where(sh)
                     );
                     logged_down = true;
@@ -869,7 +866,7 @@ fn go_down(sh: &Shared) {
             }
             Err(e) => {
                 sh.c.errors.fetch_add(1, Relaxed);
-                eprintln!("vigil: output {}: cannot spool: {e}", sh.url);
+                log::error!("output {}: cannot spool: {e}", sh.url);
                 st.mem.extend(mem);
             }
         }

@@ -61,15 +61,17 @@ pub(crate) fn apply_rule_args(cfg: &mut Config, out: &OutputArgs) {
 pub(crate) fn load_rules_or_exit(cfg: &Config) -> Result<Arc<vigil_rules::RuleSet>, ExitCode> {
     let (set, report) = detect::load_rules(cfg);
     if !report.errors.is_empty() {
-        eprint!("{}", detect::render_errors(&report));
-        eprintln!(
-            "vigil: {} errors in the rules; fix them (`vigil rules check` lists them)",
+        for l in detect::render_errors(&report).lines() {
+            log::error!("{l}");
+        }
+        log::error!(
+            "{} errors in the rules; fix them (`vigil rules check` lists them)",
             report.errors.len()
         );
         return Err(ExitCode::from(2));
     }
-    eprintln!(
-        "vigil: {} rules loaded ({} vigil, {} Sigma, {} Sigma correlations; {} below min_level {}, {} Sigma rules skipped, `vigil rules check` says why)",
+    log::info!(
+        "{} rules loaded ({} vigil, {} Sigma, {} Sigma correlations; {} below min_level {}, {} Sigma rules skipped, `vigil rules check` says why)",
         set.len() + set.correlations().len(),
         report.vigil_rules,
         report.sigma_rules,
@@ -80,8 +82,8 @@ pub(crate) fn load_rules_or_exit(cfg: &Config) -> Result<Arc<vigil_rules::RuleSe
     );
     let all = &set.interest().all_opens_rules;
     if !all.is_empty() {
-        eprintln!(
-            "vigil: {} rules test files without a path prefix, so every open leaves the kernel (e.g. {})",
+        log::warn!(
+            "{} rules test files without a path prefix, so every open leaves the kernel (e.g. {})",
             all.len(),
             all[0]
         );

@@ -47,7 +47,7 @@ pub(crate) fn run(
     };
     for d in disable {
         if vigil_bpf::sensors::sensor(&d).is_none() {
-            eprintln!("vigil: --disable {d}: unknown sensor (see `vigil probe`)");
+            log::error!("--disable {d}: unknown sensor (see `vigil probe`)");
             return ExitCode::from(2);
         }
         cfg.sensors.disabled.push(d);
@@ -57,20 +57,20 @@ pub(crate) fn run(
     }
     let baselines = if cfg.baselines.enabled {
         if let Err(e) = cfg.ensure_data_dir() {
-            eprintln!("vigil: {e}");
+            log::error!("{e}");
             return ExitCode::from(2);
         }
         match vigil_baselines::Baselines::open(&cfg.baselines_dir(), cfg.baselines.learner()) {
             Ok(b) => {
-                eprintln!(
-                    "vigil: baselines: {} profiles in {}",
+                log::info!(
+                    "baselines: {} profiles in {}",
                     b.len(),
                     cfg.baselines_dir().display()
                 );
                 Some(b)
             }
             Err(e) => {
-                eprintln!("vigil: baselines: {e} (--no-baselines runs without them)");
+                log::error!("baselines: {e} (--no-baselines runs without them)");
                 return ExitCode::from(1);
             }
         }
@@ -98,8 +98,8 @@ pub(crate) fn record(cfg: Config, out: PathBuf, duration: Option<u64>) -> ExitCo
 fn require_root(what: &str) -> Result<(), ExitCode> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "vigil: `vigil {what}` loads eBPF sensors and needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
+        log::error!(
+            "`vigil {what}` loads eBPF sensors and needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)"
         );
         return Err(ExitCode::from(1));
     }
@@ -126,7 +126,7 @@ fn exit_code(r: anyhow::Result<agent::Summary>) -> ExitCode {
     match r {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vigil: {e:#}");
+            log::error!("{e:#}");
             ExitCode::from(1)
         }
     }
@@ -151,7 +151,7 @@ fn run_agent(
         }
         let outs = vigil_outputs::Outputs::open(&urls, Some(&cfg.spool_dir()))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        eprintln!("vigil: outputs: {}", urls.join(", "));
+        log::info!("outputs: {}", urls.join(", "));
         let listen = o
             .metrics
             .clone()
@@ -163,7 +163,7 @@ fn run_agent(
             let reg = Arc::new(vigil_outputs::metrics::Registry::new());
             outs.register_metrics(&reg);
             let server = vigil_outputs::metrics::MetricsServer::start(addr, reg.clone())?;
-            eprintln!("vigil: metrics on http://{addr}/metrics");
+            log::info!("metrics on http://{addr}/metrics");
             _metrics_server = Some(server);
             metrics = Some(reg);
         }
@@ -198,8 +198,8 @@ fn run_agent(
             .context("install the SIGHUP handler")?;
         let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;
         let live = sensors.status().iter().filter(|s| s.is_live()).count();
-        eprintln!(
-            "vigil: {live}/{} sensors live in {} ms ({}); `vigil probe` explains the rest",
+        log::info!(
+            "{live}/{} sensors live in {} ms ({}); `vigil probe` explains the rest",
             sensors.status().len(),
             sensors.attach_time.as_millis(),
             if cfg.agent.events {
@@ -225,16 +225,26 @@ fn run_agent(
             for st in stats {
                 let d = st.dropped();
                 if d > 0 || st.spool_records > 0 {
-                    eprintln!(
-                        "vigil: output {}: {} sent, {} left in the spool for the next start, {} dropped",
-                        st.url, st.sent, st.spool_records, d
+                    log::info!(
+                        "output {}: {} sent, {} left in the spool for the next start, {} dropped",
+                        st.url,
+                        st.sent,
+                        st.spool_records,
+                        d
                     );
                 }
             }
         }
         // The summary first: detaching waits for kernel grace periods.
-        eprint!("{}", summary.render());
-        eprintln!("vigil: detaching sensors");
+        for l in summary.render().lines() {
+            // The summary's loss lines are warnings (`journalctl -p warning`).
+            if l.contains("WARNING") || l.contains(" lost to ") {
+                log::warn!("{l}");
+            } else {
+                log::info!("{l}");
+            }
+        }
+        log::info!("detaching sensors");
         drop(sensors);
         Ok(summary)
     })

@@ -581,7 +581,7 @@ impl Collector for ProfileCollector {
                 && !log.failed
             {
                 log.failed = true;
-                eprintln!("vigil: profile: cannot write {}: {e}", log.path.display());
+                log::error!("profile: cannot write {}: {e}", log.path.display());
             }
         }
         self.last_rows = rows;

@@ -765,10 +765,7 @@ impl PerfCollector {
                 Ok(()) => self.history_failed = false,
                 Err(e) => {
                     if !self.history_failed {
-                        eprintln!(
-                            "vigil: perf history {}: cannot write: {e}",
-                            h.path().display()
-                        );
+                        log::error!("perf history {}: cannot write: {e}", h.path().display());
                     }
                     self.history_failed = true;
                 }

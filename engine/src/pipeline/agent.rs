@@ -407,9 +407,7 @@ impl Pipeline {
             l.baselines.tick(now).and_then(|promoted| {
                 if verbose {
                     for p in promoted {
-                        eprintln!(
-                            "vigil: baseline {p} promoted automatically (quiet period reached)"
-                        );
+                        log::info!("baseline {p} promoted automatically (quiet period reached)");
                     }
                 }
                 l.baselines.flush()
@@ -418,7 +416,7 @@ impl Pipeline {
         if let Err(e) = r {
             self.stats.baseline_errors += 1;
             if self.stats.baseline_errors == 1 {
-                eprintln!("vigil: baselines: cannot write: {e}");
+                log::error!("baselines: cannot write: {e}");
             }
         }
         self.save_tuning();
@@ -443,7 +441,7 @@ impl Pipeline {
             if let Err(e) = r {
                 self.stats.baseline_errors += 1;
                 if self.stats.baseline_errors == 1 {
-                    eprintln!("vigil: baselines: syscall learning map update failed: {e}");
+                    log::warn!("baselines: syscall learning map update failed: {e}");
                 }
             }
         }
@@ -451,7 +449,7 @@ impl Pipeline {
         let want = l.syscalls_on && l.learning_syscalls();
         if want && !sensors.syscall_learning_attached() {
             if let Err(e) = sensors.attach_syscall_learning() {
-                eprintln!("vigil: baselines: cannot attach syscall learning: {e}");
+                log::warn!("baselines: cannot attach syscall learning: {e}");
                 l.syscalls_on = false;
             }
         } else if !want && sensors.syscall_learning_attached() {
@@ -615,7 +613,7 @@ impl Pipeline {
             && let Err(e) = t.save()
         {
             self.stats.baseline_errors += 1;
-            eprintln!("vigil: tuning: cannot write: {e}");
+            log::error!("tuning: cannot write: {e}");
         }
     }
 
@@ -707,9 +705,7 @@ impl Pipeline {
             match Pool::start(self.workers, &self.shared, &self.rules, &self.tap) {
                 Ok(p) => self.pool = Some(p),
                 Err(e) => {
-                    eprintln!(
-                        "vigil: cannot start the pipeline workers ({e}); running on one thread"
-                    );
+                    log::warn!("cannot start the pipeline workers ({e}); running on one thread");
                     self.workers = 1;
                     self.back = Back::new(
                         Arc::clone(&self.shared),
@@ -856,7 +852,7 @@ impl Pipeline {
         if let Some(o) = self.shared.outputs.get() {
             o.reopen();
             if verbose {
-                eprintln!("vigil: outputs reopened");
+                log::info!("outputs reopened");
             }
         }
     }
@@ -1231,6 +1227,9 @@ pub enum RunError {
 
 /// Loads and attaches the sensors for `opts` (the first half of a run).
 pub fn start_sensors(cfg: &Config, interest: &vigil_bpf::Interest) -> Result<Sensors, RunError> {
+    // The agent's messages go through `log`; a program embedding the agent
+    // (the benchmarks, the root tests) gets them on stderr too.
+    crate::logging::init();
     let mut s = Sensors::load(&cfg.sensor_config(), interest)?;
     if cfg.sensors.kvm {
         // Counters only; a kernel without kvm tracepoints just has none.
@@ -1264,15 +1263,15 @@ pub async fn run(
         if cfg.baselines.syscalls {
             match sensors.load_syscall_learner() {
                 Ok(()) => l.syscalls_on = true,
-                Err(e) => eprintln!(
-                    "vigil: baselines: syscall-set learning unavailable ({e}); seccomp exports will lack learned syscalls"
+                Err(e) => log::warn!(
+                    "baselines: syscall-set learning unavailable ({e}); seccomp exports will lack learned syscalls"
                 ),
             }
         }
         pipeline.set_learner(l);
         match crate::detect::tuning::Tuning::open(&cfg.tuning_path()) {
             Ok(t) => pipeline.set_tuning(t),
-            Err(e) => eprintln!("vigil: tuning: {e}; learned tuning is off for this run"),
+            Err(e) => log::warn!("tuning: {e}; learned tuning is off for this run"),
         }
     }
     if let Some(o) = opts.outputs.take() {
@@ -1302,12 +1301,12 @@ pub async fn run(
                 if let Some(p) = &cfg.hash.known_bad_file {
                     match crate::hash::load_hash_list(p) {
                         Ok(set) => h.set_known_bad(set),
-                        Err(e) => eprintln!("vigil: hash.known_bad_file: {e}"),
+                        Err(e) => log::warn!("hash.known_bad_file: {e}"),
                     }
                 }
                 pipeline.set_hasher(h);
             }
-            Err(e) => eprintln!("vigil: executable hashing off: cannot start its worker: {e}"),
+            Err(e) => log::warn!("executable hashing off: cannot start its worker: {e}"),
         }
     }
     let mut hup = if opts.reload_on_sighup {
@@ -1343,8 +1342,8 @@ pub async fn run(
         match crate::privs::StatsHelper::spawn() {
             Ok(h) => Some(h),
             Err(e) => {
-                eprintln!(
-                    "vigil: bpf_stats: no helper ({e}); BPF run time sampled until the capability drop only"
+                log::warn!(
+                    "bpf_stats: no helper ({e}); BPF run time sampled until the capability drop only"
                 );
                 None
             }
@@ -1354,13 +1353,13 @@ pub async fn run(
     };
     if opts.drop_privileges {
         match crate::privs::drop_to_runtime() {
-            Ok(d) if opts.verbose => eprintln!(
-                "vigil: dropped {} capabilities; keeping CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH",
+            Ok(d) if opts.verbose => log::info!(
+                "dropped {} capabilities; keeping CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH",
                 d.len()
             ),
             Ok(_) => {}
             Err(e) => {
-                eprintln!("vigil: could not drop capabilities in every thread ({e})")
+                log::warn!("could not drop capabilities in every thread ({e})")
             }
         }
     }
@@ -1386,7 +1385,7 @@ pub async fn run(
         match super::notify::Notifier::from_env() {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("vigil: NOTIFY_SOCKET unusable: {e}; not notifying systemd");
+                log::warn!("NOTIFY_SOCKET unusable: {e}; not notifying systemd");
                 None
             }
         }
@@ -1396,14 +1395,14 @@ pub async fn run(
     if let Some(n) = &notifier {
         let live = sensors.status().iter().filter(|s| s.is_live()).count();
         if let Err(e) = n.ready(&format!("{live}/{} sensors live", sensors.status().len())) {
-            eprintln!("vigil: cannot notify systemd (READY=1): {e}");
+            log::warn!("cannot notify systemd (READY=1): {e}");
         }
     }
     if opts.verbose {
         // What a script waits for before it scrapes /metrics or expects
         // the pipeline to run (the "sensors live" line comes earlier,
         // before the process table is seeded and telemetry registered).
-        eprintln!("vigil: ready: pipeline running, process table seeded");
+        log::info!("ready: pipeline running, process table seeded");
     }
     let wd_every = notifier.as_ref().and_then(|n| n.watchdog_interval());
     let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
@@ -1549,7 +1548,7 @@ pub async fn run(
     if let Err(e) = sensors.quiesce()
         && opts.verbose
     {
-        eprintln!("vigil: could not quiesce sensors before the final drain: {e}");
+        log::warn!("could not quiesce sensors before the final drain: {e}");
     }
     // a program that passed its interest check just before may still be
     // writing its record
@@ -1630,7 +1629,7 @@ fn start_perf(cfg: &Config, history: bool, verbose: bool) -> Option<crate::perf:
                 Some(s)
             }
             Err(e) => {
-                eprintln!("vigil: scheduler sensors (runqlat, pidnss) unavailable: {e}");
+                log::warn!("scheduler sensors (runqlat, pidnss) unavailable: {e}");
                 None
             }
         }
@@ -1644,7 +1643,7 @@ fn start_perf(cfg: &Config, history: bool, verbose: bool) -> Option<crate::perf:
         match cfg.ensure_data_dir() {
             Ok(()) => Some(cfg.agent.data_dir.clone()),
             Err(e) => {
-                eprintln!("vigil: perf history off: {e}");
+                log::warn!("perf history off: {e}");
                 None
             }
         }
@@ -1653,8 +1652,8 @@ fn start_perf(cfg: &Config, history: bool, verbose: bool) -> Option<crate::perf:
     };
     let perf = crate::perf::PerfCollector::new(p, dir.as_deref()).with_sched(sched);
     if verbose && let Some(h) = perf.history_path() {
-        eprintln!(
-            "vigil: perf: run-queue latency, pid-namespace switches and CPU steal every {} s; history in {} (`vigil report`)",
+        log::info!(
+            "perf: run-queue latency, pid-namespace switches and CPU steal every {} s; history in {} (`vigil report`)",
             p.interval_s,
             h.display()
         );
@@ -1734,9 +1733,7 @@ impl StatsSampler {
                     self.off_at = Some(now + self.window);
                 }
                 Err(e) => {
-                    eprintln!(
-                        "vigil: bpf_stats: cannot re-enable ({e}); BPF run time no longer sampled"
-                    );
+                    log::warn!("bpf_stats: cannot re-enable ({e}); BPF run time no longer sampled");
                     self.enabled = false;
                 }
             }
@@ -1848,8 +1845,8 @@ fn start_perfsys(cfg: &Config, verbose: bool) -> Option<crate::perfsys::PerfsysC
                 Some(s)
             }
             Err(e) => {
-                eprintln!(
-                    "vigil: system performance sensors (syscount, tcpretrans, tcpreset, biolatency) unavailable: {e}"
+                log::warn!(
+                    "system performance sensors (syscount, tcpretrans, tcpreset, biolatency) unavailable: {e}"
                 );
                 None
             }
@@ -1879,8 +1876,8 @@ fn start_ktools(cfg: &Config, verbose: bool) -> Option<crate::perf::ktools::Ktoo
             Some(crate::perf::ktools::KtoolsCollector::new(k, &cfg.perf))
         }
         Err(e) => {
-            eprintln!(
-                "vigil: kernel-work tools (kmem, kpages, slabratetop, numamove, workq, softirqs, hardirqs, tasklets) unavailable: {e}"
+            log::warn!(
+                "kernel-work tools (kmem, kpages, slabratetop, numamove, workq, softirqs, hardirqs, tasklets) unavailable: {e}"
             );
             None
         }
@@ -1903,7 +1900,7 @@ fn start_profile(
     }) {
         Ok(pf) => pf,
         Err(e) => {
-            eprintln!("vigil: CPU profiler (profile) unavailable: {e}");
+            log::warn!("CPU profiler (profile) unavailable: {e}");
             return None;
         }
     };
@@ -1915,8 +1912,8 @@ fn start_profile(
         (history && p.history && cfg.ensure_data_dir().is_ok()).then(|| cfg.agent.data_dir.clone());
     let c = crate::perf::profile::ProfileCollector::new(pf, p, dir.as_deref());
     if verbose {
-        eprintln!(
-            "vigil: profile: {} Hz per CPU; folded stacks in {}",
+        log::info!(
+            "profile: {} Hz per CPU; folded stacks in {}",
             p.profile_hz,
             c.folded_path()
                 .map(|p| p.display().to_string())
@@ -1953,29 +1950,31 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
         match crate::hash::load_hash_list(p) {
             Ok(set) => {
                 if verbose {
-                    eprintln!("vigil: known-bad hash list reloaded: {} hashes", set.len());
+                    log::info!("known-bad hash list reloaded: {} hashes", set.len());
                 }
                 h.set_known_bad(set);
             }
-            Err(e) => eprintln!(
-                "vigil: hash.known_bad_file: {e}; keeping the {} hashes in use",
+            Err(e) => log::warn!(
+                "hash.known_bad_file: {e}; keeping the {} hashes in use",
                 h.known_bad_len()
             ),
         }
     }
     let (set, report) = crate::detect::load_rules(cfg);
     if !report.errors.is_empty() {
-        eprint!("{}", crate::detect::render_errors(&report));
-        eprintln!(
-            "vigil: rule reload failed with {} errors; keeping the {} rules in use",
+        for l in crate::detect::render_errors(&report).lines() {
+            log::error!("{l}");
+        }
+        log::error!(
+            "rule reload failed with {} errors; keeping the {} rules in use",
             report.errors.len(),
             pipeline.rules().len()
         );
         return;
     }
     if let Err(e) = sensors.apply_interest(&cfg.interest_for(set.interest())) {
-        eprintln!(
-            "vigil: rule reload: cannot update the kernel interest maps ({e}); keeping the rules in use"
+        log::warn!(
+            "rule reload: cannot update the kernel interest maps ({e}); keeping the rules in use"
         );
         return;
     }
@@ -1984,8 +1983,8 @@ fn reload_rules(cfg: &Config, pipeline: &mut Pipeline, sensors: &mut Sensors, ve
     pipeline.set_rules(set);
     // only now: the kill maps and the rule set are both in use
     if verbose {
-        eprintln!(
-            "vigil: rules reloaded: {} vigil, {} Sigma ({} Sigma rules skipped)",
+        log::info!(
+            "rules reloaded: {} vigil, {} Sigma ({} Sigma rules skipped)",
             report.vigil_rules,
             report.sigma_rules,
             report.skipped.len()
@@ -2002,8 +2001,8 @@ fn apply_kill_rules(cfg: &Config, set: &RuleSet, sensors: &mut Sensors, verbose:
     match sensors.set_kill_rules(&plan, cfg.response.monitor, supervisor) {
         Ok(()) => {
             if verbose && !ids.is_empty() {
-                eprintln!(
-                    "vigil: kill rules decided in the kernel{}: {}",
+                log::info!(
+                    "kill rules decided in the kernel{}: {}",
                     if cfg.response.monitor {
                         " (monitor mode: would kill)"
                     } else {
@@ -2013,8 +2012,8 @@ fn apply_kill_rules(cfg: &Config, set: &RuleSet, sensors: &mut Sensors, verbose:
                 );
             }
         }
-        Err(e) => eprintln!(
-            "vigil: cannot load the kill rules into the kernel ({e}); rules with action: kill kill from userspace"
+        Err(e) => log::warn!(
+            "cannot load the kill rules into the kernel ({e}); rules with action: kill kill from userspace"
         ),
     }
 }
@@ -2066,8 +2065,8 @@ fn report_drops(
                     .note_loss(host::boot_offset_ns() + boot_now_ns() as i64, lost)
             });
             if verbose {
-                eprintln!(
-                    "vigil: sensor={sensor} dropped={} total={}: ring buffer full; alerts in this window carry vigil.after_loss",
+                log::warn!(
+                    "sensor={sensor} dropped={} total={}: ring buffer full; alerts in this window carry vigil.after_loss",
                     c.dropped - prev,
                     c.dropped
                 );

@@ -18,7 +18,7 @@ pub mod telemetry;
 /// mechanism's reason; `vigil probe` lists them all).
 pub fn warn_unavailable(status: &[vigil_bpf::SensorStatus]) {
     for l in unavailable_lines(status) {
-        eprintln!("vigil: {l}");
+        log::warn!("{l}");
     }
 }
 

@@ -694,8 +694,8 @@ fn after_panic(
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| back.flush_out(st)));
     let held = left as u64 + back.drop_waiting();
     st.worker_lost += held;
-    eprintln!(
-        "vigil: pipeline worker {i} panicked ({why}): {held} events it held are lost and counted (worker_lost); the agent's thread handles its processes from now on"
+    log::error!(
+        "pipeline worker {i} panicked ({why}): {held} events it held are lost and counted (worker_lost); the agent's thread handles its processes from now on"
     );
     while let Ok(m) = rx.recv() {
         match m {
