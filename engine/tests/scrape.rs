@@ -208,6 +208,12 @@ fn the_agents_metrics_pass_promtool_check_metrics() {
     };
     assert!(body.contains("vigil_softirq_seconds_total{"), "{body}");
     assert!(!body.contains("_nanoseconds"), "{body}");
+    // no worker panicked: the loss counter is there, at zero
+    assert!(
+        body.lines()
+            .any(|l| l == "vigil_pipeline_worker_lost_events_total 0"),
+        "{body}"
+    );
     let mut child = Command::new("/usr/bin/promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
