@@ -1148,8 +1148,11 @@ mod tests {
 
     /// Every record parses, and no object key appears twice (the writer
     /// nests dotted keys, so ungrouped fields would repeat `vigil`).
-    #[test]
-    fn records_are_well_formed_and_findings_fire_over_thresholds() {
+    /// PID_MAX_LIMIT: no process has it, so no name is read for it.
+    const NO_PID: u32 = 4_194_304;
+
+    /// An interval over every threshold of its configuration.
+    fn sample() -> (PerfConfig, SysInterval) {
         let cfg = PerfConfig {
             syscalls_errors_per_s: 10.0,
             syscalls_denied_max: 5,
@@ -1160,7 +1163,6 @@ mod tests {
             self_cpu_pct: 1.0,
             ..PerfConfig::default()
         };
-        let mut c = PerfsysCollector::new(&cfg);
         let mut tk = TcpKey {
             family: 2,
             sport: 40000,
@@ -1183,7 +1185,7 @@ mod tests {
         let iv = SysInterval {
             secs: 1.0,
             procs: vec![(
-                42,
+                NO_PID,
                 ScProc {
                     calls: 100,
                     errors: 60,
@@ -1192,7 +1194,7 @@ mod tests {
             errors: vec![
                 (
                     ScErrKey {
-                        tgid: 42,
+                        tgid: NO_PID,
                         nr: 257,
                         err: 2,
                         ..ScErrKey::default()
@@ -1201,7 +1203,7 @@ mod tests {
                 ),
                 (
                     ScErrKey {
-                        tgid: 42,
+                        tgid: NO_PID,
                         nr: 62,
                         err: 1,
                         ..ScErrKey::default()
@@ -1228,6 +1230,42 @@ mod tests {
                 programs: vec![("vg_x".into(), 10, 1_000_000)],
             }),
         };
+        (cfg, iv)
+    }
+
+    /// The records of [`sample`], byte for byte as
+    /// `engine/tests/golden/perfsys-records.jsonl` holds them (written
+    /// there when `VIGIL_BLESS=1`).
+    #[test]
+    fn records_are_byte_identical_to_the_golden_file() {
+        let (cfg, iv) = sample();
+        let mut c = PerfsysCollector::new(&cfg);
+        // the device's name as this host would not have it
+        c.devs.insert(254 << 20, Some("vda".into()));
+        let mut host = crate::host::RecordedHost::default();
+        let mut text = Vec::new();
+        for r in c.records(&iv, &mut host, "h", 1_700_000_000_123_456_789) {
+            text.extend_from_slice(&r.json);
+            text.push(b'\n');
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/perfsys-records.jsonl"
+        );
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read(path).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[test]
+    fn records_are_well_formed_and_findings_fire_over_thresholds() {
+        let (cfg, iv) = sample();
+        let mut c = PerfsysCollector::new(&cfg);
         let mut host = crate::host::RecordedHost::default();
         let recs = c.records(&iv, &mut host, "h", 0);
         let mut actions = Vec::new();

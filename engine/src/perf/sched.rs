@@ -820,21 +820,6 @@ fn cgroup_fields(w: &mut vigil_outputs::json::Writer, id: u64, info: &CgroupInfo
     }
 }
 
-/// Floats in records: finite values as Rust prints them, others as null.
-trait F64Field {
-    fn f64(&mut self, key: &str, v: f64) -> &mut Self;
-}
-
-impl F64Field for vigil_outputs::json::Writer {
-    fn f64(&mut self, key: &str, v: f64) -> &mut Self {
-        if v.is_finite() {
-            self.raw(key, format!("{v}").as_bytes())
-        } else {
-            self.raw(key, b"null")
-        }
-    }
-}
-
 fn json_array(v: &[u64]) -> Vec<u8> {
     let mut s = String::from("[");
     for (i, x) in v.iter().enumerate() {
