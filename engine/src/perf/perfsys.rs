@@ -21,15 +21,16 @@ use crate::config::PerfConfig;
 use crate::ecs;
 use crate::host::Host;
 use crate::perf::collector::{Collector, Ctx, Output};
+use crate::perf::sched::{round1, round2, trimmed};
 use crate::perf::{quantile_us, slot_bounds, total};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use vigil_bpf::ProgramStat;
-use vigil_outputs::json::Writer;
 use vigil_bpf::perfsys::{
     BIO_SLOTS, BioHist, BioKey, Perfsys, ScErrKey, ScProc, SyscallMode, TCP_RESET_RECV,
     TCP_RESET_SENT, TCP_RETRANS, TcpKey, TcpVal, errno_name, op_name,
 };
+use vigil_outputs::json::Writer;
 
 /// Records of one kind written per interval at most (the rest are counted
 /// in Prometheus and the totals, not written one by one).
@@ -1094,19 +1095,6 @@ pub fn tcp_state(s: i32) -> &'static str {
         12 => "NEW_SYN_RECV",
         _ => "UNKNOWN",
     }
-}
-
-fn trimmed(slots: &[u64]) -> Vec<u64> {
-    let end = slots.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
-    slots[..end].to_vec()
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -85,7 +85,9 @@ fn delta(a: &RqHist, b: Option<&RqHist>) -> RqHist {
     d
 }
 
-fn trimmed(slots: &[u64]) -> Vec<u64> {
+/// The slots up to the last one that counted something (what records
+/// write of a histogram).
+pub(crate) fn trimmed(slots: &[u64]) -> Vec<u64> {
     let end = slots.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
     slots[..end].to_vec()
 }
@@ -800,11 +802,13 @@ fn cgroup_fields(w: &mut vigil_outputs::json::Writer, id: u64, info: &CgroupInfo
     }
 }
 
-fn round1(v: f64) -> f64 {
+/// `v` rounded to one decimal (figures in records).
+pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-fn round2(v: f64) -> f64 {
+/// `v` rounded to two decimals (percentages in records).
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
