@@ -12,8 +12,8 @@
 use crate::config::PerfConfig;
 use crate::ecs;
 use crate::perf::PerfRecord;
-use crate::perf::sched::round1;
 use crate::perf::collector::{Collector, CounterDelta, Ctx, Deltas, Kallsyms, Output};
+use crate::perf::sched::round1;
 use crate::perf::symbolize::Symbolizer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
