@@ -7,46 +7,20 @@
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{require_root, spawn_with_stderr, wait_line};
+use common::{Stopped, free_port, require_root, spawn_with_stderr, wait_line};
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 const RULE_ID: &str = "61c3d0f4-0000-4000-8000-0000000f1ee7";
-
-struct Kill(Child, &'static str);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop on SIGTERM: killing it", self.1);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Dir(PathBuf);
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shipped relay configuration with its port and output directory
@@ -87,7 +61,7 @@ fn alerts_reach_the_shipped_rsyslog_relay_over_relp_as_json() {
     let conf = dir.0.join("relay.conf");
     std::fs::write(&conf, relay_conf(port, &fleet)).unwrap();
     let log = std::fs::File::create(dir.0.join("rsyslogd.log")).unwrap();
-    let relay = Kill(
+    let relay = Stopped(
         Command::new(RSYSLOGD)
             .arg("-n")
             .arg("-f")
@@ -141,7 +115,7 @@ fn alerts_reach_the_shipped_rsyslog_relay_over_relp_as_json() {
             .arg(format!("syslog+relp://127.0.0.1:{port}?format=json"))
             .stdout(Stdio::null()),
     );
-    let agent = Kill(child, "vigil");
+    let agent = Stopped(child, "vigil");
     wait_line(&rx, "vigil: ready", Duration::from_secs(60));
     let mut pids = Vec::new();
     for arg in ["first", "second"] {

@@ -1,13 +1,12 @@
 //! Root test of the real binary: `vigil run` reloads its rules on SIGHUP,
 //! and a bad file keeps the running set (with the error on stderr).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 
 mod common;
-use common::{require_root, wait_line};
+use common::{require_root, spawn_with_stderr, wait_line};
 use std::time::{Duration, Instant};
 
 fn rule(id: &str, marker: &str) -> String {
@@ -53,24 +52,16 @@ fn sighup_reloads_rules_and_a_bad_file_keeps_the_running_set() {
     let m1 = format!("vgreload-a-{}", std::process::id());
     let m2 = format!("vgreload-b-{}", std::process::id());
     std::fs::write(&rules, rule("reload_first", &m1)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--no-baselines", "--rules"])
-        .arg(&rules)
-        .arg("-o")
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, rx) = spawn_with_stderr(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--no-baselines", "--rules"])
+            .arg(&rules)
+            .arg("-o")
+            .arg(&out),
+    );
     let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
     let result = std::panic::catch_unwind(|| {
         wait_line(&rx, "sensors live", Duration::from_secs(30));
         Command::new("/bin/true").arg(&m1).status().unwrap();
@@ -135,23 +126,15 @@ fn start_vigil(
 ) -> (std::process::Child, mpsc::Receiver<String>) {
     let cfg = dir.join("vigil.toml");
     std::fs::write(&cfg, cfg_text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--no-baselines", "--rules"])
-        .arg(rules)
-        .arg("-o")
-        .arg(out)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let (child, rx) = spawn_with_stderr(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--no-baselines", "--rules"])
+            .arg(rules)
+            .arg("-o")
+            .arg(out),
+    );
     (child, rx)
 }
 

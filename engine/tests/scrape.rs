@@ -6,23 +6,15 @@
 //! servers are private (their own ports, configuration and data under a
 //! temporary directory) and stopped after.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{require_root, wait_line};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Stopped, free_port, require_root, spawn_with_stderr, wait_line};
 
 /// `GET path` over HTTP/1.0; the body (None: no connection or not 200).
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -37,57 +29,29 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(s[s.find("\r\n\r\n")? + 4..].to_string())
 }
 
-/// A child process killed (and reaped) when dropped.
-struct Server(Child, &'static str);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("{} did not stop on SIGTERM: killing it", self.1);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `vigil run --no-baselines --metrics 127.0.0.1:PORT`, once its sensors
 /// are live.
-fn start_vigil(dir: &Path, port: u16) -> (Server, mpsc::Receiver<String>) {
+fn start_vigil(dir: &Path, port: u16) -> (Stopped, mpsc::Receiver<String>) {
     start_vigil_with(dir, port, "")
 }
 
-fn start_vigil_with(dir: &Path, port: u16, extra: &str) -> (Server, mpsc::Receiver<String>) {
+fn start_vigil_with(dir: &Path, port: u16, extra: &str) -> (Stopped, mpsc::Receiver<String>) {
     let cfg = dir.join("vigil.toml");
     std::fs::write(
         &cfg,
         format!("[agent]\nhousekeeping_interval_s = 1\n[rules]\nbuiltin = false\n{extra}"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--no-baselines", "-o"])
-        .arg(dir.join("out.json"))
-        .arg("--metrics")
-        .arg(format!("127.0.0.1:{port}"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let s = Server(child, "vigil");
+    let (child, rx) = spawn_with_stderr(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--no-baselines", "-o"])
+            .arg(dir.join("out.json"))
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{port}")),
+    );
+    let s = Stopped(child, "vigil");
     // Telemetry registers when the pipeline starts, after "sensors live".
     wait_line(&rx, "vigil: ready", Duration::from_secs(30));
     (s, rx)
@@ -102,15 +66,11 @@ fn tempdir(tag: &str) -> PathBuf {
 
 /// A tool the test needs; CI requires it (scripts/install-deps.sh installs it).
 fn tool(path: &str, package: &str) -> bool {
-    if Path::new(path).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var("VIGIL_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
-        "{path} missing: apt-get install {package} (scripts/install-deps.sh)"
-    );
-    eprintln!("SKIP: {path} missing (apt-get install {package})");
-    false
+    vigil_rootgate::require(
+        path,
+        &format!("missing: apt-get install {package} (scripts/install-deps.sh)"),
+        Path::new(path).exists(),
+    )
 }
 
 #[test]
@@ -138,7 +98,7 @@ fn prometheus_scrapes_vigil_and_serves_a_vigil_series_back() {
         ),
     )
     .unwrap();
-    let prom = Server(
+    let prom = Stopped(
         Command::new("/usr/bin/prometheus")
             .arg(format!("--config.file={}", conf.display()))
             .arg(format!(
@@ -208,6 +168,12 @@ fn the_agents_metrics_pass_promtool_check_metrics() {
     };
     assert!(body.contains("vigil_softirq_seconds_total{"), "{body}");
     assert!(!body.contains("_nanoseconds"), "{body}");
+    // no worker panicked: the loss counter is there, at zero
+    assert!(
+        body.lines()
+            .any(|l| l == "vigil_pipeline_worker_lost_events_total 0"),
+        "{body}"
+    );
     let mut child = Command::new("/usr/bin/promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -269,7 +235,7 @@ fn pcp_openmetrics_pmda_reads_a_vigil_metric() {
     let pmns = dir.join("root");
     std::fs::write(&pmns, "root {\n    openmetrics 144:*:*\n}\n").unwrap();
     let port = free_port();
-    let pmcd = Server(
+    let pmcd = Stopped(
         Command::new("/usr/lib/pcp/bin/pmcd")
             .arg("-f")
             .arg("-p")

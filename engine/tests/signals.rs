@@ -3,14 +3,12 @@
 //! shell's background job), the agent still reloads on SIGHUP and stops
 //! cleanly on SIGTERM (drain, summary, exit 0).
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{require_root, wait_line};
+use common::{require_root, spawn_with_stderr, wait_line};
 
 #[test]
 fn agent_started_with_blocked_signals_reloads_and_stops_cleanly() {
@@ -42,15 +40,8 @@ fn agent_started_with_blocked_signals_reloads_and_stops_cleanly() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let (mut child, rx) = spawn_with_stderr(&mut cmd);
     let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
     let result = std::panic::catch_unwind(|| {
         wait_line(&rx, "sensors live", Duration::from_secs(30));
         // SAFETY: kill(2) on our child.

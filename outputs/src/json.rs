@@ -282,102 +282,83 @@ impl Writer {
             .extend_from_slice(&k.name[usize::from(!comma)..usize::from(k.name_len)]);
     }
 
-    /// [`Writer::str`] with a prepared name.
-    pub fn str_k(&mut self, key: &Key, v: impl AsRef<[u8]>) -> &mut Self {
-        self.key_at(key);
-        write_str(&mut self.buf, v.as_ref());
-        self
-    }
-
-    /// [`Writer::u64`] with a prepared name.
-    pub fn u64_k(&mut self, key: &Key, v: u64) -> &mut Self {
-        self.key_at(key);
-        write_u64(&mut self.buf, v);
-        self
-    }
-
-    /// [`Writer::i64`] with a prepared name.
-    pub fn i64_k(&mut self, key: &Key, v: i64) -> &mut Self {
-        self.key_at(key);
-        write_i64(&mut self.buf, v);
-        self
-    }
-
-    /// [`Writer::bool`] with a prepared name.
-    pub fn bool_k(&mut self, key: &Key, v: bool) -> &mut Self {
-        self.key_at(key);
-        self.buf
-            .extend_from_slice(if v { b"true" } else { b"false" });
-        self
-    }
-
-    /// [`Writer::strs`] with a prepared name.
-    pub fn strs_k<I, S>(&mut self, key: &Key, items: I) -> &mut Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<[u8]>,
-    {
-        self.key_at(key);
-        write_strs(&mut self.buf, items);
-        self
-    }
-
-    /// [`Writer::raw`] with a prepared name.
-    pub fn raw_k(&mut self, key: &Key, json: &[u8]) -> &mut Self {
-        self.key_at(key);
-        self.buf.extend_from_slice(json);
-        self
-    }
-
     /// A string field from bytes (lossy UTF-8).
-    pub fn str(&mut self, key: &str, v: impl AsRef<[u8]>) -> &mut Self {
-        self.key(key);
+    pub fn str(&mut self, key: impl Name, v: impl AsRef<[u8]>) -> &mut Self {
+        key.put(self);
         write_str(&mut self.buf, v.as_ref());
         self
     }
 
     /// An unsigned integer field.
-    pub fn u64(&mut self, key: &str, v: u64) -> &mut Self {
-        self.key(key);
+    pub fn u64(&mut self, key: impl Name, v: u64) -> &mut Self {
+        key.put(self);
         write_u64(&mut self.buf, v);
         self
     }
 
     /// A signed integer field.
-    pub fn i64(&mut self, key: &str, v: i64) -> &mut Self {
-        self.key(key);
+    pub fn i64(&mut self, key: impl Name, v: i64) -> &mut Self {
+        key.put(self);
         write_i64(&mut self.buf, v);
         self
     }
 
+    /// A number field: `v` as Rust's `Display` writes it (the shortest
+    /// text that reads back as `v`, never an exponent), or `null` when it
+    /// is not finite (JSON has no NaN or infinity).
+    pub fn f64(&mut self, key: impl Name, v: f64) -> &mut Self {
+        key.put(self);
+        if v.is_finite() {
+            use std::io::Write as _;
+            let _ = write!(self.buf, "{v}");
+        } else {
+            self.buf.extend_from_slice(b"null");
+        }
+        self
+    }
+
     /// A boolean field.
-    pub fn bool(&mut self, key: &str, v: bool) -> &mut Self {
-        self.key(key);
+    pub fn bool(&mut self, key: impl Name, v: bool) -> &mut Self {
+        key.put(self);
         self.buf
             .extend_from_slice(if v { b"true" } else { b"false" });
         self
     }
 
     /// An array of strings.
-    pub fn strs<I, S>(&mut self, key: &str, items: I) -> &mut Self
+    pub fn strs<I, S>(&mut self, key: impl Name, items: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
-        self.key(key);
+        key.put(self);
         write_strs(&mut self.buf, items);
+        self
+    }
+
+    /// An array of unsigned integers.
+    pub fn u64s(&mut self, key: impl Name, items: impl IntoIterator<Item = u64>) -> &mut Self {
+        key.put(self);
+        write_array(&mut self.buf, items, write_u64);
+        self
+    }
+
+    /// An array of signed integers.
+    pub fn i64s(&mut self, key: impl Name, items: impl IntoIterator<Item = i64>) -> &mut Self {
+        key.put(self);
+        write_array(&mut self.buf, items, write_i64);
         self
     }
 
     /// An array of objects: `f` writes each item's fields into a fresh
     /// object (dotted keys nest inside it as at the top level), in this
     /// writer's buffer, without allocating per item.
-    pub fn objects<I, F>(&mut self, key: &str, items: I, mut f: F) -> &mut Self
+    pub fn objects<I, F>(&mut self, key: impl Name, items: I, mut f: F) -> &mut Self
     where
         I: IntoIterator,
         F: FnMut(&mut Writer, I::Item),
     {
-        self.key(key);
+        key.put(self);
         self.buf.push(b'[');
         let open = std::mem::take(&mut self.open);
         let levels = std::mem::take(&mut self.levels);
@@ -404,8 +385,8 @@ impl Writer {
     }
 
     /// A pre-encoded JSON value (caller guarantees validity).
-    pub fn raw(&mut self, key: &str, json: &[u8]) -> &mut Self {
-        self.key(key);
+    pub fn raw(&mut self, key: impl Name, json: &[u8]) -> &mut Self {
+        key.put(self);
         self.buf.extend_from_slice(json);
         self
     }
@@ -420,6 +401,36 @@ impl Writer {
     }
 }
 
+/// A member name the setters take: a dotted `&str` (split at its dots
+/// for every field) or a [`Key`] prepared at compile time (`key!`), which
+/// writes the same bytes without scanning or checking the name.
+pub trait Name {
+    /// Positions `w` inside the name's parent objects and writes the
+    /// member name (with its comma and colon).
+    fn put(self, w: &mut Writer);
+}
+
+impl Name for &str {
+    #[inline]
+    fn put(self, w: &mut Writer) {
+        w.key(self);
+    }
+}
+
+impl Name for &String {
+    #[inline]
+    fn put(self, w: &mut Writer) {
+        w.key(self);
+    }
+}
+
+impl Name for &Key {
+    #[inline]
+    fn put(self, w: &mut Writer) {
+        w.key_at(self);
+    }
+}
+
 /// Most dots a [`Key`] holds (nesting depth of its leaf).
 pub const KEY_DEPTH_MAX: usize = 7;
 
@@ -428,7 +439,7 @@ pub const KEY_LEAF_MAX: usize = 44;
 
 /// A dotted member name prepared at compile time ([`Key::new`] in a
 /// `const`): where its parent path ends and its leaf already quoted, so
-/// the `*_k` writers do not scan or check it per field. Output is the same
+/// the setters do not scan or check it per field. Output is the same
 /// as the `&str` writers' for the same name.
 pub struct Key {
     full: &'static str,
@@ -547,12 +558,21 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<[u8]>,
 {
+    write_array(buf, items, |b, s| write_str(b, s.as_ref()));
+}
+
+/// An array of the items `item` writes.
+fn write_array<T>(
+    buf: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut item: impl FnMut(&mut Vec<u8>, T),
+) {
     buf.push(b'[');
-    for (i, s) in items.into_iter().enumerate() {
+    for (i, v) in items.into_iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        write_str(buf, s.as_ref());
+        item(buf, v);
     }
     buf.push(b']');
 }
@@ -812,23 +832,23 @@ mod tests {
                 match j % 5 {
                     0 => {
                         plain.str(names[i], "v\"");
-                        prepared.str_k(&KEYS[i], "v\"");
+                        prepared.str(&KEYS[i], "v\"");
                     }
                     1 => {
                         plain.u64(names[i], seed >> 40);
-                        prepared.u64_k(&KEYS[i], seed >> 40);
+                        prepared.u64(&KEYS[i], seed >> 40);
                     }
                     2 => {
                         plain.i64(names[i], -5).bool("x.y", true);
-                        prepared.i64_k(&KEYS[i], -5).bool("x.y", true);
+                        prepared.i64(&KEYS[i], -5).bool("x.y", true);
                     }
                     3 => {
                         plain.strs(names[i], ["a", "b"]);
-                        prepared.strs_k(&KEYS[i], ["a", "b"]);
+                        prepared.strs(&KEYS[i], ["a", "b"]);
                     }
                     _ => {
                         plain.raw(names[i], b"[1]").bool(names[i], false);
-                        prepared.raw_k(&KEYS[i], b"[1]").bool_k(&KEYS[i], false);
+                        prepared.raw(&KEYS[i], b"[1]").bool(&KEYS[i], false);
                     }
                 }
             }

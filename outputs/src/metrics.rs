@@ -607,6 +607,11 @@ pub mod names {
         "vigil_bpf_program_missed_runs_total",
         "Runs of each BPF program the kernel skipped because a BPF program was already running on that CPU (recursion_misses): events lost before any drop counter.",
     );
+    /// Events lost to a pipeline worker that panicked (no labels).
+    pub const WORKER_LOST: (&str, &str) = (
+        "vigil_pipeline_worker_lost_events_total",
+        "Events lost to a pipeline worker that panicked: the one it panicked on, the rest of its batch, those it held waiting for a hash and those still queued for it.",
+    );
     /// Records offered to a sink (label `sink`).
     pub const OUT_SUBMITTED: (&str, &str) = (
         "vigil_output_records_submitted_total",

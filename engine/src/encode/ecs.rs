@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use vigil_bpf::abi::{self, kind};
 use vigil_bpf::decode::Body;
-use vigil_outputs::json::{Fragment, Writer};
+use vigil_outputs::json::{Fragment, Key, Writer};
 use vigil_outputs::key;
 
 /// RFC 3339 UTC timestamp with nanoseconds.
@@ -789,7 +789,7 @@ fn same_opt<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
     }
 }
 
-/// What [`write_head`] reads.
+/// What [`write_event`]'s classification group reads.
 struct HeadId {
     event_kind: String,
     class: (&'static str, &'static str, &'static str),
@@ -1100,24 +1100,24 @@ pub fn encode_cached(
 fn write_image(w: &mut Writer, ev: &Event) {
     if let Some(p) = &ev.process {
         if !p.exe.is_empty() {
-            w.str_k(key!("process.executable"), &p.exe);
+            w.str(key!("process.executable"), &p.exe);
         }
         if !p.args.is_empty() {
-            w.str_k(key!("process.command_line"), &p.cmdline)
-                .strs_k(key!("process.args"), p.args.iter())
-                .u64_k(key!("process.args_count"), p.args.len() as u64);
+            w.str(key!("process.command_line"), &p.cmdline)
+                .strs(key!("process.args"), p.args.iter())
+                .u64(key!("process.args_count"), p.args.len() as u64);
         }
         if !p.cwd.is_empty() {
-            w.str_k(key!("process.working_directory"), &p.cwd);
+            w.str(key!("process.working_directory"), &p.cwd);
         }
         if let Some(x) = &p.hash {
-            w.str_k(key!("process.hash.sha256"), x.as_bytes());
+            w.str(key!("process.hash.sha256"), x.as_bytes());
         }
     }
     if let Body::Exec { env, .. } = &ev.k.body
         && !env.is_empty()
     {
-        w.strs_k(key!("process.env_vars"), env.iter().map(|e| e.as_slice()));
+        w.strs(key!("process.env_vars"), env.iter().map(|e| e.as_slice()));
     }
 }
 
@@ -1153,40 +1153,40 @@ fn image_key(k: &mut Vec<u8>, ev: &Event) {
 /// process, its parent and its credentials determine.
 fn write_parent_user(w: &mut Writer, ev: &Event) {
     let h = &ev.k.hdr;
-    w.u64_k(key!("process.parent.pid"), h.ppid.into());
+    w.u64(key!("process.parent.pid"), h.ppid.into());
     if let Some(a) = ev.ancestors.first() {
         if !a.exe.is_empty() {
-            w.str_k(key!("process.parent.executable"), &a.exe)
-                .str_k(key!("process.parent.name"), basename(&a.exe));
+            w.str(key!("process.parent.executable"), &a.exe)
+                .str(key!("process.parent.name"), basename(&a.exe));
         }
         if !a.args.is_empty() {
-            w.str_k(key!("process.parent.command_line"), &a.cmdline);
+            w.str(key!("process.parent.command_line"), &a.cmdline);
         }
         if let Some(x) = &a.hash {
-            w.str_k(key!("process.parent.hash.sha256"), x.as_bytes());
+            w.str(key!("process.parent.hash.sha256"), x.as_bytes());
         }
     }
-    w.u64_k(key!("user.id"), h.uid.into());
+    w.u64(key!("user.id"), h.uid.into());
     if let Some(u) = &ev.user {
-        w.str_k(key!("user.name"), u.as_bytes());
+        w.str(key!("user.name"), u.as_bytes());
     }
-    w.u64_k(key!("user.effective.id"), h.euid.into());
+    w.u64(key!("user.effective.id"), h.euid.into());
     if let Some(u) = &ev.euser {
-        w.str_k(key!("user.effective.name"), u.as_bytes());
+        w.str(key!("user.effective.name"), u.as_bytes());
     }
-    w.u64_k(key!("group.id"), h.gid.into());
+    w.u64(key!("group.id"), h.gid.into());
     if let Some(g) = &ev.group {
-        w.str_k(key!("group.name"), g.as_bytes());
+        w.str(key!("group.name"), g.as_bytes());
     }
     if let Some(c) = ev.process.as_ref().and_then(|p| p.container.as_ref()) {
-        w.str_k(key!("container.id"), &c.id)
-            .str_k(key!("container.runtime"), c.runtime);
+        w.str(key!("container.id"), &c.id)
+            .str(key!("container.runtime"), c.runtime);
         if let Some(m) = &ev.container_meta {
             if let Some(n) = &m.name {
-                w.str_k(key!("container.name"), n);
+                w.str(key!("container.name"), n);
             }
             if let Some(i) = &m.image {
-                w.str_k(key!("container.image.name"), i);
+                w.str(key!("container.image.name"), i);
             }
         }
     }
@@ -1234,18 +1234,18 @@ fn parent_user_key(k: &mut Vec<u8>, ev: &Event) {
 /// cgroup and lineage (shared by the children of one parent).
 fn write_lineage(w: &mut Writer, ev: &Event) {
     let h = &ev.k.hdr;
-    w.u64_k(key!("vigil.ns.pid"), h.pidns.into())
-        .u64_k(key!("vigil.ns.mnt"), h.mntns.into())
-        .u64_k(key!("vigil.ns.net"), h.netns.into());
-    w.u64_k(key!("vigil.cgroup.id"), h.cgroup_id);
+    w.u64(key!("vigil.ns.pid"), h.pidns.into())
+        .u64(key!("vigil.ns.mnt"), h.mntns.into())
+        .u64(key!("vigil.ns.net"), h.netns.into());
+    w.u64(key!("vigil.cgroup.id"), h.cgroup_id);
     if let Some(p) = &ev.cgroup_path {
-        w.str_k(key!("vigil.cgroup.path"), p.as_bytes());
+        w.str(key!("vigil.cgroup.path"), p.as_bytes());
     }
     if !ev.ancestors.is_empty() {
         w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
-            o.u64_k(key!("pid"), a.pid.into());
+            o.u64(key!("pid"), a.pid.into());
             if !a.exe.is_empty() {
-                o.str_k(key!("executable"), &a.exe);
+                o.str(key!("executable"), &a.exe);
             }
         });
     }
@@ -1280,29 +1280,98 @@ fn encode_inner(
     mut cache: Option<&mut EncodeCache>,
     buf: Vec<u8>,
 ) -> Vec<u8> {
-    let h = &ev.k.hdr;
-    let (category, etype, action) = classify_event(ev);
     let mut w = Writer::with_buffer(buf);
-    let mut ts = [0u8; RFC3339_MAX];
-    match cache.as_deref_mut() {
-        Some(c) => {
-            w.raw_k(key!("@timestamp"), c.ts[0].get(ev.unix_ns));
+    let ret = syscall_ret(ev);
+    // @timestamp, event.*, host.*
+    write_timestamp(
+        &mut w,
+        key!("@timestamp"),
+        ev.unix_ns,
+        cache.as_deref_mut().map(|c| &mut c.ts[0]),
+    );
+    write_event(&mut w, ev, event_kind, ret, cache.as_deref_mut());
+    head(&mut w);
+    w.str(key!("host.hostname"), hostname);
+    // process.*, user.*, group.*, container.*, file.*
+    write_process(&mut w, ev, cache.as_deref_mut());
+    write_file(&mut w, ev);
+    // source.*, destination.*, server.*, network.*, dns.*
+    if let Body::Sock { info, .. } | Body::Dns { info, .. } = &ev.k.body {
+        write_socket(&mut w, ev, info);
+    }
+    if let Body::Dns { info, .. } = &ev.k.body {
+        write_dns(&mut w, ev, info);
+    }
+    if let Body::IoUring { info, .. } = &ev.k.body
+        && info.what == vigil_bpf::abi::uring::CONNECT
+    {
+        if let Some(a) = ip(info.family, &info.raddr) {
+            write_endpoint(&mut w, Endpoint::Destination, a, info.rport);
+        }
+        w.str(key!("network.direction"), "egress");
+    }
+    if let Body::TcpState(t) = &ev.k.body {
+        if let Some(a) = ip(t.family, &t.saddr) {
+            write_endpoint(&mut w, Endpoint::Source, a, t.sport);
+        }
+        if let Some(a) = ip(t.family, &t.daddr) {
+            write_endpoint(&mut w, Endpoint::Destination, a, t.dport);
+        }
+        w.str(key!("network.transport"), "tcp");
+    }
+    if let Some(r) = ret
+        && r < 0
+    {
+        w.str(key!("error.code"), errno_str(r).as_bytes());
+    }
+    // vigil.*: what every record has, then the kind's own fields
+    write_vigil_common(&mut w, ev, tail, cache.as_deref_mut());
+    let mut truncated = Vec::new();
+    write_body(&mut w, ev, cache, &mut truncated);
+    if !truncated.is_empty() {
+        w.strs(key!("vigil.truncated"), truncated);
+    }
+    if ev.k.after_loss() {
+        w.bool(key!("vigil.after_loss"), true);
+    }
+    w.finish()
+}
+
+/// A timestamp field: from the cache's text for the second when there is
+/// one, else formatted.
+fn write_timestamp(w: &mut Writer, k: &Key, unix_ns: i64, cached: Option<&mut TsText>) {
+    match cached {
+        Some(t) => {
+            w.raw(k, t.get(unix_ns));
         }
         None => {
-            w.str_k(key!("@timestamp"), rfc3339_into(ev.unix_ns, &mut ts));
+            let mut ts = [0u8; RFC3339_MAX];
+            w.str(k, rfc3339_into(unix_ns, &mut ts));
         }
     }
-    let head_fields = |w: &mut Writer| {
-        w.str_k(key!("event.kind"), event_kind)
-            .strs_k(key!("event.category"), [category])
-            .strs_k(key!("event.type"), [etype])
-            .str_k(key!("event.action"), action)
-            .str_k(key!("event.module"), "vigil");
-    };
+}
+
+/// event.kind, category, type, action, module (one cached group), then
+/// event.sequence and event.outcome.
+fn write_event(
+    w: &mut Writer,
+    ev: &Event,
+    event_kind: &str,
+    ret: Option<i64>,
+    cache: Option<&mut EncodeCache>,
+) {
+    let (category, etype, action) = classify_event(ev);
     let class = (category, etype, action);
-    match cache.as_deref_mut() {
+    let write_head = |w: &mut Writer| {
+        w.str(key!("event.kind"), event_kind)
+            .strs(key!("event.category"), [category])
+            .strs(key!("event.type"), [etype])
+            .str(key!("event.action"), action)
+            .str(key!("event.module"), "vigil");
+    };
+    match cache {
         Some(c) => cached_group(
-            &mut w,
+            w,
             &mut c.slots,
             &mut c.key,
             &mut c.head,
@@ -1320,29 +1389,30 @@ fn encode_inner(
                     key_bytes(k, x.as_bytes());
                 }
             },
-            head_fields,
+            write_head,
         ),
-        None => head_fields(&mut w),
+        None => write_head(w),
     }
-    w.u64_k(key!("event.sequence"), ev.seq);
-    let ret = syscall_ret(ev);
+    w.u64(key!("event.sequence"), ev.seq);
     if let Some(r) = ret {
-        let ok = succeeded(h.kind, r);
-        w.str_k(
+        let ok = succeeded(ev.k.hdr.kind, r);
+        w.str(
             key!("event.outcome"),
             if ok { "success" } else { "failure" },
         );
     }
-    head(&mut w);
-    w.str_k(key!("host.hostname"), hostname);
+}
 
-    // process.*
-    w.u64_k(key!("process.pid"), h.pid.into())
-        .u64_k(key!("process.thread.id"), h.tid.into())
-        .str_k(key!("process.name"), ev.k.comm());
+/// process.* (the image and the parent and users as cached groups),
+/// user.*, group.*, container.*.
+fn write_process(w: &mut Writer, ev: &Event, mut cache: Option<&mut EncodeCache>) {
+    let h = &ev.k.hdr;
+    w.u64(key!("process.pid"), h.pid.into())
+        .u64(key!("process.thread.id"), h.tid.into())
+        .str(key!("process.name"), ev.k.comm());
     match cache.as_deref_mut() {
         Some(c) => cached_group(
-            &mut w,
+            w,
             &mut c.slots,
             &mut c.key,
             &mut c.image,
@@ -1352,25 +1422,23 @@ fn encode_inner(
             |k| image_key(k, ev),
             |w| write_image(w, ev),
         ),
-        None => write_image(&mut w, ev),
+        None => write_image(w, ev),
     }
     if h.start_ns != 0 {
         let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
-        match cache.as_deref_mut() {
-            Some(c) => {
-                w.raw_k(key!("process.start"), c.ts[1].get(start));
-            }
-            None => {
-                w.str_k(key!("process.start"), rfc3339_into(start, &mut ts));
-            }
-        }
+        write_timestamp(
+            w,
+            key!("process.start"),
+            start,
+            cache.as_deref_mut().map(|c| &mut c.ts[1]),
+        );
     }
     if let Body::Exit(x) = &ev.k.body {
-        w.i64_k(key!("process.exit_code"), i64::from((x.status >> 8) & 0xff));
+        w.i64(key!("process.exit_code"), i64::from((x.status >> 8) & 0xff));
     }
-    match cache.as_deref_mut() {
+    match cache {
         Some(c) => cached_group(
-            &mut w,
+            w,
             &mut c.slots,
             &mut c.key,
             &mut c.parent_user,
@@ -1380,151 +1448,159 @@ fn encode_inner(
             |k| parent_user_key(k, ev),
             |w| write_parent_user(w, ev),
         ),
-        None => write_parent_user(&mut w, ev),
+        None => write_parent_user(w, ev),
     }
+}
+
+/// file.path, file.name, file.inode.
+fn write_file(w: &mut Writer, ev: &Event) {
     if let Some(f) = &ev.file_path {
-        w.str_k(key!("file.path"), f)
-            .str_k(key!("file.name"), basename(f));
+        w.str(key!("file.path"), f)
+            .str(key!("file.name"), basename(f));
     }
     if let Body::Open { info, .. } = &ev.k.body
         && info.ino != 0
     {
-        w.u64_k(key!("file.inode"), info.ino);
+        w.u64(key!("file.inode"), info.ino);
     }
-    if let Body::Sock { info, .. } | Body::Dns { info, .. } = &ev.k.body {
-        let local = ip(info.family, &info.laddr);
-        let remote = ip(info.family, &info.raddr);
-        let (src, dst) = match h.kind {
-            kind::ACCEPT => ((remote, info.rport), (local, info.lport)),
-            _ => ((local, info.lport), (remote, info.rport)),
-        };
-        if h.kind == kind::LISTEN {
-            if let Some(a) = local {
-                w.str_k(key!("server.ip"), IpText::new(&a).as_bytes())
-                    .u64_k(key!("server.port"), info.lport.into());
-            }
-        } else {
-            // An unbound end (a failed connect's local side) has no address.
-            let bound = |a: &IpAddr, port: u16| port != 0 || !a.is_unspecified();
-            if let Some(a) = src.0.filter(|a| bound(a, src.1)) {
-                w.str_k(key!("source.ip"), IpText::new(&a).as_bytes())
-                    .u64_k(key!("source.port"), src.1.into());
-            }
-            if let Some(a) = dst.0.filter(|a| bound(a, dst.1)) {
-                w.str_k(key!("destination.ip"), IpText::new(&a).as_bytes())
-                    .u64_k(key!("destination.port"), dst.1.into());
-            }
-            if let Some(d) = &ev.domain {
-                w.str_k(key!("destination.domain"), d.as_bytes());
-            }
-        }
-        if h.kind == kind::DNS {
-            w.str_k(key!("network.protocol"), "dns");
-        }
-        let transport = match i32::from(info.protocol) {
-            libc::IPPROTO_TCP => Some("tcp"),
-            libc::IPPROTO_UDP => Some("udp"),
-            _ => None,
-        };
-        if let Some(t) = transport {
-            w.str_k(key!("network.transport"), t);
-        }
-        match i32::from(info.family) {
-            libc::AF_INET => {
-                w.str_k(key!("network.type"), "ipv4");
-            }
-            libc::AF_INET6 => {
-                w.str_k(key!("network.type"), "ipv6");
-            }
-            libc::AF_UNIX => {
-                w.str_k(key!("network.type"), "unix");
-            }
-            _ => {}
-        }
-        w.str_k(
-            key!("network.direction"),
-            match (h.kind, &ev.k.body) {
-                (kind::DNS, Body::Dns { info, .. }) if dns_is_answer(info) => "ingress",
-                (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => "egress",
-                (kind::ACCEPT, _) => "ingress",
-                _ => "unknown",
-            },
-        );
-    }
-    if let Body::Dns { info, .. } = &ev.k.body {
-        w.str_k(
-            key!("dns.type"),
-            if dns_is_answer(info) {
-                "answer"
-            } else {
-                "query"
-            },
-        );
-        if let Some(m) = &ev.dns {
-            w.u64_k(key!("dns.id"), m.id.into());
-            if let Some(q) = m.questions.first() {
-                w.str_k(key!("dns.question.name"), q.name.as_bytes()).str_k(
-                    key!("dns.question.type"),
-                    crate::dns::type_name(q.qtype).as_bytes(),
-                );
-            }
-            if m.response {
-                w.str_k(
-                    key!("dns.response_code"),
-                    crate::dns::rcode_name(m.rcode).as_bytes(),
-                );
-                if !m.answers.is_empty() {
-                    w.objects("dns.answers", &m.answers, |o, a| {
-                        o.str_k(key!("name"), a.name.as_bytes())
-                            .str_k(key!("type"), crate::dns::type_name(a.rtype).as_bytes())
-                            .u64_k(key!("ttl"), a.ttl.into());
-                        match &a.data {
-                            crate::dns::Data::Addr(ip) => {
-                                o.str_k(key!("data"), ip.to_string());
-                            }
-                            crate::dns::Data::Name(n) => {
-                                o.str_k(key!("data"), n.as_bytes());
-                            }
-                            crate::dns::Data::Other => {}
-                        }
-                    });
-                }
-                let ips: Vec<String> = m.resolved_ips().map(|i| i.to_string()).collect();
-                if !ips.is_empty() {
-                    w.strs_k(key!("dns.resolved_ip"), ips);
-                }
-            }
-        }
-    }
-    if let Body::IoUring { info, .. } = &ev.k.body
-        && info.what == vigil_bpf::abi::uring::CONNECT
-    {
-        if let Some(a) = ip(info.family, &info.raddr) {
-            w.str_k(key!("destination.ip"), IpText::new(&a).as_bytes())
-                .u64_k(key!("destination.port"), info.rport.into());
-        }
-        w.str_k(key!("network.direction"), "egress");
-    }
-    if let Body::TcpState(t) = &ev.k.body {
-        if let Some(a) = ip(t.family, &t.saddr) {
-            w.str_k(key!("source.ip"), IpText::new(&a).as_bytes())
-                .u64_k(key!("source.port"), t.sport.into());
-        }
-        if let Some(a) = ip(t.family, &t.daddr) {
-            w.str_k(key!("destination.ip"), IpText::new(&a).as_bytes())
-                .u64_k(key!("destination.port"), t.dport.into());
-        }
-        w.str_k(key!("network.transport"), "tcp");
-    }
-    if let Some(r) = ret
-        && r < 0
-    {
-        w.str_k(key!("error.code"), errno_str(r).as_bytes());
-    }
+}
 
-    // vigil.*
+/// Which end of a connection an address is.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Source,
+    Destination,
+    Server,
+}
+
+/// `source.*`, `destination.*` or `server.*`: ip and port.
+fn write_endpoint(w: &mut Writer, end: Endpoint, a: IpAddr, port: u16) {
+    let (ip_key, port_key) = match end {
+        Endpoint::Source => (key!("source.ip"), key!("source.port")),
+        Endpoint::Destination => (key!("destination.ip"), key!("destination.port")),
+        Endpoint::Server => (key!("server.ip"), key!("server.port")),
+    };
+    w.str(ip_key, IpText::new(&a).as_bytes())
+        .u64(port_key, port.into());
+}
+
+/// A socket or DNS record's ends and network.*.
+fn write_socket(w: &mut Writer, ev: &Event, info: &abi::Sock) {
+    let h = &ev.k.hdr;
+    let local = ip(info.family, &info.laddr);
+    let remote = ip(info.family, &info.raddr);
+    let (src, dst) = match h.kind {
+        kind::ACCEPT => ((remote, info.rport), (local, info.lport)),
+        _ => ((local, info.lport), (remote, info.rport)),
+    };
+    if h.kind == kind::LISTEN {
+        if let Some(a) = local {
+            write_endpoint(w, Endpoint::Server, a, info.lport);
+        }
+    } else {
+        // An unbound end (a failed connect's local side) has no address.
+        let bound = |a: &IpAddr, port: u16| port != 0 || !a.is_unspecified();
+        if let Some(a) = src.0.filter(|a| bound(a, src.1)) {
+            write_endpoint(w, Endpoint::Source, a, src.1);
+        }
+        if let Some(a) = dst.0.filter(|a| bound(a, dst.1)) {
+            write_endpoint(w, Endpoint::Destination, a, dst.1);
+        }
+        if let Some(d) = &ev.domain {
+            w.str(key!("destination.domain"), d.as_bytes());
+        }
+    }
+    if h.kind == kind::DNS {
+        w.str(key!("network.protocol"), "dns");
+    }
+    let transport = match i32::from(info.protocol) {
+        libc::IPPROTO_TCP => Some("tcp"),
+        libc::IPPROTO_UDP => Some("udp"),
+        _ => None,
+    };
+    if let Some(t) = transport {
+        w.str(key!("network.transport"), t);
+    }
+    let family = match i32::from(info.family) {
+        libc::AF_INET => Some("ipv4"),
+        libc::AF_INET6 => Some("ipv6"),
+        libc::AF_UNIX => Some("unix"),
+        _ => None,
+    };
+    if let Some(f) = family {
+        w.str(key!("network.type"), f);
+    }
+    w.str(
+        key!("network.direction"),
+        match (h.kind, &ev.k.body) {
+            (kind::DNS, Body::Dns { info, .. }) if dns_is_answer(info) => "ingress",
+            (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => "egress",
+            (kind::ACCEPT, _) => "ingress",
+            _ => "unknown",
+        },
+    );
+}
+
+/// dns.*: the message's type, question, and a response's answers.
+fn write_dns(w: &mut Writer, ev: &Event, info: &abi::Sock) {
+    w.str(
+        key!("dns.type"),
+        if dns_is_answer(info) {
+            "answer"
+        } else {
+            "query"
+        },
+    );
+    let Some(m) = &ev.dns else {
+        return;
+    };
+    w.u64(key!("dns.id"), m.id.into());
+    if let Some(q) = m.questions.first() {
+        w.str(key!("dns.question.name"), q.name.as_bytes()).str(
+            key!("dns.question.type"),
+            crate::dns::type_name(q.qtype).as_bytes(),
+        );
+    }
+    if !m.response {
+        return;
+    }
+    w.str(
+        key!("dns.response_code"),
+        crate::dns::rcode_name(m.rcode).as_bytes(),
+    );
+    if !m.answers.is_empty() {
+        w.objects("dns.answers", &m.answers, |o, a| {
+            o.str(key!("name"), a.name.as_bytes())
+                .str(key!("type"), crate::dns::type_name(a.rtype).as_bytes())
+                .u64(key!("ttl"), a.ttl.into());
+            match &a.data {
+                crate::dns::Data::Addr(ip) => {
+                    o.str(key!("data"), ip.to_string());
+                }
+                crate::dns::Data::Name(n) => {
+                    o.str(key!("data"), n.as_bytes());
+                }
+                crate::dns::Data::Other => {}
+            }
+        });
+    }
+    let ips: Vec<String> = m.resolved_ips().map(|i| i.to_string()).collect();
+    if !ips.is_empty() {
+        w.strs(key!("dns.resolved_ip"), ips);
+    }
+}
+
+/// The `vigil.*` fields every record has: sensor, hash state, `tail`'s
+/// fields, escape, user namespace, ns pid, auid and lineage.
+fn write_vigil_common(
+    w: &mut Writer,
+    ev: &Event,
+    tail: impl FnOnce(&mut Writer),
+    cache: Option<&mut EncodeCache>,
+) {
+    let h = &ev.k.hdr;
     let compat = h.flags & abi::flags::COMPAT != 0;
-    w.str_k(
+    w.str(
         key!("vigil.sensor"),
         if compat {
             "compat"
@@ -1533,60 +1609,34 @@ fn encode_inner(
         },
     );
     if compat {
-        w.bool_k(key!("vigil.compat"), true);
+        w.bool(key!("vigil.compat"), true);
     }
     if ev.hash_pending {
-        w.bool_k(key!("vigil.hash.pending"), true);
+        w.bool(key!("vigil.hash.pending"), true);
     }
     if let Some(why) = ev.hash_skipped {
-        w.str_k(key!("vigil.hash.skipped"), why);
+        w.str(key!("vigil.hash.skipped"), why);
     }
     if ev.hash_known_bad {
-        w.bool_k(key!("vigil.hash.known_bad"), true);
+        w.bool(key!("vigil.hash.known_bad"), true);
     }
-    tail(&mut w);
+    tail(w);
     if let Some(e) = &ev.escape {
-        w.str_k(key!("vigil.escape.type"), e.kind).str_k(
-            key!("vigil.escape.source.container.id"),
-            e.source_id.as_bytes(),
-        );
-        if let Some(n) = &e.source_name {
-            w.str_k(key!("vigil.escape.source.container.name"), n.as_bytes());
-        }
-        w.str_k(key!("vigil.escape.target.type"), e.target.type_name());
-        match &e.target {
-            Target::Container(id, name) => {
-                w.str_k(key!("vigil.escape.target.container.id"), id.as_bytes())
-                    .str_k(
-                        key!("vigil.escape.target.container.name"),
-                        name.as_deref().unwrap_or(id).as_bytes(),
-                    );
-            }
-            Target::Host => {
-                w.str_k(key!("vigil.escape.target.container.name"), "host");
-            }
-            Target::Process(pid) => {
-                w.u64_k(key!("vigil.escape.target.pid"), (*pid).into());
-            }
-            Target::Unknown => {}
-        }
-        if e.target_ns != 0 {
-            w.u64_k(key!("vigil.escape.target.ns"), e.target_ns.into());
-        }
+        write_escape(w, e);
     }
     if let Some(u) = &ev.ns_user {
         if let Some(id) = u.id {
-            w.u64_k(key!("vigil.user.ns.id"), id.into());
+            w.u64(key!("vigil.user.ns.id"), id.into());
         }
         if let Some(n) = &u.name {
-            w.str_k(key!("vigil.user.ns.name"), n.as_bytes());
+            w.str(key!("vigil.user.ns.name"), n.as_bytes());
         }
     }
-    w.u64_k(key!("vigil.process.ns_pid"), h.ns_pid.into())
-        .u64_k(key!("vigil.process.auid"), h.auid.into());
-    match cache.as_deref_mut() {
+    w.u64(key!("vigil.process.ns_pid"), h.ns_pid.into())
+        .u64(key!("vigil.process.auid"), h.auid.into());
+    match cache {
         Some(c) => cached_group(
-            &mut w,
+            w,
             &mut c.slots,
             &mut c.key,
             &mut c.lineage,
@@ -1596,211 +1646,139 @@ fn encode_inner(
             |k| lineage_key(k, ev),
             |w| write_lineage(w, ev),
         ),
-        None => write_lineage(&mut w, ev),
+        None => write_lineage(w, ev),
     }
-    let mut truncated = Vec::new();
+}
+
+/// vigil.escape.*: a container escape's source and target.
+fn write_escape(w: &mut Writer, e: &crate::event::Escape) {
+    w.str(key!("vigil.escape.type"), e.kind).str(
+        key!("vigil.escape.source.container.id"),
+        e.source_id.as_bytes(),
+    );
+    if let Some(n) = &e.source_name {
+        w.str(key!("vigil.escape.source.container.name"), n.as_bytes());
+    }
+    w.str(key!("vigil.escape.target.type"), e.target.type_name());
+    match &e.target {
+        Target::Container(id, name) => {
+            w.str(key!("vigil.escape.target.container.id"), id.as_bytes())
+                .str(
+                    key!("vigil.escape.target.container.name"),
+                    name.as_deref().unwrap_or(id).as_bytes(),
+                );
+        }
+        Target::Host => {
+            w.str(key!("vigil.escape.target.container.name"), "host");
+        }
+        Target::Process(pid) => {
+            w.u64(key!("vigil.escape.target.pid"), (*pid).into());
+        }
+        Target::Unknown => {}
+    }
+    if e.target_ns != 0 {
+        w.u64(key!("vigil.escape.target.ns"), e.target_ns.into());
+    }
+}
+
+/// The record kind's own `vigil.*` fields; the ECS fields its truncated
+/// strings fed go to `truncated`.
+fn write_body(
+    w: &mut Writer,
+    ev: &Event,
+    cache: Option<&mut EncodeCache>,
+    truncated: &mut Vec<&'static str>,
+) {
+    let h = &ev.k.hdr;
     match &ev.k.body {
         Body::Exec {
             info,
             filename,
             env,
             ..
-        } => {
-            let mut own = String::new();
-            let name = match cache {
-                Some(c) => &mut c.name,
-                None => &mut own,
-            };
-            for e in env {
-                if let Some(eq) = e.iter().position(|&b| b == b'=') {
-                    name.clear();
-                    name.push_str("vigil.env.");
-                    name.push_str(&String::from_utf8_lossy(&e[..eq]));
-                    w.str(name, &e[eq + 1..]);
-                }
-            }
-            if info.exec_flags & abi::exec_flags::ENV_TRUNC != 0 {
-                truncated.push("process.env_vars");
-                w.bool_k(key!("vigil.env.truncated"), true);
-            }
-            w.str_k(key!("vigil.exec.filename"), filename)
-                .u64_k(key!("vigil.exec.inode"), info.ino)
-                .u64_k(key!("vigil.exec.argc"), info.argc.into())
-                .bool_k(
-                    key!("vigil.exec.memfd"),
-                    info.exec_flags & abi::exec_flags::MEMFD != 0,
-                )
-                .bool_k(
-                    key!("vigil.exec.world_writable_dir"),
-                    info.exec_flags & abi::exec_flags::WWDIR != 0,
-                )
-                .bool_k(
-                    key!("vigil.exec.unlinked"),
-                    info.exec_flags & abi::exec_flags::UNLINKED != 0,
-                )
-                .bool_k(
-                    key!("vigil.exec.setuid"),
-                    info.exec_flags & abi::exec_flags::SETUID != 0,
-                )
-                .bool_k(
-                    key!("vigil.exec.setgid"),
-                    info.exec_flags & abi::exec_flags::SETGID != 0,
-                );
-            if let Some(r) = ev.replaced.as_deref().filter(|r| !r.exe.is_empty()) {
-                w.str("vigil.exec.replaced.executable", &r.exe);
-                if !r.args.is_empty() {
-                    w.str("vigil.exec.replaced.command_line", &r.cmdline);
-                }
-            }
-            if ev.k.truncated(0) {
-                truncated.push("process.executable");
-            }
-            if ev.k.truncated(1) {
-                truncated.push("process.args");
-            }
-        }
+        } => write_exec(w, ev, info, filename, env, cache, truncated),
         Body::Fork(f) => {
-            w.u64_k(key!("vigil.child.pid"), f.child_pid.into())
-                .u64_k(key!("vigil.child.ns_pid"), f.child_ns_pid.into())
-                .u64_k(key!("vigil.child.ns.pid"), f.child_pidns.into())
-                .u64_k(key!("vigil.child.ns.mnt"), f.child_mntns.into())
-                .u64_k(key!("vigil.child.ns.net"), f.child_netns.into())
-                .strs_k(
+            w.u64(key!("vigil.child.pid"), f.child_pid.into())
+                .u64(key!("vigil.child.ns_pid"), f.child_ns_pid.into())
+                .u64(key!("vigil.child.ns.pid"), f.child_pidns.into())
+                .u64(key!("vigil.child.ns.mnt"), f.child_mntns.into())
+                .u64(key!("vigil.child.ns.net"), f.child_netns.into())
+                .strs(
                     key!("vigil.child.new_namespaces"),
                     ns_flag_names(f.ns_flags.into()),
                 );
         }
         Body::Exit(x) => {
-            w.u64_k(key!("vigil.exit.signal"), (x.status & 0x7f).into());
+            w.u64(key!("vigil.exit.signal"), (x.status & 0x7f).into());
         }
-        Body::Open { info, name, .. } => {
-            w.strs_k(key!("vigil.open.flags"), open_flags(info.flags))
-                .u64_k(key!("vigil.open.mode"), info.mode.into())
-                .i64_k(key!("vigil.open.ret"), info.ret);
-            if info.ret >= 0 {
-                w.bool_k(
-                    key!("vigil.open.created"),
-                    info.flags & abi::OPEN_CREATED != 0,
-                );
-            }
-            if !name.is_empty() {
-                w.str_k(key!("vigil.open.name"), name);
-            }
-            if info.foreign_mntns != 0 {
-                w.u64_k(key!("vigil.open.foreign_mntns"), info.foreign_mntns.into());
-            }
-            // after every vigil.open.* field: the writer nests by prefix
-            w.bool_k(
-                key!("vigil.file.written"),
-                info.flags & OPEN_WRITE_FLAGS != 0,
-            );
-            if ev.overwrites > 0 {
-                w.u64_k(key!("vigil.file.overwrites"), ev.overwrites.into());
-            }
-            if ev.k.truncated(0) || ev.k.truncated(1) {
-                truncated.push("file.path");
-            }
-        }
+        Body::Open { info, name, .. } => write_open(w, ev, info, name, truncated),
         Body::Sock { info, unix_path } => {
             if !unix_path.is_empty() {
-                w.str_k(key!("vigil.unix.path"), unix_path);
+                w.str(key!("vigil.unix.path"), unix_path);
             }
-            w.i64_k(key!("vigil.socket.ret"), info.ret)
-                .i64_k(key!("vigil.socket.fd"), info.fd.into());
+            w.i64(key!("vigil.socket.ret"), info.ret)
+                .i64(key!("vigil.socket.fd"), info.fd.into());
             if h.kind == kind::LISTEN {
-                w.u64_k(key!("vigil.socket.backlog"), info.backlog.into());
+                w.u64(key!("vigil.socket.backlog"), info.backlog.into());
             }
         }
         Body::Dns { info, message } => {
             if ev.dns.as_ref().is_none_or(|m| m.truncated) {
-                w.bool_k(key!("vigil.dns.incomplete"), true);
+                w.bool(key!("vigil.dns.incomplete"), true);
             }
-            w.u64_k(key!("vigil.dns.bytes"), message.len() as u64)
-                .i64_k(key!("vigil.socket.fd"), info.fd.into());
+            w.u64(key!("vigil.dns.bytes"), message.len() as u64)
+                .i64(key!("vigil.socket.fd"), info.fd.into());
             if ev.k.truncated(0) {
                 truncated.push("dns");
             }
         }
         Body::TcpState(t) => {
-            w.str_k(key!("vigil.tcp.old_state"), tcp_state(t.oldstate))
-                .str_k(key!("vigil.tcp.new_state"), tcp_state(t.newstate));
+            w.str(key!("vigil.tcp.old_state"), tcp_state(t.oldstate))
+                .str(key!("vigil.tcp.new_state"), tcp_state(t.newstate));
         }
         Body::Capable(c) => {
-            w.str_k(key!("vigil.capability.name"), cap_name(c.cap).as_bytes())
-                .i64_k(key!("vigil.capability.id"), c.cap.into())
-                .u64_k(key!("vigil.capability.userns"), c.target_userns.into());
+            w.str(key!("vigil.capability.name"), cap_name(c.cap).as_bytes())
+                .i64(key!("vigil.capability.id"), c.cap.into())
+                .u64(key!("vigil.capability.userns"), c.target_userns.into());
         }
         Body::SetId(s) => {
-            w.str_k(key!("vigil.setid.syscall"), setid_name(s.syscall))
-                .raw_k(
-                    key!("vigil.setid.args"),
-                    format!("[{},{},{}]", s.id[0], s.id[1], s.id[2]).as_bytes(),
-                );
+            w.str(key!("vigil.setid.syscall"), setid_name(s.syscall))
+                .i64s(key!("vigil.setid.args"), s.id.map(i64::from));
         }
         Body::CapSet(c) => {
-            w.strs_k(key!("vigil.capset.effective"), caps_list(c.effective))
-                .strs_k(key!("vigil.capset.permitted"), caps_list(c.permitted))
-                .strs_k(key!("vigil.capset.inheritable"), caps_list(c.inheritable))
-                .i64_k(key!("vigil.capset.target_pid"), c.target_pid.into());
+            w.strs(key!("vigil.capset.effective"), caps_list(c.effective))
+                .strs(key!("vigil.capset.permitted"), caps_list(c.permitted))
+                .strs(key!("vigil.capset.inheritable"), caps_list(c.inheritable))
+                .i64(key!("vigil.capset.target_pid"), c.target_pid.into());
         }
         Body::IoUring {
             info, name, name2, ..
-        } => {
-            use vigil_bpf::abi::uring;
-            if info.what == uring::SETUP {
-                w.i64_k(key!("vigil.io_uring.fd"), info.fd.into())
-                    .u64_k(key!("vigil.io_uring.sq_entries"), info.arg.into())
-                    .u64_k(key!("vigil.io_uring.cq_entries"), info.arg2.into())
-                    .u64_k(key!("vigil.io_uring.setup_flags"), info.flags.into());
-            } else {
-                w.str_k(key!("vigil.io_uring.op"), uring_op_name(info.opcode))
-                    .u64_k(key!("vigil.io_uring.user_data"), info.user_data);
-                match info.what {
-                    uring::OPEN => {
-                        w.strs_k(key!("vigil.open.flags"), open_flag_names(info.flags))
-                            .bool_k(
-                                key!("vigil.file.written"),
-                                info.flags & OPEN_WRITE_FLAGS != 0,
-                            );
-                    }
-                    uring::FILE if !name2.is_empty() => {
-                        w.str_k(key!("vigil.io_uring.old_name"), name2);
-                    }
-                    uring::CONNECT if info.family == libc::AF_UNIX as u16 => {
-                        w.str_k(key!("vigil.unix.path"), name);
-                    }
-                    _ => {}
-                }
-            }
-            if ev.k.truncated(0) || ev.k.truncated(2) {
-                truncated.push("file.path");
-            }
-        }
+        } => write_io_uring(w, ev, info, name, name2, truncated),
         Body::Signal(g) => {
-            w.i64_k(key!("vigil.signal.number"), g.sig.into())
-                .str_k(key!("vigil.signal.name"), signal_name(g.sig))
-                .u64_k(key!("vigil.signal.target_pid"), g.target_pid.into())
-                .u64_k(key!("vigil.signal.target_tgid"), g.target_tgid.into())
-                .i64_k(key!("vigil.signal.code"), g.code.into());
+            w.i64(key!("vigil.signal.number"), g.sig.into())
+                .str(key!("vigil.signal.name"), signal_name(g.sig))
+                .u64(key!("vigil.signal.target_pid"), g.target_pid.into())
+                .u64(key!("vigil.signal.target_tgid"), g.target_tgid.into())
+                .i64(key!("vigil.signal.code"), g.code.into());
             if let Some(t) = ev.target.as_deref().filter(|t| !t.exe.is_empty()) {
-                w.str_k(key!("vigil.signal.target_executable"), &t.exe)
-                    .str_k(key!("vigil.signal.target_name"), basename(&t.exe));
+                w.str(key!("vigil.signal.target_executable"), &t.exe)
+                    .str(key!("vigil.signal.target_name"), basename(&t.exe));
             }
         }
         Body::Ptrace(p) => {
             if p.syscall == 0 {
-                w.str_k(key!("vigil.ptrace.request"), ptrace_req(p.request));
+                w.str(key!("vigil.ptrace.request"), ptrace_req(p.request));
             }
-            w.i64_k(key!("vigil.ptrace.target_pid"), p.target_pid.into());
+            w.i64(key!("vigil.ptrace.target_pid"), p.target_pid.into());
             if let Some(t) = &ev.target {
-                w.str_k(key!("vigil.ptrace.target_executable"), &t.exe);
+                w.str(key!("vigil.ptrace.target_executable"), &t.exe);
             }
         }
         Body::Bpf { info, name } => {
-            w.str_k(key!("vigil.bpf.command"), bpf_cmd(info.cmd))
-                .u64_k(key!("vigil.bpf.type"), info.r#type.into());
+            w.str(key!("vigil.bpf.command"), bpf_cmd(info.cmd))
+                .u64(key!("vigil.bpf.type"), info.r#type.into());
             if !name.is_empty() {
-                w.str_k(key!("vigil.bpf.name"), name);
+                w.str(key!("vigil.bpf.name"), name);
             }
         }
         Body::Module {
@@ -1813,37 +1791,29 @@ fn encode_inner(
                 abi::sys::FINIT_MODULE => "finit_module",
                 _ => "delete_module",
             };
-            w.str_k(key!("vigil.module.syscall"), sc)
-                .u64_k(key!("vigil.module.flags"), info.flags.into());
+            w.str(key!("vigil.module.syscall"), sc)
+                .u64(key!("vigil.module.flags"), info.flags.into());
             if info.syscall != abi::sys::FINIT_MODULE && !target.is_empty() {
-                w.str_k(key!("vigil.module.name"), target);
+                w.str(key!("vigil.module.name"), target);
             }
             if !params.is_empty() {
-                w.str_k(key!("vigil.module.params"), params);
+                w.str(key!("vigil.module.params"), params);
             }
         }
         Body::Compat { info, .. } => {
             // A 32-bit call with no 64-bit record kind of its own.
             if let Some(c) = vigil_bpf::compat::call(info.nr) {
-                w.str_k(key!("vigil.syscall.name"), c.name);
+                w.str(key!("vigil.syscall.name"), c.name);
             }
-            w.u64_k(key!("vigil.syscall.nr"), info.nr.into());
-            // ia32 arguments are 32 bits wide (a rare record: one small
-            // buffer is fine here).
-            let mut args = Vec::with_capacity(6 * 11 + 2);
-            args.push(b'[');
-            for (i, a) in info.args.iter().enumerate() {
-                if i > 0 {
-                    args.push(b',');
-                }
-                vigil_outputs::json::write_u64(&mut args, *a & 0xffff_ffff);
-            }
-            args.push(b']');
-            w.raw_k(key!("vigil.syscall.args"), &args);
+            // ia32 arguments are 32 bits wide
+            w.u64(key!("vigil.syscall.nr"), info.nr.into()).u64s(
+                key!("vigil.syscall.args"),
+                info.args.iter().map(|a| a & 0xffff_ffff),
+            );
         }
         Body::Memfd { info, name } => {
-            w.str_k(key!("vigil.memfd.name"), name)
-                .u64_k(key!("vigil.memfd.flags"), info.flags.into());
+            w.str(key!("vigil.memfd.name"), name)
+                .u64(key!("vigil.memfd.flags"), info.flags.into());
         }
         Body::Mount {
             info,
@@ -1851,118 +1821,248 @@ fn encode_inner(
             fstype,
             ..
         } => {
-            w.str_k(key!("vigil.mount.source"), source)
-                .str_k(key!("vigil.mount.fstype"), fstype)
-                .u64_k(key!("vigil.mount.flags"), info.flags);
+            w.str(key!("vigil.mount.source"), source)
+                .str(key!("vigil.mount.fstype"), fstype)
+                .u64(key!("vigil.mount.flags"), info.flags);
         }
         Body::Umount { info, target } => {
-            w.str_k(key!("vigil.umount.target"), target)
-                .u64_k(key!("vigil.umount.flags"), info.flags.into());
+            w.str(key!("vigil.umount.target"), target)
+                .u64(key!("vigil.umount.flags"), info.flags.into());
         }
         Body::Ns(n) => {
-            w.strs_k(key!("vigil.namespace.flags"), ns_flag_names(n.flags));
+            w.strs(key!("vigil.namespace.flags"), ns_flag_names(n.flags));
             if h.kind == kind::SETNS {
-                w.i64_k(key!("vigil.namespace.fd"), n.fd.into())
-                    .u64_k(key!("vigil.namespace.target"), n.target_ns.into());
+                w.i64(key!("vigil.namespace.fd"), n.fd.into())
+                    .u64(key!("vigil.namespace.target"), n.target_ns.into());
                 if n.target_pid != 0 {
-                    w.u64_k(key!("vigil.namespace.target_pid"), n.target_pid.into());
+                    w.u64(key!("vigil.namespace.target_pid"), n.target_pid.into());
                 }
             }
-            w.u64_k(key!("vigil.namespace.old.mnt"), n.old_mntns.into())
-                .u64_k(key!("vigil.namespace.old.net"), n.old_netns.into())
-                .u64_k(
+            w.u64(key!("vigil.namespace.old.mnt"), n.old_mntns.into())
+                .u64(key!("vigil.namespace.old.net"), n.old_netns.into())
+                .u64(
                     key!("vigil.namespace.old.pid_for_children"),
                     n.old_pidns_children.into(),
                 );
         }
-        Body::FChange { info, .. } => {
-            let (_, op) = fchange_op(info.syscall);
-            w.str_k(
-                key!("vigil.file_change.syscall"),
-                fchange_syscall(info.syscall),
-            );
-            if let Some(p2) = &ev.file_path2 {
-                w.str(
-                    if op == "symlink" {
-                        "vigil.file_change.target"
-                    } else {
-                        "vigil.file_change.source"
-                    },
-                    p2,
-                );
-            }
-            match op {
-                "chmod" => {
-                    w.str_k(
-                        key!("vigil.file_change.mode"),
-                        format!("{:04o}", info.mode & 0o7777),
-                    )
-                    .bool_k(key!("vigil.file_change.setid"), info.mode & 0o6000 != 0);
-                }
-                "chown" => {
-                    w.i64_k(key!("vigil.file_change.uid"), i64::from(info.uid as i32))
-                        .i64_k(key!("vigil.file_change.gid"), i64::from(info.gid as i32));
-                }
-                "truncate" => {
-                    w.u64_k(key!("vigil.file_change.length"), info.length);
-                }
-                "utimes" => {
-                    use abi::utime;
-                    w.str_k(key!("vigil.file_change.times"), utime_times(info.mode));
-                    if info.mode & utime::MTIME_SET != 0 {
-                        w.i64_k(key!("vigil.file_change.mtime"), info.length as i64);
-                    } else if info.mode & utime::ATIME_SET != 0 {
-                        w.i64_k(key!("vigil.file_change.atime"), info.length as i64);
-                    }
-                }
-                "mkdir" | "mknod" => {
-                    w.str_k(
-                        key!("vigil.file_change.mode"),
-                        format!("{:04o}", info.mode & 0o7777),
-                    )
-                    .str_k(key!("vigil.file_change.type"), file_type_name(info.mode));
-                    if op == "mknod" {
-                        w.u64_k(key!("vigil.file_change.device"), info.length);
-                    }
-                }
-                "write" => {
-                    // bytes (write, pwrite64) or iovec count (writev family)
-                    w.u64_k(key!("vigil.file_change.count"), info.length);
-                }
-                _ => {}
-            }
-            if info.flags & !abi::FCHANGE_OTHER_DFD != 0 {
-                w.u64_k(
-                    key!("vigil.file_change.flags"),
-                    (info.flags & !abi::FCHANGE_OTHER_DFD).into(),
-                );
-            }
-            // after every vigil.file_change.* field: the writer nests by prefix
-            if file_written(ev) == Some(true) {
-                w.bool_k(key!("vigil.file.written"), true);
-            }
-            if ev.overwrites > 0 {
-                w.u64_k(key!("vigil.file.overwrites"), ev.overwrites.into());
-            }
-            if ev.k.truncated(0) || ev.k.truncated(1) {
-                truncated.push("file.path");
-            }
-        }
+        Body::FChange { info, .. } => write_fchange(w, ev, info, truncated),
         Body::Readline { line } => {
-            w.str_k(key!("vigil.readline.line"), line);
+            w.str(key!("vigil.readline.line"), line);
             if ev.k.truncated(0) {
                 truncated.push("vigil.readline.line");
             }
         }
         _ => {}
     }
-    if !truncated.is_empty() {
-        w.strs_k(key!("vigil.truncated"), truncated);
+}
+
+/// vigil.env.*, vigil.exec.*.
+fn write_exec(
+    w: &mut Writer,
+    ev: &Event,
+    info: &abi::Exec,
+    filename: &[u8],
+    env: &[Vec<u8>],
+    cache: Option<&mut EncodeCache>,
+    truncated: &mut Vec<&'static str>,
+) {
+    let mut own = String::new();
+    let name = match cache {
+        Some(c) => &mut c.name,
+        None => &mut own,
+    };
+    for e in env {
+        if let Some(eq) = e.iter().position(|&b| b == b'=') {
+            name.clear();
+            name.push_str("vigil.env.");
+            name.push_str(&String::from_utf8_lossy(&e[..eq]));
+            w.str(&*name, &e[eq + 1..]);
+        }
     }
-    if ev.k.after_loss() {
-        w.bool_k(key!("vigil.after_loss"), true);
+    let flag = |f: u32| info.exec_flags & f != 0;
+    if flag(abi::exec_flags::ENV_TRUNC) {
+        truncated.push("process.env_vars");
+        w.bool(key!("vigil.env.truncated"), true);
     }
-    w.finish()
+    w.str(key!("vigil.exec.filename"), filename)
+        .u64(key!("vigil.exec.inode"), info.ino)
+        .u64(key!("vigil.exec.argc"), info.argc.into())
+        .bool(key!("vigil.exec.memfd"), flag(abi::exec_flags::MEMFD))
+        .bool(
+            key!("vigil.exec.world_writable_dir"),
+            flag(abi::exec_flags::WWDIR),
+        )
+        .bool(key!("vigil.exec.unlinked"), flag(abi::exec_flags::UNLINKED))
+        .bool(key!("vigil.exec.setuid"), flag(abi::exec_flags::SETUID))
+        .bool(key!("vigil.exec.setgid"), flag(abi::exec_flags::SETGID));
+    if let Some(r) = ev.replaced.as_deref().filter(|r| !r.exe.is_empty()) {
+        w.str("vigil.exec.replaced.executable", &r.exe);
+        if !r.args.is_empty() {
+            w.str("vigil.exec.replaced.command_line", &r.cmdline);
+        }
+    }
+    if ev.k.truncated(0) {
+        truncated.push("process.executable");
+    }
+    if ev.k.truncated(1) {
+        truncated.push("process.args");
+    }
+}
+
+/// vigil.open.*, vigil.file.written and overwrites.
+fn write_open(
+    w: &mut Writer,
+    ev: &Event,
+    info: &abi::Open,
+    name: &[u8],
+    truncated: &mut Vec<&'static str>,
+) {
+    w.strs(key!("vigil.open.flags"), open_flags(info.flags))
+        .u64(key!("vigil.open.mode"), info.mode.into())
+        .i64(key!("vigil.open.ret"), info.ret);
+    if info.ret >= 0 {
+        w.bool(
+            key!("vigil.open.created"),
+            info.flags & abi::OPEN_CREATED != 0,
+        );
+    }
+    if !name.is_empty() {
+        w.str(key!("vigil.open.name"), name);
+    }
+    if info.foreign_mntns != 0 {
+        w.u64(key!("vigil.open.foreign_mntns"), info.foreign_mntns.into());
+    }
+    // after every vigil.open.* field: the writer nests by prefix
+    w.bool(
+        key!("vigil.file.written"),
+        info.flags & OPEN_WRITE_FLAGS != 0,
+    );
+    if ev.overwrites > 0 {
+        w.u64(key!("vigil.file.overwrites"), ev.overwrites.into());
+    }
+    if ev.k.truncated(0) || ev.k.truncated(1) {
+        truncated.push("file.path");
+    }
+}
+
+/// vigil.io_uring.* (and the open flags or unix path of an operation).
+fn write_io_uring(
+    w: &mut Writer,
+    ev: &Event,
+    info: &abi::IoUring,
+    name: &[u8],
+    name2: &[u8],
+    truncated: &mut Vec<&'static str>,
+) {
+    use vigil_bpf::abi::uring;
+    if info.what == uring::SETUP {
+        w.i64(key!("vigil.io_uring.fd"), info.fd.into())
+            .u64(key!("vigil.io_uring.sq_entries"), info.arg.into())
+            .u64(key!("vigil.io_uring.cq_entries"), info.arg2.into())
+            .u64(key!("vigil.io_uring.setup_flags"), info.flags.into());
+    } else {
+        w.str(key!("vigil.io_uring.op"), uring_op_name(info.opcode))
+            .u64(key!("vigil.io_uring.user_data"), info.user_data);
+        match info.what {
+            uring::OPEN => {
+                w.strs(key!("vigil.open.flags"), open_flag_names(info.flags))
+                    .bool(
+                        key!("vigil.file.written"),
+                        info.flags & OPEN_WRITE_FLAGS != 0,
+                    );
+            }
+            uring::FILE if !name2.is_empty() => {
+                w.str(key!("vigil.io_uring.old_name"), name2);
+            }
+            uring::CONNECT if info.family == libc::AF_UNIX as u16 => {
+                w.str(key!("vigil.unix.path"), name);
+            }
+            _ => {}
+        }
+    }
+    if ev.k.truncated(0) || ev.k.truncated(2) {
+        truncated.push("file.path");
+    }
+}
+
+/// vigil.file_change.* (per operation), vigil.file.written and overwrites.
+fn write_fchange(
+    w: &mut Writer,
+    ev: &Event,
+    info: &abi::FChange,
+    truncated: &mut Vec<&'static str>,
+) {
+    let (_, op) = fchange_op(info.syscall);
+    w.str(
+        key!("vigil.file_change.syscall"),
+        fchange_syscall(info.syscall),
+    );
+    if let Some(p2) = &ev.file_path2 {
+        w.str(
+            if op == "symlink" {
+                "vigil.file_change.target"
+            } else {
+                "vigil.file_change.source"
+            },
+            p2,
+        );
+    }
+    let mode = |w: &mut Writer| {
+        w.str(
+            key!("vigil.file_change.mode"),
+            format!("{:04o}", info.mode & 0o7777),
+        );
+    };
+    match op {
+        "chmod" => {
+            mode(w);
+            w.bool(key!("vigil.file_change.setid"), info.mode & 0o6000 != 0);
+        }
+        "chown" => {
+            w.i64(key!("vigil.file_change.uid"), i64::from(info.uid as i32))
+                .i64(key!("vigil.file_change.gid"), i64::from(info.gid as i32));
+        }
+        "truncate" => {
+            w.u64(key!("vigil.file_change.length"), info.length);
+        }
+        "utimes" => {
+            use abi::utime;
+            w.str(key!("vigil.file_change.times"), utime_times(info.mode));
+            if info.mode & utime::MTIME_SET != 0 {
+                w.i64(key!("vigil.file_change.mtime"), info.length as i64);
+            } else if info.mode & utime::ATIME_SET != 0 {
+                w.i64(key!("vigil.file_change.atime"), info.length as i64);
+            }
+        }
+        "mkdir" | "mknod" => {
+            mode(w);
+            w.str(key!("vigil.file_change.type"), file_type_name(info.mode));
+            if op == "mknod" {
+                w.u64(key!("vigil.file_change.device"), info.length);
+            }
+        }
+        "write" => {
+            // bytes (write, pwrite64) or iovec count (writev family)
+            w.u64(key!("vigil.file_change.count"), info.length);
+        }
+        _ => {}
+    }
+    if info.flags & !abi::FCHANGE_OTHER_DFD != 0 {
+        w.u64(
+            key!("vigil.file_change.flags"),
+            (info.flags & !abi::FCHANGE_OTHER_DFD).into(),
+        );
+    }
+    // after every vigil.file_change.* field: the writer nests by prefix
+    if file_written(ev) == Some(true) {
+        w.bool(key!("vigil.file.written"), true);
+    }
+    if ev.overwrites > 0 {
+        w.u64(key!("vigil.file.overwrites"), ev.overwrites.into());
+    }
+    if ev.k.truncated(0) || ev.k.truncated(1) {
+        truncated.push("file.path");
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::config::PerfConfig;
 use crate::ecs;
 use crate::host::Host;
 use crate::perf::collector::{Collector, Ctx, Output};
+use crate::perf::sched::{round1, round2, trimmed};
 use crate::perf::{quantile_us, slot_bounds, total};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -29,6 +30,7 @@ use vigil_bpf::perfsys::{
     BIO_SLOTS, BioHist, BioKey, Perfsys, ScErrKey, ScProc, SyscallMode, TCP_RESET_RECV,
     TCP_RESET_SENT, TCP_RETRANS, TcpKey, TcpVal, errno_name, op_name,
 };
+use vigil_outputs::json::Writer;
 
 /// Records of one kind written per interval at most (the rest are counted
 /// in Prometheus and the totals, not written one by one).
@@ -451,34 +453,31 @@ impl PerfsysCollector {
         hostname: &str,
         unix_ns: i64,
     ) -> Vec<Record> {
-        let ts = ecs::rfc3339(unix_ns);
-        let secs = (iv.secs * 1000.0).round() / 1000.0;
-        let per_s = |n: u64| round1(n as f64 / iv.secs.max(1e-3));
-        let header = |w: &mut vigil_outputs::json::Writer, action: &str, dataset: &str| {
-            w.str("@timestamp", ts.as_bytes())
-                .str("event.kind", "metric")
-                .str("event.module", "vigil")
-                .str("event.dataset", dataset)
-                .str("event.action", action)
-                .str("host.hostname", hostname);
+        let enc = IntervalEnc {
+            ts: ecs::rfc3339(unix_ns),
+            secs: (iv.secs * 1000.0).round() / 1000.0,
+            span: iv.secs.max(1e-3),
+            hostname,
         };
-        let mut out = Vec::new();
-        let mut findings = Vec::new();
-        let finding = |w: &mut vigil_outputs::json::Writer,
-                       name: &str,
-                       metric: &str,
-                       value: f64,
-                       threshold: f64,
-                       unit: &str| {
-            w.str("vigil.finding.name", name)
-                .str("vigil.finding.metric", metric);
-            put_f64(w, "vigil.finding.value", value);
-            put_f64(w, "vigil.finding.threshold", threshold);
-            w.str("vigil.finding.unit", unit);
-            put_f64(w, "vigil.finding.interval_s", secs);
-        };
+        let mut out = Records::default();
+        self.syscall_records(&enc, iv, host, &mut out);
+        self.tcp_records(&enc, iv, &mut out);
+        self.bio_records(&enc, iv, host, &mut out);
+        self.cost_records(&enc, iv, &mut out);
+        self.totals.findings += out.findings.len() as u64;
+        out.metrics.extend(out.findings);
+        out.metrics
+    }
 
-        // ---- syscalls ----
+    /// `syscall-errors` per process (the most failing ones, and any over a
+    /// threshold, with its findings) and the `syscalls` summary.
+    fn syscall_records(
+        &self,
+        enc: &IntervalEnc<'_>,
+        iv: &SysInterval,
+        host: &mut dyn Host,
+        out: &mut Records,
+    ) {
         let mut per_proc: BTreeMap<u32, ProcErrors> = BTreeMap::new();
         for (k, d) in &iv.errors {
             let e = per_proc.entry(k.tgid).or_default();
@@ -493,7 +492,7 @@ impl PerfsysCollector {
         ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
         for (i, (tgid, (errs, denied, mut list))) in ranked.into_iter().enumerate() {
             let over_rate = self.cfg.syscalls_errors_per_s > 0.0
-                && errs as f64 / iv.secs.max(1e-3) > self.cfg.syscalls_errors_per_s;
+                && errs as f64 / enc.span > self.cfg.syscalls_errors_per_s;
             let over_denied =
                 self.cfg.syscalls_denied_max > 0 && denied > self.cfg.syscalls_denied_max;
             if i >= self.cfg.syscalls_top && !over_rate && !over_denied {
@@ -503,27 +502,7 @@ impl PerfsysCollector {
             let cg = host.proc_cgroup(tgid);
             let container = cg.as_deref().and_then(crate::container::from_proc_cgroup);
             list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut arr = String::from("[");
-            for (j, (k, n)) in list.iter().take(20).enumerate() {
-                if j > 0 {
-                    arr.push(',');
-                }
-                let sys = if k.compat != 0 {
-                    format!("ia32:{}", k.nr)
-                } else {
-                    vigil_baselines::syscall_name(k.nr)
-                        .map_or_else(|| format!("sys_{}", k.nr), str::to_string)
-                };
-                arr.push_str(&format!(
-                    "{{\"syscall\":\"{sys}\",\"nr\":{},\"errno\":\"{}\",\"code\":{},\"compat\":{},\"count\":{n}}}",
-                    k.nr,
-                    errno_name(k.err),
-                    k.err,
-                    k.compat != 0
-                ));
-            }
-            arr.push(']');
-            let proc_fields = |w: &mut vigil_outputs::json::Writer| {
+            let proc_fields = |w: &mut Writer| {
                 w.u64("process.pid", u64::from(tgid));
                 if let Some(n) = &name {
                     w.str("process.name", n.as_bytes());
@@ -533,20 +512,35 @@ impl PerfsysCollector {
                         .str("container.runtime", c.runtime);
                 }
             };
-            let mut w = vigil_outputs::json::Writer::new();
-            header(&mut w, "syscall-errors", "vigil.syscalls");
+            let mut w = enc.writer("syscall-errors", "vigil.syscalls");
             proc_fields(&mut w);
-            put_f64(&mut w, "vigil.syscalls.interval_s", secs);
-            w.u64("vigil.syscalls.errors", errs);
-            put_f64(&mut w, "vigil.syscalls.errors_per_s", per_s(errs));
-            w.u64("vigil.syscalls.denied", denied);
+            w.f64("vigil.syscalls.interval_s", enc.secs)
+                .u64("vigil.syscalls.errors", errs)
+                .f64("vigil.syscalls.errors_per_s", enc.per_s(errs))
+                .u64("vigil.syscalls.denied", denied);
             if let Some(c) = calls.get(&tgid) {
-                w.u64("vigil.syscalls.calls", c.calls);
-                put_f64(&mut w, "vigil.syscalls.calls_per_s", per_s(c.calls));
+                w.u64("vigil.syscalls.calls", c.calls)
+                    .f64("vigil.syscalls.calls_per_s", enc.per_s(c.calls));
             }
-            w.u64("vigil.syscalls.kinds", list.len() as u64)
-                .raw("vigil.syscalls.failures", arr.as_bytes());
-            out.push(Record {
+            w.u64("vigil.syscalls.kinds", list.len() as u64).objects(
+                "vigil.syscalls.failures",
+                list.iter().take(20),
+                |o, (k, n)| {
+                    let sys = if k.compat != 0 {
+                        format!("ia32:{}", k.nr)
+                    } else {
+                        vigil_baselines::syscall_name(k.nr)
+                            .map_or_else(|| format!("sys_{}", k.nr), str::to_string)
+                    };
+                    o.str("syscall", sys)
+                        .u64("nr", k.nr.into())
+                        .str("errno", errno_name(k.err))
+                        .u64("code", k.err.into())
+                        .bool("compat", k.compat != 0)
+                        .u64("count", *n);
+                },
+            );
+            out.metrics.push(Record {
                 json: w.finish(),
                 finding: None,
             });
@@ -563,100 +557,84 @@ impl PerfsysCollector {
             });
             if over_rate {
                 let msg = format!(
-                    "{who} failed {errs} syscalls in {secs:.0} s ({:.0}/s, threshold {}/s); most: {}",
-                    per_s(errs),
+                    "{who} failed {errs} syscalls in {:.0} s ({:.0}/s, threshold {}/s); most: {}",
+                    enc.secs,
+                    enc.per_s(errs),
                     self.cfg.syscalls_errors_per_s,
                     top.clone().unwrap_or_default()
                 );
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "syscall-errors-high", "vigil.finding");
-                w.str("message", msg.as_bytes());
-                proc_fields(&mut w);
-                finding(
-                    &mut w,
-                    "syscall-errors-high",
-                    "vigil.syscalls.errors_per_s",
-                    per_s(errs),
-                    self.cfg.syscalls_errors_per_s,
-                    "1/s",
-                );
-                findings.push(Record {
-                    json: w.finish(),
-                    finding: Some(crate::perf::collector::Finding::new(
-                        "syscall-errors-high",
-                        "Failing syscalls high",
-                        msg,
-                    )),
-                });
+                out.findings.push(enc.finding(
+                    ("syscall-errors-high", "Failing syscalls high"),
+                    msg,
+                    proc_fields,
+                    Threshold {
+                        metric: "vigil.syscalls.errors_per_s",
+                        value: enc.per_s(errs),
+                        threshold: self.cfg.syscalls_errors_per_s,
+                        unit: "1/s",
+                        samples: None,
+                    },
+                ));
             }
             if over_denied {
                 let msg = format!(
-                    "{who} was denied {denied} syscalls (EPERM/EACCES) in {secs:.0} s (threshold {}); most: {}",
+                    "{who} was denied {denied} syscalls (EPERM/EACCES) in {:.0} s (threshold {}); most: {}",
+                    enc.secs,
                     self.cfg.syscalls_denied_max,
                     top.unwrap_or_default()
                 );
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "syscall-denied-high", "vigil.finding");
-                w.str("message", msg.as_bytes());
-                proc_fields(&mut w);
-                finding(
-                    &mut w,
-                    "syscall-denied-high",
-                    "vigil.syscalls.denied",
-                    denied as f64,
-                    self.cfg.syscalls_denied_max as f64,
-                    "count",
-                );
-                findings.push(Record {
-                    json: w.finish(),
-                    finding: Some(crate::perf::collector::Finding::new(
-                        "syscall-denied-high",
-                        "Denied syscalls high",
-                        msg,
-                    )),
-                });
+                out.findings.push(enc.finding(
+                    ("syscall-denied-high", "Denied syscalls high"),
+                    msg,
+                    proc_fields,
+                    Threshold {
+                        metric: "vigil.syscalls.denied",
+                        value: denied as f64,
+                        threshold: self.cfg.syscalls_denied_max as f64,
+                        unit: "count",
+                        samples: None,
+                    },
+                ));
             }
         }
-        if !iv.procs.is_empty() || !iv.errors.is_empty() {
-            let n_calls: u64 = iv.procs.iter().map(|p| p.1.calls).sum();
-            let n_errs: u64 = iv.errors.iter().map(|e| e.1).sum();
-            let mut w = vigil_outputs::json::Writer::new();
-            header(&mut w, "syscalls", "vigil.syscalls");
-            put_f64(&mut w, "vigil.syscalls.interval_s", secs);
-            w.str(
-                "vigil.syscalls.mode",
-                if iv.procs.is_empty() { "errors" } else { "all" },
+        if iv.procs.is_empty() && iv.errors.is_empty() {
+            return;
+        }
+        let n_calls: u64 = iv.procs.iter().map(|p| p.1.calls).sum();
+        let n_errs: u64 = iv.errors.iter().map(|e| e.1).sum();
+        let mut w = enc.writer("syscalls", "vigil.syscalls");
+        w.f64("vigil.syscalls.interval_s", enc.secs).str(
+            "vigil.syscalls.mode",
+            if iv.procs.is_empty() { "errors" } else { "all" },
+        );
+        if !iv.procs.is_empty() {
+            w.u64("vigil.syscalls.calls", n_calls)
+                .f64("vigil.syscalls.calls_per_s", enc.per_s(n_calls));
+            let mut top = iv.procs.clone();
+            top.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(&b.0)));
+            w.objects(
+                "vigil.syscalls.top",
+                top.iter().take(self.cfg.syscalls_top),
+                |o, (tgid, c)| {
+                    o.u64("pid", u64::from(*tgid))
+                        .str("name", comm_of(*tgid).unwrap_or_default())
+                        .u64("calls", c.calls)
+                        .u64("errors", c.errors)
+                        .f64("per_s", enc.per_s(c.calls));
+                },
             );
-            if !iv.procs.is_empty() {
-                w.u64("vigil.syscalls.calls", n_calls);
-                put_f64(&mut w, "vigil.syscalls.calls_per_s", per_s(n_calls));
-                let mut top = iv.procs.clone();
-                top.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(&b.0)));
-                let mut arr = String::from("[");
-                for (j, (tgid, c)) in top.iter().take(self.cfg.syscalls_top).enumerate() {
-                    if j > 0 {
-                        arr.push(',');
-                    }
-                    arr.push_str(&format!(
-                        "{{\"pid\":{tgid},\"name\":{},\"calls\":{},\"errors\":{},\"per_s\":{}}}",
-                        json_str(&comm_of(*tgid).unwrap_or_default()),
-                        c.calls,
-                        c.errors,
-                        per_s(c.calls)
-                    ));
-                }
-                arr.push(']');
-                w.raw("vigil.syscalls.top", arr.as_bytes());
-            }
-            w.u64("vigil.syscalls.errors", n_errs);
-            put_f64(&mut w, "vigil.syscalls.errors_per_s", per_s(n_errs));
-            out.push(Record {
-                json: w.finish(),
-                finding: None,
-            });
         }
+        w.u64("vigil.syscalls.errors", n_errs)
+            .f64("vigil.syscalls.errors_per_s", enc.per_s(n_errs));
+        out.metrics.push(Record {
+            json: w.finish(),
+            finding: None,
+        });
+    }
 
-        // ---- TCP ----
+    /// `tcp-retransmit` and `tcp-reset` per connection, their findings,
+    /// and the host's `tcp-resets-high`.
+    fn tcp_records(&self, enc: &IntervalEnc<'_>, iv: &SysInterval, out: &mut Records) {
         // (local, remote, owner) -> [retrans, sent, received] and the last value
         type Conn = ([u8; 16], [u8; 16], u16, u16, u16, u32);
         let mut conns: BTreeMap<Conn, ([u64; 3], TcpVal)> = BTreeMap::new();
@@ -690,7 +668,7 @@ impl PerfsysCollector {
                 ..TcpKey::default()
             };
             let (src, dst) = key.addrs();
-            let conn = |w: &mut vigil_outputs::json::Writer| {
+            let conn = |w: &mut Writer| {
                 w.str("source.ip", src.to_string().as_bytes())
                     .u64("source.port", u64::from(*sp))
                     .str("destination.ip", dst.to_string().as_bytes())
@@ -710,62 +688,53 @@ impl PerfsysCollector {
             if c[0] > 0 {
                 n_retrans += 1;
                 if n_retrans <= MAX_RECORDS {
-                    let mut w = vigil_outputs::json::Writer::new();
-                    header(&mut w, "tcp-retransmit", "vigil.tcp");
+                    let mut w = enc.writer("tcp-retransmit", "vigil.tcp");
                     conn(&mut w);
-                    put_f64(&mut w, "vigil.tcp.interval_s", secs);
-                    w.u64("vigil.tcp.retransmits", c[0]);
+                    w.f64("vigil.tcp.interval_s", enc.secs)
+                        .u64("vigil.tcp.retransmits", c[0]);
                     if v.err != 0 {
                         w.i64("vigil.tcp.last_error", i64::from(v.err));
                     }
-                    out.push(Record {
+                    out.metrics.push(Record {
                         json: w.finish(),
                         finding: None,
                     });
                 }
                 if self.cfg.tcp_retrans_max > 0 && c[0] >= self.cfg.tcp_retrans_max {
                     let msg = format!(
-                        "TCP connection {src}:{sp} -> {dst}:{dp}{} retransmitted {} segments in {secs:.0} s (threshold {})",
+                        "TCP connection {src}:{sp} -> {dst}:{dp}{} retransmitted {} segments in {:.0} s (threshold {})",
                         if *tgid != 0 {
                             format!(" (process {tgid} {})", v.comm().unwrap_or_default())
                         } else {
                             String::new()
                         },
                         c[0],
+                        enc.secs,
                         self.cfg.tcp_retrans_max
                     );
-                    let mut w = vigil_outputs::json::Writer::new();
-                    header(&mut w, "tcp-retrans-high", "vigil.finding");
-                    w.str("message", msg.as_bytes());
-                    conn(&mut w);
-                    finding(
-                        &mut w,
-                        "tcp-retrans-high",
-                        "vigil.tcp.retransmits",
-                        c[0] as f64,
-                        self.cfg.tcp_retrans_max as f64,
-                        "count",
-                    );
-                    findings.push(Record {
-                        json: w.finish(),
-                        finding: Some(crate::perf::collector::Finding::new(
-                            "tcp-retrans-high",
-                            "TCP retransmits high",
-                            msg,
-                        )),
-                    });
+                    out.findings.push(enc.finding(
+                        ("tcp-retrans-high", "TCP retransmits high"),
+                        msg,
+                        conn,
+                        Threshold {
+                            metric: "vigil.tcp.retransmits",
+                            value: c[0] as f64,
+                            threshold: self.cfg.tcp_retrans_max as f64,
+                            unit: "count",
+                            samples: None,
+                        },
+                    ));
                 }
             }
             if c[1] + c[2] > 0 {
                 n_reset += 1;
                 if n_reset <= MAX_RECORDS {
-                    let mut w = vigil_outputs::json::Writer::new();
-                    header(&mut w, "tcp-reset", "vigil.tcp");
+                    let mut w = enc.writer("tcp-reset", "vigil.tcp");
                     conn(&mut w);
-                    put_f64(&mut w, "vigil.tcp.interval_s", secs);
-                    w.u64("vigil.tcp.resets_sent", c[1])
+                    w.f64("vigil.tcp.interval_s", enc.secs)
+                        .u64("vigil.tcp.resets_sent", c[1])
                         .u64("vigil.tcp.resets_received", c[2]);
-                    out.push(Record {
+                    out.metrics.push(Record {
                         json: w.finish(),
                         finding: None,
                     });
@@ -774,32 +743,34 @@ impl PerfsysCollector {
         }
         if self.cfg.tcp_resets_max > 0 && resets >= self.cfg.tcp_resets_max {
             let msg = format!(
-                "This host sent and received {resets} TCP resets in {secs:.0} s on {} connections (threshold {}): a port scan, or a service refusing or dropping connections",
-                n_reset, self.cfg.tcp_resets_max
+                "This host sent and received {resets} TCP resets in {:.0} s on {} connections (threshold {}): a port scan, or a service refusing or dropping connections",
+                enc.secs, n_reset, self.cfg.tcp_resets_max
             );
-            let mut w = vigil_outputs::json::Writer::new();
-            header(&mut w, "tcp-resets-high", "vigil.finding");
-            w.str("message", msg.as_bytes())
-                .u64("vigil.tcp.connections", n_reset as u64);
-            finding(
-                &mut w,
-                "tcp-resets-high",
-                "vigil.tcp.resets",
-                resets as f64,
-                self.cfg.tcp_resets_max as f64,
-                "count",
-            );
-            findings.push(Record {
-                json: w.finish(),
-                finding: Some(crate::perf::collector::Finding::new(
-                    "tcp-resets-high",
-                    "TCP resets high",
-                    msg,
-                )),
-            });
+            out.findings.push(enc.finding(
+                ("tcp-resets-high", "TCP resets high"),
+                msg,
+                |w| {
+                    w.u64("vigil.tcp.connections", n_reset as u64);
+                },
+                Threshold {
+                    metric: "vigil.tcp.resets",
+                    value: resets as f64,
+                    threshold: self.cfg.tcp_resets_max as f64,
+                    unit: "count",
+                    samples: None,
+                },
+            ));
         }
+    }
 
-        // ---- block I/O: one record per (device, cgroup), ops together ----
+    /// `biolatency` per (device, cgroup), ops together, and its finding.
+    fn bio_records(
+        &mut self,
+        enc: &IntervalEnc<'_>,
+        iv: &SysInterval,
+        host: &mut dyn Host,
+        out: &mut Records,
+    ) {
         let mut groups: BTreeMap<(u32, u64), BioGroup> = BTreeMap::new();
         for (k, h) in &iv.bio {
             let e = groups
@@ -813,10 +784,7 @@ impl PerfsysCollector {
             e.0.bytes += h.bytes;
             *e.1.entry(op_name(k.op)).or_default() += total(&h.slots);
         }
-        for (i, ((dev, cg), (h, ops))) in groups.iter().enumerate() {
-            if i >= MAX_RECORDS {
-                break;
-            }
+        for ((dev, cg), (h, ops)) in groups.iter().take(MAX_RECORDS) {
             let (major, minor) = (dev >> 20, dev & 0xfffff);
             let name = self.dev(*dev);
             let (path, container) = self.cgroup(*cg, host);
@@ -830,58 +798,45 @@ impl PerfsysCollector {
                 .map_or(0, |k| slot_bounds(k).1);
             // The JSON writer nests dotted keys: fields go grouped by
             // prefix (container.*, then vigil.bio.*, then vigil.cgroup.*).
-            let contf = |w: &mut vigil_outputs::json::Writer| {
+            let contf = |w: &mut Writer| {
                 if let Some(c) = &container {
                     w.str("container.id", c.id.as_bytes())
                         .str("container.runtime", c.runtime);
                 }
             };
-            let devf = |w: &mut vigil_outputs::json::Writer| {
+            let devf = |w: &mut Writer| {
                 if let Some(d) = &name {
                     w.str("vigil.bio.device", d.as_bytes());
                 }
                 w.u64("vigil.bio.major", u64::from(major))
                     .u64("vigil.bio.minor", u64::from(minor));
             };
-            let cgf = |w: &mut vigil_outputs::json::Writer| {
+            let cgf = |w: &mut Writer| {
                 w.u64("vigil.cgroup.id", *cg);
                 if let Some(p) = &path {
                     w.str("vigil.cgroup.path", p.as_bytes());
                 }
             };
-            let mut opj = String::from("{");
-            for (j, (op, c)) in ops.iter().enumerate() {
-                if j > 0 {
-                    opj.push(',');
-                }
-                opj.push_str(&format!("\"{op}\":{c}"));
-            }
-            opj.push('}');
-            let mut w = vigil_outputs::json::Writer::new();
-            header(&mut w, "biolatency", "vigil.bio");
+            let mean_us = |ns: u64| round1(ns as f64 / n.max(1) as f64 / 1e3);
+            let mut w = enc.writer("biolatency", "vigil.bio");
             contf(&mut w);
             devf(&mut w);
-            put_f64(&mut w, "vigil.bio.interval_s", secs);
-            w.u64("vigil.bio.count", n)
-                .raw("vigil.bio.ops", opj.as_bytes())
-                .u64("vigil.bio.bytes", h.bytes);
-            put_f64(
-                &mut w,
-                "vigil.bio.mean_us",
-                round1(h.sum_ns as f64 / n.max(1) as f64 / 1e3),
-            );
-            put_f64(&mut w, "vigil.bio.p50_us", round1(p50));
-            put_f64(&mut w, "vigil.bio.p90_us", round1(p90));
-            put_f64(&mut w, "vigil.bio.p99_us", round1(p99));
-            w.u64("vigil.bio.max_us", max);
-            put_f64(
-                &mut w,
-                "vigil.bio.queue_mean_us",
-                round1(h.queue_ns as f64 / n.max(1) as f64 / 1e3),
-            );
-            w.raw("vigil.bio.slots", &json_array(&trimmed(&h.slots)));
+            w.f64("vigil.bio.interval_s", enc.secs)
+                .u64("vigil.bio.count", n);
+            // every op an own member of vigil.bio.ops (op names are plain words)
+            for (op, c) in ops {
+                w.u64(&format!("vigil.bio.ops.{op}"), *c);
+            }
+            w.u64("vigil.bio.bytes", h.bytes)
+                .f64("vigil.bio.mean_us", mean_us(h.sum_ns))
+                .f64("vigil.bio.p50_us", round1(p50))
+                .f64("vigil.bio.p90_us", round1(p90))
+                .f64("vigil.bio.p99_us", round1(p99))
+                .u64("vigil.bio.max_us", max)
+                .f64("vigil.bio.queue_mean_us", mean_us(h.queue_ns))
+                .u64s("vigil.bio.slots", trimmed(&h.slots).iter().copied());
             cgf(&mut w);
-            out.push(Record {
+            out.metrics.push(Record {
                 json: w.finish(),
                 finding: None,
             });
@@ -895,133 +850,181 @@ impl PerfsysCollector {
                     .or_else(|| path.as_ref().map(|p| format!("cgroup {p}")))
                     .unwrap_or_else(|| format!("cgroup id {cg}"));
                 let msg = format!(
-                    "Block I/O p99 on {} for {who} is {:.1} ms over {n} requests in {secs:.0} s (threshold {} ms)",
+                    "Block I/O p99 on {} for {who} is {:.1} ms over {n} requests in {:.0} s (threshold {} ms)",
                     name.clone().unwrap_or_else(|| format!("{major}:{minor}")),
                     p99 / 1e3,
+                    enc.secs,
                     self.cfg.bio_p99_ms
                 );
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "bio-latency-high", "vigil.finding");
-                w.str("message", msg.as_bytes());
-                contf(&mut w);
-                devf(&mut w);
-                cgf(&mut w);
-                finding(
-                    &mut w,
-                    "bio-latency-high",
-                    "vigil.bio.p99_us",
-                    round1(p99 / 1e3),
-                    self.cfg.bio_p99_ms,
-                    "ms",
-                );
-                w.u64("vigil.finding.samples", n);
-                findings.push(Record {
-                    json: w.finish(),
-                    finding: Some(crate::perf::collector::Finding::new(
-                        "bio-latency-high",
-                        "Block I/O latency high",
-                        msg,
-                    )),
-                });
-            }
-        }
-
-        // ---- vigil's own cost ----
-        if let Some(c) = &iv.cost {
-            let pct = c.cpu_pct();
-            let mut arr = String::from("[");
-            for (j, (name, runs, ns)) in c.programs.iter().take(10).enumerate() {
-                if j > 0 {
-                    arr.push(',');
-                }
-                arr.push_str(&format!(
-                    "{{\"name\":{},\"runs\":{runs},\"run_ns\":{ns},\"ns_per_run\":{},\"runs_per_s\":{}}}",
-                    json_str(name),
-                    round1(*ns as f64 / (*runs).max(1) as f64),
-                    per_s(*runs)
+                out.findings.push(enc.finding(
+                    ("bio-latency-high", "Block I/O latency high"),
+                    msg,
+                    |w| {
+                        contf(w);
+                        devf(w);
+                        cgf(w);
+                    },
+                    Threshold {
+                        metric: "vigil.bio.p99_us",
+                        value: round1(p99 / 1e3),
+                        threshold: self.cfg.bio_p99_ms,
+                        unit: "ms",
+                        samples: Some(n),
+                    },
                 ));
             }
-            arr.push(']');
-            let mut w = vigil_outputs::json::Writer::new();
-            header(&mut w, "vigil-cost", "vigil.cost");
-            put_f64(&mut w, "vigil.cost.interval_s", secs);
-            put_f64(&mut w, "vigil.cost.cpu_pct", round2(pct));
-            put_f64(
-                &mut w,
-                "vigil.cost.agent_cpu_pct",
-                round2(100.0 * c.cpu_ns as f64 / 1e9 / c.secs.max(1e-3)),
-            );
-            put_f64(
-                &mut w,
-                "vigil.cost.bpf_cpu_pct",
-                round2(100.0 * c.bpf_ns as f64 / 1e9 / c.secs.max(1e-3)),
-            );
-            w.u64("vigil.cost.agent_cpu_ns", c.cpu_ns)
-                .u64("vigil.cost.bpf_ns", c.bpf_ns)
-                .u64("vigil.cost.bpf_runs", c.bpf_runs);
-            put_f64(&mut w, "vigil.cost.bpf_runs_per_s", per_s(c.bpf_runs));
-            w.u64("vigil.cost.events", c.events);
-            put_f64(&mut w, "vigil.cost.events_per_s", per_s(c.events));
-            if c.events > 0 {
-                put_f64(
-                    &mut w,
-                    "vigil.cost.ns_per_event",
-                    round1((c.cpu_ns + c.bpf_ns) as f64 / c.events as f64),
-                );
-            }
-            w.raw("vigil.cost.programs", arr.as_bytes());
-            out.push(Record {
-                json: w.finish(),
-                finding: None,
-            });
-            if self.cfg.self_cpu_pct > 0.0 && pct > self.cfg.self_cpu_pct {
-                let top = c
-                    .programs
-                    .first()
-                    .map(|(n, r, ns)| {
-                        format!(
-                            "; busiest BPF program {n}: {r} runs, {:.1} ms",
-                            *ns as f64 / 1e6
-                        )
-                    })
-                    .unwrap_or_default();
-                let msg = format!(
-                    "vigil used {:.1}% of one CPU in {secs:.0} s (agent {:.1}%, BPF programs {:.1}%; threshold {}%), {} events{top}",
-                    pct,
-                    100.0 * c.cpu_ns as f64 / 1e9 / c.secs.max(1e-3),
-                    100.0 * c.bpf_ns as f64 / 1e9 / c.secs.max(1e-3),
-                    self.cfg.self_cpu_pct,
-                    c.events
-                );
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "vigil-cost-high", "vigil.finding");
-                w.str("message", msg.as_bytes());
-                finding(
-                    &mut w,
-                    "vigil-cost-high",
-                    "vigil.cost.cpu_pct",
-                    round2(pct),
-                    self.cfg.self_cpu_pct,
-                    "%",
-                );
-                findings.push(Record {
-                    json: w.finish(),
-                    finding: Some(crate::perf::collector::Finding::new(
-                        "vigil-cost-high",
-                        "vigil's own cost high",
-                        msg,
-                    )),
-                });
-            }
         }
-        self.totals.findings += findings.len() as u64;
-        out.extend(findings);
-        out
+    }
+
+    /// `vigil-cost` (vigil's own CPU and its busiest BPF programs) and its
+    /// finding.
+    fn cost_records(&self, enc: &IntervalEnc<'_>, iv: &SysInterval, out: &mut Records) {
+        let Some(c) = &iv.cost else {
+            return;
+        };
+        let pct = c.cpu_pct();
+        let share = |ns: u64| 100.0 * ns as f64 / 1e9 / c.secs.max(1e-3);
+        let mut w = enc.writer("vigil-cost", "vigil.cost");
+        w.f64("vigil.cost.interval_s", enc.secs)
+            .f64("vigil.cost.cpu_pct", round2(pct))
+            .f64("vigil.cost.agent_cpu_pct", round2(share(c.cpu_ns)))
+            .f64("vigil.cost.bpf_cpu_pct", round2(share(c.bpf_ns)))
+            .u64("vigil.cost.agent_cpu_ns", c.cpu_ns)
+            .u64("vigil.cost.bpf_ns", c.bpf_ns)
+            .u64("vigil.cost.bpf_runs", c.bpf_runs)
+            .f64("vigil.cost.bpf_runs_per_s", enc.per_s(c.bpf_runs))
+            .u64("vigil.cost.events", c.events)
+            .f64("vigil.cost.events_per_s", enc.per_s(c.events));
+        if c.events > 0 {
+            w.f64(
+                "vigil.cost.ns_per_event",
+                round1((c.cpu_ns + c.bpf_ns) as f64 / c.events as f64),
+            );
+        }
+        w.objects(
+            "vigil.cost.programs",
+            c.programs.iter().take(10),
+            |o, (name, runs, ns)| {
+                o.str("name", name)
+                    .u64("runs", *runs)
+                    .u64("run_ns", *ns)
+                    .f64("ns_per_run", round1(*ns as f64 / (*runs).max(1) as f64))
+                    .f64("runs_per_s", enc.per_s(*runs));
+            },
+        );
+        out.metrics.push(Record {
+            json: w.finish(),
+            finding: None,
+        });
+        if self.cfg.self_cpu_pct > 0.0 && pct > self.cfg.self_cpu_pct {
+            let top = c
+                .programs
+                .first()
+                .map(|(n, r, ns)| {
+                    format!(
+                        "; busiest BPF program {n}: {r} runs, {:.1} ms",
+                        *ns as f64 / 1e6
+                    )
+                })
+                .unwrap_or_default();
+            let msg = format!(
+                "vigil used {:.1}% of one CPU in {:.0} s (agent {:.1}%, BPF programs {:.1}%; threshold {}%), {} events{top}",
+                pct,
+                enc.secs,
+                share(c.cpu_ns),
+                share(c.bpf_ns),
+                self.cfg.self_cpu_pct,
+                c.events
+            );
+            out.findings.push(enc.finding(
+                ("vigil-cost-high", "vigil's own cost high"),
+                msg,
+                |_| {},
+                Threshold {
+                    metric: "vigil.cost.cpu_pct",
+                    value: round2(pct),
+                    threshold: self.cfg.self_cpu_pct,
+                    unit: "%",
+                    samples: None,
+                },
+            ));
+        }
     }
 }
 
-/// Slot-wise `a - b`; a histogram that went down (its BPF entry was removed
-/// and created again) counts from zero.
+/// What every record of one interval shares: its time, length and host.
+struct IntervalEnc<'a> {
+    ts: String,
+    /// The interval's length, rounded to the millisecond (written).
+    secs: f64,
+    /// The interval's length, at least 1 ms (rates are per second of it).
+    span: f64,
+    hostname: &'a str,
+}
+
+/// An interval's records: metrics first, findings after them.
+#[derive(Default)]
+struct Records {
+    metrics: Vec<Record>,
+    findings: Vec<Record>,
+}
+
+/// The figure a finding is about, and the threshold it crossed.
+struct Threshold {
+    metric: &'static str,
+    value: f64,
+    threshold: f64,
+    unit: &'static str,
+    /// How many samples the figure comes from (`vigil.finding.samples`).
+    samples: Option<u64>,
+}
+
+impl IntervalEnc<'_> {
+    /// A record's writer with its header (`@timestamp`, `event.*`, host).
+    fn writer(&self, action: &str, dataset: &str) -> Writer {
+        let mut w = Writer::new();
+        w.str("@timestamp", self.ts.as_bytes())
+            .str("event.kind", "metric")
+            .str("event.module", "vigil")
+            .str("event.dataset", dataset)
+            .str("event.action", action)
+            .str("host.hostname", self.hostname);
+        w
+    }
+
+    /// `n` per second of the interval, to one decimal.
+    fn per_s(&self, n: u64) -> f64 {
+        round1(n as f64 / self.span)
+    }
+
+    /// A finding record: the header, `message`, what `fields` writes, then
+    /// `vigil.finding.*`.
+    fn finding(
+        &self,
+        (name, title): (&'static str, &'static str),
+        msg: String,
+        fields: impl FnOnce(&mut Writer),
+        t: Threshold,
+    ) -> Record {
+        let mut w = self.writer(name, "vigil.finding");
+        w.str("message", msg.as_bytes());
+        fields(&mut w);
+        w.str("vigil.finding.name", name)
+            .str("vigil.finding.metric", t.metric)
+            .f64("vigil.finding.value", t.value)
+            .f64("vigil.finding.threshold", t.threshold)
+            .str("vigil.finding.unit", t.unit)
+            .f64("vigil.finding.interval_s", self.secs);
+        if let Some(n) = t.samples {
+            w.u64("vigil.finding.samples", n);
+        }
+        Record {
+            json: w.finish(),
+            finding: Some(crate::perf::collector::Finding::new(name, title, msg)),
+        }
+    }
+}
+
 impl Collector for PerfsysCollector {
     fn name(&self) -> &'static str {
         "perfsys"
@@ -1055,6 +1058,8 @@ impl Collector for PerfsysCollector {
     }
 }
 
+/// Slot-wise `a - b`; a histogram that went down (its BPF entry was removed
+/// and created again) counts from zero.
 fn bio_delta(a: &BioHist, b: &BioHist) -> BioHist {
     if a.slots.iter().zip(b.slots.iter()).any(|(x, y)| x < y)
         || a.sum_ns < b.sum_ns
@@ -1092,43 +1097,6 @@ pub fn tcp_state(s: i32) -> &'static str {
     }
 }
 
-fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
-    if v.is_finite() {
-        w.raw(key, format!("{v}").as_bytes());
-    } else {
-        w.raw(key, b"null");
-    }
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-fn trimmed(slots: &[u64]) -> Vec<u64> {
-    let end = slots.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
-    slots[..end].to_vec()
-}
-
-fn json_array(v: &[u64]) -> Vec<u8> {
-    let mut s = String::from("[");
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&x.to_string());
-    }
-    s.push(']');
-    s.into_bytes()
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1148,8 +1116,11 @@ mod tests {
 
     /// Every record parses, and no object key appears twice (the writer
     /// nests dotted keys, so ungrouped fields would repeat `vigil`).
-    #[test]
-    fn records_are_well_formed_and_findings_fire_over_thresholds() {
+    /// PID_MAX_LIMIT: no process has it, so no name is read for it.
+    const NO_PID: u32 = 4_194_304;
+
+    /// An interval over every threshold of its configuration.
+    fn sample() -> (PerfConfig, SysInterval) {
         let cfg = PerfConfig {
             syscalls_errors_per_s: 10.0,
             syscalls_denied_max: 5,
@@ -1160,7 +1131,6 @@ mod tests {
             self_cpu_pct: 1.0,
             ..PerfConfig::default()
         };
-        let mut c = PerfsysCollector::new(&cfg);
         let mut tk = TcpKey {
             family: 2,
             sport: 40000,
@@ -1183,7 +1153,7 @@ mod tests {
         let iv = SysInterval {
             secs: 1.0,
             procs: vec![(
-                42,
+                NO_PID,
                 ScProc {
                     calls: 100,
                     errors: 60,
@@ -1192,7 +1162,7 @@ mod tests {
             errors: vec![
                 (
                     ScErrKey {
-                        tgid: 42,
+                        tgid: NO_PID,
                         nr: 257,
                         err: 2,
                         ..ScErrKey::default()
@@ -1201,7 +1171,7 @@ mod tests {
                 ),
                 (
                     ScErrKey {
-                        tgid: 42,
+                        tgid: NO_PID,
                         nr: 62,
                         err: 1,
                         ..ScErrKey::default()
@@ -1228,6 +1198,42 @@ mod tests {
                 programs: vec![("vg_x".into(), 10, 1_000_000)],
             }),
         };
+        (cfg, iv)
+    }
+
+    /// The records of [`sample`], byte for byte as
+    /// `engine/tests/golden/perfsys-records.jsonl` holds them (written
+    /// there when `VIGIL_BLESS=1`).
+    #[test]
+    fn records_are_byte_identical_to_the_golden_file() {
+        let (cfg, iv) = sample();
+        let mut c = PerfsysCollector::new(&cfg);
+        // the device's name as this host would not have it
+        c.devs.insert(254 << 20, Some("vda".into()));
+        let mut host = crate::host::RecordedHost::default();
+        let mut text = Vec::new();
+        for r in c.records(&iv, &mut host, "h", 1_700_000_000_123_456_789) {
+            text.extend_from_slice(&r.json);
+            text.push(b'\n');
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/perfsys-records.jsonl"
+        );
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read(path).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[test]
+    fn records_are_well_formed_and_findings_fire_over_thresholds() {
+        let (cfg, iv) = sample();
+        let mut c = PerfsysCollector::new(&cfg);
         let mut host = crate::host::RecordedHost::default();
         let recs = c.records(&iv, &mut host, "h", 0);
         let mut actions = Vec::new();

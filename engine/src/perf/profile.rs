@@ -13,6 +13,7 @@ use crate::config::PerfConfig;
 use crate::ecs;
 use crate::perf::PerfRecord;
 use crate::perf::collector::{Collector, CounterDelta, Ctx, Deltas, Kallsyms, Output};
+use crate::perf::sched::round1;
 use crate::perf::symbolize::Symbolizer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -277,14 +278,11 @@ fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// A finite figure (a NaN or an infinity is left out of the record).
 fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
     if v.is_finite() {
-        w.raw(key, format!("{v}").as_bytes());
+        w.f64(key, v);
     }
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
 }
 
 impl ProfileCollector {

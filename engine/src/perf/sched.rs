@@ -85,7 +85,9 @@ fn delta(a: &RqHist, b: Option<&RqHist>) -> RqHist {
     d
 }
 
-fn trimmed(slots: &[u64]) -> Vec<u64> {
+/// The slots up to the last one that counted something (what records
+/// write of a histogram).
+pub(crate) fn trimmed(slots: &[u64]) -> Vec<u64> {
     let end = slots.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
     slots[..end].to_vec()
 }
@@ -623,15 +625,9 @@ impl PerfCollector {
                 .f64("vigil.runqlat.p99_us", round1(p99))
                 .u64("vigil.runqlat.max_us", max)
                 .u64("vigil.runqlat.wakeup.count", total(&w.slots))
-                .raw(
-                    "vigil.runqlat.wakeup.slots",
-                    &json_array(&trimmed(&w.slots)),
-                )
+                .u64s("vigil.runqlat.wakeup.slots", trimmed(&w.slots))
                 .u64("vigil.runqlat.preempted.count", total(&p.slots))
-                .raw(
-                    "vigil.runqlat.preempted.slots",
-                    &json_array(&trimmed(&p.slots)),
-                );
+                .u64s("vigil.runqlat.preempted.slots", trimmed(&p.slots));
             out.push(PerfRecord {
                 json: rec.finish(),
                 finding: None,
@@ -684,24 +680,16 @@ impl PerfCollector {
             line.pidnss = Some(n);
             let mut rec = vigil_outputs::json::Writer::new();
             header(&mut rec, "pidnss", "vigil.pidnss");
-            let mut arr = String::from("[");
-            for (i, (k, c)) in pairs.iter().take(20).enumerate() {
-                if i > 0 {
-                    arr.push(',');
-                }
-                arr.push_str(&format!(
-                    "{{\"prev\":{},\"next\":{},\"switches\":{c},\"per_s\":{}}}",
-                    k.prev_ns,
-                    k.next_ns,
-                    round1(*c as f64 / iv.secs.max(1e-3))
-                ));
-            }
-            arr.push(']');
             rec.f64("vigil.pidnss.interval_s", line.secs)
                 .u64("vigil.pidnss.switches", n)
                 .f64("vigil.pidnss.per_s", round1(n as f64 / iv.secs.max(1e-3)))
                 .u64("vigil.pidnss.pairs_total", pairs.len() as u64)
-                .raw("vigil.pidnss.pairs", arr.as_bytes());
+                .objects("vigil.pidnss.pairs", pairs.iter().take(20), |o, (k, c)| {
+                    o.u64("prev", k.prev_ns.into())
+                        .u64("next", k.next_ns.into())
+                        .u64("switches", *c)
+                        .f64("per_s", round1(*c as f64 / iv.secs.max(1e-3)));
+                });
             out.push(PerfRecord {
                 json: rec.finish(),
                 finding: None,
@@ -713,18 +701,12 @@ impl PerfCollector {
             line.steal_max_pct = Some(round2(max));
             let mut rec = vigil_outputs::json::Writer::new();
             header(&mut rec, "cpu-steal", "vigil.cpu_steal");
-            let mut arr = String::from("[");
-            for (i, (cpu, pct)) in steal.iter().enumerate() {
-                if i > 0 {
-                    arr.push(',');
-                }
-                arr.push_str(&format!("{{\"cpu\":{cpu},\"pct\":{}}}", round2(*pct)));
-            }
-            arr.push(']');
             rec.f64("vigil.cpu_steal.interval_s", line.secs)
                 .f64("vigil.cpu_steal.pct", round2(mean))
                 .f64("vigil.cpu_steal.max_pct", round2(max))
-                .raw("vigil.cpu_steal.cpus", arr.as_bytes());
+                .objects("vigil.cpu_steal.cpus", steal, |o, (cpu, pct)| {
+                    o.u64("cpu", u64::from(*cpu)).f64("pct", round2(*pct));
+                });
             out.push(PerfRecord {
                 json: rec.finish(),
                 finding: None,
@@ -817,38 +799,13 @@ fn cgroup_fields(w: &mut vigil_outputs::json::Writer, id: u64, info: &CgroupInfo
     }
 }
 
-/// Floats in records: finite values as Rust prints them, others as null.
-trait F64Field {
-    fn f64(&mut self, key: &str, v: f64) -> &mut Self;
-}
-
-impl F64Field for vigil_outputs::json::Writer {
-    fn f64(&mut self, key: &str, v: f64) -> &mut Self {
-        if v.is_finite() {
-            self.raw(key, format!("{v}").as_bytes())
-        } else {
-            self.raw(key, b"null")
-        }
-    }
-}
-
-fn json_array(v: &[u64]) -> Vec<u8> {
-    let mut s = String::from("[");
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(&x.to_string());
-    }
-    s.push(']');
-    s.into_bytes()
-}
-
-fn round1(v: f64) -> f64 {
+/// `v` rounded to one decimal (figures in records).
+pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-fn round2(v: f64) -> f64 {
+/// `v` rounded to two decimals (percentages in records).
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 

@@ -498,16 +498,9 @@ impl Pipeline {
             for (name, n) in &per {
                 w.u64(&format!("vigil.kvm.{name}"), *n);
             }
-            let mut arr = String::from("{");
-            for (i, (port, n)) in ports.iter().enumerate() {
-                if i > 0 {
-                    arr.push(',');
-                }
-                arr.push_str(&format!("\"{port:#x}\":{n}"));
-            }
-            arr.push('}');
-            if !ports.is_empty() {
-                w.raw("vigil.kvm.pio_ports", arr.as_bytes());
+            // one member of vigil.kvm.pio_ports per port (`0x3f8`: no dot)
+            for (port, n) in &ports {
+                w.u64(&format!("vigil.kvm.pio_ports.{port:#x}"), *n);
             }
             let rec = w.finish();
             self.write_raw(&rec);

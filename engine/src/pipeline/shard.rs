@@ -693,18 +693,27 @@ fn after_panic(
     // write them (a sink that panics again loses them with the rest).
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| back.flush_out(st)));
     let held = left as u64 + back.drop_waiting();
-    st.worker_lost += held;
+    lost(back, st, held);
     log::error!(
         "pipeline worker {i} panicked ({why}): {held} events it held are lost and counted (worker_lost); the agent's thread handles its processes from now on"
     );
     while let Ok(m) = rx.recv() {
         match m {
-            Msg::Batch(items) => st.worker_lost += items.len() as u64,
+            Msg::Batch(items) => lost(back, st, items.len() as u64),
             Msg::Sync(reply) => {
                 let _ = reply.send(std::mem::take(st));
             }
             Msg::Rules(_) | Msg::Hash(_) => {}
         }
+    }
+}
+
+/// Counts `n` events a dead worker lost: in its counters (the summary's
+/// `worker_lost`) and, at once, in the Prometheus counter.
+fn lost(back: &Back, st: &mut PipelineStats, n: u64) {
+    st.worker_lost += n;
+    if let Some(t) = lk(&back.sh.telemetry).as_ref() {
+        t.worker_lost(n);
     }
 }
 
@@ -928,6 +937,18 @@ pub(crate) mod tests {
         let buf = Buf::default();
         let sink = vigil_outputs::JsonLines::writer(Box::new(buf.clone()), "test");
         let sh = Arc::new(Shared::new("h".into(), true, Some(Box::new(sink)), 16));
+        let registry = Arc::new(vigil_outputs::metrics::Registry::new());
+        *lk(&sh.telemetry) = Some(crate::telemetry::Telemetry::new(Arc::clone(&registry)));
+        let lost_metric = || {
+            let text = registry.render();
+            let name = vigil_outputs::metrics::names::WORKER_LOST.0;
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            line[name.len()..].trim().parse::<u64>().unwrap()
+        };
+        assert_eq!(lost_metric(), 0, "exposed before any loss");
         let rules = Arc::new(RuleSet::empty());
         let mut pool = Pool::start(2, &sh, &rules, &None).unwrap();
         let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
@@ -954,6 +975,7 @@ pub(crate) mod tests {
         inline.extend(pool.sync(&mut st2));
         absorb(&mut st, st2);
         assert_eq!(st.worker_lost, 30, "lost counted");
+        assert_eq!(lost_metric(), 30, "lost exposed to Prometheus");
         assert_eq!(st.written, 30, "the other worker's records");
         assert!(inline.is_empty());
         // The dead worker's processes now come back to the caller, to be
@@ -964,6 +986,7 @@ pub(crate) mod tests {
         let mut st3 = PipelineStats::default();
         pool.sync(&mut st3);
         assert_eq!(st3.worker_lost, 0);
+        assert_eq!(lost_metric(), 30, "nothing more lost");
         lk(sh.sink.as_ref().unwrap()).flush().unwrap();
         let text = String::from_utf8(lk(&buf.0).clone()).unwrap();
         assert_eq!(text.lines().count(), 30);

@@ -1,7 +1,8 @@
 //! The agent's own figures as Prometheus metrics (names in
 //! `vigil_outputs::metrics::names`): events and drops per sensor, BPF
 //! program cost, alerts per rule and severity, suppressed alerts, baseline
-//! anomalies, and the sinks' queues and spools.
+//! anomalies, events lost to a worker that panicked, and the sinks' queues
+//! and spools.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ pub struct Telemetry {
     alerts: HashMap<(String, &'static str), Counter>,
     suppressed: HashMap<String, Counter>,
     anomalies: Option<Counter>,
+    worker_lost: Option<Counter>,
     registered_programs: std::collections::BTreeSet<String>,
     runqlat: HashMap<(u64, u32), vigil_outputs::metrics::Histogram>,
     pidnss: Option<Counter>,
@@ -134,12 +136,16 @@ impl Telemetry {
                 &[],
             )
             .ok();
+        let worker_lost = registry
+            .counter(names::WORKER_LOST.0, names::WORKER_LOST.1, &[])
+            .ok();
         Telemetry {
             registry,
             snap,
             alerts: HashMap::new(),
             suppressed: HashMap::new(),
             anomalies,
+            worker_lost,
             registered_programs: Default::default(),
             runqlat: HashMap::new(),
             tool_counters: HashMap::new(),
@@ -523,6 +529,13 @@ impl Telemetry {
             if let Some(c) = self.tool_gauges.get(&key) {
                 c.set(g.value);
             }
+        }
+    }
+
+    /// Counts `n` events lost to a pipeline worker that panicked.
+    pub fn worker_lost(&self, n: u64) {
+        if let Some(c) = &self.worker_lost {
+            c.inc_by(n);
         }
     }
 

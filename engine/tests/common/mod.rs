@@ -51,3 +51,33 @@ pub fn stats_helper_of(agent: u32) -> Option<u32> {
             })
         })
 }
+
+/// A free TCP port on loopback (bound once and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process (named for messages) stopped when dropped: SIGTERM,
+/// then killed if it has not exited within 20 s; always reaped.
+pub struct Stopped(pub Child, pub &'static str);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} did not stop on SIGTERM: killing it", self.1);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
