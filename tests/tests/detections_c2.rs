@@ -117,7 +117,12 @@ fn c2_and_falco_gap_rules_fire_on_real_tools() {
 
     // ssh out to port 443, in a network namespace with no route: the
     // connect fails at once and no packet leaves (unshare execs ssh in
-    // place: same pid)
+    // place: same pid); first a host name, whose lookup is a UDP connect
+    // to the resolver's port 53 (no alert), then port 443 by address
+    let mut argv = vec![tool("/usr/bin/unshare"), "--net", tool("/usr/bin/ssh")];
+    argv.extend(SSH_OPTS);
+    argv.extend(["-p", "2222", "nobody@vigil-test.invalid", "true"]);
+    let lookup = run(&argv);
     let mut argv = vec![tool("/usr/bin/unshare"), "--net", tool("/usr/bin/ssh")];
     argv.extend(SSH_OPTS);
     argv.extend(["-p", "443", "nobody@198.51.100.7", "true"]);
@@ -125,7 +130,13 @@ fn c2_and_falco_gap_rules_fire_on_real_tools() {
     let a = agent.expect("ssh_to_web_or_dns_port", |a| a["process"]["pid"] == pid);
     assert_eq!(a["destination"]["port"], 443, "{a}");
     assert_eq!(a["destination"]["ip"], "198.51.100.7", "{a}");
+    assert_eq!(a["network"]["transport"], "tcp", "{a}");
     assert_eq!(a["process"]["name"], "ssh", "{a}");
+    let recs = agent.out.records();
+    assert!(
+        !recs.iter().any(|a| a["process"]["pid"] == lookup),
+        "an ssh name lookup alerted: {recs:?}"
+    );
 
     // gdb starting a program (its child asks to be traced): no alert;
     // a program doing it on its own: an alert
