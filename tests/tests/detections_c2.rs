@@ -159,14 +159,21 @@ fn c2_and_falco_gap_rules_fire_on_real_tools() {
     assert_eq!(a["process"]["parent"]["pid"], me, "{a}");
     let recs = agent.out.records();
     assert!(
-        !recs.iter().any(|a| a["rule"]["id"] == "ptrace_traceme_anti_debug"
-            && (a["process"]["pid"] == gdb || a["process"]["parent"]["pid"] == gdb)),
+        !recs
+            .iter()
+            .any(|a| a["rule"]["id"] == "ptrace_traceme_anti_debug"
+                && (a["process"]["pid"] == gdb || a["process"]["parent"]["pid"] == gdb)),
         "gdb's own tracee alerted: {recs:?}"
     );
 
     // a symlink to /etc/shadow and a hard link to it (same filesystem)
     let sl = dir.join("innocent.txt");
-    let pid = run(&[tool("/usr/bin/ln"), "-s", "/etc/shadow", sl.to_str().unwrap()]);
+    let pid = run(&[
+        tool("/usr/bin/ln"),
+        "-s",
+        "/etc/shadow",
+        sl.to_str().unwrap(),
+    ]);
     let a = agent.expect("symlink_to_sensitive_file", |a| a["process"]["pid"] == pid);
     assert_eq!(a["file"]["path"], sl.to_str().unwrap(), "{a}");
     assert_eq!(a["vigil"]["file_change"]["target"], "/etc/shadow", "{a}");
