@@ -3,7 +3,7 @@
 //! the process that did it. Nothing leaves the host: every scp, sftp and
 //! ssh goes to a port nothing listens on (loopback port 1) or runs in a
 //! network namespace of its own with no route; links are made in a scratch
-//! directory and removed.
+//! directory and removed; debugfs runs in a podman container on /dev/null.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -194,4 +194,32 @@ fn c2_and_falco_gap_rules_fire_on_real_tools() {
     assert_eq!(a["file"]["path"], hl.to_str().unwrap(), "{a}");
     assert_eq!(a["vigil"]["file_change"]["source"], "/etc/shadow", "{a}");
     std::fs::remove_file(&hl).unwrap();
+
+    // debugfs in a podman container (the host's debugfs and its libraries
+    // mounted read-only into the busybox image; it is given /dev/null, not
+    // a disk)
+    let mounts = [
+        format!("{}:/usr/sbin/debugfs:ro", tool("/usr/sbin/debugfs")),
+        format!(
+            "{}:/lib/x86_64-linux-gnu:ro",
+            tool("/usr/lib/x86_64-linux-gnu/libext2fs.so.2").trim_end_matches("/libext2fs.so.2")
+        ),
+        format!(
+            "{}:/lib64:ro",
+            tool("/usr/lib64/ld-linux-x86-64.so.2").trim_end_matches("/ld-linux-x86-64.so.2")
+        ),
+    ];
+    let opts: Vec<&str> = mounts.iter().flat_map(|m| ["-v", m.as_str()]).collect();
+    let c = vigil_tests::PodmanContainer::run_with(
+        "debugfs",
+        &opts,
+        &["/usr/sbin/debugfs", "-R", "stats", "/dev/null"],
+    )
+    .expect("podman run debugfs");
+    let a = agent.expect("debugfs_in_container", |a| a["container"]["id"] == c.id());
+    assert_eq!(a["process"]["name"], "debugfs", "{a}");
+    assert_eq!(
+        a["process"]["command_line"], "/usr/sbin/debugfs -R stats /dev/null",
+        "{a}"
+    );
 }
