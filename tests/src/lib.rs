@@ -956,6 +956,12 @@ impl PodmanContainer {
     /// `vigil-test-<name>`; `name` must match `[a-z0-9-]+`. Returns once
     /// podman reports the container running (or already exited).
     pub fn run(name: &str, cmd: &[&str]) -> io::Result<PodmanContainer> {
+        Self::run_with(name, &[], cmd)
+    }
+
+    /// As [`run`](Self::run), with more `podman run` options (`-v` mounts,
+    /// ...) placed before the image.
+    pub fn run_with(name: &str, opts: &[&str], cmd: &[&str]) -> io::Result<PodmanContainer> {
         check_name(name)?;
         let full = format!("vigil-test-{name}");
         ensure_podman_image()?;
@@ -969,6 +975,7 @@ impl PodmanContainer {
                 "--ulimit",
                 "nproc=4096:4096",
             ])
+            .args(opts)
             .arg(PODMAN_IMAGE)
             .args(cmd))?;
         // From here on, an error drops the fixture, which removes the container.

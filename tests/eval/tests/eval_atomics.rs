@@ -2,8 +2,8 @@
 //! Team format, written here (not taken from the real suite), runs in the
 //! sandbox under a real agent. Checks the strict attribution (an alert
 //! counts only for the test whose pid namespace raised it during its
-//! command: not during its cleanup, not from a host process at the same
-//! time), the skip of a failed prerequisite and of a network download, and
+//! command and the programs it left running: not during its cleanup, not
+//! from a host process at the same time), the skip of a failed prerequisite and of a network download, and
 //! that a write of a test never reaches the host.
 
 use std::process::Command;
@@ -59,6 +59,13 @@ atomic_tests:
   executor:
     name: sh
     command: curl -o /tmp/x https://example.com/x && cat /etc/shadow
+- name: Shadow read by a program left in the background
+  auto_generated_guid: 00000000-0000-0000-0000-000000000007
+  supported_platforms:
+  - linux
+  executor:
+    name: sh
+    command: "(sleep 1; cat /etc/shadow > /dev/null) &"
 - name: Windows only
   auto_generated_guid: 00000000-0000-0000-0000-000000000006
   supported_platforms:
@@ -112,7 +119,7 @@ fn atomics_runner_attributes_strictly_and_keeps_the_host_intact() {
     let tests = doc["tests"].as_array().expect("tests");
     assert_eq!(
         tests.len(),
-        5,
+        6,
         "the Windows test is not a Linux sh/bash test: {doc}"
     );
     let by = |n: u64| {
@@ -155,6 +162,18 @@ fn atomics_runner_attributes_strictly_and_keeps_the_host_intact() {
             .is_some_and(|s| s.contains("network download")),
         "{t5}"
     );
-    assert_eq!(doc["run"], 3, "{doc}");
-    assert_eq!(doc["detected_default"], 1, "{doc}");
+    // the command returns at once; the read comes a second later from the
+    // program it left in the background: still the test's own
+    let t6 = by(6);
+    assert_eq!(t6["skipped"], serde_json::Value::Null, "{t6}");
+    assert!(
+        t6["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "shadow_file_read"),
+        "{t6}"
+    );
+    assert_eq!(doc["run"], 4, "{doc}");
+    assert_eq!(doc["detected_default"], 2, "{doc}");
 }

@@ -29,8 +29,10 @@
 //! everything left in its pid namespace.
 //!
 //! Attribution is strict: an alert counts for a test when its event came
-//! from the test's pid namespace (`vigil.ns.pid`) between the start and the
-//! end of the test's command (not its prerequisites or cleanup), and its
+//! from the test's pid namespace (`vigil.ns.pid`) between the start of the
+//! test's command and the end of its process tree (the command and every
+//! program it left running, up to the command's timeout; not its
+//! prerequisites or cleanup), and its
 //! rule does not fire on more than half of the tests that ran (such rules
 //! are listed and ignored). A test is "detected by default" when a
 //! built-in rule attributes to it, "detected" when any loaded rule does.
@@ -285,9 +287,30 @@ while [ -e "$I/prereq.$n" ]; do
   fi
   n=$((n+1))
 done
+# processes other than this one that are running (not zombies) and were not
+# there before the command started: the procedure's process tree (whatever
+# it started ends up below the command or, orphaned, below this pid 1)
+running() {
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" = 1 ] && continue
+    case " $PRE " in *" $p "*) continue ;; esac
+    read -r s < /proc/$p/stat 2>/dev/null || continue
+    case "${s##*) }" in Z*) continue ;; esac
+    return 0
+  done
+  return 1
+}
+PRE=""
+for p in /proc/[0-9]*; do PRE="$PRE ${p#/proc/}"; done
+END=$(( $(date +%s) + T ))
 date +%s%N > $O/t0
 timeout -s KILL "$T" "$(cat $I/exec)" -c "$(cat $I/command)" </dev/null >$O/stdout 2>$O/stderr
 echo $? > $O/rc
+# the window lasts while the procedure's process tree does (a program it
+# left in the background, `busybox sh &`, may not even have exec'd when the
+# command returns), up to the command's timeout
+while running && [ "$(date +%s)" -lt "$END" ]; do sleep 0.05; done
 date +%s%N > $O/t1
 if [ -s $I/cleanup ]; then
   timeout -s KILL 20 "$(cat $I/exec)" -c "$(cat $I/cleanup)" </dev/null >/dev/null 2>&1
