@@ -255,13 +255,16 @@ fn start(tool: Tool, dir: &Path, vigil_toml: &str, old: Option<&Path>) -> R<Setu
                 (Tool::VigilOld, Some(p)) => p.to_path_buf(),
                 _ => vigil_bin()?,
             };
-            let a = Agent::start_with(&bin, AgentOpts {
-                data_dir: &dir.join("vigil"),
-                outputs: vec![format!("file://{}", out.display())],
-                events: tool == Tool::VigilEvents,
-                extra_toml: vigil_toml,
-                args: vec![],
-            })?;
+            let a = Agent::start_with(
+                &bin,
+                AgentOpts {
+                    data_dir: &dir.join("vigil"),
+                    outputs: vec![format!("file://{}", out.display())],
+                    events: tool == Tool::VigilEvents,
+                    extra_toml: vigil_toml,
+                    args: vec![],
+                },
+            )?;
             s.cpu_pids = vec![a.pid];
             s.agent = Some(a);
             s.out = Some(out);
@@ -324,11 +327,12 @@ impl Setup {
     fn lost(&self) -> u64 {
         match self.tool {
             Tool::AuditWatch | Tool::AuditSyscall => audit_lost(),
-            Tool::Vigil | Tool::VigilEvents => self
-                .agent
-                .as_ref()
-                .and_then(|a| a.metric("vigil_sensor_dropped_events_total").ok())
-                .unwrap_or(0.0) as u64,
+            Tool::Vigil | Tool::VigilOld | Tool::VigilEvents => {
+                self.agent
+                    .as_ref()
+                    .and_then(|a| a.metric("vigil_sensor_dropped_events_total").ok())
+                    .unwrap_or(0.0) as u64
+            }
             // bpftrace writes "Lost N events" into its output
             Tool::BpftracePrint => self
                 .out
@@ -363,7 +367,7 @@ impl Setup {
         let out = self.out.as_ref()?;
         let mut n = 0u64;
         match self.tool {
-            Tool::Vigil | Tool::VigilEvents => {
+            Tool::Vigil | Tool::VigilOld | Tool::VigilEvents => {
                 scan_json(out, from, |v| {
                     if v["event"]["kind"] == "metric" {
                         return;
