@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The evaluation a user can run on their own host (root):
 #
-#   sudo bash scripts/eval.sh compare [--quick] [--rounds N] [--scale F] [--only vigil,auditd-watch,...]
+#   sudo bash scripts/eval.sh compare [--quick] [--rounds N] [--scale F] [--only vigil,auditd-watch,...] [--vigil-old PATH]
 #   sudo bash scripts/eval.sh flood|outage|crash [--quick]
 #   sudo bash scripts/eval.sh soak [--minutes 30]
 #   sudo bash scripts/eval.sh sustain [--quick] [--rate N] [--seconds S]

@@ -42,6 +42,17 @@ struct {
 	__type(value, __u64);
 } rq_start SEC(".maps");
 
+/* The same stamp for the tp_btf programs, as task-local storage: the slot
+ * hangs off the task (no hashing of the tid, no insert when a new task is
+ * first woken, nothing left behind when it exits). The raw_tp fallback,
+ * without trusted task pointers, keeps rq_start. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} rq_ts SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
@@ -80,6 +91,34 @@ static __always_inline void stamp(__u32 tid, __u32 kind)
 		return;
 	}
 	bpf_map_update_elem(&rq_start, &tid, &v, BPF_ANY);
+}
+
+/* stamp() for a trusted task pointer (tp_btf). */
+static __always_inline void stamp_task(struct task_struct *t, __u32 tid, __u32 kind)
+{
+	__u64 *ts;
+	if (!tid)
+		return;
+	ts = bpf_task_storage_get(&rq_ts, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (ts)
+		*ts = (bpf_ktime_get_ns() << 1) | kind;
+}
+
+/* take_wait() for a trusted task pointer (tp_btf). */
+static __always_inline __s64 take_wait_task(struct task_struct *t, __u32 *kind)
+{
+	__u64 *ts, v, now;
+	ts = bpf_task_storage_get(&rq_ts, t, 0, 0);
+	if (!ts)
+		return -1;
+	v = *ts;
+	if (!v)
+		return -1;
+	*ts = 0;
+	now = bpf_ktime_get_ns();
+	*kind = v & 1;
+	v >>= 1;
+	return now > v ? (__s64)(now - v) : 0;
 }
 
 /* The wait of `tid`, switched in now, or -1 when none was recorded.
@@ -171,10 +210,14 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev,
 	if (cfg_runqlat) {
 		__u32 kind = 0;
 		__s64 d;
-		if (preempt || prev_state == TASK_RUNNING)
-			stamp(prev_tid, RQ_PREEMPTED);
+		if (preempt || prev_state == TASK_RUNNING) {
+			if (btf)
+				stamp_task(prev, prev_tid, RQ_PREEMPTED);
+			else
+				stamp(prev_tid, RQ_PREEMPTED);
+		}
 		if (next_tid) {
-			d = take_wait(next_tid, &kind);
+			d = btf ? take_wait_task(next, &kind) : take_wait(next_tid, &kind);
 			if (d >= 0) {
 				__u64 cgid = btf ? next->cgroups->dfl_cgrp->kn->id
 						 : BPF_CORE_READ(next, cgroups, dfl_cgrp, kn, id);
@@ -202,14 +245,14 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev,
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(vg_rq_wakeup, struct task_struct *p)
 {
-	stamp(p->pid, RQ_WAKEUP);
+	stamp_task(p, p->pid, RQ_WAKEUP);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(vg_rq_wakeup_new, struct task_struct *p)
 {
-	stamp(p->pid, RQ_WAKEUP);
+	stamp_task(p, p->pid, RQ_WAKEUP);
 	return 0;
 }
 

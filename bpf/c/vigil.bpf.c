@@ -185,19 +185,31 @@ struct pending {
 	__u32 old_mntns;
 	__u32 old_netns;
 	__u32 old_pidns_children;
+	__u32 live;       /* set at sys_enter, cleared when its exit takes it */
+	__u32 _pad;
 };
 
-/* Arguments stashed at sys_enter for sys_exit, per thread. LRU, not a
- * plain hash: an entry whose exit never comes (a thread gone mid-syscall,
- * a pid_tgid never reused) would otherwise stay for good, and once 16,384
- * of them piled up every stash would fail and the syscall sensors would
- * go silent without counting a drop. The oldest (leaked) entries go first. */
+/* Arguments stashed at sys_enter for sys_exit, per thread: task-local
+ * storage, not a hash keyed by pid_tgid. Getting a thread's own slot is a
+ * pointer lookup in the task (no hashing, no bucket lock, no LRU list
+ * update: the hash's update and delete were most of what a watched
+ * syscall cost), and the slot goes away with its task, so a thread that
+ * dies mid-syscall leaves nothing behind and nothing has to be evicted.
+ * A slot is "taken" by clearing `live`, not deleted. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct pending);
 } pending SEC(".maps");
+
+/* This thread's stash slot, created on first use (NULL only when the
+ * kernel cannot allocate it). */
+static __always_inline struct pending *pending_slot(int create)
+{
+	return bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
 
 struct scratch {
 	__u8 ev[EV_BUF + STR_MAX]; /* slack: masked offset + bounded length stays inside */
@@ -340,9 +352,8 @@ static __always_inline int is_self(void)
  * its own children, so another process cannot pass for it by name. */
 static __always_inline int is_self_helper(void)
 {
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(t, real_parent, tgid) != cfg_self_tgid)
-		return 0;
+	/* the name first: one helper call rules out every other task, before
+	 * the two reads of the parent */
 	char c[16] = {};
 	bpf_get_current_comm(c, sizeof(c));
 	static const char want[12] = "vigil-stats";
@@ -350,7 +361,8 @@ static __always_inline int is_self_helper(void)
 	for (int i = 0; i < 12; i++)
 		if (c[i] != want[i])
 			return 0;
-	return 1;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(t, real_parent, tgid) == cfg_self_tgid;
 }
 
 static __always_inline struct scratch *get_scratch_slot(__u32 slot)
@@ -1338,8 +1350,7 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(vg_exit, struct task_struct *p, bool group_dead)
 {
 	__u64 pt = bpf_get_current_pid_tgid();
-	/* a thread dying mid-syscall leaves no stale stash behind */
-	bpf_map_delete_elem(&pending, &pt);
+	/* (a thread dying mid-syscall: its stash goes with its task storage) */
 	if ((pt >> 32) == cfg_self_tgid)
 		return 0;
 	if (!group_dead)
@@ -1413,9 +1424,15 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	}
 	if (is_self_helper())
 		return 0;
+	struct pending *sp = pending_slot(1);
+	if (!sp) {
+		count(kind, C_DROPPED);
+		return 0;
+	}
 	struct pending p = {};
 	p.id = ctx->id;
 	p.kind_sys = *ks;
+	p.live = 1;
 	/* A helper read, not ctx->args[i]: each sys_enter_* event is only as
 	 * long as its syscall's arguments, and a program whose direct ctx
 	 * accesses reach past that is refused at attach (EACCES). Bytes past a
@@ -1427,20 +1444,18 @@ int vg_sys_enter(struct trace_event_raw_sys_enter *ctx)
 		p.old_netns = t->nsproxy->net_ns->ns.inum;
 		p.old_pidns_children = t->nsproxy->pid_ns_for_children->ns.inum;
 	}
-	__u64 key = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+	*sp = p;
 	return 0;
 }
 
 /* Takes the stash of this thread's syscall; NULL if none or not this one. */
 static __always_inline int take_pending(struct trace_event_raw_sys_exit *ctx, struct pending *out)
 {
-	__u64 key = bpf_get_current_pid_tgid();
-	struct pending *p = bpf_map_lookup_elem(&pending, &key);
-	if (!p)
+	struct pending *p = pending_slot(0);
+	if (!p || !p->live)
 		return 0;
 	*out = *p;
-	bpf_map_delete_elem(&pending, &key);
+	p->live = 0;
 	return out->id == ctx->id;
 }
 
@@ -2408,17 +2423,22 @@ static __always_inline void dgram_enter(struct pt_regs *regs, long id, __u32 kin
 		return;
 	if (!inet_dgram_fd(regs->di))
 		return;
+	struct pending *sp = pending_slot(1);
+	if (!sp) {
+		count(kind, C_DROPPED);
+		return;
+	}
 	struct pending p = {};
 	p.id = id;
 	p.kind_sys = kind | (vsys << 16);
+	p.live = 1;
 	p.args[0] = regs->di;
 	p.args[1] = regs->si;
 	p.args[2] = regs->dx;
 	p.args[3] = regs->r10;
 	p.args[4] = regs->r8;
 	p.args[5] = regs->r9;
-	__u64 key = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+	*sp = p;
 }
 
 /* The raw sys_enter program: 32-bit syscalls (compat sensor), first writes
@@ -2452,9 +2472,15 @@ int BPF_PROG(vg_raw_enter, struct pt_regs *regs, long id)
 		count(VG_COMPAT, C_FILTERED);
 		return 0;
 	}
+	struct pending *sp = pending_slot(1);
+	if (!sp) {
+		count(VG_COMPAT, C_DROPPED);
+		return 0;
+	}
 	struct pending p = {};
 	p.id = id;
 	p.kind_sys = *info;
+	p.live = 1;
 	/* ia32 ABI: ebx, ecx, edx, esi, edi, ebp */
 	p.args[0] = (__u32)regs->bx;
 	p.args[1] = (__u32)regs->cx;
@@ -2462,8 +2488,7 @@ int BPF_PROG(vg_raw_enter, struct pt_regs *regs, long id)
 	p.args[3] = (__u32)regs->si;
 	p.args[4] = (__u32)regs->di;
 	p.args[5] = (__u32)regs->bp;
-	__u64 key = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pending, &key, &p, BPF_ANY);
+	*sp = p;
 	return 0;
 }
 
@@ -2474,28 +2499,24 @@ int BPF_PROG(vg_raw_exit, struct pt_regs *regs, long ret)
 		long id = regs->orig_ax;
 		if (id != 44 && id != 46 && id != 307 && id != 45 && id != 47)
 			return 0;
-		__u64 key = bpf_get_current_pid_tgid();
-		struct pending *pp = bpf_map_lookup_elem(&pending, &key);
-		if (!pp)
+		struct pending *pp = pending_slot(0);
+		if (!pp || !pp->live)
 			return 0;
-		if (pp->id != id) {
-			bpf_map_delete_elem(&pending, &key);
+		pp->live = 0;
+		if (pp->id != id)
 			return 0;
-		}
 		struct pending p = *pp;
-		bpf_map_delete_elem(&pending, &key);
 		if ((p.kind_sys & 0xffff) == VG_DNS)
 			dns_exit(&p, ret);
 		else
 			udp_exit(&p, ret);
 		return 0;
 	}
-	__u64 key = bpf_get_current_pid_tgid();
-	struct pending *pp = bpf_map_lookup_elem(&pending, &key);
-	if (!pp)
+	struct pending *pp = pending_slot(0);
+	if (!pp || !pp->live)
 		return 0;
+	pp->live = 0;
 	struct pending p = *pp;
-	bpf_map_delete_elem(&pending, &key);
 	if (p.id != (__s64)regs->orig_ax)
 		return 0;
 	struct scratch *s = get_scratch();

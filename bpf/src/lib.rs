@@ -387,6 +387,8 @@ pub fn load_floor(object: &[u8], hooks: &[(&'static str, &str)]) -> Result<Ebpf,
     })?;
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
+        // `pending` is task-local storage, which aya creates but does not wrap
+        .allow_unsupported_maps()
         .load(object)
         .map_err(Error::Load)?;
     for (prog, tp) in hooks {
@@ -534,6 +536,8 @@ impl Sensors {
         let open_writes = u8::from(cfg.open_writes);
         let ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
+            // `pending` is task-local storage, which aya creates but does not wrap
+            .allow_unsupported_maps()
             .override_global("cfg_self_tgid", &cfg.self_tgid, true)
             .override_global("cfg_wakeup_bytes", &cfg.wakeup_bytes, true)
             .override_global("cfg_dedup", &dedup, true)
@@ -1188,6 +1192,7 @@ impl Sensors {
         ensure_tracefs()?;
         let memlock_note = raise_memlock();
         let ebpf = EbpfLoader::new()
+            .allow_unsupported_maps()
             .override_global("cfg_self_tgid", &cfg.self_tgid, true)
             .map_max_entries(MAP_EVENTS, cfg.ring_bytes)
             .map_max_entries(MAP_PRIORITY, cfg.priority_ring_bytes)

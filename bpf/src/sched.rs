@@ -148,6 +148,8 @@ impl Sched {
         let (rq, ns) = (u8::from(cfg.runqlat), u8::from(cfg.pidnss));
         let ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
+            // `rq_ts` is task-local storage, which aya creates but does not wrap
+            .allow_unsupported_maps()
             .override_global("cfg_runqlat", &rq, true)
             .override_global("cfg_pidnss", &ns, true)
             .load(object())
@@ -344,7 +346,8 @@ impl Sched {
         crate::program_stats_of(&self.ebpf)
     }
 
-    /// Entries in the enqueue-time map (diagnostics).
+    /// Entries in the enqueue-time map of the raw_tp fallback (diagnostics;
+    /// the tp_btf programs keep their stamps in task-local storage).
     pub fn pending_stamps(&self) -> usize {
         self.map("rq_start")
             .ok()

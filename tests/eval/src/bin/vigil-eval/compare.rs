@@ -60,6 +60,9 @@ enum Tool {
     /// Default deployment: built-in rules, alerts only (the kernel keeps
     /// only what a rule or baseline can want).
     Vigil,
+    /// The default deployment of another `vigil` binary (`--vigil-old
+    /// PATH`: an older build, measured side by side with this one).
+    VigilOld,
     /// Every event as a JSON line (`--events`).
     VigilEvents,
     BpftracePrint,
@@ -73,6 +76,7 @@ impl Tool {
             Tool::AuditWatch => "auditd watch",
             Tool::AuditSyscall => "auditd syscall",
             Tool::Vigil => "vigil",
+            Tool::VigilOld => "vigil old",
             Tool::VigilEvents => "vigil events",
             Tool::BpftracePrint => "bpftrace print",
             Tool::BpftraceCount => "bpftrace count",
@@ -80,11 +84,12 @@ impl Tool {
     }
 }
 
-const TOOLS: [Tool; 7] = [
+const TOOLS: [Tool; 8] = [
     Tool::Bare,
     Tool::AuditWatch,
     Tool::AuditSyscall,
     Tool::Vigil,
+    Tool::VigilOld,
     Tool::VigilEvents,
     Tool::BpftracePrint,
     Tool::BpftraceCount,
@@ -155,7 +160,7 @@ fn audit_lost() -> u64 {
         .unwrap_or(0)
 }
 
-fn start(tool: Tool, dir: &Path, vigil_toml: &str) -> R<Setup> {
+fn start(tool: Tool, dir: &Path, vigil_toml: &str, old: Option<&Path>) -> R<Setup> {
     let mut s = Setup {
         tool,
         out: None,
@@ -242,17 +247,24 @@ fn start(tool: Tool, dir: &Path, vigil_toml: &str) -> R<Setup> {
             s.cpu_pids = vec![pid];
             s.cpu_pids.extend(pids_named("kauditd"));
         }
-        Tool::Vigil | Tool::VigilEvents => {
+        Tool::Vigil | Tool::VigilOld | Tool::VigilEvents => {
             let out = dir.join("vigil.json");
             let _ = std::fs::remove_file(&out);
             let _ = std::fs::remove_dir_all(dir.join("vigil"));
-            let a = Agent::start(AgentOpts {
-                data_dir: &dir.join("vigil"),
-                outputs: vec![format!("file://{}", out.display())],
-                events: tool == Tool::VigilEvents,
-                extra_toml: vigil_toml,
-                args: vec![],
-            })?;
+            let bin = match (tool, old) {
+                (Tool::VigilOld, Some(p)) => p.to_path_buf(),
+                _ => vigil_bin()?,
+            };
+            let a = Agent::start_with(
+                &bin,
+                AgentOpts {
+                    data_dir: &dir.join("vigil"),
+                    outputs: vec![format!("file://{}", out.display())],
+                    events: tool == Tool::VigilEvents,
+                    extra_toml: vigil_toml,
+                    args: vec![],
+                },
+            )?;
             s.cpu_pids = vec![a.pid];
             s.agent = Some(a);
             s.out = Some(out);
@@ -315,11 +327,12 @@ impl Setup {
     fn lost(&self) -> u64 {
         match self.tool {
             Tool::AuditWatch | Tool::AuditSyscall => audit_lost(),
-            Tool::Vigil | Tool::VigilEvents => self
-                .agent
-                .as_ref()
-                .and_then(|a| a.metric("vigil_sensor_dropped_events_total").ok())
-                .unwrap_or(0.0) as u64,
+            Tool::Vigil | Tool::VigilOld | Tool::VigilEvents => {
+                self.agent
+                    .as_ref()
+                    .and_then(|a| a.metric("vigil_sensor_dropped_events_total").ok())
+                    .unwrap_or(0.0) as u64
+            }
             // bpftrace writes "Lost N events" into its output
             Tool::BpftracePrint => self
                 .out
@@ -354,7 +367,7 @@ impl Setup {
         let out = self.out.as_ref()?;
         let mut n = 0u64;
         match self.tool {
-            Tool::Vigil | Tool::VigilEvents => {
+            Tool::Vigil | Tool::VigilOld | Tool::VigilEvents => {
                 scan_json(out, from, |v| {
                     if v["event"]["kind"] == "metric" {
                         return;
@@ -444,6 +457,7 @@ pub fn main(args: &[String]) -> R<()> {
     let mut scale = 1.0f64;
     let mut only: Option<Vec<String>> = None;
     let mut vigil_toml = String::new();
+    let mut old: Option<PathBuf> = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -481,6 +495,16 @@ pub fn main(args: &[String]) -> R<()> {
                 vigil_toml.push('\n');
                 i += 1;
             }
+            "--vigil-old" => {
+                // another vigil binary (an older build) as one more tool,
+                // in the same rounds: before/after ratios from one run
+                let p = PathBuf::from(args.get(i + 1).ok_or("--vigil-old PATH")?);
+                if !p.is_file() {
+                    return Err(format!("--vigil-old {}: no such file", p.display()));
+                }
+                old = Some(p);
+                i += 1;
+            }
             a => return Err(format!("compare: unknown argument {a}")),
         }
         i += 1;
@@ -488,8 +512,10 @@ pub fn main(args: &[String]) -> R<()> {
     let tools: Vec<Tool> = TOOLS
         .iter()
         .copied()
+        .filter(|t| *t != Tool::VigilOld || old.is_some())
         .filter(|t| {
             *t == Tool::Bare
+                || (*t == Tool::VigilOld && only.is_none())
                 || only.as_ref().is_none_or(|o| {
                     o.iter()
                         .any(|x| t.name().replace(' ', "-") == *x || t.name() == x)
@@ -501,6 +527,8 @@ pub fn main(args: &[String]) -> R<()> {
     std::fs::create_dir_all(&build_dir).map_err(ctx("build dir"))?;
     let mut cells = vec![vec![Cell::default(); tools.len()]; WORKLOADS.len()];
     let mut idle: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+    // vigil's "N/M sensors live in T ms", per tool, every round
+    let mut live_ms: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
     let t0 = Instant::now();
     for r in 0..rounds {
         // rotate the order each round so drift does not favour one tool
@@ -515,7 +543,10 @@ pub fn main(args: &[String]) -> R<()> {
                 tool.name(),
                 t0.elapsed().as_secs_f64()
             ));
-            let setup = start(tool, &dir.0, &vigil_toml)?;
+            let setup = start(tool, &dir.0, &vigil_toml, old.as_deref())?;
+            if let Some(ms) = setup.agent.as_ref().and_then(|a| live_ms_of(&a.live_line)) {
+                live_ms[ti].push(ms);
+            }
             // the tool's own CPU while nothing runs (timers, housekeeping,
             // periodic collectors): subtracted from its CPU per workload
             let idle_rate = if tool == Tool::Bare {
@@ -633,6 +664,20 @@ pub fn main(args: &[String]) -> R<()> {
         "tools' own CPU while idle (% of one CPU): {}",
         idle_line.join(", ")
     );
+    for (ti, t) in tools.iter().enumerate() {
+        if !live_ms[ti].is_empty() {
+            let all: Vec<String> = live_ms[ti].iter().map(|m| format!("{m:.0}")).collect();
+            println!(
+                "{}: start to all sensors attached (\"sensors live in\"), median {:.0} ms (rounds: {} ms)",
+                t.name(),
+                median(&live_ms[ti]),
+                all.join(", ")
+            );
+        }
+    }
+    if let Some(p) = &old {
+        println!("vigil old: {}", p.display());
+    }
     println!(
         "tool CPU: the tool's own processes (vigil agent; auditd + kauditd; bpftrace) per op, from /proc/PID/task/*/schedstat,\n\
          minus its idle rate over the same time;\n\
@@ -677,4 +722,24 @@ pub fn main(args: &[String]) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// T from vigil's `N/M sensors live in T ms` line.
+fn live_ms_of(line: &str) -> Option<f64> {
+    let rest = line.split("sensors live in ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::live_ms_of;
+
+    #[test]
+    fn start_up_time_is_read_from_the_live_line() {
+        assert_eq!(
+            live_ms_of("vigil: 41/44 sensors live in 612 ms (3 unavailable: ...)"),
+            Some(612.0)
+        );
+        assert_eq!(live_ms_of("vigil: starting"), None);
+    }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! vigil-eval compare [--quick] [--rounds N] [--scale F] [--only auditd-watch,vigil,...]
 //!                    [--vigil-toml TOML]  (appended to vigil's config)
+//!                    [--vigil-old PATH]   (another vigil binary as one more tool, same rounds)
 //! vigil-eval flood   [--quick] [--seconds S]
 //! vigil-eval outage  [--quick]
 //! vigil-eval crash   [--quick] [--iterations N]

@@ -282,6 +282,8 @@ pub struct Agent {
     pub metrics: String,
     /// Its pid.
     pub pid: u32,
+    /// The `N/M sensors live in T ms` line it printed.
+    pub live_line: String,
     _guard: Guard,
 }
 
@@ -302,6 +304,12 @@ pub struct AgentOpts<'a> {
 impl Agent {
     /// Starts the agent and waits (up to 30 s) until its sensors are live.
     pub fn start(o: AgentOpts<'_>) -> R<Agent> {
+        Self::start_with(&vigil_bin()?, o)
+    }
+
+    /// [`Agent::start`] with another `vigil` binary (an older build, for
+    /// side-by-side comparisons).
+    pub fn start_with(bin: &Path, o: AgentOpts<'_>) -> R<Agent> {
         let port = free_port()?;
         let metrics = format!("127.0.0.1:{port}");
         let cfg = o.data_dir.join("vigil-eval.toml");
@@ -312,7 +320,7 @@ impl Agent {
             o.extra_toml
         );
         std::fs::write(&cfg, toml).map_err(ctx("config"))?;
-        let mut cmd = Command::new(vigil_bin()?);
+        let mut cmd = Command::new(bin);
         cmd.arg("--config")
             .arg(&cfg)
             .arg("run")
@@ -349,9 +357,10 @@ impl Agent {
             lines: rx,
             metrics,
             pid,
+            live_line: String::new(),
             _guard: guard,
         };
-        a.wait_line("sensors live", Duration::from_secs(30))?;
+        a.live_line = a.wait_line("sensors live", Duration::from_secs(30))?;
         // the metrics server may start a moment later
         let end = Instant::now() + Duration::from_secs(5);
         while scrape(&a.metrics).is_err() && Instant::now() < end {
