@@ -450,8 +450,10 @@ pub struct Scratch {
     memo: Vec<Memo>,
 }
 
-/// Entries of a [`Scratch`]'s value cache (direct-mapped).
-const MEMO_SLOTS: usize = 1024;
+/// Entries of a [`Scratch`]'s value cache (direct-mapped, indexed by the
+/// hash's top bits: the multiply mixes upwards).
+const MEMO_BITS: u32 = 10;
+const MEMO_SLOTS: usize = 1 << MEMO_BITS;
 /// Longest value the cache keeps (longer ones are scanned every time).
 const MEMO_MAX_LEN: usize = 1024;
 
@@ -941,7 +943,7 @@ impl Matcher {
         }
         let h = memo_hash(fi, si, b);
         let key = (fi as u16, si as u8);
-        let slot = (h as usize) % MEMO_SLOTS;
+        let slot = (h >> (64 - MEMO_BITS)) as usize;
         {
             let m = &s.memo[slot];
             if m.full && m.hash == h && m.key == key && m.value[..] == *b {
