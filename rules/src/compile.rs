@@ -446,6 +446,38 @@ pub struct Scratch {
     text: String,
     pub(crate) matched: Vec<u32>,
     hits: Vec<u32>,
+    /// Predicates a string value decided, for values that repeat.
+    memo: Vec<Memo>,
+}
+
+/// Entries of a [`Scratch`]'s value cache (direct-mapped, indexed by the
+/// hash's top bits: the multiply mixes upwards).
+const MEMO_BITS: u32 = 10;
+const MEMO_SLOTS: usize = 1 << MEMO_BITS;
+/// Longest value the cache keeps (longer ones are scanned every time).
+const MEMO_MAX_LEN: usize = 1024;
+
+/// One cached string value: what `eval_str` decided for it. A value is
+/// stored the second time its hash lands in the entry (`seen`), so values
+/// seen once (a unique command line, a fresh temporary file) cost one hash
+/// and no copy.
+#[derive(Default)]
+struct Memo {
+    seen: u64,
+    hash: u64,
+    key: (u16, u8),
+    value: Vec<u8>,
+    preds: Vec<u32>,
+    full: bool,
+}
+
+/// Hash of a field value for the cache (FxHash-style over 8-byte words).
+fn memo_hash(fi: usize, si: usize, b: &[u8]) -> u64 {
+    let mut h = Fx::default();
+    h.write_usize(fi << 8 | si);
+    h.write_usize(b.len());
+    h.write(b);
+    h.finish()
 }
 
 impl Scratch {
@@ -468,6 +500,7 @@ impl Scratch {
             text: String::new(),
             matched: Vec::new(),
             hits: Vec::new(),
+            memo: Vec::new(),
         }
     }
 }
@@ -766,6 +799,8 @@ impl Matcher {
             .collect();
         s.mark = vec![0; self.rules.len()];
         s.epoch = 0;
+        s.memo.clear();
+        s.memo.resize_with(MEMO_SLOTS, Memo::default);
     }
 
     fn caches(&self, which: impl Fn(&FieldPlan) -> &ReGroups) -> GroupCaches {
@@ -889,7 +924,54 @@ impl Matcher {
         }
     }
 
+    /// The string tests of field `fi` on value `b`. Prefiltered, a value
+    /// whose scan is more than hash lookups (literals or regexes to run) is
+    /// looked up in the scratch's value cache first: the predicates a value
+    /// makes true depend only on the field, the slot and the bytes (each
+    /// predicate belongs to one field, and a field is read once per event),
+    /// so replaying them is exactly what a new scan would decide.
     fn eval_str(&self, fi: usize, si: usize, b: &[u8], s: &mut Scratch, filtered: bool) {
+        let fp = &self.fields[fi];
+        let scans = |li: &[u16]| li.get(si).is_some_and(|&i| i != u16::MAX);
+        if !filtered
+            || b.len() > MEMO_MAX_LEN
+            || s.memo.is_empty()
+            || !(scans(&fp.lits_for_slot) || scans(&fp.rest.for_slot))
+        {
+            self.scan_str(fi, si, b, s, filtered);
+            return;
+        }
+        let h = memo_hash(fi, si, b);
+        let key = (fi as u16, si as u8);
+        let slot = (h >> (64 - MEMO_BITS)) as usize;
+        {
+            let m = &s.memo[slot];
+            if m.full && m.hash == h && m.key == key && m.value[..] == *b {
+                let preds = std::mem::take(&mut s.memo[slot].preds);
+                for &p in &preds {
+                    self.hit(p, s);
+                }
+                s.memo[slot].preds = preds;
+                return;
+            }
+        }
+        let start = s.set.len();
+        self.scan_str(fi, si, b, s, filtered);
+        let m = &mut s.memo[slot];
+        if m.seen == h {
+            m.hash = h;
+            m.key = key;
+            m.value.clear();
+            m.value.extend_from_slice(b);
+            m.preds.clear();
+            m.preds.extend_from_slice(&s.set[start..]);
+            m.full = true;
+        } else {
+            m.seen = h;
+        }
+    }
+
+    fn scan_str(&self, fi: usize, si: usize, b: &[u8], s: &mut Scratch, filtered: bool) {
         let fp = &self.fields[fi];
         if fp.lens[0].has(b.len())
             && let Some(ps) = fp.eq_cs.get(b)
@@ -945,6 +1027,12 @@ impl Matcher {
                 hits.clear();
                 gates.clear();
                 lits.scan(b, &mut hits, &mut gates);
+                // A literal that occurs several times reports its gate as
+                // often: run each gated regex once.
+                if gates.len() > 1 {
+                    gates.sort_unstable();
+                    gates.dedup();
+                }
                 for &p in &hits {
                     self.hit(p, s);
                 }

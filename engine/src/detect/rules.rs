@@ -230,38 +230,20 @@ impl Fields for Event {
     }
 
     fn field(&self, f: Field) -> Option<Value<'_>> {
-        let h = &self.k.hdr;
-        let int = |n: i64| Some(Value::Int(n));
-        let p = self.process.as_deref();
-        let parent = self.ancestors.first();
         match f {
-            Field::EventAction => s(ecs::classify_event(self).2.as_bytes()),
-            Field::EventCategory => s(ecs::classify_event(self).0.as_bytes()),
-            Field::EventType => s(ecs::classify_event(self).1.as_bytes()),
-            Field::EventOutcome => {
-                let r = ecs::syscall_ret(self)?;
-                s(if ecs::succeeded(h.kind, r) {
-                    b"success"
-                } else {
-                    b"failure"
-                })
-            }
-            Field::ErrorCode => {
-                let r = ecs::syscall_ret(self).filter(|r| *r < 0)?;
-                cow(ecs::errno_str(r))
-            }
-            Field::HostHostname => None,
-            Field::ProcessPid => int(h.pid.into()),
-            Field::ProcessName => s(self.k.comm()),
-            Field::ProcessExecutable => p.filter(|p| !p.exe.is_empty()).and_then(|p| s(&p.exe)),
-            Field::ProcessCommandLine => p
-                .filter(|p| !p.cmdline.is_empty())
-                .and_then(|p| s(&p.cmdline)),
-            Field::ProcessArgsCount => p.and_then(|p| int(p.args.len() as i64)),
-            Field::ProcessWorkingDirectory => {
-                p.filter(|p| !p.cwd.is_empty()).and_then(|p| s(&p.cwd))
-            }
-            Field::Arg0
+            Field::EventAction
+            | Field::EventCategory
+            | Field::EventType
+            | Field::EventOutcome
+            | Field::ErrorCode
+            | Field::HostHostname => event_field(self, f),
+            Field::ProcessPid
+            | Field::ProcessName
+            | Field::ProcessExecutable
+            | Field::ProcessCommandLine
+            | Field::ProcessArgsCount
+            | Field::ProcessWorkingDirectory
+            | Field::Arg0
             | Field::Arg1
             | Field::Arg2
             | Field::Arg3
@@ -270,141 +252,50 @@ impl Fields for Event {
             | Field::Arg6
             | Field::Arg7
             | Field::Arg8
-            | Field::Arg9 => {
-                let i = [
-                    Field::Arg0,
-                    Field::Arg1,
-                    Field::Arg2,
-                    Field::Arg3,
-                    Field::Arg4,
-                    Field::Arg5,
-                    Field::Arg6,
-                    Field::Arg7,
-                    Field::Arg8,
-                    Field::Arg9,
-                ]
-                .iter()
-                .position(|x| *x == f)?;
-                p.and_then(|p| p.args.get(i)).and_then(|a| s(a))
-            }
-            Field::ProcessHashSha256 => p
-                .and_then(|p| p.hash.as_deref())
-                .and_then(|x| s(x.as_bytes())),
-            Field::ProcessParentHashSha256 => parent
-                .and_then(|a| a.hash.as_deref())
-                .and_then(|x| s(x.as_bytes())),
-            Field::HashKnownBad => Some(Value::Bool(self.hash_known_bad)),
-            Field::ProcessParentPid => int(h.ppid.into()),
-            Field::ProcessParentName => parent
-                .filter(|a| !a.exe.is_empty())
-                .and_then(|a| s(basename(&a.exe))),
-            Field::ProcessParentExecutable => {
-                parent.filter(|a| !a.exe.is_empty()).and_then(|a| s(&a.exe))
-            }
-            Field::ProcessParentCommandLine => parent
-                .filter(|a| !a.cmdline.is_empty())
-                .and_then(|a| s(&a.cmdline)),
-            Field::AncestorsExecutable => {
-                // Any ancestor: joined with NUL-free newlines so `contains`
-                // and `glob` see each executable; equality tests use the
-                // nearest. Rules use `contains`/`regex` on this field.
-                let mut v = Vec::new();
-                for (i, a) in self.ancestors.iter().enumerate() {
-                    if i > 0 {
-                        v.push(b'\n');
-                    }
-                    v.extend_from_slice(&a.exe);
-                }
-                (!v.is_empty()).then_some(Value::Str(Cow::Owned(v)))
-            }
-            Field::ProcessExitCode => match &self.k.body {
-                Body::Exit(x) => int(i64::from((x.status >> 8) & 0xff)),
-                _ => None,
-            },
-            Field::UserId => int(h.uid.into()),
-            Field::UserName => self.user.as_deref().and_then(|u| s(u.as_bytes())),
-            Field::UserEffectiveId => int(h.euid.into()),
-            Field::UserEffectiveName => self.euser.as_deref().and_then(|u| s(u.as_bytes())),
-            Field::GroupId => int(h.gid.into()),
-            Field::GroupName => self.group.as_deref().and_then(|g| s(g.as_bytes())),
-            Field::ContainerId => p
-                .and_then(|p| p.container.as_deref())
-                .and_then(|c| s(c.id.as_bytes())),
-            Field::ContainerRuntime => p
-                .and_then(|p| p.container.as_deref())
-                .and_then(|c| s(c.runtime.as_bytes())),
-            Field::ContainerName => self
-                .container_meta
-                .as_deref()
-                .and_then(|m| m.name.as_deref())
-                .and_then(|n| s(n.as_bytes())),
-            Field::ContainerImage => self
-                .container_meta
-                .as_deref()
-                .and_then(|m| m.image.as_deref())
-                .and_then(|n| s(n.as_bytes())),
-            Field::Sensor if h.flags & abi::flags::COMPAT != 0 => s(b"compat"),
-            Field::Sensor => {
-                vigil_bpf::sensors::sensor_of_kind(h.kind).and_then(|x| s(x.name.as_bytes()))
-            }
-            Field::Compat => Some(Value::Bool(h.flags & abi::flags::COMPAT != 0)),
-            Field::SyscallName => match &self.k.body {
-                Body::Compat { info, .. } => {
-                    vigil_bpf::compat::call(info.nr).and_then(|c| s(c.name.as_bytes()))
-                }
-                _ => None,
-            },
-            Field::SyscallNr => match &self.k.body {
-                Body::Compat { info, .. } => int(info.nr.into()),
-                _ => None,
-            },
-            Field::NsPidOfProcess => int(h.ns_pid.into()),
-            Field::Auid => int(h.auid.into()),
-            Field::NsPid => int(h.pidns.into()),
-            Field::NsMnt => int(h.mntns.into()),
-            Field::NsNet => int(h.netns.into()),
-            Field::HostPidNs => Some(Value::Bool(h.pidns == crate::enrich::host_pidns())),
-            Field::CgroupId => int(h.cgroup_id as i64),
-            Field::CgroupPath => self.cgroup_path.as_deref().and_then(|c| s(c.as_bytes())),
-            Field::AfterLoss => Some(Value::Bool(self.k.after_loss())),
-            Field::ExecReplacedExecutable => self
-                .replaced
-                .as_deref()
-                .filter(|r| !r.exe.is_empty())
-                .and_then(|r| s(&r.exe)),
-            Field::ExecReplacedCommandLine => self
-                .replaced
-                .as_deref()
-                .filter(|r| !r.args.is_empty())
-                .and_then(|r| s(&r.cmdline)),
-            Field::ExecFilename => match &self.k.body {
-                Body::Exec { filename, .. } => s(filename),
-                _ => None,
-            },
-            Field::ExecMemfd
+            | Field::Arg9
+            | Field::ProcessHashSha256
+            | Field::ProcessParentHashSha256
+            | Field::HashKnownBad
+            | Field::ProcessParentPid
+            | Field::ProcessParentName
+            | Field::ProcessParentExecutable
+            | Field::ProcessParentCommandLine
+            | Field::AncestorsExecutable
+            | Field::ProcessExitCode
+            | Field::UserId
+            | Field::UserName
+            | Field::UserEffectiveId
+            | Field::UserEffectiveName
+            | Field::GroupId
+            | Field::GroupName
+            | Field::ContainerId
+            | Field::ContainerRuntime
+            | Field::ContainerName
+            | Field::ContainerImage => process_field(self, f),
+            Field::Sensor
+            | Field::Compat
+            | Field::SyscallName
+            | Field::SyscallNr
+            | Field::NsPidOfProcess
+            | Field::Auid
+            | Field::NsPid
+            | Field::NsMnt
+            | Field::NsNet
+            | Field::HostPidNs
+            | Field::CgroupId
+            | Field::CgroupPath
+            | Field::AfterLoss => record_field(self, f),
+            Field::ExecReplacedExecutable
+            | Field::ExecReplacedCommandLine
+            | Field::ExecFilename
+            | Field::ExecMemfd
             | Field::ExecWorldWritableDir
             | Field::ExecUnlinked
             | Field::ExecSetuid
             | Field::ExecSetgid
-            | Field::EnvTruncated => match &self.k.body {
-                Body::Exec { info, .. } => {
-                    let bit = match f {
-                        Field::ExecMemfd => abi::exec_flags::MEMFD,
-                        Field::ExecWorldWritableDir => abi::exec_flags::WWDIR,
-                        Field::ExecUnlinked => abi::exec_flags::UNLINKED,
-                        Field::ExecSetuid => abi::exec_flags::SETUID,
-                        Field::EnvTruncated => abi::exec_flags::ENV_TRUNC,
-                        _ => abi::exec_flags::SETGID,
-                    };
-                    Some(Value::Bool(info.exec_flags & bit != 0))
-                }
-                _ => None,
-            },
-            Field::ProcessEnvVars => match &self.k.body {
-                Body::Exec { env, .. } if !env.is_empty() => owned(env.join(&b'\n')),
-                _ => None,
-            },
-            Field::EnvLdPreload
+            | Field::EnvTruncated
+            | Field::ProcessEnvVars
+            | Field::EnvLdPreload
             | Field::EnvLdLibraryPath
             | Field::EnvLdAudit
             | Field::EnvHistfile
@@ -421,329 +312,649 @@ impl Fields for Event {
             | Field::EnvPerl5lib
             | Field::EnvPerl5opt
             | Field::EnvRubyopt
-            | Field::EnvNodeOptions => {
-                let Body::Exec { env, .. } = &self.k.body else {
-                    return None;
-                };
-                let name = f.name().strip_prefix("vigil.env.")?.as_bytes();
-                env.iter().find_map(|e| {
-                    e.strip_prefix(name)
-                        .and_then(|r| r.strip_prefix(b"="))
-                        .map(|v| Value::Str(Cow::Borrowed(v)))
-                })
-            }
-            Field::ChildNewNamespaces => match &self.k.body {
-                Body::Fork(x) => joined(ecs::ns_flag_names(x.ns_flags.into())),
-                _ => None,
-            },
-            Field::FilePath => match &self.k.body {
-                Body::Open { .. } | Body::FChange { .. } | Body::IoUring { .. } => {
-                    self.file_path.as_deref().and_then(s)
-                }
-                _ => None,
-            },
-            Field::FileName => match &self.k.body {
-                Body::Open { .. } | Body::FChange { .. } | Body::IoUring { .. } => {
-                    self.file_path.as_deref().and_then(|p| s(basename(p)))
-                }
-                _ => None,
-            },
-            Field::FileChangeSource => match &self.k.body {
-                Body::FChange { info, .. }
-                    if !matches!(ecs::fchange_op(info.syscall).1, "symlink") =>
-                {
-                    self.file_path2.as_deref().and_then(s)
-                }
-                _ => None,
-            },
-            Field::FileChangeTarget => match &self.k.body {
-                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "symlink" => {
-                    self.file_path2.as_deref().and_then(s)
-                }
-                _ => None,
-            },
-            Field::FileChangeMode => match &self.k.body {
-                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
-                    owned(format!("{:04o}", info.mode & 0o7777).into_bytes())
-                }
-                _ => None,
-            },
-            Field::FileChangeSetid => match &self.k.body {
-                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
-                    Some(Value::Bool(info.mode & 0o6000 != 0))
-                }
-                _ => None,
-            },
-            Field::FileChangeTimes => match &self.k.body {
-                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "utimes" => {
-                    s(ecs::utime_times(info.mode).as_bytes())
-                }
-                _ => None,
-            },
-            Field::FileChangeMtime => match &self.k.body {
-                Body::FChange { info, .. }
-                    if ecs::fchange_op(info.syscall).1 == "utimes"
-                        && info.mode & abi::utime::MTIME_SET != 0 =>
-                {
-                    int(info.length as i64)
-                }
-                _ => None,
-            },
-            Field::FileChangeUid => match &self.k.body {
-                Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chown" => {
-                    int(i64::from(info.uid as i32))
-                }
-                _ => None,
-            },
-            Field::OpenFlags => match &self.k.body {
-                Body::Open { info, .. } => joined(ecs::open_flag_names(info.flags)),
-                _ => None,
-            },
-            Field::OpenWrite => match &self.k.body {
-                Body::Open { info, .. } => Some(Value::Bool(info.flags & WRITE_FLAGS != 0)),
-                _ => None,
-            },
-            Field::FileWritten => ecs::file_written(self).map(Value::Bool),
-            Field::FileOverwrites if self.overwrites > 0 => int(self.overwrites.into()),
-            Field::FileOverwrites => None,
-            Field::OpenCreated => match &self.k.body {
-                Body::Open { info, .. } if info.ret >= 0 => {
-                    Some(Value::Bool(info.flags & abi::OPEN_CREATED != 0))
-                }
-                _ => None,
-            },
-            Field::SourceIp => ends(self).0.map(|e| Value::Ip(e.0)),
-            Field::SourcePort => ends(self).0.and_then(|e| int(e.1.into())),
-            Field::DestinationIp => ends(self).1.map(|e| Value::Ip(e.0)),
-            Field::DestinationPort => ends(self).1.and_then(|e| int(e.1.into())),
-            Field::ServerIp | Field::ServerPort => match &self.k.body {
-                Body::Sock { info, .. } if h.kind == kind::LISTEN => {
-                    let a = crate::event::ip(info.family, &info.laddr)?;
-                    if f == Field::ServerIp {
-                        Some(Value::Ip(a))
-                    } else {
-                        int(info.lport.into())
-                    }
-                }
-                _ => None,
-            },
-            Field::NetworkTransport => {
-                let proto = match &self.k.body {
-                    Body::Sock { info, .. } | Body::Dns { info, .. } => i32::from(info.protocol),
-                    Body::TcpState(_) => libc::IPPROTO_TCP,
-                    _ => return None,
-                };
-                match proto {
-                    libc::IPPROTO_TCP => s(b"tcp"),
-                    libc::IPPROTO_UDP => s(b"udp"),
-                    _ => None,
-                }
-            }
-            Field::NetworkType => {
-                let fam = match &self.k.body {
-                    Body::Sock { info, .. } | Body::Dns { info, .. } => info.family,
-                    Body::TcpState(t) => t.family,
-                    _ => return None,
-                };
-                match i32::from(fam) {
-                    libc::AF_INET => s(b"ipv4"),
-                    libc::AF_INET6 => s(b"ipv6"),
-                    libc::AF_UNIX => s(b"unix"),
-                    _ => None,
-                }
-            }
-            Field::NetworkDirection => match (h.kind, &self.k.body) {
-                (kind::DNS, Body::Dns { info, .. }) if crate::event::dns_is_answer(info) => {
-                    s(b"ingress")
-                }
-                (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => s(b"egress"),
-                (kind::ACCEPT, _) => s(b"ingress"),
-                (kind::LISTEN | kind::TCP_STATE, _) => s(b"unknown"),
-                _ => None,
-            },
-            Field::UnixPath => match &self.k.body {
-                Body::Sock { unix_path, .. } if !unix_path.is_empty() => s(unix_path),
-                _ => None,
-            },
-            Field::TcpNewState => match &self.k.body {
-                Body::TcpState(t) => s(ecs::tcp_state(t.newstate).as_bytes()),
-                _ => None,
-            },
-            Field::CapabilityName => match &self.k.body {
-                Body::Capable(c) => cow(ecs::cap_name(c.cap)),
-                _ => None,
-            },
-            Field::CapabilityId => match &self.k.body {
-                Body::Capable(c) => int(c.cap.into()),
-                _ => None,
-            },
-            Field::SetidSyscall => match &self.k.body {
-                Body::SetId(x) => s(ecs::setid_name(x.syscall).as_bytes()),
-                _ => None,
-            },
-            Field::SetidToRoot => match &self.k.body {
-                Body::SetId(x) => Some(Value::Bool(x.id.contains(&0))),
-                _ => None,
-            },
-            Field::PtraceRequest => match &self.k.body {
-                Body::Ptrace(x) => owned(ecs::ptrace_req(x.request).into_bytes()),
-                _ => None,
-            },
-            Field::PtraceTargetPid => match &self.k.body {
-                Body::Ptrace(x) => int(x.target_pid.into()),
-                _ => None,
-            },
-            Field::PtraceTargetExecutable => match &self.k.body {
-                Body::Ptrace(_) => self
-                    .target
-                    .as_deref()
-                    .filter(|t| !t.exe.is_empty())
-                    .and_then(|t| s(&t.exe)),
-                _ => None,
-            },
-            Field::BpfCommand => match &self.k.body {
-                Body::Bpf { info, .. } => owned(ecs::bpf_cmd(info.cmd).into_bytes()),
-                _ => None,
-            },
-            Field::BpfName => match &self.k.body {
-                Body::Bpf { name, .. } if !name.is_empty() => s(name),
-                _ => None,
-            },
-            Field::ModuleSyscall => match &self.k.body {
-                Body::Module { info, .. } => s(match info.syscall {
-                    abi::sys::INIT_MODULE => b"init_module",
-                    abi::sys::FINIT_MODULE => b"finit_module",
-                    _ => b"delete_module",
-                }),
-                _ => None,
-            },
-            Field::ModuleName => match &self.k.body {
-                Body::Module { info, target, .. }
-                    if info.syscall != abi::sys::FINIT_MODULE && !target.is_empty() =>
-                {
-                    s(target)
-                }
-                _ => None,
-            },
-            Field::MemfdName => match &self.k.body {
-                Body::Memfd { name, .. } => s(name),
-                _ => None,
-            },
-            Field::MountSource => match &self.k.body {
-                Body::Mount { source, .. } => s(source),
-                _ => None,
-            },
-            Field::MountTarget => match &self.k.body {
-                Body::Mount { .. } => self.file_path.as_deref().and_then(s),
-                _ => None,
-            },
-            Field::MountFstype => match &self.k.body {
-                Body::Mount { fstype, .. } => s(fstype),
-                _ => None,
-            },
-            Field::UmountTarget => match &self.k.body {
-                Body::Umount { target, .. } => s(target),
-                _ => None,
-            },
-            Field::NamespaceFlags => match &self.k.body {
-                Body::Ns(n) => joined(ecs::ns_flag_names(n.flags)),
-                _ => None,
-            },
-            Field::NamespaceTarget => match &self.k.body {
-                Body::Ns(n) if h.kind == kind::SETNS => int(n.target_ns as i64),
-                _ => None,
-            },
-            Field::ReadlineLine => match &self.k.body {
-                Body::Readline { line } => s(line),
-                _ => None,
-            },
-            Field::DestinationDomain => ev_domain(self),
-            Field::DnsType => match &self.k.body {
-                Body::Dns { info, .. } if crate::event::dns_is_answer(info) => s(b"answer"),
-                Body::Dns { .. } => s(b"query"),
-                _ => None,
-            },
-            Field::DnsQuestionName => {
-                let q = self.dns.as_ref()?.questions.first()?;
-                s(q.name.as_bytes())
-            }
-            Field::DnsQuestionType => {
-                let q = self.dns.as_ref()?.questions.first()?;
-                Some(Value::Str(
-                    crate::dns::type_name(q.qtype).into_bytes().into(),
-                ))
-            }
-            Field::DnsResponseCode => match self.dns.as_ref() {
-                Some(m) if m.response => Some(Value::Str(
-                    crate::dns::rcode_name(m.rcode).into_bytes().into(),
-                )),
-                _ => None,
-            },
-            Field::TargetsAgent => Some(Value::Bool(targets_agent(self))),
-            Field::EscapeType => self.escape.as_deref().and_then(|e| s(e.kind.as_bytes())),
-            Field::EscapeSourceId => self
-                .escape
-                .as_deref()
-                .and_then(|e| s(e.source_id.as_bytes())),
-            Field::EscapeSourceName => self
-                .escape
-                .as_deref()
-                .and_then(|e| e.source_name.as_deref())
-                .and_then(|n| s(n.as_bytes())),
-            Field::EscapeTargetType => self
-                .escape
-                .as_deref()
-                .and_then(|e| s(e.target.type_name().as_bytes())),
-            Field::EscapeTargetId => match self.escape.as_deref().map(|e| &e.target) {
-                Some(crate::lifecycle::Target::Container(id, _)) => s(id.as_bytes()),
-                _ => None,
-            },
-            Field::EscapeTargetName => match self.escape.as_deref().map(|e| &e.target) {
-                Some(crate::lifecycle::Target::Container(id, name)) => {
-                    s(name.as_deref().unwrap_or(id).as_bytes())
-                }
-                Some(crate::lifecycle::Target::Host) => s(b"host"),
-                Some(crate::lifecycle::Target::Process(pid)) => {
-                    owned(format!("pid {pid}").into_bytes())
-                }
-                Some(crate::lifecycle::Target::Unknown) => s(b"unknown"),
-                None => None,
-            },
-            Field::UserNsId => self
-                .ns_user
-                .as_ref()
-                .and_then(|u| u.id)
-                .and_then(|u| int(u.into())),
-            Field::UserNsName => self
-                .ns_user
-                .as_ref()
-                .and_then(|u| u.name.as_deref())
-                .and_then(|n| s(n.as_bytes())),
-            Field::SignalNumber => match &self.k.body {
-                Body::Signal(g) => int(g.sig.into()),
-                _ => None,
-            },
-            Field::SignalTargetTgid => match &self.k.body {
-                Body::Signal(g) => int(g.target_tgid.into()),
-                _ => None,
-            },
-            Field::SignalTargetExecutable | Field::SignalTargetName => match &self.k.body {
-                Body::Signal(_) => {
-                    let t = self.target.as_deref().filter(|t| !t.exe.is_empty())?;
-                    if f == Field::SignalTargetName {
-                        s(basename(&t.exe))
-                    } else {
-                        s(&t.exe)
-                    }
-                }
-                _ => None,
-            },
-            Field::SignalName => match &self.k.body {
-                Body::Signal(g) => s(ecs::signal_name(g.sig).as_bytes()),
-                _ => None,
-            },
+            | Field::EnvNodeOptions
+            | Field::ChildNewNamespaces => exec_field(self, f),
+            Field::FilePath
+            | Field::FileName
+            | Field::FileChangeSource
+            | Field::FileChangeTarget
+            | Field::FileChangeMode
+            | Field::FileChangeSetid
+            | Field::FileChangeTimes
+            | Field::FileChangeMtime
+            | Field::FileChangeUid
+            | Field::OpenFlags
+            | Field::OpenWrite
+            | Field::FileWritten
+            | Field::FileOverwrites
+            | Field::OpenCreated => file_field(self, f),
+            Field::SourceIp
+            | Field::SourcePort
+            | Field::DestinationIp
+            | Field::DestinationPort
+            | Field::ServerIp
+            | Field::ServerPort
+            | Field::NetworkTransport
+            | Field::NetworkType
+            | Field::NetworkDirection
+            | Field::UnixPath
+            | Field::TcpNewState => network_field(self, f),
+            Field::CapabilityName
+            | Field::CapabilityId
+            | Field::SetidSyscall
+            | Field::SetidToRoot
+            | Field::PtraceRequest
+            | Field::PtraceTargetPid
+            | Field::PtraceTargetExecutable
+            | Field::BpfCommand
+            | Field::BpfName
+            | Field::ModuleSyscall
+            | Field::ModuleName
+            | Field::MemfdName
+            | Field::MountSource
+            | Field::MountTarget
+            | Field::MountFstype
+            | Field::UmountTarget
+            | Field::NamespaceFlags
+            | Field::NamespaceTarget
+            | Field::ReadlineLine => kernel_field(self, f),
+            Field::DestinationDomain
+            | Field::DnsType
+            | Field::DnsQuestionName
+            | Field::DnsQuestionType
+            | Field::DnsResponseCode => dns_field(self, f),
+            Field::TargetsAgent
+            | Field::EscapeType
+            | Field::EscapeSourceId
+            | Field::EscapeSourceName
+            | Field::EscapeTargetType
+            | Field::EscapeTargetId
+            | Field::EscapeTargetName
+            | Field::UserNsId
+            | Field::UserNsName
+            | Field::SignalNumber
+            | Field::SignalTargetTgid
+            | Field::SignalTargetExecutable
+            | Field::SignalTargetName
+            | Field::SignalName => target_field(self, f),
             _ => None,
         }
+    }
+}
+
+/// The event's classification and outcome.
+fn event_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let h = &ev.k.hdr;
+    match f {
+        Field::EventAction => s(ecs::classify_event(ev).2.as_bytes()),
+        Field::EventCategory => s(ecs::classify_event(ev).0.as_bytes()),
+        Field::EventType => s(ecs::classify_event(ev).1.as_bytes()),
+        Field::EventOutcome => {
+            let r = ecs::syscall_ret(ev)?;
+            s(if ecs::succeeded(h.kind, r) {
+                b"success"
+            } else {
+                b"failure"
+            })
+        }
+        Field::ErrorCode => {
+            let r = ecs::syscall_ret(ev).filter(|r| *r < 0)?;
+            cow(ecs::errno_str(r))
+        }
+        Field::HostHostname => None,
+        _ => None,
+    }
+}
+
+/// The process, its parent and ancestors, its users, groups and container.
+fn process_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let h = &ev.k.hdr;
+    let int = |n: i64| Some(Value::Int(n));
+    let p = ev.process.as_deref();
+    let parent = ev.ancestors.first();
+    match f {
+        Field::ProcessPid => int(h.pid.into()),
+        Field::ProcessName => s(ev.k.comm()),
+        Field::ProcessExecutable => p.filter(|p| !p.exe.is_empty()).and_then(|p| s(&p.exe)),
+        Field::ProcessCommandLine => p
+            .filter(|p| !p.cmdline.is_empty())
+            .and_then(|p| s(&p.cmdline)),
+        Field::ProcessArgsCount => p.and_then(|p| int(p.args.len() as i64)),
+        Field::ProcessWorkingDirectory => p.filter(|p| !p.cwd.is_empty()).and_then(|p| s(&p.cwd)),
+        Field::Arg0
+        | Field::Arg1
+        | Field::Arg2
+        | Field::Arg3
+        | Field::Arg4
+        | Field::Arg5
+        | Field::Arg6
+        | Field::Arg7
+        | Field::Arg8
+        | Field::Arg9 => {
+            let i = [
+                Field::Arg0,
+                Field::Arg1,
+                Field::Arg2,
+                Field::Arg3,
+                Field::Arg4,
+                Field::Arg5,
+                Field::Arg6,
+                Field::Arg7,
+                Field::Arg8,
+                Field::Arg9,
+            ]
+            .iter()
+            .position(|x| *x == f)?;
+            p.and_then(|p| p.args.get(i)).and_then(|a| s(a))
+        }
+        Field::ProcessHashSha256 => p
+            .and_then(|p| p.hash.as_deref())
+            .and_then(|x| s(x.as_bytes())),
+        Field::ProcessParentHashSha256 => parent
+            .and_then(|a| a.hash.as_deref())
+            .and_then(|x| s(x.as_bytes())),
+        Field::HashKnownBad => Some(Value::Bool(ev.hash_known_bad)),
+        Field::ProcessParentPid => int(h.ppid.into()),
+        Field::ProcessParentName => parent
+            .filter(|a| !a.exe.is_empty())
+            .and_then(|a| s(basename(&a.exe))),
+        Field::ProcessParentExecutable => {
+            parent.filter(|a| !a.exe.is_empty()).and_then(|a| s(&a.exe))
+        }
+        Field::ProcessParentCommandLine => parent
+            .filter(|a| !a.cmdline.is_empty())
+            .and_then(|a| s(&a.cmdline)),
+        Field::AncestorsExecutable => {
+            // Any ancestor: joined with NUL-free newlines so `contains`
+            // and `glob` see each executable; equality tests use the
+            // nearest. Rules use `contains`/`regex` on this field.
+            let mut v = Vec::new();
+            for (i, a) in ev.ancestors.iter().enumerate() {
+                if i > 0 {
+                    v.push(b'\n');
+                }
+                v.extend_from_slice(&a.exe);
+            }
+            (!v.is_empty()).then_some(Value::Str(Cow::Owned(v)))
+        }
+        Field::ProcessExitCode => match &ev.k.body {
+            Body::Exit(x) => int(i64::from((x.status >> 8) & 0xff)),
+            _ => None,
+        },
+        Field::UserId => int(h.uid.into()),
+        Field::UserName => ev.user.as_deref().and_then(|u| s(u.as_bytes())),
+        Field::UserEffectiveId => int(h.euid.into()),
+        Field::UserEffectiveName => ev.euser.as_deref().and_then(|u| s(u.as_bytes())),
+        Field::GroupId => int(h.gid.into()),
+        Field::GroupName => ev.group.as_deref().and_then(|g| s(g.as_bytes())),
+        Field::ContainerId => p
+            .and_then(|p| p.container.as_deref())
+            .and_then(|c| s(c.id.as_bytes())),
+        Field::ContainerRuntime => p
+            .and_then(|p| p.container.as_deref())
+            .and_then(|c| s(c.runtime.as_bytes())),
+        Field::ContainerName => ev
+            .container_meta
+            .as_deref()
+            .and_then(|m| m.name.as_deref())
+            .and_then(|n| s(n.as_bytes())),
+        Field::ContainerImage => ev
+            .container_meta
+            .as_deref()
+            .and_then(|m| m.image.as_deref())
+            .and_then(|n| s(n.as_bytes())),
+        _ => None,
+    }
+}
+
+/// What the record header and sensor say: sensor, compat syscalls, namespaces, cgroup, loss.
+fn record_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let h = &ev.k.hdr;
+    let int = |n: i64| Some(Value::Int(n));
+    match f {
+        Field::Sensor if h.flags & abi::flags::COMPAT != 0 => s(b"compat"),
+        Field::Sensor => {
+            vigil_bpf::sensors::sensor_of_kind(h.kind).and_then(|x| s(x.name.as_bytes()))
+        }
+        Field::Compat => Some(Value::Bool(h.flags & abi::flags::COMPAT != 0)),
+        Field::SyscallName => match &ev.k.body {
+            Body::Compat { info, .. } => {
+                vigil_bpf::compat::call(info.nr).and_then(|c| s(c.name.as_bytes()))
+            }
+            _ => None,
+        },
+        Field::SyscallNr => match &ev.k.body {
+            Body::Compat { info, .. } => int(info.nr.into()),
+            _ => None,
+        },
+        Field::NsPidOfProcess => int(h.ns_pid.into()),
+        Field::Auid => int(h.auid.into()),
+        Field::NsPid => int(h.pidns.into()),
+        Field::NsMnt => int(h.mntns.into()),
+        Field::NsNet => int(h.netns.into()),
+        Field::HostPidNs => Some(Value::Bool(h.pidns == crate::enrich::host_pidns())),
+        Field::CgroupId => int(h.cgroup_id as i64),
+        Field::CgroupPath => ev.cgroup_path.as_deref().and_then(|c| s(c.as_bytes())),
+        Field::AfterLoss => Some(Value::Bool(ev.k.after_loss())),
+        _ => None,
+    }
+}
+
+/// What an exec replaced, its flags and environment, and the namespaces a fork created.
+fn exec_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    match f {
+        Field::ExecReplacedExecutable => ev
+            .replaced
+            .as_deref()
+            .filter(|r| !r.exe.is_empty())
+            .and_then(|r| s(&r.exe)),
+        Field::ExecReplacedCommandLine => ev
+            .replaced
+            .as_deref()
+            .filter(|r| !r.args.is_empty())
+            .and_then(|r| s(&r.cmdline)),
+        Field::ExecFilename => match &ev.k.body {
+            Body::Exec { filename, .. } => s(filename),
+            _ => None,
+        },
+        Field::ExecMemfd
+        | Field::ExecWorldWritableDir
+        | Field::ExecUnlinked
+        | Field::ExecSetuid
+        | Field::ExecSetgid
+        | Field::EnvTruncated => match &ev.k.body {
+            Body::Exec { info, .. } => {
+                let bit = match f {
+                    Field::ExecMemfd => abi::exec_flags::MEMFD,
+                    Field::ExecWorldWritableDir => abi::exec_flags::WWDIR,
+                    Field::ExecUnlinked => abi::exec_flags::UNLINKED,
+                    Field::ExecSetuid => abi::exec_flags::SETUID,
+                    Field::EnvTruncated => abi::exec_flags::ENV_TRUNC,
+                    _ => abi::exec_flags::SETGID,
+                };
+                Some(Value::Bool(info.exec_flags & bit != 0))
+            }
+            _ => None,
+        },
+        Field::ProcessEnvVars => match &ev.k.body {
+            Body::Exec { env, .. } if !env.is_empty() => owned(env.join(&b'\n')),
+            _ => None,
+        },
+        Field::EnvLdPreload
+        | Field::EnvLdLibraryPath
+        | Field::EnvLdAudit
+        | Field::EnvHistfile
+        | Field::EnvHistcontrol
+        | Field::EnvHistsize
+        | Field::EnvHistfilesize
+        | Field::EnvHistignore
+        | Field::EnvPromptCommand
+        | Field::EnvBashEnv
+        | Field::EnvEnv
+        | Field::EnvPythonpath
+        | Field::EnvPythonstartup
+        | Field::EnvPythonhome
+        | Field::EnvPerl5lib
+        | Field::EnvPerl5opt
+        | Field::EnvRubyopt
+        | Field::EnvNodeOptions => {
+            let Body::Exec { env, .. } = &ev.k.body else {
+                return None;
+            };
+            let name = f.name().strip_prefix("vigil.env.")?.as_bytes();
+            env.iter().find_map(|e| {
+                e.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(b"="))
+                    .map(|v| Value::Str(Cow::Borrowed(v)))
+            })
+        }
+        Field::ChildNewNamespaces => match &ev.k.body {
+            Body::Fork(x) => joined(ecs::ns_flag_names(x.ns_flags.into())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Files: opened and changed paths, open flags, writes.
+fn file_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let int = |n: i64| Some(Value::Int(n));
+    match f {
+        Field::FilePath => match &ev.k.body {
+            Body::Open { .. } | Body::FChange { .. } | Body::IoUring { .. } => {
+                ev.file_path.as_deref().and_then(s)
+            }
+            _ => None,
+        },
+        Field::FileName => match &ev.k.body {
+            Body::Open { .. } | Body::FChange { .. } | Body::IoUring { .. } => {
+                ev.file_path.as_deref().and_then(|p| s(basename(p)))
+            }
+            _ => None,
+        },
+        Field::FileChangeSource => match &ev.k.body {
+            Body::FChange { info, .. } if !matches!(ecs::fchange_op(info.syscall).1, "symlink") => {
+                ev.file_path2.as_deref().and_then(s)
+            }
+            _ => None,
+        },
+        Field::FileChangeTarget => match &ev.k.body {
+            Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "symlink" => {
+                ev.file_path2.as_deref().and_then(s)
+            }
+            _ => None,
+        },
+        Field::FileChangeMode => match &ev.k.body {
+            Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
+                owned(format!("{:04o}", info.mode & 0o7777).into_bytes())
+            }
+            _ => None,
+        },
+        Field::FileChangeSetid => match &ev.k.body {
+            Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chmod" => {
+                Some(Value::Bool(info.mode & 0o6000 != 0))
+            }
+            _ => None,
+        },
+        Field::FileChangeTimes => match &ev.k.body {
+            Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "utimes" => {
+                s(ecs::utime_times(info.mode).as_bytes())
+            }
+            _ => None,
+        },
+        Field::FileChangeMtime => match &ev.k.body {
+            Body::FChange { info, .. }
+                if ecs::fchange_op(info.syscall).1 == "utimes"
+                    && info.mode & abi::utime::MTIME_SET != 0 =>
+            {
+                int(info.length as i64)
+            }
+            _ => None,
+        },
+        Field::FileChangeUid => match &ev.k.body {
+            Body::FChange { info, .. } if ecs::fchange_op(info.syscall).1 == "chown" => {
+                int(i64::from(info.uid as i32))
+            }
+            _ => None,
+        },
+        Field::OpenFlags => match &ev.k.body {
+            Body::Open { info, .. } => joined(ecs::open_flag_names(info.flags)),
+            _ => None,
+        },
+        Field::OpenWrite => match &ev.k.body {
+            Body::Open { info, .. } => Some(Value::Bool(info.flags & WRITE_FLAGS != 0)),
+            _ => None,
+        },
+        Field::FileWritten => ecs::file_written(ev).map(Value::Bool),
+        Field::FileOverwrites if ev.overwrites > 0 => int(ev.overwrites.into()),
+        Field::FileOverwrites => None,
+        Field::OpenCreated => match &ev.k.body {
+            Body::Open { info, .. } if info.ret >= 0 => {
+                Some(Value::Bool(info.flags & abi::OPEN_CREATED != 0))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Network: socket ends, transport, direction, unix paths, TCP states.
+fn network_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let h = &ev.k.hdr;
+    let int = |n: i64| Some(Value::Int(n));
+    match f {
+        Field::SourceIp => ends(ev).0.map(|e| Value::Ip(e.0)),
+        Field::SourcePort => ends(ev).0.and_then(|e| int(e.1.into())),
+        Field::DestinationIp => ends(ev).1.map(|e| Value::Ip(e.0)),
+        Field::DestinationPort => ends(ev).1.and_then(|e| int(e.1.into())),
+        Field::ServerIp | Field::ServerPort => match &ev.k.body {
+            Body::Sock { info, .. } if h.kind == kind::LISTEN => {
+                let a = crate::event::ip(info.family, &info.laddr)?;
+                if f == Field::ServerIp {
+                    Some(Value::Ip(a))
+                } else {
+                    int(info.lport.into())
+                }
+            }
+            _ => None,
+        },
+        Field::NetworkTransport => {
+            let proto = match &ev.k.body {
+                Body::Sock { info, .. } | Body::Dns { info, .. } => i32::from(info.protocol),
+                Body::TcpState(_) => libc::IPPROTO_TCP,
+                _ => return None,
+            };
+            match proto {
+                libc::IPPROTO_TCP => s(b"tcp"),
+                libc::IPPROTO_UDP => s(b"udp"),
+                _ => None,
+            }
+        }
+        Field::NetworkType => {
+            let fam = match &ev.k.body {
+                Body::Sock { info, .. } | Body::Dns { info, .. } => info.family,
+                Body::TcpState(t) => t.family,
+                _ => return None,
+            };
+            match i32::from(fam) {
+                libc::AF_INET => s(b"ipv4"),
+                libc::AF_INET6 => s(b"ipv6"),
+                libc::AF_UNIX => s(b"unix"),
+                _ => None,
+            }
+        }
+        Field::NetworkDirection => match (h.kind, &ev.k.body) {
+            (kind::DNS, Body::Dns { info, .. }) if crate::event::dns_is_answer(info) => {
+                s(b"ingress")
+            }
+            (kind::CONNECT | kind::UDP_SEND | kind::DNS, _) => s(b"egress"),
+            (kind::ACCEPT, _) => s(b"ingress"),
+            (kind::LISTEN | kind::TCP_STATE, _) => s(b"unknown"),
+            _ => None,
+        },
+        Field::UnixPath => match &ev.k.body {
+            Body::Sock { unix_path, .. } if !unix_path.is_empty() => s(unix_path),
+            _ => None,
+        },
+        Field::TcpNewState => match &ev.k.body {
+            Body::TcpState(t) => s(ecs::tcp_state(t.newstate).as_bytes()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Kernel surface: capabilities, set*id, ptrace, bpf, modules, memfd, mounts, namespaces, readline.
+fn kernel_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let h = &ev.k.hdr;
+    let int = |n: i64| Some(Value::Int(n));
+    match f {
+        Field::CapabilityName => match &ev.k.body {
+            Body::Capable(c) => cow(ecs::cap_name(c.cap)),
+            _ => None,
+        },
+        Field::CapabilityId => match &ev.k.body {
+            Body::Capable(c) => int(c.cap.into()),
+            _ => None,
+        },
+        Field::SetidSyscall => match &ev.k.body {
+            Body::SetId(x) => s(ecs::setid_name(x.syscall).as_bytes()),
+            _ => None,
+        },
+        Field::SetidToRoot => match &ev.k.body {
+            Body::SetId(x) => Some(Value::Bool(x.id.contains(&0))),
+            _ => None,
+        },
+        Field::PtraceRequest => match &ev.k.body {
+            Body::Ptrace(x) => owned(ecs::ptrace_req(x.request).into_bytes()),
+            _ => None,
+        },
+        Field::PtraceTargetPid => match &ev.k.body {
+            Body::Ptrace(x) => int(x.target_pid.into()),
+            _ => None,
+        },
+        Field::PtraceTargetExecutable => match &ev.k.body {
+            Body::Ptrace(_) => ev
+                .target
+                .as_deref()
+                .filter(|t| !t.exe.is_empty())
+                .and_then(|t| s(&t.exe)),
+            _ => None,
+        },
+        Field::BpfCommand => match &ev.k.body {
+            Body::Bpf { info, .. } => owned(ecs::bpf_cmd(info.cmd).into_bytes()),
+            _ => None,
+        },
+        Field::BpfName => match &ev.k.body {
+            Body::Bpf { name, .. } if !name.is_empty() => s(name),
+            _ => None,
+        },
+        Field::ModuleSyscall => match &ev.k.body {
+            Body::Module { info, .. } => s(match info.syscall {
+                abi::sys::INIT_MODULE => b"init_module",
+                abi::sys::FINIT_MODULE => b"finit_module",
+                _ => b"delete_module",
+            }),
+            _ => None,
+        },
+        Field::ModuleName => match &ev.k.body {
+            Body::Module { info, target, .. }
+                if info.syscall != abi::sys::FINIT_MODULE && !target.is_empty() =>
+            {
+                s(target)
+            }
+            _ => None,
+        },
+        Field::MemfdName => match &ev.k.body {
+            Body::Memfd { name, .. } => s(name),
+            _ => None,
+        },
+        Field::MountSource => match &ev.k.body {
+            Body::Mount { source, .. } => s(source),
+            _ => None,
+        },
+        Field::MountTarget => match &ev.k.body {
+            Body::Mount { .. } => ev.file_path.as_deref().and_then(s),
+            _ => None,
+        },
+        Field::MountFstype => match &ev.k.body {
+            Body::Mount { fstype, .. } => s(fstype),
+            _ => None,
+        },
+        Field::UmountTarget => match &ev.k.body {
+            Body::Umount { target, .. } => s(target),
+            _ => None,
+        },
+        Field::NamespaceFlags => match &ev.k.body {
+            Body::Ns(n) => joined(ecs::ns_flag_names(n.flags)),
+            _ => None,
+        },
+        Field::NamespaceTarget => match &ev.k.body {
+            Body::Ns(n) if h.kind == kind::SETNS => int(n.target_ns as i64),
+            _ => None,
+        },
+        Field::ReadlineLine => match &ev.k.body {
+            Body::Readline { line } => s(line),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// DNS: the domain, message type, question and response code.
+fn dns_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    match f {
+        Field::DestinationDomain => ev_domain(ev),
+        Field::DnsType => match &ev.k.body {
+            Body::Dns { info, .. } if crate::event::dns_is_answer(info) => s(b"answer"),
+            Body::Dns { .. } => s(b"query"),
+            _ => None,
+        },
+        Field::DnsQuestionName => {
+            let q = ev.dns.as_ref()?.questions.first()?;
+            s(q.name.as_bytes())
+        }
+        Field::DnsQuestionType => {
+            let q = ev.dns.as_ref()?.questions.first()?;
+            Some(Value::Str(
+                crate::dns::type_name(q.qtype).into_bytes().into(),
+            ))
+        }
+        Field::DnsResponseCode => match ev.dns.as_ref() {
+            Some(m) if m.response => Some(Value::Str(
+                crate::dns::rcode_name(m.rcode).into_bytes().into(),
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// What an action targets: the agent, escapes, user namespaces, signals.
+fn target_field(ev: &Event, f: Field) -> Option<Value<'_>> {
+    let int = |n: i64| Some(Value::Int(n));
+    match f {
+        Field::TargetsAgent => Some(Value::Bool(targets_agent(ev))),
+        Field::EscapeType => ev.escape.as_deref().and_then(|e| s(e.kind.as_bytes())),
+        Field::EscapeSourceId => ev.escape.as_deref().and_then(|e| s(e.source_id.as_bytes())),
+        Field::EscapeSourceName => ev
+            .escape
+            .as_deref()
+            .and_then(|e| e.source_name.as_deref())
+            .and_then(|n| s(n.as_bytes())),
+        Field::EscapeTargetType => ev
+            .escape
+            .as_deref()
+            .and_then(|e| s(e.target.type_name().as_bytes())),
+        Field::EscapeTargetId => match ev.escape.as_deref().map(|e| &e.target) {
+            Some(crate::lifecycle::Target::Container(id, _)) => s(id.as_bytes()),
+            _ => None,
+        },
+        Field::EscapeTargetName => match ev.escape.as_deref().map(|e| &e.target) {
+            Some(crate::lifecycle::Target::Container(id, name)) => {
+                s(name.as_deref().unwrap_or(id).as_bytes())
+            }
+            Some(crate::lifecycle::Target::Host) => s(b"host"),
+            Some(crate::lifecycle::Target::Process(pid)) => {
+                owned(format!("pid {pid}").into_bytes())
+            }
+            Some(crate::lifecycle::Target::Unknown) => s(b"unknown"),
+            None => None,
+        },
+        Field::UserNsId => ev
+            .ns_user
+            .as_ref()
+            .and_then(|u| u.id)
+            .and_then(|u| int(u.into())),
+        Field::UserNsName => ev
+            .ns_user
+            .as_ref()
+            .and_then(|u| u.name.as_deref())
+            .and_then(|n| s(n.as_bytes())),
+        Field::SignalNumber => match &ev.k.body {
+            Body::Signal(g) => int(g.sig.into()),
+            _ => None,
+        },
+        Field::SignalTargetTgid => match &ev.k.body {
+            Body::Signal(g) => int(g.target_tgid.into()),
+            _ => None,
+        },
+        Field::SignalTargetExecutable | Field::SignalTargetName => match &ev.k.body {
+            Body::Signal(_) => {
+                let t = ev.target.as_deref().filter(|t| !t.exe.is_empty())?;
+                if f == Field::SignalTargetName {
+                    s(basename(&t.exe))
+                } else {
+                    s(&t.exe)
+                }
+            }
+            _ => None,
+        },
+        Field::SignalName => match &ev.k.body {
+            Body::Signal(g) => s(ecs::signal_name(g.sig).as_bytes()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
