@@ -678,7 +678,11 @@ fn grafana_dashboard_uses_defined_metrics() {
                 .collect()
         })
         .collect();
-    assert!(perf_names.iter().any(|n| n == "vigil_kmem_allocations_total"));
+    assert!(
+        perf_names
+            .iter()
+            .any(|n| n == "vigil_kmem_allocations_total")
+    );
     let mut names: Vec<&str> = vigil_outputs::metrics::names::ALL
         .iter()
         .map(|n| n.0)

@@ -1153,7 +1153,7 @@ impl KtoolsCollector {
     fn judge_spray(&mut self, out: &mut Output, st: &Stamp<'_>, d: &[(KmKey, KmVal)]) {
         let (secs, ts, hostname) = (st.secs, st.ts, st.hostname);
         let km_scale = u64::from(self.cfg.kmem_sample.max(1));
-        let loads = class_loads(&d, &self.names, km_scale, secs);
+        let loads = class_loads(d, &self.names, km_scale, secs);
         for h in self.spray.judge(&loads, uid_of) {
             self.totals.sprays += 1;
             let l = &h.load;
