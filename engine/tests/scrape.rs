@@ -278,6 +278,8 @@ fn grafana_dashboard_series_are_in_a_live_agents_metrics() {
         "vigil_output_records_truncated_total",
         "vigil_alerts_total",
         "vigil_alerts_suppressed_total",
+        // rule timings: this agent runs without rules (builtin = false)
+        "vigil_rule_evaluation_seconds",
     ];
     let dir = tempdir("grafana");
     let vport = free_port();
