@@ -43,6 +43,31 @@ struct {
 	__type(value, __u64);
 } pf_stats SEC(".maps");
 
+/* The word at the user stack pointer if it is a return address: the
+ * instruction before it is a call (e8 rel32, ff 15 disp32, ff /2 through a
+ * register or [reg+disp8]). In a leaf function built without a frame (GCC
+ * omits it in leaves that use no stack, -mno-omit-leaf-frame-pointer or
+ * not) that word is the caller's return address, which the kernel's
+ * frame-pointer walk (regs->bp) skips; userspace inserts it when the
+ * sampled function has no frame. 0 when not. */
+static __always_inline __u64 sp_return_address(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	__u64 ret = 0;
+	__u8 c[6] = {};
+	if (!regs)
+		return 0;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)regs->sp) || ret < 6)
+		return 0;
+	if (bpf_probe_read_user(c, sizeof(c), (void *)(ret - 6)))
+		return 0;
+	if (c[1] == 0xe8 || (c[0] == 0xff && c[1] == 0x15) ||
+	    (c[4] == 0xff && (c[5] & 0xf8) == 0xd0) || (c[3] == 0xff && (c[4] & 0xf8) == 0x50))
+		return ret;
+	return 0;
+}
+
 SEC("perf_event")
 int vg_pf_sample(struct bpf_perf_event_data *ctx)
 {
@@ -71,6 +96,8 @@ int vg_pf_sample(struct bpf_perf_event_data *ctx)
 		key.flags |= PF_KTHREAD;
 	key.ustack = (tflags & VG_PF_KTHREAD) ? -VG_EFAULT
 					       : bpf_get_stackid(ctx, &pf_stacks, BPF_F_USER_STACK);
+	if (!(tflags & VG_PF_KTHREAD) && key.ustack >= 0)
+		key.sp_ret = sp_return_address();
 	if (!user && key.kstack < 0) {
 		if (key.kstack == -VG_ENOMEM || key.kstack == -VG_EEXIST)
 			vg_stat_inc(&pf_stats, PF_ST_STACK_FULL);

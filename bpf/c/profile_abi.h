@@ -16,6 +16,11 @@ struct pf_key {
 	__s32 ustack;
 	__u32 flags;
 	char comm[16];
+	/* The user stack word at the interrupted sp when it is a return
+	 * address (the bytes before it are a call instruction), else 0: the
+	 * caller of a leaf function that set up no frame, which the
+	 * frame-pointer walk skips. */
+	__u64 sp_ret;
 };
 
 /* pf_stats slots */
@@ -26,5 +31,7 @@ struct pf_key {
 #define PF_ST_USTACK_ERR 4 /* user-process samples whose user stack failed */
 #define PF_ST_STACK_FULL 5 /* stacks not stored: the stack map was full (-ENOMEM/-EEXIST) */
 #define PF_ST_NSLOTS 8
+
+_Static_assert(sizeof(struct pf_key) == 48, "pf_key size");
 
 #endif

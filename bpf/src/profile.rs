@@ -42,8 +42,13 @@ pub struct PfKey {
     pub flags: u32,
     /// Command name of the sampled thread (NUL-padded).
     pub comm: [u8; 16],
+    /// The user stack word at the sampled stack pointer when it is a
+    /// return address (a call instruction precedes it), else 0: the caller
+    /// of a leaf function without a frame, which the frame-pointer walk
+    /// skips.
+    pub sp_ret: u64,
 }
-const _: () = assert!(size_of::<PfKey>() == 40);
+const _: () = assert!(size_of::<PfKey>() == 48);
 
 // SAFETY: plain #[repr(C)] integers and bytes, every bit pattern valid, no
 // implicit padding (size asserted).

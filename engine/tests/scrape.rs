@@ -193,6 +193,91 @@ fn the_agents_metrics_pass_promtool_check_metrics() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every series the Grafana dashboard plots is in a live agent's /metrics
+/// (the kernel-work tools, memleak, kpages and the profiler on, a
+/// compaction run for numamove), except the series that only appear with
+/// activity this test does not make: overlay-mount I/O, a full memleak
+/// table, broken profiler stacks.
+#[test]
+fn grafana_dashboard_series_are_in_a_live_agents_metrics() {
+    if !require_root("grafana_dashboard_series_are_in_a_live_agents_metrics") {
+        return;
+    }
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../outputs/grafana/vigil.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut series: Vec<String> = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("vigil_") {
+                let tok: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = tok.strip_suffix("_bucket").unwrap_or(&tok).to_string();
+                if !series.contains(&base) {
+                    series.push(base);
+                }
+            }
+        }
+    }
+    // only with activity the test does not make
+    let activity_only = [
+        "vigil_overlayfs_calls_total",
+        "vigil_overlayfs_seconds_total",
+        "vigil_memleak_untracked_total",
+        "vigil_profile_broken_stacks_total",
+        // outputs: only with a network sink, spooling, errors or drops
+        "vigil_output_records_spooled_total",
+        "vigil_output_records_resent_total",
+        "vigil_output_records_dropped_total",
+        "vigil_output_spool_records",
+        "vigil_output_spool_bytes",
+        "vigil_output_connected",
+        "vigil_output_errors_total",
+        "vigil_output_records_truncated_total",
+        "vigil_alerts_total",
+        "vigil_alerts_suppressed_total",
+        // rule timings: this agent runs without rules (builtin = false)
+        "vigil_rule_evaluation_seconds",
+    ];
+    let dir = tempdir("grafana");
+    let vport = free_port();
+    let (vigil, _rx) = start_vigil_with(
+        &dir,
+        vport,
+        "[perf]\ninterval_s = 2\nmemleak = true\nkpages = true\nprofile = true\n",
+    );
+    let t = Instant::now();
+    let missing = loop {
+        let _ = std::fs::write("/proc/sys/vm/compact_memory", "1");
+        let b = http_get(vport, "/metrics").expect("vigil serves /metrics");
+        let missing: Vec<&String> = series
+            .iter()
+            .filter(|s| !activity_only.contains(&s.as_str()))
+            .filter(|s| !b.contains(&format!("# TYPE {s} ")))
+            .collect();
+        if missing.is_empty() || t.elapsed() > Duration::from_secs(40) {
+            break missing.into_iter().cloned().collect::<Vec<_>>();
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    };
+    drop(vigil);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        missing.is_empty(),
+        "dashboard series not in /metrics after {:?}: {missing:?}",
+        t.elapsed()
+    );
+    assert!(series.len() >= 25, "{series:?}");
+}
+
 #[test]
 fn pcp_openmetrics_pmda_reads_a_vigil_metric() {
     if !require_root("pcp_openmetrics_pmda_reads_a_vigil_metric")

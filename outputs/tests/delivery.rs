@@ -654,16 +654,40 @@ fn metrics_exposition_is_valid_and_served() {
     outs.shutdown(Duration::from_secs(1));
 }
 
-/// The dashboard plots only metrics vigil defines.
+/// The dashboard plots only metrics vigil defines: the registry's own
+/// names, or a series a performance collector of the engine emits (a
+/// `"vigil_..."` literal in engine/src/perf/; the engine's root test
+/// `grafana_dashboard_series_are_in_a_live_agents_metrics` checks they are
+/// in a real agent's /metrics).
 #[test]
 fn grafana_dashboard_uses_defined_metrics() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/vigil.json"))
         .unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let names: Vec<&str> = vigil_outputs::metrics::names::ALL
+    let mut perf = String::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/src/perf");
+    for e in std::fs::read_dir(dir).unwrap() {
+        perf.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap_or_default());
+    }
+    let perf_names: Vec<String> = perf
+        .match_indices("\"vigil_")
+        .map(|(i, _)| {
+            perf[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    assert!(
+        perf_names
+            .iter()
+            .any(|n| n == "vigil_kmem_allocations_total")
+    );
+    let mut names: Vec<&str> = vigil_outputs::metrics::names::ALL
         .iter()
         .map(|n| n.0)
         .collect();
+    names.extend(perf_names.iter().map(String::as_str));
     let mut seen = 0;
     for p in dash["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().unwrap() {

@@ -99,8 +99,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Instead, a BCC-style view of a kernel-work tool (kmem,
-        /// slabratetop, kpages, numamove, workq, softirqs, hardirqs,
-        /// tasklets) summed over the metric records in --records.
+        /// slabratetop, memleak, overlayfs, kpages, numamove, workq,
+        /// softirqs, hardirqs, tasklets) or of the CPU profiler (profile)
+        /// summed over the metric records in --records.
         #[arg(long, requires = "records")]
         tool: Option<String>,
         /// vigil's JSON lines output holding the tool's metric records.

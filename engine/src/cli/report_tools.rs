@@ -2,15 +2,33 @@
 //! kernel-work tools, summed over the metric records vigil wrote
 //! (`event.dataset: vigil.<tool>`) in the window: `kmem`, `slabratetop`,
 //! `memleak`, `overlayfs`, `kpages`, `numamove`, `workq`, `softirqs`, `hardirqs`,
-//! `tasklets`. memleak's view is the last collection in the window (what
+//! `tasklets`, and the CPU profiler (`profile`: samples, share of a CPU and
+//! hottest functions per process, and how many stacks came back empty or
+//! truncated). memleak's view is the last collection in the window (what
 //! is outstanding then), not a sum.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The tools with a text view: every kernel-work tool, named as `vigil
-/// probe` shows them.
-pub const TOOLS: &[&str] = &vigil_bpf::ktools::SENSOR_NAMES;
+/// The tools with a text view: every kernel-work tool and the CPU
+/// profiler, named as `vigil probe` shows them.
+pub const TOOLS: &[&str] = &[
+    "kmem",
+    "slabratetop",
+    "memleak",
+    "overlayfs",
+    "kpages",
+    "numamove",
+    "workq",
+    "softirqs",
+    "hardirqs",
+    "tasklets",
+    "profile",
+];
+
+/// profile view per process: (comm, samples, kernel samples, cpu% x
+/// intervals, intervals, samples per function from the records' top 5).
+type ProfileSums = (String, u64, u64, f64, u64, BTreeMap<String, u64>);
 
 fn ts_of(r: &Value) -> Option<i64> {
     let s = r["@timestamp"].as_str()?;
@@ -296,6 +314,63 @@ pub fn render(tool: &str, text: &str, since_s: Option<u64>, now_s: i64) -> (Stri
                 }
             }
         }
+        "profile" => {
+            let (mut samples, mut idle, mut lost, mut empty, mut trunc) = (0, 0, 0, 0, 0);
+            let mut hz = 0;
+            let mut by: BTreeMap<u64, ProfileSums> = BTreeMap::new();
+            for r in &recs {
+                let p = &r["vigil"]["profile"];
+                if r["event"]["action"] == "cpu-profile-summary" {
+                    samples += u(&p["samples"]);
+                    idle += u(&p["idle_samples"]);
+                    lost += u(&p["lost_samples"]);
+                    empty += u(&p["stacks_empty"]);
+                    trunc += u(&p["stacks_truncated"]);
+                    hz = hz.max(u(&p["hz"]));
+                    continue;
+                }
+                if r["event"]["action"] != "cpu-profile" {
+                    continue;
+                }
+                let e = by.entry(u(&r["process"]["pid"])).or_default();
+                if let Some(n) = r["process"]["name"].as_str() {
+                    e.0 = n.into();
+                }
+                e.1 += u(&p["samples"]);
+                e.2 += u(&p["kernel_samples"]);
+                e.3 += p["cpu_pct"].as_f64().unwrap_or(0.0);
+                e.4 += 1;
+                for f in p["top"].as_array().into_iter().flatten() {
+                    if let (Some(name), Some(n)) = (f[0].as_str(), f[1].as_u64()) {
+                        *e.5.entry(name.into()).or_default() += n;
+                    }
+                }
+            }
+            out.push_str(&format!(
+                "{samples} samples at {hz} Hz ({idle} idle, {lost} lost); stacks empty: {empty}, truncated: {trunc}\n\n"
+            ));
+            out.push_str(&format!(
+                "{:>8} {:<16} {:>9} {:>7} {:>8}  {}\n",
+                "PID", "COMM", "SAMPLES", "CPU%", "KERNEL%", "HOTTEST FUNCTIONS (SAMPLES)"
+            ));
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+            for (pid, (comm, n, k, pct, iv, funcs)) in v.iter().take(30) {
+                let mut f: Vec<_> = funcs.iter().collect();
+                f.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                let hot: Vec<String> = f
+                    .iter()
+                    .take(3)
+                    .map(|(n, c)| format!("{n} ({c})"))
+                    .collect();
+                out.push_str(&format!(
+                    "{pid:>8} {comm:<16} {n:>9} {:>7.1} {:>8.1}  {}\n",
+                    pct / (*iv).max(1) as f64,
+                    100.0 * *k as f64 / (*n).max(1) as f64,
+                    hot.join(", ")
+                ));
+            }
+        }
         "numamove" => {
             let mut by: BTreeMap<(u64, String), (String, u64, u64, f64)> = BTreeMap::new();
             for r in &recs {
@@ -509,6 +584,38 @@ not json
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1_000_000_000));
         assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("garbage"), None);
+    }
+
+    #[test]
+    fn profile_sums_samples_and_hottest_functions_per_process() {
+        let recs = r#"{"@timestamp":"2026-12-04T18:24:01.8Z","event":{"kind":"metric","dataset":"vigil.profile","action":"cpu-profile-summary"},"vigil":{"profile":{"interval_s":1.0,"hz":99,"samples":90,"idle_samples":100,"lost_samples":0,"stacks_empty":3,"stacks_truncated":5,"cpu_pct":90.9}}}
+{"@timestamp":"2026-12-04T18:24:01.8Z","event":{"kind":"metric","dataset":"vigil.profile","action":"cpu-profile"},"process":{"pid":42,"name":"busy"},"vigil":{"profile":{"samples":80,"kernel_samples":8,"cpu_pct":80.8,"hottest":"spin","top":[["spin",70],["main",10]]}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.profile","action":"cpu-profile-summary"},"vigil":{"profile":{"interval_s":1.0,"hz":99,"samples":60,"idle_samples":130,"lost_samples":1,"stacks_empty":0,"stacks_truncated":2,"cpu_pct":60.6}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.profile","action":"cpu-profile"},"process":{"pid":42,"name":"busy"},"vigil":{"profile":{"samples":40,"kernel_samples":0,"cpu_pct":40.4,"top":[["spin",40]]}}}
+{"@timestamp":"2026-12-04T18:24:02.8Z","event":{"kind":"metric","dataset":"vigil.profile","action":"cpu-profile"},"process":{"pid":7,"name":"other"},"vigil":{"profile":{"samples":20,"kernel_samples":20,"cpu_pct":20.2,"top":[["do_syscall_64_[k]",20]]}}}
+"#;
+        let (v, bad) = render("profile", recs, None, 0);
+        assert_eq!(bad, 0);
+        assert!(v.starts_with("profile: 5 records (1 s intervals)"), "{v}");
+        assert!(
+            v.contains("150 samples at 99 Hz (230 idle, 1 lost); stacks empty: 3, truncated: 7"),
+            "{v}"
+        );
+        let rows: Vec<&str> = v
+            .lines()
+            .filter(|l| l.contains("busy") || l.contains("other"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{v}");
+        assert!(
+            rows[0].contains("42 busy") && rows[0].contains(" 120 "),
+            "{v}"
+        );
+        assert!(rows[0].contains("60.6") && rows[0].contains("6.7"), "{v}");
+        assert!(rows[0].contains("spin (110), main (10)"), "{v}");
+        assert!(rows[1].contains("do_syscall_64_[k] (20)"), "{v}");
+        for t in vigil_bpf::ktools::SENSOR_NAMES {
+            assert!(TOOLS.contains(&t), "{t} has a view");
+        }
     }
 
     #[test]

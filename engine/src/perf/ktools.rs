@@ -887,504 +887,604 @@ impl Collector for KtoolsCollector {
         let mut out = Output::default();
         let ts = ecs::rfc3339(ctx.unix_ns);
         let hostname = ctx.hostname.to_string();
-        let header = |w: &mut vigil_outputs::json::Writer, dataset: &str, action: &str| {
-            w.str("@timestamp", ts.as_bytes())
-                .str("event.kind", "metric")
-                .str("event.module", "vigil")
-                .str("event.dataset", dataset)
-                .str("event.action", action)
-                .str("host.hostname", hostname.as_bytes());
+        let st = Stamp {
+            ts: &ts,
+            hostname: &hostname,
+            secs,
         };
-        let iv = |w: &mut vigil_outputs::json::Writer, dataset: &str| {
-            put_f64(
-                w,
-                &format!("{dataset}.interval_s"),
-                (secs * 100.0).round() / 100.0,
-            );
-        };
-        let gone = |pid: u32| !alive(pid);
-        let top = self.cfg.kmem_top.max(1);
-
-        // ---- kmem, slabratetop ----
-        let km_scale = u64::from(self.cfg.kmem_sample.max(1));
-        let kmem_live = self.kt.is_live("kmem");
-        let slab_live = self.kt.is_live("slabratetop");
-        if kmem_live || slab_live {
-            let now_km = self.kt.kmem().unwrap_or_default();
-            let (d, forget) = self.kmem.step(now_km, |k| gone(k.tgid));
-            let _ = self.kt.forget_kmem(&forget);
-            if d.iter()
-                .any(|(k, _)| k.cache != 0 && !self.names.contains_key(&k.cache))
-            {
-                self.names = self.kt.cache_names().unwrap_or_default();
-            }
-            // per process
-            let mut procs: BTreeMap<u32, ProcKmem> = BTreeMap::new();
-            let mut slabs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-            for (k, v) in &d {
-                let c = v.count.saturating_mul(km_scale);
-                let b = v.bytes.saturating_mul(km_scale);
-                let class = class_name(k.cache, k.size, k.flags, &self.names);
-                let p = procs.entry(k.tgid).or_default();
-                p.0 += c;
-                p.1 += b;
-                p.2 = k.cgroup_id;
-                let e = p.3.entry(class.clone()).or_default();
-                e.0 += c;
-                e.1 += b;
-                let s = slabs.entry(class.clone()).or_default();
-                s.0 += c;
-                s.1 += b;
-                if kmem_live {
-                    let t = self.totals.kmem_by_pid.entry(k.tgid).or_default();
-                    t.0 += c;
-                    t.1 += b;
-                    *self
-                        .totals
-                        .kmem_by_class
-                        .entry((k.tgid, class))
-                        .or_default() += c;
-                }
-            }
-            if kmem_live && !d.is_empty() {
-                let mut ranked: Vec<_> = procs.iter().collect();
-                ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
-                for (tgid, (c, b, cg, classes)) in ranked.into_iter().take(top) {
-                    let mut cl: Vec<_> = classes.iter().collect();
-                    cl.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-                    let arr: Vec<_> = cl
-                        .iter()
-                        .take(10)
-                        .map(|(n, (c, b))| json!({"cache": n, "allocs": c, "bytes": b}))
-                        .collect();
-                    let mut w = vigil_outputs::json::Writer::new();
-                    header(&mut w, "vigil.kmem", "kmem");
-                    w.u64("process.pid", u64::from(*tgid));
-                    if let Some(n) = comm_of(*tgid) {
-                        w.str("process.name", n.as_bytes());
-                    }
-                    let path = ctx.host.cgroup_path(*cg);
-                    if let Some(c) = path.as_deref().and_then(crate::container::from_cgroup_path) {
-                        w.str("container.id", c.id.as_bytes())
-                            .str("container.runtime", c.runtime);
-                    }
-                    iv(&mut w, "vigil.kmem");
-                    w.u64("vigil.kmem.cgroup_id", *cg);
-                    if let Some(p) = &path {
-                        w.str("vigil.kmem.cgroup", p.as_bytes());
-                    }
-                    w.u64("vigil.kmem.allocs", *c).u64("vigil.kmem.bytes", *b);
-                    put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
-                    w.u64("vigil.kmem.sample", km_scale);
-                    w.raw(
-                        "vigil.kmem.caches",
-                        &serde_json::to_vec(&arr).unwrap_or_default(),
-                    );
-                    out.records.push(PerfRecord {
-                        json: w.finish(),
-                        finding: None,
-                    });
-                }
-                // call sites
-                let (sd, sforget) = self
-                    .sites
-                    .step(self.kt.kmem_sites().unwrap_or_default(), |_| false);
-                let _ = self.kt.forget_sites(&sforget);
-                let mut sd = sd;
-                sd.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
-                let arr: Vec<_> = sd
-                    .iter()
-                    .take(20)
-                    .map(|(k, v)| {
-                        json!({
-                            "site": self.syms.name(k.call_site),
-                            "cache": class_name(k.cache, k.size, k.flags, &self.names),
-                            "allocs": v.count.saturating_mul(km_scale),
-                            "bytes": v.bytes.saturating_mul(km_scale),
-                        })
-                    })
-                    .collect();
-                if !arr.is_empty() {
-                    let mut w = vigil_outputs::json::Writer::new();
-                    header(&mut w, "vigil.kmem", "kmem-sites");
-                    iv(&mut w, "vigil.kmem");
-                    w.raw(
-                        "vigil.kmem.sites",
-                        &serde_json::to_vec(&arr).unwrap_or_default(),
-                    );
-                    out.records.push(PerfRecord {
-                        json: w.finish(),
-                        finding: None,
-                    });
-                }
-                let all: u64 = procs.values().map(|p| p.0).sum();
-                out.counters.push(CounterDelta {
-                    name: "vigil_kmem_allocations_total",
-                    help: "Kernel allocations (kmalloc, kmem_cache_alloc) counted by kmem, scaled by the sample rate.",
-                    labels: Vec::new(),
-                    delta: all,
-                    scale: 1.0,
-                });
-            }
-            if slab_live && !slabs.is_empty() {
-                let mut s: Vec<_> = slabs.iter().collect();
-                s.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-                let arr: Vec<_> = s
-                    .iter()
-                    .take(20)
-                    .map(|(n, (c, b))| {
-                        json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
-                    })
-                    .collect();
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "vigil.slabratetop", "slabratetop");
-                iv(&mut w, "vigil.slabratetop");
-                w.u64("vigil.slabratetop.allocs", s.iter().map(|x| x.1.0).sum())
-                    .u64("vigil.slabratetop.caches_seen", s.len() as u64)
-                    .raw(
-                        "vigil.slabratetop.caches",
-                        &serde_json::to_vec(&arr).unwrap_or_default(),
-                    );
-                out.records.push(PerfRecord {
-                    json: w.finish(),
-                    finding: None,
-                });
-                for (n, (c, _)) in s.iter().take(20) {
-                    *self.totals.slabs.entry((*n).clone()).or_default() += c;
-                    out.counters.push(CounterDelta {
-                        name: "vigil_slab_allocations_total",
-                        help: "Slab allocations per cache (slabratetop; the 20 busiest caches of each interval).",
-                        labels: vec![("cache", (*n).clone())],
-                        delta: *c,
-                        scale: 1.0,
-                    });
-                }
-            }
-            // ---- the heap-spray alert ----
-            // A rate over a short partial interval (the last collection
-            // at shutdown) is no rate: judge whole intervals only.
-            if kmem_live && self.cfg.spray && secs >= 0.5 {
-                let loads = class_loads(&d, &self.names, km_scale, secs);
-                for h in self.spray.judge(&loads, uid_of) {
-                    self.totals.sprays += 1;
-                    let l = &h.load;
-                    let name = comm_of(l.tgid).unwrap_or_else(|| "exited".into());
-                    let who = match h.uid {
-                        Some(0) => "root".to_string(),
-                        Some(u) => format!("unprivileged uid {u}"),
-                        None => "uid unknown".to_string(),
-                    };
-                    let msg = format!(
-                        "possible kernel heap spray: process {} ({name}, {who}) made {} allocations in {} in {:.1} s ({:.0}/s, usual {:.0}/s, threshold {:.0}/s), {:.0}% of them from {}",
-                        l.tgid,
-                        l.count,
-                        l.class,
-                        secs,
-                        l.per_s,
-                        h.usual_per_s,
-                        h.threshold,
-                        l.nr_share * 100.0,
-                        syscall(l.top_nr)
-                    );
-                    let mut w = vigil_outputs::json::Writer::new();
-                    w.str("@timestamp", ts.as_bytes())
-                        .str("event.kind", "alert")
-                        .str("event.module", "vigil")
-                        .str("event.dataset", "vigil.kmem")
-                        .str("event.action", "kmem-spray")
-                        .str("host.hostname", hostname.as_bytes())
-                        .str("message", msg.as_bytes())
-                        .u64("process.pid", u64::from(l.tgid))
-                        .str("process.name", name.as_bytes());
-                    if let Some(u) = h.uid {
-                        w.u64("process.real_user.id", u64::from(u));
-                    }
-                    w.str("threat.framework", "MITRE ATT&CK")
-                        .strs("threat.technique.id", ["T1068"].iter())
-                        .str("vigil.kmem.spray.cache", l.class.as_bytes())
-                        .u64("vigil.kmem.spray.allocs", l.count)
-                        .str("vigil.kmem.spray.syscall", syscall(l.top_nr).as_bytes());
-                    put_f64(&mut w, "vigil.kmem.spray.per_s", round1(l.per_s));
-                    put_f64(
-                        &mut w,
-                        "vigil.kmem.spray.usual_per_s",
-                        round1(h.usual_per_s),
-                    );
-                    put_f64(&mut w, "vigil.kmem.spray.threshold", round1(h.threshold));
-                    put_f64(
-                        &mut w,
-                        "vigil.kmem.spray.share",
-                        (l.share * 1000.0).round() / 1000.0,
-                    );
-                    let sev = if h.uid == Some(0) { 2 } else { 3 };
-                    out.alerts.push(crate::perf::collector::Alert {
-                        json: w.finish(),
-                        id: "perf.kmem-spray".into(),
-                        title: "Kernel heap spray",
-                        message: msg,
-                        severity: sev,
-                    });
-                }
-                self.spray.forget(gone);
-            }
+        if self.kt.is_live("kmem") || self.kt.is_live("slabratetop") {
+            self.collect_kmem(ctx, &mut out, &st);
         }
-
-        // ---- memleak ----
         if self.kt.is_live("memleak") {
             self.collect_memleak(ctx, &mut out, secs, &ts, &hostname);
         }
-
-        // ---- overlayfs ----
         if self.kt.is_live("overlayfs") {
             self.collect_overlayfs(ctx, &mut out, secs, &ts, &hostname);
         }
-
-        // ---- kpages ----
         if self.kt.is_live("kpages") {
-            let scale = u64::from(self.cfg.kpages_sample.max(1));
-            let (d, forget) = self
-                .kpages
-                .step(self.kt.kpages().unwrap_or_default(), |k| gone(k.tgid));
-            let _ = self.kt.forget_kpages(&forget);
-            let mut procs: BTreeMap<u32, (u64, BTreeMap<u32, u64>)> = BTreeMap::new();
-            for (k, n) in &d {
-                let n = n.saturating_mul(scale);
-                let p = procs.entry(k.tgid).or_default();
-                p.0 += n << k.order.min(20);
-                *p.1.entry(k.order).or_default() += n;
-                *self.totals.kpages_by_pid.entry(k.tgid).or_default() += n << k.order.min(20);
-            }
-            let mut ranked: Vec<_> = procs.iter().collect();
-            ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-            for (tgid, (pages, orders)) in ranked.into_iter().take(top) {
-                let by: serde_json::Map<String, serde_json::Value> = orders
-                    .iter()
-                    .map(|(o, n)| (o.to_string(), json!(n)))
-                    .collect();
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "vigil.kpages", "kpages");
-                w.u64("process.pid", u64::from(*tgid));
-                if let Some(n) = comm_of(*tgid) {
-                    w.str("process.name", n.as_bytes());
-                }
-                iv(&mut w, "vigil.kpages");
-                w.u64("vigil.kpages.pages", *pages)
-                    .u64("vigil.kpages.sample", scale)
-                    .raw(
-                        "vigil.kpages.by_order",
-                        &serde_json::to_vec(&by).unwrap_or_default(),
-                    );
-                out.records.push(PerfRecord {
-                    json: w.finish(),
-                    finding: None,
-                });
-            }
-            let all: u64 = procs.values().map(|p| p.0).sum();
-            if all > 0 {
-                out.counters.push(CounterDelta {
-                    name: "vigil_kpages_pages_total",
-                    help: "Pages allocated (mm_page_alloc, 2^order each) counted by kpages, scaled by the sample rate.",
-                    labels: Vec::new(),
-                    delta: all,
-                    scale: 1.0,
-                });
-            }
+            self.collect_kpages(&mut out, &st);
         }
-
-        // ---- numamove ----
         if self.kt.is_live("numamove") {
-            let (d, forget) = self
-                .numa
-                .step(self.kt.numamove().unwrap_or_default(), |k| gone(k.tgid));
-            let _ = self.kt.forget_numamove(&forget);
-            for (k, v) in &d {
-                let reason = migrate_reason(k.reason);
-                let t = self.totals.numamove.entry(reason.into()).or_default();
-                t.0 += v.calls;
-                t.1 += v.succeeded;
-                t.2 += v.ns;
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, "vigil.numamove", "numamove");
-                w.u64("process.pid", u64::from(k.tgid));
-                if let Some(n) = comm_of(k.tgid) {
-                    w.str("process.name", n.as_bytes());
-                }
-                iv(&mut w, "vigil.numamove");
-                w.str("vigil.numamove.reason", reason)
-                    .u64("vigil.numamove.calls", v.calls)
-                    .u64("vigil.numamove.pages", v.succeeded)
-                    .u64("vigil.numamove.failed", v.failed);
-                put_f64(&mut w, "vigil.numamove.ms", round1(v.ns as f64 / 1e6));
-                out.records.push(PerfRecord {
-                    json: w.finish(),
-                    finding: None,
-                });
-                out.counters.push(CounterDelta {
-                    name: "vigil_numamove_pages_total",
-                    help: "Pages migrated (migrate:mm_migrate_pages) per reason (numamove).",
-                    labels: vec![("reason", reason.to_string())],
-                    delta: v.succeeded,
-                    scale: 1.0,
-                });
-            }
+            self.collect_numamove(&mut out, &st);
         }
-
-        // ---- workq, softirqs, hardirqs, tasklets ----
-        let any_work = ["workq", "softirqs", "hardirqs", "tasklets"]
+        if ["workq", "softirqs", "hardirqs", "tasklets"]
             .iter()
-            .any(|t| self.kt.is_live(t));
-        if any_work {
-            let (d, forget) = self
-                .work
-                .step(self.kt.work().unwrap_or_default(), |_| false);
-            let _ = self.kt.forget_work(&forget);
-            let irqs = if d.iter().any(|(k, _)| k.kind == KW_HARDIRQ) {
-                std::fs::read_to_string("/proc/interrupts")
-                    .map(|t| irq_names(&t))
-                    .unwrap_or_default()
-            } else {
-                HashMap::new()
-            };
-            for (kind, tool) in [
-                (KW_WORKQ, "workq"),
-                (KW_SOFTIRQ, "softirqs"),
-                (KW_HARDIRQ, "hardirqs"),
-                (KW_TASKLET, "tasklets"),
-            ] {
-                let mut rows: Vec<&(KwKey, KwVal)> =
-                    d.iter().filter(|(k, _)| k.kind == kind).collect();
-                if rows.is_empty() {
-                    continue;
-                }
-                rows.sort_by(|a, b| b.1.run_ns.cmp(&a.1.run_ns).then(a.0.cmp(&b.0)));
-                let total_ns: u64 = rows.iter().map(|r| r.1.run_ns).sum();
-                let total_n: u64 = rows.iter().map(|r| r.1.count).sum();
-                let mut arr = Vec::new();
-                for (k, v) in rows.iter().take(20) {
-                    let name = match kind {
-                        KW_SOFTIRQ => softirq_name(k.id).to_string(),
-                        KW_HARDIRQ => match irqs.get(&k.id) {
-                            Some(n) => format!("{}:{n}", k.id),
-                            None => k.id.to_string(),
-                        },
-                        _ => self.syms.name(k.id),
-                    };
-                    let mut o = json!({
-                        "name": name,
-                        "count": v.count,
-                        "run_us": v.run_ns / 1000,
-                        "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
-                        "max_run_us": crate::perf::slot_bounds(
-                            v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
-                    });
-                    if kind == KW_WORKQ && v.waited > 0 {
-                        o["avg_latency_us"] =
-                            json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
-                        o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
-                    }
-                    arr.push(o);
-                    match kind {
-                        KW_WORKQ => *self.totals.workq.entry(name.clone()).or_default() += v.count,
-                        KW_TASKLET => {
-                            *self.totals.tasklets.entry(name.clone()).or_default() += v.count
-                        }
-                        KW_SOFTIRQ => {
-                            let t = self.totals.softirqs.entry(name.clone()).or_default();
-                            t.0 += v.count;
-                            t.1 += v.run_ns;
-                        }
-                        _ => {
-                            let t = self.totals.hardirqs.entry(name.clone()).or_default();
-                            t.0 += v.count;
-                            t.1 += v.run_ns;
-                        }
-                    }
-                    if matches!(kind, KW_SOFTIRQ | KW_HARDIRQ) {
-                        out.counters.push(CounterDelta {
-                            name: if kind == KW_SOFTIRQ {
-                                "vigil_softirq_seconds_total"
-                            } else {
-                                "vigil_hardirq_seconds_total"
-                            },
-                            help: if kind == KW_SOFTIRQ {
-                                "Time in softirqs per vector (softirqs)."
-                            } else {
-                                "Time in hard irq handlers per irq (hardirqs)."
-                            },
-                            labels: vec![(
-                                if kind == KW_SOFTIRQ { "vector" } else { "irq" },
-                                name.clone(),
-                            )],
-                            delta: v.run_ns,
-                            scale: 1e-9,
-                        });
-                    }
-                }
-                let dataset = format!("vigil.{tool}");
-                let mut w = vigil_outputs::json::Writer::new();
-                header(&mut w, &dataset, tool);
-                iv(&mut w, &dataset);
-                w.u64(&format!("{dataset}.count"), total_n)
-                    .u64(&format!("{dataset}.run_us"), total_ns / 1000);
-                put_f64(
-                    &mut w,
-                    &format!("{dataset}.cpu_pct"),
-                    round1(100.0 * total_ns as f64 / 1e9 / secs),
-                );
-                let key = if kind == KW_SOFTIRQ {
-                    "vectors"
-                } else if kind == KW_HARDIRQ {
-                    "irqs"
-                } else {
-                    "functions"
-                };
-                w.raw(
-                    &format!("{dataset}.{key}"),
-                    &serde_json::to_vec(&arr).unwrap_or_default(),
-                );
-                out.records.push(PerfRecord {
-                    json: w.finish(),
-                    finding: None,
-                });
-                if kind == KW_WORKQ {
-                    out.counters.push(CounterDelta {
-                        name: "vigil_workq_items_total",
-                        help: "Work items run (workq).",
-                        labels: Vec::new(),
-                        delta: total_n,
-                        scale: 1.0,
-                    });
-                }
-                let pct = 100.0 * total_ns as f64 / 1e9 / secs;
-                if kind == KW_SOFTIRQ && self.cfg.softirq_pct > 0.0 && pct > self.cfg.softirq_pct {
-                    self.totals.findings += 1;
-                    let (k, v) = rows[0];
-                    let msg = format!(
-                        "softirqs took {pct:.1}% of one CPU in {secs:.0} s (threshold {}%); most: {} {:.1} ms",
-                        self.cfg.softirq_pct,
-                        softirq_name(k.id),
-                        v.run_ns as f64 / 1e6
-                    );
-                    let mut w = vigil_outputs::json::Writer::new();
-                    header(&mut w, "vigil.finding", "softirq-high");
-                    w.str("message", msg.as_bytes())
-                        .str("vigil.finding.name", "softirq-high")
-                        .str("vigil.finding.metric", "vigil.softirqs.cpu_pct");
-                    put_f64(&mut w, "vigil.finding.value", round1(pct));
-                    put_f64(&mut w, "vigil.finding.threshold", self.cfg.softirq_pct);
-                    w.str("vigil.finding.unit", "percent");
-                    out.records.push(PerfRecord {
-                        json: w.finish(),
-                        finding: Some(crate::perf::collector::Finding::new(
-                            "softirq-high",
-                            "Softirq time high",
-                            msg,
-                        )),
-                    });
-                }
-            }
+            .any(|t| self.kt.is_live(t))
+        {
+            self.collect_work(&mut out, &st);
         }
         out
+    }
+}
+
+/// Time stamp, host name and interval length of one collection; the head
+/// of every metric record it writes.
+struct Stamp<'a> {
+    ts: &'a str,
+    hostname: &'a str,
+    secs: f64,
+}
+
+impl Stamp<'_> {
+    /// `@timestamp`, `event.*` and `host.hostname` of a metric record.
+    fn header(&self, w: &mut vigil_outputs::json::Writer, dataset: &str, action: &str) {
+        w.str("@timestamp", self.ts.as_bytes())
+            .str("event.kind", "metric")
+            .str("event.module", "vigil")
+            .str("event.dataset", dataset)
+            .str("event.action", action)
+            .str("host.hostname", self.hostname.as_bytes());
+    }
+
+    /// `<dataset>.interval_s`.
+    fn iv(&self, w: &mut vigil_outputs::json::Writer, dataset: &str) {
+        put_f64(
+            w,
+            &format!("{dataset}.interval_s"),
+            (self.secs * 100.0).round() / 100.0,
+        );
+    }
+}
+
+/// A process that exited (pid 0, no process, is never gone).
+fn gone(pid: u32) -> bool {
+    !alive(pid)
+}
+
+impl KtoolsCollector {
+    /// kmem and slabratetop: reads the allocation counts, sums them per
+    /// process and per cache, and hands them to the per-tool writers and
+    /// the heap-spray detector.
+    fn collect_kmem(&mut self, ctx: &mut Ctx<'_>, out: &mut Output, st: &Stamp<'_>) {
+        let km_scale = u64::from(self.cfg.kmem_sample.max(1));
+        let kmem_live = self.kt.is_live("kmem");
+        let slab_live = self.kt.is_live("slabratetop");
+        let now_km = self.kt.kmem().unwrap_or_default();
+        let (d, forget) = self.kmem.step(now_km, |k| gone(k.tgid));
+        let _ = self.kt.forget_kmem(&forget);
+        if d.iter()
+            .any(|(k, _)| k.cache != 0 && !self.names.contains_key(&k.cache))
+        {
+            self.names = self.kt.cache_names().unwrap_or_default();
+        }
+        // per process
+        let mut procs: BTreeMap<u32, ProcKmem> = BTreeMap::new();
+        let mut slabs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (k, v) in &d {
+            let c = v.count.saturating_mul(km_scale);
+            let b = v.bytes.saturating_mul(km_scale);
+            let class = class_name(k.cache, k.size, k.flags, &self.names);
+            let p = procs.entry(k.tgid).or_default();
+            p.0 += c;
+            p.1 += b;
+            p.2 = k.cgroup_id;
+            let e = p.3.entry(class.clone()).or_default();
+            e.0 += c;
+            e.1 += b;
+            let s = slabs.entry(class.clone()).or_default();
+            s.0 += c;
+            s.1 += b;
+            if kmem_live {
+                let t = self.totals.kmem_by_pid.entry(k.tgid).or_default();
+                t.0 += c;
+                t.1 += b;
+                *self
+                    .totals
+                    .kmem_by_class
+                    .entry((k.tgid, class))
+                    .or_default() += c;
+            }
+        }
+        if kmem_live && !d.is_empty() {
+            self.kmem_records(ctx, out, st, &procs);
+            self.kmem_sites(out, st);
+        }
+        if slab_live && !slabs.is_empty() {
+            self.slabratetop_record(out, st, &slabs);
+        }
+        // A rate over a short partial interval (the last collection
+        // at shutdown) is no rate: judge whole intervals only.
+        if kmem_live && self.cfg.spray && st.secs >= 0.5 {
+            self.judge_spray(out, st, &d);
+        }
+    }
+
+    /// kmem: one record per busy process (the `kmem_top` busiest) with its
+    /// top caches, and the allocations counter.
+    fn kmem_records(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        out: &mut Output,
+        st: &Stamp<'_>,
+        procs: &BTreeMap<u32, ProcKmem>,
+    ) {
+        let secs = st.secs;
+        let top = self.cfg.kmem_top.max(1);
+        let km_scale = u64::from(self.cfg.kmem_sample.max(1));
+        let mut ranked: Vec<_> = procs.iter().collect();
+        ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(b.0)));
+        for (tgid, (c, b, cg, classes)) in ranked.into_iter().take(top) {
+            let mut cl: Vec<_> = classes.iter().collect();
+            cl.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+            let arr: Vec<_> = cl
+                .iter()
+                .take(10)
+                .map(|(n, (c, b))| json!({"cache": n, "allocs": c, "bytes": b}))
+                .collect();
+            let mut w = vigil_outputs::json::Writer::new();
+            st.header(&mut w, "vigil.kmem", "kmem");
+            w.u64("process.pid", u64::from(*tgid));
+            if let Some(n) = comm_of(*tgid) {
+                w.str("process.name", n.as_bytes());
+            }
+            let path = ctx.host.cgroup_path(*cg);
+            if let Some(c) = path.as_deref().and_then(crate::container::from_cgroup_path) {
+                w.str("container.id", c.id.as_bytes())
+                    .str("container.runtime", c.runtime);
+            }
+            st.iv(&mut w, "vigil.kmem");
+            w.u64("vigil.kmem.cgroup_id", *cg);
+            if let Some(p) = &path {
+                w.str("vigil.kmem.cgroup", p.as_bytes());
+            }
+            w.u64("vigil.kmem.allocs", *c).u64("vigil.kmem.bytes", *b);
+            put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
+            w.u64("vigil.kmem.sample", km_scale);
+            w.raw(
+                "vigil.kmem.caches",
+                &serde_json::to_vec(&arr).unwrap_or_default(),
+            );
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+        let all: u64 = procs.values().map(|p| p.0).sum();
+        out.counters.push(CounterDelta {
+            name: "vigil_kmem_allocations_total",
+            help: "Kernel allocations (kmalloc, kmem_cache_alloc) counted by kmem, scaled by the sample rate.",
+            labels: Vec::new(),
+            delta: all,
+            scale: 1.0,
+        });
+    }
+
+    /// kmem: the busiest call sites of the interval, one record.
+    fn kmem_sites(&mut self, out: &mut Output, st: &Stamp<'_>) {
+        let km_scale = u64::from(self.cfg.kmem_sample.max(1));
+        // call sites
+        let (sd, sforget) = self
+            .sites
+            .step(self.kt.kmem_sites().unwrap_or_default(), |_| false);
+        let _ = self.kt.forget_sites(&sforget);
+        let mut sd = sd;
+        sd.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
+        let arr: Vec<_> = sd
+            .iter()
+            .take(20)
+            .map(|(k, v)| {
+                json!({
+                    "site": self.syms.name(k.call_site),
+                    "cache": class_name(k.cache, k.size, k.flags, &self.names),
+                    "allocs": v.count.saturating_mul(km_scale),
+                    "bytes": v.bytes.saturating_mul(km_scale),
+                })
+            })
+            .collect();
+        if !arr.is_empty() {
+            let mut w = vigil_outputs::json::Writer::new();
+            st.header(&mut w, "vigil.kmem", "kmem-sites");
+            st.iv(&mut w, "vigil.kmem");
+            w.raw(
+                "vigil.kmem.sites",
+                &serde_json::to_vec(&arr).unwrap_or_default(),
+            );
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+    }
+
+    /// slabratetop: one record of the busiest caches and their counters.
+    fn slabratetop_record(
+        &mut self,
+        out: &mut Output,
+        st: &Stamp<'_>,
+        slabs: &BTreeMap<String, (u64, u64)>,
+    ) {
+        let secs = st.secs;
+        let mut s: Vec<_> = slabs.iter().collect();
+        s.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        let arr: Vec<_> = s
+            .iter()
+            .take(20)
+            .map(|(n, (c, b))| {
+                json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
+            })
+            .collect();
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, "vigil.slabratetop", "slabratetop");
+        st.iv(&mut w, "vigil.slabratetop");
+        w.u64("vigil.slabratetop.allocs", s.iter().map(|x| x.1.0).sum())
+            .u64("vigil.slabratetop.caches_seen", s.len() as u64)
+            .raw(
+                "vigil.slabratetop.caches",
+                &serde_json::to_vec(&arr).unwrap_or_default(),
+            );
+        out.records.push(PerfRecord {
+            json: w.finish(),
+            finding: None,
+        });
+        for (n, (c, _)) in s.iter().take(20) {
+            *self.totals.slabs.entry((*n).clone()).or_default() += c;
+            out.counters.push(CounterDelta {
+                name: "vigil_slab_allocations_total",
+                help: "Slab allocations per cache (slabratetop; the 20 busiest caches of each interval).",
+                labels: vec![("cache", (*n).clone())],
+                delta: *c,
+                scale: 1.0,
+            });
+        }
+    }
+
+    /// The heap-spray alert (`kmem-spray`): judges the interval's kmalloc
+    /// loads per (process, class) against their usual rates.
+    fn judge_spray(&mut self, out: &mut Output, st: &Stamp<'_>, d: &[(KmKey, KmVal)]) {
+        let (secs, ts, hostname) = (st.secs, st.ts, st.hostname);
+        let km_scale = u64::from(self.cfg.kmem_sample.max(1));
+        let loads = class_loads(d, &self.names, km_scale, secs);
+        for h in self.spray.judge(&loads, uid_of) {
+            self.totals.sprays += 1;
+            let l = &h.load;
+            let name = comm_of(l.tgid).unwrap_or_else(|| "exited".into());
+            let who = match h.uid {
+                Some(0) => "root".to_string(),
+                Some(u) => format!("unprivileged uid {u}"),
+                None => "uid unknown".to_string(),
+            };
+            let msg = format!(
+                "possible kernel heap spray: process {} ({name}, {who}) made {} allocations in {} in {:.1} s ({:.0}/s, usual {:.0}/s, threshold {:.0}/s), {:.0}% of them from {}",
+                l.tgid,
+                l.count,
+                l.class,
+                secs,
+                l.per_s,
+                h.usual_per_s,
+                h.threshold,
+                l.nr_share * 100.0,
+                syscall(l.top_nr)
+            );
+            let mut w = vigil_outputs::json::Writer::new();
+            w.str("@timestamp", ts.as_bytes())
+                .str("event.kind", "alert")
+                .str("event.module", "vigil")
+                .str("event.dataset", "vigil.kmem")
+                .str("event.action", "kmem-spray")
+                .str("host.hostname", hostname.as_bytes())
+                .str("message", msg.as_bytes())
+                .u64("process.pid", u64::from(l.tgid))
+                .str("process.name", name.as_bytes());
+            if let Some(u) = h.uid {
+                w.u64("process.real_user.id", u64::from(u));
+            }
+            w.str("threat.framework", "MITRE ATT&CK")
+                .strs("threat.technique.id", ["T1068"].iter())
+                .str("vigil.kmem.spray.cache", l.class.as_bytes())
+                .u64("vigil.kmem.spray.allocs", l.count)
+                .str("vigil.kmem.spray.syscall", syscall(l.top_nr).as_bytes());
+            put_f64(&mut w, "vigil.kmem.spray.per_s", round1(l.per_s));
+            put_f64(
+                &mut w,
+                "vigil.kmem.spray.usual_per_s",
+                round1(h.usual_per_s),
+            );
+            put_f64(&mut w, "vigil.kmem.spray.threshold", round1(h.threshold));
+            put_f64(
+                &mut w,
+                "vigil.kmem.spray.share",
+                (l.share * 1000.0).round() / 1000.0,
+            );
+            let sev = if h.uid == Some(0) { 2 } else { 3 };
+            out.alerts.push(crate::perf::collector::Alert {
+                json: w.finish(),
+                id: "perf.kmem-spray".into(),
+                title: "Kernel heap spray",
+                message: msg,
+                severity: sev,
+            });
+        }
+        self.spray.forget(gone);
+    }
+
+    /// kpages: one record per busy process (pages by order) and the pages
+    /// counter.
+    fn collect_kpages(&mut self, out: &mut Output, st: &Stamp<'_>) {
+        let top = self.cfg.kmem_top.max(1);
+        let scale = u64::from(self.cfg.kpages_sample.max(1));
+        let (d, forget) = self
+            .kpages
+            .step(self.kt.kpages().unwrap_or_default(), |k| gone(k.tgid));
+        let _ = self.kt.forget_kpages(&forget);
+        let mut procs: BTreeMap<u32, (u64, BTreeMap<u32, u64>)> = BTreeMap::new();
+        for (k, n) in &d {
+            let n = n.saturating_mul(scale);
+            let p = procs.entry(k.tgid).or_default();
+            p.0 += n << k.order.min(20);
+            *p.1.entry(k.order).or_default() += n;
+            *self.totals.kpages_by_pid.entry(k.tgid).or_default() += n << k.order.min(20);
+        }
+        let mut ranked: Vec<_> = procs.iter().collect();
+        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        for (tgid, (pages, orders)) in ranked.into_iter().take(top) {
+            let by: serde_json::Map<String, serde_json::Value> = orders
+                .iter()
+                .map(|(o, n)| (o.to_string(), json!(n)))
+                .collect();
+            let mut w = vigil_outputs::json::Writer::new();
+            st.header(&mut w, "vigil.kpages", "kpages");
+            w.u64("process.pid", u64::from(*tgid));
+            if let Some(n) = comm_of(*tgid) {
+                w.str("process.name", n.as_bytes());
+            }
+            st.iv(&mut w, "vigil.kpages");
+            w.u64("vigil.kpages.pages", *pages)
+                .u64("vigil.kpages.sample", scale)
+                .raw(
+                    "vigil.kpages.by_order",
+                    &serde_json::to_vec(&by).unwrap_or_default(),
+                );
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+        let all: u64 = procs.values().map(|p| p.0).sum();
+        if all > 0 {
+            out.counters.push(CounterDelta {
+                name: "vigil_kpages_pages_total",
+                help: "Pages allocated (mm_page_alloc, 2^order each) counted by kpages, scaled by the sample rate.",
+                labels: Vec::new(),
+                delta: all,
+                scale: 1.0,
+            });
+        }
+    }
+
+    /// numamove: one record per (process, reason) that migrated pages.
+    fn collect_numamove(&mut self, out: &mut Output, st: &Stamp<'_>) {
+        let (d, forget) = self
+            .numa
+            .step(self.kt.numamove().unwrap_or_default(), |k| gone(k.tgid));
+        let _ = self.kt.forget_numamove(&forget);
+        for (k, v) in &d {
+            let reason = migrate_reason(k.reason);
+            let t = self.totals.numamove.entry(reason.into()).or_default();
+            t.0 += v.calls;
+            t.1 += v.succeeded;
+            t.2 += v.ns;
+            let mut w = vigil_outputs::json::Writer::new();
+            st.header(&mut w, "vigil.numamove", "numamove");
+            w.u64("process.pid", u64::from(k.tgid));
+            if let Some(n) = comm_of(k.tgid) {
+                w.str("process.name", n.as_bytes());
+            }
+            st.iv(&mut w, "vigil.numamove");
+            w.str("vigil.numamove.reason", reason)
+                .u64("vigil.numamove.calls", v.calls)
+                .u64("vigil.numamove.pages", v.succeeded)
+                .u64("vigil.numamove.failed", v.failed);
+            put_f64(&mut w, "vigil.numamove.ms", round1(v.ns as f64 / 1e6));
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+            out.counters.push(CounterDelta {
+                name: "vigil_numamove_pages_total",
+                help: "Pages migrated (migrate:mm_migrate_pages) per reason (numamove).",
+                labels: vec![("reason", reason.to_string())],
+                delta: v.succeeded,
+                scale: 1.0,
+            });
+        }
+    }
+
+    /// workq, softirqs, hardirqs, tasklets: one read of the work map, one
+    /// record per tool that saw work.
+    fn collect_work(&mut self, out: &mut Output, st: &Stamp<'_>) {
+        let (d, forget) = self
+            .work
+            .step(self.kt.work().unwrap_or_default(), |_| false);
+        let _ = self.kt.forget_work(&forget);
+        let irqs = if d.iter().any(|(k, _)| k.kind == KW_HARDIRQ) {
+            std::fs::read_to_string("/proc/interrupts")
+                .map(|t| irq_names(&t))
+                .unwrap_or_default()
+        } else {
+            HashMap::new()
+        };
+        for (kind, tool) in [
+            (KW_WORKQ, "workq"),
+            (KW_SOFTIRQ, "softirqs"),
+            (KW_HARDIRQ, "hardirqs"),
+            (KW_TASKLET, "tasklets"),
+        ] {
+            self.work_record(out, st, kind, tool, &d, &irqs);
+        }
+    }
+
+    /// One deferred-work tool's record (its 20 busiest functions, vectors
+    /// or irqs), counters and, for softirqs, the `softirq-high` finding.
+    fn work_record(
+        &mut self,
+        out: &mut Output,
+        st: &Stamp<'_>,
+        kind: u32,
+        tool: &'static str,
+        d: &[(KwKey, KwVal)],
+        irqs: &HashMap<u64, String>,
+    ) {
+        let secs = st.secs;
+        let mut rows: Vec<&(KwKey, KwVal)> = d.iter().filter(|(k, _)| k.kind == kind).collect();
+        if rows.is_empty() {
+            return;
+        }
+        rows.sort_by(|a, b| b.1.run_ns.cmp(&a.1.run_ns).then(a.0.cmp(&b.0)));
+        let total_ns: u64 = rows.iter().map(|r| r.1.run_ns).sum();
+        let total_n: u64 = rows.iter().map(|r| r.1.count).sum();
+        let mut arr = Vec::new();
+        for (k, v) in rows.iter().take(20) {
+            let name = match kind {
+                KW_SOFTIRQ => softirq_name(k.id).to_string(),
+                KW_HARDIRQ => match irqs.get(&k.id) {
+                    Some(n) => format!("{}:{n}", k.id),
+                    None => k.id.to_string(),
+                },
+                _ => self.syms.name(k.id),
+            };
+            let mut o = json!({
+                "name": name,
+                "count": v.count,
+                "run_us": v.run_ns / 1000,
+                "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
+                "max_run_us": crate::perf::slot_bounds(
+                    v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+            });
+            if kind == KW_WORKQ && v.waited > 0 {
+                o["avg_latency_us"] = json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
+                o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
+            }
+            arr.push(o);
+            match kind {
+                KW_WORKQ => *self.totals.workq.entry(name.clone()).or_default() += v.count,
+                KW_TASKLET => *self.totals.tasklets.entry(name.clone()).or_default() += v.count,
+                KW_SOFTIRQ => {
+                    let t = self.totals.softirqs.entry(name.clone()).or_default();
+                    t.0 += v.count;
+                    t.1 += v.run_ns;
+                }
+                _ => {
+                    let t = self.totals.hardirqs.entry(name.clone()).or_default();
+                    t.0 += v.count;
+                    t.1 += v.run_ns;
+                }
+            }
+            if matches!(kind, KW_SOFTIRQ | KW_HARDIRQ) {
+                out.counters.push(CounterDelta {
+                    name: if kind == KW_SOFTIRQ {
+                        "vigil_softirq_seconds_total"
+                    } else {
+                        "vigil_hardirq_seconds_total"
+                    },
+                    help: if kind == KW_SOFTIRQ {
+                        "Time in softirqs per vector (softirqs)."
+                    } else {
+                        "Time in hard irq handlers per irq (hardirqs)."
+                    },
+                    labels: vec![(
+                        if kind == KW_SOFTIRQ { "vector" } else { "irq" },
+                        name.clone(),
+                    )],
+                    delta: v.run_ns,
+                    scale: 1e-9,
+                });
+            }
+        }
+        let dataset = format!("vigil.{tool}");
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, &dataset, tool);
+        st.iv(&mut w, &dataset);
+        w.u64(&format!("{dataset}.count"), total_n)
+            .u64(&format!("{dataset}.run_us"), total_ns / 1000);
+        put_f64(
+            &mut w,
+            &format!("{dataset}.cpu_pct"),
+            round1(100.0 * total_ns as f64 / 1e9 / secs),
+        );
+        let key = if kind == KW_SOFTIRQ {
+            "vectors"
+        } else if kind == KW_HARDIRQ {
+            "irqs"
+        } else {
+            "functions"
+        };
+        w.raw(
+            &format!("{dataset}.{key}"),
+            &serde_json::to_vec(&arr).unwrap_or_default(),
+        );
+        out.records.push(PerfRecord {
+            json: w.finish(),
+            finding: None,
+        });
+        if kind == KW_WORKQ {
+            out.counters.push(CounterDelta {
+                name: "vigil_workq_items_total",
+                help: "Work items run (workq).",
+                labels: Vec::new(),
+                delta: total_n,
+                scale: 1.0,
+            });
+        }
+        let pct = 100.0 * total_ns as f64 / 1e9 / secs;
+        if kind == KW_SOFTIRQ && self.cfg.softirq_pct > 0.0 && pct > self.cfg.softirq_pct {
+            self.softirq_finding(out, st, pct, rows[0]);
+        }
+    }
+
+    /// `softirq-high`: softirqs took more than `perf.softirq_pct` of one
+    /// CPU in the interval; names the busiest vector.
+    fn softirq_finding(
+        &mut self,
+        out: &mut Output,
+        st: &Stamp<'_>,
+        pct: f64,
+        top: &(KwKey, KwVal),
+    ) {
+        let secs = st.secs;
+        self.totals.findings += 1;
+        let (k, v) = top;
+        let msg = format!(
+            "softirqs took {pct:.1}% of one CPU in {secs:.0} s (threshold {}%); most: {} {:.1} ms",
+            self.cfg.softirq_pct,
+            softirq_name(k.id),
+            v.run_ns as f64 / 1e6
+        );
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, "vigil.finding", "softirq-high");
+        w.str("message", msg.as_bytes())
+            .str("vigil.finding.name", "softirq-high")
+            .str("vigil.finding.metric", "vigil.softirqs.cpu_pct");
+        put_f64(&mut w, "vigil.finding.value", round1(pct));
+        put_f64(&mut w, "vigil.finding.threshold", self.cfg.softirq_pct);
+        w.str("vigil.finding.unit", "percent");
+        out.records.push(PerfRecord {
+            json: w.finish(),
+            finding: Some(crate::perf::collector::Finding::new(
+                "softirq-high",
+                "Softirq time high",
+                msg,
+            )),
+        });
     }
 }
 

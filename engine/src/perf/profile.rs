@@ -141,6 +141,19 @@ pub fn fold(
     }
 }
 
+/// The user stack as the kernel gave it (innermost first), with the
+/// caller of a frameless leaf put back: when the sampled function set up
+/// no frame pointer, the frame-pointer walk went from the sampled
+/// instruction straight to the caller's caller, and `sp_ret` (the return
+/// address at the stack pointer, 0 when none) is the missing caller.
+pub fn with_leaf_caller(user: &[u64], sp_ret: u64, leaf_frameless: bool) -> Vec<u64> {
+    let mut v = user.to_vec();
+    if leaf_frameless && sp_ret != 0 && !v.is_empty() && v.get(1) != Some(&sp_ret) {
+        v.insert(1, sp_ret);
+    }
+    v
+}
+
 /// One process in an interval.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcProfile {
@@ -361,7 +374,11 @@ impl Collector for ProfileCollector {
         let ks = Kallsyms::preload();
         let mut rows = Vec::with_capacity(changed.len());
         for (k, n) in &changed {
-            let user = self.pf.stack(k.ustack);
+            let mut user = self.pf.stack(k.ustack);
+            if k.sp_ret != 0 && !user.is_empty() {
+                let frameless = self.sym.frameless(k.tgid, user[0]);
+                user = with_leaf_caller(&user, k.sp_ret, frameless);
+            }
             let kernel = self.pf.stack(k.kstack);
             let sym = &mut self.sym;
             rows.push(fold(
@@ -600,6 +617,44 @@ mod tests {
         };
         k.comm[..4].copy_from_slice(b"busy");
         k
+    }
+
+    #[test]
+    fn a_frameless_leaf_gets_its_caller_back() {
+        // leaf ip, then (frame-pointer walk) the caller's caller
+        let walked = [0x1153, 0x7f00_0000_2000];
+        assert_eq!(
+            with_leaf_caller(&walked, 0x11a2, true),
+            vec![0x1153, 0x11a2, 0x7f00_0000_2000]
+        );
+        // a leaf with its own frame: the walk already has its caller
+        assert_eq!(with_leaf_caller(&walked, 0x11a2, false), walked.to_vec());
+        // no return address at sp, or already there, or no stack
+        assert_eq!(with_leaf_caller(&walked, 0, true), walked.to_vec());
+        let has = [0x1153, 0x11a2, 0x2000];
+        assert_eq!(with_leaf_caller(&has, 0x11a2, true), has.to_vec());
+        assert!(with_leaf_caller(&[], 0x11a2, true).is_empty());
+        // folded: _start ... main, leaf
+        let names: HashMap<u64, &str> = [
+            (0x1153, "vigil_busy_spin"),
+            (0x11a2, "main"),
+            (0x7f00_0000_2000, "__libc_start_call_main"),
+        ]
+        .into();
+        let f = fold(
+            &key(5, PF_USER_MODE),
+            3,
+            &with_leaf_caller(&walked, 0x11a2, true),
+            &[],
+            |a| names[&a].to_string(),
+            |a| format!("{a:#x}"),
+        );
+        assert!(
+            f.line()
+                .ends_with(";__libc_start_call_main;main;vigil_busy_spin 3"),
+            "{}",
+            f.line()
+        );
     }
 
     #[test]

@@ -83,6 +83,13 @@ impl SymTab {
         (addr < end).then_some(name.as_str())
     }
 
+    /// The start of the symbol covering `addr`.
+    pub fn start_of(&self, addr: u64) -> Option<u64> {
+        self.lookup(addr)?;
+        let i = self.syms.partition_point(|s| s.0 <= addr).checked_sub(1)?;
+        Some(self.syms[i].0)
+    }
+
     /// Symbols held.
     pub fn len(&self) -> usize {
         self.syms.len()
@@ -115,6 +122,23 @@ pub struct ElfSyms {
     pub syms: SymTab,
     /// PT_LOAD segments: (file offset, virtual address, file size).
     pub loads: Vec<(u64, u64, u64)>,
+    /// Functions that set up a frame pointer, by start address: the offset
+    /// from the start at which the frame is set (after `push %rbp; mov
+    /// %rsp,%rbp`, and an `endbr64` before them).
+    pub framed: HashMap<u64, u64>,
+}
+
+/// Where an x86-64 function's code has set up its frame pointer: the
+/// offset after `[endbr64] push %rbp; mov %rsp,%rbp`, or None when it does
+/// not start so (a function built without a frame, as GCC builds leaves
+/// that use no stack).
+pub fn frame_setup(code: &[u8]) -> Option<u64> {
+    let (code, pre) = match code.strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+        Some(rest) => (rest, 4),
+        None => (code, 0),
+    };
+    code.starts_with(&[0x55, 0x48, 0x89, 0xe5])
+        .then_some(pre + 4)
 }
 
 impl ElfSyms {
@@ -138,9 +162,38 @@ impl ElfSyms {
                 (off, s.address(), size)
             })
             .collect();
+        let loads: Vec<(u64, u64, u64)> = loads;
+        let mut framed = HashMap::new();
+        for (a, _, _) in &syms {
+            let Some((foff, vaddr, _)) = loads.iter().find(|(_, v, sz)| *a >= *v && *a < v + sz)
+            else {
+                continue;
+            };
+            let off = (a - vaddr + foff) as usize;
+            if let Some(at) = data.get(off..off.saturating_add(8)).and_then(frame_setup) {
+                framed.insert(*a, at);
+            }
+        }
         Some(ElfSyms {
             syms: SymTab::new(syms),
             loads,
+            framed,
+        })
+    }
+
+    /// Whether the code at a file offset runs without its own frame
+    /// pointer (its function sets none, or has not set it yet); None when
+    /// no function covers it.
+    pub fn frameless_at_offset(&self, off: u64) -> Option<bool> {
+        let (foff, vaddr, _) = self
+            .loads
+            .iter()
+            .find(|(o, _, sz)| off >= *o && off < o + sz)?;
+        let a = off - foff + vaddr;
+        let start = self.syms.start_of(a)?;
+        Some(match self.framed.get(&start) {
+            Some(at) => a < start + at,
+            None => true,
         })
     }
 
@@ -210,6 +263,31 @@ impl Symbolizer {
                 ElfSyms::parse(&std::fs::read(&full).ok()?)
             })
             .as_ref()
+    }
+
+    /// Whether the user address `addr` of `tgid` (a sampled instruction)
+    /// is in an ELF function that runs without its own frame pointer
+    /// there; false when unknown (no file, no symbol, JIT code).
+    pub fn frameless(&mut self, tgid: u32, addr: u64) -> bool {
+        let m = {
+            let (maps, jit) = self.proc(tgid);
+            if jit.as_ref().and_then(|j| j.lookup(addr)).is_some() {
+                return false;
+            }
+            let i = maps.partition_point(|m| m.start <= addr);
+            match i
+                .checked_sub(1)
+                .and_then(|i| maps.get(i))
+                .filter(|m| addr < m.end && m.path.starts_with('/'))
+            {
+                Some(m) => m.clone(),
+                None => return false,
+            }
+        };
+        let off = addr - m.start + m.offset;
+        self.file(tgid, &m.path)
+            .and_then(|e| e.frameless_at_offset(off))
+            .unwrap_or(false)
     }
 
     /// The name of a user address of `tgid`: `function`, else
@@ -284,6 +362,30 @@ mod tests {
         let j = parse_perf_map("7f00001000 40 LazyCompile:*hot app.js:3\nbad line\n");
         assert_eq!(j.lookup(0x7f00001020), Some("LazyCompile:*hot app.js:3"));
         assert_eq!(j.len(), 1);
+    }
+
+    #[test]
+    fn frame_setup_is_found_after_an_optional_endbr64() {
+        assert_eq!(frame_setup(&[0x55, 0x48, 0x89, 0xe5, 0x90]), Some(4));
+        assert_eq!(
+            frame_setup(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5]),
+            Some(8)
+        );
+        // GCC's frameless leaf: test %rdi,%rdi first
+        assert_eq!(frame_setup(&[0x48, 0x85, 0xff, 0x74, 0x26]), None);
+        assert_eq!(frame_setup(&[0x55]), None);
+        let e = ElfSyms {
+            syms: SymTab::new(vec![
+                (0x1149, 0x2c, "leaf".into()),
+                (0x1175, 0x95, "main".into()),
+            ]),
+            loads: vec![(0x1000, 0x1000, 0x1000)],
+            framed: [(0x1175, 4)].into(),
+        };
+        assert_eq!(e.frameless_at_offset(0x1153), Some(true));
+        assert_eq!(e.frameless_at_offset(0x1175), Some(true), "before push");
+        assert_eq!(e.frameless_at_offset(0x119d), Some(false));
+        assert_eq!(e.frameless_at_offset(0x1300), None);
     }
 
     #[test]
