@@ -27,16 +27,26 @@ fn prefix(level: log::Level) -> &'static str {
     }
 }
 
+/// The log target whose messages are written verbatim (no `vigil: `
+/// added): the rows of the exit summary's tables, which tools parse as
+/// they are.
+pub const VERBATIM: &str = "vigil::summary";
+
 /// The text written for one message: every line of it (a summary has
 /// several) starts with the prefix when `journal`, and the first with
-/// `vigil: ` unless the message already does.
+/// `vigil: ` unless the message already does or `verbatim`.
 pub fn format_line(journal: bool, level: log::Level, msg: &str) -> String {
+    format_message(journal, level, msg, false)
+}
+
+/// [`format_line`], optionally verbatim.
+fn format_message(journal: bool, level: log::Level, msg: &str, verbatim: bool) -> String {
     let mut out = String::with_capacity(msg.len() + 16);
     for (i, l) in msg.lines().enumerate() {
         if journal {
             out.push_str(prefix(level));
         }
-        if i == 0 && !l.starts_with("vigil: ") {
+        if i == 0 && !verbatim && !l.starts_with("vigil: ") {
             out.push_str("vigil: ");
         }
         out.push_str(l);
@@ -60,7 +70,12 @@ impl log::Log for StderrLog {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let text = format_line(self.journal, r.level(), &r.args().to_string());
+        let text = format_message(
+            self.journal,
+            r.level(),
+            &r.args().to_string(),
+            r.target() == VERBATIM,
+        );
         // One write per message, so lines of two threads do not interleave.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
@@ -118,5 +133,14 @@ mod tests {
             "<6>vigil: a\n<6>vigil: b\n"
         );
         assert_eq!(format_line(true, Info, ""), "<6>vigil: \n");
+        // Summary table rows stay as they are.
+        assert_eq!(
+            format_message(true, Info, "exec   3  3", true),
+            "<6>exec   3  3\n"
+        );
+        assert_eq!(
+            format_message(false, Info, "exec   3  3", true),
+            "exec   3  3\n"
+        );
     }
 }

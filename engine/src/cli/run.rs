@@ -238,10 +238,11 @@ fn run_agent(
         // The summary first: detaching waits for kernel grace periods.
         for l in summary.render().lines() {
             // The summary's loss lines are warnings (`journalctl -p warning`).
+            let target = crate::logging::VERBATIM;
             if l.contains("WARNING") || l.contains(" lost to ") {
-                log::warn!("{l}");
+                log::warn!(target: target, "{l}");
             } else {
-                log::info!("{l}");
+                log::info!(target: target, "{l}");
             }
         }
         log::info!("detaching sensors");

@@ -42,8 +42,15 @@ fn eval_compare_quick_runs_every_tool_and_restores_audit() {
         "bpftrace count",
     ] {
         assert_eq!(
+            // Table rows: the tool's name, then its figures (the
+            // start-up lines read "TOOL: start to ...").
             out.lines()
-                .filter(|l| l.trim_start().starts_with(t))
+                .filter(|l| {
+                    l.trim_start().strip_prefix(t).is_some_and(|r| {
+                        r.starts_with(' ')
+                            && r.trim_start().starts_with(|c: char| c.is_ascii_digit())
+                    })
+                })
                 .count(),
             4,
             "tool {t} not in every table"
