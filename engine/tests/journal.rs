@@ -6,12 +6,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::require_root;
+use common::{require_root, stop_cleanly};
 
 /// A pipe: (read end, write end, "DEV:INODE" of the write end).
 fn pipe() -> (OwnedFd, OwnedFd, String) {
@@ -69,26 +69,11 @@ fn run(journal: bool) -> Vec<String> {
         ready && refused,
         "no ready or refused-output line: {lines:?}"
     );
-    stop(&mut child);
+    stop_cleanly(&mut child, Duration::from_secs(60));
     reader.join().unwrap();
     lines.extend(rx.try_iter());
     let _ = std::fs::remove_dir_all(&dir);
     lines
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let end = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < end {
-        if let Ok(Some(st)) = child.try_wait() {
-            assert!(st.success(), "vigil exited with {st}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    panic!("vigil did not stop on SIGTERM");
 }
 
 #[test]

@@ -6,11 +6,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 mod common;
-use common::{require_root, spawn_with_stderr, wait_line};
+use common::{require_root, spawn_with_stderr, stop_cleanly, wait_line};
 
 const RULE_ID: &str = "9a4f1e27-0000-4000-8000-0000000d0001";
 
@@ -60,28 +60,13 @@ impl Env {
         work(&self.prog);
         // The agent flushes its profiles and tuning state when it stops.
         std::thread::sleep(Duration::from_secs(2));
-        stop(&mut child);
+        stop_cleanly(&mut child, Duration::from_secs(60));
         std::fs::read_to_string(&out)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let end = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < end {
-        if let Ok(Some(st)) = child.try_wait() {
-            assert!(st.success(), "vigil exited with {st}");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    panic!("vigil did not stop on SIGTERM");
 }
 
 fn exec(prog: &Path, args: &[&str]) {

@@ -81,3 +81,23 @@ impl Drop for Stopped {
         let _ = self.0.wait();
     }
 }
+
+/// Stops `child` with SIGTERM and asserts it exited 0 within `deadline`
+/// (killed by a signal, such as SIGSYS from a seccomp filter, fails too).
+pub fn stop_cleanly(child: &mut Child, deadline: Duration) {
+    use std::os::unix::process::ExitStatusExt as _;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if let Ok(Some(st)) = child.try_wait() {
+            assert_eq!(st.signal(), None, "vigil was killed by a signal: {st}");
+            assert!(st.success(), "vigil exited with {st}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("vigil did not stop on SIGTERM");
+}
