@@ -161,6 +161,7 @@ fn exec_hash_equals_sha256sum_on_host_and_in_container() {
     let with_parent = h.expect("a container exec with its parent's hash", |e| {
         e.k.hdr.kind == kind::EXEC
             && e.k.hdr.mntns == c.mntns_inode()
+            && e.process.as_ref().is_some_and(|p| &p.exe[..] == same)
             && e.ancestors
                 .first()
                 .is_some_and(|a| a.hash.as_deref() == Some(busybox.as_str()))
