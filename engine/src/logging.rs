@@ -34,13 +34,8 @@ pub const VERBATIM: &str = "vigil::summary";
 
 /// The text written for one message: every line of it (a summary has
 /// several) starts with the prefix when `journal`, and the first with
-/// `vigil: ` unless the message already does or `verbatim`.
-pub fn format_line(journal: bool, level: log::Level, msg: &str) -> String {
-    format_message(journal, level, msg, false)
-}
-
-/// [`format_line`], optionally verbatim.
-fn format_message(journal: bool, level: log::Level, msg: &str, verbatim: bool) -> String {
+/// `vigil: ` unless the message already does or is `verbatim`.
+pub fn format_line(journal: bool, level: log::Level, msg: &str, verbatim: bool) -> String {
     let mut out = String::with_capacity(msg.len() + 16);
     for (i, l) in msg.lines().enumerate() {
         if journal {
@@ -70,7 +65,7 @@ impl log::Log for StderrLog {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let text = format_message(
+        let text = format_line(
             self.journal,
             r.level(),
             &r.args().to_string(),
@@ -119,27 +114,30 @@ mod tests {
     fn lines_keep_their_form_and_gain_the_level_prefix_only_for_the_journal() {
         use log::Level::*;
         assert_eq!(
-            format_line(false, Warn, "output x: cannot connect"),
+            format_line(false, Warn, "output x: cannot connect", false),
             "vigil: output x: cannot connect\n"
         );
-        assert_eq!(format_line(false, Info, "vigil: ready"), "vigil: ready\n");
-        assert_eq!(format_line(true, Error, "boom"), "<3>vigil: boom\n");
-        assert_eq!(format_line(true, Warn, "w"), "<4>vigil: w\n");
-        assert_eq!(format_line(true, Info, "i"), "<6>vigil: i\n");
-        assert_eq!(format_line(true, Debug, "d"), "<7>vigil: d\n");
+        assert_eq!(
+            format_line(false, Info, "vigil: ready", false),
+            "vigil: ready\n"
+        );
+        assert_eq!(format_line(true, Error, "boom", false), "<3>vigil: boom\n");
+        assert_eq!(format_line(true, Warn, "w", false), "<4>vigil: w\n");
+        assert_eq!(format_line(true, Info, "i", false), "<6>vigil: i\n");
+        assert_eq!(format_line(true, Debug, "d", false), "<7>vigil: d\n");
         // Every line of a multi-line message carries the prefix.
         assert_eq!(
-            format_line(true, Info, "vigil: a\nvigil: b\n"),
+            format_line(true, Info, "vigil: a\nvigil: b\n", false),
             "<6>vigil: a\n<6>vigil: b\n"
         );
-        assert_eq!(format_line(true, Info, ""), "<6>vigil: \n");
+        assert_eq!(format_line(true, Info, "", false), "<6>vigil: \n");
         // Summary table rows stay as they are.
         assert_eq!(
-            format_message(true, Info, "exec   3  3", true),
+            format_line(true, Info, "exec   3  3", true),
             "<6>exec   3  3\n"
         );
         assert_eq!(
-            format_message(false, Info, "exec   3  3", true),
+            format_line(false, Info, "exec   3  3", true),
             "exec   3  3\n"
         );
     }

@@ -490,6 +490,17 @@ fn report_reads_the_kept_history_without_an_agent() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The output file's text and its baseline drift records.
+fn drift_records(p: &std::path::Path) -> (String, Vec<serde_json::Value>) {
+    let text = std::fs::read_to_string(p).unwrap();
+    let drift = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
+        .collect();
+    (text, drift)
+}
+
 /// A capture of `/usr/sbin/demo-srv` (pid 900) opening `path` for reading.
 fn demo_capture(p: &std::path::Path, path: &[u8]) {
     demo_capture_with(p, path, None);
@@ -623,12 +634,7 @@ fn replay_learns_when_asked_and_checks_a_capture_against_a_promoted_baseline() {
     let (code, _, err) = run(&["replay", novel.to_str().unwrap(), "-o", out_s]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains(" 1 anomalies"), "{err}");
-    let text = std::fs::read_to_string(&out_file).unwrap();
-    let drift: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
-        .collect();
+    let (text, drift) = drift_records(&out_file);
     assert_eq!(drift.len(), 1, "{text}");
     assert_eq!(drift[0]["file"]["path"], "/srv/demo/novel.conf");
     assert_eq!(drift[0]["vigil"]["baseline"]["profile"], profile.as_str());
@@ -650,12 +656,7 @@ fn replay_learns_when_asked_and_checks_a_capture_against_a_promoted_baseline() {
     let (code, _, err) = run(&["replay", truncated.to_str().unwrap(), "-o", out_s]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains(" 1 anomalies"), "{err}");
-    let text = std::fs::read_to_string(&out_file).unwrap();
-    let drift: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
-        .collect();
+    let (text, drift) = drift_records(&out_file);
     assert_eq!(drift.len(), 1, "{text}");
     assert_eq!(drift[0]["vigil"]["baseline"]["item"], "/srv/demo/state.db");
     assert_eq!(drift[0]["vigil"]["baseline"]["access"], "w");
@@ -832,12 +833,7 @@ fn fleet_merges_two_hosts_exports_into_a_third_store_and_distributes_it() {
             cap.display()
         );
     }
-    let text = std::fs::read_to_string(&out).unwrap();
-    let drift: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["rule"]["ruleset"] == "baseline")
-        .collect();
+    let (text, drift) = drift_records(&out);
     assert_eq!(drift.len(), 1, "{text}");
     assert_eq!(drift[0]["file"]["path"], "/srv/demo/seen-nowhere.conf");
     for h in [a, b, merged, fleet] {
