@@ -129,8 +129,12 @@ fn atomics_runner_attributes_strictly_and_keeps_the_host_intact() {
             .unwrap_or_else(|| panic!("test {n} missing: {doc}"))
     };
     let t1 = by(1);
+    let unattributed = &doc["unattributed"];
     assert_eq!(t1["skipped"], serde_json::Value::Null, "{t1}");
-    assert_eq!(t1["detected_default"], true, "{t1}");
+    assert_eq!(
+        t1["detected_default"], true,
+        "{t1}\nalerts no window claimed: {unattributed}"
+    );
     assert!(
         t1["rules"]
             .as_array()

@@ -793,6 +793,9 @@ fn report(tests: &[Atomic], res: &[Outcome], hits: &[Hit], builtin: &BTreeSet<St
                 "timed_out": res[i].timed_out,
                 "rc": res[i].rc,
                 "rules": per_test[i],
+                // the attribution window: pid namespace and wall-clock ns
+                "pidns": res[i].pidns,
+                "window": [res[i].t0, res[i].t1],
                 "detected_default": res[i].skipped.is_none() && !detected(i, true).is_empty(),
                 "detected": res[i].skipped.is_none() && !detected(i, false).is_empty(),
             })).collect::<Vec<_>>(),
@@ -802,6 +805,14 @@ fn report(tests: &[Atomic], res: &[Outcome], hits: &[Hit], builtin: &BTreeSet<St
             "run": tot.0, "detected_default": tot.1, "detected": tot.2,
             "skipped": tests.len() - tot.0,
             "noisy_rules": noisy,
+            // alerts no test's window claimed (a host process, a cleanup,
+            // or a late timestamp): what to look at when a test is missed
+            "unattributed": hits.iter().filter(|h| !ran.iter().any(|&i| {
+                let r = &res[i];
+                h.pidns == r.pidns && h.ts >= r.t0 && h.ts <= r.t1
+            })).take(100).map(|h| serde_json::json!({
+                "rule": h.rule, "pidns": h.pidns, "ts": h.ts,
+            })).collect::<Vec<_>>(),
         });
         println!("{doc}");
         return;
