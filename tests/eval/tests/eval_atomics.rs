@@ -133,7 +133,7 @@ fn atomics_runner_attributes_strictly_and_keeps_the_host_intact() {
     assert_eq!(t1["skipped"], serde_json::Value::Null, "{t1}");
     assert_eq!(
         t1["detected_default"], true,
-        "{t1}\nalerts no window claimed: {unattributed}"
+        "{t1}\nalerts no window claimed: {unattributed}\nstderr:\n{stderr}"
     );
     assert!(
         t1["rules"]

@@ -295,7 +295,9 @@ running() {
     p=${p#/proc/}
     [ "$p" = 1 ] && continue
     case " $PRE " in *" $p "*) continue ;; esac
-    read -r s < /proc/$p/stat 2>/dev/null || continue
+    # (the group, so a process gone mid-scan prints no error: a
+    # redirection that fails comes before a later 2>/dev/null)
+    { read -r s < /proc/$p/stat; } 2>/dev/null || continue
     case "${s##*) }" in Z*) continue ;; esac
     return 0
   done
@@ -686,7 +688,12 @@ pub fn main(args: &[String]) -> R<()> {
     }
     // let the last events through the pipeline before stopping
     std::thread::sleep(Duration::from_secs(2));
-    agent.stop()?;
+    let summary = agent.stop()?;
+    // the agent's exit summary (sensor table, drops): evidence when a test
+    // that should alert did not
+    for l in summary.lines().filter(|l| !l.trim().is_empty()) {
+        progress(format!("agent: {l}"));
+    }
     let mut hits = Vec::new();
     util::scan_json(&alerts, 0, |v| {
         if v["event"]["kind"] != "alert" {
