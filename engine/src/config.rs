@@ -600,7 +600,8 @@ pub struct HashConfig {
     /// too-large`).
     pub max_bytes: u64,
     /// How long an exec event waits for its hash before it is written with
-    /// `vigil.hash.pending` (the hash follows in an `exec-hash` record).
+    /// `vigil.hash.pending` (the hash follows in an `exec-hash` record);
+    /// all execs together wait at most 200 ms in any second.
     pub wait_ms: u64,
     /// Hashes kept, per (device, inode, size, mtime, ctime).
     pub cache_entries: usize,

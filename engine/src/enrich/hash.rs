@@ -136,7 +136,17 @@ pub struct HashStats {
     pub errors: u64,
     /// Lookups refused because the worker's queue was full.
     pub queue_full: u64,
+    /// Of `pending`: execs that did not wait at all, because the pipeline
+    /// had already waited [`WAIT_BUDGET`] for hashes in the current second.
+    pub unwaited: u64,
 }
+
+/// The longest the pipeline waits for hashes in any one second, all execs
+/// together: a burst of execs of new or large files (an attacker copying a
+/// binary to many names) cannot stall the consumer for more than a fifth of
+/// its time; past it, exec records go on at once with `vigil.hash.pending`
+/// and their hashes follow in `exec-hash` records.
+pub const WAIT_BUDGET: Duration = Duration::from_millis(200);
 
 /// Settings of the hasher.
 #[derive(Debug, Clone)]
@@ -294,6 +304,9 @@ pub struct Hasher {
     next_ticket: u64,
     my_mntns: Option<u64>,
     known_bad: HashSet<[u8; 32]>,
+    /// Start of the current second of the wait budget, and what was waited
+    /// in it.
+    budget: (Instant, Duration),
     /// Counters.
     pub stats: HashStats,
 }
@@ -319,6 +332,7 @@ impl Hasher {
             next_ticket: 1,
             my_mntns,
             known_bad: HashSet::new(),
+            budget: (Instant::now(), Duration::ZERO),
             stats: HashStats::default(),
         })
     }
@@ -511,8 +525,24 @@ impl Hasher {
                 ticket
             }
         };
-        // Wait for this ticket, keeping others' results for poll().
-        let deadline = Instant::now() + self.cfg.wait;
+        // Wait for this ticket, keeping others' results for poll(), within
+        // what is left of this second's wait budget.
+        let start = Instant::now();
+        if start.duration_since(self.budget.0) >= Duration::from_secs(1) {
+            self.budget = (start, Duration::ZERO);
+        }
+        let wait = self.cfg.wait.min(WAIT_BUDGET.saturating_sub(self.budget.1));
+        let outcome = self.wait_for(ticket, start + wait);
+        self.budget.1 += start.elapsed();
+        if wait.is_zero() && !self.cfg.wait.is_zero() && matches!(outcome, Outcome::Pending(_)) {
+            self.stats.unwaited += 1;
+        }
+        outcome
+    }
+
+    /// The hash of `ticket` if the worker delivers it before `deadline`,
+    /// else `Pending`.
+    fn wait_for(&mut self, ticket: u64, deadline: Instant) -> Outcome {
         loop {
             if let Some(i) = self.late.iter().position(|d| d.ticket == ticket) {
                 let d = self.late.swap_remove(i);
@@ -625,6 +655,43 @@ mod tests {
         let e = parse_hash_list("# c\nnot-a-hash\n").unwrap_err();
         assert_eq!(e.0, 2);
         assert!(e.1.contains("not-a-hash"), "{}", e.1);
+    }
+
+    #[test]
+    fn a_spent_wait_budget_makes_execs_go_on_at_once() {
+        let dir = std::env::temp_dir().join(format!("vigil-hash-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut h = Hasher::new(settings(10_000)).unwrap();
+        let me = std::process::id();
+        let file = |n: &str| {
+            let p = dir.join(n);
+            std::fs::write(&p, n).unwrap();
+            let ino = std::fs::metadata(&p).unwrap().ino();
+            (p.to_str().unwrap().as_bytes().to_vec(), ino)
+        };
+        // budget left: the exec waits for its hash
+        let (a, ia) = file("a");
+        assert!(matches!(h.lookup(me, &a, ia, 0, &[]), Outcome::Hash(_)));
+        assert!(h.budget.1 < WAIT_BUDGET);
+        // this second's budget spent: the next new file does not wait
+        h.budget.1 = WAIT_BUDGET;
+        let (b, ib) = file("b");
+        let t = Instant::now();
+        let Outcome::Pending(ticket) = h.lookup(me, &b, ib, 0, &[]) else {
+            panic!("a spent budget must not wait")
+        };
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!((h.stats.pending, h.stats.unwaited), (1, 1));
+        // its hash follows (as an exec-hash record would)
+        let done = h.drain(Duration::from_secs(10));
+        assert!(done.iter().any(|d| d.ticket == ticket && d.result.is_ok()));
+        // a new second: waiting again
+        h.budget.0 -= Duration::from_secs(1);
+        let (c, ic) = file("c");
+        assert!(matches!(h.lookup(me, &c, ic, 0, &[]), Outcome::Hash(_)));
+        assert_eq!(h.stats.unwaited, 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1086,8 +1086,8 @@ impl Summary {
         let hs = &self.pipeline.hash;
         if *hs != crate::hash::HashStats::default() {
             s.push_str(&format!(
-                "vigil: hashes: {} executables hashed, {} cache hits ({} from the exec record's identity), {} pending (followed by exec-hash records: {}, unfollowed: {}), {} too large, {} unreadable, {} refused (queue full)\n",
-                hs.hashed, hs.cache_hits, hs.exec_key_hits, hs.pending, self.pipeline.hash_late, self.pipeline.hash_unfollowed, hs.too_large, hs.errors, hs.queue_full
+                "vigil: hashes: {} executables hashed, {} cache hits ({} from the exec record's identity), {} pending ({} without waiting, the second's wait budget spent; followed by exec-hash records: {}, unfollowed: {}), {} too large, {} unreadable, {} refused (queue full)\n",
+                hs.hashed, hs.cache_hits, hs.exec_key_hits, hs.pending, hs.unwaited, self.pipeline.hash_late, self.pipeline.hash_unfollowed, hs.too_large, hs.errors, hs.queue_full
             ));
         }
         let cs = &self.pipeline.capture;
