@@ -68,8 +68,7 @@ mod tests {
             assert!(seen.insert(b.hash_one(pid)), "collision at {pid}");
         }
         // the low bits a small table indexes by differ for consecutive ids
-        let low: std::collections::HashSet<u64> =
-            (0u32..64).map(|p| b.hash_one(p) & 63).collect();
+        let low: std::collections::HashSet<u64> = (0u32..64).map(|p| b.hash_one(p) & 63).collect();
         assert!(low.len() > 32, "{} distinct buckets of 64", low.len());
         let mut m: IdMap<u32, u32> = id_map();
         for p in 0..1000 {

@@ -2,9 +2,9 @@
 //! /proc after the sensors attach), user names, container identity and the
 //! parent chain, turning a [`KernelEvent`] into an [`Event`].
 
+use crate::enrich::idmap::{IdMap, id_map};
 pub use crate::event::{Ancestor, Event, NsUser, ProcInfo, basename, join_args};
 use crate::host::{ContainerMeta, Host, ProcSnapshot, Users, container_of};
-use crate::enrich::idmap::{IdMap, id_map};
 use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_bpf::decode::{Body, KernelEvent};
