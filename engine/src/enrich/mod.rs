@@ -12,6 +12,7 @@ pub mod container;
 pub mod dns;
 pub mod hash;
 pub mod host;
+pub mod idmap;
 pub mod lifecycle;
 pub mod overwrite;
 pub mod process;

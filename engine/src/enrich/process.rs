@@ -2,6 +2,7 @@
 //! /proc after the sensors attach), user names, container identity and the
 //! parent chain, turning a [`KernelEvent`] into an [`Event`].
 
+use crate::enrich::idmap::{IdMap, id_map};
 pub use crate::event::{Ancestor, Event, NsUser, ProcInfo, basename, join_args};
 use crate::host::{ContainerMeta, Host, ProcSnapshot, Users, container_of};
 use std::collections::HashMap;
@@ -71,11 +72,11 @@ pub fn join(base: &[u8], name: &[u8]) -> Vec<u8> {
 
 /// The enricher: owns the process table and naming tables.
 pub struct Enricher {
-    procs: HashMap<u32, Arc<ProcInfo>>,
+    procs: IdMap<u32, Arc<ProcInfo>>,
     users: Arc<Users>,
-    user_names: HashMap<u32, Arc<str>>,
-    group_names: HashMap<u32, Arc<str>>,
-    cgroups: HashMap<u64, Option<Arc<str>>>,
+    user_names: IdMap<u32, Arc<str>>,
+    group_names: IdMap<u32, Arc<str>>,
+    cgroups: IdMap<u64, Option<Arc<str>>>,
     /// Container id -> runtime state (name, image) and when it was read.
     ctr_meta: HashMap<String, (Option<Arc<ContainerMeta>>, i64)>,
     boot_offset_ns: i64,
@@ -98,11 +99,11 @@ impl Enricher {
     /// A new enricher.
     pub fn new(users: Arc<Users>, boot_offset_ns: i64, ancestors: usize) -> Enricher {
         Enricher {
-            procs: HashMap::new(),
-            user_names: HashMap::new(),
-            group_names: HashMap::new(),
+            procs: id_map(),
+            user_names: id_map(),
+            group_names: id_map(),
             users,
-            cgroups: HashMap::new(),
+            cgroups: id_map(),
             ctr_meta: HashMap::new(),
             boot_offset_ns,
             ancestors,
@@ -245,7 +246,7 @@ impl Enricher {
     }
 
     fn name_of(
-        map: &mut HashMap<u32, Arc<str>>,
+        map: &mut IdMap<u32, Arc<str>>,
         table: &HashMap<u32, String>,
         id: u32,
     ) -> Option<Arc<str>> {
