@@ -1197,7 +1197,20 @@ impl Config {
                     && crate::ecs::PROCESS_VM_ACTIONS
                         .iter()
                         .any(|a| rules.wants(c, a)))
+                || (k == kind::SYSCALL
+                    && crate::ecs::RARE_CALL_CLASSES
+                        .iter()
+                        .any(|r| rules.wants(r.1, r.3)))
         };
+        // The syscall sensor reports only the calls some rule can match
+        // (all of them with `--events`).
+        if !self.agent.events {
+            i.rare_calls = crate::ecs::RARE_CALL_CLASSES
+                .iter()
+                .filter(|r| rules.wants(r.1, r.3))
+                .map(|r| r.0)
+                .collect();
+        }
         // Kinds no rule can match are bulk: with `--events` they are
         // emitted, to the bulk ring; otherwise they are not emitted.
         let unwanted: Vec<u16> = i.kinds.iter().copied().filter(|&k| !wanted(k)).collect();
@@ -1229,6 +1242,7 @@ impl Config {
                 .filter_map(|n| vigil_bpf::TCP_STATES.iter().find(|x| x.1 == n).map(|x| x.0))
                 .collect(),
             bulk_kinds: Interest::default().bulk_kinds,
+            rare_calls: Interest::default().rare_calls,
         }
     }
 }
