@@ -1399,4 +1399,30 @@ mod tests {
         assert!(c.interest().kinds.contains(&vigil_bpf::abi::kind::EXEC));
         assert!(c.sensor_config().disabled.contains("readline"));
     }
+
+    #[test]
+    fn rare_syscalls_leave_the_kernel_only_for_a_rule_that_wants_them() {
+        use vigil_bpf::abi::kind;
+        let c = Config::default();
+        let mut l = vigil_rules::Loader::new();
+        l.add_builtin();
+        let (set, _) = l.load();
+        let i = c.interest_for(set.interest());
+        assert!(!i.kinds.contains(&kind::SYSCALL), "no built-in wants them");
+        assert!(i.rare_calls.is_empty());
+        let mut l = vigil_rules::Loader::new();
+        l.add_source(
+            "p.yml",
+            "title: p\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    s:\n        type: SYSCALL\n        SYSCALL: personality\n    condition: s\nlevel: high\n",
+        );
+        let (set, r) = l.load();
+        assert!(r.errors.is_empty() && r.skipped.is_empty(), "{r:?}");
+        let i = c.interest_for(set.interest());
+        assert!(i.kinds.contains(&kind::SYSCALL));
+        assert_eq!(i.rare_calls.iter().copied().collect::<Vec<_>>(), [135]);
+        // --events: every call
+        let mut c = Config::default();
+        c.agent.events = true;
+        assert_eq!(c.interest_for(set.interest()).rare_calls.len(), 3);
+    }
 }
