@@ -2492,11 +2492,45 @@ int BPF_PROG(vg_raw_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/* sysinfo(2) (99), syslog(2) (103), personality(2) (135) at their exit:
+ * a VG_SYSCALL record when interest_syscalls names the number (the engine
+ * sets it only while a rule can match that call), else nothing. At
+ * sys_exit the saved user registers still hold the arguments. */
+static __always_inline void rare_exit(struct pt_regs *regs, long id, long ret)
+{
+	__u32 nr = id;
+	__u32 *ks = bpf_map_lookup_elem(&interest_syscalls, &nr);
+	if (!ks || (*ks & 0xffff) != VG_SYSCALL)
+		return;
+	if (!kind_on(VG_SYSCALL)) {
+		count(VG_SYSCALL, C_FILTERED);
+		return;
+	}
+	if (is_self())
+		return;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return;
+	__u32 off = begin(s, VG_SYSCALL, sizeof(struct vg_syscall));
+	struct vg_syscall *b = (struct vg_syscall *)&s->ev[sizeof(struct vg_hdr)];
+	b->ret = ret;
+	b->nr = nr;
+	b->_pad = 0;
+	b->args[0] = regs->di;
+	b->args[1] = regs->si;
+	b->args[2] = regs->dx;
+	emit(s, off);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(vg_raw_exit, struct pt_regs *regs, long ret)
 {
 	if (!in_compat_syscall()) {
 		long id = regs->orig_ax;
+		if (id == 99 || id == 103 || id == 135) {
+			rare_exit(regs, id, ret);
+			return 0;
+		}
 		if (id != 44 && id != 46 && id != 307 && id != 45 && id != 47)
 			return 0;
 		struct pending *pp = pending_slot(0);

@@ -48,6 +48,7 @@ enum vg_kind {
 	VG_SIGNAL = 44,
 	VG_IOURING = 45,
 	VG_COMPAT = 46,
+	VG_SYSCALL = 47,
 	/* mounts and namespaces */
 	VG_MOUNT = 50,
 	VG_UMOUNT = 51,
@@ -518,6 +519,17 @@ struct vg_compat {
 	__u64 args[6];    /* zero-extended 32-bit arguments */
 };
 _Static_assert(sizeof(struct vg_compat) == 80, "vg_compat");
+
+/* VG_SYSCALL: a rare native syscall seen at the raw sys_exit (personality,
+ * sysinfo, syslog), emitted only for the numbers set in interest_syscalls
+ * (value VG_SYSCALL). No strings. */
+struct vg_syscall {
+	__s64 ret;
+	__u32 nr;         /* x86-64 syscall number */
+	__u32 _pad;
+	__u64 args[3];    /* the first three arguments (rdi, rsi, rdx) */
+};
+_Static_assert(sizeof(struct vg_syscall) == 40, "vg_syscall");
 
 /* ---- maps shared with userspace ---- */
 

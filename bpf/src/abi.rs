@@ -45,6 +45,7 @@ pub mod kind {
     pub const SIGNAL: u16 = 44;
     pub const IOURING: u16 = 45;
     pub const COMPAT: u16 = 46;
+    pub const SYSCALL: u16 = 47;
     pub const MOUNT: u16 = 50;
     pub const UMOUNT: u16 = 51;
     pub const UNSHARE: u16 = 52;
@@ -453,6 +454,21 @@ pub struct Compat {
 }
 const _: () = assert!(size_of::<Compat>() == 80);
 
+/// `VG_SYSCALL` body (see `struct vg_syscall`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Syscall {
+    pub ret: i64,
+    pub nr: u32,
+    pub _pad: u32,
+    pub args: [u64; 3],
+}
+const _: () = assert!(size_of::<Syscall>() == 40);
+
+/// The native syscalls the `syscall` sensor reports at the raw sys_exit,
+/// as (x86-64 number, name); the kernel side tests the same numbers.
+pub const RARE_CALLS: &[(u32, &str)] = &[(99, "sysinfo"), (103, "syslog"), (135, "personality")];
+
 /// `vg_uring_what`.
 pub mod uring {
     pub const SETUP: u32 = 1;
@@ -641,9 +657,9 @@ pub struct DedupVal {
 const _: () = assert!(size_of::<DedupVal>() == 16);
 
 pod!(
-    Compat, IoUring, FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState, Capable, SetId,
-    CapSet, Ptrace, Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters, PathKey, DedupKey,
-    DedupVal
+    Compat, Syscall, IoUring, FChange, Signal, Hdr, Exec, Fork, Exit, Open, Sock, TcpState,
+    Capable, SetId, CapSet, Ptrace, Bpf, Module, Memfd, Mount, Umount, Ns, Readline, Counters,
+    PathKey, DedupKey, DedupVal
 );
 
 // aya map value/key marker traits.

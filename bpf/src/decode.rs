@@ -105,6 +105,9 @@ pub enum Body {
         /// connect: the sockaddr bytes.
         addr: Vec<u8>,
     },
+    /// `VG_SYSCALL`: personality, sysinfo or syslog (`info.nr`, see
+    /// [`abi::RARE_CALLS`]) with its first three arguments.
+    Syscall(abi::Syscall),
     /// `VG_IOURING`: a ring created or an operation submitted.
     IoUring {
         /// Fixed fields.
@@ -225,6 +228,7 @@ pub fn body_size(k: u16) -> Option<usize> {
         kind::TCP_STATE => size_of::<abi::TcpState>(),
         kind::IOURING => size_of::<abi::IoUring>(),
         kind::COMPAT => size_of::<abi::Compat>(),
+        kind::SYSCALL => size_of::<abi::Syscall>(),
         kind::CAPABLE => size_of::<abi::Capable>(),
         kind::SETID => size_of::<abi::SetId>(),
         kind::CAPSET => size_of::<abi::CapSet>(),
@@ -370,6 +374,7 @@ pub fn decode(sample: &[u8]) -> Result<KernelEvent, DecodeError> {
             name: s.get(1),
             addr: s.get(2),
         },
+        kind::SYSCALL => Body::Syscall(body(rest, total)?),
         kind::IOURING => Body::IoUring {
             info: body(rest, total)?,
             name: s.get(0),

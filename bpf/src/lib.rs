@@ -144,6 +144,10 @@ pub struct Interest {
     /// Every other emitted kind is an alert candidate (priority ring, within
     /// the per-process budget; see [`SensorConfig::priority_rate`]).
     pub bulk_kinds: BTreeSet<u16>,
+    /// Syscall numbers of [`abi::RARE_CALLS`] the `syscall` sensor reports
+    /// (while its kind is in `kinds`); the others cost one map lookup at
+    /// their exit and leave nothing.
+    pub rare_calls: BTreeSet<u32>,
 }
 
 /// TCP state names by kernel number (include/net/tcp_states.h).
@@ -204,6 +208,7 @@ impl Default for Interest {
             // LISTEN repeat the connect and listen records.
             tcp_states: [1, 7].into_iter().collect(),
             bulk_kinds: [abi::kind::TCP_STATE].into_iter().collect(),
+            rare_calls: abi::RARE_CALLS.iter().map(|c| c.0).collect(),
         }
     }
 }
@@ -755,6 +760,21 @@ impl Sensors {
         }
         if !self.syscalls.is_empty() {
             self.write_syscall_interest(i)?;
+        }
+        {
+            let mut sc: Array<&mut MapData, u32> =
+                Array::try_from(self.map_mut("interest_syscalls")?)
+                    .map_err(Self::map_err("interest_syscalls"))?;
+            let on = i.kinds.contains(&abi::kind::SYSCALL);
+            for &(nr, _) in abi::RARE_CALLS {
+                let v = if on && i.rare_calls.contains(&nr) {
+                    u32::from(abi::kind::SYSCALL)
+                } else {
+                    0
+                };
+                sc.set(nr, v, 0)
+                    .map_err(Self::map_err("interest_syscalls"))?;
+            }
         }
         Ok(())
     }

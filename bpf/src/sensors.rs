@@ -34,7 +34,8 @@ pub enum Mechanism {
     /// The raw `sys_enter`/`sys_exit` programs (tp_btf), shared by the
     /// sensors that need every syscall or a hot one cheaply: compat
     /// (32-bit syscalls), udp_send and dns (sendto/sendmsg/sendmmsg,
-    /// recvfrom/recvmsg) and the first write per open. Attached once, by
+    /// recvfrom/recvmsg), syscall (personality, sysinfo, syslog) and the
+    /// first write per open. Attached once, by
     /// the first sensor that needs them; each part acts only for its
     /// sensor's kinds.
     RawSyscalls,
@@ -211,6 +212,12 @@ pub const SENSORS: &[SensorSpec] = &[
         name: "compat",
         kinds: &[kind::COMPAT],
         description: "32-bit (int 0x80 / ia32) syscalls, which the syscall tracepoints miss: opens, connects, setid, ptrace, modules, bpf, file changes, namespaces",
+        candidates: &[Mechanism::RawSyscalls],
+    },
+    SensorSpec {
+        name: "syscall",
+        kinds: &[kind::SYSCALL],
+        description: "personality(2), sysinfo(2) and syslog(2) (klogctl) with their arguments, each only while a rule can match it",
         candidates: &[Mechanism::RawSyscalls],
     },
     SensorSpec {

@@ -1198,7 +1198,20 @@ impl Config {
                     && crate::ecs::PROCESS_VM_ACTIONS
                         .iter()
                         .any(|a| rules.wants(c, a)))
+                || (k == kind::SYSCALL
+                    && crate::ecs::RARE_CALL_CLASSES
+                        .iter()
+                        .any(|r| rules.wants(r.1, r.3)))
         };
+        // The syscall sensor reports only the calls some rule can match
+        // (all of them with `--events`).
+        if !self.agent.events {
+            i.rare_calls = crate::ecs::RARE_CALL_CLASSES
+                .iter()
+                .filter(|r| rules.wants(r.1, r.3))
+                .map(|r| r.0)
+                .collect();
+        }
         // Kinds no rule can match are bulk: with `--events` they are
         // emitted, to the bulk ring; otherwise they are not emitted.
         let unwanted: Vec<u16> = i.kinds.iter().copied().filter(|&k| !wanted(k)).collect();
@@ -1230,6 +1243,7 @@ impl Config {
                 .filter_map(|n| vigil_bpf::TCP_STATES.iter().find(|x| x.1 == n).map(|x| x.0))
                 .collect(),
             bulk_kinds: Interest::default().bulk_kinds,
+            rare_calls: Interest::default().rare_calls,
         }
     }
 }
@@ -1385,5 +1399,31 @@ mod tests {
         assert!(!c.interest().kinds.contains(&vigil_bpf::abi::kind::READLINE));
         assert!(c.interest().kinds.contains(&vigil_bpf::abi::kind::EXEC));
         assert!(c.sensor_config().disabled.contains("readline"));
+    }
+
+    #[test]
+    fn rare_syscalls_leave_the_kernel_only_for_a_rule_that_wants_them() {
+        use vigil_bpf::abi::kind;
+        let c = Config::default();
+        let mut l = vigil_rules::Loader::new();
+        l.add_builtin();
+        let (set, _) = l.load();
+        let i = c.interest_for(set.interest());
+        assert!(!i.kinds.contains(&kind::SYSCALL), "no built-in wants them");
+        assert!(i.rare_calls.is_empty());
+        let mut l = vigil_rules::Loader::new();
+        l.add_source(
+            "p.yml",
+            "title: p\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    s:\n        type: SYSCALL\n        SYSCALL: personality\n    condition: s\nlevel: high\n",
+        );
+        let (set, r) = l.load();
+        assert!(r.errors.is_empty() && r.skipped.is_empty(), "{r:?}");
+        let i = c.interest_for(set.interest());
+        assert!(i.kinds.contains(&kind::SYSCALL));
+        assert_eq!(i.rare_calls.iter().copied().collect::<Vec<_>>(), [135]);
+        // --events: every call
+        let mut c = Config::default();
+        c.agent.events = true;
+        assert_eq!(c.interest_for(set.interest()).rare_calls.len(), 3);
     }
 }

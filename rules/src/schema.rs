@@ -399,10 +399,20 @@ fields! {
     PtraceTargetExecutable = "vigil.ptrace.target_executable", Str, PROCESS, true;
     /// Whether the call came through the 32-bit (ia32) syscall gate.
     Compat = "vigil.compat", Bool, ALL, true;
-    /// ia32 syscall name of a `compat-syscall` record (`kill`, `bpf`, ...).
-    SyscallName = "vigil.syscall.name", Str, PROCESS, true;
-    /// ia32 syscall number of a `compat-syscall` record.
-    SyscallNr = "vigil.syscall.nr", Int, PROCESS, true;
+    /// Syscall name of a `compat-syscall` record (ia32: `kill`, `bpf`, ...)
+    /// or of a `personality`, `sysinfo` or `syslog` record.
+    SyscallName = "vigil.syscall.name", Str, PROCESS | HOST, true;
+    /// Syscall number of such a record (ia32 or x86-64 numbering).
+    SyscallNr = "vigil.syscall.nr", Int, PROCESS | HOST, true;
+    /// Argument 0 of such a call (`personality`: the persona; `syslog`:
+    /// the action type).
+    SyscallArg0 = "vigil.syscall.args.0", Int, PROCESS | HOST, true;
+    /// Argument 1 of such a call.
+    SyscallArg1 = "vigil.syscall.args.1", Int, PROCESS | HOST, true;
+    /// Argument 2 of such a call (`syslog`: the length).
+    SyscallArg2 = "vigil.syscall.args.2", Int, PROCESS | HOST, true;
+    /// syslog(2) action name (`SYSLOG_ACTION_CLEAR`).
+    SyslogAction = "vigil.syslog.action", Str, HOST, true;
     /// bpf command (`BPF_PROG_LOAD`).
     BpfCommand = "vigil.bpf.command", Str, HOST, true;
     /// BPF program or map name.

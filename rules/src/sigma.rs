@@ -107,6 +107,9 @@ const SYSCALL_ACTIONS: &[(&str, &str)] = &[
     ("mkdirat", "mkdir"),
     ("mknod", "mknod"),
     ("mknodat", "mknod"),
+    ("personality", "personality"),
+    ("sysinfo", "sysinfo"),
+    ("syslog", "syslog"),
 ];
 
 /// Result of converting one Sigma document.
@@ -689,6 +692,9 @@ fn field_item(
         }
         return Ok(Expr::or(alts));
     }
+    if src == Source::Auditd && with_syscall && matches!(fname, "a0" | "a1" | "a2" | "a3") {
+        return syscall_arg(fname, mods, values);
+    }
     if fname == "Initiated" {
         let mut alts = Vec::new();
         for v in values {
@@ -891,6 +897,48 @@ fn field_item(
     Ok(if all { Expr::and(alts) } else { Expr::or(alts) })
 }
 
+/// An argument test of an auditd SYSCALL record (`a0`..`a3` beside a
+/// `SYSCALL:` test): auditd writes syscall arguments in hexadecimal without
+/// `0x`, so `a0: 40000` is 0x40000; each value becomes an equality on
+/// `vigil.syscall.args.N`.
+fn syscall_arg(fname: &str, mods: &[&str], values: &[&Node]) -> Result<Expr, Skip> {
+    let field = match fname {
+        "a0" => Field::SyscallArg0,
+        "a1" => Field::SyscallArg1,
+        "a2" => Field::SyscallArg2,
+        _ => {
+            return skip(
+                "field",
+                format!("auditd SYSCALL `{fname}`: vigil records the first three arguments"),
+            );
+        }
+    };
+    if let Some(m) = mods.first() {
+        return skip(
+            "modifier",
+            format!("auditd SYSCALL `{fname}|{m}`: arguments are numbers, tested for equality"),
+        );
+    }
+    let mut alts = Vec::new();
+    for v in values {
+        let t = scalar(v)?.unwrap_or_default();
+        let hex = t.trim().trim_start_matches("0x");
+        match u64::from_str_radix(hex, 16) {
+            Ok(n) => alts.push(Expr::Pred(Pred {
+                field,
+                test: Test::Int(Cmp::Eq, n as i64),
+            })),
+            Err(_) => {
+                return skip(
+                    "value",
+                    format!("auditd SYSCALL `{fname}`: `{t}` is not a hexadecimal argument"),
+                );
+            }
+        }
+    }
+    Ok(Expr::or(alts))
+}
+
 /// auditd `type:` / `SYSCALL:` values -> the vigil action they imply.
 fn audit_type(fname: &str, values: &[&Node], with_syscall: bool) -> Result<Expr, Skip> {
     let mut alts = Vec::new();
@@ -906,6 +954,27 @@ fn audit_type(fname: &str, values: &[&Node], with_syscall: bool) -> Result<Expr,
                 // the program ran, which its exec answers.
                 "SYSCALL" if with_syscall => alts.push(Expr::Const(true)),
                 "SYSCALL" => alts.push(pred(Field::EventAction, StrOp::Eq, b"exec", false)),
+                // useradd and newusers (shadow-utils; Debian's adduser runs
+                // useradd) write ADD_USER once the account is in place,
+                // which is their rename of the new passwd file over
+                // /etc/passwd.
+                "ADD_USER" => alts.push(Expr::and(vec![
+                    pred(Field::EventAction, StrOp::Eq, b"rename", false),
+                    pred(Field::EventOutcome, StrOp::Eq, b"success", false),
+                    pred(Field::FilePath, StrOp::Eq, b"/etc/passwd", false),
+                    Expr::or(
+                        [&b"useradd"[..], b"newusers", b"luseradd"]
+                            .iter()
+                            .map(|n| pred(Field::ProcessName, StrOp::Eq, n, false))
+                            .collect(),
+                    ),
+                ])),
+                "SERVICE_STOP" => {
+                    return skip(
+                        "auditd",
+                        "auditd record type `SERVICE_STOP` is written by systemd (PID 1) when a unit's stop job ends: a state of the service manager, not a kernel event (a stop is a D-Bus request to PID 1, which runs ExecStop= or signals the unit's cgroup; oneshot units such as ufw and iptables have no process whose exit would show it)",
+                    );
+                }
                 other => {
                     return skip(
                         "auditd",

@@ -98,3 +98,74 @@ fn audit_key_stays_skipped_with_its_reason() {
     assert_eq!(set.len(), 0);
     assert!(r.skipped[0].reason.contains("audit configuration"), "{r:?}");
 }
+
+#[test]
+fn auditd_syscall_arguments_are_hex_numbers_of_the_syscall_record() {
+    // SigmaHQ's ASLR rule: a0 is hexadecimal (ADDR_NO_RANDOMIZE = 0x0040000)
+    let (set, r) = load(
+        "title: ASLR off\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: 'SYSCALL'\n        SYSCALL: 'personality'\n        a0: 40000\n    condition: selection\nlevel: high\n",
+    );
+    assert!(r.errors.is_empty() && r.skipped.is_empty(), "{r:?}");
+    let call = |action: &str, a0: i64| {
+        vec![
+            (Field::EventAction, s(action)),
+            (Field::SyscallArg0, Value::Int(a0)),
+        ]
+    };
+    assert!(hits(&set, call("personality", 0x40000)));
+    assert!(!hits(&set, call("personality", 40000)));
+    assert!(!hits(&set, call("personality", 0xffff_ffff)));
+    assert!(!hits(&set, call("sysinfo", 0x40000)));
+    // a0 of an EXECVE record stays argv[0]
+    let (set, r) = load(
+        "title: sysctl\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: 'EXECVE'\n        a0: 'sysctl'\n    condition: selection\nlevel: high\n",
+    );
+    assert!(r.skipped.is_empty(), "{r:?}");
+    assert!(hits(
+        &set,
+        vec![(Field::EventAction, s("exec")), (Field::Arg0, s("sysctl"))]
+    ));
+    // a list is an OR; a value that is not hexadecimal skips the rule
+    let (set, r) = load(
+        "title: dmesg clear\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: 'SYSCALL'\n        SYSCALL: 'syslog'\n        a0:\n            - 4\n            - 5\n            - 6\n    condition: selection\nlevel: medium\n",
+    );
+    assert!(r.skipped.is_empty(), "{r:?}");
+    for (a0, want) in [(4, true), (5, true), (6, true), (3, false), (10, false)] {
+        assert_eq!(hits(&set, call("syslog", a0)), want, "a0 {a0}");
+    }
+    let (_, r) = load(
+        "title: bad\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: 'SYSCALL'\n        SYSCALL: 'syslog'\n        a0: 'clear'\n    condition: selection\nlevel: medium\n",
+    );
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert!(r.skipped[0].reason.contains("not a hexadecimal"), "{r:?}");
+}
+
+#[test]
+fn add_user_is_useradd_landing_etc_passwd_and_service_stop_stays_skipped() {
+    let (set, r) = load(
+        "title: User added\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: 'ADD_USER'\n    condition: selection\nlevel: medium\n",
+    );
+    assert!(r.errors.is_empty() && r.skipped.is_empty(), "{r:?}");
+    let rename = |name: &str, path: &str, outcome: &str| {
+        vec![
+            (Field::EventAction, s("rename")),
+            (Field::EventOutcome, s(outcome)),
+            (Field::ProcessName, s(name)),
+            (Field::FilePath, s(path)),
+        ]
+    };
+    assert!(hits(&set, rename("useradd", "/etc/passwd", "success")));
+    assert!(hits(&set, rename("newusers", "/etc/passwd", "success")));
+    assert!(!hits(&set, rename("useradd", "/etc/passwd", "failure")));
+    assert!(!hits(&set, rename("useradd", "/etc/shadow", "success")));
+    assert!(!hits(&set, rename("usermod", "/etc/passwd", "success")));
+    assert!(!hits(
+        &set,
+        rename("useradd", "/tmp/x/etc/passwd", "success")
+    ));
+    let (_, r) = load(
+        "title: Firewall stopped\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: 'SERVICE_STOP'\n        unit: ufw\n    condition: selection\nlevel: high\n",
+    );
+    assert_eq!(r.skipped.len(), 1, "{r:?}");
+    assert!(r.skipped[0].reason.contains("systemd (PID 1)"), "{r:?}");
+}

@@ -276,6 +276,10 @@ impl Fields for Event {
             | Field::Compat
             | Field::SyscallName
             | Field::SyscallNr
+            | Field::SyscallArg0
+            | Field::SyscallArg1
+            | Field::SyscallArg2
+            | Field::SyslogAction
             | Field::NsPidOfProcess
             | Field::Auid
             | Field::NsPid
@@ -521,10 +525,36 @@ fn record_field(ev: &Event, f: Field) -> Option<Value<'_>> {
             Body::Compat { info, .. } => {
                 vigil_bpf::compat::call(info.nr).and_then(|c| s(c.name.as_bytes()))
             }
+            Body::Syscall(c) => abi::RARE_CALLS
+                .iter()
+                .find(|r| r.0 == c.nr)
+                .and_then(|r| s(r.1.as_bytes())),
             _ => None,
         },
         Field::SyscallNr => match &ev.k.body {
             Body::Compat { info, .. } => int(info.nr.into()),
+            Body::Syscall(c) => int(c.nr.into()),
+            _ => None,
+        },
+        Field::SyscallArg0 | Field::SyscallArg1 | Field::SyscallArg2 => {
+            let i = match f {
+                Field::SyscallArg0 => 0,
+                Field::SyscallArg1 => 1,
+                _ => 2,
+            };
+            match &ev.k.body {
+                // ia32 arguments are 32 bits wide
+                Body::Compat { info, .. } => int((info.args[i] & 0xffff_ffff) as i64),
+                // the register as the kernel saw it; the calls reported
+                // take 32-bit ints (personality, syslog) or pointers
+                Body::Syscall(c) => int(c.args[i] as i64),
+                _ => None,
+            }
+        }
+        Field::SyslogAction => match &ev.k.body {
+            Body::Syscall(c) if c.nr == 103 => {
+                s(crate::ecs::syslog_action_name(c.args[0] & 0xffff_ffff).as_bytes())
+            }
             _ => None,
         },
         Field::NsPidOfProcess => int(h.ns_pid.into()),
@@ -1130,7 +1160,7 @@ mod tests {
         }
         for k in 0..=u16::from(u8::MAX) {
             let (c, _, a) = ecs::classify(k);
-            if a == "unknown" || a == "file-change" {
+            if a == "unknown" || a == "file-change" || a == "syscall" {
                 continue;
             }
             assert!(
@@ -1143,6 +1173,9 @@ mod tests {
                 (0..=255u16).any(|k| ecs::classify(k).2 == *a && ecs::classify(k).0 == *c)
                     || (*c == "file" && ecs::FCHANGE_ACTIONS.contains(a))
                     || (*c == "process" && ecs::PROCESS_VM_ACTIONS.contains(a))
+                    || ecs::RARE_CALL_CLASSES
+                        .iter()
+                        .any(|r| r.1 == *c && r.3 == *a)
                     || *a == "dns-answer"
                     || ecs::IOURING_ACTIONS.contains(&(*c, *a)),
                 "vigil_rules::ACTIONS has ({a}, {c}), which no event kind produces"

@@ -88,6 +88,7 @@ pub fn syscall_ret(ev: &Event) -> Option<i64> {
         Body::Open { info, .. } => info.ret,
         Body::Sock { info, .. } | Body::Dns { info, .. } => info.ret,
         Body::Compat { info, .. } => info.ret,
+        Body::Syscall(s) => s.ret,
         Body::SetId(s) => s.ret,
         Body::CapSet(s) => s.ret,
         Body::Ptrace(s) => s.ret,
@@ -215,6 +216,44 @@ pub const FCHANGE_ACTIONS: &[&str] = &[
     "mknod", "utimes",
 ];
 
+/// (syscall number, category, type, action) of the calls the `syscall`
+/// sensor reports (`VG_SYSCALL`; numbers as in [`abi::RARE_CALLS`]).
+pub const RARE_CALL_CLASSES: &[(u32, &str, &str, &str)] = &[
+    (99, "host", "info", "sysinfo"),
+    (103, "host", "access", "syslog"),
+    (135, "process", "change", "personality"),
+];
+
+/// (category, type, action) of a `VG_SYSCALL` record by its number.
+pub fn rare_call_class(nr: u32) -> (&'static str, &'static str, &'static str) {
+    RARE_CALL_CLASSES
+        .iter()
+        .find(|c| c.0 == nr)
+        .map_or(("host", "info", "syscall"), |c| (c.1, c.2, c.3))
+}
+
+/// Name of a syslog(2) action (`SYSLOG_ACTION_CLEAR`), from its type argument.
+pub fn syslog_action_name(t: u64) -> &'static str {
+    const N: [&str; 11] = [
+        "SYSLOG_ACTION_CLOSE",
+        "SYSLOG_ACTION_OPEN",
+        "SYSLOG_ACTION_READ",
+        "SYSLOG_ACTION_READ_ALL",
+        "SYSLOG_ACTION_READ_CLEAR",
+        "SYSLOG_ACTION_CLEAR",
+        "SYSLOG_ACTION_CONSOLE_OFF",
+        "SYSLOG_ACTION_CONSOLE_ON",
+        "SYSLOG_ACTION_CONSOLE_LEVEL",
+        "SYSLOG_ACTION_SIZE_UNREAD",
+        "SYSLOG_ACTION_SIZE_BUFFER",
+    ];
+    usize::try_from(t)
+        .ok()
+        .and_then(|i| N.get(i))
+        .copied()
+        .unwrap_or("SYSLOG_ACTION_?")
+}
+
 /// The actions of `VG_PTRACE` records that are not ptrace(2) itself.
 pub const PROCESS_VM_ACTIONS: &[&str] = &["process-vm-readv", "process-vm-writev"];
 
@@ -241,6 +280,7 @@ pub fn classify_event(ev: &Event) -> (&'static str, &'static str, &'static str) 
         Body::Dns { info, .. } if dns_is_answer(info) => ("network", "protocol", "dns-answer"),
         Body::Dns { .. } => ("network", "protocol", "dns-query"),
         Body::IoUring { info, .. } => uring_class(info.what),
+        Body::Syscall(s) => rare_call_class(s.nr),
         Body::Ptrace(p) if p.syscall == abi::sys::PROCESS_VM_READV => {
             ("process", "access", "process-vm-readv")
         }
@@ -363,6 +403,8 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
         kind::SIGNAL => ("process", "access", "signal"),
         kind::IOURING => ("process", "info", "io-uring-op"),
         kind::COMPAT => ("process", "info", "compat-syscall"),
+        // refined per call by classify_event (RARE_CALL_CLASSES)
+        kind::SYSCALL => ("host", "info", "syscall"),
         kind::BPF => ("host", "change", "bpf"),
         kind::MODULE => ("driver", "change", "module"),
         kind::MEMFD => ("file", "creation", "memfd-create"),
@@ -1811,6 +1853,21 @@ fn write_body(
                 info.args.iter().map(|a| a & 0xffff_ffff),
             );
         }
+        Body::Syscall(info) => {
+            let name = abi::RARE_CALLS
+                .iter()
+                .find(|c| c.0 == info.nr)
+                .map_or("?", |c| c.1);
+            w.str(key!("vigil.syscall.name"), name.as_bytes())
+                .u64(key!("vigil.syscall.nr"), info.nr.into())
+                .u64s(key!("vigil.syscall.args"), info.args.iter().copied());
+            if info.nr == 103 {
+                w.str(
+                    key!("vigil.syslog.action"),
+                    syslog_action_name(info.args[0] & 0xffff_ffff).as_bytes(),
+                );
+            }
+        }
         Body::Memfd { info, name } => {
             w.str(key!("vigil.memfd.name"), name)
                 .u64(key!("vigil.memfd.flags"), info.flags.into());
@@ -2145,6 +2202,7 @@ mod encode_tests {
             kind::SIGNAL => r!(abi::Signal),
             kind::IOURING => r!(abi::IoUring),
             kind::COMPAT => r!(abi::Compat),
+            kind::SYSCALL => r!(abi::Syscall),
             _ => unreachable!(),
         }
     }

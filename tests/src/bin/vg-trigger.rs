@@ -80,6 +80,18 @@ fn main() {
                 );
                 std::process::exit(3);
             }
+            "personality-query" => {
+                // persona 0xffffffff only reads the current persona
+                libc::syscall(libc::SYS_personality, 0xffff_ffffu64);
+            }
+            "sysinfo" => {
+                let mut si: libc::sysinfo = std::mem::zeroed();
+                libc::sysinfo(&mut si);
+            }
+            "klogctl-size" => {
+                // SYSLOG_ACTION_SIZE_BUFFER (10): the ring buffer's size, no read
+                libc::klogctl(10, std::ptr::null_mut(), 0);
+            }
             "memfd" => {
                 libc::memfd_create(cstr(a(1)).as_ptr(), libc::MFD_CLOEXEC);
             }
