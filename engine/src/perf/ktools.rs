@@ -549,6 +549,85 @@ fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
     }
 }
 
+/// One call site of a `kmem-sites` record.
+struct SiteRow {
+    site: String,
+    cache: String,
+    allocs: u64,
+    bytes: u64,
+}
+
+/// `key`: an array of caches (`cache`, `allocs`, `bytes` and, given the
+/// interval's seconds, `allocs_per_s`).
+fn cache_rows<'a>(
+    w: &mut vigil_outputs::json::Writer,
+    key: &str,
+    rows: impl Iterator<Item = (&'a String, &'a (u64, u64))>,
+    secs: Option<f64>,
+) {
+    let arr: Vec<_> = rows
+        .map(|(n, (c, b))| match secs {
+            Some(secs) => {
+                json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
+            }
+            None => json!({"cache": n, "allocs": c, "bytes": b}),
+        })
+        .collect();
+    w.raw(key, &serde_json::to_vec(&arr).unwrap_or_default());
+}
+
+/// `key`: the call sites of a `kmem-sites` record.
+fn site_rows(w: &mut vigil_outputs::json::Writer, key: &str, rows: &[SiteRow]) {
+    let arr: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "site": r.site,
+                "cache": r.cache,
+                "allocs": r.allocs,
+                "bytes": r.bytes,
+            })
+        })
+        .collect();
+    w.raw(key, &serde_json::to_vec(&arr).unwrap_or_default());
+}
+
+/// `key`: pages allocated per order, an object keyed by the order.
+fn by_order(w: &mut vigil_outputs::json::Writer, key: &str, orders: &BTreeMap<u32, u64>) {
+    let by: serde_json::Map<String, serde_json::Value> = orders
+        .iter()
+        .map(|(o, n)| (o.to_string(), json!(n)))
+        .collect();
+    w.raw(key, &serde_json::to_vec(&by).unwrap_or_default());
+}
+
+/// `key`: the named functions, vectors or irqs of a deferred-work record
+/// (with workq's queueing latency when `workq` is set).
+fn work_rows(
+    w: &mut vigil_outputs::json::Writer,
+    key: &str,
+    workq: bool,
+    rows: &[(String, &KwVal)],
+) {
+    let mut arr = Vec::new();
+    for (name, v) in rows {
+        let mut o = json!({
+            "name": name,
+            "count": v.count,
+            "run_us": v.run_ns / 1000,
+            "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
+            "max_run_us": crate::perf::slot_bounds(
+                v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+        });
+        if workq && v.waited > 0 {
+            o["avg_latency_us"] = json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
+            o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
+        }
+        arr.push(o);
+    }
+    w.raw(key, &serde_json::to_vec(&arr).unwrap_or_default());
+}
+
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
@@ -1026,11 +1105,6 @@ impl KtoolsCollector {
         for (tgid, (c, b, cg, classes)) in ranked.into_iter().take(top) {
             let mut cl: Vec<_> = classes.iter().collect();
             cl.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-            let arr: Vec<_> = cl
-                .iter()
-                .take(10)
-                .map(|(n, (c, b))| json!({"cache": n, "allocs": c, "bytes": b}))
-                .collect();
             let mut w = vigil_outputs::json::Writer::new();
             st.header(&mut w, "vigil.kmem", "kmem");
             w.u64("process.pid", u64::from(*tgid));
@@ -1050,10 +1124,7 @@ impl KtoolsCollector {
             w.u64("vigil.kmem.allocs", *c).u64("vigil.kmem.bytes", *b);
             put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
             w.u64("vigil.kmem.sample", km_scale);
-            w.raw(
-                "vigil.kmem.caches",
-                &serde_json::to_vec(&arr).unwrap_or_default(),
-            );
+            cache_rows(&mut w, "vigil.kmem.caches", cl.iter().take(10).copied(), None);
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1079,26 +1150,21 @@ impl KtoolsCollector {
         let _ = self.kt.forget_sites(&sforget);
         let mut sd = sd;
         sd.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
-        let arr: Vec<_> = sd
+        let rows: Vec<SiteRow> = sd
             .iter()
             .take(20)
-            .map(|(k, v)| {
-                json!({
-                    "site": self.syms.name(k.call_site),
-                    "cache": class_name(k.cache, k.size, k.flags, &self.names),
-                    "allocs": v.count.saturating_mul(km_scale),
-                    "bytes": v.bytes.saturating_mul(km_scale),
-                })
+            .map(|(k, v)| SiteRow {
+                site: self.syms.name(k.call_site),
+                cache: class_name(k.cache, k.size, k.flags, &self.names),
+                allocs: v.count.saturating_mul(km_scale),
+                bytes: v.bytes.saturating_mul(km_scale),
             })
             .collect();
-        if !arr.is_empty() {
+        if !rows.is_empty() {
             let mut w = vigil_outputs::json::Writer::new();
             st.header(&mut w, "vigil.kmem", "kmem-sites");
             st.iv(&mut w, "vigil.kmem");
-            w.raw(
-                "vigil.kmem.sites",
-                &serde_json::to_vec(&arr).unwrap_or_default(),
-            );
+            site_rows(&mut w, "vigil.kmem.sites", &rows);
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1116,22 +1182,17 @@ impl KtoolsCollector {
         let secs = st.secs;
         let mut s: Vec<_> = slabs.iter().collect();
         s.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-        let arr: Vec<_> = s
-            .iter()
-            .take(20)
-            .map(|(n, (c, b))| {
-                json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
-            })
-            .collect();
         let mut w = vigil_outputs::json::Writer::new();
         st.header(&mut w, "vigil.slabratetop", "slabratetop");
         st.iv(&mut w, "vigil.slabratetop");
         w.u64("vigil.slabratetop.allocs", s.iter().map(|x| x.1.0).sum())
-            .u64("vigil.slabratetop.caches_seen", s.len() as u64)
-            .raw(
-                "vigil.slabratetop.caches",
-                &serde_json::to_vec(&arr).unwrap_or_default(),
-            );
+            .u64("vigil.slabratetop.caches_seen", s.len() as u64);
+        cache_rows(
+            &mut w,
+            "vigil.slabratetop.caches",
+            s.iter().take(20).copied(),
+            Some(secs),
+        );
         out.records.push(PerfRecord {
             json: w.finish(),
             finding: None,
@@ -1237,10 +1298,6 @@ impl KtoolsCollector {
         let mut ranked: Vec<_> = procs.iter().collect();
         ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
         for (tgid, (pages, orders)) in ranked.into_iter().take(top) {
-            let by: serde_json::Map<String, serde_json::Value> = orders
-                .iter()
-                .map(|(o, n)| (o.to_string(), json!(n)))
-                .collect();
             let mut w = vigil_outputs::json::Writer::new();
             st.header(&mut w, "vigil.kpages", "kpages");
             w.u64("process.pid", u64::from(*tgid));
@@ -1249,11 +1306,8 @@ impl KtoolsCollector {
             }
             st.iv(&mut w, "vigil.kpages");
             w.u64("vigil.kpages.pages", *pages)
-                .u64("vigil.kpages.sample", scale)
-                .raw(
-                    "vigil.kpages.by_order",
-                    &serde_json::to_vec(&by).unwrap_or_default(),
-                );
+                .u64("vigil.kpages.sample", scale);
+            by_order(&mut w, "vigil.kpages.by_order", orders);
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1352,7 +1406,7 @@ impl KtoolsCollector {
         rows.sort_by(|a, b| b.1.run_ns.cmp(&a.1.run_ns).then(a.0.cmp(&b.0)));
         let total_ns: u64 = rows.iter().map(|r| r.1.run_ns).sum();
         let total_n: u64 = rows.iter().map(|r| r.1.count).sum();
-        let mut arr = Vec::new();
+        let mut named: Vec<(String, &KwVal)> = Vec::new();
         for (k, v) in rows.iter().take(20) {
             let name = match kind {
                 KW_SOFTIRQ => softirq_name(k.id).to_string(),
@@ -1362,19 +1416,7 @@ impl KtoolsCollector {
                 },
                 _ => self.syms.name(k.id),
             };
-            let mut o = json!({
-                "name": name,
-                "count": v.count,
-                "run_us": v.run_ns / 1000,
-                "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
-                "max_run_us": crate::perf::slot_bounds(
-                    v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
-            });
-            if kind == KW_WORKQ && v.waited > 0 {
-                o["avg_latency_us"] = json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
-                o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
-            }
-            arr.push(o);
+            named.push((name.clone(), v));
             match kind {
                 KW_WORKQ => *self.totals.workq.entry(name.clone()).or_default() += v.count,
                 KW_TASKLET => *self.totals.tasklets.entry(name.clone()).or_default() += v.count,
@@ -1428,10 +1470,7 @@ impl KtoolsCollector {
         } else {
             "functions"
         };
-        w.raw(
-            &format!("{dataset}.{key}"),
-            &serde_json::to_vec(&arr).unwrap_or_default(),
-        );
+        work_rows(&mut w, &format!("{dataset}.{key}"), kind == KW_WORKQ, &named);
         out.records.push(PerfRecord {
             json: w.finish(),
             finding: None,
@@ -1501,6 +1540,137 @@ mod tests {
             nr,
             flags: KM_KMALLOC | KM_ACCOUNTED,
         }
+    }
+
+    /// The arrays and objects of the kmem, kmem-sites, slabratetop,
+    /// kpages and deferred-work records, each after a record head, byte
+    /// for byte as `engine/tests/golden/ktools-records.jsonl` holds them
+    /// (written there when `VIGIL_BLESS=1`).
+    #[test]
+    fn records_are_byte_identical_to_the_golden_file() {
+        let st = Stamp {
+            ts: "2023-11-14T22:13:20.123Z",
+            hostname: "h",
+            secs: 2.0,
+        };
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let caches: BTreeMap<String, (u64, u64)> = [
+            ("kmalloc-cg-128".to_string(), (6000, 768_000)),
+            ("dentry".to_string(), (3, 576)),
+            ("filp".to_string(), (1, 256)),
+        ]
+        .into();
+        let rows: Vec<_> = caches.iter().collect();
+        // kmem
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, "vigil.kmem", "kmem");
+        w.u64("process.pid", 20);
+        st.iv(&mut w, "vigil.kmem");
+        w.u64("vigil.kmem.allocs", 6004);
+        put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(6004.0 / 3.0));
+        put_f64(&mut w, "vigil.kmem.nan", f64::NAN);
+        cache_rows(&mut w, "vigil.kmem.caches", rows.iter().copied(), None);
+        lines.push(w.finish());
+        // kmem-sites
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, "vigil.kmem", "kmem-sites");
+        site_rows(
+            &mut w,
+            "vigil.kmem.sites",
+            &[
+                SiteRow {
+                    site: "alloc_pipe_info+0x5b".into(),
+                    cache: "kmalloc-cg-1k".into(),
+                    allocs: 40,
+                    bytes: 40960,
+                },
+                SiteRow {
+                    site: "0xffffffff81234567".into(),
+                    cache: "cache@0xdef".into(),
+                    allocs: 1,
+                    bytes: 64,
+                },
+            ],
+        );
+        lines.push(w.finish());
+        // slabratetop: whole and fractional rates
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, "vigil.slabratetop", "slabratetop");
+        cache_rows(
+            &mut w,
+            "vigil.slabratetop.caches",
+            rows.iter().copied(),
+            Some(st.secs),
+        );
+        lines.push(w.finish());
+        // kpages: orders past 9 (keys compare as text)
+        let mut w = vigil_outputs::json::Writer::new();
+        st.header(&mut w, "vigil.kpages", "kpages");
+        w.u64("vigil.kpages.pages", 1043);
+        by_order(
+            &mut w,
+            "vigil.kpages.by_order",
+            &[(0, 10), (2, 1), (10, 1)].into(),
+        );
+        w.u64("vigil.kpages.sample", 1);
+        lines.push(w.finish());
+        // workq (queueing seen and not) and softirqs
+        let mut a = KwVal {
+            count: 3,
+            run_ns: 10_500,
+            wait_ns: 7_000,
+            waited: 2,
+            ..KwVal::default()
+        };
+        a.run_slots[2] = 3;
+        a.wait_slots[1] = 1;
+        a.wait_slots[3] = 1;
+        let b = KwVal {
+            count: 1,
+            run_ns: 999,
+            ..KwVal::default()
+        };
+        let mut c = a;
+        c.wait_slots = [0; KT_SLOTS];
+        for (workq, tool, key) in [
+            (true, "workq", "functions"),
+            (false, "softirqs", "vectors"),
+        ] {
+            let dataset = format!("vigil.{tool}");
+            let mut w = vigil_outputs::json::Writer::new();
+            st.header(&mut w, &dataset, tool);
+            st.iv(&mut w, &dataset);
+            work_rows(
+                &mut w,
+                &format!("{dataset}.{key}"),
+                workq,
+                &[
+                    ("vmstat_update".into(), &a),
+                    ("NET_RX".into(), &b),
+                    ("flush_to_ldisc".into(), &c),
+                ],
+            );
+            w.u64(&format!("{dataset}.count"), 4);
+            lines.push(w.finish());
+        }
+        let mut text = Vec::new();
+        for l in &lines {
+            serde_json::from_slice::<serde_json::Value>(l).unwrap();
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/ktools-records.jsonl"
+        );
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read(path).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            String::from_utf8_lossy(&want)
+        );
     }
 
     #[test]
