@@ -18,7 +18,6 @@ use crate::perf::PerfRecord;
 use crate::perf::collector::{
     Collector, CounterDelta, Ctx, Cumulative, Deltas, GaugeValue, Kallsyms, Output,
 };
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use vigil_bpf::ktools::{
@@ -26,6 +25,7 @@ use vigil_bpf::ktools::{
     KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, MlVal, NmKey, NmVal, OL_WRITE, OlKey, OlVal,
     migrate_reason, softirq_name,
 };
+use vigil_outputs::json::Writer;
 
 impl Cumulative for KmVal {
     fn since(&self, p: &Self) -> Self {
@@ -541,14 +541,6 @@ pub fn irq_names(text: &str) -> HashMap<u64, String> {
         .collect()
 }
 
-fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
-    if v.is_finite() {
-        w.raw(key, format!("{v}").as_bytes());
-    } else {
-        w.raw(key, b"null");
-    }
-}
-
 /// One call site of a `kmem-sites` record.
 struct SiteRow {
     site: String,
@@ -560,72 +552,71 @@ struct SiteRow {
 /// `key`: an array of caches (`cache`, `allocs`, `bytes` and, given the
 /// interval's seconds, `allocs_per_s`).
 fn cache_rows<'a>(
-    w: &mut vigil_outputs::json::Writer,
+    w: &mut Writer,
     key: &str,
     rows: impl Iterator<Item = (&'a String, &'a (u64, u64))>,
     secs: Option<f64>,
 ) {
-    let arr: Vec<_> = rows
-        .map(|(n, (c, b))| match secs {
-            Some(secs) => {
-                json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
-            }
-            None => json!({"cache": n, "allocs": c, "bytes": b}),
-        })
-        .collect();
-    w.raw(key, &serde_json::to_vec(&arr).unwrap_or_default());
+    w.objects(key, rows, |w, (n, (c, b))| {
+        w.u64("allocs", *c);
+        if let Some(secs) = secs {
+            w.float("allocs_per_s", round1(*c as f64 / secs));
+        }
+        w.u64("bytes", *b).str("cache", n.as_bytes());
+    });
 }
 
 /// `key`: the call sites of a `kmem-sites` record.
-fn site_rows(w: &mut vigil_outputs::json::Writer, key: &str, rows: &[SiteRow]) {
-    let arr: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "site": r.site,
-                "cache": r.cache,
-                "allocs": r.allocs,
-                "bytes": r.bytes,
-            })
-        })
-        .collect();
-    w.raw(key, &serde_json::to_vec(&arr).unwrap_or_default());
+fn site_rows(w: &mut Writer, key: &str, rows: &[SiteRow]) {
+    w.objects(key, rows, |w, r| {
+        w.u64("allocs", r.allocs)
+            .u64("bytes", r.bytes)
+            .str("cache", r.cache.as_bytes())
+            .str("site", r.site.as_bytes());
+    });
 }
 
-/// `key`: pages allocated per order, an object keyed by the order.
-fn by_order(w: &mut vigil_outputs::json::Writer, key: &str, orders: &BTreeMap<u32, u64>) {
-    let by: serde_json::Map<String, serde_json::Value> = orders
+/// `key`: pages allocated per order, an object keyed by the order (the
+/// keys in text order, `10` before `2`); nothing when `orders` is empty.
+fn by_order(w: &mut Writer, key: &str, orders: &BTreeMap<u32, u64>) {
+    let mut by: Vec<(String, u64)> = orders
         .iter()
-        .map(|(o, n)| (o.to_string(), json!(n)))
+        .map(|(o, n)| (format!("{key}.{o}"), *n))
         .collect();
-    w.raw(key, &serde_json::to_vec(&by).unwrap_or_default());
+    by.sort();
+    for (k, n) in &by {
+        w.u64(k, *n);
+    }
 }
 
 /// `key`: the named functions, vectors or irqs of a deferred-work record
 /// (with workq's queueing latency when `workq` is set).
-fn work_rows(
-    w: &mut vigil_outputs::json::Writer,
-    key: &str,
-    workq: bool,
-    rows: &[(String, &KwVal)],
-) {
-    let mut arr = Vec::new();
-    for (name, v) in rows {
-        let mut o = json!({
-            "name": name,
-            "count": v.count,
-            "run_us": v.run_ns / 1000,
-            "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
-            "max_run_us": crate::perf::slot_bounds(
-                v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
-        });
-        if workq && v.waited > 0 {
-            o["avg_latency_us"] = json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
-            o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
+fn work_rows(w: &mut Writer, key: &str, workq: bool, rows: &[(String, &KwVal)]) {
+    w.objects(key, rows, |w, (name, v)| {
+        let latency = workq && v.waited > 0;
+        if latency {
+            w.float(
+                "avg_latency_us",
+                round1(v.wait_ns as f64 / 1000.0 / v.waited as f64),
+            );
         }
-        arr.push(o);
-    }
-    w.raw(key, &serde_json::to_vec(&arr).unwrap_or_default());
+        w.float(
+            "avg_run_us",
+            round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
+        )
+        .u64("count", v.count)
+        .u64(
+            "max_run_us",
+            crate::perf::slot_bounds(v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+        )
+        .str("name", name.as_bytes());
+        if latency {
+            // no latency histogram: null (float writes NaN as null)
+            let q = crate::perf::quantile_us(&v.wait_slots, 0.99);
+            w.float("p99_latency_us", q.unwrap_or(f64::NAN));
+        }
+        w.u64("run_us", v.run_ns / 1000);
+    });
 }
 
 fn round1(v: f64) -> f64 {
@@ -716,7 +707,7 @@ impl KtoolsCollector {
                     .map(|ip| self.syms.name(ip))
                     .collect(),
             );
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "metric")
                 .str("event.module", "vigil")
@@ -732,11 +723,7 @@ impl KtoolsCollector {
                 w.str("container.id", c.id.as_bytes())
                     .str("container.runtime", c.runtime);
             }
-            put_f64(
-                &mut w,
-                "vigil.memleak.interval_s",
-                (secs * 100.0).round() / 100.0,
-            );
+            w.f64("vigil.memleak.interval_s", (secs * 100.0).round() / 100.0);
             w.u64("vigil.memleak.cgroup_id", g.cgroup_id);
             if let Some(p) = &path {
                 w.str("vigil.memleak.cgroup", p.as_bytes());
@@ -744,11 +731,7 @@ impl KtoolsCollector {
             w.str("vigil.memleak.cache", g.class.as_bytes())
                 .u64("vigil.memleak.allocs", g.allocs)
                 .u64("vigil.memleak.bytes", g.bytes);
-            put_f64(
-                &mut w,
-                "vigil.memleak.oldest_s",
-                round1(g.oldest_ns as f64 / 1e9),
-            );
+            w.f64("vigil.memleak.oldest_s", round1(g.oldest_ns as f64 / 1e9));
             w.u64("vigil.memleak.min_age_s", self.cfg.memleak_min_age_s)
                 .u64("vigil.memleak.sample", scale)
                 .strs("vigil.memleak.stack", g.stack.iter());
@@ -764,18 +747,14 @@ impl KtoolsCollector {
             });
         }
         if !table.is_empty() || full > 0 {
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "metric")
                 .str("event.module", "vigil")
                 .str("event.dataset", "vigil.memleak")
                 .str("event.action", "memleak-table")
                 .str("host.hostname", hostname.as_bytes());
-            put_f64(
-                &mut w,
-                "vigil.memleak.interval_s",
-                (secs * 100.0).round() / 100.0,
-            );
+            w.f64("vigil.memleak.interval_s", (secs * 100.0).round() / 100.0);
             w.u64("vigil.memleak.tracked", table.len() as u64)
                 .u64("vigil.memleak.outstanding_allocs", all_n)
                 .u64("vigil.memleak.outstanding_bytes", all_b)
@@ -856,7 +835,7 @@ impl KtoolsCollector {
         }
         for ((cg, dev), sides) in by {
             let mount = self.mounts.get(&dev).cloned();
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "metric")
                 .str("event.module", "vigil")
@@ -868,11 +847,7 @@ impl KtoolsCollector {
                 w.str("container.id", c.id.as_bytes())
                     .str("container.runtime", c.runtime);
             }
-            put_f64(
-                &mut w,
-                "vigil.overlayfs.interval_s",
-                (secs * 100.0).round() / 100.0,
-            );
+            w.f64("vigil.overlayfs.interval_s", (secs * 100.0).round() / 100.0);
             w.u64("vigil.overlayfs.cgroup_id", cg);
             if let Some(p) = &path {
                 w.str("vigil.overlayfs.cgroup", p.as_bytes());
@@ -888,16 +863,15 @@ impl KtoolsCollector {
                 w.u64(&key("count"), v.count)
                     .u64(&key("bytes"), v.bytes)
                     .u64(&key("errors"), v.errors);
-                put_f64(
-                    &mut w,
+                w.f64(
                     &key("avg_us"),
                     round1(v.ns as f64 / 1000.0 / v.count.max(1) as f64),
                 );
                 if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
-                    put_f64(&mut w, &key("p50_us"), q);
+                    w.f64(&key("p50_us"), q);
                 }
                 if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
-                    put_f64(&mut w, &key("p99_us"), q);
+                    w.f64(&key("p99_us"), q);
                 }
                 w.u64(
                     &key("max_us"),
@@ -1006,7 +980,7 @@ struct Stamp<'a> {
 
 impl Stamp<'_> {
     /// `@timestamp`, `event.*` and `host.hostname` of a metric record.
-    fn header(&self, w: &mut vigil_outputs::json::Writer, dataset: &str, action: &str) {
+    fn header(&self, w: &mut Writer, dataset: &str, action: &str) {
         w.str("@timestamp", self.ts.as_bytes())
             .str("event.kind", "metric")
             .str("event.module", "vigil")
@@ -1016,9 +990,8 @@ impl Stamp<'_> {
     }
 
     /// `<dataset>.interval_s`.
-    fn iv(&self, w: &mut vigil_outputs::json::Writer, dataset: &str) {
-        put_f64(
-            w,
+    fn iv(&self, w: &mut Writer, dataset: &str) {
+        w.f64(
             &format!("{dataset}.interval_s"),
             (self.secs * 100.0).round() / 100.0,
         );
@@ -1105,7 +1078,7 @@ impl KtoolsCollector {
         for (tgid, (c, b, cg, classes)) in ranked.into_iter().take(top) {
             let mut cl: Vec<_> = classes.iter().collect();
             cl.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.kmem", "kmem");
             w.u64("process.pid", u64::from(*tgid));
             if let Some(n) = comm_of(*tgid) {
@@ -1122,9 +1095,14 @@ impl KtoolsCollector {
                 w.str("vigil.kmem.cgroup", p.as_bytes());
             }
             w.u64("vigil.kmem.allocs", *c).u64("vigil.kmem.bytes", *b);
-            put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
+            w.f64("vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
             w.u64("vigil.kmem.sample", km_scale);
-            cache_rows(&mut w, "vigil.kmem.caches", cl.iter().take(10).copied(), None);
+            cache_rows(
+                &mut w,
+                "vigil.kmem.caches",
+                cl.iter().take(10).copied(),
+                None,
+            );
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1161,7 +1139,7 @@ impl KtoolsCollector {
             })
             .collect();
         if !rows.is_empty() {
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.kmem", "kmem-sites");
             st.iv(&mut w, "vigil.kmem");
             site_rows(&mut w, "vigil.kmem.sites", &rows);
@@ -1182,7 +1160,7 @@ impl KtoolsCollector {
         let secs = st.secs;
         let mut s: Vec<_> = slabs.iter().collect();
         s.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.slabratetop", "slabratetop");
         st.iv(&mut w, "vigil.slabratetop");
         w.u64("vigil.slabratetop.allocs", s.iter().map(|x| x.1.0).sum())
@@ -1236,7 +1214,7 @@ impl KtoolsCollector {
                 l.nr_share * 100.0,
                 syscall(l.top_nr)
             );
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "alert")
                 .str("event.module", "vigil")
@@ -1254,15 +1232,10 @@ impl KtoolsCollector {
                 .str("vigil.kmem.spray.cache", l.class.as_bytes())
                 .u64("vigil.kmem.spray.allocs", l.count)
                 .str("vigil.kmem.spray.syscall", syscall(l.top_nr).as_bytes());
-            put_f64(&mut w, "vigil.kmem.spray.per_s", round1(l.per_s));
-            put_f64(
-                &mut w,
-                "vigil.kmem.spray.usual_per_s",
-                round1(h.usual_per_s),
-            );
-            put_f64(&mut w, "vigil.kmem.spray.threshold", round1(h.threshold));
-            put_f64(
-                &mut w,
+            w.f64("vigil.kmem.spray.per_s", round1(l.per_s));
+            w.f64("vigil.kmem.spray.usual_per_s", round1(h.usual_per_s));
+            w.f64("vigil.kmem.spray.threshold", round1(h.threshold));
+            w.f64(
                 "vigil.kmem.spray.share",
                 (l.share * 1000.0).round() / 1000.0,
             );
@@ -1298,7 +1271,7 @@ impl KtoolsCollector {
         let mut ranked: Vec<_> = procs.iter().collect();
         ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
         for (tgid, (pages, orders)) in ranked.into_iter().take(top) {
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.kpages", "kpages");
             w.u64("process.pid", u64::from(*tgid));
             if let Some(n) = comm_of(*tgid) {
@@ -1337,7 +1310,7 @@ impl KtoolsCollector {
             t.0 += v.calls;
             t.1 += v.succeeded;
             t.2 += v.ns;
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.numamove", "numamove");
             w.u64("process.pid", u64::from(k.tgid));
             if let Some(n) = comm_of(k.tgid) {
@@ -1348,7 +1321,7 @@ impl KtoolsCollector {
                 .u64("vigil.numamove.calls", v.calls)
                 .u64("vigil.numamove.pages", v.succeeded)
                 .u64("vigil.numamove.failed", v.failed);
-            put_f64(&mut w, "vigil.numamove.ms", round1(v.ns as f64 / 1e6));
+            w.f64("vigil.numamove.ms", round1(v.ns as f64 / 1e6));
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1453,13 +1426,12 @@ impl KtoolsCollector {
             }
         }
         let dataset = format!("vigil.{tool}");
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, &dataset, tool);
         st.iv(&mut w, &dataset);
         w.u64(&format!("{dataset}.count"), total_n)
             .u64(&format!("{dataset}.run_us"), total_ns / 1000);
-        put_f64(
-            &mut w,
+        w.f64(
             &format!("{dataset}.cpu_pct"),
             round1(100.0 * total_ns as f64 / 1e9 / secs),
         );
@@ -1470,7 +1442,12 @@ impl KtoolsCollector {
         } else {
             "functions"
         };
-        work_rows(&mut w, &format!("{dataset}.{key}"), kind == KW_WORKQ, &named);
+        work_rows(
+            &mut w,
+            &format!("{dataset}.{key}"),
+            kind == KW_WORKQ,
+            &named,
+        );
         out.records.push(PerfRecord {
             json: w.finish(),
             finding: None,
@@ -1508,13 +1485,13 @@ impl KtoolsCollector {
             softirq_name(k.id),
             v.run_ns as f64 / 1e6
         );
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.finding", "softirq-high");
         w.str("message", msg.as_bytes())
             .str("vigil.finding.name", "softirq-high")
             .str("vigil.finding.metric", "vigil.softirqs.cpu_pct");
-        put_f64(&mut w, "vigil.finding.value", round1(pct));
-        put_f64(&mut w, "vigil.finding.threshold", self.cfg.softirq_pct);
+        w.f64("vigil.finding.value", round1(pct));
+        w.f64("vigil.finding.threshold", self.cfg.softirq_pct);
         w.str("vigil.finding.unit", "percent");
         out.records.push(PerfRecord {
             json: w.finish(),
@@ -1562,17 +1539,17 @@ mod tests {
         .into();
         let rows: Vec<_> = caches.iter().collect();
         // kmem
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.kmem", "kmem");
         w.u64("process.pid", 20);
         st.iv(&mut w, "vigil.kmem");
         w.u64("vigil.kmem.allocs", 6004);
-        put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(6004.0 / 3.0));
-        put_f64(&mut w, "vigil.kmem.nan", f64::NAN);
+        w.f64("vigil.kmem.allocs_per_s", round1(6004.0 / 3.0));
+        w.f64("vigil.kmem.nan", f64::NAN);
         cache_rows(&mut w, "vigil.kmem.caches", rows.iter().copied(), None);
         lines.push(w.finish());
         // kmem-sites
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.kmem", "kmem-sites");
         site_rows(
             &mut w,
@@ -1594,7 +1571,7 @@ mod tests {
         );
         lines.push(w.finish());
         // slabratetop: whole and fractional rates
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.slabratetop", "slabratetop");
         cache_rows(
             &mut w,
@@ -1604,7 +1581,7 @@ mod tests {
         );
         lines.push(w.finish());
         // kpages: orders past 9 (keys compare as text)
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.kpages", "kpages");
         w.u64("vigil.kpages.pages", 1043);
         by_order(
@@ -1632,12 +1609,9 @@ mod tests {
         };
         let mut c = a;
         c.wait_slots = [0; KT_SLOTS];
-        for (workq, tool, key) in [
-            (true, "workq", "functions"),
-            (false, "softirqs", "vectors"),
-        ] {
+        for (workq, tool, key) in [(true, "workq", "functions"), (false, "softirqs", "vectors")] {
             let dataset = format!("vigil.{tool}");
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, &dataset, tool);
             st.iv(&mut w, &dataset);
             work_rows(
