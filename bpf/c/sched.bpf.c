@@ -104,11 +104,11 @@ static __always_inline void stamp_task(struct task_struct *t, __u32 tid, __u32 k
 		*ts = (bpf_ktime_get_ns() << 1) | kind;
 }
 
-/* take_wait() for a trusted task pointer (tp_btf). */
-static __always_inline __s64 take_wait_task(struct task_struct *t, __u32 *kind)
+/* The wait a stamp (stamp(), stamp_task()) at `ts` measures up to now, or
+ * -1 when there is none; clears it. Its kind goes to *kind. */
+static __always_inline __s64 take_stamp(__u64 *ts, __u32 *kind)
 {
-	__u64 *ts, v, now;
-	ts = bpf_task_storage_get(&rq_ts, t, 0, 0);
+	__u64 v, now;
 	if (!ts)
 		return -1;
 	v = *ts;
@@ -121,22 +121,17 @@ static __always_inline __s64 take_wait_task(struct task_struct *t, __u32 *kind)
 	return now > v ? (__s64)(now - v) : 0;
 }
 
+/* take_wait() for a trusted task pointer (tp_btf). */
+static __always_inline __s64 take_wait_task(struct task_struct *t, __u32 *kind)
+{
+	return take_stamp(bpf_task_storage_get(&rq_ts, t, 0, 0), kind);
+}
+
 /* The wait of `tid`, switched in now, or -1 when none was recorded.
  * Its kind goes to *kind. */
 static __always_inline __s64 take_wait(__u32 tid, __u32 *kind)
 {
-	__u64 *ts, v, now;
-	ts = bpf_map_lookup_elem(&rq_start, &tid);
-	if (!ts)
-		return -1;
-	v = *ts;
-	if (!v)
-		return -1;
-	*ts = 0;
-	now = bpf_ktime_get_ns();
-	*kind = v & 1;
-	v >>= 1;
-	return now > v ? (__s64)(now - v) : 0;
+	return take_stamp(bpf_map_lookup_elem(&rq_start, &tid), kind);
 }
 
 static __always_inline void count_wait(__u64 cgid, __u32 kind, __u64 delta_ns)

@@ -26,7 +26,7 @@
 
 use crate::sensors::{SensorState, SensorStatus};
 use crate::{Error, ensure_tracefs, raise_memlock};
-use aya::maps::{HashMap as BpfHashMap, MapData, StackTraceMap};
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::collections::HashMap;
 
@@ -779,51 +779,18 @@ impl Ktools {
     /// The frames of a memleak stack, innermost first (empty when the id
     /// is unknown).
     pub fn memleak_stack(&self, id: i32) -> Vec<u64> {
-        if id < 0 {
-            return Vec::new();
-        }
-        let Some(m) = self.ebpf.map("ml_stacks") else {
-            return Vec::new();
-        };
-        let Ok(m) = StackTraceMap::<&MapData>::try_from(m) else {
-            return Vec::new();
-        };
-        m.get(&(id as u32), 0)
-            .map(|st| st.frames().iter().map(|f| f.ip).collect())
-            .unwrap_or_default()
+        crate::read_stack(&self.ebpf, "ml_stacks", id)
     }
 
     /// The ids of the stored memleak stacks (bounded walk, as
     /// [`Ktools::memleak_outstanding`]).
     pub fn memleak_stack_ids(&self) -> Vec<i32> {
-        let Some(m) = self.ebpf.map("ml_stacks") else {
-            return Vec::new();
-        };
-        let Ok(m) = StackTraceMap::<&MapData>::try_from(m) else {
-            return Vec::new();
-        };
-        let mut ids: Vec<i32> = m
-            .stack_ids()
-            .take(2 * ML_STACKS)
-            .filter_map(Result::ok)
-            .map(|i| i as i32)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        crate::stack_ids(&self.ebpf, "ml_stacks", 2 * ML_STACKS)
     }
 
     /// Removes memleak stacks no allocation refers to any more.
     pub fn forget_memleak_stacks(&mut self, ids: &[i32]) {
-        let Some(m) = self.ebpf.map_mut("ml_stacks") else {
-            return;
-        };
-        let Ok(mut m) = StackTraceMap::<&mut MapData>::try_from(m) else {
-            return;
-        };
-        for id in ids.iter().filter(|i| **i >= 0) {
-            let _ = m.remove(&(*id as u32));
-        }
+        crate::forget_stacks(&mut self.ebpf, "ml_stacks", ids);
     }
 
     /// overlayfs reads and writes per cgroup, mount and op (cumulative).

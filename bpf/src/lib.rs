@@ -460,6 +460,55 @@ pub fn remove_per_cpu<K: aya::Pod, V: aya::Pod>(
     Ok(())
 }
 
+/// The instruction pointers of stack `id` in the stack-trace map `name`,
+/// innermost first; empty when the id is negative or unknown, or the map
+/// is missing.
+pub fn read_stack(ebpf: &Ebpf, name: &str, id: i32) -> Vec<u64> {
+    let Ok(id) = u32::try_from(id) else {
+        return Vec::new();
+    };
+    ebpf.map(name)
+        .and_then(|m| aya::maps::StackTraceMap::<&MapData>::try_from(m).ok())
+        .and_then(|m| m.get(&id, 0).ok())
+        .map(|st| st.frames().iter().map(|f| f.ip).collect())
+        .unwrap_or_default()
+}
+
+/// The ids stored in the stack-trace map `name`, sorted, from a walk of at
+/// most `bound` entries (a map that changes under the walk cannot make it
+/// run on); empty when the map is missing.
+pub fn stack_ids(ebpf: &Ebpf, name: &str, bound: usize) -> Vec<i32> {
+    let Some(m) = ebpf
+        .map(name)
+        .and_then(|m| aya::maps::StackTraceMap::<&MapData>::try_from(m).ok())
+    else {
+        return Vec::new();
+    };
+    let mut ids: Vec<i32> = m
+        .stack_ids()
+        .take(bound)
+        .filter_map(Result::ok)
+        .map(|i| i as i32)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Removes stacks from the stack-trace map `name` (negative ids, stacks
+/// already gone and a missing map are no error).
+pub fn forget_stacks(ebpf: &mut Ebpf, name: &str, ids: &[i32]) {
+    let Some(mut m) = ebpf
+        .map_mut(name)
+        .and_then(|m| aya::maps::StackTraceMap::<&mut MapData>::try_from(m).ok())
+    else {
+        return;
+    };
+    for id in ids.iter().filter_map(|i| u32::try_from(*i).ok()) {
+        let _ = m.remove(&id);
+    }
+}
+
 /// Slot `idx` of a per-CPU `u64` stats array (`stat_inc` in
 /// `vigil_perf.h`), summed over CPUs; 0 when the map or slot is missing.
 pub fn stat_slot(ebpf: &Ebpf, name: &str, idx: u32) -> u64 {

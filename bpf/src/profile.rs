@@ -7,7 +7,6 @@
 
 use crate::sensors::{SensorState, SensorStatus, explain};
 use crate::{Error, raise_memlock};
-use aya::maps::{MapData, StackTraceMap};
 use aya::programs::perf_event::{
     PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
@@ -214,31 +213,12 @@ impl Profile {
     /// The instruction pointers of a stored stack, innermost first (empty
     /// when the id is unknown).
     pub fn stack(&self, id: i32) -> Vec<u64> {
-        if id < 0 {
-            return Vec::new();
-        }
-        let Some(m) = self.ebpf.map("pf_stacks") else {
-            return Vec::new();
-        };
-        let Ok(m) = StackTraceMap::<&MapData>::try_from(m) else {
-            return Vec::new();
-        };
-        m.get(&(id as u32), 0)
-            .map(|st| st.frames().iter().map(|f| f.ip).collect())
-            .unwrap_or_default()
+        crate::read_stack(&self.ebpf, "pf_stacks", id)
     }
 
     /// Removes stored stacks no longer referenced.
     pub fn forget_stacks(&mut self, ids: &[i32]) {
-        let Some(m) = self.ebpf.map_mut("pf_stacks") else {
-            return;
-        };
-        let Ok(mut m) = StackTraceMap::<&mut MapData>::try_from(m) else {
-            return;
-        };
-        for id in ids.iter().filter(|i| **i >= 0) {
-            let _ = m.remove(&(*id as u32));
-        }
+        crate::forget_stacks(&mut self.ebpf, "pf_stacks", ids);
     }
 
     /// The object's own counters.

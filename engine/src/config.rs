@@ -837,6 +837,13 @@ impl Config {
 
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_text(path).map(|(cfg, _)| cfg)
+    }
+
+    /// Reads and parses a file, and returns the text it parsed with the
+    /// configuration: the commands that point at keys in the file
+    /// (`vigil config show`, `vigil config check`) read it once.
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let file = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| ConfigError {
             file: file.clone(),
@@ -855,7 +862,8 @@ impl Config {
                 message: format!("invalid UTF-8 (byte {:#04x})", e.as_bytes()[at]),
             }
         })?;
-        Self::parse(&text, &file)
+        let cfg = Self::parse(&text, &file)?;
+        Ok((cfg, text))
     }
 
     fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
@@ -1251,6 +1259,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_with_text_returns_the_text_it_parsed() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-text-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("v.toml");
+        let text = "# c\n[agent]\nheartbeat_interval_s = 7\n";
+        std::fs::write(&p, text).unwrap();
+        let (cfg, read) = Config::load_with_text(&p).unwrap();
+        assert_eq!(read, text);
+        assert_eq!(cfg.agent.heartbeat_interval_s, 7);
+        std::fs::write(&p, "[agent]\nheartbeat_interval_s = \"x\"\n").unwrap();
+        let e = Config::load_with_text(&p).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "agent.heartbeat_interval_s"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn kernel_work_tool_keys_parse_and_bad_values_are_located() {

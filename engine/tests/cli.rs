@@ -1,15 +1,12 @@
 //! CLI tests driving the real `vigil` binary in a temp dir (no root needed).
 
 use std::path::PathBuf;
-use std::process::Command;
 use vigil_bpf::abi::{self, Hdr, kind};
 use vigil_bpf::decode::encode_record;
-use vigil_engine::capture::{CaptureWriter, Context};
-use vigil_engine::host::Users;
+use vigil_engine::capture::CaptureWriter;
 
-fn vigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-}
+mod common;
+use common::vigil;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vigil-cli-{}", std::process::id()));
@@ -53,23 +50,9 @@ fn garbage_capture_exits_2_with_offset() {
 #[test]
 fn replay_without_root_writes_ecs_json_lines() {
     let p = tmp("one.vcap");
-    let ctx = Context {
-        abi_version: abi::ABI_VERSION,
-        vigil_version: "test".into(),
-        hostname: "replay-host".into(),
-        boot_offset_ns: 1_795_000_000_000_000_000,
-        users: Users::default(),
-    };
+    let ctx = common::test_context("replay-host");
     let mut w = CaptureWriter::create(&p, &ctx).unwrap();
-    let hdr = Hdr {
-        kind: kind::OPEN,
-        pid: 4242,
-        tid: 4242,
-        ppid: 1,
-        ts_ns: 5_000_000_000,
-        comm: *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0",
-        ..Hdr::default()
-    };
+    let hdr = common::cat_open_hdr();
     let body = abi::Open {
         ret: -2,
         ..Default::default()
@@ -280,13 +263,7 @@ fn rules_check_reports_sigma_loaded_and_skipped_and_builtin_examples_pass() {
 #[test]
 fn replay_re_runs_the_rules_offline() {
     let p = tmp("exec.vcap");
-    let ctx = Context {
-        abi_version: abi::ABI_VERSION,
-        vigil_version: "test".into(),
-        hostname: "h".into(),
-        boot_offset_ns: 1_795_000_000_000_000_000,
-        users: Users::default(),
-    };
+    let ctx = common::test_context("h");
     let mut w = CaptureWriter::create(&p, &ctx).unwrap();
     let hdr = Hdr {
         kind: kind::EXEC,
@@ -508,13 +485,7 @@ fn demo_capture(p: &std::path::Path, path: &[u8]) {
 
 /// [`demo_capture`], then `truncate(2)` of `dir`/`name` if given.
 fn demo_capture_with(p: &std::path::Path, path: &[u8], truncate: Option<(&[u8], &[u8])>) {
-    let ctx = Context {
-        abi_version: abi::ABI_VERSION,
-        vigil_version: "test".into(),
-        hostname: "h".into(),
-        boot_offset_ns: 1_795_000_000_000_000_000,
-        users: Users::default(),
-    };
+    let ctx = common::test_context("h");
     let mut w = CaptureWriter::create(p, &ctx).unwrap();
     let hdr = Hdr {
         kind: kind::EXEC,

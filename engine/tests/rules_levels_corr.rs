@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use vigil_bpf::abi::{self, Hdr, kind};
 use vigil_bpf::decode::encode_record;
-use vigil_engine::capture::{CaptureWriter, Context};
-use vigil_engine::host::Users;
+use vigil_engine::capture::CaptureWriter;
 
-fn vigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-}
+mod common;
+use common::vigil;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vigil-lvl-{}", std::process::id()));
@@ -158,13 +156,7 @@ level: high
 ";
 
 fn capture(path: &Path, n: u32) {
-    let ctx = Context {
-        abi_version: abi::ABI_VERSION,
-        vigil_version: "test".into(),
-        hostname: "h".into(),
-        boot_offset_ns: 1_795_000_000_000_000_000,
-        users: Users::default(),
-    };
+    let ctx = common::test_context("h");
     let mut w = CaptureWriter::create(path, &ctx).unwrap();
     for i in 0..n {
         let pid = 900 + i;

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use vigil_bpf::abi::{self, Hdr, kind};
 use vigil_bpf::decode::encode_record;
+
+mod common;
 use vigil_engine::capture::{CaptureWriter, Context, Seed, frame};
 use vigil_engine::config::Config;
-use vigil_engine::host::{ProcSnapshot, Users};
+use vigil_engine::host::ProcSnapshot;
 use vigil_outputs::Sink;
 
 /// Records every line written.
@@ -33,13 +35,7 @@ impl Sink for Lines {
 }
 
 fn context() -> Context {
-    Context {
-        abi_version: abi::ABI_VERSION,
-        vigil_version: "test".into(),
-        hostname: "h".into(),
-        boot_offset_ns: 1_795_000_000_000_000_000,
-        users: Users::default(),
-    }
+    common::test_context("h")
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use vigil_bpf::abi::{self, Hdr, kind};
 use vigil_bpf::decode::encode_record;
-use vigil_engine::capture::{CaptureWriter, Context};
-use vigil_engine::host::Users;
+
+mod common;
+use vigil_engine::capture::CaptureWriter;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vigil-tuning-{}", std::process::id()));
@@ -31,13 +32,7 @@ level: high
 ";
 
 fn capture(path: &Path, cmds: &[&str]) {
-    let ctx = Context {
-        abi_version: abi::ABI_VERSION,
-        vigil_version: "test".into(),
-        hostname: "h".into(),
-        boot_offset_ns: 1_795_000_000_000_000_000,
-        users: Users::default(),
-    };
+    let ctx = common::test_context("h");
     let mut w = CaptureWriter::create(path, &ctx).unwrap();
     for (i, c) in cmds.iter().enumerate() {
         let pid = 700 + i as u32;
@@ -75,19 +70,11 @@ struct Env {
 
 impl Env {
     fn vigil(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-        c.arg("--config").arg(&self.cfg);
-        c
+        common::vigil_with(&self.cfg)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.vigil().args(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        common::vigil_ok(&self.cfg, args)
     }
 
     /// Replays with learning stored; (alerts of the rule, events written).

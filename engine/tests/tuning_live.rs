@@ -29,19 +29,11 @@ impl Drop for Env {
 
 impl Env {
     fn vigil(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-        c.arg("--config").arg(&self.cfg);
-        c
+        common::vigil_with(&self.cfg)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.vigil().args(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        common::vigil_ok(&self.cfg, args)
     }
 
     /// Runs the agent (baselines on, only the test rule) while `work` runs

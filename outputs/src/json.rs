@@ -317,6 +317,25 @@ impl Writer {
         self
     }
 
+    /// A number field that always reads as a float: as [`Writer::f64`]
+    /// writes it, with `.0` added when that text is a whole number (`3.0`,
+    /// `0.5`; serde_json writes the same for every value from 1e-5 to
+    /// 1e21), or `null` when `v` is not finite.
+    pub fn float(&mut self, key: impl Name, v: f64) -> &mut Self {
+        key.put(self);
+        if v.is_finite() {
+            use std::io::Write as _;
+            let start = self.buf.len();
+            let _ = write!(self.buf, "{v}");
+            if !self.buf[start..].contains(&b'.') {
+                self.buf.extend_from_slice(b".0");
+            }
+        } else {
+            self.buf.extend_from_slice(b"null");
+        }
+        self
+    }
+
     /// A boolean field.
     pub fn bool(&mut self, key: impl Name, v: bool) -> &mut Self {
         key.put(self);
@@ -347,6 +366,23 @@ impl Writer {
     pub fn i64s(&mut self, key: impl Name, items: impl IntoIterator<Item = i64>) -> &mut Self {
         key.put(self);
         write_array(&mut self.buf, items, write_i64);
+        self
+    }
+
+    /// An array of `[string, number]` pairs (`[["main",3],["f",1]]`).
+    pub fn str_u64_pairs<I, S>(&mut self, key: impl Name, items: I) -> &mut Self
+    where
+        I: IntoIterator<Item = (S, u64)>,
+        S: AsRef<[u8]>,
+    {
+        key.put(self);
+        write_array(&mut self.buf, items, |b, (s, n)| {
+            b.push(b'[');
+            write_str(b, s.as_ref());
+            b.push(b',');
+            write_u64(b, n);
+            b.push(b']');
+        });
         self
     }
 
@@ -744,6 +780,23 @@ fn write_str_slow(out: &mut Vec<u8>, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `float` always reads as a float; pairs are `[string, number]`.
+    #[test]
+    fn floats_and_pairs() {
+        let mut w = Writer::new();
+        w.float("a", 3.0)
+            .float("b", 0.5)
+            .float("c", f64::NAN)
+            .float("d", -2.25)
+            .f64("e", 3.0)
+            .str_u64_pairs("p", [("x\"", 1), ("y", 2)])
+            .str_u64_pairs("q", Vec::<(&str, u64)>::new());
+        assert_eq!(
+            w.finish(),
+            br#"{"a":3.0,"b":0.5,"c":null,"d":-2.25,"e":3,"p":[["x\"",1],["y",2]],"q":[]}"#
+        );
+    }
 
     /// A replayed fragment writes the same bytes as running the fields, in
     /// any nesting state; a different key or state runs them again.

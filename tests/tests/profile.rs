@@ -129,25 +129,24 @@ fn the_profiler_finds_a_named_busy_function() {
         !mine.is_empty(),
         "vigil_busy_spin in the folded stacks:\n{folded}"
     );
+    // a folded line ends in its sample count
+    let count = |l: &&str| -> u64 {
+        l.rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let whole: u64 = mine
         .iter()
         .filter(|l| l.contains(";main;vigil_busy_spin "))
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
+        .map(count)
         .sum();
-    let all: u64 = mine
-        .iter()
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum();
+    let all: u64 = mine.iter().map(count).sum();
+    assert!(
+        all > 0,
+        "sample counts in the folded lines:\n{}",
+        mine.join("\n")
+    );
     assert!(
         whole * 10 >= all * 9,
         "{whole} of {all} samples in vigil_busy_spin have main as its caller:\n{}",

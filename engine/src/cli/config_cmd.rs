@@ -89,20 +89,13 @@ fn render_json(rows: &[Row]) -> String {
     serde_json::Value::Object(m).to_string() + "\n"
 }
 
-/// `vigil config show [--json]` of the configuration `--config` names (or
-/// the defaults).
-pub(crate) fn show(cfg: &Config, file: Option<&Path>, json: bool) -> ExitCode {
-    let text = match file.map(std::fs::read_to_string) {
-        Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            // Loaded a moment ago, so this is a race with a writer.
-            eprintln!("vigil: cannot read {}: {e}", file.unwrap().display());
-            return ExitCode::from(1);
-        }
-        None => None,
-    };
-    let name = file.map(|f| f.display().to_string()).unwrap_or_default();
-    let rows = rows(cfg, text.as_deref().map(|t| (t, name.as_str())));
+/// `vigil config show [--json]` of the configuration `--config` names
+/// (`file`: its path and the text it was loaded from) or the defaults.
+pub(crate) fn show(cfg: &Config, file: Option<(&Path, &str)>, json: bool) -> ExitCode {
+    let name = file
+        .map(|(f, _)| f.display().to_string())
+        .unwrap_or_default();
+    let rows = rows(cfg, file.map(|(_, text)| (text, name.as_str())));
     if json {
         print!("{}", render_json(&rows));
     } else {
@@ -114,7 +107,7 @@ pub(crate) fn show(cfg: &Config, file: Option<&Path>, json: bool) -> ExitCode {
 /// `vigil config check FILE`: 0 and a summary when `vigil run` would
 /// accept the file; 2 and the error (`file:line: key: message`) otherwise.
 pub(crate) fn check(file: &Path) -> ExitCode {
-    let cfg = match Config::load(file) {
+    let (cfg, text) = match Config::load_with_text(file) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vigil: {e}");
@@ -131,7 +124,6 @@ pub(crate) fn check(file: &Path) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let text = std::fs::read_to_string(file).unwrap_or_default();
     let name = file.display().to_string();
     let set_keys = rows(&cfg, Some((&text, &name)))
         .iter()

@@ -190,13 +190,17 @@ enum ConfigCmd {
     },
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+/// The configuration `--config` names (with the text it was read from) or
+/// the defaults; exit code 2 and the error on stderr when the file is bad.
+fn load_config(path: Option<&PathBuf>) -> Result<(Config, Option<String>), ExitCode> {
     match path {
-        None => Ok(Config::default()),
-        Some(p) => Config::load(p).map_err(|e| {
-            eprintln!("vigil: {e}");
-            ExitCode::from(2)
-        }),
+        None => Ok((Config::default(), None)),
+        Some(p) => Config::load_with_text(p)
+            .map(|(cfg, text)| (cfg, Some(text)))
+            .map_err(|e| {
+                eprintln!("vigil: {e}");
+                ExitCode::from(2)
+            }),
     }
 }
 
@@ -233,7 +237,7 @@ pub fn reset_signals() {
 impl Cli {
     /// Runs the parsed command and returns the process exit code.
     pub fn run(self) -> ExitCode {
-        let cfg = match load_config(self.config.as_ref()) {
+        let (cfg, cfg_text) = match load_config(self.config.as_ref()) {
             Ok(c) => c,
             Err(code) => return code,
         };
@@ -309,7 +313,7 @@ impl Cli {
             },
             Cmd::Config {
                 cmd: ConfigCmd::Show { json },
-            } => config_cmd::show(&cfg, self.config.as_deref(), json),
+            } => config_cmd::show(&cfg, self.config.as_deref().zip(cfg_text.as_deref()), json),
             Cmd::Replay {
                 file,
                 out,

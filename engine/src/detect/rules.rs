@@ -224,6 +224,32 @@ fn ev_domain(ev: &Event) -> Option<Value<'_>> {
 
 const WRITE_FLAGS: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
+/// The `vigil.env.*` fields of one variable each (`vigil.env.LD_PRELOAD`,
+/// ...): one list, as a pattern, for the dispatch in `Fields::field` and the
+/// lookup in `exec_field`.
+macro_rules! env_var_field {
+    () => {
+        Field::EnvLdPreload
+            | Field::EnvLdLibraryPath
+            | Field::EnvLdAudit
+            | Field::EnvHistfile
+            | Field::EnvHistcontrol
+            | Field::EnvHistsize
+            | Field::EnvHistfilesize
+            | Field::EnvHistignore
+            | Field::EnvPromptCommand
+            | Field::EnvBashEnv
+            | Field::EnvEnv
+            | Field::EnvPythonpath
+            | Field::EnvPythonstartup
+            | Field::EnvPythonhome
+            | Field::EnvPerl5lib
+            | Field::EnvPerl5opt
+            | Field::EnvRubyopt
+            | Field::EnvNodeOptions
+    };
+}
+
 impl Fields for Event {
     fn category(&self) -> &str {
         ecs::classify_event(self).0
@@ -299,24 +325,7 @@ impl Fields for Event {
             | Field::ExecSetgid
             | Field::EnvTruncated
             | Field::ProcessEnvVars
-            | Field::EnvLdPreload
-            | Field::EnvLdLibraryPath
-            | Field::EnvLdAudit
-            | Field::EnvHistfile
-            | Field::EnvHistcontrol
-            | Field::EnvHistsize
-            | Field::EnvHistfilesize
-            | Field::EnvHistignore
-            | Field::EnvPromptCommand
-            | Field::EnvBashEnv
-            | Field::EnvEnv
-            | Field::EnvPythonpath
-            | Field::EnvPythonstartup
-            | Field::EnvPythonhome
-            | Field::EnvPerl5lib
-            | Field::EnvPerl5opt
-            | Field::EnvRubyopt
-            | Field::EnvNodeOptions
+            | env_var_field!()
             | Field::ChildNewNamespaces => exec_field(self, f),
             Field::FilePath
             | Field::FileName
@@ -610,24 +619,7 @@ fn exec_field(ev: &Event, f: Field) -> Option<Value<'_>> {
             Body::Exec { env, .. } if !env.is_empty() => owned(env.join(&b'\n')),
             _ => None,
         },
-        Field::EnvLdPreload
-        | Field::EnvLdLibraryPath
-        | Field::EnvLdAudit
-        | Field::EnvHistfile
-        | Field::EnvHistcontrol
-        | Field::EnvHistsize
-        | Field::EnvHistfilesize
-        | Field::EnvHistignore
-        | Field::EnvPromptCommand
-        | Field::EnvBashEnv
-        | Field::EnvEnv
-        | Field::EnvPythonpath
-        | Field::EnvPythonstartup
-        | Field::EnvPythonhome
-        | Field::EnvPerl5lib
-        | Field::EnvPerl5opt
-        | Field::EnvRubyopt
-        | Field::EnvNodeOptions => {
+        env_var_field!() => {
             let Body::Exec { env, .. } = &ev.k.body else {
                 return None;
             };

@@ -18,7 +18,6 @@ use crate::perf::PerfRecord;
 use crate::perf::collector::{
     Collector, CounterDelta, Ctx, Cumulative, Deltas, GaugeValue, Kallsyms, Output,
 };
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use vigil_bpf::ktools::{
@@ -26,6 +25,7 @@ use vigil_bpf::ktools::{
     KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, MlVal, NmKey, NmVal, OL_WRITE, OlKey, OlVal,
     migrate_reason, softirq_name,
 };
+use vigil_outputs::json::Writer;
 
 impl Cumulative for KmVal {
     fn since(&self, p: &Self) -> Self {
@@ -541,12 +541,82 @@ pub fn irq_names(text: &str) -> HashMap<u64, String> {
         .collect()
 }
 
-fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
-    if v.is_finite() {
-        w.raw(key, format!("{v}").as_bytes());
-    } else {
-        w.raw(key, b"null");
+/// One call site of a `kmem-sites` record.
+struct SiteRow {
+    site: String,
+    cache: String,
+    allocs: u64,
+    bytes: u64,
+}
+
+/// `key`: an array of caches (`cache`, `allocs`, `bytes` and, given the
+/// interval's seconds, `allocs_per_s`).
+fn cache_rows<'a>(
+    w: &mut Writer,
+    key: &str,
+    rows: impl Iterator<Item = (&'a String, &'a (u64, u64))>,
+    secs: Option<f64>,
+) {
+    w.objects(key, rows, |w, (n, (c, b))| {
+        w.u64("allocs", *c);
+        if let Some(secs) = secs {
+            w.float("allocs_per_s", round1(*c as f64 / secs));
+        }
+        w.u64("bytes", *b).str("cache", n.as_bytes());
+    });
+}
+
+/// `key`: the call sites of a `kmem-sites` record.
+fn site_rows(w: &mut Writer, key: &str, rows: &[SiteRow]) {
+    w.objects(key, rows, |w, r| {
+        w.u64("allocs", r.allocs)
+            .u64("bytes", r.bytes)
+            .str("cache", r.cache.as_bytes())
+            .str("site", r.site.as_bytes());
+    });
+}
+
+/// `key`: pages allocated per order, an object keyed by the order (the
+/// keys in text order, `10` before `2`); nothing when `orders` is empty.
+fn by_order(w: &mut Writer, key: &str, orders: &BTreeMap<u32, u64>) {
+    let mut by: Vec<(String, u64)> = orders
+        .iter()
+        .map(|(o, n)| (format!("{key}.{o}"), *n))
+        .collect();
+    by.sort();
+    for (k, n) in &by {
+        w.u64(k, *n);
     }
+}
+
+/// `key`: the named functions, vectors or irqs of a deferred-work record
+/// (with workq's queueing latency when `workq` is set).
+fn work_rows(w: &mut Writer, key: &str, workq: bool, rows: &[(String, &KwVal)]) {
+    w.objects(key, rows, |w, (name, v)| {
+        let latency = workq && v.waited > 0;
+        if latency {
+            w.float(
+                "avg_latency_us",
+                round1(v.wait_ns as f64 / 1000.0 / v.waited as f64),
+            );
+        }
+        w.float(
+            "avg_run_us",
+            round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
+        )
+        .u64("count", v.count)
+        .u64(
+            "max_run_us",
+            crate::perf::slot_bounds(v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+        )
+        .str("name", name.as_bytes());
+        if latency {
+            // no latency histogram: null (float writes NaN as null)
+            let q = crate::perf::quantile_us(&v.wait_slots, 0.99);
+            w.float("p99_latency_us", q.unwrap_or(f64::NAN));
+        }
+        w.u64("run_us", v.run_ns / 1000);
+    });
 }
 
 fn round1(v: f64) -> f64 {
@@ -637,7 +707,7 @@ impl KtoolsCollector {
                     .map(|ip| self.syms.name(ip))
                     .collect(),
             );
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "metric")
                 .str("event.module", "vigil")
@@ -653,11 +723,7 @@ impl KtoolsCollector {
                 w.str("container.id", c.id.as_bytes())
                     .str("container.runtime", c.runtime);
             }
-            put_f64(
-                &mut w,
-                "vigil.memleak.interval_s",
-                (secs * 100.0).round() / 100.0,
-            );
+            w.f64("vigil.memleak.interval_s", (secs * 100.0).round() / 100.0);
             w.u64("vigil.memleak.cgroup_id", g.cgroup_id);
             if let Some(p) = &path {
                 w.str("vigil.memleak.cgroup", p.as_bytes());
@@ -665,11 +731,7 @@ impl KtoolsCollector {
             w.str("vigil.memleak.cache", g.class.as_bytes())
                 .u64("vigil.memleak.allocs", g.allocs)
                 .u64("vigil.memleak.bytes", g.bytes);
-            put_f64(
-                &mut w,
-                "vigil.memleak.oldest_s",
-                round1(g.oldest_ns as f64 / 1e9),
-            );
+            w.f64("vigil.memleak.oldest_s", round1(g.oldest_ns as f64 / 1e9));
             w.u64("vigil.memleak.min_age_s", self.cfg.memleak_min_age_s)
                 .u64("vigil.memleak.sample", scale)
                 .strs("vigil.memleak.stack", g.stack.iter());
@@ -685,18 +747,14 @@ impl KtoolsCollector {
             });
         }
         if !table.is_empty() || full > 0 {
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "metric")
                 .str("event.module", "vigil")
                 .str("event.dataset", "vigil.memleak")
                 .str("event.action", "memleak-table")
                 .str("host.hostname", hostname.as_bytes());
-            put_f64(
-                &mut w,
-                "vigil.memleak.interval_s",
-                (secs * 100.0).round() / 100.0,
-            );
+            w.f64("vigil.memleak.interval_s", (secs * 100.0).round() / 100.0);
             w.u64("vigil.memleak.tracked", table.len() as u64)
                 .u64("vigil.memleak.outstanding_allocs", all_n)
                 .u64("vigil.memleak.outstanding_bytes", all_b)
@@ -777,7 +835,7 @@ impl KtoolsCollector {
         }
         for ((cg, dev), sides) in by {
             let mount = self.mounts.get(&dev).cloned();
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "metric")
                 .str("event.module", "vigil")
@@ -789,11 +847,7 @@ impl KtoolsCollector {
                 w.str("container.id", c.id.as_bytes())
                     .str("container.runtime", c.runtime);
             }
-            put_f64(
-                &mut w,
-                "vigil.overlayfs.interval_s",
-                (secs * 100.0).round() / 100.0,
-            );
+            w.f64("vigil.overlayfs.interval_s", (secs * 100.0).round() / 100.0);
             w.u64("vigil.overlayfs.cgroup_id", cg);
             if let Some(p) = &path {
                 w.str("vigil.overlayfs.cgroup", p.as_bytes());
@@ -809,16 +863,15 @@ impl KtoolsCollector {
                 w.u64(&key("count"), v.count)
                     .u64(&key("bytes"), v.bytes)
                     .u64(&key("errors"), v.errors);
-                put_f64(
-                    &mut w,
+                w.f64(
                     &key("avg_us"),
                     round1(v.ns as f64 / 1000.0 / v.count.max(1) as f64),
                 );
                 if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
-                    put_f64(&mut w, &key("p50_us"), q);
+                    w.f64(&key("p50_us"), q);
                 }
                 if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
-                    put_f64(&mut w, &key("p99_us"), q);
+                    w.f64(&key("p99_us"), q);
                 }
                 w.u64(
                     &key("max_us"),
@@ -927,7 +980,7 @@ struct Stamp<'a> {
 
 impl Stamp<'_> {
     /// `@timestamp`, `event.*` and `host.hostname` of a metric record.
-    fn header(&self, w: &mut vigil_outputs::json::Writer, dataset: &str, action: &str) {
+    fn header(&self, w: &mut Writer, dataset: &str, action: &str) {
         w.str("@timestamp", self.ts.as_bytes())
             .str("event.kind", "metric")
             .str("event.module", "vigil")
@@ -937,9 +990,8 @@ impl Stamp<'_> {
     }
 
     /// `<dataset>.interval_s`.
-    fn iv(&self, w: &mut vigil_outputs::json::Writer, dataset: &str) {
-        put_f64(
-            w,
+    fn iv(&self, w: &mut Writer, dataset: &str) {
+        w.f64(
             &format!("{dataset}.interval_s"),
             (self.secs * 100.0).round() / 100.0,
         );
@@ -1026,12 +1078,7 @@ impl KtoolsCollector {
         for (tgid, (c, b, cg, classes)) in ranked.into_iter().take(top) {
             let mut cl: Vec<_> = classes.iter().collect();
             cl.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-            let arr: Vec<_> = cl
-                .iter()
-                .take(10)
-                .map(|(n, (c, b))| json!({"cache": n, "allocs": c, "bytes": b}))
-                .collect();
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.kmem", "kmem");
             w.u64("process.pid", u64::from(*tgid));
             if let Some(n) = comm_of(*tgid) {
@@ -1048,11 +1095,13 @@ impl KtoolsCollector {
                 w.str("vigil.kmem.cgroup", p.as_bytes());
             }
             w.u64("vigil.kmem.allocs", *c).u64("vigil.kmem.bytes", *b);
-            put_f64(&mut w, "vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
+            w.f64("vigil.kmem.allocs_per_s", round1(*c as f64 / secs));
             w.u64("vigil.kmem.sample", km_scale);
-            w.raw(
+            cache_rows(
+                &mut w,
                 "vigil.kmem.caches",
-                &serde_json::to_vec(&arr).unwrap_or_default(),
+                cl.iter().take(10).copied(),
+                None,
             );
             out.records.push(PerfRecord {
                 json: w.finish(),
@@ -1079,26 +1128,21 @@ impl KtoolsCollector {
         let _ = self.kt.forget_sites(&sforget);
         let mut sd = sd;
         sd.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
-        let arr: Vec<_> = sd
+        let rows: Vec<SiteRow> = sd
             .iter()
             .take(20)
-            .map(|(k, v)| {
-                json!({
-                    "site": self.syms.name(k.call_site),
-                    "cache": class_name(k.cache, k.size, k.flags, &self.names),
-                    "allocs": v.count.saturating_mul(km_scale),
-                    "bytes": v.bytes.saturating_mul(km_scale),
-                })
+            .map(|(k, v)| SiteRow {
+                site: self.syms.name(k.call_site),
+                cache: class_name(k.cache, k.size, k.flags, &self.names),
+                allocs: v.count.saturating_mul(km_scale),
+                bytes: v.bytes.saturating_mul(km_scale),
             })
             .collect();
-        if !arr.is_empty() {
-            let mut w = vigil_outputs::json::Writer::new();
+        if !rows.is_empty() {
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.kmem", "kmem-sites");
             st.iv(&mut w, "vigil.kmem");
-            w.raw(
-                "vigil.kmem.sites",
-                &serde_json::to_vec(&arr).unwrap_or_default(),
-            );
+            site_rows(&mut w, "vigil.kmem.sites", &rows);
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1116,22 +1160,17 @@ impl KtoolsCollector {
         let secs = st.secs;
         let mut s: Vec<_> = slabs.iter().collect();
         s.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-        let arr: Vec<_> = s
-            .iter()
-            .take(20)
-            .map(|(n, (c, b))| {
-                json!({"cache": n, "allocs": c, "bytes": b, "allocs_per_s": round1(*c as f64 / secs)})
-            })
-            .collect();
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.slabratetop", "slabratetop");
         st.iv(&mut w, "vigil.slabratetop");
         w.u64("vigil.slabratetop.allocs", s.iter().map(|x| x.1.0).sum())
-            .u64("vigil.slabratetop.caches_seen", s.len() as u64)
-            .raw(
-                "vigil.slabratetop.caches",
-                &serde_json::to_vec(&arr).unwrap_or_default(),
-            );
+            .u64("vigil.slabratetop.caches_seen", s.len() as u64);
+        cache_rows(
+            &mut w,
+            "vigil.slabratetop.caches",
+            s.iter().take(20).copied(),
+            Some(secs),
+        );
         out.records.push(PerfRecord {
             json: w.finish(),
             finding: None,
@@ -1175,7 +1214,7 @@ impl KtoolsCollector {
                 l.nr_share * 100.0,
                 syscall(l.top_nr)
             );
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             w.str("@timestamp", ts.as_bytes())
                 .str("event.kind", "alert")
                 .str("event.module", "vigil")
@@ -1193,15 +1232,10 @@ impl KtoolsCollector {
                 .str("vigil.kmem.spray.cache", l.class.as_bytes())
                 .u64("vigil.kmem.spray.allocs", l.count)
                 .str("vigil.kmem.spray.syscall", syscall(l.top_nr).as_bytes());
-            put_f64(&mut w, "vigil.kmem.spray.per_s", round1(l.per_s));
-            put_f64(
-                &mut w,
-                "vigil.kmem.spray.usual_per_s",
-                round1(h.usual_per_s),
-            );
-            put_f64(&mut w, "vigil.kmem.spray.threshold", round1(h.threshold));
-            put_f64(
-                &mut w,
+            w.f64("vigil.kmem.spray.per_s", round1(l.per_s));
+            w.f64("vigil.kmem.spray.usual_per_s", round1(h.usual_per_s));
+            w.f64("vigil.kmem.spray.threshold", round1(h.threshold));
+            w.f64(
                 "vigil.kmem.spray.share",
                 (l.share * 1000.0).round() / 1000.0,
             );
@@ -1237,11 +1271,7 @@ impl KtoolsCollector {
         let mut ranked: Vec<_> = procs.iter().collect();
         ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
         for (tgid, (pages, orders)) in ranked.into_iter().take(top) {
-            let by: serde_json::Map<String, serde_json::Value> = orders
-                .iter()
-                .map(|(o, n)| (o.to_string(), json!(n)))
-                .collect();
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.kpages", "kpages");
             w.u64("process.pid", u64::from(*tgid));
             if let Some(n) = comm_of(*tgid) {
@@ -1249,11 +1279,8 @@ impl KtoolsCollector {
             }
             st.iv(&mut w, "vigil.kpages");
             w.u64("vigil.kpages.pages", *pages)
-                .u64("vigil.kpages.sample", scale)
-                .raw(
-                    "vigil.kpages.by_order",
-                    &serde_json::to_vec(&by).unwrap_or_default(),
-                );
+                .u64("vigil.kpages.sample", scale);
+            by_order(&mut w, "vigil.kpages.by_order", orders);
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1283,7 +1310,7 @@ impl KtoolsCollector {
             t.0 += v.calls;
             t.1 += v.succeeded;
             t.2 += v.ns;
-            let mut w = vigil_outputs::json::Writer::new();
+            let mut w = Writer::new();
             st.header(&mut w, "vigil.numamove", "numamove");
             w.u64("process.pid", u64::from(k.tgid));
             if let Some(n) = comm_of(k.tgid) {
@@ -1294,7 +1321,7 @@ impl KtoolsCollector {
                 .u64("vigil.numamove.calls", v.calls)
                 .u64("vigil.numamove.pages", v.succeeded)
                 .u64("vigil.numamove.failed", v.failed);
-            put_f64(&mut w, "vigil.numamove.ms", round1(v.ns as f64 / 1e6));
+            w.f64("vigil.numamove.ms", round1(v.ns as f64 / 1e6));
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -1352,7 +1379,7 @@ impl KtoolsCollector {
         rows.sort_by(|a, b| b.1.run_ns.cmp(&a.1.run_ns).then(a.0.cmp(&b.0)));
         let total_ns: u64 = rows.iter().map(|r| r.1.run_ns).sum();
         let total_n: u64 = rows.iter().map(|r| r.1.count).sum();
-        let mut arr = Vec::new();
+        let mut named: Vec<(String, &KwVal)> = Vec::new();
         for (k, v) in rows.iter().take(20) {
             let name = match kind {
                 KW_SOFTIRQ => softirq_name(k.id).to_string(),
@@ -1362,19 +1389,7 @@ impl KtoolsCollector {
                 },
                 _ => self.syms.name(k.id),
             };
-            let mut o = json!({
-                "name": name,
-                "count": v.count,
-                "run_us": v.run_ns / 1000,
-                "avg_run_us": round1(v.run_ns as f64 / 1000.0 / v.count.max(1) as f64),
-                "max_run_us": crate::perf::slot_bounds(
-                    v.run_slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
-            });
-            if kind == KW_WORKQ && v.waited > 0 {
-                o["avg_latency_us"] = json!(round1(v.wait_ns as f64 / 1000.0 / v.waited as f64));
-                o["p99_latency_us"] = json!(crate::perf::quantile_us(&v.wait_slots, 0.99));
-            }
-            arr.push(o);
+            named.push((name.clone(), v));
             match kind {
                 KW_WORKQ => *self.totals.workq.entry(name.clone()).or_default() += v.count,
                 KW_TASKLET => *self.totals.tasklets.entry(name.clone()).or_default() += v.count,
@@ -1411,13 +1426,12 @@ impl KtoolsCollector {
             }
         }
         let dataset = format!("vigil.{tool}");
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, &dataset, tool);
         st.iv(&mut w, &dataset);
         w.u64(&format!("{dataset}.count"), total_n)
             .u64(&format!("{dataset}.run_us"), total_ns / 1000);
-        put_f64(
-            &mut w,
+        w.f64(
             &format!("{dataset}.cpu_pct"),
             round1(100.0 * total_ns as f64 / 1e9 / secs),
         );
@@ -1428,9 +1442,11 @@ impl KtoolsCollector {
         } else {
             "functions"
         };
-        w.raw(
+        work_rows(
+            &mut w,
             &format!("{dataset}.{key}"),
-            &serde_json::to_vec(&arr).unwrap_or_default(),
+            kind == KW_WORKQ,
+            &named,
         );
         out.records.push(PerfRecord {
             json: w.finish(),
@@ -1469,13 +1485,13 @@ impl KtoolsCollector {
             softirq_name(k.id),
             v.run_ns as f64 / 1e6
         );
-        let mut w = vigil_outputs::json::Writer::new();
+        let mut w = Writer::new();
         st.header(&mut w, "vigil.finding", "softirq-high");
         w.str("message", msg.as_bytes())
             .str("vigil.finding.name", "softirq-high")
             .str("vigil.finding.metric", "vigil.softirqs.cpu_pct");
-        put_f64(&mut w, "vigil.finding.value", round1(pct));
-        put_f64(&mut w, "vigil.finding.threshold", self.cfg.softirq_pct);
+        w.f64("vigil.finding.value", round1(pct));
+        w.f64("vigil.finding.threshold", self.cfg.softirq_pct);
         w.str("vigil.finding.unit", "percent");
         out.records.push(PerfRecord {
             json: w.finish(),
@@ -1501,6 +1517,134 @@ mod tests {
             nr,
             flags: KM_KMALLOC | KM_ACCOUNTED,
         }
+    }
+
+    /// The arrays and objects of the kmem, kmem-sites, slabratetop,
+    /// kpages and deferred-work records, each after a record head, byte
+    /// for byte as `engine/tests/golden/ktools-records.jsonl` holds them
+    /// (written there when `VIGIL_BLESS=1`).
+    #[test]
+    fn records_are_byte_identical_to_the_golden_file() {
+        let st = Stamp {
+            ts: "2023-11-14T22:13:20.123Z",
+            hostname: "h",
+            secs: 2.0,
+        };
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let caches: BTreeMap<String, (u64, u64)> = [
+            ("kmalloc-cg-128".to_string(), (6000, 768_000)),
+            ("dentry".to_string(), (3, 576)),
+            ("filp".to_string(), (1, 256)),
+        ]
+        .into();
+        let rows: Vec<_> = caches.iter().collect();
+        // kmem
+        let mut w = Writer::new();
+        st.header(&mut w, "vigil.kmem", "kmem");
+        w.u64("process.pid", 20);
+        st.iv(&mut w, "vigil.kmem");
+        w.u64("vigil.kmem.allocs", 6004);
+        w.f64("vigil.kmem.allocs_per_s", round1(6004.0 / 3.0));
+        w.f64("vigil.kmem.nan", f64::NAN);
+        cache_rows(&mut w, "vigil.kmem.caches", rows.iter().copied(), None);
+        lines.push(w.finish());
+        // kmem-sites
+        let mut w = Writer::new();
+        st.header(&mut w, "vigil.kmem", "kmem-sites");
+        site_rows(
+            &mut w,
+            "vigil.kmem.sites",
+            &[
+                SiteRow {
+                    site: "alloc_pipe_info+0x5b".into(),
+                    cache: "kmalloc-cg-1k".into(),
+                    allocs: 40,
+                    bytes: 40960,
+                },
+                SiteRow {
+                    site: "0xffffffff81234567".into(),
+                    cache: "cache@0xdef".into(),
+                    allocs: 1,
+                    bytes: 64,
+                },
+            ],
+        );
+        lines.push(w.finish());
+        // slabratetop: whole and fractional rates
+        let mut w = Writer::new();
+        st.header(&mut w, "vigil.slabratetop", "slabratetop");
+        cache_rows(
+            &mut w,
+            "vigil.slabratetop.caches",
+            rows.iter().copied(),
+            Some(st.secs),
+        );
+        lines.push(w.finish());
+        // kpages: orders past 9 (keys compare as text)
+        let mut w = Writer::new();
+        st.header(&mut w, "vigil.kpages", "kpages");
+        w.u64("vigil.kpages.pages", 1043);
+        by_order(
+            &mut w,
+            "vigil.kpages.by_order",
+            &[(0, 10), (2, 1), (10, 1)].into(),
+        );
+        w.u64("vigil.kpages.sample", 1);
+        lines.push(w.finish());
+        // workq (queueing seen and not) and softirqs
+        let mut a = KwVal {
+            count: 3,
+            run_ns: 10_500,
+            wait_ns: 7_000,
+            waited: 2,
+            ..KwVal::default()
+        };
+        a.run_slots[2] = 3;
+        a.wait_slots[1] = 1;
+        a.wait_slots[3] = 1;
+        let b = KwVal {
+            count: 1,
+            run_ns: 999,
+            ..KwVal::default()
+        };
+        let mut c = a;
+        c.wait_slots = [0; KT_SLOTS];
+        for (workq, tool, key) in [(true, "workq", "functions"), (false, "softirqs", "vectors")] {
+            let dataset = format!("vigil.{tool}");
+            let mut w = Writer::new();
+            st.header(&mut w, &dataset, tool);
+            st.iv(&mut w, &dataset);
+            work_rows(
+                &mut w,
+                &format!("{dataset}.{key}"),
+                workq,
+                &[
+                    ("vmstat_update".into(), &a),
+                    ("NET_RX".into(), &b),
+                    ("flush_to_ldisc".into(), &c),
+                ],
+            );
+            w.u64(&format!("{dataset}.count"), 4);
+            lines.push(w.finish());
+        }
+        let mut text = Vec::new();
+        for l in &lines {
+            serde_json::from_slice::<serde_json::Value>(l).unwrap();
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/ktools-records.jsonl"
+        );
+        if std::env::var_os("VIGIL_BLESS").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read(path).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            String::from_utf8_lossy(&want)
+        );
     }
 
     #[test]

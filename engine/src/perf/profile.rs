@@ -298,6 +298,14 @@ fn put_f64(w: &mut vigil_outputs::json::Writer, key: &str, v: f64) {
     }
 }
 
+/// `vigil.profile.top`: the five hottest functions as `[name, samples]`.
+fn top_functions(w: &mut vigil_outputs::json::Writer, functions: &[(String, u64)]) {
+    w.str_u64_pairs(
+        "vigil.profile.top",
+        functions.iter().take(5).map(|(f, n)| (f.as_bytes(), *n)),
+    );
+}
+
 impl ProfileCollector {
     /// A collector of a loaded profiler; the folded stacks go to
     /// `data_dir` when given.
@@ -501,16 +509,7 @@ impl Collector for ProfileCollector {
                     round1(100.0 * *n as f64 / p.samples.max(1) as f64),
                 );
             }
-            let top: Vec<serde_json::Value> = p
-                .functions
-                .iter()
-                .take(5)
-                .map(|(f, n)| serde_json::json!([f, n]))
-                .collect();
-            w.raw(
-                "vigil.profile.top",
-                serde_json::Value::Array(top).to_string().as_bytes(),
-            );
+            top_functions(&mut w, &p.functions);
             out.records.push(PerfRecord {
                 json: w.finish(),
                 finding: None,
@@ -617,6 +616,39 @@ mod tests {
         };
         k.comm[..4].copy_from_slice(b"busy");
         k
+    }
+
+    /// The hottest functions, as serde_json wrote them before (names
+    /// escaped, five at most).
+    #[test]
+    fn top_functions_are_name_and_sample_pairs() {
+        let f: Vec<(String, u64)> = ["busy \"x\"", "main", "a", "b", "c", "d"]
+            .iter()
+            .zip([30, 2, 1, 1, 1, 1])
+            .map(|(f, n)| (f.to_string(), n))
+            .collect();
+        let mut w = vigil_outputs::json::Writer::new();
+        top_functions(&mut w, &f);
+        let text = String::from_utf8(w.finish()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"vigil":{"profile":{"top":[["busy \"x\"",30],["main",2],["a",1],["b",1],["c",1]]}}}"#
+        );
+        let old: Vec<serde_json::Value> = f
+            .iter()
+            .take(5)
+            .map(|(f, n)| serde_json::json!([f, n]))
+            .collect();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"vigil":{{"profile":{{"top":{}}}}}}}"#,
+                serde_json::Value::Array(old)
+            )
+        );
+        let mut w = vigil_outputs::json::Writer::new();
+        top_functions(&mut w, &[]);
+        assert_eq!(w.finish(), br#"{"vigil":{"profile":{"top":[]}}}"#);
     }
 
     #[test]

@@ -3,9 +3,60 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The `vigil` binary under test.
+pub fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+/// `vigil --config cfg`.
+pub fn vigil_with(cfg: &Path) -> Command {
+    let mut c = vigil();
+    c.arg("--config").arg(cfg);
+    c
+}
+
+/// Runs `vigil --config cfg ARGS`, which must exit 0 (else the test fails
+/// with its stderr); returns its stdout.
+pub fn vigil_ok(cfg: &Path, args: &[&str]) -> String {
+    let o = vigil_with(cfg).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The capture context of constructed records: host `hostname`, no users,
+/// booted at 1_795_000_000 s after the epoch (a record at 5 s is
+/// 2026-11-18T11:06:45Z).
+pub fn test_context(hostname: &str) -> vigil_engine::capture::Context {
+    vigil_engine::capture::Context {
+        abi_version: vigil_bpf::abi::ABI_VERSION,
+        vigil_version: "test".into(),
+        hostname: hostname.into(),
+        boot_offset_ns: 1_795_000_000_000_000_000,
+        users: vigil_engine::host::Users::default(),
+    }
+}
+
+/// The header of an open by `cat` (pid and tid 4242, parent 1) at 5 s.
+pub fn cat_open_hdr() -> vigil_bpf::abi::Hdr {
+    vigil_bpf::abi::Hdr {
+        kind: vigil_bpf::abi::kind::OPEN,
+        pid: 4242,
+        tid: 4242,
+        ppid: 1,
+        ts_ns: 5_000_000_000,
+        comm: *b"cat\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        ..vigil_bpf::abi::Hdr::default()
+    }
+}
 
 /// Root tests run for real; without root they skip, unless CI requires them.
 pub fn require_root(name: &str) -> bool {
