@@ -450,7 +450,7 @@ impl Default for PerfConfig {
             self_cost: true,
             self_cpu_pct: 10.0,
             // Off by default: their programs run on every slab allocation
-            // of the host, sampled or not (~41 us of BPF per exec of the
+            // of the host, sampled or not (41-50 us of BPF per exec of the
             // exec loop, ~2 % of it; scripts/bpf-cost.sh, docs/config.md).
             kmem: false,
             slabratetop: false,
