@@ -449,8 +449,11 @@ impl Default for PerfConfig {
             bio_min_samples: 20,
             self_cost: true,
             self_cpu_pct: 10.0,
-            kmem: true,
-            slabratetop: true,
+            // Off by default: their programs run on every slab allocation
+            // of the host, sampled or not (41-50 us of BPF per exec of the
+            // exec loop, ~2 % of it; scripts/bpf-cost.sh, docs/config.md).
+            kmem: false,
+            slabratetop: false,
             kmem_sample: 10,
             kmem_top: 10,
             memleak: false,

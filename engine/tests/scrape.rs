@@ -252,7 +252,7 @@ fn grafana_dashboard_series_are_in_a_live_agents_metrics() {
     let (vigil, _rx) = start_vigil_with(
         &dir,
         vport,
-        "[perf]\ninterval_s = 2\nmemleak = true\nkpages = true\nprofile = true\n",
+        "[perf]\ninterval_s = 2\nkmem = true\nslabratetop = true\nmemleak = true\nkpages = true\nprofile = true\n",
     );
     let t = Instant::now();
     let missing = loop {

@@ -205,7 +205,7 @@ fn the_agent_runs_under_the_units_system_call_allow_list() {
         &cfg,
         format!(
             "[agent]\ndata_dir = \"{}\"\n[perf]\ninterval_s = 1\nsyscalls = \"all\"\n\
-             memleak = true\noverlayfs = true\nkpages = true\nprofile = true\n",
+             kmem = true\nslabratetop = true\nmemleak = true\noverlayfs = true\nkpages = true\nprofile = true\n",
             dir.join("data").display()
         ),
     )

@@ -157,9 +157,23 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
     let mut cfg = Config::default();
     cfg.agent.events = false;
     cfg.perf.interval_s = 1;
-    // what a default agent runs
-    assert!(cfg.perf.kmem && cfg.perf.slabratetop && cfg.perf.spray);
+    // what a default agent runs: kmem and slabratetop are opt-in (their
+    // programs run on every slab allocation), the spray alert waits for kmem
+    assert!(!cfg.perf.kmem && !cfg.perf.slabratetop && cfg.perf.spray);
     assert!(cfg.perf.numamove && cfg.perf.workq && cfg.perf.softirqs && cfg.perf.hardirqs);
+    for st in vigil_engine::probe::ktools_status(&cfg) {
+        match st.name {
+            "kmem" | "slabratetop" | "kpages" | "memleak" => assert_eq!(
+                st.state,
+                vigil_bpf::SensorState::Disabled,
+                "{} is off by configuration by default",
+                st.name
+            ),
+            _ => {}
+        }
+    }
+    cfg.perf.kmem = true;
+    cfg.perf.slabratetop = true;
     // sampled by default (its cost); the exact counts below want every one
     assert_eq!(cfg.perf.kmem_sample, 10);
     cfg.perf.kmem_sample = 1;
