@@ -946,6 +946,61 @@ impl Stamp<'_> {
     }
 }
 
+/// The Prometheus series of each kernel-work tool (every name of
+/// `vigil_bpf::ktools::SENSOR_NAMES` has a row; the Grafana dashboard
+/// plots at least one of each row).
+pub const TOOL_SERIES: &[(&str, &[&str])] = &[
+    ("kmem", &["vigil_kmem_allocations_total"]),
+    ("slabratetop", &["vigil_slab_allocations_total"]),
+    (
+        "memleak",
+        &[
+            "vigil_memleak_outstanding_bytes",
+            "vigil_memleak_outstanding_allocations",
+            "vigil_memleak_untracked_total",
+        ],
+    ),
+    (
+        "overlayfs",
+        &[
+            "vigil_overlayfs_calls_total",
+            "vigil_overlayfs_bytes_total",
+            "vigil_overlayfs_seconds_total",
+        ],
+    ),
+    ("kpages", &["vigil_kpages_pages_total"]),
+    ("numamove", &["vigil_numamove_pages_total"]),
+    ("workq", &["vigil_workq_items_total"]),
+    ("softirqs", &["vigil_softirq_seconds_total"]),
+    ("hardirqs", &["vigil_hardirq_seconds_total"]),
+    ("tasklets", &["vigil_tasklet_seconds_total"]),
+];
+
+/// The run-time series of a deferred-work kind counted per function,
+/// vector or irq: (series, help, label). Work items are counted per
+/// function only in the records (`vigil_workq_items_total` has no label:
+/// work functions are too many for a label).
+pub fn work_series(kind: u32) -> Option<(&'static str, &'static str, &'static str)> {
+    match kind {
+        KW_SOFTIRQ => Some((
+            "vigil_softirq_seconds_total",
+            "Time in softirqs per vector (softirqs).",
+            "vector",
+        )),
+        KW_HARDIRQ => Some((
+            "vigil_hardirq_seconds_total",
+            "Time in hard irq handlers per irq (hardirqs).",
+            "irq",
+        )),
+        KW_TASKLET => Some((
+            "vigil_tasklet_seconds_total",
+            "Time in tasklets per tasklet function (tasklets).",
+            "function",
+        )),
+        _ => None,
+    }
+}
+
 /// A process that exited (pid 0, no process, is never gone).
 fn gone(pid: u32) -> bool {
     !alive(pid)
@@ -1389,22 +1444,11 @@ impl KtoolsCollector {
                     t.1 += v.run_ns;
                 }
             }
-            if matches!(kind, KW_SOFTIRQ | KW_HARDIRQ) {
+            if let Some((series, help, label)) = work_series(kind) {
                 out.counters.push(CounterDelta {
-                    name: if kind == KW_SOFTIRQ {
-                        "vigil_softirq_seconds_total"
-                    } else {
-                        "vigil_hardirq_seconds_total"
-                    },
-                    help: if kind == KW_SOFTIRQ {
-                        "Time in softirqs per vector (softirqs)."
-                    } else {
-                        "Time in hard irq handlers per irq (hardirqs)."
-                    },
-                    labels: vec![(
-                        if kind == KW_SOFTIRQ { "vector" } else { "irq" },
-                        name.clone(),
-                    )],
+                    name: series,
+                    help,
+                    labels: vec![(label, name.clone())],
                     delta: v.run_ns,
                     scale: 1e-9,
                 });
@@ -1491,6 +1535,36 @@ impl KtoolsCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_ktools_tool_has_series_and_the_dashboard_shows_them() {
+        let dash = include_str!("../../../outputs/grafana/vigil.json");
+        for tool in vigil_bpf::ktools::SENSOR_NAMES {
+            let Some((_, series)) = TOOL_SERIES.iter().find(|(t, _)| *t == tool) else {
+                panic!("ktools tool {tool} has no Prometheus series in TOOL_SERIES");
+            };
+            assert!(
+                series.iter().any(|s| dash.contains(s)),
+                "{tool}: none of {series:?} on the Grafana dashboard"
+            );
+        }
+        // the deferred-work series come from work_series
+        for (kind, tool) in [
+            (KW_SOFTIRQ, "softirqs"),
+            (KW_HARDIRQ, "hardirqs"),
+            (KW_TASKLET, "tasklets"),
+        ] {
+            let (name, _, _) = work_series(kind).expect("a series");
+            let (_, series) = TOOL_SERIES.iter().find(|(t, _)| *t == tool).unwrap();
+            assert!(series.contains(&name), "{tool}: {name}");
+        }
+        assert_eq!(
+            work_series(KW_TASKLET).map(|s| s.2),
+            Some("function"),
+            "tasklet time is per function"
+        );
+        assert!(work_series(KW_WORKQ).is_none());
+    }
 
     fn key(tgid: u32, size: u32, nr: i32) -> KmKey {
         KmKey {
