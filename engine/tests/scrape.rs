@@ -245,6 +245,10 @@ fn grafana_dashboard_series_are_in_a_live_agents_metrics() {
         "vigil_overlayfs_calls_total",
         "vigil_overlayfs_seconds_total",
         "vigil_memleak_untracked_total",
+        // blkthrot: only while a cgroup's I/O is throttled
+        "vigil_blkthrot_bios_total",
+        "vigil_blkthrot_bytes_total",
+        "vigil_blkthrot_seconds_total",
         "vigil_profile_broken_stacks_total",
         // outputs: only with a network sink, spooling, errors or drops
         "vigil_output_records_spooled_total",
