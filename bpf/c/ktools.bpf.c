@@ -679,10 +679,11 @@ int BPF_PROG(vg_kt_bt_wq_start, struct work_struct *work)
 SEC("tp_btf/workqueue_execute_end")
 int BPF_PROG(vg_kt_bt_wq_end, struct work_struct *work, work_func_t function)
 {
-	if (!cfg_bt_dispatch_fn || (__u64)function != cfg_bt_dispatch_fn)
-		return 0;
+	/* `function` is not read: the verifier refuses a tp_btf load of a
+	 * function-pointer argument (EACCES at the first instruction). */
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&bt_worker, &tid);
+	if (bpf_map_lookup_elem(&bt_worker, &tid))
+		bpf_map_delete_elem(&bt_worker, &tid);
 	return 0;
 }
 
