@@ -3,6 +3,7 @@
 # with `vigil-test`, so these are absolute checks:
 #   - no cgroup directory named vigil-test-* in any hierarchy under /sys/fs/cgroup
 #   - no mount whose mount point contains vigil-test
+#   - no loop device whose backing file's path contains vigil-test
 #   - no network namespace named vigil-test*
 #   - no BPF pin under /sys/fs/bpf whose path contains vigil
 #   - no podman container (running or not) named vigil-test*
@@ -108,6 +109,17 @@ mounts() {
     | while IFS= read -r m; do printf '%b\n' "$m"; done
 }
 
+# --- loop devices backed by a test's file ---
+loop_devs() {
+  local f b
+  for f in /sys/block/loop*/loop/backing_file; do
+    [ -r "$f" ] || continue
+    b=$(cat "$f" 2>/dev/null)
+    case "$b" in *vigil-test*) f=${f#/sys/block/}; echo "/dev/${f%%/*} $b" ;; esac
+  done
+  return 0
+}
+
 # --- network namespaces ---
 netns_names() {
   local f
@@ -160,6 +172,11 @@ if [ "$clean" -eq 1 ]; then
     find "$cg" -depth -mindepth 1 -type d -exec rmdir {} \; 2>/dev/null
     rmdir "$cg" 2>/dev/null || { sleep 0.1; find "$cg" -depth -type d -exec rmdir {} \; ; } || failed=1
   done < <(cgroups)
+  while IFS=' ' read -r d b; do
+    [ -n "$d" ] || continue
+    echo "leak-check: detaching leftover loop device $d ($b)"
+    losetup -d "$d" || failed=1
+  done < <(loop_devs)
   while IFS= read -r n; do
     echo "leak-check: deleting leftover netns $n"
     ip netns delete "$n" 2>/dev/null || { umount "/run/netns/$n" 2>/dev/null; rm -f "/run/netns/$n"; } || failed=1
@@ -182,6 +199,7 @@ a=$(audit_state); [ -n "$a" ] && leak "audit state: $a"
 while IFS= read -r c; do [ -n "$c" ] && leak "podman container $c"; done < <(podman_names)
 while IFS= read -r cg; do leak "cgroup $cg (pids in it and below: $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' '))"; done < <(cgroups)
 while IFS= read -r m; do leak "mount $m"; done < <(mounts)
+while IFS= read -r l; do [ -n "$l" ] && leak "loop device $l"; done < <(loop_devs)
 while IFS= read -r n; do leak "netns $n"; done < <(netns_names)
 while IFS= read -r p; do leak "BPF pin $p"; done < <(pins)
 if [ -n "$accounts" ]; then
@@ -195,4 +213,4 @@ if [ ${#leaks[@]} -gt 0 ]; then
   echo "leak-check: FAILED: the tests left ${#leaks[@]} thing(s) behind (remove them with: $0 --clean)" >&2
   exit 1
 fi
-echo "leak-check: nothing left behind (cgroups, mounts, netns, BPF pins, podman containers, marker and vigil-eval processes, audit state${accounts:+, account files unchanged})"
+echo "leak-check: nothing left behind (cgroups, mounts, loop devices, netns, BPF pins, podman containers, marker and vigil-eval processes, audit state${accounts:+, account files unchanged})"

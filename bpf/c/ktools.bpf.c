@@ -32,6 +32,15 @@
  *   are counted per (cgroup, overlay superblock, read/write).
  * softirqs / hardirqs / tasklets: irq:softirq_*, irq:irq_handler_*,
  *   irq:tasklet_*: run time per vector, irq number and tasklet function.
+ * blkthrot: a bio the block throttle (blk-throttle) holds back is queued
+ *   in its throttle group and submitted later by the throttle's dispatch
+ *   work item, blk_throtl_dispatch_work_fn, in a kworker; only then does
+ *   block:block_bio_queue fire for it. workqueue_execute_start/end mark
+ *   the kworker threads running that function (its address comes from
+ *   /proc/kallsyms, written by the loader); block_bio_queue in such a
+ *   thread, for a bio flagged BIO_BPS_THROTTLED (the throttle dispatched
+ *   it), counts the bio, its bytes and issue_time_ns -> now (the time it
+ *   was held) per (blkcg cgroup, device, direction).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -46,6 +55,8 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 cfg_km_sample = 1;
 const volatile __u32 cfg_kp_sample = 1;
 const volatile __u32 cfg_ml_sample = 1;
+/* Address of blk_throtl_dispatch_work_fn (0: blkthrot off). */
+const volatile __u64 cfg_bt_dispatch_fn = 0;
 
 #define VG_PF_KTHREAD 0x00200000
 #define VG_GFP_ACCOUNT (1u << 22)
@@ -626,6 +637,89 @@ int vg_kt_ol_exit(struct trace_event_raw_sys_exit *ctx)
 	else
 		v->bytes += (__u64)ret;
 	v->slots[vg_us_slot(d, KT_SLOTS)] += 1;
+	return 0;
+}
+
+/* ---- blkthrot ---- */
+
+/* enum bio flag bits (include/linux/blk_types.h; anonymous enum, 5 in this
+ * kernel's BTF): set on a bio the throttle dispatched. */
+#define VG_BIO_BPS_THROTTLED 5
+#define VG_REQ_OP_MASK 0xff
+#define VG_REQ_OP_WRITE 1
+
+/* kworker tid -> 1 while it runs the throttle's dispatch work. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} bt_worker SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct bt_key);
+	__type(value, struct bt_val);
+} bt_held SEC(".maps");
+
+const struct bt_val bt_zero = {};
+
+SEC("tp_btf/workqueue_execute_start")
+int BPF_PROG(vg_kt_bt_wq_start, struct work_struct *work)
+{
+	if (!cfg_bt_dispatch_fn || (__u64)work->func != cfg_bt_dispatch_fn)
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u8 one = 1;
+	bpf_map_update_elem(&bt_worker, &tid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/workqueue_execute_end")
+int BPF_PROG(vg_kt_bt_wq_end, struct work_struct *work, work_func_t function)
+{
+	/* `function` is not read: the verifier refuses a tp_btf load of a
+	 * function-pointer argument (EACCES at the first instruction). */
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (bpf_map_lookup_elem(&bt_worker, &tid))
+		bpf_map_delete_elem(&bt_worker, &tid);
+	return 0;
+}
+
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(vg_kt_bt_queue, struct bio *bio)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (!bio || !bpf_map_lookup_elem(&bt_worker, &tid))
+		return 0;
+	if (!(BPF_CORE_READ(bio, bi_flags) & (1u << VG_BIO_BPS_THROTTLED)))
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 issued = BPF_CORE_READ(bio, issue_time_ns);
+	struct bt_key k = {
+		.cgroup_id = BPF_CORE_READ(bio, bi_blkg, blkcg, css.cgroup, kn, id),
+		.dev = BPF_CORE_READ(bio, bi_bdev, bd_dev),
+		.op = (BPF_CORE_READ(bio, bi_opf) & VG_REQ_OP_MASK) == VG_REQ_OP_WRITE ? BT_WRITE
+										: BT_READ,
+	};
+	struct bt_val *v = bpf_map_lookup_elem(&bt_held, &k);
+	if (!v) {
+		bpf_map_update_elem(&bt_held, &k, &bt_zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&bt_held, &k);
+		if (!v) {
+			stat_inc(KST_BT_FULL);
+			return 0;
+		}
+	}
+	v->bios += 1;
+	v->bytes += BPF_CORE_READ(bio, bi_iter.bi_size);
+	if (issued && issued <= now) {
+		__u64 d = now - issued;
+		v->timed += 1;
+		v->ns += d;
+		v->slots[vg_us_slot(d, KT_SLOTS)] += 1;
+	}
 	return 0;
 }
 

@@ -111,6 +111,25 @@ struct ol_val {
 	__u64 slots[KT_SLOTS]; /* latency, log2 us */
 };
 
+/* blkthrot: bios the block throttle held back, per cgroup, device and
+ * direction. */
+#define BT_READ 0
+#define BT_WRITE 1
+
+struct bt_key {
+	__u64 cgroup_id; /* kernfs id of the bio's blkcg cgroup (v1 blkio or v2) */
+	__u32 dev;       /* bd_dev of the bio's device (kernel encoding) */
+	__u32 op;        /* BT_READ, BT_WRITE */
+};
+
+struct bt_val {
+	__u64 bios;  /* throttled bios dispatched */
+	__u64 bytes; /* their bytes */
+	__u64 ns;    /* issue -> dispatch, summed over the timed ones */
+	__u64 timed; /* bios with an issue time (the count behind `ns`) */
+	__u64 slots[KT_SLOTS]; /* time throttled, log2 us */
+};
+
 /* Frames kept per memleak stack. */
 #define ML_DEPTH 32
 
@@ -127,7 +146,8 @@ struct ol_val {
 #define KST_ML_NOSTACK 9 /* memleak: stack not stored (stack map full, bucket taken) */
 #define KST_ML_SEEN 10   /* memleak: allocations tracked (sampled) */
 #define KST_OL_FULL 11   /* overlayfs map full: call not counted */
-#define KST_SLOTS 12
+#define KST_BT_FULL 12    /* blkthrot map full: bio not counted */
+#define KST_SLOTS 13
 
 _Static_assert(sizeof(struct km_key) == 32, "km_key size");
 _Static_assert(sizeof(struct km_val) == 16, "km_val size");
@@ -139,6 +159,8 @@ _Static_assert(sizeof(struct kw_key) == 16, "kw_key size");
 _Static_assert(sizeof(struct ml_val) == 40, "ml_val size");
 _Static_assert(sizeof(struct ol_key) == 16, "ol_key size");
 _Static_assert(sizeof(struct ol_val) == 8 * (4 + KT_SLOTS), "ol_val size");
+_Static_assert(sizeof(struct bt_key) == 16, "bt_key size");
+_Static_assert(sizeof(struct bt_val) == 8 * (4 + KT_SLOTS), "bt_val size");
 _Static_assert(sizeof(struct kw_val) == 8 * (4 + 2 * KT_SLOTS), "kw_val size");
 
 #endif

@@ -14,6 +14,11 @@
 //! - `overlayfs`: read/write latency of files on overlay mounts per cgroup
 //!   and mount (syscall tracepoints of read, pread64, readv, write,
 //!   pwrite64, writev; the fd's superblock magic read through BTF).
+//! - `blkthrot`: bios the block throttle (blk-throttle) held back, per
+//!   blkcg cgroup, device and direction, with the time held: the
+//!   throttle's dispatch work (`blk_throtl_dispatch_work_fn`, address from
+//!   /proc/kallsyms) is marked by `workqueue:workqueue_execute_start/end`,
+//!   and `block:block_bio_queue` in that work counts the bios it submits.
 //! - `kpages`: page allocations (`kmem:mm_page_alloc`) per process and order.
 //! - `numamove`: page migrations (`migrate:mm_migrate_pages[_start]`) per
 //!   process and reason, with the time spent.
@@ -247,6 +252,98 @@ unsafe impl aya::Pod for OlKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for OlVal {}
 
+/// [`BtKey::op`]: a read.
+pub const BT_READ: u32 = 0;
+/// [`BtKey::op`]: a write (any op but a read: writes, flushes, discards).
+pub const BT_WRITE: u32 = 1;
+
+/// Bios the block throttle held back for one cgroup on one device, one
+/// direction (`struct bt_key`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct BtKey {
+    /// kernfs id of the bio's blkcg cgroup: the inode number of its
+    /// directory in the blkio (v1) or unified (v2) hierarchy.
+    pub cgroup_id: u64,
+    /// `bd_dev` of the bio's device (kernel encoding: major << 20 | minor).
+    pub dev: u32,
+    /// [`BT_READ`] or [`BT_WRITE`].
+    pub op: u32,
+}
+const _: () = assert!(size_of::<BtKey>() == 16);
+
+/// Their figures (`struct bt_val`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BtVal {
+    /// Throttled bios dispatched.
+    pub bios: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Nanoseconds from the bio's issue to its dispatch, summed over the
+    /// timed ones.
+    pub ns: u64,
+    /// Bios with an issue time (the count behind `ns` and `slots`).
+    pub timed: u64,
+    /// Time held histogram (log2 us).
+    pub slots: [u64; KT_SLOTS],
+}
+const _: () = assert!(size_of::<BtVal>() == 8 * (4 + KT_SLOTS));
+
+impl Default for BtVal {
+    fn default() -> Self {
+        BtVal {
+            bios: 0,
+            bytes: 0,
+            ns: 0,
+            timed: 0,
+            slots: [0; KT_SLOTS],
+        }
+    }
+}
+
+impl Sum for BtVal {
+    fn add(&mut self, o: &Self) {
+        self.bios = self.bios.wrapping_add(o.bios);
+        self.bytes = self.bytes.wrapping_add(o.bytes);
+        self.ns = self.ns.wrapping_add(o.ns);
+        self.timed = self.timed.wrapping_add(o.timed);
+        for (a, b) in self.slots.iter_mut().zip(o.slots.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+}
+
+// SAFETY: plain #[repr(C)] integers, no padding (sizes asserted above).
+unsafe impl aya::Pod for BtKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for BtVal {}
+
+/// The kernel function whose work item dispatches throttled bios.
+pub const BT_DISPATCH_FN: &str = "blk_throtl_dispatch_work_fn";
+
+/// The address of `name` in a /proc/kallsyms text (`Ok(None)`: not
+/// there; `Err`: there but hidden, the address reads as zero).
+pub fn kallsyms_addr(text: &str, name: &str) -> Result<Option<u64>, String> {
+    for l in text.lines() {
+        let mut it = l.split_whitespace();
+        let (Some(a), Some(_), Some(n)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if n == name {
+            let a =
+                u64::from_str_radix(a, 16).map_err(|e| format!("/proc/kallsyms {name}: {e}"))?;
+            if a == 0 {
+                return Err(format!(
+                    "/proc/kallsyms shows {name} at 0 (kernel.kptr_restrict hides addresses)"
+                ));
+            }
+            return Ok(Some(a));
+        }
+    }
+    Ok(None)
+}
+
 /// The syscalls overlayfs times, as tracepoint names (`sys_enter_<name>`).
 pub const OL_SYSCALLS: [&str; 6] = ["read", "pread64", "readv", "write", "pwrite64", "writev"];
 
@@ -389,6 +486,8 @@ pub struct KtStats {
     pub ml_tracked: u64,
     /// overlayfs: calls not counted, its map was full.
     pub ol_full: u64,
+    /// blkthrot: bios not counted, its map was full.
+    pub bt_full: u64,
 }
 
 /// What to attach.
@@ -406,6 +505,8 @@ pub struct KtoolsConfig {
     pub memleak_sample: u32,
     /// Read/write latency of files on overlay mounts.
     pub overlayfs: bool,
+    /// Bios held back by the block throttle, per cgroup.
+    pub blkthrot: bool,
     /// Page allocations per process and order.
     pub kpages: bool,
     /// Count 1 in this many page allocations (0 and 1: every one).
@@ -429,6 +530,7 @@ impl KtoolsConfig {
             || self.slabratetop
             || self.memleak
             || self.overlayfs
+            || self.blkthrot
             || self.kpages
             || self.numamove
             || self.workq
@@ -439,11 +541,12 @@ impl KtoolsConfig {
 }
 
 /// Names of the tools as `vigil probe` shows them.
-pub const SENSOR_NAMES: [&str; 10] = [
+pub const SENSOR_NAMES: [&str; 11] = [
     "kmem",
     "slabratetop",
     "memleak",
     "overlayfs",
+    "blkthrot",
     "kpages",
     "numamove",
     "workq",
@@ -482,6 +585,11 @@ const HARDIRQS: Hooks = &[
     ("vg_kt_hardirq_entry", "irq", "irq_handler_entry"),
     ("vg_kt_hardirq_exit", "irq", "irq_handler_exit"),
 ];
+const BLKTHROT: Hooks = &[
+    ("vg_kt_bt_wq_start", "workqueue", "workqueue_execute_start"),
+    ("vg_kt_bt_wq_end", "workqueue", "workqueue_execute_end"),
+    ("vg_kt_bt_queue", "block", "block_bio_queue"),
+];
 const TASKLETS: Hooks = &[
     ("vg_kt_tasklet_entry", "irq", "tasklet_entry"),
     ("vg_kt_tasklet_exit", "irq", "tasklet_exit"),
@@ -514,11 +622,28 @@ impl Ktools {
         })?;
         let (km, kp) = (cfg.kmem_sample.max(1), cfg.kpages_sample.max(1));
         let ml = cfg.memleak_sample.max(1);
+        // blkthrot needs the dispatch function's address before load
+        let bt_fn: Result<u64, String> = if cfg.blkthrot {
+            std::fs::read_to_string("/proc/kallsyms")
+                .map_err(|e| format!("/proc/kallsyms: {e}"))
+                .and_then(|t| kallsyms_addr(&t, BT_DISPATCH_FN))
+                .and_then(|a| {
+                    a.ok_or_else(|| {
+                        format!(
+                            "no {BT_DISPATCH_FN} in /proc/kallsyms: this kernel has no block throttle (CONFIG_BLK_DEV_THROTTLING)"
+                        )
+                    })
+                })
+        } else {
+            Ok(0)
+        };
+        let bt_addr = *bt_fn.as_ref().unwrap_or(&0);
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("cfg_km_sample", &km, true)
             .override_global("cfg_kp_sample", &kp, true)
             .override_global("cfg_ml_sample", &ml, true)
+            .override_global("cfg_bt_dispatch_fn", &bt_addr, true)
             .load(object())
             .map_err(Error::Load)?;
         let mut me = Ktools {
@@ -587,6 +712,21 @@ impl Ktools {
         status.push(SensorStatus {
             name: "overlayfs",
             state: ol_state,
+        });
+        let bt_state = match (cfg.blkthrot, bt_fn) {
+            (false, _) => SensorState::Disabled,
+            (true, Err(why)) => {
+                SensorState::Unavailable(vec![(format!("kallsyms/{BT_DISPATCH_FN}"), why)])
+            }
+            (true, Ok(_)) => me.attach_all(
+                BLKTHROT,
+                &btf,
+                "bios the block throttle dispatched from blk_throtl_dispatch_work_fn, bytes and issue -> dispatch time per blkcg cgroup, device and direction",
+            ),
+        };
+        status.push(SensorStatus {
+            name: "blkthrot",
+            state: bt_state,
         });
         let mut one = |name: &'static str, on: bool, hooks: Hooks, what: &str| {
             let state = if on {
@@ -803,6 +943,17 @@ impl Ktools {
         self.remove::<OlKey, OlVal>("ol_lat", keys)
     }
 
+    /// blkthrot: throttled bios per cgroup, device and direction
+    /// (cumulative).
+    pub fn blkthrot(&self) -> Result<Vec<(BtKey, BtVal)>, Error> {
+        self.read("bt_held")
+    }
+
+    /// Forgets blkthrot entries.
+    pub fn forget_blkthrot(&mut self, keys: &[BtKey]) -> Result<(), Error> {
+        self.remove::<BtKey, BtVal>("bt_held", keys)
+    }
+
     /// Page allocations per process and order (cumulative).
     pub fn kpages(&self) -> Result<Vec<(KpKey, u64)>, Error> {
         self.read("kp_proc")
@@ -859,6 +1010,7 @@ impl Ktools {
             ml_nostack: get(9),
             ml_tracked: get(10),
             ol_full: get(11),
+            bt_full: get(12),
         })
     }
 
@@ -896,6 +1048,24 @@ mod tests {
         assert_eq!(migrate_reason(99), "unknown");
         assert_eq!(softirq_name(3), "net_rx");
         assert_eq!(softirq_name(42), "unknown");
+    }
+
+    #[test]
+    fn kallsyms_addresses_are_found_hidden_or_missing() {
+        let t = "ffffffff81b656a0 t blk_throtl_dispatch_work_fn\nffffffff81b672c0 t throtl_pending_timer_fn\nffffffffc0001000 t foo\t[mod]\n";
+        assert_eq!(
+            kallsyms_addr(t, BT_DISPATCH_FN),
+            Ok(Some(0xffffffff81b656a0))
+        );
+        assert_eq!(kallsyms_addr(t, "foo"), Ok(Some(0xffffffffc0001000)));
+        assert_eq!(kallsyms_addr(t, "nothing"), Ok(None));
+        let hidden = "0000000000000000 t blk_throtl_dispatch_work_fn\n";
+        assert!(
+            kallsyms_addr(hidden, BT_DISPATCH_FN)
+                .unwrap_err()
+                .contains("kptr_restrict")
+        );
+        assert_eq!(kallsyms_addr("garbage\n\n", BT_DISPATCH_FN), Ok(None));
     }
 
     #[test]

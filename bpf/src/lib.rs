@@ -519,6 +519,14 @@ pub fn stat_slot(ebpf: &Ebpf, name: &str, idx: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Turns BPF run-time statistics on for as long as the returned
+/// descriptor stays open (`BPF_ENABLE_STATS`; kernel-wide, two clock reads
+/// per run of every BPF program on the host meanwhile): `vigil-bench`
+/// reads a program's own time per run this way.
+pub fn bpf_stats_on() -> Result<OwnedFd, String> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.to_string())
+}
+
 /// Whether this kernel lets vigil count BPF run time (`BPF_ENABLE_STATS`);
 /// the descriptor is closed again at once.
 pub fn bpf_stats_available() -> Result<(), String> {

@@ -380,6 +380,9 @@ pub struct PerfConfig {
     /// Read/write latency of files on overlay mounts per cgroup and mount
     /// (tool `overlayfs`).
     pub overlayfs: bool,
+    /// Bios held back by the block throttle (blk-throttle) per cgroup and
+    /// device, with the time held (tool `blkthrot`).
+    pub blkthrot: bool,
     /// Page allocations per process and order (tool `kpages`).
     pub kpages: bool,
     /// Count 1 in this many page allocations (1: all).
@@ -461,6 +464,7 @@ impl Default for PerfConfig {
             memleak_min_age_s: 60,
             memleak_top: 10,
             overlayfs: OVERLAYFS_DEFAULT,
+            blkthrot: false,
             kpages: false,
             kpages_sample: 1,
             numamove: true,
@@ -515,6 +519,7 @@ impl PerfConfig {
             memleak: self.memleak,
             memleak_sample: self.memleak_sample,
             overlayfs: self.overlayfs,
+            blkthrot: self.blkthrot,
             kpages: self.kpages,
             kpages_sample: self.kpages_sample,
             numamove: self.numamove,

@@ -227,11 +227,28 @@ fn grafana_dashboard_series_are_in_a_live_agents_metrics() {
             }
         }
     }
+    // every kernel-work tool has series, and the dashboard plots one
+    for tool in vigil_bpf::ktools::SENSOR_NAMES {
+        let (_, tool_series) = vigil_engine::perf::ktools::TOOL_SERIES
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .unwrap_or_else(|| panic!("ktools tool {tool} has no Prometheus series"));
+        assert!(
+            tool_series.iter().any(|s| series.iter().any(|d| d == s)),
+            "{tool}: none of {tool_series:?} on the dashboard"
+        );
+    }
     // only with activity the test does not make
     let activity_only = [
+        // tasklets run a few times an hour on this VM
+        "vigil_tasklet_seconds_total",
         "vigil_overlayfs_calls_total",
         "vigil_overlayfs_seconds_total",
         "vigil_memleak_untracked_total",
+        // blkthrot: only while a cgroup's I/O is throttled
+        "vigil_blkthrot_bios_total",
+        "vigil_blkthrot_bytes_total",
+        "vigil_blkthrot_seconds_total",
         "vigil_profile_broken_stacks_total",
         // outputs: only with a network sink, spooling, errors or drops
         "vigil_output_records_spooled_total",

@@ -1,7 +1,7 @@
 //! `vigil report --tool TOOL --records FILE`: BCC-style text views of the
 //! kernel-work tools, summed over the metric records vigil wrote
 //! (`event.dataset: vigil.<tool>`) in the window: `kmem`, `slabratetop`,
-//! `memleak`, `overlayfs`, `kpages`, `numamove`, `workq`, `softirqs`, `hardirqs`,
+//! `memleak`, `overlayfs`, `blkthrot`, `kpages`, `numamove`, `workq`, `softirqs`, `hardirqs`,
 //! `tasklets`, and the CPU profiler (`profile`: samples, share of a CPU and
 //! hottest functions per process, and how many stacks came back empty or
 //! truncated). memleak's view is the last collection in the window (what
@@ -57,6 +57,9 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + ns)
 }
+
+/// blkthrot view: (bios, bytes, timed bios, ms held, worst p99 us).
+type ThrotSums = (u64, u64, u64, f64, f64);
 
 /// overlayfs view: (calls, bytes, errors, latency us x calls, worst p99).
 type OverlaySums = (u64, u64, u64, f64, f64);
@@ -197,6 +200,49 @@ pub fn render(tool: &str, text: &str, since_s: Option<u64>, now_s: i64) -> (Stri
                 out.push_str(&format!(
                     "{who:<32} {mount:<40} {op:<5} {n:>10} {b:>14} {err:>7} {:>10.1} {p99:>10.1}\n",
                     lat / (*n).max(1) as f64
+                ));
+            }
+        }
+        "blkthrot" => {
+            // (cgroup or container, device, op) -> sums
+            let mut by: BTreeMap<(String, String, &str), ThrotSums> = BTreeMap::new();
+            for r in &recs {
+                let o = &r["vigil"]["blkthrot"];
+                let who = r["container"]["id"]
+                    .as_str()
+                    .map(|c| c.chars().take(12).collect::<String>())
+                    .or_else(|| o["cgroup"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| u(&o["cgroup_id"]).to_string());
+                let dev = match (o["device"].as_str(), o["dev"].as_str()) {
+                    (Some(n), Some(d)) => format!("{n} ({d})"),
+                    (None, Some(d)) => d.to_string(),
+                    (Some(n), None) => n.to_string(),
+                    (None, None) => "?".into(),
+                };
+                for op in ["read", "write"] {
+                    let v = &o[op];
+                    let n = u(&v["bios"]);
+                    if n == 0 {
+                        continue;
+                    }
+                    let e = by.entry((who.clone(), dev.clone(), op)).or_default();
+                    e.0 += n;
+                    e.1 += u(&v["bytes"]);
+                    e.2 += u(&v["timed"]);
+                    e.3 += v["held_ms"].as_f64().unwrap_or(0.0);
+                    e.4 = e.4.max(v["p99_us"].as_f64().unwrap_or(0.0));
+                }
+            }
+            let mut v: Vec<_> = by.into_iter().collect();
+            v.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+            out.push_str(&format!(
+                "{:<32} {:<20} {:<5} {:>8} {:>14} {:>12} {:>10} {:>10}\n",
+                "CGROUP/CONTAINER", "DEVICE", "OP", "BIOS", "BYTES", "HELD_ms", "AVG_us", "P99_us"
+            ));
+            for ((who, dev, op), (n, b, timed, ms, p99)) in v.iter().take(30) {
+                out.push_str(&format!(
+                    "{who:<32} {dev:<20} {op:<5} {n:>8} {b:>14} {ms:>12.1} {:>10.1} {p99:>10.1}\n",
+                    ms * 1000.0 / (*timed).max(1) as f64
                 ));
             }
         }
@@ -549,6 +595,38 @@ not json
         assert!(v.contains("\tcreate_pipe_files+0x3c\n"), "{v}");
         assert!(v.contains("[stack not stored]"), "{v}");
         assert!(!v.contains("pid 7 old"), "only the last collection: {v}");
+    }
+
+    #[test]
+    fn blkthrot_sums_bios_bytes_and_time_held_per_cgroup_device_and_op() {
+        let recs = r#"{"@timestamp":"2026-12-07T12:24:01.8Z","event":{"kind":"metric","dataset":"vigil.blkthrot","action":"blkthrot"},"vigil":{"blkthrot":{"interval_s":1.0,"cgroup_id":9,"cgroup":"/vigil-test-blkthrot","hierarchy":"blkio","dev":"7:0","device":"loop0","read":{"bios":8,"bytes":524288,"timed":8,"held_ms":400.0,"avg_us":50000.0,"p50_us":49152.0,"p99_us":65536.0,"max_us":65536}}}}
+{"@timestamp":"2026-12-07T12:24:02.8Z","event":{"kind":"metric","dataset":"vigil.blkthrot","action":"blkthrot"},"vigil":{"blkthrot":{"interval_s":1.0,"cgroup_id":9,"cgroup":"/vigil-test-blkthrot","hierarchy":"blkio","dev":"7:0","device":"loop0","read":{"bios":8,"bytes":524288,"timed":8,"held_ms":1200.0,"avg_us":150000.0,"p99_us":262144.0,"max_us":262144}}}}
+not json
+"#;
+        let (v, bad) = render("blkthrot", recs, None, 0);
+        assert_eq!(bad, 1);
+        assert!(v.starts_with("blkthrot: 2 records"), "{v}");
+        let row = v
+            .lines()
+            .find(|l| l.starts_with("/vigil-test-blkthrot"))
+            .unwrap_or_else(|| panic!("{v}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        // cgroup, "loop0", "(7:0)", op, bios, bytes, held ms, avg us, p99
+        assert_eq!(
+            cols,
+            [
+                "/vigil-test-blkthrot",
+                "loop0",
+                "(7:0)",
+                "read",
+                "16",
+                "1048576",
+                "1600.0",
+                "100000.0",
+                "262144.0"
+            ],
+            "{v}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The kernel-work tools' collector ([`vigil_bpf::ktools`]): kernel memory
 //! (`kmem`, `slabratetop`, `memleak`, `kpages`, `numamove`), file I/O on
-//! overlay mounts (`overlayfs`) and deferred work
+//! overlay mounts (`overlayfs`), bios held back by the block throttle
+//! (`blkthrot`) and deferred work
 //! (`workq`, `softirqs`, `hardirqs`, `tasklets`). Every `perf.interval_s` it
 //! reads the object's maps through [`Collector`] and writes one metric
 //! record per tool that saw activity (`event.dataset: vigil.<tool>`),
@@ -21,9 +22,9 @@ use crate::perf::collector::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use vigil_bpf::ktools::{
-    KM_ACCOUNTED, KM_KMALLOC, KT_SLOTS, KW_HARDIRQ, KW_SOFTIRQ, KW_TASKLET, KW_WORKQ, KmKey,
-    KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, MlVal, NmKey, NmVal, OL_WRITE, OlKey, OlVal,
-    migrate_reason, softirq_name,
+    BT_WRITE, BtKey, BtVal, KM_ACCOUNTED, KM_KMALLOC, KT_SLOTS, KW_HARDIRQ, KW_SOFTIRQ, KW_TASKLET,
+    KW_WORKQ, KmKey, KmSiteKey, KmVal, KpKey, Ktools, KwKey, KwVal, MlVal, NmKey, NmVal, OL_WRITE,
+    OlKey, OlVal, migrate_reason, softirq_name,
 };
 use vigil_outputs::json::Writer;
 
@@ -100,6 +101,111 @@ impl Cumulative for OlVal {
     fn is_zero(&self) -> bool {
         self.count == 0
     }
+}
+
+impl Cumulative for BtVal {
+    fn since(&self, p: &Self) -> Self {
+        if self.bios < p.bios || self.bytes < p.bytes || self.ns < p.ns || self.timed < p.timed {
+            return *self;
+        }
+        let mut d = BtVal {
+            bios: self.bios - p.bios,
+            bytes: self.bytes - p.bytes,
+            ns: self.ns - p.ns,
+            timed: self.timed - p.timed,
+            ..BtVal::default()
+        };
+        for (i, s) in d.slots.iter_mut().enumerate() {
+            *s = self.slots[i].saturating_sub(p.slots[i]);
+        }
+        d
+    }
+    fn is_zero(&self) -> bool {
+        self.bios == 0
+    }
+}
+
+/// cgroup hierarchies of a mountinfo text a blkcg's kernfs id can be
+/// looked up in: (mount point, hierarchy name): v1 mounts with the
+/// `blkio` controller (`blkio`) and the unified v2 mount (`unified`), v1
+/// first.
+pub fn blkio_hierarchies(mountinfo: &str) -> Vec<(String, &'static str)> {
+    let mut v1 = Vec::new();
+    let mut v2 = Vec::new();
+    for l in mountinfo.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        if f.len() < 5 {
+            continue;
+        }
+        match f.get(sep + 1) {
+            Some(&"cgroup")
+                if f.get(sep + 3)
+                    .is_some_and(|o| o.split(',').any(|x| x == "blkio")) =>
+            {
+                v1.push((unescape_mount(f[4]), "blkio"));
+            }
+            Some(&"cgroup2") => v2.push((unescape_mount(f[4]), "unified")),
+            _ => {}
+        }
+    }
+    v1.dedup();
+    v2.dedup();
+    v1.extend(v2);
+    v1
+}
+
+/// The cgroup (path under the hierarchy's root, `/` for the root) whose
+/// directory has inode `id` in one of `hierarchies`, with the hierarchy's
+/// name. The walk is bounded (4096 directories per hierarchy, depth 16).
+pub fn find_cgroup_by_ino(
+    hierarchies: &[(String, &'static str)],
+    id: u64,
+) -> Option<(String, &'static str)> {
+    use std::os::unix::fs::MetadataExt;
+    for (root, name) in hierarchies {
+        let mut stack = vec![(std::path::PathBuf::from(root), 0usize)];
+        let mut seen = 0usize;
+        while let Some((dir, depth)) = stack.pop() {
+            seen += 1;
+            if seen > 4096 {
+                break;
+            }
+            let Ok(md) = std::fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if md.ino() == id {
+                let rel = dir
+                    .strip_prefix(root)
+                    .map(|r| format!("/{}", r.display()))
+                    .unwrap_or_else(|_| "/".into());
+                return Some((rel, name));
+            }
+            if depth >= 16 {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((e.path(), depth + 1));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The kernel's name of a block device (`loop0`, `sda`) from
+/// /sys/dev/block/MAJ:MIN/uevent.
+fn block_dev_name(dev: u32) -> Option<String> {
+    let t = std::fs::read_to_string(format!("/sys/dev/block/{}/uevent", dev_name(dev))).ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .map(str::to_string)
 }
 
 /// Overlay mounts of a mountinfo text: superblock device (kernel
@@ -474,6 +580,9 @@ pub struct KtoolsTotals {
     pub tasklets: BTreeMap<String, u64>,
     /// overlayfs: (calls, bytes, ns) per (cgroup id, mount, "read"/"write").
     pub overlayfs: BTreeMap<(u64, String, String), (u64, u64, u64)>,
+    /// blkthrot: (bios, bytes, ns held) per (cgroup path or id, device
+    /// `major:minor`, "read"/"write").
+    pub blkthrot: BTreeMap<(String, String, String), (u64, u64, u64)>,
     /// memleak: the groups of the last collection (most bytes first, the
     /// reported ones symbolized).
     pub memleak: Vec<LeakGroup>,
@@ -498,6 +607,9 @@ pub struct KtoolsCollector {
     numa: Deltas<NmKey, NmVal>,
     work: Deltas<KwKey, KwVal>,
     overlay: Deltas<OlKey, OlVal>,
+    blkthrot: Deltas<BtKey, BtVal>,
+    /// blkthrot: kernfs id -> (cgroup path, hierarchy).
+    blkcgs: HashMap<u64, (String, &'static str)>,
     mounts: HashMap<u32, String>,
     names: HashMap<u64, String>,
     syms: &'static Kallsyms,
@@ -645,6 +757,8 @@ impl KtoolsCollector {
             numa: Deltas::default(),
             work: Deltas::default(),
             overlay: Deltas::default(),
+            blkthrot: Deltas::default(),
+            blkcgs: HashMap::new(),
             mounts: HashMap::new(),
             names: HashMap::new(),
             syms: Kallsyms::preload(),
@@ -915,6 +1029,142 @@ impl KtoolsCollector {
     }
 }
 
+impl KtoolsCollector {
+    /// blkthrot: one record per (cgroup, device) whose bios the block
+    /// throttle held back and dispatched in the interval, with bios, bytes
+    /// and the time held per direction.
+    fn collect_blkthrot(&mut self, ctx: &mut Ctx<'_>, out: &mut Output, st: &Stamp<'_>) {
+        let (d, forget) = self
+            .blkthrot
+            .step(self.kt.blkthrot().unwrap_or_default(), |_| false);
+        let _ = self.kt.forget_blkthrot(&forget);
+        if d.is_empty() {
+            return;
+        }
+        if d.iter()
+            .any(|(k, _)| !self.blkcgs.contains_key(&k.cgroup_id))
+        {
+            let h = std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|t| blkio_hierarchies(&t))
+                .unwrap_or_default();
+            if self.blkcgs.len() > 4096 {
+                self.blkcgs.clear();
+            }
+            for (k, _) in &d {
+                if !self.blkcgs.contains_key(&k.cgroup_id)
+                    && let Some(found) = find_cgroup_by_ino(&h, k.cgroup_id)
+                {
+                    self.blkcgs.insert(k.cgroup_id, found);
+                }
+            }
+        }
+        let mut by: BTreeMap<(u64, u32), [Option<BtVal>; 2]> = BTreeMap::new();
+        for (k, v) in &d {
+            let e = by.entry((k.cgroup_id, k.dev)).or_default();
+            let i = usize::from(k.op == BT_WRITE);
+            match &mut e[i] {
+                Some(acc) => vigil_bpf::ktools::Sum::add(acc, v),
+                slot => *slot = Some(*v),
+            }
+        }
+        let ds = "vigil.blkthrot";
+        for ((cg, dev), sides) in by {
+            let found = self.blkcgs.get(&cg).cloned();
+            let mut w = vigil_outputs::json::Writer::new();
+            st.header(&mut w, ds, "blkthrot");
+            if let Some(c) = found
+                .as_ref()
+                .and_then(|(p, _)| crate::container::from_cgroup_path(p))
+            {
+                w.str("container.id", c.id.as_bytes())
+                    .str("container.runtime", c.runtime);
+            } else if found.is_none()
+                && let Some(c) = ctx
+                    .host
+                    .cgroup_path(cg)
+                    .as_deref()
+                    .and_then(crate::container::from_cgroup_path)
+            {
+                w.str("container.id", c.id.as_bytes())
+                    .str("container.runtime", c.runtime);
+            }
+            st.iv(&mut w, ds);
+            w.u64("vigil.blkthrot.cgroup_id", cg);
+            if let Some((p, h)) = &found {
+                w.str("vigil.blkthrot.cgroup", p.as_bytes())
+                    .str("vigil.blkthrot.hierarchy", h.as_bytes());
+            }
+            let devname = dev_name(dev);
+            w.str("vigil.blkthrot.dev", devname.as_bytes());
+            if let Some(n) = block_dev_name(dev) {
+                w.str("vigil.blkthrot.device", n.as_bytes());
+            }
+            let cg_label = found
+                .as_ref()
+                .map_or_else(|| cg.to_string(), |(p, _)| p.clone());
+            for (i, side) in ["read", "write"].into_iter().enumerate() {
+                let Some(v) = sides[i] else { continue };
+                let key = |f: &str| format!("vigil.blkthrot.{side}.{f}");
+                w.u64(&key("bios"), v.bios)
+                    .u64(&key("bytes"), v.bytes)
+                    .u64(&key("timed"), v.timed);
+                if v.timed > 0 {
+                    put_f64(&mut w, &key("held_ms"), round1(v.ns as f64 / 1e6));
+                    put_f64(
+                        &mut w,
+                        &key("avg_us"),
+                        round1(v.ns as f64 / 1000.0 / v.timed as f64),
+                    );
+                    if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
+                        put_f64(&mut w, &key("p50_us"), q);
+                    }
+                    if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
+                        put_f64(&mut w, &key("p99_us"), q);
+                    }
+                    w.u64(
+                        &key("max_us"),
+                        crate::perf::slot_bounds(v.slots.iter().rposition(|&c| c > 0).unwrap_or(0))
+                            .1,
+                    );
+                }
+                let t = self
+                    .totals
+                    .blkthrot
+                    .entry((cg_label.clone(), devname.clone(), side.to_string()))
+                    .or_default();
+                t.0 += v.bios;
+                t.1 += v.bytes;
+                t.2 += v.ns;
+                out.counters.push(CounterDelta {
+                    name: "vigil_blkthrot_bios_total",
+                    help: "Bios the block throttle held back and dispatched (blkthrot).",
+                    labels: vec![("op", side.to_string())],
+                    delta: v.bios,
+                    scale: 1.0,
+                });
+                out.counters.push(CounterDelta {
+                    name: "vigil_blkthrot_bytes_total",
+                    help: "Bytes of the bios the block throttle held back (blkthrot).",
+                    labels: vec![("op", side.to_string())],
+                    delta: v.bytes,
+                    scale: 1.0,
+                });
+                out.counters.push(CounterDelta {
+                    name: "vigil_blkthrot_seconds_total",
+                    help: "Time bios were held back by the block throttle, issue to dispatch, summed (blkthrot).",
+                    labels: vec![("op", side.to_string())],
+                    delta: v.ns,
+                    scale: 1e-9,
+                });
+            }
+            out.records.push(PerfRecord {
+                json: w.finish(),
+                finding: None,
+            });
+        }
+    }
+}
+
 impl Collector for KtoolsCollector {
     fn name(&self) -> &'static str {
         "ktools"
@@ -928,6 +1178,8 @@ impl Collector for KtoolsCollector {
             ("numamove_keys", self.numa.len()),
             ("work_keys", self.work.len()),
             ("overlayfs_keys", self.overlay.len()),
+            ("blkthrot_keys", self.blkthrot.len()),
+            ("blkthrot_cgroups", self.blkcgs.len()),
             ("spray_usual", self.spray.len()),
             ("memleak_unreferenced_stacks", self.ml_unref.len()),
         ]);
@@ -953,6 +1205,9 @@ impl Collector for KtoolsCollector {
         }
         if self.kt.is_live("overlayfs") {
             self.collect_overlayfs(ctx, &mut out, secs, &ts, &hostname);
+        }
+        if self.kt.is_live("blkthrot") {
+            self.collect_blkthrot(ctx, &mut out, &st);
         }
         if self.kt.is_live("kpages") {
             self.collect_kpages(&mut out, &st);
@@ -995,6 +1250,69 @@ impl Stamp<'_> {
             &format!("{dataset}.interval_s"),
             (self.secs * 100.0).round() / 100.0,
         );
+    }
+}
+
+/// The Prometheus series of each kernel-work tool (every name of
+/// `vigil_bpf::ktools::SENSOR_NAMES` has a row; the Grafana dashboard
+/// plots at least one of each row).
+pub const TOOL_SERIES: &[(&str, &[&str])] = &[
+    ("kmem", &["vigil_kmem_allocations_total"]),
+    ("slabratetop", &["vigil_slab_allocations_total"]),
+    (
+        "memleak",
+        &[
+            "vigil_memleak_outstanding_bytes",
+            "vigil_memleak_outstanding_allocations",
+            "vigil_memleak_untracked_total",
+        ],
+    ),
+    (
+        "overlayfs",
+        &[
+            "vigil_overlayfs_calls_total",
+            "vigil_overlayfs_bytes_total",
+            "vigil_overlayfs_seconds_total",
+        ],
+    ),
+    ("kpages", &["vigil_kpages_pages_total"]),
+    ("numamove", &["vigil_numamove_pages_total"]),
+    ("workq", &["vigil_workq_items_total"]),
+    ("softirqs", &["vigil_softirq_seconds_total"]),
+    ("hardirqs", &["vigil_hardirq_seconds_total"]),
+    ("tasklets", &["vigil_tasklet_seconds_total"]),
+    (
+        "blkthrot",
+        &[
+            "vigil_blkthrot_bios_total",
+            "vigil_blkthrot_bytes_total",
+            "vigil_blkthrot_seconds_total",
+        ],
+    ),
+];
+
+/// The run-time series of a deferred-work kind counted per function,
+/// vector or irq: (series, help, label). Work items are counted per
+/// function only in the records (`vigil_workq_items_total` has no label:
+/// work functions are too many for a label).
+pub fn work_series(kind: u32) -> Option<(&'static str, &'static str, &'static str)> {
+    match kind {
+        KW_SOFTIRQ => Some((
+            "vigil_softirq_seconds_total",
+            "Time in softirqs per vector (softirqs).",
+            "vector",
+        )),
+        KW_HARDIRQ => Some((
+            "vigil_hardirq_seconds_total",
+            "Time in hard irq handlers per irq (hardirqs).",
+            "irq",
+        )),
+        KW_TASKLET => Some((
+            "vigil_tasklet_seconds_total",
+            "Time in tasklets per tasklet function (tasklets).",
+            "function",
+        )),
+        _ => None,
     }
 }
 
@@ -1404,22 +1722,11 @@ impl KtoolsCollector {
                     t.1 += v.run_ns;
                 }
             }
-            if matches!(kind, KW_SOFTIRQ | KW_HARDIRQ) {
+            if let Some((series, help, label)) = work_series(kind) {
                 out.counters.push(CounterDelta {
-                    name: if kind == KW_SOFTIRQ {
-                        "vigil_softirq_seconds_total"
-                    } else {
-                        "vigil_hardirq_seconds_total"
-                    },
-                    help: if kind == KW_SOFTIRQ {
-                        "Time in softirqs per vector (softirqs)."
-                    } else {
-                        "Time in hard irq handlers per irq (hardirqs)."
-                    },
-                    labels: vec![(
-                        if kind == KW_SOFTIRQ { "vector" } else { "irq" },
-                        name.clone(),
-                    )],
+                    name: series,
+                    help,
+                    labels: vec![(label, name.clone())],
                     delta: v.run_ns,
                     scale: 1e-9,
                 });
@@ -1507,6 +1814,36 @@ impl KtoolsCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_ktools_tool_has_series_and_the_dashboard_shows_them() {
+        let dash = include_str!("../../../outputs/grafana/vigil.json");
+        for tool in vigil_bpf::ktools::SENSOR_NAMES {
+            let Some((_, series)) = TOOL_SERIES.iter().find(|(t, _)| *t == tool) else {
+                panic!("ktools tool {tool} has no Prometheus series in TOOL_SERIES");
+            };
+            assert!(
+                series.iter().any(|s| dash.contains(s)),
+                "{tool}: none of {series:?} on the Grafana dashboard"
+            );
+        }
+        // the deferred-work series come from work_series
+        for (kind, tool) in [
+            (KW_SOFTIRQ, "softirqs"),
+            (KW_HARDIRQ, "hardirqs"),
+            (KW_TASKLET, "tasklets"),
+        ] {
+            let (name, _, _) = work_series(kind).expect("a series");
+            let (_, series) = TOOL_SERIES.iter().find(|(t, _)| *t == tool).unwrap();
+            assert!(series.contains(&name), "{tool}: {name}");
+        }
+        assert_eq!(
+            work_series(KW_TASKLET).map(|s| s.2),
+            Some("function"),
+            "tasklet time is per function"
+        );
+        assert!(work_series(KW_WORKQ).is_none());
+    }
 
     fn key(tgid: u32, size: u32, nr: i32) -> KmKey {
         KmKey {
@@ -1788,6 +2125,46 @@ mod tests {
         );
         assert_eq!(leak_frames(f(&["bpf_x"])), f(&["bpf_x"]));
         assert!(leak_frames(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn blkio_hierarchies_are_v1_blkio_mounts_then_the_unified_one() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu
+36 25 0:32 / /sys/fs/cgroup/blkio rw,relatime shared:15 - cgroup cgroup rw,blkio
+37 25 0:33 / /sys/fs/cgroup/net\\040x rw - cgroup cgroup rw,net_cls
+40 25 0:36 / /sys/fs/cgroup/unified rw,relatime shared:19 - cgroup2 cgroup2 rw
+garbage line
+";
+        assert_eq!(
+            blkio_hierarchies(mi),
+            vec![
+                ("/sys/fs/cgroup/blkio".to_string(), "blkio"),
+                ("/sys/fs/cgroup/unified".to_string(), "unified"),
+            ]
+        );
+        assert!(blkio_hierarchies("").is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_is_found_by_its_directory_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::env::temp_dir().join(format!("vigil-blkcg-{}", std::process::id()));
+        let leaf = root.join("a").join("b");
+        std::fs::create_dir_all(&leaf).unwrap();
+        let ino = std::fs::metadata(&leaf).unwrap().ino();
+        let h = vec![(root.display().to_string(), "blkio")];
+        assert_eq!(
+            find_cgroup_by_ino(&h, ino),
+            Some(("/a/b".to_string(), "blkio"))
+        );
+        let root_ino = std::fs::metadata(&root).unwrap().ino();
+        assert_eq!(
+            find_cgroup_by_ino(&h, root_ino),
+            Some(("/".to_string(), "blkio"))
+        );
+        assert_eq!(find_cgroup_by_ino(&h, u64::MAX), None);
+        assert_eq!(find_cgroup_by_ino(&[], ino), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //! `--profile` measures the CPU profiler (`bpf/c/profile.bpf.c`): a
 //! CPU-bound loop (the work the profiler interrupts) and the pipe loop
 //! (kernel stacks), alternating bare / a counting perf_event floor at
-//! 49 Hz / the profiler at 49 Hz / at 99 Hz; CPU ns per op and ratios.
+//! 49 Hz / the profiler at 49 Hz / at 99 Hz; CPU ns per op and ratios;
+//! then, with BPF_ENABLE_STATS, the program's own time per sample and the
+//! share of each CPU that makes at 49 and 99 Hz.
 //! `--syscalls` measures the syscall counter (perfsys `syscount` on raw
 //! `sys_exit`): getppid and failing close(-1) loops, alternating bare /
 //! counting floor / errors mode / all mode; CPU ns per call and ratios.
@@ -634,6 +636,38 @@ fn profile_bench(rounds: usize, scale: f64) {
             print!(" {v:>8.0} {:>5.2}x", v / med(&per_load[0]));
         }
         println!();
+    }
+    // The program's own time per sample (bpf_stats, after the rounds: the
+    // statistics cost two clock reads per run, so not during them): the
+    // share of a CPU the profiler takes is runs/s x ns/run.
+    let Ok(_stats) = vigil_bpf::bpf_stats_on() else {
+        println!("\n(BPF_ENABLE_STATS refused: no per-sample time)");
+        return;
+    };
+    println!("\nprogram time per sample (bpf_stats, one spin run per rate, every CPU sampled):");
+    for hz in [49u64, 99] {
+        let p = Profile::load(&ProfileConfig { hz }).expect("load profile.bpf.o");
+        let t = Instant::now();
+        let w = Workload {
+            name: "spin",
+            ops: loads[0].1,
+            syscall: "",
+            kind: 0,
+            expected_per_op: 0.0,
+        };
+        run_child(&w, loads[0].1, None);
+        let secs = t.elapsed().as_secs_f64();
+        let (runs, ns) = p.program_stats().iter().fold((0u64, 0u128), |a, s| {
+            (a.0 + s.run_count, a.1 + s.run_time.as_nanos())
+        });
+        let per = ns as f64 / runs.max(1) as f64;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        println!(
+            "  {hz:>2} Hz: {runs} samples in {secs:.1} s ({:.1}/s per CPU), {per:.0} ns each: {:.4}% of each CPU",
+            runs as f64 / secs / cpus,
+            100.0 * runs as f64 * per / 1e9 / secs / cpus
+        );
+        drop(p);
     }
 }
 
