@@ -1109,17 +1109,15 @@ impl KtoolsCollector {
                     .u64(&key("bytes"), v.bytes)
                     .u64(&key("timed"), v.timed);
                 if v.timed > 0 {
-                    put_f64(&mut w, &key("held_ms"), round1(v.ns as f64 / 1e6));
-                    put_f64(
-                        &mut w,
+                    w.float(&key("held_ms"), round1(v.ns as f64 / 1e6)).float(
                         &key("avg_us"),
                         round1(v.ns as f64 / 1000.0 / v.timed as f64),
                     );
                     if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
-                        put_f64(&mut w, &key("p50_us"), q);
+                        w.float(&key("p50_us"), q);
                     }
                     if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
-                        put_f64(&mut w, &key("p99_us"), q);
+                        w.float(&key("p99_us"), q);
                     }
                     w.u64(
                         &key("max_us"),
