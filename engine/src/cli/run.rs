@@ -140,15 +140,6 @@ fn run_agent(
     rules: Option<Arc<vigil_rules::RuleSet>>,
     baselines: Option<vigil_baselines::Baselines>,
 ) -> anyhow::Result<agent::Summary> {
-    // One worker besides this thread: the agent's loop runs here (block_on)
-    // and the tasks it spawns (the /metrics endpoint) on the worker, so a
-    // scrape never waits for the loop to reach an await.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("vigil-rt")
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
     let mut outputs = None;
     let mut metrics = None;
     let mut _metrics_server = None;
@@ -171,8 +162,7 @@ fn run_agent(
                 .map_err(|_| anyhow::anyhow!("--metrics {listen}: not an address:port"))?;
             let reg = Arc::new(vigil_outputs::metrics::Registry::new());
             outs.register_metrics(&reg);
-            let server =
-                vigil_outputs::metrics::MetricsServer::start(rt.handle(), addr, reg.clone())?;
+            let server = vigil_outputs::metrics::MetricsServer::start(addr, reg.clone())?;
             log::info!("metrics on http://{addr}/metrics");
             _metrics_server = Some(server);
             metrics = Some(reg);
@@ -181,6 +171,10 @@ fn run_agent(
     }
     let shutdown_timeout = std::time::Duration::from_secs(cfg.outputs.shutdown_timeout_s);
     let outs_handle = outputs.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     rt.block_on(async move {
         let opts = agent::RunOptions {
             outputs,
