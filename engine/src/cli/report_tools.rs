@@ -685,8 +685,14 @@ not json
         assert!(rows[0].contains("spin (110), main (10)"), "{v}");
         assert!(rows[1].contains("do_syscall_64_[k] (20)"), "{v}");
         let all: Vec<_> = tools().collect();
-        assert_eq!(all.len(), 11, "{all:?}");
-        assert_eq!((all[0], all[10]), ("kmem", "profile"));
+        // every kernel-work tool, then the profiler
+        assert_eq!(
+            all.len(),
+            vigil_bpf::ktools::SENSOR_NAMES.len() + 1,
+            "{all:?}"
+        );
+        assert_eq!((all[0], *all.last().unwrap()), ("kmem", "profile"));
+        assert!(all.contains(&"blkthrot"), "{all:?}");
     }
 
     #[test]
