@@ -691,6 +691,34 @@ fn record_seeds() -> Vec<(String, Vec<u8>)> {
         "memfd.bin".into(),
         encode_record(hdr(kind::MEMFD, 114), &abi::Memfd::default(), &[name]),
     ));
+    // the rare-syscall sensor: an unknown syslog action and a number the
+    // sensor never reports (decoded by number, not trusted)
+    v.push((
+        "syscall.bin".into(),
+        encode_record(
+            hdr(kind::SYSCALL, 114),
+            &abi::Syscall {
+                ret: -1,
+                nr: 103,
+                _pad: 0,
+                args: [u64::MAX, u64::MAX, 1 << 63],
+            },
+            &[],
+        ),
+    ));
+    v.push((
+        "syscall-unknown-nr.bin".into(),
+        encode_record(
+            hdr(kind::SYSCALL, 114),
+            &abi::Syscall {
+                ret: i64::MIN,
+                nr: u32::MAX,
+                _pad: u32::MAX,
+                args: [0; 3],
+            },
+            &[],
+        ),
+    ));
     v.push((
         "fchange.bin".into(),
         encode_record(

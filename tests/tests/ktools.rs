@@ -163,7 +163,7 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
     assert!(cfg.perf.numamove && cfg.perf.workq && cfg.perf.softirqs && cfg.perf.hardirqs);
     for st in vigil_engine::probe::ktools_status(&cfg) {
         match st.name {
-            "kmem" | "slabratetop" | "kpages" | "memleak" => assert_eq!(
+            "kmem" | "slabratetop" | "kpages" | "memleak" | "blkthrot" => assert_eq!(
                 st.state,
                 vigil_bpf::SensorState::Disabled,
                 "{} is off by configuration by default",
@@ -180,7 +180,10 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
     let status = vigil_engine::probe::ktools_status(&cfg);
     for st in &status {
         match st.name {
-            "kpages" | "memleak" => assert!(!st.is_live(), "{} is off by default", st.name),
+            // blkthrot has its own root test (a loop device and blkio cgroups)
+            "kpages" | "memleak" | "blkthrot" => {
+                assert!(!st.is_live(), "{} is off by default", st.name)
+            }
             "overlayfs" => assert_eq!(st.is_live(), cfg.perf.overlayfs, "{st:?}"),
             "tasklets" => {
                 if vigil_bpf::ktools::has_tracepoint("irq", "tasklet_entry") {
