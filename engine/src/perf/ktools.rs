@@ -999,27 +999,27 @@ impl KtoolsCollector {
                 t.0 += v.count;
                 t.1 += v.bytes;
                 t.2 += v.ns;
-                out.counters.push(CounterDelta {
-                    name: "vigil_overlayfs_calls_total",
-                    help: "Reads and writes of files on overlay mounts (overlayfs).",
-                    labels: vec![("op", side.to_string())],
-                    delta: v.count,
-                    scale: 1.0,
-                });
-                out.counters.push(CounterDelta {
-                    name: "vigil_overlayfs_bytes_total",
-                    help: "Bytes read and written on overlay mounts (overlayfs).",
-                    labels: vec![("op", side.to_string())],
-                    delta: v.bytes,
-                    scale: 1.0,
-                });
-                out.counters.push(CounterDelta {
-                    name: "vigil_overlayfs_seconds_total",
-                    help: "Time in reads and writes of files on overlay mounts (overlayfs).",
-                    labels: vec![("op", side.to_string())],
-                    delta: v.ns,
-                    scale: 1e-9,
-                });
+                out.counters.push(op_counter(
+                    "vigil_overlayfs_calls_total",
+                    "Reads and writes of files on overlay mounts (overlayfs).",
+                    side,
+                    v.count,
+                    1.0,
+                ));
+                out.counters.push(op_counter(
+                    "vigil_overlayfs_bytes_total",
+                    "Bytes read and written on overlay mounts (overlayfs).",
+                    side,
+                    v.bytes,
+                    1.0,
+                ));
+                out.counters.push(op_counter(
+                    "vigil_overlayfs_seconds_total",
+                    "Time in reads and writes of files on overlay mounts (overlayfs).",
+                    side,
+                    v.ns,
+                    1e-9,
+                ));
             }
             out.records.push(PerfRecord {
                 json: w.finish(),
@@ -1133,27 +1133,27 @@ impl KtoolsCollector {
                 t.0 += v.bios;
                 t.1 += v.bytes;
                 t.2 += v.ns;
-                out.counters.push(CounterDelta {
-                    name: "vigil_blkthrot_bios_total",
-                    help: "Bios the block throttle held back and dispatched (blkthrot).",
-                    labels: vec![("op", side.to_string())],
-                    delta: v.bios,
-                    scale: 1.0,
-                });
-                out.counters.push(CounterDelta {
-                    name: "vigil_blkthrot_bytes_total",
-                    help: "Bytes of the bios the block throttle held back (blkthrot).",
-                    labels: vec![("op", side.to_string())],
-                    delta: v.bytes,
-                    scale: 1.0,
-                });
-                out.counters.push(CounterDelta {
-                    name: "vigil_blkthrot_seconds_total",
-                    help: "Time bios were held back by the block throttle, issue to dispatch, summed (blkthrot).",
-                    labels: vec![("op", side.to_string())],
-                    delta: v.ns,
-                    scale: 1e-9,
-                });
+                out.counters.push(op_counter(
+                    "vigil_blkthrot_bios_total",
+                    "Bios the block throttle held back and dispatched (blkthrot).",
+                    side,
+                    v.bios,
+                    1.0,
+                ));
+                out.counters.push(op_counter(
+                    "vigil_blkthrot_bytes_total",
+                    "Bytes of the bios the block throttle held back (blkthrot).",
+                    side,
+                    v.bytes,
+                    1.0,
+                ));
+                out.counters.push(op_counter(
+                    "vigil_blkthrot_seconds_total",
+                    "Time bios were held back by the block throttle, issue to dispatch, summed (blkthrot).",
+                    side,
+                    v.ns,
+                    1e-9,
+                ));
             }
             out.records.push(PerfRecord {
                 json: w.finish(),
@@ -1806,6 +1806,24 @@ impl KtoolsCollector {
                 msg,
             )),
         });
+    }
+}
+
+/// A per-direction series of an I/O tool (overlayfs, blkthrot), labelled
+/// `op` with the side (`read`, `write`).
+fn op_counter(
+    name: &'static str,
+    help: &'static str,
+    side: &str,
+    delta: u64,
+    scale: f64,
+) -> CounterDelta {
+    CounterDelta {
+        name,
+        help,
+        labels: vec![("op", side.to_string())],
+        delta,
+        scale,
     }
 }
 
