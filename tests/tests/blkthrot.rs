@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vigil_engine::agent::{RunOptions, Running};
-use vigil_engine::config::Config;
 use vigil_outputs::JsonLines;
 
 /// Bytes each reader reads (direct I/O, 64 KiB blocks).
@@ -180,17 +179,8 @@ fn blkthrot_counts_a_throttled_cgroups_direct_reads_and_not_an_unthrottled_ones(
     .expect("set the read limit");
 
     let _lock = vigil_tests::bpf_lock();
-    let mut cfg = Config::default();
-    cfg.agent.events = false;
-    cfg.perf.interval_s = 1;
+    let mut cfg = common::no_ktools_config();
     cfg.perf.blkthrot = true;
-    cfg.perf.kmem = false;
-    cfg.perf.slabratetop = false;
-    cfg.perf.numamove = false;
-    cfg.perf.workq = false;
-    cfg.perf.softirqs = false;
-    cfg.perf.hardirqs = false;
-    cfg.perf.tasklets = false;
     let status = vigil_engine::probe::ktools_status(&cfg);
     let row = status
         .iter()

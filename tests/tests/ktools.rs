@@ -483,23 +483,14 @@ fn memleak_reports_kept_pipes_with_their_stack_and_not_closed_ones() {
         return;
     }
     let _lock = vigil_tests::bpf_lock();
-    let mut cfg = Config::default();
     // off by default (its cost, README)
-    assert!(!cfg.perf.memleak);
-    cfg.agent.events = false;
-    cfg.perf.interval_s = 1;
+    assert!(!Config::default().perf.memleak);
+    // only memleak: the other tools' programs are not under test
+    let mut cfg = common::no_ktools_config();
     cfg.perf.memleak = true;
     cfg.perf.memleak_sample = 1;
     cfg.perf.memleak_min_age_s = 2;
     cfg.perf.memleak_top = 1000;
-    // only memleak: the other tools' programs are not under test
-    cfg.perf.kmem = false;
-    cfg.perf.slabratetop = false;
-    cfg.perf.numamove = false;
-    cfg.perf.workq = false;
-    cfg.perf.softirqs = false;
-    cfg.perf.hardirqs = false;
-    cfg.perf.tasklets = false;
     let status = vigil_engine::probe::ktools_status(&cfg);
     let ml = status
         .iter()
@@ -604,17 +595,8 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
         return;
     }
     let _lock = vigil_tests::bpf_lock();
-    let mut cfg = Config::default();
-    cfg.agent.events = false;
-    cfg.perf.interval_s = 1;
+    let mut cfg = common::no_ktools_config();
     cfg.perf.overlayfs = true;
-    cfg.perf.kmem = false;
-    cfg.perf.slabratetop = false;
-    cfg.perf.numamove = false;
-    cfg.perf.workq = false;
-    cfg.perf.softirqs = false;
-    cfg.perf.hardirqs = false;
-    cfg.perf.tasklets = false;
     let status = vigil_engine::probe::ktools_status(&cfg);
     let ol = status
         .iter()

@@ -185,6 +185,23 @@ impl Harness {
     }
 }
 
+/// A configuration with every default-on kernel-work tool (and kmem,
+/// slabratetop) off, alerts only, one-second intervals: a test turns on the
+/// one tool it checks, so other tools' programs are not under test.
+pub fn no_ktools_config() -> Config {
+    let mut cfg = Config::default();
+    cfg.agent.events = false;
+    cfg.perf.interval_s = 1;
+    cfg.perf.kmem = false;
+    cfg.perf.slabratetop = false;
+    cfg.perf.numamove = false;
+    cfg.perf.workq = false;
+    cfg.perf.softirqs = false;
+    cfg.perf.hardirqs = false;
+    cfg.perf.tasklets = false;
+    cfg
+}
+
 pub fn bytes(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
