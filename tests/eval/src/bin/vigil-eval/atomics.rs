@@ -744,10 +744,11 @@ fn report(tests: &[Atomic], res: &[Outcome], hits: &[Hit], builtin: &BTreeSet<St
     let ran: Vec<usize> = (0..tests.len())
         .filter(|&i| res[i].skipped.is_none())
         .collect();
+    // a test claims an alert from its pid namespace within its window
+    let claims = |r: &Outcome, h: &Hit| h.pidns == r.pidns && h.ts >= r.t0 && h.ts <= r.t1;
     for &i in &ran {
-        let r = &res[i];
         for h in hits {
-            if h.pidns == r.pidns && h.ts >= r.t0 && h.ts <= r.t1 {
+            if claims(&res[i], h) {
                 per_test[i].insert(h.rule.clone());
             }
         }
@@ -814,10 +815,7 @@ fn report(tests: &[Atomic], res: &[Outcome], hits: &[Hit], builtin: &BTreeSet<St
             "noisy_rules": noisy,
             // alerts no test's window claimed (a host process, a cleanup,
             // or a late timestamp): what to look at when a test is missed
-            "unattributed": hits.iter().filter(|h| !ran.iter().any(|&i| {
-                let r = &res[i];
-                h.pidns == r.pidns && h.ts >= r.t0 && h.ts <= r.t1
-            })).take(100).map(|h| serde_json::json!({
+            "unattributed": hits.iter().filter(|h| !ran.iter().any(|&i| claims(&res[i], h))).take(100).map(|h| serde_json::json!({
                 "rule": h.rule, "pidns": h.pidns, "ts": h.ts,
             })).collect::<Vec<_>>(),
         });
