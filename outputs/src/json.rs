@@ -6,6 +6,15 @@
 //! are escaped per RFC 8259; control characters become `\u00XX`, and bytes
 //! that are not UTF-8 become U+FFFD, so every output line parses.
 
+/// The allocations of a [`Writer`]'s nesting state (the open object's
+/// path and the open levels), kept between records by
+/// [`Writer::appending`] and [`Writer::finish_into`].
+#[derive(Default)]
+pub struct WriterScratch {
+    open: String,
+    levels: Vec<(usize, bool)>,
+}
+
 /// Builds one JSON object.
 pub struct Writer {
     buf: Vec<u8>,
@@ -49,6 +58,38 @@ impl Writer {
             levels: Vec::new(),
             top_has_member: false,
         }
+    }
+
+    /// Starts an object at the end of `buf` (what it holds is kept), with
+    /// the nesting state's allocations taken from `scratch`: an encoder
+    /// can write a record straight into an output buffer that already
+    /// holds earlier records, and hand the scratch back after
+    /// [`Writer::finish_into`], allocating nothing per record. The bytes
+    /// appended are the ones [`Writer::with_buffer`] would write.
+    pub fn appending(mut buf: Vec<u8>, scratch: &mut WriterScratch) -> Writer {
+        buf.push(b'{');
+        let mut open = std::mem::take(&mut scratch.open);
+        open.clear();
+        let mut levels = std::mem::take(&mut scratch.levels);
+        levels.clear();
+        Writer {
+            buf,
+            open,
+            levels,
+            top_has_member: false,
+        }
+    }
+
+    /// Closes every open object, returns the buffer and keeps the nesting
+    /// state's allocations in `scratch` for the next [`Writer::appending`].
+    pub fn finish_into(mut self, scratch: &mut WriterScratch) -> Vec<u8> {
+        for _ in 0..self.levels.len() {
+            self.buf.push(b'}');
+        }
+        self.buf.push(b'}');
+        scratch.open = std::mem::take(&mut self.open);
+        scratch.levels = std::mem::take(&mut self.levels);
+        std::mem::take(&mut self.buf)
     }
 
     /// Writes the fields `f` writes, or replays the bytes it wrote last

@@ -34,7 +34,7 @@ pub use record::{Kind, Record, Severity, Value};
 pub use sink::{Filter, SinkConfig, SinkHandle, SinkStats, Submitted};
 pub use url::UrlError;
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -142,56 +142,119 @@ impl Outputs {
 pub trait Sink: Send {
     /// Writes one encoded record (without trailing newline).
     fn write_record(&mut self, record: &[u8]) -> io::Result<()>;
+    /// Writes the one record `encode` appends to the buffer it is given
+    /// (without trailing newline; what the buffer held before is not
+    /// touched). A sink with its own buffer ([`JsonLines`]) lets the
+    /// encoder write into it, without a copy; this default encodes into
+    /// a buffer of its own and calls [`Sink::write_record`].
+    fn append_record(&mut self, encode: &mut dyn FnMut(&mut Vec<u8>)) -> io::Result<()> {
+        let mut v = Vec::new();
+        encode(&mut v);
+        self.write_record(&v)
+    }
     /// Flushes buffered records.
     fn flush(&mut self) -> io::Result<()>;
     /// Human description (`stdout`, `file:/var/log/vigil.json`).
     fn describe(&self) -> String;
 }
 
-/// JSON lines to any writer.
+/// JSON lines to any writer, buffered: records are appended to one
+/// buffer (by [`Sink::append_record`], straight from the encoder), which
+/// goes to the writer in one `write` once it holds [`JsonLines::BATCH`]
+/// bytes or more, and on [`Sink::flush`] and drop.
 pub struct JsonLines {
-    out: BufWriter<Box<dyn Write + Send>>,
+    buf: Vec<u8>,
+    out: Box<dyn Write + Send>,
     what: String,
 }
 
 impl JsonLines {
+    /// How many bytes are collected before they are written (64 KiB).
+    pub const BATCH: usize = 64 << 10;
+
     /// JSON lines on standard output.
     pub fn stdout() -> JsonLines {
-        JsonLines {
-            out: BufWriter::with_capacity(64 << 10, Box::new(io::stdout())),
-            what: "stdout".into(),
-        }
+        JsonLines::writer(Box::new(io::stdout()), "stdout")
     }
 
     /// JSON lines appended to `path`, created with mode 0600 (an existing
     /// file keeps its mode but must not be group/world accessible).
     pub fn file(path: &Path) -> Result<JsonLines, OutputError> {
         let f = transport::open_private(path)?;
-        Ok(JsonLines {
-            out: BufWriter::with_capacity(64 << 10, Box::new(f)),
-            what: format!("file:{}", path.display()),
-        })
+        Ok(JsonLines::writer(
+            Box::new(f),
+            &format!("file:{}", path.display()),
+        ))
     }
 
     /// JSON lines into an arbitrary writer (tests, benchmarks).
     pub fn writer(w: Box<dyn Write + Send>, what: &str) -> JsonLines {
         JsonLines {
-            out: BufWriter::with_capacity(64 << 10, w),
+            buf: Vec::with_capacity(Self::BATCH + (16 << 10)),
+            out: w,
             what: what.into(),
         }
+    }
+
+    /// Writes out the buffer when it holds a batch: before a record is
+    /// added, so a record is either refused (the error) or kept.
+    fn make_room(&mut self) -> io::Result<()> {
+        if self.buf.len() >= Self::BATCH {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer out; what the writer took leaves it even when a
+    /// later write fails (kept: the rest).
+    fn flush_buf(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        let r = loop {
+            if done == self.buf.len() {
+                break Ok(());
+            }
+            match self.out.write(&self.buf[done..]) {
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write the buffered records",
+                    ));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf.drain(..done);
+        r
     }
 }
 
 impl Sink for JsonLines {
     fn write_record(&mut self, record: &[u8]) -> io::Result<()> {
-        self.out.write_all(record)?;
-        self.out.write_all(b"\n")
+        self.make_room()?;
+        self.buf.extend_from_slice(record);
+        self.buf.push(b'\n');
+        Ok(())
+    }
+    fn append_record(&mut self, encode: &mut dyn FnMut(&mut Vec<u8>)) -> io::Result<()> {
+        self.make_room()?;
+        encode(&mut self.buf);
+        self.buf.push(b'\n');
+        Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()?;
         self.out.flush()
     }
     fn describe(&self) -> String {
         self.what.clone()
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
