@@ -120,8 +120,14 @@ pub struct Event {
     pub process: Option<Arc<ProcInfo>>,
     /// Its container's name and image, where the runtime's state is readable.
     pub container_meta: Option<Arc<ContainerMeta>>,
-    /// Parent chain, nearest first.
-    pub ancestors: Vec<Ancestor>,
+    /// Parent chain, nearest first (shared by the records of a process
+    /// while the process table does not change).
+    pub ancestors: Arc<[Ancestor]>,
+    /// The executables of `ancestors`, in order, joined by newlines
+    /// (`vigil.ancestors.executable` as rules see it), built with the
+    /// chain. Whoever replaces `ancestors` with other executables sets it
+    /// too.
+    pub ancestors_executable: Arc<[u8]>,
     /// Real user name.
     pub user: Option<Arc<str>>,
     /// Effective user name.

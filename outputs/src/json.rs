@@ -955,6 +955,37 @@ mod tests {
         assert_eq!(k.name(), "process.parent.executable");
     }
 
+    /// An object appended to a buffer with a reused scratch is the bytes
+    /// a fresh writer writes, after what the buffer held.
+    #[test]
+    fn appending_writes_what_a_fresh_writer_writes() {
+        let names = ["a.b.c", "a.b.d", "a.e", "f", "g.h", "a.b.c.i"];
+        let mut scratch = WriterScratch::default();
+        let mut out = Vec::new();
+        let mut want = Vec::new();
+        let mut seed = 11u64;
+        for r in 0..300 {
+            let mut fresh = Writer::new();
+            let mut app = Writer::appending(std::mem::take(&mut out), &mut scratch);
+            for _ in 0..(seed % 7) + 1 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let k = names[(seed >> 33) as usize % names.len()];
+                fresh.u64(k, r).str("x.y", "z");
+                app.u64(k, r).str("x.y", "z");
+            }
+            want.extend_from_slice(&fresh.finish());
+            want.push(b'\n');
+            out = app.finish_into(&mut scratch);
+            out.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&want)
+            );
+        }
+    }
+
     /// Names with empty segments (an environment variable called `a..b`
     /// or `.x`) nest as `str::split` cuts them, and the output parses.
     #[test]

@@ -323,6 +323,87 @@ mod tests {
         send_sync::<metrics::Registry>();
     }
 
+    /// A writer that records each write call's bytes; `fail_at`: the
+    /// write call (0-based) that fails once with an error.
+    #[derive(Clone, Default)]
+    struct Calls(std::sync::Arc<std::sync::Mutex<(Vec<Vec<u8>>, Option<usize>, usize)>>);
+    impl Write for Calls {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let mut g = self.0.lock().unwrap();
+            let n = g.2;
+            g.2 += 1;
+            if g.1 == Some(n) {
+                return Err(io::Error::other("disk on fire"));
+            }
+            g.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Records from an encoder and from bytes end up as the same lines, in
+    /// order, written in few calls of at least a batch each.
+    #[test]
+    fn json_lines_batches_writes_and_takes_records_from_an_encoder() {
+        let calls = Calls::default();
+        let mut s = JsonLines::writer(Box::new(calls.clone()), "test");
+        let mut want = Vec::new();
+        for i in 0..1000u32 {
+            let rec = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(300));
+            if i % 2 == 0 {
+                s.append_record(&mut |b| b.extend_from_slice(rec.as_bytes()))
+                    .unwrap();
+            } else {
+                s.write_record(rec.as_bytes()).unwrap();
+            }
+            want.extend_from_slice(rec.as_bytes());
+            want.push(b'\n');
+        }
+        let before = calls.0.lock().unwrap().0.len();
+        s.flush().unwrap();
+        let g = calls.0.lock().unwrap();
+        let got: Vec<u8> = g.0.concat();
+        assert_eq!(got, want);
+        // each write takes a full batch (and the record that filled it)
+        assert!(before <= want.len() / JsonLines::BATCH, "{before} writes");
+        assert!(
+            before >= want.len() / (JsonLines::BATCH + 400),
+            "{before} writes"
+        );
+        assert!(g.0[..before].iter().all(|w| w.len() >= JsonLines::BATCH));
+        assert_eq!(g.0.len(), before + 1, "flush writes the rest in one call");
+    }
+
+    /// A write that fails refuses the record being added (counted by the
+    /// caller as an error) and keeps every record accepted before it;
+    /// dropping the sink writes what is left.
+    #[test]
+    fn json_lines_write_errors_lose_no_accepted_record() {
+        let calls = Calls::default();
+        calls.0.lock().unwrap().1 = Some(1);
+        let mut s = JsonLines::writer(Box::new(calls.clone()), "test");
+        let mut want = Vec::new();
+        let mut refused = 0;
+        for i in 0..600u32 {
+            let rec = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "y".repeat(500));
+            match s.append_record(&mut |b| b.extend_from_slice(rec.as_bytes())) {
+                Ok(()) => {
+                    want.extend_from_slice(rec.as_bytes());
+                    want.push(b'\n');
+                }
+                Err(e) => {
+                    assert_eq!(e.to_string(), "disk on fire");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 1);
+        drop(s);
+        assert_eq!(calls.0.lock().unwrap().0.concat(), want);
+    }
+
     #[test]
     fn file_sink_is_0600_and_refuses_open_files() {
         let dir = std::env::temp_dir().join(format!("vigil-out-{}", std::process::id()));

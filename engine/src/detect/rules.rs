@@ -481,14 +481,9 @@ fn process_field(ev: &Event, f: Field) -> Option<Value<'_>> {
             // Any ancestor: joined with NUL-free newlines so `contains`
             // and `glob` see each executable; equality tests use the
             // nearest. Rules use `contains`/`regex` on this field.
-            let mut v = Vec::new();
-            for (i, a) in ev.ancestors.iter().enumerate() {
-                if i > 0 {
-                    v.push(b'\n');
-                }
-                v.extend_from_slice(&a.exe);
-            }
-            (!v.is_empty()).then_some(Value::Str(Cow::Owned(v)))
+            // Joined once per chain (the enricher keeps it with the chain).
+            let v = &ev.ancestors_executable;
+            (!v.is_empty()).then(|| Value::Str(Cow::Borrowed(&v[..])))
         }
         Field::ProcessExitCode => match &ev.k.body {
             Body::Exit(x) => int(i64::from((x.status >> 8) & 0xff)),

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use vigil_bpf::abi::{self, kind};
 use vigil_bpf::decode::Body;
-use vigil_outputs::json::{Fragment, Key, Writer};
+use vigil_outputs::json::{Fragment, Key, Writer, WriterScratch};
 use vigil_outputs::key;
 
 /// RFC 3339 UTC timestamp with nanoseconds.
@@ -751,7 +751,16 @@ pub fn encode_with(
     head: impl FnOnce(&mut Writer),
     tail: impl FnOnce(&mut Writer),
 ) -> Vec<u8> {
-    encode_inner(ev, hostname, event_kind, head, tail, None, Vec::new())
+    encode_inner(
+        ev,
+        hostname,
+        event_kind,
+        head,
+        tail,
+        None,
+        Writer::with_buffer(Vec::new()),
+    )
+    .finish()
 }
 
 /// The event classification (event.kind, category, type, action, module)
@@ -782,6 +791,8 @@ pub struct EncodeCache {
     lineage: Last<LineageId>,
     ts: [TsText; 2],
     name: String,
+    /// The writer's nesting state, reused by [`encode_cached_into`].
+    writer: WriterScratch,
 }
 
 const CACHE_SLOTS: usize = 256;
@@ -797,6 +808,7 @@ impl Default for EncodeCache {
             lineage: Last::default(),
             ts: Default::default(),
             name: String::new(),
+            writer: WriterScratch::default(),
         }
     }
 }
@@ -972,7 +984,7 @@ impl LineageId {
             && self
                 .ancestors
                 .iter()
-                .zip(&ev.ancestors)
+                .zip(ev.ancestors.iter())
                 .all(|((pid, exe), a)| *pid == a.pid && same_arc(exe, &a.exe))
     }
 }
@@ -1131,9 +1143,28 @@ pub fn encode_cached(
     hostname: &str,
     event_kind: &str,
     cache: &mut EncodeCache,
-    buf: Vec<u8>,
+    mut buf: Vec<u8>,
 ) -> Vec<u8> {
-    encode_inner(ev, hostname, event_kind, |_| {}, |_| {}, Some(cache), buf)
+    buf.clear();
+    encode_cached_into(ev, hostname, event_kind, cache, &mut buf);
+    buf
+}
+
+/// [`encode_cached`] appended to `out` (what it holds is kept): the record
+/// is written straight into an output buffer, with no buffer of its own
+/// and no copy; the bytes appended are the ones [`encode_cached`] returns.
+pub fn encode_cached_into(
+    ev: &Event,
+    hostname: &str,
+    event_kind: &str,
+    cache: &mut EncodeCache,
+    out: &mut Vec<u8>,
+) {
+    let mut scratch = std::mem::take(&mut cache.writer);
+    let w = Writer::appending(std::mem::take(out), &mut scratch);
+    let w = encode_inner(ev, hostname, event_kind, |_| {}, |_| {}, Some(cache), w);
+    *out = w.finish_into(&mut scratch);
+    cache.writer = scratch;
 }
 
 /// process.executable, command_line, args, working_directory: the
@@ -1284,7 +1315,7 @@ fn write_lineage(w: &mut Writer, ev: &Event) {
         w.str(key!("vigil.cgroup.path"), p.as_bytes());
     }
     if !ev.ancestors.is_empty() {
-        w.objects("vigil.ancestors", &ev.ancestors, |o, a| {
+        w.objects("vigil.ancestors", ev.ancestors.iter(), |o, a| {
             o.u64(key!("pid"), a.pid.into());
             if !a.exe.is_empty() {
                 o.str(key!("executable"), &a.exe);
@@ -1307,7 +1338,7 @@ fn lineage_key(k: &mut Vec<u8>, ev: &Event) {
     }
     key_opt(k, ev.cgroup_path.as_deref().map(str::as_bytes));
     k.extend_from_slice(&(ev.ancestors.len() as u32).to_le_bytes());
-    for a in &ev.ancestors {
+    for a in ev.ancestors.iter() {
         k.extend_from_slice(&a.pid.to_le_bytes());
         key_bytes(k, &a.exe);
     }
@@ -1320,9 +1351,8 @@ fn encode_inner(
     head: impl FnOnce(&mut Writer),
     tail: impl FnOnce(&mut Writer),
     mut cache: Option<&mut EncodeCache>,
-    buf: Vec<u8>,
-) -> Vec<u8> {
-    let mut w = Writer::with_buffer(buf);
+    mut w: Writer,
+) -> Writer {
     let ret = syscall_ret(ev);
     // @timestamp, event.*, host.*
     write_timestamp(
@@ -1376,7 +1406,7 @@ fn encode_inner(
     if ev.k.after_loss() {
         w.bool(key!("vigil.after_loss"), true);
     }
-    w.finish()
+    w
 }
 
 /// A timestamp field: from the cache's text for the second when there is
@@ -2421,9 +2451,9 @@ mod encode_tests {
                         images += 1;
                     }
                     1 => ev.user = Some(Arc::from("alice")),
-                    2 => ev.ancestors = vec![anc(1, "/sbin/init"), anc(2, "/bin/sh")],
+                    2 => ev.ancestors = vec![anc(1, "/sbin/init"), anc(2, "/bin/sh")].into(),
                     3 => {
-                        ev.ancestors = vec![anc(1, "/bin/sh")];
+                        ev.ancestors = vec![anc(1, "/bin/sh")].into();
                         ev.k.hdr.ppid = 7;
                     }
                     4 => {
@@ -2434,6 +2464,16 @@ mod encode_tests {
                 }
                 n += 1;
                 let plain = encode(&ev, "h", "event");
+                // straight into an output buffer that holds earlier records
+                let mut out = b"{\"earlier\":1}\n".to_vec();
+                encode_cached_into(&ev, "h", "event", &mut cache, &mut out);
+                assert_eq!(&out[..14], b"{\"earlier\":1}\n");
+                assert_eq!(
+                    String::from_utf8_lossy(&out[14..]),
+                    String::from_utf8_lossy(&plain),
+                    "appended: kind {k} case {}",
+                    (n - 1) / 3 % 7
+                );
                 for _ in 0..2 {
                     buf = encode_cached(&ev, "h", "event", &mut cache, buf);
                     assert_eq!(

@@ -93,7 +93,23 @@ pub struct Enricher {
     passwd: HashMap<u32, (Arc<HashMap<u32, String>>, u64)>,
     /// Existing files overwritten per process (`vigil.file.overwrites`).
     overwrites: crate::enrich::overwrite::Tracker,
+    /// Changes of the process table: bumped by every insert, change and
+    /// removal, so a chain built at the same value is still what the
+    /// table says.
+    table_gen: u64,
+    /// Parent pid -> the ancestor chain that starts there, built once and
+    /// shared by every record of its children until the table changes
+    /// (only chains whose every member was in the table: an unknown pid is
+    /// asked of the host again, as it was before).
+    chains: IdMap<u32, (u64, Chain)>,
 }
+
+/// An ancestor chain and its executables joined by newlines
+/// ([`Event::ancestors_executable`]).
+type Chain = (Arc<[Ancestor]>, Arc<[u8]>);
+
+/// Chains kept at most (a table of that many is cleared, then refilled).
+const CHAIN_CACHE: usize = 4096;
 
 impl Enricher {
     /// A new enricher.
@@ -113,6 +129,8 @@ impl Enricher {
             tracker: crate::lifecycle::Tracker::new(crate::lifecycle::host_namespaces()),
             passwd: HashMap::new(),
             overwrites: crate::enrich::overwrite::Tracker::default(),
+            table_gen: 0,
+            chains: id_map(),
         }
     }
 
@@ -211,6 +229,7 @@ impl Enricher {
             && (start_ns == 0 || p.start_ns == start_ns)
             && p.hash.as_deref() != Some(&*hash)
         {
+            self.table_gen += 1;
             Arc::make_mut(p).hash = Some(hash);
         }
     }
@@ -230,6 +249,7 @@ impl Enricher {
     /// already created by events are kept (events are newer).
     pub fn seed(&mut self, procs: &[ProcSnapshot], at_ns: u64) {
         self.seeded_at = at_ns;
+        self.table_gen += 1;
         for s in procs {
             self.procs
                 .entry(s.pid)
@@ -239,6 +259,7 @@ impl Enricher {
 
     /// Drops exited processes whose exit is older than `linger_ns` before `now_ns`.
     pub fn expire(&mut self, now_ns: u64, linger_ns: u64) {
+        self.table_gen += 1;
         self.procs.retain(|_, p| {
             p.exited_ns
                 .is_none_or(|t| now_ns.saturating_sub(t) < linger_ns)
@@ -269,8 +290,66 @@ impl Enricher {
         // read it once from /proc.
         let snap = host.proc(pid)?;
         let p = Arc::new(ProcInfo::from_snapshot(&snap, self.seeded_at));
+        self.table_gen += 1;
         self.procs.insert(pid, p.clone());
         Some(p)
+    }
+
+    /// The ancestor chain starting at `ppid`, nearest first: the one built
+    /// for an earlier record when the table has not changed since, else
+    /// walked from the table.
+    fn chain(&mut self, ppid: u32, host: &mut dyn Host) -> Chain {
+        if let Some((g, c)) = self.chains.get(&ppid)
+            && *g == self.table_gen
+        {
+            return c.clone();
+        }
+        let mut ancestors = Vec::with_capacity(self.ancestors);
+        let mut next = ppid;
+        let mut guard = 0;
+        let mut complete = true;
+        while ancestors.len() < self.ancestors && next != 0 && guard < 64 {
+            guard += 1;
+            let Some(p) = self.lookup(next, host) else {
+                ancestors.push(Ancestor {
+                    pid: next,
+                    exe: Arc::from(&b""[..]),
+                    args: Arc::from(Vec::new()),
+                    cmdline: Arc::from(&b""[..]),
+                    hash: None,
+                    start_ns: 0,
+                });
+                complete = false;
+                break;
+            };
+            ancestors.push(Ancestor {
+                pid: p.pid,
+                exe: p.exe.clone(),
+                args: p.args.clone(),
+                cmdline: p.cmdline.clone(),
+                hash: p.hash.clone(),
+                start_ns: p.start_ns,
+            });
+            if p.ppid == p.pid {
+                break;
+            }
+            next = p.ppid;
+        }
+        let mut joined = Vec::new();
+        for (i, a) in ancestors.iter().enumerate() {
+            if i > 0 {
+                joined.push(b'\n');
+            }
+            joined.extend_from_slice(&a.exe);
+        }
+        let c: Chain = (ancestors.into(), joined.into());
+        if complete {
+            if self.chains.len() >= CHAIN_CACHE {
+                self.chains.clear();
+            }
+            self.chains.insert(ppid, (self.table_gen, c.clone()));
+        }
+        c
     }
 
     fn apply(&mut self, ev: &KernelEvent, host: &mut dyn Host) {
@@ -317,6 +396,7 @@ impl Enricher {
                     uid_map: parent.as_ref().and_then(|p| p.uid_map.clone()),
                     hash: parent.as_ref().and_then(|p| p.hash.clone()),
                 };
+                self.table_gen += 1;
                 self.procs.insert(f.child_pid, Arc::new(child));
             }
             Body::Exec {
@@ -356,10 +436,12 @@ impl Enricher {
                         .map(Arc::new),
                     hash: None,
                 };
+                self.table_gen += 1;
                 self.procs.insert(h.pid, Arc::new(info));
             }
             Body::Exit(_) => {
                 if let Some(p) = self.procs.get_mut(&h.pid) {
+                    self.table_gen += 1;
                     Arc::make_mut(p).exited_ns = Some(h.ts_ns);
                 }
             }
@@ -405,35 +487,7 @@ impl Enricher {
             Some(c) => self.meta_of(&c.id, unix_ns_of(self.boot_offset_ns, h.ts_ns), host),
             None => None,
         };
-        let mut ancestors = Vec::with_capacity(self.ancestors);
-        let mut next = h.ppid;
-        let mut guard = 0;
-        while ancestors.len() < self.ancestors && next != 0 && guard < 64 {
-            guard += 1;
-            let Some(p) = self.lookup(next, host) else {
-                ancestors.push(Ancestor {
-                    pid: next,
-                    exe: Arc::from(&b""[..]),
-                    args: Arc::from(Vec::new()),
-                    cmdline: Arc::from(&b""[..]),
-                    hash: None,
-                    start_ns: 0,
-                });
-                break;
-            };
-            ancestors.push(Ancestor {
-                pid: p.pid,
-                exe: p.exe.clone(),
-                args: p.args.clone(),
-                cmdline: p.cmdline.clone(),
-                hash: p.hash.clone(),
-                start_ns: p.start_ns,
-            });
-            if p.ppid == p.pid {
-                break;
-            }
-            next = p.ppid;
-        }
+        let (ancestors, ancestors_executable) = self.chain(h.ppid, host);
         let users = self.users.clone();
         let user = Self::name_of(&mut self.user_names, &users.users, h.uid);
         let euser = Self::name_of(&mut self.user_names, &users.users, h.euid);
@@ -537,6 +591,7 @@ impl Enricher {
             process,
             container_meta,
             ancestors,
+            ancestors_executable,
             user,
             euser,
             group,
@@ -642,6 +697,78 @@ mod tests {
             &mut host,
         );
         assert_eq!(&en.procs[&11].exe[..], b"/bin/parent");
+    }
+
+    /// The chain a record gets is the table's chain at that moment, shared
+    /// between records while the table is unchanged and rebuilt after an
+    /// exec, a hash, an exit or a new entry changed it.
+    #[test]
+    fn shared_ancestor_chains_follow_the_table() {
+        use crate::host::RecordedHost;
+        use vigil_bpf::abi::{self, Hdr, kind};
+        use vigil_bpf::decode::{decode, encode_record};
+        let mut en = Enricher::new(Arc::new(Users::default()), 0, 4);
+        let mut host = RecordedHost::default();
+        let exec = |pid, ppid, ts_ns, path: &[u8]| {
+            let h = Hdr {
+                kind: kind::EXEC,
+                pid,
+                ppid,
+                ts_ns,
+                start_ns: u64::from(pid),
+                ..Hdr::default()
+            };
+            decode(&encode_record(h, &abi::Exec::default(), &[path])).unwrap()
+        };
+        let open = |pid, ppid, ts_ns| {
+            let h = Hdr {
+                kind: kind::OPEN,
+                pid,
+                ppid,
+                ts_ns,
+                start_ns: u64::from(pid),
+                ..Hdr::default()
+            };
+            decode(&encode_record(h, &abi::Open::default(), &[b"/etc", b"x"])).unwrap()
+        };
+        let exes =
+            |ev: &Event| -> Vec<Vec<u8>> { ev.ancestors.iter().map(|a| a.exe.to_vec()).collect() };
+        en.enrich(exec(2, 1, 10, b"/sbin/init2"), &mut host);
+        en.enrich(exec(3, 2, 20, b"/bin/bash"), &mut host);
+        en.enrich(exec(4, 3, 30, b"/usr/bin/loop"), &mut host);
+        let a = en.enrich(open(4, 3, 40), &mut host);
+        let b = en.enrich(open(4, 3, 50), &mut host);
+        assert_eq!(exes(&a), [&b"/bin/bash"[..], b"/sbin/init2", b""]);
+        assert_eq!(&a.ancestors[2].pid, &1, "pid 1 is unknown to this host");
+        assert_eq!(&a.ancestors_executable[..], b"/bin/bash\n/sbin/init2\n");
+        // a chain that ends at an unknown pid is asked again, not kept
+        assert!(!Arc::ptr_eq(&a.ancestors, &b.ancestors));
+        // the same chain, once every member is known, is built once
+        en.enrich(exec(1, 0, 45, b"/sbin/init"), &mut host);
+        let c = en.enrich(open(4, 3, 60), &mut host);
+        let d = en.enrich(open(4, 3, 70), &mut host);
+        assert!(Arc::ptr_eq(&c.ancestors, &d.ancestors), "shared");
+        assert_eq!(exes(&c), [&b"/bin/bash"[..], b"/sbin/init2", b"/sbin/init"]);
+        assert_eq!(
+            &d.ancestors_executable[..],
+            b"/bin/bash\n/sbin/init2\n/sbin/init"
+        );
+        // the parent execs: the next record sees its new image
+        en.enrich(exec(3, 2, 80, b"/usr/bin/python3"), &mut host);
+        let e = en.enrich(open(4, 3, 90), &mut host);
+        assert_eq!(exes(&e)[0], b"/usr/bin/python3");
+        assert_eq!(
+            &e.ancestors_executable[..],
+            b"/usr/bin/python3\n/sbin/init2\n/sbin/init"
+        );
+        // a hash learned for the parent shows in the next record's chain
+        en.set_hash(3, 3, Arc::from("ab"));
+        let f = en.enrich(open(4, 3, 100), &mut host);
+        assert_eq!(f.ancestors[0].hash.as_deref(), Some("ab"));
+        assert!(
+            e.ancestors[0].hash.is_none(),
+            "an earlier record keeps its chain"
+        );
     }
 
     #[test]

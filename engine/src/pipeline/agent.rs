@@ -273,9 +273,11 @@ impl Pipeline {
         }
         // The parent: known from its own exec, else hashed once (a process
         // seeded from /proc, or started before vigil).
-        if let Some(a) = ev.ancestors.first_mut()
-            && a.hash.is_none()
-            && !a.exe.is_empty()
+        if ev
+            .ancestors
+            .first()
+            .is_some_and(|a| a.hash.is_none() && !a.exe.is_empty())
+            && let Some(a) = Arc::make_mut(&mut ev.ancestors).first_mut()
         {
             match self.enricher.proc_hash(a.pid) {
                 Some((Some(x), _)) => a.hash = Some(x),

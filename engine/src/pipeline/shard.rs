@@ -401,7 +401,20 @@ impl Back {
     /// Writes the event itself (`agent.events`) and taps it.
     /// A hit demoted by learned tuning is written as the event it is.
     fn emit_event(&mut self, ev: Event, demoted: bool, st: &mut PipelineStats) {
-        if self.sh.emit_events || demoted {
+        if (self.sh.emit_events || demoted)
+            && self.out.is_none()
+            && self.sh.outputs.get().is_none()
+            && let Some(s) = &self.sh.sink
+        {
+            // Only the sink takes it: encoded straight into its buffer.
+            let (hostname, cache) = (&self.sh.hostname, &mut self.enc_cache);
+            match lk(s).append_record(&mut |out| {
+                ecs::encode_cached_into(&ev, hostname, "event", cache, out)
+            }) {
+                Ok(()) => st.written += 1,
+                Err(_) => st.write_errors += 1,
+            }
+        } else if self.sh.emit_events || demoted {
             let buf = std::mem::take(&mut self.enc_buf);
             let json =
                 ecs::encode_cached(&ev, &self.sh.hostname, "event", &mut self.enc_cache, buf);
