@@ -323,19 +323,27 @@ mod tests {
         send_sync::<metrics::Registry>();
     }
 
-    /// A writer that records each write call's bytes; `fail_at`: the
-    /// write call (0-based) that fails once with an error.
+    /// What a [`Calls`] writer saw: each write call's bytes, the write
+    /// call (0-based) that fails once with an error, the calls so far.
+    #[derive(Default)]
+    struct CallLog {
+        writes: Vec<Vec<u8>>,
+        fail_at: Option<usize>,
+        n: usize,
+    }
+
+    /// A writer that records each write call.
     #[derive(Clone, Default)]
-    struct Calls(std::sync::Arc<std::sync::Mutex<(Vec<Vec<u8>>, Option<usize>, usize)>>);
+    struct Calls(std::sync::Arc<std::sync::Mutex<CallLog>>);
     impl Write for Calls {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
             let mut g = self.0.lock().unwrap();
-            let n = g.2;
-            g.2 += 1;
-            if g.1 == Some(n) {
+            let n = g.n;
+            g.n += 1;
+            if g.fail_at == Some(n) {
                 return Err(io::Error::other("disk on fire"));
             }
-            g.0.push(b.to_vec());
+            g.writes.push(b.to_vec());
             Ok(b.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -361,10 +369,10 @@ mod tests {
             want.extend_from_slice(rec.as_bytes());
             want.push(b'\n');
         }
-        let before = calls.0.lock().unwrap().0.len();
+        let before = calls.0.lock().unwrap().writes.len();
         s.flush().unwrap();
         let g = calls.0.lock().unwrap();
-        let got: Vec<u8> = g.0.concat();
+        let got: Vec<u8> = g.writes.concat();
         assert_eq!(got, want);
         // each write takes a full batch (and the record that filled it)
         assert!(before <= want.len() / JsonLines::BATCH, "{before} writes");
@@ -372,8 +380,16 @@ mod tests {
             before >= want.len() / (JsonLines::BATCH + 400),
             "{before} writes"
         );
-        assert!(g.0[..before].iter().all(|w| w.len() >= JsonLines::BATCH));
-        assert_eq!(g.0.len(), before + 1, "flush writes the rest in one call");
+        assert!(
+            g.writes[..before]
+                .iter()
+                .all(|w| w.len() >= JsonLines::BATCH)
+        );
+        assert_eq!(
+            g.writes.len(),
+            before + 1,
+            "flush writes the rest in one call"
+        );
     }
 
     /// A write that fails refuses the record being added (counted by the
@@ -382,7 +398,7 @@ mod tests {
     #[test]
     fn json_lines_write_errors_lose_no_accepted_record() {
         let calls = Calls::default();
-        calls.0.lock().unwrap().1 = Some(1);
+        calls.0.lock().unwrap().fail_at = Some(1);
         let mut s = JsonLines::writer(Box::new(calls.clone()), "test");
         let mut want = Vec::new();
         let mut refused = 0;
@@ -401,7 +417,7 @@ mod tests {
         }
         assert_eq!(refused, 1);
         drop(s);
-        assert_eq!(calls.0.lock().unwrap().0.concat(), want);
+        assert_eq!(calls.0.lock().unwrap().writes.concat(), want);
     }
 
     #[test]
