@@ -93,6 +93,8 @@ pub struct Enricher {
     passwd: HashMap<u32, (Arc<HashMap<u32, String>>, u64)>,
     /// Existing files overwritten per process (`vigil.file.overwrites`).
     overwrites: crate::enrich::overwrite::Tracker,
+    /// Distinct DNS names queried per process (`vigil.dns.distinct_names`).
+    dns_names: crate::enrich::dnsnames::Tracker,
 }
 
 impl Enricher {
@@ -113,6 +115,7 @@ impl Enricher {
             tracker: crate::lifecycle::Tracker::new(crate::lifecycle::host_namespaces()),
             passwd: HashMap::new(),
             overwrites: crate::enrich::overwrite::Tracker::default(),
+            dns_names: crate::enrich::dnsnames::Tracker::default(),
         }
     }
 
@@ -523,8 +526,29 @@ impl Enricher {
         let overwrites = self
             .overwrites
             .observe(&k, file_path.as_deref(), file_path2.as_deref());
+        let dns_names = match (&k.body, &dns) {
+            (Body::Dns { info, .. }, Some(m))
+                if !crate::event::dns_is_answer(info) && !m.response =>
+            {
+                match m.questions.first() {
+                    Some(q) => self.dns_names.query(
+                        h.pid,
+                        process.as_ref().map_or(0, |p| p.ppid),
+                        &q.name,
+                        h.ts_ns,
+                    ),
+                    None => Default::default(),
+                }
+            }
+            _ if h.kind == vigil_bpf::abi::kind::EXIT => {
+                self.dns_names.exit(h.pid);
+                Default::default()
+            }
+            _ => Default::default(),
+        };
         let mut ev = Event {
             overwrites,
+            dns_names,
             escape: None,
             ns_user,
             hash_pending: false,
