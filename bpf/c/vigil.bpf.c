@@ -753,6 +753,26 @@ static __always_inline struct file *fd_file(int fd)
 	return f;
 }
 
+/* What fd `fd` of the current task is: 1 a pipe or FIFO, 2 an AF_INET or
+ * AF_INET6 socket, else 0. */
+static __always_inline int stdio_kind(int fd)
+{
+	struct file *f = fd_file(fd);
+	if (!f)
+		return 0;
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & 00170000) == 0010000)
+		return 1;
+	if ((mode & 00170000) != 0140000)
+		return 0;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk)
+		return 0;
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	return fam == AF_INET || fam == AF_INET6 ? 2 : 0;
+}
+
 static __always_inline __u32 file_path(struct scratch *s, struct file *f)
 {
 	if (!f)
@@ -1219,6 +1239,15 @@ static __always_inline int do_exec(struct task_struct *p, pid_t old_pid, struct 
 		b->exec_flags |= VG_EXEC_SETUID;
 	if ((b->mode & S_ISGID) && h->egid != h->gid)
 		b->exec_flags |= VG_EXEC_SETGID;
+	{
+		int in = stdio_kind(0);
+		if (in == 1)
+			b->exec_flags |= VG_EXEC_STDIN_PIPE;
+		else if (in == 2)
+			b->exec_flags |= VG_EXEC_STDIN_INET;
+		if (stdio_kind(1) == 2)
+			b->exec_flags |= VG_EXEC_STDOUT_INET;
+	}
 	{
 		char pfx[6] = {};
 		const unsigned char *nm = BPF_CORE_READ(f, f_path.dentry, d_name.name);

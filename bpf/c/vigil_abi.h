@@ -149,6 +149,9 @@ _Static_assert(sizeof(struct vg_exec) == 64, "vg_exec");
 #define VG_KILL_ACT_MASK 0xffu
 #define VG_KILL_EXACT (1u << 8)
 #define VG_EXEC_WWDIR (1u << 10) /* the executable's directory is world-writable (S_IWOTH) */
+#define VG_EXEC_STDIN_PIPE (1u << 11)  /* fd 0 of the new image is a pipe or FIFO */
+#define VG_EXEC_STDIN_INET (1u << 12)  /* fd 0 is an AF_INET/AF_INET6 socket */
+#define VG_EXEC_STDOUT_INET (1u << 13) /* fd 1 is an AF_INET/AF_INET6 socket */
 /* hdr.flags of an open or connect record that a kill rule matched in the
  * kernel (kill_open_paths, kill_ports), at the syscall's exit */
 #define VG_F_KILLED (1u << 7)

@@ -83,6 +83,12 @@ pub mod exec_flags {
     pub const KILL_FAILED: u32 = 1 << 9;
     /// The executable's directory is world-writable (`S_IWOTH`).
     pub const WWDIR: u32 = 1 << 10;
+    /// fd 0 of the new image is a pipe or FIFO.
+    pub const STDIN_PIPE: u32 = 1 << 11;
+    /// fd 0 is an `AF_INET`/`AF_INET6` socket.
+    pub const STDIN_INET: u32 = 1 << 12;
+    /// fd 1 is an `AF_INET`/`AF_INET6` socket.
+    pub const STDOUT_INET: u32 = 1 << 13;
 }
 
 /// `hdr.flags` of an open or connect record a kernel kill rule matched

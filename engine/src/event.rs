@@ -166,6 +166,11 @@ pub struct Event {
     /// counting this event, when the event is such an overwrite
     /// (`vigil.file.overwrites`, [`crate::enrich::overwrite`]); else 0.
     pub overwrites: u32,
+    /// DNS query: distinct names this process (or its parent's children
+    /// together) asked for in the current window, and how many of them look
+    /// generated, when this query added a name (`vigil.dns.distinct_names`,
+    /// `vigil.dns.random_names`, [`crate::enrich::dnsnames`]); else zeros.
+    pub dns_names: crate::enrich::dnsnames::Counts,
     /// The executable's hash is on the known-bad list (`vigil.hash.known_bad`).
     pub hash_known_bad: bool,
 }

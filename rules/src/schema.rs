@@ -265,6 +265,14 @@ fields! {
     ExecWorldWritableDir = "vigil.exec.world_writable_dir", Bool, PROCESS, true;
     /// The image has no links.
     ExecUnlinked = "vigil.exec.unlinked", Bool, PROCESS, true;
+    /// exec: what the new program's standard input is when it is a pipe
+    /// (or FIFO), `pipe`, or a network (AF_INET/AF_INET6) socket,
+    /// `network`; absent otherwise (a terminal, a file, /dev/null, a unix
+    /// socket).
+    ExecStdin = "vigil.exec.stdin", Str, PROCESS, true;
+    /// exec: `network` when the new program's standard output is a network
+    /// (AF_INET/AF_INET6) socket; absent otherwise.
+    ExecStdout = "vigil.exec.stdout", Str, PROCESS, true;
     /// exec changed euid.
     ExecSetuid = "vigil.exec.setuid", Bool, PROCESS, true;
     /// exec changed egid.
@@ -369,6 +377,13 @@ fields! {
     DnsQuestionType = "dns.question.type", Str, NETWORK, true;
     /// DNS response code (`NOERROR`, `NXDOMAIN`, ...).
     DnsResponseCode = "dns.response_code", Str, NETWORK, true;
+    /// DNS query: distinct names the process, or its parent's children
+    /// together, asked for in the current 60-second window (set only on the
+    /// query that added a name).
+    DnsDistinctNames = "vigil.dns.distinct_names", Int, NETWORK, true;
+    /// DNS query: of those names, how many look generated (a long label of
+    /// lower-case letters and digits with few vowels or a run of consonants).
+    DnsRandomNames = "vigil.dns.random_names", Int, NETWORK, true;
     /// Listening address.
     ServerIp = "server.ip", Ip, NETWORK, true;
     /// Listening port.

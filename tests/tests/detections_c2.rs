@@ -223,3 +223,280 @@ fn c2_and_falco_gap_rules_fire_on_real_tools() {
         "{a}"
     );
 }
+
+/// Answers every DNS query sent to 127.0.0.1:53 with NXDOMAIN (the
+/// question copied back) until dropped, so that glibc's resolver returns at
+/// once and nothing leaves the host.
+struct NxResponder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NxResponder {
+    fn start() -> NxResponder {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:53")
+            .expect("this test needs UDP 127.0.0.1:53 free for its own responder");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n < 12 {
+                    continue;
+                }
+                let mut r = buf[..n].to_vec();
+                r[2] = 0x81 | (r[2] & 0x01); // QR, opcode 0, RD kept
+                r[3] = 0x83; // RA, NXDOMAIN
+                r[6..12].fill(0); // no answer, authority or additional records
+                let _ = sock.send_to(&r, peer);
+            }
+        });
+        NxResponder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NxResponder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `n` distinct names of 12 random lower-case letters and digits under
+/// common top-level domains, each one that vigil counts as generated.
+fn generated_names(n: usize, seed: u64) -> Vec<String> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let tlds = ["com", "net", "org", "info", "ru"];
+    let mut out = Vec::new();
+    while out.len() < n {
+        let label: String = (0..12)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+            .collect();
+        let name = format!("{label}.{}", tlds[(next() % 5) as usize]);
+        if vigil_engine::enrich::dnsnames::looks_generated(&name) && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Runs `script` under `sh` in a mount namespace of its own whose
+/// /etc/resolv.conf names 127.0.0.1 (unshare execs sh in place: the pid is
+/// the shell's); returns the pid.
+fn in_local_resolver_ns(resolv: &Path, script: &str) -> u32 {
+    let body = format!(
+        "mount --bind {} /etc/resolv.conf && {script}",
+        resolv.display()
+    );
+    run(&[
+        tool("/usr/bin/unshare"),
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        &body,
+    ])
+}
+
+#[test]
+fn generated_dns_names_queried_in_bulk_alert() {
+    let Some(agent) = Agent::start("generated_dns_names_queried_in_bulk_alert", None) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let _responder = NxResponder::start();
+    let dir = std::env::temp_dir().join(vigil_tests::unique_marker("vg-dga"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _c = Cleanup(vec![dir.clone()]);
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let getent = tool("/usr/bin/getent");
+    let seed = (u64::from(std::process::id()) << 20) ^ 0x9e37_79b9;
+
+    // a handful of ordinary names looked up one getent at a time: no alert
+    let benign = in_local_resolver_ns(
+        &resolv,
+        &format!(
+            "for n in deb.debian.org github.com static.crates.io files.pythonhosted.org \
+             www.example.com; do {getent} ahosts $n; done; true"
+        ),
+    );
+
+    // a script running one resolver program per generated name (dig in a
+    // loop): the alert names the last getent and the shell as its parent
+    let names = generated_names(8, seed).join(" ");
+    let sh = in_local_resolver_ns(
+        &resolv,
+        &format!("for n in {names}; do {getent} ahosts $n; done; true"),
+    );
+    let a = agent.expect("dga_dns_queries", |a| a["process"]["parent"]["pid"] == sh);
+    assert_eq!(a["process"]["name"], "getent", "{a}");
+    assert_eq!(a["event"]["action"], "dns-query", "{a}");
+    assert_eq!(a["vigil"]["dns"]["random_names"], 6, "{a}");
+    let q = a["dns"]["question"]["name"].as_str().unwrap_or_default();
+    assert!(
+        names.split(' ').any(|n| n == q),
+        "{q} not among {names}: {a}"
+    );
+
+    // one process resolving generated names itself (Python's getaddrinfo)
+    let names = generated_names(8, seed ^ 0x5555).join(" ");
+    let py = in_local_resolver_ns(
+        &resolv,
+        &format!(
+            "exec {} -c 'import socket, sys\nfor n in sys.argv[1:]:\n    try: socket.getaddrinfo(n, 80)\n    except OSError: pass' {names}",
+            tool("/usr/bin/python3")
+        ),
+    );
+    let a = agent.expect("dga_dns_queries", |a| a["process"]["pid"] == py);
+    assert!(
+        a["process"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("python3"),
+        "{a}"
+    );
+    assert_eq!(a["vigil"]["dns"]["random_names"], 6, "{a}");
+
+    let recs = agent.out.records();
+    assert!(
+        !recs.iter().any(|a| a["rule"]["id"] == "dga_dns_queries"
+            && (a["process"]["pid"] == benign || a["process"]["parent"]["pid"] == benign)),
+        "ordinary lookups alerted: {recs:?}"
+    );
+}
+
+/// Runs `script` under `sh` in a mount namespace of its own with a tmpfs
+/// over `dir` (so nothing it writes or deletes there reaches the host);
+/// returns the shell's pid (unshare execs sh in place).
+fn in_scratch_mount(dir: &str, script: &str) -> u32 {
+    let body = format!("mount -t tmpfs vigil-test {dir} && {script}");
+    run(&[
+        tool("/usr/bin/unshare"),
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        &body,
+    ])
+}
+
+#[test]
+fn shells_on_pipes_and_sockets_sudoers_reads_pam_settings_and_log_deletion_alert() {
+    let Some(agent) = Agent::start(
+        "shells_on_pipes_and_sockets_sudoers_reads_pam_settings_and_log_deletion_alert",
+        None,
+    ) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(500));
+
+    // commands piped into a shell: the shell reading them alerts (its
+    // parent is the shell running the pipeline)
+    let sh = run(&["/bin/sh", "-c", "echo 'echo piped' | /bin/sh; true"]);
+    let a = agent.expect("shell_reading_commands_from_pipe", |a| {
+        a["process"]["parent"]["pid"] == sh
+    });
+    assert_eq!(a["vigil"]["exec"]["stdin"], "pipe", "{a}");
+    assert_eq!(a["process"]["command_line"], "/bin/sh", "{a}");
+    // a shell given -c, and a script file, on the same pipe: no alert
+    let with_c = run(&[
+        "/bin/sh",
+        "-c",
+        "echo x | /bin/sh -c 'cat >/dev/null'; true",
+    ]);
+    let script = std::env::temp_dir().join(vigil_tests::unique_marker("vg-script"));
+    std::fs::write(&script, "cat >/dev/null\n").unwrap();
+    let _c = Cleanup(vec![script.clone()]);
+    let with_file = run(&[
+        "/bin/sh",
+        "-c",
+        &format!("echo x | /bin/sh {}; true", script.display()),
+    ]);
+
+    // a shell whose stdin and stdout are a TCP connection (a stager's dup2
+    // then exec; the other end sends `exit`); python execs sh in place
+    let py = run(&[
+        tool("/usr/bin/python3"),
+        "-c",
+        "import os, socket\n\
+         l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)\n\
+         c = socket.create_connection(l.getsockname()); s, _ = l.accept()\n\
+         s.sendall(b'exit\\n')\n\
+         os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1)\n\
+         os.execv('/bin/sh', ['sh'])",
+    ]);
+    let a = agent.expect("shell_with_network_stdio", |a| a["process"]["pid"] == py);
+    assert_eq!(a["vigil"]["exec"]["stdin"], "network", "{a}");
+    assert_eq!(a["vigil"]["exec"]["stdout"], "network", "{a}");
+    assert_eq!(a["process"]["executable"], "/usr/bin/dash", "{a}");
+
+    // the sudo policy read by cat (this host has no sudo: the open fails,
+    // which alerts too)
+    let cat = run(&[tool("/usr/bin/cat"), "/etc/sudoers"]);
+    let a = agent.expect("sudoers_read", |a| a["process"]["pid"] == cat);
+    assert_eq!(a["file"]["path"], "/etc/sudoers", "{a}");
+    assert_eq!(a["process"]["name"], "cat", "{a}");
+
+    // a PAM module setting appended to (a tmpfs over /etc/security)
+    let pam = in_scratch_mount(
+        "/etc/security",
+        "echo '* hard core 0' >> /etc/security/limits.conf",
+    );
+    let a = agent.expect("pam_config_modified", |a| a["process"]["pid"] == pam);
+    assert_eq!(a["file"]["path"], "/etc/security/limits.conf", "{a}");
+
+    // system logs removed (a tmpfs over /var/log): an existing one with
+    // rm -f, a missing one with unlink (the command alerts either way)
+    let logs = in_scratch_mount(
+        "/var/log",
+        "touch /var/log/messages && rm -f /var/log/messages; unlink /var/log/wtmp; true",
+    );
+    let a = agent.expect("log_truncated_by_command", |a| {
+        a["process"]["parent"]["pid"] == logs && a["process"]["name"] == "rm"
+    });
+    assert_eq!(
+        a["process"]["command_line"], "rm -f /var/log/messages",
+        "{a}"
+    );
+    agent.expect("log_file_deleted", |a| {
+        a["process"]["parent"]["pid"] == logs && a["file"]["path"] == "/var/log/messages"
+    });
+    agent.expect("log_truncated_by_command", |a| {
+        a["process"]["parent"]["pid"] == logs
+            && a["process"]["command_line"] == "unlink /var/log/wtmp"
+    });
+
+    let recs = agent.out.records();
+    assert!(
+        !recs
+            .iter()
+            .any(|a| a["rule"]["id"] == "shell_reading_commands_from_pipe"
+                && (a["process"]["parent"]["pid"] == with_c
+                    || a["process"]["parent"]["pid"] == with_file)),
+        "a shell with -c or a script alerted: {recs:?}"
+    );
+}

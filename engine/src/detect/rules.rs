@@ -321,6 +321,8 @@ impl Fields for Event {
             | Field::ExecMemfd
             | Field::ExecWorldWritableDir
             | Field::ExecUnlinked
+            | Field::ExecStdin
+            | Field::ExecStdout
             | Field::ExecSetuid
             | Field::ExecSetgid
             | Field::EnvTruncated
@@ -375,7 +377,9 @@ impl Fields for Event {
             | Field::DnsType
             | Field::DnsQuestionName
             | Field::DnsQuestionType
-            | Field::DnsResponseCode => dns_field(self, f),
+            | Field::DnsResponseCode
+            | Field::DnsDistinctNames
+            | Field::DnsRandomNames => dns_field(self, f),
             Field::TargetsAgent
             | Field::EscapeType
             | Field::EscapeSourceId
@@ -607,6 +611,21 @@ fn exec_field(ev: &Event, f: Field) -> Option<Value<'_>> {
                     _ => abi::exec_flags::SETGID,
                 };
                 Some(Value::Bool(info.exec_flags & bit != 0))
+            }
+            _ => None,
+        },
+        Field::ExecStdin => match &ev.k.body {
+            Body::Exec { info, .. } if info.exec_flags & abi::exec_flags::STDIN_PIPE != 0 => {
+                s(b"pipe")
+            }
+            Body::Exec { info, .. } if info.exec_flags & abi::exec_flags::STDIN_INET != 0 => {
+                s(b"network")
+            }
+            _ => None,
+        },
+        Field::ExecStdout => match &ev.k.body {
+            Body::Exec { info, .. } if info.exec_flags & abi::exec_flags::STDOUT_INET != 0 => {
+                s(b"network")
             }
             _ => None,
         },
@@ -896,6 +915,12 @@ fn dns_field(ev: &Event, f: Field) -> Option<Value<'_>> {
             Some(Value::Str(
                 crate::dns::type_name(q.qtype).into_bytes().into(),
             ))
+        }
+        Field::DnsDistinctNames if ev.dns_names.distinct > 0 => {
+            Some(Value::Int(ev.dns_names.distinct.into()))
+        }
+        Field::DnsRandomNames if ev.dns_names.distinct > 0 => {
+            Some(Value::Int(ev.dns_names.random.into()))
         }
         Field::DnsResponseCode => match ev.dns.as_ref() {
             Some(m) if m.response => Some(Value::Str(

@@ -1798,8 +1798,13 @@ fn write_body(
             if ev.dns.as_ref().is_none_or(|m| m.truncated) {
                 w.bool(key!("vigil.dns.incomplete"), true);
             }
-            w.u64(key!("vigil.dns.bytes"), message.len() as u64)
-                .i64(key!("vigil.socket.fd"), info.fd.into());
+            w.u64(key!("vigil.dns.bytes"), message.len() as u64);
+            let c = ev.dns_names;
+            if c.distinct > 0 {
+                w.u64(key!("vigil.dns.distinct_names"), c.distinct.into())
+                    .u64(key!("vigil.dns.random_names"), c.random.into());
+            }
+            w.i64(key!("vigil.socket.fd"), info.fd.into());
             if ev.k.truncated(0) {
                 truncated.push("dns");
             }
@@ -1982,6 +1987,14 @@ fn write_exec(
         .bool(key!("vigil.exec.unlinked"), flag(abi::exec_flags::UNLINKED))
         .bool(key!("vigil.exec.setuid"), flag(abi::exec_flags::SETUID))
         .bool(key!("vigil.exec.setgid"), flag(abi::exec_flags::SETGID));
+    if flag(abi::exec_flags::STDIN_PIPE) {
+        w.str(key!("vigil.exec.stdin"), "pipe");
+    } else if flag(abi::exec_flags::STDIN_INET) {
+        w.str(key!("vigil.exec.stdin"), "network");
+    }
+    if flag(abi::exec_flags::STDOUT_INET) {
+        w.str(key!("vigil.exec.stdout"), "network");
+    }
     if let Some(r) = ev.replaced.as_deref().filter(|r| !r.exe.is_empty()) {
         w.str("vigil.exec.replaced.executable", &r.exe);
         if !r.args.is_empty() {

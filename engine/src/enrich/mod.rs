@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod dns;
+pub mod dnsnames;
 pub mod hash;
 pub mod host;
 pub mod idmap;

@@ -102,6 +102,8 @@ pub struct Enricher {
     /// (only chains whose every member was in the table: an unknown pid is
     /// asked of the host again, as it was before).
     chains: IdMap<u32, (u64, Chain)>,
+    /// Distinct DNS names queried per process (`vigil.dns.distinct_names`).
+    dns_names: crate::enrich::dnsnames::Tracker,
 }
 
 /// An ancestor chain and its executables joined by newlines
@@ -131,6 +133,7 @@ impl Enricher {
             overwrites: crate::enrich::overwrite::Tracker::default(),
             table_gen: 0,
             chains: id_map(),
+            dns_names: crate::enrich::dnsnames::Tracker::default(),
         }
     }
 
@@ -577,8 +580,29 @@ impl Enricher {
         let overwrites = self
             .overwrites
             .observe(&k, file_path.as_deref(), file_path2.as_deref());
+        let dns_names = match (&k.body, &dns) {
+            (Body::Dns { info, .. }, Some(m))
+                if !crate::event::dns_is_answer(info) && !m.response =>
+            {
+                match m.questions.first() {
+                    Some(q) => self.dns_names.query(
+                        h.pid,
+                        process.as_ref().map_or(0, |p| p.ppid),
+                        &q.name,
+                        h.ts_ns,
+                    ),
+                    None => Default::default(),
+                }
+            }
+            _ if h.kind == vigil_bpf::abi::kind::EXIT => {
+                self.dns_names.exit(h.pid);
+                Default::default()
+            }
+            _ => Default::default(),
+        };
         let mut ev = Event {
             overwrites,
+            dns_names,
             escape: None,
             ns_user,
             hash_pending: false,
