@@ -173,6 +173,14 @@ impl Encoder {
         &self.cfg
     }
 
+    /// Whether encoding a record whose pre-encoded JSON is `json_len`
+    /// bytes long reads [`Record::fields`]: every format but JSON does,
+    /// and JSON only when the record is too long to pass through as it
+    /// is. A caller may leave the fields out when no encoder reads them.
+    pub fn reads_fields(&self, json_len: usize) -> bool {
+        self.cfg.format != Format::Json || json_len > self.cfg.max_size
+    }
+
     /// Encodes `rec` into `out` (cleared first). Returns true when values
     /// had to be truncated to fit [`EncoderConfig::max_size`].
     pub fn encode(&self, rec: &Record, out: &mut Vec<u8>) -> bool {

@@ -97,6 +97,16 @@ impl Outputs {
             .count()
     }
 
+    /// Whether any sink reads [`Record::fields`] of a record of `kind` and
+    /// `severity` whose pre-encoded JSON is `json_len` bytes long
+    /// ([`SinkHandle::reads_fields`]): when none does, a caller may submit
+    /// the record with no fields and skip building them.
+    pub fn reads_fields(&self, kind: Kind, severity: Severity, json_len: usize) -> bool {
+        self.sinks
+            .iter()
+            .any(|s| s.reads_fields(kind, severity, json_len))
+    }
+
     /// Reopens every file output (SIGHUP: logrotate's `postrotate`);
     /// see [`SinkHandle::reopen`].
     pub fn reopen(&self) {

@@ -388,6 +388,16 @@ impl SinkHandle {
         &self.shared.url
     }
 
+    /// Whether this sink would read the fields of a record of `kind` and
+    /// `severity` whose pre-encoded JSON is `json_len` bytes long: false
+    /// when its filter skips the record or its encoder passes the JSON
+    /// through ([`Encoder::reads_fields`]).
+    pub fn reads_fields(&self, kind: Kind, severity: Severity, json_len: usize) -> bool {
+        severity >= self.filter.min_severity
+            && self.filter.has_kind(kind)
+            && self.encoder.reads_fields(json_len)
+    }
+
     /// Filters, encodes and enqueues `rec`. Never blocks.
     pub fn submit(&self, rec: &Record) -> Submitted {
         let c = &self.shared.c;

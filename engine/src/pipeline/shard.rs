@@ -573,7 +573,14 @@ impl Back {
             }
         }
         if let Some(outs) = self.sh.outputs.get() {
-            let owned = ev.map(crate::detect::record_fields).unwrap_or_default();
+            // Only syslog and CEF encoders (and JSON too long to pass
+            // through) read the fields: most records skip building them.
+            let owned = match ev {
+                Some(e) if outs.reads_fields(meta.kind, meta.severity, json.len()) => {
+                    crate::detect::record_fields(e)
+                }
+                _ => Vec::new(),
+            };
             let fields: Vec<(&str, vigil_outputs::Value<'_>)> = owned
                 .iter()
                 .map(|(k, v)| (*k, vigil_outputs::Value::Str(v)))

@@ -371,3 +371,29 @@ fn encode_cost() {
         );
     }
 }
+
+#[test]
+fn reads_fields_says_when_the_fields_change_the_output() {
+    for f in [Format::Json, Format::Rfc5424, Format::Rfc3164, Format::Cef] {
+        for max in [16, 4096] {
+            let mut c = cfg(f);
+            c.max_size = max;
+            let e = Encoder::new(c.clone());
+            let with = enc(c.clone(), &alert(FIELDS));
+            let without = enc(c, &alert(&[]));
+            let json_len = alert(FIELDS).json.len();
+            let reads = e.reads_fields(json_len);
+            // JSON that fits passes through: only then are fields unread
+            assert_eq!(
+                reads,
+                f != Format::Json || json_len > max,
+                "{f:?} max {max}"
+            );
+            if !reads {
+                assert_eq!(with, without, "{f:?} max {max}: fields changed the output");
+            } else if f != Format::Json && max > 1024 {
+                assert_ne!(with.0, without.0, "{f:?} max {max}: fields unused");
+            }
+        }
+    }
+}
