@@ -278,6 +278,12 @@ int vg_ps_rst_recv(struct trace_event_raw_tcp_event_sk *ctx)
 		bpf_probe_read_kernel(k.saddr, 16, ctx->saddr_v6);
 		bpf_probe_read_kernel(k.daddr, 16, ctx->daddr_v6);
 	}
+	/* A connect refused while in SYN_SENT: its local port is the
+	 * ephemeral one of this attempt; counted without it, repeated
+	 * attempts add to one key instead of one new LRU entry each. */
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	if (sk && BPF_CORE_READ(sk, __sk_common.skc_state) == VG_TCP_SYN_SENT)
+		k.sport = 0;
 	count_tcp(&k, (__u64)ctx->skaddr, 0, 0);
 	return 0;
 }
@@ -313,6 +319,11 @@ int vg_ps_rst_sent(struct trace_event_raw_tcp_send_reset *ctx)
 	    sockaddr_split(da, k.daddr, &k.dport, &fam2))
 		return 0;
 	k.kind = TCP_RESET_SENT;
+	/* No socket: a segment to a closed port, whose sender's port (the
+	 * peer's, ephemeral for a connect) is left out of the key, so a
+	 * stream of refused connects counts into one key per closed port. */
+	if (!ctx->skaddr)
+		k.dport = 0;
 	count_tcp(&k, (__u64)ctx->skaddr, ctx->state, 0);
 	return 0;
 }

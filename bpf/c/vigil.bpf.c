@@ -168,6 +168,14 @@ struct {
 	__type(value, __u32);
 } interest_tcp_states SEC(".maps");
 
+/* VG_ICFG_* settings of the interest maps, written by the engine */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VG_ICFG_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} interest_cfg SEC(".maps");
+
 /* Not LRU on purpose: an eviction would lose a suppressed count. When the
  * map is full the record is emitted instead. */
 struct {
@@ -852,27 +860,38 @@ static __always_inline __u32 joined_interest(struct scratch *s, __u32 dir_off, _
 
 /* Returns 1 if this (process, kind, a, b) was already reported: the repeat
  * is counted in the map and per kind, and must not be emitted. */
-static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
+static __always_inline void dedup_key(struct vg_dedup_key *k, __u32 kind, __u64 a, __u64 b)
 {
-	if (!cfg_dedup)
-		return 0;
 	/* The process instance, not just its pid: mixing in the start time
 	 * keeps a reused pid from inheriting an exited process's suppressions. */
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	__u64 start = BPF_CORE_READ(t, group_leader, start_boottime);
-	struct vg_dedup_key k = {
-		.tgid = bpf_get_current_pid_tgid() >> 32,
-		.kind = kind,
-		.a = a ^ (start * 0x9E3779B97F4A7C15ULL),
-		.b = b,
-	};
-	struct vg_dedup_val *v = bpf_map_lookup_elem(&dedup, &k);
-	if (v) {
-		__sync_fetch_and_add(&v->count, 1);
-		v->last_ns = bpf_ktime_get_boot_ns();
-		count(kind, C_DEDUPED);
+	k->tgid = bpf_get_current_pid_tgid() >> 32;
+	k->kind = kind;
+	k->a = a ^ (start * 0x9E3779B97F4A7C15ULL);
+	k->b = b;
+}
+
+/* Counts a repeat of key k if it was reported before; returns 1 then. */
+static __always_inline int dedup_hit(struct vg_dedup_key *k, __u32 kind)
+{
+	struct vg_dedup_val *v = bpf_map_lookup_elem(&dedup, k);
+	if (!v)
+		return 0;
+	__sync_fetch_and_add(&v->count, 1);
+	v->last_ns = bpf_ktime_get_boot_ns();
+	count(kind, C_DEDUPED);
+	return 1;
+}
+
+static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
+{
+	if (!cfg_dedup)
+		return 0;
+	struct vg_dedup_key k = {};
+	dedup_key(&k, kind, a, b);
+	if (dedup_hit(&k, kind))
 		return 1;
-	}
 	struct vg_dedup_val zero = {};
 	/* full map: report rather than suppress */
 	bpf_map_update_elem(&dedup, &k, &zero, BPF_NOEXIST);
@@ -1189,11 +1208,16 @@ static __always_inline void exec_response(struct scratch *s, struct vg_hdr *h, s
 
 /* At the exit of a successful open of a kill path: the task never returns
  * to user space with the descriptor. */
-static __always_inline __u16 open_response(struct scratch *s, __u32 str0, __u32 len)
+static __always_inline int open_kills_loaded(void)
 {
 	__u32 k = VG_KILL_CFG_OPEN;
 	__u32 *on = bpf_map_lookup_elem(&kill_cfg, &k);
-	if (!on || !*on)
+	return on && *on;
+}
+
+static __always_inline __u16 open_response(struct scratch *s, __u32 str0, __u32 len)
+{
+	if (!open_kills_loaded())
 		return 0; /* no open kill rule: no second trie lookup per open */
 	return kill_hdr_flags(kill_send(kill_path_act(s, &kill_open_paths, str0, len)));
 }
@@ -1581,6 +1605,17 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 		/* FMODE_CREATED (1 << 20): this open created the file */
 		if ((flags & O_CREAT) && (BPF_CORE_READ(bf, f_mode) & (1u << 20)))
 			b->flags |= VG_OPEN_CREATED;
+		/* A read-only open of a file this process already had reported
+		 * is a repeat whatever its path (the dedup key is the inode, not
+		 * the name), so it ends here, before the directory walk and the
+		 * trie lookups. Not with an open kill rule loaded (its path
+		 * decides) and not for write access (it arms write_watch). */
+		if (cfg_dedup && !wants_write(flags) && !open_kills_loaded()) {
+			struct vg_dedup_key k = {};
+			dedup_key(&k, VG_OPEN, b->ino, ((__u64)b->dev << 32) | flags);
+			if (dedup_hit(&k, VG_OPEN))
+				return 0;
+		}
 		base = 1;
 	} else {
 		bpf_probe_read_user(&first, 1, name);
@@ -1598,6 +1633,9 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	if (ret >= 0) {
 		killf = open_response(s, str0, off - str0);
 		interest = path_interest(s, str0, off - str0);
+		/* below a success-only prefix a successful open is reported */
+		if (interest == VG_PATH_REPORT_OK)
+			interest = VG_PATH_REPORT;
 		ka = b->ino;
 		kb = ((__u64)b->dev << 32) | flags;
 	} else {
@@ -1609,7 +1647,10 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 			interest = path_interest(s, str1, off - str1);
 		else
 			interest = joined_interest(s, str0, str1 - str0, str1, off - str1);
-		ka = hash_bytes(str0, off - str0);
+		/* below a success-only prefix no rule wants a failed open */
+		if (interest == VG_PATH_REPORT_OK)
+			interest = 0;
+		ka = 0; /* the name's hash, once the open is known to be wanted */
 		kb = (1ULL << 63) | ((__u64)(-ret) << 32) | flags;
 	}
 	/* an open for writing below a report path: its first write is reported */
@@ -1626,6 +1667,8 @@ int vg_exit_open(struct trace_event_raw_sys_exit *ctx)
 	 * each time (`: > /var/log/messages` twice from one shell, after the
 	 * shell created or appended to it): never a repeat to suppress. */
 	int truncates = ret >= 0 && (flags & O_TRUNC) && interest == VG_PATH_REPORT;
+	if (ret < 0)
+		ka = hash_bytes(str0, off - str0);
 	if (!killf && !truncates && seen_before(VG_OPEN, ka, kb))
 		return 0;
 	if (wf) {
@@ -1891,6 +1934,8 @@ int vg_exit_fchange(struct trace_event_raw_sys_exit *ctx)
 		else
 			interest = joined_interest(s, str0, str1 - str0, str1, off - str1);
 	}
+	if (interest == VG_PATH_REPORT_OK)
+		interest = VG_PATH_REPORT;
 	__u32 end1 = off;
 	/* The second name as passed (string 3). Its base directory is not
 	 * walked again (that doubled this program's verification time): a
@@ -1973,10 +2018,36 @@ static __always_inline int port_ignored(__u16 port)
 	return v && *v == VG_PORT_IGNORE;
 }
 
+#define VG_EINPROGRESS 115
+
+/* Whether an inet connect that failed (not in progress) is of no interest:
+ * the rules loaded can match a failed connect only to the ports marked
+ * VG_PORT_FAILED, and this is not one (baselines learn successful
+ * connects only). */
+static __always_inline int failed_connect_unwanted(long ret, __u16 port)
+{
+	if (ret >= 0 || ret == -VG_EINPROGRESS)
+		return 0;
+	__u32 k = VG_ICFG_FAILED_CONNECT;
+	__u32 *on = bpf_map_lookup_elem(&interest_cfg, &k);
+	if (!on || !*on)
+		return 0;
+	__u32 *v = bpf_map_lookup_elem(&interest_ports, &port);
+	return !v || !(*v & VG_PORT_FAILED);
+}
+
 SEC("tracepoint/syscalls/sys_exit_connect")
 int vg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	SYS_EXIT_RECORD(VG_CONNECT, struct vg_sock);
+	struct pending p;
+	if (!take_pending(ctx, &p))
+		return 0;
+	struct scratch *s = get_scratch();
+	if (!s)
+		return 0;
+	/* the header is filled once the record is known to be wanted */
+	__u32 off = begin_deferred(s, sizeof(struct vg_sock));
+	struct vg_sock *b = (struct vg_sock *)&s->ev[sizeof(struct vg_hdr)];
 	__builtin_memset(b, 0, sizeof(*b));
 	struct sockaddr_any sa = {};
 	__u32 alen = p.args[2];
@@ -1998,13 +2069,15 @@ int vg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	}
 	__u16 killf = sa.family != AF_UNIX ? connect_response(b->rport) : 0;
 	((struct vg_hdr *)s->ev)->flags |= killf;
-	if (!killf && port_ignored(b->rport)) {
+	if (!killf && (port_ignored(b->rport) ||
+		       (sa.family != AF_UNIX && failed_connect_unwanted(ctx->ret, b->rport)))) {
 		count(VG_CONNECT, C_FILTERED);
 		return 0;
 	}
 	sock_local(b, fd_sock(b->fd));
 	if (sa.family == AF_UNIX)
 		off = put_user_str(s, off, 0, (void *)(p.args[1] + 2), 108);
+	fill_hdr((struct vg_hdr *)s->ev, VG_CONNECT);
 	emit(s, off);
 	return 0;
 }

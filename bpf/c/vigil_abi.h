@@ -561,6 +561,15 @@ struct vg_path_key {
 /* values of interest_paths */
 #define VG_PATH_REPORT 1u /* report opens below this prefix */
 #define VG_PATH_IGNORE 2u /* never report opens below this prefix */
+#define VG_PATH_REPORT_OK 3u /* report successful opens below this prefix; a failed
+			      * open there is reported only for another reason */
+
+/* interest_ports value bits (besides VG_PORT_IGNORE = 2): 4 = a failed
+ * connect to this port can match a rule (see interest_cfg) */
+#define VG_PORT_FAILED 4u
+/* interest_cfg slots */
+#define VG_ICFG_FAILED_CONNECT 0 /* nonzero: a failed connect is reported only to a VG_PORT_FAILED port */
+#define VG_ICFG_SLOTS 4
 
 /* dedup: HASH; value = number of suppressed repeats. `a` mixes in the
  * process's start time, so a reused pid starts with no suppressions. */

@@ -201,8 +201,17 @@ pub mod sys {
 pub const PATH_REPORT: u32 = 1;
 /// Never report opens below this prefix.
 pub const PATH_IGNORE: u32 = 2;
+/// Report the successful opens below this prefix (a failed one only for
+/// another reason).
+pub const PATH_REPORT_OK: u32 = 3;
 /// interest_ports value: do not report this port.
 pub const PORT_IGNORE: u32 = 2;
+/// interest_ports value: a failed connect to this port is reported (while
+/// `interest_cfg[ICFG_FAILED_CONNECT]` is set).
+pub const PORT_FAILED: u32 = 4;
+/// interest_cfg slot: nonzero = a failed inet connect is reported only to a
+/// [`PORT_FAILED`] port.
+pub const ICFG_FAILED_CONNECT: u32 = 0;
 /// interest_kinds value bit: emit this kind.
 pub const INTEREST_ON: u32 = 1;
 /// interest_kinds value bit: this kind's records are alert candidates.

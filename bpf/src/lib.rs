@@ -130,6 +130,15 @@ pub struct Interest {
     pub kinds: BTreeSet<u16>,
     /// Report every open below these prefixes.
     pub report_paths: Vec<String>,
+    /// Report the successful opens below these prefixes; a failed open
+    /// there leaves the kernel only when a `report_paths` prefix (or
+    /// `open_writes`) wants it. A prefix also in `report_paths`, or below
+    /// one of them, reports every open.
+    pub report_ok_paths: Vec<String>,
+    /// Ports a failed (refused, unreachable, timed-out) inet connect is
+    /// reported to; `None`: every port. Connects in progress and
+    /// successful ones are not affected.
+    pub failed_connect_ports: Option<BTreeSet<u16>>,
     /// Never report opens below these prefixes (longest prefix wins).
     pub ignore_paths: Vec<String>,
     /// Capabilities to report (numbers, 0..64).
@@ -189,6 +198,8 @@ impl Default for Interest {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            report_ok_paths: Vec::new(),
+            failed_connect_ports: None,
             ignore_paths: [
                 "/dev/null",
                 "/dev/pts/",
@@ -542,6 +553,11 @@ pub struct Sensors {
     _stats_fd: Option<OwnedFd>,
     /// Time from start of load to all sensors attached.
     pub attach_time: Duration,
+    /// Where [`Sensors::attach_time`] went, in order: parsing the kernel's
+    /// BTF, loading the object (CO-RE relocation, map creation), writing
+    /// the interest maps, and loading (verifier) and attaching the
+    /// programs.
+    pub load_phases: Vec<(&'static str, Duration)>,
     /// Syscalls attached: (number, interest value).
     syscalls: Vec<(i64, u32)>,
     /// Whether RLIMIT_MEMLOCK could be raised (None) or why not.
@@ -594,6 +610,7 @@ impl Sensors {
             Ok(b) => (Some(b), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        let t_btf = t0.elapsed();
         let dedup = u8::from(cfg.dedup);
         let open_writes = u8::from(cfg.open_writes);
         let ebpf = EbpfLoader::new()
@@ -621,10 +638,12 @@ impl Sensors {
             status: Vec::new(),
             _stats_fd: stats_fd,
             attach_time: Duration::ZERO,
+            load_phases: Vec::new(),
             syscalls: Vec::new(),
             memlock_note,
             links: Vec::new(),
         };
+        let t_obj = t0.elapsed();
         me.apply_interest(interest)?;
         {
             let mut calls: BpfHashMap<_, u32, u32> =
@@ -647,6 +666,7 @@ impl Sensors {
                     })?;
             }
         }
+        let t_interest = t0.elapsed();
         let bash = sensors::find_bash(cfg.bash_path.as_deref());
         let mut att = sensors::Attacher {
             ebpf: &mut me.ebpf,
@@ -707,6 +727,15 @@ impl Sensors {
             return Err(Error::NothingAttached(why.join("; ")));
         }
         me.attach_time = t0.elapsed();
+        me.load_phases = vec![
+            ("kernel BTF", t_btf),
+            ("object (relocation, maps)", t_obj.saturating_sub(t_btf)),
+            ("interest maps", t_interest.saturating_sub(t_obj)),
+            (
+                "programs (verifier, attach)",
+                me.attach_time.saturating_sub(t_interest),
+            ),
+        ];
         // Parsing kernel BTF and relocating took tens of MiB of heap that
         // is free now; hand it back so the agent's steady-state RSS is its own.
         // SAFETY: malloc_trim only releases free glibc heap pages.
@@ -768,8 +797,19 @@ impl Sensors {
             for k in old {
                 let _ = paths.remove(&k);
             }
+            // A success-only prefix inside a report-everything one reports
+            // everything too: the trie answers with the longest prefix, which
+            // would otherwise hide the shorter prefix's failed opens.
+            let (ok_any, ok_only): (Vec<String>, Vec<String>) =
+                i.report_ok_paths.iter().cloned().partition(|p| {
+                    i.report_paths
+                        .iter()
+                        .any(|r| p.as_bytes().starts_with(r.as_bytes()))
+                });
+            let report: Vec<String> = i.report_paths.iter().cloned().chain(ok_any).collect();
             for (list, val) in [
-                (&i.report_paths, abi::PATH_REPORT),
+                (&ok_only, abi::PATH_REPORT_OK),
+                (&report, abi::PATH_REPORT),
                 (&i.ignore_paths, abi::PATH_IGNORE),
             ] {
                 for p in list {
@@ -789,6 +829,8 @@ impl Sensors {
                 }
             }
         }
+        // Failed connects unfiltered while the ports are rewritten.
+        self.set_interest_cfg(abi::ICFG_FAILED_CONNECT, 0)?;
         {
             let mut ports: BpfHashMap<&mut MapData, u16, u32> =
                 BpfHashMap::try_from(self.map_mut("interest_ports")?)
@@ -802,6 +844,16 @@ impl Sensors {
                     .insert(p, abi::PORT_IGNORE, 0)
                     .map_err(Self::map_err("interest_ports"))?;
             }
+            for &p in i.failed_connect_ports.iter().flatten() {
+                if !i.ignore_ports.contains(&p) {
+                    ports
+                        .insert(p, abi::PORT_FAILED, 0)
+                        .map_err(Self::map_err("interest_ports"))?;
+                }
+            }
+        }
+        if i.failed_connect_ports.is_some() {
+            self.set_interest_cfg(abi::ICFG_FAILED_CONNECT, 1)?;
         }
         {
             let mut st: Array<&mut MapData, u32> =
@@ -834,6 +886,12 @@ impl Sensors {
             }
         }
         Ok(())
+    }
+
+    fn set_interest_cfg(&mut self, slot: u32, v: u32) -> Result<(), Error> {
+        let mut icfg: Array<&mut MapData, u32> = Array::try_from(self.map_mut("interest_cfg")?)
+            .map_err(Self::map_err("interest_cfg"))?;
+        icfg.set(slot, v, 0).map_err(Self::map_err("interest_cfg"))
     }
 
     /// Stops every sensor from emitting (their kinds are switched off in
@@ -1280,6 +1338,7 @@ impl Sensors {
             status: Vec::new(),
             _stats_fd: None,
             attach_time: Duration::ZERO,
+            load_phases: Vec::new(),
             syscalls: Vec::new(),
             memlock_note,
             links: Vec::new(),

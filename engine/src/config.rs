@@ -1186,14 +1186,35 @@ impl Config {
     /// `report_paths`.
     pub fn interest_for(&self, rules: &vigil_rules::Interest) -> Interest {
         let mut i = self.interest();
+        // A prefix whose rules all need a successful open reports the
+        // failed opens below it only if `report_paths` asks for them.
         for p in &rules.file_prefixes {
+            let failed = rules.failed_open_prefixes.contains(p);
             let p = String::from_utf8_lossy(p).into_owned();
-            if !i.report_paths.contains(&p) {
-                i.report_paths.push(p);
+            let list = if failed {
+                &mut i.report_paths
+            } else {
+                &mut i.report_ok_paths
+            };
+            if !list.contains(&p) {
+                list.push(p);
             }
         }
-        if rules.all_file_opens && !i.report_paths.iter().any(|p| p == "/") {
-            i.report_paths.push("/".into());
+        if rules.all_file_opens {
+            let list = if rules.all_failed_opens {
+                &mut i.report_paths
+            } else {
+                &mut i.report_ok_paths
+            };
+            if !list.iter().any(|p| p == "/") {
+                list.push("/".into());
+            }
+        }
+        // Alerts only: a failed inet connect leaves the kernel only to a
+        // port some rule can match it on (baselines learn successful
+        // connects only); with `--events` every one does.
+        if !self.agent.events && !rules.failed_connects_any {
+            i.failed_connect_ports = Some(rules.failed_connect_ports.clone());
         }
         use vigil_bpf::abi::kind;
         let wanted = |k: u16| {
@@ -1250,6 +1271,8 @@ impl Config {
                 .flat_map(|sp| sp.kinds.iter().copied())
                 .collect(),
             report_paths: s.report_paths.clone(),
+            report_ok_paths: Vec::new(),
+            failed_connect_ports: None,
             ignore_paths: s.ignore_paths.clone(),
             caps: (0..64).collect(),
             ignore_ports: s.ignore_ports.iter().copied().collect::<BTreeSet<_>>(),
@@ -1431,6 +1454,60 @@ mod tests {
         assert!(!c.interest().kinds.contains(&vigil_bpf::abi::kind::READLINE));
         assert!(c.interest().kinds.contains(&vigil_bpf::abi::kind::EXEC));
         assert!(c.sensor_config().disabled.contains("readline"));
+    }
+
+    #[test]
+    fn failed_opens_and_connects_leave_the_kernel_only_where_a_rule_can_match_them() {
+        let c = Config::default();
+        let mut l = vigil_rules::Loader::new();
+        l.add_builtin();
+        let (set, _) = l.load();
+        let i = c.interest_for(set.interest());
+        // the rules that test files by name match successful opens only
+        assert!(
+            i.report_ok_paths.iter().any(|p| p == "/"),
+            "{:?}",
+            i.report_ok_paths
+        );
+        assert!(
+            !i.report_paths.iter().any(|p| p == "/"),
+            "{:?}",
+            i.report_paths
+        );
+        // configured report paths keep their failed opens
+        assert!(i.report_paths.iter().any(|p| p == "/etc/"));
+        // failed connects: the ports of the connect rules (miner/C2 ports,
+        // ssh to web or DNS ports), not every port
+        let ports = i.failed_connect_ports.expect("a port set");
+        for p in [4444, 3333, 6667, 443, 53] {
+            assert!(ports.contains(&p), "{p}: {ports:?}");
+        }
+        assert!(!ports.contains(&1), "{ports:?}");
+        // a rule on connects without a port: every failed connect
+        let mut l = vigil_rules::Loader::new();
+        l.add_source(
+            "n.yaml",
+            "- rule: any_connect\n  name: n\n  description: d\n  severity: low\n  for_events: [network]\n  condition: event.action = connect and process.name = nc\n  output: o\n",
+        );
+        let (set2, r) = l.load();
+        assert!(r.errors.is_empty(), "{r:?}");
+        assert_eq!(c.interest_for(set2.interest()).failed_connect_ports, None);
+        // ... and one that needs success (or a unix socket) adds no port
+        let mut l = vigil_rules::Loader::new();
+        l.add_source(
+            "n.yaml",
+            "- rule: ok_connect\n  name: n\n  description: d\n  severity: low\n  for_events: [network]\n  condition: event.action = connect and event.outcome = success\n  output: o\n- rule: unix_connect\n  name: n\n  description: d\n  severity: low\n  for_events: [network]\n  condition: event.action = connect and vigil.unix.path = /run/x.sock\n  output: o\n",
+        );
+        let (set3, r) = l.load();
+        assert!(r.errors.is_empty(), "{r:?}");
+        assert_eq!(
+            c.interest_for(set3.interest()).failed_connect_ports,
+            Some(BTreeSet::new())
+        );
+        // --events: every failed connect
+        let mut c = Config::default();
+        c.agent.events = true;
+        assert_eq!(c.interest_for(set.interest()).failed_connect_ports, None);
     }
 
     #[test]

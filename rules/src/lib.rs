@@ -31,7 +31,7 @@ pub use compile::{EvalCounts, Scratch};
 pub use correlation::{CorrState, Correlation};
 pub use schema::{Field, Type, Value, cat};
 
-use ast::{Expr, StrOp, Test};
+use ast::{Cmp, Expr, StrOp, Test};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
@@ -550,6 +550,89 @@ fn requires_write(e: &Expr) -> bool {
     requires_true(e, Field::OpenWrite) || requires_true(e, Field::FileWritten)
 }
 
+/// `e` as far as it can hold for an event of `action` (the branches of an
+/// `or` that need another `event.action` left out).
+fn action_part(e: &Expr, action: &[u8]) -> Expr {
+    match e {
+        Expr::Or(v) => Expr::Or(
+            v.iter()
+                .filter(|x| {
+                    required_values(x, Field::EventAction)
+                        .is_none_or(|a| a.iter().any(|y| y == action))
+                })
+                .map(|x| action_part(x, action))
+                .collect(),
+        ),
+        Expr::And(v) => Expr::And(v.iter().map(|x| action_part(x, action)).collect()),
+        x => x.clone(),
+    }
+}
+
+/// Whether `e` holds only for a successful event: it requires
+/// `event.outcome = success`, or a nonzero `vigil.file.overwrites` (only
+/// successful opens and renames are counted there).
+fn requires_success(e: &Expr) -> bool {
+    match e {
+        Expr::Pred(p) => match (&p.field, &p.test) {
+            (
+                Field::EventOutcome,
+                Test::Str {
+                    op: StrOp::Eq,
+                    pat,
+                    ci,
+                },
+            ) => {
+                if *ci {
+                    pat.eq_ignore_ascii_case(b"success")
+                } else {
+                    pat == b"success"
+                }
+            }
+            (Field::FileOverwrites, Test::Int(c, n)) => match c {
+                Cmp::Eq => *n != 0,
+                Cmp::Gt => *n >= 0,
+                Cmp::Ge => *n >= 1,
+                _ => false,
+            },
+            _ => false,
+        },
+        Expr::And(v) => v.iter().any(requires_success),
+        Expr::Or(v) => !v.is_empty() && v.iter().all(requires_success),
+        Expr::Const(false) => true,
+        _ => false,
+    }
+}
+
+/// The values of integer field `field` that `e` requires (one of them holds
+/// whenever `e` does), from `=` tests; None when `e` allows any value.
+fn required_ints(e: &Expr, field: Field) -> Option<BTreeSet<i64>> {
+    match e {
+        Expr::Pred(p) if p.field == field => match &p.test {
+            Test::Int(Cmp::Eq, n) => Some([*n].into()),
+            Test::Str {
+                op: StrOp::Eq, pat, ..
+            } => std::str::from_utf8(pat)
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .map(|n| [n].into()),
+            _ => None,
+        },
+        Expr::And(v) => v
+            .iter()
+            .filter_map(|x| required_ints(x, field))
+            .reduce(|a, b| &a & &b),
+        Expr::Or(v) => {
+            let mut all = BTreeSet::new();
+            for x in v {
+                all.extend(required_ints(x, field)?);
+            }
+            Some(all)
+        }
+        Expr::Const(false) => Some(BTreeSet::new()),
+        _ => None,
+    }
+}
+
 /// What events the loaded rules can ever match: the engine turns this into
 /// the kernel's interest maps so nothing else leaves the kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -567,6 +650,16 @@ pub struct Interest {
     /// Some rule tests `destination.domain`: the DNS answers must be seen
     /// (they fill the IP -> name cache) even if no rule matches them.
     pub domains: bool,
+    /// The prefixes of `file_prefixes` below which a rule can match a
+    /// failed open too (the others: successful opens only).
+    pub failed_open_prefixes: BTreeSet<Vec<u8>>,
+    /// With `all_file_opens`: some of those rules can match a failed open.
+    pub all_failed_opens: bool,
+    /// Some rule can match a failed inet connect to any port.
+    pub failed_connects_any: bool,
+    /// Destination ports of the failed inet connects rules can match
+    /// (besides `failed_connects_any`).
+    pub failed_connect_ports: BTreeSet<u16>,
 }
 
 impl Interest {
@@ -619,12 +712,33 @@ impl Interest {
             && !requires_true(&r.condition, Field::TargetsAgent)
         {
             let opens = open_part(&r.condition);
+            // a failed open is an `open` event of outcome failure
+            let failed = !requires_success(&action_part(&r.condition, b"open"));
             match required_prefixes(&opens) {
-                Some(p) => self.file_prefixes.extend(p),
+                Some(p) => {
+                    if failed {
+                        self.failed_open_prefixes.extend(p.iter().cloned());
+                    }
+                    self.file_prefixes.extend(p)
+                }
                 None if requires_write(&opens) => self.all_file_writes = true,
                 None => {
                     self.all_file_opens = true;
+                    self.all_failed_opens |= failed;
                     self.all_opens_rules.push(r.id.clone());
+                }
+            }
+        }
+        // Failed inet connects: the ports rules can match them on (a rule
+        // on `vigil.unix.path` matches unix sockets only).
+        if r.categories & cat::NETWORK != 0 && acts.as_ref().is_none_or(|a| a.contains("connect")) {
+            let c = action_part(&r.condition, b"connect");
+            if !requires_success(&c) && required_values(&c, Field::UnixPath).is_none() {
+                match required_ints(&c, Field::DestinationPort) {
+                    Some(ports) => self
+                        .failed_connect_ports
+                        .extend(ports.into_iter().filter_map(|p| u16::try_from(p).ok())),
+                    None => self.failed_connects_any = true,
                 }
             }
         }

@@ -243,7 +243,20 @@ fn syscall_errors_tcp_resets_retransmits_block_io_and_own_cost_are_counted() {
         M_KILL + K_SETUID
     );
 
-    // ---- TCP resets: one each way per refused connect, owner known ----
+    // ---- TCP resets: one each way per refused connect, owner known;
+    // the attempts' ephemeral ports are not in the keys ----
+    assert!(
+        ps.tcp
+            .iter()
+            .filter(
+                |(k, _)| (k.kind == TCP_RESET_SENT && k.sport == closed.port())
+                    || (k.kind == TCP_RESET_RECV && k.dport == closed.port())
+            )
+            .count()
+            <= 4,
+        "refused connects to one port count into one key per direction: {:?}",
+        ps.tcp
+    );
     let port = closed.port();
     let sent: u64 = ps
         .tcp
@@ -485,9 +498,14 @@ fn connection_floods_do_not_grow_the_collector_past_the_kernel_map() {
             .expect("tcp_connections table")
     };
     let mut reset_keys = 0;
-    for round in 0..3 {
-        for _ in 0..3000 {
-            let _ = std::net::TcpStream::connect(closed);
+    for round in 0..3u32 {
+        // distinct loopback peers: refused connects to one closed port
+        // share a key (their ephemeral ports are not counted), distinct
+        // destinations do not
+        for i in 0..3000u32 {
+            let n = round * 3000 + i;
+            let ip = std::net::Ipv4Addr::new(127, 1 + (n >> 16) as u8, (n >> 8) as u8, n as u8 | 1);
+            let _ = std::net::TcpStream::connect((ip, closed.port()));
         }
         let iv = coll.read(Some(&mut ps), &[], 1.0, 0);
         reset_keys += iv

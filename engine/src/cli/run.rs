@@ -208,6 +208,15 @@ fn run_agent(
                 "emitting alerts only; --events for every event"
             }
         );
+        log::info!(
+            "start-up: {}",
+            sensors
+                .load_phases
+                .iter()
+                .map(|(what, d)| format!("{what} {} ms", d.as_millis()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         crate::pipeline::warn_unavailable(sensors.status());
         let stop = async move {
             match duration {

@@ -280,6 +280,12 @@ impl Kallsyms {
                 if std::thread::Builder::new()
                     .name("vigil-kallsyms".into())
                     .spawn(|| {
+                        // Lowest priority: on a small host this read (tens of
+                        // ms of CPU) must not hold up the sensors' loading.
+                        // SAFETY: setpriority on this thread's own id.
+                        unsafe {
+                            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19)
+                        };
                         Kallsyms::preload();
                     })
                     .is_err()
