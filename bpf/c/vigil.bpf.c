@@ -2655,6 +2655,8 @@ int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 /* ---- privileges ---- */
 
+#define VG_PF_KTHREAD_CAP 0x00200000 /* PF_KTHREAD */
+
 SEC("tracepoint/capability/cap_capable")
 int vg_capable(struct trace_event_raw_cap_capable *ctx)
 {
@@ -2672,7 +2674,21 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 	}
 	if (is_self_helper())
 		return 0;
-	if (seen_before(VG_CAPABLE, cap, (__u64)(__s64)ctx->ret))
+	/* The syscall in progress is part of the dedup key. The tracepoint
+	 * does not carry the check's options, and the audit-less checks
+	 * (CAP_OPT_NOAUDIT: security_vm_enough_memory_mm's CAP_SYS_ADMIN on
+	 * every accounted mmap, brk, mremap, fork of a process) come from the
+	 * memory syscalls: keyed by syscall, they cannot use up the slot of a
+	 * real use in mount, unshare, setns, ... of the same capability. Two
+	 * loads, where the caller's stack (bpf_get_stack) cost 3.2 us. */
+	struct task_struct *t = bpf_get_current_task_btf();
+	__s32 nr = -1;
+	if (!(t->flags & VG_PF_KTHREAD_CAP)) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+		if (regs)
+			nr = (__s32)regs->orig_ax;
+	}
+	if (seen_before(VG_CAPABLE, cap, ((__u64)(__u32)nr << 32) | (__u32)ctx->ret))
 		return 0;
 	struct scratch *s = get_scratch_slot(SLOT_CAP);
 	if (!s)
@@ -2682,7 +2698,7 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 	b->cap = ctx->cap;
 	b->ret = ctx->ret;
 	b->target_userns = BPF_CORE_READ(ctx->target_ns, ns.inum);
-	b->_pad = 0;
+	b->syscall_nr = nr;
 	emit(s, off);
 	return 0;
 }
