@@ -39,8 +39,9 @@
  *   the kworker threads running that function (its address comes from
  *   /proc/kallsyms, written by the loader); block_bio_queue in such a
  *   thread, for a bio flagged BIO_BPS_THROTTLED (the throttle dispatched
- *   it), counts the bio, its bytes and issue_time_ns -> now (the time it
- *   was held) per (blkcg cgroup, device, direction).
+ *   it), counts the bio and its bytes per (blkcg cgroup, device,
+ *   direction), and the time it was held, from the stamp timer_start
+ *   left when the throttle queued it (bt_stamp below).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -57,6 +58,8 @@ const volatile __u32 cfg_kp_sample = 1;
 const volatile __u32 cfg_ml_sample = 1;
 /* Address of blk_throtl_dispatch_work_fn (0: blkthrot off). */
 const volatile __u64 cfg_bt_dispatch_fn = 0;
+/* Address of throtl_pending_timer_fn (0: blkthrot off). */
+const volatile __u64 cfg_bt_timer_fn = 0;
 
 #define VG_PF_KTHREAD 0x00200000
 #define VG_GFP_ACCOUNT (1u << 22)
@@ -687,16 +690,92 @@ int BPF_PROG(vg_kt_bt_wq_end, struct work_struct *work, work_func_t function)
 	return 0;
 }
 
+/* bio * -> when the throttle queued it. blk-throttle has no tracepoint of
+ * its own: a bio it queues in a group that had none queued in that
+ * direction makes it arm its service queue's pending timer
+ * (throtl_pending_timer_fn, address from /proc/kallsyms), in the
+ * submitter, right after the bio was added. timer:timer_start there finds
+ * the submitter's throttle group (its blkcg's blkgs, the policy data whose
+ * parent service queue owns the timer) and stamps the bio it just queued:
+ * the only one on one of the group's lists. A bio queued behind another
+ * of its group arms no timer and is counted untimed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} bt_stamp SEC(".maps");
+
+/* Blkgs of one blkcg looked at, at most (one per device it did I/O to). */
+#define BT_BLKGS 8
+/* BLKCG_MAX_POLS */
+#define BT_POLS 6
+
+static __always_inline void bt_stamp_single(struct bio *head, struct bio *tail, __u64 now)
+{
+	if (!tail || head != tail)
+		return;
+	__u64 key = (__u64)tail;
+	bpf_map_update_elem(&bt_stamp, &key, &now, BPF_ANY);
+}
+
+SEC("tp_btf/timer_start")
+int BPF_PROG(vg_kt_bt_timer, struct timer_list *timer, unsigned long bucket_expiry)
+{
+	if (!cfg_bt_timer_fn || (__u64)timer->function != cfg_bt_timer_fn)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 sq = (__u64)timer - bpf_core_field_offset(struct throtl_service_queue, pending_timer);
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct cgroup_subsys_state *css =
+		BPF_CORE_READ(t, cgroups, subsys[bpf_core_enum_value(enum cgroup_subsys_id, io_cgrp_id)]);
+	if (!css)
+		return 0;
+	struct blkcg *blkcg = (struct blkcg *)((__u64)css - bpf_core_field_offset(struct blkcg, css));
+	struct hlist_node *n = BPF_CORE_READ(blkcg, blkg_list.first);
+	for (int j = 0; j < BT_BLKGS && n; j++) {
+		struct blkcg_gq *blkg =
+			(struct blkcg_gq *)((__u64)n - bpf_core_field_offset(struct blkcg_gq, blkcg_node));
+#pragma unroll
+		for (int i = 0; i < BT_POLS; i++) {
+			struct blkg_policy_data *pd = BPF_CORE_READ(blkg, pd[i]);
+			if (!pd)
+				continue;
+			struct throtl_grp *tg = (struct throtl_grp *)((__u64)pd -
+								  bpf_core_field_offset(struct throtl_grp, pd));
+			if ((__u64)BPF_CORE_READ(tg, service_queue.parent_sq) != sq)
+				continue;
+			bt_stamp_single(BPF_CORE_READ(tg, qnode_on_self[0].bios_bps.head),
+					BPF_CORE_READ(tg, qnode_on_self[0].bios_bps.tail), now);
+			bt_stamp_single(BPF_CORE_READ(tg, qnode_on_self[0].bios_iops.head),
+					BPF_CORE_READ(tg, qnode_on_self[0].bios_iops.tail), now);
+			bt_stamp_single(BPF_CORE_READ(tg, qnode_on_self[1].bios_bps.head),
+					BPF_CORE_READ(tg, qnode_on_self[1].bios_bps.tail), now);
+			bt_stamp_single(BPF_CORE_READ(tg, qnode_on_self[1].bios_iops.head),
+					BPF_CORE_READ(tg, qnode_on_self[1].bios_iops.tail), now);
+			return 0;
+		}
+		n = BPF_CORE_READ(n, next);
+	}
+	return 0;
+}
+
 SEC("tp_btf/block_bio_queue")
 int BPF_PROG(vg_kt_bt_queue, struct bio *bio)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	if (!bio || !bpf_map_lookup_elem(&bt_worker, &tid))
+	if (!bio)
 		return 0;
+	if (!bpf_map_lookup_elem(&bt_worker, &tid))
+		return 0;
+	__u64 key = (__u64)bio;
+	__u64 *st = bpf_map_lookup_elem(&bt_stamp, &key);
+	__u64 issued = st ? *st : 0;
+	if (st)
+		bpf_map_delete_elem(&bt_stamp, &key);
 	if (!(BPF_CORE_READ(bio, bi_flags) & (1u << VG_BIO_BPS_THROTTLED)))
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
-	__u64 issued = BPF_CORE_READ(bio, issue_time_ns);
 	struct bt_key k = {
 		.cgroup_id = BPF_CORE_READ(bio, bi_blkg, blkcg, css.cgroup, kn, id),
 		.dev = BPF_CORE_READ(bio, bi_bdev, bd_dev),

@@ -2757,6 +2757,14 @@ int vg_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 /* ---- privileges ---- */
 
+#define VG_PF_KTHREAD_CAP 0x00200000 /* PF_KTHREAD */
+#define VG_NR_CLONE 56
+#define VG_ENOSYS 38
+#define VG_NR_CLONE3 435
+/* CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+ * (CLONE_NEWTIME, 0x80, is also CSIGNAL's range in clone's low byte) */
+#define VG_CLONE_NS_MASK 0x7e020000ULL
+
 SEC("tracepoint/capability/cap_capable")
 int vg_capable(struct trace_event_raw_cap_capable *ctx)
 {
@@ -2774,7 +2782,44 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 	}
 	if (is_self_helper())
 		return 0;
-	if (seen_before(VG_CAPABLE, cap, (__u64)(__s64)ctx->ret))
+	/* The syscall in progress is part of the dedup key. The tracepoint
+	 * does not carry the check's options, and the audit-less checks
+	 * (CAP_OPT_NOAUDIT: security_vm_enough_memory_mm's CAP_SYS_ADMIN on
+	 * every accounted mmap, brk, mremap, fork of a process) come from the
+	 * memory syscalls: keyed apart, they cannot use up the slot of a
+	 * real use in mount, unshare, setns, ... of the same capability. A
+	 * few loads, where the caller's stack (bpf_get_stack) cost 3.2 us. */
+	struct task_struct *t = bpf_get_current_task_btf();
+	__s32 nr = -1;
+	__u64 ns_flags = 0;
+	if (!(t->flags & VG_PF_KTHREAD_CAP)) {
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+		/* in a syscall the entry left ax at -ENOSYS; otherwise the regs
+		 * are an exception's (a user page fault growing the stack) and
+		 * orig_ax holds its error code */
+		if (regs)
+			nr = regs->ax == (unsigned long)-VG_ENOSYS ? (__s32)regs->orig_ax : -2;
+		/* a clone that makes namespaces checks CAP_SYS_ADMIN after the
+		 * audit-less checks of copying the mm, in the same call: its
+		 * namespace flags keep it apart from a plain fork */
+		if (regs && nr == VG_NR_CLONE)
+			ns_flags = regs->di & VG_CLONE_NS_MASK;
+		else if (regs && nr == VG_NR_CLONE3) {
+			__u64 f = 0;
+			bpf_probe_read_user(&f, sizeof(f), (void *)regs->di);
+			ns_flags = f & VG_CLONE_NS_MASK;
+		}
+	}
+	/* The memory syscalls share one slot (one record per process for
+	 * them, as before the key had the syscall): the calls that reach
+	 * security_vm_enough_memory_mm, a fork without new namespaces (its
+	 * mm copy) and exceptions (stack growth). */
+	__s32 slot = nr;
+	if (nr == 9 || nr == 10 || nr == 12 || nr == 25 || nr == 59 || nr == 322 || nr == -2 ||
+	    ((nr == VG_NR_CLONE || nr == 57 || nr == 58 || nr == VG_NR_CLONE3) && !ns_flags))
+		slot = 9;
+	if (seen_before(VG_CAPABLE, (__u64)cap | ns_flags,
+			((__u64)(__u32)slot << 32) | (__u32)ctx->ret))
 		return 0;
 	struct scratch *s = get_scratch_slot(SLOT_CAP);
 	if (!s)
@@ -2784,7 +2829,7 @@ int vg_capable(struct trace_event_raw_cap_capable *ctx)
 	b->cap = ctx->cap;
 	b->ret = ctx->ret;
 	b->target_userns = BPF_CORE_READ(ctx->target_ns, ns.inum);
-	b->_pad = 0;
+	b->syscall_nr = nr;
 	emit(s, off);
 	return 0;
 }

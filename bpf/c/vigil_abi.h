@@ -344,12 +344,15 @@ struct vg_tcp_state {
 _Static_assert(sizeof(struct vg_tcp_state) == 40, "vg_tcp_state");
 
 /* VG_CAPABLE, from capability:cap_capable. Deduplicated in the kernel per
- * (process, cap, result): the first is reported, repeats are counted. */
+ * (process, cap, result, syscall in progress with the memory syscalls as
+ * one, and for clone/clone3 the namespace flags): the first is reported,
+ * repeats are counted. */
 struct vg_capable {
 	__s32 cap;
 	__s32 ret;        /* 0 granted, -EPERM denied */
 	__u32 target_userns; /* inode of the user namespace checked against */
-	__u32 _pad;
+	__s32 syscall_nr; /* syscall in progress (orig_ax); -1 in a kernel
+			   * thread, -2 outside a syscall (an exception) */
 };
 _Static_assert(sizeof(struct vg_capable) == 16, "vg_capable");
 

@@ -374,7 +374,10 @@ pub struct Capable {
     pub cap: i32,
     pub ret: i32,
     pub target_userns: u32,
-    pub _pad: u32,
+    /// The syscall in progress at the check (`orig_ax`; -1 in a kernel
+    /// thread, -2 outside a syscall: an exception such as a page fault).
+    /// Part of the kernel's dedup key.
+    pub syscall_nr: i32,
 }
 const _: () = assert!(size_of::<Capable>() == 16);
 

@@ -19,6 +19,12 @@
 //!   throttle's dispatch work (`blk_throtl_dispatch_work_fn`, address from
 //!   /proc/kallsyms) is marked by `workqueue:workqueue_execute_start/end`,
 //!   and `block:block_bio_queue` in that work counts the bios it submits.
+//!   The time held runs from `timer:timer_start` of the throttle's
+//!   pending timer (`throtl_pending_timer_fn`), armed in the submitter
+//!   when it queues a bio in a group with none queued: the bio, found
+//!   through the submitter's blkcg, is stamped by address until that
+//!   dispatch. A bio queued behind another of its group is counted
+//!   untimed.
 //! - `kpages`: page allocations (`kmem:mm_page_alloc`) per process and order.
 //! - `numamove`: page migrations (`migrate:mm_migrate_pages[_start]`) per
 //!   process and reason, with the time spent.
@@ -321,6 +327,9 @@ unsafe impl aya::Pod for BtVal {}
 
 /// The kernel function whose work item dispatches throttled bios.
 pub const BT_DISPATCH_FN: &str = "blk_throtl_dispatch_work_fn";
+/// The throttle's pending-timer function: armed when a bio is queued in
+/// a group that had none queued (the time held starts there).
+pub const BT_TIMER_FN: &str = "throtl_pending_timer_fn";
 
 /// The address of `name` in a /proc/kallsyms text (`Ok(None)`: not
 /// there; `Err`: there but hidden, the address reads as zero).
@@ -588,6 +597,7 @@ const HARDIRQS: Hooks = &[
 const BLKTHROT: Hooks = &[
     ("vg_kt_bt_wq_start", "workqueue", "workqueue_execute_start"),
     ("vg_kt_bt_wq_end", "workqueue", "workqueue_execute_end"),
+    ("vg_kt_bt_timer", "timer", "timer_start"),
     ("vg_kt_bt_queue", "block", "block_bio_queue"),
 ];
 const TASKLETS: Hooks = &[
@@ -622,28 +632,34 @@ impl Ktools {
         })?;
         let (km, kp) = (cfg.kmem_sample.max(1), cfg.kpages_sample.max(1));
         let ml = cfg.memleak_sample.max(1);
-        // blkthrot needs the dispatch function's address before load
-        let bt_fn: Result<u64, String> = if cfg.blkthrot {
+        // blkthrot needs the dispatch and timer functions' addresses
+        // before load
+        let bt_fn: Result<(u64, u64), String> = if cfg.blkthrot {
             std::fs::read_to_string("/proc/kallsyms")
                 .map_err(|e| format!("/proc/kallsyms: {e}"))
-                .and_then(|t| kallsyms_addr(&t, BT_DISPATCH_FN))
-                .and_then(|a| {
-                    a.ok_or_else(|| {
-                        format!(
-                            "no {BT_DISPATCH_FN} in /proc/kallsyms: this kernel has no block throttle (CONFIG_BLK_DEV_THROTTLING)"
-                        )
-                    })
+                .and_then(|t| {
+                    let one = |name: &str| {
+                        kallsyms_addr(&t, name).and_then(|a| {
+                            a.ok_or_else(|| {
+                                format!(
+                                    "no {name} in /proc/kallsyms: this kernel has no block throttle (CONFIG_BLK_DEV_THROTTLING)"
+                                )
+                            })
+                        })
+                    };
+                    Ok((one(BT_DISPATCH_FN)?, one(BT_TIMER_FN)?))
                 })
         } else {
-            Ok(0)
+            Ok((0, 0))
         };
-        let bt_addr = *bt_fn.as_ref().unwrap_or(&0);
+        let (bt_addr, bt_timer) = *bt_fn.as_ref().unwrap_or(&(0, 0));
         let ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("cfg_km_sample", &km, true)
             .override_global("cfg_kp_sample", &kp, true)
             .override_global("cfg_ml_sample", &ml, true)
             .override_global("cfg_bt_dispatch_fn", &bt_addr, true)
+            .override_global("cfg_bt_timer_fn", &bt_timer, true)
             .load(object())
             .map_err(Error::Load)?;
         let mut me = Ktools {
@@ -721,7 +737,7 @@ impl Ktools {
             (true, Ok(_)) => me.attach_all(
                 BLKTHROT,
                 &btf,
-                "bios the block throttle dispatched from blk_throtl_dispatch_work_fn, bytes and issue -> dispatch time per blkcg cgroup, device and direction",
+                "bios the block throttle dispatched from blk_throtl_dispatch_work_fn, bytes and time held (queued: throtl_pending_timer_fn armed -> dispatch) per blkcg cgroup, device and direction",
             ),
         };
         status.push(SensorStatus {

@@ -1816,7 +1816,8 @@ fn write_body(
         Body::Capable(c) => {
             w.str(key!("vigil.capability.name"), cap_name(c.cap).as_bytes())
                 .i64(key!("vigil.capability.id"), c.cap.into())
-                .u64(key!("vigil.capability.userns"), c.target_userns.into());
+                .u64(key!("vigil.capability.userns"), c.target_userns.into())
+                .i64(key!("vigil.capability.syscall_nr"), c.syscall_nr.into());
         }
         Body::SetId(s) => {
             w.str(key!("vigil.setid.syscall"), setid_name(s.syscall))

@@ -1149,7 +1149,7 @@ impl KtoolsCollector {
                 ));
                 out.counters.push(op_counter(
                     "vigil_blkthrot_seconds_total",
-                    "Time bios were held back by the block throttle, issue to dispatch, summed (blkthrot).",
+                    "Time bios were held back by the block throttle, queued to dispatched, summed over the timed ones (blkthrot).",
                     side,
                     v.ns,
                     1e-9,

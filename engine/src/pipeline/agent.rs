@@ -689,9 +689,22 @@ impl Pipeline {
             self.poll_hashes();
         }
         let mut ev = self.enricher.enrich(k, host);
+        // An exec may wait up to hash.wait_ms for its hash below: the
+        // baseline (which never reads the hash) judges it first, so a
+        // locked baseline's drift kill does not wait. Inline only: with
+        // workers, earlier events of this process may still be queued for
+        // a worker, and the baseline must see them first.
+        let early = if self.workers <= 1
+            && self.hasher.is_some()
+            && matches!(ev.k.body, vigil_bpf::decode::Body::Exec { .. })
+        {
+            self.back.early_drift(&ev, &mut self.stats)
+        } else {
+            None
+        };
         let ticket = self.hash_event(&mut ev);
         self.emit_lifecycle();
-        let item = Item { ev, ticket };
+        let item = Item { ev, ticket, early };
         if self.workers <= 1 {
             self.back.process(item, &mut self.stats);
             return;

@@ -139,7 +139,17 @@ pub(crate) struct HashDone {
 pub(crate) struct Item {
     pub ev: Event,
     pub ticket: Option<u64>,
+    /// The baseline's verdict, taken before the event waited for its hash
+    /// ([`Back::early_drift`]): its anomalies and what their drift kill
+    /// did. None: the baseline sees the event in [`Back::process`].
+    pub early: Option<Vec<Early>>,
 }
+
+/// An anomaly found before the hash wait, with its drift kill's outcome.
+pub(crate) type Early = (
+    vigil_baselines::Anomaly,
+    Option<crate::learn::DriftResponse>,
+);
 
 /// The per-event half of the pipeline (one per worker, or the agent's own).
 pub(crate) struct Back {
@@ -209,7 +219,7 @@ impl Back {
 
     /// Rules, correlations, baselines, tuning, alerts and the event itself.
     pub(crate) fn process(&mut self, item: Item, st: &mut PipelineStats) {
-        let Item { ev, ticket } = item;
+        let Item { ev, ticket, early } = item;
         #[cfg(test)]
         if ev.k.hdr.pid != 0 && ev.k.hdr.pid == tests::PANIC_ON_PID.load(Ordering::Relaxed) {
             panic!("injected panic on pid {}", ev.k.hdr.pid);
@@ -232,10 +242,13 @@ impl Back {
         }
         let mut demoted = false;
         let mut anomalies = Vec::new();
+        let seen_early = early.is_some();
         if self.sh.learning_on.load(Ordering::Relaxed) {
             let mut g = lk(&self.sh.learning);
             let Learning { learner, tuning } = &mut *g;
-            if let Some(l) = learner.as_mut() {
+            if let Some(l) = learner.as_mut()
+                && !seen_early
+            {
                 anomalies = l.observe(&ev);
             }
             if let (Some(t), Some(l)) = (tuning.as_mut(), learner.as_mut())
@@ -255,6 +268,9 @@ impl Back {
         }
         for a in &anomalies {
             self.emit_anomaly(a, Some(&ev), st);
+        }
+        for (a, r) in early.unwrap_or_default() {
+            self.write_anomaly(&a, Some(&ev), r, st);
         }
         self.raise(&ev, &matched, st);
         if let Some(t) = ticket {
@@ -427,6 +443,27 @@ impl Back {
         }
     }
 
+    /// The baseline's verdict on an event about to wait for its
+    /// executable's hash: the learner sees it now and a locked baseline's
+    /// drift kills now, not `hash.wait_ms` later (the baselines never read
+    /// the hash). None when no learner is set; the anomalies are written,
+    /// with the event and its hash, by [`Back::process`].
+    pub(crate) fn early_drift(&mut self, ev: &Event, st: &mut PipelineStats) -> Option<Vec<Early>> {
+        if !self.sh.learning_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        let anomalies = lk(&self.sh.learning).learner.as_mut()?.observe(ev);
+        Some(
+            anomalies
+                .into_iter()
+                .map(|a| {
+                    let r = self.drift_kill(&a, ev, st);
+                    (a, r)
+                })
+                .collect(),
+        )
+    }
+
     /// Drift of a locked baseline kills (from userspace: the baselines live
     /// in userspace): the process whose profile drifted (for a new child,
     /// its parent) and the new child. None: not locked, or no responder.
@@ -477,6 +514,19 @@ impl Back {
         ev: Option<&Event>,
         st: &mut PipelineStats,
     ) {
+        let r = ev.and_then(|ev| self.drift_kill(a, ev, st));
+        self.write_anomaly(a, ev, r, st);
+    }
+
+    /// Writes an anomaly, with the event when one raised it and what the
+    /// drift kill did.
+    fn write_anomaly(
+        &mut self,
+        a: &vigil_baselines::Anomaly,
+        ev: Option<&Event>,
+        r: Option<crate::learn::DriftResponse>,
+        st: &mut PipelineStats,
+    ) {
         st.anomalies += 1;
         if let Some(t) = lk(&self.sh.telemetry).as_ref() {
             t.anomaly();
@@ -484,7 +534,6 @@ impl Back {
         let mut msg = format!("New {} for {}: {}", a.kind.name(), a.profile, a.item);
         let json = match ev {
             Some(ev) => {
-                let r = self.drift_kill(a, ev, st);
                 if let Some(r) = &r {
                     msg.push_str(&format!(" [{} by {}]", r.process.outcome, r.process.how));
                 }
@@ -949,6 +998,7 @@ pub(crate) mod tests {
         Item {
             ev: en.enrich(k, &mut RecordedHost::default()),
             ticket: None,
+            early: None,
         }
     }
 

@@ -22,12 +22,17 @@
 //!        vigil-bench --ktools [--rounds N] [--scale F] [--variants LIST]
 //!        vigil-bench --overlayfs [--rounds N] [--scale F]
 //!        vigil-bench --profile [--rounds N] [--scale F]
+//!        vigil-bench --blkthrot [--rounds N] [--scale F]
 //! `--profile` measures the CPU profiler (`bpf/c/profile.bpf.c`): a
 //! CPU-bound loop (the work the profiler interrupts) and the pipe loop
 //! (kernel stacks), alternating bare / a counting perf_event floor at
 //! 49 Hz / the profiler at 49 Hz / at 99 Hz; CPU ns per op and ratios;
 //! then, with BPF_ENABLE_STATS, the program's own time per sample and the
-//! share of each CPU that makes at 49 and 99 Hz.
+//! share of each CPU that makes at 49 and 99 Hz; then the agent side: the
+//! CPU time of one `perf.interval_s` collection (stacks read, symbolized,
+//! folded, encoded) at 49 and 99 Hz, a new collector's first interval
+//! (cold) and its second (warm), with a spin child and the host's own
+//! processes sampled.
 //! `--syscalls` measures the syscall counter (perfsys `syscount` on raw
 //! `sys_exit`): getppid and failing close(-1) loops, alternating bare /
 //! counting floor / errors mode / all mode; CPU ns per call and ratios.
@@ -213,6 +218,66 @@ fn child(w: &str, n: u64) {
                 // SAFETY: no arguments.
                 unsafe { libc::getppid() };
             }
+        }
+        "dio" => {
+            // 4 KiB O_DIRECT preads of the block device the parent named,
+            // walking it: one bio each
+            use std::os::unix::fs::OpenOptionsExt;
+            let dev = std::env::var("VIGIL_BENCH_DEV").expect("VIGIL_BENCH_DEV not set");
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&dev)
+                .unwrap_or_else(|e| panic!("{dev}: {e}"));
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0).max(4096);
+            let layout = std::alloc::Layout::from_size_align(4096, 4096).unwrap();
+            // SAFETY: non-zero size; freed below.
+            let buf = unsafe { std::alloc::alloc(layout) };
+            let blocks = std::fs::read_to_string(format!(
+                "/sys/class/block/{}/size",
+                std::path::Path::new(&dev)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+            ))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map_or(size / 4096, |sectors| sectors / 8)
+            .max(1);
+            for i in 0..n {
+                let off = ((i % blocks) * 4096) as i64;
+                // SAFETY: buf is 4096 aligned bytes.
+                let r = unsafe { libc::pread(fd, buf.cast(), 4096, off) };
+                assert_eq!(r, 4096, "pread {dev} at {off}");
+            }
+            // SAFETY: allocated above with this layout.
+            unsafe { std::alloc::dealloc(buf, layout) };
+        }
+        "tcp" => {
+            // a loopback TCP ping-pong, one byte each way: every send arms
+            // the retransmit and delayed-ACK timers (timer_start)
+            use std::io::{Read, Write};
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let to = l.local_addr().unwrap();
+            let echo = std::thread::spawn(move || {
+                let (mut c, _) = l.accept().unwrap();
+                let mut b = [0u8; 1];
+                while c.read_exact(&mut b).is_ok() {
+                    if c.write_all(&b).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut c = std::net::TcpStream::connect(to).unwrap();
+            c.set_nodelay(true).unwrap();
+            let mut b = [7u8; 1];
+            for _ in 0..n {
+                c.write_all(&b).unwrap();
+                c.read_exact(&mut b).unwrap();
+            }
+            drop(c);
+            let _ = echo.join();
         }
         "read" | "ovlread" => {
             // 4 KiB preads (page cache) of the file the parent named: a
@@ -669,6 +734,240 @@ fn profile_bench(rounds: usize, scale: f64) {
         );
         drop(p);
     }
+    profile_agent_cost(rounds);
+}
+
+/// `--blkthrot`: what the blkthrot tool costs. Its programs run on every
+/// bio (block_bio_queue), every work item (workqueue_execute_start/end)
+/// and every timer_list armed (timer_start). Loads: 4 KiB direct-I/O reads
+/// of a loop device over a file (one bio each, not throttled: the common
+/// case), a loopback TCP ping-pong (timers), the UDP loop (softirq work);
+/// bare / blkthrot alternating, workload-thread CPU ns per op and ratios;
+/// then, with BPF_ENABLE_STATS, each program's runs per op and ns per run,
+/// and its runs per second and CPU share over 10 s of this host's own
+/// activity.
+fn blkthrot_bench(rounds: usize, scale: f64) {
+    use vigil_bpf::ktools::{Ktools, KtoolsConfig};
+    let dir = std::env::temp_dir().join(format!("vigil-bench-blkthrot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("disk.img");
+    std::fs::write(&img, vec![0u8; 64 << 20]).unwrap();
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&img)
+        .output()
+        .expect("losetup");
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // SAFETY: single-threaded here; the children inherit it.
+    unsafe { std::env::set_var("VIGIL_BENCH_DEV", &dev) };
+    let cleanup = || {
+        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+    let on = KtoolsConfig {
+        blkthrot: true,
+        ..KtoolsConfig::default()
+    };
+    let loads = [
+        ("dio", (100_000.0 * scale).max(1000.0) as u64),
+        ("tcp", (100_000.0 * scale).max(1000.0) as u64),
+        ("udp", (200_000.0 * scale).max(1000.0) as u64),
+    ];
+    let variants = ["bare", "blkthrot"];
+    let mut res = vec![vec![Vec::new(); variants.len()]; loads.len()];
+    for r in 0..rounds {
+        eprintln!("vigil-bench --blkthrot: round {}/{rounds}", r + 1);
+        for (li, (load, n)) in loads.iter().enumerate() {
+            let w = Workload {
+                name: load,
+                ops: *n,
+                syscall: "",
+                kind: 0,
+                expected_per_op: 0.0,
+            };
+            for (vi, per_variant) in res[li].iter_mut().enumerate() {
+                let kt = (vi == 1).then(|| {
+                    let k = Ktools::load(&on).expect("load ktools.bpf.o");
+                    assert!(k.is_live("blkthrot"), "{:?}", k.status());
+                    k
+                });
+                let (_, cpu) = run_child(&w, *n, None);
+                per_variant.push(cpu);
+                drop(kt);
+            }
+        }
+    }
+    println!(
+        "\nvigil-bench --blkthrot: CPU ns per op of the workload thread, medians of {rounds} rounds\n"
+    );
+    print!("{:<12}", "variant");
+    for (l, _) in &loads {
+        print!(" {l:>8} {:>6}", "ratio");
+    }
+    println!();
+    for (vi, name) in variants.iter().enumerate() {
+        print!("{name:<12}");
+        for per_load in &res {
+            let v = med(&per_load[vi]);
+            print!(" {v:>8.0} {:>5.2}x", v / med(&per_load[0]));
+        }
+        println!();
+    }
+    let Ok(_stats) = vigil_bpf::bpf_stats_on() else {
+        println!("\n(BPF_ENABLE_STATS refused: no per-program time)");
+        cleanup();
+        return;
+    };
+    let k = Ktools::load(&on).expect("load ktools.bpf.o");
+    let snap = |k: &Ktools| -> std::collections::BTreeMap<String, (u64, u128)> {
+        k.program_stats()
+            .into_iter()
+            .filter(|s| s.name.starts_with("vg_kt_bt_"))
+            .map(|s| (s.name, (s.run_count, s.run_time.as_nanos())))
+            .collect()
+    };
+    let delta = |a: &std::collections::BTreeMap<String, (u64, u128)>,
+                 b: &std::collections::BTreeMap<String, (u64, u128)>| {
+        b.iter()
+            .map(|(n, (c, t))| {
+                let (c0, t0) = a.get(n).copied().unwrap_or_default();
+                (n.clone(), c - c0, t - t0)
+            })
+            .collect::<Vec<_>>()
+    };
+    println!(
+        "\nper program (bpf_stats, one run of each load; every CPU, so the host's own work counts too):"
+    );
+    for (load, n) in &loads {
+        let w = Workload {
+            name: load,
+            ops: *n,
+            syscall: "",
+            kind: 0,
+            expected_per_op: 0.0,
+        };
+        let a = snap(&k);
+        run_child(&w, *n, None);
+        let b = snap(&k);
+        for (name, c, t) in delta(&a, &b) {
+            println!(
+                "  {load:<4} {name:<20} {:>8.3} runs/op {:>6.0} ns/run",
+                c as f64 / *n as f64,
+                t as f64 / c.max(1) as f64
+            );
+        }
+    }
+    let secs = 10.0;
+    let a = snap(&k);
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let b = snap(&k);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nthis host's own activity, {secs:.0} s (load average {}):",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut total = 0f64;
+    for (name, c, t) in delta(&a, &b) {
+        let share = t as f64 / 1e9 / secs * 100.0;
+        total += share;
+        println!(
+            "  {name:<20} {:>9.0} runs/s {:>6.0} ns/run {:>8.4}% of one CPU",
+            c as f64 / secs,
+            t as f64 / c.max(1) as f64,
+            share
+        );
+    }
+    println!("  {:<20} {total:>41.4}% of one CPU", "all");
+    drop(k);
+    cleanup();
+}
+
+/// The profiler's agent side: what one `perf.interval_s` collection
+/// (read the counts and stacks, symbolize, fold, encode) costs the agent's
+/// thread, at 49 and 99 Hz alternately, while a spin child and whatever
+/// else runs on the host are sampled. Per round and rate: a new collector's
+/// first interval (cold: no symbol table loaded yet) and its second (warm).
+fn profile_agent_cost(rounds: usize) {
+    use vigil_bpf::profile::{Profile, ProfileConfig};
+    use vigil_engine::perf::collector::{Collector, Ctx};
+    use vigil_engine::perf::profile::ProfileCollector;
+    let mut cfg = Config::default();
+    let interval = Duration::from_secs(cfg.perf.interval_s);
+    let rates = [49u64, 99];
+    // [rate][cold, warm] -> (cpu ms, wall ms, rows, samples) per round
+    let mut res = vec![[Vec::new(), Vec::new()]; rates.len()];
+    for r in 0..rounds {
+        for (ri, hz) in rates.iter().enumerate() {
+            eprintln!(
+                "vigil-bench --profile: agent side, round {}/{rounds}, {hz} Hz",
+                r + 1
+            );
+            cfg.perf.profile = true;
+            cfg.perf.profile_hz = *hz;
+            let p = Profile::load(&ProfileConfig { hz: *hz }).expect("load profile.bpf.o");
+            let mut c = ProfileCollector::new(p, &cfg.perf, None);
+            let mut host = vigil_engine::host::LiveHost::new(false);
+            let n = (interval.as_secs_f64() * 2.5 / 1.4e-6) as u64;
+            let mut spin = Command::new(std::env::current_exe().unwrap())
+                .args(["child", "spin", &n.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            for slot in &mut res[ri] {
+                std::thread::sleep(interval);
+                let (c0, w0) = (thread_cpu_ns(), Instant::now());
+                let mut ctx = Ctx {
+                    host: &mut host,
+                    hostname: "bench",
+                    unix_ns: 0,
+                    programs: &[],
+                    bpf_scale: 1.0,
+                    events: 0,
+                };
+                let out = c.collect(&mut ctx);
+                let cpu = (thread_cpu_ns() - c0) as f64 / 1e6;
+                let wall = w0.elapsed().as_secs_f64() * 1e3;
+                drop(out);
+                let samples: u64 = c.last_rows.iter().map(|x| x.samples).sum();
+                slot.push((cpu, wall, c.last_rows.len() as f64, samples as f64));
+            }
+            let _ = spin.kill();
+            let _ = spin.wait();
+        }
+    }
+    println!(
+        "\nprofiler agent side per {} s interval (collect: counts and stacks read, symbolized, folded, encoded), medians of {rounds} rounds:",
+        interval.as_secs()
+    );
+    println!(
+        "  {:<6} {:<5} {:>8} {:>8} {:>7} {:>8} {:>9}",
+        "rate", "", "cpu ms", "wall ms", "stacks", "samples", "% of CPU"
+    );
+    for (ri, hz) in rates.iter().enumerate() {
+        for (wi, which) in ["cold", "warm"].iter().enumerate() {
+            let v = &res[ri][wi];
+            let m = |f: fn(&(f64, f64, f64, f64)) -> f64| med(&v.iter().map(f).collect::<Vec<_>>());
+            let cpu = m(|x| x.0);
+            println!(
+                "  {:<6} {:<5} {:>8.1} {:>8.1} {:>7.0} {:>8.0} {:>8.3}%",
+                format!("{hz} Hz"),
+                which,
+                cpu,
+                m(|x| x.1),
+                m(|x| x.2),
+                m(|x| x.3),
+                100.0 * cpu / 1e3 / interval.as_secs_f64()
+            );
+        }
+    }
 }
 
 /// `--syscalls`: what the syscall counter (perfsys `syscount`, raw
@@ -886,6 +1185,10 @@ struct Args {
     /// Measure the CPU profiler instead (49 and 99 Hz).
     #[arg(long)]
     profile: bool,
+    /// Measure the blkthrot tool instead (direct-I/O reads of a loop
+    /// device, a loopback TCP ping-pong, the UDP loop).
+    #[arg(long)]
+    blkthrot: bool,
     /// Only time the ECS encoder (uncached against the per-process
     /// fragment cache, interleaved) over the events of this capture, per
     /// kind (no root needed).
@@ -963,6 +1266,7 @@ fn main() {
         variants,
         overlayfs,
         profile,
+        blkthrot,
         sigma,
         ..
     } = args;
@@ -985,6 +1289,10 @@ fn main() {
     }
     if profile {
         profile_bench(rounds, scale);
+        return;
+    }
+    if blkthrot {
+        blkthrot_bench(rounds, scale);
         return;
     }
     let rules = load_bench_rules(sigma.as_deref());
