@@ -1,7 +1,9 @@
 //! Root test of the real binary: started by a parent that blocks SIGINT,
 //! SIGTERM and SIGHUP (a blocked mask survives exec) and ignores SIGINT (a
 //! shell's background job), the agent still reloads on SIGHUP and stops
-//! cleanly on SIGTERM (drain, summary, exit 0).
+//! cleanly on SIGTERM (drain, summary, exit 0). The SIGHUP is sent as soon
+//! as "sensors live" is printed, before the event loop runs: it is kept and
+//! acted on once the loop starts, not lost.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

@@ -92,7 +92,7 @@ impl Harness {
             verbose: false,
             watch_pid: None,
             rules,
-            reload_on_sighup: false,
+            sighup: None,
             baselines: None,
             outputs: None,
             metrics: None,
