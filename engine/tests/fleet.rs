@@ -106,7 +106,7 @@ fn alerts_reach_the_shipped_rsyslog_relay_over_relp_as_json() {
     std::fs::copy("/bin/true", &prog).unwrap();
 
     let (child, rx) = spawn_with_stderr(
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
+        common::vigil()
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--no-baselines", "--no-builtin-rules", "--rules"])

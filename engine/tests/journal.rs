@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ fn run(journal: bool) -> Vec<String> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (r, w, id) = pipe();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    let mut cmd = common::vigil();
     cmd.args(["run", "--no-baselines", "-o"])
         .arg(dir.join("out.json"))
         .args(["-o", "syslog+tcp://127.0.0.1:1?format=json"])

@@ -2,11 +2,10 @@
 //! --mode/--name`, and their exit codes (the real binary, no root needed).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn vigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-}
+mod common;
+use common::vigil;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vigil-json-{}-{name}", std::process::id()));

@@ -53,7 +53,7 @@ fn sighup_reloads_rules_and_a_bad_file_keeps_the_running_set() {
     let m2 = format!("vgreload-b-{}", std::process::id());
     std::fs::write(&rules, rule("reload_first", &m1)).unwrap();
     let (mut child, rx) = spawn_with_stderr(
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
+        common::vigil()
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--no-baselines", "--rules"])
@@ -127,7 +127,7 @@ fn start_vigil(
     let cfg = dir.join("vigil.toml");
     std::fs::write(&cfg, cfg_text).unwrap();
     let (child, rx) = spawn_with_stderr(
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
+        common::vigil()
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--no-baselines", "--rules"])

@@ -43,7 +43,7 @@ fn start_vigil_with(dir: &Path, port: u16, extra: &str) -> (Stopped, mpsc::Recei
     )
     .unwrap();
     let (child, rx) = spawn_with_stderr(
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
+        common::vigil()
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--no-baselines", "-o"])

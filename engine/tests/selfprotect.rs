@@ -27,7 +27,7 @@ fn tampering_with_vigil_raises_alerts_and_heartbeats_arrive() {
     )
     .unwrap();
     let (mut child, rx) = spawn_with_stderr(
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
+        common::vigil()
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--no-baselines", "-o"])

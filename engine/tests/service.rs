@@ -115,10 +115,7 @@ fn probe_json_under_the_units_bounding_set_sees_every_sensor() {
     if !require_root("probe_json_under_the_units_bounding_set_sees_every_sensor") {
         return;
     }
-    let free = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["probe", "--json"])
-        .output()
-        .unwrap();
+    let free = common::vigil().args(["probe", "--json"]).output().unwrap();
     assert_eq!(free.status.code(), Some(0), "{free:?}");
     let free: serde_json::Value = serde_json::from_slice(&free.stdout).expect("probe --json");
     assert!(free["kernel"]["kernel"].is_string(), "{free}");

@@ -1,10 +1,12 @@
 //! Root test of the real binary: started by a parent that blocks SIGINT,
 //! SIGTERM and SIGHUP (a blocked mask survives exec) and ignores SIGINT (a
 //! shell's background job), the agent still reloads on SIGHUP and stops
-//! cleanly on SIGTERM (drain, summary, exit 0).
+//! cleanly on SIGTERM (drain, summary, exit 0). The SIGHUP is sent as soon
+//! as "sensors live" is printed, before the event loop runs: it is kept and
+//! acted on once the loop starts, not lost.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -19,7 +21,7 @@ fn agent_started_with_blocked_signals_reloads_and_stops_cleanly() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("vigil.toml");
     std::fs::write(&cfg, "[rules]\nbuiltin = true\n").unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    let mut cmd = common::vigil();
     cmd.arg("--config")
         .arg(&cfg)
         .args(["run", "--no-baselines", "-o"])

@@ -5,7 +5,6 @@
 //! per window) and its exit leave no record, while a bpf(2) call of
 //! another process does.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -31,7 +30,7 @@ fn the_bpf_stats_helper_is_vigil_itself_and_leaves_no_event_record() {
     )
     .unwrap();
     let (mut child, rx) = spawn_with_stderr(
-        Command::new(env!("CARGO_BIN_EXE_vigil"))
+        common::vigil()
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--events", "--no-baselines", "-o"])

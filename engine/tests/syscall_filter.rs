@@ -214,17 +214,14 @@ fn the_agent_runs_under_the_units_system_call_allow_list() {
     let port = 19000 + (std::process::id() % 500) as u16;
     let metrics = format!("127.0.0.1:{port}");
     let (mut child, rx) = spawn_with_stderr(
-        confine(
-            &mut Command::new(env!("CARGO_BIN_EXE_vigil")),
-            filter(&allowed),
-        )
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--events", "--metrics", &metrics, "-o"])
-        .arg(&out)
-        // A remote sink that refuses: the reconnect and spool paths run too.
-        .args(["-o", "syslog+tcp://127.0.0.1:1?format=json"])
-        .stdout(Stdio::null()),
+        confine(&mut common::vigil(), filter(&allowed))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["run", "--events", "--metrics", &metrics, "-o"])
+            .arg(&out)
+            // A remote sink that refuses: the reconnect and spool paths run too.
+            .args(["-o", "syslog+tcp://127.0.0.1:1?format=json"])
+            .stdout(Stdio::null()),
     );
     wait_line(&rx, "vigil: ready", Duration::from_secs(90));
 

@@ -21,7 +21,6 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A metric that cannot be registered.
@@ -702,41 +701,45 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// Time one connection may live, whatever the client does.
 pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(15);
 
-/// The `/metrics` HTTP endpoint: hyper (HTTP/1.1) on a tokio runtime of its
-/// own thread, so neither a scrape nor a hostile client touches the event
-/// loop. At most [`MAX_CONNECTIONS`] at once; a client gets
-/// [`REQUEST_DEADLINE`] for its request head and [`CONNECTION_DEADLINE`]
-/// in all, so a slow client cannot hold a scrape up.
+/// The `/metrics` HTTP endpoint: hyper (HTTP/1.1), served by tasks on the
+/// tokio runtime it is started on (the agent's: its worker thread serves
+/// scrapes while the event loop runs on the agent's own thread, so neither
+/// a scrape nor a hostile client waits on, or holds up, the event loop).
+/// At most [`MAX_CONNECTIONS`] at once; a client gets [`REQUEST_DEADLINE`]
+/// for its request head and [`CONNECTION_DEADLINE`] in all, so a slow
+/// client cannot hold a scrape up. Dropping it stops the listener and
+/// every open connection.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
     refused: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl MetricsServer {
     /// Listens on `addr` (vigil's default is `127.0.0.1:9464`; port 0
-    /// picks a free one, see [`MetricsServer::local_addr`]).
-    pub fn start(addr: SocketAddr, registry: Arc<Registry>) -> io::Result<MetricsServer> {
+    /// picks a free one, see [`MetricsServer::local_addr`]) and serves it
+    /// on `rt`. A runtime whose only thread is busy elsewhere serves no
+    /// scrape meanwhile: give it a multi-thread runtime (one worker will
+    /// do) when the caller's own thread runs a loop of its own.
+    pub fn start(
+        rt: &tokio::runtime::Handle,
+        addr: SocketAddr,
+        registry: Arc<Registry>,
+    ) -> io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("metrics endpoint {addr}: {e}")))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let listener = {
+            let _in_rt = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let refused = Arc::new(AtomicU64::new(0));
-        let refused2 = refused.clone();
-        let thread = std::thread::Builder::new()
-            .name("vigil-metrics".into())
-            .spawn(move || rt.block_on(accept_loop(listener, registry, rx, refused2)))?;
+        let task = rt.spawn(accept_loop(listener, registry, refused.clone()));
         Ok(MetricsServer {
             addr,
-            stop: Some(tx),
             refused,
-            thread: Some(thread),
+            task,
         })
     }
 
@@ -753,29 +756,24 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // The accept loop owns the connections (a JoinSet): aborting it
+        // closes the listener and every connection.
+        self.task.abort();
     }
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
     refused: Arc<AtomicU64>,
 ) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-        return;
-    };
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let conn = tokio::select! {
-            _ = &mut stop => return,
             c = listener.accept() => c,
+            // reap finished connections as they end
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let stream = match conn {
             Ok((s, _)) => s,
@@ -790,7 +788,7 @@ async fn accept_loop(
             continue;
         };
         let reg = registry.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| {
                 let reg = reg.clone();

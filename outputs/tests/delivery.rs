@@ -583,7 +583,13 @@ fn metrics_exposition_is_valid_and_served() {
         eprintln!("promtool check metrics: ok {out}");
     }
 
-    let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), reg.clone()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let srv =
+        MetricsServer::start(rt.handle(), "127.0.0.1:0".parse().unwrap(), reg.clone()).unwrap();
     let get = |path: &str| {
         let mut c = TcpStream::connect(srv.local_addr()).unwrap();
         write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -600,6 +606,15 @@ fn metrics_exposition_is_valid_and_served() {
         body.contains("vigil_rss_bytes 43008\n") || body.contains("vigil_rss_bytes 42991616\n")
     );
     assert!(get("/").starts_with("HTTP/1.1 404"));
+    let mut c = TcpStream::connect(srv.local_addr()).unwrap();
+    write!(
+        c,
+        "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut post = String::new();
+    c.read_to_string(&mut post).unwrap();
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
     let mut c = TcpStream::connect(srv.local_addr()).unwrap();
     write!(c, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut head = String::new();
@@ -650,7 +665,16 @@ fn metrics_exposition_is_valid_and_served() {
         resp.is_some(),
         "scrapes work again once the idle clients left"
     );
+    let addr = srv.local_addr();
     drop(srv);
+    // Dropped, the endpoint is gone: no listener, no connection served.
+    let gone = wait_for(Duration::from_secs(5), || {
+        TcpStream::connect(addr).is_err().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the listener closes when the server is dropped"
+    );
     outs.shutdown(Duration::from_secs(1));
 }
 

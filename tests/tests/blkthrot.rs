@@ -9,12 +9,10 @@
 
 mod common;
 
-use common::Shared;
+use common::records_of;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vigil_engine::agent::{RunOptions, Running};
-use vigil_outputs::JsonLines;
 
 /// Bytes each reader reads (direct I/O, 64 KiB blocks).
 const READ_BYTES: u64 = 2 << 20;
@@ -181,14 +179,7 @@ fn blkthrot_counts_a_throttled_cgroups_direct_reads_and_not_an_unthrottled_ones(
     let _lock = vigil_tests::bpf_lock();
     let mut cfg = common::no_ktools_config();
     cfg.perf.blkthrot = true;
-    let status = vigil_engine::probe::ktools_status(&cfg);
-    let row = status
-        .iter()
-        .find(|s| s.name == "blkthrot")
-        .expect("a blkthrot row");
-    let vigil_bpf::SensorState::Live { mechanism, .. } = &row.state else {
-        panic!("blkthrot not live: {row:?}");
-    };
+    let mechanism = common::live_ktool(&cfg, "blkthrot");
     for hook in [
         "tp_btf/workqueue_execute_start",
         "tp_btf/block_bio_queue",
@@ -197,12 +188,7 @@ fn blkthrot_counts_a_throttled_cgroups_direct_reads_and_not_an_unthrottled_ones(
     ] {
         assert!(mechanism.contains(hook), "{mechanism}");
     }
-    let sink = Shared::default();
-    let agent = Running::spawn(RunOptions {
-        sink: Some(Box::new(JsonLines::writer(Box::new(sink.clone()), "test"))),
-        ..RunOptions::new(cfg)
-    })
-    .expect("agent starts");
+    let (agent, sink) = common::spawn_json_agent(cfg);
     // the tools load after the agent starts; the probe above attached the
     // same programs, so give the agent's own a moment
     std::thread::sleep(Duration::from_secs(2));
@@ -219,12 +205,12 @@ fn blkthrot_counts_a_throttled_cgroups_direct_reads_and_not_an_unthrottled_ones(
     let path_of = |p: &Path| format!("/{}", p.file_name().unwrap().to_string_lossy());
     let (slow_path, free_path) = (path_of(&slow), path_of(&free));
     let of_cg = |recs: &[serde_json::Value], cg: &str| -> Vec<serde_json::Value> {
-        recs.iter()
-            .filter(|r| {
-                r["event"]["dataset"] == "vigil.blkthrot" && r["vigil"]["blkthrot"]["cgroup"] == cg
-            })
-            .cloned()
-            .collect()
+        records_of(recs, "vigil.blkthrot", |r| {
+            r["vigil"]["blkthrot"]["cgroup"] == cg
+        })
+        .into_iter()
+        .cloned()
+        .collect()
     };
     let sum = |recs: &[serde_json::Value], f: &str| -> u64 {
         recs.iter()
@@ -241,10 +227,7 @@ fn blkthrot_counts_a_throttled_cgroups_direct_reads_and_not_an_unthrottled_ones(
     assert!(
         !mine.is_empty(),
         "no blkthrot record for {slow_path}: {:?}",
-        records
-            .iter()
-            .filter(|r| r["event"]["dataset"] == "vigil.blkthrot")
-            .collect::<Vec<_>>()
+        records_of(&records, "vigil.blkthrot", |_| true)
     );
     eprintln!("blkthrot record: {}", mine[0]);
     let bytes = sum(&mine, "bytes");

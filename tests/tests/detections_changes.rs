@@ -10,61 +10,12 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
 use common::RulesAgent as Agent;
-
-/// Runs a command to completion and returns its pid (the exec'd program's).
-fn run(cmd: &mut Command) -> u32 {
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {:?}", out.status);
-    pid
-}
-
-fn cmd(argv: &[&str]) -> Command {
-    let mut c = Command::new(argv[0]);
-    c.args(&argv[1..]);
-    c
-}
-
-/// Writes `text` to `path` with `tee`, a real program (the test process is
-/// the agent's own, whose events the kernel leaves out); returns its pid.
-fn tee(path: &Path, text: &str) -> u32 {
-    use std::io::Write;
-    let mut child = Command::new("/usr/bin/tee")
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("tee {}: {e}", path.display()));
-    let pid = child.id();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "tee {}", path.display());
-    pid
-}
-
-struct Cleanup(Vec<PathBuf>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
+use common::{Cleanup, argv as cmd, run_ok as run, tee};
 
 fn scratch_dir(base: &Path, tag: &str) -> PathBuf {
     let dir = base.join(vigil_tests::unique_marker(tag));

@@ -10,35 +10,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
+use common::Cleanup;
 use common::RulesAgent as Agent;
 
 /// Runs a command to completion and returns its pid (the exec'd program's).
 fn run(argv: &[&str]) -> u32 {
-    let child = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let pid = child.id();
-    child.wait_with_output().unwrap();
-    pid
+    common::run_quiet(common::argv(argv).stdin(Stdio::null())).0
 }
 
 fn tool(p: &str) -> &str {
     assert!(Path::new(p).exists(), "{p} is needed by this test");
     p
-}
-
-struct Cleanup(Vec<PathBuf>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
 }
 
 fn cmdline(a: &serde_json::Value) -> String {

@@ -8,39 +8,15 @@ use std::time::Duration;
 
 mod common;
 use common::RulesAgent as Agent;
+use common::{Cleanup, tee};
 
 /// Runs a command to completion and returns its pid (the exec'd program's).
 fn run(argv: &[&str]) -> u32 {
-    let child = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    let pid = child.id();
-    child.wait_with_output().unwrap();
-    pid
+    common::run_quiet(&mut common::argv(argv)).0
 }
 
 /// Writes `text` to `path` with `tee`, a real program: the test process is
 /// the agent's own, whose events the kernel leaves out.
-fn tee(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("/usr/bin/tee")
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("tee {}: {e}", path.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "tee {}", path.display());
-}
-
 fn has_tool(p: &str) -> bool {
     Path::new(p).exists()
 }
@@ -57,20 +33,7 @@ const ACCOUNT_FILES: &[&str] = &[
 
 /// The bytes of each of [`ACCOUNT_FILES`] (`None`: absent).
 fn account_files() -> Vec<Option<Vec<u8>>> {
-    ACCOUNT_FILES
-        .iter()
-        .map(|f| std::fs::read(f).ok())
-        .collect()
-}
-
-struct Cleanup(Vec<PathBuf>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
+    common::file_bytes(ACCOUNT_FILES)
 }
 
 #[test]

@@ -5,32 +5,16 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
+use common::Cleanup;
 use common::RulesAgent as Agent;
 
 /// Runs a command to completion and returns its pid (the exec'd program's).
 fn run(cmd: &mut Command) -> u32 {
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let pid = child.id();
-    child.wait_with_output().unwrap();
-    pid
-}
-
-struct Cleanup(Vec<PathBuf>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
+    common::run_quiet(cmd).0
 }
 
 fn scratch_dir(tag: &str) -> PathBuf {

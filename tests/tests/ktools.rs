@@ -22,11 +22,9 @@
 
 mod common;
 
-use common::Shared;
+use common::records_of;
 use std::time::Duration;
-use vigil_engine::agent::{RunOptions, Running};
 use vigil_engine::config::Config;
-use vigil_outputs::JsonLines;
 
 const N_MSGS: usize = 2000;
 const M_OPENS: usize = 500;
@@ -198,12 +196,7 @@ fn kernel_memory_and_deferred_work_are_counted_and_a_msgsnd_spray_is_flagged() {
             _ => assert!(st.is_live(), "{st:?}"),
         }
     }
-    let out = Shared::default();
-    let agent = Running::spawn(RunOptions {
-        sink: Some(Box::new(JsonLines::writer(Box::new(out.clone()), "test"))),
-        ..RunOptions::new(cfg)
-    })
-    .expect("agent starts");
+    let (agent, out) = common::spawn_json_agent(cfg);
     vigil_tests::wait_for(Duration::from_secs(40), || {
         out.records()
             .iter()
@@ -491,18 +484,8 @@ fn memleak_reports_kept_pipes_with_their_stack_and_not_closed_ones() {
     cfg.perf.memleak_sample = 1;
     cfg.perf.memleak_min_age_s = 2;
     cfg.perf.memleak_top = 1000;
-    let status = vigil_engine::probe::ktools_status(&cfg);
-    let ml = status
-        .iter()
-        .find(|s| s.name == "memleak")
-        .expect("a memleak row");
-    assert!(ml.is_live(), "{ml:?}");
-    let out = Shared::default();
-    let agent = Running::spawn(RunOptions {
-        sink: Some(Box::new(JsonLines::writer(Box::new(out.clone()), "test"))),
-        ..RunOptions::new(cfg)
-    })
-    .expect("agent starts");
+    common::live_ktool(&cfg, "memleak");
+    let (agent, out) = common::spawn_json_agent(cfg);
     vigil_tests::wait_for(Duration::from_secs(40), || {
         out.records()
             .iter()
@@ -597,14 +580,7 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
     let _lock = vigil_tests::bpf_lock();
     let mut cfg = common::no_ktools_config();
     cfg.perf.overlayfs = true;
-    let status = vigil_engine::probe::ktools_status(&cfg);
-    let ol = status
-        .iter()
-        .find(|s| s.name == "overlayfs")
-        .expect("an overlayfs row");
-    let vigil_bpf::SensorState::Live { mechanism, .. } = &ol.state else {
-        panic!("overlayfs not live: {ol:?}");
-    };
+    let mechanism = common::live_ktool(&cfg, "overlayfs");
     assert!(
         mechanism.contains("tracepoint/syscalls/sys_{enter,exit}_"),
         "{mechanism}"
@@ -620,12 +596,7 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
             "{why:?}"
         );
     }
-    let out = Shared::default();
-    let agent = Running::spawn(RunOptions {
-        sink: Some(Box::new(JsonLines::writer(Box::new(out.clone()), "test"))),
-        ..RunOptions::new(cfg)
-    })
-    .expect("agent starts");
+    let (agent, out) = common::spawn_json_agent(cfg);
     // the container waits for /go: the tools load after the agent's
     // "ready", and the test sees them live once its own reads of the
     // container's overlay show up
@@ -664,14 +635,12 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
     let merged = c.root().display().to_string();
     let cg = c.cgroup_id();
     let sum = |records: &[serde_json::Value], side: &str, f: &str| -> u64 {
-        records
-            .iter()
-            .filter(|r| {
-                r["event"]["dataset"] == "vigil.overlayfs"
-                    && r["vigil"]["overlayfs"]["cgroup_id"] == cg
-            })
-            .map(|r| r["vigil"]["overlayfs"][side][f].as_u64().unwrap_or(0))
-            .sum()
+        records_of(records, "vigil.overlayfs", |r| {
+            r["vigil"]["overlayfs"]["cgroup_id"] == cg
+        })
+        .iter()
+        .map(|r| r["vigil"]["overlayfs"][side][f].as_u64().unwrap_or(0))
+        .sum()
     };
     const MIB: u64 = 1 << 20;
     vigil_tests::wait_for(Duration::from_secs(15), || {
@@ -681,19 +650,13 @@ fn overlayfs_times_a_containers_reads_and_writes_on_its_overlay_mount() {
     let summary = agent.stop_and_detach().expect("agent stops");
     drop(c);
     let records = out.records();
-    let mine: Vec<_> = records
-        .iter()
-        .filter(|r| {
-            r["event"]["dataset"] == "vigil.overlayfs" && r["vigil"]["overlayfs"]["cgroup_id"] == cg
-        })
-        .collect();
+    let mine = records_of(&records, "vigil.overlayfs", |r| {
+        r["vigil"]["overlayfs"]["cgroup_id"] == cg
+    });
     assert!(
         !mine.is_empty(),
         "no overlayfs record for cgroup {cg}: {:?}",
-        records
-            .iter()
-            .filter(|r| r["event"]["dataset"] == "vigil.overlayfs")
-            .collect::<Vec<_>>()
+        records_of(&records, "vigil.overlayfs", |_| true)
     );
     eprintln!("overlayfs record: {}", mine[0]);
     for r in &mine {

@@ -5,20 +5,11 @@
 //! of the new passwd file onto /etc/passwd).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 use common::RulesAgent as Agent;
-
-struct Cleanup(Vec<PathBuf>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
+use common::{Cleanup, file_bytes, run_ok as run};
 
 const ID_PERSONA_QUERY: &str = "0d0c6a4e-1f35-4b7c-9a41-6e2a0b3c5d01";
 const ID_ASLR: &str = "0d0c6a4e-1f35-4b7c-9a41-6e2a0b3c5d02";
@@ -71,18 +62,6 @@ fn write_rules(dir: &Path) {
     for (i, r) in rules.iter().enumerate() {
         std::fs::write(dir.join(format!("r{i}.yml")), r).unwrap();
     }
-}
-
-fn run(cmd: &mut Command) -> u32 {
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {:?}", out.status);
-    pid
 }
 
 fn rules_dir(tag: &str) -> PathBuf {
@@ -149,10 +128,7 @@ const ACCOUNT_FILES: &[&str] = &[
 ];
 
 fn account_files() -> Vec<Option<Vec<u8>>> {
-    ACCOUNT_FILES
-        .iter()
-        .map(|f| std::fs::read(f).ok())
-        .collect()
+    file_bytes(ACCOUNT_FILES)
 }
 
 #[test]

@@ -140,6 +140,15 @@ fn run_agent(
     rules: Option<Arc<vigil_rules::RuleSet>>,
     baselines: Option<vigil_baselines::Baselines>,
 ) -> anyhow::Result<agent::Summary> {
+    // One worker besides this thread: the agent's loop runs here (block_on)
+    // and the tasks it spawns (the /metrics endpoint) on the worker, so a
+    // scrape never waits for the loop to reach an await.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("vigil-rt")
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     let mut outputs = None;
     let mut metrics = None;
     let mut _metrics_server = None;
@@ -162,7 +171,8 @@ fn run_agent(
                 .map_err(|_| anyhow::anyhow!("--metrics {listen}: not an address:port"))?;
             let reg = Arc::new(vigil_outputs::metrics::Registry::new());
             outs.register_metrics(&reg);
-            let server = vigil_outputs::metrics::MetricsServer::start(addr, reg.clone())?;
+            let server =
+                vigil_outputs::metrics::MetricsServer::start(rt.handle(), addr, reg.clone())?;
             log::info!("metrics on http://{addr}/metrics");
             _metrics_server = Some(server);
             metrics = Some(reg);
@@ -171,31 +181,30 @@ fn run_agent(
     }
     let shutdown_timeout = std::time::Duration::from_secs(cfg.outputs.shutdown_timeout_s);
     let outs_handle = outputs.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
     rt.block_on(async move {
+        // Signal handlers before "sensors live": a supervisor that stops or
+        // reloads the agent as soon as it reports ready must not hit the
+        // default actions (SIGTERM/SIGINT/SIGHUP terminate). The SIGHUP
+        // stream made here is the one the loop reloads on: a SIGHUP that
+        // arrives while the sensors load is kept and acted on once the loop
+        // runs. (The runtime's worker delivers a signal to the streams that
+        // exist when it arrives: a stream made later would never see it.)
+        let stop_signal = shutdown_signal().context("install SIGTERM/SIGINT handlers")?;
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("install the SIGHUP handler")?;
         let opts = agent::RunOptions {
             outputs,
             metrics,
             record,
             verbose: true,
             rules,
-            reload_on_sighup: true,
+            sighup: Some(hup),
             baselines,
             drop_privileges: true,
             perf_history: true,
             sd_notify: true,
             ..agent::RunOptions::new(cfg.clone())
         };
-        // Signal handlers before "sensors live": a supervisor that stops or
-        // reloads the agent as soon as it reports ready must not hit the
-        // default actions (SIGTERM/SIGINT/SIGHUP terminate). A SIGHUP before
-        // the rules are running is absorbed (they were just loaded).
-        let stop_signal = shutdown_signal().context("install SIGTERM/SIGINT handlers")?;
-        let _early_hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("install the SIGHUP handler")?;
         let mut sensors = agent::start_sensors(&cfg, &opts.interest())?;
         let live = sensors.status().iter().filter(|s| s.is_live()).count();
         log::info!(

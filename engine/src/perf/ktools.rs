@@ -735,6 +735,38 @@ fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
+/// The latency fields of `n` timed calls, `ns` in all, with their log2
+/// histogram of microseconds `slots`: `avg_us`, `p50_us` and `p99_us` (when
+/// the histogram has them; with `float` written to read as floats,
+/// `Writer::float`, else as `Writer::f64` writes them), and `max_us`, the
+/// upper bound of the highest non-empty slot; each under `key(name)`.
+fn latency_fields(
+    w: &mut Writer,
+    key: &dyn Fn(&str) -> String,
+    ns: u64,
+    n: u64,
+    slots: &[u64],
+    float: bool,
+) {
+    let mut put = |name: &str, v: f64| {
+        if float {
+            w.float(&key(name), v);
+        } else {
+            w.f64(&key(name), v);
+        }
+    };
+    put("avg_us", round1(ns as f64 / 1000.0 / n as f64));
+    for (q, name) in [(0.5, "p50_us"), (0.99, "p99_us")] {
+        if let Some(v) = crate::perf::quantile_us(slots, q) {
+            put(name, v);
+        }
+    }
+    w.u64(
+        &key("max_us"),
+        crate::perf::slot_bounds(slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
+    );
+}
+
 fn syscall(nr: i32) -> String {
     if nr < 0 {
         return "none".into();
@@ -977,49 +1009,13 @@ impl KtoolsCollector {
                 w.u64(&key("count"), v.count)
                     .u64(&key("bytes"), v.bytes)
                     .u64(&key("errors"), v.errors);
-                w.f64(
-                    &key("avg_us"),
-                    round1(v.ns as f64 / 1000.0 / v.count.max(1) as f64),
-                );
-                if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
-                    w.f64(&key("p50_us"), q);
-                }
-                if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
-                    w.f64(&key("p99_us"), q);
-                }
-                w.u64(
-                    &key("max_us"),
-                    crate::perf::slot_bounds(v.slots.iter().rposition(|&c| c > 0).unwrap_or(0)).1,
-                );
+                latency_fields(&mut w, &key, v.ns, v.count.max(1), &v.slots, false);
                 let t = self
                     .totals
                     .overlayfs
                     .entry((cg, mount_label.clone(), side.to_string()))
                     .or_default();
-                t.0 += v.count;
-                t.1 += v.bytes;
-                t.2 += v.ns;
-                out.counters.push(op_counter(
-                    "vigil_overlayfs_calls_total",
-                    "Reads and writes of files on overlay mounts (overlayfs).",
-                    side,
-                    v.count,
-                    1.0,
-                ));
-                out.counters.push(op_counter(
-                    "vigil_overlayfs_bytes_total",
-                    "Bytes read and written on overlay mounts (overlayfs).",
-                    side,
-                    v.bytes,
-                    1.0,
-                ));
-                out.counters.push(op_counter(
-                    "vigil_overlayfs_seconds_total",
-                    "Time in reads and writes of files on overlay mounts (overlayfs).",
-                    side,
-                    v.ns,
-                    1e-9,
-                ));
+                add_side(out, t, &OVERLAYFS_SERIES, side, (v.count, v.bytes, v.ns));
             }
             out.records.push(PerfRecord {
                 json: w.finish(),
@@ -1109,51 +1105,15 @@ impl KtoolsCollector {
                     .u64(&key("bytes"), v.bytes)
                     .u64(&key("timed"), v.timed);
                 if v.timed > 0 {
-                    w.float(&key("held_ms"), round1(v.ns as f64 / 1e6)).float(
-                        &key("avg_us"),
-                        round1(v.ns as f64 / 1000.0 / v.timed as f64),
-                    );
-                    if let Some(q) = crate::perf::quantile_us(&v.slots, 0.5) {
-                        w.float(&key("p50_us"), q);
-                    }
-                    if let Some(q) = crate::perf::quantile_us(&v.slots, 0.99) {
-                        w.float(&key("p99_us"), q);
-                    }
-                    w.u64(
-                        &key("max_us"),
-                        crate::perf::slot_bounds(v.slots.iter().rposition(|&c| c > 0).unwrap_or(0))
-                            .1,
-                    );
+                    w.float(&key("held_ms"), round1(v.ns as f64 / 1e6));
+                    latency_fields(&mut w, &key, v.ns, v.timed, &v.slots, true);
                 }
                 let t = self
                     .totals
                     .blkthrot
                     .entry((cg_label.clone(), devname.clone(), side.to_string()))
                     .or_default();
-                t.0 += v.bios;
-                t.1 += v.bytes;
-                t.2 += v.ns;
-                out.counters.push(op_counter(
-                    "vigil_blkthrot_bios_total",
-                    "Bios the block throttle held back and dispatched (blkthrot).",
-                    side,
-                    v.bios,
-                    1.0,
-                ));
-                out.counters.push(op_counter(
-                    "vigil_blkthrot_bytes_total",
-                    "Bytes of the bios the block throttle held back (blkthrot).",
-                    side,
-                    v.bytes,
-                    1.0,
-                ));
-                out.counters.push(op_counter(
-                    "vigil_blkthrot_seconds_total",
-                    "Time bios were held back by the block throttle, queued to dispatched, summed over the timed ones (blkthrot).",
-                    side,
-                    v.ns,
-                    1e-9,
-                ));
+                add_side(out, t, &BLKTHROT_SERIES, side, (v.bios, v.bytes, v.ns));
             }
             out.records.push(PerfRecord {
                 json: w.finish(),
@@ -1811,6 +1771,60 @@ impl KtoolsCollector {
 
 /// A per-direction series of an I/O tool (overlayfs, blkthrot), labelled
 /// `op` with the side (`read`, `write`).
+/// The (name, help) of a per-direction tool's three counters: its
+/// operations, their bytes and their time (nanoseconds, shown in seconds).
+type SideSeries = [(&'static str, &'static str); 3];
+
+const OVERLAYFS_SERIES: SideSeries = [
+    (
+        "vigil_overlayfs_calls_total",
+        "Reads and writes of files on overlay mounts (overlayfs).",
+    ),
+    (
+        "vigil_overlayfs_bytes_total",
+        "Bytes read and written on overlay mounts (overlayfs).",
+    ),
+    (
+        "vigil_overlayfs_seconds_total",
+        "Time in reads and writes of files on overlay mounts (overlayfs).",
+    ),
+];
+
+const BLKTHROT_SERIES: SideSeries = [
+    (
+        "vigil_blkthrot_bios_total",
+        "Bios the block throttle held back and dispatched (blkthrot).",
+    ),
+    (
+        "vigil_blkthrot_bytes_total",
+        "Bytes of the bios the block throttle held back (blkthrot).",
+    ),
+    (
+        "vigil_blkthrot_seconds_total",
+        "Time bios were held back by the block throttle, queued to dispatched, summed over the timed ones (blkthrot).",
+    ),
+];
+
+/// One direction's interval of a per-direction tool: `(ops, bytes, ns)`
+/// added to the run's total `t` and pushed as the three counters of
+/// `series`, labelled `op` = `side`.
+fn add_side(
+    out: &mut Output,
+    t: &mut (u64, u64, u64),
+    series: &SideSeries,
+    side: &str,
+    (ops, bytes, ns): (u64, u64, u64),
+) {
+    t.0 += ops;
+    t.1 += bytes;
+    t.2 += ns;
+    for ((name, help), (delta, scale)) in series.iter().zip([(ops, 1.0), (bytes, 1.0), (ns, 1e-9)])
+    {
+        out.counters
+            .push(op_counter(name, help, side, delta, scale));
+    }
+}
+
 fn op_counter(
     name: &'static str,
     help: &'static str,
@@ -1986,17 +2000,69 @@ mod tests {
             text.extend_from_slice(l);
             text.push(b'\n');
         }
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/ktools-records.jsonl"
+        crate::perf::assert_golden("ktools-records.jsonl", &text);
+    }
+
+    #[test]
+    fn latency_fields_and_side_counters_of_the_per_direction_tools() {
+        let slots = [0u64, 0, 0, 4];
+        let text = |slots: &[u64], float: bool| {
+            let mut w = Writer::new();
+            latency_fields(&mut w, &|f| format!("t.read.{f}"), 24_000, 4, slots, float);
+            String::from_utf8(w.finish()).unwrap()
+        };
+        let (p50, p99) = (
+            crate::perf::quantile_us(&slots, 0.5).unwrap(),
+            crate::perf::quantile_us(&slots, 0.99).unwrap(),
         );
-        if std::env::var_os("VIGIL_BLESS").is_some() {
-            std::fs::write(path, &text).unwrap();
-        }
-        let want = std::fs::read(path).unwrap();
+        let fl = |v: f64| {
+            let s = v.to_string();
+            if s.contains('.') { s } else { format!("{s}.0") }
+        };
+        // overlayfs: numbers as Writer::f64 writes them
         assert_eq!(
-            String::from_utf8_lossy(&text),
-            String::from_utf8_lossy(&want)
+            text(&slots, false),
+            format!(
+                r#"{{"t":{{"read":{{"avg_us":6,"p50_us":{p50},"p99_us":{p99},"max_us":8}}}}}}"#
+            )
+        );
+        // blkthrot: numbers that always read as floats
+        assert_eq!(
+            text(&slots, true),
+            format!(
+                r#"{{"t":{{"read":{{"avg_us":6.0,"p50_us":{},"p99_us":{},"max_us":8}}}}}}"#,
+                fl(p50),
+                fl(p99)
+            )
+        );
+        // an empty histogram has no quantiles; its max is the first bound
+        assert_eq!(
+            text(&[0; 4], false),
+            r#"{"t":{"read":{"avg_us":6,"max_us":1}}}"#
+        );
+        let mut out = Output::default();
+        let mut t = (1, 2, 3);
+        add_side(
+            &mut out,
+            &mut t,
+            &BLKTHROT_SERIES,
+            "write",
+            (5, 4096, 2_000),
+        );
+        assert_eq!(t, (6, 4098, 2_003));
+        let got: Vec<_> = out
+            .counters
+            .iter()
+            .map(|c| (c.name, c.labels.clone(), c.delta, c.scale))
+            .collect();
+        let op = vec![("op", "write".to_string())];
+        assert_eq!(
+            got,
+            vec![
+                ("vigil_blkthrot_bios_total", op.clone(), 5, 1.0),
+                ("vigil_blkthrot_bytes_total", op.clone(), 4096, 1.0),
+                ("vigil_blkthrot_seconds_total", op, 2_000, 1e-9),
+            ]
         );
     }
 

@@ -18,3 +18,20 @@ pub mod sched;
 pub mod symbolize;
 
 pub use sched::*;
+
+/// Checks `text` against the golden file `engine/tests/golden/<name>`
+/// byte for byte (writing it there first when `VIGIL_BLESS` is set).
+#[cfg(test)]
+pub(crate) fn assert_golden(name: &str, text: &[u8]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("VIGIL_BLESS").is_some() {
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        String::from_utf8_lossy(text),
+        String::from_utf8_lossy(&want)
+    );
+}

@@ -1216,18 +1216,7 @@ mod tests {
             text.extend_from_slice(&r.json);
             text.push(b'\n');
         }
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/perfsys-records.jsonl"
-        );
-        if std::env::var_os("VIGIL_BLESS").is_some() {
-            std::fs::write(path, &text).unwrap();
-        }
-        let want = std::fs::read(path).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&text),
-            String::from_utf8_lossy(&want)
-        );
+        crate::perf::assert_golden("perfsys-records.jsonl", &text);
     }
 
     #[test]

@@ -1143,8 +1143,11 @@ pub struct RunOptions {
     pub watch_pid: Option<Arc<AtomicU32>>,
     /// Rules to evaluate (None: no rules).
     pub rules: Option<Arc<RuleSet>>,
-    /// Reload the configured rules on SIGHUP (a bad file keeps the old set).
-    pub reload_on_sighup: bool,
+    /// Reload the configured rules on each SIGHUP this stream yields (a
+    /// bad file keeps the old set); None: no reload. The caller creates it
+    /// before start-up (see `vigil run`), so a SIGHUP that arrives while the
+    /// sensors load is not lost: the loop reloads once it runs.
+    pub sighup: Option<tokio::signal::unix::Signal>,
     /// Baselines to learn into and check against (None: off).
     pub baselines: Option<vigil_baselines::Baselines>,
     /// Outputs (sinks with queues and spools) records also go to.
@@ -1177,7 +1180,7 @@ impl RunOptions {
             verbose: false,
             watch_pid: None,
             rules: None,
-            reload_on_sighup: false,
+            sighup: None,
             baselines: None,
             outputs: None,
             metrics: None,
@@ -1317,14 +1320,7 @@ pub async fn run(
             Err(e) => log::warn!("executable hashing off: cannot start its worker: {e}"),
         }
     }
-    let mut hup = if opts.reload_on_sighup {
-        Some(
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .map_err(RunError::Ring)?,
-        )
-    } else {
-        None
-    };
+    let mut hup = opts.sighup.take();
     let prio = sensors.take_priority_ring()?;
     let ring = sensors.take_ring()?;
     let mut reader = RingReader::new(

@@ -85,20 +85,11 @@ impl Harness {
         edit(&mut cfg);
         let (tx, rx) = channel();
         let agent = Running::spawn(RunOptions {
-            config: cfg,
             sink,
             tap: Some(tx),
             record,
-            verbose: false,
-            watch_pid: None,
             rules,
-            reload_on_sighup: false,
-            baselines: None,
-            outputs: None,
-            metrics: None,
-            drop_privileges: false,
-            perf_history: false,
-            sd_notify: false,
+            ..RunOptions::new(cfg)
         })
         .unwrap_or_else(|e| panic!("{test}: agent failed to start: {e}"));
         Some(Harness {
@@ -241,6 +232,114 @@ impl Shared {
             .map(|l| serde_json::from_slice(l).expect("every output line is JSON"))
             .collect()
     }
+}
+
+/// Files and directories removed on drop (whichever each path is).
+pub struct Cleanup(pub Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Runs `cmd` to completion with its stdout and stderr discarded (panics
+/// when it cannot start); returns its pid (the exec'd program's) and how it
+/// ended.
+pub fn run_quiet(cmd: &mut Command) -> (u32, std::process::ExitStatus) {
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    (pid, out.status)
+}
+
+/// [`run_quiet`] for a command that must succeed; returns its pid.
+pub fn run_ok(cmd: &mut Command) -> u32 {
+    let (pid, status) = run_quiet(cmd);
+    assert!(status.success(), "{cmd:?}: {status:?}");
+    pid
+}
+
+/// `argv[0]` with the rest as its arguments.
+pub fn argv(argv: &[&str]) -> Command {
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+/// Writes `text` to `path` with `tee`, a real program (the test process is
+/// the agent's own, whose events the kernel leaves out); returns its pid.
+pub fn tee(path: &Path, text: &str) -> u32 {
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/tee")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("tee {}: {e}", path.display()));
+    let pid = child.id();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "tee {}", path.display());
+    pid
+}
+
+/// The bytes of each file (`None`: absent), to check that a test left them
+/// as they were.
+pub fn file_bytes(paths: &[&str]) -> Vec<Option<Vec<u8>>> {
+    paths.iter().map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// Starts an agent (no rules) on `cfg` whose records all go, as JSON
+/// lines, to the returned buffer.
+pub fn spawn_json_agent(cfg: Config) -> (Running, Shared) {
+    let out = Shared::default();
+    let agent = Running::spawn(RunOptions {
+        sink: Some(Box::new(vigil_outputs::JsonLines::writer(
+            Box::new(out.clone()),
+            "test",
+        ))),
+        ..RunOptions::new(cfg)
+    })
+    .expect("agent starts");
+    (agent, out)
+}
+
+/// The probe's row of the kernel-work tool `name` under `cfg`, which must
+/// be live; returns its mechanism (the hooks it attached).
+pub fn live_ktool(cfg: &Config, name: &str) -> String {
+    let status = vigil_engine::probe::ktools_status(cfg);
+    let row = status
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("a {name} row"));
+    let vigil_bpf::SensorState::Live { mechanism, .. } = &row.state else {
+        panic!("{name} not live: {row:?}");
+    };
+    mechanism.clone()
+}
+
+/// The records of `event.dataset` `dataset` that `pred` accepts.
+pub fn records_of<'a>(
+    records: &'a [serde_json::Value],
+    dataset: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<&'a serde_json::Value> {
+    records
+        .iter()
+        .filter(|r| r["event"]["dataset"] == dataset && pred(r))
+        .collect()
 }
 
 /// A directory removed on drop.
