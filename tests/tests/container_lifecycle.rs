@@ -297,13 +297,16 @@ fn uid_in_a_user_namespace_is_mapped() {
     };
     let marker = vigil_tests::unique_marker("userns");
     // nobody on the host, root inside its own user namespace
-    let status = std::process::Command::new("setpriv")
+    // The mapping is read from /proc/PID/uid_map when the exec is
+    // enriched, so the process stays (the shell becomes `sleep` in the
+    // same pid) until its exec record is seen, however far behind the
+    // pipeline is.
+    let mut child = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .args(["unshare", "-U", "-r", "/bin/sh", "-c"])
-        .arg(format!("sleep 0.5; : {marker}"))
-        .status()
+        .arg(format!(": {marker}; exec sleep 20"))
+        .spawn()
         .expect("setpriv");
-    assert!(status.success());
     let e = h.expect("exec of the shell in the user namespace", |e| {
         // the shell (setpriv and unshare have the marker in argv too)
         e.k.hdr.kind == vigil_bpf::abi::kind::EXEC
@@ -315,6 +318,8 @@ fn uid_in_a_user_namespace_is_mapped() {
                         .any(|w| w == marker.as_bytes())
             })
     });
+    let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(e.k.hdr.uid, 65534, "user.id is the host uid");
     let u = e.ns_user.as_ref().expect("namespace user");
     assert_eq!(u.id, Some(0), "uid 0 inside");

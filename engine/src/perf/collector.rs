@@ -280,12 +280,9 @@ impl Kallsyms {
                 if std::thread::Builder::new()
                     .name("vigil-kallsyms".into())
                     .spawn(|| {
-                        // Lowest priority: on a small host this read (tens of
-                        // ms of CPU) must not hold up the sensors' loading.
-                        // SAFETY: setpriority on this thread's own id.
-                        unsafe {
-                            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19)
-                        };
+                        // Not at a lower priority: the pipeline waits on
+                        // this read when it needs a symbol first (a nice-19
+                        // reader under load stalled the event loop).
                         Kallsyms::preload();
                     })
                     .is_err()
