@@ -283,10 +283,16 @@ fn generated_names(n: usize, seed: u64) -> Vec<String> {
 /// /etc/resolv.conf names 127.0.0.1 (unshare execs sh in place: the pid is
 /// the shell's); returns the pid.
 fn in_local_resolver_ns(resolv: &Path, script: &str) -> u32 {
-    let body = format!(
-        "mount --bind {} /etc/resolv.conf && {script}",
-        resolv.display()
-    );
+    in_private_mount_ns(
+        &format!("mount --bind {} /etc/resolv.conf", resolv.display()),
+        script,
+    )
+}
+
+/// Runs `setup && script` under `sh` in a private mount namespace of its
+/// own; returns the shell's pid (unshare execs sh in place).
+fn in_private_mount_ns(setup: &str, script: &str) -> u32 {
+    let body = format!("{setup} && {script}");
     run(&[
         tool("/usr/bin/unshare"),
         "--mount",
@@ -374,16 +380,7 @@ fn generated_dns_names_queried_in_bulk_alert() {
 /// over `dir` (so nothing it writes or deletes there reaches the host);
 /// returns the shell's pid (unshare execs sh in place).
 fn in_scratch_mount(dir: &str, script: &str) -> u32 {
-    let body = format!("mount -t tmpfs vigil-test {dir} && {script}");
-    run(&[
-        tool("/usr/bin/unshare"),
-        "--mount",
-        "--propagation",
-        "private",
-        "/bin/sh",
-        "-c",
-        &body,
-    ])
+    in_private_mount_ns(&format!("mount -t tmpfs vigil-test {dir}"), script)
 }
 
 #[test]
