@@ -8,7 +8,9 @@
 //! vigil-eval outage  [--quick]
 //! vigil-eval crash   [--quick] [--iterations N]
 //! vigil-eval soak    [--quick] [--minutes M]
-//! vigil-eval sustain [--quick] [--rate N] [--seconds S]
+//! vigil-eval sustain [--quick] [--rate N] [--seconds S] [--threads T]
+//! vigil-eval agent-cost [--rates 10000,30000,max] [--seconds S] [--rounds N]
+//!                    [--threads T] [--vigil-old PATH]  (agent CPU per record, old vs new)
 //! vigil-eval benign  [--rules PATH[@LEVEL]]... [--as-root] [--max N]
 //! vigil-eval all     [--quick]          (everything but the soak)
 //! vigil-eval atomics --dir DIR [--only T1053.003,...] [--rules PATH]... [--json]
@@ -38,7 +40,7 @@ mod work;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|benign|all|atomics [--quick] [options] (root; see scripts/eval.sh)"
+        "usage: vigil-eval compare|flood|outage|crash|soak|sustain|agent-cost|benign|all|atomics [--quick] [options] (root; see scripts/eval.sh)"
     );
     std::process::exit(2);
 }
@@ -62,6 +64,7 @@ fn main() {
         "compare" => compare::main(rest),
         "soak" => soak::main(rest),
         "sustain" => sustain::main(rest),
+        "agent-cost" => sustain::cost_main(rest),
         "benign" => benign::main(rest),
         "flood" => flood::main(rest),
         "outage" => outage::main(rest),

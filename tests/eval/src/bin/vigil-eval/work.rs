@@ -152,34 +152,21 @@ pub fn main(args: &[String]) {
             ops = i;
         }
         // The sustained-rate generator: `n` seconds of failing opens of
-        // distinct paths below /etc at `rate` per second (paced against
-        // the clock: behind schedule it catches up, ahead it sleeps), so
-        // the count it prints is exactly what the agent must deliver.
+        // distinct paths below /etc at `rate` per second (0: as fast as it
+        // can) on `threads` threads (default 1), each paced against the
+        // clock for its share (behind schedule it catches up, ahead it
+        // sleeps), so the count it prints is exactly what the agent must
+        // deliver. Prints `WALL_NS OPS CPU_NS` (its own user + system CPU).
         "paced-open" => {
-            let rate: u64 = args
-                .get(2)
+            let rate: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let threads: u64 = args
+                .get(3)
                 .and_then(|s| s.parse().ok())
-                .filter(|r| *r > 0)
-                .unwrap_or(1000);
-            let total = n * rate;
-            let mut i = 0u64;
-            let mut buf = Vec::with_capacity(64);
-            while i < total {
-                let due = ((t.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
-                while i < due {
-                    buf.clear();
-                    use std::io::Write;
-                    let _ = write!(buf, "/etc/vigil-sustain-{pid}-{i}\0");
-                    let c = std::ffi::CStr::from_bytes_with_nul(&buf).expect("one NUL at the end");
-                    // SAFETY: valid C string; a missing file: no fd.
-                    unsafe { libc::openat(libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY) };
-                    i += 1;
-                }
-                if i < total {
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            }
-            ops = i;
+                .filter(|t| *t > 0)
+                .unwrap_or(1);
+            let ops = paced_open(pid, n, rate, threads);
+            println!("{} {ops} {}", t.elapsed().as_nanos(), self_cpu_ns());
+            return;
         }
         // The soak's steady mix: `n` seconds at about `rate` ops/s.
         "mixed" => {
@@ -211,6 +198,74 @@ pub fn main(args: &[String]) {
         }
     }
     println!("{} {ops}", t.elapsed().as_nanos());
+}
+
+/// The sustained-rate generator (`paced-open`): `secs` seconds at `rate`
+/// opens per second in total (0: unpaced) over `threads` threads; thread
+/// `k` opens `/etc/vigil-sustain-PID-k-I` for I = 0, 1, ... (every path
+/// distinct, a missing file: no fd). Returns the opens done, all threads
+/// together.
+fn paced_open(pid: u32, secs: u64, rate: u64, threads: u64) -> u64 {
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(secs);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|k| {
+                s.spawn(move || {
+                    // this thread's share of the rate and of the total
+                    let share = rate / threads + u64::from(k < rate % threads);
+                    let total = share * secs;
+                    let mut path = Vec::with_capacity(64);
+                    use std::io::Write;
+                    let _ = write!(path, "/etc/vigil-sustain-{pid}-{k}-");
+                    let head = path.len();
+                    let mut i = 0u64;
+                    let mut open_next = |i: u64| {
+                        path.truncate(head);
+                        let _ = write!(path, "{i}\0");
+                        // SAFETY: NUL-terminated above, no other NUL (digits);
+                        // a missing file: no fd to close.
+                        unsafe {
+                            libc::openat(libc::AT_FDCWD, path.as_ptr().cast(), libc::O_RDONLY)
+                        };
+                    };
+                    if rate == 0 {
+                        // unpaced: check the clock every 256 opens
+                        while Instant::now() < end {
+                            for _ in 0..256 {
+                                open_next(i);
+                                i += 1;
+                            }
+                        }
+                        return i;
+                    }
+                    while i < total {
+                        let due = ((t0.elapsed().as_secs_f64() * share as f64) as u64 + 1)
+                            .min(total);
+                        while i < due {
+                            open_next(i);
+                            i += 1;
+                        }
+                        if i < total {
+                            std::thread::sleep(Duration::from_micros(500));
+                        }
+                    }
+                    i
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    })
+}
+
+/// User + system CPU of this process so far (all its threads), ns.
+fn self_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(ru.ru_utime) + us(ru.ru_stime)) * 1000
 }
 
 /// Result of one workload child.
@@ -261,6 +316,35 @@ pub fn spawn(args: &[&str]) -> Result<std::process::Child, String> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn workload: {e}"))
+}
+
+/// What a spawned workload child printed: ops, wall ns, and its own CPU
+/// ns when it reports it (`paced-open`); zeros when it printed nothing.
+pub struct Finished {
+    /// Ops done.
+    pub ops: u64,
+    /// Wall time of its loop, ns.
+    pub wall_ns: u64,
+    /// Its user + system CPU, ns (0: not reported).
+    pub cpu_ns: u64,
+}
+
+/// Waits for a spawned workload child; returns what it printed.
+pub fn finish_full(c: std::process::Child) -> Finished {
+    let out = c
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let v: Vec<u64> = out
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    Finished {
+        wall_ns: at(0),
+        ops: at(1),
+        cpu_ns: at(2),
+    }
 }
 
 /// Waits for a spawned workload child; returns its ops.
