@@ -1022,11 +1022,33 @@ impl Sensors {
     /// (entries removed, repeats they had suppressed) so the exact
     /// per-key counts are accounted before the key disappears.
     pub fn sweep_dedup(&mut self, alive: impl Fn(u32) -> bool) -> Result<(u64, u64), Error> {
-        let mut map: BpfHashMap<&mut MapData, abi::DedupKey, abi::DedupVal> =
-            BpfHashMap::try_from(self.map_mut("dedup")?).map_err(Self::map_err("dedup"))?;
+        use std::os::fd::{AsFd, AsRawFd};
         // One liveness check per process, not per key: a process that
         // opened many distinct files owns many keys.
         let mut checked: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
+        let fd = match self.map("dedup")? {
+            aya::maps::Map::HashMap(m) => m.fd().as_fd().as_raw_fd(),
+            _ => return Err(Self::map_err("dedup")(aya::maps::MapError::InvalidMapType { map_type: 0 })),
+        };
+        // The whole map in a few BPF_MAP_LOOKUP_BATCH calls rather than one
+        // get_next_key and one lookup syscall per key (65,536 keys when a
+        // process opened that many distinct paths: most of the agent's CPU
+        // under such a load went there); the per-key walk stays for a
+        // kernel without batch operations.
+        if let Some(all) = dedup_lookup_batch(fd) {
+            let mut dead = Vec::new();
+            let mut suppressed = 0;
+            for (k, v) in all {
+                if !*checked.entry(k.tgid).or_insert_with(|| alive(k.tgid)) {
+                    suppressed += v.count;
+                    dead.push(k);
+                }
+            }
+            let n = dedup_delete_batch(fd, &dead);
+            return Ok((n, suppressed));
+        }
+        let mut map: BpfHashMap<&mut MapData, abi::DedupKey, abi::DedupVal> =
+            BpfHashMap::try_from(self.map_mut("dedup")?).map_err(Self::map_err("dedup"))?;
         let dead: Vec<abi::DedupKey> = map
             .keys()
             .filter_map(Result::ok)
@@ -1431,4 +1453,106 @@ mod kill_tests {
         assert!(kill_path_entries(&[Vec::new()], &[], 1).is_err());
         assert!(kill_path_entries(&[], &[vec![b'a'; abi::LPM_MAX + 1]], 1).is_err());
     }
+}
+
+/// `union bpf_attr` for the BPF_MAP_*_BATCH commands (the `batch` member).
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// One `bpf(cmd, attr)` call; Err is errno.
+fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> Result<(), i32> {
+    // SAFETY: attr is a valid, initialised bpf_attr prefix of the size
+    // passed; the buffers it points to outlive the call and hold `count`
+    // keys/values of the map's sizes (checked by the callers).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(())
+    }
+}
+
+/// Every (key, value) of the dedup hash map `fd`, in batches of 4,096;
+/// None when the kernel refuses batch lookups (then the caller walks the
+/// keys one by one).
+fn dedup_lookup_batch(fd: i32) -> Option<Vec<(abi::DedupKey, abi::DedupVal)>> {
+    const N: usize = 4096;
+    let mut keys = vec![abi::DedupKey::default(); N];
+    let mut vals = vec![abi::DedupVal::default(); N];
+    // the hash map's batch token is a bucket index (u32); room for more
+    let (mut tok_in, mut tok_out) = ([0u64; 4], [0u64; 4]);
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        let mut a = BatchAttr {
+            in_batch: if first { 0 } else { tok_in.as_ptr() as u64 },
+            out_batch: tok_out.as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: vals.as_mut_ptr() as u64,
+            count: N as u32,
+            map_fd: fd as u32,
+            ..BatchAttr::default()
+        };
+        let r = bpf_batch(BPF_MAP_LOOKUP_BATCH, &mut a);
+        let got = (a.count as usize).min(N);
+        match r {
+            Ok(()) => {}
+            // ENOENT: the end of the map (with the last `count` entries)
+            Err(libc::ENOENT) => {
+                out.extend(keys[..got].iter().copied().zip(vals[..got].iter().copied()));
+                return Some(out);
+            }
+            // not supported (or a bucket larger than N): the slow walk
+            Err(_) => return None,
+        }
+        out.extend(keys[..got].iter().copied().zip(vals[..got].iter().copied()));
+        tok_in = tok_out;
+        first = false;
+    }
+}
+
+/// Deletes `dead` from the dedup hash map `fd` (BPF_MAP_DELETE_BATCH;
+/// a key the kernel could not delete, because a program removed it
+/// meanwhile, is skipped). Returns how many were deleted.
+fn dedup_delete_batch(fd: i32, dead: &[abi::DedupKey]) -> u64 {
+    let mut n = 0u64;
+    let mut rest = dead;
+    while !rest.is_empty() {
+        let take = rest.len().min(4096);
+        let mut a = BatchAttr {
+            keys: rest.as_ptr() as u64,
+            count: take as u32,
+            map_fd: fd as u32,
+            ..BatchAttr::default()
+        };
+        let r = bpf_batch(BPF_MAP_DELETE_BATCH, &mut a);
+        let done = (a.count as usize).min(take);
+        n += done as u64;
+        rest = &rest[done..];
+        if r.is_err() && !rest.is_empty() {
+            // the key at `done` failed (gone already): skip it
+            rest = &rest[1..];
+        }
+    }
+    n
 }
