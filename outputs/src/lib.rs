@@ -97,6 +97,16 @@ impl Outputs {
             .count()
     }
 
+    /// Hands every sink's staged records to its intake thread now
+    /// ([`SinkHandle::flush_staged`]): call at the end of a batch of
+    /// submits; records not flushed are taken within
+    /// [`sink::STAGE_WAIT`] anyway.
+    pub fn flush_staged(&self) {
+        for s in &self.sinks {
+            s.flush_staged();
+        }
+    }
+
     /// Whether any sink reads [`Record::fields`] of a record of `kind` and
     /// `severity` whose pre-encoded JSON is `json_len` bytes long
     /// ([`SinkHandle::reads_fields`]): when none does, a caller may submit

@@ -2,12 +2,22 @@
 //! on-disk spool and its own threads, so the pipeline never waits for it.
 //!
 //! ```text
-//! submit(&Record) --filter, encode--> bounded channel (try_send; full: dropped, counted)
+//! submit(&Record) --filter, encode--> staged batch (queue full: dropped, counted)
+//!   flush_staged() / 256 staged / 50 ms --> bounded channel, one message per batch
 //!   intake thread --> memory buffer (link up, room, spool empty)
 //!                 \-> spool (link down, buffer full, or spool not empty: keeps order)
 //!   sender thread <-- memory first (older), then spool; reconnects with
 //!                     exponential backoff and jitter
 //! ```
+//!
+//! Submitting stages the encoded record in a small batch that goes to the
+//! intake thread in one channel message (one wakeup for up to
+//! [`STAGE_MAX`] records rather than one per record) when the caller calls
+//! [`SinkHandle::flush_staged`] (the engine does after every ring-buffer
+//! batch and every flush), when [`STAGE_MAX`] records are staged, or at the
+//! latest when the intake thread next looks ([`STAGE_WAIT`]): a staged
+//! record waits at most that long. The queue bound ([`SinkConfig::queue`])
+//! counts staged records too.
 //!
 //! A record is lost only when the spool is full (counted in
 //! [`SinkStats::dropped_spool_full`]), when the channel is full (the intake
@@ -18,7 +28,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -210,8 +220,21 @@ struct State {
     reopen: bool,
 }
 
+/// Records staged before they go to the intake thread in one message.
+pub const STAGE_MAX: usize = 256;
+
+/// Longest a staged record waits when nobody calls
+/// [`SinkHandle::flush_staged`]: the intake thread takes the staged
+/// records itself this often.
+pub const STAGE_WAIT: Duration = Duration::from_millis(50);
+
 struct Shared {
     state: Mutex<State>,
+    /// Encoded records not yet handed to the intake thread, oldest first.
+    /// Lock order: `staged` before `state`.
+    staged: Mutex<Vec<Vec<u8>>>,
+    /// Records staged or in the channel at most ([`SinkConfig::queue`]).
+    queue: usize,
     cv: Condvar,
     c: Counters,
     memory: usize,
@@ -221,6 +244,10 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_staged(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn mirror(&self, st: &State) {
@@ -250,7 +277,7 @@ impl Shared {
 
 /// One running sink. Cheap to submit to from any thread (`&self`).
 pub struct SinkHandle {
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Vec<Vec<u8>>>>,
     encoder: Encoder,
     filter: Filter,
     shared: Arc<Shared>,
@@ -320,8 +347,12 @@ impl SinkHandle {
         transport: Box<dyn Transport>,
         spool: Option<Spool>,
     ) -> Result<SinkHandle, OutputError> {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(cfg.queue.max(1));
+        // every message holds at least one record and at most `queue`
+        // records are staged or in the channel: a send never finds it full
+        let (tx, rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(cfg.queue.max(1));
         let shared = Arc::new(Shared {
+            staged: Mutex::new(Vec::new()),
+            queue: cfg.queue.max(1),
             state: Mutex::new(State {
                 mem: VecDeque::new(),
                 spool,
@@ -421,22 +452,53 @@ impl SinkHandle {
 
     fn enqueue(&self, msg: Vec<u8>) -> Submitted {
         let c = &self.shared.c;
-        let Some(tx) = &self.tx else {
+        if self.tx.is_none() {
             c.dropped_shutdown.fetch_add(1, Relaxed);
             return Submitted::Dropped;
+        }
+        if c.in_channel.fetch_add(1, Relaxed) >= self.shared.queue as u64 {
+            c.in_channel.fetch_sub(1, Relaxed);
+            c.dropped_queue_full.fetch_add(1, Relaxed);
+            self.shared.note_drop("the queue is full");
+            return Submitted::Dropped;
+        }
+        c.accepted.fetch_add(1, Relaxed);
+        let mut staged = self.shared.lock_staged();
+        staged.push(msg);
+        if staged.len() >= STAGE_MAX {
+            self.send_staged(&mut staged);
+        }
+        Submitted::Queued
+    }
+
+    /// Hands the staged records to the intake thread now, in one message
+    /// (the engine calls it at the end of every ring-buffer batch, so a
+    /// record waits for the rest of its batch at most; else the intake
+    /// thread takes them within [`STAGE_WAIT`]).
+    pub fn flush_staged(&self) {
+        let mut staged = self.shared.lock_staged();
+        if !staged.is_empty() {
+            self.send_staged(&mut staged);
+        }
+    }
+
+    /// Sends the staged records, the `staged` lock held (so a batch the
+    /// intake thread takes itself cannot overtake one sent before it).
+    fn send_staged(&self, staged: &mut Vec<Vec<u8>>) {
+        let batch = std::mem::take(staged);
+        let n = batch.len() as u64;
+        let sent = match &self.tx {
+            Some(tx) => tx.try_send(batch).is_ok(),
+            None => false,
         };
-        c.in_channel.fetch_add(1, Relaxed);
-        match tx.try_send(msg) {
-            Ok(()) => {
-                c.accepted.fetch_add(1, Relaxed);
-                Submitted::Queued
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                c.in_channel.fetch_sub(1, Relaxed);
-                c.dropped_queue_full.fetch_add(1, Relaxed);
-                self.shared.note_drop("the queue is full");
-                Submitted::Dropped
-            }
+        if !sent {
+            // only when the intake thread is gone: the channel has room for
+            // every record the queue bound admits
+            let c = &self.shared.c;
+            c.in_channel.fetch_sub(n, Relaxed);
+            c.accepted.fetch_sub(n, Relaxed);
+            c.dropped_queue_full.fetch_add(n, Relaxed);
+            self.shared.note_drop("the intake thread is gone");
         }
     }
 
@@ -530,6 +592,7 @@ impl SinkHandle {
             st.draining = true;
         }
         self.shared.cv.notify_all();
+        self.flush_staged();
         self.tx = None; // the intake thread drains the channel and ends
         if let Some(h) = self.intake.take() {
             let _ = h.join();
@@ -589,19 +652,39 @@ impl Drop for SinkHandle {
     }
 }
 
-fn intake_loop(sh: &Shared, rx: mpsc::Receiver<Vec<u8>>) {
+fn intake_loop(sh: &Shared, rx: mpsc::Receiver<Vec<Vec<u8>>>) {
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+        let first = match rx.recv_timeout(STAGE_WAIT) {
             Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Timeout) => {
+                // records staged and not flushed: take them, after what
+                // the channel holds (sent before them), under the staged
+                // lock so no newer batch is sent meanwhile
+                let mut staged = sh.lock_staged();
+                if staged.is_empty() {
+                    continue;
+                }
+                let mut st = sh.lock();
+                while let Ok(b) = rx.try_recv() {
+                    b.into_iter().for_each(|m| place(sh, &mut st, m));
+                }
+                std::mem::take(&mut *staged)
+                    .into_iter()
+                    .for_each(|m| place(sh, &mut st, m));
+                drop(staged);
+                sh.mirror(&st);
+                drop(st);
+                sh.cv.notify_all();
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => break,
         };
         let mut st = sh.lock();
-        place(sh, &mut st, first);
+        first.into_iter().for_each(|m| place(sh, &mut st, m));
         // Whatever else is already waiting, under the same lock.
-        for _ in 0..1024 {
+        for _ in 0..64 {
             match rx.try_recv() {
-                Ok(m) => place(sh, &mut st, m),
+                Ok(b) => b.into_iter().for_each(|m| place(sh, &mut st, m)),
                 Err(_) => break,
             }
         }

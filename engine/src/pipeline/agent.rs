@@ -738,11 +738,17 @@ impl Pipeline {
     }
 
     /// Hands the events read so far to the workers (the end of a ring
-    /// buffer batch): nothing waits for a full batch.
+    /// buffer batch): nothing waits for a full batch. The records written
+    /// inline go to the outputs' threads now, one message per output for
+    /// the whole batch (the latency bound of a record, alerts included:
+    /// the rest of its ring-buffer batch).
     pub fn end_batch(&mut self) {
         if let Some(p) = self.pool.as_mut() {
             let left = p.hand_over_all();
             self.process_inline(left);
+        }
+        if let Some(o) = self.shared.outputs.get() {
+            o.flush_staged();
         }
     }
 
@@ -842,6 +848,9 @@ impl Pipeline {
     /// Waits for the workers ([`Pipeline::sync`]), then flushes the sink.
     pub fn flush(&mut self) {
         self.sync();
+        if let Some(o) = self.shared.outputs.get() {
+            o.flush_staged();
+        }
         if let Some(s) = &self.shared.sink {
             let _ = lk(s).flush();
         }

@@ -193,6 +193,10 @@ impl Back {
 
     /// Writes the records collected for the sink, in order, under one lock.
     pub(crate) fn flush_out(&mut self, st: &mut PipelineStats) {
+        // the outputs' staged records go to their threads with the batch
+        if let Some(o) = self.sh.outputs.get() {
+            o.flush_staged();
+        }
         let (Some(out), Some(s)) = (self.out.as_mut(), self.sh.sink.as_ref()) else {
             return;
         };

@@ -151,11 +151,20 @@ fn summary_written(stderr: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts `bin` as `vigil run --events --output FILE` (default rules),
-/// runs the generator (`rate` opens/s, 0: unpaced, for `secs` on
+/// Starts `bin` as `vigil run --events --output FILE` (default rules;
+/// `extra_toml` appended to the `[agent]` section of its config), waits
+/// `settle` (the performance sensors load after start-up: their cost is
+/// not the records'), runs the generator (`rate` opens/s, 0: unpaced, for `secs` on
 /// `threads` threads), waits until every produced open is in the file (or
 /// none was added for 10 s), stops the agent and counts.
-pub fn run_once(bin: &Path, rate: u64, secs: u64, threads: u64) -> R<Run> {
+pub fn run_once(
+    bin: &Path,
+    extra_toml: &str,
+    settle: Duration,
+    rate: u64,
+    secs: u64,
+    threads: u64,
+) -> R<Run> {
     let dir = TempDir::new("sustain")?;
     let events = dir.join("events.json");
     let mut agent = Agent::start_with(
@@ -164,10 +173,11 @@ pub fn run_once(bin: &Path, rate: u64, secs: u64, threads: u64) -> R<Run> {
             data_dir: &dir.join("vigil"),
             outputs: vec![events.display().to_string()],
             events: true,
-            extra_toml: "housekeeping_interval_s = 1\nheartbeat_interval_s = 0\n",
+            extra_toml,
             args: vec![],
         },
     )?;
+    std::thread::sleep(settle);
     let cpu0 = stat_cpu_ns(agent.pid);
     let t0 = Instant::now();
     let child = work::spawn(&[
@@ -273,7 +283,14 @@ pub fn main(args: &[String]) -> R<()> {
     progress(format!(
         "sustain: {rate} opens/s for {secs} s on {threads} generator thread(s), every event as JSON to a file"
     ));
-    let r = run_once(&vigil_bin()?, rate, secs, threads)?;
+    let r = run_once(
+        &vigil_bin()?,
+        "housekeeping_interval_s = 1\nheartbeat_interval_s = 0\n",
+        Duration::ZERO,
+        rate,
+        secs,
+        threads,
+    )?;
     let dropped = r.dropped();
     println!("\nsustain: every event as JSON to a file (one run)");
     println!(
@@ -336,7 +353,8 @@ pub fn main(args: &[String]) -> R<()> {
 }
 
 /// `vigil-eval agent-cost`: the agent's CPU per delivered record of
-/// `vigil run --events --output FILE` (default rules) under the paced
+/// `vigil run --events --output FILE` (default configuration and rules,
+/// measured from 3 s after the sensors are live) under the paced
 /// generator at each rate (`max`: unpaced), `--rounds` runs per rate and
 /// binary, the binaries alternating within each round; prints the medians
 /// side by side and, with `--vigil-old BIN`, new/old ratios.
@@ -407,7 +425,8 @@ pub fn cost_main(args: &[String]) -> R<()> {
                 (0..bins.len()).rev().collect()
             };
             for bi in order {
-                let r = run_once(bins[bi].1, rate, secs, threads)?;
+                // the default deployment's configuration
+                let r = run_once(bins[bi].1, "", Duration::from_secs(3), rate, secs, threads)?;
                 progress(format!(
                     "agent-cost round {}/{rounds} {} {}: produced {} at {:.0}/s, delivered {}, drops {}, agent {:.2} us/record, generator {:.2} us/open",
                     round + 1,
