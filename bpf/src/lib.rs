@@ -1028,7 +1028,11 @@ impl Sensors {
         let mut checked: std::collections::HashMap<u32, bool> = std::collections::HashMap::new();
         let fd = match self.map("dedup")? {
             aya::maps::Map::HashMap(m) => m.fd().as_fd().as_raw_fd(),
-            _ => return Err(Self::map_err("dedup")(aya::maps::MapError::InvalidMapType { map_type: 0 })),
+            _ => {
+                return Err(Self::map_err("dedup")(
+                    aya::maps::MapError::InvalidMapType { map_type: 0 },
+                ));
+            }
         };
         // The whole map in a few BPF_MAP_LOOKUP_BATCH calls rather than one
         // get_next_key and one lookup syscall per key (65,536 keys when a

@@ -71,9 +71,18 @@ fn sweep_removes_the_keys_of_exited_processes_only() {
             pid != me && exists(pid)
         })
         .expect("sweep");
-    assert!(!asked.borrow().contains(&child_pid), "the shell's keys survived the sweep");
-    assert!(asked.borrow().contains(&me), "this live process's keys were swept");
-    assert!(again >= 100, "{again} keys removed, expected this process's 100");
+    assert!(
+        !asked.borrow().contains(&child_pid),
+        "the shell's keys survived the sweep"
+    );
+    assert!(
+        asked.borrow().contains(&me),
+        "this live process's keys were swept"
+    );
+    assert!(
+        again >= 100,
+        "{again} keys removed, expected this process's 100"
+    );
     // and none of this process's is left
     asked.borrow_mut().clear();
     sensors
@@ -82,6 +91,9 @@ fn sweep_removes_the_keys_of_exited_processes_only() {
             exists(pid)
         })
         .expect("sweep");
-    assert!(!asked.borrow().contains(&me), "this process's keys survived their sweep");
+    assert!(
+        !asked.borrow().contains(&me),
+        "this process's keys survived their sweep"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -860,12 +860,18 @@ fn staged_records_are_delivered_on_flush_or_within_the_stage_wait() {
             .lines()
             .count()
     };
-    let sink = SinkHandle::start(url::parse(&format!("file://{}", f.display())).unwrap(), None)
-        .unwrap();
+    let sink = SinkHandle::start(
+        url::parse(&format!("file://{}", f.display())).unwrap(),
+        None,
+    )
+    .unwrap();
     // flushed: all 10 in the file promptly, in order
     for i in 0..10 {
         let j = format!(r#"{{"n":{i}}}"#);
-        assert_eq!(sink.submit(&rec(b"m", j.as_bytes(), &[])), Submitted::Queued);
+        assert_eq!(
+            sink.submit(&rec(b"m", j.as_bytes(), &[])),
+            Submitted::Queued
+        );
     }
     sink.flush_staged();
     let t = Instant::now();

@@ -391,7 +391,10 @@ pub fn cost_main(args: &[String]) -> R<()> {
             "--vigil-old" => {
                 let p = std::path::PathBuf::from(v.ok_or("agent-cost: --vigil-old BIN")?);
                 if !p.is_file() {
-                    return Err(format!("agent-cost: --vigil-old {}: no such file", p.display()));
+                    return Err(format!(
+                        "agent-cost: --vigil-old {}: no such file",
+                        p.display()
+                    ));
                 }
                 old = Some(p);
             }
@@ -454,7 +457,15 @@ pub fn cost_main(args: &[String]) -> R<()> {
     );
     println!(
         "{:<8} {:<4} {:>10} {:>10} {:>10} {:>7} {:>12} {:>10} {:>10}",
-        "rate", "bin", "reached/s", "produced", "delivered", "drops", "agent us/rec", "agent %", "gen us/op"
+        "rate",
+        "bin",
+        "reached/s",
+        "produced",
+        "delivered",
+        "drops",
+        "agent us/rec",
+        "agent %",
+        "gen us/op"
     );
     for (ri, &rate) in rates.iter().enumerate() {
         let mut agent_med = Vec::new();
@@ -472,7 +483,8 @@ pub fn cost_main(args: &[String]) -> R<()> {
                 med(v, &|r| r.delivered as f64),
                 med(v, &|r| r.dropped() as f64),
                 a,
-                med(v, &|r| r.agent_cpu / (r.gen_wall + r.drain).max(1e-9) * 100.0),
+                med(v, &|r| r.agent_cpu / (r.gen_wall + r.drain).max(1e-9)
+                    * 100.0),
                 med(v, &|r| r.gen_us()),
                 if all_complete {
                     ""

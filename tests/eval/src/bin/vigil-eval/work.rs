@@ -240,8 +240,8 @@ fn paced_open(pid: u32, secs: u64, rate: u64, threads: u64) -> u64 {
                         return i;
                     }
                     while i < total {
-                        let due = ((t0.elapsed().as_secs_f64() * share as f64) as u64 + 1)
-                            .min(total);
+                        let due =
+                            ((t0.elapsed().as_secs_f64() * share as f64) as u64 + 1).min(total);
                         while i < due {
                             open_next(i);
                             i += 1;
