@@ -883,6 +883,30 @@ mod tests {
     }
 
     #[test]
+    fn preload_lists_each_first_choice_program_once() {
+        let all = first_choice_programs(SENSORS.iter(), true, true);
+        let names: HashSet<_> = all.iter().map(|p| p.0).collect();
+        assert_eq!(names.len(), all.len(), "a program listed twice");
+        // the shared programs, by the kind of load each needs
+        assert!(all.contains(&("vg_sys_enter", LoadKind::Tp)));
+        assert!(all.contains(&("vg_raw_exit", LoadKind::Btf("sys_exit"))));
+        assert!(all.contains(&("vg_raw_enter", LoadKind::Btf("sys_enter"))));
+        assert!(all.contains(&("vg_exec", LoadKind::Btf("sched_process_exec"))));
+        assert!(all.contains(&("vg_readline", LoadKind::Up)));
+        // fallbacks are loaded only when the first choice fails
+        assert!(!names.contains("vg_exec_tp"));
+        // exec (the longest verification) goes first
+        assert_eq!(all[0].0, "vg_exec");
+        // without kernel BTF or bash nothing that needs them is loaded
+        let bare = first_choice_programs(SENSORS.iter(), false, false);
+        assert!(bare.iter().all(|p| p.1 == LoadKind::Tp));
+        assert!(bare.iter().any(|p| p.0 == "vg_exit_open"));
+        // a disabled sensor's programs are not loaded
+        let some = first_choice_programs(SENSORS.iter().filter(|s| s.name != "open"), true, true);
+        assert!(!some.iter().any(|p| p.0 == "vg_exit_open"));
+    }
+
+    #[test]
     fn sensor_names_are_unique() {
         let names: HashSet<_> = SENSORS.iter().map(|s| s.name).collect();
         assert_eq!(names.len(), SENSORS.len());
