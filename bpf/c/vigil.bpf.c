@@ -412,9 +412,25 @@ __attribute__((noinline)) int vg_fill_hdr(struct vg_hdr *h, __u32 kind)
 	/* Untyped task pointer and probe reads, not BTF loads: each BTF load
 	 * of a pointer field from a trusted task pointer costs the verifier
 	 * up to three linear searches of vmlinux BTF (trusted, trusted-or-null
-	 * and RCU variants of the type), ~40 ms a program on this kernel. */
+	 * and RCU variants of the type), ~40 ms a program on this kernel.
+	 * Fields the kernel keeps side by side (real_parent .. group_leader,
+	 * real_cred and cred, the ids of a cred, mnt_ns .. net_ns) are read
+	 * with one probe read each group: every read is a helper call, and
+	 * the header took 21 of them (most of an emitted record's cost). The
+	 * offsets are CO-RE constants, so the verifier keeps one branch. */
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct task_struct *leader = BPF_CORE_READ(t, group_leader);
+	__u64 w[8] = {};
+	struct task_struct *leader, *parent;
+	__u64 rp_off = bpf_core_field_offset(struct task_struct, real_parent);
+	__u64 gl_off = bpf_core_field_offset(struct task_struct, group_leader);
+	if (gl_off > rp_off && gl_off - rp_off <= 56) {
+		bpf_probe_read_kernel(w, sizeof(w), (void *)t + rp_off);
+		parent = (struct task_struct *)w[0];
+		leader = (struct task_struct *)w[((gl_off - rp_off) / 8) & 7];
+	} else {
+		parent = BPF_CORE_READ(t, real_parent);
+		leader = BPF_CORE_READ(t, group_leader);
+	}
 	__u64 pt = bpf_get_current_pid_tgid();
 	h->kind = kind;
 	/* flags and str_len belong to the record being built (see begin) */
@@ -425,19 +441,60 @@ __attribute__((noinline)) int vg_fill_hdr(struct vg_hdr *h, __u32 kind)
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->pid = pt >> 32;
 	h->tid = (__u32)pt;
-	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	const struct cred *rc = BPF_CORE_READ(t, real_cred);
-	const struct cred *c = BPF_CORE_READ(t, cred);
-	h->uid = BPF_CORE_READ(rc, uid.val);
-	h->gid = BPF_CORE_READ(rc, gid.val);
-	h->euid = BPF_CORE_READ(c, euid.val);
-	h->egid = BPF_CORE_READ(c, egid.val);
+	h->ppid = BPF_CORE_READ(parent, tgid);
+	const struct cred *rc, *c;
+	__u64 rc_off = bpf_core_field_offset(struct task_struct, real_cred);
+	__u64 c_off = bpf_core_field_offset(struct task_struct, cred);
+	if (c_off == rc_off + 8) {
+		bpf_probe_read_kernel(w, 16, (void *)t + rc_off);
+		rc = (const struct cred *)w[0];
+		c = (const struct cred *)w[1];
+	} else {
+		rc = BPF_CORE_READ(t, real_cred);
+		c = BPF_CORE_READ(t, cred);
+	}
+	/* uid, gid, suid, sgid, euid, egid: six adjacent ids */
+	__u64 uid_off = bpf_core_field_offset(struct cred, uid);
+	__u64 euid_off = bpf_core_field_offset(struct cred, euid);
+	__u64 egid_off = bpf_core_field_offset(struct cred, egid);
+	__u64 gid_off = bpf_core_field_offset(struct cred, gid);
+	if (gid_off == uid_off + 4 && euid_off == uid_off + 16 && egid_off == uid_off + 20) {
+		__u32 ids[6] = {};
+		bpf_probe_read_kernel(ids, sizeof(ids), (void *)rc + uid_off);
+		h->uid = ids[0];
+		h->gid = ids[1];
+		if (c != rc)
+			bpf_probe_read_kernel(ids, sizeof(ids), (void *)c + uid_off);
+		h->euid = ids[4];
+		h->egid = ids[5];
+	} else {
+		h->uid = BPF_CORE_READ(rc, uid.val);
+		h->gid = BPF_CORE_READ(rc, gid.val);
+		h->euid = BPF_CORE_READ(c, euid.val);
+		h->egid = BPF_CORE_READ(c, egid.val);
+	}
 	h->auid = bpf_core_field_exists(t->loginuid) ? BPF_CORE_READ(t, loginuid.val) : 0xffffffff;
 	active_pidns(leader, &h->pidns, &h->ns_pid);
 	/* nsproxy is NULL for a task past exit_task_namespaces(): 0 then */
 	struct nsproxy *nsp = BPF_CORE_READ(t, nsproxy);
-	h->mntns = nsp ? BPF_CORE_READ(nsp, mnt_ns, ns.inum) : 0;
-	h->netns = nsp ? BPF_CORE_READ(nsp, net_ns, ns.inum) : 0;
+	h->mntns = 0;
+	h->netns = 0;
+	if (nsp) {
+		struct mnt_namespace *mns;
+		struct net *nns;
+		__u64 m_off = bpf_core_field_offset(struct nsproxy, mnt_ns);
+		__u64 n_off = bpf_core_field_offset(struct nsproxy, net_ns);
+		if (n_off > m_off && n_off - m_off <= 56) {
+			bpf_probe_read_kernel(w, sizeof(w), (void *)nsp + m_off);
+			mns = (struct mnt_namespace *)w[0];
+			nns = (struct net *)w[((n_off - m_off) / 8) & 7];
+		} else {
+			mns = BPF_CORE_READ(nsp, mnt_ns);
+			nns = BPF_CORE_READ(nsp, net_ns);
+		}
+		h->mntns = BPF_CORE_READ(mns, ns.inum);
+		h->netns = BPF_CORE_READ(nns, ns.inum);
+	}
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	return 0;
 }
@@ -858,6 +915,8 @@ static __always_inline __u32 joined_interest(struct scratch *s, __u32 dir_off, _
 
 /* ---- dedup ---- */
 
+#define VG_EEXIST 17
+
 /* Returns 1 if this (process, kind, a, b) was already reported: the repeat
  * is counted in the map and per kind, and must not be emitted. */
 static __always_inline void dedup_key(struct vg_dedup_key *k, __u32 kind, __u64 a, __u64 b)
@@ -890,12 +949,15 @@ static __always_inline int seen_before(__u32 kind, __u64 a, __u64 b)
 		return 0;
 	struct vg_dedup_key k = {};
 	dedup_key(&k, kind, a, b);
-	if (dedup_hit(&k, kind))
-		return 1;
+	/* Insert first: a key not seen before (every record that is then
+	 * emitted) costs one walk of its hash bucket, not a lookup and then
+	 * an insert. Only a key already there (-EEXIST) is looked up to count
+	 * the repeat. A full map fails with another error: report rather
+	 * than suppress. */
 	struct vg_dedup_val zero = {};
-	/* full map: report rather than suppress */
-	bpf_map_update_elem(&dedup, &k, &zero, BPF_NOEXIST);
-	return 0;
+	if (bpf_map_update_elem(&dedup, &k, &zero, BPF_NOEXIST) != -VG_EEXIST)
+		return 0;
+	return dedup_hit(&k, kind);
 }
 
 struct hash_walk {
@@ -913,8 +975,9 @@ static long hash_step(__u32 i, void *ctx)
 	__u32 done = i * 8;
 	if (!s || done >= w->len)
 		return 1;
-	__u64 v = 0;
-	bpf_probe_read_kernel(&v, 8, &s->ev[(w->off + done) & (EV_BUF - 1)]);
+	/* a load from the map value, not a probe read (a helper call) */
+	__u64 v;
+	__builtin_memcpy(&v, &s->ev[(w->off + done) & (EV_BUF - 1)], 8);
 	__u32 left = w->len - done;
 	if (left < 8)
 		v &= (1ULL << ((left & 7) * 8)) - 1;

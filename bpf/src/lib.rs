@@ -668,12 +668,20 @@ impl Sensors {
         }
         let t_interest = t0.elapsed();
         let bash = sensors::find_bash(cfg.bash_path.as_deref());
+        let loaded = sensors::preload_parallel(
+            &mut me.ebpf,
+            btf.as_ref(),
+            SENSORS.iter().filter(|s| !cfg.disabled.contains(s.name)),
+            bash.is_some(),
+            sensors::preload_threads(),
+        );
+        let t_verify = t0.elapsed();
         let mut att = sensors::Attacher {
             ebpf: &mut me.ebpf,
             btf,
             btf_error,
             bash,
-            loaded: Default::default(),
+            loaded,
             syscalls: Vec::new(),
             links: Vec::new(),
             raw_syscalls: false,
@@ -732,9 +740,10 @@ impl Sensors {
             ("object (relocation, maps)", t_obj.saturating_sub(t_btf)),
             ("interest maps", t_interest.saturating_sub(t_obj)),
             (
-                "programs (verifier, attach)",
-                me.attach_time.saturating_sub(t_interest),
+                "programs (verifier, in parallel)",
+                t_verify.saturating_sub(t_interest),
             ),
+            ("attach", me.attach_time.saturating_sub(t_verify)),
         ];
         // Parsing kernel BTF and relocating took tens of MiB of heap that
         // is free now; hand it back so the agent's steady-state RSS is its own.

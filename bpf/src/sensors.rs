@@ -588,6 +588,118 @@ pub(crate) fn detach_parallel(ebpf: &mut Ebpf, links: Vec<LinkRef>) {
     });
 }
 
+/// How a program is loaded (`BPF_PROG_LOAD`, where the verifier runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadKind {
+    /// Classic tracepoint.
+    Tp,
+    /// `tp_btf` program for this tracepoint.
+    Btf(&'static str),
+    /// uprobe.
+    Up,
+}
+
+/// The programs the best candidate of each sensor in `specs` loads, in
+/// table order, each once.
+fn first_choice_programs<'s>(
+    specs: impl Iterator<Item = &'s SensorSpec>,
+    have_btf: bool,
+    have_bash: bool,
+) -> Vec<(&'static str, LoadKind)> {
+    let mut out: Vec<(&'static str, LoadKind)> = Vec::new();
+    let mut add = |name: &'static str, k: LoadKind| {
+        if !out.iter().any(|(n, _)| *n == name) {
+            out.push((name, k));
+        }
+    };
+    for spec in specs {
+        let Some(m) = spec.candidates.first() else {
+            continue;
+        };
+        match *m {
+            Mechanism::TpBtf { prog, tp } if have_btf => add(prog, LoadKind::Btf(tp)),
+            Mechanism::TpBtfAll { progs } if have_btf => {
+                for &(prog, tp) in progs {
+                    add(prog, LoadKind::Btf(tp));
+                }
+            }
+            Mechanism::RawSyscalls if have_btf => {
+                add("vg_raw_exit", LoadKind::Btf("sys_exit"));
+                add("vg_raw_enter", LoadKind::Btf("sys_enter"));
+            }
+            Mechanism::Tracepoint { prog, .. } => add(prog, LoadKind::Tp),
+            Mechanism::Syscalls { prog, .. } => {
+                add(prog, LoadKind::Tp);
+                add("vg_sys_enter", LoadKind::Tp);
+            }
+            Mechanism::BashReadline { prog } if have_bash => add(prog, LoadKind::Up),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Loads (verifies) the programs the enabled sensors' best candidates
+/// need, on `threads` threads at once, before anything is attached: each
+/// `BPF_PROG_LOAD` runs the verifier in the calling thread and privileged
+/// loads do not serialise, so the verifier's time (most of start-up) is
+/// spread over the cores. Returns the programs loaded; one that failed is
+/// left unloaded, and attaching it later loads it again in order and
+/// reports the error.
+pub(crate) fn preload_parallel<'s>(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    specs: impl Iterator<Item = &'s SensorSpec>,
+    have_bash: bool,
+    threads: usize,
+) -> HashSet<&'static str> {
+    let want = first_choice_programs(specs, btf.is_some(), have_bash);
+    let mut jobs: Vec<(&'static str, LoadKind, &mut Program)> = Vec::new();
+    for (name, p) in ebpf.programs_mut() {
+        if let Some(&(n, k)) = want.iter().find(|(n, _)| *n == name) {
+            jobs.push((n, k, p));
+        }
+    }
+    // In table order (exec, whose program takes the verifier longest,
+    // first); the queue hands the next program to whichever thread is free.
+    jobs.sort_by_key(|(n, _, _)| want.iter().position(|(w, _)| w == n));
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let done = std::sync::Mutex::new(HashSet::new());
+    std::thread::scope(|sc| {
+        for _ in 0..threads.max(1) {
+            sc.spawn(|| {
+                loop {
+                    let Some((name, kind, p)) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                        return;
+                    };
+                    let ok = match (kind, p) {
+                        (LoadKind::Tp, Program::TracePoint(p)) => p.load().is_ok(),
+                        (LoadKind::Btf(tp), Program::BtfTracePoint(p)) => {
+                            btf.is_some_and(|b| p.load(tp, b).is_ok())
+                        }
+                        (LoadKind::Up, Program::UProbe(p)) => p.load().is_ok(),
+                        _ => false,
+                    };
+                    if ok && let Ok(mut d) = done.lock() {
+                        d.insert(name);
+                    }
+                }
+            });
+        }
+    });
+    done.into_inner().unwrap_or_default()
+}
+
+/// Threads for [`preload_parallel`]: the cores this process may use, at
+/// least 2 (a busy host's scheduler shares a core between threads, so a
+/// second thread still shortens start-up) and at most 8.
+pub(crate) fn preload_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+
 impl Attacher<'_> {
     fn program(&mut self, name: &str) -> Result<&mut Program, String> {
         self.ebpf
@@ -673,14 +785,17 @@ impl Attacher<'_> {
                     ));
                 };
                 let btf = btf as *const Btf;
+                let preloaded = self.loaded.contains(prog);
                 let p: &mut BtfTracePoint = self
                     .program(prog)?
                     .try_into()
                     .map_err(|e: ProgramError| explain(&e))?;
-                // SAFETY: `btf` points into self.btf, which is not touched
-                // while `p` (a borrow of self.ebpf) is alive.
-                p.load(tp, unsafe { &*btf })
-                    .map_err(|e| format!("load: {}", explain(&e)))?;
+                if !preloaded {
+                    // SAFETY: `btf` points into self.btf, which is not touched
+                    // while `p` (a borrow of self.ebpf) is alive.
+                    p.load(tp, unsafe { &*btf })
+                        .map_err(|e| format!("load: {}", explain(&e)))?;
+                }
                 let id = p.attach().map_err(|e| format!("attach: {}", explain(&e)))?;
                 self.links.push(LinkRef::Btf(prog, id));
                 Ok(())
@@ -722,11 +837,14 @@ impl Attacher<'_> {
                 let Some(bash) = self.bash.clone() else {
                     return Err("no bash binary found (ENOENT)".into());
                 };
+                let preloaded = self.loaded.contains(prog);
                 let p: &mut UProbe = self
                     .program(prog)?
                     .try_into()
                     .map_err(|e: ProgramError| explain(&e))?;
-                p.load().map_err(|e| format!("load: {}", explain(&e)))?;
+                if !preloaded {
+                    p.load().map_err(|e| format!("load: {}", explain(&e)))?;
+                }
                 let id = p
                     .attach(
                         "readline",
@@ -762,6 +880,30 @@ mod tests {
             );
             assert!(u32::from(k) < abi::KIND_SLOTS);
         }
+    }
+
+    #[test]
+    fn preload_lists_each_first_choice_program_once() {
+        let all = first_choice_programs(SENSORS.iter(), true, true);
+        let names: HashSet<_> = all.iter().map(|p| p.0).collect();
+        assert_eq!(names.len(), all.len(), "a program listed twice");
+        // the shared programs, by the kind of load each needs
+        assert!(all.contains(&("vg_sys_enter", LoadKind::Tp)));
+        assert!(all.contains(&("vg_raw_exit", LoadKind::Btf("sys_exit"))));
+        assert!(all.contains(&("vg_raw_enter", LoadKind::Btf("sys_enter"))));
+        assert!(all.contains(&("vg_exec", LoadKind::Btf("sched_process_exec"))));
+        assert!(all.contains(&("vg_readline", LoadKind::Up)));
+        // fallbacks are loaded only when the first choice fails
+        assert!(!names.contains("vg_exec_tp"));
+        // exec (the longest verification) goes first
+        assert_eq!(all[0].0, "vg_exec");
+        // without kernel BTF or bash nothing that needs them is loaded
+        let bare = first_choice_programs(SENSORS.iter(), false, false);
+        assert!(bare.iter().all(|p| p.1 == LoadKind::Tp));
+        assert!(bare.iter().any(|p| p.0 == "vg_exit_open"));
+        // a disabled sensor's programs are not loaded
+        let some = first_choice_programs(SENSORS.iter().filter(|s| s.name != "open"), true, true);
+        assert!(!some.iter().any(|p| p.0 == "vg_exit_open"));
     }
 
     #[test]

@@ -317,11 +317,25 @@ impl Setup {
     }
 
     /// Events the vigil agent decoded so far (all processes), from its
-    /// metrics.
+    /// metrics. The agent refreshes that series at its housekeeping tick
+    /// (every [`HOUSEKEEPING_S`] s), so a reading taken right after a
+    /// workload still shows the count from before it: read only through
+    /// [`Setup::settled`].
     fn decoded(&self) -> Option<f64> {
         self.agent
             .as_ref()
             .and_then(|a| a.metric("vigil_sensor_events_total").ok())
+    }
+
+    /// Decoded events and drops once the agent has refreshed its metrics
+    /// after everything so far: for a vigil agent, one housekeeping
+    /// interval and a half second later (the ring is drained long before).
+    /// Other tools' drop counters are read at once.
+    fn settled(&self) -> (Option<f64>, u64) {
+        if self.agent.is_some() {
+            std::thread::sleep(Duration::from_millis(HOUSEKEEPING_S * 1000 + 500));
+        }
+        (self.decoded(), self.lost())
     }
 
     fn lost(&self) -> u64 {
@@ -439,6 +453,10 @@ fn read_from(p: &Path, from: u64) -> Vec<u8> {
     }
     v
 }
+
+/// vigil's default `agent.housekeeping_interval_s`: the agent refreshes
+/// its per-sensor metrics at that tick.
+const HOUSEKEEPING_S: u64 = 5;
 
 #[derive(Default, Clone)]
 struct Cell {
@@ -561,14 +579,15 @@ pub fn main(args: &[String]) -> R<()> {
                 setup.cpu().saturating_sub(c0) as f64 / t.elapsed().as_secs_f64()
             };
             idle[ti].push(idle_rate / 1e7);
+            // the counts before the first workload (start-up's records are
+            // decoded and counted well within the idle window above)
+            let (mut dec_prev, mut lost_prev) = (setup.decoded(), setup.lost());
             for (wi, w) in WORKLOADS.iter().enumerate() {
                 let n = (((if quick { w.quick } else { w.full }) as f64) * scale).max(1.0) as u64;
                 let n_s = n.to_string();
                 let off = setup.out_len();
-                let lost0 = setup.lost();
                 let t_w = Instant::now();
                 let cpu0 = setup.cpu();
-                let dec0 = setup.decoded();
                 let ran = work::run(&[w.name, &n_s, &build_dir.display().to_string()])?;
                 if let Some(o) = &setup.out {
                     settle(o, Duration::from_millis(300), Duration::from_secs(3));
@@ -588,13 +607,15 @@ pub fn main(args: &[String]) -> R<()> {
                 if tool != Tool::Bare {
                     c.agent_cpu.push(cpu / ran.ops.max(1) as f64);
                 }
-                if let (Some(a), Some(b)) = (dec0, setup.decoded()) {
-                    c.decoded.push((b - a) / ran.ops.max(1) as f64);
-                }
                 if let Some(k) = setup.records_about(off, ran.pid) {
                     c.records.push(k as f64 / ran.ops.max(1) as f64);
                 }
-                c.lost += setup.lost().saturating_sub(lost0);
+                let (dec_now, lost_now) = setup.settled();
+                if let (Some(a), Some(b)) = (dec_prev, dec_now) {
+                    c.decoded.push((b - a) / ran.ops.max(1) as f64);
+                }
+                c.lost += lost_now.saturating_sub(lost_prev);
+                (dec_prev, lost_prev) = (dec_now, lost_now);
             }
             setup.stop()?;
         }
@@ -684,7 +705,8 @@ pub fn main(args: &[String]) -> R<()> {
          the BPF programs and audit's syscall hooks run in the workload and are in its ns/op.\n\
          records/op: records about the workload process or its children (by pid / parent pid) in the tool's output:\n\
          vigil JSON lines (alerts only for `vigil`), audit SYSCALL records, bpftrace lines.\n\
-         decoded/op: events vigil's agent decoded from its ring buffer per op (every process on the host, after the kernel's filters and dedup).\n\
+         decoded/op: events vigil's agent decoded from its ring buffers per op (every process on the host, after the kernel's filters and dedup),\n\
+         from its metrics read one housekeeping interval after each workload (the agent refreshes them at that tick); lost likewise.\n\
          lost: auditctl -s lost, vigil's drop counters, bpftrace 'Lost N events'.\n\
          audit state after the run: {}",
         if restored {
