@@ -156,8 +156,19 @@ pub fn generalise_path_for<'p>(path: &'p [u8], is_pid: &dyn Fn(u32) -> bool) -> 
 /// process: the pid rule does not apply below them (a process whose pid is
 /// 64 still opens `/usr/lib/x86_64-linux-gnu/libc.so.6` by that name).
 pub const NO_PID_PREFIXES: &[&str] = &[
-    "/usr/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/bin/", "/sbin/", "/opt/", "/etc/",
-    "/boot/", "/sys/", "/snap/", "/nix/store/",
+    "/usr/",
+    "/lib/",
+    "/lib32/",
+    "/lib64/",
+    "/libx32/",
+    "/bin/",
+    "/sbin/",
+    "/opt/",
+    "/etc/",
+    "/boot/",
+    "/sys/",
+    "/snap/",
+    "/nix/store/",
 ];
 
 /// Like [`generalise_into`], with the pid rule of [`generalise_path_for`].
@@ -789,7 +800,11 @@ mod tests {
                 &[],
                 "/srv/pg/base/pgsql_tmp/pgsql_tmp891.0",
             ),
-            ("/srv/pg/pg_wal/xlogtemp.57", &[57], "/srv/pg/pg_wal/xlogtemp.*"),
+            (
+                "/srv/pg/pg_wal/xlogtemp.57",
+                &[57],
+                "/srv/pg/pg_wal/xlogtemp.*",
+            ),
             ("/tmp/sh-thd.9", &[9], "/tmp/sh-thd.*"),
             // a letter glued to a single digit stays (`v2`, `x1`)
             ("/srv/app/v3/data", &[3], "/srv/app/v3/data"),
@@ -816,13 +831,21 @@ mod tests {
             ),
             ("/srv/app/lib/x-12.so", &[12], "/srv/app/lib/x-12.so"),
             // short numbers that are not the process's
-            ("/srv/app/lib64/python3/x:80", &[81, 4], "/srv/app/lib64/python3/x:80"),
+            (
+                "/srv/app/lib64/python3/x:80",
+                &[81, 4],
+                "/srv/app/lib64/python3/x:80",
+            ),
             // leading zeros are not a pid's decimal form
             ("/data/temp-0891.rdb", &[891], "/data/temp-*.rdb"),
             ("/data/temp-089.rdb", &[89], "/data/temp-089.rdb"),
             // protected paths stay verbatim
             ("/etc/cron.d/job42", &[42], "/etc/cron.d/job42"),
-            ("/home/u/.ssh/temp-42.rdb", &[42], "/home/u/.ssh/temp-42.rdb"),
+            (
+                "/home/u/.ssh/temp-42.rdb",
+                &[42],
+                "/home/u/.ssh/temp-42.rdb",
+            ),
         ];
         for (p, pids, want) in cases {
             let got = g(p, pids);

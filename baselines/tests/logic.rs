@@ -688,14 +688,30 @@ fn short_pids_of_the_observed_process_are_one_item() {
             let f = move |n: u32| n == pid || n == ppid;
             let none = |_: u32| false;
             let is_pid: &dyn Fn(u32) -> bool = if with_pids { &f } else { &none };
-            let a = b.observe_for(&obs(s, t, open(p, Access::WRITE.union(Access::CREATE))), is_pid);
+            let a = b.observe_for(
+                &obs(s, t, open(p, Access::WRITE.union(Access::CREATE))),
+                is_pid,
+            );
             assert!(a.is_empty(), "learning never reports: {a:?}");
         }
-        let files: Vec<String> = b.show(key).unwrap().file.into_iter().map(|i| i.item).collect();
+        let files: Vec<String> = b
+            .show(key)
+            .unwrap()
+            .file
+            .into_iter()
+            .map(|i| i.item)
+            .collect();
         b.promote(key, Mode::Monitoring, t + S).unwrap();
         let f = |n: u32| n == 902 || n == 57;
         let a = b.observe_for(
-            &obs(s, t + 2 * S, open("/srv/redis/temp-902.rdb", Access::WRITE.union(Access::CREATE))),
+            &obs(
+                s,
+                t + 2 * S,
+                open(
+                    "/srv/redis/temp-902.rdb",
+                    Access::WRITE.union(Access::CREATE),
+                ),
+            ),
             &f,
         );
         (files, a)

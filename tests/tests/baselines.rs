@@ -411,13 +411,17 @@ fn in_pid_ns(skip: usize, inner: &Command) -> Command {
 /// The host pid of the process that is `ns_pid` in the pid namespace
 /// `unshare` (host pid) made for its children.
 fn host_pid_in_ns_of(unshare: u32, ns_pid: i32) -> i32 {
-    let ns = std::fs::read_link(format!("/proc/{unshare}/ns/pid_for_children"))
-        .expect("pid namespace");
+    let ns =
+        std::fs::read_link(format!("/proc/{unshare}/ns/pid_for_children")).expect("pid namespace");
     for d in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = d.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        if std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() != Some(&ns) {
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .ok()
+            .as_ref()
+            != Some(&ns)
+        {
             continue;
         }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -478,22 +482,25 @@ fn redis_under_its_benchmark_then_config_set_dir_abuse() {
         // with this: the default before redis 7, and still how many are run.
         let srv = Server::spawn(
             "redis-server",
-            &mut in_pid_ns(skip, as_user("redis", "/usr/bin/redis-server").args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                data.to_str().unwrap(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-protected-configs",
-                "yes",
-                "--logfile",
-                "",
-            ])),
+            &mut in_pid_ns(
+                skip,
+                as_user("redis", "/usr/bin/redis-server").args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    data.to_str().unwrap(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--enable-protected-configs",
+                    "yes",
+                    "--logfile",
+                    "",
+                ]),
+            ),
         );
         vigil_tests::wait_for(Duration::from_secs(10), || {
             Command::new("redis-cli")

@@ -118,9 +118,8 @@ fn family_pid(
     if n == h.pid || n == h.tid || n == h.ppid || n == h.ns_pid {
         return true;
     }
-    let kin = |g: u32| {
-        g == h.ppid || (mine.is_some() && refs.get(&g).is_some_and(|&(_, r)| r == mine))
-    };
+    let kin =
+        |g: u32| g == h.ppid || (mine.is_some() && refs.get(&g).is_some_and(|&(_, r)| r == mine));
     if h.ns_pid == h.pid || h.ns_pid == 0 {
         kin(n)
     } else {
