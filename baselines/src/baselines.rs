@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::doc::{ItemDoc, ProfileDoc, ProfileSummary, Readiness, WHITELIST_FORMAT, Whitelist};
 use crate::error::{Error, Result};
-use crate::generalise::{escape, generalise_into, unescape};
+use crate::generalise::{escape, generalise_into_for, unescape};
 use crate::key::{ContainerKeying, primary_into, sub_into};
 use crate::names::{capability_name, syscall_name, syscall_number};
 use crate::observation::{Access, Behaviour, Observation, SYSCALL_WORDS, Subject, SyscallSet};
@@ -324,6 +324,19 @@ impl Baselines {
     /// what is outside a promoted baseline. Learning profiles never report.
     /// Nothing is written to disk here; see [`Baselines::flush`].
     pub fn observe(&mut self, obs: &Observation<'_>) -> Vec<Anomaly> {
+        self.observe_for(obs, &|_| false)
+    }
+
+    /// [`Baselines::observe`] knowing the ids of the observed process:
+    /// `is_pid(n)` says whether `n` is its pid, a thread's id, its parent's
+    /// pid or a pid of a process of the same profile (in the pid namespace the
+    /// process sees, or the host's). Digit runs of paths equal to one are
+    /// generalised whatever their length (see [`crate::generalise_path_for`]).
+    pub fn observe_for(
+        &mut self,
+        obs: &Observation<'_>,
+        is_pid: &dyn Fn(u32) -> bool,
+    ) -> Vec<Anomaly> {
         let mut out = Vec::new();
         if let Behaviour::Syscalls { set } = obs.behaviour {
             self.syscalls_each(&obs.subject, obs.unix_ns, set, &mut out);
@@ -333,8 +346,8 @@ impl Baselines {
         item.clear();
         let (kind, access, path) = self.item_of(&obs.behaviour, &mut item);
         let item_bytes: &[u8] = match path {
-            // generalise_into leaves `item` holding the changed form, if any
-            Some(p) if generalise_into(p, &mut item) => &item,
+            // generalise_into_for leaves `item` holding the changed form, if any
+            Some(p) if generalise_into_for(p, is_pid, &mut item) => &item,
             Some(p) => p,
             None => &item,
         };
@@ -378,6 +391,18 @@ impl Baselines {
         unix_ns: i64,
         behaviour: &Behaviour<'_>,
     ) -> Vec<Anomaly> {
+        self.observe_ref_for(r, unix_ns, behaviour, &|_| false)
+    }
+
+    /// [`Baselines::observe_ref`] knowing the ids of the observed process
+    /// (see [`Baselines::observe_for`]).
+    pub fn observe_ref_for(
+        &mut self,
+        r: ProfileRef,
+        unix_ns: i64,
+        behaviour: &Behaviour<'_>,
+        is_pid: &dyn Fn(u32) -> bool,
+    ) -> Vec<Anomaly> {
         let mut out = Vec::new();
         let n = self.profiles.len();
         let idx = [Some(r.primary as usize), r.sub.map(|s| s as usize)];
@@ -391,7 +416,7 @@ impl Baselines {
         item.clear();
         let (kind, access, path) = self.item_of(behaviour, &mut item);
         let item_bytes: &[u8] = match path {
-            Some(p) if generalise_into(p, &mut item) => &item,
+            Some(p) if generalise_into_for(p, is_pid, &mut item) => &item,
             Some(p) => p,
             None => &item,
         };

@@ -45,6 +45,19 @@
 //!      `bz2`, `zst`, `lz4`, `Z`) with N of 1 to 3 digits, when the name
 //!      before it ends in `log` (`error.log.1`, `app.log.2.gz`) or the path
 //!      is under `/var/log/` (`syslog.2.gz`, `wtmp.1`), and never after `so`.
+//! 6. a process's own ids: when the caller passes the ids of the process
+//!    that opened or ran the path ([`generalise_path_for`]: its pid, thread
+//!    id, parent's pid, pids of processes of the same profile, in the pid
+//!    namespace the process sees or the host's), a digit token of any length
+//!    equal to one of them is `*` (redis's `temp-891.rdb` is `temp-*.rdb`
+//!    when 891 is the saving process), and letters glued to 2 or more digits
+//!    that are one keep the letters (`pgsql_tmp891.0` is `pgsql_tmp*.*`
+//!    when 891 is a PostgreSQL backend). Never pid 1 (the same in every run
+//!    of a container), never a library's version (next to `so`), and never
+//!    below the directories of installed files, [`NO_PID_PREFIXES`]
+//!    (`/usr/`, `/lib/`, `/etc/`, `/opt/`, ...): there a process with pid 64
+//!    still opens `x86_64-linux-gnu` and `lib64` by those names. Other short
+//!    digit runs stay literal (`python3`, `lib64`, `:80`).
 //!
 //! **Protected paths are never generalised**: below the directories where a
 //! new file means persistence or a change of who may log in (cron, systemd
@@ -122,6 +135,44 @@ pub fn generalise_path(path: &[u8]) -> Cow<'_, [u8]> {
 /// (then `out` holds the generalised form), false if not (`out` is then
 /// unspecified). No allocation once `out` has grown.
 pub fn generalise_into(path: &[u8], out: &mut Vec<u8>) -> bool {
+    generalise_into_for(path, &|_| false, out)
+}
+
+/// Like [`generalise_path`] for a path the process the caller describes
+/// opened or ran: `is_pid(n)` says whether `n` is one of its process ids (its
+/// pid, thread id, parent's pid, a pid of a process of the same profile, in
+/// any pid namespace). A digit run of any length that `is_pid` accepts is
+/// then `*` (rule 6 of the module documentation).
+pub fn generalise_path_for<'p>(path: &'p [u8], is_pid: &dyn Fn(u32) -> bool) -> Cow<'p, [u8]> {
+    let mut out = Vec::new();
+    if generalise_into_for(path, is_pid, &mut out) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
+/// Directories whose files are installed, never named after a running
+/// process: the pid rule does not apply below them (a process whose pid is
+/// 64 still opens `/usr/lib/x86_64-linux-gnu/libc.so.6` by that name).
+pub const NO_PID_PREFIXES: &[&str] = &[
+    "/usr/",
+    "/lib/",
+    "/lib32/",
+    "/lib64/",
+    "/libx32/",
+    "/bin/",
+    "/sbin/",
+    "/opt/",
+    "/etc/",
+    "/boot/",
+    "/sys/",
+    "/snap/",
+    "/nix/store/",
+];
+
+/// Like [`generalise_into`], with the pid rule of [`generalise_path_for`].
+pub fn generalise_into_for(path: &[u8], is_pid: &dyn Fn(u32) -> bool, out: &mut Vec<u8>) -> bool {
     out.clear();
     // Fast path: every rule needs a digit, `.#` or `tmp`.
     if !path.iter().any(u8::is_ascii_digit) && !contains(path, b"/.#") && !contains(path, b"tmp") {
@@ -131,13 +182,28 @@ pub fn generalise_into(path: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     }
     let var_log = path.starts_with(b"/var/log/");
+    let pid = |t: &[u8]| {
+        // decimal, no leading zero, not 0 or 1 (init's pid is the same every
+        // run: a name with it needs no `*`)
+        t.len() <= 10
+            && t.first().is_some_and(|&b| (b'1'..=b'9').contains(&b))
+            && t.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(t)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|n| n > 1 && is_pid(n))
+    };
+    let no_pid = NO_PID_PREFIXES
+        .iter()
+        .any(|p| path.starts_with(p.as_bytes()));
+    let pid: &dyn Fn(&[u8]) -> bool = if no_pid { &|_| false } else { &pid };
     let n = path.split(|&b| b == b'/').count();
     let mut changed = false;
     for (i, seg) in path.split(|&b| b == b'/').enumerate() {
         if i > 0 {
             out.push(b'/');
         }
-        changed |= generalise_segment(seg, i + 1 == n, var_log, out);
+        changed |= generalise_segment(seg, i + 1 == n, var_log, pid, out);
     }
     changed
 }
@@ -163,16 +229,28 @@ fn random_token(t: &[u8]) -> bool {
     digit && lower && upper && changes >= 3
 }
 
-/// Letters glued to 4 or more digits (rule 4): the length of the letters.
-fn letters_then_digits(t: &[u8]) -> Option<usize> {
+/// Letters glued to 4 or more digits (rule 4), or to 2 or more that are a
+/// pid of the process (rule 6): the length of the letters.
+fn letters_then_digits(t: &[u8], pid: &dyn Fn(&[u8]) -> bool) -> Option<usize> {
     let l = t.iter().take_while(|b| b.is_ascii_alphabetic()).count();
-    (l > 0 && t.len() - l >= 4 && t[l..].iter().all(u8::is_ascii_digit)).then_some(l)
+    let d = &t[l..];
+    (l > 0
+        && !d.is_empty()
+        && d.iter().all(u8::is_ascii_digit)
+        && (d.len() >= 4 || (d.len() >= 2 && pid(d))))
+    .then_some(l)
 }
 
 const COMPRESSED: &[&[u8]] = &[b"gz", b"xz", b"bz2", b"zst", b"lz4", b"Z"];
 
 /// Appends the generalised segment to `out`; true if it differs.
-fn generalise_segment(seg: &[u8], last: bool, var_log: bool, out: &mut Vec<u8>) -> bool {
+fn generalise_segment(
+    seg: &[u8],
+    last: bool,
+    var_log: bool,
+    pid: &dyn Fn(&[u8]) -> bool,
+    out: &mut Vec<u8>,
+) -> bool {
     if seg.is_empty() {
         return false;
     }
@@ -282,7 +360,15 @@ fn generalise_segment(seg: &[u8], last: bool, var_log: bool, out: &mut Vec<u8>) 
         }
         let t = &seg[s..e];
         let so_next = k + 1 < nt && tok(k + 1) == b"so";
-        let whole = (digits(t) && (t.len() >= 4 || prev_star || all_numeric || k == rotated_at))
+        let after_so = k > 0 && tok(k - 1) == b"so";
+        // a library's version is never a pid (`libfoo.so.12`)
+        let pid_here = !so_next && !after_so;
+        let whole = (digits(t)
+            && (t.len() >= 4
+                || prev_star
+                || all_numeric
+                || k == rotated_at
+                || (pid_here && pid(t))))
             || (t.len() >= 16 && hex(t) && t.iter().any(u8::is_ascii_digit))
             || (!so_next && random_token(t));
         if whole {
@@ -291,7 +377,7 @@ fn generalise_segment(seg: &[u8], last: bool, var_log: bool, out: &mut Vec<u8>) 
             pos = e;
             changed = true;
             prev_star = true;
-        } else if let Some(l) = letters_then_digits(t) {
+        } else if let Some(l) = letters_then_digits(t, &|d| pid_here && pid(d)) {
             out.extend_from_slice(&seg[pos..s + l]);
             out.push(b'*');
             pos = e;
@@ -599,6 +685,25 @@ mod tests {
             prop_assert_eq!(generalise_path(&g).into_owned(), g);
         }
 
+        /// The same with the pid rule: whichever short numbers are the
+        /// process's pids, the pattern covers its path, keeps its segments
+        /// and is a fixed point; and it is never narrower than without pids
+        /// (every `*` of the pid-free form is still there).
+        #[test]
+        fn pattern_with_pids_covers_its_path(
+            p in path(),
+            pids in proptest::collection::vec(2u32..1000, 0..4),
+        ) {
+            let f = |n: u32| pids.contains(&n);
+            let g = generalise_path_for(p.as_bytes(), &f).into_owned();
+            prop_assert!(glob(&g, p.as_bytes()), "{} does not match {p}", String::from_utf8_lossy(&g));
+            prop_assert_eq!(g.split(|&b| b == b'/').count(), p.split('/').count());
+            prop_assert_eq!(generalise_path_for(&g, &f).into_owned(), g.clone());
+            prop_assert_eq!(generalise_path(&g).into_owned(), g.clone());
+            let plain = generalise_path(p.as_bytes()).into_owned();
+            prop_assert!(glob(&g, &plain), "{} narrower than {}", String::from_utf8_lossy(&g), String::from_utf8_lossy(&plain));
+        }
+
         /// Below a protected directory nothing is generalised, whatever the
         /// names: a new cron job, unit, sudoers drop-in or ssh key is always
         /// an item of its own.
@@ -656,6 +761,106 @@ mod tests {
         let (six, ten) = (rate(6), rate(10));
         assert!(six > 0.40 && six < 0.70, "6 chars: {six}");
         assert!(ten > 0.75, "10 chars: {ten}");
+    }
+
+    /// Rule 6: a digit run that is a pid of the observing process is `*`
+    /// whatever its length; the same path seen by a process with another pid
+    /// keeps it, and short numbers that are no pid of it stay literal.
+    #[test]
+    fn pids_of_the_process_generalise_at_any_length() {
+        let g = |p: &str, pids: &[u32]| {
+            let f = |n: u32| pids.contains(&n);
+            String::from_utf8(generalise_path_for(p.as_bytes(), &f).into_owned()).unwrap()
+        };
+        let cases: &[(&str, &[u32], &str)] = &[
+            // 1-, 2- and 3-digit pids (containers, a wrapped pid counter)
+            ("/data/temp-7.rdb", &[7], "/data/temp-*.rdb"),
+            ("/data/temp-42.rdb", &[42], "/data/temp-*.rdb"),
+            ("/data/temp-891.rdb", &[891], "/data/temp-*.rdb"),
+            ("/data/temp-891.rdb", &[890, 892], "/data/temp-891.rdb"),
+            ("/data/temp-891.rdb", &[], "/data/temp-891.rdb"),
+            (
+                "/var/lib/redis/temp-rewriteaof-bg-56.aof",
+                &[56],
+                "/var/lib/redis/temp-rewriteaof-bg-*.aof",
+            ),
+            // PostgreSQL: per-backend temp files and a leader's fileset
+            (
+                "/srv/pg/base/pgsql_tmp/pgsql_tmp891.0",
+                &[891],
+                "/srv/pg/base/pgsql_tmp/pgsql_tmp*.*",
+            ),
+            (
+                "/srv/pg/base/pgsql_tmp/pgsql_tmp42.3.fileset/1.0",
+                &[42],
+                "/srv/pg/base/pgsql_tmp/pgsql_tmp*.*.fileset/*.*",
+            ),
+            (
+                "/srv/pg/base/pgsql_tmp/pgsql_tmp891.0",
+                &[],
+                "/srv/pg/base/pgsql_tmp/pgsql_tmp891.0",
+            ),
+            (
+                "/srv/pg/pg_wal/xlogtemp.57",
+                &[57],
+                "/srv/pg/pg_wal/xlogtemp.*",
+            ),
+            ("/tmp/sh-thd.9", &[9], "/tmp/sh-thd.*"),
+            // a letter glued to a single digit stays (`v2`, `x1`)
+            ("/srv/app/v3/data", &[3], "/srv/app/v3/data"),
+            // pid 1 is the same every run: its names need no `*`
+            ("/data/temp-1.rdb", &[1], "/data/temp-1.rdb"),
+            // installed files: never a pid
+            (
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                &[64, 86, 6],
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            ),
+            ("/usr/lib64/ld.so", &[64], "/usr/lib64/ld.so"),
+            (
+                "/usr/lib/python3.11/os.py",
+                &[3, 11],
+                "/usr/lib/python3.11/os.py",
+            ),
+            ("/usr/bin/python3", &[3], "/usr/bin/python3"),
+            // library versions, wherever the library is
+            (
+                "/srv/app/lib/libfoo.so.12",
+                &[12],
+                "/srv/app/lib/libfoo.so.12",
+            ),
+            ("/srv/app/lib/x-12.so", &[12], "/srv/app/lib/x-12.so"),
+            // short numbers that are not the process's
+            (
+                "/srv/app/lib64/python3/x:80",
+                &[81, 4],
+                "/srv/app/lib64/python3/x:80",
+            ),
+            // leading zeros are not a pid's decimal form
+            ("/data/temp-0891.rdb", &[891], "/data/temp-*.rdb"),
+            ("/data/temp-089.rdb", &[89], "/data/temp-089.rdb"),
+            // protected paths stay verbatim
+            ("/etc/cron.d/job42", &[42], "/etc/cron.d/job42"),
+            (
+                "/home/u/.ssh/temp-42.rdb",
+                &[42],
+                "/home/u/.ssh/temp-42.rdb",
+            ),
+        ];
+        for (p, pids, want) in cases {
+            let got = g(p, pids);
+            assert_eq!(got, *want, "{p} with pids {pids:?}");
+            // a fixed point, with or without the pids
+            assert_eq!(g(&got, pids), got, "idempotent on {p}");
+            assert_eq!(g(&got, &[]), got, "idempotent on {p} without pids");
+        }
+        // without pids, exactly the pid-free rules
+        for (input, want) in CASES {
+            assert_eq!(
+                String::from_utf8_lossy(&generalise_path_for(input.as_bytes(), &|_| false)),
+                *want
+            );
+        }
     }
 
     #[test]

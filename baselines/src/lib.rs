@@ -39,7 +39,8 @@ pub use doc::{
 pub use error::{Error, Result};
 pub use export::{RUNTIME_SYSCALLS, seccomp_json};
 pub use generalise::{
-    PROTECTED_PREFIXES, escape, generalise_into, generalise_path, is_protected, unescape,
+    NO_PID_PREFIXES, PROTECTED_PREFIXES, escape, generalise_into, generalise_into_for,
+    generalise_path, generalise_path_for, is_protected, unescape,
 };
 pub use key::{ContainerKeying, ProfileKeys, profile_keys};
 pub use names::{capability_name, syscall_name, syscall_number};

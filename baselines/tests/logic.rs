@@ -668,3 +668,59 @@ fn profiles_list_the_names_their_processes_ran_under() {
     assert_eq!(c.show(key).unwrap().names, names);
     assert_eq!(c.export_yaml(&[]).unwrap(), y);
 }
+
+/// A redis whose bgsave children have 3-digit pids (a container, a wrapped
+/// pid counter): with the pids passed in, every save is one item and a save
+/// by a new child after promotion is no drift; without them each child's
+/// `temp-PID.rdb` is an item of its own and the next one is an anomaly.
+#[test]
+fn short_pids_of_the_observed_process_are_one_item() {
+    let s = host("/usr/bin/redis-server");
+    let key = "exe:/usr/bin/redis-server@i2049:1234:4096:7";
+    let run = |with_pids: bool| {
+        let mut b = Baselines::in_memory(cfg());
+        let mut t = T0;
+        // the main process (pid 57) saves once, three children (pids 9, 88,
+        // 891, parent 57) save in the background
+        for (pid, ppid) in [(57u32, 1u32), (9, 57), (88, 57), (891, 57)] {
+            t += S;
+            let p: &'static str = Box::leak(format!("/srv/redis/temp-{pid}.rdb").into_boxed_str());
+            let f = move |n: u32| n == pid || n == ppid;
+            let none = |_: u32| false;
+            let is_pid: &dyn Fn(u32) -> bool = if with_pids { &f } else { &none };
+            let a = b.observe_for(
+                &obs(s, t, open(p, Access::WRITE.union(Access::CREATE))),
+                is_pid,
+            );
+            assert!(a.is_empty(), "learning never reports: {a:?}");
+        }
+        let files: Vec<String> = b
+            .show(key)
+            .unwrap()
+            .file
+            .into_iter()
+            .map(|i| i.item)
+            .collect();
+        b.promote(key, Mode::Monitoring, t + S).unwrap();
+        let f = |n: u32| n == 902 || n == 57;
+        let a = b.observe_for(
+            &obs(
+                s,
+                t + 2 * S,
+                open(
+                    "/srv/redis/temp-902.rdb",
+                    Access::WRITE.union(Access::CREATE),
+                ),
+            ),
+            &f,
+        );
+        (files, a)
+    };
+    let (files, a) = run(true);
+    assert_eq!(files, vec!["/srv/redis/temp-*.rdb".to_string()]);
+    assert!(a.is_empty(), "a new child's save is known: {a:?}");
+    // The same without pids: what the learner did before it knew them.
+    let (files, a) = run(false);
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(a.len(), 1, "{a:?}");
+}

@@ -959,6 +959,90 @@ mod tests {
         }
     }
 
+    /// A fake RELP receiver on loopback: answers `open`, acknowledges the
+    /// first `ack` syslog frames it reads, then dies (closes the socket
+    /// without acknowledging the rest, as a SIGKILLed receiver does).
+    fn dying_receiver(ack: usize) -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = io::BufReader::new(s);
+            let mut got = Vec::new();
+            loop {
+                let Ok((t, cmd, data)) = Relp::read_frame(&mut r) else {
+                    return got;
+                };
+                if cmd == "open" {
+                    w.write_all(format!("{t} rsp 6 200 OK\n").as_bytes())
+                        .unwrap();
+                    continue;
+                }
+                if got.len() == ack {
+                    // dies with the frame unacknowledged
+                    return got;
+                }
+                got.push(data);
+                w.write_all(format!("{t} rsp 6 200 OK\n").as_bytes())
+                    .unwrap();
+            }
+        });
+        (port, h)
+    }
+
+    fn relp_to(port: u16) -> Relp {
+        Relp {
+            host: "127.0.0.1".into(),
+            port,
+            sock: None,
+            reader: None,
+            txnr: 1,
+            buf: Vec::new(),
+            acked: 0,
+            intr: Interrupter::default(),
+        }
+    }
+
+    /// Records written into the RELP send window of a receiver that dies
+    /// before acknowledging them are reported undelivered (the sink keeps
+    /// and resends them): exactly the acknowledged prefix counts, for a
+    /// receiver that acknowledged some, none, or died while idle.
+    #[test]
+    fn relp_unacknowledged_window_is_not_delivered() {
+        let batch: Vec<Vec<u8>> = (0..5).map(|i| format!("<13>1 m{i}").into_bytes()).collect();
+        for ack in [0, 2, 4] {
+            let (port, h) = dying_receiver(ack);
+            let mut t = relp_to(port);
+            t.connect().unwrap();
+            assert!(t.send_batch(&batch).is_err(), "ack {ack}");
+            assert_eq!(t.delivered_before_error(), ack);
+            let got = h.join().unwrap();
+            assert_eq!(got, batch[..ack].to_vec());
+            t.disconnect();
+        }
+        // dies while the connection is idle (right after `open`): the
+        // session is seen dead before the next batch is sent into it
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = io::BufReader::new(s);
+            let (t, _, _) = Relp::read_frame(&mut r).unwrap();
+            w.write_all(format!("{t} rsp 6 200 OK\n").as_bytes())
+                .unwrap();
+        });
+        let mut t = relp_to(port);
+        t.connect().unwrap();
+        h.join().unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while t.alive() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!t.alive(), "a closed session is not alive");
+    }
+
     #[test]
     fn rotation_keeps_n_private_files() {
         use std::os::unix::fs::PermissionsExt;

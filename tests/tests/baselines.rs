@@ -388,6 +388,55 @@ fn split_alerts(
     (before, after)
 }
 
+/// `inner` run as pid 1 of a pid namespace of its own after `skip`
+/// short-lived processes there: the server's pids are small (1 or 2 digits)
+/// and differ from one run to the next, as in containers or after the pid
+/// counter wrapped. Arguments pass through `"$@"`, never through the shell.
+fn in_pid_ns(skip: usize, inner: &Command) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ \"$i\" -lt \"$0\" ]; do (:); i=$((i+1)); done; exec \"$@\"",
+    ]);
+    c.arg(skip.to_string());
+    c.arg(inner.get_program()).args(inner.get_args());
+    c
+}
+
+/// The host pid of the process that is `ns_pid` in the pid namespace
+/// `unshare` (host pid) made for its children.
+fn host_pid_in_ns_of(unshare: u32, ns_pid: i32) -> i32 {
+    let ns =
+        std::fs::read_link(format!("/proc/{unshare}/ns/pid_for_children")).expect("pid namespace");
+    for d in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = d.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .ok()
+            .as_ref()
+            != Some(&ns)
+        {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let last = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<i32>().ok());
+        if last == Some(ns_pid) {
+            return pid;
+        }
+    }
+    panic!("no process {ns_pid} in the pid namespace of {unshare}'s children");
+}
+
 /// redis, learned under redis-benchmark (plus a SAVE and a BGSAVE, as its
 /// default save points would do), promoted by the name `redis-server`
 /// (Debian's `/usr/bin/redis-server` is a symlink to `redis-check-rdb`),
@@ -425,27 +474,33 @@ fn redis_under_its_benchmark_then_config_set_dir_abuse() {
             .args(["-h", "127.0.0.1", "-p", &port])
             .args(args))
     };
-    let serve = |attack: Option<&Path>| {
+    // Each run in a pid namespace of its own, its pids offset by `skip`:
+    // the main process's and its bgsave child's `temp-PID.rdb` have small
+    // pids that differ between the learning run and the checked one.
+    let serve = |attack: Option<&Path>, skip: usize| {
         // Protected configs (dir, dbfilename) are settable at run time only
         // with this: the default before redis 7, and still how many are run.
         let srv = Server::spawn(
             "redis-server",
-            as_user("redis", "/usr/bin/redis-server").args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                data.to_str().unwrap(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--enable-protected-configs",
-                "yes",
-                "--logfile",
-                "",
-            ]),
+            &mut in_pid_ns(
+                skip,
+                as_user("redis", "/usr/bin/redis-server").args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    data.to_str().unwrap(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--enable-protected-configs",
+                    "yes",
+                    "--logfile",
+                    "",
+                ]),
+            ),
         );
         vigil_tests::wait_for(Duration::from_secs(10), || {
             Command::new("redis-cli")
@@ -495,11 +550,11 @@ fn redis_under_its_benchmark_then_config_set_dir_abuse() {
 
     // 0. A server with data, as one is learned in production: the first
     // start of an empty one (no dump to load) is not what it does later.
-    serve(None);
+    serve(None, 3);
 
     // 1. Learn.
     let mut marker = 0;
-    let recs = with_agent(&cfg, &db, || marker = serve(None));
+    let recs = with_agent(&cfg, &db, || marker = serve(None, 7));
     let (before, after) = split_alerts(&recs, marker);
     assert!(
         before.is_empty() && after.is_empty(),
@@ -517,7 +572,7 @@ fn redis_under_its_benchmark_then_config_set_dir_abuse() {
 
     // 3. The same load again, then the abuse.
     let ssh = victim.join(".ssh");
-    let recs = with_agent(&cfg, &db, || marker = serve(Some(&ssh)));
+    let recs = with_agent(&cfg, &db, || marker = serve(Some(&ssh), 40));
     let (before, after) = split_alerts(&recs, marker);
     assert!(before.is_empty(), "drift under the same load: {before:#?}");
     let keys_file = format!("{}/authorized_keys", ssh.display());
@@ -592,19 +647,25 @@ fn postgres_under_pgbench_then_copy_to_program_abuse() {
             sql,
         ]))
     };
-    let serve = |attack: bool| {
+    // Each run in a pid namespace of its own, its pids offset by `skip`
+    // (small backend pids in `pgsql_tmp<pid>.<n>`, a leader's in its
+    // parallel workers' fileset, different in every run).
+    let serve = |attack: bool, skip: usize| {
         let srv = Server::spawn(
             "postgres",
-            as_user("postgres", &tool("postgres")).args([
-                "-D",
-                data.to_str().unwrap(),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-k",
-                "",
-            ]),
+            &mut in_pid_ns(
+                skip,
+                as_user("postgres", &tool("postgres")).args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-k",
+                    "",
+                ]),
+            ),
         );
         vigil_tests::wait_for(Duration::from_secs(20), || {
             Command::new(tool("pg_isready"))
@@ -636,7 +697,8 @@ fn postgres_under_pgbench_then_copy_to_program_abuse() {
                 victim.display()
             ));
         }
-        // Fast shutdown (SIGINT to the postmaster).
+        // Fast shutdown (SIGINT to the postmaster, whose pid in its file is
+        // the one in its namespace).
         let pid: i32 = std::fs::read_to_string(data.join("postmaster.pid"))
             .unwrap()
             .lines()
@@ -644,6 +706,7 @@ fn postgres_under_pgbench_then_copy_to_program_abuse() {
             .unwrap()
             .parse()
             .unwrap();
+        let pid = host_pid_in_ns_of(srv.0.as_ref().unwrap().id(), pid);
         unsafe { libc::kill(pid, libc::SIGINT) };
         srv.wait();
         marker
@@ -652,10 +715,10 @@ fn postgres_under_pgbench_then_copy_to_program_abuse() {
     // A server that has run before, as one is learned in production: the
     // first start of a fresh cluster finds no temporary-file directory to
     // clean, which every later start does.
-    serve(false);
+    serve(false, 3);
 
     let mut marker = 0;
-    let recs = with_agent(&cfg, &db, || marker = serve(false));
+    let recs = with_agent(&cfg, &db, || marker = serve(false, 7));
     let (before, after) = split_alerts(&recs, marker);
     assert!(
         before.is_empty() && after.is_empty(),
@@ -675,7 +738,7 @@ fn postgres_under_pgbench_then_copy_to_program_abuse() {
         ],
     );
 
-    let recs = with_agent(&cfg, &db, || marker = serve(true));
+    let recs = with_agent(&cfg, &db, || marker = serve(true, 40));
     let (before, after) = split_alerts(&recs, marker);
     assert!(before.is_empty(), "drift under the same load: {before:#?}");
     assert!(

@@ -94,6 +94,37 @@ pub struct Learner {
     dead: HashMap<u32, u8>,
     /// Read `/proc/PID/exe` for identities (off for replays).
     live: bool,
+    /// (pid namespace, pid there) -> host pid, of processes seen in a pid
+    /// namespace of their own (containers): the pids their paths name.
+    by_ns: HashMap<(u32, u32), u32>,
+    /// host pid -> its key in `by_ns`, to forget it with the process.
+    ns_of: HashMap<u32, (u32, u32)>,
+}
+
+/// Whether `n` is one of the ids of the process of `h` (pid, thread id,
+/// parent's pid, its pid in its own pid namespace) or a pid of another
+/// process of the same profile (`mine`: PostgreSQL's parallel workers write
+/// into their leader's `pgsql_tmp<leader pid>.N.fileset`), for the
+/// learner's pid-aware generalisation. A process in a pid namespace of its
+/// own names files with the pids it sees there; one in the host's with host
+/// pids.
+fn family_pid(
+    refs: &HashMap<u32, (u64, Option<ProfileRef>)>,
+    by_ns: &HashMap<(u32, u32), u32>,
+    h: &vigil_bpf::abi::Hdr,
+    mine: Option<ProfileRef>,
+    n: u32,
+) -> bool {
+    if n == h.pid || n == h.tid || n == h.ppid || n == h.ns_pid {
+        return true;
+    }
+    let kin =
+        |g: u32| g == h.ppid || (mine.is_some() && refs.get(&g).is_some_and(|&(_, r)| r == mine));
+    if h.ns_pid == h.pid || h.ns_pid == 0 {
+        kin(n)
+    } else {
+        by_ns.get(&(h.pidns, n)).is_some_and(|&g| kin(g))
+    }
 }
 
 /// The identity of an executable as the kernel reports it at exec: device
@@ -189,7 +220,39 @@ impl Learner {
             refs: HashMap::new(),
             dead: HashMap::new(),
             live,
+            by_ns: HashMap::new(),
+            ns_of: HashMap::new(),
         }
+    }
+
+    /// Remembers the pid a process has in its own pid namespace.
+    fn note_ns(&mut self, pid: u32, pidns: u32, ns_pid: u32) {
+        if ns_pid == 0 || ns_pid == pid {
+            return;
+        }
+        if let Some(old) = self.ns_of.insert(pid, (pidns, ns_pid))
+            && old != (pidns, ns_pid)
+            && self.by_ns.get(&old) == Some(&pid)
+        {
+            self.by_ns.remove(&old);
+        }
+        self.by_ns.insert((pidns, ns_pid), pid);
+    }
+
+    /// Offers a path the process of `ev` opened or ran to its profile `r`
+    /// (or, for a spawn, its parent's), generalised knowing the process's
+    /// ids.
+    fn observe_path(
+        &mut self,
+        ev: &Event,
+        r: ProfileRef,
+        mine: Option<ProfileRef>,
+        b: &Behaviour<'_>,
+    ) -> Vec<Anomaly> {
+        let h = &ev.k.hdr;
+        let (refs, by_ns) = (&self.refs, &self.by_ns);
+        let is_pid = |n: u32| family_pid(refs, by_ns, h, mine, n);
+        self.baselines.observe_ref_for(r, ev.unix_ns, b, &is_pid)
     }
 
     fn profile_of(&mut self, ev: &Event, pid: u32) -> Option<ProfileRef> {
@@ -234,6 +297,9 @@ impl Learner {
     /// Offers one event; returns the anomalies it raised.
     pub fn observe(&mut self, ev: &Event) -> Vec<Anomaly> {
         let h = &ev.k.hdr;
+        if h.ns_pid != h.pid && h.ns_pid != 0 && !self.ns_of.contains_key(&h.pid) {
+            self.note_ns(h.pid, h.pidns, h.ns_pid);
+        }
         match &ev.k.body {
             Body::Exec { info, .. } => {
                 // The new image's profile, resolved once.
@@ -257,6 +323,7 @@ impl Learner {
                 }
                 self.refs.insert(h.pid, (h.start_ns, r));
                 self.dead.remove(&h.pid);
+                self.note_ns(h.pid, h.pidns, h.ns_pid);
                 if self.syscalls_on
                     && let Some(r) = r
                 {
@@ -281,11 +348,10 @@ impl Learner {
                     None => None,
                 };
                 match parent_ref {
-                    Some(r) => self.baselines.observe_ref(
-                        r,
-                        ev.unix_ns,
-                        &Behaviour::Spawn { child: &p.exe },
-                    ),
+                    // the parent ran it: its family's ids
+                    Some(pr) => {
+                        self.observe_path(ev, pr, Some(pr), &Behaviour::Spawn { child: &p.exe })
+                    }
                     None => Vec::new(),
                 }
             }
@@ -295,6 +361,7 @@ impl Learner {
                     self.refs.insert(f.child_pid, (f.child_start_ns, r));
                     self.dead.remove(&f.child_pid);
                 }
+                self.note_ns(f.child_pid, f.child_pidns, f.child_ns_pid);
                 Vec::new()
             }
             Body::Exit(_) => {
@@ -308,9 +375,10 @@ impl Learner {
                 let Some(r) = self.profile_of(ev, h.pid) else {
                     return Vec::new();
                 };
-                self.baselines.observe_ref(
+                self.observe_path(
+                    ev,
                     r,
-                    ev.unix_ns,
+                    Some(r),
                     &Behaviour::Open {
                         path,
                         access: Access::from_open_flags(info.flags),
@@ -331,9 +399,10 @@ impl Learner {
                 let Some(r) = self.profile_of(ev, h.pid) else {
                     return Vec::new();
                 };
-                self.baselines.observe_ref(
+                self.observe_path(
+                    ev,
                     r,
-                    ev.unix_ns,
+                    Some(r),
                     &Behaviour::Open {
                         path,
                         access: Access::WRITE,
@@ -511,7 +580,7 @@ impl Learner {
     /// Forgets processes dead for three housekeeping rounds (bounded
     /// memory without losing the parent of a late-processed exec).
     pub fn expire(&mut self, alive: impl Fn(u32) -> bool) {
-        for pid in self.refs.keys() {
+        for pid in self.refs.keys().chain(self.ns_of.keys()) {
             if !alive(*pid) {
                 self.dead.entry(*pid).or_insert(0);
             }
@@ -526,6 +595,11 @@ impl Learner {
         for pid in gone {
             self.dead.remove(&pid);
             self.refs.remove(&pid);
+            if let Some(k) = self.ns_of.remove(&pid)
+                && self.by_ns.get(&k) == Some(&pid)
+            {
+                self.by_ns.remove(&k);
+            }
         }
     }
 }
