@@ -2497,7 +2497,14 @@ mod encode_tests {
                 .wrapping_add(1442695040888963407);
             (seed >> 33) % n.max(1)
         };
-        let strs: [&[u8]; 6] = [b"/etc/passwd", b"", b"a\n\"b\\", b"\xff\xfe/x\x1b[1m", b"rel/name", b"/"];
+        let strs: [&[u8]; 6] = [
+            b"/etc/passwd",
+            b"",
+            b"a\n\"b\\",
+            b"\xff\xfe/x\x1b[1m",
+            b"rel/name",
+            b"/",
+        ];
         let anc = |pid: u32, exe: &[u8]| Ancestor {
             pid,
             exe: Arc::from(exe),
@@ -2558,7 +2565,9 @@ mod encode_tests {
                 flags,
                 ..Hdr::default()
             };
-            let s: Vec<&[u8]> = (0..4).map(|_| strs[rnd(strs.len() as u64) as usize]).collect();
+            let s: Vec<&[u8]> = (0..4)
+                .map(|_| strs[rnd(strs.len() as u64) as usize])
+                .collect();
             let mut a4 = [0u8; 16];
             a4[..4].copy_from_slice(&[10, 0, rnd(3) as u8, 1]);
             let mut a6 = [0u8; 16];

@@ -41,8 +41,8 @@ const GROUP_SLOTS: usize = 32;
 pub(super) struct Templates {
     heads: Vec<Option<HeadTmpl>>,
     procs: Vec<Option<ProcTmpl>>,
-    parent_users: Vec<Option<(ParentUserId, Vec<u8>, usize)>>,
-    lineages: Vec<Option<(LineageId, Vec<u8>, usize)>>,
+    parent_users: Vec<ParentUserSlot>,
+    lineages: Vec<LineageSlot>,
     flags: FlagsText,
     /// Records written here with their process's templates as they were.
     pub(super) hits: u64,
@@ -60,6 +60,13 @@ impl Default for Templates {
         }
     }
 }
+
+/// A cached parent-and-users group: its identity, bytes and the depth
+/// they end at.
+type ParentUserSlot = Option<(ParentUserId, Vec<u8>, usize)>;
+
+/// A cached lineage group: its identity, bytes and the depth they end at.
+type LineageSlot = Option<(LineageId, Vec<u8>, usize)>;
 
 /// `,"event":{"kind":...,"module":"vigil","sequence":` for one
 /// `event.kind` and classification.
@@ -196,8 +203,8 @@ fn head_slot(class: (&str, &str, &str)) -> usize {
 
 fn parent_user_slot(ev: &Event) -> usize {
     let h = &ev.k.hdr;
-    (mix(u64::from(h.ppid) << 32 | u64::from(h.uid ^ h.euid.rotate_left(8) ^ h.gid.rotate_left(16))) >> 59)
-        as usize
+    (mix(u64::from(h.ppid) << 32 | u64::from(h.uid ^ h.euid.rotate_left(8) ^ h.gid.rotate_left(16)))
+        >> 59) as usize
         % GROUP_SLOTS
 }
 
@@ -313,10 +320,7 @@ fn build(
     ev: &Event,
     hostname: &str,
     start_ts: &mut TsText,
-    groups: (
-        &mut [Option<(ParentUserId, Vec<u8>, usize)>],
-        &mut [Option<(LineageId, Vec<u8>, usize)>],
-    ),
+    groups: (&mut [ParentUserSlot], &mut [LineageSlot]),
     scratch: &mut WriterScratch,
 ) {
     let h = &ev.k.hdr;
