@@ -154,6 +154,18 @@ impl Writer {
         true
     }
 
+    /// Bytes in the buffer so far (what it held before the object
+    /// included): where a caller may later cut out what was written
+    /// between two points.
+    pub fn position(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many nested objects are open (0 at the top level).
+    pub fn depth(&self) -> usize {
+        self.levels.len()
+    }
+
     fn comma(&mut self) {
         let has = match self.levels.last_mut() {
             Some((_, h)) => h,
@@ -621,8 +633,8 @@ impl Fragment {
     }
 }
 
-/// A signed integer.
-fn write_i64(buf: &mut Vec<u8>, v: i64) {
+/// Appends the decimal digits of a signed integer.
+pub fn write_i64(buf: &mut Vec<u8>, v: i64) {
     if v < 0 {
         buf.push(b'-');
     }

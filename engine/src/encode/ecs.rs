@@ -12,6 +12,8 @@ use vigil_bpf::decode::Body;
 use vigil_outputs::json::{Fragment, Key, Writer, WriterScratch};
 use vigil_outputs::key;
 
+mod direct;
+
 /// RFC 3339 UTC timestamp with nanoseconds.
 pub fn rfc3339(unix_ns: i64) -> String {
     let mut buf = [0u8; RFC3339_MAX];
@@ -67,6 +69,21 @@ fn put_digits(out: &mut [u8], mut v: u64, width: usize) -> usize {
     let len = tmp.len() - i;
     out[..len].copy_from_slice(&tmp[i..]);
     len
+}
+
+/// Writes `v` (below 10^9) as nine digits, two at a time.
+fn put_nanos(out: &mut [u8], v: u64) {
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    let mut v = v % 1_000_000_000;
+    let mut i = 9;
+    while i > 1 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        out[i] = PAIRS[d];
+        out[i + 1] = PAIRS[d + 1];
+    }
+    out[0] = b'0' + v as u8;
 }
 
 /// Names of the signals the self-protection sensor reports.
@@ -419,6 +436,11 @@ pub fn classify(k: u16) -> (&'static str, &'static str, &'static str) {
 
 /// Names of CLONE_NEW* bits.
 pub fn ns_flag_names(flags: u64) -> Vec<&'static str> {
+    ns_flags(flags).collect()
+}
+
+/// [`ns_flag_names`] without collecting them (the encoder writes them).
+fn ns_flags(flags: u64) -> impl Iterator<Item = &'static str> {
     const T: &[(u64, &str)] = &[
         (0x0002_0000, "mnt"),
         (0x0200_0000, "cgroup"),
@@ -430,9 +452,8 @@ pub fn ns_flag_names(flags: u64) -> Vec<&'static str> {
         (0x0000_0080, "time"),
     ];
     T.iter()
-        .filter(|(b, _)| flags & b != 0)
+        .filter(move |(b, _)| flags & b != 0)
         .map(|(_, n)| *n)
-        .collect()
 }
 
 /// Capability name (`CAP_SYS_ADMIN`).
@@ -793,6 +814,8 @@ pub struct EncodeCache {
     name: String,
     /// The writer's nesting state, reused by [`encode_cached_into`].
     writer: WriterScratch,
+    /// The record templates of the processes seen last ([`direct`]).
+    tmpl: direct::Templates,
 }
 
 const CACHE_SLOTS: usize = 256;
@@ -809,6 +832,7 @@ impl Default for EncodeCache {
             ts: Default::default(),
             name: String::new(),
             writer: WriterScratch::default(),
+            tmpl: direct::Templates::default(),
         }
     }
 }
@@ -947,11 +971,12 @@ impl ParentUserId {
     }
 }
 
-/// What [`write_lineage`] reads.
+/// What [`write_lineage`] reads (the chain itself is shared and does not
+/// change while shared: the same `Arc` is the same chain).
 struct LineageId {
     ns: [u64; 4],
     cgroup_path: Option<Arc<str>>,
-    ancestors: Vec<(u32, Arc<[u8]>)>,
+    ancestors: Arc<[crate::event::Ancestor]>,
 }
 
 impl LineageId {
@@ -969,23 +994,20 @@ impl LineageId {
         LineageId {
             ns: Self::ns(ev),
             cgroup_path: ev.cgroup_path.clone(),
-            ancestors: ev
-                .ancestors
-                .iter()
-                .map(|a| (a.pid, a.exe.clone()))
-                .collect(),
+            ancestors: ev.ancestors.clone(),
         }
     }
 
     fn matches(&self, ev: &Event) -> bool {
         self.ns == Self::ns(ev)
             && same_opt(&self.cgroup_path, &ev.cgroup_path)
-            && self.ancestors.len() == ev.ancestors.len()
-            && self
-                .ancestors
-                .iter()
-                .zip(ev.ancestors.iter())
-                .all(|((pid, exe), a)| *pid == a.pid && same_arc(exe, &a.exe))
+            && (Arc::ptr_eq(&self.ancestors, &ev.ancestors)
+                || (self.ancestors.len() == ev.ancestors.len()
+                    && self
+                        .ancestors
+                        .iter()
+                        .zip(ev.ancestors.iter())
+                        .all(|(x, a)| x.pid == a.pid && same_arc(&x.exe, &a.exe))))
     }
 }
 
@@ -1047,7 +1069,7 @@ impl TsText {
         if self.sec == Some(sec) {
             // the nine digits before the closing `Z"`
             let end = self.len - 2;
-            put_digits(&mut self.text[end - 9..end], nanos, 9);
+            put_nanos(&mut self.text[end - 9..end], nanos);
         } else {
             let mut buf = [0u8; RFC3339_MAX];
             let t = rfc3339_into(unix_ns, &mut buf).as_bytes();
@@ -1071,6 +1093,18 @@ impl IpText {
     fn new(a: &IpAddr) -> IpText {
         use std::io::Write;
         let mut buf = [0u8; 64];
+        if let IpAddr::V4(v4) = a {
+            // dotted decimal, as `Display` writes it
+            let mut len = 0;
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                len += put_digits(&mut buf[len..], u64::from(o), 1);
+            }
+            return IpText { buf, len };
+        }
         let mut cur = std::io::Cursor::new(&mut buf[..]);
         // an IPv6 text is at most 45 bytes
         let _ = write!(cur, "{a}");
@@ -1160,6 +1194,9 @@ pub fn encode_cached_into(
     cache: &mut EncodeCache,
     out: &mut Vec<u8>,
 ) {
+    if direct::encode(ev, hostname, event_kind, cache, out) {
+        return;
+    }
     let mut scratch = std::mem::take(&mut cache.writer);
     let w = Writer::appending(std::mem::take(out), &mut scratch);
     let w = encode_inner(ev, hostname, event_kind, |_| {}, |_| {}, Some(cache), w);
@@ -1423,6 +1460,25 @@ fn write_timestamp(w: &mut Writer, k: &Key, unix_ns: i64, cached: Option<&mut Ts
     }
 }
 
+/// event.kind, category, type, action, module.
+fn write_class(w: &mut Writer, event_kind: &str, class: (&str, &str, &str)) {
+    let (category, etype, action) = class;
+    w.str(key!("event.kind"), event_kind)
+        .strs(key!("event.category"), [category])
+        .strs(key!("event.type"), [etype])
+        .str(key!("event.action"), action)
+        .str(key!("event.module"), "vigil");
+}
+
+/// `event.outcome` of a call's result.
+fn outcome(k: u16, ret: i64) -> &'static str {
+    if succeeded(k, ret) {
+        "success"
+    } else {
+        "failure"
+    }
+}
+
 /// event.kind, category, type, action, module (one cached group), then
 /// event.sequence and event.outcome.
 fn write_event(
@@ -1432,15 +1488,9 @@ fn write_event(
     ret: Option<i64>,
     cache: Option<&mut EncodeCache>,
 ) {
-    let (category, etype, action) = classify_event(ev);
-    let class = (category, etype, action);
-    let write_head = |w: &mut Writer| {
-        w.str(key!("event.kind"), event_kind)
-            .strs(key!("event.category"), [category])
-            .strs(key!("event.type"), [etype])
-            .str(key!("event.action"), action)
-            .str(key!("event.module"), "vigil");
-    };
+    let class = classify_event(ev);
+    let (category, etype, action) = class;
+    let write_head = |w: &mut Writer| write_class(w, event_kind, class);
     match cache {
         Some(c) => cached_group(
             w,
@@ -1467,11 +1517,7 @@ fn write_event(
     }
     w.u64(key!("event.sequence"), ev.seq);
     if let Some(r) = ret {
-        let ok = succeeded(ev.k.hdr.kind, r);
-        w.str(
-            key!("event.outcome"),
-            if ok { "success" } else { "failure" },
-        );
+        w.str(key!("event.outcome"), outcome(ev.k.hdr.kind, r));
     }
 }
 
@@ -1496,8 +1542,7 @@ fn write_process(w: &mut Writer, ev: &Event, mut cache: Option<&mut EncodeCache>
         ),
         None => write_image(w, ev),
     }
-    if h.start_ns != 0 {
-        let start = (h.start_ns as i64).saturating_add(ev.unix_ns - h.ts_ns as i64);
+    if let Some(start) = process_start(ev) {
         write_timestamp(
             w,
             key!("process.start"),
@@ -1522,6 +1567,14 @@ fn write_process(w: &mut Writer, ev: &Event, mut cache: Option<&mut EncodeCache>
         ),
         None => write_parent_user(w, ev),
     }
+}
+
+/// `process.start` (Unix ns) of an event's process, when its start is
+/// known: its boot-time start moved by the event's boot-to-Unix offset.
+fn process_start(ev: &Event) -> Option<i64> {
+    let h = &ev.k.hdr;
+    (h.start_ns != 0)
+        .then(|| (h.start_ns as i64).saturating_add(ev.unix_ns.wrapping_sub(h.ts_ns as i64)))
 }
 
 /// file.path, file.name, file.inode.
@@ -1777,7 +1830,7 @@ fn write_body(
                 .u64(key!("vigil.child.ns.net"), f.child_netns.into())
                 .strs(
                     key!("vigil.child.new_namespaces"),
-                    ns_flag_names(f.ns_flags.into()),
+                    ns_flags(f.ns_flags.into()),
                 );
         }
         Body::Exit(x) => {
@@ -2185,6 +2238,12 @@ mod tests {
         assert_eq!(rfc3339(i64::MAX), "2262-04-11T23:47:16.854775807Z");
         assert_eq!(rfc3339(i64::MIN), "1677-09-21T00:12:43.145224192Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+        // the cached text rewrites the nanoseconds within a second
+        let mut t = TsText::default();
+        for ns in [5, 0, 999_999_999, 100_000_000, 123_456_789, 10, 99] {
+            let at = 1_795_000_000_000_000_000 + ns;
+            assert_eq!(t.get(at), format!("\"{}\"", rfc3339(at)).as_bytes());
+        }
     }
 
     #[test]
@@ -2417,6 +2476,256 @@ mod encode_tests {
         assert_eq!(v["vigil"]["open"]["created"], true, "{v}");
         assert_eq!(v["vigil"]["open"]["flags"][1], "O_CREAT", "{v}");
         assert!(v["vigil"]["file"].get("overwrites").is_none(), "{v}");
+    }
+
+    /// Records written from a process's templates are the writer's bytes:
+    /// random records of the kinds written that way (hostile strings,
+    /// every flag, optional fields present and absent, several processes
+    /// and threads interleaved, the shared objects replaced between them)
+    /// encode the same with the cache as without, and each one encoded a
+    /// second time is written from the templates the first left.
+    #[test]
+    fn direct_records_are_byte_identical() {
+        use crate::event::{Ancestor, NsUser};
+        let mut en = Enricher::new(Arc::new(Users::default()), 1_700_000_000_000_000_000, 4);
+        let mut host = RecordedHost::default();
+        let mut cache = EncodeCache::default();
+        let mut seed = 0x5eed_u64;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n.max(1)
+        };
+        let strs: [&[u8]; 6] = [
+            b"/etc/passwd",
+            b"",
+            b"a\n\"b\\",
+            b"\xff\xfe/x\x1b[1m",
+            b"rel/name",
+            b"/",
+        ];
+        let anc = |pid: u32, exe: &[u8]| Ancestor {
+            pid,
+            exe: Arc::from(exe),
+            args: Arc::from(vec![exe.to_vec()]),
+            cmdline: Arc::from(exe),
+            hash: None,
+            start_ns: 0,
+        };
+        let hashed = Ancestor {
+            hash: Some(Arc::from("cd".repeat(32).as_str())),
+            ..anc(9, b"/usr/bin/python3")
+        };
+        let chains: [Arc<[Ancestor]>; 4] = [
+            Arc::from(Vec::new()),
+            Arc::from(vec![anc(1, b"/sbin/init")]),
+            Arc::from(vec![anc(7, b"/bin/sh"), anc(1, b"")]),
+            Arc::from(vec![hashed, anc(1, b"/sbin/init")]),
+        ];
+        let names: [Option<Arc<str>>; 2] = [None, Some(Arc::from("root"))];
+        let kinds = [
+            kind::EXEC,
+            kind::FORK,
+            kind::EXIT,
+            kind::OPEN,
+            kind::CONNECT,
+            kind::ACCEPT,
+            kind::LISTEN,
+            kind::UDP_SEND,
+            kind::TCP_STATE,
+            kind::CAPABLE,
+        ];
+        let (mut direct, mut total) = (0, 0);
+        for _ in 0..6000 {
+            let k = kinds[rnd(kinds.len() as u64) as usize];
+            let pid = 100 + rnd(3) as u32;
+            let mut flags = 0;
+            for f in [
+                abi::flags::LOSS,
+                abi::flags::TRUNC0,
+                abi::flags::TRUNC0 << 1,
+                abi::flags::COMPAT,
+            ] {
+                if rnd(6) == 0 {
+                    flags |= f;
+                }
+            }
+            let hdr = Hdr {
+                kind: k,
+                pid,
+                tid: pid + rnd(2) as u32,
+                ppid: 1 + rnd(2) as u32,
+                uid: rnd(2) as u32 * 1000,
+                ns_pid: pid,
+                start_ns: rnd(2) * 5_000_000_123,
+                ts_ns: 9_000_000_000 + rnd(3_000_000_000),
+                comm: *b"prog\0\0\0\0\0\0\0\0\0\0\0\0",
+                cgroup_id: 1 + rnd(2),
+                flags,
+                ..Hdr::default()
+            };
+            let s: Vec<&[u8]> = (0..4)
+                .map(|_| strs[rnd(strs.len() as u64) as usize])
+                .collect();
+            let mut a4 = [0u8; 16];
+            a4[..4].copy_from_slice(&[10, 0, rnd(3) as u8, 1]);
+            let mut a6 = [0u8; 16];
+            a6[15] = rnd(2) as u8;
+            let (family, laddr, raddr) = match rnd(4) {
+                0 => (libc::AF_INET6 as u16, a6, a6),
+                1 => (libc::AF_UNIX as u16, [0; 16], [0; 16]),
+                _ => (libc::AF_INET as u16, [0; 16], a4),
+            };
+            let ret = [0i64, 3, -2, -13, -111, -115, -4095][rnd(7) as usize];
+            let raw = match k {
+                kind::EXEC => {
+                    let mut b = abi::Exec {
+                        ino: rnd(1000),
+                        argc: rnd(4) as u32,
+                        ..Default::default()
+                    };
+                    for f in 0..12 {
+                        if rnd(4) == 0 {
+                            b.exec_flags |= 1 << f;
+                        }
+                    }
+                    encode_record(hdr, &b, &s)
+                }
+                kind::FORK => encode_record(
+                    hdr,
+                    &abi::Fork {
+                        child_pid: 200,
+                        ns_flags: [0, 0x2002_0000, 0x7e02_0080][rnd(3) as usize],
+                        ..Default::default()
+                    },
+                    &[],
+                ),
+                kind::EXIT => encode_record(
+                    hdr,
+                    &abi::Exit {
+                        status: rnd(0x10000) as u32,
+                        _pad: 0,
+                    },
+                    &[],
+                ),
+                kind::OPEN => encode_record(
+                    hdr,
+                    &abi::Open {
+                        ret,
+                        ino: rnd(2) * 77,
+                        flags: rnd(1 << 24) as u32 | (rnd(2) as u32) << 31,
+                        mode: rnd(0o1000) as u32,
+                        syscall: abi::sys::OPENAT,
+                        foreign_mntns: rnd(2) as u32 * 4026531840,
+                        ..Default::default()
+                    },
+                    &s[..2],
+                ),
+                kind::TCP_STATE => encode_record(
+                    hdr,
+                    &abi::TcpState {
+                        family,
+                        sport: rnd(3) as u16,
+                        dport: 443,
+                        oldstate: rnd(13) as u8,
+                        newstate: rnd(13) as u8,
+                        saddr: laddr,
+                        daddr: raddr,
+                    },
+                    &[],
+                ),
+                kind::CAPABLE => encode_record(
+                    hdr,
+                    &abi::Capable {
+                        cap: rnd(45) as i32,
+                        ret: -(rnd(2) as i32),
+                        target_userns: 4026531837,
+                        syscall_nr: 9,
+                    },
+                    &[],
+                ),
+                _ => encode_record(
+                    hdr,
+                    &abi::Sock {
+                        ret,
+                        family,
+                        lport: rnd(2) as u16 * 40000,
+                        rport: rnd(2) as u16 * 443,
+                        protocol: [6u16, 17, 0][rnd(3) as usize],
+                        fd: 3,
+                        backlog: 128,
+                        laddr,
+                        raddr,
+                        ..Default::default()
+                    },
+                    &s[..1],
+                ),
+            };
+            let mut ev = en.enrich(decode(&raw).unwrap(), &mut host);
+            // the enricher's views, replaced by shared objects of a few kinds
+            ev.ancestors = chains[rnd(4) as usize].clone();
+            ev.user = names[rnd(2) as usize].clone();
+            ev.group = names[rnd(2) as usize].clone();
+            if rnd(3) == 0 {
+                ev.file_path = Some(s[0].to_vec());
+            }
+            if rnd(3) == 0 {
+                ev.domain = Some(Arc::from("example.org"));
+            }
+            if rnd(4) == 0 {
+                ev.ns_user = Some(NsUser {
+                    id: Some(0),
+                    name: names[rnd(2) as usize].clone(),
+                });
+            }
+            if rnd(4) == 0 {
+                ev.cgroup_path = Some(Arc::from("/system.slice/a.service"));
+            }
+            ev.overwrites = rnd(2) as u32 * 3;
+            if rnd(8) == 0 {
+                ev.hash_pending = true;
+            }
+            if rnd(4) == 0
+                && let Some(mut p) = ev.process.as_deref().cloned()
+            {
+                if rnd(2) == 0 {
+                    p.hash = Some(Arc::from("ab".repeat(32).as_str()));
+                }
+                if rnd(2) == 0 {
+                    p.container = Some(Arc::new(Container {
+                        id: "c".repeat(64),
+                        runtime: "docker",
+                    }));
+                    if rnd(2) == 0 {
+                        ev.container_meta = Some(Arc::new(ContainerMeta {
+                            name: Some("web".into()),
+                            image: rnd(2).eq(&0).then(|| "nginx:1".into()),
+                            ..Default::default()
+                        }));
+                    }
+                }
+                ev.process = Some(Arc::new(p));
+            }
+            let plain = encode(&ev, "h", "event");
+            for round in 0..2 {
+                let mut out = b"{}\n".to_vec();
+                let before = cache.tmpl.hits;
+                encode_cached_into(&ev, "h", "event", &mut cache, &mut out);
+                total += 1;
+                direct += cache.tmpl.hits - before;
+                // the same record again: from the templates it left
+                if round == 1 && !ev.hash_pending {
+                    assert_eq!(cache.tmpl.hits, before + 1, "kind {k}: not from templates");
+                }
+                assert_eq!(
+                    String::from_utf8_lossy(&out[3..]),
+                    String::from_utf8_lossy(&plain),
+                    "kind {k} round {round}"
+                );
+            }
+        }
+        assert!(direct * 5 > total * 2, "{direct} of {total} from templates");
     }
 
     /// The per-process fragment cache gives byte-identical output to the
