@@ -1212,6 +1212,62 @@ fn lower(e: &Expr, ids: &HashMap<&Pred, u32>) -> CExpr {
 mod tests {
     use super::*;
 
+    /// The mask form of `and`/`or` gives what the tree gives, for every
+    /// assignment of the predicates (including predicates in two words).
+    #[test]
+    fn masks_equal_the_tree() {
+        let preds: Vec<Pred> = (0..70)
+            .map(|i| Pred {
+                field: Field::ProcessPid,
+                test: Test::Int(Cmp::Eq, i),
+            })
+            .collect();
+        let ids: HashMap<&Pred, u32> = preds.iter().zip(0u32..).collect();
+        let p = |i: usize| Expr::Pred(preds[i].clone());
+        let e = Expr::And(vec![
+            p(0),
+            Expr::Or(vec![p(1), p(65), Expr::Not(Box::new(p(2))), p(69)]),
+            Expr::Or(vec![p(3)]),
+            Expr::And(vec![p(64), p(4)]),
+            Expr::Or(vec![]),
+        ]);
+        let e2 = Expr::Or(vec![
+            e.clone(),
+            Expr::And(vec![p(5), p(66)]),
+            Expr::And(vec![]),
+        ]);
+        fn naive(e: &Expr, t: &dyn Fn(usize) -> bool, preds: &[Pred]) -> bool {
+            match e {
+                Expr::And(v) => v.iter().all(|x| naive(x, t, preds)),
+                Expr::Or(v) => v.iter().any(|x| naive(x, t, preds)),
+                Expr::Not(x) => !naive(x, t, preds),
+                Expr::Const(b) => *b,
+                Expr::Pred(p) => t(preds.iter().position(|q| q == p).unwrap_or(0)),
+            }
+        }
+        let used = [0usize, 1, 2, 3, 4, 5, 64, 65, 66, 69];
+        for bits in 0u32..(1 << used.len()) {
+            let on = |i: usize| {
+                used.iter()
+                    .position(|&u| u == i)
+                    .is_some_and(|k| bits & (1 << k) != 0)
+            };
+            let mut truth = vec![0u64; 2];
+            for i in 0..70 {
+                if on(i) {
+                    truth[i / 64] |= 1 << (i % 64);
+                }
+            }
+            for x in [&e, &e2] {
+                assert_eq!(
+                    lower(x, &ids).eval(&truth),
+                    naive(x, &on, &preds),
+                    "{bits:b}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn patterns() {
         assert_eq!(pattern(StrOp::Prefix, b"/tmp/", false), "^/tmp/");

@@ -10,7 +10,8 @@
 //! shared: the median of the rounds and the ratio to the 10-rule set are
 //! what to read).
 //!
-//! Usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR]
+//! Usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR] [--old BIN]
+//!        [--only NAME] [--action ACTION]
 
 use std::path::PathBuf;
 use std::sync::Arc;
