@@ -164,6 +164,11 @@ enum CExpr {
     Not(Box<CExpr>),
     Const(bool),
     P(u32),
+    /// Every predicate of the masks holds: (word of the truth bits, bits).
+    All(Box<[(u32, u64)]>),
+    /// Some predicate of the masks holds (a Sigma list of values is one
+    /// or two words, not a walk of its alternatives).
+    Any(Box<[(u32, u64)]>),
 }
 
 impl CExpr {
@@ -174,8 +179,24 @@ impl CExpr {
             CExpr::Not(e) => !e.eval(truth),
             CExpr::Const(b) => *b,
             CExpr::P(p) => truth[*p as usize / 64] & (1 << (p % 64)) != 0,
+            CExpr::All(m) => m.iter().all(|&(w, b)| truth[w as usize] & b == b),
+            CExpr::Any(m) => m.iter().any(|&(w, b)| truth[w as usize] & b != 0),
         }
     }
+}
+
+/// The predicates as masks per 64-bit word of the truth bits, by word.
+fn masks(ps: &[u32]) -> Box<[(u32, u64)]> {
+    let mut m: Vec<(u32, u64)> = Vec::new();
+    for &p in ps {
+        let (w, b) = (p / 64, 1u64 << (p % 64));
+        match m.iter_mut().find(|(x, _)| *x == w) {
+            Some((_, bits)) => *bits |= b,
+            None => m.push((w, b)),
+        }
+    }
+    m.sort_unstable();
+    m.into_boxed_slice()
 }
 
 /// The lengths of a map's keys (255 = 255 or more): a value of another
@@ -345,15 +366,26 @@ fn slot_count() -> usize {
     crate::ACTIONS.len() + cat::NAMES.len()
 }
 
-fn slot_of(cbit: u8, action: Option<&[u8]>) -> usize {
+/// The slot of an event: its action's when the action is in
+/// [`crate::ACTIONS`] with this category, else its category's.
+/// `actions` maps each action name to (index, category bit).
+fn slot_of(actions: &FxMap<&'static [u8], (u8, u8)>, cbit: u8, action: Option<&[u8]>) -> usize {
     if let Some(a) = action
-        && let Some(i) = crate::ACTIONS
-            .iter()
-            .position(|(n, c)| n.as_bytes() == a && cat::bit(c) == Some(cbit))
+        && let Some(&(i, c)) = actions.get(a)
+        && c == cbit
     {
-        return i;
+        return usize::from(i);
     }
     crate::ACTIONS.len() + cat_index(cbit)
+}
+
+/// Each action of [`crate::ACTIONS`] to its index and category bit.
+fn action_index() -> FxMap<&'static [u8], (u8, u8)> {
+    crate::ACTIONS
+        .iter()
+        .enumerate()
+        .map(|(i, (a, c))| (a.as_bytes(), (i as u8, cat::bit(c).unwrap_or(0))))
+        .collect()
 }
 
 /// Slots a rule occupies, as a bit mask.
@@ -387,7 +419,10 @@ pub(crate) struct CompileError {
 pub(crate) struct Matcher {
     npreds: usize,
     fields: Vec<FieldPlan>,
-    slot_fields: Vec<Vec<u16>>,
+    /// Per slot: the fields its rules test (index into `fields`, and the
+    /// field itself, so a field the event lacks costs no look at its plan).
+    slot_fields: Vec<Vec<(u16, Field)>>,
+    actions: FxMap<&'static [u8], (u8, u8)>,
     slot_always: Vec<Vec<u32>>,
     /// Unfiltered: every rule of each slot.
     slot_rules: Vec<Vec<u32>>,
@@ -528,14 +563,23 @@ fn cat_index(bit: u8) -> usize {
 }
 
 /// Weight of a predicate as a trigger: generic ones (the action, booleans)
-/// hold on most events of a category, so prefer anything else.
+/// hold on most events of a category, so prefer anything else. The
+/// classification fields weigh more than any sum of other weights a rule
+/// reaches, so a rule is triggered by them only when nothing else can
+/// trigger it (`ld_preload_env_injection`'s two existence tests are
+/// preferred to `event.action = exec`). An integer equality holds more
+/// often than a string one (`process.args_count = 2` on every exec with
+/// one argument), so a short list of names is preferred to it.
 fn weight(p: &Pred) -> u32 {
     match p.field {
-        Field::EventAction | Field::EventCategory | Field::EventType | Field::EventOutcome => 1000,
+        Field::EventAction | Field::EventCategory | Field::EventType | Field::EventOutcome => {
+            1_000_000
+        }
         _ => match p.test {
             Test::Bool(_) | Test::Exists => 500,
-            Test::Int(Cmp::Eq, _) | Test::Str { op: StrOp::Eq, .. } | Test::Cidr(..) => 1,
+            Test::Str { op: StrOp::Eq, .. } | Test::Cidr(..) => 1,
             Test::Str { .. } => 3,
+            Test::Int(Cmp::Eq, _) => 4,
             Test::Int(..) => 50,
         },
     }
@@ -553,11 +597,11 @@ fn triggers(e: &Expr, ids: &HashMap<&Pred, u32>) -> Option<(u32, Vec<u32>)> {
             .filter_map(|x| triggers(x, ids))
             .min_by_key(|(w, t)| (*w, t.len())),
         Expr::Or(v) => {
-            let mut w = 0;
+            let mut w = 0u32;
             let mut all = Vec::new();
             for x in v {
                 let (xw, t) = triggers(x, ids)?;
-                w += xw;
+                w = w.saturating_add(xw);
                 all.extend(t);
             }
             Some((w, all))
@@ -735,11 +779,12 @@ impl Matcher {
                 fp.lits.push(scan);
             }
         }
-        let mut slot_fields: Vec<Vec<u16>> = vec![Vec::new(); nslots];
+        let mut slot_fields: Vec<Vec<(u16, Field)>> = vec![Vec::new(); nslots];
         for (fi, fp) in fields.iter().enumerate() {
+            let Some(f) = fp.field else { continue };
             for (si, slot) in slot_fields.iter_mut().enumerate() {
                 if fp.slots & (1 << si) != 0 {
-                    slot.push(fi as u16);
+                    slot.push((fi as u16, f));
                 }
             }
         }
@@ -776,6 +821,7 @@ impl Matcher {
             npreds: order.len(),
             fields,
             slot_fields,
+            actions: action_index(),
             slot_always,
             slot_rules,
             triggers: trig,
@@ -841,8 +887,8 @@ impl Matcher {
             return;
         };
         let si = match ev.field(Field::EventAction) {
-            Some(Value::Str(a)) => slot_of(cbit, Some(&a)),
-            _ => slot_of(cbit, None),
+            Some(Value::Str(a)) => slot_of(&self.actions, cbit, Some(&a)),
+            _ => slot_of(&self.actions, cbit, None),
         };
         for p in s.set.drain(..) {
             s.truth[p as usize / 64] = 0;
@@ -853,10 +899,9 @@ impl Matcher {
             s.epoch = 1;
         }
         s.cands.clear();
-        for &fi in &self.slot_fields[si] {
-            let fp = &self.fields[fi as usize];
-            let Some(field) = fp.field else { continue };
+        for &(fi, field) in &self.slot_fields[si] {
             let Some(v) = ev.field(field) else { continue };
+            let fp = &self.fields[fi as usize];
             for &p in &fp.exists {
                 self.hit(p, s);
             }
@@ -1123,10 +1168,40 @@ impl Matcher {
     }
 }
 
+/// The compiled form of a condition: the plain predicates of an `and` or
+/// an `or` become one mask test ([`CExpr::All`], [`CExpr::Any`]) placed
+/// first (it is the cheapest), the other operands follow in order. Both
+/// connectives are commutative and free of side effects, so the value is
+/// the same.
 fn lower(e: &Expr, ids: &HashMap<&Pred, u32>) -> CExpr {
+    let split = |v: &[Expr], all: bool| {
+        let ps: Vec<u32> = v
+            .iter()
+            .filter_map(|x| match x {
+                Expr::Pred(p) => Some(ids[p]),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::with_capacity(v.len());
+        if ps.len() >= 2 {
+            let m = masks(&ps);
+            out.push(if all { CExpr::All(m) } else { CExpr::Any(m) });
+            out.extend(
+                v.iter()
+                    .filter(|x| !matches!(x, Expr::Pred(_)))
+                    .map(|x| lower(x, ids)),
+            );
+        } else {
+            out.extend(v.iter().map(|x| lower(x, ids)));
+        }
+        if out.len() == 1 {
+            return out.pop().unwrap_or(CExpr::Const(all));
+        }
+        if all { CExpr::And(out) } else { CExpr::Or(out) }
+    };
     match e {
-        Expr::And(v) => CExpr::And(v.iter().map(|x| lower(x, ids)).collect()),
-        Expr::Or(v) => CExpr::Or(v.iter().map(|x| lower(x, ids)).collect()),
+        Expr::And(v) => split(v, true),
+        Expr::Or(v) => split(v, false),
         Expr::Not(x) => CExpr::Not(Box::new(lower(x, ids))),
         Expr::Const(b) => CExpr::Const(*b),
         Expr::Pred(p) => CExpr::P(ids[p]),
@@ -1136,6 +1211,62 @@ fn lower(e: &Expr, ids: &HashMap<&Pred, u32>) -> CExpr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The mask form of `and`/`or` gives what the tree gives, for every
+    /// assignment of the predicates (including predicates in two words).
+    #[test]
+    fn masks_equal_the_tree() {
+        let preds: Vec<Pred> = (0..70)
+            .map(|i| Pred {
+                field: Field::ProcessPid,
+                test: Test::Int(Cmp::Eq, i),
+            })
+            .collect();
+        let ids: HashMap<&Pred, u32> = preds.iter().zip(0u32..).collect();
+        let p = |i: usize| Expr::Pred(preds[i].clone());
+        let e = Expr::And(vec![
+            p(0),
+            Expr::Or(vec![p(1), p(65), Expr::Not(Box::new(p(2))), p(69)]),
+            Expr::Or(vec![p(3)]),
+            Expr::And(vec![p(64), p(4)]),
+            Expr::Or(vec![]),
+        ]);
+        let e2 = Expr::Or(vec![
+            e.clone(),
+            Expr::And(vec![p(5), p(66)]),
+            Expr::And(vec![]),
+        ]);
+        fn naive(e: &Expr, t: &dyn Fn(usize) -> bool, preds: &[Pred]) -> bool {
+            match e {
+                Expr::And(v) => v.iter().all(|x| naive(x, t, preds)),
+                Expr::Or(v) => v.iter().any(|x| naive(x, t, preds)),
+                Expr::Not(x) => !naive(x, t, preds),
+                Expr::Const(b) => *b,
+                Expr::Pred(p) => t(preds.iter().position(|q| q == p).unwrap_or(0)),
+            }
+        }
+        let used = [0usize, 1, 2, 3, 4, 5, 64, 65, 66, 69];
+        for bits in 0u32..(1 << used.len()) {
+            let on = |i: usize| {
+                used.iter()
+                    .position(|&u| u == i)
+                    .is_some_and(|k| bits & (1 << k) != 0)
+            };
+            let mut truth = vec![0u64; 2];
+            for i in 0..70 {
+                if on(i) {
+                    truth[i / 64] |= 1 << (i % 64);
+                }
+            }
+            for x in [&e, &e2] {
+                assert_eq!(
+                    lower(x, &ids).eval(&truth),
+                    naive(x, &on, &preds),
+                    "{bits:b}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn patterns() {

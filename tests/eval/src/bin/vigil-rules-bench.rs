@@ -10,7 +10,8 @@
 //! shared: the median of the rounds and the ratio to the 10-rule set are
 //! what to read).
 //!
-//! Usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR]
+//! Usage: vigil-rules-bench [--rounds N] [--events N] [--sigma DIR] [--old BIN]
+//!        [--only NAME] [--action ACTION]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -216,6 +217,182 @@ struct Args {
     /// Also time the built-ins plus this Sigma folder (e.g. SigmaHQ's rules/linux).
     #[arg(long, value_name = "DIR")]
     sigma: Option<PathBuf>,
+    /// Another build of this benchmark (an older vigil-rules-bench): each
+    /// round runs it once (`--rounds 1`, same events and rule sets) beside
+    /// this build's round, and the table shows both and the ratio.
+    #[arg(long, value_name = "BIN")]
+    old: Option<PathBuf>,
+    /// Only the rule sets whose name starts with this (`built-in + Sigma`,
+    /// `synthetic 1000`); for profiling.
+    #[arg(long, value_name = "NAME")]
+    only: Option<String>,
+    /// Only the events of this action (`exec`, `open`, ...), each set's
+    /// scratch warmed by one untimed pass; for profiling
+    /// (`valgrind --tool=callgrind --toggle-collect='*timed_pass*'` counts
+    /// the instructions of the timed passes only; divide by the
+    /// evaluations printed).
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+}
+
+/// One build's figures: median ns per event per set, median ns per event
+/// per action with the last set.
+struct Figures {
+    sets: Vec<(String, usize, f64, u64)>,
+    actions: Vec<(String, f64)>,
+}
+
+fn med(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn action_of(e: &Event) -> String {
+    use vigil_rules::Fields;
+    match e.field(vigil_rules::Field::EventAction) {
+        Some(vigil_rules::Value::Str(a)) => String::from_utf8_lossy(&a).into_owned(),
+        _ => "?".into(),
+    }
+}
+
+/// Cost per event action with `set`: each event evaluated 20 times.
+fn per_action(set: &RuleSet, evs: &[Event]) -> Vec<(String, f64)> {
+    let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut scratch = Scratch::new();
+    let mut out = Vec::new();
+    for e in evs {
+        let a = action_of(e);
+        let t0 = thread_cpu_ns();
+        for _ in 0..20 {
+            out.clear();
+            set.evaluate(e, &mut scratch, &mut out);
+        }
+        let dt = thread_cpu_ns() - t0;
+        let slot = by.entry(a).or_default();
+        slot.0 += dt;
+        slot.1 += 20;
+    }
+    by.into_iter()
+        .map(|(a, (t, n))| (a, t as f64 / n as f64))
+        .collect()
+}
+
+/// One timed pass over the events; returns the matches.
+#[inline(never)]
+fn timed_pass(set: &RuleSet, evs: &[Event], scratch: &mut Scratch) -> u64 {
+    let mut out = Vec::new();
+    let mut hits = 0u64;
+    for e in evs {
+        out.clear();
+        set.evaluate(e, scratch, &mut out);
+        hits += out.len() as u64;
+    }
+    hits
+}
+
+/// An untimed pass (warms a scratch).
+#[inline(never)]
+fn warm_pass(set: &RuleSet, evs: &[Event], scratch: &mut Scratch) {
+    let mut out = Vec::new();
+    for e in evs {
+        out.clear();
+        set.evaluate(e, scratch, &mut out);
+    }
+}
+
+/// Runs the other build once and reads its table.
+fn run_old(bin: &std::path::Path, n_events: usize, sigma: Option<&PathBuf>) -> Figures {
+    let mut c = std::process::Command::new(bin);
+    c.arg("--rounds")
+        .arg("1")
+        .arg("--events")
+        .arg(n_events.to_string());
+    if let Some(d) = sigma {
+        c.arg("--sigma").arg(d);
+    }
+    let out = c
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            eprintln!("vigil-rules-bench: cannot run {}: {e}", bin.display());
+            std::process::exit(2)
+        });
+    if !out.status.success() {
+        eprintln!(
+            "vigil-rules-bench: {} failed: {}",
+            bin.display(),
+            out.status
+        );
+        std::process::exit(2);
+    }
+    parse_table(&String::from_utf8_lossy(&out.stdout)).unwrap_or_else(|| {
+        eprintln!(
+            "vigil-rules-bench: cannot read the output of {}",
+            bin.display()
+        );
+        std::process::exit(2)
+    })
+}
+
+/// Reads the table `print_table` writes (and older builds wrote).
+fn parse_table(text: &str) -> Option<Figures> {
+    let mut f = Figures {
+        sets: Vec::new(),
+        actions: Vec::new(),
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("per action with ") {
+            let (_, parts) = rest.split_once(": ")?;
+            for p in parts.split(", ") {
+                let mut w = p.split_whitespace();
+                let a = w.next()?.to_string();
+                let ns: f64 = w.next()?.parse().ok()?;
+                f.actions.push((a, ns));
+            }
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() < 6 || w[0] == "rule" {
+            continue;
+        }
+        let n = w.len();
+        let (Ok(rules), Ok(ns), Ok(alerts)) = (
+            w[n - 5].parse::<usize>(),
+            w[n - 4].parse::<f64>(),
+            w[n - 1].parse::<u64>(),
+        ) else {
+            continue;
+        };
+        f.sets.push((w[..n - 5].join(" "), rules, ns, alerts));
+    }
+    (!f.sets.is_empty()).then_some(f)
+}
+
+fn print_table(f: &Figures, name: &str) {
+    let parts: Vec<String> = f
+        .actions
+        .iter()
+        .map(|(a, ns)| format!("{a} {ns:.0} ns"))
+        .collect();
+    if !parts.is_empty() {
+        println!("per action with {name}: {}", parts.join(", "));
+    }
+    let base = f.sets.get(1).map(|s| s.2).unwrap_or(f64::NAN);
+    println!(
+        "{:<28} {:>7} {:>10} {:>14} {:>10} {:>8}",
+        "rule set", "rules", "ns/event", "events/s/core", "vs 10", "alerts"
+    );
+    for (name, rules, ns, alerts) in &f.sets {
+        println!(
+            "{:<28} {:>7} {:>10.0} {:>14.0} {:>9.2}x {:>8}",
+            name,
+            rules,
+            ns,
+            1e9 / ns,
+            ns / base,
+            alerts
+        );
+    }
 }
 
 fn main() {
@@ -223,8 +400,18 @@ fn main() {
         rounds,
         n_events,
         sigma,
+        old,
+        only,
+        action,
     } = <Args as clap::Parser>::parse();
-    let evs = events(n_events);
+    let mut evs = events(n_events);
+    if let Some(a) = &action {
+        evs.retain(|e| action_of(e) == *a);
+        if evs.is_empty() {
+            eprintln!("vigil-rules-bench: no `{a}` events in the mix");
+            std::process::exit(2);
+        }
+    }
     let mut sets: Vec<(String, RuleSet)> = vec![
         ("none".into(), RuleSet::empty()),
         ("synthetic 10".into(), synthetic(10)),
@@ -248,6 +435,13 @@ fn main() {
         );
         sets.push((format!("built-in + Sigma ({})", r.sigma_rules), set));
     }
+    if let Some(o) = &only {
+        sets.retain(|(n, _)| n.starts_with(o.as_str()));
+        if sets.is_empty() {
+            eprintln!("vigil-rules-bench: no rule set named `{o}...`");
+            std::process::exit(2);
+        }
+    }
     eprintln!(
         "vigil-rules-bench: {} events, {} rounds, {} rule sets",
         evs.len(),
@@ -256,69 +450,111 @@ fn main() {
     );
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); sets.len()];
     let mut alerts = vec![0u64; sets.len()];
+    let mut act_ns: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut old_runs: Vec<Figures> = Vec::new();
+    let mut evaluations = 0u64;
     for round in 0..rounds {
+        if let Some(bin) = &old {
+            old_runs.push(run_old(bin, n_events, sigma.as_ref()));
+        }
         for (si, (_, set)) in sets.iter().enumerate() {
+            // Profiling one action: the scratch is warmed by one pass first
+            // (lazy DFA states, the value cache), so what a profiler
+            // counts in `timed_pass` is the steady state.
             let mut scratch = Scratch::new();
-            let mut out = Vec::new();
-            let t0 = thread_cpu_ns();
-            let mut hits = 0u64;
-            for e in &evs {
-                out.clear();
-                set.evaluate(e, &mut scratch, &mut out);
-                hits += out.len() as u64;
+            if action.is_some() {
+                warm_pass(set, &evs, &mut scratch);
             }
+            let t0 = thread_cpu_ns();
+            let hits = timed_pass(set, &evs, &mut scratch);
             let dt = thread_cpu_ns() - t0;
+            evaluations += evs.len() as u64;
             ns[si].push(dt as f64 / evs.len() as f64);
             alerts[si] = hits;
         }
+        // Where the time goes with the largest set: cost per event action
+        // (left out when profiling one action).
+        if action.is_none()
+            && let Some((_, set)) = sets.last()
+        {
+            for (a, t) in per_action(set, &evs) {
+                act_ns.entry(a).or_default().push(t);
+            }
+        }
         eprintln!("vigil-rules-bench: round {} of {rounds} done", round + 1);
     }
-    // Where the time goes with the largest set: cost per event action.
-    if let Some((name, set)) = sets.last() {
-        use vigil_rules::Fields;
-        let mut by: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        let mut scratch = Scratch::new();
-        let mut out = Vec::new();
-        for e in &evs {
-            let a = match e.field(vigil_rules::Field::EventAction) {
-                Some(vigil_rules::Value::Str(a)) => String::from_utf8_lossy(&a).into_owned(),
-                _ => "?".into(),
-            };
-            let t0 = thread_cpu_ns();
-            for _ in 0..20 {
-                out.clear();
-                set.evaluate(e, &mut scratch, &mut out);
-            }
-            let dt = thread_cpu_ns() - t0;
-            let slot = by.entry(a).or_default();
-            slot.0 += dt;
-            slot.1 += 20;
-        }
-        let parts: Vec<String> = by
+    let mine = Figures {
+        sets: sets
             .iter()
-            .map(|(a, (t, n))| format!("{a} {:.0} ns", *t as f64 / *n as f64))
-            .collect();
-        println!("per action with {name}: {}", parts.join(", "));
-    }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+            .enumerate()
+            .map(|(si, (name, set))| (name.clone(), set.len(), med(&mut ns[si]), alerts[si]))
+            .collect(),
+        actions: act_ns
+            .iter_mut()
+            .map(|(a, v)| (a.clone(), med(v)))
+            .collect(),
     };
-    let medians: Vec<f64> = ns.iter_mut().map(med).collect();
-    let base = medians[1];
+    let last = sets.last().map(|s| s.0.clone()).unwrap_or_default();
+    if action.is_some() {
+        println!("evaluations timed: {evaluations}");
+    }
+    if old_runs.is_empty() {
+        print_table(&mine, &last);
+        return;
+    }
+    // Side by side: the medians of the old build's rounds and of this one's.
+    let old_med = |set: &str| {
+        let mut v: Vec<f64> = old_runs
+            .iter()
+            .filter_map(|f| f.sets.iter().find(|s| s.0 == set).map(|s| s.2))
+            .collect();
+        (!v.is_empty()).then(|| med(&mut v))
+    };
+    let old_alerts = |set: &str| {
+        old_runs
+            .last()
+            .and_then(|f| f.sets.iter().find(|s| s.0 == set).map(|s| s.3))
+    };
     println!(
-        "{:<28} {:>7} {:>10} {:>14} {:>10} {:>8}",
-        "rule set", "rules", "ns/event", "events/s/core", "vs 10", "alerts"
+        "{:<28} {:>7} {:>12} {:>12} {:>10} {:>10} {:>8} {:>8}",
+        "rule set", "rules", "old ns/ev", "new ns/ev", "old M/s", "new M/s", "speedup", "alerts"
     );
-    for (si, (name, set)) in sets.iter().enumerate() {
+    for (name, rules, new, al) in &mine.sets {
+        let o = old_med(name);
+        let same = match old_alerts(name) {
+            Some(x) if x == *al => format!("{al}"),
+            Some(x) => format!("{al}!={x}"),
+            None => format!("{al}"),
+        };
         println!(
-            "{:<28} {:>7} {:>10.0} {:>14.0} {:>9.2}x {:>8}",
+            "{:<28} {:>7} {:>12} {:>12.0} {:>10} {:>10.2} {:>8} {:>8}",
             name,
-            set.len(),
-            medians[si],
-            1e9 / medians[si],
-            medians[si] / base,
-            alerts[si]
+            rules,
+            o.map(|o| format!("{o:.0}")).unwrap_or("-".into()),
+            new,
+            o.map(|o| format!("{:.2}", 1e3 / o)).unwrap_or("-".into()),
+            1e3 / new,
+            o.map(|o| format!("{:.2}x", o / new)).unwrap_or("-".into()),
+            same
         );
+    }
+    let parts: Vec<String> = mine
+        .actions
+        .iter()
+        .map(|(a, new)| {
+            let mut v: Vec<f64> = old_runs
+                .iter()
+                .filter_map(|f| f.actions.iter().find(|x| x.0 == *a).map(|x| x.1))
+                .collect();
+            if v.is_empty() {
+                format!("{a} {new:.0} ns")
+            } else {
+                let o = med(&mut v);
+                format!("{a} {o:.0} -> {new:.0} ns ({:.2}x)", o / new)
+            }
+        })
+        .collect();
+    if !parts.is_empty() {
+        println!("per action with {last}, old -> new: {}", parts.join(", "));
     }
 }
