@@ -1423,13 +1423,16 @@ pub async fn run(
     // The performance objects (run-queue, syscall, TCP, block I/O) load
     // after the seed: their verification takes a second or more, and the
     // process table must not wait for it (a container started just after
-    // "ready" would otherwise be taken for one running before vigil). They
-    // load on a thread of their own while the loop below reads the ring
-    // buffer: loaded here, on the loop's thread, they held every event of
-    // the first half second or more in the ring (exec records enriched
-    // ~590 ms after the exec right after start).
-    let (mut perf, mut psys_coll, mut ktools, mut profile) = (None, None, None, None);
-    let mut tools_rx = start_tools(&cfg, opts.perf_history, opts.verbose);
+    // "ready" would otherwise be taken for one running before vigil).
+    let mut perf = start_perf(&cfg, opts.perf_history, opts.verbose);
+    let mut psys_coll = start_perfsys(&cfg, opts.verbose);
+    let mut ktools = start_ktools(&cfg, opts.verbose);
+    let mut profile = start_profile(&cfg, opts.perf_history, opts.verbose);
+    // Loading parsed the kernel's BTF for each object (tens of MB, freed
+    // since): give those pages back rather than keep them as a high-water
+    // mark for the agent's life (RSS 82 -> 47 MiB, anonymous 38 -> 3.5 MiB
+    // here); housekeeping does the same after floods.
+    crate::telemetry::trim_heap(0.0);
     let mut last_trim = std::time::Instant::now();
     let mut perf_tick = tokio::time::interval(Duration::from_secs(cfg.perf.interval_s.max(1)));
     perf_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1474,19 +1477,6 @@ pub async fn run(
                 pipeline.end_batch();
                 r?;
                 pipeline.apply_learning(sensors);
-            }
-            t = async { match tools_rx.as_mut() { Some(rx) => rx.await, None => std::future::pending().await } } => {
-                tools_rx = None;
-                if let Ok(t) = t {
-                    (perf, psys_coll, ktools, profile) = t;
-                }
-                // Loading parsed the kernel's BTF for each object (tens of
-                // MB, freed since): give those pages back rather than keep
-                // them as a high-water mark for the agent's life (RSS 82 ->
-                // 47 MiB, anonymous 38 -> 3.5 MiB here); housekeeping does
-                // the same after floods.
-                crate::telemetry::trim_heap(0.0);
-                perf_tick.reset();
             }
             _ = housekeeping.tick() => {
                 let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
@@ -1566,13 +1556,6 @@ pub async fn run(
     if let Some(n) = &notifier {
         let _ = n.stopping();
     }
-    // Stopped while the performance objects still load: take them, so
-    // they are collected and detached as when they had arrived.
-    if let Some(rx) = tools_rx.take()
-        && let Ok(t) = rx.await
-    {
-        (perf, psys_coll, ktools, profile) = t;
-    }
     // Stop emitting, then drain what the kernel still holds: the counters
     // read after this match what was delivered.
     if let Err(e) = sensors.quiesce()
@@ -1639,51 +1622,6 @@ pub async fn run(
         recorded,
         attach_time: sensors.attach_time,
     })
-}
-
-/// The performance tools `[perf]` asks for, as [`run`] keeps them.
-type Tools = (
-    Option<crate::perf::PerfCollector>,
-    Option<crate::perfsys::PerfsysCollector>,
-    Option<crate::perf::ktools::KtoolsCollector>,
-    Option<crate::perf::profile::ProfileCollector>,
-);
-
-/// Loads the performance tools on a thread of their own (their programs'
-/// verification takes hundreds of milliseconds, during which the caller
-/// keeps reading events); when the thread cannot start, they are loaded
-/// here and the receiver holds them already.
-fn start_tools(
-    cfg: &Config,
-    history: bool,
-    verbose: bool,
-) -> Option<tokio::sync::oneshot::Receiver<Tools>> {
-    let load = move |cfg: &Config| -> Tools {
-        (
-            start_perf(cfg, history, verbose),
-            start_perfsys(cfg, verbose),
-            start_ktools(cfg, verbose),
-            start_profile(cfg, history, verbose),
-        )
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let c = cfg.clone();
-    let spawned = std::thread::Builder::new()
-        .name("vigil-perf-load".into())
-        .spawn(move || {
-            let _ = tx.send(load(&c));
-        });
-    match spawned {
-        Ok(_) => Some(rx),
-        Err(e) => {
-            log::warn!(
-                "cannot start the thread loading the performance tools ({e}); loading them now"
-            );
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(load(cfg));
-            Some(rx)
-        }
-    }
 }
 
 /// Loads the scheduler sensors and the perf collector `[perf]` asks for.
