@@ -16,6 +16,9 @@
 //!   chosen to be specific), so the work per event follows what the event
 //!   matched, not how many rules are loaded. Rules without such a set (only
 //!   negations) are evaluated on every event of their categories.
+//! - Per slot, only the fields holding some rule's trigger are read on
+//!   every event; the others are read after the triggers, for the
+//!   candidate rules that test them.
 
 use crate::ast::{Cmp, Expr, Pred, StrOp, Test, in_cidr};
 use crate::prefilter::{self, LitBuilder, LitScan, Need};
