@@ -16,6 +16,9 @@
 //!   chosen to be specific), so the work per event follows what the event
 //!   matched, not how many rules are loaded. Rules without such a set (only
 //!   negations) are evaluated on every event of their categories.
+//! - Per slot, only the fields holding some rule's trigger are read on
+//!   every event; the others are read after the triggers, for the
+//!   candidate rules that test them.
 
 use crate::ast::{Cmp, Expr, Pred, StrOp, Test, in_cidr};
 use crate::prefilter::{self, LitBuilder, LitScan, Need};
@@ -422,6 +425,16 @@ pub(crate) struct Matcher {
     /// Per slot: the fields its rules test (index into `fields`, and the
     /// field itself, so a field the event lacks costs no look at its plan).
     slot_fields: Vec<Vec<(u16, Field)>>,
+    /// Prefiltered, per slot: the fields holding a trigger predicate of
+    /// some rule of the slot, read on every event of the slot.
+    slot_eager: Vec<Vec<(u16, Field)>>,
+    /// Prefiltered, per slot: the other fields, read only when a rule that
+    /// tests them is a candidate (their predicates cannot make a rule of
+    /// the slot a candidate, so an event with no candidate reading them
+    /// never looks at them).
+    slot_lazy: Vec<Vec<(u16, Field)>>,
+    /// Per rule: the fields its condition tests (indices into `fields`).
+    rule_fields: Vec<Box<[u16]>>,
     actions: FxMap<&'static [u8], (u8, u8)>,
     slot_always: Vec<Vec<u32>>,
     /// Unfiltered: every rule of each slot.
@@ -475,6 +488,8 @@ pub struct Scratch {
     gates: Vec<u32>,
     counts: EvalCounts,
     mark: Vec<u32>,
+    /// Per field: the epoch of the last event that needed it read lazily.
+    fmark: Vec<u32>,
     epoch: u32,
     cands: Vec<u32>,
     lower: Vec<u8>,
@@ -529,6 +544,7 @@ impl Scratch {
             gates: Vec::new(),
             counts: EvalCounts::default(),
             mark: Vec::new(),
+            fmark: Vec::new(),
             epoch: 0,
             cands: Vec::new(),
             lower: Vec::new(),
@@ -817,10 +833,53 @@ impl Matcher {
             }
             compiled.push((masks[ri], lower(r.expr, &ids)));
         }
+        // Fields per predicate and per rule; per slot, the fields of the
+        // triggers of its rules are eager, the rest lazy.
+        let mut pred_field = vec![0u16; order.len()];
+        for (p, fi) in order.iter().zip(pred_field.iter_mut()) {
+            *fi = field_ix.get(&p.field).copied().unwrap_or(0) as u16;
+        }
+        let mut eager = vec![vec![false; fields.len()]; nslots];
+        for (p, rs) in trig.iter().enumerate() {
+            for &r in rs {
+                for (si, e) in eager.iter_mut().enumerate() {
+                    if masks[r as usize] & (1 << si) != 0 {
+                        e[usize::from(pred_field[p])] = true;
+                    }
+                }
+            }
+        }
+        let (mut slot_eager, mut slot_lazy) = (vec![Vec::new(); nslots], vec![Vec::new(); nslots]);
+        for (si, fs) in slot_fields.iter().enumerate() {
+            for &(fi, f) in fs {
+                if eager[si][usize::from(fi)] {
+                    slot_eager[si].push((fi, f));
+                } else {
+                    slot_lazy[si].push((fi, f));
+                }
+            }
+        }
+        let rule_fields = rules
+            .iter()
+            .map(|r| {
+                let mut ps = Vec::new();
+                r.expr.preds(&mut ps);
+                let mut fs: Vec<u16> = ps
+                    .iter()
+                    .filter_map(|p| ids.get(p).map(|&id| pred_field[id as usize]))
+                    .collect();
+                fs.sort_unstable();
+                fs.dedup();
+                fs.into_boxed_slice()
+            })
+            .collect();
         Ok(Matcher {
             npreds: order.len(),
             fields,
             slot_fields,
+            slot_eager,
+            slot_lazy,
+            rule_fields,
             actions: action_index(),
             slot_always,
             slot_rules,
@@ -844,6 +903,7 @@ impl Matcher {
             .map(|f| f.gated.iter().map(|(r, _)| r.create_cache()).collect())
             .collect();
         s.mark = vec![0; self.rules.len()];
+        s.fmark = vec![0; self.fields.len()];
         s.epoch = 0;
         s.memo.clear();
         s.memo.resize_with(MEMO_SLOTS, Memo::default);
@@ -896,48 +956,18 @@ impl Matcher {
         s.epoch = s.epoch.wrapping_add(1);
         if s.epoch == 0 {
             s.mark.iter_mut().for_each(|m| *m = 0);
+            s.fmark.iter_mut().for_each(|m| *m = 0);
             s.epoch = 1;
         }
         s.cands.clear();
-        for &(fi, field) in &self.slot_fields[si] {
-            let Some(v) = ev.field(field) else { continue };
-            let fp = &self.fields[fi as usize];
-            for &p in &fp.exists {
-                self.hit(p, s);
-            }
-            match v {
-                Value::Str(b) => self.eval_str(fi as usize, si, &b, s, filtered),
-                Value::Int(n) => {
-                    if let Some(ps) = fp.int_eq.get(&n) {
-                        for &p in ps {
-                            self.hit(p, s);
-                        }
-                    }
-                    for &(c, k, p) in &fp.int_cmp {
-                        if c.holds(n, k) {
-                            self.hit(p, s);
-                        }
-                    }
-                }
-                Value::Bool(b) => {
-                    for &p in &fp.bools[usize::from(b)] {
-                        self.hit(p, s);
-                    }
-                }
-                Value::Ip(ip) => {
-                    for &(net, len, p) in &fp.cidrs {
-                        if in_cidr(ip, net, len) {
-                            self.hit(p, s);
-                        }
-                    }
-                    if fp.has_str() {
-                        let mut t = std::mem::take(&mut s.text);
-                        t.clear();
-                        let _ = write!(t, "{ip}");
-                        self.eval_str(fi as usize, si, t.as_bytes(), s, filtered);
-                        s.text = t;
-                    }
-                }
+        let fields = if filtered {
+            &self.slot_eager[si]
+        } else {
+            &self.slot_fields[si]
+        };
+        for &(fi, field) in fields {
+            if let Some(v) = ev.field(field) {
+                self.eval_field(fi as usize, v, si, s, filtered);
             }
         }
         s.counts.events += 1;
@@ -957,6 +987,32 @@ impl Matcher {
                 s.cands.push(r);
             }
         }
+        let lazy = &self.slot_lazy[si];
+        if !lazy.is_empty() && !s.cands.is_empty() {
+            // The fields the candidate rules of this slot test that no
+            // trigger needed: read them now, each once.
+            if s.fmark.len() != self.fields.len() {
+                s.fmark = vec![0; self.fields.len()];
+            }
+            let mut need = false;
+            for &r in &s.cands {
+                if self.rules[r as usize].0 & (1 << si) != 0 {
+                    for &fi in &self.rule_fields[r as usize] {
+                        s.fmark[usize::from(fi)] = s.epoch;
+                        need = true;
+                    }
+                }
+            }
+            if need {
+                for &(fi, field) in lazy {
+                    if s.fmark[usize::from(fi)] == s.epoch
+                        && let Some(v) = ev.field(field)
+                    {
+                        self.eval_field(fi as usize, v, si, s, filtered);
+                    }
+                }
+            }
+        }
         s.cands.sort_unstable();
         for &r in &s.cands {
             let (slots, e) = &self.rules[r as usize];
@@ -964,6 +1020,48 @@ impl Matcher {
                 s.counts.evaluated += 1;
                 if e.eval(&s.truth) {
                     out.push(r);
+                }
+            }
+        }
+    }
+
+    /// The tests of field `fi` on its value `v`.
+    fn eval_field(&self, fi: usize, v: Value<'_>, si: usize, s: &mut Scratch, filtered: bool) {
+        let fp = &self.fields[fi];
+        for &p in &fp.exists {
+            self.hit(p, s);
+        }
+        match v {
+            Value::Str(b) => self.eval_str(fi, si, &b, s, filtered),
+            Value::Int(n) => {
+                if let Some(ps) = fp.int_eq.get(&n) {
+                    for &p in ps {
+                        self.hit(p, s);
+                    }
+                }
+                for &(c, k, p) in &fp.int_cmp {
+                    if c.holds(n, k) {
+                        self.hit(p, s);
+                    }
+                }
+            }
+            Value::Bool(b) => {
+                for &p in &fp.bools[usize::from(b)] {
+                    self.hit(p, s);
+                }
+            }
+            Value::Ip(ip) => {
+                for &(net, len, p) in &fp.cidrs {
+                    if in_cidr(ip, net, len) {
+                        self.hit(p, s);
+                    }
+                }
+                if fp.has_str() {
+                    let mut t = std::mem::take(&mut s.text);
+                    t.clear();
+                    let _ = write!(t, "{ip}");
+                    self.eval_str(fi, si, t.as_bytes(), s, filtered);
+                    s.text = t;
                 }
             }
         }

@@ -1471,7 +1471,9 @@ impl RuleSet {
         self.prefilter
     }
 
-    /// Switches the literal prefilter on or off. Off, every string test of
+    /// Switches the literal prefilter on or off. Off, every field the
+    /// slot's rules test is read (on, fields no trigger needs are read only
+    /// for candidate rules), every string test of
     /// the event's fields is scanned with the full regexes and every rule
     /// of the event's category and action is evaluated: the reference the
     /// prefilter is checked against. Both give the same matches.

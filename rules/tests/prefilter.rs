@@ -308,3 +308,74 @@ fn the_prefilter_skips_rules_and_counts_them() {
         assert_eq!(c.skipped_per_event(), if on { 49.0 } else { 0.0 });
     }
 }
+
+/// An event that counts the reads of each field.
+struct Counting<'a> {
+    ev: &'a Example,
+    reads: std::cell::RefCell<Vec<Field>>,
+}
+
+impl Fields for Counting<'_> {
+    fn category(&self) -> &str {
+        self.ev.category()
+    }
+    fn field(&self, f: Field) -> Option<Value<'_>> {
+        self.reads.borrow_mut().push(f);
+        self.ev.field(f)
+    }
+}
+
+#[test]
+fn fields_only_non_triggers_test_are_read_for_candidates() {
+    // The trigger is the command line literal; the executable is tested
+    // only as a further condition, so it is read only when the literal hit.
+    let cmd = |p: &str| Pred {
+        field: Field::ProcessCommandLine,
+        test: Test::Str {
+            op: StrOp::Contains,
+            pat: p.as_bytes().to_vec(),
+            ci: false,
+        },
+    };
+    let exe = Pred {
+        field: Field::ProcessExecutable,
+        test: Test::Str {
+            op: StrOp::Suffix,
+            pat: b"/curl".to_vec(),
+            ci: false,
+        },
+    };
+    let cond = Expr::And(vec![Expr::Pred(cmd("--upload")), Expr::Pred(exe)]);
+    let set = RuleSet::build(vec![rule(0, cond)]).expect("compiles");
+    let ev = |cmdline: &str| Example {
+        line: 0,
+        want: true,
+        values: vec![
+            (Field::EventAction, Value::Str(b"exec".to_vec().into())),
+            (
+                Field::ProcessCommandLine,
+                Value::Str(cmdline.as_bytes().to_vec().into()),
+            ),
+            (
+                Field::ProcessExecutable,
+                Value::Str(b"/usr/bin/curl".to_vec().into()),
+            ),
+        ],
+    };
+    let mut scratch = Scratch::new();
+    for (cmdline, hit) in [("ls -la", false), ("curl --upload x", true), ("cat", false)] {
+        let e = ev(cmdline);
+        for on in [true, false] {
+            let c = Counting {
+                ev: &e,
+                reads: Default::default(),
+            };
+            let mut out = Vec::new();
+            set.evaluate_with(&c, &mut scratch, &mut out, on);
+            assert_eq!(out.len(), usize::from(hit), "{cmdline} prefilter {on}");
+            let read_exe = c.reads.borrow().contains(&Field::ProcessExecutable);
+            // Unfiltered reads every field; prefiltered only when needed.
+            assert_eq!(read_exe, hit || !on, "{cmdline} prefilter {on}");
+        }
+    }
+}

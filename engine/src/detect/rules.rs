@@ -637,6 +637,9 @@ fn exec_field(ev: &Event, f: Field) -> Option<Value<'_>> {
             let Body::Exec { env, .. } = &ev.k.body else {
                 return None;
             };
+            if env.is_empty() {
+                return None;
+            }
             let name = f.name().strip_prefix("vigil.env.")?.as_bytes();
             env.iter().find_map(|e| {
                 e.strip_prefix(name)
