@@ -2728,6 +2728,80 @@ mod encode_tests {
         assert!(direct * 5 > total * 2, "{direct} of {total} from templates");
     }
 
+    /// A process's exit record is written from the templates its exec
+    /// record built, although the enricher marks the process exited in a
+    /// new copy of its table entry (the template holds the old one); the
+    /// bytes are the writer's.
+    #[test]
+    fn exit_after_exec_uses_the_exec_templates() {
+        let mut en = Enricher::new(Arc::new(Users::default()), 1_700_000_000_000_000_000, 4);
+        let mut host = RecordedHost::default();
+        let mut cache = EncodeCache::default();
+        let hdr = |k: u16, ts_ns: u64| Hdr {
+            kind: k,
+            pid: 300,
+            tid: 300,
+            ppid: 1,
+            ns_pid: 300,
+            start_ns: 5_000_000_123,
+            ts_ns,
+            comm: *b"true\0\0\0\0\0\0\0\0\0\0\0\0",
+            cgroup_id: 2,
+            ..Hdr::default()
+        };
+        let strs: [&[u8]; 4] = [b"/usr/bin/true", b"/tmp", b"true", b"-x"];
+        let exec = encode_record(
+            hdr(kind::EXEC, 9_000_000_000),
+            &abi::Exec {
+                argc: 2,
+                ..Default::default()
+            },
+            &strs,
+        );
+        let exit = encode_record(
+            hdr(kind::EXIT, 9_000_500_000),
+            &abi::Exit {
+                status: 3 << 8,
+                _pad: 0,
+            },
+            &[],
+        );
+        // the parent is known (an unknown one is a new placeholder each time)
+        let init = encode_record(
+            Hdr {
+                pid: 1,
+                tid: 1,
+                ppid: 0,
+                ns_pid: 1,
+                start_ns: 1,
+                ..hdr(kind::EXEC, 8_000_000_000)
+            },
+            &abi::Exec {
+                argc: 1,
+                ..Default::default()
+            },
+            &[b"/sbin/init", b"/", b"/sbin/init"],
+        );
+        en.enrich(decode(&init).unwrap(), &mut host);
+        let ex = en.enrich(decode(&exec).unwrap(), &mut host);
+        let mut out = Vec::new();
+        encode_cached_into(&ex, "h", "event", &mut cache, &mut out);
+        assert_eq!(out, encode(&ex, "h", "event"));
+        let ev = en.enrich(decode(&exit).unwrap(), &mut host);
+        let (a, b) = (ex.process.as_ref().unwrap(), ev.process.as_ref().unwrap());
+        assert!(!Arc::ptr_eq(a, b), "the exit is a new copy of the entry");
+        assert!(b.exited_ns.is_some() && a.exited_ns.is_none());
+        let before = cache.tmpl.hits;
+        let mut out = Vec::new();
+        encode_cached_into(&ev, "h", "event", &mut cache, &mut out);
+        assert_eq!(cache.tmpl.hits, before + 1, "the exit missed its templates");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&encode(&ev, "h", "event"))
+        );
+        assert!(String::from_utf8_lossy(&out).contains("\"exit_code\":3"));
+    }
+
     /// The per-process fragment cache gives byte-identical output to the
     /// uncached encoder, over every kind and while the parent, users,
     /// ancestors, namespaces and pid slot change under it (no stale bytes).

@@ -175,7 +175,7 @@ impl ProcId {
             && self.auid == h.auid
             && self.ids == ParentUserId::ids(ev)
             && self.ns == LineageId::ns(ev)
-            && same_opt(&self.process, &ev.process)
+            && same_image(&self.process, &ev.process)
             && self.start == process_start(ev)
             && chain
             && same_opt(&self.names[0], &ev.user)
@@ -185,6 +185,52 @@ impl ProcId {
             && same_opt(&self.cgroup_path, &ev.cgroup_path)
             && self.ns_user == ev.ns_user
             && *self.host == *hostname
+    }
+}
+
+/// Whether two process table entries write the same bytes: the same
+/// entry, or one that differs from it only in `exited_ns` (the enricher
+/// marks a process exited with a changed copy of its entry when the old one
+/// is shared, which it is while a template holds it; no field of a record
+/// is written from `exited_ns`). The other shared members are compared by
+/// address: the template holds `a`, so they are not freed and reused.
+fn same_image(a: &Option<Arc<ProcInfo>>, b: &Option<Arc<ProcInfo>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            if Arc::ptr_eq(a, b) {
+                return true;
+            }
+            // every field named, so that a new one is decided on here
+            let ProcInfo {
+                pid,
+                ppid,
+                start_ns,
+                exe,
+                args,
+                cmdline,
+                args_truncated,
+                cwd,
+                container,
+                updated_ns,
+                exited_ns: _,
+                uid_map,
+                hash,
+            } = &**a;
+            *pid == b.pid
+                && *ppid == b.ppid
+                && *start_ns == b.start_ns
+                && same_arc(exe, &b.exe)
+                && same_arc(args, &b.args)
+                && same_arc(cmdline, &b.cmdline)
+                && *args_truncated == b.args_truncated
+                && same_arc(cwd, &b.cwd)
+                && same_opt(container, &b.container)
+                && *updated_ns == b.updated_ns
+                && same_opt(uid_map, &b.uid_map)
+                && same_opt(hash, &b.hash)
+        }
+        (None, None) => true,
+        _ => false,
     }
 }
 
