@@ -524,8 +524,13 @@ static __always_inline __u32 begin(struct scratch *s, __u16 kind, __u32 body_siz
 
 /* Whether process `tgid` may send one more record to the priority ring
  * (GCRA: the schedule advances one interval per record and may run at most
- * cfg_prio_burst_ns ahead of now). Threads on several CPUs may race on the
- * entry; the budget is then slightly exceeded, never undercounted. */
+ * cfg_prio_burst_ns ahead of now). Threads of one process on several CPUs
+ * share the entry: the first record inserts it only if no other CPU did
+ * (BPF_NOEXIST), and the schedule advances by compare-and-swap, so two
+ * CPUs can never both take the same slot. A CAS lost VG_BUDGET_TRIES times
+ * in a row (other threads of the process taking slots meanwhile) counts
+ * as over budget: the record goes to the bulk ring, counted as demoted. */
+#define VG_BUDGET_TRIES 4
 static __always_inline int within_budget(__u32 tgid)
 {
 	if (!cfg_prio_interval_ns)
@@ -534,14 +539,23 @@ static __always_inline int within_budget(__u32 tgid)
 	__u64 *tat = bpf_map_lookup_elem(&prio_budget, &tgid);
 	if (!tat) {
 		__u64 v = now + cfg_prio_interval_ns;
-		bpf_map_update_elem(&prio_budget, &tgid, &v, BPF_ANY);
-		return 1;
+		if (bpf_map_update_elem(&prio_budget, &tgid, &v, BPF_NOEXIST) == 0)
+			return 1;
+		/* another CPU inserted it first: take a slot of its schedule */
+		tat = bpf_map_lookup_elem(&prio_budget, &tgid);
+		if (!tat)
+			return 0;
 	}
-	__u64 t = *tat > now ? *tat : now;
-	if (t - now > cfg_prio_burst_ns)
-		return 0;
-	*tat = t + cfg_prio_interval_ns;
-	return 1;
+#pragma unroll
+	for (int i = 0; i < VG_BUDGET_TRIES; i++) {
+		__u64 old = *(volatile __u64 *)tat;
+		__u64 t = old > now ? old : now;
+		if (t - now > cfg_prio_burst_ns)
+			return 0;
+		if (__sync_val_compare_and_swap(tat, old, t + cfg_prio_interval_ns) == old)
+			return 1;
+	}
+	return 0;
 }
 
 static __always_inline long ring_out(int prio, void *data, __u32 size)

@@ -129,3 +129,68 @@ fn alerts_survive_a_flood_that_overflows_the_bulk_ring() {
         "{rendered}"
     );
 }
+
+/// The per-process priority budget holds for a process whose threads race
+/// for it on both CPUs: of the candidate records of a two-thread burst, at
+/// most the burst plus one per interval of the process's lifetime (plus
+/// the first) reach the priority ring; the rest are demoted and counted.
+#[test]
+fn threads_of_one_process_never_exceed_its_priority_budget() {
+    let test = "threads_of_one_process_never_exceed_its_priority_budget";
+    if !vigil_tests::require_root(test) {
+        return;
+    }
+    let _lock = vigil_tests::bpf_lock();
+    const RATE: u64 = 20_000;
+    const BURST: u64 = 1;
+    const THREADS: usize = 2;
+    const PER_THREAD: u64 = 40_000;
+    let mut cfg = Config::default();
+    cfg.agent.events = true;
+    cfg.sensors.priority_rate = RATE as u32;
+    cfg.sensors.priority_burst = BURST as u32;
+    let mut l = Loader::new();
+    l.add_builtin();
+    let (set, report) = l.load();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let out = Shared::default();
+    let sink = JsonLines::writer(Box::new(out.clone()), "test");
+    let running = Running::spawn(RunOptions {
+        sink: Some(Box::new(sink)),
+        rules: Some(Arc::new(set)),
+        ..RunOptions::new(cfg)
+    })
+    .unwrap_or_else(|e| panic!("agent failed to start: {e}"));
+    let marker = vigil_tests::unique_marker("budgetrace");
+    let t0 = std::time::Instant::now();
+    let st = Command::new(common::trigger_bin())
+        .args([
+            "open-burst-threads",
+            &format!("/etc/{marker}"),
+            &PER_THREAD.to_string(),
+            &THREADS.to_string(),
+        ])
+        .status()
+        .unwrap();
+    let life = t0.elapsed();
+    assert!(st.success());
+    let summary = running.stop_and_detach().unwrap();
+    let n = PER_THREAD * THREADS as u64;
+    let interval_ns = 1_000_000_000 / RATE;
+    // every slot the schedule can hand out in the process's lifetime
+    let allowance = BURST + life.as_nanos() as u64 / interval_ns + 1;
+    // (demotions of other processes only add to the count)
+    let d = summary
+        .kernel
+        .get(&kind::OPEN)
+        .map(|o| o.demoted)
+        .unwrap_or(0);
+    assert!(
+        d + allowance >= n,
+        "{d} of {n} opens demoted in {life:?}: {} reached the priority ring, \
+         the budget allows at most {allowance}",
+        n - d.min(n)
+    );
+    // and the budget did bind: most of the burst went to the bulk ring
+    assert!(d > 0, "no open demoted: {:?}", summary.kernel.get(&kind::OPEN));
+}

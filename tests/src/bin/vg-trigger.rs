@@ -42,6 +42,31 @@ fn main() {
                     libc::open(c.as_ptr(), libc::O_RDONLY);
                 }
             }
+            "open-burst-threads" => {
+                // T threads of this one process, released together, each
+                // making N failing opens of distinct names under a prefix
+                // (threads racing for the process's priority budget)
+                let n: usize = a(2).parse().expect("count");
+                let t: usize = a(3).parse().expect("threads");
+                let go = std::sync::Arc::new(std::sync::Barrier::new(t));
+                let threads: Vec<_> = (0..t)
+                    .map(|k| {
+                        let names: Vec<CString> =
+                            (0..n).map(|i| cstr(&format!("{}-{k}-{i}", a(1)))).collect();
+                        let go = go.clone();
+                        std::thread::spawn(move || {
+                            go.wait();
+                            for c in &names {
+                                // SAFETY: a valid NUL-terminated path
+                                libc::open(c.as_ptr(), libc::O_RDONLY);
+                            }
+                        })
+                    })
+                    .collect();
+                for th in threads {
+                    th.join().expect("opener thread");
+                }
+            }
             "open-write" => {
                 libc::open(cstr(a(1)).as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o600);
             }
