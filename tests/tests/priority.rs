@@ -192,5 +192,9 @@ fn threads_of_one_process_never_exceed_its_priority_budget() {
         n - d.min(n)
     );
     // and the budget did bind: most of the burst went to the bulk ring
-    assert!(d > 0, "no open demoted: {:?}", summary.kernel.get(&kind::OPEN));
+    assert!(
+        d > 0,
+        "no open demoted: {:?}",
+        summary.kernel.get(&kind::OPEN)
+    );
 }

@@ -11,9 +11,9 @@
 //!   of /etc/shadow by `cat`) is delivered completely with no new drop.
 //!
 //! The full mode keeps the default ring buffer (16 MiB); `--quick` (CI: a
-//! few seconds per storm) shrinks it to 1 MiB drained every 200 ms so that
-//! it surely overflows on any machine. At 16 MiB the exec and mixed storms do not overflow it
-//! here (fork+exec is too slow for that): their rows show what the agent
+//! few seconds per storm) shrinks it to 1 MiB drained every 200 ms (woken
+//! a page from full) so that it surely overflows on any machine. At 16 MiB
+//! the exec and mixed storms do not overflow it here (fork+exec is too slow for that): their rows show what the agent
 //! sustains.
 
 use crate::util::*;
@@ -239,7 +239,7 @@ pub fn main(args: &[String]) -> R<()> {
     let mut procs: usize = 3;
     // The quick mode (CI, a few seconds per storm) must prove that drops are
     // counted, so its bulk ring surely overflows whatever the machine: 1 MiB,
-    // drained only every 200 ms (no wakeup before the ring is full), which
+    // drained every 200 ms and woken only when a page from full, which
     // holds about 4,000 records while a storm makes tens of thousands a
     // second; an agent that keeps up with the storms at the default drain
     // (it does on this machine kind since records reach the sinks in
@@ -278,7 +278,11 @@ pub fn main(args: &[String]) -> R<()> {
     if let Some(r) = ring {
         extra.push_str(&format!("[sensors]\nring_buffer_bytes = {r}\n"));
         if quick {
-            extra.push_str(&format!("wakeup_bytes = {r}\ndrain_interval_ms = 200\n"));
+            // (the wakeup must be below the ring's size: one page below)
+            extra.push_str(&format!(
+                "wakeup_bytes = {}\ndrain_interval_ms = 200\n",
+                r - 4096
+            ));
         }
     }
     // The per-rule alert rate limit (default 50 at once, 5/s) would
