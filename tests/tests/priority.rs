@@ -21,6 +21,23 @@ use common::{Shared, TempDir};
 
 const ROUNDS: usize = 5;
 
+/// The agent with the built-in rules and `cfg`, its JSON lines captured.
+fn start_agent(cfg: Config) -> (Running, Shared) {
+    let mut l = Loader::new();
+    l.add_builtin();
+    let (set, report) = l.load();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let out = Shared::default();
+    let sink = JsonLines::writer(Box::new(out.clone()), "test");
+    let running = Running::spawn(RunOptions {
+        sink: Some(Box::new(sink)),
+        rules: Some(Arc::new(set)),
+        ..RunOptions::new(cfg)
+    })
+    .unwrap_or_else(|e| panic!("agent failed to start: {e}"));
+    (running, out)
+}
+
 #[test]
 fn alerts_survive_a_flood_that_overflows_the_bulk_ring() {
     let test = "alerts_survive_a_flood_that_overflows_the_bulk_ring";
@@ -35,18 +52,7 @@ fn alerts_survive_a_flood_that_overflows_the_bulk_ring() {
     cfg.sensors.ring_buffer_bytes = 4096;
     cfg.sensors.wakeup_bytes = 2048;
     cfg.sensors.drain_interval_ms = 200;
-    let mut l = Loader::new();
-    l.add_builtin();
-    let (set, report) = l.load();
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let out = Shared::default();
-    let sink = JsonLines::writer(Box::new(out.clone()), "test");
-    let running = Running::spawn(RunOptions {
-        sink: Some(Box::new(sink)),
-        rules: Some(Arc::new(set)),
-        ..RunOptions::new(cfg)
-    })
-    .unwrap_or_else(|e| panic!("agent failed to start: {e}"));
+    let (running, out) = start_agent(cfg);
 
     let dir = TempDir(PathBuf::from(format!(
         "/dev/shm/{}",
@@ -149,18 +155,7 @@ fn threads_of_one_process_never_exceed_its_priority_budget() {
     cfg.agent.events = true;
     cfg.sensors.priority_rate = RATE as u32;
     cfg.sensors.priority_burst = BURST as u32;
-    let mut l = Loader::new();
-    l.add_builtin();
-    let (set, report) = l.load();
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let out = Shared::default();
-    let sink = JsonLines::writer(Box::new(out.clone()), "test");
-    let running = Running::spawn(RunOptions {
-        sink: Some(Box::new(sink)),
-        rules: Some(Arc::new(set)),
-        ..RunOptions::new(cfg)
-    })
-    .unwrap_or_else(|e| panic!("agent failed to start: {e}"));
+    let (running, _out) = start_agent(cfg);
     let marker = vigil_tests::unique_marker("budgetrace");
     let t0 = std::time::Instant::now();
     let st = Command::new(common::trigger_bin())
